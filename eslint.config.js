@@ -1,0 +1,22 @@
+// @ts-check
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+
+export default tseslint.config(
+  { ignores: ["dist/", "node_modules/", "src/gen/", "coverage/", "examples/**/dist/"] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ["**/*.ts"],
+    rules: {
+      "@typescript-eslint/no-explicit-any": "error",
+      "@typescript-eslint/consistent-type-imports": "error",
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+      "no-console": ["error", { allow: ["error"] }],
+    },
+  },
+  {
+    files: ["src/cmd/**/*.ts", "bench/**/*.ts", "test/**/*.ts", "scripts/**/*.js"],
+    rules: { "no-console": "off" },
+  },
+);

@@ -1,0 +1,81 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/**
+ * The error hierarchy. Every error that can cross the wire is a GouletteError with a Connect code;
+ * retryability is a property of the class, not a decision scattered over call sites.
+ */
+export class GouletteError extends Error {
+  readonly code: Code;
+  readonly retryable: boolean;
+
+  constructor(message: string, code: Code, retryable = false, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = retryable;
+  }
+}
+
+/** The request is malformed or names impossible values; retrying will not help. */
+export class InvalidArgumentError extends GouletteError {
+  constructor(message: string) {
+    super(message, Code.InvalidArgument);
+  }
+}
+
+/** A broker, topic or partition that does not exist. */
+export class NotFoundError extends GouletteError {
+  constructor(message: string) {
+    super(message, Code.NotFound);
+  }
+}
+
+/** The request is valid but the cluster is not in a state to carry it out (e.g. too few brokers). */
+export class FailedPreconditionError extends GouletteError {
+  constructor(message: string) {
+    super(message, Code.FailedPrecondition);
+  }
+}
+
+/** Temporarily impossible: no leader, etcd unreachable, still recovering. Retry with backoff. */
+export class UnavailableError extends GouletteError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, Code.Unavailable, true, options);
+  }
+}
+
+/** This sentinel lost leadership while it was writing: its append was fenced off by etcd. */
+export class NotLeaderError extends GouletteError {
+  constructor(message = "this sentinel is not the leader (its election key is gone)") {
+    super(message, Code.Unavailable, true);
+  }
+}
+
+/** Credentials missing or wrong. */
+export class UnauthenticatedError extends GouletteError {
+  constructor(message: string) {
+    super(message, Code.Unauthenticated);
+  }
+}
+
+/** True when the same call may succeed later. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof GouletteError) return err.retryable;
+  if (err instanceof ConnectError) {
+    return [Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted].includes(err.code);
+  }
+  return false;
+}
+
+/** Translates any error into the ConnectError that goes on the wire; unknown errors become Internal. */
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof GouletteError) return new ConnectError(err.message, err.code, undefined, undefined, err);
+  const message = err instanceof Error ? err.message : String(err);
+  return new ConnectError(`internal error: ${message}`, Code.Internal, undefined, undefined, err);
+}
+
+/** The message of any thrown value. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
