@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+import { ConnectError } from "@connectrpc/connect";
+import { GouletteError, errorMessage } from "../errors.js";
+import { runAdmin } from "./admin.js";
+import { runSentinel } from "./sentinel.js";
+
+const USAGE = `goulette — a distributed message queue with an etcd control plane
+
+Usage: goulette <command> [options]   (goulette <command> --help for its options)
+
+  sentinel    run a control-plane node (etcd external or embedded)
+  admin       status | topics | operations | snapshot
+`;
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = {
+  sentinel: runSentinel,
+  admin: runAdmin,
+};
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    console.log(USAGE);
+    return;
+  }
+  const run = commands[command];
+  if (!run) {
+    console.error(`goulette: unknown command '${command}'\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  await run(rest);
+}
+
+main().catch((err: unknown) => {
+  // Errors a person can act on are printed as one line, without a stack.
+  if (err instanceof GouletteError || err instanceof ConnectError) {
+    console.error(`goulette: ${errorMessage(err)}`);
+  } else {
+    console.error(err);
+  }
+  process.exit(1);
+});

@@ -1,0 +1,208 @@
+import { EventEmitter } from "node:events";
+import type { Etcd3, Lease, Watcher } from "etcd3";
+import type { Logger } from "../observability/logger.js";
+import { errorMessage } from "../errors.js";
+import type { Keyspace } from "./keyspace.js";
+
+export interface LeaderElectionOptions {
+  etcd: Etcd3;
+  keys: Keyspace;
+  /** This sentinel's advertised RPC URL: the election value, which followers forward writes to. */
+  url: string;
+  /** Election lease TTL in seconds: a dead leader is replaced within about this long. */
+  ttlSeconds: number;
+  logger: Logger;
+}
+
+export type ElectionEvents = {
+  /** This sentinel became leader; fenceKey is the key whose existence fences its writes. */
+  elected: [fenceKey: string];
+  /** This sentinel stopped being leader (lease lost, etcd unreachable too long, or resigned). */
+  deposed: [reason: string];
+  /** The leader's URL changed (undefined while there is none). */
+  leader: [url: string | undefined];
+};
+
+/**
+ * Leader election over etcd (the algorithm of etcd's concurrency package): each candidate puts
+ * `<prefix>/election/leader/<lease id>` = its URL under its own lease; the key with the lowest create
+ * revision leads. The key is also the fence of the operation log: appends compare that it exists.
+ *
+ * Split-brain guard: etcd expires a lease TTL seconds after its last successful keepalive. A leader
+ * that has not renewed for 2/3 of the TTL steps down on its own, before another sentinel could be
+ * elected, and campaigns again with a new lease.
+ */
+export class LeaderElection extends EventEmitter<ElectionEvents> {
+  #lease: Lease | undefined;
+  #fenceKey: string | undefined;
+  #isLeader = false;
+  #leaderUrl: string | undefined;
+  #running = false;
+  #lastRenewal = 0;
+  #guardTimer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #predecessorWatch: Watcher | undefined;
+  #leaderWatch: Watcher | undefined;
+  #generation = 0;
+
+  constructor(private readonly options: LeaderElectionOptions) {
+    super();
+  }
+
+  get isLeader(): boolean {
+    return this.#isLeader;
+  }
+
+  /** The key that fences this leader's writes; undefined when not leader. */
+  get fenceKey(): string | undefined {
+    return this.#isLeader ? this.#fenceKey : undefined;
+  }
+
+  get leaderUrl(): string | undefined {
+    return this.#leaderUrl;
+  }
+
+  async start(): Promise<void> {
+    this.#running = true;
+    await this.#observeLeader();
+    this.#campaign();
+  }
+
+  /** Stops campaigning; a leader resigns (revokes its lease) so another sentinel takes over at once. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#generation++;
+    clearTimeout(this.#retryTimer);
+    clearInterval(this.#guardTimer);
+    await this.#predecessorWatch?.cancel().catch(() => undefined);
+    await this.#leaderWatch?.cancel().catch(() => undefined);
+    this.#stepDown("resigned");
+    await this.#lease?.revoke().catch(() => undefined);
+    this.#lease = undefined;
+  }
+
+  /** Every campaigning sentinel's URL, leader first. */
+  async candidates(): Promise<{ key: string; url: string }[]> {
+    const res = await this.options.etcd
+      .getAll()
+      .prefix(this.options.keys.electionPrefix)
+      .sort("Create", "Ascend")
+      .exec();
+    return res.kvs.map((kv) => ({ key: kv.key.toString(), url: kv.value.toString() }));
+  }
+
+  #campaign(): void {
+    const generation = ++this.#generation;
+    void this.#runCampaign(generation).catch((err: unknown) => {
+      if (generation !== this.#generation || !this.#running) return;
+      this.options.logger.warn({ err: errorMessage(err) }, "leader campaign failed; retrying in 1 s");
+      this.#stepDown(`campaign failed: ${errorMessage(err)}`);
+      this.#retry(generation);
+    });
+  }
+
+  #retry(generation: number): void {
+    if (generation !== this.#generation || !this.#running) return;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.#campaign(), 1_000);
+  }
+
+  async #runCampaign(generation: number): Promise<void> {
+    const { etcd, keys, ttlSeconds, url } = this.options;
+    const old = this.#lease;
+    this.#lease = undefined;
+    old?.revoke().catch(() => undefined);
+    const lease = etcd.lease(ttlSeconds);
+    this.#lease = lease;
+    const leaseId = await lease.grant();
+    this.#lastRenewal = Date.now();
+    lease.on("keepaliveSucceeded", () => {
+      this.#lastRenewal = Date.now();
+    });
+    lease.on("lost", (err) => {
+      if (generation !== this.#generation) return;
+      this.options.logger.warn({ err: err.message }, "election lease lost");
+      this.#stepDown("election lease lost");
+      this.#campaign();
+    });
+    const myKey = keys.electionPrefix + leaseId;
+    await lease.put(myKey).value(url);
+    this.#fenceKey = myKey;
+
+    while (generation === this.#generation && this.#running) {
+      const res = await etcd.getAll().prefix(keys.electionPrefix).sort("Create", "Ascend").exec();
+      const mine = res.kvs.findIndex((kv) => kv.key.toString() === myKey);
+      if (mine === -1) throw new Error("our election key vanished (lease expired)");
+      if (mine === 0) break;
+      // Wait for the candidate just ahead of us to go, then look again.
+      const predecessor = (res.kvs[mine - 1] as { key: Buffer }).key.toString();
+      await new Promise<void>((resolve, reject) => {
+        void etcd
+          .watch()
+          .key(predecessor)
+          .startRevision(String(Number(res.header.revision) + 1))
+          .create()
+          .then((watcher) => {
+            this.#predecessorWatch = watcher;
+            watcher.on("delete", () => resolve());
+            watcher.on("error", reject);
+            if (generation !== this.#generation || !this.#running) resolve();
+          }, reject);
+      }).finally(() => {
+        void this.#predecessorWatch?.cancel().catch(() => undefined);
+      });
+    }
+    if (generation !== this.#generation || !this.#running) return;
+    this.#isLeader = true;
+    this.#startGuard(generation);
+    this.options.logger.info({ fenceKey: myKey }, "elected leader");
+    this.emit("elected", myKey);
+  }
+
+  #startGuard(generation: number): void {
+    clearInterval(this.#guardTimer);
+    const limitMs = (this.options.ttlSeconds * 1000 * 2) / 3;
+    this.#guardTimer = setInterval(() => {
+      if (generation !== this.#generation || !this.#isLeader) return;
+      const silentFor = Date.now() - this.#lastRenewal;
+      if (silentFor > limitMs) {
+        this.options.logger.warn(
+          { silentForMs: silentFor, ttlSeconds: this.options.ttlSeconds },
+          "could not renew the election lease in time; stepping down before it can expire",
+        );
+        this.#stepDown("lease renewal overdue");
+        this.#retry(generation);
+      }
+    }, 100);
+    this.#guardTimer.unref();
+  }
+
+  #stepDown(reason: string): void {
+    clearInterval(this.#guardTimer);
+    if (!this.#isLeader) return;
+    this.#isLeader = false;
+    this.emit("deposed", reason);
+  }
+
+  async #observeLeader(): Promise<void> {
+    const { etcd, keys } = this.options;
+    const refresh = async () => {
+      const res = await etcd.getAll().prefix(keys.electionPrefix).sort("Create", "Ascend").limit(1).strings();
+      const url = Object.values(res)[0];
+      if (url !== this.#leaderUrl) {
+        this.#leaderUrl = url;
+        this.emit("leader", url);
+      }
+    };
+    await refresh();
+    this.#leaderWatch = await etcd.watch().prefix(keys.electionPrefix).create();
+    const onChange = () => {
+      refresh().catch((err: unknown) =>
+        this.options.logger.warn({ err: errorMessage(err) }, "could not read the election leader"),
+      );
+    };
+    this.#leaderWatch.on("put", onChange);
+    this.#leaderWatch.on("delete", onChange);
+    this.#leaderWatch.on("connected", onChange);
+  }
+}

@@ -1,0 +1,111 @@
+import { partitionKey } from "../ring/placement.js";
+import type { Command, PartitionPlacement, TopicChange, UnreachableReason } from "./operations.js";
+import type { ClusterState } from "./state.js";
+
+/**
+ * Leader-side decisions, as pure functions of (state, ring, request) → command. The leader proposes the
+ * command to the log; the state changes only when the committed operation is applied.
+ */
+
+/** What the planner needs from the hash ring. */
+export interface RingView {
+  /** The next `count` distinct brokers clockwise from hash(key) that pass `accept`. */
+  pick(key: string, count: number, accept?: (brokerId: string) => boolean): string[];
+}
+
+export function planNewTopic(
+  state: ClusterState,
+  ring: RingView,
+  request: { topic: string; partitions: number; replicaCount: number },
+): Command {
+  const healthy = (id: string) => state.broker(id)?.status === "healthy";
+  const placements: PartitionPlacement[] = [];
+  for (let partition = 0; partition < request.partitions; partition++) {
+    placements.push({
+      partition,
+      replicas: ring.pick(partitionKey(request.topic, partition), request.replicaCount, healthy),
+    });
+  }
+  return {
+    type: "generateTopicReplicas",
+    data: { topic: request.topic, replicaCount: request.replicaCount, partitions: placements },
+  };
+}
+
+/**
+ * New replica lists for every partition that has one of `leaving` among its replicas: the surviving
+ * replicas keep their order (so an in-sync follower becomes leader and no data is lost), replacements
+ * come from the ring, clockwise from the partition's key, skipping down and leaving brokers.
+ */
+export function planReplacement(
+  state: ClusterState,
+  ring: RingView,
+  leaving: ReadonlySet<string>,
+): TopicChange[] {
+  const topics = new Set<string>();
+  for (const brokerId of leaving) for (const topic of state.topicsOfBroker(brokerId)) topics.add(topic);
+  const changes: TopicChange[] = [];
+  for (const name of [...topics].sort()) {
+    const topic = state.topic(name);
+    if (!topic) continue;
+    const partitions: PartitionPlacement[] = [];
+    for (const p of topic.partitions) {
+      if (!p.replicas.some((id) => leaving.has(id))) continue;
+      const survivors = p.replicas.filter((id) => !leaving.has(id));
+      const usable = (id: string) =>
+        !leaving.has(id) && !survivors.includes(id) && state.broker(id)?.status === "healthy";
+      const replacements = ring.pick(
+        partitionKey(name, p.partition),
+        topic.replicaCount - survivors.length,
+        usable,
+      );
+      partitions.push({ partition: p.partition, replicas: [...survivors, ...replacements] });
+    }
+    if (partitions.length > 0) changes.push({ topic: name, partitions });
+  }
+  return changes;
+}
+
+/** Under-replicated partitions (fewer replicas than the topic wants) topped up from healthy brokers. */
+export function planTopUp(state: ClusterState, ring: RingView): TopicChange[] {
+  const changes: TopicChange[] = [];
+  for (const name of state.topicNames()) {
+    const topic = state.topic(name);
+    if (!topic) continue;
+    const partitions: PartitionPlacement[] = [];
+    for (const p of topic.partitions) {
+      const live = p.replicas.filter((id) => state.broker(id)?.status === "healthy");
+      if (p.replicas.length >= topic.replicaCount && live.length === p.replicas.length) continue;
+      const missing = topic.replicaCount - live.length;
+      const extra = ring.pick(
+        partitionKey(name, p.partition),
+        missing,
+        (id) => !live.includes(id) && state.broker(id)?.status === "healthy",
+      );
+      if (extra.length === 0 && live.length === p.replicas.length) continue;
+      partitions.push({ partition: p.partition, replicas: [...live, ...extra] });
+    }
+    if (partitions.length > 0) changes.push({ topic: name, partitions });
+  }
+  return changes;
+}
+
+export function planUnreachable(
+  state: ClusterState,
+  ring: RingView,
+  brokerIds: readonly string[],
+  reason: UnreachableReason,
+): Command {
+  const down = [...new Set(brokerIds)].sort();
+  return {
+    type: "handleUnreachableBrokers",
+    data: { brokerIds: down, reason, changes: planReplacement(state, ring, new Set(down)) },
+  };
+}
+
+export function planUnregister(state: ClusterState, ring: RingView, brokerId: string): Command {
+  return {
+    type: "unregisterBroker",
+    data: { brokerId, changes: planReplacement(state, ring, new Set([brokerId])) },
+  };
+}

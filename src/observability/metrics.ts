@@ -1,0 +1,150 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** A registry with Node process metrics; one per process (tests create several in one process). */
+export function createRegistry(labels: Record<string, string> = {}): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels(labels);
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+/** Per-RPC metrics shared by sentinels and brokers: `service`, `method`, `code` labels only. */
+export interface RpcMetrics {
+  requests: Counter<"service" | "method" | "code">;
+  duration: Histogram<"service" | "method" | "code">;
+}
+
+export function createRpcMetrics(registry: Registry): RpcMetrics {
+  return {
+    requests: new Counter({
+      name: "goulette_rpc_requests_total",
+      help: "RPCs served, by service, method and Connect code (ok when successful)",
+      labelNames: ["service", "method", "code"],
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: "goulette_rpc_duration_seconds",
+      help: "RPC handling time in seconds (for streams: until the stream ends)",
+      labelNames: ["service", "method", "code"],
+      buckets: [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+      ],
+      registers: [registry],
+    }),
+  };
+}
+
+/** The sentinel's metrics (DESIGN §9 names). */
+export interface SentinelMetrics {
+  isLeader: Gauge;
+  ringBrokers: Gauge;
+  ringVirtualNodes: Gauge;
+  topics: Gauge;
+  brokers: Gauge<"status">;
+  oplogHeadId: Gauge;
+  oplogAppliedId: Gauge;
+  replayLagOps: Gauge;
+  replayLagSeconds: Gauge;
+  replayDuration: Histogram;
+  leaderChanges: Counter;
+  forwarded: Counter<"method" | "outcome">;
+  appended: Counter<"type">;
+  appendDuration: Histogram;
+  snapshots: Counter;
+  snapshotId: Gauge;
+  etcdUp: Gauge;
+  ready: Gauge;
+}
+
+export function createSentinelMetrics(registry: Registry): SentinelMetrics {
+  const registers = [registry];
+  return {
+    isLeader: new Gauge({
+      name: "goulette_sentinel_is_leader",
+      help: "1 when this sentinel is the leader",
+      registers,
+    }),
+    ringBrokers: new Gauge({
+      name: "goulette_sentinel_ring_brokers",
+      help: "Brokers in the hash ring",
+      registers,
+    }),
+    ringVirtualNodes: new Gauge({
+      name: "goulette_sentinel_ring_virtual_nodes",
+      help: "Virtual nodes in the hash ring",
+      registers,
+    }),
+    topics: new Gauge({ name: "goulette_sentinel_topics", help: "Topics with an assignment", registers }),
+    brokers: new Gauge({
+      name: "goulette_sentinel_brokers",
+      help: "Registered brokers by status (healthy, down)",
+      labelNames: ["status"],
+      registers,
+    }),
+    oplogHeadId: new Gauge({
+      name: "goulette_sentinel_oplog_head_id",
+      help: "Id of the newest operation in the log (as last seen by this sentinel)",
+      registers,
+    }),
+    oplogAppliedId: new Gauge({
+      name: "goulette_sentinel_oplog_applied_id",
+      help: "Id of the newest operation this sentinel has applied",
+      registers,
+    }),
+    replayLagOps: new Gauge({
+      name: "goulette_sentinel_replay_lag_ops",
+      help: "Operations in the log not yet applied here (head - applied)",
+      registers,
+    }),
+    replayLagSeconds: new Gauge({
+      name: "goulette_sentinel_replay_lag_seconds",
+      help: "Age of the newest applied operation when a newer one exists, else 0",
+      registers,
+    }),
+    replayDuration: new Histogram({
+      name: "goulette_sentinel_replay_duration_seconds",
+      help: "Time to recover state from snapshot + operation log",
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers,
+    }),
+    leaderChanges: new Counter({
+      name: "goulette_sentinel_leader_changes_total",
+      help: "Times this sentinel became or stopped being leader",
+      registers,
+    }),
+    forwarded: new Counter({
+      name: "goulette_sentinel_forwarded_total",
+      help: "Write requests forwarded to the leader, by method and outcome",
+      labelNames: ["method", "outcome"],
+      registers,
+    }),
+    appended: new Counter({
+      name: "goulette_sentinel_operations_appended_total",
+      help: "Operations this sentinel appended as leader, by type",
+      labelNames: ["type"],
+      registers,
+    }),
+    appendDuration: new Histogram({
+      name: "goulette_sentinel_append_duration_seconds",
+      help: "Time of one fenced append transaction",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
+    snapshots: new Counter({
+      name: "goulette_sentinel_snapshots_total",
+      help: "Snapshots written",
+      registers,
+    }),
+    snapshotId: new Gauge({
+      name: "goulette_sentinel_snapshot_id",
+      help: "Operation id covered by the newest snapshot this sentinel knows",
+      registers,
+    }),
+    etcdUp: new Gauge({
+      name: "goulette_sentinel_etcd_up",
+      help: "1 when the last etcd call succeeded",
+      registers,
+    }),
+    ready: new Gauge({ name: "goulette_sentinel_ready", help: "1 when recovered and serving", registers }),
+  };
+}

@@ -1,0 +1,227 @@
+import { createHash } from "node:crypto";
+import { Range, type Etcd3, type IKeyValue, type Watcher } from "etcd3";
+import type { Keyspace } from "../coordination/keyspace.js";
+import { NotLeaderError, UnavailableError, errorMessage } from "../errors.js";
+import { decodeOperation, encodeOperation, type Command, type Operation } from "../fsm/operations.js";
+import type { StateSnapshot, TopicRecord } from "../fsm/state.js";
+import { toStoredTopicInfo } from "./topic-info.js";
+
+/** etcd rejects requests above ~1.5 MiB by default; stay well below. */
+const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+
+export interface SnapshotMeta {
+  id: number;
+  chunks: number;
+  sha256: string;
+  size: number;
+  createdAt: number;
+}
+
+export interface AppendInput {
+  command: Command;
+  /** The etcd key whose existence proves this sentinel still leads (its election key). */
+  fenceKey: string;
+  /** The head this leader believes is current; the append fails if another write moved it. */
+  expectedHead: number;
+  leaderId: string;
+  timestamp: number;
+  /** The topic keys this operation changes (materialised view, written in the same transaction). */
+  topics: { put: TopicRecord[]; deleted: string[] };
+}
+
+export class HeadMovedError extends UnavailableError {
+  constructor(expected: number) {
+    super(`operation log head moved past ${expected} while appending; retry after catching up`);
+  }
+}
+
+/**
+ * The operation log in etcd: fenced append, paged replay, watch, snapshots and compaction.
+ * It knows keys and transactions, not what operations mean.
+ */
+export class OplogStore {
+  constructor(
+    private readonly etcd: Etcd3,
+    private readonly keys: Keyspace,
+  ) {}
+
+  /** The newest operation id (0 when the log is empty) and the etcd revision it was read at. */
+  async readHead(): Promise<{ head: number; revision: string }> {
+    const res = await this.etcd.kv.range({ key: Buffer.from(this.keys.head) });
+    const kv = res.kvs[0];
+    return { head: kv ? Number(kv.value.toString()) : 0, revision: String(res.header.revision) };
+  }
+
+  /**
+   * Appends one operation in one transaction that also moves the head and writes the topic keys it
+   * changes. The transaction only succeeds while `fenceKey` exists (a deposed leader cannot write)
+   * and the head is still `expectedHead` (no two appends get the same id).
+   */
+  async append(input: AppendInput): Promise<Operation> {
+    const id = input.expectedHead + 1;
+    const op = { ...input.command, id, timestamp: input.timestamp, leaderId: input.leaderId } as Operation;
+    const headCompare =
+      input.expectedHead === 0
+        ? this.etcd.if(input.fenceKey, "Create", ">", 0).and(this.keys.head, "Version", "==", 0)
+        : this.etcd
+            .if(input.fenceKey, "Create", ">", 0)
+            .and(this.keys.head, "Value", "==", String(input.expectedHead));
+    const writes = [
+      this.etcd.put(this.keys.head).value(String(id)),
+      this.etcd.put(this.keys.operation(id)).value(encodeOperation(op)),
+      ...input.topics.put.map((t) =>
+        this.etcd.put(this.keys.topic(t.topic)).value(JSON.stringify(toStoredTopicInfo(t))),
+      ),
+      ...input.topics.deleted.map((topic) => this.etcd.delete().key(this.keys.topic(topic))),
+    ];
+    const res = await headCompare.then(...writes).commit();
+    if (res.succeeded) return op;
+    const fence = await this.etcd.get(input.fenceKey).exists();
+    if (!fence) throw new NotLeaderError();
+    throw new HeadMovedError(input.expectedHead);
+  }
+
+  /**
+   * Reads the operations with id > afterId, in pages, all at one etcd revision (so the caller can
+   * watch from revision + 1 without a gap).
+   */
+  async *readAfter(
+    afterId: number,
+    options: { pageSize?: number; revision?: string } = {},
+  ): AsyncGenerator<Operation[]> {
+    const pageSize = options.pageSize ?? 1000;
+    let start = Buffer.from(this.keys.operation(afterId + 1));
+    const end = prefixEnd(Buffer.from(this.keys.operationsPrefix));
+    let revision = options.revision;
+    for (;;) {
+      const res = await this.etcd.kv.range({
+        key: start,
+        range_end: end,
+        limit: pageSize,
+        ...(revision ? { revision } : {}),
+      });
+      revision ??= String(res.header.revision);
+      if (res.kvs.length === 0) return;
+      yield res.kvs.map((kv) => decodeOperation(kv.value.toString()));
+      if (!res.more) return;
+      const last = res.kvs[res.kvs.length - 1] as IKeyValue;
+      start = Buffer.concat([last.key, Buffer.from([0])]);
+    }
+  }
+
+  /** Operations with id > afterId, at most `limit` (for ListOperations). */
+  async list(afterId: number, limit: number): Promise<Operation[]> {
+    for await (const page of this.readAfter(afterId, { pageSize: limit })) return page;
+    return [];
+  }
+
+  /** Watches appended operations from `startRevision`; etcd3 resumes the watch itself after a disconnect. */
+  async watch(
+    startRevision: string,
+    onOperation: (op: Operation) => void,
+    onError: (err: Error) => void,
+  ): Promise<Watcher> {
+    const watcher = await this.etcd
+      .watch()
+      .prefix(this.keys.operationsPrefix)
+      .startRevision(startRevision)
+      .create();
+    watcher.on("put", (kv) => {
+      try {
+        onOperation(decodeOperation(kv.value.toString()));
+      } catch (err) {
+        onError(err instanceof Error ? err : new Error(errorMessage(err)));
+      }
+    });
+    watcher.on("error", onError);
+    return watcher;
+  }
+
+  async readSnapshotMeta(): Promise<SnapshotMeta | undefined> {
+    const text = await this.etcd.get(this.keys.snapshotMeta).string();
+    return text ? (JSON.parse(text) as SnapshotMeta) : undefined;
+  }
+
+  /** The newest snapshot, verified against its checksum; undefined when none was written. */
+  async readSnapshot(): Promise<{ meta: SnapshotMeta; state: StateSnapshot } | undefined> {
+    const meta = await this.readSnapshotMeta();
+    if (!meta) return undefined;
+    const res = await this.etcd
+      .getAll()
+      .prefix(this.keys.snapshotChunksPrefix(meta.id))
+      .sort("Key", "Ascend")
+      .buffers();
+    const chunks = Object.keys(res)
+      .sort()
+      .map((key) => res[key] as Buffer);
+    const data = Buffer.concat(chunks);
+    const sha256 = createHash("sha256").update(data).digest("hex");
+    if (chunks.length !== meta.chunks || sha256 !== meta.sha256) {
+      throw new UnavailableError(
+        `snapshot ${meta.id} is incomplete or corrupt (${chunks.length}/${meta.chunks} chunks, sha256 ${sha256.slice(0, 12)}…)`,
+      );
+    }
+    return { meta, state: JSON.parse(data.toString()) as StateSnapshot };
+  }
+
+  /**
+   * Writes a snapshot of the state at `state.appliedId`, then — in one fenced transaction — points the
+   * meta key at it and deletes the operations it covers. Old snapshot chunks are removed afterwards.
+   */
+  async writeSnapshot(
+    state: StateSnapshot,
+    fenceKey: string,
+    now: number,
+  ): Promise<{ meta: SnapshotMeta; compacted: number }> {
+    const data = Buffer.from(JSON.stringify(state));
+    const id = state.appliedId;
+    const chunks: Buffer[] = [];
+    for (let offset = 0; offset < data.length || chunks.length === 0; offset += SNAPSHOT_CHUNK_BYTES) {
+      chunks.push(data.subarray(offset, offset + SNAPSHOT_CHUNK_BYTES));
+    }
+    for (let i = 0; i < chunks.length; i++) {
+      await this.etcd.put(this.keys.snapshotChunk(id, i)).value(chunks[i] as Buffer);
+    }
+    const meta: SnapshotMeta = {
+      id,
+      chunks: chunks.length,
+      sha256: createHash("sha256").update(data).digest("hex"),
+      size: data.length,
+      createdAt: now,
+    };
+    const previous = await this.readSnapshotMeta();
+    const covered = new Range(this.keys.operationsPrefix, this.keys.operation(id + 1));
+    const countRes = await this.etcd.kv.range({
+      key: Buffer.from(covered.start),
+      range_end: Buffer.from(covered.end),
+      count_only: true,
+    });
+    const res = await this.etcd
+      .if(fenceKey, "Create", ">", 0)
+      .then(
+        this.etcd.put(this.keys.snapshotMeta).value(JSON.stringify(meta)),
+        this.etcd.delete().range(covered),
+      )
+      .commit();
+    if (!res.succeeded) {
+      await this.etcd.delete().prefix(this.keys.snapshotChunksPrefix(id));
+      throw new NotLeaderError();
+    }
+    if (previous && previous.id !== id) {
+      await this.etcd.delete().prefix(this.keys.snapshotChunksPrefix(previous.id));
+    }
+    return { meta, compacted: Number(countRes.count) };
+  }
+}
+
+/** The smallest key greater than every key starting with `prefix`. */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] as number) < 0xff) {
+      end[i] = (end[i] as number) + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}

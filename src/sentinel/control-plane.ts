@@ -1,0 +1,412 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Etcd3, Watcher } from "etcd3";
+import type { Keyspace } from "../coordination/keyspace.js";
+import { LeaderElection } from "../coordination/leader-election.js";
+import { NotLeaderError, UnavailableError, errorMessage } from "../errors.js";
+import type { Command, Operation } from "../fsm/operations.js";
+import type { RingView } from "../fsm/planner.js";
+import { ClusterState, projectTopics, type AppliedEffect, type TopicRecord } from "../fsm/state.js";
+import type { Logger } from "../observability/logger.js";
+import type { SentinelMetrics } from "../observability/metrics.js";
+import { HeadMovedError, OplogStore } from "../oplog/oplog-store.js";
+import { RingCache } from "./ring-cache.js";
+
+export interface ControlPlaneOptions {
+  /** This sentinel's id (logged, recorded in the operations it appends). */
+  id: string;
+  /** This sentinel's advertised RPC URL (the election value). */
+  url: string;
+  etcd: Etcd3;
+  keys: Keyspace;
+  logger: Logger;
+  metrics: SentinelMetrics;
+  /** Virtual nodes per broker in the hash ring. */
+  virtualNodes: number;
+  /** The leader writes a snapshot and compacts the log every this many operations. */
+  snapshotEvery: number;
+  /** Election lease TTL in seconds. */
+  electionTtlSeconds: number;
+  /** Clock for operation timestamps (tests may fix it). */
+  now?: () => number;
+}
+
+/** Called on the leader after one of its own operations was applied; `before` holds the changed topics' old records. */
+export type AppliedListener = (
+  op: Operation,
+  effect: AppliedEffect,
+  before: Map<string, TopicRecord | undefined>,
+) => void;
+
+/**
+ * One sentinel's view of the control plane: the state machine fed by the operation log, the leader
+ * election, and the leader's write path (propose → fenced append → apply). Recovery = newest snapshot
+ * + paged replay + a watch from the next revision, so nothing is missed or applied twice.
+ */
+export class ControlPlane {
+  readonly state = new ClusterState();
+  readonly store: OplogStore;
+  readonly election: LeaderElection;
+  readonly #ring: RingCache;
+  #watcher: Watcher | undefined;
+  #ready = false;
+  #leaderReady = false;
+  #stopped = false;
+  #head = 0;
+  #snapshotId = 0;
+  #lastAppliedTimestamp = 0;
+  #writeQueue: Promise<unknown> = Promise.resolve();
+  #resyncing: Promise<void> | undefined;
+  #appliedWaiters: { id: number; resolve: () => void }[] = [];
+  readonly #appliedListeners: AppliedListener[] = [];
+  readonly #leadershipListeners: ((leader: boolean) => void)[] = [];
+
+  constructor(private readonly options: ControlPlaneOptions) {
+    this.store = new OplogStore(options.etcd, options.keys);
+    this.#ring = new RingCache(options.virtualNodes);
+    this.election = new LeaderElection({
+      etcd: options.etcd,
+      keys: options.keys,
+      url: options.url,
+      ttlSeconds: options.electionTtlSeconds,
+      logger: options.logger.child({ component: "election" }),
+    });
+    this.election.on("elected", () => void this.#onElected());
+    this.election.on("deposed", (reason) => this.#onDeposed(reason));
+  }
+
+  get ready(): boolean {
+    return this.#ready && !this.#stopped;
+  }
+
+  /** True once this sentinel leads and has applied every operation before its term. */
+  get isLeader(): boolean {
+    return this.election.isLeader && this.#leaderReady;
+  }
+
+  get leaderUrl(): string | undefined {
+    return this.election.leaderUrl;
+  }
+
+  get head(): number {
+    return Math.max(this.#head, this.state.appliedId);
+  }
+
+  get snapshotId(): number {
+    return this.#snapshotId;
+  }
+
+  get ring(): RingView & { size: number; virtualNodeCount: number } {
+    return this.#ring.get(this.state.ringMembers());
+  }
+
+  onApplied(listener: AppliedListener): void {
+    this.#appliedListeners.push(listener);
+  }
+
+  onLeadership(listener: (leader: boolean) => void): void {
+    this.#leadershipListeners.push(listener);
+  }
+
+  /** Recovers the state, starts following the log, then campaigns for leadership. */
+  async start(): Promise<void> {
+    const started = Date.now();
+    await this.#recover();
+    const seconds = (Date.now() - started) / 1000;
+    this.options.metrics.replayDuration.observe(seconds);
+    this.options.logger.info(
+      {
+        appliedId: this.state.appliedId,
+        snapshotId: this.#snapshotId,
+        topics: this.state.topicCount(),
+        seconds,
+      },
+      "recovered state from etcd",
+    );
+    this.#ready = true;
+    this.#updateGauges();
+    await this.election.start();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#ready = false;
+    await this.election.stop();
+    await this.#watcher?.cancel().catch(() => undefined);
+    for (const waiter of this.#appliedWaiters) waiter.resolve();
+    this.#appliedWaiters = [];
+    this.#updateGauges();
+  }
+
+  /**
+   * Appends one command as the leader and applies it. Writes are serialised: each append expects the
+   * head the previous one produced. Throws NotLeaderError when this sentinel does not (or no longer) lead.
+   */
+  propose(plan: () => Command | undefined): Promise<Operation | undefined> {
+    const run = async () => {
+      if (!this.isLeader) throw new NotLeaderError();
+      const command = plan();
+      if (!command) return undefined;
+      return this.#append(command);
+    };
+    const result = this.#writeQueue.then(run, run);
+    this.#writeQueue = result.catch(() => undefined);
+    return result;
+  }
+
+  async #append(command: Command): Promise<Operation> {
+    const fenceKey = this.election.fenceKey;
+    if (!fenceKey) throw new NotLeaderError();
+    const timestamp = (this.options.now ?? Date.now)();
+    const projected = projectTopics(this.state, {
+      ...command,
+      id: this.state.appliedId + 1,
+      timestamp,
+      leaderId: this.options.id,
+    } as Operation);
+    const before = new Map<string, TopicRecord | undefined>();
+    for (const t of [...projected.put.map((r) => r.topic), ...projected.deleted])
+      before.set(t, this.state.topic(t));
+    const end = this.options.metrics.appendDuration.startTimer();
+    let op: Operation;
+    try {
+      op = await this.store.append({
+        command,
+        fenceKey,
+        expectedHead: this.state.appliedId,
+        leaderId: this.options.id,
+        timestamp,
+        topics: projected,
+      });
+    } catch (err) {
+      if (err instanceof HeadMovedError) void this.#resync("append found the head moved");
+      throw err;
+    } finally {
+      end();
+    }
+    this.options.metrics.appended.inc({ type: op.type });
+    this.options.logger.info({ opId: op.id, type: op.type, data: summarise(op) }, `appended ${op.type}`);
+    const effect = this.#apply(op);
+    if (effect) for (const listener of this.#appliedListeners) listener(op, effect, before);
+    this.#maybeSnapshot();
+    return op;
+  }
+
+  /** Resolves once this sentinel has applied operation `id` (or throws after `timeoutMs`). */
+  async waitForApplied(id: number, timeoutMs = 5_000): Promise<void> {
+    if (this.state.appliedId >= id) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#appliedWaiters = this.#appliedWaiters.filter((w) => w !== waiter);
+        reject(
+          new UnavailableError(
+            `not caught up to operation ${id} after ${timeoutMs} ms (applied ${this.state.appliedId})`,
+          ),
+        );
+      }, timeoutMs);
+      const waiter = {
+        id,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      this.#appliedWaiters.push(waiter);
+    });
+  }
+
+  /** Writes a snapshot now (leader only) and compacts the log it covers. */
+  snapshotNow(): Promise<{ snapshotId: number; compacted: number; size: number }> {
+    const run = async () => {
+      const fenceKey = this.election.fenceKey;
+      if (!fenceKey || !this.isLeader) throw new NotLeaderError();
+      const { meta, compacted } = await this.store.writeSnapshot(this.state.snapshot(), fenceKey, Date.now());
+      this.#snapshotId = meta.id;
+      this.options.metrics.snapshots.inc();
+      this.options.metrics.snapshotId.set(meta.id);
+      this.options.logger.info(
+        { snapshotId: meta.id, bytes: meta.size, compacted },
+        "wrote snapshot and compacted the log",
+      );
+      return { snapshotId: meta.id, compacted, size: meta.size };
+    };
+    const result = this.#writeQueue.then(run, run);
+    this.#writeQueue = result.catch(() => undefined);
+    return result;
+  }
+
+  #maybeSnapshot(): void {
+    if (this.state.appliedId - this.#snapshotId < this.options.snapshotEvery) return;
+    this.snapshotNow().catch((err: unknown) =>
+      this.options.logger.warn(
+        { err: errorMessage(err) },
+        "periodic snapshot failed; will retry after the next operation",
+      ),
+    );
+  }
+
+  async #recover(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#recoverOnce();
+        this.options.metrics.etcdUp.set(1);
+        return;
+      } catch (err) {
+        this.options.metrics.etcdUp.set(0);
+        if (this.#stopped) throw err;
+        const delay = Math.min(5_000, 200 * attempt);
+        this.options.logger.warn(
+          { err: errorMessage(err), attempt, retryInMs: delay },
+          "recovery failed; retrying",
+        );
+        await sleep(delay);
+      }
+    }
+  }
+
+  async #recoverOnce(): Promise<void> {
+    const snapshot = await this.store.readSnapshot();
+    const fresh = new ClusterState();
+    if (snapshot) fresh.restore(snapshot.state);
+    const { head, revision } = await this.store.readHead();
+    let lastTimestamp = 0;
+    for await (const page of this.store.readAfter(fresh.appliedId, { revision })) {
+      for (const op of page) {
+        if (op.id !== fresh.appliedId + 1) {
+          throw new Error(
+            `operation log gap: expected ${fresh.appliedId + 1}, found ${op.id} (compacted meanwhile?)`,
+          );
+        }
+        fresh.apply(op);
+        lastTimestamp = op.timestamp;
+      }
+    }
+    if (fresh.appliedId < head) {
+      throw new Error(`operation log ends at ${fresh.appliedId} but the head says ${head}`);
+    }
+    await this.#watcher?.cancel().catch(() => undefined);
+    this.state.restore(fresh.snapshot());
+    this.#head = head;
+    this.#snapshotId = snapshot?.meta.id ?? 0;
+    this.#lastAppliedTimestamp = lastTimestamp;
+    this.options.metrics.snapshotId.set(this.#snapshotId);
+    this.#watcher = await this.store.watch(
+      String(BigInt(revision) + 1n),
+      (op) => this.#onWatchedOperation(op),
+      (err) => void this.#resync(`operation watch failed: ${err.message}`),
+    );
+    this.#notifyWaiters();
+  }
+
+  #onWatchedOperation(op: Operation): void {
+    this.#head = Math.max(this.#head, op.id);
+    if (op.id <= this.state.appliedId) return;
+    if (op.id !== this.state.appliedId + 1) {
+      void this.#resync(`gap in the watched log: applied ${this.state.appliedId}, received ${op.id}`);
+      return;
+    }
+    this.#apply(op);
+  }
+
+  #apply(op: Operation): AppliedEffect | undefined {
+    const effect = this.state.apply(op);
+    this.#head = Math.max(this.#head, op.id);
+    this.#lastAppliedTimestamp = op.timestamp;
+    this.#notifyWaiters();
+    this.#updateGauges();
+    return effect;
+  }
+
+  /** Re-runs recovery (gap, watch failure, compaction race); concurrent calls share one run. */
+  #resync(reason: string): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    this.#resyncing ??= (async () => {
+      this.options.logger.warn({ reason }, "re-synchronising state from etcd");
+      await this.#recover();
+    })().finally(() => {
+      this.#resyncing = undefined;
+      this.#updateGauges();
+    });
+    return this.#resyncing;
+  }
+
+  async #onElected(): Promise<void> {
+    this.options.metrics.leaderChanges.inc();
+    try {
+      // A new leader must hold every operation of the previous term before it appends.
+      const { head } = await this.store.readHead();
+      this.#head = Math.max(this.#head, head);
+      await this.waitForApplied(head, 10_000);
+      if (!this.election.isLeader) return;
+      this.#leaderReady = true;
+      this.#updateGauges();
+      this.options.logger.info({ appliedId: this.state.appliedId }, "leading: caught up with the log");
+      for (const listener of this.#leadershipListeners) listener(true);
+    } catch (err) {
+      this.options.logger.error(
+        { err: errorMessage(err) },
+        "elected but could not catch up with the log; resigning",
+      );
+      await this.election.stop().catch(() => undefined);
+      if (!this.#stopped) await this.election.start().catch(() => undefined);
+    }
+  }
+
+  #onDeposed(reason: string): void {
+    const wasLeader = this.#leaderReady;
+    this.#leaderReady = false;
+    this.options.metrics.leaderChanges.inc();
+    this.#updateGauges();
+    this.options.logger.warn({ reason }, "no longer leader");
+    if (wasLeader) for (const listener of this.#leadershipListeners) listener(false);
+  }
+
+  #notifyWaiters(): void {
+    if (this.#appliedWaiters.length === 0) return;
+    const applied = this.state.appliedId;
+    const due = this.#appliedWaiters.filter((w) => w.id <= applied);
+    this.#appliedWaiters = this.#appliedWaiters.filter((w) => w.id > applied);
+    for (const waiter of due) waiter.resolve();
+  }
+
+  #updateGauges(): void {
+    const m = this.options.metrics;
+    const ring = this.ring;
+    m.isLeader.set(this.isLeader ? 1 : 0);
+    m.ready.set(this.ready ? 1 : 0);
+    m.ringBrokers.set(ring.size);
+    m.ringVirtualNodes.set(ring.virtualNodeCount);
+    m.topics.set(this.state.topicCount());
+    const brokers = this.state.brokers();
+    m.brokers.set({ status: "healthy" }, brokers.filter((b) => b.status === "healthy").length);
+    m.brokers.set({ status: "down" }, brokers.filter((b) => b.status === "down").length);
+    m.oplogHeadId.set(this.head);
+    m.oplogAppliedId.set(this.state.appliedId);
+    const lag = this.head - this.state.appliedId;
+    m.replayLagOps.set(lag);
+    m.replayLagSeconds.set(
+      lag > 0 && this.#lastAppliedTimestamp > 0
+        ? Math.max(0, (Date.now() - this.#lastAppliedTimestamp) / 1000)
+        : 0,
+    );
+  }
+}
+
+/** A short, log-friendly view of an operation's parameters. */
+function summarise(op: Operation): Record<string, unknown> {
+  switch (op.type) {
+    case "generateTopicReplicas":
+      return {
+        topic: op.data.topic,
+        partitions: op.data.partitions.length,
+        replicaCount: op.data.replicaCount,
+      };
+    case "handleUnreachableBrokers":
+      return { brokers: op.data.brokerIds, reason: op.data.reason, topicsMoved: op.data.changes.length };
+    case "unregisterBroker":
+      return { broker: op.data.brokerId, topicsMoved: op.data.changes.length };
+    case "reassignPartitions":
+      return { topicsMoved: op.data.changes.length };
+    default:
+      return op.data;
+  }
+}

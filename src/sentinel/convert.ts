@@ -1,0 +1,67 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  BrokerInfoSchema,
+  BrokerStatus,
+  PartitionAssignmentSchema,
+  TopicReplicaInfoSchema,
+  type BrokerInfo,
+  type PartitionAssignment,
+  type TopicReplicaInfo,
+} from "../gen/goulette/v1/common_pb.js";
+import { OperationSchema, type Operation as OperationMessage } from "../gen/goulette/v1/sentinel_pb.js";
+import type { Operation } from "../fsm/operations.js";
+import type { BrokerRecord, TopicRecord } from "../fsm/state.js";
+import { topicBrokers } from "../oplog/topic-info.js";
+
+/** State records → wire messages. */
+
+export function brokerStatusOf(record: BrokerRecord | undefined): BrokerStatus {
+  if (!record) return BrokerStatus.UNSPECIFIED;
+  return record.status === "healthy" ? BrokerStatus.HEALTHY : BrokerStatus.DOWN;
+}
+
+export function toBrokerInfo(
+  record: BrokerRecord,
+  topics: string[],
+  lastHeartbeat: number | undefined,
+): BrokerInfo {
+  return create(BrokerInfoSchema, {
+    brokerId: record.brokerId,
+    address: record.address,
+    status: brokerStatusOf(record),
+    topics,
+    lastHeartbeat: BigInt(lastHeartbeat ?? 0),
+  });
+}
+
+export function toPartitionAssignments(record: TopicRecord): PartitionAssignment[] {
+  return record.partitions.map((p) =>
+    create(PartitionAssignmentSchema, {
+      partition: p.partition,
+      leader: p.replicas[0] ?? "",
+      replicas: p.replicas,
+      epoch: BigInt(p.epoch),
+    }),
+  );
+}
+
+export function toTopicReplicaInfo(record: TopicRecord): TopicReplicaInfo {
+  return create(TopicReplicaInfoSchema, {
+    topic: record.topic,
+    brokers: topicBrokers(record),
+    partitions: toPartitionAssignments(record),
+    version: BigInt(record.version),
+    timestamp: BigInt(record.timestamp),
+    replicaCount: record.replicaCount,
+  });
+}
+
+export function toOperationMessage(op: Operation): OperationMessage {
+  return create(OperationSchema, {
+    id: BigInt(op.id),
+    type: op.type,
+    timestamp: BigInt(op.timestamp),
+    leaderId: op.leaderId,
+    dataJson: JSON.stringify(op.data),
+  });
+}

@@ -1,0 +1,89 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import { UnavailableError, errorMessage, isRetryable } from "../errors.js";
+import type { SentinelMetrics } from "../observability/metrics.js";
+
+/** Set on forwarded requests: a sentinel that receives one and is not the leader does not forward again. */
+export const FORWARDED_HEADER = "goulette-forwarded-by";
+
+export type SentinelClient = Client<typeof SentinelService>;
+
+export interface WriteRouterOptions {
+  /** This sentinel's id (sent in the forwarded header). */
+  selfId: string;
+  selfUrl: string;
+  isLeader: () => boolean;
+  leaderUrl: () => string | undefined;
+  metrics: SentinelMetrics;
+  /** How long a write keeps retrying through a leader change before giving up (ms). */
+  deadlineMs: number;
+  /** Builds the transport to another sentinel (tests and TLS set-ups replace it). */
+  transport?: (url: string) => Transport;
+  /** Extra headers for forwarded calls (auth). */
+  headers?: Record<string, string>;
+}
+
+/**
+ * Routes a write to where it can be carried out: handled here when this sentinel leads, forwarded to
+ * the leader's URL (from the election key) otherwise. Retryable failures — no leader yet, leader lost
+ * mid-write — are retried until the deadline, so a write survives a leader failover.
+ */
+export class WriteRouter {
+  readonly #clients = new Map<string, SentinelClient>();
+
+  constructor(private readonly options: WriteRouterOptions) {}
+
+  async route<T>(
+    method: string,
+    local: () => Promise<T>,
+    remote: (client: SentinelClient, headers: Record<string, string>) => Promise<T>,
+    forwardedBy: string | null,
+  ): Promise<T> {
+    const deadline = Date.now() + this.options.deadlineMs;
+    let lastError: unknown;
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      if (attempt > 0) await sleep(Math.min(500, 50 * attempt));
+      try {
+        if (this.options.isLeader()) return await local();
+        if (forwardedBy !== null) {
+          // Another sentinel thought we lead; let it retry rather than bounce the request around.
+          throw new UnavailableError(
+            `sentinel ${this.options.selfId} is not the leader (forwarded by ${forwardedBy})`,
+          );
+        }
+        const url = this.options.leaderUrl();
+        if (!url || url === this.options.selfUrl)
+          throw new UnavailableError("no sentinel leader is elected yet");
+        const result = await remote(this.#client(url), {
+          ...this.options.headers,
+          [FORWARDED_HEADER]: this.options.selfId,
+        });
+        this.options.metrics.forwarded.inc({ method, outcome: "ok" });
+        return result;
+      } catch (err) {
+        lastError = err;
+        if (!isRetryable(err)) {
+          if (!this.options.isLeader()) this.options.metrics.forwarded.inc({ method, outcome: "error" });
+          throw err;
+        }
+        if (forwardedBy !== null) throw err;
+      }
+    }
+    if (!this.options.isLeader()) this.options.metrics.forwarded.inc({ method, outcome: "unavailable" });
+    throw new UnavailableError(
+      `could not reach the sentinel leader within ${this.options.deadlineMs} ms: ${errorMessage(lastError)}`,
+    );
+  }
+
+  #client(url: string): SentinelClient {
+    let client = this.#clients.get(url);
+    if (!client) {
+      const transport = this.options.transport?.(url) ?? createGrpcTransport({ baseUrl: url });
+      client = createClient(SentinelService, transport);
+      this.#clients.set(url, client);
+    }
+    return client;
+  }
+}

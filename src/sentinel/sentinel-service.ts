@@ -1,0 +1,272 @@
+import { create } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
+import type { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import {
+  CreateSnapshotResponseSchema,
+  GetBrokersResponseSchema,
+  RegisterBrokerResponseSchema,
+  UnregisterBrokerResponseSchema,
+  type GetBrokersRequest,
+  type GetBrokersResponse,
+} from "../gen/goulette/v1/sentinel_pb.js";
+import type { HeartbeatStore } from "../coordination/heartbeats.js";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
+import { planNewTopic, planTopUp, planUnreachable, planUnregister } from "../fsm/planner.js";
+import {
+  validateAddress,
+  validateBrokerId,
+  validateTopicName,
+  validateTopicShape,
+} from "../fsm/validation.js";
+import type { Logger } from "../observability/logger.js";
+import type { BrokerProber } from "./broker-prober.js";
+import type { ControlPlane } from "./control-plane.js";
+import { toBrokerInfo, toOperationMessage, toPartitionAssignments, toTopicReplicaInfo } from "./convert.js";
+import type { FailureDetector } from "./failure-detector.js";
+import { FORWARDED_HEADER, type WriteRouter } from "./forwarder.js";
+
+export interface SentinelServiceOptions {
+  id: string;
+  url: string;
+  plane: ControlPlane;
+  router: WriteRouter;
+  heartbeats: HeartbeatStore;
+  detector: FailureDetector;
+  prober: BrokerProber;
+  heartbeatTtlSeconds: number;
+  /** Partitions of a new topic when the request says 0. */
+  defaultPartitions: number;
+  logger: Logger;
+}
+
+/** The SentinelService RPCs. Reads answer from the applied state; writes go through the WriteRouter. */
+export function createSentinelService(options: SentinelServiceOptions): ServiceImpl<typeof SentinelService> {
+  const { plane, router } = options;
+  const state = plane.state;
+  const forwardedBy = (ctx: HandlerContext) => ctx.requestHeader.get(FORWARDED_HEADER);
+
+  function answer(topic: string): GetBrokersResponse {
+    const record = state.topic(topic);
+    if (!record) throw new NotFoundError(`topic '${topic}' has no assignment`);
+    const brokerIds = [...new Set(record.partitions.flatMap((p) => p.replicas))];
+    return create(GetBrokersResponseSchema, {
+      brokers: brokerIds.flatMap((id) => {
+        const broker = state.broker(id);
+        return broker ? [toBrokerInfo(broker, [topic], options.detector.lastHeartbeat(id))] : [];
+      }),
+      partitions: toPartitionAssignments(record),
+      version: BigInt(record.version),
+    });
+  }
+
+  /** Leader side of GetBrokers: verify reported brokers, move what is confirmed down, create the topic if new. */
+  async function getBrokersAsLeader(req: GetBrokersRequest): Promise<GetBrokersResponse> {
+    const reported = [...new Set(req.unreachableBrokers)].filter(
+      (id) => state.broker(id)?.status === "healthy",
+    );
+    if (reported.length > 0) {
+      const verdicts = await Promise.all(
+        reported.map(async (id) => ({
+          id,
+          reachable: await options.prober.isReachable(state.broker(id)?.address ?? ""),
+        })),
+      );
+      const down = verdicts.filter((v) => !v.reachable).map((v) => v.id);
+      const alive = verdicts.filter((v) => v.reachable).map((v) => v.id);
+      if (alive.length > 0) {
+        options.logger.info(
+          { brokers: alive, topic: req.topic },
+          "client reported brokers unreachable but they answer Health; not moving them",
+        );
+      }
+      if (down.length > 0) {
+        await plane.propose(() => {
+          const still = down.filter((id) => state.broker(id)?.status === "healthy");
+          return still.length > 0 ? planUnreachable(state, plane.ring, still, "client-report") : undefined;
+        });
+      }
+    }
+    if (!state.topic(req.topic)) {
+      const partitions = req.partitions === 0 ? options.defaultPartitions : req.partitions;
+      await plane.propose(() => {
+        if (state.topic(req.topic)) return undefined; // created by a concurrent request
+        validateTopicShape(req.topic, partitions, req.replicaCount, state.healthyBrokerIds().length);
+        return planNewTopic(state, plane.ring, {
+          topic: req.topic,
+          partitions,
+          replicaCount: req.replicaCount,
+        });
+      });
+    }
+    return answer(req.topic);
+  }
+
+  return {
+    async keepAlive(req) {
+      validateBrokerId(req.brokerId);
+      validateAddress(req.address);
+      await options.heartbeats.record({
+        brokerId: req.brokerId,
+        address: req.address,
+        status: BrokerStatus[req.status] ?? "UNSPECIFIED",
+        lastHeartbeat: Date.now(),
+      });
+      const known = state.broker(req.brokerId);
+      return {
+        ttlSeconds: options.heartbeatTtlSeconds,
+        registered: known !== undefined && known.address === req.address,
+        appliedId: BigInt(state.appliedId),
+      };
+    },
+
+    async registerBroker(req, ctx) {
+      validateBrokerId(req.brokerId);
+      validateAddress(req.address);
+      return router.route(
+        "RegisterBroker",
+        async () => {
+          await options.heartbeats.record({
+            brokerId: req.brokerId,
+            address: req.address,
+            status: "HEALTHY",
+            lastHeartbeat: Date.now(),
+          });
+          const op = await plane.propose(() => {
+            const known = state.broker(req.brokerId);
+            if (known && known.address === req.address && known.status === "healthy") return undefined;
+            const type = known && known.address === req.address ? "addBrokerToHashRing" : "registerBroker";
+            return { type, data: { brokerId: req.brokerId, address: req.address } };
+          });
+          // A broker that (re)joins tops up partitions left under-replicated by earlier failures.
+          await plane.propose(() => {
+            const changes = planTopUp(state, plane.ring);
+            return changes.length > 0 ? { type: "reassignPartitions", data: { changes } } : undefined;
+          });
+          const broker = state.broker(req.brokerId);
+          if (!broker)
+            throw new FailedPreconditionError(`broker '${req.brokerId}' vanished while registering`);
+          return create(RegisterBrokerResponseSchema, {
+            broker: toBrokerInfo(
+              broker,
+              state.topicsOfBroker(req.brokerId),
+              options.detector.lastHeartbeat(req.brokerId),
+            ),
+            operationId: BigInt(op?.id ?? 0),
+          });
+        },
+        (client, headers) => client.registerBroker(req, { headers }),
+        forwardedBy(ctx),
+      );
+    },
+
+    async unregisterBroker(req, ctx) {
+      validateBrokerId(req.brokerId);
+      if (!state.broker(req.brokerId)) throw new NotFoundError(`broker '${req.brokerId}' is not registered`);
+      return router.route(
+        "UnregisterBroker",
+        async () => {
+          const op = await plane.propose(() =>
+            state.broker(req.brokerId) ? planUnregister(state, plane.ring, req.brokerId) : undefined,
+          );
+          return create(UnregisterBrokerResponseSchema, { operationId: BigInt(op?.id ?? 0) });
+        },
+        (client, headers) => client.unregisterBroker(req, { headers }),
+        forwardedBy(ctx),
+      );
+    },
+
+    async getBrokers(req, ctx) {
+      validateTopicName(req.topic);
+      for (const id of req.unreachableBrokers) {
+        validateBrokerId(id);
+        if (!state.broker(id)) throw new NotFoundError(`unreachable_brokers names unknown broker '${id}'`);
+      }
+      const actionable = req.unreachableBrokers.some((id) => state.broker(id)?.status === "healthy");
+      if (state.topic(req.topic) && !actionable) return answer(req.topic);
+      if (!state.topic(req.topic)) {
+        // Validate here too, so bad input fails fast on any sentinel without a round trip to the leader.
+        const partitions = req.partitions === 0 ? options.defaultPartitions : req.partitions;
+        validateTopicShape(req.topic, partitions, req.replicaCount, state.healthyBrokerIds().length);
+      }
+      return router.route(
+        "GetBrokers",
+        () => getBrokersAsLeader(req),
+        (client, headers) => client.getBrokers(req, { headers }),
+        forwardedBy(ctx),
+      );
+    },
+
+    async getClusterStatus() {
+      const candidates = await plane.election.candidates().catch(() => []);
+      const leaderUrl = plane.leaderUrl ?? "";
+      const brokers = state.brokers();
+      return {
+        sentinelId: options.id,
+        leaderId: plane.isLeader ? options.id : "",
+        leaderUrl,
+        sentinels: candidates.map((c, i) => ({
+          id: c.url === options.url ? options.id : "",
+          url: c.url,
+          isLeader: i === 0,
+        })),
+        ringBrokers: plane.ring.size,
+        ringVirtualNodes: plane.ring.virtualNodeCount,
+        oplogHeadId: BigInt(plane.head),
+        oplogAppliedId: BigInt(state.appliedId),
+        replayLagOps: BigInt(plane.head - state.appliedId),
+        snapshotId: BigInt(plane.snapshotId),
+        topics: state.topicCount(),
+        brokers: brokers.map((b) =>
+          toBrokerInfo(b, state.topicsOfBroker(b.brokerId), options.detector.lastHeartbeat(b.brokerId)),
+        ),
+        stateDigest: state.digest(),
+      };
+    },
+
+    listTopics(req) {
+      const limit = req.limit === 0 ? 1000 : Math.min(req.limit, 10_000);
+      const names = state.topicNames().filter((n) => n.startsWith(req.prefix) && n > req.after);
+      const page = names.slice(0, limit);
+      return {
+        topics: page.flatMap((name) => {
+          const record = state.topic(name);
+          return record ? [toTopicReplicaInfo(record)] : [];
+        }),
+        nextAfter: names.length > limit ? (page[page.length - 1] ?? "") : "",
+      };
+    },
+
+    async listOperations(req) {
+      const limit = req.limit === 0 ? 100 : Math.min(req.limit, 1000);
+      if (req.afterId > BigInt(Number.MAX_SAFE_INTEGER))
+        throw new InvalidArgumentError(`after_id ${req.afterId} is out of range`);
+      const ops = await plane.store.list(Number(req.afterId), limit);
+      const { head } = await plane.store.readHead();
+      const meta = await plane.store.readSnapshotMeta();
+      const last = ops[ops.length - 1];
+      return {
+        operations: ops.map(toOperationMessage),
+        headId: BigInt(head),
+        snapshotId: BigInt(meta?.id ?? 0),
+        nextAfterId: last && last.id < head ? BigInt(last.id) : 0n,
+      };
+    },
+
+    async createSnapshot(req, ctx) {
+      return router.route(
+        "CreateSnapshot",
+        async () => {
+          const result = await plane.snapshotNow();
+          return create(CreateSnapshotResponseSchema, {
+            snapshotId: BigInt(result.snapshotId),
+            compactedOperations: result.compacted,
+            sizeBytes: BigInt(result.size),
+          });
+        },
+        (client, headers) => client.createSnapshot(req, { headers }),
+        forwardedBy(ctx),
+      );
+    },
+  };
+}

@@ -1,0 +1,232 @@
+import type http from "node:http";
+import type http2 from "node:http2";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { Etcd3 } from "etcd3";
+import type { Registry } from "prom-client";
+import { UnavailableError } from "../errors.js";
+import { HeartbeatStore } from "../coordination/heartbeats.js";
+import { createKeyspace } from "../coordination/keyspace.js";
+import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import { planTopUp, planUnreachable } from "../fsm/planner.js";
+import type { UnreachableReason } from "../fsm/operations.js";
+import type { Logger } from "../observability/logger.js";
+import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../observability/metrics.js";
+import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
+import { startRpcServer, type RpcServer, type TlsFiles } from "../server/rpc-server.js";
+import { BrokerProber } from "./broker-prober.js";
+import { ControlPlane } from "./control-plane.js";
+import { FailureDetector } from "./failure-detector.js";
+import { WriteRouter } from "./forwarder.js";
+import { RoleNotifier } from "./role-notifier.js";
+import { createSentinelService } from "./sentinel-service.js";
+
+export interface SentinelConfig {
+  id: string;
+  /** Listen host:port (port 0 picks one). */
+  address: string;
+  /** URL written in the election key; derived from the bound port when empty. */
+  advertiseUrl?: string;
+  etcd: Etcd3;
+  etcdPrefix: string;
+  heartbeatTtlSeconds: number;
+  electionTtlSeconds: number;
+  virtualNodes: number;
+  defaultPartitions: number;
+  snapshotEvery: number;
+  forwardTimeoutMs: number;
+  probeTimeoutMs: number;
+  tls?: TlsFiles;
+  /** Extra interceptors (auth) placed before the handlers. */
+  interceptors?: Interceptor[];
+  logger: Logger;
+  registry?: Registry;
+}
+
+/** A running sentinel: RPC server + control plane + failure detection. */
+export interface Sentinel {
+  readonly id: string;
+  readonly url: string;
+  readonly port: number;
+  readonly plane: ControlPlane;
+  readonly registry: Registry;
+  readonly detector: FailureDetector;
+  /** Leader action used by the pod watcher: mark brokers down for a Kubernetes reason. */
+  markBrokersDown(brokerIds: string[], reason: UnreachableReason): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
+  const logger = config.logger;
+  const registry = config.registry ?? createRegistry({ component: "sentinel", sentinel: config.id });
+  const metrics = createSentinelMetrics(registry);
+  const keys = createKeyspace(config.etcdPrefix);
+  const heartbeats = new HeartbeatStore(config.etcd, keys, config.heartbeatTtlSeconds);
+
+  // The URL is only known once the port is bound (port 0 in tests), so the server starts first and
+  // answers Unavailable until the control plane has recovered.
+  let plane: ControlPlane | undefined;
+  let service: ReturnType<typeof createSentinelService> | undefined;
+  const routes = (router: ConnectRouter) => {
+    router.service(
+      SentinelService,
+      lazyService(() => service),
+    );
+  };
+  const server: RpcServer = await startRpcServer({
+    address: config.address,
+    routes,
+    interceptors: [
+      errorTranslation(logger),
+      rpcMetrics(createRpcMetrics(registry)),
+      ...(config.interceptors ?? []),
+    ],
+    fallback: (req, res) => void httpFallback(req, res, () => live.plane?.ready ?? false, registry),
+    ...(config.tls ? { tls: config.tls } : {}),
+    logger,
+  });
+  const scheme = config.tls ? "https" : "http";
+  const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
+  const url = config.advertiseUrl || `${scheme}://${host}:${server.port}`;
+
+  const cp = new ControlPlane({
+    id: config.id,
+    url,
+    etcd: config.etcd,
+    keys,
+    logger: logger.child({ component: "control-plane" }),
+    metrics,
+    virtualNodes: config.virtualNodes,
+    snapshotEvery: config.snapshotEvery,
+    electionTtlSeconds: config.electionTtlSeconds,
+  });
+  live.plane = cp;
+  const state = cp.state;
+  const markBrokersDown = async (brokerIds: string[], reason: UnreachableReason) => {
+    await cp.propose(() => {
+      const still = brokerIds.filter((id) => state.broker(id)?.status === "healthy");
+      return still.length > 0 ? planUnreachable(state, cp.ring, still, reason) : undefined;
+    });
+  };
+  const detector = new FailureDetector({
+    heartbeats,
+    heartbeatTtlSeconds: config.heartbeatTtlSeconds,
+    healthyBrokers: () => state.healthyBrokerIds(),
+    isDown: (id) => state.broker(id)?.status === "down",
+    isLeader: () => cp.isLeader,
+    markDown: markBrokersDown,
+    markUp: async (beat) => {
+      await cp.propose(() => {
+        const broker = state.broker(beat.brokerId);
+        if (!broker || broker.status !== "down") return undefined;
+        return {
+          type: "addBrokerToHashRing",
+          data: { brokerId: broker.brokerId, address: beat.address || broker.address },
+        };
+      });
+      await cp.propose(() => {
+        const changes = planTopUp(state, cp.ring);
+        return changes.length > 0 ? { type: "reassignPartitions", data: { changes } } : undefined;
+      });
+    },
+    logger: logger.child({ component: "failure-detector" }),
+  });
+  const notifier = new RoleNotifier({ state, logger: logger.child({ component: "role-notifier" }) });
+  cp.onApplied((_op, effect, before) => {
+    for (const topic of effect.changedTopics) notifier.notify(topic, before.get(topic));
+  });
+  cp.onLeadership((leading) => {
+    if (leading) detector.onLeading();
+  });
+  const router = new WriteRouter({
+    selfId: config.id,
+    selfUrl: url,
+    isLeader: () => cp.isLeader,
+    leaderUrl: () => cp.leaderUrl,
+    metrics,
+    deadlineMs: config.forwardTimeoutMs,
+  });
+  try {
+    await detector.start();
+    await cp.start();
+  } catch (err) {
+    await detector.stop();
+    await cp.stop().catch(() => undefined);
+    await server.close();
+    throw err;
+  }
+  live.service = createSentinelService({
+    id: config.id,
+    url,
+    plane: cp,
+    router,
+    heartbeats,
+    detector,
+    prober: new BrokerProber({ timeoutMs: config.probeTimeoutMs }),
+    heartbeatTtlSeconds: config.heartbeatTtlSeconds,
+    defaultPartitions: config.defaultPartitions,
+    logger: logger.child({ component: "sentinel-service" }),
+  });
+  logger.info({ url, appliedId: state.appliedId }, "sentinel ready");
+
+  return {
+    id: config.id,
+    url,
+    port: server.port,
+    plane: cp,
+    registry,
+    detector,
+    markBrokersDown,
+    async stop() {
+      await server.close();
+      await detector.stop();
+      await cp.stop();
+    },
+  };
+}
+
+/** Until recovery finishes every RPC answers Unavailable (retryable) instead of stale data. */
+function lazyService(
+  get: () => ReturnType<typeof createSentinelService> | undefined,
+): ReturnType<typeof createSentinelService> {
+  const unavailable = async () => {
+    throw new UnavailableError("sentinel is still recovering its state from etcd");
+  };
+  const methods = [
+    "keepAlive",
+    "registerBroker",
+    "unregisterBroker",
+    "getBrokers",
+    "getClusterStatus",
+    "listTopics",
+    "listOperations",
+    "createSnapshot",
+  ] as const;
+  const impl: Record<string, unknown> = {};
+  for (const name of methods) {
+    impl[name] = (req: never, ctx: never) => {
+      const service = get();
+      if (!service) return unavailable();
+      return (service[name] as (req: never, ctx: never) => unknown)(req, ctx);
+    };
+  }
+  return impl as ReturnType<typeof createSentinelService>;
+}
+
+async function httpFallback(
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+  ready: () => boolean,
+  registry: Registry,
+): Promise<void> {
+  const path = (req.url ?? "/").split("?")[0];
+  const send = (status: number, body: string, type = "text/plain; charset=utf-8") => {
+    res.writeHead(status, { "content-type": type });
+    res.end(body);
+  };
+  if (req.method === "GET" && path === "/healthz") return send(200, "ok\n");
+  if (req.method === "GET" && path === "/readyz")
+    return ready() ? send(200, "ready\n") : send(503, "recovering\n");
+  if (req.method === "GET" && path === "/metrics")
+    return send(200, await registry.metrics(), registry.contentType);
+  send(404, "not found: this port serves goulette.v1 RPCs, /healthz, /readyz and /metrics\n");
+}
