@@ -64,12 +64,11 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
 
   // The URL is only known once the port is bound (port 0 in tests), so the server starts first and
   // answers Unavailable until the control plane has recovered.
-  let plane: ControlPlane | undefined;
-  let service: ReturnType<typeof createSentinelService> | undefined;
+  const live: { plane?: ControlPlane; service?: ReturnType<typeof createSentinelService> } = {};
   const routes = (router: ConnectRouter) => {
     router.service(
       SentinelService,
-      lazyService(() => service),
+      lazyService(() => live.service),
     );
   };
   const server: RpcServer = await startRpcServer({

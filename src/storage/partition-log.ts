@@ -1,0 +1,927 @@
+import { FailedPreconditionError, GouletteError, InvalidArgumentError } from "../errors.js";
+import type { Logger } from "../observability/logger.js";
+import {
+  CorruptRecordError,
+  LogClosedError,
+  NonContiguousOffsetError,
+  OffsetOutOfRangeError,
+  RecordTooLargeError,
+  StorageError,
+} from "./errors.js";
+import { nodeFileSystem } from "./file-system.js";
+import {
+  MAX_BATCH_BYTES,
+  resolveOptions,
+  type PartitionLogOptions,
+  type ResolvedPartitionLogOptions,
+} from "./partition-log-options.js";
+import {
+  decodeFrame,
+  encodeFrame,
+  frameSize,
+  type AppendRecord,
+  type ReplicatedRecord,
+  type StoredRecord,
+} from "./record-format.js";
+import { Segment, isNotFound, parseSegmentFileName, writeFully, type ReadCursor } from "./segment.js";
+import { TailCache } from "./tail-cache.js";
+
+/** Offsets given to an appended batch. */
+export interface AppendResult {
+  baseOffset: number;
+  lastOffset: number;
+}
+
+export interface ReadOptions {
+  /** Return no record at or past this offset (e.g. the high watermark). Default: the log end. */
+  endOffset?: number;
+}
+
+/** One segment as seen from outside (tests, metrics, admin). */
+export interface SegmentInfo {
+  baseOffset: number;
+  nextOffset: number;
+  sizeBytes: number;
+  path: string;
+  maxTimestamp: number;
+}
+
+export interface RetentionResult {
+  deletedSegments: number;
+  deletedBytes: number;
+  logStartOffset: number;
+}
+
+/** Counters since open. */
+export interface PartitionLogStats {
+  /** Append calls that succeeded (leader and replicated). */
+  appends: number;
+  recordsAppended: number;
+  bytesAppended: number;
+  /** Data write calls: several concurrent appends coalesce into one. */
+  writes: number;
+  /** Data fsyncs (group commits, rolls, truncations, close). */
+  fsyncs: number;
+  fsyncSeconds: number;
+  writeErrors: number;
+  fsyncErrors: number;
+  segmentsRolled: number;
+  segmentsDeleted: number;
+  reads: number;
+  tailCacheHits: number;
+}
+
+/**
+ * A partition's durable append-only log: segment files named by base offset, each with a sparse index.
+ * Mutations (appends, truncations, retention, close) run one at a time in arrival order; reads run
+ * concurrently with them. Offsets are plain numbers (they stay far below 2^53).
+ */
+export interface PartitionLog {
+  readonly dir: string;
+  /** First offset still stored. */
+  readonly logStartOffset: number;
+  /** The offset the next record gets. */
+  readonly logEndOffset: number;
+  /** Every record below it has been fsynced (reads may return records at or above it). */
+  readonly durableOffset: number;
+  /** Bytes of all segments. */
+  readonly sizeBytes: number;
+  /**
+   * Appends records with the next offsets. Resolves once durable per the fsync policy; rejects with
+   * RecordTooLargeError / InvalidArgumentError (nothing written) or StorageError (nothing readable
+   * left behind; the log stays usable).
+   */
+  append(records: readonly AppendRecord[]): Promise<AppendResult>;
+  /**
+   * Follower path: stores records with the leader's offsets and timestamps. The first must equal
+   * logEndOffset and the rest follow one by one, else NonContiguousOffsetError.
+   */
+  appendReplicated(records: readonly ReplicatedRecord[]): Promise<AppendResult>;
+  /**
+   * Records from `fromOffset` on: at most `maxRecords`, and no more than `maxBytes` of frames except that
+   * the first record is always returned. [] at the log end; OffsetOutOfRangeError outside
+   * [logStartOffset, logEndOffset]; CorruptRecordError at a damaged record.
+   */
+  read(fromOffset: number, maxRecords?: number, maxBytes?: number, options?: ReadOptions): Promise<StoredRecord[]>;
+  /** Resolves once everything appended so far is fsynced (useful in "interval" mode). */
+  flush(): Promise<void>;
+  /**
+   * Deletes every record at or after `offset`, across segments (a follower that diverged from a new
+   * leader). No-op at or past the end; at or below the start it empties the log like resetTo.
+   */
+  truncateTo(offset: number): Promise<void>;
+  /** Deletes everything; the log restarts empty at `offset` (a follower behind the leader's start). */
+  resetTo(offset: number): Promise<void>;
+  /** Deletes whole old segments per retentionMs / retentionBytes; never the active segment. */
+  enforceRetention(now?: number): Promise<RetentionResult>;
+  /** Calls `listener(logEndOffset)` after each write becomes readable; returns the unsubscribe function. */
+  onAppend(listener: (logEndOffset: number) => void): () => void;
+  segments(): SegmentInfo[];
+  stats(): PartitionLogStats;
+  /** Waits for queued work, fsyncs, saves the active index (a clean shutdown) and closes the files. */
+  close(): Promise<void>;
+}
+
+interface AppendJob {
+  kind: "append";
+  records: readonly AppendRecord[];
+  sizes: number[];
+  bytes: number;
+  replicated: boolean;
+  resolve: (result: AppendResult) => void;
+  reject: (err: unknown) => void;
+}
+
+interface ControlJob {
+  kind: "control";
+  run: () => Promise<void>;
+}
+
+type Job = AppendJob | ControlJob;
+
+/** An append (or flush) waiting for the fsync that covers write number `seq`. */
+interface Waiter {
+  seq: number;
+  result: AppendResult;
+  resolve: (result: AppendResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Everything before this point of the active segment is known to be on disk. */
+interface DurablePoint {
+  segment: Segment;
+  size: number;
+  offset: number;
+}
+
+/** Appends queued while a write is in flight are coalesced into one write of up to this many bytes. */
+const MAX_GROUP_BYTES = 8 * 1024 * 1024;
+const DEFAULT_READ_RECORDS = 500;
+const DEFAULT_READ_BYTES = 1024 * 1024;
+
+/** Opens (creating or recovering) the log in `options.dir`. */
+export async function openPartitionLog(options: PartitionLogOptions): Promise<PartitionLog> {
+  const o = resolveOptions(options, nodeFileSystem);
+  const fs = o.fileSystem;
+  const logger = o.logger.child({ component: "storage", dir: o.dir });
+  let names: string[];
+  try {
+    await fs.mkdir(o.dir);
+    names = await fs.readdir(o.dir);
+  } catch (err) {
+    throw new StorageError(`cannot open partition directory ${o.dir}`, err);
+  }
+  const bases = names
+    .map(parseSegmentFileName)
+    .filter((base): base is number => base !== undefined)
+    .sort((a, b) => a - b);
+  const segments: Segment[] = [];
+  try {
+    await removeLeftovers(o, names, new Set(bases));
+    for (let i = 0; i < bases.length; i++) {
+      segments.push(
+        await Segment.open(fs, o.dir, bases[i] as number, {
+          active: i === bases.length - 1,
+          nextSegmentBase: bases[i + 1],
+          indexIntervalBytes: o.indexIntervalBytes,
+          logger,
+        }),
+      );
+    }
+    const last = segments[segments.length - 1];
+    if (last === undefined) {
+      segments.push(await Segment.create(fs, o.dir, o.initialOffset));
+    } else {
+      // The active segment's saved index would go stale with the next append; without it a crash is
+      // detected (no index) and the segment rescanned.
+      await last.dropIndexFile(fs);
+    }
+    await fs.syncDir(o.dir);
+  } catch (err) {
+    await Promise.all(segments.map((s) => s.closeFile().catch(() => undefined)));
+    throw err instanceof GouletteError ? err : new StorageError(`cannot open partition log ${o.dir}`, err);
+  }
+  for (let i = 0; i + 1 < segments.length; i++) {
+    const a = segments[i] as Segment;
+    const b = segments[i + 1] as Segment;
+    if (a.nextOffset !== b.baseOffset) {
+      logger.error({ segment: a.dataPath, nextOffset: a.nextOffset, nextSegmentBase: b.baseOffset }, "segments do not join up");
+    }
+  }
+  return new FileLog(o, logger, segments);
+}
+
+async function removeLeftovers(o: ResolvedPartitionLogOptions, names: string[], bases: Set<number>): Promise<void> {
+  for (const name of names) {
+    const indexMatch = /^(\d{20})\.index(\.tmp)?$/.exec(name);
+    // A temp index from an interrupted save, or the index of a segment whose data file was deleted.
+    if (indexMatch && (indexMatch[2] !== undefined || !bases.has(Number(indexMatch[1])))) {
+      await o.fileSystem.unlink(`${o.dir}/${name}`).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+    }
+  }
+}
+
+class FileLog implements PartitionLog {
+  private segmentList: Segment[];
+  private readonly queue: Job[] = [];
+  private draining = false;
+  /** Numbers the data writes; a waiter is durable once durableSeq reaches its write's number. */
+  private writtenSeq = 0;
+  private durableSeq = 0;
+  private waiters: Waiter[] = [];
+  private syncRunning = false;
+  private syncAgain = false;
+  private syncDone: Promise<void> = Promise.resolve();
+  private durable: DurablePoint;
+  /** Bumped by every cut (truncate, reset, rollback): fsyncs and reads started before it are stale. */
+  private generation = 0;
+  private syncFailure: { error: unknown } | undefined;
+  /** The active file may hold bytes past `size` from a failed write that could not be cut yet. */
+  private dirtyTail = false;
+  private closing = false;
+  private closed = false;
+  private closePromise: Promise<void> | undefined;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private readonly cache: TailCache;
+  private readonly listeners = new Set<(logEndOffset: number) => void>();
+  private readonly counters: PartitionLogStats = {
+    appends: 0,
+    recordsAppended: 0,
+    bytesAppended: 0,
+    writes: 0,
+    fsyncs: 0,
+    fsyncSeconds: 0,
+    writeErrors: 0,
+    fsyncErrors: 0,
+    segmentsRolled: 0,
+    segmentsDeleted: 0,
+    reads: 0,
+    tailCacheHits: 0,
+  };
+
+  constructor(
+    private readonly o: ResolvedPartitionLogOptions,
+    private readonly logger: Logger,
+    segments: Segment[],
+  ) {
+    this.segmentList = segments;
+    const active = this.active;
+    this.durable = { segment: active, size: active.size, offset: active.nextOffset };
+    this.cache = new TailCache(o.tailCacheBytes);
+    if (o.fsync === "interval") {
+      this.timer = setInterval(() => {
+        if (this.writtenSeq > this.durableSeq && !this.closing) this.requestSync();
+      }, o.fsyncIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  get dir(): string {
+    return this.o.dir;
+  }
+
+  get logStartOffset(): number {
+    return (this.segmentList[0] as Segment).baseOffset;
+  }
+
+  get logEndOffset(): number {
+    return this.active.nextOffset;
+  }
+
+  get durableOffset(): number {
+    return this.durable.offset;
+  }
+
+  get sizeBytes(): number {
+    let total = 0;
+    for (const s of this.segmentList) total += s.size;
+    return total;
+  }
+
+  private get active(): Segment {
+    return this.segmentList[this.segmentList.length - 1] as Segment;
+  }
+
+  // ---- appends -------------------------------------------------------------------------------------
+
+  async append(records: readonly AppendRecord[]): Promise<AppendResult> {
+    return this.enqueueAppend(records, false);
+  }
+
+  async appendReplicated(records: readonly ReplicatedRecord[]): Promise<AppendResult> {
+    return this.enqueueAppend(records, true);
+  }
+
+  private enqueueAppend(records: readonly AppendRecord[], replicated: boolean): Promise<AppendResult> {
+    if (this.closing) throw new LogClosedError(this.o.dir);
+    if (!Array.isArray(records) || records.length === 0) {
+      throw new InvalidArgumentError("an append needs at least one record");
+    }
+    const sizes = new Array<number>(records.length);
+    let bytes = 0;
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i] as AppendRecord;
+      const size = frameSize(record);
+      if (typeof size === "string") throw new InvalidArgumentError(`record ${i} of the batch: ${size}`);
+      if (size > this.o.maxRecordBytes) throw new RecordTooLargeError(size, this.o.maxRecordBytes, i);
+      sizes[i] = size;
+      bytes += size;
+    }
+    if (bytes > MAX_BATCH_BYTES) {
+      throw new InvalidArgumentError(`append batch of ${bytes} bytes exceeds the limit of ${MAX_BATCH_BYTES}`);
+    }
+    if (replicated) checkReplicatedBatch(records as readonly ReplicatedRecord[]);
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.queue.push({ kind: "append", records, sizes, bytes, replicated, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Runs `fn` alone, in queue order with the appends. */
+  private control<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ kind: "control", run: () => fn().then(resolve, reject) });
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.draining) return;
+    this.draining = true;
+    // A microtask later, so appends issued in the same tick share the first write.
+    queueMicrotask(() => void this.drain());
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.syncFailure !== undefined) await this.rollBackToDurable();
+        const job = this.queue[0];
+        if (job === undefined) break;
+        if (job.kind === "control") {
+          this.queue.shift();
+          await job.run();
+        } else {
+          await this.writeGroup();
+        }
+      }
+    } catch (err) {
+      // Only a bug gets here; fail what is queued rather than leave callers hanging.
+      this.logger.error({ err }, "partition log writer failed");
+      for (const job of this.queue.splice(0)) if (job.kind === "append") job.reject(err);
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** Writes the appends at the head of the queue that fit the active segment, as one write. */
+  private async writeGroup(): Promise<void> {
+    const head = this.queue[0] as AppendJob;
+    if (this.active.size > 0 && this.active.size + head.bytes > this.o.segmentBytes) {
+      try {
+        await this.roll();
+      } catch (err) {
+        this.queue.shift();
+        head.reject(err instanceof GouletteError ? err : new StorageError(`cannot roll ${this.o.dir} to a new segment`, err));
+        return;
+      }
+    }
+    const active = this.active;
+    const jobs: AppendJob[] = [];
+    let bytes = 0;
+    let next = active.nextOffset;
+    for (let job = this.queue[0]; job !== undefined && job.kind === "append"; job = this.queue[0]) {
+      const filled = active.size + bytes;
+      if (filled > 0 && filled + job.bytes > this.o.segmentBytes) break;
+      if (jobs.length > 0 && bytes + job.bytes > MAX_GROUP_BYTES) break;
+      this.queue.shift();
+      if (job.replicated) {
+        const first = (job.records[0] as ReplicatedRecord).offset;
+        if (first !== next) {
+          job.reject(new NonContiguousOffsetError(next, first));
+          continue;
+        }
+      }
+      jobs.push(job);
+      bytes += job.bytes;
+      next += job.records.length;
+    }
+    if (jobs.length === 0) return;
+
+    // Encode every frame into one buffer: one allocation and one write for the whole group.
+    const buf = Buffer.allocUnsafe(bytes);
+    const now = this.o.now();
+    const interval = this.o.indexIntervalBytes;
+    const entries: number[] = [];
+    const results: AppendResult[] = [];
+    const frameStarts: number[] = [];
+    let pos = 0;
+    let offset = active.nextOffset;
+    let sinceIndex = active.bytesSinceIndex;
+    let maxTimestamp = active.maxTimestamp;
+    for (const job of jobs) {
+      const baseOffset = offset;
+      for (const record of job.records) {
+        if (sinceIndex >= interval) {
+          entries.push(offset, active.size + pos);
+          sinceIndex = 0;
+        }
+        const timestamp = record.timestamp ?? now;
+        frameStarts.push(pos);
+        const end = encodeFrame(buf, pos, record, offset, timestamp);
+        sinceIndex += end - pos;
+        pos = end;
+        offset++;
+        if (timestamp > maxTimestamp) maxTimestamp = timestamp;
+      }
+      results.push({ baseOffset, lastOffset: offset - 1 });
+    }
+    if (pos !== bytes) throw new Error(`encoded ${pos} bytes where ${bytes} were computed`);
+
+    try {
+      await this.cleanTail(active);
+      await writeFully(active.file, buf, active.size);
+    } catch (err) {
+      this.counters.writeErrors++;
+      await this.cutFileBack(active);
+      const error = new StorageError(`append to ${active.dataPath} failed`, err);
+      this.logger.error({ err, segment: active.dataPath, bytes }, "append failed; nothing of it is readable");
+      for (const job of jobs) job.reject(error);
+      return;
+    }
+
+    // The write is complete: only now do readers get to see it.
+    const firstPosition = active.size;
+    active.size += bytes;
+    active.nextOffset = offset;
+    for (let i = 0; i < entries.length; i += 2) active.index.add(entries[i] as number, entries[i + 1] as number);
+    active.bytesSinceIndex = sinceIndex;
+    active.maxTimestamp = maxTimestamp;
+    if (this.o.tailCacheBytes > 0) {
+      for (let i = 0; i < frameStarts.length; i++) {
+        const start = frameStarts[i] as number;
+        const end = frameStarts[i + 1] ?? bytes;
+        this.cache.push(decodeFrame(buf, start, end - start));
+      }
+    }
+    this.writtenSeq++;
+    this.counters.writes++;
+    this.counters.appends += jobs.length;
+    this.counters.recordsAppended += frameStarts.length;
+    this.counters.bytesAppended += bytes;
+    void firstPosition;
+    for (const listener of this.listeners) listener(offset);
+
+    if (this.o.fsync === "always") {
+      const seq = this.writtenSeq;
+      jobs.forEach((job, i) => {
+        this.waiters.push({ seq, result: results[i] as AppendResult, resolve: job.resolve, reject: job.reject });
+      });
+      this.requestSync();
+    } else {
+      jobs.forEach((job, i) => job.resolve(results[i] as AppendResult));
+    }
+  }
+
+  // ---- durability ----------------------------------------------------------------------------------
+
+  /**
+   * Group commit: at most one fsync runs at a time; writes that land while it runs are covered by the
+   * single next one, however many appends they carry.
+   */
+  private requestSync(): void {
+    this.syncAgain = true;
+    if (this.syncRunning) return;
+    this.syncRunning = true;
+    this.syncDone = this.syncLoop();
+  }
+
+  private async syncLoop(): Promise<void> {
+    while (this.syncAgain) {
+      this.syncAgain = false;
+      const segment = this.active;
+      const seq = this.writtenSeq;
+      const point: DurablePoint = { segment, size: segment.size, offset: segment.nextOffset };
+      const generation = this.generation;
+      segment.acquire();
+      try {
+        await this.syncData(segment);
+      } catch (err) {
+        this.syncRunning = false;
+        this.failSync(err);
+        return;
+      } finally {
+        segment.release();
+      }
+      if (generation === this.generation) {
+        if (seq > this.durableSeq) this.durableSeq = seq;
+        if (segment === this.active && point.offset > this.durable.offset) this.durable = point;
+        this.resolveWaiters();
+      }
+    }
+    this.syncRunning = false;
+  }
+
+  private async syncData(segment: Segment): Promise<void> {
+    const started = process.hrtime.bigint();
+    try {
+      await segment.file.datasync();
+    } catch (err) {
+      this.counters.fsyncErrors++;
+      throw err;
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.counters.fsyncs++;
+    this.counters.fsyncSeconds += seconds;
+    this.o.onFsync?.(seconds);
+  }
+
+  private resolveWaiters(): void {
+    let n = 0;
+    while (n < this.waiters.length && (this.waiters[n] as Waiter).seq <= this.durableSeq) n++;
+    if (n === 0) return;
+    for (const waiter of this.waiters.splice(0, n)) waiter.resolve(waiter.result);
+  }
+
+  /** Rejects the waiters whose records start at or after `offset`: they were cut before becoming durable. */
+  private rejectWaitersFrom(offset: number): void {
+    const kept: Waiter[] = [];
+    for (const waiter of this.waiters) {
+      if (waiter.result.lastOffset >= offset) {
+        waiter.reject(
+          new FailedPreconditionError(
+            `records ${waiter.result.baseOffset}..${waiter.result.lastOffset} were truncated before they became durable`,
+          ),
+        );
+      } else {
+        kept.push(waiter);
+      }
+    }
+    this.waiters = kept;
+  }
+
+  /**
+   * A failed fsync leaves the unsynced bytes in an unknown state (Linux may drop them and report
+   * success next time), so the log goes back to the last durable point; the writer does it next.
+   */
+  private failSync(err: unknown): void {
+    this.logger.error({ err, segment: this.active.dataPath }, "fsync failed; rolling back to the last durable record");
+    this.syncFailure = { error: err };
+    this.kick();
+  }
+
+  private async rollBackToDurable(): Promise<void> {
+    const cause = (this.syncFailure as { error: unknown }).error;
+    this.syncFailure = undefined;
+    this.generation++;
+    const { segment, size, offset } = this.durable;
+    const error = new StorageError(`fsync of ${segment.dataPath} failed; unsynced records were rolled back`, cause);
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+    if (segment !== this.active) {
+      // A roll syncs the old segment before the first write to the new one, so this cannot happen.
+      this.logger.error({ segment: segment.dataPath }, "durable point is not in the active segment; not rolling back");
+      return;
+    }
+    if (offset < segment.nextOffset) {
+      this.cutInMemory(segment, size, offset);
+      await this.cutFileBack(segment);
+    }
+    this.durableSeq = this.writtenSeq;
+  }
+
+  async flush(): Promise<void> {
+    if (this.closed) throw new LogClosedError(this.o.dir);
+    if (this.writtenSeq === this.durableSeq) return;
+    const end = this.logEndOffset;
+    await new Promise<AppendResult>((resolve, reject) => {
+      this.waiters.push({ seq: this.writtenSeq, result: { baseOffset: end, lastOffset: end - 1 }, resolve, reject });
+      this.requestSync();
+    });
+  }
+
+  // ---- cutting back --------------------------------------------------------------------------------
+
+  private cutInMemory(segment: Segment, size: number, offset: number): void {
+    segment.size = size;
+    segment.nextOffset = offset;
+    segment.index.truncateFrom(offset);
+    const entries = segment.index.length;
+    segment.bytesSinceIndex = size - (entries > 0 ? segment.index.entry(entries - 1).position : 0);
+    this.cache.truncateFrom(offset);
+  }
+
+  /** Best effort: cut the file to the segment's size; when that fails too, retry before the next write. */
+  private async cutFileBack(segment: Segment): Promise<void> {
+    try {
+      await segment.file.truncate(segment.size);
+      this.dirtyTail = false;
+    } catch (err) {
+      this.dirtyTail = true;
+      this.logger.error({ err, segment: segment.dataPath }, "cannot cut a failed write off the segment; retrying before the next write");
+    }
+  }
+
+  private async cleanTail(segment: Segment): Promise<void> {
+    if (!this.dirtyTail) return;
+    await segment.file.truncate(segment.size);
+    this.dirtyTail = false;
+  }
+
+  /** Seals the active segment (synced, index saved) and starts a new one at the log end. */
+  private async roll(): Promise<void> {
+    const fs = this.o.fileSystem;
+    const old = this.active;
+    await this.cleanTail(old);
+    try {
+      await this.syncData(old);
+    } catch (err) {
+      this.failSync(err);
+      throw new StorageError(`fsync of ${old.dataPath} failed`, err);
+    }
+    // Everything written so far is in `old`, now synced: every waiter is durable.
+    this.durableSeq = this.writtenSeq;
+    this.durable = { segment: old, size: old.size, offset: old.nextOffset };
+    this.resolveWaiters();
+    await old.saveIndex(fs);
+    let next: Segment | undefined;
+    try {
+      // A file already there with this name is debris of an earlier failed roll: nothing points to it.
+      await fs.unlink(`${this.o.dir}/${segmentFileNameOf(old.nextOffset)}`).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+      next = await Segment.create(fs, this.o.dir, old.nextOffset);
+      await fs.syncDir(this.o.dir);
+    } catch (err) {
+      if (next !== undefined) await next.retire(fs).catch(() => undefined);
+      await old.dropIndexFile(fs).catch(() => undefined);
+      throw err;
+    }
+    this.segmentList.push(next);
+    this.durable = { segment: next, size: 0, offset: next.baseOffset };
+    this.counters.segmentsRolled++;
+  }
+
+  async truncateTo(offset: number): Promise<void> {
+    checkOffset("truncateTo offset", offset);
+    if (this.closing) throw new LogClosedError(this.o.dir);
+    return this.control(async () => {
+      if (offset >= this.logEndOffset) return;
+      if (offset <= this.logStartOffset) return this.resetNow(offset);
+      const fs = this.o.fileSystem;
+      this.generation++;
+      this.rejectWaitersFrom(offset);
+      try {
+        // Newest first, so a crash in between still leaves a log that is a prefix of the old one.
+        while (this.active.baseOffset >= offset) {
+          const doomed = this.active;
+          await doomed.retire(fs);
+          this.segmentList.pop();
+          this.counters.segmentsDeleted++;
+          this.dirtyTail = false;
+        }
+        const target = this.active;
+        await target.dropIndexFile(fs);
+        const position = await target.positionOf(offset);
+        this.cutInMemory(target, position, offset);
+        if (this.durable.offset > offset || this.durable.segment !== target) {
+          this.durable = { segment: target, size: position, offset };
+        }
+        await target.file.truncate(position);
+        this.dirtyTail = false;
+        await this.syncData(target);
+        await fs.syncDir(this.o.dir);
+      } catch (err) {
+        if (err instanceof GouletteError) throw err;
+        throw new StorageError(`truncating ${this.o.dir} to offset ${offset} failed`, err);
+      }
+      // Everything left was just synced.
+      this.durableSeq = this.writtenSeq;
+      this.durable = { segment: this.active, size: this.active.size, offset: this.active.nextOffset };
+      this.resolveWaiters();
+    });
+  }
+
+  async resetTo(offset: number): Promise<void> {
+    checkOffset("resetTo offset", offset);
+    if (this.closing) throw new LogClosedError(this.o.dir);
+    return this.control(() => this.resetNow(offset));
+  }
+
+  private async resetNow(offset: number): Promise<void> {
+    const fs = this.o.fileSystem;
+    this.generation++;
+    this.rejectWaitersFrom(-1);
+    try {
+      while (this.segmentList.length > 0) {
+        await this.active.retire(fs);
+        this.segmentList.pop();
+        this.counters.segmentsDeleted++;
+      }
+      this.dirtyTail = false;
+      this.cache.clear();
+      const next = await Segment.create(fs, this.o.dir, offset);
+      this.segmentList.push(next);
+      await fs.syncDir(this.o.dir);
+    } catch (err) {
+      if (this.segmentList.length === 0) {
+        // Without a segment the log cannot go on; the instance is unusable and must be reopened.
+        this.closing = true;
+        this.closed = true;
+      }
+      throw new StorageError(`resetting ${this.o.dir} to offset ${offset} failed`, err);
+    }
+    this.durableSeq = this.writtenSeq;
+    this.durable = { segment: this.active, size: 0, offset };
+  }
+
+  async enforceRetention(now: number = this.o.now()): Promise<RetentionResult> {
+    if (this.closing) throw new LogClosedError(this.o.dir);
+    return this.control(async () => {
+      const { retentionMs, retentionBytes } = this.o;
+      const fs = this.o.fileSystem;
+      let total = this.sizeBytes;
+      let deletedSegments = 0;
+      let deletedBytes = 0;
+      // Oldest first and never the active segment, so the log stays one contiguous range.
+      while (this.segmentList.length > 1) {
+        const oldest = this.segmentList[0] as Segment;
+        const expired = retentionMs !== undefined && oldest.maxTimestamp < now - retentionMs;
+        const oversize = retentionBytes !== undefined && total - oldest.size >= retentionBytes;
+        if (!expired && !oversize) break;
+        try {
+          await oldest.retire(fs);
+        } catch (err) {
+          throw new StorageError(`deleting segment ${oldest.dataPath} failed`, err);
+        }
+        this.segmentList.shift();
+        total -= oldest.size;
+        deletedSegments++;
+        deletedBytes += oldest.size;
+        this.counters.segmentsDeleted++;
+        this.logger.info({ segment: oldest.dataPath, expired, oversize }, "retention deleted a segment");
+      }
+      if (deletedSegments > 0) {
+        await fs.syncDir(this.o.dir).catch((err: unknown) => {
+          this.logger.warn({ err }, "directory sync after retention failed");
+        });
+      }
+      return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
+    });
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------------
+
+  async read(
+    fromOffset: number,
+    maxRecords = DEFAULT_READ_RECORDS,
+    maxBytes = DEFAULT_READ_BYTES,
+    options: ReadOptions = {},
+  ): Promise<StoredRecord[]> {
+    if (this.closed) throw new LogClosedError(this.o.dir);
+    checkOffset("read offset", fromOffset);
+    if (!Number.isSafeInteger(maxRecords) || maxRecords < 1) {
+      throw new InvalidArgumentError(`maxRecords must be a positive integer, got ${maxRecords}`);
+    }
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+      throw new InvalidArgumentError(`maxBytes must be a positive integer, got ${maxBytes}`);
+    }
+    this.counters.reads++;
+    // A cut (truncation, rollback) during the read may pull bytes from under it: try again then.
+    for (let attempt = 0; ; attempt++) {
+      const generation = this.generation;
+      try {
+        const records = await this.readOnce(fromOffset, maxRecords, maxBytes, options.endOffset);
+        if (generation === this.generation || attempt >= 3) return records;
+      } catch (err) {
+        if (generation === this.generation || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  private async readOnce(
+    fromOffset: number,
+    maxRecords: number,
+    maxBytes: number,
+    endOffset: number | undefined,
+  ): Promise<StoredRecord[]> {
+    const start = this.logStartOffset;
+    const end = this.logEndOffset;
+    if (fromOffset < start || fromOffset > end) throw new OffsetOutOfRangeError(fromOffset, start, end);
+    const cursor: ReadCursor = {
+      offset: fromOffset,
+      endOffset: Math.min(end, endOffset ?? end),
+      maxRecords,
+      maxBytes,
+      bytes: 0,
+      out: [],
+    };
+    if (cursor.offset >= cursor.endOffset) return cursor.out;
+    if (this.cache.serve(cursor)) {
+      this.counters.tailCacheHits++;
+      return cursor.out;
+    }
+    const pinned = this.segmentList.slice(this.segmentIndexOf(fromOffset));
+    for (const segment of pinned) segment.acquire();
+    try {
+      for (const segment of pinned) {
+        if (cursor.offset < segment.baseOffset) {
+          throw new CorruptRecordError(cursor.offset, segment.dataPath, 0, `offsets up to ${segment.baseOffset - 1} are missing`);
+        }
+        await segment.read(cursor, this.o.indexIntervalBytes);
+        const limited = cursor.out.length >= cursor.maxRecords || cursor.offset >= cursor.endOffset;
+        if (limited || cursor.offset < segment.nextOffset) break;
+      }
+    } finally {
+      for (const segment of pinned) segment.release();
+    }
+    return cursor.out;
+  }
+
+  /** Index of the segment holding `offset` (the last one whose base is ≤ offset). */
+  private segmentIndexOf(offset: number): number {
+    let lo = 0;
+    let hi = this.segmentList.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if ((this.segmentList[mid] as Segment).baseOffset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  // ---- the rest ------------------------------------------------------------------------------------
+
+  onAppend(listener: (logEndOffset: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  segments(): SegmentInfo[] {
+    return this.segmentList.map((s) => ({
+      baseOffset: s.baseOffset,
+      nextOffset: s.nextOffset,
+      sizeBytes: s.size,
+      path: s.dataPath,
+      maxTimestamp: s.maxTimestamp,
+    }));
+  }
+
+  stats(): PartitionLogStats {
+    return { ...this.counters };
+  }
+
+  close(): Promise<void> {
+    if (this.closePromise !== undefined) return this.closePromise;
+    this.closing = true;
+    this.closePromise = this.control(async () => {
+      if (this.timer !== undefined) clearInterval(this.timer);
+      while (this.syncRunning) await this.syncDone;
+      if (this.syncFailure !== undefined) await this.rollBackToDurable();
+      const fs = this.o.fileSystem;
+      const active = this.active;
+      let failure: unknown;
+      try {
+        await this.cleanTail(active);
+        await this.syncData(active);
+        this.durableSeq = this.writtenSeq;
+        this.durable = { segment: active, size: active.size, offset: active.nextOffset };
+        this.resolveWaiters();
+        // The saved index marks a clean shutdown: the next open trusts it instead of scanning.
+        await active.saveIndex(fs);
+        await fs.syncDir(this.o.dir);
+      } catch (err) {
+        failure = err;
+        const error = new StorageError(`closing ${this.o.dir} failed`, err);
+        for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+      }
+      await Promise.all(this.segmentList.map((s) => s.closeFile().catch(() => undefined)));
+      this.closed = true;
+      this.listeners.clear();
+      if (failure !== undefined) throw new StorageError(`closing ${this.o.dir} failed`, failure);
+    });
+    return this.closePromise;
+  }
+}
+
+function checkOffset(what: string, offset: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new InvalidArgumentError(`${what} must be a non-negative integer, got ${offset}`);
+  }
+}
+
+function checkReplicatedBatch(records: readonly ReplicatedRecord[]): void {
+  const first = (records[0] as ReplicatedRecord).offset;
+  checkOffset("replicated record offset", first);
+  records.forEach((record, i) => {
+    if (record.offset !== first + i) throw new NonContiguousOffsetError(first + i, record.offset);
+    if (record.timestamp === undefined) {
+      throw new InvalidArgumentError(`replicated record ${record.offset} has no timestamp`);
+    }
+  });
+}
+
+function segmentFileNameOf(baseOffset: number): string {
+  return `${String(baseOffset).padStart(20, "0")}.log`;
+}
