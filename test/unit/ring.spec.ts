@@ -278,10 +278,10 @@ describe("HashRing cost", () => {
     const added = performance.now() - addStarted;
     t.diagnostic(`build ${built.toFixed(1)} ms, withBroker ${added.toFixed(2)} ms`);
     assert.equal(ring.virtualNodeCount, 45_000);
-    // Generous bounds for a shared 2-core machine (typically ~10 ms and ~1 ms); they catch a
-    // quadratic build or a full rebuild per added broker.
+    // Generous bounds for a loaded, shared 2-core machine (typically ~10 ms and ~1-5 ms): they catch
+    // an accidentally quadratic build or merge, not small regressions.
     assert.ok(built < 500, `build took ${built.toFixed(1)} ms`);
-    assert.ok(added < 100, `withBroker took ${added.toFixed(1)} ms`);
+    assert.ok(added < 250, `withBroker took ${added.toFixed(1)} ms`);
     assertSameRing(grown, createHashRing({ brokers: ids(301) }));
   });
 });
