@@ -56,7 +56,7 @@ export function planReplacement(
         !leaving.has(id) && !survivors.includes(id) && state.broker(id)?.status === "healthy";
       const replacements = ring.pick(
         partitionKey(name, p.partition),
-        topic.replicaCount - survivors.length,
+        Math.max(0, topic.replicaCount - survivors.length),
         usable,
       );
       partitions.push({ partition: p.partition, replicas: [...survivors, ...replacements] });
@@ -76,7 +76,7 @@ export function planTopUp(state: ClusterState, ring: RingView): TopicChange[] {
     for (const p of topic.partitions) {
       const live = p.replicas.filter((id) => state.broker(id)?.status === "healthy");
       if (p.replicas.length >= topic.replicaCount && live.length === p.replicas.length) continue;
-      const missing = topic.replicaCount - live.length;
+      const missing = Math.max(0, topic.replicaCount - live.length);
       const extra = ring.pick(
         partitionKey(name, p.partition),
         missing,

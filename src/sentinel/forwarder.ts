@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { UnavailableError, errorMessage, isRetryable } from "../errors.js";
@@ -45,6 +45,7 @@ export class WriteRouter {
     let lastError: unknown;
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       if (attempt > 0) await sleep(Math.min(500, 50 * attempt));
+      let forwarding = false;
       try {
         if (this.options.isLeader()) return await local();
         if (forwardedBy !== null) {
@@ -56,6 +57,7 @@ export class WriteRouter {
         const url = this.options.leaderUrl();
         if (!url || url === this.options.selfUrl)
           throw new UnavailableError("no sentinel leader is elected yet");
+        forwarding = true;
         const result = await remote(this.#client(url), {
           ...this.options.headers,
           [FORWARDED_HEADER]: this.options.selfId,
@@ -64,7 +66,9 @@ export class WriteRouter {
         return result;
       } catch (err) {
         lastError = err;
-        if (!isRetryable(err)) {
+        // Every sentinel write is idempotent (the leader re-checks state before appending), so a
+        // forwarded call cut off by the leader's death is safe to send again.
+        if (!isRetryable(err) && !(forwarding && isCutOff(err))) {
           if (!this.options.isLeader()) this.options.metrics.forwarded.inc({ method, outcome: "error" });
           throw err;
         }
@@ -86,4 +90,13 @@ export class WriteRouter {
     }
     return client;
   }
+}
+
+/** The connection to the leader broke mid-call (the leader died): the outcome is unknown. */
+function isCutOff(err: unknown): boolean {
+  return (
+    err instanceof ConnectError &&
+    [Code.Canceled, Code.Unknown, Code.Internal].includes(err.code) &&
+    /stream|socket|ECONN|EPIPE|closed|reset/i.test(err.rawMessage)
+  );
 }
