@@ -1,3 +1,5 @@
+import path from "node:path";
+
 import { FailedPreconditionError, GouletteError, InvalidArgumentError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import {
@@ -16,14 +18,20 @@ import {
   type ResolvedPartitionLogOptions,
 } from "./partition-log-options.js";
 import {
-  decodeFrame,
   encodeFrame,
   frameSize,
   type AppendRecord,
   type ReplicatedRecord,
   type StoredRecord,
 } from "./record-format.js";
-import { Segment, isNotFound, parseSegmentFileName, writeFully, type ReadCursor } from "./segment.js";
+import {
+  Segment,
+  isNotFound,
+  parseSegmentFileName,
+  segmentName,
+  writeFully,
+  type ReadCursor,
+} from "./segment.js";
 import { TailCache } from "./tail-cache.js";
 
 /** Offsets given to an appended batch. */
@@ -102,7 +110,12 @@ export interface PartitionLog {
    * the first record is always returned. [] at the log end; OffsetOutOfRangeError outside
    * [logStartOffset, logEndOffset]; CorruptRecordError at a damaged record.
    */
-  read(fromOffset: number, maxRecords?: number, maxBytes?: number, options?: ReadOptions): Promise<StoredRecord[]>;
+  read(
+    fromOffset: number,
+    maxRecords?: number,
+    maxBytes?: number,
+    options?: ReadOptions,
+  ): Promise<StoredRecord[]>;
   /** Resolves once everything appended so far is fsynced (useful in "interval" mode). */
   flush(): Promise<void>;
   /**
@@ -135,6 +148,7 @@ interface AppendJob {
 interface ControlJob {
   kind: "control";
   run: () => Promise<void>;
+  fail: (err: unknown) => void;
 }
 
 type Job = AppendJob | ControlJob;
@@ -191,6 +205,8 @@ export async function openPartitionLog(options: PartitionLogOptions): Promise<Pa
     const last = segments[segments.length - 1];
     if (last === undefined) {
       segments.push(await Segment.create(fs, o.dir, o.initialOffset));
+      // The directory itself may be new: make its entry in the parent durable too.
+      await fs.syncDir(path.dirname(o.dir)).catch(() => undefined);
     } else {
       // The active segment's saved index would go stale with the next append; without it a crash is
       // detected (no index) and the segment rescanned.
@@ -205,18 +221,25 @@ export async function openPartitionLog(options: PartitionLogOptions): Promise<Pa
     const a = segments[i] as Segment;
     const b = segments[i + 1] as Segment;
     if (a.nextOffset !== b.baseOffset) {
-      logger.error({ segment: a.dataPath, nextOffset: a.nextOffset, nextSegmentBase: b.baseOffset }, "segments do not join up");
+      logger.error(
+        { segment: a.dataPath, nextOffset: a.nextOffset, nextSegmentBase: b.baseOffset },
+        "segments do not join up",
+      );
     }
   }
   return new FileLog(o, logger, segments);
 }
 
-async function removeLeftovers(o: ResolvedPartitionLogOptions, names: string[], bases: Set<number>): Promise<void> {
+async function removeLeftovers(
+  o: ResolvedPartitionLogOptions,
+  names: string[],
+  bases: Set<number>,
+): Promise<void> {
   for (const name of names) {
     const indexMatch = /^(\d{20})\.index(\.tmp)?$/.exec(name);
     // A temp index from an interrupted save, or the index of a segment whose data file was deleted.
     if (indexMatch && (indexMatch[2] !== undefined || !bases.has(Number(indexMatch[1])))) {
-      await o.fileSystem.unlink(`${o.dir}/${name}`).catch((err: unknown) => {
+      await o.fileSystem.unlink(path.join(o.dir, name)).catch((err: unknown) => {
         if (!isNotFound(err)) throw err;
       });
     }
@@ -330,7 +353,9 @@ class FileLog implements PartitionLog {
       bytes += size;
     }
     if (bytes > MAX_BATCH_BYTES) {
-      throw new InvalidArgumentError(`append batch of ${bytes} bytes exceeds the limit of ${MAX_BATCH_BYTES}`);
+      throw new InvalidArgumentError(
+        `append batch of ${bytes} bytes exceeds the limit of ${MAX_BATCH_BYTES}`,
+      );
     }
     if (replicated) checkReplicatedBatch(records as readonly ReplicatedRecord[]);
     return new Promise<AppendResult>((resolve, reject) => {
@@ -342,7 +367,7 @@ class FileLog implements PartitionLog {
   /** Runs `fn` alone, in queue order with the appends. */
   private control<T>(fn: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ kind: "control", run: () => fn().then(resolve, reject) });
+      this.queue.push({ kind: "control", run: () => fn().then(resolve, reject), fail: reject });
       this.kick();
     });
   }
@@ -370,7 +395,10 @@ class FileLog implements PartitionLog {
     } catch (err) {
       // Only a bug gets here; fail what is queued rather than leave callers hanging.
       this.logger.error({ err }, "partition log writer failed");
-      for (const job of this.queue.splice(0)) if (job.kind === "append") job.reject(err);
+      for (const job of this.queue.splice(0)) {
+        if (job.kind === "append") job.reject(err);
+        else job.fail(err);
+      }
     } finally {
       this.draining = false;
     }
@@ -384,7 +412,11 @@ class FileLog implements PartitionLog {
         await this.roll();
       } catch (err) {
         this.queue.shift();
-        head.reject(err instanceof GouletteError ? err : new StorageError(`cannot roll ${this.o.dir} to a new segment`, err));
+        head.reject(
+          err instanceof GouletteError
+            ? err
+            : new StorageError(`cannot roll ${this.o.dir} to a new segment`, err),
+        );
         return;
       }
     }
@@ -453,31 +485,35 @@ class FileLog implements PartitionLog {
     }
 
     // The write is complete: only now do readers get to see it.
-    const firstPosition = active.size;
     active.size += bytes;
     active.nextOffset = offset;
-    for (let i = 0; i < entries.length; i += 2) active.index.add(entries[i] as number, entries[i + 1] as number);
+    for (let i = 0; i < entries.length; i += 2)
+      active.index.add(entries[i] as number, entries[i + 1] as number);
     active.bytesSinceIndex = sinceIndex;
     active.maxTimestamp = maxTimestamp;
-    if (this.o.tailCacheBytes > 0) {
-      for (let i = 0; i < frameStarts.length; i++) {
-        const start = frameStarts[i] as number;
-        const end = frameStarts[i + 1] ?? bytes;
-        this.cache.push(decodeFrame(buf, start, end - start));
-      }
-    }
+    this.cache.push(active.nextOffset - frameStarts.length, buf, frameStarts);
     this.writtenSeq++;
     this.counters.writes++;
     this.counters.appends += jobs.length;
     this.counters.recordsAppended += frameStarts.length;
     this.counters.bytesAppended += bytes;
-    void firstPosition;
-    for (const listener of this.listeners) listener(offset);
+    for (const listener of this.listeners) {
+      try {
+        listener(offset);
+      } catch (err) {
+        this.logger.error({ err }, "append listener threw");
+      }
+    }
 
     if (this.o.fsync === "always") {
       const seq = this.writtenSeq;
       jobs.forEach((job, i) => {
-        this.waiters.push({ seq, result: results[i] as AppendResult, resolve: job.resolve, reject: job.reject });
+        this.waiters.push({
+          seq,
+          result: results[i] as AppendResult,
+          resolve: job.resolve,
+          reject: job.reject,
+        });
       });
       this.requestSync();
     } else {
@@ -535,7 +571,11 @@ class FileLog implements PartitionLog {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.counters.fsyncs++;
     this.counters.fsyncSeconds += seconds;
-    this.o.onFsync?.(seconds);
+    try {
+      this.o.onFsync?.(seconds);
+    } catch (err) {
+      this.logger.error({ err }, "onFsync callback threw");
+    }
   }
 
   private resolveWaiters(): void {
@@ -567,7 +607,10 @@ class FileLog implements PartitionLog {
    * success next time), so the log goes back to the last durable point; the writer does it next.
    */
   private failSync(err: unknown): void {
-    this.logger.error({ err, segment: this.active.dataPath }, "fsync failed; rolling back to the last durable record");
+    this.logger.error(
+      { err, segment: this.active.dataPath },
+      "fsync failed; rolling back to the last durable record",
+    );
     this.syncFailure = { error: err };
     this.kick();
   }
@@ -577,11 +620,17 @@ class FileLog implements PartitionLog {
     this.syncFailure = undefined;
     this.generation++;
     const { segment, size, offset } = this.durable;
-    const error = new StorageError(`fsync of ${segment.dataPath} failed; unsynced records were rolled back`, cause);
+    const error = new StorageError(
+      `fsync of ${segment.dataPath} failed; unsynced records were rolled back`,
+      cause,
+    );
     for (const waiter of this.waiters.splice(0)) waiter.reject(error);
     if (segment !== this.active) {
       // A roll syncs the old segment before the first write to the new one, so this cannot happen.
-      this.logger.error({ segment: segment.dataPath }, "durable point is not in the active segment; not rolling back");
+      this.logger.error(
+        { segment: segment.dataPath },
+        "durable point is not in the active segment; not rolling back",
+      );
       return;
     }
     if (offset < segment.nextOffset) {
@@ -596,7 +645,12 @@ class FileLog implements PartitionLog {
     if (this.writtenSeq === this.durableSeq) return;
     const end = this.logEndOffset;
     await new Promise<AppendResult>((resolve, reject) => {
-      this.waiters.push({ seq: this.writtenSeq, result: { baseOffset: end, lastOffset: end - 1 }, resolve, reject });
+      this.waiters.push({
+        seq: this.writtenSeq,
+        result: { baseOffset: end, lastOffset: end - 1 },
+        resolve,
+        reject,
+      });
       this.requestSync();
     });
   }
@@ -619,7 +673,10 @@ class FileLog implements PartitionLog {
       this.dirtyTail = false;
     } catch (err) {
       this.dirtyTail = true;
-      this.logger.error({ err, segment: segment.dataPath }, "cannot cut a failed write off the segment; retrying before the next write");
+      this.logger.error(
+        { err, segment: segment.dataPath },
+        "cannot cut a failed write off the segment; retrying before the next write",
+      );
     }
   }
 
@@ -648,7 +705,7 @@ class FileLog implements PartitionLog {
     let next: Segment | undefined;
     try {
       // A file already there with this name is debris of an earlier failed roll: nothing points to it.
-      await fs.unlink(`${this.o.dir}/${segmentFileNameOf(old.nextOffset)}`).catch((err: unknown) => {
+      await fs.unlink(path.join(this.o.dir, `${segmentName(old.nextOffset)}.log`)).catch((err: unknown) => {
         if (!isNotFound(err)) throw err;
       });
       next = await Segment.create(fs, this.o.dir, old.nextOffset);
@@ -827,12 +884,22 @@ class FileLog implements PartitionLog {
     try {
       for (const segment of pinned) {
         if (cursor.offset < segment.baseOffset) {
-          throw new CorruptRecordError(cursor.offset, segment.dataPath, 0, `offsets up to ${segment.baseOffset - 1} are missing`);
+          throw new CorruptRecordError(
+            cursor.offset,
+            segment.dataPath,
+            0,
+            `offsets up to ${segment.baseOffset - 1} are missing`,
+          );
         }
         await segment.read(cursor, this.o.indexIntervalBytes);
         const limited = cursor.out.length >= cursor.maxRecords || cursor.offset >= cursor.endOffset;
         if (limited || cursor.offset < segment.nextOffset) break;
       }
+    } catch (err) {
+      // The good records before a damaged one are still served; the next read starts at the damage.
+      if (err instanceof CorruptRecordError && cursor.out.length > 0) return cursor.out;
+      if (err instanceof GouletteError) throw err;
+      throw new StorageError(`reading ${this.o.dir} at offset ${cursor.offset} failed`, err);
     } finally {
       for (const segment of pinned) segment.release();
     }
@@ -920,8 +987,4 @@ function checkReplicatedBatch(records: readonly ReplicatedRecord[]): void {
       throw new InvalidArgumentError(`replicated record ${record.offset} has no timestamp`);
     }
   });
-}
-
-function segmentFileNameOf(baseOffset: number): string {
-  return `${String(baseOffset).padStart(20, "0")}.log`;
 }

@@ -158,6 +158,12 @@ export class Segment {
         -1,
       );
       const problem = await segment.rebuild(fileSize, options.indexIntervalBytes);
+      if (problem === undefined && !options.active) {
+        // Sealed segments do not change again: save the rebuilt index so the next open skips the scan.
+        await segment.saveIndex(fs).catch((err: unknown) => {
+          options.logger.warn({ err, segment: dataPath }, "cannot save the rebuilt index");
+        });
+      }
       if (problem !== undefined) {
         if (options.active) {
           options.logger.warn(
@@ -380,7 +386,7 @@ export class Segment {
 
   release(): void {
     this.refs--;
-    if (this.refs === 0 && this.retired) void this.closeFile();
+    if (this.refs === 0 && this.retired) void this.closeFile().catch(() => undefined);
   }
 
   /** Deletes the files; the handle closes once the last reader releases it. */

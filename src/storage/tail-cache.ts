@@ -1,70 +1,93 @@
+import { decodeFrame } from "./record-format.js";
 import type { ReadCursor } from "./segment.js";
-import type { StoredRecord } from "./record-format.js";
+
+/** One write's buffer: consecutive frames, the first with offset `firstOffset`. */
+interface Chunk {
+  firstOffset: number;
+  buf: Buffer;
+  /** Start of each frame in `buf`. */
+  starts: number[];
+  /** End of the last frame (shorter than buf after a truncation). */
+  end: number;
+}
 
 /**
- * The most recently appended records, decoded, bounded by bytes. Consumers and followers that keep up
- * read from here without a pread, a CRC pass or a decode. Records are views into the buffers that were
- * written, so the cache costs about its byte budget.
+ * The buffers of the most recent writes, bounded by bytes. Consumers and followers that keep up read
+ * from here without a pread or a CRC pass (the bytes are the ones just written). Frames are decoded
+ * only when read, so appends pay nothing but keeping a reference.
  */
 export class TailCache {
-  private records: StoredRecord[] = [];
-  private head = 0;
+  private chunks: Chunk[] = [];
   private bytes = 0;
 
   constructor(private readonly maxBytes: number) {}
 
-  /** Adds the next record; a record that does not follow the cached ones restarts the cache. */
-  push(record: StoredRecord): void {
-    if (this.maxBytes <= 0) return;
-    const last = this.records[this.records.length - 1];
-    if (this.head < this.records.length && last !== undefined && last.offset + 1 !== record.offset)
-      this.clear();
-    this.records.push(record);
-    this.bytes += record.sizeBytes;
-    while (this.bytes > this.maxBytes && this.head < this.records.length) {
-      this.bytes -= (this.records[this.head] as StoredRecord).sizeBytes;
-      this.head++;
-    }
-    if (this.head > 1024 && this.head * 2 > this.records.length) {
-      this.records = this.records.slice(this.head);
-      this.head = 0;
+  /** Adds the frames of a write; a write that does not follow the cached ones restarts the cache. */
+  push(firstOffset: number, buf: Buffer, starts: number[]): void {
+    if (this.maxBytes <= 0 || starts.length === 0) return;
+    const last = this.chunks[this.chunks.length - 1];
+    if (last !== undefined && last.firstOffset + last.starts.length !== firstOffset) this.clear();
+    this.chunks.push({ firstOffset, buf, starts, end: buf.length });
+    this.bytes += buf.length;
+    while (this.bytes > this.maxBytes && this.chunks.length > 0) {
+      this.bytes -= (this.chunks.shift() as Chunk).buf.length;
     }
   }
 
   /**
-   * Serves the read from the cache when it starts inside it (filling `cursor` like a segment read
-   * would) and returns true; returns false when the disk has to serve it.
+   * Serves the read when it starts inside the cache (filling `cursor` like a segment read would) and
+   * returns true; returns false when the disk has to serve it.
    */
   serve(cursor: ReadCursor): boolean {
-    const first = this.records[this.head];
-    if (first === undefined) return false;
-    let i = this.head + (cursor.offset - first.offset);
-    if (i < this.head || i >= this.records.length) return false;
-    while (i < this.records.length && cursor.out.length < cursor.maxRecords) {
-      const record = this.records[i] as StoredRecord;
-      if (record.offset >= cursor.endOffset) break;
-      if (cursor.out.length > 0 && cursor.bytes + record.sizeBytes > cursor.maxBytes) break;
-      cursor.out.push(record);
-      cursor.bytes += record.sizeBytes;
-      cursor.offset = record.offset + 1;
-      i++;
+    let c = this.chunkIndexOf(cursor.offset);
+    if (c < 0) return false;
+    for (; c < this.chunks.length; c++) {
+      const chunk = this.chunks[c] as Chunk;
+      for (let i = cursor.offset - chunk.firstOffset; i < chunk.starts.length; i++) {
+        if (cursor.out.length >= cursor.maxRecords || chunk.firstOffset + i >= cursor.endOffset) return true;
+        const start = chunk.starts[i] as number;
+        const size = (chunk.starts[i + 1] ?? chunk.end) - start;
+        if (cursor.out.length > 0 && cursor.bytes + size > cursor.maxBytes) return true;
+        cursor.out.push(decodeFrame(chunk.buf, start, size));
+        cursor.bytes += size;
+        cursor.offset = chunk.firstOffset + i + 1;
+      }
     }
     return true;
   }
 
   /** Forgets the records at or after `offset` (the log was cut there). */
   truncateFrom(offset: number): void {
-    while (
-      this.records.length > this.head &&
-      (this.records[this.records.length - 1] as StoredRecord).offset >= offset
+    for (
+      let last = this.chunks[this.chunks.length - 1];
+      last !== undefined;
+      last = this.chunks[this.chunks.length - 1]
     ) {
-      this.bytes -= (this.records.pop() as StoredRecord).sizeBytes;
+      if (last.firstOffset >= offset) {
+        this.chunks.pop();
+        this.bytes -= last.buf.length;
+        continue;
+      }
+      const keep = offset - last.firstOffset;
+      if (keep < last.starts.length) {
+        last.end = last.starts[keep] as number;
+        last.starts = last.starts.slice(0, keep);
+      }
+      break;
     }
   }
 
   clear(): void {
-    this.records = [];
-    this.head = 0;
+    this.chunks = [];
     this.bytes = 0;
+  }
+
+  private chunkIndexOf(offset: number): number {
+    // Reads that keep up hit the newest chunks: search from the end.
+    for (let c = this.chunks.length - 1; c >= 0; c--) {
+      const chunk = this.chunks[c] as Chunk;
+      if (offset >= chunk.firstOffset) return offset < chunk.firstOffset + chunk.starts.length ? c : -1;
+    }
+    return -1;
   }
 }

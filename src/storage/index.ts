@@ -1,0 +1,41 @@
+export { crc32c } from "./crc32c.js";
+export {
+  CorruptRecordError,
+  LogClosedError,
+  NonContiguousOffsetError,
+  OffsetOutOfRangeError,
+  RecordTooLargeError,
+  StorageError,
+} from "./errors.js";
+export { nodeFileSystem, type StorageFile, type StorageFileSystem } from "./file-system.js";
+export {
+  openPartitionLog,
+  type AppendResult,
+  type PartitionLog,
+  type PartitionLogStats,
+  type ReadOptions,
+  type RetentionResult,
+  type SegmentInfo,
+} from "./partition-log.js";
+export {
+  DEFAULT_FSYNC_INTERVAL_MS,
+  DEFAULT_INDEX_INTERVAL_BYTES,
+  DEFAULT_MAX_RECORD_BYTES,
+  DEFAULT_SEGMENT_BYTES,
+  DEFAULT_TAIL_CACHE_BYTES,
+  type FsyncPolicy,
+  type PartitionLogOptions,
+} from "./partition-log-options.js";
+export {
+  type AppendRecord,
+  type RecordHeader,
+  type ReplicatedRecord,
+  type StoredRecord,
+} from "./record-format.js";
+export {
+  createFaultyFileSystem,
+  errnoError,
+  type FaultDecision,
+  type FaultyFileSystemOptions,
+  type FileOperation,
+} from "./faulty-file-system.js";
