@@ -2,9 +2,10 @@
 // rendered object checked against the Kubernetes API schemas (kubernetes-models), and the wiring that
 // a schema cannot see: DNS names, etcd's --initial-cluster, selectors, security contexts, Secrets.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { before, describe, it } from "node:test";
+import { pathToFileURL } from "node:url";
 import { StatefulSet } from "kubernetes-models/apps/v1";
 import type { IStatefulSet } from "kubernetes-models/apps/v1";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
@@ -16,6 +17,8 @@ import type { IRole, IRoleBinding } from "kubernetes-models/rbac.authorization.k
 import { ConfigMap, Secret, Service, ServiceAccount } from "kubernetes-models/v1";
 import type { IConfigMap, IContainer, IPodSpec, ISecret, IService } from "kubernetes-models/v1";
 import { parse as parseYaml } from "yaml";
+import { envName } from "../../src/config/options.js";
+import { sentinelOptionSchema } from "../../src/config/sentinel-options.js";
 import {
   DEFAULT_NAMESPACE as NS,
   DEFAULT_RELEASE as RELEASE,
@@ -24,6 +27,7 @@ import {
   helmLint,
   helmTemplate,
   helmTemplateRaw,
+  repoRoot,
   type KubeObject,
 } from "../helpers/helm.js";
 
@@ -277,7 +281,10 @@ describe("charts/goulette", () => {
         const env = envOf(sts, component, 0);
         assertFileFromSecret(sts, component, env.get("GOULETTE_TLS_CERT"), TLS_SECRET, "tls.crt", "cert");
         assertFileFromSecret(sts, component, env.get("GOULETTE_TLS_KEY"), TLS_SECRET, "tls.key", "key");
-        assertFileFromSecret(sts, component, env.get("GOULETTE_TLS_CA"), TLS_SECRET, "ca.crt", "CA");
+        // Goulette's own clients (forwarding, broker dials) must trust the CA; server-side it would
+        // demand client certificates (--tls-ca), which the kubelet's probes cannot present.
+        assertFileFromSecret(sts, component, env.get("NODE_EXTRA_CA_CERTS"), TLS_SECRET, "ca.crt", "CA");
+        assert.ok(!env.has("GOULETTE_TLS_CA"), "--tls-ca (mutual TLS) must be opt-in");
         const c = containerOf(sts, component);
         assert.equal(c.readinessProbe?.httpGet?.scheme, "HTTPS");
         assert.equal(c.livenessProbe?.httpGet?.scheme, "HTTPS");
@@ -292,6 +299,30 @@ describe("charts/goulette", () => {
       );
     });
 
+    it("mutual TLS: --tls-ca set, TCP probes, Prometheus presents the certificate", async () => {
+      const objects = await helmTemplate({
+        values: {
+          tls: { enabled: true, existingSecret: TLS_SECRET, mutual: true },
+          metrics: { serviceMonitor: { enabled: true } },
+        },
+      });
+      for (const component of ["sentinel", "broker"] as const) {
+        const sts = statefulSetOf(objects, component);
+        const env = envOf(sts, component, 0);
+        assertFileFromSecret(sts, component, env.get("GOULETTE_TLS_CA"), TLS_SECRET, "ca.crt", "CA");
+        const c = containerOf(sts, component);
+        for (const probe of [c.readinessProbe, c.livenessProbe]) {
+          assert.equal(probe?.httpGet, undefined, "the kubelet cannot present a client certificate");
+          assert.equal(probe?.tcpSocket?.port, "rpc");
+        }
+      }
+      for (const sm of objects.filter((o) => o.kind === "ServiceMonitor")) {
+        const ep = (sm.spec as { endpoints: { tlsConfig?: { cert?: { secret?: { name?: string } } } }[] })
+          .endpoints[0];
+        assert.equal(ep?.tlsConfig?.cert?.secret?.name, TLS_SECRET);
+      }
+    });
+
     it("TLS off: no TLS flags and plain http", () => {
       const env = envOf(statefulSetOf(objectsOf("defaults"), "sentinel"), "sentinel", 0);
       assert.ok(!env.has("GOULETTE_TLS_CERT"));
@@ -304,30 +335,33 @@ describe("charts/goulette", () => {
       assert.match(result.stderr, /tls\.existingSecret/);
     });
 
-    it("auth on: a Secret with both tokens, referenced by sentinels and brokers", () => {
+    it("auth on: one token in a Secret, required by sentinels and presented by brokers", () => {
       const objects = objectsOf("auth on");
       const admin = secretRefOf(statefulSetOf(objects, "sentinel"), "sentinel", "GOULETTE_ADMIN_TOKEN");
       const auth = secretRefOf(statefulSetOf(objects, "broker"), "broker", "GOULETTE_AUTH_TOKEN");
-      assert.equal(admin.name, auth.name);
-      assert.ok((secretValue(objects, admin.name, admin.key) ?? "").length >= 32, "admin token too short");
-      assert.ok((secretValue(objects, auth.name, auth.key) ?? "").length >= 32, "auth token too short");
+      // Brokers call RegisterBroker, which the sentinels protect with their admin token.
+      assert.deepEqual(auth, admin);
+      assert.ok((secretValue(objects, admin.name, admin.key) ?? "").length >= 32, "token too short");
       assert.ok(statefulSetOf(objects, "sentinel").spec?.template.metadata?.annotations?.["checksum/secret"]);
     });
 
-    it("auth with given tokens and with an existing Secret", async () => {
-      const given = await helmTemplate({
-        values: { auth: { enabled: true, adminToken: "adm", authToken: "tok" } },
-      });
+    it("auth with a given token and with an existing Secret", async () => {
+      const given = await helmTemplate({ values: { auth: { enabled: true, token: "tok" } } });
       const ref = secretRefOf(statefulSetOf(given, "broker"), "broker", "GOULETTE_AUTH_TOKEN");
       assert.equal(secretValue(given, ref.name, ref.key), "tok");
       const existing = await helmTemplate({
-        values: { auth: { enabled: true, existingSecret: "my-tokens" } },
+        values: { auth: { enabled: true, existingSecret: "my-tokens", existingSecretKey: "goulette" } },
       });
       assert.equal(existing.filter((o) => o.kind === "Secret").length, 0);
-      assert.deepEqual(secretRefOf(statefulSetOf(existing, "sentinel"), "sentinel", "GOULETTE_ADMIN_TOKEN"), {
-        name: "my-tokens",
-        key: "admin-token",
-      });
+      for (const [component, variable] of [
+        ["sentinel", "GOULETTE_ADMIN_TOKEN"],
+        ["broker", "GOULETTE_AUTH_TOKEN"],
+      ] as const) {
+        assert.deepEqual(secretRefOf(statefulSetOf(existing, component), component, variable), {
+          name: "my-tokens",
+          key: "goulette",
+        });
+      }
     });
 
     it("auth off: no token variables", () => {
@@ -435,6 +469,31 @@ describe("charts/goulette", () => {
       const embedded = cm.data?.["goulette.json"];
       assert.ok(embedded);
       assert.deepEqual(JSON.parse(embedded), file);
+    });
+  });
+
+  describe("options", () => {
+    it("every GOULETTE_* variable the chart sets on sentinels is a `goulette sentinel` option", () => {
+      const known = new Set(Object.keys(sentinelOptionSchema).map(envName));
+      for (const set of Object.keys(VALUE_SETS)) {
+        for (const variable of chartVariables(statefulSetOf(objectsOf(set), "sentinel"), "sentinel")) {
+          assert.ok(known.has(variable), `${set}: ${variable} is not an option of goulette sentinel`);
+        }
+      }
+    });
+
+    it("every GOULETTE_* variable the chart sets on brokers is a `goulette broker` option", async (t) => {
+      const schema = await brokerOptionSchema();
+      if (!schema) {
+        t.skip("src/config/broker-options.ts (an export named *OptionSchema) does not exist yet");
+        return;
+      }
+      const known = new Set(Object.keys(schema).map(envName));
+      for (const set of Object.keys(VALUE_SETS)) {
+        for (const variable of chartVariables(statefulSetOf(objectsOf(set), "broker"), "broker")) {
+          assert.ok(known.has(variable), `${set}: ${variable} is not an option of goulette broker`);
+        }
+      }
     });
   });
 
@@ -1004,6 +1063,22 @@ function selects(
 ): boolean {
   const terms = Object.entries(selector ?? {});
   return terms.length > 0 && terms.every(([k, v]) => labels?.[k] === v);
+}
+
+/** GOULETTE_* variables the chart itself sets on a container (GOULETTE_CONFIG is the loader's own). */
+function chartVariables(sts: KubeObject & IStatefulSet, container: string): string[] {
+  return (containerOf(sts, container).env ?? [])
+    .map((v) => v.name)
+    .filter((name) => name.startsWith("GOULETTE_") && name !== "GOULETTE_CONFIG");
+}
+
+/** The broker's option schema, once someone has written it (looked up by file, not imported statically). */
+async function brokerOptionSchema(): Promise<Record<string, unknown> | undefined> {
+  const file = path.join(repoRoot, "dist", "src", "config", "broker-options.js");
+  if (!existsSync(file)) return undefined;
+  const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const entry = Object.entries(module).find(([name]) => name.endsWith("OptionSchema"));
+  return entry?.[1] as Record<string, unknown> | undefined;
 }
 
 // ---------------------------------------------------------------------------------------------

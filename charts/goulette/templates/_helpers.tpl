@@ -323,10 +323,16 @@ Return an HTTP probe on Goulette's RPC port (it also serves /healthz and /readyz
 Usage: {{ include "goulette.httpProbe" (dict "context" $ "path" "/readyz" "probe" .Values.sentinel.readinessProbe) }}
 */}}
 {{- define "goulette.httpProbe" -}}
+{{- if and .context.Values.tls.enabled .context.Values.tls.mutual -}}
+# Mutual TLS: the kubelet has no client certificate, so only the port can be checked.
+tcpSocket:
+  port: rpc
+{{- else -}}
 httpGet:
   path: {{ .path }}
   port: rpc
   scheme: {{ ternary "HTTPS" "HTTP" .context.Values.tls.enabled }}
+{{- end }}
 {{ include "goulette.probeTimings" .probe }}
 {{- end -}}
 
@@ -382,7 +388,7 @@ Return the name of the Secret holding the RPC TLS certificate (required when tls
 {{- end -}}
 
 {{/*
-Return the name of the Secret holding the auth tokens.
+Return the name of the Secret holding the auth token.
 */}}
 {{- define "goulette.auth.secretName" -}}
 {{- default (printf "%s-auth" (include "goulette.fullname" .)) .Values.auth.existingSecret -}}
@@ -405,8 +411,14 @@ Return the env vars for the TLS flags (same file layout in sentinel and broker p
 - name: GOULETTE_TLS_KEY
   value: /etc/goulette/tls/{{ .Values.tls.keyFilename }}
 {{- if .Values.tls.caFilename }}
-- name: GOULETTE_TLS_CA
+# Sentinels and brokers dial each other over https: make Node trust the (usually private) CA.
+- name: NODE_EXTRA_CA_CERTS
   value: /etc/goulette/tls/{{ .Values.tls.caFilename }}
+{{- end }}
+{{- if .Values.tls.mutual }}
+# --tls-ca makes the server require client certificates signed by this CA.
+- name: GOULETTE_TLS_CA
+  value: /etc/goulette/tls/{{ required "tls.mutual=true needs tls.caFilename" .Values.tls.caFilename }}
 {{- end }}
 {{- end }}
 {{- end -}}
@@ -475,6 +487,8 @@ Compile all warnings into one message printed by NOTES.txt.
 {{- end -}}
 {{- if not .Values.tls.enabled -}}
 {{- $warnings = append $warnings "tls.enabled=false: sentinel and broker RPC (and message payloads) travel unencrypted inside the cluster." -}}
+{{- else if .Values.tls.mutual -}}
+{{- $warnings = append $warnings "tls.mutual=true: every client (other sentinels forwarding to the leader, brokers, Prometheus, the CLI) must present a certificate signed by the CA, and probes only check that the port is open." -}}
 {{- end -}}
 {{- if not .Values.auth.enabled -}}
 {{- $warnings = append $warnings "auth.enabled=false: anyone who can reach the Services can produce, consume and call admin RPCs." -}}
@@ -485,8 +499,8 @@ Compile all warnings into one message printed by NOTES.txt.
 {{- if lt (int .Values.sentinel.replicas) 2 -}}
 {{- $warnings = append $warnings "sentinel.replicas=1: the control plane has no standby leader." -}}
 {{- end -}}
-{{- if lt (int .Values.broker.replicas) (int .Values.sentinel.defaultReplicas) -}}
-{{- $warnings = append $warnings (printf "broker.replicas=%d is below sentinel.defaultReplicas=%d: topics cannot get their full replica count." (int .Values.broker.replicas) (int .Values.sentinel.defaultReplicas)) -}}
+{{- if lt (int .Values.broker.replicas) 3 -}}
+{{- $warnings = append $warnings (printf "broker.replicas=%d: topics asking for 3 replicas per partition cannot be placed." (int .Values.broker.replicas)) -}}
 {{- end -}}
 {{- range $warnings }}
   - {{ . }}
