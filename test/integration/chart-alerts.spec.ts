@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
+import { Registry } from "prom-client";
 import { parse as parseYaml } from "yaml";
+import * as metrics from "../../src/observability/metrics.js";
 import { chartDir, findOnPath, repoRoot, run } from "../helpers/helm.js";
 
 const rulesFile = path.join(chartDir, "rules", "goulette-alerts.yaml");
@@ -15,7 +17,10 @@ const noPromtool = promtool
   : "promtool not installed (Debian package `prometheus`; scripts/setup.sh installs it, CI has it)";
 
 interface RuleFile {
-  groups: { name: string; rules: { alert?: string; annotations?: Record<string, string> }[] }[];
+  groups: {
+    name: string;
+    rules: { alert?: string; expr?: string; annotations?: Record<string, string> }[];
+  }[];
 }
 
 describe("charts/goulette/rules", () => {
@@ -40,6 +45,30 @@ describe("charts/goulette/rules", () => {
       }
     },
   );
+
+  it("alerts only use metrics that Goulette registers", async (t) => {
+    const registry = new Registry();
+    metrics.createRpcMetrics(registry);
+    metrics.createSentinelMetrics(registry);
+    // Looked up by name: the broker's metrics come later, in the same module.
+    const createBrokerMetrics = (metrics as Record<string, unknown>).createBrokerMetrics;
+    if (typeof createBrokerMetrics === "function") createBrokerMetrics(registry);
+    const known = new Set((await registry.getMetricsAsJSON()).map((m) => m.name));
+    const rules = parseYaml(readFileSync(rulesFile, "utf8")) as RuleFile;
+    const used = new Set(
+      rules.groups
+        .flatMap((g) => g.rules)
+        .flatMap((r) => [...String(r.expr).matchAll(/\bgoulette_[a-z0-9_]+/g)].map((m) => m[0])),
+    );
+    assert.ok(used.size >= 6, `only ${used.size} Goulette metrics in the alerts`);
+    for (const name of used) {
+      if (name.startsWith("goulette_broker_") && typeof createBrokerMetrics !== "function") {
+        t.diagnostic(`${name}: not checked, src/observability/metrics.ts has no createBrokerMetrics yet`);
+        continue;
+      }
+      assert.ok(known.has(name), `${name} is used by an alert but no Goulette process registers it`);
+    }
+  });
 
   it("runbook links point at headings of docs/operations.md", (t) => {
     const operations = path.join(repoRoot, "docs", "operations.md");
