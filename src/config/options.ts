@@ -88,7 +88,8 @@ export function loadOptions<S extends OptionSchema>(schema: S, input: LoadOption
     } else if (env[envName(name)] !== undefined) {
       raw = env[envName(name)];
       source = "env";
-    } else if (name in file || camel in file) {
+    } else if ((file[name] ?? file[camel]) !== undefined && (file[name] ?? file[camel]) !== null) {
+      // An empty YAML value (`key:`) means "not set", not the string "null".
       raw = file[name] ?? file[camel];
       source = "file";
     }
@@ -119,11 +120,13 @@ function parseArgv(schema: OptionSchema, argv: readonly string[]) {
     const eq = arg.indexOf("=");
     let name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
     let negated = false;
-    if (!(name in schema) && name !== "config" && name.startsWith("no-") && name.slice(3) in schema) {
+    const negatable = name.startsWith("no-") && Object.hasOwn(schema, name.slice(3));
+    if (!Object.hasOwn(schema, name) && negatable && schema[name.slice(3)]?.kind === "boolean") {
       name = name.slice(3);
       negated = true;
+      if (eq !== -1) throw new InvalidArgumentError(`--no-${name} takes no value`);
     }
-    const spec = schema[name];
+    const spec = Object.hasOwn(schema, name) ? schema[name] : undefined;
     if (name === "config") {
       const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
       if (value === undefined) throw new InvalidArgumentError("--config needs a file path");

@@ -81,14 +81,52 @@ export function decodeOperation(text: string): Operation {
   } catch {
     throw new Error(`operation is not JSON: ${text.slice(0, 200)}`);
   }
-  if (
-    typeof value !== "object" ||
-    value === null ||
-    typeof (value as { id?: unknown }).id !== "number" ||
-    !COMMAND_TYPES.includes((value as { type?: unknown }).type as CommandType) ||
-    typeof (value as { data?: unknown }).data !== "object"
-  ) {
-    throw new Error(`operation has an unknown shape: ${text.slice(0, 200)}`);
-  }
+  const problem = shapeProblem(value);
+  if (problem) throw new Error(`operation is malformed (${problem}): ${text.slice(0, 200)}`);
   return value as Operation;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const isString = (v: unknown): v is string => typeof v === "string";
+const isPlacementList = (v: unknown): boolean =>
+  Array.isArray(v) &&
+  v.every(
+    (p) =>
+      isObject(p) && Number.isInteger(p.partition) && Array.isArray(p.replicas) && p.replicas.every(isString),
+  );
+const isChangeList = (v: unknown): boolean =>
+  Array.isArray(v) && v.every((c) => isObject(c) && isString(c.topic) && isPlacementList(c.partitions));
+
+/** Why a parsed value is not an Operation, or undefined when it is one. Apply relies on these shapes. */
+function shapeProblem(value: unknown): string | undefined {
+  if (!isObject(value)) return "not an object";
+  if (!Number.isSafeInteger(value.id) || (value.id as number) < 1) return "id must be a positive integer";
+  if (typeof value.timestamp !== "number") return "timestamp must be a number";
+  if (!isString(value.leaderId)) return "leaderId must be a string";
+  if (!COMMAND_TYPES.includes(value.type as CommandType)) return `unknown type ${JSON.stringify(value.type)}`;
+  const d = value.data;
+  if (!isObject(d)) return "data must be an object";
+  switch (value.type as CommandType) {
+    case "registerBroker":
+    case "addBrokerToHashRing":
+      return isString(d.brokerId) && isString(d.address) ? undefined : "data needs brokerId and address";
+    case "unregisterBroker":
+      return isString(d.brokerId) && isChangeList(d.changes) ? undefined : "data needs brokerId and changes";
+    case "generateTopicReplicas":
+      return isString(d.topic) && Number.isInteger(d.replicaCount) && isPlacementList(d.partitions)
+        ? undefined
+        : "data needs topic, replicaCount and partitions";
+    case "handleUnreachableBrokers":
+      return Array.isArray(d.brokerIds) &&
+        d.brokerIds.every(isString) &&
+        isString(d.reason) &&
+        isChangeList(d.changes)
+        ? undefined
+        : "data needs brokerIds, reason and changes";
+    case "reassignPartitions":
+      return isChangeList(d.changes) ? undefined : "data needs changes";
+    case "deleteTopic":
+      return isString(d.topic) ? undefined : "data needs topic";
+  }
 }

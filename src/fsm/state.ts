@@ -113,8 +113,9 @@ export class ClusterState {
       }
       case "unregisterBroker": {
         this.#applyChanges(op, op.data.changes, effect);
+        // The index entry stays: if the changes left the broker on a partition, the index must say so
+        // exactly as an index rebuilt from a snapshot would.
         this.#brokers.delete(op.data.brokerId);
-        this.#topicsByBroker.delete(op.data.brokerId);
         effect.changedBrokers.push(op.data.brokerId);
         break;
       }
@@ -240,6 +241,7 @@ export function withPlacements(
 export function projectTopics(state: ClusterState, op: Operation): { put: TopicRecord[]; deleted: string[] } {
   switch (op.type) {
     case "generateTopicReplicas":
+      if (state.topic(op.data.topic)) return { put: [], deleted: [] }; // apply keeps the existing topic
       return {
         put: [
           {

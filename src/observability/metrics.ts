@@ -148,3 +148,93 @@ export function createSentinelMetrics(registry: Registry): SentinelMetrics {
     ready: new Gauge({ name: "goulette_sentinel_ready", help: "1 when recovered and serving", registers }),
   };
 }
+
+/** The broker's metrics (DESIGN §9). Labels are bounded: no topic, partition or message id. */
+export interface BrokerMetrics {
+  messagesIn: Counter;
+  bytesIn: Counter;
+  messagesOut: Counter;
+  bytesOut: Counter;
+  produceErrors: Counter<"error">;
+  fsyncDuration: Histogram;
+  partitionsLed: Gauge;
+  partitionsFollowed: Gauge;
+  underReplicatedPartitions: Gauge;
+  replicationLagMessages: Gauge;
+  consumerLagMessages: Gauge;
+  logBytes: Gauge;
+  ready: Gauge;
+}
+
+export function createBrokerMetrics(registry: Registry): BrokerMetrics {
+  const registers = [registry];
+  return {
+    messagesIn: new Counter({
+      name: "goulette_broker_messages_in_total",
+      help: "Messages appended as partition leader",
+      registers,
+    }),
+    bytesIn: new Counter({
+      name: "goulette_broker_bytes_in_total",
+      help: "Payload bytes appended as partition leader",
+      registers,
+    }),
+    messagesOut: new Counter({
+      name: "goulette_broker_messages_out_total",
+      help: "Messages sent to consumers",
+      registers,
+    }),
+    bytesOut: new Counter({
+      name: "goulette_broker_bytes_out_total",
+      help: "Payload bytes sent to consumers",
+      registers,
+    }),
+    produceErrors: new Counter({
+      name: "goulette_broker_produce_errors_total",
+      help: "Produce acks with an error, by error kind",
+      labelNames: ["error"],
+      registers,
+    }),
+    fsyncDuration: new Histogram({
+      name: "goulette_broker_fsync_duration_seconds",
+      help: "Duration of one fsync of a partition log",
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
+    partitionsLed: new Gauge({
+      name: "goulette_broker_partitions_led",
+      help: "Partitions this broker leads",
+      registers,
+    }),
+    partitionsFollowed: new Gauge({
+      name: "goulette_broker_partitions_followed",
+      help: "Partitions this broker follows",
+      registers,
+    }),
+    underReplicatedPartitions: new Gauge({
+      name: "goulette_broker_under_replicated_partitions",
+      help: "Led partitions whose in-sync replica set is smaller than the replica list",
+      registers,
+    }),
+    replicationLagMessages: new Gauge({
+      name: "goulette_broker_replication_lag_messages",
+      help: "Largest follower lag (leader log end - follower fetch offset) over the partitions this broker leads",
+      registers,
+    }),
+    consumerLagMessages: new Gauge({
+      name: "goulette_broker_consumer_lag_messages",
+      help: "Sum over consumer groups and led partitions of (high watermark - committed offset)",
+      registers,
+    }),
+    logBytes: new Gauge({
+      name: "goulette_broker_log_bytes",
+      help: "Bytes on disk in partition logs",
+      registers,
+    }),
+    ready: new Gauge({
+      name: "goulette_broker_ready",
+      help: "1 when registered with the sentinels and serving",
+      registers,
+    }),
+  };
+}

@@ -1,11 +1,10 @@
-import { createClient, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createClient } from "@connectrpc/connect";
 import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
+import { TransportPool, toBaseUrl } from "../server/transport-pool.js";
 
 export interface BrokerProberOptions {
   /** How long one Health call may take before the broker counts as unreachable (ms). */
   timeoutMs: number;
-  transport?: (baseUrl: string) => Transport;
 }
 
 /**
@@ -13,17 +12,21 @@ export interface BrokerProberOptions {
  * take the client's word alone. A broker is reachable when its Health RPC answers in time.
  */
 export class BrokerProber {
+  readonly #pool = new TransportPool({ idleConnectionTimeoutMs: 5_000 });
+
   constructor(private readonly options: BrokerProberOptions) {}
 
   async isReachable(address: string): Promise<boolean> {
-    const baseUrl = /^https?:\/\//.test(address) ? address : `http://${address}`;
-    const transport = this.options.transport?.(baseUrl) ?? createGrpcTransport({ baseUrl });
-    const client = createClient(BrokerService, transport);
+    const client = createClient(BrokerService, this.#pool.get(toBaseUrl(address)));
     try {
       await client.health({}, { timeoutMs: this.options.timeoutMs });
       return true;
     } catch {
       return false;
     }
+  }
+
+  close(): void {
+    this.#pool.close();
   }
 }

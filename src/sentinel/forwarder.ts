@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { TransportPool } from "../server/transport-pool.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { UnavailableError, errorMessage, isRetryable } from "../errors.js";
 import type { SentinelMetrics } from "../observability/metrics.js";
@@ -32,6 +32,7 @@ export interface WriteRouterOptions {
  */
 export class WriteRouter {
   readonly #clients = new Map<string, SentinelClient>();
+  readonly #pool = new TransportPool();
 
   constructor(private readonly options: WriteRouterOptions) {}
 
@@ -81,10 +82,15 @@ export class WriteRouter {
     );
   }
 
+  close(): void {
+    this.#pool.close();
+    this.#clients.clear();
+  }
+
   #client(url: string): SentinelClient {
     let client = this.#clients.get(url);
     if (!client) {
-      const transport = this.options.transport?.(url) ?? createGrpcTransport({ baseUrl: url });
+      const transport = this.options.transport?.(url) ?? this.#pool.get(url);
       client = createClient(SentinelService, transport);
       this.#clients.set(url, client);
     }

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { TransportPool, toBaseUrl } from "../server/transport-pool.js";
 import {
   BrokerService,
   PartitionRole,
@@ -28,6 +28,7 @@ export interface RoleNotifierOptions {
  */
 export class RoleNotifier {
   readonly #clients = new Map<string, Client<typeof BrokerService>>();
+  readonly #pool = new TransportPool();
 
   constructor(private readonly options: RoleNotifierOptions) {}
 
@@ -103,13 +104,17 @@ export class RoleNotifier {
     }
   }
 
+  close(): void {
+    this.#pool.close();
+    this.#clients.clear();
+  }
+
   #client(address: string): Client<typeof BrokerService> {
     let client = this.#clients.get(address);
     if (!client) {
-      const baseUrl = /^https?:\/\//.test(address) ? address : `http://${address}`;
       client = createClient(
         BrokerService,
-        this.options.transport?.(baseUrl) ?? createGrpcTransport({ baseUrl }),
+        this.options.transport?.(toBaseUrl(address)) ?? this.#pool.get(toBaseUrl(address)),
       );
       this.#clients.set(address, client);
     }

@@ -153,6 +153,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     await server.close();
     throw err;
   }
+  const prober = new BrokerProber({ timeoutMs: config.probeTimeoutMs });
   live.service = createSentinelService({
     id: config.id,
     url,
@@ -160,7 +161,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     router,
     heartbeats,
     detector,
-    prober: new BrokerProber({ timeoutMs: config.probeTimeoutMs }),
+    prober,
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
     defaultPartitions: config.defaultPartitions,
     logger: logger.child({ component: "sentinel-service" }),
@@ -179,6 +180,9 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       await server.close();
       await detector.stop();
       await cp.stop();
+      router.close();
+      notifier.close();
+      prober.close();
     },
   };
 }

@@ -558,29 +558,21 @@ describe("ClusterState.apply effects", () => {
     }
   });
 
-  it(
-    "keeps topicsOfBroker right when an unregistered broker still holds replicas the operation did not move",
-    {
-      todo:
-        "apply(unregisterBroker) drops the broker's index entry even when its `changes` leave replicas on it, " +
-        "so topicsOfBroker says [] while a restore from snapshot (which rebuilds the index) says ['t']",
-    },
-    () => {
-      const state = applyAll(
-        new ClusterState(),
-        logOf([
-          register("b1"),
-          register("b2"),
-          generate("t", [["b1", "b2"]]),
-          { type: "unregisterBroker", data: { brokerId: "b2", changes: [] } },
-        ]),
-      );
-      const restored = new ClusterState();
-      restored.restore(state.snapshot());
-      assert.deepEqual(state.topicsOfBroker("b2"), restored.topicsOfBroker("b2"));
-      assertIndexConsistent(state, ["b1", "b2"]);
-    },
-  );
+  it("keeps topicsOfBroker right when an unregistered broker still holds replicas the operation did not move", () => {
+    const state = applyAll(
+      new ClusterState(),
+      logOf([
+        register("b1"),
+        register("b2"),
+        generate("t", [["b1", "b2"]]),
+        { type: "unregisterBroker", data: { brokerId: "b2", changes: [] } },
+      ]),
+    );
+    const restored = new ClusterState();
+    restored.restore(state.snapshot());
+    assert.deepEqual(state.topicsOfBroker("b2"), restored.topicsOfBroker("b2"));
+    assertIndexConsistent(state, ["b1", "b2"]);
+  });
 });
 
 describe("withPlacements", () => {
@@ -699,22 +691,14 @@ describe("projectTopics", () => {
     );
   });
 
-  it(
-    "agrees with apply for generateTopicReplicas of a topic that already exists",
-    {
-      todo:
-        "projectTopics returns the operation's new record as a put, but apply keeps the existing topic " +
-        "(no-op), so etcd's /topics/<t> would diverge from the state; the only caller guards against it today",
-    },
-    () => {
-      const state = applyAll(
-        new ClusterState(),
-        logOf([register("b1"), register("b2"), generate("t", [["b1", "b2"]])]),
-      );
-      const op = makeOp(4, generate("t", [["b2"], ["b1"]], 1));
-      const projected = projectTopics(state, op);
-      state.apply(op);
-      for (const record of projected.put) assert.deepEqual(record, state.topic(record.topic));
-    },
-  );
+  it("agrees with apply for generateTopicReplicas of a topic that already exists", () => {
+    const state = applyAll(
+      new ClusterState(),
+      logOf([register("b1"), register("b2"), generate("t", [["b1", "b2"]])]),
+    );
+    const op = makeOp(4, generate("t", [["b2"], ["b1"]], 1));
+    const projected = projectTopics(state, op);
+    state.apply(op);
+    for (const record of projected.put) assert.deepEqual(record, state.topic(record.topic));
+  });
 });

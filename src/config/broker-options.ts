@@ -1,0 +1,104 @@
+import { hostname } from "node:os";
+import { option, type OptionValues } from "./options.js";
+
+/** Every `goulette broker` option: flag, GOULETTE_* env var and YAML key. */
+export const brokerOptionSchema = {
+  id: option({
+    kind: "string",
+    description: "Broker id (unique; the pod name in Kubernetes)",
+    default: hostname(),
+  }),
+  address: option({
+    kind: "string",
+    description: "Listen host:port: gRPC (h2c), Connect and gRPC-web (HTTP/1.1), /healthz /readyz /metrics",
+    default: "0.0.0.0:9190",
+  }),
+  "advertise-address": option({
+    kind: "string",
+    description: "host:port clients and other brokers dial; default 127.0.0.1:<port>",
+    default: "",
+  }),
+  "data-dir": option({
+    kind: "string",
+    description: "Directory of the partition logs",
+    default: "./data/broker",
+  }),
+  sentinels: option({
+    kind: "list",
+    description: "Sentinel URLs, comma-separated (any of them; writes are forwarded to the leader)",
+    default: ["http://127.0.0.1:9090"],
+  }),
+  fsync: option({
+    kind: "string",
+    description:
+      "always: fsync before acknowledging (group commit); interval: fsync every --fsync-interval ms",
+    default: "always",
+    choices: ["always", "interval"],
+  }),
+  "fsync-interval": option({
+    kind: "number",
+    description: "fsync period in ms with --fsync interval",
+    default: 200,
+    min: 1,
+  }),
+  "segment-bytes": option({
+    kind: "number",
+    description: "Roll a segment file at this size",
+    default: 64 * 1024 * 1024,
+    min: 4096,
+  }),
+  "retention-hours": option({
+    kind: "number",
+    description: "Delete segments older than this (0 = keep)",
+    default: 168,
+    min: 0,
+  }),
+  "retention-bytes": option({
+    kind: "number",
+    description: "Per-partition size cap (0 = none)",
+    default: 0,
+    min: 0,
+  }),
+  "max-message-bytes": option({
+    kind: "number",
+    description: "Largest payload accepted",
+    default: 1024 * 1024,
+    min: 1,
+  }),
+  "keepalive-interval": option({
+    kind: "number",
+    description: "KeepAlive period in ms (well below the sentinels' heartbeat TTL)",
+    default: 3_000,
+    min: 100,
+  }),
+  "replica-lag-max": option({
+    kind: "number",
+    description: "A follower further behind than this many ms leaves the in-sync replica set",
+    default: 10_000,
+    min: 100,
+  }),
+  "log-level": option({
+    kind: "string",
+    description: "Log level",
+    default: "info",
+    choices: ["trace", "debug", "info", "warn", "error", "fatal", "silent"],
+  }),
+  "tls-cert": option({
+    kind: "string",
+    description: "Server certificate (PEM) for RPC over TLS",
+    default: "",
+  }),
+  "tls-key": option({ kind: "string", description: "Server key (PEM)", default: "" }),
+  "tls-ca": option({
+    kind: "string",
+    description: "CA (PEM) requiring client certificates (mutual TLS)",
+    default: "",
+  }),
+  "auth-token": option({
+    kind: "string",
+    description: "Token sent to sentinels (their admin token) and required from clients for writes",
+    default: "",
+  }),
+};
+
+export type BrokerOptions = OptionValues<typeof brokerOptionSchema>;
