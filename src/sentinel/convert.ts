@@ -10,7 +10,13 @@ import {
 } from "../gen/goulette/v1/common_pb.js";
 import { OperationSchema, type Operation as OperationMessage } from "../gen/goulette/v1/sentinel_pb.js";
 import type { Operation } from "../fsm/operations.js";
-import type { BrokerRecord, TopicRecord } from "../fsm/state.js";
+import type { BrokerRecord, ClusterState, TopicRecord } from "../fsm/state.js";
+import {
+  PartitionRole,
+  ReplicaRefSchema,
+  SetTopicRoleRequestSchema,
+  type SetTopicRoleRequest,
+} from "../gen/goulette/v1/broker_pb.js";
 import { topicBrokers } from "../oplog/topic-info.js";
 
 /** State records → wire messages. */
@@ -64,4 +70,29 @@ export function toOperationMessage(op: Operation): OperationMessage {
     leaderId: op.leaderId,
     dataJson: JSON.stringify(op.data),
   });
+}
+
+/** The roles of one broker: every partition it holds a replica of (what KeepAlive returns). */
+export function assignmentsOf(state: ClusterState, brokerId: string): SetTopicRoleRequest[] {
+  const out: SetTopicRoleRequest[] = [];
+  for (const topic of state.topicsOfBroker(brokerId)) {
+    const record = state.topic(topic);
+    for (const p of record?.partitions ?? []) {
+      if (!p.replicas.includes(brokerId)) continue;
+      const replicas = p.replicas.map((id) =>
+        create(ReplicaRefSchema, { brokerId: id, address: state.broker(id)?.address ?? "" }),
+      );
+      out.push(
+        create(SetTopicRoleRequestSchema, {
+          topic,
+          partition: p.partition,
+          role: p.replicas[0] === brokerId ? PartitionRole.LEADER : PartitionRole.FOLLOWER,
+          leader: replicas[0],
+          replicas,
+          epoch: BigInt(p.epoch),
+        }),
+      );
+    }
+  }
+  return out;
 }

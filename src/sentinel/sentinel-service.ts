@@ -22,7 +22,13 @@ import {
 import type { Logger } from "../observability/logger.js";
 import type { BrokerProber } from "./broker-prober.js";
 import type { ControlPlane } from "./control-plane.js";
-import { toBrokerInfo, toOperationMessage, toPartitionAssignments, toTopicReplicaInfo } from "./convert.js";
+import {
+  assignmentsOf,
+  toBrokerInfo,
+  toOperationMessage,
+  toPartitionAssignments,
+  toTopicReplicaInfo,
+} from "./convert.js";
 import type { FailureDetector } from "./failure-detector.js";
 import { FORWARDED_HEADER, type WriteRouter } from "./forwarder.js";
 
@@ -113,10 +119,12 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         lastHeartbeat: Date.now(),
       });
       const known = state.broker(req.brokerId);
+      const registered = known !== undefined && known.address === req.address;
       return {
         ttlSeconds: options.heartbeatTtlSeconds,
-        registered: known !== undefined && known.address === req.address,
+        registered,
         appliedId: BigInt(state.appliedId),
+        assignments: registered ? assignmentsOf(state, req.brokerId) : [],
       };
     },
 
