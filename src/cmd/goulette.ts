@@ -2,6 +2,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { GouletteError, errorMessage } from "../errors.js";
 import { runAdmin } from "./admin.js";
+import { runBroker } from "./broker.js";
 import { runSentinel } from "./sentinel.js";
 
 const USAGE = `goulette — a distributed message queue with an etcd control plane
@@ -9,11 +10,13 @@ const USAGE = `goulette — a distributed message queue with an etcd control pla
 Usage: goulette <command> [options]   (goulette <command> --help for its options)
 
   sentinel    run a control-plane node (etcd external or embedded)
+  broker      run a broker (partition logs, produce, pull, replication)
   admin       status | topics | operations | snapshot
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
   sentinel: runSentinel,
+  broker: runBroker,
   admin: runAdmin,
 };
 

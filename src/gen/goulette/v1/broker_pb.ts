@@ -10,7 +10,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/broker.proto.
  */
 export const file_goulette_v1_broker: GenFile = /*@__PURE__*/
-  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIl8KE0NvbW1pdE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEg4KBm9mZnNldBgEIAEoAyIWChRDb21taXRPZmZzZXRSZXNwb25zZSJVChlHZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDSIsChpHZXRDb21taXR0ZWRPZmZzZXRSZXNwb25zZRIOCgZvZmZzZXQYASABKAMiMAoKUmVwbGljYVJlZhIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCSLEAQoTU2V0VG9waWNSb2xlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKAoEcm9sZRgDIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSJwoGbGVhZGVyGAQgASgLMhcuZ291bGV0dGUudjEuUmVwbGljYVJlZhIpCghyZXBsaWNhcxgFIAMoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSDQoFZXBvY2gYBiABKAQiLgoUU2V0VG9waWNSb2xlUmVzcG9uc2USFgoObG9nX2VuZF9vZmZzZXQYASABKAMiXgoSUmVtb3ZlVG9waWNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhYKCXBhcnRpdGlvbhgCIAEoDUgAiAEBEhMKC2RlbGV0ZV9kYXRhGAMgASgIQgwKCl9wYXJ0aXRpb24iFQoTUmVtb3ZlVG9waWNSZXNwb25zZSJuChBSZXBsaWNhdGVSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRITCgtmb2xsb3dlcl9pZBgDIAEoCRIUCgxmZXRjaF9vZmZzZXQYBCABKAMSDQoFZXBvY2gYBSABKAQiogEKEFJlcGxpY2F0ZWRSZWNvcmQSDgoGb2Zmc2V0GAEgASgDEhEKCXRpbWVzdGFtcBgCIAEoAxILCgNrZXkYAyABKAwSDwoHcGF5bG9hZBgEIAEoDBIkCgdoZWFkZXJzGAUgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAYgASgJEhIKCm1lc3NhZ2VfaWQYByABKAQixwEKEVJlcGxpY2F0ZVJlc3BvbnNlEi4KB3JlY29yZHMYASADKAsyHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVkUmVjb3JkEhYKDmhpZ2hfd2F0ZXJtYXJrGAIgASgDEg0KBWVwb2NoGAMgASgEEhgKC3RydW5jYXRlX3RvGAQgASgDSACIAQESMQoHb2Zmc2V0cxgFIAMoCzIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3RCDgoMX3RydW5jYXRlX3RvIg8KDUhlYWx0aFJlcXVlc3QiZwoOSGVhbHRoUmVzcG9uc2USEQoJYnJva2VyX2lkGAEgASgJEg0KBXJlYWR5GAIgASgIEhYKDnBhcnRpdGlvbnNfbGVkGAMgASgNEhsKE3BhcnRpdGlvbnNfZm9sbG93ZWQYBCABKA0qOwoEQWNrcxIUChBBQ0tTX1VOU1BFQ0lGSUVEEAASDwoLQUNLU19MRUFERVIQARIMCghBQ0tTX0FMTBACKusBCgxQcm9kdWNlRXJyb3ISFgoSUFJPRFVDRV9FUlJPUl9OT05FEAASHAoYUFJPRFVDRV9FUlJPUl9OT1RfTEVBREVSEAESIwofUFJPRFVDRV9FUlJPUl9VTktOT1dOX1BBUlRJVElPThACEiMKH1BST0RVQ0VfRVJST1JfTUVTU0FHRV9UT09fTEFSR0UQAxIlCiFQUk9EVUNFX0VSUk9SX05PVF9FTk9VR0hfUkVQTElDQVMQBBIZChVQUk9EVUNFX0VSUk9SX1NUT1JBR0UQBRIZChVQUk9EVUNFX0VSUk9SX0lOVkFMSUQQBipnCg1QYXJ0aXRpb25Sb2xlEh4KGlBBUlRJVElPTl9ST0xFX1VOU1BFQ0lGSUVEEAASGQoVUEFSVElUSU9OX1JPTEVfTEVBREVSEAESGwoXUEFSVElUSU9OX1JPTEVfRk9MTE9XRVIQAjKUBQoNQnJva2VyU2VydmljZRJMCgtTZW5kTWVzc2FnZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlKAEwARI/CgtQdWxsTWVzc2FnZRIYLmdvdWxldHRlLnYxLlB1bGxSZXF1ZXN0GhQuZ291bGV0dGUudjEuTWVzc2FnZTABElMKDENvbW1pdE9mZnNldBIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QaIS5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXNwb25zZRJlChJHZXRDb21taXR0ZWRPZmZzZXQSJi5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0GicuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USUwoMU2V0VG9waWNSb2xlEiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdBohLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3BvbnNlElAKC1JlbW92ZVRvcGljEh8uZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXF1ZXN0GiAuZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXNwb25zZRJOCglSZXBsaWNhdGUSHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXF1ZXN0Gh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2UoATABEkEKBkhlYWx0aBIaLmdvdWxldHRlLnYxLkhlYWx0aFJlcXVlc3QaGy5nb3VsZXR0ZS52MS5IZWFsdGhSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIl8KE0NvbW1pdE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEg4KBm9mZnNldBgEIAEoAyIWChRDb21taXRPZmZzZXRSZXNwb25zZSJVChlHZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDSIsChpHZXRDb21taXR0ZWRPZmZzZXRSZXNwb25zZRIOCgZvZmZzZXQYASABKAMiMAoKUmVwbGljYVJlZhIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCSLEAQoTU2V0VG9waWNSb2xlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKAoEcm9sZRgDIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSJwoGbGVhZGVyGAQgASgLMhcuZ291bGV0dGUudjEuUmVwbGljYVJlZhIpCghyZXBsaWNhcxgFIAMoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSDQoFZXBvY2gYBiABKAQiLgoUU2V0VG9waWNSb2xlUmVzcG9uc2USFgoObG9nX2VuZF9vZmZzZXQYASABKAMiXgoSUmVtb3ZlVG9waWNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhYKCXBhcnRpdGlvbhgCIAEoDUgAiAEBEhMKC2RlbGV0ZV9kYXRhGAMgASgIQgwKCl9wYXJ0aXRpb24iFQoTUmVtb3ZlVG9waWNSZXNwb25zZSIyCgtMZWFkZXJFcG9jaBINCgVlcG9jaBgBIAEoBBIUCgxzdGFydF9vZmZzZXQYAiABKAMiuAEKEFJlcGxpY2F0ZVJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEhMKC2ZvbGxvd2VyX2lkGAMgASgJEhQKDGZldGNoX29mZnNldBgEIAEoAxINCgVlcG9jaBgFIAEoBBIvCg1sZWFkZXJfZXBvY2hzGAYgAygLMhguZ291bGV0dGUudjEuTGVhZGVyRXBvY2gSFwoPb2Zmc2V0c192ZXJzaW9uGAcgASgEIqIBChBSZXBsaWNhdGVkUmVjb3JkEg4KBm9mZnNldBgBIAEoAxIRCgl0aW1lc3RhbXAYAiABKAMSCwoDa2V5GAMgASgMEg8KB3BheWxvYWQYBCABKAwSJAoHaGVhZGVycxgFIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgGIAEoCRISCgptZXNzYWdlX2lkGAcgASgEIqsCChFSZXBsaWNhdGVSZXNwb25zZRIuCgdyZWNvcmRzGAEgAygLMh0uZ291bGV0dGUudjEuUmVwbGljYXRlZFJlY29yZBIWCg5oaWdoX3dhdGVybWFyaxgCIAEoAxINCgVlcG9jaBgDIAEoBBIYCgt0cnVuY2F0ZV90bxgEIAEoA0gAiAEBEjEKB29mZnNldHMYBSADKAsyIC5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXF1ZXN0Ei8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQSGAoQb2Zmc2V0c19zbmFwc2hvdBgIIAEoCEIOCgxfdHJ1bmNhdGVfdG8iDwoNSGVhbHRoUmVxdWVzdCJnCg5IZWFsdGhSZXNwb25zZRIRCglicm9rZXJfaWQYASABKAkSDQoFcmVhZHkYAiABKAgSFgoOcGFydGl0aW9uc19sZWQYAyABKA0SGwoTcGFydGl0aW9uc19mb2xsb3dlZBgEIAEoDSo7CgRBY2tzEhQKEEFDS1NfVU5TUEVDSUZJRUQQABIPCgtBQ0tTX0xFQURFUhABEgwKCEFDS1NfQUxMEAIq6wEKDFByb2R1Y2VFcnJvchIWChJQUk9EVUNFX0VSUk9SX05PTkUQABIcChhQUk9EVUNFX0VSUk9SX05PVF9MRUFERVIQARIjCh9QUk9EVUNFX0VSUk9SX1VOS05PV05fUEFSVElUSU9OEAISIwofUFJPRFVDRV9FUlJPUl9NRVNTQUdFX1RPT19MQVJHRRADEiUKIVBST0RVQ0VfRVJST1JfTk9UX0VOT1VHSF9SRVBMSUNBUxAEEhkKFVBST0RVQ0VfRVJST1JfU1RPUkFHRRAFEhkKFVBST0RVQ0VfRVJST1JfSU5WQUxJRBAGKmcKDVBhcnRpdGlvblJvbGUSHgoaUEFSVElUSU9OX1JPTEVfVU5TUEVDSUZJRUQQABIZChVQQVJUSVRJT05fUk9MRV9MRUFERVIQARIbChdQQVJUSVRJT05fUk9MRV9GT0xMT1dFUhACMpQFCg1Ccm9rZXJTZXJ2aWNlEkwKC1NlbmRNZXNzYWdlEhsuZ291bGV0dGUudjEuTWVzc2FnZVJlcXVlc3QaHC5nb3VsZXR0ZS52MS5NZXNzYWdlUmVzcG9uc2UoATABEj8KC1B1bGxNZXNzYWdlEhguZ291bGV0dGUudjEuUHVsbFJlcXVlc3QaFC5nb3VsZXR0ZS52MS5NZXNzYWdlMAESUwoMQ29tbWl0T2Zmc2V0EiAuZ291bGV0dGUudjEuQ29tbWl0T2Zmc2V0UmVxdWVzdBohLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlc3BvbnNlEmUKEkdldENvbW1pdHRlZE9mZnNldBImLmdvdWxldHRlLnYxLkdldENvbW1pdHRlZE9mZnNldFJlcXVlc3QaJy5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXNwb25zZRJTCgxTZXRUb3BpY1JvbGUSIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0GiEuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzcG9uc2USUAoLUmVtb3ZlVG9waWMSHy5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1JlcXVlc3QaIC5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1Jlc3BvbnNlEk4KCVJlcGxpY2F0ZRIdLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVJlcXVlc3QaHi5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXNwb25zZSgBMAESQQoGSGVhbHRoEhouZ291bGV0dGUudjEuSGVhbHRoUmVxdWVzdBobLmdvdWxldHRlLnYxLkhlYWx0aFJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message goulette.v1.Header
@@ -523,6 +523,32 @@ export const RemoveTopicResponseSchema: GenMessage<RemoveTopicResponse> = /*@__P
   messageDesc(file_goulette_v1_broker, 15);
 
 /**
+ * One entry of a replica's leader-epoch history: records from start_offset on (until the next
+ * entry) were written by the leader of this epoch. Two replicas hold the same record at an offset
+ * exactly when their histories give that offset the same epoch.
+ *
+ * @generated from message goulette.v1.LeaderEpoch
+ */
+export type LeaderEpoch = Message$1<"goulette.v1.LeaderEpoch"> & {
+  /**
+   * @generated from field: uint64 epoch = 1;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: int64 start_offset = 2;
+   */
+  startOffset: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.LeaderEpoch.
+ * Use `create(LeaderEpochSchema)` to create a new message.
+ */
+export const LeaderEpochSchema: GenMessage<LeaderEpoch> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 16);
+
+/**
  * @generated from message goulette.v1.ReplicateRequest
  */
 export type ReplicateRequest = Message$1<"goulette.v1.ReplicateRequest"> & {
@@ -552,6 +578,22 @@ export type ReplicateRequest = Message$1<"goulette.v1.ReplicateRequest"> & {
    * @generated from field: uint64 epoch = 5;
    */
   epoch: bigint;
+
+  /**
+   * First request of a stream only: the follower's leader-epoch history, from which the leader finds
+   * where the two logs diverge (answered with truncate_to).
+   *
+   * @generated from field: repeated goulette.v1.LeaderEpoch leader_epochs = 6;
+   */
+  leaderEpochs: LeaderEpoch[];
+
+  /**
+   * The consumer-offset table version the follower has stored, as received on this stream (0 before
+   * the first response).
+   *
+   * @generated from field: uint64 offsets_version = 7;
+   */
+  offsetsVersion: bigint;
 };
 
 /**
@@ -559,7 +601,7 @@ export type ReplicateRequest = Message$1<"goulette.v1.ReplicateRequest"> & {
  * Use `create(ReplicateRequestSchema)` to create a new message.
  */
 export const ReplicateRequestSchema: GenMessage<ReplicateRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 16);
+  messageDesc(file_goulette_v1_broker, 17);
 
 /**
  * @generated from message goulette.v1.ReplicatedRecord
@@ -606,7 +648,7 @@ export type ReplicatedRecord = Message$1<"goulette.v1.ReplicatedRecord"> & {
  * Use `create(ReplicatedRecordSchema)` to create a new message.
  */
 export const ReplicatedRecordSchema: GenMessage<ReplicatedRecord> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 17);
+  messageDesc(file_goulette_v1_broker, 18);
 
 /**
  * @generated from message goulette.v1.ReplicateResponse
@@ -640,6 +682,27 @@ export type ReplicateResponse = Message$1<"goulette.v1.ReplicateResponse"> & {
    * @generated from field: repeated goulette.v1.CommitOffsetRequest offsets = 5;
    */
   offsets: CommitOffsetRequest[];
+
+  /**
+   * The leader-epoch entries covering `records` (the follower adopts them before appending).
+   *
+   * @generated from field: repeated goulette.v1.LeaderEpoch leader_epochs = 6;
+   */
+  leaderEpochs: LeaderEpoch[];
+
+  /**
+   * The leader's consumer-offset table version once `offsets` are applied.
+   *
+   * @generated from field: uint64 offsets_version = 7;
+   */
+  offsetsVersion: bigint;
+
+  /**
+   * `offsets` is the whole table (first response of a stream): replace the stored one.
+   *
+   * @generated from field: bool offsets_snapshot = 8;
+   */
+  offsetsSnapshot: boolean;
 };
 
 /**
@@ -647,7 +710,7 @@ export type ReplicateResponse = Message$1<"goulette.v1.ReplicateResponse"> & {
  * Use `create(ReplicateResponseSchema)` to create a new message.
  */
 export const ReplicateResponseSchema: GenMessage<ReplicateResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 18);
+  messageDesc(file_goulette_v1_broker, 19);
 
 /**
  * @generated from message goulette.v1.HealthRequest
@@ -660,7 +723,7 @@ export type HealthRequest = Message$1<"goulette.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 19);
+  messageDesc(file_goulette_v1_broker, 20);
 
 /**
  * @generated from message goulette.v1.HealthResponse
@@ -692,7 +755,7 @@ export type HealthResponse = Message$1<"goulette.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 20);
+  messageDesc(file_goulette_v1_broker, 21);
 
 /**
  * @generated from enum goulette.v1.Acks

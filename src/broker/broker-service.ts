@@ -1,0 +1,140 @@
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { BrokerService, MessageRequest, MessageResponse } from "../gen/goulette/v1/broker_pb.js";
+import type { BrokerMetrics } from "../observability/metrics.js";
+import { AsyncQueue } from "./async-queue.js";
+import { toBrokerConnectError, translateStreamErrors } from "./errors.js";
+import { commitOffset, getCommittedOffset } from "./offsets.js";
+import type { PartitionManager } from "./partition-manager.js";
+import { produce, validateMessageRequest, type ProduceOptions } from "./produce.js";
+import { pull } from "./pull.js";
+import { serveReplicate } from "./replication-leader.js";
+
+export interface BrokerServiceOptions {
+  brokerId: string;
+  partitions: PartitionManager;
+  /** Largest payload accepted (bytes). */
+  maxMessageBytes: number;
+  /** Replicate: answer an idle fetch after this long (ms). */
+  replicationIdleResponseMs: number;
+  /** Registered with the sentinels and serving. */
+  ready: () => boolean;
+  metrics: BrokerMetrics;
+}
+
+/** SendMessage requests of one stream processed concurrently (beyond that the stream is not read). */
+const MAX_INFLIGHT_REQUESTS = 256;
+
+/** The BrokerService RPCs. */
+export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<typeof BrokerService> {
+  const lookup = (topic: string, partition: number) => options.partitions.get(topic, partition);
+  const produceOptions: ProduceOptions = {
+    lookup,
+    maxMessageBytes: options.maxMessageBytes,
+    metrics: options.metrics,
+  };
+  const unary =
+    <Req, Res>(handler: (req: Req, ctx: HandlerContext) => Promise<Res>) =>
+    async (req: Req, ctx: HandlerContext): Promise<Res> => {
+      try {
+        return await handler(req, ctx);
+      } catch (err) {
+        throw toBrokerConnectError(err);
+      }
+    };
+
+  return {
+    sendMessage(requests, ctx) {
+      return translateStreamErrors(sendMessages(produceOptions, requests, ctx.signal));
+    },
+
+    pullMessage(req, ctx) {
+      return translateStreamErrors(pull({ lookup, metrics: options.metrics }, req, ctx.signal));
+    },
+
+    commitOffset: unary(async (req) => {
+      await commitOffset(lookup, req);
+      return {};
+    }),
+
+    getCommittedOffset: unary(async (req) => ({ offset: BigInt(await getCommittedOffset(lookup, req)) })),
+
+    setTopicRole: unary(async (req) => {
+      const { partition } = await options.partitions.applyRole(req);
+      return { logEndOffset: BigInt(partition.log.logEndOffset) };
+    }),
+
+    removeTopic: unary(async (req) => {
+      await options.partitions.remove(req.topic, req.partition, req.deleteData);
+      return {};
+    }),
+
+    replicate(requests, ctx) {
+      return translateStreamErrors(
+        serveReplicate({ lookup, idleResponseMs: options.replicationIdleResponseMs }, requests, ctx.signal),
+      );
+    },
+
+    health() {
+      let led = 0;
+      let followed = 0;
+      for (const p of options.partitions.all()) {
+        if (p.role === "leader") led++;
+        else if (p.role === "follower") followed++;
+      }
+      return {
+        brokerId: options.brokerId,
+        ready: options.ready(),
+        partitionsLed: led,
+        partitionsFollowed: followed,
+      };
+    },
+  };
+}
+
+/**
+ * Reads requests and answers them concurrently (acks=all waits must not hold up the next request),
+ * each with one response, in completion order. A malformed request fails the whole stream.
+ */
+async function* sendMessages(
+  options: ProduceOptions,
+  requests: AsyncIterable<MessageRequest>,
+  signal: AbortSignal,
+): AsyncGenerator<MessageResponse> {
+  const out = new AsyncQueue<MessageResponse>();
+  let inflight = 0;
+  let inputDone = false;
+  let slotFreed: (() => void) | undefined;
+  const settle = () => {
+    inflight--;
+    const wake = slotFreed;
+    slotFreed = undefined;
+    wake?.();
+    if (inputDone && inflight === 0) out.end();
+  };
+  void (async () => {
+    try {
+      for await (const req of requests) {
+        validateMessageRequest(req);
+        while (inflight >= MAX_INFLIGHT_REQUESTS && !signal.aborted) {
+          await new Promise<void>((resolve) => (slotFreed = resolve));
+        }
+        inflight++;
+        produce(options, req).then(
+          (res) => {
+            out.push(res);
+            settle();
+          },
+          (err: unknown) => {
+            out.fail(err);
+            settle();
+          },
+        );
+      }
+      inputDone = true;
+      if (inflight === 0) out.end();
+    } catch (err) {
+      out.fail(err);
+    }
+  })();
+  yield* out;
+}

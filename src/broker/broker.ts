@@ -1,0 +1,273 @@
+import type http from "node:http";
+import type http2 from "node:http2";
+import path from "node:path";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { Registry } from "prom-client";
+import { errorMessage } from "../errors.js";
+import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
+import type { Logger } from "../observability/logger.js";
+import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
+import { tokenAuth } from "../server/auth.js";
+import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
+import { startRpcServer, type TlsFiles } from "../server/rpc-server.js";
+import { TransportPool } from "../server/transport-pool.js";
+import type { FsyncPolicy, StorageFileSystem } from "../storage/index.js";
+import { createBrokerService } from "./broker-service.js";
+import { PartitionManager } from "./partition-manager.js";
+import { startFetcher } from "./replication-follower.js";
+import { SentinelSession } from "./sentinel-session.js";
+
+export interface BrokerConfig {
+  /** Unique broker id (the pod name in Kubernetes). */
+  id: string;
+  /** Listen host:port (port 0 picks one). */
+  address: string;
+  /** host:port sentinels, clients and other brokers dial; default 127.0.0.1:<bound port>. */
+  advertiseAddress?: string;
+  /** Directory of the partition logs. */
+  dataDir: string;
+  /** Sentinel URLs (or host:port). */
+  sentinels: string[];
+  fsync: FsyncPolicy;
+  /** fsync period with fsync "interval" (ms). */
+  fsyncIntervalMs: number;
+  /** Roll a segment file at this size. */
+  segmentBytes: number;
+  /** Delete segments whose newest record is older than this (ms); undefined keeps them. */
+  retentionMs?: number;
+  /** Per-partition size cap (bytes); undefined: none. */
+  retentionBytes?: number;
+  /** Largest payload accepted (bytes). */
+  maxMessageBytes: number;
+  /** KeepAlive period (ms). */
+  keepAliveIntervalMs: number;
+  /** A follower not caught up for this long leaves the in-sync replicas (ms). */
+  replicaLagMaxMs: number;
+  /** Bearer token: sent to sentinels and leaders, required from clients for writes. */
+  authToken?: string;
+  tls?: TlsFiles;
+  logger: Logger;
+  registry?: Registry;
+  /** How often retention runs (ms); default derived from retentionMs (1 s … 60 s). */
+  retentionCheckIntervalMs?: number;
+  /** Storage file operations (tests inject faults). */
+  fileSystem?: StorageFileSystem;
+}
+
+/** A running broker. */
+export interface Broker {
+  readonly id: string;
+  /** The advertised host:port. */
+  readonly address: string;
+  readonly port: number;
+  readonly registry: Registry;
+  readonly partitions: PartitionManager;
+  /** Registered with the sentinels and roles applied. */
+  readonly ready: boolean;
+  stop(): Promise<void>;
+}
+
+/** RPCs that need the token when one is configured: writes, replication and role changes. */
+const PROTECTED = new Set(["SendMessage", "CommitOffset", "Replicate", "SetTopicRole", "RemoveTopic"]);
+/** Room for key and headers on top of the largest payload in one stored record. */
+const RECORD_OVERHEAD_BYTES = 64 * 1024;
+
+export async function startBroker(config: BrokerConfig): Promise<Broker> {
+  const logger = config.logger;
+  const registry = config.registry ?? createRegistry({ component: "broker", broker: config.id });
+  const metrics = createBrokerMetrics(registry);
+  const pool = new TransportPool();
+  const headers: Record<string, string> = config.authToken
+    ? { authorization: `Bearer ${config.authToken}` }
+    : {};
+  const dataDir = path.resolve(config.dataDir);
+  const idleResponseMs = Math.max(20, Math.min(500, Math.floor(config.replicaLagMaxMs / 4)));
+
+  const partitions = new PartitionManager({
+    dataDir,
+    brokerId: config.id,
+    partition: {
+      log: {
+        fsync: config.fsync,
+        fsyncIntervalMs: config.fsyncIntervalMs,
+        segmentBytes: config.segmentBytes,
+        maxRecordBytes: config.maxMessageBytes + RECORD_OVERHEAD_BYTES,
+        ...(config.retentionMs !== undefined ? { retentionMs: config.retentionMs } : {}),
+        ...(config.retentionBytes !== undefined ? { retentionBytes: config.retentionBytes } : {}),
+        ...(config.fileSystem ? { fileSystem: config.fileSystem } : {}),
+        logger,
+        onFsync: (seconds) => metrics.fsyncDuration.observe(seconds),
+      },
+      replicaLagMaxMs: config.replicaLagMaxMs,
+      replicationTimeoutMs: config.replicaLagMaxMs + 5_000,
+      idempotencyWindow: 1024,
+      maxProducers: 10_000,
+      idempotencyScanRecords: 100_000,
+    },
+    startFetcher: (p) =>
+      startFetcher(
+        {
+          brokerId: config.id,
+          transport: (url) => pool.get(url),
+          headers,
+          stallTimeoutMs: Math.max(5_000, idleResponseMs * 10),
+          logger: logger.child({ component: "replication" }),
+        },
+        p,
+      ),
+    absenceGraceMs: 2 * config.keepAliveIntervalMs,
+    logger: logger.child({ component: "partition" }),
+  });
+
+  const live: { session?: SentinelSession } = {};
+  const ready = () => live.session?.ready ?? false;
+  const service = createBrokerService({
+    brokerId: config.id,
+    partitions,
+    maxMessageBytes: config.maxMessageBytes,
+    replicationIdleResponseMs: idleResponseMs,
+    ready,
+    metrics,
+  });
+  const interceptors: Interceptor[] = [
+    errorTranslation(logger),
+    rpcMetrics(createRpcMetrics(registry)),
+    ...(config.authToken ? [tokenAuth({ token: config.authToken, protectedMethods: PROTECTED })] : []),
+  ];
+  const server = await startRpcServer({
+    address: config.address,
+    routes: (router: ConnectRouter) => {
+      router.service(BrokerService, service);
+    },
+    interceptors,
+    fallback: (req, res) =>
+      void httpFallback(req, res, ready, registry, () => updateGauges(partitions, metrics, ready())),
+    // A SendMessage request carries a batch of records, each up to the payload limit.
+    readMaxBytes: Math.max(16 * 1024 * 1024, 4 * (config.maxMessageBytes + RECORD_OVERHEAD_BYTES)),
+    ...(config.tls ? { tls: config.tls } : {}),
+    logger,
+  });
+  const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
+  const address = config.advertiseAddress || `${host}:${server.port}`;
+
+  const session = new SentinelSession({
+    brokerId: config.id,
+    address,
+    sentinels: config.sentinels,
+    transport: (url) => pool.get(url),
+    headers,
+    intervalMs: config.keepAliveIntervalMs,
+    topicsOnDisk: () => partitions.topicsOnDisk(),
+    onAssignments: (assignments, appliedId) => partitions.reconcile(assignments, appliedId),
+    logger: logger.child({ component: "sentinel-session" }),
+  });
+  live.session = session;
+  session.start();
+
+  const tickMs = Math.max(20, Math.min(1_000, Math.floor(config.replicaLagMaxMs / 4)));
+  const ticker = setInterval(() => partitions.tick(), tickMs);
+  ticker.unref();
+  const retentionEvery =
+    config.retentionCheckIntervalMs ??
+    (config.retentionMs !== undefined
+      ? Math.max(1_000, Math.min(60_000, Math.floor(config.retentionMs / 10)))
+      : 60_000);
+  let retentionRunning = false;
+  const retention = setInterval(() => {
+    if (retentionRunning) return;
+    retentionRunning = true;
+    void enforceRetention(partitions, logger).finally(() => (retentionRunning = false));
+  }, retentionEvery);
+  retention.unref();
+  logger.info({ address, dataDir, sentinels: config.sentinels, fsync: config.fsync }, "broker started");
+
+  let stopping: Promise<void> | undefined;
+  return {
+    id: config.id,
+    address,
+    port: server.port,
+    registry,
+    partitions,
+    get ready() {
+      return ready();
+    },
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(ticker);
+        clearInterval(retention);
+        await session.stop();
+        await server.close();
+        await partitions.close();
+        pool.close();
+        logger.info("broker stopped");
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function enforceRetention(partitions: PartitionManager, logger: Logger): Promise<void> {
+  for (const p of partitions.all()) {
+    if (p.closed) continue;
+    try {
+      const result = await p.log.enforceRetention();
+      if (result.deletedSegments > 0) {
+        logger.info({ partition: p.key, ...result }, "retention deleted old segments");
+      }
+    } catch (err) {
+      if (!p.closed) logger.warn({ partition: p.key, err: errorMessage(err) }, "retention failed");
+    }
+  }
+}
+
+function updateGauges(
+  partitions: PartitionManager,
+  metrics: ReturnType<typeof createBrokerMetrics>,
+  ready: boolean,
+): void {
+  let led = 0;
+  let followed = 0;
+  let under = 0;
+  let lag = 0;
+  let consumerLag = 0;
+  let bytes = 0;
+  for (const p of partitions.all()) {
+    const stats = p.stats();
+    if (stats.role === "leader") led++;
+    if (stats.role === "follower") followed++;
+    if (stats.underReplicated) under++;
+    lag = Math.max(lag, stats.replicationLag);
+    consumerLag += stats.consumerLag;
+    bytes += stats.logBytes;
+  }
+  metrics.partitionsLed.set(led);
+  metrics.partitionsFollowed.set(followed);
+  metrics.underReplicatedPartitions.set(under);
+  metrics.replicationLagMessages.set(lag);
+  metrics.consumerLagMessages.set(consumerLag);
+  metrics.logBytes.set(bytes);
+  metrics.ready.set(ready ? 1 : 0);
+}
+
+async function httpFallback(
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+  ready: () => boolean,
+  registry: Registry,
+  beforeScrape: () => void,
+): Promise<void> {
+  const urlPath = (req.url ?? "/").split("?")[0];
+  const send = (status: number, body: string, type = "text/plain; charset=utf-8") => {
+    res.writeHead(status, { "content-type": type });
+    res.end(body);
+  };
+  if (req.method === "GET" && urlPath === "/healthz") return send(200, "ok\n");
+  if (req.method === "GET" && urlPath === "/readyz") {
+    return ready() ? send(200, "ready\n") : send(503, "not registered with the sentinels yet\n");
+  }
+  if (req.method === "GET" && urlPath === "/metrics") {
+    beforeScrape();
+    return send(200, await registry.metrics(), registry.contentType);
+  }
+  send(404, "not found: this port serves goulette.v1 RPCs, /healthz, /readyz and /metrics\n");
+}

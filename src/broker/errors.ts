@@ -1,0 +1,63 @@
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { GouletteError, NotFoundError, toConnectError } from "../errors.js";
+
+/** Response headers (and Connect error metadata) naming the partition leader this broker knows. */
+export const LEADER_ID_HEADER = "goulette-leader-id";
+export const LEADER_ADDRESS_HEADER = "goulette-leader-address";
+
+/**
+ * This broker does not lead the partition (it follows it, or lost it). Retryable: the client asks the
+ * sentinels for the current leader (or uses the one named here) and tries again.
+ */
+export class NotPartitionLeaderError extends GouletteError {
+  /** The leader this broker knows of; empty when it knows none. */
+  readonly leaderId: string;
+  readonly leaderAddress: string;
+
+  constructor(topic: string, partition: number, leaderId: string, leaderAddress: string) {
+    super(
+      `this broker does not lead ${topic}#${partition}` +
+        (leaderId ? `; the leader it knows is ${leaderId} (${leaderAddress || "address unknown"})` : ""),
+      Code.Unavailable,
+      true,
+    );
+    this.leaderId = leaderId;
+    this.leaderAddress = leaderAddress;
+  }
+}
+
+/** The broker holds no replica of this topic partition. */
+export class UnknownPartitionError extends NotFoundError {
+  constructor(topic: string, partition: number) {
+    super(`this broker holds no replica of ${topic}#${partition}`);
+  }
+}
+
+/** An acks=all record or a committed offset did not reach every in-sync replica in time. */
+export class NotEnoughReplicasError extends GouletteError {
+  constructor(message: string) {
+    super(message, Code.Unavailable, true);
+  }
+}
+
+/** toConnectError, plus the leader hint of NotPartitionLeaderError as error metadata. */
+export function toBrokerConnectError(err: unknown): ConnectError {
+  const connectError = toConnectError(err);
+  if (err instanceof NotPartitionLeaderError && err.leaderId) {
+    connectError.metadata.set(LEADER_ID_HEADER, err.leaderId);
+    connectError.metadata.set(LEADER_ADDRESS_HEADER, err.leaderAddress);
+  }
+  return connectError;
+}
+
+/**
+ * Streams fail after the interceptors have returned, so their errors are translated here (once, at the
+ * boundary) instead of by the errorTranslation interceptor.
+ */
+export async function* translateStreamErrors<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
+  try {
+    yield* stream;
+  } catch (err) {
+    throw toBrokerConnectError(err);
+  }
+}

@@ -1,0 +1,197 @@
+import { readdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { InvalidArgumentError, errorMessage } from "../errors.js";
+import { validateTopicName } from "../fsm/validation.js";
+import { PartitionRole, type ReplicaRef, type SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
+import type { Logger } from "../observability/logger.js";
+import { Partition, type FetcherHandle, type PartitionOptions, type RoleAssignment } from "./partition.js";
+
+export interface PartitionManagerOptions {
+  /** Root of the partition directories: `<dataDir>/<topic>/<partition>/`. */
+  dataDir: string;
+  brokerId: string;
+  /** Options shared by every partition. */
+  partition: Omit<PartitionOptions, "topic" | "partition" | "dir" | "brokerId" | "startFetcher" | "logger">;
+  /** Starts a follower fetch loop. */
+  startFetcher: (p: Partition) => FetcherHandle;
+  /**
+   * A partition missing from a KeepAlive answer is dropped only if its role is older than this (ms): a
+   * role pushed by the sentinel leader may not have reached the sentinel that answered yet.
+   */
+  absenceGraceMs: number;
+  logger: Logger;
+}
+
+/**
+ * The partitions this broker holds: opens their logs on first use, applies roles from the sentinel
+ * (pushed with SetTopicRole or listed by KeepAlive), drops partitions it no longer holds.
+ */
+export class PartitionManager {
+  readonly #partitions = new Map<string, Partition>();
+  readonly #opening = new Map<string, Promise<Partition>>();
+  #maxAppliedId = 0n;
+  #closed = false;
+
+  constructor(private readonly options: PartitionManagerOptions) {}
+
+  /** An open partition, or undefined. */
+  get(topic: string, partition: number): Partition | undefined {
+    return this.#partitions.get(`${topic}#${partition}`);
+  }
+
+  all(): Partition[] {
+    return [...this.#partitions.values()];
+  }
+
+  /** Opens (or returns) the partition's log and metadata. */
+  open(topic: string, partition: number): Promise<Partition> {
+    const key = `${topic}#${partition}`;
+    const open = this.#partitions.get(key);
+    if (open) return Promise.resolve(open);
+    let opening = this.#opening.get(key);
+    if (!opening) {
+      if (this.#closed) return Promise.reject(new InvalidArgumentError("the broker is shutting down"));
+      opening = Partition.open({
+        ...this.options.partition,
+        topic,
+        partition,
+        dir: path.join(this.options.dataDir, topic, String(partition)),
+        brokerId: this.options.brokerId,
+        startFetcher: this.options.startFetcher,
+        logger: this.options.logger,
+      }).then(
+        (p) => {
+          this.#opening.delete(key);
+          this.#partitions.set(key, p);
+          return p;
+        },
+        (err: unknown) => {
+          this.#opening.delete(key);
+          throw err;
+        },
+      );
+      this.#opening.set(key, opening);
+    }
+    return opening;
+  }
+
+  /** Validates and applies one role; resolves with the partition (and whether the role was taken). */
+  async applyRole(req: SetTopicRoleRequest): Promise<{ partition: Partition; applied: boolean }> {
+    const assignment = toAssignment(req, this.options.brokerId);
+    const p = await this.open(req.topic, req.partition);
+    return { partition: p, applied: p.applyRole(assignment) };
+  }
+
+  /**
+   * Reconciles with a KeepAlive answer: every listed role is applied (older epochs are ignored), and a
+   * partition not listed any more stops being served, unless the answer comes from a sentinel that is
+   * behind one that answered before, or the role is too recent for that sentinel to know.
+   */
+  async reconcile(assignments: readonly SetTopicRoleRequest[], appliedId: bigint): Promise<void> {
+    const listed = new Set<string>();
+    await Promise.all(
+      assignments.map(async (req) => {
+        listed.add(`${req.topic}#${req.partition}`);
+        try {
+          await this.applyRole(req);
+        } catch (err) {
+          this.options.logger.error(
+            { partition: `${req.topic}#${req.partition}`, err: errorMessage(err) },
+            "cannot take the role the sentinel assigned",
+          );
+        }
+      }),
+    );
+    if (appliedId < this.#maxAppliedId) return;
+    this.#maxAppliedId = appliedId;
+    const now = Date.now();
+    for (const [key, p] of this.#partitions) {
+      if (listed.has(key) || p.role === "none") continue;
+      if (now - p.roleSetAt < this.options.absenceGraceMs) continue;
+      p.demote("the sentinels no longer list this broker as a replica");
+    }
+  }
+
+  /** Stops serving a partition (or every partition of a topic), deleting its data when asked. */
+  async remove(topic: string, partition: number | undefined, deleteData: boolean): Promise<void> {
+    validateTopicName(topic);
+    const doomed = [...this.#partitions.values()].filter(
+      (p) => p.topic === topic && (partition === undefined || p.partition === partition),
+    );
+    for (const p of doomed) this.#partitions.delete(p.key);
+    await Promise.all(doomed.map((p) => p.close()));
+    if (deleteData) {
+      const target =
+        partition === undefined
+          ? path.join(this.options.dataDir, topic)
+          : path.join(this.options.dataDir, topic, String(partition));
+      await rm(target, { recursive: true, force: true });
+    }
+    this.options.logger.info({ topic, partition, deleteData }, "removed partition(s)");
+  }
+
+  /** Topic names with a directory under the data dir. */
+  async topicsOnDisk(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.options.dataDir);
+    } catch {
+      return [];
+    }
+    return names.filter((name) => {
+      try {
+        validateTopicName(name);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  /** Leader housekeeping of every partition (in-sync set, waiter deadlines). */
+  tick(): void {
+    for (const p of this.#partitions.values()) p.tick();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#opening.values()]);
+    const all = [...this.#partitions.values()];
+    this.#partitions.clear();
+    const results = await Promise.allSettled(all.map((p) => p.close()));
+    for (const r of results) {
+      if (r.status === "rejected")
+        this.options.logger.error({ err: errorMessage(r.reason) }, "closing a partition failed");
+    }
+  }
+}
+
+/** A SetTopicRole request → a checked RoleAssignment. */
+export function toAssignment(req: SetTopicRoleRequest, selfId: string): RoleAssignment {
+  validateTopicName(req.topic);
+  const where = `${req.topic}#${req.partition}`;
+  if (req.role !== PartitionRole.LEADER && req.role !== PartitionRole.FOLLOWER) {
+    throw new InvalidArgumentError(`role for ${where} must be LEADER or FOLLOWER, got ${req.role}`);
+  }
+  if (!req.leader?.brokerId) throw new InvalidArgumentError(`role for ${where} names no leader`);
+  if (req.replicas.length === 0) throw new InvalidArgumentError(`role for ${where} lists no replicas`);
+  if (!req.replicas.some((r) => r.brokerId === selfId)) {
+    throw new InvalidArgumentError(`role for ${where} does not list this broker (${selfId}) as a replica`);
+  }
+  const leads = req.role === PartitionRole.LEADER;
+  if (leads !== (req.leader.brokerId === selfId)) {
+    throw new InvalidArgumentError(
+      `role for ${where} is ${leads ? "LEADER" : "FOLLOWER"} but names ${req.leader.brokerId} as the leader`,
+    );
+  }
+  if (req.epoch > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new InvalidArgumentError(`epoch ${req.epoch} for ${where} is out of range`);
+  }
+  const ref = (r: ReplicaRef) => ({ brokerId: r.brokerId, address: r.address });
+  return {
+    role: leads ? "leader" : "follower",
+    epoch: Number(req.epoch),
+    leader: ref(req.leader),
+    replicas: req.replicas.map(ref),
+  };
+}

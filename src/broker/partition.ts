@@ -1,0 +1,660 @@
+import path from "node:path";
+import { mkdir } from "node:fs/promises";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../observability/logger.js";
+import {
+  CorruptRecordError,
+  openPartitionLog,
+  type PartitionLog,
+  type PartitionLogOptions,
+} from "../storage/index.js";
+import { ConsumerOffsets } from "./consumer-offsets.js";
+import { NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
+import { LeaderEpochHistory } from "./leader-epochs.js";
+import { ProducerTable } from "./producer-table.js";
+import { Signal } from "./signal.js";
+
+export type Role = "leader" | "follower" | "none";
+
+export interface ReplicaInfo {
+  brokerId: string;
+  /** host:port; may be empty when the sentinel does not know it. */
+  address: string;
+}
+
+/** A role from the sentinel (SetTopicRole or a KeepAlive assignment). */
+export interface RoleAssignment {
+  role: "leader" | "follower";
+  epoch: number;
+  leader: ReplicaInfo;
+  /** Every replica, leader first. */
+  replicas: ReplicaInfo[];
+}
+
+/** A running follower fetch loop (see replication-follower.ts). */
+export interface FetcherHandle {
+  stop(): Promise<void>;
+}
+
+export interface PartitionOptions {
+  topic: string;
+  partition: number;
+  /** The partition's directory: `log/` (segments), leader epochs, consumer offsets. */
+  dir: string;
+  /** This broker's id. */
+  brokerId: string;
+  /** Storage options for the partition log (its `dir` is set here). */
+  log: Omit<PartitionLogOptions, "dir">;
+  /** A follower not caught up for this long leaves the in-sync replica set (ms). */
+  replicaLagMaxMs: number;
+  /** acks=all records and offset commits not replicated within this long fail (ms). */
+  replicationTimeoutMs: number;
+  /** Message ids remembered per producer for idempotent produce. */
+  idempotencyWindow: number;
+  /** Producers remembered per partition. */
+  maxProducers: number;
+  /** Records scanned from the log tail to rebuild the producer table when leadership starts. */
+  idempotencyScanRecords: number;
+  /** Starts the follower fetch loop for this partition. */
+  startFetcher: (partition: Partition) => FetcherHandle;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** What the leader knows about one follower. */
+interface FollowerState {
+  brokerId: string;
+  /** Its log end offset as last reported; undefined until it fetches in this leadership. */
+  fetchOffset: number | undefined;
+  inSync: boolean;
+  /** Last time it was known to have every record the leader had. */
+  lastCaughtUpAt: number;
+  /** Leader log end and time when the last response went to it (Kafka's caught-up rule). */
+  leoAtLastResponse: number;
+  lastResponseAt: number;
+  /** Consumer-offset version it has stored, on its current stream. */
+  offsetsVersion: number | undefined;
+  /** Numbers its streams; updates from a superseded stream are ignored. */
+  stream: number;
+}
+
+interface AckWaiter {
+  /** Resolved once the high watermark reaches this (last offset + 1). */
+  end: number;
+  deadline: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+interface CommitWaiter {
+  version: number;
+  deadline: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** Summary for Health and metrics. */
+export interface PartitionStats {
+  role: Role;
+  underReplicated: boolean;
+  /** Largest follower lag in messages (leader only). */
+  replicationLag: number;
+  /** Sum over consumer groups of (high watermark - committed offset), leader only. */
+  consumerLag: number;
+  logBytes: number;
+}
+
+/**
+ * One topic partition on this broker: its log and metadata, its role, and as leader the in-sync replica
+ * set and the high watermark. Role changes are applied synchronously (a demoted leader refuses produce
+ * at once); the slow parts (stopping a fetcher, rebuilding the producer table) run in order behind them.
+ */
+export class Partition {
+  readonly topic: string;
+  readonly partition: number;
+  readonly key: string;
+  readonly producers: ProducerTable;
+  /** Fires when the high watermark moves or the role changes (long-polling readers). */
+  readonly hwSignal = new Signal();
+  /** Fires on appends, offset commits and role changes (replication sessions). */
+  readonly dataSignal = new Signal();
+
+  #role: Role = "none";
+  #epoch = 0;
+  #leader: ReplicaInfo | undefined;
+  #replicas: ReplicaInfo[] = [];
+  #roleSetAt = 0;
+  #hw: number;
+  /** Leader: offsets below this are stored locally per the fsync policy. */
+  #localEnd = 0;
+  /** Bumped whenever leadership starts or ends: work started under an older value is stale. */
+  #generation = 0;
+  #leaderReady: Promise<void> = Promise.resolve();
+  #followers = new Map<string, FollowerState>();
+  #ackWaiters: AckWaiter[] = [];
+  #commitWaiters: CommitWaiter[] = [];
+  #inflight = new Set<Promise<unknown>>();
+  #fetcher: FetcherHandle | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  #closed = false;
+  readonly #now: () => number;
+  readonly #unsubscribe: () => void;
+
+  private constructor(
+    private readonly options: PartitionOptions,
+    readonly log: PartitionLog,
+    readonly epochs: LeaderEpochHistory,
+    readonly offsets: ConsumerOffsets,
+    private readonly logger: Logger,
+  ) {
+    this.topic = options.topic;
+    this.partition = options.partition;
+    this.key = `${options.topic}#${options.partition}`;
+    this.producers = new ProducerTable({
+      windowSize: options.idempotencyWindow,
+      maxProducers: options.maxProducers,
+    });
+    this.#now = options.now ?? Date.now;
+    // Nothing is known to be replicated after a restart; the leader recomputes it from its followers.
+    this.#hw = 0;
+    this.#unsubscribe = log.onAppend(() => this.dataSignal.notify());
+  }
+
+  static async open(options: PartitionOptions): Promise<Partition> {
+    await mkdir(options.dir, { recursive: true });
+    const log = await openPartitionLog({ ...options.log, dir: path.join(options.dir, "log") });
+    try {
+      const epochs = await LeaderEpochHistory.open(options.dir, log.logEndOffset);
+      const offsets = await ConsumerOffsets.open(options.dir);
+      const logger = options.logger.child({ partition: `${options.topic}#${options.partition}` });
+      return new Partition(options, log, epochs, offsets, logger);
+    } catch (err) {
+      await log.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get role(): Role {
+    return this.#role;
+  }
+
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  get leader(): ReplicaInfo | undefined {
+    return this.#leader;
+  }
+
+  get replicas(): readonly ReplicaInfo[] {
+    return this.#replicas;
+  }
+
+  get highWatermark(): number {
+    return this.#hw;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** When the current role was set (ms since the epoch). */
+  get roleSetAt(): number {
+    return this.#roleSetAt;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  // ---- roles ---------------------------------------------------------------------------------------
+
+  /**
+   * Applies a role from the sentinel. Older epochs are ignored (false); the same epoch and role again is
+   * a no-op. Returns true when the role was taken.
+   */
+  applyRole(assignment: RoleAssignment): boolean {
+    if (this.#closed) return false;
+    if (assignment.epoch < this.#epoch) {
+      this.logger.info(
+        { epoch: assignment.epoch, held: this.#epoch, role: assignment.role },
+        "ignoring a role older than the one held",
+      );
+      return false;
+    }
+    if (
+      assignment.epoch === this.#epoch &&
+      assignment.role === this.#role &&
+      assignment.leader.brokerId === this.#leader?.brokerId &&
+      sameReplicas(assignment.replicas, this.#replicas)
+    ) {
+      return true;
+    }
+    const previous = this.#role;
+    const previousLeader = this.#leader;
+    this.#epoch = assignment.epoch;
+    this.#leader = assignment.leader;
+    this.#replicas = assignment.replicas;
+    this.#role = assignment.role;
+    this.#roleSetAt = this.#now();
+    this.logger.info(
+      {
+        role: assignment.role,
+        epoch: assignment.epoch,
+        leader: assignment.leader.brokerId,
+        replicas: assignment.replicas.map((r) => r.brokerId),
+      },
+      "partition role",
+    );
+    if (assignment.role === "leader") {
+      if (previous === "leader") {
+        this.#updateFollowers();
+      } else {
+        this.#startLeading();
+      }
+    } else {
+      if (previous === "leader") this.#stopLeading("demoted to follower");
+      const leaderMoved =
+        previous !== "follower" ||
+        previousLeader?.brokerId !== assignment.leader.brokerId ||
+        previousLeader?.address !== assignment.leader.address;
+      if (leaderMoved) this.#enqueue(async () => this.#restartFetcher());
+    }
+    this.hwSignal.notify();
+    this.dataSignal.notify();
+    return true;
+  }
+
+  /** Stops serving the partition (not a replica any more); the data stays. */
+  demote(reason: string): void {
+    if (this.#role === "none" || this.#closed) return;
+    this.logger.info({ reason, role: this.#role }, "partition no longer served");
+    if (this.#role === "leader") this.#stopLeading(reason);
+    this.#role = "none";
+    this.#roleSetAt = this.#now();
+    this.#enqueue(async () => this.#stopFetcher());
+    this.hwSignal.notify();
+    this.dataSignal.notify();
+  }
+
+  /** Throws NotPartitionLeaderError unless this broker leads the partition; returns the generation. */
+  requireLeader(): number {
+    if (this.#role !== "leader" || this.#closed) {
+      throw new NotPartitionLeaderError(
+        this.topic,
+        this.partition,
+        this.#role === "none" ? "" : (this.#leader?.brokerId ?? ""),
+        this.#role === "none" ? "" : (this.#leader?.address ?? ""),
+      );
+    }
+    return this.#generation;
+  }
+
+  /** Waits until leadership set-up (producer table, epoch entry) is done; throws when not leading. */
+  async leaderReady(): Promise<number> {
+    const generation = this.requireLeader();
+    await this.#leaderReady;
+    if (generation !== this.#generation || this.#role !== "leader") throw this.#notLeader();
+    return generation;
+  }
+
+  #notLeader(): NotPartitionLeaderError {
+    return new NotPartitionLeaderError(
+      this.topic,
+      this.partition,
+      this.#leader?.brokerId ?? "",
+      this.#leader?.address ?? "",
+    );
+  }
+
+  #startLeading(): void {
+    const generation = ++this.#generation;
+    this.#localEnd = 0;
+    this.#followers.clear();
+    this.#updateFollowers(true);
+    this.#leaderReady = this.#enqueue(async () => {
+      await this.#stopFetcher();
+      if (generation !== this.#generation) return;
+      try {
+        const end = this.log.logEndOffset;
+        await this.epochs.begin(this.#epoch, end);
+        if (this.#hw > end) this.#hw = end;
+        await this.#rebuildProducers();
+        if (generation !== this.#generation) return;
+        this.#localEnd = end;
+        this.#advanceHw();
+        this.logger.info(
+          { epoch: this.#epoch, logEndOffset: end, highWatermark: this.#hw, producers: this.producers.size },
+          "leading partition",
+        );
+      } catch (err) {
+        // Without its epoch entry the partition must not take writes; the next KeepAlive retries.
+        this.logger.error({ err: errorMessage(err) }, "cannot start leading the partition");
+        if (generation === this.#generation) this.demote("leadership set-up failed");
+      }
+    });
+  }
+
+  /** Leader: followers = replicas minus self. New leaders trust every follower for one lag period. */
+  #updateFollowers(initialInSync = false): void {
+    const now = this.#now();
+    const wanted = new Set(
+      this.#replicas.map((r) => r.brokerId).filter((id) => id !== this.options.brokerId),
+    );
+    for (const id of this.#followers.keys()) if (!wanted.has(id)) this.#followers.delete(id);
+    for (const id of wanted) {
+      if (this.#followers.has(id)) continue;
+      this.#followers.set(id, {
+        brokerId: id,
+        fetchOffset: undefined,
+        inSync: initialInSync,
+        lastCaughtUpAt: now,
+        leoAtLastResponse: 0,
+        lastResponseAt: 0,
+        offsetsVersion: undefined,
+        stream: 0,
+      });
+    }
+    this.#advanceHw();
+    this.#checkCommits();
+  }
+
+  #stopLeading(reason: string): void {
+    this.#generation++;
+    this.#localEnd = 0;
+    const error = this.#notLeader();
+    for (const waiter of this.#ackWaiters.splice(0)) waiter.reject(error);
+    for (const waiter of this.#commitWaiters.splice(0)) waiter.reject(error);
+    this.#followers.clear();
+    this.producers.clear();
+    this.logger.info({ reason }, "stopped leading partition");
+  }
+
+  /** Runs role work one step at a time, in the order the roles arrived. */
+  #enqueue(work: () => Promise<void>): Promise<void> {
+    const run = this.#chain.then(work).catch((err: unknown) => {
+      this.logger.error({ err: errorMessage(err) }, "partition role change failed");
+    });
+    this.#chain = run;
+    return run;
+  }
+
+  async #restartFetcher(): Promise<void> {
+    await this.#stopFetcher();
+    // Appends accepted while leading must land before the fetcher reads the log end.
+    await Promise.allSettled([...this.#inflight]);
+    if (this.#role !== "follower" || this.#closed) return;
+    this.#fetcher = this.options.startFetcher(this);
+  }
+
+  async #stopFetcher(): Promise<void> {
+    const fetcher = this.#fetcher;
+    this.#fetcher = undefined;
+    await fetcher?.stop();
+  }
+
+  async #rebuildProducers(): Promise<void> {
+    this.producers.clear();
+    const end = this.log.logEndOffset;
+    let offset = Math.max(this.log.logStartOffset, end - this.options.idempotencyScanRecords);
+    try {
+      while (offset < end) {
+        const records = await this.log.read(offset, 1000, 4 * 1024 * 1024, { endOffset: end });
+        const last = records[records.length - 1];
+        if (last === undefined) break;
+        for (const record of records) {
+          if (record.producerId !== "")
+            this.producers.record(record.producerId, record.messageId, record.offset);
+        }
+        offset = last.offset + 1;
+      }
+    } catch (err) {
+      // Best effort: a damaged record stops the scan; older duplicates may then be appended again.
+      const level = err instanceof CorruptRecordError ? "error" : "warn";
+      this.logger[level]({ err: errorMessage(err), offset }, "producer table rebuild stopped early");
+    }
+  }
+
+  // ---- leader: appends, high watermark, in-sync replicas -------------------------------------------
+
+  /** Keeps track of a produce append so a follower fetch loop starts only after it has landed. */
+  trackAppend<T>(append: Promise<T>): Promise<T> {
+    this.#inflight.add(append);
+    const done = () => this.#inflight.delete(append);
+    append.then(done, done);
+    return append;
+  }
+
+  /** Resolves once every produce append in flight now has settled. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  /** Leader: records below `end` are stored locally (the append resolved). */
+  onLocalAppend(end: number): void {
+    if (end > this.#localEnd) this.#localEnd = end;
+    this.#advanceHw();
+  }
+
+  /** Leader: resolves once the high watermark reaches `end` (acks=all), rejects on demotion or timeout. */
+  waitForHighWatermark(end: number, generation: number): Promise<void> {
+    if (generation !== this.#generation || this.#role !== "leader") return Promise.reject(this.#notLeader());
+    if (this.#hw >= end) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.#ackWaiters.push({
+        end,
+        deadline: this.#now() + this.options.replicationTimeoutMs,
+        resolve,
+        reject,
+      });
+    });
+  }
+
+  /** Leader: stores a group's offset and resolves once every in-sync follower stored it too. */
+  async commitOffset(group: string, offset: number, generation: number): Promise<void> {
+    const version = await this.offsets.commit(group, offset);
+    this.dataSignal.notify();
+    if (generation !== this.#generation || this.#role !== "leader") throw this.#notLeader();
+    if (this.#commitReplicated(version)) return;
+    await new Promise<void>((resolve, reject) => {
+      this.#commitWaiters.push({
+        version,
+        deadline: this.#now() + this.options.replicationTimeoutMs,
+        resolve,
+        reject,
+      });
+    });
+  }
+
+  /** Leader: is `followerId` a follower of this partition (in the leader's replica list)? */
+  hasFollower(followerId: string): boolean {
+    return this.#followers.has(followerId);
+  }
+
+  /** Leader: a new Replicate stream from a follower; returns its stream number. */
+  openStream(followerId: string): number {
+    const follower = this.#followers.get(followerId);
+    if (follower === undefined) return 0;
+    follower.stream++;
+    follower.offsetsVersion = undefined;
+    return follower.stream;
+  }
+
+  /**
+   * Leader: a follower asked for records from `fetchOffset` (its log end), having stored consumer-offset
+   * version `offsetsVersion`. Updates the in-sync set and the high watermark.
+   */
+  onFetch(followerId: string, stream: number, fetchOffset: number, offsetsVersion: number | undefined): void {
+    const follower = this.#followers.get(followerId);
+    if (follower === undefined || follower.stream !== stream) return;
+    const now = this.#now();
+    follower.fetchOffset = fetchOffset;
+    if (offsetsVersion !== undefined) follower.offsetsVersion = offsetsVersion;
+    if (fetchOffset >= this.log.logEndOffset) {
+      follower.lastCaughtUpAt = now;
+    } else if (follower.lastResponseAt > 0 && fetchOffset >= follower.leoAtLastResponse) {
+      follower.lastCaughtUpAt = Math.max(follower.lastCaughtUpAt, follower.lastResponseAt);
+    }
+    if (
+      !follower.inSync &&
+      fetchOffset >= this.#hw &&
+      now - follower.lastCaughtUpAt <= this.options.replicaLagMaxMs
+    ) {
+      follower.inSync = true;
+      this.logger.info({ follower: followerId, fetchOffset }, "follower joined the in-sync replicas");
+    }
+    this.#advanceHw();
+    this.#checkCommits();
+  }
+
+  /** Leader: a response went to the follower while the leader log ended at `logEndOffset`. */
+  onResponse(followerId: string, stream: number, logEndOffset: number): void {
+    const follower = this.#followers.get(followerId);
+    if (follower === undefined || follower.stream !== stream) return;
+    follower.leoAtLastResponse = logEndOffset;
+    follower.lastResponseAt = this.#now();
+  }
+
+  /** Ids of the in-sync replicas, leader first (leader only; [] otherwise). */
+  inSyncReplicas(): string[] {
+    if (this.#role !== "leader") return [];
+    return [
+      this.options.brokerId,
+      ...[...this.#followers.values()].filter((f) => f.inSync).map((f) => f.brokerId),
+    ];
+  }
+
+  /**
+   * Periodic leader housekeeping: followers not caught up within the lag bound leave the in-sync set
+   * (which may advance the high watermark), and waiters past their deadline fail.
+   */
+  tick(): void {
+    if (this.#role !== "leader") return;
+    const now = this.#now();
+    let shrunk = false;
+    for (const follower of this.#followers.values()) {
+      if (follower.inSync && now - follower.lastCaughtUpAt > this.options.replicaLagMaxMs) {
+        follower.inSync = false;
+        shrunk = true;
+        this.logger.warn(
+          {
+            follower: follower.brokerId,
+            fetchOffset: follower.fetchOffset,
+            logEndOffset: this.log.logEndOffset,
+            lagMs: now - follower.lastCaughtUpAt,
+          },
+          "follower left the in-sync replicas",
+        );
+      }
+    }
+    if (shrunk) {
+      this.#advanceHw();
+      this.#checkCommits();
+    }
+    while (this.#ackWaiters.length > 0 && (this.#ackWaiters[0] as AckWaiter).deadline < now) {
+      const waiter = this.#ackWaiters.shift() as AckWaiter;
+      waiter.reject(
+        new NotEnoughReplicasError(
+          `records up to offset ${waiter.end - 1} of ${this.key} did not reach every in-sync replica in time`,
+        ),
+      );
+    }
+    this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
+      if (waiter.deadline >= now) return true;
+      waiter.reject(
+        new NotEnoughReplicasError(
+          `an offset commit on ${this.key} did not reach every in-sync replica in time`,
+        ),
+      );
+      return false;
+    });
+  }
+
+  #advanceHw(): void {
+    if (this.#role !== "leader") return;
+    let hw = this.#localEnd;
+    for (const follower of this.#followers.values()) {
+      if (follower.inSync) hw = Math.min(hw, follower.fetchOffset ?? this.#hw);
+    }
+    if (hw <= this.#hw) return;
+    this.#hw = hw;
+    let done = 0;
+    while (done < this.#ackWaiters.length && (this.#ackWaiters[done] as AckWaiter).end <= hw) done++;
+    for (const waiter of this.#ackWaiters.splice(0, done)) waiter.resolve();
+    this.hwSignal.notify();
+  }
+
+  #commitReplicated(version: number): boolean {
+    for (const follower of this.#followers.values()) {
+      if (follower.inSync && (follower.offsetsVersion ?? 0) < version) return false;
+    }
+    return true;
+  }
+
+  #checkCommits(): void {
+    if (this.#commitWaiters.length === 0) return;
+    this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
+      if (!this.#commitReplicated(waiter.version)) return true;
+      waiter.resolve();
+      return false;
+    });
+  }
+
+  // ---- follower ------------------------------------------------------------------------------------
+
+  /** Follower: the leader's high watermark, capped at what this replica has. */
+  setFollowerHighWatermark(hw: number): void {
+    const capped = Math.min(hw, this.log.logEndOffset);
+    if (capped !== this.#hw) {
+      this.#hw = capped;
+      this.hwSignal.notify();
+    }
+  }
+
+  /** Follower: the log was cut at `offset` (diverged from the leader, or reset behind its start). */
+  onTruncated(offset: number): void {
+    if (this.#hw > offset) this.#hw = offset;
+  }
+
+  // ---- the rest ------------------------------------------------------------------------------------
+
+  stats(): PartitionStats {
+    let replicationLag = 0;
+    let inSync = 1;
+    let consumerLag = 0;
+    if (this.#role === "leader") {
+      const end = this.log.logEndOffset;
+      for (const follower of this.#followers.values()) {
+        replicationLag = Math.max(replicationLag, end - (follower.fetchOffset ?? 0));
+        if (follower.inSync) inSync++;
+      }
+      for (const [, committed] of this.offsets.entries()) consumerLag += Math.max(0, this.#hw - committed);
+    }
+    return {
+      role: this.#role,
+      underReplicated: this.#role === "leader" && inSync < this.#replicas.length,
+      replicationLag,
+      consumerLag,
+      logBytes: this.log.sizeBytes,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#role === "leader") this.#stopLeading("closing");
+    this.#role = "none";
+    this.#closed = true;
+    this.hwSignal.notify();
+    this.dataSignal.notify();
+    await this.#enqueue(async () => this.#stopFetcher());
+    await Promise.allSettled([...this.#inflight]);
+    this.#unsubscribe();
+    await this.log.close();
+  }
+}
+
+function sameReplicas(a: readonly ReplicaInfo[], b: readonly ReplicaInfo[]): boolean {
+  return (
+    a.length === b.length && a.every((r, i) => r.brokerId === b[i]?.brokerId && r.address === b[i]?.address)
+  );
+}

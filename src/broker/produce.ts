@@ -1,0 +1,243 @@
+import { create } from "@bufbuild/protobuf";
+import { FailedPreconditionError, InvalidArgumentError, errorMessage } from "../errors.js";
+import { validateTopicName } from "../fsm/validation.js";
+import {
+  Acks,
+  MessageAckSchema,
+  MessageResponseSchema,
+  ProduceError,
+  type MessageAck,
+  type MessageRequest,
+  type MessageResponse,
+  type ProduceRecord,
+} from "../gen/goulette/v1/broker_pb.js";
+import type { BrokerMetrics } from "../observability/metrics.js";
+import { RecordTooLargeError, type AppendRecord } from "../storage/index.js";
+import { NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
+import type { Partition } from "./partition.js";
+import { FORGOTTEN, PENDING } from "./producer-table.js";
+
+export interface ProduceOptions {
+  /** The partition, or undefined when this broker holds no replica of it. */
+  lookup: (topic: string, partition: number) => Partition | undefined;
+  /** Largest payload accepted (bytes). */
+  maxMessageBytes: number;
+  metrics: BrokerMetrics;
+}
+
+const MAX_PRODUCER_ID_BYTES = 0xffff;
+
+/**
+ * Stream-level checks of one SendMessage request: a request that breaks them is malformed (the stream
+ * fails with InvalidArgument), unlike a record that is too large or a partition led elsewhere, which
+ * are answered per record in the acks.
+ */
+export function validateMessageRequest(req: MessageRequest): void {
+  validateTopicName(req.topic);
+  if (req.records.length === 0) {
+    throw new InvalidArgumentError(`a MessageRequest for ${req.topic}#${req.partition} has no records`);
+  }
+  if (req.acks !== Acks.UNSPECIFIED && req.acks !== Acks.LEADER && req.acks !== Acks.ALL) {
+    throw new InvalidArgumentError(`acks must be ACKS_LEADER or ACKS_ALL, got ${req.acks}`);
+  }
+  if (Buffer.byteLength(req.producerId, "utf8") > MAX_PRODUCER_ID_BYTES) {
+    throw new InvalidArgumentError(`producer_id is longer than ${MAX_PRODUCER_ID_BYTES} bytes`);
+  }
+}
+
+/**
+ * Handles one SendMessage request: answers retries (same producer id and message id) from the producer
+ * table, appends the new records with one storage append, and answers once they are stored on the leader
+ * (acks=leader) or on every in-sync replica (acks=all). Per-record problems become error acks.
+ */
+export async function produce(options: ProduceOptions, req: MessageRequest): Promise<MessageResponse> {
+  const acks = new Array<MessageAck>(req.records.length);
+  const response = create(MessageResponseSchema, { topic: req.topic, partition: req.partition });
+  response.acks = acks;
+  const all = indexes(req.records.length);
+  const p = options.lookup(req.topic, req.partition);
+  if (p === undefined) {
+    const message = `this broker holds no replica of ${req.topic}#${req.partition}`;
+    for (const i of all) acks[i] = ack(messageIdAt(req, i), -1, ProduceError.UNKNOWN_PARTITION, message);
+    options.metrics.produceErrors.inc({ error: "unknown_partition" }, all.length);
+    return response;
+  }
+  let generation: number;
+  try {
+    generation = await p.leaderReady();
+  } catch (err) {
+    fail(options, req, acks, all, err);
+    return response;
+  }
+  const pending: number[] = [];
+  await appendNew(options, p, generation, req, all, acks, pending);
+  if (pending.length > 0) {
+    // Retries of records whose first append is still in flight: wait for it, then look again.
+    await p.settled();
+    await appendNew(options, p, generation, req, pending, acks, undefined);
+  }
+  if (req.acks === Acks.ALL) await waitForReplicas(options, p, generation, req, acks);
+  return response;
+}
+
+/**
+ * Appends the records at `slots` that are not duplicates. In-flight duplicates go to `pending` (or,
+ * on the second pass, when `pending` is undefined, are answered as failed: their first attempt failed).
+ */
+async function appendNew(
+  options: ProduceOptions,
+  p: Partition,
+  generation: number,
+  req: MessageRequest,
+  slots: readonly number[],
+  acks: MessageAck[],
+  pending: number[] | undefined,
+): Promise<void> {
+  const producerId = req.producerId;
+  const table = p.producers;
+  if (producerId !== "") table.touch(producerId);
+  const batch: AppendRecord[] = [];
+  const appended: number[] = [];
+  let payloadBytes = 0;
+  for (const i of slots) {
+    const record = req.records[i] as ProduceRecord;
+    if (record.payload.length > options.maxMessageBytes) {
+      const message = `payload of ${record.payload.length} bytes exceeds --max-message-bytes ${options.maxMessageBytes}`;
+      acks[i] = ack(record.messageId, -1, ProduceError.MESSAGE_TOO_LARGE, message);
+      options.metrics.produceErrors.inc({ error: "message_too_large" });
+      continue;
+    }
+    if (record.timestamp < 0n || record.timestamp > BigInt(Number.MAX_SAFE_INTEGER)) {
+      acks[i] = ack(
+        record.messageId,
+        -1,
+        ProduceError.INVALID,
+        `timestamp ${record.timestamp} is out of range`,
+      );
+      options.metrics.produceErrors.inc({ error: "invalid" });
+      continue;
+    }
+    if (producerId !== "") {
+      const known = table.lookup(producerId, record.messageId);
+      if (known === PENDING) {
+        if (pending) pending.push(i);
+        else
+          acks[i] = ack(
+            record.messageId,
+            -1,
+            ProduceError.STORAGE,
+            "an earlier attempt is still unresolved; retry",
+          );
+        continue;
+      }
+      if (known !== undefined) {
+        acks[i] = create(MessageAckSchema, {
+          messageId: record.messageId,
+          offset: BigInt(known === FORGOTTEN ? -1 : known),
+          duplicate: true,
+        });
+        continue;
+      }
+      table.reserve(producerId, record.messageId);
+    }
+    batch.push({
+      payload: record.payload,
+      key: record.key,
+      headers: record.headers,
+      ...(record.timestamp > 0n ? { timestamp: Number(record.timestamp) } : {}),
+      producerId,
+      messageId: record.messageId,
+    });
+    appended.push(i);
+    payloadBytes += record.payload.length;
+  }
+  if (batch.length === 0) return;
+  try {
+    const result = await p.trackAppend(p.log.append(batch));
+    // Demoted while the append ran: the new leader may not have these records; the retry is deduped.
+    if (generation !== p.generation) p.requireLeader();
+    if (generation !== p.generation)
+      throw new FailedPreconditionError("leadership changed during the append");
+    for (let j = 0; j < appended.length; j++) {
+      const i = appended[j] as number;
+      const offset = result.baseOffset + j;
+      if (producerId !== "") table.record(producerId, messageIdAt(req, i), offset);
+      acks[i] = ack(messageIdAt(req, i), offset);
+    }
+    p.onLocalAppend(result.lastOffset + 1);
+    options.metrics.messagesIn.inc(batch.length);
+    options.metrics.bytesIn.inc(payloadBytes);
+  } catch (err) {
+    if (producerId !== "") for (const i of appended) table.release(producerId, messageIdAt(req, i));
+    fail(options, req, acks, appended, err);
+  }
+}
+
+/** acks=all: the successful acks wait until the high watermark passes their offsets. */
+async function waitForReplicas(
+  options: ProduceOptions,
+  p: Partition,
+  generation: number,
+  req: MessageRequest,
+  acks: MessageAck[],
+): Promise<void> {
+  const waiting: number[] = [];
+  let end = -1;
+  acks.forEach((a, i) => {
+    if (a.error !== ProduceError.NONE || a.offset < 0n) return;
+    waiting.push(i);
+    end = Math.max(end, Number(a.offset) + 1);
+  });
+  if (waiting.length === 0) return;
+  try {
+    await p.waitForHighWatermark(end, generation);
+  } catch (err) {
+    fail(options, req, acks, waiting, err);
+  }
+}
+
+/** Answers the records at `slots` with the error `err` maps to. */
+function fail(
+  options: ProduceOptions,
+  req: MessageRequest,
+  acks: MessageAck[],
+  slots: readonly number[],
+  err: unknown,
+): void {
+  const [code, label] = classify(err);
+  const message = errorMessage(err);
+  for (const i of slots) {
+    const a = ack(messageIdAt(req, i), -1, code, message);
+    if (err instanceof NotPartitionLeaderError) {
+      a.leaderId = err.leaderId;
+      a.leaderAddress = err.leaderAddress;
+    }
+    acks[i] = a;
+  }
+  options.metrics.produceErrors.inc({ error: label }, slots.length);
+}
+
+function classify(err: unknown): [ProduceError, string] {
+  if (err instanceof NotPartitionLeaderError) return [ProduceError.NOT_LEADER, "not_leader"];
+  if (err instanceof NotEnoughReplicasError) return [ProduceError.NOT_ENOUGH_REPLICAS, "not_enough_replicas"];
+  if (err instanceof RecordTooLargeError) return [ProduceError.MESSAGE_TOO_LARGE, "message_too_large"];
+  if (err instanceof InvalidArgumentError) return [ProduceError.INVALID, "invalid"];
+  // A truncation (demotion) or a close cut the append: the partition is led elsewhere now.
+  if (err instanceof FailedPreconditionError) return [ProduceError.NOT_LEADER, "not_leader"];
+  // StorageError (ENOSPC, EIO, EROFS...): nothing of the append is readable; the log stays usable.
+  return [ProduceError.STORAGE, "storage"];
+}
+
+function messageIdAt(req: MessageRequest, i: number): bigint {
+  return (req.records[i] as ProduceRecord).messageId;
+}
+
+function indexes(n: number): number[] {
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = i;
+  return out;
+}
+
+function ack(messageId: bigint, offset: number, error = ProduceError.NONE, errorMessage = ""): MessageAck {
+  return create(MessageAckSchema, { messageId, offset: BigInt(offset), error, errorMessage });
+}

@@ -1,0 +1,86 @@
+import { create } from "@bufbuild/protobuf";
+import { InvalidArgumentError, UnavailableError } from "../errors.js";
+import { validateTopicName } from "../fsm/validation.js";
+import { MessageSchema, type Message, type PullRequest } from "../gen/goulette/v1/broker_pb.js";
+import type { BrokerMetrics } from "../observability/metrics.js";
+import { OffsetOutOfRangeError } from "../storage/index.js";
+import { UnknownPartitionError } from "./errors.js";
+import type { Partition } from "./partition.js";
+
+export interface PullOptions {
+  lookup: (topic: string, partition: number) => Partition | undefined;
+  metrics: BrokerMetrics;
+  /** Longest a long-poll sleeps before re-checking (it is woken by new data long before). */
+  idleWakeMs?: number;
+}
+
+const DEFAULT_BATCH = 500;
+const MAX_BATCH = 10_000;
+const READ_BYTES = 1024 * 1024;
+
+/**
+ * PullMessage: streams the partition's records from an offset (or the group's committed offset) up to
+ * the high watermark, then long-polls: it sleeps until the high watermark moves (no busy loop), and
+ * ends after max_messages. Only the leader serves reads; a demotion ends the stream with a retryable
+ * error naming the new leader.
+ */
+export async function* pull(
+  options: PullOptions,
+  req: PullRequest,
+  abort: AbortSignal,
+): AsyncGenerator<Message> {
+  validateTopicName(req.topic);
+  if (req.offset < -1n)
+    throw new InvalidArgumentError(`offset must be ≥ 0, or -1 for the committed offset; got ${req.offset}`);
+  if (req.offset === -1n && req.consumerGroup === "") {
+    throw new InvalidArgumentError("offset -1 (resume from the committed offset) needs a consumer_group");
+  }
+  const p = options.lookup(req.topic, req.partition);
+  if (p === undefined) throw new UnknownPartitionError(req.topic, req.partition);
+  const generation = await p.leaderReady();
+  let offset: number;
+  if (req.offset === -1n) {
+    offset = Math.max(p.offsets.get(req.consumerGroup) ?? p.log.logStartOffset, p.log.logStartOffset);
+  } else {
+    offset = Number(req.offset);
+    if (offset < p.log.logStartOffset || offset > p.log.logEndOffset) {
+      throw new OffsetOutOfRangeError(offset, p.log.logStartOffset, p.log.logEndOffset);
+    }
+  }
+  const batch = Math.min(req.batchSize === 0 ? DEFAULT_BATCH : req.batchSize, MAX_BATCH);
+  const limit = req.maxMessages === 0n ? Infinity : Number(req.maxMessages);
+  const idleWakeMs = options.idleWakeMs ?? 30_000;
+  let sent = 0;
+  while (sent < limit && !abort.aborted) {
+    if (p.requireLeader() !== generation) {
+      throw new UnavailableError(`leadership of ${p.key} changed during the pull; pull again`);
+    }
+    const hw = p.highWatermark;
+    if (offset >= hw) {
+      await p.hwSignal.wait(idleWakeMs, abort);
+      continue;
+    }
+    const records = await p.log.read(offset, Math.min(batch, limit - sent), READ_BYTES, { endOffset: hw });
+    let bytes = 0;
+    for (const record of records) {
+      bytes += record.payload.length;
+      yield create(MessageSchema, {
+        topic: req.topic,
+        partition: req.partition,
+        offset: BigInt(record.offset),
+        timestamp: BigInt(record.timestamp),
+        key: record.key,
+        payload: record.payload,
+        headers: record.headers,
+        producerId: record.producerId,
+        messageId: record.messageId,
+        highWatermark: BigInt(hw),
+      });
+    }
+    options.metrics.messagesOut.inc(records.length);
+    options.metrics.bytesOut.inc(bytes);
+    sent += records.length;
+    const last = records[records.length - 1];
+    if (last !== undefined) offset = last.offset + 1;
+  }
+}

@@ -1,0 +1,160 @@
+import { create } from "@bufbuild/protobuf";
+import { FailedPreconditionError, UnavailableError } from "../errors.js";
+import { validateBrokerId, validateTopicName } from "../fsm/validation.js";
+import {
+  ReplicateResponseSchema,
+  type ReplicateRequest,
+  type ReplicateResponse,
+} from "../gen/goulette/v1/broker_pb.js";
+import { UnknownPartitionError } from "./errors.js";
+import { divergencePoint } from "./leader-epochs.js";
+import type { Partition } from "./partition.js";
+
+export interface ReplicationLeaderOptions {
+  lookup: (topic: string, partition: number) => Partition | undefined;
+  /** With nothing new, a fetch is answered after this long anyway (carries the high watermark). */
+  idleResponseMs: number;
+  /** Records per response. */
+  maxRecords?: number;
+  /** Bytes of records per response (at least one record is always sent). */
+  maxBytes?: number;
+}
+
+/**
+ * The leader's side of Replicate. Strict request/response: the follower sends its log end offset, the
+ * leader answers with the records after it (long-polling when there are none) plus the consumer-offset
+ * changes, and the follower's next request (sent after it stored them) acknowledges both. The first
+ * request carries the follower's leader-epoch history; when its log diverged from the leader's, the
+ * first answer is only `truncate_to`.
+ */
+export async function* serveReplicate(
+  options: ReplicationLeaderOptions,
+  requests: AsyncIterable<ReplicateRequest>,
+  abort: AbortSignal,
+): AsyncGenerator<ReplicateResponse> {
+  let session: { p: Partition; followerId: string; stream: number; generation: number } | undefined;
+  /** Consumer-offset version sent on this stream (undefined: the next answer sends the whole table). */
+  let sentVersion: number | undefined;
+  for await (const req of requests) {
+    if (session === undefined) {
+      validateTopicName(req.topic);
+      validateBrokerId(req.followerId);
+      const p = options.lookup(req.topic, req.partition);
+      if (p === undefined) throw new UnknownPartitionError(req.topic, req.partition);
+      const generation = await p.leaderReady();
+      if (!p.hasFollower(req.followerId)) {
+        throw new UnavailableError(
+          `${req.followerId} is not a follower of ${p.key} in epoch ${p.epoch} here`,
+        );
+      }
+      if (Number(req.epoch) > p.epoch) {
+        throw new UnavailableError(
+          `follower ${req.followerId} has epoch ${req.epoch} of ${p.key}, newer than this leader's ${p.epoch}`,
+        );
+      }
+      session = { p, followerId: req.followerId, stream: p.openStream(req.followerId), generation };
+      const fetchOffset = Number(req.fetchOffset);
+      const truncateTo = firstCut(p, req, fetchOffset);
+      if (truncateTo !== undefined) {
+        yield create(ReplicateResponseSchema, {
+          truncateTo: BigInt(truncateTo),
+          highWatermark: BigInt(p.highWatermark),
+          epoch: BigInt(p.epoch),
+        });
+        continue;
+      }
+    }
+    const { p, followerId, stream, generation } = session;
+    const fetchOffset = Number(req.fetchOffset);
+    if (p.requireLeader() !== generation) {
+      throw new UnavailableError(`leadership of ${p.key} changed; fetch again`);
+    }
+    if (fetchOffset > p.log.logEndOffset) {
+      throw new FailedPreconditionError(
+        `fetch offset ${fetchOffset} is past the log end ${p.log.logEndOffset} of ${p.key}`,
+      );
+    }
+    if (fetchOffset < p.log.logStartOffset) {
+      // Retention moved the leader's log start past the follower: it restarts its log there.
+      yield create(ReplicateResponseSchema, {
+        truncateTo: BigInt(p.log.logStartOffset),
+        highWatermark: BigInt(p.highWatermark),
+        epoch: BigInt(p.epoch),
+      });
+      continue;
+    }
+    p.onFetch(
+      followerId,
+      stream,
+      fetchOffset,
+      sentVersion === undefined ? undefined : Number(req.offsetsVersion),
+    );
+
+    const deadline = Date.now() + options.idleResponseMs;
+    for (;;) {
+      if (p.requireLeader() !== generation) {
+        throw new UnavailableError(`leadership of ${p.key} changed; fetch again`);
+      }
+      const now = Date.now();
+      if (
+        p.log.logEndOffset > fetchOffset ||
+        sentVersion !== p.offsets.version ||
+        now >= deadline ||
+        abort.aborted
+      ) {
+        break;
+      }
+      await p.dataSignal.wait(deadline - now, abort);
+    }
+    if (abort.aborted) return;
+    const records =
+      p.log.logEndOffset > fetchOffset
+        ? await p.log.read(fetchOffset, options.maxRecords ?? 1000, options.maxBytes ?? 1024 * 1024)
+        : [];
+    const { changes, snapshot } = p.offsets.changesSince(sentVersion);
+    sentVersion = p.offsets.version;
+    const first = records[0];
+    const last = records[records.length - 1];
+    p.onResponse(followerId, stream, p.log.logEndOffset);
+    yield create(ReplicateResponseSchema, {
+      records: records.map((r) => ({
+        offset: BigInt(r.offset),
+        timestamp: BigInt(r.timestamp),
+        key: r.key,
+        payload: r.payload,
+        headers: r.headers,
+        producerId: r.producerId,
+        messageId: r.messageId,
+      })),
+      highWatermark: BigInt(p.highWatermark),
+      epoch: BigInt(p.epoch),
+      leaderEpochs:
+        first && last
+          ? p.epochs.covering(first.offset, last.offset).map((e) => ({
+              epoch: BigInt(e.epoch),
+              startOffset: BigInt(e.startOffset),
+            }))
+          : [],
+      offsets: changes.map((c) => ({
+        consumerGroup: c.group,
+        topic: p.topic,
+        partition: p.partition,
+        offset: BigInt(c.offset),
+      })),
+      offsetsVersion: BigInt(sentVersion),
+      offsetsSnapshot: snapshot,
+    });
+  }
+}
+
+/** Where a new stream's follower must cut its log first, if anywhere. */
+function firstCut(p: Partition, req: ReplicateRequest, fetchOffset: number): number | undefined {
+  const follower = req.leaderEpochs.map((e) => ({
+    epoch: Number(e.epoch),
+    startOffset: Number(e.startOffset),
+  }));
+  const cut = divergencePoint(follower, fetchOffset, p.epochs.entries, p.log.logEndOffset);
+  if (cut !== undefined) return cut;
+  // Behind the leader's log start (retention): the follower restarts its log there.
+  return fetchOffset < p.log.logStartOffset ? p.log.logStartOffset : undefined;
+}

@@ -1,0 +1,131 @@
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { setTimeout as sleep } from "node:timers/promises";
+import { errorMessage } from "../errors.js";
+import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
+import type { SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
+import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import type { Logger } from "../observability/logger.js";
+import { toBaseUrl } from "../server/transport-pool.js";
+
+export interface SentinelSessionOptions {
+  brokerId: string;
+  /** host:port the sentinels and other brokers dial. */
+  address: string;
+  /** Sentinel URLs (or host:port); any of them, writes are forwarded to the leader. */
+  sentinels: readonly string[];
+  /** gRPC transport to a sentinel's base URL. */
+  transport: (baseUrl: string) => Transport;
+  /** Headers of every call (authorization). */
+  headers: Record<string, string>;
+  /** KeepAlive period (ms). */
+  intervalMs: number;
+  /** Topics with data on disk (RegisterBroker's informational list). */
+  topicsOnDisk: () => Promise<string[]>;
+  /** Called with the broker's complete role list after every KeepAlive. */
+  onAssignments: (assignments: SetTopicRoleRequest[], appliedId: bigint) => Promise<void>;
+  logger: Logger;
+}
+
+/**
+ * The broker's life with the sentinels: RegisterBroker, then KeepAlive every interval; each answer
+ * carries every partition the broker holds with its role and epoch, which the broker reconciles against
+ * (roles pushed with SetTopicRole can be missed). An answer saying `registered: false` (the broker was
+ * unregistered, or the sentinels lost it) makes it register again. On errors it moves to the next
+ * sentinel URL.
+ */
+export class SentinelSession {
+  readonly #clients: Client<typeof SentinelService>[];
+  readonly #abort = new AbortController();
+  #current = 0;
+  #registered = false;
+  #synced = false;
+  #loop: Promise<void> | undefined;
+  #failures = 0;
+
+  constructor(private readonly options: SentinelSessionOptions) {
+    if (options.sentinels.length === 0) throw new Error("at least one sentinel URL is needed");
+    this.#clients = options.sentinels.map((url) =>
+      createClient(SentinelService, options.transport(toBaseUrl(url))),
+    );
+  }
+
+  /** Registered, and the roles of at least one KeepAlive answer applied. */
+  get ready(): boolean {
+    return this.#registered && this.#synced;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      let again = false;
+      try {
+        again = await this.#beat();
+        this.#failures = 0;
+      } catch (err) {
+        if (signal.aborted) break;
+        this.#failures++;
+        const url = this.options.sentinels[this.#current];
+        this.#current = (this.#current + 1) % this.#clients.length;
+        const level = this.#failures === 1 || this.#failures % 10 === 0 ? "warn" : "debug";
+        this.options.logger[level](
+          { sentinel: url, err: errorMessage(err), failures: this.#failures },
+          "sentinel call failed; trying the next sentinel",
+        );
+      }
+      // Re-registering right away, but not in a tight loop if a lagging sentinel keeps saying no.
+      if (again) {
+        await sleep(100, undefined, { signal }).catch(() => undefined);
+        continue;
+      }
+      const delay =
+        this.#failures > 0
+          ? Math.min(this.options.intervalMs, 250 * this.#failures)
+          : this.options.intervalMs;
+      await sleep(delay, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  /** One round: register if needed, KeepAlive, reconcile. True when it should run again at once. */
+  async #beat(): Promise<boolean> {
+    const client = this.#clients[this.#current] as Client<typeof SentinelService>;
+    const call = {
+      headers: this.options.headers,
+      signal: this.#abort.signal,
+      timeoutMs: Math.max(2_000, Math.min(10_000, this.options.intervalMs * 2)),
+    };
+    if (!this.#registered) {
+      const topics = await this.options.topicsOnDisk();
+      // Forwarded to the sentinel leader, which may take a moment: a longer deadline.
+      await client.registerBroker(
+        { brokerId: this.options.brokerId, address: this.options.address, topics },
+        { ...call, timeoutMs: 15_000 },
+      );
+      this.#registered = true;
+      this.options.logger.info(
+        { sentinel: this.options.sentinels[this.#current] },
+        "registered with the sentinels",
+      );
+    }
+    const res = await client.keepAlive(
+      { brokerId: this.options.brokerId, address: this.options.address, status: BrokerStatus.HEALTHY },
+      call,
+    );
+    if (!res.registered) {
+      this.options.logger.warn("the sentinels do not know this broker (any more); registering again");
+      this.#registered = false;
+      return true;
+    }
+    await this.options.onAssignments(res.assignments, res.appliedId);
+    this.#synced = true;
+    return false;
+  }
+}

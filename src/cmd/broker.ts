@@ -1,0 +1,44 @@
+import { brokerOptionSchema } from "../config/broker-options.js";
+import { formatHelp, loadOptions } from "../config/options.js";
+import { startBroker, type Broker } from "../broker/broker.js";
+import { createLogger } from "../observability/logger.js";
+import { onShutdown } from "./shutdown.js";
+
+const USAGE =
+  "Usage: goulette broker [options]\n\nRuns a broker: stores partition logs, serves produce and pull, replicates.";
+
+const HOUR_MS = 3_600_000;
+
+export async function runBroker(argv: string[]): Promise<void> {
+  const { values: o, help, sources } = loadOptions(brokerOptionSchema, { argv });
+  if (help) {
+    console.log(formatHelp(USAGE, brokerOptionSchema));
+    return;
+  }
+  const logger = createLogger({ level: o.logLevel as "info", base: { broker: o.id } });
+  logger.info({ sources }, "starting broker");
+  const running: { broker?: Broker } = {};
+  onShutdown(logger, async () => {
+    await running.broker?.stop();
+  });
+  running.broker = await startBroker({
+    id: o.id,
+    address: o.address,
+    advertiseAddress: o.advertiseAddress,
+    dataDir: o.dataDir,
+    sentinels: o.sentinels,
+    fsync: o.fsync as "always" | "interval",
+    fsyncIntervalMs: o.fsyncInterval,
+    segmentBytes: o.segmentBytes,
+    ...(o.retentionHours > 0 ? { retentionMs: Math.round(o.retentionHours * HOUR_MS) } : {}),
+    ...(o.retentionBytes > 0 ? { retentionBytes: o.retentionBytes } : {}),
+    maxMessageBytes: o.maxMessageBytes,
+    keepAliveIntervalMs: o.keepaliveInterval,
+    replicaLagMaxMs: o.replicaLagMax,
+    ...(o.authToken ? { authToken: o.authToken } : {}),
+    ...(o.tlsCert && o.tlsKey
+      ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}) } }
+      : {}),
+    logger,
+  });
+}

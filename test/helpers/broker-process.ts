@@ -1,0 +1,166 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  BrokerService,
+  MessageRequestSchema,
+  type Message,
+  type MessageResponse,
+  type PullRequestSchema,
+} from "../../src/gen/goulette/v1/broker_pb.js";
+import { freePort } from "./ports.js";
+import { GOULETTE_BIN } from "./sentinel-process.js";
+import { waitFor } from "./wait.js";
+
+export interface BrokerProcessOptions {
+  id: string;
+  /** Sentinel URLs (--sentinels). */
+  sentinels: string[];
+  /** --data-dir; keep it to restart the broker on its data. */
+  dataDir: string;
+  /** Listen port; a free one when omitted. Pass the old port to restart a broker under the same address. */
+  port?: number;
+  /** Extra flags, e.g. ["--fsync", "interval"]. */
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Wait for /readyz: registered with the sentinels and roles applied (default true). */
+  waitReady?: boolean;
+}
+
+export interface BrokerProcess {
+  readonly id: string;
+  /** host:port, as registered with the sentinels. */
+  readonly address: string;
+  /** http://host:port, for /metrics and the like. */
+  readonly url: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly process: ChildProcess;
+  /** A gRPC (HTTP/2) client: bidi SendMessage needs HTTP/2. */
+  readonly client: Client<typeof BrokerService>;
+  /** Last lines of its log, for failure messages. */
+  logTail(lines?: number): string;
+  /** Sends `signal` (default SIGKILL) and waits for the exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** SIGSTOP / SIGCONT: the broker stops answering without dying. */
+  pause(): void;
+  resume(): void;
+  readonly alive: boolean;
+  /** Resolves with the exit code when the process exits. */
+  readonly exited: Promise<number | null>;
+}
+
+/** A gRPC client of a broker at host:port. */
+export function brokerClient(address: string): Client<typeof BrokerService> {
+  return createClient(BrokerService, createGrpcTransport({ baseUrl: `http://${address}` }));
+}
+
+/** Runs `goulette broker` as a real child process on a loopback port. */
+export async function startBrokerProcess(options: BrokerProcessOptions): Promise<BrokerProcess> {
+  const port = options.port ?? (await freePort());
+  const address = `127.0.0.1:${port}`;
+  const args = [
+    GOULETTE_BIN,
+    "broker",
+    "--id",
+    options.id,
+    "--address",
+    address,
+    "--advertise-address",
+    address,
+    "--data-dir",
+    options.dataDir,
+    "--sentinels",
+    options.sentinels.join(","),
+    ...(options.args ?? []),
+  ];
+  const child = spawn(process.execPath, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...options.env },
+  });
+  let log = "";
+  const keep = (chunk: Buffer) => {
+    log = (log + chunk.toString()).slice(-40_000);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  const handle: BrokerProcess = {
+    id: options.id,
+    address,
+    url: `http://${address}`,
+    port,
+    dataDir: options.dataDir,
+    process: child,
+    client: brokerClient(address),
+    logTail: (lines = 20) => log.split("\n").slice(-lines).join("\n"),
+    async kill(signal = "SIGKILL") {
+      if (alive()) {
+        child.kill("SIGCONT");
+        child.kill(signal);
+        await exited;
+      }
+    },
+    pause: () => void child.kill("SIGSTOP"),
+    resume: () => void child.kill("SIGCONT"),
+    get alive() {
+      return alive();
+    },
+    exited,
+  };
+  if (options.waitReady ?? true) {
+    try {
+      await waitFor(
+        async () => {
+          if (!alive())
+            throw new Error(`broker ${options.id} exited with ${child.exitCode}:\n${handle.logTail()}`);
+          return (await fetch(`${handle.url}/readyz`)).ok;
+        },
+        { timeoutMs: 20_000, what: `broker ${options.id} to be ready` },
+      );
+    } catch (err) {
+      await handle.kill();
+      throw err;
+    }
+  }
+  return handle;
+}
+
+/** Opens a SendMessage stream, sends one request, returns its one response and closes the stream. */
+export async function sendOnce(
+  client: Client<typeof BrokerService>,
+  request: MessageInitShape<typeof MessageRequestSchema>,
+  timeoutMs = 10_000,
+): Promise<MessageResponse> {
+  const req = create(MessageRequestSchema, request);
+  async function* one() {
+    yield req;
+  }
+  for await (const res of client.sendMessage(one(), { timeoutMs })) return res;
+  throw new Error("SendMessage ended without a response");
+}
+
+/** Pulls until `count` messages arrived (max_messages = count) or the deadline passes. */
+export async function pullMessages(
+  client: Client<typeof BrokerService>,
+  request: MessageInitShape<typeof PullRequestSchema>,
+  count: number,
+  timeoutMs = 10_000,
+): Promise<Message[]> {
+  const out: Message[] = [];
+  for await (const message of client.pullMessage({ ...request, maxMessages: BigInt(count) }, { timeoutMs })) {
+    out.push(message);
+  }
+  return out;
+}
+
+/** Text payloads for tests. */
+export function text(value: string): Uint8Array {
+  return new TextEncoder().encode(value);
+}
+
+export function untext(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes);
+}
