@@ -5,7 +5,11 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   BrokerService,
   MessageRequestSchema,
+  ProduceError,
+  type Acks,
   type Message,
+  type MessageAck,
+  type MessageRequest,
   type MessageResponse,
   type PullRequestSchema,
 } from "../../src/gen/goulette/v1/broker_pb.js";
@@ -163,4 +167,108 @@ export function text(value: string): Uint8Array {
 
 export function untext(bytes: Uint8Array): string {
   return new TextDecoder().decode(bytes);
+}
+
+/** A push-fed async iterable: the request side of a bidi stream driven by a test. */
+export class Pushable<T> implements AsyncIterable<T> {
+  #items: T[] = [];
+  #wake: (() => void) | undefined;
+  #ended = false;
+
+  push(item: T): void {
+    this.#items.push(item);
+    this.#wake?.();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      const item = this.#items.shift();
+      if (item !== undefined) {
+        yield item;
+        continue;
+      }
+      if (this.#ended) return;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+      this.#wake = undefined;
+    }
+  }
+}
+
+export interface StreamProducerOptions {
+  topic: string;
+  partition: number;
+  producerId: string;
+  acks: Acks;
+  /** Records per request. */
+  batchSize: number;
+  /** Requests in flight at most. */
+  window: number;
+  /** Payload of a message id. */
+  payload: (messageId: bigint) => Uint8Array;
+}
+
+/**
+ * Produces message ids 1, 2, 3… on one SendMessage stream, `window` requests in flight, until stopped
+ * or the stream fails. `acked` maps every successfully acknowledged message id to its offset.
+ */
+export class StreamProducer {
+  readonly acked = new Map<bigint, bigint>();
+  readonly errors: MessageAck[] = [];
+  nextId = 1n;
+  #stopped = false;
+  readonly done: Promise<unknown>;
+
+  constructor(client: Client<typeof BrokerService>, options: StreamProducerOptions) {
+    const requests = new Pushable<MessageRequest>();
+    let inflight = 0;
+    const sendBatch = () => {
+      const records = [];
+      for (let i = 0; i < options.batchSize; i++) {
+        const messageId = this.nextId++;
+        records.push({ messageId, payload: options.payload(messageId) });
+      }
+      inflight++;
+      requests.push(
+        create(MessageRequestSchema, {
+          topic: options.topic,
+          partition: options.partition,
+          producerId: options.producerId,
+          acks: options.acks,
+          records,
+        }),
+      );
+    };
+    this.done = (async () => {
+      for (let i = 0; i < options.window; i++) sendBatch();
+      try {
+        for await (const res of client.sendMessage(requests)) {
+          inflight--;
+          for (const a of res.acks) {
+            if (a.error === ProduceError.NONE) this.acked.set(a.messageId, a.offset);
+            else this.errors.push(a);
+          }
+          if (this.#stopped) {
+            if (inflight === 0) requests.end();
+          } else {
+            sendBatch();
+          }
+        }
+        return undefined;
+      } catch (err) {
+        return err;
+      } finally {
+        requests.end();
+      }
+    })();
+  }
+
+  /** Sends no new requests; `done` resolves once the ones in flight are answered. */
+  stop(): void {
+    this.#stopped = true;
+  }
 }
