@@ -202,19 +202,34 @@ export class ClusterState {
     };
   }
 
-  /** Replaces the whole state in one step. */
-  restore(snapshot: StateSnapshot): void {
+  /**
+   * Replaces the whole state in one step. `owned` says the caller hands the snapshot over (e.g. freshly
+   * parsed JSON) so it is adopted without a copy.
+   */
+  restore(snapshot: StateSnapshot, options: { owned?: boolean } = {}): void {
     if (snapshot.format !== 1) throw new Error(`unsupported snapshot format ${String(snapshot.format)}`);
     this.#brokers.clear();
     this.#topics.clear();
     this.#topicsByBroker.clear();
-    for (const broker of snapshot.brokers) this.#brokers.set(broker.brokerId, { ...broker });
+    for (const broker of snapshot.brokers)
+      this.#brokers.set(broker.brokerId, options.owned ? broker : { ...broker });
     for (const topic of snapshot.topics) {
-      const record = structuredClone(topic);
+      const record = options.owned ? topic : structuredClone(topic);
       this.#topics.set(topic.topic, record);
       this.#index(record, +1);
     }
     this.#appliedId = snapshot.appliedId;
+  }
+
+  /** Takes over another state's contents (recovery builds a fresh state, then swaps it in at once). */
+  replaceWith(other: ClusterState): void {
+    this.#brokers.clear();
+    this.#topics.clear();
+    this.#topicsByBroker.clear();
+    for (const [k, v] of other.#brokers) this.#brokers.set(k, v);
+    for (const [k, v] of other.#topics) this.#topics.set(k, v);
+    for (const [k, v] of other.#topicsByBroker) this.#topicsByBroker.set(k, v);
+    this.#appliedId = other.#appliedId;
   }
 
   /** Hex SHA-256 of the canonical snapshot: equal on sentinels holding the same state. */

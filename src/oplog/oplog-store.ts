@@ -46,8 +46,11 @@ export class OplogStore {
   ) {}
 
   /** The newest operation id (0 when the log is empty) and the etcd revision it was read at. */
-  async readHead(): Promise<{ head: number; revision: string }> {
-    const res = await this.etcd.kv.range({ key: Buffer.from(this.keys.head) });
+  async readHead(options: { timeoutMs?: number } = {}): Promise<{ head: number; revision: string }> {
+    const res = await this.etcd.kv.range(
+      { key: Buffer.from(this.keys.head) },
+      options.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : undefined,
+    );
     const kv = res.kvs[0];
     return { head: kv ? Number(kv.value.toString()) : 0, revision: String(res.header.revision) };
   }
@@ -146,14 +149,13 @@ export class OplogStore {
   async readSnapshot(): Promise<{ meta: SnapshotMeta; state: StateSnapshot } | undefined> {
     const meta = await this.readSnapshotMeta();
     if (!meta) return undefined;
-    const res = await this.etcd
-      .getAll()
-      .prefix(this.keys.snapshotChunksPrefix(meta.id))
-      .sort("Key", "Ascend")
-      .buffers();
-    const chunks = Object.keys(res)
-      .sort()
-      .map((key) => res[key] as Buffer);
+    // One chunk per request: a whole snapshot can exceed the gRPC client's 4 MiB response limit.
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < meta.chunks; i++) {
+      const chunk = await this.etcd.get(this.keys.snapshotChunk(meta.id, i)).buffer();
+      if (!chunk) break;
+      chunks.push(chunk);
+    }
     const data = Buffer.concat(chunks);
     const sha256 = createHash("sha256").update(data).digest("hex");
     if (chunks.length !== meta.chunks || sha256 !== meta.sha256) {

@@ -57,6 +57,8 @@ export class ControlPlane {
   #writeQueue: Promise<unknown> = Promise.resolve();
   #resyncing: Promise<void> | undefined;
   #appliedWaiters: { id: number; resolve: () => void }[] = [];
+  #etcdReachable = false;
+  #etcdProbe: NodeJS.Timeout | undefined;
   readonly #appliedListeners: AppliedListener[] = [];
   readonly #leadershipListeners: ((leader: boolean) => void)[] = [];
 
@@ -74,8 +76,9 @@ export class ControlPlane {
     this.election.on("deposed", (reason) => this.#onDeposed(reason));
   }
 
+  /** Recovered, following the log, and etcd answered the last probe. */
   get ready(): boolean {
-    return this.#ready && !this.#stopped;
+    return this.#ready && !this.#stopped && this.#etcdReachable;
   }
 
   /** True once this sentinel leads and has applied every operation before its term. */
@@ -123,13 +126,46 @@ export class ControlPlane {
       "recovered state from etcd",
     );
     this.#ready = true;
+    this.#etcdReachable = true;
+    this.#startEtcdProbe();
     this.#updateGauges();
     await this.election.start();
+  }
+
+  /**
+   * Reads the log head every second: keeps the head gauge fresh (replay lag is visible even when the
+   * watch stalls) and tells /readyz and goulette_sentinel_etcd_up whether etcd answers.
+   */
+  #startEtcdProbe(): void {
+    let inFlight = false;
+    this.#etcdProbe = setInterval(() => {
+      if (inFlight || this.#stopped) return;
+      inFlight = true;
+      this.store
+        .readHead({ timeoutMs: 1_500 })
+        .then(
+          ({ head }) => {
+            this.#head = Math.max(this.#head, head);
+            if (!this.#etcdReachable) this.options.logger.info("etcd answers again");
+            this.#etcdReachable = true;
+          },
+          (err: unknown) => {
+            if (this.#etcdReachable) this.options.logger.warn({ err: errorMessage(err) }, "etcd does not answer");
+            this.#etcdReachable = false;
+          },
+        )
+        .finally(() => {
+          inFlight = false;
+          this.#updateGauges();
+        });
+    }, 1_000);
+    this.#etcdProbe.unref();
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#ready = false;
+    clearInterval(this.#etcdProbe);
     await this.election.stop();
     await this.#watcher?.cancel().catch(() => undefined);
     for (const waiter of this.#appliedWaiters) waiter.resolve();
@@ -248,10 +284,10 @@ export class ControlPlane {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#recoverOnce();
-        this.options.metrics.etcdUp.set(1);
         return;
       } catch (err) {
-        this.options.metrics.etcdUp.set(0);
+        this.#etcdReachable = false;
+        this.#updateGauges();
         if (this.#stopped) throw err;
         const delay = Math.min(5_000, 200 * attempt);
         this.options.logger.warn(
@@ -266,7 +302,7 @@ export class ControlPlane {
   async #recoverOnce(): Promise<void> {
     const snapshot = await this.store.readSnapshot();
     const fresh = new ClusterState();
-    if (snapshot) fresh.restore(snapshot.state);
+    if (snapshot) fresh.restore(snapshot.state, { owned: true });
     const { head, revision } = await this.store.readHead();
     let lastTimestamp = 0;
     for await (const page of this.store.readAfter(fresh.appliedId, { revision })) {
@@ -284,7 +320,7 @@ export class ControlPlane {
       throw new Error(`operation log ends at ${fresh.appliedId} but the head says ${head}`);
     }
     await this.#watcher?.cancel().catch(() => undefined);
-    this.state.restore(fresh.snapshot());
+    this.state.replaceWith(fresh);
     this.#head = head;
     this.#snapshotId = snapshot?.meta.id ?? 0;
     this.#lastAppliedTimestamp = lastTimestamp;
@@ -372,6 +408,7 @@ export class ControlPlane {
     const m = this.options.metrics;
     const ring = this.ring;
     m.isLeader.set(this.isLeader ? 1 : 0);
+    m.etcdUp.set(this.#etcdReachable ? 1 : 0);
     m.ready.set(this.ready ? 1 : 0);
     m.ringBrokers.set(ring.size);
     m.ringVirtualNodes.set(ring.virtualNodeCount);
