@@ -2,6 +2,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { GouletteError, errorMessage } from "../errors.js";
 import { runAdmin } from "./admin.js";
+import { runDev } from "./dev.js";
 import { runBroker } from "./broker.js";
 import { runSentinel } from "./sentinel.js";
 
@@ -11,6 +12,7 @@ Usage: goulette <command> [options]   (goulette <command> --help for its options
 
   sentinel    run a control-plane node (etcd external or embedded)
   broker      run a broker (partition logs, produce, pull, replication)
+  dev         embedded etcd + 3 sentinels + 3 brokers on loopback, one command
   admin       status | topics | operations | snapshot
 `;
 
@@ -18,6 +20,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   sentinel: runSentinel,
   broker: runBroker,
   admin: runAdmin,
+  dev: runDev,
 };
 
 async function main(): Promise<void> {
