@@ -5,6 +5,7 @@ import { loadOptions, formatHelp } from "../config/options.js";
 import { sentinelOptionSchema } from "../config/sentinel-options.js";
 import { createLogger } from "../observability/logger.js";
 import { tokenAuth } from "../server/auth.js";
+import { loadKubeConfig } from "../sentinel/pod-watcher.js";
 import { startSentinel } from "../sentinel/sentinel.js";
 import { onShutdown } from "./shutdown.js";
 
@@ -49,7 +50,22 @@ export async function runSentinel(argv: string[]): Promise<void> {
     etcd.close();
     await embedded?.stop();
   });
+  const kubeConfig = o.kubeBrokerSelector
+    ? loadKubeConfig({ kubeconfigPath: o.kubeconfig || undefined })
+    : undefined;
+  if (o.kubeBrokerSelector && !kubeConfig) {
+    logger.info("not in a Kubernetes cluster and no --kubeconfig: the broker pod watcher is off");
+  }
   running.sentinel = await startSentinel({
+    ...(kubeConfig
+      ? {
+          podWatch: {
+            kubeConfig,
+            namespace: o.kubeNamespace || "default",
+            labelSelector: o.kubeBrokerSelector,
+          },
+        }
+      : {}),
     id: o.id,
     address: o.address,
     advertiseUrl: o.advertiseUrl,

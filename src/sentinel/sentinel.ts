@@ -3,7 +3,8 @@ import type http2 from "node:http2";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
-import { UnavailableError } from "../errors.js";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { UnavailableError, errorMessage } from "../errors.js";
 import { HeartbeatStore } from "../coordination/heartbeats.js";
 import { createKeyspace } from "../coordination/keyspace.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
@@ -17,8 +18,16 @@ import { BrokerProber } from "./broker-prober.js";
 import { ControlPlane } from "./control-plane.js";
 import { FailureDetector } from "./failure-detector.js";
 import { WriteRouter } from "./forwarder.js";
+import { createPodWatcher, type BrokerUnavailableReason } from "./pod-watcher.js";
 import { RoleNotifier } from "./role-notifier.js";
 import { createSentinelService } from "./sentinel-service.js";
+
+const POD_REASONS: Record<BrokerUnavailableReason, UnreachableReason> = {
+  "not-ready": "pod-not-ready",
+  deleted: "pod-deleted",
+  evicted: "pod-evicted",
+  failed: "pod-failed",
+};
 
 export interface SentinelConfig {
   id: string;
@@ -40,6 +49,8 @@ export interface SentinelConfig {
   interceptors?: Interceptor[];
   logger: Logger;
   registry?: Registry;
+  /** Watch broker pods (Kubernetes) while leading; absent outside a cluster. */
+  podWatch?: { kubeConfig: KubeConfig; namespace: string; labelSelector: string };
 }
 
 /** A running sentinel: RPC server + control plane + failure detection. */
@@ -133,8 +144,32 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   cp.onApplied((_op, effect, before) => {
     for (const topic of effect.changedTopics) notifier.notify(topic, before.get(topic));
   });
+  const podWatcher = config.podWatch
+    ? createPodWatcher({
+        ...config.podWatch,
+        logger: logger.child({ component: "pod-watcher" }),
+        onBrokerUnavailable: async (event) => {
+          if (!cp.isLeader || state.broker(event.brokerId)?.status !== "healthy") return;
+          logger.warn(
+            { broker: event.brokerId, pod: event.podName, reason: event.reason, detail: event.detail },
+            "broker pod cannot serve; moving its replicas",
+          );
+          await markBrokersDown([event.brokerId], POD_REASONS[event.reason]).catch((err: unknown) =>
+            logger.warn(
+              { broker: event.brokerId, err: errorMessage(err) },
+              "could not act on the pod event; heartbeats will",
+            ),
+          );
+        },
+      })
+    : undefined;
   cp.onLeadership((leading) => {
-    if (leading) detector.onLeading();
+    if (leading) {
+      detector.onLeading();
+      void podWatcher?.start();
+    } else {
+      void podWatcher?.stop();
+    }
   });
   const router = new WriteRouter({
     selfId: config.id,
@@ -177,6 +212,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     detector,
     markBrokersDown,
     async stop() {
+      await podWatcher?.stop();
       await server.close();
       await detector.stop();
       await cp.stop();
