@@ -150,7 +150,8 @@ export class ControlPlane {
             this.#etcdReachable = true;
           },
           (err: unknown) => {
-            if (this.#etcdReachable) this.options.logger.warn({ err: errorMessage(err) }, "etcd does not answer");
+            if (this.#etcdReachable)
+              this.options.logger.warn({ err: errorMessage(err) }, "etcd does not answer");
             this.#etcdReachable = false;
           },
         )

@@ -38,19 +38,39 @@ describe("sentinel input validation", () => {
   };
 
   it("rejects empty, oversized and invalid topic names", async () => {
-    await unchanged(() => s.client.getBrokers({ topic: "", replicaCount: 1 }), Code.InvalidArgument, /topic name is empty/);
+    await unchanged(
+      () => s.client.getBrokers({ topic: "", replicaCount: 1 }),
+      Code.InvalidArgument,
+      /topic name is empty/,
+    );
     await unchanged(
       () => s.client.getBrokers({ topic: "x".repeat(201), replicaCount: 1 }),
       Code.InvalidArgument,
       /201 characters long; the limit is 200/,
     );
-    await unchanged(() => s.client.getBrokers({ topic: "a/b", replicaCount: 1 }), Code.InvalidArgument, /contains "\/"/);
-    await unchanged(() => s.client.getBrokers({ topic: "..", replicaCount: 1 }), Code.InvalidArgument, /reserved/);
-    await unchanged(() => s.client.getBrokers({ topic: "t#1", replicaCount: 1 }), Code.InvalidArgument, /contains "#"/);
+    await unchanged(
+      () => s.client.getBrokers({ topic: "a/b", replicaCount: 1 }),
+      Code.InvalidArgument,
+      /contains "\/"/,
+    );
+    await unchanged(
+      () => s.client.getBrokers({ topic: "..", replicaCount: 1 }),
+      Code.InvalidArgument,
+      /reserved/,
+    );
+    await unchanged(
+      () => s.client.getBrokers({ topic: "t#1", replicaCount: 1 }),
+      Code.InvalidArgument,
+      /contains "#"/,
+    );
   });
 
   it("rejects replica_count 0 and above the number of brokers", async () => {
-    await unchanged(() => s.client.getBrokers({ topic: "fresh", replicaCount: 0 }), Code.InvalidArgument, /replica_count must be at least 1/);
+    await unchanged(
+      () => s.client.getBrokers({ topic: "fresh", replicaCount: 0 }),
+      Code.InvalidArgument,
+      /replica_count must be at least 1/,
+    );
     await unchanged(
       () => s.client.getBrokers({ topic: "fresh", replicaCount: 3 }),
       Code.FailedPrecondition,
@@ -69,9 +89,21 @@ describe("sentinel input validation", () => {
       Code.NotFound,
       /unknown broker 'nope'/,
     );
-    await unchanged(() => s.client.unregisterBroker({ brokerId: "nope" }), Code.NotFound, /'nope' is not registered/);
-    await unchanged(() => s.client.registerBroker({ brokerId: "b 3", address: "127.0.0.1:1" }), Code.InvalidArgument, /broker_id/);
-    await unchanged(() => s.client.registerBroker({ brokerId: "b3", address: "nowhere" }), Code.InvalidArgument, /not host:port/);
+    await unchanged(
+      () => s.client.unregisterBroker({ brokerId: "nope" }),
+      Code.NotFound,
+      /'nope' is not registered/,
+    );
+    await unchanged(
+      () => s.client.registerBroker({ brokerId: "b 3", address: "127.0.0.1:1" }),
+      Code.InvalidArgument,
+      /broker_id/,
+    );
+    await unchanged(
+      () => s.client.registerBroker({ brokerId: "b3", address: "nowhere" }),
+      Code.InvalidArgument,
+      /not host:port/,
+    );
   });
 
   it("rejects malformed JSON and wrong types over Connect (HTTP/1.1)", async () => {
@@ -82,7 +114,13 @@ describe("sentinel input validation", () => {
         body,
       });
     const before = await s.client.getClusterStatus({});
-    for (const body of ['{"topic":', '{"topic": 5}', '{"replicaCount": -1, "topic": "x"}', "[]", '{"topic":"x","nope":1}']) {
+    for (const body of [
+      '{"topic":',
+      '{"topic": 5}',
+      '{"replicaCount": -1, "topic": "x"}',
+      "[]",
+      '{"topic":"x","nope":1}',
+    ]) {
       const res = await post(body);
       assert.equal(res.status, 400, `HTTP status for ${body}`);
       const json = (await res.json()) as { code: string; message: string };

@@ -66,9 +66,12 @@ describe("leadership fencing and failure handling", () => {
     );
     assert.equal((await store.readHead()).head, headBefore, "nothing was appended");
     // ...and the sentinel notices, steps down and wins a new term with a new fence.
-    await waitFor(() => plane.election.fenceKey !== undefined && plane.election.fenceKey !== fenceKey && plane.isLeader, {
-      what: "a new term",
-    });
+    await waitFor(
+      () => plane.election.fenceKey !== undefined && plane.election.fenceKey !== fenceKey && plane.isLeader,
+      {
+        what: "a new term",
+      },
+    );
     await s.client.registerBroker({ brokerId: "b2", address: "127.0.0.1:31002" });
     assert.equal((await store.readHead()).head, headBefore + 1);
   });
@@ -82,7 +85,10 @@ describe("leadership fencing and failure handling", () => {
     await s.client.registerBroker({ brokerId: "dead", address: `127.0.0.1:${deadPort}` });
     await s.client.registerBroker({ brokerId: "spare", address: `127.0.0.1:${await freePort()}` });
     const before = await s.client.getBrokers({ topic: "t", replicaCount: 2, partitions: 6 });
-    assert.ok(before.partitions.some((p) => p.replicas.includes("dead")), "the dead broker holds replicas");
+    assert.ok(
+      before.partitions.some((p) => p.replicas.includes("dead")),
+      "the dead broker holds replicas",
+    );
 
     const kept = await s.client.getBrokers({ topic: "t", unreachableBrokers: ["live"] });
     assert.equal(kept.version, before.version, "a broker that answers Health is not moved");
@@ -93,7 +99,8 @@ describe("leadership fencing and failure handling", () => {
       assert.ok(!p.replicas.includes("dead"), `partition ${p.partition} no longer uses the dead broker`);
       assert.equal(p.replicas.length, 2, "replaced, not just removed");
       const old = before.partitions.find((q) => q.partition === p.partition);
-      if (old?.replicas.includes("dead")) assert.ok(p.epoch > (old?.epoch ?? 0n), "epoch bumped where replicas changed");
+      if (old?.replicas.includes("dead"))
+        assert.ok(p.epoch > (old?.epoch ?? 0n), "epoch bumped where replicas changed");
       else assert.deepEqual(p.replicas, old?.replicas, "untouched partitions keep their replicas");
     }
     const status = await s.client.getClusterStatus({});
@@ -106,11 +113,13 @@ describe("leadership fencing and failure handling", () => {
     const s = await startInProcessSentinel(etcd, "hb", { etcdPrefix: "/hb-test", heartbeatTtlSeconds: 2 });
     running.push(s);
     await waitFor(() => s.sentinel.plane.isLeader, { what: "leadership" });
-    for (const id of ["h1", "h2", "h3"]) await s.client.registerBroker({ brokerId: id, address: `127.0.0.1:${await freePort()}` });
+    for (const id of ["h1", "h2", "h3"])
+      await s.client.registerBroker({ brokerId: id, address: `127.0.0.1:${await freePort()}` });
     await s.client.getBrokers({ topic: "beats", replicaCount: 2, partitions: 4 });
     // h1 and h2 keep beating, h3 falls silent.
     const beat = setInterval(() => {
-      for (const id of ["h1", "h2"]) void s.client.keepAlive({ brokerId: id, address: s.sentinel.plane.state.broker(id)?.address ?? "" });
+      for (const id of ["h1", "h2"])
+        void s.client.keepAlive({ brokerId: id, address: s.sentinel.plane.state.broker(id)?.address ?? "" });
     }, 300);
     try {
       const after = await waitFor(
@@ -124,7 +133,10 @@ describe("leadership fencing and failure handling", () => {
       assert.equal(s.sentinel.plane.state.broker("h3")?.status, "down");
       assert.equal(s.sentinel.plane.state.broker("h1")?.status, "healthy");
       // h3 comes back: marked healthy again through the log.
-      await s.client.keepAlive({ brokerId: "h3", address: s.sentinel.plane.state.broker("h3")?.address ?? "" });
+      await s.client.keepAlive({
+        brokerId: "h3",
+        address: s.sentinel.plane.state.broker("h3")?.address ?? "",
+      });
       await waitFor(() => s.sentinel.plane.state.broker("h3")?.status === "healthy", { what: "h3 back" });
     } finally {
       clearInterval(beat);
