@@ -99,6 +99,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
         onFsync: (seconds) => metrics.fsyncDuration.observe(seconds),
       },
       replicaLagMaxMs: config.replicaLagMaxMs,
+      shipUnsynced: config.fsync === "interval",
       replicationTimeoutMs: config.replicaLagMaxMs + 5_000,
       idempotencyWindow: 1024,
       maxProducers: 10_000,
@@ -228,6 +229,7 @@ function updateGauges(
   let led = 0;
   let followed = 0;
   let under = 0;
+  let inSync = 0;
   let lag = 0;
   let consumerLag = 0;
   let bytes = 0;
@@ -236,6 +238,7 @@ function updateGauges(
     if (stats.role === "leader") led++;
     if (stats.role === "follower") followed++;
     if (stats.underReplicated) under++;
+    inSync += stats.inSyncReplicas;
     lag = Math.max(lag, stats.replicationLag);
     consumerLag += stats.consumerLag;
     bytes += stats.logBytes;
@@ -243,6 +246,7 @@ function updateGauges(
   metrics.partitionsLed.set(led);
   metrics.partitionsFollowed.set(followed);
   metrics.underReplicatedPartitions.set(under);
+  metrics.inSyncReplicas.set(inSync);
   metrics.replicationLagMessages.set(lag);
   metrics.consumerLagMessages.set(consumerLag);
   metrics.logBytes.set(bytes);

@@ -55,6 +55,12 @@ export interface PartitionOptions {
   maxProducers: number;
   /** Records scanned from the log tail to rebuild the producer table when leadership starts. */
   idempotencyScanRecords: number;
+  /**
+   * Ship records to followers before the leader's own fsync (fsync "interval"). With fsync "always" only
+   * durable records are shipped: a failed fsync rolls the leader's log back, and records a follower
+   * already copied would then differ from the ones the leader writes at the same offsets.
+   */
+  shipUnsynced: boolean;
   /** Starts the follower fetch loop for this partition. */
   startFetcher: (partition: Partition) => FetcherHandle;
   logger: Logger;
@@ -97,6 +103,8 @@ interface CommitWaiter {
 export interface PartitionStats {
   role: Role;
   underReplicated: boolean;
+  /** Size of the in-sync replica set, leader included (leader only; 0 otherwise). */
+  inSyncReplicas: number;
   /** Largest follower lag in messages (leader only). */
   replicationLag: number;
   /** Sum over consumer groups of (high watermark - committed offset), leader only. */
@@ -192,6 +200,12 @@ export class Partition {
 
   get highWatermark(): number {
     return this.#hw;
+  }
+
+  /** Leader: followers may copy records below this (see PartitionOptions.shipUnsynced). */
+  get shippableEnd(): number {
+    const end = this.log.logEndOffset;
+    return this.options.shipUnsynced ? end : Math.min(end, this.log.durableOffset);
   }
 
   get generation(): number {
@@ -434,6 +448,8 @@ export class Partition {
   onLocalAppend(end: number): void {
     if (end > this.#localEnd) this.#localEnd = end;
     this.#advanceHw();
+    // With fsync "always" this is when the records become shippable to followers.
+    this.dataSignal.notify();
   }
 
   /** Leader: resolves once the high watermark reaches `end` (acks=all), rejects on demotion or timeout. */
@@ -490,7 +506,7 @@ export class Partition {
     const now = this.#now();
     follower.fetchOffset = fetchOffset;
     if (offsetsVersion !== undefined) follower.offsetsVersion = offsetsVersion;
-    if (fetchOffset >= this.log.logEndOffset) {
+    if (fetchOffset >= this.shippableEnd) {
       follower.lastCaughtUpAt = now;
     } else if (follower.lastResponseAt > 0 && fetchOffset >= follower.leoAtLastResponse) {
       follower.lastCaughtUpAt = Math.max(follower.lastCaughtUpAt, follower.lastResponseAt);
@@ -633,6 +649,7 @@ export class Partition {
     return {
       role: this.#role,
       underReplicated: this.#role === "leader" && inSync < this.#replicas.length,
+      inSyncReplicas: this.#role === "leader" ? inSync : 0,
       replicationLag,
       consumerLag,
       logBytes: this.log.sizeBytes,

@@ -97,7 +97,7 @@ export async function* serveReplicate(
       }
       const now = Date.now();
       if (
-        p.log.logEndOffset > fetchOffset ||
+        p.shippableEnd > fetchOffset ||
         sentVersion !== p.offsets.version ||
         now >= deadline ||
         abort.aborted
@@ -107,15 +107,18 @@ export async function* serveReplicate(
       await p.dataSignal.wait(deadline - now, abort);
     }
     if (abort.aborted) return;
+    const end = p.shippableEnd;
     const records =
-      p.log.logEndOffset > fetchOffset
-        ? await p.log.read(fetchOffset, options.maxRecords ?? 1000, options.maxBytes ?? 1024 * 1024)
+      end > fetchOffset
+        ? await p.log.read(fetchOffset, options.maxRecords ?? 1000, options.maxBytes ?? 1024 * 1024, {
+            endOffset: end,
+          })
         : [];
     const { changes, snapshot } = p.offsets.changesSince(sentVersion);
     sentVersion = p.offsets.version;
     const first = records[0];
     const last = records[records.length - 1];
-    p.onResponse(followerId, stream, p.log.logEndOffset);
+    p.onResponse(followerId, stream, end);
     yield create(ReplicateResponseSchema, {
       records: records.map((r) => ({
         offset: BigInt(r.offset),

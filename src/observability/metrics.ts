@@ -160,6 +160,7 @@ export interface BrokerMetrics {
   partitionsLed: Gauge;
   partitionsFollowed: Gauge;
   underReplicatedPartitions: Gauge;
+  inSyncReplicas: Gauge;
   replicationLagMessages: Gauge;
   consumerLagMessages: Gauge;
   logBytes: Gauge;
@@ -214,6 +215,11 @@ export function createBrokerMetrics(registry: Registry): BrokerMetrics {
     underReplicatedPartitions: new Gauge({
       name: "goulette_broker_under_replicated_partitions",
       help: "Led partitions whose in-sync replica set is smaller than the replica list",
+      registers,
+    }),
+    inSyncReplicas: new Gauge({
+      name: "goulette_broker_in_sync_replicas",
+      help: "Sum over the partitions this broker leads of their in-sync replica set size (leader included)",
       registers,
     }),
     replicationLagMessages: new Gauge({

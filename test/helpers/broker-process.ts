@@ -102,7 +102,8 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     logTail: (lines = 20) => log.split("\n").slice(-lines).join("\n"),
     async kill(signal = "SIGKILL") {
       if (alive()) {
-        child.kill("SIGCONT");
+        // A paused broker must run to handle SIGTERM; SIGKILL must not let it run first.
+        if (signal !== "SIGKILL") child.kill("SIGCONT");
         child.kill(signal);
         await exited;
       }
