@@ -36,6 +36,8 @@ export interface ClusterOptions {
   brokerArgs?: string[];
   /** Extra flags for one broker (after brokerArgs). */
   brokerArgsFor?: (id: string) => string[];
+  /** Extra environment of every broker, e.g. { GOULETTE_FSYNC: "interval" }. */
+  brokerEnv?: NodeJS.ProcessEnv;
   /** Log level of every process (default "warn"; "info" helps when debugging). */
   logLevel?: string;
 }
@@ -108,6 +110,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       sentinels: sentinelUrls,
       dataDir: path.join(root, "brokers", id),
       port: brokerPorts.get(id) as number,
+      ...(options.brokerEnv ? { env: options.brokerEnv } : {}),
       args: [
         "--keepalive-interval",
         "300",

@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ProduceError } from "../../src/gen/goulette/v1/broker_pb.js";
+import { pullMessages, sendOnce, text } from "../helpers/broker-process.js";
+import { startCluster, type TestCluster } from "../helpers/cluster.js";
+import { readMetric } from "../helpers/sentinel-process.js";
+import { waitFor } from "../helpers/wait.js";
+
+/** Retention runs on a timer; options also come from GOULETTE_* environment variables. */
+describe("broker: retention", () => {
+  let cluster: TestCluster;
+
+  before(async () => {
+    cluster = await startCluster({
+      brokers: 1,
+      brokerArgs: ["--segment-bytes", "4096"],
+      // 0.001 h = 3.6 s of retention, checked every second.
+      brokerEnv: { GOULETTE_RETENTION_HOURS: "0.001" },
+    });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it("deletes whole expired segments on its own; readers start at the new log start", async () => {
+    await cluster.createTopic("logs", { partitions: 1, replicas: 1 });
+    const client = cluster.broker("b1").client;
+    const old = BigInt(Date.now() - 2 * 3_600_000);
+    for (let batch = 0; batch < 6; batch++) {
+      const res = await sendOnce(client, {
+        topic: "logs",
+        partition: 0,
+        records: Array.from({ length: 10 }, (_, i) => ({
+          messageId: BigInt(batch * 10 + i + 1),
+          payload: text("y".repeat(200)),
+          // Two hours old: expired as soon as the segment holding it is sealed.
+          timestamp: old,
+        })),
+      });
+      assert.ok(res.acks.every((a) => a.error === ProduceError.NONE));
+    }
+    const sizeBefore = (await readMetric(cluster.broker("b1").url, "goulette_broker_log_bytes")) ?? 0;
+    assert.ok(sizeBefore > 8192, "several segments were written");
+    const start = await waitFor(
+      async () => {
+        const [first] = await pullMessages(
+          client,
+          { topic: "logs", partition: 0, offset: -1n, consumerGroup: "new" },
+          1,
+        );
+        return first && first.offset > 0n ? first.offset : undefined;
+      },
+      { what: "retention to delete the oldest segments", timeoutMs: 15_000 },
+    );
+    assert.ok(start > 0n && start < 60n, "the active segment is kept");
+    const sizeAfter = (await readMetric(cluster.broker("b1").url, "goulette_broker_log_bytes")) ?? 0;
+    assert.ok(sizeAfter < sizeBefore, `log bytes went down (${sizeBefore} → ${sizeAfter})`);
+    await assert.rejects(
+      pullMessages(client, { topic: "logs", partition: 0, offset: 0n }, 1),
+      (err: unknown) => err instanceof ConnectError && err.code === Code.OutOfRange,
+    );
+  });
+});
