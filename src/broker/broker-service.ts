@@ -18,6 +18,8 @@ export interface BrokerServiceOptions {
   replicationIdleResponseMs: number;
   /** Registered with the sentinels and serving. */
   ready: () => boolean;
+  /** In contact with the sentinels (see SentinelSession.inContact): leaders take writes. */
+  writable: () => boolean;
   metrics: BrokerMetrics;
 }
 
@@ -30,6 +32,7 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
   const produceOptions: ProduceOptions = {
     lookup,
     maxMessageBytes: options.maxMessageBytes,
+    writable: options.writable,
     metrics: options.metrics,
   };
   const unary =
@@ -52,7 +55,7 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
     },
 
     commitOffset: unary(async (req) => {
-      await commitOffset(lookup, req);
+      await commitOffset(lookup, req, options.writable);
       return {};
     }),
 

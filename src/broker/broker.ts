@@ -128,6 +128,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     maxMessageBytes: config.maxMessageBytes,
     replicationIdleResponseMs: idleResponseMs,
     ready,
+    writable: () => live.session?.inContact ?? false,
     metrics,
   });
   const interceptors: Interceptor[] = [

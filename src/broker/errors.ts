@@ -26,6 +26,19 @@ export class NotPartitionLeaderError extends GouletteError {
   }
 }
 
+/**
+ * A leader that has not reached the sentinels within the heartbeat TTL refuses writes: the sentinels may
+ * have declared it dead and moved its partitions already.
+ */
+export class LostContactError extends NotPartitionLeaderError {
+  constructor(topic: string, partition: number) {
+    super(topic, partition, "", "");
+    this.message =
+      `this broker has not reached the sentinels within the heartbeat TTL; ` +
+      `it takes no writes for ${topic}#${partition} until it does`;
+  }
+}
+
 /** The broker holds no replica of this topic partition. */
 export class UnknownPartitionError extends NotFoundError {
   constructor(topic: string, partition: number) {

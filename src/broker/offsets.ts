@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import { validateTopicName } from "../fsm/validation.js";
 import type { CommitOffsetRequest, GetCommittedOffsetRequest } from "../gen/goulette/v1/broker_pb.js";
-import { UnknownPartitionError } from "./errors.js";
+import { LostContactError, UnknownPartitionError } from "./errors.js";
 import type { Partition } from "./partition.js";
 
 const MAX_GROUP_LENGTH = 255;
@@ -33,11 +33,13 @@ function leaderPartition(
 export async function commitOffset(
   lookup: (topic: string, partition: number) => Partition | undefined,
   req: CommitOffsetRequest,
+  writable: () => boolean,
 ): Promise<void> {
   validateGroup(req.consumerGroup);
   if (req.offset < 0n) throw new InvalidArgumentError(`offset must be ≥ 0, got ${req.offset}`);
   const p = leaderPartition(lookup, req.topic, req.partition);
   const generation = await p.leaderReady();
+  if (!writable()) throw new LostContactError(p.topic, p.partition);
   if (req.offset > BigInt(p.log.logEndOffset)) {
     throw new InvalidArgumentError(
       `offset ${req.offset} is past the end of ${p.key} (log end offset ${p.log.logEndOffset})`,

@@ -13,7 +13,7 @@ import {
 } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import { RecordTooLargeError, type AppendRecord } from "../storage/index.js";
-import { NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
+import { LostContactError, NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
 import type { Partition } from "./partition.js";
 import { FORGOTTEN, PENDING } from "./producer-table.js";
 
@@ -22,6 +22,8 @@ export interface ProduceOptions {
   lookup: (topic: string, partition: number) => Partition | undefined;
   /** Largest payload accepted (bytes). */
   maxMessageBytes: number;
+  /** False while this broker may have been declared dead by the sentinels: no leader takes writes. */
+  writable: () => boolean;
   metrics: BrokerMetrics;
 }
 
@@ -65,6 +67,7 @@ export async function produce(options: ProduceOptions, req: MessageRequest): Pro
   let generation: number;
   try {
     generation = await p.leaderReady();
+    if (!options.writable()) throw new LostContactError(p.topic, p.partition);
   } catch (err) {
     fail(options, req, acks, all, err);
     return response;

@@ -69,6 +69,9 @@ export async function* serveReplicate(
     if (p.requireLeader() !== generation) {
       throw new UnavailableError(`leadership of ${p.key} changed; fetch again`);
     }
+    if (!p.hasFollower(followerId)) {
+      throw new UnavailableError(`${followerId} is no longer a replica of ${p.key}`);
+    }
     if (fetchOffset > p.log.logEndOffset) {
       throw new FailedPreconditionError(
         `fetch offset ${fetchOffset} is past the log end ${p.log.logEndOffset} of ${p.key}`,

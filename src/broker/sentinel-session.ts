@@ -41,6 +41,9 @@ export class SentinelSession {
   #synced = false;
   #loop: Promise<void> | undefined;
   #failures = 0;
+  /** When the last KeepAlive that the sentinels answered was sent (ms), and the TTL they gave. */
+  #lastBeatAt = 0;
+  #ttlMs = 0;
 
   constructor(private readonly options: SentinelSessionOptions) {
     if (options.sentinels.length === 0) throw new Error("at least one sentinel URL is needed");
@@ -52,6 +55,15 @@ export class SentinelSession {
   /** Registered, and the roles of at least one KeepAlive answer applied. */
   get ready(): boolean {
     return this.#registered && this.#synced;
+  }
+
+  /**
+   * True while the sentinels' last answered KeepAlive is younger than the heartbeat TTL they announced.
+   * Past it they may have declared this broker dead and moved its partitions, so a leader must stop
+   * taking writes (a partitioned old leader would otherwise acknowledge writes the new one never sees).
+   */
+  get inContact(): boolean {
+    return this.#lastBeatAt > 0 && Date.now() - this.#lastBeatAt < this.#ttlMs;
   }
 
   start(): void {
@@ -115,6 +127,7 @@ export class SentinelSession {
         "registered with the sentinels",
       );
     }
+    const sentAt = Date.now();
     const res = await client.keepAlive(
       { brokerId: this.options.brokerId, address: this.options.address, status: BrokerStatus.HEALTHY },
       call,
@@ -124,6 +137,8 @@ export class SentinelSession {
       this.#registered = false;
       return true;
     }
+    this.#lastBeatAt = sentAt;
+    this.#ttlMs = res.ttlSeconds * 1000;
     await this.options.onAssignments(res.assignments, res.appliedId);
     this.#synced = true;
     return false;
