@@ -3,7 +3,6 @@ import { FailedPreconditionError, InvalidArgumentError, errorMessage } from "../
 import { validateTopicName } from "../fsm/validation.js";
 import {
   Acks,
-  MessageAckSchema,
   MessageResponseSchema,
   ProduceError,
   type MessageAck,
@@ -16,6 +15,7 @@ import { RecordTooLargeError, type AppendRecord } from "../storage/index.js";
 import { LostContactError, NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
 import type { Partition } from "./partition.js";
 import { FORGOTTEN, PENDING } from "./producer-table.js";
+import { messageAck } from "./wire.js";
 
 export interface ProduceOptions {
   /** The partition, or undefined when this broker holds no replica of it. */
@@ -134,11 +134,7 @@ async function appendNew(
         continue;
       }
       if (known !== undefined) {
-        acks[i] = create(MessageAckSchema, {
-          messageId: record.messageId,
-          offset: BigInt(known === FORGOTTEN ? -1 : known),
-          duplicate: true,
-        });
+        acks[i] = messageAck(record.messageId, known === FORGOTTEN ? -1 : known, ProduceError.NONE, "", true);
         continue;
       }
       table.reserve(producerId, record.messageId);
@@ -242,5 +238,5 @@ function indexes(n: number): number[] {
 }
 
 function ack(messageId: bigint, offset: number, error = ProduceError.NONE, errorMessage = ""): MessageAck {
-  return create(MessageAckSchema, { messageId, offset: BigInt(offset), error, errorMessage });
+  return messageAck(messageId, offset, error, errorMessage);
 }

@@ -1,11 +1,11 @@
-import { create } from "@bufbuild/protobuf";
 import { InvalidArgumentError, UnavailableError } from "../errors.js";
 import { validateTopicName } from "../fsm/validation.js";
-import { MessageSchema, type Message, type PullRequest } from "../gen/goulette/v1/broker_pb.js";
+import type { Message, PullRequest } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import { OffsetOutOfRangeError } from "../storage/index.js";
 import { UnknownPartitionError } from "./errors.js";
 import type { Partition } from "./partition.js";
+import { toMessage } from "./wire.js";
 
 export interface PullOptions {
   lookup: (topic: string, partition: number) => Partition | undefined;
@@ -62,20 +62,10 @@ export async function* pull(
     }
     const records = await p.log.read(offset, Math.min(batch, limit - sent), READ_BYTES, { endOffset: hw });
     let bytes = 0;
+    const hwTag = BigInt(hw);
     for (const record of records) {
       bytes += record.payload.length;
-      yield create(MessageSchema, {
-        topic: req.topic,
-        partition: req.partition,
-        offset: BigInt(record.offset),
-        timestamp: BigInt(record.timestamp),
-        key: record.key,
-        payload: record.payload,
-        headers: record.headers,
-        producerId: record.producerId,
-        messageId: record.messageId,
-        highWatermark: BigInt(hw),
-      });
+      yield toMessage(req.topic, req.partition, record, hwTag);
     }
     options.metrics.messagesOut.inc(records.length);
     options.metrics.bytesOut.inc(bytes);

@@ -9,6 +9,7 @@ import {
 import { UnknownPartitionError } from "./errors.js";
 import { divergencePoint } from "./leader-epochs.js";
 import type { Partition } from "./partition.js";
+import { toReplicatedRecord } from "./wire.js";
 
 export interface ReplicationLeaderOptions {
   lookup: (topic: string, partition: number) => Partition | undefined;
@@ -123,15 +124,7 @@ export async function* serveReplicate(
     const last = records[records.length - 1];
     p.onResponse(followerId, stream, end);
     yield create(ReplicateResponseSchema, {
-      records: records.map((r) => ({
-        offset: BigInt(r.offset),
-        timestamp: BigInt(r.timestamp),
-        key: r.key,
-        payload: r.payload,
-        headers: r.headers,
-        producerId: r.producerId,
-        messageId: r.messageId,
-      })),
+      records: records.map(toReplicatedRecord),
       highWatermark: BigInt(p.highWatermark),
       epoch: BigInt(p.epoch),
       leaderEpochs:
