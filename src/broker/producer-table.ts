@@ -60,13 +60,6 @@ export class ProducerTable {
     if (state?.ids.get(messageId) === PENDING) state.ids.delete(messageId);
   }
 
-  /** Forgets every record at or after `offset` (the log was cut there). */
-  forgetFrom(offset: number): void {
-    for (const state of this.#producers.values()) {
-      for (const [id, at] of state.ids) if (at >= offset) state.ids.delete(id);
-    }
-  }
-
   clear(): void {
     this.#producers.clear();
   }
@@ -81,9 +74,10 @@ export class ProducerTable {
       }
       this.#producers.set(producerId, state);
     }
-    state.ids.delete(messageId);
+    const known = state.ids.has(messageId);
+    // Updating a reservation keeps its place in the eviction order.
     state.ids.set(messageId, offset);
-    if (state.ids.size > this.options.windowSize) {
+    if (!known && state.ids.size > this.options.windowSize) {
       const oldest = state.ids.keys().next();
       if (!oldest.done) {
         state.ids.delete(oldest.value);
