@@ -23,7 +23,10 @@ async function readAll(cluster: TestCluster, topic: string): Promise<Message[]> 
   return hw === 0 ? [] : pullMessages(client, { topic, partition: 0, offset: 0n }, hw);
 }
 
-/** Waits until b1 leads the topic again after a restart. */
+/**
+ * Waits until b1 leads the topic again after a restart. Nothing changed in the sentinels' state, so no
+ * role is pushed: the broker learns it from its KeepAlive answer (reconciliation).
+ */
 async function waitLeading(cluster: TestCluster, topic: string): Promise<void> {
   await waitFor(
     async () =>

@@ -198,6 +198,30 @@ describe("broker: produce and pull", () => {
     }
   });
 
+  it("consumers only see records every in-sync replica has (the high watermark)", async () => {
+    const [first] = await pullMessages(leader().client, { topic: "orders", partition: 0, offset: 0n }, 1);
+    const end = first?.highWatermark ?? 0n;
+    follower().pause();
+    try {
+      const res = await sendOnce(leader().client, {
+        topic: "orders",
+        partition: 0,
+        acks: Acks.LEADER,
+        records: [{ messageId: 1n, payload: text("unreplicated") }],
+      });
+      assert.equal(res.acks[0]?.offset, end, "stored on the leader");
+      await assert.rejects(
+        pullMessages(leader().client, { topic: "orders", partition: 0, offset: end }, 1, 500),
+        (err: unknown) => err instanceof ConnectError && err.code === Code.DeadlineExceeded,
+        "not readable while the follower lacks it",
+      );
+    } finally {
+      follower().resume();
+    }
+    const [visible] = await pullMessages(leader().client, { topic: "orders", partition: 0, offset: end }, 1);
+    assert.equal(untext(visible?.payload ?? new Uint8Array()), "unreplicated");
+  });
+
   it("consumer groups: offset -1 starts at the log start, then resumes after the committed offset", async () => {
     const group = { topic: "orders", partition: 0, consumerGroup: "billing" };
     assert.equal((await leader().client.getCommittedOffset(group)).offset, -1n);

@@ -168,6 +168,25 @@ describe("broker: replication, acks=all and leader failover (3 brokers, replicat
     for (const [id, offset] of producer.acked) {
       assert.equal(messages[Number(offset)]?.messageId, id, `acknowledged message ${id} is at its offset`);
     }
+    // The new leader rebuilt its producer table from its log: retries of old ids are not appended.
+    // Ids within the window (the last 1024) get their offsets; older ones are known duplicates (-1).
+    const retry = await sendOnce(cluster.broker(secondLeader).client, {
+      topic: "payments",
+      partition: 0,
+      producerId: "failover-producer",
+      acks: Acks.ALL,
+      records: [1n, 1400n, 1500n].map((messageId) => ({ messageId, payload: text(`msg-${messageId}`) })),
+    });
+    assert.deepEqual(
+      retry.acks.map((a) => [a.messageId, a.offset, a.duplicate, a.error]),
+      [
+        [1n, -1n, true, ProduceError.NONE],
+        [1400n, 1399n, true, ProduceError.NONE],
+        [1500n, 1499n, true, ProduceError.NONE],
+      ],
+    );
+    const after = await readAll(cluster.broker(secondLeader).client, "payments");
+    assert.equal(after.length, TOTAL, "nothing was appended by the retry");
   });
 
   it("the consumer group resumes exactly after its committed offset on the new leader", async () => {
