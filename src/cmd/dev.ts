@@ -52,7 +52,7 @@ export async function runDev(argv: string[]): Promise<void> {
     console.log(formatHelp(USAGE, schema));
     return;
   }
-  const logger = createLogger({ level: "info", base: { component: "dev" } });
+  const logger = createLogger({ level: "info", base: { process: "dev" } });
   const dataDir = path.resolve(o.dataDir);
   await mkdir(dataDir, { recursive: true });
   const etcd = await startEmbeddedEtcd({

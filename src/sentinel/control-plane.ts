@@ -70,7 +70,7 @@ export class ControlPlane {
       keys: options.keys,
       url: options.url,
       ttlSeconds: options.electionTtlSeconds,
-      logger: options.logger.child({ component: "election" }),
+      logger: options.logger.child({ part: "election" }),
     });
     this.election.on("elected", () => void this.#onElected());
     this.election.on("deposed", (reason) => this.#onDeposed(reason));
