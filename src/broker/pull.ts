@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { InvalidArgumentError, UnavailableError } from "../errors.js";
 import { validateTopicName } from "../fsm/validation.js";
 import type { Message, PullRequest } from "../gen/goulette/v1/broker_pb.js";
@@ -72,5 +73,11 @@ export async function* pull(
     sent += records.length;
     const last = records[records.length - 1];
     if (last !== undefined) offset = last.offset + 1;
+  }
+  // Cut by the client's deadline or cancellation: end with that status, not as a complete stream.
+  if (sent < limit && abort.aborted) {
+    throw abort.reason instanceof ConnectError
+      ? abort.reason
+      : new ConnectError("pull cancelled", Code.Canceled);
   }
 }

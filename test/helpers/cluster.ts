@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Client } from "@connectrpc/connect";
 import type { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
-import { startBrokerProcess, type BrokerProcess } from "./broker-process.js";
+import { ProduceError } from "../../src/gen/goulette/v1/broker_pb.js";
+import { sendOnce, startBrokerProcess, type BrokerProcess } from "./broker-process.js";
 import { startEtcd, type TestEtcd } from "./etcd.js";
 import { freePort } from "./ports.js";
 import { startSentinelProcess, type SentinelProcess } from "./sentinel-process.js";
@@ -59,7 +60,7 @@ export interface TestCluster {
   liveBrokers(): string[];
   /** A client of a live sentinel (any of them answers; writes are forwarded to the leader). */
   sentinel(): Client<typeof SentinelService>;
-  /** Creates a topic through GetBrokers and waits until every partition leader accepts writes. */
+  /** Creates a topic through GetBrokers and waits until every replica has taken its role. */
   createTopic(topic: string, shape: { partitions: number; replicas: number }): Promise<TopicLayout>;
   /** The current layout of a topic (as the sentinels see it). */
   layout(topic: string): Promise<TopicLayout>;
@@ -172,7 +173,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
         .sentinel()
         .getBrokers({ topic, partitions: shape.partitions, replicaCount: shape.replicas });
       const layout = await cluster.layout(topic);
-      // The sentinel pushes roles right after the assignment; wait until every leader has taken its role.
+      // The sentinel pushes roles right after the assignment; wait until every replica has taken its role.
+      // A leader answers GetCommittedOffset; a follower refuses a produce naming that leader (nothing is
+      // written), while a broker without the role yet answers UNKNOWN_PARTITION.
       await waitFor(
         async () => {
           for (const p of layout.partitions) {
@@ -182,10 +185,19 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
               partition: p.partition,
             });
             if (res.offset !== -1n) return false;
+            for (const id of p.replicas.filter((r) => r !== p.leader)) {
+              const probe = await sendOnce(cluster.broker(id).client, {
+                topic,
+                partition: p.partition,
+                records: [{ messageId: 0n, payload: new Uint8Array(0) }],
+              });
+              const ack = probe.acks[0];
+              if (ack?.error !== ProduceError.NOT_LEADER || ack.leaderId !== p.leader) return false;
+            }
           }
           return true;
         },
-        { timeoutMs: 10_000, what: `the leaders of ${topic} to take their roles` },
+        { timeoutMs: 10_000, what: `the replicas of ${topic} to take their roles` },
       );
       return layout;
     },

@@ -164,8 +164,14 @@ describe("broker: produce and pull", () => {
   });
 
   it("long-polls: a pull at the end waits for new data without spinning, then max_messages ends it", async () => {
-    const [first] = await pullMessages(leader().client, { topic: "orders", partition: 0, offset: 0n }, 1);
-    const from = first?.highWatermark ?? 0n;
+    // An acks=all record: once it is acknowledged the high watermark covers everything before it.
+    const marker = await sendOnce(leader().client, {
+      topic: "orders",
+      partition: 0,
+      acks: Acks.ALL,
+      records: [{ messageId: 1n, payload: text("marker") }],
+    });
+    const from = (marker.acks[0]?.offset ?? -1n) + 1n;
     assert.ok(from > 0n);
     const cpuBefore = (await readMetric(leader().url, "process_cpu_seconds_total")) ?? 0;
     // Twenty consumers wait at the end of the log.
@@ -199,8 +205,13 @@ describe("broker: produce and pull", () => {
   });
 
   it("consumers only see records every in-sync replica has (the high watermark)", async () => {
-    const [first] = await pullMessages(leader().client, { topic: "orders", partition: 0, offset: 0n }, 1);
-    const end = first?.highWatermark ?? 0n;
+    const marker = await sendOnce(leader().client, {
+      topic: "orders",
+      partition: 0,
+      acks: Acks.ALL,
+      records: [{ messageId: 1n, payload: text("marker") }],
+    });
+    const end = (marker.acks[0]?.offset ?? -1n) + 1n;
     follower().pause();
     try {
       const res = await sendOnce(leader().client, {
