@@ -40,8 +40,6 @@ describe("broker: retention", () => {
       });
       assert.ok(res.acks.every((a) => a.error === ProduceError.NONE));
     }
-    const sizeBefore = (await readMetric(cluster.broker("b1").url, "goulette_broker_log_bytes")) ?? 0;
-    assert.ok(sizeBefore > 8192, "several segments were written");
     const start = await waitFor(
       async () => {
         const [first] = await pullMessages(
@@ -54,8 +52,9 @@ describe("broker: retention", () => {
       { what: "retention to delete the oldest segments", timeoutMs: 15_000 },
     );
     assert.ok(start > 0n && start < 60n, "the active segment is kept");
+    // 60 payloads of 200 bytes were written; what is left on disk is less than the payloads alone.
     const sizeAfter = (await readMetric(cluster.broker("b1").url, "goulette_broker_log_bytes")) ?? 0;
-    assert.ok(sizeAfter < sizeBefore, `log bytes went down (${sizeBefore} → ${sizeAfter})`);
+    assert.ok(sizeAfter > 0 && sizeAfter < 60 * 200, `log bytes went down to ${sizeAfter}`);
     await assert.rejects(
       pullMessages(client, { topic: "logs", partition: 0, offset: 0n }, 1),
       (err: unknown) => err instanceof ConnectError && err.code === Code.OutOfRange,
