@@ -4,6 +4,8 @@ import { GouletteError, errorMessage } from "../errors.js";
 import { runAdmin } from "./admin.js";
 import { runDev } from "./dev.js";
 import { runBroker } from "./broker.js";
+import { runConsume } from "./consume.js";
+import { runProduce } from "./produce.js";
 import { runSentinel } from "./sentinel.js";
 
 const USAGE = `goulette — a distributed message queue with an etcd control plane
@@ -14,6 +16,8 @@ Usage: goulette <command> [options]   (goulette <command> --help for its options
   broker      run a broker (partition logs, produce, pull, replication)
   dev         embedded etcd + 3 sentinels + 3 brokers on loopback, one command
   admin       status | topics | operations | snapshot
+  produce     produce messages (arguments or stdin lines) to a topic
+  consume     consume a topic for a consumer group
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
@@ -21,6 +25,8 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   broker: runBroker,
   admin: runAdmin,
   dev: runDev,
+  produce: runProduce,
+  consume: runConsume,
 };
 
 async function main(): Promise<void> {

@@ -1,0 +1,142 @@
+/**
+ * The page's script: produce the lines of the text box, consume a topic for a group, show both. It uses
+ * the SDK's web entry point (Connect over fetch, HTTP/1.1); server.ts bundles it with esbuild.
+ */
+import {
+  Admin,
+  Consumer,
+  Producer,
+  createWebTransport,
+  type ClientEvent,
+  type ConsumedMessage,
+} from "../../src/client/web.js";
+
+interface PageConfig {
+  /** Base URLs of the sentinels as this page reaches them (same-origin proxy paths). */
+  sentinels: string[];
+  /** Prefix of the proxy path of a broker: `${brokerPrefix}${host:port}`. */
+  brokerPrefix: string;
+}
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const params = new URLSearchParams(location.search);
+
+const config = (await (await fetch("/config.json")).json()) as PageConfig;
+const absolute = (path: string) => new URL(path, location.origin).toString().replace(/\/$/, "");
+const transport = createWebTransport({
+  sentinelUrl: (url) => absolute(url),
+  brokerUrl: (address) => absolute(`${config.brokerPrefix}${address}`),
+});
+const sentinels = config.sentinels.map(absolute);
+const events: ClientEvent[] = [];
+const onEvent = (event: ClientEvent) => {
+  events.push(event);
+  if (event.type !== "assignment") status(`${event.type}: ${JSON.stringify(event, replacer)}`);
+};
+
+for (const [param, id] of [
+  ["topic", "topic"],
+  ["group", "group"],
+  ["key", "key"],
+] as const) {
+  const value = params.get(param);
+  if (value !== null) $<HTMLInputElement>(id).value = value;
+}
+
+const admin = new Admin({ sentinels, transport });
+admin.clusterStatus().then(
+  (s) => {
+    $("cluster").textContent =
+      `Cluster: leader ${s.leaderUrl || "(none)"}, ${s.brokers.length} brokers ` +
+      `(${s.brokers.map((b) => b.brokerId).join(", ")}), ${s.topics} topics`;
+  },
+  (err: unknown) => status(`cluster status failed: ${String(err)}`, true),
+);
+
+let producer: Producer | undefined;
+let producerTopic = "";
+
+$("produce").addEventListener("click", () => {
+  const topic = $<HTMLInputElement>("topic").value.trim();
+  const key = $<HTMLInputElement>("key").value;
+  const lines = $<HTMLTextAreaElement>("message")
+    .value.split("\n")
+    .filter((line) => line !== "");
+  if (!producer || producerTopic !== topic) {
+    void producer?.close();
+    producer = new Producer({ sentinels, transport, topic, onEvent });
+    producerTopic = topic;
+  }
+  status(`producing ${lines.length} message(s) to ${topic}…`);
+  const sends = lines.map((value) =>
+    (producer as Producer).send({ value, ...(key ? { key } : {}) }).then(
+      (ack) => item("acks", `${value} → ${ack.topic}#${ack.partition} offset ${ack.offset}`),
+      (err: unknown) => {
+        item("acks", `${value} → failed: ${String(err)}`);
+        throw err;
+      },
+    ),
+  );
+  Promise.all(sends).then(
+    () => status(`produced ${lines.length} message(s)`),
+    (err: unknown) => status(`produce failed: ${String(err)}`, true),
+  );
+});
+
+let consumer: Consumer | undefined;
+
+$("consume").addEventListener("click", () => {
+  if (consumer) return;
+  const topic = $<HTMLInputElement>("topic").value.trim();
+  const group = $<HTMLInputElement>("group").value.trim();
+  const fromBeginning = $<HTMLInputElement>("from-beginning").checked;
+  const current = new Consumer({
+    sentinels,
+    transport,
+    topic,
+    group,
+    from: fromBeginning ? "earliest" : "latest",
+    autoCommitIntervalMs: 500,
+    onEvent,
+  });
+  consumer = current;
+  $<HTMLButtonElement>("consume").disabled = true;
+  $<HTMLButtonElement>("stop").disabled = false;
+  status(`consuming ${topic} as ${group}…`);
+  current
+    .run((message: ConsumedMessage) => {
+      item("messages", `${message.topic}#${message.partition}@${message.offset}: ${message.text()}`);
+    })
+    .catch((err: unknown) => status(`consume failed: ${String(err)}`, true));
+});
+
+$("stop").addEventListener("click", () => {
+  const current = consumer;
+  consumer = undefined;
+  $<HTMLButtonElement>("consume").disabled = false;
+  $<HTMLButtonElement>("stop").disabled = true;
+  void current?.close().then(() => status("stopped; offsets committed"));
+});
+
+function item(list: string, text: string): void {
+  const li = document.createElement("li");
+  li.textContent = text;
+  $(list).append(li);
+}
+
+function status(text: string, error = false): void {
+  const el = $("status");
+  el.textContent = text;
+  el.className = error ? "error" : "";
+}
+
+function replacer(_key: string, value: unknown): unknown {
+  if (typeof value === "bigint") return value.toString();
+  if (value instanceof Error) return value.message;
+  return value;
+}
+
+// For tests and the console.
+Object.assign(globalThis, {
+  goulette: { events, stats: () => ({ producer: producer?.stats(), consumer: consumer?.stats() }) },
+});

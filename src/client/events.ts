@@ -1,0 +1,68 @@
+/**
+ * What the clients report while they work around failures. Pass `onEvent` to see them (the CLI prints
+ * them with --verbose); nothing here needs handling, the clients recover by themselves.
+ */
+export type ClientEvent =
+  /** A call to a broker failed at the connection level; it is reported to the sentinels. */
+  | {
+      type: "broker-unreachable";
+      topic: string;
+      brokerId: string;
+      address: string;
+      error: Error;
+    }
+  /** A new assignment of the topic arrived from the sentinels (after a failure, or the first one). */
+  | {
+      type: "assignment";
+      topic: string;
+      version: bigint;
+      /** Partition → leader broker id. */
+      leaders: string[];
+      /** Brokers reported unreachable with the GetBrokers request that returned this. */
+      reported: string[];
+    }
+  /** The sentinel in use failed; the client moved to the next one of its list. */
+  | { type: "sentinel-failover"; from: string; to: string; error: Error }
+  /** Records of a partition will be sent again (after a retryable error). */
+  | { type: "retry"; topic: string; partition: number; records: number; reason: string }
+  /** A consumer's position moved without consuming (the log no longer holds it, or never did). */
+  | { type: "offset-reset"; topic: string; partition: number; from: number; to: number; reason: string }
+  /** A background step failed and will be tried again (metadata refresh, offset commit...). */
+  | { type: "error"; topic: string; what: string; error: Error };
+
+/** Options shared by Producer, Consumer and Admin. */
+export interface CommonClientOptions {
+  /**
+   * Sentinel URLs (`http://host:port`), or one comma-separated string. Any sentinel answers; when one
+   * fails, the client moves to the next.
+   */
+  sentinels: readonly string[] | string;
+  /** Bearer token, when the brokers and sentinels require one. */
+  token?: string;
+  /** Deadline of each sentinel call before trying the next sentinel (ms, default 5000). */
+  sentinelTimeoutMs?: number;
+  /** Called for every ClientEvent. Must not throw. */
+  onEvent?: (event: ClientEvent) => void;
+  /** Aborting it closes the client at once, without flushing (like close({ flush: false })). */
+  signal?: AbortSignal;
+}
+
+/** The sentinel list of the options, as URLs. */
+export function sentinelList(sentinels: readonly string[] | string): string[] {
+  const list = (typeof sentinels === "string" ? sentinels.split(",") : [...sentinels])
+    .map((url) => url.trim())
+    .filter((url) => url !== "");
+  return list;
+}
+
+/** Calls `onEvent`, never letting a throwing listener break the client. */
+export function emitter(onEvent: ((event: ClientEvent) => void) | undefined): (event: ClientEvent) => void {
+  if (!onEvent) return () => undefined;
+  return (event) => {
+    try {
+      onEvent(event);
+    } catch {
+      // A listener's bug must not stop message delivery.
+    }
+  };
+}

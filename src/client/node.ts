@@ -1,0 +1,128 @@
+import type http2 from "node:http2";
+import type { Transport } from "@connectrpc/connect";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { Admin as BaseAdmin, type AdminOptions } from "./admin.js";
+import { Consumer as BaseConsumer, type ConsumerOptions } from "./consumer.js";
+import { Producer as BaseProducer, type ProducerOptions } from "./producer.js";
+import { baseUrlOf, type ClientTransport } from "./transport.js";
+
+export * from "./common.js";
+
+export interface NodeTransportOptions {
+  /** Dial brokers (host:port addresses) over TLS (default false). Sentinel URLs carry their own scheme. */
+  tls?: boolean;
+  /** TLS settings of every HTTP/2 session (ca, cert, key...), e.g. a private CA. */
+  tlsOptions?: http2.SecureClientSessionOptions;
+  /**
+   * Ping a connection that carried nothing for this long (ms, default 5000); one that does not answer
+   * within pingTimeoutMs fails every stream on it: how a frozen broker is noticed.
+   */
+  pingIntervalMs?: number;
+  /** Default 5000 ms. */
+  pingTimeoutMs?: number;
+  /** Close a connection idle this long (ms, default 60000). */
+  idleConnectionTimeoutMs?: number;
+}
+
+/**
+ * gRPC over HTTP/2 to sentinels and brokers, one connection per peer (multiplexing every call and the
+ * SendMessage streams), closed by close().
+ */
+export function createNodeTransport(options: NodeTransportOptions = {}): ClientTransport {
+  const managers = new Map<string, Http2SessionManager>();
+  const transports = new Map<string, Transport>();
+  const retired = new Set<Http2SessionManager>();
+  const get = (baseUrl: string): Transport => {
+    let transport = transports.get(baseUrl);
+    if (!transport) {
+      const manager = new Http2SessionManager(
+        baseUrl,
+        {
+          pingIntervalMs: options.pingIntervalMs ?? 5_000,
+          pingTimeoutMs: options.pingTimeoutMs ?? 5_000,
+          idleConnectionTimeoutMs: options.idleConnectionTimeoutMs ?? 60_000,
+        },
+        options.tlsOptions,
+      );
+      transport = createGrpcTransport({ baseUrl, sessionManager: manager });
+      managers.set(baseUrl, manager);
+      transports.set(baseUrl, transport);
+    }
+    return transport;
+  };
+  const scheme = options.tls ? "https" : "http";
+  return {
+    produceMode: "stream",
+    sentinel: (url) => get(baseUrlOf(url, scheme)),
+    broker: (address) => get(baseUrlOf(address, scheme)),
+    forget(target) {
+      // The next call dials a new connection; calls still running on the old one are left alone (a
+      // healthy stream of another partition must not be cut): it closes by itself once idle or dead.
+      const baseUrl = baseUrlOf(target, scheme);
+      const manager = managers.get(baseUrl);
+      if (manager) retired.add(manager);
+      managers.delete(baseUrl);
+      transports.delete(baseUrl);
+    },
+    close() {
+      for (const manager of [...managers.values(), ...retired]) manager.abort();
+      managers.clear();
+      retired.clear();
+      transports.clear();
+    },
+  };
+}
+
+/** Either a transport you own, or options for the one the client creates (and closes). */
+export interface NodeTransportChoice {
+  /** Share one transport between clients; the client then does not close it. */
+  transport?: ClientTransport;
+  /** Options of the transport the client creates when `transport` is not given. */
+  nodeTransport?: NodeTransportOptions;
+}
+
+export type NodeProducerOptions = Omit<ProducerOptions, "transport" | "ownsTransport"> & NodeTransportChoice;
+export type NodeConsumerOptions = Omit<ConsumerOptions, "transport" | "ownsTransport"> & NodeTransportChoice;
+export type NodeAdminOptions = Omit<AdminOptions, "transport" | "ownsTransport"> & NodeTransportChoice;
+
+function withTransport<T extends NodeTransportChoice>(
+  options: T,
+): Omit<T, "nodeTransport" | "transport"> & { transport: ClientTransport; ownsTransport: boolean } {
+  const { nodeTransport, transport, ...rest } = options;
+  return transport
+    ? { ...rest, transport, ownsTransport: false }
+    : { ...rest, transport: createNodeTransport(nodeTransport), ownsTransport: true };
+}
+
+/** A Producer over gRPC/HTTP/2 (see src/client/producer.ts). */
+export class Producer extends BaseProducer {
+  constructor(options: NodeProducerOptions) {
+    super(withTransport(options));
+  }
+}
+
+/** A Consumer over gRPC/HTTP/2 (see src/client/consumer.ts). */
+export class Consumer extends BaseConsumer {
+  constructor(options: NodeConsumerOptions) {
+    super(withTransport(options));
+  }
+}
+
+/** An Admin client over gRPC/HTTP/2 (see src/client/admin.ts). */
+export class Admin extends BaseAdmin {
+  constructor(options: NodeAdminOptions) {
+    super(withTransport(options));
+  }
+}
+
+export function createProducer(options: NodeProducerOptions): Producer {
+  return new Producer(options);
+}
+
+export function createConsumer(options: NodeConsumerOptions): Consumer {
+  return new Consumer(options);
+}
+
+export function createAdmin(options: NodeAdminOptions): Admin {
+  return new Admin(options);
+}

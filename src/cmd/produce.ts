@@ -1,0 +1,220 @@
+import { createInterface } from "node:readline";
+import { InvalidArgumentError, errorMessage } from "../errors.js";
+import { formatHelp, loadOptions, option } from "../config/options.js";
+import { Producer, type ClientEvent, type ProduceAck } from "../client/node.js";
+
+const schema = {
+  sentinel: option({
+    kind: "list",
+    description: "Sentinel URLs (comma-separated; any of them answers)",
+    default: ["http://127.0.0.1:9090"],
+  }),
+  topic: option({ kind: "string", description: "Topic to produce to (required)", default: "" }),
+  key: option({
+    kind: "string",
+    description: "Key of every message (same key, same partition); none: round-robin",
+    default: "",
+  }),
+  partition: option({
+    kind: "number",
+    description: "Produce to this partition only (-1: by key)",
+    default: -1,
+  }),
+  partitions: option({
+    kind: "number",
+    description: "Partitions if this creates the topic (0: the sentinel's default)",
+    default: 0,
+    min: 0,
+  }),
+  replicas: option({
+    kind: "number",
+    description: "Replicas per partition if this creates the topic (0: 3, or fewer healthy brokers)",
+    default: 0,
+    min: 0,
+  }),
+  acks: option({
+    kind: "string",
+    description: "all: every in-sync replica has it; leader: the leader has it",
+    default: "all",
+    choices: ["all", "leader"],
+  }),
+  json: option({ kind: "boolean", description: "Print one JSON ack per message on stdout", default: false }),
+  token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
+  verbose: option({ kind: "boolean", description: "Print failovers and retries on stderr", default: false }),
+};
+
+const USAGE = `Usage: goulette produce --topic t [--key k] [options] [message…]
+
+Produces each message argument, or else each line of stdin, in order. Acks go to stdout with --json;
+a progress line and a summary go to stderr. Exits 1 when any message failed.`;
+
+export async function runProduce(argv: string[]): Promise<void> {
+  const { values: o, positionals, help } = loadOptions(schema, { argv, allowPositionals: true });
+  if (help) {
+    console.log(formatHelp(USAGE, schema));
+    return;
+  }
+  if (!o.topic) throw new InvalidArgumentError("--topic is required (see --help)");
+  if (o.partition < -1 || !Number.isInteger(o.partition)) {
+    throw new InvalidArgumentError(`--partition must be -1 or a partition number, got ${o.partition}`);
+  }
+  const producer = new Producer({
+    sentinels: o.sentinel,
+    topic: o.topic,
+    createTopic: {
+      ...(o.partitions > 0 ? { partitions: o.partitions } : {}),
+      ...(o.replicas > 0 ? { replicas: o.replicas } : {}),
+    },
+    acks: o.acks === "leader" ? "leader" : "all",
+    ...(o.token ? { token: o.token } : {}),
+    ...(o.verbose ? { onEvent: printEvent } : {}),
+  });
+  const started = Date.now();
+  let sent = 0;
+  let acked = 0;
+  let failed = 0;
+  const progress = startProgress(
+    () => acked,
+    (n, perSecond) =>
+      `produced ${n}/${sent} to ${o.topic}${failed ? `, ${failed} failed` : ""} (${perSecond}/s)`,
+  );
+  const interrupt = new AbortController();
+  const onSignal = () => {
+    if (interrupt.signal.aborted) process.exit(130);
+    interrupt.abort(new Error("interrupted"));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const send = (value: string) => {
+    const number = ++sent;
+    producer
+      .send({
+        value,
+        ...(o.key ? { key: o.key } : {}),
+        ...(o.partition >= 0 ? { partition: o.partition } : {}),
+      })
+      .then(
+        (ack: ProduceAck) => {
+          acked++;
+          if (o.json) process.stdout.write(`${JSON.stringify(ack)}\n`);
+        },
+        (err: unknown) => {
+          failed++;
+          progress.clear();
+          console.error(`goulette produce: message ${number} failed: ${errorMessage(err)}`);
+        },
+      );
+  };
+
+  try {
+    if (positionals.length > 0) {
+      for (const message of positionals) {
+        if (interrupt.signal.aborted) break;
+        await producer.waitForRoom(interrupt.signal);
+        send(message);
+      }
+    } else {
+      const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+      interrupt.signal.addEventListener("abort", () => lines.close(), { once: true });
+      for await (const line of lines) {
+        await producer.waitForRoom(interrupt.signal);
+        send(line);
+      }
+    }
+  } catch (err) {
+    if (!interrupt.signal.aborted) throw err;
+  } finally {
+    // Flushes: every message read is acknowledged (or failed) before the summary.
+    await producer.close();
+    progress.stop();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  const seconds = (Date.now() - started) / 1000;
+  console.error(
+    `produced ${acked} message${acked === 1 ? "" : "s"} to ${o.topic} in ${seconds.toFixed(1)} s` +
+      (failed > 0 ? ` (${failed} failed)` : ""),
+  );
+  if (failed > 0) process.exitCode = 1;
+}
+
+/** Client events on stderr (--verbose). */
+export function printEvent(event: ClientEvent): void {
+  switch (event.type) {
+    case "broker-unreachable":
+      console.error(
+        `goulette: broker ${event.brokerId} (${event.address}) unreachable: ${event.error.message}`,
+      );
+      return;
+    case "assignment":
+      console.error(
+        `goulette: ${event.topic} assignment v${event.version}: leaders ${event.leaders.join(",")}` +
+          (event.reported.length ? ` (reported unreachable: ${event.reported.join(",")})` : ""),
+      );
+      return;
+    case "sentinel-failover":
+      console.error(`goulette: sentinel ${event.from} failed (${event.error.message}); using ${event.to}`);
+      return;
+    case "retry":
+      console.error(
+        `goulette: retrying ${event.records} records of ${event.topic}#${event.partition}: ${event.reason}`,
+      );
+      return;
+    case "offset-reset":
+      console.error(
+        `goulette: ${event.topic}#${event.partition} position ${event.from} → ${event.to}: ${event.reason}`,
+      );
+      return;
+    case "error":
+      console.error(`goulette: ${event.what} of ${event.topic} failed: ${event.error.message}`);
+      return;
+  }
+}
+
+export interface Progress {
+  /** Erases the progress line (before printing something else to stderr). */
+  clear(): void;
+  stop(): void;
+}
+
+/**
+ * A progress line on stderr for runs longer than a second: rewritten in place on a terminal; on other
+ * stderr (logs), a line every 5 s while the count moves.
+ */
+export function startProgress(
+  count: () => number,
+  describe: (count: number, perSecond: number) => string,
+): Progress {
+  const tty = process.stderr.isTTY === true;
+  const started = Date.now();
+  let shown = false;
+  let lastLine = 0;
+  let lastCount = 0;
+  const timer = setInterval(() => {
+    const now = Date.now();
+    if (now - started < 1_000) return;
+    const n = count();
+    const line = describe(n, Math.round(n / ((now - started) / 1000)));
+    if (tty) {
+      process.stderr.write(`\r\x1b[2K${line}`);
+      shown = true;
+    } else if (now - lastLine >= 5_000 && n !== lastCount) {
+      lastLine = now;
+      lastCount = n;
+      process.stderr.write(`${line}\n`);
+    }
+  }, 250);
+  timer.unref();
+  const clear = () => {
+    if (shown) process.stderr.write("\r\x1b[2K");
+    shown = false;
+  };
+  return {
+    clear,
+    stop() {
+      clearInterval(timer);
+      clear();
+    },
+  };
+}
