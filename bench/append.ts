@@ -1,0 +1,226 @@
+import { createKeyspace } from "../src/coordination/keyspace.js";
+import { planNewTopic } from "../src/fsm/planner.js";
+import { silentLogger } from "../src/observability/logger.js";
+import { createRegistry, createSentinelMetrics } from "../src/observability/metrics.js";
+import { ControlPlane } from "../src/sentinel/control-plane.js";
+import type { Benchmark, BenchContext, BenchOutput } from "./lib/benchmark.js";
+import { startEtcd } from "./lib/etcd.js";
+import { collectGarbage } from "./lib/gc.js";
+import { createLoadGenerator } from "./lib/load.js";
+import { stopPlane } from "./lib/plane.js";
+import { runSequential } from "./lib/sequential.js";
+import { registerBrokers, startLeaderSentinel } from "./lib/sentinel.js";
+import { ratioSpread, spread } from "./lib/stats.js";
+import { startStubBroker } from "./lib/stub-broker.js";
+import { fmt, fmtSpread, type Table } from "./lib/table.js";
+import { waitFor } from "./lib/wait.js";
+
+const BROKERS = 5;
+const PARTITIONS = 3;
+const REPLICAS = 3;
+
+type Variant = "getbrokers-create" | "propose" | "propose-bare" | "raw-txn";
+const VARIANTS: { name: Variant; label: string }[] = [
+  { name: "getbrokers-create", label: "GetBrokers creating a topic (RPC → propose → fenced txn → apply)" },
+  { name: "propose", label: "ControlPlane.propose(generateTopicReplicas) on the sentinel" },
+  {
+    name: "propose-bare",
+    label: "ControlPlane.propose on a bare ControlPlane (no RPC server, no role notifications)",
+  },
+  { name: "raw-txn", label: "raw etcd txn: 2 compares, 3 puts of the same sizes" },
+];
+
+interface Row {
+  opsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  firstError?: string;
+}
+
+/**
+ * Op-log append rate on the leader, sequential (each append waits for the previous one: the leader
+ * serialises its writes), beside a raw etcd transaction of the same shape and sizes: the fence and head
+ * compares, then puts of the head, an operation and a topic key. Variants take turns in every repetition.
+ */
+async function run(ctx: BenchContext): Promise<BenchOutput> {
+  const durationMs = ctx.quick ? 800 : 2_000;
+  const maxOps = 5_000;
+  const warmupOps = 20;
+  const etcd = await startEtcd();
+  const stub = await startStubBroker();
+  const load = createLoadGenerator();
+  // No periodic snapshot during the measurement: this is the append path alone.
+  const { sentinel, client } = await startLeaderSentinel(etcd.client(), { snapshotEvery: 1_000_000_000 });
+  const raw = etcd.client();
+  const keys = createKeyspace("/goulette");
+  const runs = new Map<Variant, Row[]>();
+  try {
+    await registerBrokers(client, BROKERS, stub.address);
+    const plane = sentinel.plane;
+    // Sizes for the raw txn: one real operation and topic value as the leader writes them.
+    await client.getBrokers({ topic: "size-probe-topic", replicaCount: REPLICAS, partitions: PARTITIONS });
+    const opValue = (await raw.get(keys.operation(plane.state.appliedId)).string()) ?? "";
+    const topicValue = (await raw.get(keys.topic("size-probe-topic")).string()) ?? "";
+    const fence = raw.lease(60);
+    const fenceKey = "/bench/raw/fence";
+    await fence.put(fenceKey).value("bench");
+    const rawHead = "/bench/raw/increment";
+    let head = 0;
+    const rawTxn = async (i: number) => {
+      const next = head + 1;
+      const compare =
+        head === 0
+          ? raw.if(fenceKey, "Create", ">", 0).and(rawHead, "Version", "==", 0)
+          : raw.if(fenceKey, "Create", ">", 0).and(rawHead, "Value", "==", String(head));
+      const res = await compare
+        .then(
+          raw.put(rawHead).value(String(next)),
+          raw.put(`/bench/raw/operations/${String(next).padStart(20, "0")}`).value(opValue),
+          raw.put(`/bench/raw/topics/raw-${i}`).value(topicValue),
+        )
+        .commit();
+      if (!res.succeeded) throw new Error("raw txn compare failed");
+      head = next;
+    };
+    // A bare ControlPlane leading its own keyspace on the same etcd: the propose path without the
+    // sentinel around it (no RPC server, no SetTopicRole notifications to brokers after each append).
+    const bareClient = etcd.client();
+    const bare = new ControlPlane({
+      id: "bare",
+      url: "http://127.0.0.1:1",
+      etcd: bareClient,
+      keys: createKeyspace("/bare"),
+      logger: silentLogger(),
+      metrics: createSentinelMetrics(createRegistry()),
+      virtualNodes: 150,
+      snapshotEvery: 1_000_000_000,
+      electionTtlSeconds: 5,
+    });
+    await bare.start();
+    await waitFor(() => bare.isLeader, { timeoutMs: 20_000, what: "the bare ControlPlane to lead" });
+    for (let b = 0; b < BROKERS; b++) {
+      await bare.propose(() => ({
+        type: "registerBroker",
+        data: { brokerId: `broker-${b}`, address: stub.address },
+      }));
+    }
+    const proposeTopic = (plane: ControlPlane, topic: string) =>
+      plane.propose(() =>
+        planNewTopic(plane.state, plane.ring, { topic, partitions: PARTITIONS, replicaCount: REPLICAS }),
+      );
+    for (let rep = 0; rep < ctx.reps; rep++) {
+      const order = VARIANTS.map(
+        (_, i) => VARIANTS[(i + rep) % VARIANTS.length] as (typeof VARIANTS)[number],
+      );
+      for (const variant of order) {
+        collectGarbage();
+        let row: Row;
+        if (variant.name === "getbrokers-create") {
+          const r = await load.run({
+            target: {
+              kind: "getBrokers",
+              url: sentinel.url,
+              topics: [],
+              replicaCount: REPLICAS,
+              partitions: PARTITIONS,
+              uniquePrefix: `create-${rep}`,
+            },
+            concurrency: 1,
+            warmupMs: 5_000,
+            warmupRequests: warmupOps,
+            durationMs,
+            maxRequests: maxOps,
+            callTimeoutMs: 10_000,
+          });
+          row = {
+            opsPerSecond: r.rps,
+            p50Ms: r.p50Ms,
+            p99Ms: r.p99Ms,
+            errors: r.errors,
+            ...(r.firstError ? { firstError: r.firstError } : {}),
+          };
+        } else if (variant.name === "propose" || variant.name === "propose-bare") {
+          const target = variant.name === "propose" ? plane : bare;
+          const r = await runSequential((i) => proposeTopic(target, `${variant.name}-${rep}-${i}`), {
+            warmupOps,
+            durationMs,
+            maxOps,
+          });
+          row = { ...r, ...(r.firstError ? { firstError: r.firstError } : {}) };
+        } else {
+          const r = await runSequential(rawTxn, { warmupOps, durationMs, maxOps });
+          row = { ...r };
+        }
+        const list = runs.get(variant.name) ?? [];
+        list.push(row);
+        runs.set(variant.name, list);
+      }
+      ctx.log(
+        `  rep ${rep + 1}/${ctx.reps}: ${VARIANTS.map((v) => `${v.name} ${fmt(runs.get(v.name)?.at(-1)?.opsPerSecond ?? 0)}/s`).join(", ")}`,
+      );
+    }
+    await fence.revoke();
+    await stopPlane(bare, bareClient, "append: bare ControlPlane");
+
+    const ops = (v: Variant) => (runs.get(v) ?? []).map((r) => r.opsPerSecond);
+    const rows = VARIANTS.map((v) => {
+      const list = runs.get(v.name) ?? [];
+      return [
+        v.label,
+        fmtSpread(spread(ops(v.name))),
+        fmtSpread(spread(list.map((r) => r.p50Ms))),
+        fmtSpread(spread(list.map((r) => r.p99Ms))),
+        v.name === "raw-txn" ? "1" : fmtSpread(ratioSpread(ops(v.name), ops("raw-txn")), 2),
+      ];
+    });
+    const notes = [...runs.entries()].flatMap(([name, list]) => {
+      const errors = list.reduce((n, r) => n + r.errors, 0);
+      return errors > 0 ? [`${name}: ${errors} errors (${list.find((r) => r.firstError)?.firstError})`] : [];
+    });
+    const proposeRatio = ratioSpread(ops("propose"), ops("raw-txn"));
+    const bareRatio = ratioSpread(ops("propose-bare"), ops("raw-txn"));
+    const rpcRatio = ratioSpread(ops("getbrokers-create"), ops("raw-txn"));
+    const tables: Table[] = [
+      {
+        title: "Op-log append (sequential) vs a raw etcd txn of the same shape",
+        columns: ["variant", "ops/s", "p50 ms", "p99 ms", "× raw txn"],
+        rows,
+        notes: [
+          `median (min–max) of ${ctx.reps} runs of ${durationMs} ms (or ${maxOps} ops) after ${warmupOps} warm-up ops; ratios per run, then the median`,
+          `operation ${opValue.length} B + topic ${topicValue.length} B + head; etcd on the local disk (one fsync per txn); ${BROKERS} brokers, ${PARTITIONS} partitions × ${REPLICAS} replicas per topic`,
+          `goal (issue 2): append ≥ 0.5 × raw txn — sentinel propose ${fmt(proposeRatio.median, 2)} (${proposeRatio.median >= 0.5 ? "met" : "not met"}), bare propose ${fmt(bareRatio.median, 2)} (${bareRatio.median >= 0.5 ? "met" : "not met"}), through GetBrokers ${fmt(rpcRatio.median, 2)} (${rpcRatio.median >= 0.5 ? "met" : "not met"})`,
+          "the sentinel's propose also sends SetTopicRole to the 3 replicas of each of the 3 partitions (9 RPCs to the stub broker, not awaited) on the same event loop; the bare ControlPlane does not",
+        ],
+      },
+    ];
+    return {
+      tables,
+      settings: {
+        durationMs,
+        maxOps,
+        warmupOps,
+        brokers: BROKERS,
+        partitions: PARTITIONS,
+        replicas: REPLICAS,
+        operationBytes: opValue.length,
+        topicBytes: topicValue.length,
+        snapshotEvery: "off",
+      },
+      data: Object.fromEntries(runs),
+      notes,
+    };
+  } finally {
+    await load.close();
+    await sentinel.stop();
+    await stub.stop();
+    await etcd.stop();
+  }
+}
+
+export const appendBenchmark: Benchmark = {
+  name: "append",
+  description:
+    "Op-log append rate on the leader (GetBrokers creating topics, ControlPlane.propose) vs a raw etcd txn",
+  run,
+};

@@ -1,0 +1,216 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import {
+  GetBrokersResponseSchema,
+  SentinelService,
+  type GetBrokersResponse,
+} from "../src/gen/goulette/v1/sentinel_pb.js";
+import { silentLogger } from "../src/observability/logger.js";
+import { startRpcServer } from "../src/server/rpc-server.js";
+import type { Benchmark, BenchContext, BenchOutput } from "./lib/benchmark.js";
+import { threadCpuMs, processCpuMs } from "./lib/cpu.js";
+import { startEtcd } from "./lib/etcd.js";
+import { createLoadGenerator, type LoadResult, type LoadTarget } from "./lib/load.js";
+import { registerBrokers, startLeaderSentinel } from "./lib/sentinel.js";
+import { ratioSpread, spread } from "./lib/stats.js";
+import { startStubBroker } from "./lib/stub-broker.js";
+import { fmt, fmtSpread, type Table } from "./lib/table.js";
+
+const TOPIC = "orders";
+const BROKERS = 5;
+const PARTITIONS = 3;
+const REPLICAS = 3;
+const CONCURRENCY = [1, 16, 64, 256];
+
+type TargetName = "sentinel" | "noop" | "noop-full" | "etcd-get";
+const TARGETS: { name: TargetName; label: string }[] = [
+  { name: "sentinel", label: "sentinel GetBrokers" },
+  { name: "noop", label: "no-op handler (empty response)" },
+  { name: "noop-full", label: "no-op handler (same response)" },
+  { name: "etcd-get", label: "raw etcd3 get" },
+];
+
+interface Run extends LoadResult {
+  /** CPU of the process side serving the request: the main thread (sentinel, no-op) or etcd. */
+  serverCpuMs: number;
+}
+
+/**
+ * GetBrokers read path of one sentinel (answered from its applied state) side by side with a raw etcd3
+ * get of the same topic key and with a no-op handler served by the same startRpcServer stack. Sentinel and
+ * no-op server run on this process's main thread; the load comes from a worker thread over gRPC/HTTP/2;
+ * targets take turns within each repetition so machine noise hits all of them alike.
+ */
+async function run(ctx: BenchContext): Promise<BenchOutput> {
+  const durationMs = ctx.quick ? 600 : 1_000;
+  const warmupMs = ctx.quick ? 200 : 250;
+  const etcd = await startEtcd();
+  const stub = await startStubBroker();
+  const load = createLoadGenerator();
+  const { sentinel, client } = await startLeaderSentinel(etcd.client());
+  const noop = await startRpcServer({
+    address: "127.0.0.1:0",
+    routes: (router: ConnectRouter) => {
+      router.service(SentinelService, {
+        getBrokers: (req) => (req.topic === TOPIC ? canned : EMPTY),
+      });
+    },
+    fallback: (_req, res) => {
+      res.writeHead(404);
+      res.end();
+    },
+    logger: silentLogger(),
+  });
+  const EMPTY = create(GetBrokersResponseSchema);
+  let canned: GetBrokersResponse = EMPTY;
+  const runs = new Map<string, Run[]>();
+  try {
+    await registerBrokers(client, BROKERS, stub.address);
+    canned = await client.getBrokers({ topic: TOPIC, replicaCount: REPLICAS, partitions: PARTITIONS });
+    const responseBytes = toBinary(GetBrokersResponseSchema, canned).length;
+    const noopUrl = `http://127.0.0.1:${noop.port}`;
+    const targets: Record<TargetName, LoadTarget> = {
+      sentinel: {
+        kind: "getBrokers",
+        url: sentinel.url,
+        topics: [TOPIC],
+        replicaCount: REPLICAS,
+        partitions: 0,
+      },
+      noop: { kind: "getBrokers", url: noopUrl, topics: ["noop"], replicaCount: REPLICAS, partitions: 0 },
+      "noop-full": {
+        kind: "getBrokers",
+        url: noopUrl,
+        topics: [TOPIC],
+        replicaCount: REPLICAS,
+        partitions: 0,
+      },
+      "etcd-get": { kind: "etcdGet", endpoint: etcd.endpoint, keys: [`/goulette/topics/${TOPIC}`] },
+    };
+    for (const concurrency of CONCURRENCY) {
+      for (let rep = 0; rep < ctx.reps; rep++) {
+        // Rotate the order each repetition: no target always runs first (cold) or last.
+        const order = TARGETS.map((_, i) => TARGETS[(i + rep) % TARGETS.length] as (typeof TARGETS)[number]);
+        for (const target of order) {
+          const serverCpu = () =>
+            target.name === "etcd-get" ? processCpuMs(etcd.process.pid) : threadCpuMs();
+          const before = serverCpu();
+          const result = await load.run({
+            target: targets[target.name],
+            concurrency,
+            warmupMs,
+            warmupRequests: 100_000,
+            durationMs,
+            maxRequests: 500_000,
+            callTimeoutMs: 10_000,
+          });
+          const key = `${target.name}@${concurrency}`;
+          const list = runs.get(key) ?? [];
+          list.push({ ...result, serverCpuMs: serverCpu() - before });
+          runs.set(key, list);
+        }
+      }
+      const s = runs.get(`sentinel@${concurrency}`) ?? [];
+      ctx.log(`  ${concurrency} in flight: sentinel ${fmt(spread(s.map((r) => r.rps)).median)} req/s`);
+    }
+
+    const rows: string[][] = [];
+    const summaryRows: string[][] = [];
+    const errorNotes: string[] = [];
+    for (const concurrency of CONCURRENCY) {
+      const get = (name: TargetName) => runs.get(`${name}@${concurrency}`) ?? [];
+      const rps = (name: TargetName) => get(name).map((r) => r.rps);
+      for (const target of TARGETS) {
+        const list = get(target.name);
+        const errors = list.reduce((n, r) => n + r.errors, 0);
+        if (errors > 0)
+          errorNotes.push(
+            `${target.label} at ${concurrency}: ${errors} errors (${list.find((r) => r.firstError)?.firstError})`,
+          );
+        rows.push([
+          String(concurrency),
+          target.label,
+          fmtSpread(spread(rps(target.name))),
+          fmtSpread(spread(list.map((r) => r.p50Ms))),
+          fmtSpread(spread(list.map((r) => r.p99Ms))),
+          `${fmt(spread(list.map((r) => (100 * r.serverCpuMs) / r.elapsedMs)).median, 2)}%`,
+          `${fmt(spread(list.map((r) => (100 * r.clientCpuMs) / r.elapsedMs)).median, 2)}%`,
+          target.name === "noop" ? "1" : fmtSpread(ratioSpread(rps(target.name), rps("noop")), 2),
+          target.name === "etcd-get" ? "1" : fmtSpread(ratioSpread(rps(target.name), rps("etcd-get")), 2),
+        ]);
+      }
+      const vsNoop = ratioSpread(rps("sentinel"), rps("noop"));
+      const vsFull = ratioSpread(rps("sentinel"), rps("noop-full"));
+      const vsEtcd = ratioSpread(rps("sentinel"), rps("etcd-get"));
+      summaryRows.push([
+        String(concurrency),
+        fmtSpread(vsNoop, 2),
+        fmtSpread(vsFull, 2),
+        fmtSpread(vsEtcd, 2),
+        vsNoop.median >= 0.8 ? "yes" : "no",
+        vsEtcd.median >= 2 ? "yes" : "no",
+      ]);
+    }
+    const tables: Table[] = [
+      {
+        title: "GetBrokers read path vs no-op handler vs raw etcd get (gRPC over HTTP/2, one connection)",
+        columns: [
+          "in flight",
+          "target",
+          "req/s",
+          "p50 ms",
+          "p99 ms",
+          "server CPU",
+          "client CPU",
+          "× no-op",
+          "× etcd get",
+        ],
+        rows,
+        notes: [
+          `median (min–max) of ${ctx.reps} runs of ${durationMs} ms each after ${warmupMs} ms warm-up; ratios are per run (same repetition), then the median`,
+          "server CPU: the main thread's CPU (sentinel or no-op server) or the etcd process's, as % of one core; client CPU: the load worker thread's",
+          `topic '${TOPIC}': ${PARTITIONS} partitions × ${REPLICAS} replicas over ${BROKERS} brokers; response ${responseBytes} bytes of protobuf`,
+        ],
+      },
+      {
+        title: "GetBrokers goals (issue 2): ≥ 0.8 × no-op handler, several times raw etcd get",
+        columns: [
+          "in flight",
+          "sentinel / no-op (empty)",
+          "sentinel / no-op (same response)",
+          "sentinel / etcd get",
+          "≥ 0.8 × no-op",
+          "≥ 2 × etcd",
+        ],
+        rows: summaryRows,
+      },
+    ];
+    return {
+      tables,
+      settings: {
+        topic: TOPIC,
+        brokers: BROKERS,
+        partitions: PARTITIONS,
+        replicas: REPLICAS,
+        concurrency: CONCURRENCY,
+        durationMs,
+        warmupMs,
+        responseBytes,
+      },
+      data: Object.fromEntries(runs),
+      notes: errorNotes,
+    };
+  } finally {
+    await load.close();
+    await noop.close();
+    await sentinel.stop();
+    await stub.stop();
+    await etcd.stop();
+  }
+}
+
+export const getBrokersBenchmark: Benchmark = {
+  name: "getbrokers",
+  description: "GetBrokers read path vs a no-op handler vs a raw etcd get, at 1/16/64/256 in flight",
+  run,
+};

@@ -1,0 +1,136 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { BenchContext, Benchmark } from "./lib/benchmark.js";
+import { machineBusyMs, ownTreeCpuMs } from "./lib/cpu.js";
+import { machineInfo } from "./lib/machine.js";
+import { renderTable } from "./lib/table.js";
+import { appendBenchmark } from "./append.js";
+import { failoverBenchmark } from "./failover.js";
+import { getBrokersBenchmark } from "./getbrokers.js";
+import { profileBenchmark } from "./profile.js";
+import { recoveryBenchmark } from "./recovery.js";
+import { scalingBenchmark } from "./scaling.js";
+
+/**
+ * `npm run bench` runs every control-plane benchmark; `npm run bench -- <name>...` runs some.
+ * Flags: --quick (fewer repetitions: a smoke run), --reps N (repetitions behind each median).
+ * Each benchmark prints Markdown tables and writes bench/results/<name>.json.
+ */
+const BENCHMARKS: Benchmark[] = [
+  getBrokersBenchmark,
+  appendBenchmark,
+  recoveryBenchmark,
+  failoverBenchmark,
+  scalingBenchmark,
+];
+/** Run only when named: not part of the default set. */
+const EXTRA: Benchmark[] = [profileBenchmark];
+
+const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bench/results");
+
+function usage(): string {
+  const list = [...BENCHMARKS, ...EXTRA]
+    .map((b) => `  ${b.name.padEnd(11)} ${b.description}${EXTRA.includes(b) ? " (only when named)" : ""}`)
+    .join("\n");
+  return `Usage: npm run bench [-- [--quick] [--reps N] [name...]]\n\nBenchmarks:\n${list}\n`;
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  let quick = false;
+  let reps: number | undefined;
+  const names: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--quick") quick = true;
+    else if (arg === "--reps") reps = Number(args[++i]);
+    else if (arg === "--help" || arg === "-h") {
+      process.stdout.write(usage());
+      return 0;
+    } else if (arg.startsWith("-")) {
+      process.stderr.write(`unknown flag ${arg}\n\n${usage()}`);
+      return 2;
+    } else names.push(arg);
+  }
+  if (reps !== undefined && (!Number.isInteger(reps) || reps < 1)) {
+    process.stderr.write(`--reps must be a positive integer, got ${String(reps)}\n`);
+    return 2;
+  }
+  const all = [...BENCHMARKS, ...EXTRA];
+  const unknown = names.filter((n) => !all.some((b) => b.name === n));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown benchmark ${unknown.join(", ")}\n\n${usage()}`);
+    return 2;
+  }
+  const selected = names.length > 0 ? all.filter((b) => names.includes(b.name)) : BENCHMARKS;
+  const ctx: BenchContext = {
+    quick,
+    reps: reps ?? (quick ? 3 : 5),
+    log: (message) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${message}\n`),
+  };
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const machine = machineInfo();
+  ctx.log(
+    `machine: ${machine.nproc} × ${machine.cpuModel}, node ${machine.node}, etcd ${machine.etcd}, load ${machine.loadAverage.join(" ")}`,
+  );
+  const failed: string[] = [];
+  const begin = Date.now();
+  for (const bench of selected) {
+    ctx.log(`== ${bench.name}: ${bench.description}`);
+    const started = new Date();
+    const busyBefore = machineBusyMs();
+    const ownBefore = ownTreeCpuMs();
+    try {
+      const output = await bench.run(ctx);
+      const seconds = (Date.now() - started.getTime()) / 1000;
+      // The machine is shared: how much of it did other processes take meanwhile?
+      const othersPercent =
+        (100 * (machineBusyMs() - busyBefore - (ownTreeCpuMs() - ownBefore))) /
+        (seconds * 1000 * machine.nproc);
+      output.notes.push(
+        `while this ran, processes outside the benchmark used ${othersPercent.toFixed(0)}% of the machine's ${machine.nproc} cores (load average at the end: ${machineInfo().loadAverage.join(" ")})`,
+      );
+      process.stdout.write(`\n## ${bench.name}\n\n`);
+      for (const table of output.tables) process.stdout.write(`${renderTable(table)}\n\n`);
+      for (const note of output.notes) process.stdout.write(`> ${note}\n`);
+      const file = path.join(RESULTS_DIR, `${bench.name}.json`);
+      await writeFile(
+        file,
+        JSON.stringify(
+          {
+            name: bench.name,
+            description: bench.description,
+            startedAt: started.toISOString(),
+            seconds,
+            quick,
+            reps: ctx.reps,
+            machine: {
+              ...machineInfo(),
+              loadAverageAtStart: machine.loadAverage,
+              othersCpuPercent: Math.round(othersPercent),
+            },
+            settings: output.settings,
+            tables: output.tables,
+            notes: output.notes,
+            data: output.data,
+          },
+          null,
+          2,
+        ) + "\n",
+      );
+      ctx.log(`${bench.name} done in ${seconds.toFixed(1)} s → ${path.relative(process.cwd(), file)}`);
+    } catch (err) {
+      failed.push(bench.name);
+      ctx.log(`${bench.name} FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+  ctx.log(
+    `all done in ${((Date.now() - begin) / 1000).toFixed(0)} s${failed.length ? `; failed: ${failed.join(", ")}` : ""}`,
+  );
+  return failed.length > 0 ? 1 : 0;
+}
+
+process.exitCode = await main();
+// Lingering sockets (etcd3 reconnect timers, HTTP/2 sessions) must not keep a finished run alive.
+setTimeout(() => process.exit(), 500).unref();
