@@ -6,6 +6,7 @@ import { machineBusyMs, ownTreeCpuMs } from "./lib/cpu.js";
 import { machineInfo } from "./lib/machine.js";
 import { renderTable } from "./lib/table.js";
 import { appendBenchmark } from "./append.js";
+import { dataplaneBenchmark } from "./dataplane.js";
 import { failoverBenchmark } from "./failover.js";
 import { getBrokersBenchmark } from "./getbrokers.js";
 import { profileBenchmark } from "./profile.js";
@@ -23,6 +24,7 @@ const BENCHMARKS: Benchmark[] = [
   recoveryBenchmark,
   failoverBenchmark,
   scalingBenchmark,
+  dataplaneBenchmark,
 ];
 /** Run only when named: not part of the default set. */
 const EXTRA: Benchmark[] = [profileBenchmark];

@@ -1,0 +1,165 @@
+/** Goulette as a data-plane benchmark target: BrokerService driven directly over gRPC (HTTP/2). */
+import { create } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
+import {
+  Acks,
+  MessageRequestSchema,
+  ProduceError,
+  type BrokerService,
+  type MessageRequest,
+} from "../src/gen/goulette/v1/broker_pb.js";
+import { brokerClient, Pushable } from "../test/helpers/broker-process.js";
+import {
+  paced,
+  readStamp,
+  stampedPayload,
+  type ConsumeResult,
+  type ProduceResult,
+  type QueueTarget,
+} from "./dataplane-target.js";
+
+export interface GouletteTargetOptions {
+  label: string;
+  /** host:port of the partition leader. */
+  leaderAddress: string;
+  topic: string;
+  acks: Acks;
+  /** Requests in flight on the SendMessage stream. */
+  window?: number;
+  /** Bytes of payload per request at most (records per request = this / size, 1…500). */
+  batchBytes?: number;
+}
+
+let producerSeq = 0;
+
+export function createGouletteTarget(options: GouletteTargetOptions): QueueTarget {
+  const client: Client<typeof BrokerService> = brokerClient(options.leaderAddress);
+  const window = options.window ?? 8;
+  const batchBytes = options.batchBytes ?? 256 * 1024;
+  let last: { startOffset: bigint; count: number } | undefined;
+
+  const request = (
+    records: { messageId: bigint; payload: Uint8Array }[],
+    producerId: string,
+  ): MessageRequest =>
+    create(MessageRequestSchema, {
+      topic: options.topic,
+      partition: 0,
+      producerId,
+      acks: options.acks,
+      records,
+    });
+
+  async function produce(size: number, count: number, deadlineMs: number): Promise<ProduceResult> {
+    const perRequest = Math.max(1, Math.min(500, Math.floor(batchBytes / size), count));
+    // One payload buffer for every record: the benchmark measures the broker, not payload generation.
+    const payload = stampedPayload(size, 0);
+    const producerId = `bench-${process.pid}-${++producerSeq}`;
+    const requests = new Pushable<MessageRequest>();
+    let nextId = 1n;
+    let sent = 0;
+    let acked = 0;
+    let inflight = 0;
+    let minOffset: bigint | undefined;
+    const start = performance.now();
+    const sendBatch = () => {
+      const n = Math.min(perRequest, count - sent);
+      if (n <= 0 || performance.now() - start >= deadlineMs) return false;
+      const records = [];
+      for (let i = 0; i < n; i++) records.push({ messageId: nextId++, payload });
+      sent += n;
+      inflight++;
+      requests.push(request(records, producerId));
+      return true;
+    };
+    for (let i = 0; i < window; i++) sendBatch();
+    try {
+      for await (const res of client.sendMessage(requests)) {
+        inflight--;
+        for (const a of res.acks) {
+          if (a.error !== ProduceError.NONE) throw new Error(`produce failed: ${a.errorMessage || a.error}`);
+          if (minOffset === undefined || a.offset < minOffset) minOffset = a.offset;
+          acked++;
+        }
+        if (!sendBatch() && inflight === 0) requests.end();
+      }
+    } finally {
+      requests.end();
+    }
+    const seconds = (performance.now() - start) / 1000;
+    last = { startOffset: minOffset ?? 0n, count: acked };
+    return { messages: acked, bytes: acked * size, seconds };
+  }
+
+  async function consume(): Promise<ConsumeResult> {
+    if (!last) throw new Error("consume before produce");
+    const start = performance.now();
+    let messages = 0;
+    for await (const _message of client.pullMessage(
+      {
+        topic: options.topic,
+        partition: 0,
+        offset: last.startOffset,
+        batchSize: 500,
+        maxMessages: BigInt(last.count),
+      },
+      { timeoutMs: 60_000 },
+    )) {
+      messages++;
+    }
+    if (messages !== last.count) throw new Error(`consumed ${messages} of ${last.count} messages`);
+    return { messages, seconds: (performance.now() - start) / 1000 };
+  }
+
+  async function latency(size: number, intervalMs: number, durationMs: number): Promise<number[]> {
+    // A marker gives the log end: the tailing pull starts right after it.
+    const marker = await produce(size, 1, 10_000);
+    if (marker.messages !== 1 || !last) throw new Error("latency marker not acknowledged");
+    const from = last.startOffset + 1n;
+    const samples: number[] = [];
+    const abort = new AbortController();
+    const pulling = (async () => {
+      try {
+        for await (const m of client.pullMessage(
+          { topic: options.topic, partition: 0, offset: from, batchSize: 500 },
+          { signal: abort.signal },
+        )) {
+          samples.push(performance.now() - readStamp(m.payload));
+        }
+      } catch (err) {
+        if (!abort.signal.aborted) throw err;
+      }
+    })();
+    const producerId = `bench-${process.pid}-${++producerSeq}`;
+    const requests = new Pushable<MessageRequest>();
+    let nextId = 1n;
+    const acking = (async () => {
+      for await (const res of client.sendMessage(requests)) {
+        for (const a of res.acks) {
+          if (a.error !== ProduceError.NONE) throw new Error(`produce failed: ${a.errorMessage || a.error}`);
+        }
+      }
+    })();
+    try {
+      await paced(
+        intervalMs,
+        durationMs,
+        () =>
+          requests.push(
+            request([{ messageId: nextId++, payload: stampedPayload(size, performance.now()) }], producerId),
+          ),
+        () => samples.length,
+      );
+    } finally {
+      requests.end();
+      await acking;
+      abort.abort();
+      await pulling;
+    }
+    return samples;
+  }
+
+  return { label: options.label, produce, consume, latency, close: async () => undefined };
+}
+
+export { Acks };
