@@ -7,5 +7,4 @@ bash scripts/setup.sh
 npm run build
 npm run lint
 npm run check:generated
-mapfile -t files < <(find dist/test -name '*.spec.js' | sort)
-node --test --test-concurrency=1 --test-timeout=600000 "${files[@]}"
+bash scripts/run-tests.sh dist/test
