@@ -35,6 +35,11 @@ export class EtcdControl {
     const child = spawn(file, args, { stdio: "ignore" });
     this.#process = child;
     this.#restarted.push(child);
+    // cluster.stop() does not know this process: make sure it dies with the test process, even when a
+    // failing hook never reaches stop().
+    const reap = () => void child.kill("SIGKILL");
+    process.once("exit", reap);
+    child.once("exit", () => process.removeListener("exit", reap));
     await waitFor(
       async () => {
         if (child.exitCode !== null) throw new Error(`restarted etcd exited with ${child.exitCode}`);
