@@ -1,6 +1,5 @@
 import { toJson as protoToJson } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createClient, type Client } from "@connectrpc/connect";
 import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
 import {
   GetClusterStatusResponseSchema,
@@ -8,8 +7,11 @@ import {
   ListTopicsResponseSchema,
   SentinelService,
 } from "../gen/goulette/v1/sentinel_pb.js";
-import { InvalidArgumentError } from "../errors.js";
-import { formatHelp, loadOptions, option } from "../config/options.js";
+import { InvalidArgumentError, UnavailableError } from "../errors.js";
+import { formatHelp, loadOptions, option, type OptionValues } from "../config/options.js";
+import { bearerHeaders } from "../server/auth.js";
+import { describeTlsError } from "../server/tls.js";
+import { TransportPool } from "../server/transport-pool.js";
 import { formatTable, toJson } from "./table.js";
 
 const schema = {
@@ -27,6 +29,18 @@ const schema = {
     default: "",
   }),
   prefix: option({ kind: "string", description: "Only topics starting with this", default: "" }),
+  "tls-ca": option({
+    kind: "string",
+    description:
+      "CA (PEM) that the sentinels' certificates chain to (https URLs); default: Node's trust store",
+    default: "",
+  }),
+  "tls-cert": option({
+    kind: "string",
+    description: "Client certificate (PEM) for sentinels that require one (mutual TLS)",
+    default: "",
+  }),
+  "tls-key": option({ kind: "string", description: "Key (PEM) of --tls-cert", default: "" }),
 };
 
 const USAGE = `Usage: goulette admin <status|topics|operations|snapshot> [options]
@@ -44,19 +58,38 @@ export async function runAdmin(argv: string[]): Promise<void> {
     if (!help) process.exitCode = 2;
     return;
   }
-  const headers = o.token ? { authorization: `Bearer ${o.token}` } : undefined;
-  const call = async <T>(fn: (client: ReturnType<typeof clientFor>) => Promise<T>): Promise<T> => {
+  const pool = new TransportPool({
+    tls: {
+      ...(o.tlsCa ? { caFile: o.tlsCa } : {}),
+      ...(o.tlsCert ? { certFile: o.tlsCert } : {}),
+      ...(o.tlsKey ? { keyFile: o.tlsKey } : {}),
+    },
+    defaultScheme: "http",
+  });
+  try {
+    await runCommand(command, o, pool);
+  } finally {
+    pool.close();
+  }
+}
+
+type AdminOptions = OptionValues<typeof schema>;
+
+async function runCommand(command: string, o: AdminOptions, pool: TransportPool): Promise<void> {
+  const call = async <T>(fn: (client: Client<typeof SentinelService>) => Promise<T>): Promise<T> => {
     let lastError: unknown;
     for (const url of o.sentinel) {
       try {
-        return await fn(clientFor(url));
+        return await fn(createClient(SentinelService, pool.get(url)));
       } catch (err) {
-        lastError = err;
+        // A TLS failure gets a sentence saying what to fix; Node's own message does not.
+        const hint = describeTlsError(err);
+        lastError = hint ? new UnavailableError(`${url}: ${hint}`) : err;
       }
     }
     throw lastError;
   };
-  const options = { timeoutMs: 10_000, ...(headers ? { headers } : {}) };
+  const options = { timeoutMs: 10_000, headers: bearerHeaders(o.token) };
 
   switch (command) {
     case "status": {
@@ -156,10 +189,6 @@ export async function runAdmin(argv: string[]): Promise<void> {
         `unknown admin command '${command}' (status, topics, operations, snapshot)`,
       );
   }
-}
-
-function clientFor(url: string) {
-  return createClient(SentinelService, createGrpcTransport({ baseUrl: url }));
 }
 
 function truncate(text: string, max: number): string {

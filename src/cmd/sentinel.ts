@@ -1,19 +1,17 @@
 import path from "node:path";
+import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, type Etcd3 } from "etcd3";
 import { createEtcdClient } from "../coordination/etcd-client.js";
 import { startEmbeddedEtcd, type EmbeddedEtcd } from "../coordination/embedded-etcd.js";
 import { loadOptions, formatHelp } from "../config/options.js";
+import { InvalidArgumentError, errorMessage } from "../errors.js";
 import { sentinelOptionSchema } from "../config/sentinel-options.js";
 import { createLogger } from "../observability/logger.js";
-import { tokenAuth } from "../server/auth.js";
 import { loadKubeConfig } from "../sentinel/pod-watcher.js";
 import { startSentinel } from "../sentinel/sentinel.js";
 import { onShutdown } from "./shutdown.js";
 
 const USAGE =
   "Usage: goulette sentinel [options]\n\nRuns a sentinel (control plane) against etcd, or with an embedded etcd.";
-
-/** Writes and admin RPCs that need the admin token when one is configured. */
-const PROTECTED = new Set(["RegisterBroker", "UnregisterBroker", "CreateSnapshot"]);
 
 export async function runSentinel(argv: string[]): Promise<void> {
   const { values: o, help, sources } = loadOptions(sentinelOptionSchema, { argv });
@@ -44,6 +42,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     ...(o.etcdTlsKey ? { keyFile: o.etcdTlsKey } : {}),
     ...(o.etcdUsername ? { username: o.etcdUsername, password: o.etcdPassword } : {}),
   });
+  await checkEtcdCredentials(etcd, o.etcdPrefix, Boolean(o.etcdUsername));
   const running: { sentinel?: Awaited<ReturnType<typeof startSentinel>> } = {};
   onShutdown(logger, async () => {
     await running.sentinel?.stop();
@@ -79,9 +78,49 @@ export async function runSentinel(argv: string[]): Promise<void> {
     forwardTimeoutMs: o.forwardTimeout,
     probeTimeoutMs: o.probeTimeout,
     ...(o.tlsCert && o.tlsKey
-      ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}) } }
+      ? {
+          tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}) },
+          // Outgoing calls (to the leader, to brokers) present the same certificate, which must allow
+          // client auth, and trust --tls-ca when given (else Node's store, NODE_EXTRA_CA_CERTS included).
+          clientTls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}) },
+        }
       : {}),
-    interceptors: o.adminToken ? [tokenAuth({ token: o.adminToken, protectedMethods: PROTECTED })] : [],
+    ...(o.adminToken ? { adminToken: o.adminToken } : {}),
     logger,
   });
+}
+
+/**
+ * Fails fast, with a sentence, when etcd refuses this sentinel's credentials or certificates: recovery
+ * would otherwise retry forever and the sentinel never become ready. An etcd that is merely
+ * unreachable is left to the recovery loop (it may be starting too).
+ */
+async function checkEtcdCredentials(etcd: Etcd3, prefix: string, withUser: boolean): Promise<void> {
+  try {
+    await etcd.get(`${prefix}/increment/operation`).string();
+  } catch (err) {
+    const message = errorMessage(err);
+    if (err instanceof EtcdAuthenticationFailedError) {
+      throw new InvalidArgumentError(
+        `etcd refused the user and password (--etcd-username, --etcd-password): ${message}`,
+      );
+    }
+    if (err instanceof EtcdPermissionDeniedError) {
+      throw new InvalidArgumentError(
+        `the etcd user may not read ${prefix}/ (grant it a role on that prefix): ${message}`,
+      );
+    }
+    if (!withUser && /user name is empty/.test(message)) {
+      throw new InvalidArgumentError("etcd has authentication on: pass --etcd-username and --etcd-password");
+    }
+    // grpc-js reports a refused or untrusted certificate as "unavailable"; it is configuration, not an outage.
+    const tls = /alert [a-z ]+|unable to verify [a-z ]+|self[- ]signed [a-z ]+|certificate has expired/i.exec(
+      message,
+    );
+    if (tls) {
+      throw new InvalidArgumentError(
+        `TLS to etcd failed (${tls[0].trim()}): check --etcd-tls-ca, --etcd-tls-cert and --etcd-tls-key`,
+      );
+    }
+  }
 }

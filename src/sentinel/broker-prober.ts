@@ -1,10 +1,12 @@
 import { createClient } from "@connectrpc/connect";
 import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
-import { TransportPool, toBaseUrl } from "../server/transport-pool.js";
+import { TransportPool, type TransportPoolOptions } from "../server/transport-pool.js";
 
 export interface BrokerProberOptions {
   /** How long one Health call may take before the broker counts as unreachable (ms). */
   timeoutMs: number;
+  /** TLS (CA, client certificate) and the scheme of broker host:port addresses. */
+  transportOptions?: TransportPoolOptions;
 }
 
 /**
@@ -12,12 +14,14 @@ export interface BrokerProberOptions {
  * take the client's word alone. A broker is reachable when its Health RPC answers in time.
  */
 export class BrokerProber {
-  readonly #pool = new TransportPool({ idleConnectionTimeoutMs: 5_000 });
+  readonly #pool: TransportPool;
 
-  constructor(private readonly options: BrokerProberOptions) {}
+  constructor(private readonly options: BrokerProberOptions) {
+    this.#pool = new TransportPool({ idleConnectionTimeoutMs: 5_000, ...options.transportOptions });
+  }
 
   async isReachable(address: string): Promise<boolean> {
-    const client = createClient(BrokerService, this.#pool.get(toBaseUrl(address)));
+    const client = createClient(BrokerService, this.#pool.get(address));
     try {
       await client.health({}, { timeoutMs: this.options.timeoutMs });
       return true;

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { TransportPool } from "../server/transport-pool.js";
+import { TransportPool, type TransportPoolOptions } from "../server/transport-pool.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { UnavailableError, errorMessage, isRetryable } from "../errors.js";
 import type { SentinelMetrics } from "../observability/metrics.js";
@@ -23,6 +23,8 @@ export interface WriteRouterOptions {
   transport?: (url: string) => Transport;
   /** Extra headers for forwarded calls (auth). */
   headers?: Record<string, string>;
+  /** TLS (CA, client certificate) for connections to the leader. */
+  transportOptions?: TransportPoolOptions;
 }
 
 /**
@@ -32,9 +34,11 @@ export interface WriteRouterOptions {
  */
 export class WriteRouter {
   readonly #clients = new Map<string, SentinelClient>();
-  readonly #pool = new TransportPool();
+  readonly #pool: TransportPool;
 
-  constructor(private readonly options: WriteRouterOptions) {}
+  constructor(private readonly options: WriteRouterOptions) {
+    this.#pool = new TransportPool(options.transportOptions);
+  }
 
   async route<T>(
     method: string,

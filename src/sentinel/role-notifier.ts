@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
-import { TransportPool, toBaseUrl } from "../server/transport-pool.js";
+import { TransportPool, toBaseUrl, type TransportPoolOptions } from "../server/transport-pool.js";
 import {
   BrokerService,
   PartitionRole,
@@ -19,6 +19,8 @@ export interface RoleNotifierOptions {
   transport?: (baseUrl: string) => Transport;
   /** Extra headers (auth). */
   headers?: Record<string, string>;
+  /** TLS (CA, client certificate) and the scheme of broker host:port addresses. */
+  transportOptions?: TransportPoolOptions;
 }
 
 /**
@@ -28,9 +30,11 @@ export interface RoleNotifierOptions {
  */
 export class RoleNotifier {
   readonly #clients = new Map<string, Client<typeof BrokerService>>();
-  readonly #pool = new TransportPool();
+  readonly #pool: TransportPool;
 
-  constructor(private readonly options: RoleNotifierOptions) {}
+  constructor(private readonly options: RoleNotifierOptions) {
+    this.#pool = new TransportPool(options.transportOptions);
+  }
 
   notify(topic: string, before: TopicRecord | undefined): void {
     const after = this.options.state.topic(topic);
@@ -112,10 +116,8 @@ export class RoleNotifier {
   #client(address: string): Client<typeof BrokerService> {
     let client = this.#clients.get(address);
     if (!client) {
-      client = createClient(
-        BrokerService,
-        this.options.transport?.(toBaseUrl(address)) ?? this.#pool.get(toBaseUrl(address)),
-      );
+      const url = toBaseUrl(address, this.#pool.scheme);
+      client = createClient(BrokerService, this.options.transport?.(url) ?? this.#pool.get(url));
       this.#clients.set(address, client);
     }
     return client;

@@ -1,5 +1,6 @@
 import type http from "node:http";
 import type http2 from "node:http2";
+import { isMessage } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
@@ -7,13 +8,16 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { UnavailableError, errorMessage } from "../errors.js";
 import { HeartbeatStore } from "../coordination/heartbeats.js";
 import { createKeyspace } from "../coordination/keyspace.js";
-import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import { GetBrokersRequestSchema, SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { planTopUp, planUnreachable } from "../fsm/planner.js";
 import type { UnreachableReason } from "../fsm/operations.js";
 import type { Logger } from "../observability/logger.js";
 import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../observability/metrics.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
-import { startRpcServer, type RpcServer, type TlsFiles } from "../server/rpc-server.js";
+import { bearerHeaders, tokenAuth } from "../server/auth.js";
+import { startRpcServer, type RpcServer, type RpcServerLimits, type TlsFiles } from "../server/rpc-server.js";
+import type { ClientTlsOptions } from "../server/tls.js";
+import type { TransportPoolOptions } from "../server/transport-pool.js";
 import { BrokerProber } from "./broker-prober.js";
 import { ControlPlane } from "./control-plane.js";
 import { FailureDetector } from "./failure-detector.js";
@@ -45,7 +49,20 @@ export interface SentinelConfig {
   forwardTimeoutMs: number;
   probeTimeoutMs: number;
   tls?: TlsFiles;
-  /** Extra interceptors (auth) placed before the handlers. */
+  /**
+   * TLS for the connections this sentinel opens (forwarding to the leader, SetTopicRole and Health to
+   * brokers): the CA to trust and the client certificate for mutual TLS. Broker host:port addresses are
+   * dialled over https when `tls` is set.
+   */
+  clientTls?: ClientTlsOptions;
+  /**
+   * Bearer token required on every write and admin RPC (see SENTINEL_PROTECTED_METHODS); also sent on
+   * calls this sentinel makes (forwarded writes, SetTopicRole to brokers, which share the token).
+   */
+  adminToken?: string;
+  /** Connection, stream and slow-client bounds of the RPC server. */
+  rpcLimits?: RpcServerLimits;
+  /** Extra interceptors placed before the handlers (after the admin-token check). */
   interceptors?: Interceptor[];
   logger: Logger;
   registry?: Registry;
@@ -65,6 +82,23 @@ export interface Sentinel {
   markBrokersDown(brokerIds: string[], reason: UnreachableReason): Promise<void>;
   stop(): Promise<void>;
 }
+
+/**
+ * RPCs that need the admin token when one is set: every write, and the admin views of topics and of the
+ * operation log. KeepAlive is a write (it records a heartbeat in etcd and brings a down broker back), and
+ * brokers hold the token anyway. GetBrokers needs it only when it would create the topic (a new operation
+ * in the log); reading an existing topic's brokers, and reporting unreachable ones (the leader checks
+ * those itself), does not. GetClusterStatus stays open: producers ask it (healthy broker count) before
+ * their first GetBrokers, and health checks and dashboards read it.
+ */
+export const SENTINEL_PROTECTED_METHODS: ReadonlySet<string> = new Set([
+  "KeepAlive",
+  "RegisterBroker",
+  "UnregisterBroker",
+  "CreateSnapshot",
+  "ListTopics",
+  "ListOperations",
+]);
 
 export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const logger = config.logger;
@@ -88,12 +122,32 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     interceptors: [
       errorTranslation(logger),
       rpcMetrics(createRpcMetrics(registry)),
+      ...(config.adminToken
+        ? [
+            tokenAuth({
+              token: config.adminToken,
+              name: "the admin token",
+              protectedMethods: SENTINEL_PROTECTED_METHODS,
+              requires: (req) => {
+                if (req.stream || !isMessage(req.message, GetBrokersRequestSchema)) return undefined;
+                if (live.plane?.state.topic(req.message.topic)) return undefined;
+                return `creating topic '${req.message.topic.slice(0, 200)}' (GetBrokers of a new topic) needs the admin token`;
+              },
+            }),
+          ]
+        : []),
       ...(config.interceptors ?? []),
     ],
     fallback: (req, res) => void httpFallback(req, res, () => live.plane?.ready ?? false, registry),
     ...(config.tls ? { tls: config.tls } : {}),
+    ...(config.rpcLimits ? { limits: config.rpcLimits } : {}),
     logger,
   });
+  const authHeaders = bearerHeaders(config.adminToken);
+  const transportOptions: TransportPoolOptions = {
+    ...(config.clientTls ? { tls: config.clientTls } : {}),
+    defaultScheme: config.tls ? "https" : "http",
+  };
   const scheme = config.tls ? "https" : "http";
   const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
   const url = config.advertiseUrl || `${scheme}://${host}:${server.port}`;
@@ -140,7 +194,12 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     },
     logger: logger.child({ component: "failure-detector" }),
   });
-  const notifier = new RoleNotifier({ state, logger: logger.child({ component: "role-notifier" }) });
+  const notifier = new RoleNotifier({
+    state,
+    logger: logger.child({ component: "role-notifier" }),
+    headers: authHeaders,
+    transportOptions,
+  });
   cp.onApplied((_op, effect, before) => {
     for (const topic of effect.changedTopics) notifier.notify(topic, before.get(topic));
   });
@@ -178,6 +237,8 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     leaderUrl: () => cp.leaderUrl,
     metrics,
     deadlineMs: config.forwardTimeoutMs,
+    headers: authHeaders,
+    transportOptions,
   });
   try {
     await detector.start();
@@ -188,7 +249,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     await server.close();
     throw err;
   }
-  const prober = new BrokerProber({ timeoutMs: config.probeTimeoutMs });
+  const prober = new BrokerProber({ timeoutMs: config.probeTimeoutMs, transportOptions });
   live.service = createSentinelService({
     id: config.id,
     url,

@@ -1,26 +1,52 @@
-import { timingSafeEqual } from "node:crypto";
-import type { Interceptor } from "@connectrpc/connect";
-import { UnauthenticatedError } from "../errors.js";
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Interceptor, StreamRequest, UnaryRequest } from "@connectrpc/connect";
+import { InvalidArgumentError, UnauthenticatedError } from "../errors.js";
 
 export interface TokenAuthOptions {
   /** The bearer token; requests to protected methods must send `authorization: Bearer <token>`. */
   token: string;
-  /** Method names that need the token (e.g. writes and admin RPCs). */
+  /** Method names that always need the token (e.g. writes and admin RPCs). */
   protectedMethods: ReadonlySet<string>;
+  /**
+   * For the other methods: whether this particular request needs the token (e.g. GetBrokers only when it
+   * would create a topic). Returns a short reason for the error message, or undefined when it does not.
+   */
+  requires?: (req: UnaryRequest | StreamRequest) => string | undefined;
+  /** What the token is called in error messages (default "the auth token"). */
+  name?: string;
 }
 
-/** Bearer-token check for protected methods, constant-time. */
+/** The request header that carries a token. */
+export function bearerHeaders(token: string | undefined): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+/**
+ * Bearer-token check. The comparison is constant-time and independent of the token's length (both sides
+ * are hashed first), so neither the token nor its length leaks through response timing.
+ */
 export function tokenAuth(options: TokenAuthOptions): Interceptor {
-  const expected = Buffer.from(`Bearer ${options.token}`);
+  if (options.token === "") throw new InvalidArgumentError("the auth token is empty");
+  const expected = digest(options.token);
+  const name = options.name ?? "the auth token";
   return (next) => async (req) => {
-    if (options.protectedMethods.has(req.method.name)) {
-      const given = Buffer.from(req.header.get("authorization") ?? "");
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        throw new UnauthenticatedError(
-          `${req.method.name} needs a valid admin token (authorization: Bearer …)`,
-        );
+    const reason = options.protectedMethods.has(req.method.name)
+      ? `${req.method.name} needs ${name}`
+      : options.requires?.(req);
+    if (reason !== undefined) {
+      const header = req.header.get("authorization");
+      if (header === null) {
+        throw new UnauthenticatedError(`${reason}: send the header 'authorization: Bearer <token>'`);
+      }
+      const match = /^Bearer +(.+)$/i.exec(header.trim());
+      if (!match || !timingSafeEqual(digest(match[1] as string), expected)) {
+        throw new UnauthenticatedError(`${reason}; the bearer token sent is not ${name}`);
       }
     }
     return next(req);
   };
+}
+
+function digest(token: string): Buffer {
+  return createHash("sha256").update(token).digest();
 }

@@ -1,16 +1,44 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import { readFileSync } from "node:fs";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  type ConnectRouter,
+  type Interceptor,
+} from "@connectrpc/connect";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
+import { guardRequestDecoding } from "./request-guard.js";
+import { serverTlsOptions, type TlsFiles } from "./tls.js";
 
-export interface TlsFiles {
-  certFile: string;
-  keyFile: string;
-  /** When set, clients must present a certificate signed by this CA (mutual TLS). */
-  caFile?: string;
+export type { TlsFiles } from "./tls.js";
+
+/** Bounds on what clients can hold on the server (slow clients, many connections, many streams). */
+export interface RpcServerLimits {
+  /** Most TCP connections open at once; further ones are closed as they are accepted (default 8192). */
+  maxConnections?: number;
+  /** Most RPCs in flight on one HTTP/2 connection (the SETTINGS_MAX_CONCURRENT_STREAMS it advertises; default 1000). */
+  maxConcurrentStreams?: number;
+  /**
+   * Time a new connection has to say which protocol it speaks (first bytes, or the TLS handshake), and an
+   * HTTP/1.1 request to send all its headers, in ms (default 10 s). This bounds slowloris clients.
+   */
+  headersTimeoutMs?: number;
+  /** Time an HTTP/1.1 request has to send its whole body, in ms (default 60 s; responses may take longer). */
+  requestTimeoutMs?: number;
+  /** An HTTP/1.1 keep-alive connection with no request for this long is closed, in ms (default 65 s). */
+  keepAliveTimeoutMs?: number;
+  /** An HTTP/2 connection with no RPC in flight for this long is closed (GOAWAY), in ms (default 5 min). */
+  idleTimeoutMs?: number;
 }
 
 export interface RpcServerOptions {
@@ -23,9 +51,11 @@ export interface RpcServerOptions {
     req: http.IncomingMessage | http2.Http2ServerRequest,
     res: http.ServerResponse | http2.Http2ServerResponse,
   ) => void;
-  /** Largest request message accepted, in bytes. */
+  /** Largest request message accepted, in bytes (default 4 MiB); larger ones get ResourceExhausted. */
   readMaxBytes?: number;
+  /** Serve over TLS (both HTTP/2 via ALPN and HTTP/1.1); with caFile, mutual TLS. */
   tls?: TlsFiles;
+  limits?: RpcServerLimits;
   logger: Logger;
 }
 
@@ -36,7 +66,21 @@ export interface RpcServer {
   close(): Promise<void>;
 }
 
-const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+const DEFAULT_LIMITS: Required<RpcServerLimits> = {
+  maxConnections: 8192,
+  maxConcurrentStreams: 1000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 65_000,
+  idleTimeoutMs: 300_000,
+};
+
+type NodeHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
 
 /**
  * One port for every client: gRPC over HTTP/2 (cleartext h2c, or TLS with ALPN), and Connect and
@@ -44,60 +88,62 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
  * the HTTP/2 preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server.
  */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
-  const handler = connectNodeAdapter({
-    routes: options.routes,
-    interceptors: options.interceptors ?? [],
-    fallback: options.fallback as never,
-    readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
-  });
+  const limits = { ...DEFAULT_LIMITS, ...definedOnly(options.limits ?? {}) };
+  const readMaxBytes = options.readMaxBytes ?? 4 * 1024 * 1024;
+  const handler = createHandler(options, readMaxBytes);
   const [host, portText] = splitHostPort(options.address);
   const sockets = new Set<net.Socket>();
-  let outer: net.Server;
   const h2Sessions = new Set<http2.ServerHttp2Session>();
+  const h2Settings: http2.ServerOptions = {
+    settings: { maxConcurrentStreams: limits.maxConcurrentStreams },
+  };
+  const onSession = (session: http2.ServerHttp2Session) => {
+    h2Sessions.add(session);
+    session.on("close", () => h2Sessions.delete(session));
+    // A client breaking the protocol (e.g. more streams than advertised) loses its connection (GOAWAY).
+    session.on("error", (err: Error) =>
+      options.logger.debug({ err: errorMessage(err) }, "HTTP/2 connection closed on a protocol error"),
+    );
+    closeWhenIdle(session, limits.headersTimeoutMs, limits.idleTimeoutMs);
+  };
+  // Node only enforces headersTimeout and requestTimeout on HTTP/1.1 servers that track their
+  // connections, which starts with 'listening'.
+  const http1Timeouts = {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+  };
 
+  let outer: net.Server;
+  let h1: http.Server | undefined;
   if (options.tls) {
     const secure = http2.createSecureServer(
       {
-        cert: readFileSync(options.tls.certFile),
-        key: readFileSync(options.tls.keyFile),
+        ...serverTlsOptions(options.tls),
+        ...h2Settings,
         allowHTTP1: true,
-        ...(options.tls.caFile
-          ? { ca: readFileSync(options.tls.caFile), requestCert: true, rejectUnauthorized: true }
-          : {}),
+        handshakeTimeout: limits.headersTimeoutMs,
       },
       handler,
     );
-    secure.on("session", (s) => {
-      h2Sessions.add(s);
-      s.on("close", () => h2Sessions.delete(s));
-    });
+    Object.assign(secure, http1Timeouts);
+    secure.on("session", onSession);
+    // A failed handshake (no client certificate, untrusted one) is the client's problem, not ours.
+    secure.on("tlsClientError", (err: Error) =>
+      options.logger.debug({ err: errorMessage(err) }, "TLS handshake failed"),
+    );
     outer = secure;
   } else {
-    const h2 = http2.createServer({}, handler);
-    h2.on("session", (s) => {
-      h2Sessions.add(s);
-      s.on("close", () => h2Sessions.delete(s));
-    });
-    const h1 = http.createServer(handler);
-    h1.keepAliveTimeout = 65_000;
-    h1.headersTimeout = 10_000; // slow clients cannot hold a socket forever before sending headers
-    h1.requestTimeout = 0; // long-poll and streaming RPCs may legitimately run long
-    outer = net.createServer((socket) => {
-      socket.once("readable", () => {
-        const head = socket.read(HTTP2_PREFACE.length) as Buffer | null;
-        if (head === null) {
-          // Fewer bytes than the preface so far: an HTTP/1.1 request line is never that short.
-          const rest = socket.read() as Buffer | null;
-          if (rest) socket.unshift(rest);
-          h1.emit("connection", socket);
-          return;
-        }
-        socket.unshift(head);
-        if (head.equals(HTTP2_PREFACE)) h2.emit("connection", socket);
-        else h1.emit("connection", socket);
-      });
-    });
+    const h2 = http2.createServer(h2Settings, handler);
+    h2.on("session", onSession);
+    const plain = http.createServer(handler);
+    Object.assign(plain, http1Timeouts);
+    plain.emit("listening");
+    h1 = plain;
+    outer = net.createServer((socket) => dispatchByPreface(socket, h2, plain, limits.headersTimeoutMs));
   }
+  outer.maxConnections = limits.maxConnections;
   outer.on("connection", (socket: net.Socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
@@ -111,7 +157,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   });
   const bound = outer.address() as net.AddressInfo;
   options.logger.info(
-    { address: `${host}:${bound.port}`, tls: Boolean(options.tls) },
+    { address: `${host}:${bound.port}`, tls: Boolean(options.tls), mutualTls: Boolean(options.tls?.caFile) },
     "serving gRPC (HTTP/2), Connect and gRPC-web (HTTP/1.1) on one port",
   );
   return {
@@ -120,6 +166,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     async close() {
       await new Promise<void>((resolve) => {
         outer.close(() => resolve());
+        h1?.close();
         for (const session of h2Sessions) session.close();
         // Give in-flight requests a moment, then cut what is left (long polls, idle keep-alives).
         setTimeout(() => {
@@ -128,6 +175,116 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       });
     },
   };
+}
+
+/**
+ * Routes RPCs to Connect's handlers, each behind the decoding guard, and everything else to the
+ * fallback. Same as connectNodeAdapter, plus the guard and strict UTF-8 for JSON.
+ */
+function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHandler {
+  const jsonOptions = {
+    ignoreUnknownFields: false,
+    // Connect's JSON decoding replaces invalid UTF-8 with U+FFFD; a request that is not UTF-8 is refused.
+    textDecoder: new TextDecoder("utf-8", { fatal: true }),
+  };
+  const router = createConnectRouter({
+    interceptors: options.interceptors ?? [],
+    readMaxBytes,
+    jsonOptions,
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
+  options.routes(router);
+  const paths = new Map<string, UniversalHandler>();
+  for (const h of router.handlers) paths.set(h.requestPath, guardRequestDecoding(h, readMaxBytes));
+  return (req, res) => {
+    const handler = paths.get((req.url ?? "").split("?", 2)[0] ?? "");
+    if (!handler) {
+      options.fallback(req, res);
+      return;
+    }
+    if ("stream" in req) {
+      // Answered before the request was read to its end (an error mid-upload): reset the stream, as
+      // gRPC servers do, or a client still sending waits on flow control forever, holding a stream slot.
+      // Node's compatibility layer always asks for trailers once the response body is done.
+      req.stream.once("wantTrailers", () =>
+        setImmediate(() => {
+          if (!req.complete && !req.stream.closed) req.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        }),
+      );
+    }
+    handler(universalRequestFromNodeRequest(req, res, undefined, undefined))
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason: unknown) => {
+        // Aborted: the client went away mid-response; nothing to answer.
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        options.logger.warn(
+          { method: handler.method.name, err: errorMessage(reason) },
+          "could not complete an RPC response",
+        );
+      });
+  };
+}
+
+/**
+ * Cleartext: waits for enough bytes to tell the HTTP/2 preface from an HTTP/1.1 request line (both may
+ * arrive a byte at a time), then hands the socket over. A connection that says nothing in time is closed.
+ */
+function dispatchByPreface(
+  socket: net.Socket,
+  h2: http2.Http2Server,
+  h1: http.Server,
+  timeoutMs: number,
+): void {
+  let head = Buffer.alloc(0);
+  // A deadline, not an idle timeout: a client dribbling a byte at a time must not reset it.
+  const deadline = setTimeout(() => socket.destroy(), timeoutMs);
+  deadline.unref();
+  const onError = () => socket.destroy();
+  const onReadable = () => {
+    for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
+      head = Buffer.concat([head, chunk]);
+    }
+    const n = Math.min(head.length, HTTP2_PREFACE.length);
+    const http2Prefix = head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
+    if (head.length === 0 || (http2Prefix && head.length < HTTP2_PREFACE.length)) return;
+    socket.off("readable", onReadable);
+    socket.off("error", onError);
+    clearTimeout(deadline);
+    socket.unshift(head);
+    (http2Prefix ? h2 : h1).emit("connection", socket);
+  };
+  socket.once("close", () => clearTimeout(deadline));
+  socket.on("error", onError);
+  socket.on("readable", onReadable);
+}
+
+/**
+ * Closes an HTTP/2 connection that opens no stream within firstStreamMs (a slow or silent client), or
+ * that has had no stream open for idleMs since (GOAWAY, then a hard close).
+ */
+function closeWhenIdle(session: http2.ServerHttp2Session, firstStreamMs: number, idleMs: number): void {
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (ms: number) => {
+    timer = setTimeout(() => {
+      session.close();
+      setTimeout(() => session.destroy(), 1_000).unref();
+    }, ms);
+    timer.unref();
+  };
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    open++;
+    clearTimeout(timer);
+    stream.once("close", () => {
+      if (--open === 0 && !session.closed && !session.destroyed) arm(idleMs);
+    });
+  });
+  session.once("close", () => clearTimeout(timer));
+  arm(firstStreamMs);
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export function splitHostPort(address: string): [string, string] {

@@ -1,9 +1,18 @@
+import type http2 from "node:http2";
 import type { Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { clientTlsOptions, type ClientTlsOptions } from "./tls.js";
 
 export interface TransportPoolOptions {
   /** Close an HTTP/2 connection idle for this long (ms). */
   idleConnectionTimeoutMs?: number;
+  /** CA to trust and client certificate to present on https connections (mutual TLS). */
+  tls?: ClientTlsOptions;
+  /**
+   * Scheme for bare `host:port` addresses given to get() (broker addresses are host:port): "https" in a
+   * cluster with TLS on. Default: "https" when `tls` is set, else "http".
+   */
+  defaultScheme?: "http" | "https";
 }
 
 /**
@@ -13,15 +22,26 @@ export interface TransportPoolOptions {
 export class TransportPool {
   readonly #managers = new Map<string, Http2SessionManager>();
   readonly #transports = new Map<string, Transport>();
+  readonly #nodeOptions: http2.SecureClientSessionOptions;
+  /** The scheme bare host:port addresses get. */
+  readonly scheme: "http" | "https";
 
-  constructor(private readonly options: TransportPoolOptions = {}) {}
+  constructor(private readonly options: TransportPoolOptions = {}) {
+    // Certificate files are read once: a component restarted after a renewal picks up the new ones.
+    this.#nodeOptions = options.tls ? clientTlsOptions(options.tls) : {};
+    this.scheme = options.defaultScheme ?? (options.tls ? "https" : "http");
+  }
 
-  get(baseUrl: string): Transport {
+  /** The transport to a base URL, or to a bare host:port (which gets this pool's scheme). */
+  get(baseUrlOrAddress: string): Transport {
+    const baseUrl = toBaseUrl(baseUrlOrAddress, this.scheme);
     let transport = this.#transports.get(baseUrl);
     if (!transport) {
-      const manager = new Http2SessionManager(baseUrl, {
-        idleConnectionTimeoutMs: this.options.idleConnectionTimeoutMs ?? 60_000,
-      });
+      const manager = new Http2SessionManager(
+        baseUrl,
+        { idleConnectionTimeoutMs: this.options.idleConnectionTimeoutMs ?? 60_000 },
+        this.#nodeOptions,
+      );
       transport = createGrpcTransport({ baseUrl, sessionManager: manager });
       this.#managers.set(baseUrl, manager);
       this.#transports.set(baseUrl, transport);
