@@ -1,11 +1,16 @@
 /** CPU profile of a broker's produce hot path: `node --cpu-prof` in the broker process, stopped by SIGTERM. */
+import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { brokerClient } from "../test/helpers/broker-process.js";
 import { startCluster } from "../test/helpers/cluster.js";
+import { freePort } from "../test/helpers/ports.js";
+import { GOULETTE_BIN } from "../test/helpers/sentinel-process.js";
 import { waitFor } from "../test/helpers/wait.js";
 import { Acks, createGouletteTarget } from "./dataplane-goulette.js";
 import type { ProduceResult } from "./dataplane-target.js";
+import { trackChild } from "./lib/children.js";
 import { summariseProfile, type CpuProfile, type ProfileSummary } from "./lib/cpu-profile.js";
 
 export interface ProduceProfile {
@@ -16,21 +21,60 @@ export interface ProduceProfile {
 
 /**
  * One broker (fsync=interval, acks=leader, RF 1) under `size`-byte produce load for `durationMs`; only the
- * samples of the load phase are ranked.
+ * samples of the load phase are ranked. Node refuses --cpu-prof in NODE_OPTIONS, so the broker is started
+ * here (etcd and the sentinel by the cluster helper) with the flag on its command line.
  */
 export async function profileProduce(size: number, durationMs: number): Promise<ProduceProfile> {
   const dir = await mkdtemp(path.join(tmpdir(), "goulette-broker-prof-"));
-  const cluster = await startCluster({
-    sentinels: 1,
-    brokers: 1,
-    brokerArgs: ["--fsync", "interval", "--fsync-interval", "1000"],
-    brokerEnv: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` },
-  });
+  const cluster = await startCluster({ sentinels: 1, brokers: 0 });
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const broker = spawn(
+    process.execPath,
+    [
+      "--cpu-prof",
+      `--cpu-prof-dir=${dir}`,
+      GOULETTE_BIN,
+      "broker",
+      "--id",
+      "b1",
+      "--address",
+      address,
+      "--advertise-address",
+      address,
+      "--data-dir",
+      path.join(dir, "data"),
+      "--sentinels",
+      cluster.sentinelUrls.join(","),
+      "--fsync",
+      "interval",
+      "--fsync-interval",
+      "1000",
+      "--keepalive-interval",
+      "300",
+      "--log-level",
+      "warn",
+    ],
+    { stdio: "ignore" },
+  );
+  trackChild(broker);
+  const exited = new Promise<void>((resolve) => broker.once("exit", () => resolve()));
   try {
-    await cluster.createTopic("bench-profile", { partitions: 1, replicas: 1 });
+    await waitFor(async () => (await fetch(`http://${address}/readyz`)).ok, {
+      timeoutMs: 20_000,
+      what: "the profiled broker to be ready",
+    });
+    await cluster.sentinel().getBrokers({ topic: "bench-profile", partitions: 1, replicaCount: 1 });
+    const client = brokerClient(address);
+    await waitFor(
+      async () =>
+        (await client.getCommittedOffset({ consumerGroup: "probe", topic: "bench-profile", partition: 0 }))
+          .offset === -1n,
+      { timeoutMs: 10_000, what: "the profiled broker to lead bench-profile" },
+    );
     const target = createGouletteTarget({
       label: "profile",
-      leaderAddress: cluster.brokerAddress("b1"),
+      leaderAddress: address,
       topic: "bench-profile",
       acks: Acks.LEADER,
     });
@@ -39,7 +83,8 @@ export async function profileProduce(size: number, durationMs: number): Promise<
     const load = await target.produce(size, Number.MAX_SAFE_INTEGER, durationMs);
     const endUs = Number(process.hrtime.bigint() / 1000n);
     // SIGTERM: a graceful stop, so V8 writes the profile on exit.
-    await cluster.killBroker("b1", "SIGTERM");
+    broker.kill("SIGTERM");
+    await exited;
     const file = await waitFor(
       async () => {
         const files = (await readdir(dir)).filter((f) => f.endsWith(".cpuprofile"));
@@ -50,6 +95,10 @@ export async function profileProduce(size: number, durationMs: number): Promise<
     const profile = JSON.parse(await readFile(path.join(dir, file), "utf8")) as CpuProfile;
     return { load, size, summary: summariseProfile(profile, { startUs, endUs }, 15) };
   } finally {
+    if (broker.exitCode === null && broker.signalCode === null) {
+      broker.kill("SIGKILL");
+      await exited;
+    }
     await cluster.stop();
     await rm(dir, { recursive: true, force: true });
   }

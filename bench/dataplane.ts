@@ -159,7 +159,11 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
 
   // --- CPU profile of the produce hot path
   ctx.log("CPU profile of a broker under 1 KiB acks=leader produce load");
-  const prof = await profileProduce(1024, ctx.quick ? 2_000 : 5_000);
+  // A failed profile must not throw away the measurements above.
+  const prof = await profileProduce(1024, ctx.quick ? 2_000 : 5_000).catch((err: unknown) => {
+    ctx.log(`profile FAILED: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  });
 
   return {
     tables: buildTables({ results, latencies, loopbackSpread, disk4k, disk1m, prof, reps, runMs }),
@@ -192,7 +196,7 @@ interface TableInput {
   loopbackSpread: Spread;
   disk4k: DiskRate[];
   disk1m: DiskRate[];
-  prof: Awaited<ReturnType<typeof profileProduce>>;
+  prof: Awaited<ReturnType<typeof profileProduce>> | undefined;
   reps: number;
   runMs: number;
 }
@@ -309,6 +313,7 @@ function buildTables(input: TableInput): Table[] {
       "producer and consumer in the benchmark process (one clock); Goulette pulls with a long-poll stream, NATS an ordered consumer, Redis XREAD BLOCK",
     ],
   });
+  if (!prof) return tables;
   const busy = prof.summary.totalMs - prof.summary.idleMs;
   tables.push({
     title: "Broker produce hot path (1 KiB, acks=leader, fsync=interval): top frames by self time",
