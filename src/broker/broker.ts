@@ -76,7 +76,9 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const logger = config.logger;
   const registry = config.registry ?? createRegistry({ component: "broker", broker: config.id });
   const metrics = createBrokerMetrics(registry);
-  const pool = new TransportPool();
+  // Outgoing calls (replication, sentinels) present the server certificate and trust the same CA, so
+  // a cluster with TLS on (mutual or not) works end to end.
+  const pool = new TransportPool(config.tls ? { tls: { ...config.tls } } : {});
   const headers: Record<string, string> = config.authToken
     ? { authorization: `Bearer ${config.authToken}` }
     : {};

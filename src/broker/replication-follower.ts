@@ -9,7 +9,6 @@ import {
   type ReplicateResponse,
 } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
-import { toBaseUrl } from "../server/transport-pool.js";
 import type { ReplicatedRecord } from "../storage/index.js";
 import { AsyncQueue } from "./async-queue.js";
 import type { FetcherHandle, Partition } from "./partition.js";
@@ -71,7 +70,7 @@ async function runStream(
   const leader = p.leader;
   if (p.role !== "follower" || leader === undefined) return;
   if (!leader.address) throw new Error(`the address of leader ${leader.brokerId} is unknown`);
-  const client = createClient(BrokerService, options.transport(toBaseUrl(leader.address)));
+  const client = createClient(BrokerService, options.transport(leader.address));
   const streamAbort = new AbortController();
   const onAbort = () => streamAbort.abort();
   signal.addEventListener("abort", onAbort, { once: true });

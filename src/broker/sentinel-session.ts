@@ -5,7 +5,6 @@ import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
 import type { SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import type { Logger } from "../observability/logger.js";
-import { toBaseUrl } from "../server/transport-pool.js";
 
 export interface SentinelSessionOptions {
   brokerId: string;
@@ -47,9 +46,7 @@ export class SentinelSession {
 
   constructor(private readonly options: SentinelSessionOptions) {
     if (options.sentinels.length === 0) throw new Error("at least one sentinel URL is needed");
-    this.#clients = options.sentinels.map((url) =>
-      createClient(SentinelService, options.transport(toBaseUrl(url))),
-    );
+    this.#clients = options.sentinels.map((url) => createClient(SentinelService, options.transport(url)));
   }
 
   /** Registered, and the roles of at least one KeepAlive answer applied. */

@@ -43,6 +43,7 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
   #retryTimer: NodeJS.Timeout | undefined;
   #predecessorWatch: Watcher | undefined;
   #leaderWatch: Watcher | undefined;
+  #leaderPoll: NodeJS.Timeout | undefined;
   #generation = 0;
 
   constructor(private readonly options: LeaderElectionOptions) {
@@ -74,6 +75,7 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
     this.#generation++;
     clearTimeout(this.#retryTimer);
     clearInterval(this.#guardTimer);
+    clearInterval(this.#leaderPoll);
     await this.#predecessorWatch?.cancel().catch(() => undefined);
     await this.#leaderWatch?.cancel().catch(() => undefined);
     this.#stepDown("resigned");
@@ -184,10 +186,19 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
     this.emit("deposed", reason);
   }
 
+  /**
+   * Follows the leader's URL. Reads are ordered (a late answer never overwrites a newer one) and also
+   * run every second, so a read that failed while etcd was away is made good without a new event.
+   */
   async #observeLeader(): Promise<void> {
     const { etcd, keys } = this.options;
+    let issued = 0;
+    let newestApplied = 0;
     const refresh = async () => {
+      const ticket = ++issued;
       const res = await etcd.getAll().prefix(keys.electionPrefix).sort("Create", "Ascend").limit(1).strings();
+      if (ticket < newestApplied) return;
+      newestApplied = ticket;
       const url = Object.values(res)[0];
       if (url !== this.#leaderUrl) {
         this.#leaderUrl = url;
@@ -195,14 +206,20 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
       }
     };
     await refresh();
-    this.#leaderWatch = await etcd.watch().prefix(keys.electionPrefix).create();
     const onChange = () => {
+      if (!this.#running) return;
       refresh().catch((err: unknown) =>
-        this.options.logger.warn({ err: errorMessage(err) }, "could not read the election leader"),
+        this.options.logger.debug(
+          { err: errorMessage(err) },
+          "could not read the election leader; will retry",
+        ),
       );
     };
+    this.#leaderWatch = await etcd.watch().prefix(keys.electionPrefix).create();
     this.#leaderWatch.on("put", onChange);
     this.#leaderWatch.on("delete", onChange);
     this.#leaderWatch.on("connected", onChange);
+    this.#leaderPoll = setInterval(onChange, 1_000);
+    this.#leaderPoll.unref();
   }
 }

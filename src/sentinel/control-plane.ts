@@ -222,8 +222,13 @@ export class ControlPlane {
     }
     this.options.metrics.appended.inc({ type: op.type });
     this.options.logger.info({ opId: op.id, type: op.type, data: summarise(op) }, `appended ${op.type}`);
-    const effect = this.#apply(op);
-    if (effect) for (const listener of this.#appliedListeners) listener(op, effect, before);
+    // The watch may have applied our own operation before the append returned: the effect is then
+    // the projected one, so brokers are still told their roles.
+    const effect = this.#apply(op) ?? {
+      changedTopics: [...projected.put.map((t) => t.topic), ...projected.deleted],
+      changedBrokers: [],
+    };
+    for (const listener of this.#appliedListeners) listener(op, effect, before);
     this.#maybeSnapshot();
     return op;
   }
