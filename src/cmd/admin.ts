@@ -43,12 +43,14 @@ const schema = {
   "tls-key": option({ kind: "string", description: "Key (PEM) of --tls-cert", default: "" }),
 };
 
-const USAGE = `Usage: goulette admin <status|topics|operations|snapshot> [options]
+const USAGE = `Usage: goulette admin <status|topics|operations|snapshot|unregister-broker> [options]
 
   status       leader, sentinels, ring, op-log head/applied, brokers
   topics       topic assignments (what 'etcdctl get /goulette/topics/ --prefix' holds)
   operations   the operation log (what 'etcdctl get /goulette/operations/ --prefix' holds)
-  snapshot     make the leader write a snapshot now and compact the log`;
+  snapshot     make the leader write a snapshot now and compact the log
+  unregister-broker <id>
+               remove a broker for good (after a scale-down): its replicas move elsewhere`;
 
 export async function runAdmin(argv: string[]): Promise<void> {
   const { values: o, positionals, help } = loadOptions(schema, { argv, allowPositionals: true });
@@ -67,7 +69,7 @@ export async function runAdmin(argv: string[]): Promise<void> {
     defaultScheme: "http",
   });
   try {
-    await runCommand(command, o, pool);
+    await runCommand(command, positionals.slice(1), o, pool);
   } finally {
     pool.close();
   }
@@ -75,7 +77,12 @@ export async function runAdmin(argv: string[]): Promise<void> {
 
 type AdminOptions = OptionValues<typeof schema>;
 
-async function runCommand(command: string, o: AdminOptions, pool: TransportPool): Promise<void> {
+async function runCommand(
+  command: string,
+  args: string[],
+  o: AdminOptions,
+  pool: TransportPool,
+): Promise<void> {
   const call = async <T>(fn: (client: Client<typeof SentinelService>) => Promise<T>): Promise<T> => {
     let lastError: unknown;
     for (const url of o.sentinel) {
@@ -169,6 +176,14 @@ async function runCommand(command: string, o: AdminOptions, pool: TransportPool)
       if (res.nextAfterId > 0n) print(`more: --after ${res.nextAfterId}`);
       return;
     }
+    case "unregister-broker": {
+      const brokerId = args[0];
+      if (!brokerId) throw new InvalidArgumentError("unregister-broker needs a broker id");
+      const res = await call((c) => c.unregisterBroker({ brokerId }, options));
+      if (o.json) return print(toJson({ brokerId, operationId: res.operationId }));
+      print(`broker ${brokerId} unregistered (operation ${res.operationId}); its replicas were moved`);
+      return;
+    }
     case "snapshot": {
       const res = await call((c) => c.createSnapshot({}, options));
       if (o.json)
@@ -186,7 +201,7 @@ async function runCommand(command: string, o: AdminOptions, pool: TransportPool)
     }
     default:
       throw new InvalidArgumentError(
-        `unknown admin command '${command}' (status, topics, operations, snapshot)`,
+        `unknown admin command '${command}' (status, topics, operations, snapshot, unregister-broker)`,
       );
   }
 }
