@@ -1,11 +1,12 @@
 /** Goulette as a data-plane benchmark target: BrokerService driven directly over gRPC (HTTP/2). */
 import { create } from "@bufbuild/protobuf";
-import type { Client } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   Acks,
+  BrokerService,
   MessageRequestSchema,
   ProduceError,
-  type BrokerService,
   type MessageRequest,
 } from "../src/gen/goulette/v1/broker_pb.js";
 import { brokerClient, Pushable } from "../test/helpers/broker-process.js";
@@ -28,12 +29,23 @@ export interface GouletteTargetOptions {
   window?: number;
   /** Bytes of payload per request at most (records per request = this / size, 1…500). */
   batchBytes?: number;
+  /**
+   * Let the transport negotiate gzip/brotli as connect-node does by default (true, what the SDK does);
+   * false sends `acceptCompression: []`, like the peers' clients, which never compress.
+   */
+  compression?: boolean;
 }
 
 let producerSeq = 0;
 
 export function createGouletteTarget(options: GouletteTargetOptions): QueueTarget {
-  const client: Client<typeof BrokerService> = brokerClient(options.leaderAddress);
+  const client: Client<typeof BrokerService> =
+    (options.compression ?? true)
+      ? brokerClient(options.leaderAddress)
+      : createClient(
+          BrokerService,
+          createGrpcTransport({ baseUrl: `http://${options.leaderAddress}`, acceptCompression: [] }),
+        );
   const window = options.window ?? 8;
   const batchBytes = options.batchBytes ?? 256 * 1024;
   let last: { startOffset: bigint; count: number } | undefined;

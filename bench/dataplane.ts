@@ -120,6 +120,17 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         acks: Acks.LEADER,
       });
       await measure(leader, "Goulette acks=leader (RF 1)", fsync);
+      if (fsync === "interval") {
+        // The same, with a client that does not negotiate gzip (as the peers' clients): what it costs.
+        const plain = createGouletteTarget({
+          label: "leader, no gzip",
+          leaderAddress: leaderOf(rf1),
+          topic: "bench-rf1",
+          acks: Acks.LEADER,
+          compression: false,
+        });
+        await measure(plain, "Goulette acks=leader (RF 1), client without gzip", fsync);
+      }
       const all = createGouletteTarget({
         label: "all",
         leaderAddress: leaderOf(rf3),
