@@ -87,7 +87,10 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
   /** Partition → offset after the last message processed. */
   readonly #processed = new Map<number, number>();
   readonly #committed = new Map<number, number>();
-  #current: ConsumedMessage | undefined;
+  /** Messages handed out by the last receive: processed once the application asks for more. */
+  #outstanding: ConsumedMessage[] = [];
+  /** start() has finished. */
+  #ready = false;
   #started: Promise<void> | undefined;
   #running: Promise<unknown> | undefined;
   #commitTimer: ReturnType<typeof setInterval> | undefined;
@@ -148,6 +151,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
 
   async #start(): Promise<void> {
     const assignment = await this.#metadata.get(this.#abort.signal);
+    if (this.#closed) throw new ClientClosedError("the consumer");
     const all = assignment.partitions.map((p) => p.partition);
     let chosen = this.#options.partitions ? [...this.#options.partitions] : all;
     const member = this.#options.member;
@@ -184,6 +188,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
         f.run(this.#abort.signal).catch((err: unknown) => this.#buffer.fail(toClientError(err))),
       ),
     );
+    this.#ready = true;
     if (this.#options.autoCommit ?? true) {
       this.#commitTimer = setInterval(
         () => void this.#commitPositions(this.#processed).catch(() => undefined),
@@ -200,30 +205,45 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
 
   /**
    * The next message, or undefined when none arrived within `timeoutMs` (when given) or the consumer
-   * closed. Marks the previous message processed.
+   * closed. Marks the previously received messages processed.
    */
   async receive(
     options: { signal?: AbortSignal; timeoutMs?: number } = {},
   ): Promise<ConsumedMessage | undefined> {
+    return (await this.receiveBatch({ ...options, max: 1 }))[0];
+  }
+
+  /**
+   * Up to `max` messages (default 500) as soon as at least one is there: what is buffered, without
+   * waiting for more. [] when none arrived within `timeoutMs` or the consumer closed. Marks the
+   * previously received messages processed. Cheaper per message than receive() for busy consumers.
+   */
+  async receiveBatch(
+    options: { max?: number; signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<ConsumedMessage[]> {
     this.#markProcessed();
-    if (this.#closed) return undefined;
-    await this.start();
-    const signal = options.signal
-      ? AbortSignal.any([options.signal, this.#abort.signal])
-      : this.#abort.signal;
-    let message: ConsumedMessage | undefined;
+    if (this.#closed) return [];
+    const max = Math.max(1, options.max ?? 500);
+    let messages: ConsumedMessage[];
     try {
-      message = await this.#buffer.take(signal, options.timeoutMs);
+      if (!this.#ready) await this.start();
+      messages = this.#buffer.takeAvailable(max);
+      if (messages.length === 0) {
+        const signal = options.signal
+          ? AbortSignal.any([options.signal, this.#abort.signal])
+          : this.#abort.signal;
+        await this.#buffer.whenAvailable(signal, options.timeoutMs);
+        messages = this.#buffer.takeAvailable(max);
+      }
     } catch (err) {
-      if (this.#closed && err instanceof AbortedError && !options.signal?.aborted) return undefined;
+      // close() while waiting ends the wait quietly; the caller's own abort is an error.
+      if (this.#closed && !options.signal?.aborted) return [];
       throw err;
     }
-    if (message) {
-      this.#current = message;
-      this.#delivered.set(message.partition, message.offset + 1);
-      this.#deliveredCount++;
-    }
-    return message;
+    for (const message of messages) this.#delivered.set(message.partition, message.offset + 1);
+    this.#deliveredCount += messages.length;
+    this.#outstanding = messages;
+    return messages;
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<ConsumedMessage> {
@@ -255,7 +275,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       try {
         await handler(message);
       } catch (err) {
-        this.#current = undefined;
+        this.#outstanding = [];
         throw err;
       }
     }
@@ -328,10 +348,10 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
   }
 
   #markProcessed(): void {
-    const current = this.#current;
-    if (!current) return;
-    this.#current = undefined;
-    advance(this.#processed, current.partition, current.offset + 1);
+    const outstanding = this.#outstanding;
+    if (outstanding.length === 0) return;
+    this.#outstanding = [];
+    for (const message of outstanding) advance(this.#processed, message.partition, message.offset + 1);
   }
 
   /** Commits `positions` that moved past what is committed, one call per partition, to its leader. */

@@ -19,6 +19,52 @@ export class MessageBuffer<T> {
     return this.#items.length - this.#head;
   }
 
+  /** Adds an item if there is room now (true), without waiting; false when full. */
+  tryPut(item: T): boolean {
+    if (this.#closed) return true;
+    if (this.size >= this.capacity) return false;
+    this.#items.push(item);
+    if (this.#takeWaiters.length > 0) wakeAll(this.#takeWaiters);
+    return true;
+  }
+
+  /**
+   * Up to `max` items available now, without waiting ([] when none). Throws the error given to fail()
+   * when it is empty and failed.
+   */
+  takeAvailable(max: number): T[] {
+    const available = this.size;
+    if (available === 0) {
+      if (this.#failure) throw this.#failure.error;
+      return [];
+    }
+    const n = Math.min(max, available);
+    const items = this.#items.slice(this.#head, this.#head + n);
+    this.#head += n;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.#putWaiters.length > 0) wakeAll(this.#putWaiters);
+    return items;
+  }
+
+  /** Resolves once an item is available, the buffer closed or failed, `timeoutMs` passed or `signal` fired. */
+  async whenAvailable(signal?: AbortSignal, timeoutMs?: number): Promise<void> {
+    if (this.size > 0 || this.#failure || this.#closed) return;
+    if (signal?.aborted) throw new AbortedError(signal.reason);
+    await waitFor(this.#takeWaiters, signal, timeoutMs);
+    if (signal?.aborted && this.size === 0) throw new AbortedError(signal.reason);
+  }
+
+  /** True once close() was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Adds an item once there is room; rejects with AbortedError when `signal` fires first. */
   async put(item: T, signal?: AbortSignal): Promise<void> {
     while (this.size >= this.capacity && !this.#closed) {
@@ -30,33 +76,7 @@ export class MessageBuffer<T> {
     wakeAll(this.#takeWaiters);
   }
 
-  /**
-   * The next item; undefined after `timeoutMs` without one or once closed and empty. Throws the error
-   * given to fail() once the items before it are taken, or AbortedError when `signal` fires.
-   */
-  async take(signal?: AbortSignal, timeoutMs?: number): Promise<T | undefined> {
-    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
-    for (;;) {
-      if (this.#head < this.#items.length) {
-        const item = this.#items[this.#head] as T;
-        this.#head++;
-        if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-          this.#items = this.#items.slice(this.#head);
-          this.#head = 0;
-        }
-        wakeAll(this.#putWaiters);
-        return item;
-      }
-      if (this.#failure) throw this.#failure.error;
-      if (this.#closed) return undefined;
-      if (signal?.aborted) throw new AbortedError(signal.reason);
-      const left = deadline - Date.now();
-      if (left <= 0) return undefined;
-      await waitFor(this.#takeWaiters, signal, left === Infinity ? undefined : left);
-    }
-  }
-
-  /** take() throws `error` once the items already buffered are taken. */
+  /** takeAvailable() throws `error` once the items already buffered are taken. */
   fail(error: unknown): void {
     if (this.#failure || this.#closed) return;
     this.#failure = { error };
@@ -64,7 +84,7 @@ export class MessageBuffer<T> {
     wakeAll(this.#putWaiters);
   }
 
-  /** No more items: take() returns undefined once empty; put() drops its item. */
+  /** No more items: whenAvailable() returns at once; put() drops its item. */
   close(): void {
     this.#closed = true;
     wakeAll(this.#takeWaiters);

@@ -61,6 +61,12 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
       const baseUrl = baseUrlOf(target, scheme);
       const manager = managers.get(baseUrl);
       if (manager) retired.add(manager);
+      for (const old of retired) {
+        if (old.state() === "closed" || old.state() === "error") {
+          old.abort();
+          retired.delete(old);
+        }
+      }
       managers.delete(baseUrl);
       transports.delete(baseUrl);
     },

@@ -87,7 +87,8 @@ export class PartitionFetcher {
             });
           }
           this.position = at + 1;
-          await this.options.buffer.put(toConsumedMessage(message), signal);
+          const consumed = toConsumedMessage(message);
+          if (!this.options.buffer.tryPut(consumed)) await this.options.buffer.put(consumed, signal);
         }
       } catch (err) {
         if (signal.aborted || err instanceof AbortedError) return;

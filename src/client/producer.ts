@@ -185,6 +185,7 @@ export class Producer {
   #closing: Promise<void> | undefined;
   #roomWaiters: Array<() => void> = [];
   #sweeper: ReturnType<typeof setInterval> | undefined;
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #stats = { acknowledged: 0, failed: 0, retried: 0, requests: 0, unreachableBrokers: [] as string[] };
   readonly #onAbort: () => void;
 
@@ -501,6 +502,10 @@ export class Producer {
     }
     const location = q.topic.metadata.current?.partitions[q.partition];
     if (!location || location.address === "") {
+      // No leader right now (every replica down?): ask again, with backoff between the answers.
+      q.failures++;
+      q.retryAt =
+        now + backoffDelay(q.failures, this.#settings.retryBackoffMs, this.#settings.maxRetryBackoffMs);
       this.#refresh(q.topic, [], q);
       return;
     }
@@ -763,11 +768,13 @@ export class Producer {
     );
   }
 
+  /** Runs `fn` after `ms` unless the producer closed first (the timer keeps a Node process alive). */
   #later(ms: number, fn: () => void): void {
     const timer = setTimeout(() => {
+      this.#timers.delete(timer);
       if (this.#state !== "closed") fn();
     }, ms);
-    unrefTimer(timer);
+    this.#timers.add(timer);
   }
 
   // ---- settling -----------------------------------------------------------------------------------
@@ -850,6 +857,8 @@ export class Producer {
     this.#options.signal?.removeEventListener("abort", this.#onAbort);
     if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
     this.#sweeper = undefined;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
     for (const topic of this.#topics.values()) {
       for (const q of topic.partitions ?? []) if (q.timer !== undefined) clearTimeout(q.timer);
     }

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import { formatHelp, loadOptions, option } from "../config/options.js";
 import { AbortedError, Consumer, decodeText, type ConsumedMessage } from "../client/node.js";
-import { printEvent, startProgress } from "./produce.js";
+import { TLS_OPTIONS, printEvent, startProgress, transportOptions } from "./produce.js";
 
 const schema = {
   sentinel: option({
@@ -41,6 +41,7 @@ const schema = {
   json: option({ kind: "boolean", description: "Print one JSON object per message", default: false }),
   token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
   verbose: option({ kind: "boolean", description: "Print failovers and retries on stderr", default: false }),
+  ...TLS_OPTIONS,
 };
 
 const USAGE = `Usage: goulette consume --topic t --group g [--from-beginning] [--max n] [options]
@@ -71,6 +72,7 @@ export async function runConsume(argv: string[]): Promise<void> {
     ...(partitions.length > 0 ? { partitions } : {}),
     ...(o.token ? { token: o.token } : {}),
     ...(o.verbose ? { onEvent: printEvent } : {}),
+    nodeTransport: transportOptions(o),
   });
   const interrupt = new AbortController();
   const onSignal = () => {

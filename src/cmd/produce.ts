@@ -1,7 +1,42 @@
+import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { InvalidArgumentError, errorMessage } from "../errors.js";
 import { formatHelp, loadOptions, option } from "../config/options.js";
-import { Producer, type ClientEvent, type ProduceAck } from "../client/node.js";
+import { Producer, type ClientEvent, type NodeTransportOptions, type ProduceAck } from "../client/node.js";
+
+/** TLS flags shared with consume (https sentinel URLs; brokers are then dialled over TLS too). */
+export const TLS_OPTIONS = {
+  "tls-ca": option({
+    kind: "string",
+    description: "CA (PEM) the cluster's certificates chain to; default: Node's trust store",
+    default: "",
+  }),
+  "tls-cert": option({
+    kind: "string",
+    description: "Client certificate (PEM), for mutual TLS",
+    default: "",
+  }),
+  "tls-key": option({ kind: "string", description: "Key (PEM) of --tls-cert", default: "" }),
+};
+
+/** The Node transport options for the TLS flags: TLS when a sentinel URL is https or a CA is given. */
+export function transportOptions(o: {
+  sentinel: string[];
+  tlsCa: string;
+  tlsCert: string;
+  tlsKey: string;
+}): NodeTransportOptions {
+  const tls = o.tlsCa !== "" || o.sentinel.some((url) => url.startsWith("https://"));
+  if (!tls) return {};
+  return {
+    tls: true,
+    tlsOptions: {
+      ...(o.tlsCa ? { ca: readFileSync(o.tlsCa) } : {}),
+      ...(o.tlsCert ? { cert: readFileSync(o.tlsCert) } : {}),
+      ...(o.tlsKey ? { key: readFileSync(o.tlsKey) } : {}),
+    },
+  };
+}
 
 const schema = {
   sentinel: option({
@@ -41,6 +76,7 @@ const schema = {
   json: option({ kind: "boolean", description: "Print one JSON ack per message on stdout", default: false }),
   token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
   verbose: option({ kind: "boolean", description: "Print failovers and retries on stderr", default: false }),
+  ...TLS_OPTIONS,
 };
 
 const USAGE = `Usage: goulette produce --topic t [--key k] [options] [message…]
@@ -68,6 +104,7 @@ export async function runProduce(argv: string[]): Promise<void> {
     acks: o.acks === "leader" ? "leader" : "all",
     ...(o.token ? { token: o.token } : {}),
     ...(o.verbose ? { onEvent: printEvent } : {}),
+    nodeTransport: transportOptions(o),
   });
   const started = Date.now();
   let sent = 0;
