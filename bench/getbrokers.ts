@@ -42,7 +42,7 @@ interface Run extends LoadResult {
  * targets take turns within each repetition so machine noise hits all of them alike.
  */
 async function run(ctx: BenchContext): Promise<BenchOutput> {
-  const durationMs = ctx.quick ? 600 : 1_000;
+  const durationMs = ctx.quick ? 600 : 800;
   const warmupMs = ctx.quick ? 200 : 250;
   const etcd = await startEtcd();
   const stub = await startStubBroker();

@@ -1,4 +1,7 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
+import { copyFile, cp, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BenchContext, Benchmark } from "./lib/benchmark.js";
@@ -29,7 +32,42 @@ const BENCHMARKS: Benchmark[] = [
 /** Run only when named: not part of the default set. */
 const EXTRA: Benchmark[] = [profileBenchmark];
 
-const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bench/results");
+/** Set in the re-executed run: the repository the frozen copy was taken from. */
+const FROZEN_FROM = "GOULETTE_BENCH_FROZEN_FROM";
+const REPO_ROOT =
+  process.env[FROZEN_FROM] ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const RESULTS_DIR = path.join(REPO_ROOT, "bench/results");
+
+/**
+ * Runs the benchmarks from a private copy of dist/: they start processes from compiled files (sentinels,
+ * the stub broker, worker threads) for a quarter of an hour, and a rebuild of the shared dist/ meanwhile
+ * (other work in the same tree) must not swap half of them for newer or half-written files.
+ */
+async function runFrozen(args: string[]): Promise<number> {
+  const frozen = await mkdtemp(path.join(tmpdir(), "goulette-bench-"));
+  try {
+    await cp(path.join(REPO_ROOT, "dist"), path.join(frozen, "dist"), { recursive: true });
+    await copyFile(path.join(REPO_ROOT, "package.json"), path.join(frozen, "package.json"));
+    await symlink(path.join(REPO_ROOT, "node_modules"), path.join(frozen, "node_modules"));
+    const child = spawn(process.execPath, [path.join(frozen, "dist/bench/run.js"), ...args], {
+      stdio: "inherit",
+      env: { ...process.env, [FROZEN_FROM]: REPO_ROOT },
+    });
+    // Before children.ts's own handlers (which exit at once): the copy cleans up its etcd and sentinels.
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    process.prependListener("SIGINT", forward);
+    process.prependListener("SIGTERM", forward);
+    process.once("exit", () => rmSync(frozen, { recursive: true, force: true }));
+    const code = await new Promise<number>((resolve) =>
+      child.once("exit", (c, signal) => resolve(c ?? (signal ? 128 : 1))),
+    );
+    process.off("SIGINT", forward);
+    process.off("SIGTERM", forward);
+    return code;
+  } finally {
+    await rm(frozen, { recursive: true, force: true });
+  }
+}
 
 function usage(): string {
   const list = [...BENCHMARKS, ...EXTRA]
@@ -40,6 +78,9 @@ function usage(): string {
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
+  if (process.env[FROZEN_FROM] === undefined && !args.includes("--help") && !args.includes("-h")) {
+    return runFrozen(args);
+  }
   let quick = false;
   let reps: number | undefined;
   const names: string[] = [];
@@ -87,9 +128,12 @@ async function main(): Promise<number> {
       const output = await bench.run(ctx);
       const seconds = (Date.now() - started.getTime()) / 1000;
       // The machine is shared: how much of it did other processes take meanwhile?
-      const othersPercent =
+      // (clock-tick rounding makes it slightly negative on an idle machine)
+      const othersPercent = Math.max(
+        0,
         (100 * (machineBusyMs() - busyBefore - (ownTreeCpuMs() - ownBefore))) /
-        (seconds * 1000 * machine.nproc);
+          (seconds * 1000 * machine.nproc),
+      );
       output.notes.push(
         `while this ran, processes outside the benchmark used ${othersPercent.toFixed(0)}% of the machine's ${machine.nproc} cores (load average at the end: ${machineInfo().loadAverage.join(" ")})`,
       );

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Etcd3, type IOptions } from "etcd3";
-import { trackChild } from "./children.js";
+import { trackChild, trackDir } from "./children.js";
 import { freePort, waitFor } from "./wait.js";
 
 /**
@@ -34,6 +34,7 @@ export async function startEtcd(options: BenchEtcdOptions = {}): Promise<BenchEt
   const clientPort = await freePort();
   const peerPort = await freePort();
   const dataDir = await mkdtemp(path.join(tmpdir(), "goulette-bench-etcd-"));
+  const untrackDir = trackDir(dataDir);
   const clientUrl = `http://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const child = spawn(
@@ -93,6 +94,7 @@ export async function startEtcd(options: BenchEtcdOptions = {}): Promise<BenchEt
         await exited;
       }
       await rm(dataDir, { recursive: true, force: true });
+      untrackDir();
     },
   };
 }

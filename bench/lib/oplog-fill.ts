@@ -56,7 +56,7 @@ export async function fillOplog(options: FillOptions): Promise<FillResult> {
   const started = Date.now();
   const { etcd, keys } = options;
   const maxTxnOps = options.maxTxnOps ?? 128;
-  const concurrency = options.concurrency ?? 4;
+  const concurrency = options.concurrency ?? 8;
   const state = new ClusterState();
   let ring: HashRing = createHashRing({ virtualNodes: options.virtualNodes });
   const baseTimestamp = options.startTimestamp ?? Date.UTC(2025, 0, 1);
