@@ -151,7 +151,10 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
             if (generation !== this.#generation || !this.#running) resolve();
           }, reject);
       }).finally(() => {
-        void this.#predecessorWatch?.cancel().catch(() => undefined);
+        // Cancel once and forget it: etcd3 never resolves a second cancel, which hung stop().
+        const watch = this.#predecessorWatch;
+        this.#predecessorWatch = undefined;
+        void watch?.cancel().catch(() => undefined);
       });
     }
     if (generation !== this.#generation || !this.#running) return;
