@@ -6,6 +6,7 @@ import { toBrokerConnectError, translateStreamErrors } from "./errors.js";
 import { commitOffset, getCommittedOffset } from "./offsets.js";
 import type { PartitionManager } from "./partition-manager.js";
 import { produce, validateMessageRequest, type ProduceOptions } from "./produce.js";
+import { partitionProgress } from "./partition-progress.js";
 import { pull } from "./pull.js";
 import { serveReplicate } from "./replication-leader.js";
 
@@ -77,7 +78,7 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
       );
     },
 
-    health() {
+    health(req) {
       let led = 0;
       let followed = 0;
       for (const p of options.partitions.all()) {
@@ -89,6 +90,7 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
         ready: options.ready(),
         partitionsLed: led,
         partitionsFollowed: followed,
+        partitions: partitionProgress(options.partitions, req.partitions),
       };
     },
   };
