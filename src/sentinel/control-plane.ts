@@ -3,12 +3,14 @@ import type { Etcd3, Watcher } from "etcd3";
 import type { Keyspace } from "../coordination/keyspace.js";
 import { LeaderElection } from "../coordination/leader-election.js";
 import { NotLeaderError, UnavailableError, errorMessage } from "../errors.js";
-import type { Command, Operation } from "../fsm/operations.js";
+import type { Command, Operation, TopicChange } from "../fsm/operations.js";
 import type { RingView } from "../fsm/planner.js";
+import { DEFAULT_OPERATION_LIMITS, splitCommand, type OperationLimits } from "../fsm/split.js";
 import { ClusterState, projectTopics, type AppliedEffect, type TopicRecord } from "../fsm/state.js";
 import type { Logger } from "../observability/logger.js";
 import type { SentinelMetrics } from "../observability/metrics.js";
 import { HeadMovedError, OplogStore } from "../oplog/oplog-store.js";
+import { toStoredTopicInfo } from "../oplog/topic-info.js";
 import { RingCache } from "./ring-cache.js";
 
 export interface ControlPlaneOptions {
@@ -28,6 +30,8 @@ export interface ControlPlaneOptions {
   electionTtlSeconds: number;
   /** Clock for operation timestamps (tests may fix it). */
   now?: () => number;
+  /** How many topics (and bytes) one operation may change; bigger commands are split (tests lower it). */
+  operationLimits?: OperationLimits;
 }
 
 /** Called on the leader after one of its own operations was applied; `before` holds the changed topics' old records. */
@@ -176,18 +180,30 @@ export class ControlPlane {
 
   /**
    * Appends one command as the leader and applies it. Writes are serialised: each append expects the
-   * head the previous one produced. Throws NotLeaderError when this sentinel does not (or no longer) lead.
+   * head the previous one produced. A command changing more topics than one etcd transaction can hold
+   * is split into several operations appended back to back (nothing else interleaves); the last one is
+   * returned. Throws NotLeaderError when this sentinel does not (or no longer) lead.
    */
   propose(plan: () => Command | undefined): Promise<Operation | undefined> {
     const run = async () => {
       if (!this.isLeader) throw new NotLeaderError();
       const command = plan();
       if (!command) return undefined;
-      return this.#append(command);
+      let op: Operation | undefined;
+      for (const part of this.#split(command)) op = await this.#append(part);
+      return op;
     };
     const result = this.#writeQueue.then(run, run);
     this.#writeQueue = result.catch(() => undefined);
     return result;
+  }
+
+  #split(command: Command): Command[] {
+    const sizeOf = (change: TopicChange) => {
+      const record = this.state.topic(change.topic);
+      return JSON.stringify(change).length + (record ? JSON.stringify(toStoredTopicInfo(record)).length : 0);
+    };
+    return splitCommand(command, this.options.operationLimits ?? DEFAULT_OPERATION_LIMITS, sizeOf);
   }
 
   async #append(command: Command): Promise<Operation> {
