@@ -214,6 +214,8 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
           if (!req.complete && !req.stream.closed) req.stream.close(http2.constants.NGHTTP2_NO_ERROR);
         }),
       );
+    } else {
+      res.once("finish", () => discardUnreadBody(req, readMaxBytes));
     }
     handler(universalRequestFromNodeRequest(req, res, undefined, undefined))
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
@@ -226,6 +228,31 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
         );
       });
   };
+}
+
+/**
+ * HTTP/1.1: a response sent before the request body was read to its end (an error in the first of two
+ * messages, an envelope over the size limit) leaves the rest of the body unread. Node parses the next
+ * request of a keep-alive connection only once the body is consumed, so the client's next call on that
+ * connection would never be answered. The rest is read and dropped, up to maxBytes; a client sending
+ * more than that loses the connection.
+ */
+function discardUnreadBody(req: http.IncomingMessage, maxBytes: number): void {
+  if (req.complete || req.destroyed) return;
+  let left = maxBytes;
+  const discard = () => {
+    for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) {
+      left -= chunk.length;
+      if (left < 0) {
+        req.off("readable", discard);
+        req.socket.destroy();
+        return;
+      }
+    }
+  };
+  req.on("readable", discard);
+  req.once("end", () => req.off("readable", discard));
+  discard();
 }
 
 /**

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
+import http from "node:http";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -16,7 +17,6 @@ import { fuzzService, fuzzableMethods, type FuzzTarget } from "../helpers/rpc-fu
 import { waitFor } from "../helpers/wait.js";
 
 // A fixed seed keeps CI reproducible; GOULETTE_FUZZ_SEED=random (or a number) explores further.
-// Known: seed 745158090 finds a PullMessage over Connect (HTTP/1.1) that never answers — open issue.
 const SEED =
   process.env.GOULETTE_FUZZ_SEED === "random"
     ? randomInt(2 ** 31)
@@ -69,6 +69,27 @@ describe("broker request decoding and validation under fuzzing", () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
+  // Seed 745158090 found it: a Connect call answered before its body was read to the end (an error in
+  // the first of two envelopes) left the rest unread, which stalled the keep-alive connection, so the
+  // next call on it (this PullMessage, empty topic) was never answered.
+  it("answers the next call on a keep-alive HTTP/1.1 connection after an early answer", async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const deepGroups = Buffer.alloc(158_850);
+      for (let i = 0; i < deepGroups.length; i += 2) deepGroups.set([0xfb, 0x3f], i);
+      const envelope = Buffer.concat([connectEnvelopeHeader(deepGroups.length), deepGroups]);
+      const first = await postConnect(agent, broker.address, Buffer.concat([envelope, envelope]));
+      assert.match(first.end, /"code":"invalid_argument"/);
+      for (let i = 0; i < 3; i++) {
+        const next = await postConnect(agent, broker.address, Buffer.from("00000000061003182e3001", "hex"));
+        assert.ok(next.reusedSocket, "the call went over the same connection");
+        assert.match(next.end, /"code":"invalid_argument".*topic name is empty/);
+      }
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it(`survives ${CASES} cases per RPC over three protocols (seed ${SEED})`, async (t) => {
     t.diagnostic(`fuzz seed ${SEED}: GOULETTE_FUZZ_SEED=${SEED} replays this run`);
     const health = createClient(
@@ -104,3 +125,41 @@ describe("broker request decoding and validation under fuzzing", () => {
     assert.ok((report.results.ok ?? 0) > 0, "some random requests were valid and served");
   });
 });
+
+function connectEnvelopeHeader(length: number): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(length, 1);
+  return header;
+}
+
+/** A Connect PullMessage over one agent's connection; the end-stream message as text. */
+function postConnect(
+  agent: http.Agent,
+  address: string,
+  body: Buffer,
+): Promise<{ end: string; reusedSocket: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `http://${address}/goulette.v1.BrokerService/PullMessage`,
+      {
+        method: "POST",
+        agent,
+        headers: { "content-type": "application/connect+proto", "connect-protocol-version": "1" },
+        signal: AbortSignal.timeout(5_000),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("error", reject);
+        res.on("end", () =>
+          resolve({
+            end: Buffer.concat(chunks).subarray(5).toString("utf8"),
+            reusedSocket: req.reusedSocket,
+          }),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
