@@ -6,6 +6,7 @@ import { toBrokerConnectError, translateStreamErrors } from "./errors.js";
 import { commitOffset, getCommittedOffset } from "./offsets.js";
 import type { PartitionManager } from "./partition-manager.js";
 import { produce, validateMessageRequest, type ProduceOptions } from "./produce.js";
+import { fetchBatches } from "./fetch.js";
 import { partitionProgress } from "./partition-progress.js";
 import { pull } from "./pull.js";
 import { serveReplicate } from "./replication-leader.js";
@@ -55,12 +56,23 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
       return translateStreamErrors(pull({ lookup, metrics: options.metrics }, req, ctx.signal));
     },
 
+    fetchMessages(req, ctx) {
+      return translateStreamErrors(fetchBatches({ lookup, metrics: options.metrics }, req, ctx.signal));
+    },
+
     commitOffset: unary(async (req) => {
       await commitOffset(lookup, req, options.writable);
       return {};
     }),
 
-    getCommittedOffset: unary(async (req) => ({ offset: BigInt(await getCommittedOffset(lookup, req)) })),
+    getCommittedOffset: unary(async (req) => {
+      const committed = await getCommittedOffset(lookup, req);
+      return {
+        offset: BigInt(committed.offset),
+        logStartOffset: BigInt(committed.logStartOffset),
+        highWatermark: BigInt(committed.highWatermark),
+      };
+    }),
 
     setTopicRole: unary(async (req) => {
       const { partition } = await options.partitions.applyRole(req);

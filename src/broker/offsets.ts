@@ -48,13 +48,17 @@ export async function commitOffset(
   await p.commitOffset(req.consumerGroup, Number(req.offset), generation);
 }
 
-/** The group's committed offset on the partition leader; -1 when it never committed. */
+/** The group's committed offset on the partition leader (-1 when it never committed), and the log range. */
 export async function getCommittedOffset(
   lookup: (topic: string, partition: number) => Partition | undefined,
   req: GetCommittedOffsetRequest,
-): Promise<number> {
+): Promise<{ offset: number; logStartOffset: number; highWatermark: number }> {
   validateGroup(req.consumerGroup);
   const p = leaderPartition(lookup, req.topic, req.partition);
   await p.leaderReady();
-  return p.offsets.get(req.consumerGroup) ?? -1;
+  return {
+    offset: p.offsets.get(req.consumerGroup) ?? -1,
+    logStartOffset: p.log.logStartOffset,
+    highWatermark: p.highWatermark,
+  };
 }

@@ -60,6 +60,28 @@ export function toMessage(
   };
 }
 
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * A record inside a FetchResponse: topic, partition and high watermark stay at their defaults (the
+ * response carries them once), so the encoder skips them for every record.
+ */
+export function toBatchedMessage(record: StoredRecord): Message {
+  return {
+    $typeName: "goulette.v1.Message",
+    topic: "",
+    partition: 0,
+    offset: BigInt(record.offset),
+    timestamp: BigInt(record.timestamp),
+    key: record.key.length === 0 ? NO_BYTES : record.key,
+    payload: record.payload,
+    headers: toHeaders(record.headers),
+    producerId: record.producerId,
+    messageId: record.messageId,
+    highWatermark: 0n,
+  };
+}
+
 export function toReplicatedRecord(record: StoredRecord): ReplicatedRecordMessage {
   return {
     $typeName: "goulette.v1.ReplicatedRecord",

@@ -78,9 +78,9 @@ class ReceivedMessage implements ConsumedMessage {
   readonly messageId: number;
   readonly highWatermark: number;
 
-  constructor(m: Message) {
-    this.topic = m.topic;
-    this.partition = m.partition;
+  constructor(m: Message, batch: BatchContext | undefined) {
+    this.topic = batch ? batch.topic : m.topic;
+    this.partition = batch ? batch.partition : m.partition;
     this.offset = Number(m.offset);
     this.timestamp = Number(m.timestamp);
     this.key = m.key;
@@ -88,7 +88,7 @@ class ReceivedMessage implements ConsumedMessage {
     this.headers = m.headers.map((h) => ({ key: h.key, value: h.value }));
     this.producerId = m.producerId;
     this.messageId = Number(m.messageId);
-    this.highWatermark = Number(m.highWatermark);
+    this.highWatermark = batch ? batch.highWatermark : Number(m.highWatermark);
   }
 
   text(): string {
@@ -96,6 +96,14 @@ class ReceivedMessage implements ConsumedMessage {
   }
 }
 
-export function toConsumedMessage(m: Message): ConsumedMessage {
-  return new ReceivedMessage(m);
+/** What a FetchResponse carries once for all its messages (they leave these fields unset). */
+export interface BatchContext {
+  topic: string;
+  partition: number;
+  highWatermark: number;
+}
+
+/** A pulled Message, or one of a fetched batch (then `batch` supplies topic, partition and hw). */
+export function toConsumedMessage(m: Message, batch?: BatchContext): ConsumedMessage {
+  return new ReceivedMessage(m, batch);
 }

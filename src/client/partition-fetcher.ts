@@ -3,7 +3,7 @@ import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import { backoffDelay, sleep } from "./backoff.js";
 import { AbortedError, BrokerUnreachableError, isConnectionFailure, toClientError } from "./errors.js";
 import type { ClientEvent } from "./events.js";
-import { toConsumedMessage, type ConsumedMessage } from "./messages.js";
+import { toConsumedMessage, type BatchContext, type ConsumedMessage } from "./messages.js";
 import type { MessageBuffer } from "./message-buffer.js";
 import type { PartitionLocation, TopicMetadata } from "./topic-metadata.js";
 import type { ClientTransport } from "./transport.js";
@@ -31,15 +31,14 @@ export interface PartitionFetcherOptions {
 
 /** Offsets past the end are refused with the log's range in the message: "outside the log [s, e)". */
 const RANGE = /\[(\d+), (\d+)\)/;
-/** Far past any log end: the broker answers it with OutOfRange, naming the log's range. */
-const PROBE_OFFSET = BigInt(Number.MAX_SAFE_INTEGER);
 /** A position past the log end is waited for this many times (a new leader catching up) before reset. */
 const MAX_AHEAD_RETRIES = 10;
 
 /**
- * Reads one partition from its leader with PullMessage (a long-polling server stream) into the shared
- * buffer, and follows the partition when its leader moves. `position` is the next offset to receive; a
- * new stream starts there, so nothing is delivered twice by this consumer and nothing is skipped.
+ * Reads one partition from its leader with FetchMessages (a long-polling server stream of record
+ * batches) into the shared buffer, and follows the partition when its leader moves. `position` is the
+ * next offset to receive; a new stream starts there, so nothing is delivered twice by this consumer and
+ * nothing is skipped.
  */
 export class PartitionFetcher {
   /** The next offset to receive; undefined until the start position is known. */
@@ -61,34 +60,41 @@ export class PartitionFetcher {
         }
         const client = this.#client(location.address);
         const offset = this.position ?? (await this.#startOffset(client, signal));
-        const stream = client.pullMessage(
+        const stream = client.fetchMessages(
           {
             topic: this.options.topic,
             partition: this.options.partition,
             offset: BigInt(offset),
-            batchSize: this.options.batchSize,
+            maxMessages: this.options.batchSize,
             consumerGroup: this.options.group,
           },
           { signal, headers: this.options.headers },
         );
-        for await (const message of stream) {
+        for await (const batch of stream) {
           failures = 0;
           this.#aheadRetries = 0;
-          const at = Number(message.offset);
-          if (this.position !== undefined && at < this.position) continue; // already received
-          if (this.position !== undefined && at > this.position) {
-            this.options.emit({
-              type: "offset-reset",
-              topic: this.options.topic,
-              partition: this.options.partition,
-              from: this.position,
-              to: at,
-              reason: "the leader's log skips these offsets",
-            });
+          const context: BatchContext = {
+            topic: this.options.topic,
+            partition: this.options.partition,
+            highWatermark: Number(batch.highWatermark),
+          };
+          for (const message of batch.messages) {
+            const at = Number(message.offset);
+            if (this.position !== undefined && at < this.position) continue; // already received
+            if (this.position !== undefined && at > this.position) {
+              this.options.emit({
+                type: "offset-reset",
+                topic: this.options.topic,
+                partition: this.options.partition,
+                from: this.position,
+                to: at,
+                reason: "the leader's log skips these offsets",
+              });
+            }
+            this.position = at + 1;
+            const consumed = toConsumedMessage(message, context);
+            if (!this.options.buffer.tryPut(consumed)) await this.options.buffer.put(consumed, signal);
           }
-          this.position = at + 1;
-          const consumed = toConsumedMessage(message);
-          if (!this.options.buffer.tryPut(consumed)) await this.options.buffer.put(consumed, signal);
         }
       } catch (err) {
         if (signal.aborted || err instanceof AbortedError) return;
@@ -123,35 +129,12 @@ export class PartitionFetcher {
       this.position = Number(committed.offset);
       return this.position;
     }
-    const range = await this.#logRange(client, signal);
-    // Without the range the broker resolves -1 itself: the committed offset, else the log start.
-    if (range === undefined) return -1;
-    this.position = this.options.from === "earliest" ? range[0] : range[1];
+    // The broker answers with its log range: "earliest" is the first stored offset, "latest" the high
+    // watermark (what is readable now).
+    this.position =
+      this.options.from === "earliest" ? Number(committed.logStartOffset) : Number(committed.highWatermark);
     this.options.onStart(this.position);
     return this.position;
-  }
-
-  /** [start, end) of the leader's log, from the OutOfRange answer to an offset far past the end. */
-  async #logRange(
-    client: Client<typeof BrokerService>,
-    signal: AbortSignal,
-  ): Promise<[number, number] | undefined> {
-    try {
-      const stream = client.pullMessage(
-        {
-          topic: this.options.topic,
-          partition: this.options.partition,
-          offset: PROBE_OFFSET,
-          maxMessages: 1n,
-        },
-        { signal, headers: this.options.headers },
-      );
-      for await (const message of stream) void message;
-    } catch (err) {
-      if (err instanceof ConnectError && err.code === Code.OutOfRange) return parseRange(err.rawMessage);
-      throw err;
-    }
-    return undefined;
   }
 
   /** Handles a failed stream; false when the fetcher must stop. */

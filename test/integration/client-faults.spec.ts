@@ -13,6 +13,8 @@ import {
   type CommitOffsetRequest,
   type MessageAck,
   type MessageRequest,
+  type FetchRequest,
+  type FetchResponse,
   type MessageResponse,
   type PullRequest,
 } from "../../src/gen/goulette/v1/broker_pb.js";
@@ -74,12 +76,11 @@ interface StoredRecord {
 /** What the fake broker does with a produce request: nothing special, or fail it. */
 type ProduceHook = (req: MessageRequest, index: number) => "append" | "append-then-fail" | "fail" | undefined;
 
-/** One partition (0) of one topic, with idempotent appends, long-polling pulls and offsets. */
+/** One partition (0) of one topic, with idempotent appends, long-polling fetches and offsets. */
 class FakeBroker {
-  /** Pulls far past the end that probe the log's range (not counted in `pulls`). */
-  probes = 0;
   readonly produceRequests: MessageRequest[] = [];
-  readonly pulls: PullRequest[] = [];
+  /** Every FetchMessages (or PullMessage) stream opened, in order. */
+  readonly pulls: Array<PullRequest | FetchRequest> = [];
   readonly commits: CommitOffsetRequest[] = [];
   readonly committed = new Map<string, number>();
   produceHook: ProduceHook = () => undefined;
@@ -155,6 +156,7 @@ class FakeBroker {
     return {
       sendMessage: (requests: AsyncIterable<MessageRequest>) => this.#sendMessage(requests),
       pullMessage: (req: PullRequest, ctx: { signal: AbortSignal }) => this.#pull(req, ctx.signal),
+      fetchMessages: (req: FetchRequest, ctx: { signal: AbortSignal }) => this.#fetch(req, ctx.signal),
       commitOffset: (req: CommitOffsetRequest) => {
         this.commits.push(req);
         this.committed.set(req.consumerGroup, Number(req.offset));
@@ -162,6 +164,8 @@ class FakeBroker {
       },
       getCommittedOffset: (req: { consumerGroup: string }) => ({
         offset: BigInt(this.committed.get(req.consumerGroup) ?? -1),
+        logStartOffset: 0n,
+        highWatermark: BigInt(this.log.length),
       }),
     };
   }
@@ -170,14 +174,21 @@ class FakeBroker {
     for await (const req of requests) yield this.#produce(req);
   }
 
-  async *#pull(req: PullRequest, signal: AbortSignal) {
-    if (req.offset > 1_000_000_000n) {
-      this.probes++;
-      throw new ConnectError(
-        `offset ${req.offset} is outside the log [0, ${this.log.length})`,
-        Code.OutOfRange,
-      );
+  /** FetchMessages: the pull below, each record as a batch of one (cuts land between records). */
+  async *#fetch(req: FetchRequest, signal: AbortSignal): AsyncGenerator<FetchResponse> {
+    for await (const m of this.#pull(req, signal)) {
+      yield {
+        $typeName: "goulette.v1.FetchResponse",
+        topic: req.topic,
+        partition: req.partition,
+        messages: [{ ...m, topic: "", partition: 0, highWatermark: 0n }],
+        highWatermark: m.highWatermark,
+        logStartOffset: 0n,
+      };
     }
+  }
+
+  async *#pull(req: PullRequest | FetchRequest, signal: AbortSignal) {
     const stream = this.pulls.push(req) - 1;
     if (this.endless) {
       for (;;) {

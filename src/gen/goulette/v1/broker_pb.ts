@@ -10,7 +10,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/broker.proto.
  */
 export const file_goulette_v1_broker: GenFile = /*@__PURE__*/
-  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIl8KE0NvbW1pdE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEg4KBm9mZnNldBgEIAEoAyIWChRDb21taXRPZmZzZXRSZXNwb25zZSJVChlHZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDSIsChpHZXRDb21taXR0ZWRPZmZzZXRSZXNwb25zZRIOCgZvZmZzZXQYASABKAMiMAoKUmVwbGljYVJlZhIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCSLEAQoTU2V0VG9waWNSb2xlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKAoEcm9sZRgDIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSJwoGbGVhZGVyGAQgASgLMhcuZ291bGV0dGUudjEuUmVwbGljYVJlZhIpCghyZXBsaWNhcxgFIAMoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSDQoFZXBvY2gYBiABKAQiLgoUU2V0VG9waWNSb2xlUmVzcG9uc2USFgoObG9nX2VuZF9vZmZzZXQYASABKAMiXgoSUmVtb3ZlVG9waWNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhYKCXBhcnRpdGlvbhgCIAEoDUgAiAEBEhMKC2RlbGV0ZV9kYXRhGAMgASgIQgwKCl9wYXJ0aXRpb24iFQoTUmVtb3ZlVG9waWNSZXNwb25zZSIyCgtMZWFkZXJFcG9jaBINCgVlcG9jaBgBIAEoBBIUCgxzdGFydF9vZmZzZXQYAiABKAMiuAEKEFJlcGxpY2F0ZVJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEhMKC2ZvbGxvd2VyX2lkGAMgASgJEhQKDGZldGNoX29mZnNldBgEIAEoAxINCgVlcG9jaBgFIAEoBBIvCg1sZWFkZXJfZXBvY2hzGAYgAygLMhguZ291bGV0dGUudjEuTGVhZGVyRXBvY2gSFwoPb2Zmc2V0c192ZXJzaW9uGAcgASgEIqIBChBSZXBsaWNhdGVkUmVjb3JkEg4KBm9mZnNldBgBIAEoAxIRCgl0aW1lc3RhbXAYAiABKAMSCwoDa2V5GAMgASgMEg8KB3BheWxvYWQYBCABKAwSJAoHaGVhZGVycxgFIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgGIAEoCRISCgptZXNzYWdlX2lkGAcgASgEIqsCChFSZXBsaWNhdGVSZXNwb25zZRIuCgdyZWNvcmRzGAEgAygLMh0uZ291bGV0dGUudjEuUmVwbGljYXRlZFJlY29yZBIWCg5oaWdoX3dhdGVybWFyaxgCIAEoAxINCgVlcG9jaBgDIAEoBBIYCgt0cnVuY2F0ZV90bxgEIAEoA0gAiAEBEjEKB29mZnNldHMYBSADKAsyIC5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXF1ZXN0Ei8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQSGAoQb2Zmc2V0c19zbmFwc2hvdBgIIAEoCEIOCgxfdHJ1bmNhdGVfdG8iPgoNSGVhbHRoUmVxdWVzdBItCgpwYXJ0aXRpb25zGAEgAygLMhkuZ291bGV0dGUudjEuUGFydGl0aW9uUmVmIjAKDFBhcnRpdGlvblJlZhINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0iowEKEVBhcnRpdGlvblByb2dyZXNzEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRISCgpsYXN0X2Vwb2NoGAMgASgEEhYKDmxvZ19lbmRfb2Zmc2V0GAQgASgDEhYKDmhpZ2hfd2F0ZXJtYXJrGAUgASgDEigKBHJvbGUYBiABKA4yGi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Sb2xlIpsBCg5IZWFsdGhSZXNwb25zZRIRCglicm9rZXJfaWQYASABKAkSDQoFcmVhZHkYAiABKAgSFgoOcGFydGl0aW9uc19sZWQYAyABKA0SGwoTcGFydGl0aW9uc19mb2xsb3dlZBgEIAEoDRIyCgpwYXJ0aXRpb25zGAUgAygLMh4uZ291bGV0dGUudjEuUGFydGl0aW9uUHJvZ3Jlc3MqOwoEQWNrcxIUChBBQ0tTX1VOU1BFQ0lGSUVEEAASDwoLQUNLU19MRUFERVIQARIMCghBQ0tTX0FMTBACKusBCgxQcm9kdWNlRXJyb3ISFgoSUFJPRFVDRV9FUlJPUl9OT05FEAASHAoYUFJPRFVDRV9FUlJPUl9OT1RfTEVBREVSEAESIwofUFJPRFVDRV9FUlJPUl9VTktOT1dOX1BBUlRJVElPThACEiMKH1BST0RVQ0VfRVJST1JfTUVTU0FHRV9UT09fTEFSR0UQAxIlCiFQUk9EVUNFX0VSUk9SX05PVF9FTk9VR0hfUkVQTElDQVMQBBIZChVQUk9EVUNFX0VSUk9SX1NUT1JBR0UQBRIZChVQUk9EVUNFX0VSUk9SX0lOVkFMSUQQBipnCg1QYXJ0aXRpb25Sb2xlEh4KGlBBUlRJVElPTl9ST0xFX1VOU1BFQ0lGSUVEEAASGQoVUEFSVElUSU9OX1JPTEVfTEVBREVSEAESGwoXUEFSVElUSU9OX1JPTEVfRk9MTE9XRVIQAjKUBQoNQnJva2VyU2VydmljZRJMCgtTZW5kTWVzc2FnZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlKAEwARI/CgtQdWxsTWVzc2FnZRIYLmdvdWxldHRlLnYxLlB1bGxSZXF1ZXN0GhQuZ291bGV0dGUudjEuTWVzc2FnZTABElMKDENvbW1pdE9mZnNldBIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QaIS5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXNwb25zZRJlChJHZXRDb21taXR0ZWRPZmZzZXQSJi5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0GicuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USUwoMU2V0VG9waWNSb2xlEiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdBohLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3BvbnNlElAKC1JlbW92ZVRvcGljEh8uZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXF1ZXN0GiAuZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXNwb25zZRJOCglSZXBsaWNhdGUSHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXF1ZXN0Gh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2UoATABEkEKBkhlYWx0aBIaLmdvdWxldHRlLnYxLkhlYWx0aFJlcXVlc3QaGy5nb3VsZXR0ZS52MS5IZWFsdGhSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIpABCgxGZXRjaFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIWCg5jb25zdW1lcl9ncm91cBgEIAEoCRIUCgxtYXhfbWVzc2FnZXMYBSABKA0SEQoJbWF4X2J5dGVzGAYgASgNEg0KBWxpbWl0GAcgASgEIosBCg1GZXRjaFJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRImCghtZXNzYWdlcxgDIAMoCzIULmdvdWxldHRlLnYxLk1lc3NhZ2USFgoOaGlnaF93YXRlcm1hcmsYBCABKAMSGAoQbG9nX3N0YXJ0X29mZnNldBgFIAEoAyJfChNDb21taXRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDRIOCgZvZmZzZXQYBCABKAMiFgoUQ29tbWl0T2Zmc2V0UmVzcG9uc2UiVQoZR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBIWCg5jb25zdW1lcl9ncm91cBgBIAEoCRINCgV0b3BpYxgCIAEoCRIRCglwYXJ0aXRpb24YAyABKA0iXgoaR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USDgoGb2Zmc2V0GAEgASgDEhgKEGxvZ19zdGFydF9vZmZzZXQYAiABKAMSFgoOaGlnaF93YXRlcm1hcmsYAyABKAMiMAoKUmVwbGljYVJlZhIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCSLEAQoTU2V0VG9waWNSb2xlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKAoEcm9sZRgDIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSJwoGbGVhZGVyGAQgASgLMhcuZ291bGV0dGUudjEuUmVwbGljYVJlZhIpCghyZXBsaWNhcxgFIAMoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSDQoFZXBvY2gYBiABKAQiLgoUU2V0VG9waWNSb2xlUmVzcG9uc2USFgoObG9nX2VuZF9vZmZzZXQYASABKAMiXgoSUmVtb3ZlVG9waWNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhYKCXBhcnRpdGlvbhgCIAEoDUgAiAEBEhMKC2RlbGV0ZV9kYXRhGAMgASgIQgwKCl9wYXJ0aXRpb24iFQoTUmVtb3ZlVG9waWNSZXNwb25zZSIyCgtMZWFkZXJFcG9jaBINCgVlcG9jaBgBIAEoBBIUCgxzdGFydF9vZmZzZXQYAiABKAMiuAEKEFJlcGxpY2F0ZVJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEhMKC2ZvbGxvd2VyX2lkGAMgASgJEhQKDGZldGNoX29mZnNldBgEIAEoAxINCgVlcG9jaBgFIAEoBBIvCg1sZWFkZXJfZXBvY2hzGAYgAygLMhguZ291bGV0dGUudjEuTGVhZGVyRXBvY2gSFwoPb2Zmc2V0c192ZXJzaW9uGAcgASgEIqIBChBSZXBsaWNhdGVkUmVjb3JkEg4KBm9mZnNldBgBIAEoAxIRCgl0aW1lc3RhbXAYAiABKAMSCwoDa2V5GAMgASgMEg8KB3BheWxvYWQYBCABKAwSJAoHaGVhZGVycxgFIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgGIAEoCRISCgptZXNzYWdlX2lkGAcgASgEIqsCChFSZXBsaWNhdGVSZXNwb25zZRIuCgdyZWNvcmRzGAEgAygLMh0uZ291bGV0dGUudjEuUmVwbGljYXRlZFJlY29yZBIWCg5oaWdoX3dhdGVybWFyaxgCIAEoAxINCgVlcG9jaBgDIAEoBBIYCgt0cnVuY2F0ZV90bxgEIAEoA0gAiAEBEjEKB29mZnNldHMYBSADKAsyIC5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXF1ZXN0Ei8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQSGAoQb2Zmc2V0c19zbmFwc2hvdBgIIAEoCEIOCgxfdHJ1bmNhdGVfdG8iPgoNSGVhbHRoUmVxdWVzdBItCgpwYXJ0aXRpb25zGAEgAygLMhkuZ291bGV0dGUudjEuUGFydGl0aW9uUmVmIjAKDFBhcnRpdGlvblJlZhINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0iowEKEVBhcnRpdGlvblByb2dyZXNzEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRISCgpsYXN0X2Vwb2NoGAMgASgEEhYKDmxvZ19lbmRfb2Zmc2V0GAQgASgDEhYKDmhpZ2hfd2F0ZXJtYXJrGAUgASgDEigKBHJvbGUYBiABKA4yGi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Sb2xlIpsBCg5IZWFsdGhSZXNwb25zZRIRCglicm9rZXJfaWQYASABKAkSDQoFcmVhZHkYAiABKAgSFgoOcGFydGl0aW9uc19sZWQYAyABKA0SGwoTcGFydGl0aW9uc19mb2xsb3dlZBgEIAEoDRIyCgpwYXJ0aXRpb25zGAUgAygLMh4uZ291bGV0dGUudjEuUGFydGl0aW9uUHJvZ3Jlc3MqOwoEQWNrcxIUChBBQ0tTX1VOU1BFQ0lGSUVEEAASDwoLQUNLU19MRUFERVIQARIMCghBQ0tTX0FMTBACKusBCgxQcm9kdWNlRXJyb3ISFgoSUFJPRFVDRV9FUlJPUl9OT05FEAASHAoYUFJPRFVDRV9FUlJPUl9OT1RfTEVBREVSEAESIwofUFJPRFVDRV9FUlJPUl9VTktOT1dOX1BBUlRJVElPThACEiMKH1BST0RVQ0VfRVJST1JfTUVTU0FHRV9UT09fTEFSR0UQAxIlCiFQUk9EVUNFX0VSUk9SX05PVF9FTk9VR0hfUkVQTElDQVMQBBIZChVQUk9EVUNFX0VSUk9SX1NUT1JBR0UQBRIZChVQUk9EVUNFX0VSUk9SX0lOVkFMSUQQBipnCg1QYXJ0aXRpb25Sb2xlEh4KGlBBUlRJVElPTl9ST0xFX1VOU1BFQ0lGSUVEEAASGQoVUEFSVElUSU9OX1JPTEVfTEVBREVSEAESGwoXUEFSVElUSU9OX1JPTEVfRk9MTE9XRVIQAjLeBQoNQnJva2VyU2VydmljZRJMCgtTZW5kTWVzc2FnZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlKAEwARI/CgtQdWxsTWVzc2FnZRIYLmdvdWxldHRlLnYxLlB1bGxSZXF1ZXN0GhQuZ291bGV0dGUudjEuTWVzc2FnZTABEkgKDUZldGNoTWVzc2FnZXMSGS5nb3VsZXR0ZS52MS5GZXRjaFJlcXVlc3QaGi5nb3VsZXR0ZS52MS5GZXRjaFJlc3BvbnNlMAESUwoMQ29tbWl0T2Zmc2V0EiAuZ291bGV0dGUudjEuQ29tbWl0T2Zmc2V0UmVxdWVzdBohLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlc3BvbnNlEmUKEkdldENvbW1pdHRlZE9mZnNldBImLmdvdWxldHRlLnYxLkdldENvbW1pdHRlZE9mZnNldFJlcXVlc3QaJy5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXNwb25zZRJTCgxTZXRUb3BpY1JvbGUSIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0GiEuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzcG9uc2USUAoLUmVtb3ZlVG9waWMSHy5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1JlcXVlc3QaIC5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1Jlc3BvbnNlEk4KCVJlcGxpY2F0ZRIdLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVJlcXVlc3QaHi5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXNwb25zZSgBMAESQQoGSGVhbHRoEhouZ291bGV0dGUudjEuSGVhbHRoUmVxdWVzdBobLmdvdWxldHRlLnYxLkhlYWx0aFJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message goulette.v1.Header
@@ -299,6 +299,106 @@ export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_goulette_v1_broker, 6);
 
 /**
+ * @generated from message goulette.v1.FetchRequest
+ */
+export type FetchRequest = Message$1<"goulette.v1.FetchRequest"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 2;
+   */
+  partition: number;
+
+  /**
+   * First offset to read; -1 = the group's committed offset (or the start when none).
+   *
+   * @generated from field: int64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: string consumer_group = 4;
+   */
+  consumerGroup: string;
+
+  /**
+   * Records per response at most (0 = 500; at most 10,000).
+   *
+   * @generated from field: uint32 max_messages = 5;
+   */
+  maxMessages: number;
+
+  /**
+   * Record bytes (as stored) per response at most (0 = 1 MiB; at most 8 MiB). A response always carries
+   * at least one record, however large.
+   *
+   * @generated from field: uint32 max_bytes = 6;
+   */
+  maxBytes: number;
+
+  /**
+   * End the stream after this many records in total (0 = no limit).
+   *
+   * @generated from field: uint64 limit = 7;
+   */
+  limit: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.FetchRequest.
+ * Use `create(FetchRequestSchema)` to create a new message.
+ */
+export const FetchRequestSchema: GenMessage<FetchRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 7);
+
+/**
+ * @generated from message goulette.v1.FetchResponse
+ */
+export type FetchResponse = Message$1<"goulette.v1.FetchResponse"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 2;
+   */
+  partition: number;
+
+  /**
+   * Consecutive records in offset order. topic, partition and
+   * high_watermark are left unset in each: they are this response's.
+   *
+   * @generated from field: repeated goulette.v1.Message messages = 3;
+   */
+  messages: Message[];
+
+  /**
+   * The partition's high watermark when this batch was read (consumer lag = hw - last offset - 1).
+   *
+   * @generated from field: int64 high_watermark = 4;
+   */
+  highWatermark: bigint;
+
+  /**
+   * The partition's first offset when this batch was read.
+   *
+   * @generated from field: int64 log_start_offset = 5;
+   */
+  logStartOffset: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.FetchResponse.
+ * Use `create(FetchResponseSchema)` to create a new message.
+ */
+export const FetchResponseSchema: GenMessage<FetchResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 8);
+
+/**
  * @generated from message goulette.v1.CommitOffsetRequest
  */
 export type CommitOffsetRequest = Message$1<"goulette.v1.CommitOffsetRequest"> & {
@@ -330,7 +430,7 @@ export type CommitOffsetRequest = Message$1<"goulette.v1.CommitOffsetRequest"> &
  * Use `create(CommitOffsetRequestSchema)` to create a new message.
  */
 export const CommitOffsetRequestSchema: GenMessage<CommitOffsetRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 7);
+  messageDesc(file_goulette_v1_broker, 9);
 
 /**
  * @generated from message goulette.v1.CommitOffsetResponse
@@ -343,7 +443,7 @@ export type CommitOffsetResponse = Message$1<"goulette.v1.CommitOffsetResponse">
  * Use `create(CommitOffsetResponseSchema)` to create a new message.
  */
 export const CommitOffsetResponseSchema: GenMessage<CommitOffsetResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 8);
+  messageDesc(file_goulette_v1_broker, 10);
 
 /**
  * @generated from message goulette.v1.GetCommittedOffsetRequest
@@ -370,7 +470,7 @@ export type GetCommittedOffsetRequest = Message$1<"goulette.v1.GetCommittedOffse
  * Use `create(GetCommittedOffsetRequestSchema)` to create a new message.
  */
 export const GetCommittedOffsetRequestSchema: GenMessage<GetCommittedOffsetRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 9);
+  messageDesc(file_goulette_v1_broker, 11);
 
 /**
  * @generated from message goulette.v1.GetCommittedOffsetResponse
@@ -382,6 +482,19 @@ export type GetCommittedOffsetResponse = Message$1<"goulette.v1.GetCommittedOffs
    * @generated from field: int64 offset = 1;
    */
   offset: bigint;
+
+  /**
+   * The leader's log range when it answered: the first offset still stored, and the high watermark
+   * (the end a consumer can read to), so a consumer can start at "earliest" or "latest".
+   *
+   * @generated from field: int64 log_start_offset = 2;
+   */
+  logStartOffset: bigint;
+
+  /**
+   * @generated from field: int64 high_watermark = 3;
+   */
+  highWatermark: bigint;
 };
 
 /**
@@ -389,7 +502,7 @@ export type GetCommittedOffsetResponse = Message$1<"goulette.v1.GetCommittedOffs
  * Use `create(GetCommittedOffsetResponseSchema)` to create a new message.
  */
 export const GetCommittedOffsetResponseSchema: GenMessage<GetCommittedOffsetResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 10);
+  messageDesc(file_goulette_v1_broker, 12);
 
 /**
  * @generated from message goulette.v1.ReplicaRef
@@ -411,7 +524,7 @@ export type ReplicaRef = Message$1<"goulette.v1.ReplicaRef"> & {
  * Use `create(ReplicaRefSchema)` to create a new message.
  */
 export const ReplicaRefSchema: GenMessage<ReplicaRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 11);
+  messageDesc(file_goulette_v1_broker, 13);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleRequest
@@ -457,7 +570,7 @@ export type SetTopicRoleRequest = Message$1<"goulette.v1.SetTopicRoleRequest"> &
  * Use `create(SetTopicRoleRequestSchema)` to create a new message.
  */
 export const SetTopicRoleRequestSchema: GenMessage<SetTopicRoleRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 12);
+  messageDesc(file_goulette_v1_broker, 14);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleResponse
@@ -476,7 +589,7 @@ export type SetTopicRoleResponse = Message$1<"goulette.v1.SetTopicRoleResponse">
  * Use `create(SetTopicRoleResponseSchema)` to create a new message.
  */
 export const SetTopicRoleResponseSchema: GenMessage<SetTopicRoleResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 13);
+  messageDesc(file_goulette_v1_broker, 15);
 
 /**
  * @generated from message goulette.v1.RemoveTopicRequest
@@ -507,7 +620,7 @@ export type RemoveTopicRequest = Message$1<"goulette.v1.RemoveTopicRequest"> & {
  * Use `create(RemoveTopicRequestSchema)` to create a new message.
  */
 export const RemoveTopicRequestSchema: GenMessage<RemoveTopicRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 14);
+  messageDesc(file_goulette_v1_broker, 16);
 
 /**
  * @generated from message goulette.v1.RemoveTopicResponse
@@ -520,7 +633,7 @@ export type RemoveTopicResponse = Message$1<"goulette.v1.RemoveTopicResponse"> &
  * Use `create(RemoveTopicResponseSchema)` to create a new message.
  */
 export const RemoveTopicResponseSchema: GenMessage<RemoveTopicResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 15);
+  messageDesc(file_goulette_v1_broker, 17);
 
 /**
  * One entry of a replica's leader-epoch history: records from start_offset on (until the next
@@ -546,7 +659,7 @@ export type LeaderEpoch = Message$1<"goulette.v1.LeaderEpoch"> & {
  * Use `create(LeaderEpochSchema)` to create a new message.
  */
 export const LeaderEpochSchema: GenMessage<LeaderEpoch> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 16);
+  messageDesc(file_goulette_v1_broker, 18);
 
 /**
  * @generated from message goulette.v1.ReplicateRequest
@@ -601,7 +714,7 @@ export type ReplicateRequest = Message$1<"goulette.v1.ReplicateRequest"> & {
  * Use `create(ReplicateRequestSchema)` to create a new message.
  */
 export const ReplicateRequestSchema: GenMessage<ReplicateRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 17);
+  messageDesc(file_goulette_v1_broker, 19);
 
 /**
  * @generated from message goulette.v1.ReplicatedRecord
@@ -648,7 +761,7 @@ export type ReplicatedRecord = Message$1<"goulette.v1.ReplicatedRecord"> & {
  * Use `create(ReplicatedRecordSchema)` to create a new message.
  */
 export const ReplicatedRecordSchema: GenMessage<ReplicatedRecord> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 18);
+  messageDesc(file_goulette_v1_broker, 20);
 
 /**
  * @generated from message goulette.v1.ReplicateResponse
@@ -710,7 +823,7 @@ export type ReplicateResponse = Message$1<"goulette.v1.ReplicateResponse"> & {
  * Use `create(ReplicateResponseSchema)` to create a new message.
  */
 export const ReplicateResponseSchema: GenMessage<ReplicateResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 19);
+  messageDesc(file_goulette_v1_broker, 21);
 
 /**
  * @generated from message goulette.v1.HealthRequest
@@ -730,7 +843,7 @@ export type HealthRequest = Message$1<"goulette.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 20);
+  messageDesc(file_goulette_v1_broker, 22);
 
 /**
  * @generated from message goulette.v1.PartitionRef
@@ -752,7 +865,7 @@ export type PartitionRef = Message$1<"goulette.v1.PartitionRef"> & {
  * Use `create(PartitionRefSchema)` to create a new message.
  */
 export const PartitionRefSchema: GenMessage<PartitionRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 21);
+  messageDesc(file_goulette_v1_broker, 23);
 
 /**
  * How far one replica's log goes: the sentinel makes the most up-to-date survivor the new leader.
@@ -802,7 +915,7 @@ export type PartitionProgress = Message$1<"goulette.v1.PartitionProgress"> & {
  * Use `create(PartitionProgressSchema)` to create a new message.
  */
 export const PartitionProgressSchema: GenMessage<PartitionProgress> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 22);
+  messageDesc(file_goulette_v1_broker, 24);
 
 /**
  * @generated from message goulette.v1.HealthResponse
@@ -841,7 +954,7 @@ export type HealthResponse = Message$1<"goulette.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 23);
+  messageDesc(file_goulette_v1_broker, 25);
 
 /**
  * @generated from enum goulette.v1.Acks
@@ -974,6 +1087,18 @@ export const BrokerService: GenService<{
     methodKind: "server_streaming";
     input: typeof PullRequestSchema;
     output: typeof MessageSchema;
+  },
+  /**
+   * Consume in batches: like PullMessage (same start positions, long-poll, errors), but each stream
+   * message carries a run of consecutive records bounded by max_messages and max_bytes, so a consumer
+   * pays one frame per batch instead of one per record.
+   *
+   * @generated from rpc goulette.v1.BrokerService.FetchMessages
+   */
+  fetchMessages: {
+    methodKind: "server_streaming";
+    input: typeof FetchRequestSchema;
+    output: typeof FetchResponseSchema;
   },
   /**
    * @generated from rpc goulette.v1.BrokerService.CommitOffset
