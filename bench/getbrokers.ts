@@ -1,16 +1,10 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
-import {
-  GetBrokersResponseSchema,
-  SentinelService,
-  type GetBrokersResponse,
-} from "../src/gen/goulette/v1/sentinel_pb.js";
-import { silentLogger } from "../src/observability/logger.js";
-import { startRpcServer } from "../src/server/rpc-server.js";
+import { GetBrokersResponseSchema, type GetBrokersResponse } from "../src/gen/goulette/v1/sentinel_pb.js";
 import type { Benchmark, BenchContext, BenchOutput } from "./lib/benchmark.js";
 import { threadCpuMs, processCpuMs } from "./lib/cpu.js";
 import { startEtcd } from "./lib/etcd.js";
 import { createLoadGenerator, type LoadResult, type LoadTarget } from "./lib/load.js";
+import { startConnectNoop, startGouletteNoop, startGrpcJsNoop, type NoopServer } from "./lib/noop-servers.js";
 import { registerBrokers, startLeaderSentinel } from "./lib/sentinel.js";
 import { ratioSpread, spread } from "./lib/stats.js";
 import { startStubBroker } from "./lib/stub-broker.js";
@@ -22,11 +16,13 @@ const PARTITIONS = 3;
 const REPLICAS = 3;
 const CONCURRENCY = [1, 16, 64, 256];
 
-type TargetName = "sentinel" | "noop" | "noop-full" | "etcd-get";
+type TargetName = "sentinel" | "noop" | "noop-full" | "connect-noop" | "grpc-js-noop" | "etcd-get";
 const TARGETS: { name: TargetName; label: string }[] = [
   { name: "sentinel", label: "sentinel GetBrokers" },
   { name: "noop", label: "no-op handler (empty response)" },
   { name: "noop-full", label: "no-op handler (same response)" },
+  { name: "connect-noop", label: "bare connect-node no-op (same response)" },
+  { name: "grpc-js-noop", label: "grpc-js server no-op (same response)" },
   { name: "etcd-get", label: "raw etcd3 get" },
 ];
 
@@ -48,27 +44,30 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   const stub = await startStubBroker();
   const load = createLoadGenerator();
   const { sentinel, client } = await startLeaderSentinel(etcd.client());
-  const noop = await startRpcServer({
-    address: "127.0.0.1:0",
-    routes: (router: ConnectRouter) => {
-      router.service(SentinelService, {
-        getBrokers: (req) => (req.topic === TOPIC ? canned : EMPTY),
-      });
-    },
-    fallback: (_req, res) => {
-      res.writeHead(404);
-      res.end();
-    },
-    logger: silentLogger(),
-  });
   const EMPTY = create(GetBrokersResponseSchema);
   let canned: GetBrokersResponse = EMPTY;
+  const servers: NoopServer[] = [];
+  const start = async (starter: typeof startGouletteNoop) => {
+    const server = await starter((req) => (req.topic === TOPIC ? canned : EMPTY));
+    servers.push(server);
+    return server;
+  };
   const runs = new Map<string, Run[]>();
   try {
+    const noop = await start(startGouletteNoop);
+    const connectNoop = await start(startConnectNoop);
+    const grpcJsNoop = await start(startGrpcJsNoop);
     await registerBrokers(client, BROKERS, stub.address);
     canned = await client.getBrokers({ topic: TOPIC, replicaCount: REPLICAS, partitions: PARTITIONS });
     const responseBytes = toBinary(GetBrokersResponseSchema, canned).length;
-    const noopUrl = `http://127.0.0.1:${noop.port}`;
+    const noopUrl = noop.url;
+    const sameResponse = (url: string): LoadTarget => ({
+      kind: "getBrokers",
+      url,
+      topics: [TOPIC],
+      replicaCount: REPLICAS,
+      partitions: 0,
+    });
     const targets: Record<TargetName, LoadTarget> = {
       sentinel: {
         kind: "getBrokers",
@@ -78,13 +77,9 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         partitions: 0,
       },
       noop: { kind: "getBrokers", url: noopUrl, topics: ["noop"], replicaCount: REPLICAS, partitions: 0 },
-      "noop-full": {
-        kind: "getBrokers",
-        url: noopUrl,
-        topics: [TOPIC],
-        replicaCount: REPLICAS,
-        partitions: 0,
-      },
+      "noop-full": sameResponse(noopUrl),
+      "connect-noop": sameResponse(connectNoop.url),
+      "grpc-js-noop": sameResponse(grpcJsNoop.url),
       "etcd-get": { kind: "etcdGet", endpoint: etcd.endpoint, keys: [`/goulette/topics/${TOPIC}`] },
     };
     for (const concurrency of CONCURRENCY) {
@@ -116,6 +111,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
 
     const rows: string[][] = [];
     const summaryRows: string[][] = [];
+    const layerRows: string[][] = [];
     const errorNotes: string[] = [];
     for (const concurrency of CONCURRENCY) {
       const get = (name: TargetName) => runs.get(`${name}@${concurrency}`) ?? [];
@@ -135,6 +131,8 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           fmtSpread(spread(list.map((r) => r.p99Ms))),
           `${fmt(spread(list.map((r) => (100 * r.serverCpuMs) / r.elapsedMs)).median, 2)}%`,
           `${fmt(spread(list.map((r) => (100 * r.clientCpuMs) / r.elapsedMs)).median, 2)}%`,
+          fmt(spread(list.map((r) => (1000 * r.serverCpuMs) / Math.max(1, r.requests))).median),
+          fmt(spread(list.map((r) => (1000 * r.clientCpuMs) / Math.max(1, r.requests))).median),
           target.name === "noop" ? "1" : fmtSpread(ratioSpread(rps(target.name), rps("noop")), 2),
           target.name === "etcd-get" ? "1" : fmtSpread(ratioSpread(rps(target.name), rps("etcd-get")), 2),
         ]);
@@ -150,6 +148,15 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         vsNoop.median >= 0.8 ? "yes" : "no",
         vsEtcd.median >= 2 ? "yes" : "no",
       ]);
+      const ratio = (a: TargetName, b: TargetName) => fmtSpread(ratioSpread(rps(a), rps(b)), 2);
+      layerRows.push([
+        String(concurrency),
+        ratio("sentinel", "noop-full"),
+        ratio("noop-full", "connect-noop"),
+        ratio("connect-noop", "grpc-js-noop"),
+        ratio("grpc-js-noop", "etcd-get"),
+        fmtSpread(vsEtcd, 2),
+      ]);
     }
     const tables: Table[] = [
       {
@@ -162,13 +169,15 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           "p99 ms",
           "server CPU",
           "client CPU",
+          "server µs/req",
+          "client µs/req",
           "× no-op",
           "× etcd get",
         ],
         rows,
         notes: [
           `median (min–max) of ${ctx.reps} runs of ${durationMs} ms each after ${warmupMs} ms warm-up; ratios are per run (same repetition), then the median`,
-          "server CPU: the main thread's CPU (sentinel or no-op server) or the etcd process's, as % of one core; client CPU: the load worker thread's",
+          "server CPU: the main thread's CPU (sentinel or no-op server) or the etcd process's, as % of one core; client CPU: the load worker thread's; µs/req: that CPU per request",
           `topic '${TOPIC}': ${PARTITIONS} partitions × ${REPLICAS} replicas over ${BROKERS} brokers; response ${responseBytes} bytes of protobuf`,
         ],
       },
@@ -183,6 +192,22 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           "≥ 2 × etcd",
         ],
         rows: summaryRows,
+      },
+      {
+        title:
+          "Where the gap to etcd is: each layer's throughput ÷ the next one down (same 402-byte answer, same client)",
+        columns: [
+          "in flight",
+          "sentinel ÷ goulette no-op",
+          "goulette no-op ÷ bare connect-node",
+          "bare connect-node ÷ grpc-js server",
+          "grpc-js server ÷ etcd get",
+          "product: sentinel ÷ etcd get",
+        ],
+        rows: layerRows,
+        notes: [
+          "sentinel: its GetBrokers handler and interceptors; goulette no-op: startRpcServer (request guard, shared HTTP/1.1+HTTP/2 port); bare connect-node: connectNodeAdapter on http2.createServer; grpc-js server: @grpc/grpc-js (etcd3's stack), same protobuf encoding; etcd get: a Go server, and the etcd3 client (grpc-js) instead of the Connect client",
+        ],
       },
     ];
     return {
@@ -202,7 +227,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     };
   } finally {
     await load.close();
-    await noop.close();
+    for (const server of servers) await server.close();
     await sentinel.stop();
     await stub.stop();
     await etcd.stop();

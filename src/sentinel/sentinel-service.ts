@@ -12,6 +12,7 @@ import {
 } from "../gen/goulette/v1/sentinel_pb.js";
 import type { HeartbeatStore } from "../coordination/heartbeats.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
+import { withUpToDateLeaders } from "../fsm/leader-choice.js";
 import { planNewTopic, planTopUp, planUnreachable, planUnregister } from "../fsm/planner.js";
 import {
   validateAddress,
@@ -21,6 +22,7 @@ import {
 } from "../fsm/validation.js";
 import type { Logger } from "../observability/logger.js";
 import type { BrokerProber } from "./broker-prober.js";
+import { readReplicaProgress } from "./replica-progress.js";
 import type { ControlPlane } from "./control-plane.js";
 import {
   assignmentsOf,
@@ -29,6 +31,8 @@ import {
   toPartitionAssignments,
   toTopicReplicaInfo,
 } from "./convert.js";
+import type { BrokerRecord } from "../fsm/state.js";
+import { AnswerCache } from "./answer-cache.js";
 import type { FailureDetector } from "./failure-detector.js";
 import { FORWARDED_HEADER, type WriteRouter } from "./forwarder.js";
 
@@ -46,24 +50,48 @@ export interface SentinelServiceOptions {
   logger: Logger;
 }
 
+/** Topics whose GetBrokers answer is kept (≈ 1 KiB each); beyond that the oldest is rebuilt when read. */
+const ANSWER_CACHE_TOPICS = 10_000;
+
+interface CachedAnswer {
+  response: GetBrokersResponse;
+  brokerIds: string[];
+  /** The brokers' last heartbeats the response carries, in brokerIds order. */
+  heartbeats: (number | undefined)[];
+}
+
 /** The SentinelService RPCs. Reads answer from the applied state; writes go through the WriteRouter. */
 export function createSentinelService(options: SentinelServiceOptions): ServiceImpl<typeof SentinelService> {
   const { plane, router } = options;
   const state = plane.state;
   const forwardedBy = (ctx: HandlerContext) => ctx.requestHeader.get(FORWARDED_HEADER);
 
+  // Reads vastly outnumber state changes: an answer is built once per topic and state version, and
+  // rebuilt when a broker in it has sent a newer heartbeat (the answer carries the last one).
+  const answers = new AnswerCache<CachedAnswer>(ANSWER_CACHE_TOPICS);
+  const heartbeatsUnchanged = (cached: CachedAnswer) =>
+    cached.heartbeats.every(
+      (beat, i) => options.detector.lastHeartbeat(cached.brokerIds[i] as string) === beat,
+    );
+
   function answer(topic: string): GetBrokersResponse {
+    const cached = answers.get(topic, state.appliedId, heartbeatsUnchanged);
+    if (cached) return cached.response;
     const record = state.topic(topic);
     if (!record) throw new NotFoundError(`topic '${topic}' has no assignment`);
-    const brokerIds = [...new Set(record.partitions.flatMap((p) => p.replicas))];
-    return create(GetBrokersResponseSchema, {
-      brokers: brokerIds.flatMap((id) => {
-        const broker = state.broker(id);
-        return broker ? [toBrokerInfo(broker, [topic], options.detector.lastHeartbeat(id))] : [];
-      }),
+    const brokerIds = [...new Set(record.partitions.flatMap((p) => p.replicas))].filter(
+      (id) => state.broker(id) !== undefined,
+    );
+    const heartbeats = brokerIds.map((id) => options.detector.lastHeartbeat(id));
+    const response = create(GetBrokersResponseSchema, {
+      brokers: brokerIds.map((id, i) =>
+        toBrokerInfo(state.broker(id) as BrokerRecord, [topic], heartbeats[i]),
+      ),
       partitions: toPartitionAssignments(record),
       version: BigInt(record.version),
     });
+    answers.set(topic, state.appliedId, { response, brokerIds, heartbeats });
+    return response;
   }
 
   /** Leader side of GetBrokers: verify reported brokers, move what is confirmed down, create the topic if new. */
@@ -87,9 +115,16 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         );
       }
       if (down.length > 0) {
+        const progressOf = await readReplicaProgress(options.prober, state, down, options.logger);
         await plane.propose(() => {
           const still = down.filter((id) => state.broker(id)?.status === "healthy");
-          return still.length > 0 ? planUnreachable(state, plane.ring, still, "client-report") : undefined;
+          return still.length > 0
+            ? withUpToDateLeaders(
+                state,
+                planUnreachable(state, plane.ring, still, "client-report"),
+                progressOf,
+              )
+            : undefined;
         });
       }
     }
@@ -174,8 +209,11 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       return router.route(
         "UnregisterBroker",
         async () => {
+          const progressOf = await readReplicaProgress(options.prober, state, [req.brokerId], options.logger);
           const op = await plane.propose(() =>
-            state.broker(req.brokerId) ? planUnregister(state, plane.ring, req.brokerId) : undefined,
+            state.broker(req.brokerId)
+              ? withUpToDateLeaders(state, planUnregister(state, plane.ring, req.brokerId), progressOf)
+              : undefined,
           );
           return create(UnregisterBrokerResponseSchema, { operationId: BigInt(op?.id ?? 0) });
         },

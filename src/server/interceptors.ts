@@ -18,11 +18,24 @@ export function errorTranslation(logger: Logger): Interceptor {
   };
 }
 
+type RpcLabels = Record<"service" | "method" | "code", string>;
+
 /** Counts and times every unary RPC (streams are counted when they are opened). */
 export function rpcMetrics(metrics: RpcMetrics): Interceptor {
+  // One label object per (service, method, code), made once: this runs on every request, and
+  // building label objects per call showed in the GetBrokers profile (docs/benchmarks.md).
+  const labelCache = new Map<string, RpcLabels>();
+  const labelsOf = (service: string, method: string, code: string): RpcLabels => {
+    const key = `${service}/${method}/${code}`;
+    let labels = labelCache.get(key);
+    if (!labels) {
+      labels = { service, method, code };
+      labelCache.set(key, labels);
+    }
+    return labels;
+  };
   return (next) => async (req) => {
-    const labels = { service: req.service.name, method: req.method.name };
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     let code = "ok";
     try {
       return await next(req);
@@ -30,9 +43,9 @@ export function rpcMetrics(metrics: RpcMetrics): Interceptor {
       code = Code[ConnectError.from(err).code] ?? "unknown";
       throw err;
     } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.requests.inc({ ...labels, code });
-      metrics.duration.observe({ ...labels, code }, seconds);
+      const labels = labelsOf(req.service.name, req.method.name, code);
+      metrics.requests.inc(labels);
+      metrics.duration.observe(labels, (performance.now() - started) / 1000);
     }
   };
 }
