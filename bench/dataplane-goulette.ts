@@ -34,6 +34,11 @@ export interface GouletteTargetOptions {
    * false sends `acceptCompression: []`, like the peers' clients, which never compress.
    */
   compression?: boolean;
+  /**
+   * How consume reads: "fetch" (FetchMessages, batches of up to 500 records / 1 MiB per response, what
+   * the SDK consumer uses) or "pull" (PullMessage, one stream message per record).
+   */
+  consumeApi?: "fetch" | "pull";
 }
 
 let producerSeq = 0;
@@ -107,17 +112,19 @@ export function createGouletteTarget(options: GouletteTargetOptions): QueueTarge
     if (!last) throw new Error("consume before produce");
     const start = performance.now();
     let messages = 0;
-    for await (const _message of client.pullMessage(
-      {
-        topic: options.topic,
-        partition: 0,
-        offset: last.startOffset,
-        batchSize: 500,
-        maxMessages: BigInt(last.count),
-      },
-      { timeoutMs: 60_000 },
-    )) {
-      messages++;
+    const req = { topic: options.topic, partition: 0, offset: last.startOffset };
+    if ((options.consumeApi ?? "fetch") === "fetch") {
+      const batches = client.fetchMessages(
+        { ...req, maxMessages: 500, limit: BigInt(last.count) },
+        { timeoutMs: 60_000 },
+      );
+      for await (const batch of batches) messages += batch.messages.length;
+    } else {
+      const stream = client.pullMessage(
+        { ...req, batchSize: 500, maxMessages: BigInt(last.count) },
+        { timeoutMs: 60_000 },
+      );
+      for await (const _message of stream) messages++;
     }
     if (messages !== last.count) throw new Error(`consumed ${messages} of ${last.count} messages`);
     return { messages, seconds: (performance.now() - start) / 1000 };
@@ -132,11 +139,21 @@ export function createGouletteTarget(options: GouletteTargetOptions): QueueTarge
     const abort = new AbortController();
     const pulling = (async () => {
       try {
-        for await (const m of client.pullMessage(
-          { topic: options.topic, partition: 0, offset: from, batchSize: 500 },
-          { signal: abort.signal },
-        )) {
-          samples.push(performance.now() - readStamp(m.payload));
+        if ((options.consumeApi ?? "fetch") === "fetch") {
+          const batches = client.fetchMessages(
+            { topic: options.topic, partition: 0, offset: from, maxMessages: 500 },
+            { signal: abort.signal },
+          );
+          for await (const batch of batches) {
+            const now = performance.now();
+            for (const m of batch.messages) samples.push(now - readStamp(m.payload));
+          }
+        } else {
+          const stream = client.pullMessage(
+            { topic: options.topic, partition: 0, offset: from, batchSize: 500 },
+            { signal: abort.signal },
+          );
+          for await (const m of stream) samples.push(performance.now() - readStamp(m.payload));
         }
       } catch (err) {
         if (!abort.signal.aborted) throw err;
