@@ -9,7 +9,7 @@ import type { Logger } from "../observability/logger.js";
 import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
 import { tokenAuth } from "../server/auth.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
-import { startRpcServer, type TlsFiles } from "../server/rpc-server.js";
+import { startRpcServer, type RpcServerLimits, type TlsFiles } from "../server/rpc-server.js";
 import { TransportPool } from "../server/transport-pool.js";
 import type { FsyncPolicy, StorageFileSystem } from "../storage/index.js";
 import { createBrokerService } from "./broker-service.js";
@@ -46,6 +46,8 @@ export interface BrokerConfig {
   /** Bearer token: sent to sentinels and leaders, required from clients for writes. */
   authToken?: string;
   tls?: TlsFiles;
+  /** Connection, stream, request-size and slow-client bounds of the RPC server. */
+  rpcLimits?: RpcServerLimits;
   logger: Logger;
   registry?: Registry;
   /** How often retention runs (ms); default derived from retentionMs (1 s … 60 s). */
@@ -70,7 +72,7 @@ export interface Broker {
 /** RPCs that need the token when one is configured: writes, replication and role changes. */
 const PROTECTED = new Set(["SendMessage", "CommitOffset", "Replicate", "SetTopicRole", "RemoveTopic"]);
 /** Room for key and headers on top of the largest payload in one stored record. */
-const RECORD_OVERHEAD_BYTES = 64 * 1024;
+export const RECORD_OVERHEAD_BYTES = 64 * 1024;
 
 export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const logger = config.logger;
@@ -149,6 +151,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     // A SendMessage request carries a batch of records, each up to the payload limit.
     readMaxBytes: Math.max(16 * 1024 * 1024, 4 * (config.maxMessageBytes + RECORD_OVERHEAD_BYTES)),
     ...(config.tls ? { tls: config.tls } : {}),
+    ...(config.rpcLimits ? { limits: config.rpcLimits } : {}),
     logger,
   });
   const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;

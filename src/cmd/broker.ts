@@ -1,6 +1,7 @@
 import { brokerOptionSchema } from "../config/broker-options.js";
 import { formatHelp, loadOptions } from "../config/options.js";
-import { startBroker, type Broker } from "../broker/broker.js";
+import { RECORD_OVERHEAD_BYTES, startBroker, type Broker } from "../broker/broker.js";
+import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { createLogger } from "../observability/logger.js";
 import { onShutdown } from "./shutdown.js";
 
@@ -15,6 +16,11 @@ export async function runBroker(argv: string[]): Promise<void> {
     console.log(formatHelp(USAGE, brokerOptionSchema));
     return;
   }
+  // A request must hold at least one record of the largest payload.
+  const rpcLimits = rpcLimitsFromOptions(o, {
+    minRequestBytes: o.maxMessageBytes + RECORD_OVERHEAD_BYTES,
+    minRequestBytesReason: "a SendMessage of one largest message needs (--max-message-bytes + 64 KiB)",
+  });
   const logger = createLogger({ level: o.logLevel as "info", base: { broker: o.id } });
   logger.info({ sources }, "starting broker");
   const running: { broker?: Broker } = {};
@@ -35,6 +41,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     maxMessageBytes: o.maxMessageBytes,
     keepAliveIntervalMs: o.keepaliveInterval,
     replicaLagMaxMs: o.replicaLagMax,
+    rpcLimits,
     ...(o.authToken ? { authToken: o.authToken } : {}),
     ...(o.tlsCert && o.tlsKey
       ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}) } }

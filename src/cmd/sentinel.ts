@@ -4,6 +4,7 @@ import { createEtcdClient } from "../coordination/etcd-client.js";
 import { startEmbeddedEtcd, type EmbeddedEtcd } from "../coordination/embedded-etcd.js";
 import { loadOptions, formatHelp } from "../config/options.js";
 import { InvalidArgumentError, errorMessage } from "../errors.js";
+import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { sentinelOptionSchema } from "../config/sentinel-options.js";
 import { createLogger } from "../observability/logger.js";
 import { loadKubeConfig } from "../sentinel/pod-watcher.js";
@@ -19,6 +20,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     console.log(formatHelp(USAGE, sentinelOptionSchema));
     return;
   }
+  const rpcLimits = rpcLimitsFromOptions(o);
   const logger = createLogger({ level: o.logLevel as "info", base: { sentinel: o.id } });
   logger.info({ sources }, "starting sentinel");
 
@@ -77,6 +79,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     snapshotEvery: o.snapshotEvery,
     forwardTimeoutMs: o.forwardTimeout,
     probeTimeoutMs: o.probeTimeout,
+    rpcLimits,
     ...(o.tlsCert && o.tlsKey
       ? {
           tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}) },

@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { option, type OptionValues } from "./options.js";
+import { rpcLimitOptions } from "./rpc-limit-options.js";
 
 /** Every `goulette broker` option: flag, GOULETTE_* env var and YAML key. */
 export const brokerOptionSchema = {
@@ -99,6 +100,7 @@ export const brokerOptionSchema = {
     description: "Token sent to sentinels (their admin token) and required from clients for writes",
     default: "",
   }),
+  ...rpcLimitOptions,
 };
 
 export type BrokerOptions = OptionValues<typeof brokerOptionSchema>;

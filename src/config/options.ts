@@ -27,6 +27,10 @@ export interface OptionSpec<K extends OptionKind = OptionKind> {
   default: ValueOf<K>;
   /** Smallest accepted value (numbers). */
   min?: number;
+  /** Largest accepted value (numbers). */
+  max?: number;
+  /** Only whole numbers (numbers): counts, bytes, milliseconds. */
+  integer?: boolean;
   /** Accepted values (strings). */
   choices?: readonly string[];
 }
@@ -187,8 +191,14 @@ function coerce(name: string, spec: OptionSpec, raw: unknown, source: string): u
       if (String(raw).trim() === "" || !Number.isFinite(value)) {
         throw new InvalidArgumentError(`${where} must be a number, got '${String(raw)}'`);
       }
+      if (spec.integer && !Number.isInteger(value)) {
+        throw new InvalidArgumentError(`${where} must be a whole number, got '${String(raw)}'`);
+      }
       if (spec.min !== undefined && value < spec.min) {
         throw new InvalidArgumentError(`${where} must be ≥ ${spec.min}, got ${value}`);
+      }
+      if (spec.max !== undefined && value > spec.max) {
+        throw new InvalidArgumentError(`${where} must be ≤ ${spec.max}, got ${value}`);
       }
       return value;
     }

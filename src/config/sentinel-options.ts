@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { option, type OptionValues } from "./options.js";
+import { rpcLimitOptions } from "./rpc-limit-options.js";
 
 /** Every `goulette sentinel` option: flag, GOULETTE_* env var and YAML key (the seed's names kept). */
 export const sentinelOptionSchema = {
@@ -121,6 +122,7 @@ export const sentinelOptionSchema = {
     description: "Bearer token required for admin and write RPCs (empty: no auth)",
     default: "",
   }),
+  ...rpcLimitOptions,
 };
 
 export type SentinelOptions = OptionValues<typeof sentinelOptionSchema>;

@@ -17,29 +17,12 @@ import {
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
+import { resolveRpcLimits, type RpcServerLimits } from "./limits.js";
 import { guardRequestDecoding } from "./request-guard.js";
 import { serverTlsOptions, type TlsFiles } from "./tls.js";
 
 export type { TlsFiles } from "./tls.js";
-
-/** Bounds on what clients can hold on the server (slow clients, many connections, many streams). */
-export interface RpcServerLimits {
-  /** Most TCP connections open at once; further ones are closed as they are accepted (default 8192). */
-  maxConnections?: number;
-  /** Most RPCs in flight on one HTTP/2 connection (the SETTINGS_MAX_CONCURRENT_STREAMS it advertises; default 1000). */
-  maxConcurrentStreams?: number;
-  /**
-   * Time a new connection has to say which protocol it speaks (first bytes, or the TLS handshake), and an
-   * HTTP/1.1 request to send all its headers, in ms (default 10 s). This bounds slowloris clients.
-   */
-  headersTimeoutMs?: number;
-  /** Time an HTTP/1.1 request has to send its whole body, in ms (default 60 s; responses may take longer). */
-  requestTimeoutMs?: number;
-  /** An HTTP/1.1 keep-alive connection with no request for this long is closed, in ms (default 65 s). */
-  keepAliveTimeoutMs?: number;
-  /** An HTTP/2 connection with no RPC in flight for this long is closed (GOAWAY), in ms (default 5 min). */
-  idleTimeoutMs?: number;
-}
+export type { RpcServerLimits } from "./limits.js";
 
 export interface RpcServerOptions {
   /** host:port to listen on; port 0 picks a free one. */
@@ -51,7 +34,10 @@ export interface RpcServerOptions {
     req: http.IncomingMessage | http2.Http2ServerRequest,
     res: http.ServerResponse | http2.Http2ServerResponse,
   ) => void;
-  /** Largest request message accepted, in bytes (default 4 MiB); larger ones get ResourceExhausted. */
+  /**
+   * Largest request message accepted, in bytes (default 4 MiB); larger ones get ResourceExhausted.
+   * limits.maxRequestBytes, when set, wins over this.
+   */
   readMaxBytes?: number;
   /** Serve over TLS (both HTTP/2 via ALPN and HTTP/1.1); with caFile, mutual TLS. */
   tls?: TlsFiles;
@@ -68,15 +54,6 @@ export interface RpcServer {
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
-const DEFAULT_LIMITS: Required<RpcServerLimits> = {
-  maxConnections: 8192,
-  maxConcurrentStreams: 1000,
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 60_000,
-  keepAliveTimeoutMs: 65_000,
-  idleTimeoutMs: 300_000,
-};
-
 type NodeHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
   res: http.ServerResponse | http2.Http2ServerResponse,
@@ -88,8 +65,8 @@ type NodeHandler = (
  * the HTTP/2 preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server.
  */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
-  const limits = { ...DEFAULT_LIMITS, ...definedOnly(options.limits ?? {}) };
-  const readMaxBytes = options.readMaxBytes ?? 4 * 1024 * 1024;
+  const limits = resolveRpcLimits(definedOnly(options.limits ?? {}));
+  const readMaxBytes = limits.maxRequestBytes ?? options.readMaxBytes ?? 4 * 1024 * 1024;
   const handler = createHandler(options, readMaxBytes);
   const [host, portText] = splitHostPort(options.address);
   const sockets = new Set<net.Socket>();
