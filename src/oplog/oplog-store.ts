@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { Range, type Etcd3, type IKeyValue, type Watcher } from "etcd3";
+import { setTimeout as sleep } from "node:timers/promises";
+import { GRPCResourceExhastedError, Range, type Etcd3, type IKeyValue, type Watcher } from "etcd3";
 import type { Keyspace } from "../coordination/keyspace.js";
 import { NotLeaderError, UnavailableError, errorMessage } from "../errors.js";
 import { decodeOperation, encodeOperation, type Command, type Operation } from "../fsm/operations.js";
@@ -8,6 +9,13 @@ import { toStoredTopicInfo } from "./topic-info.js";
 
 /** etcd rejects requests above ~1.5 MiB by default; stay well below. */
 const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+
+/** Replay aims at range responses of at most about this size: the etcd client refuses messages over 4 MiB. */
+const PAGE_TARGET_BYTES = 1024 * 1024;
+/** The first page's limit, before the operations' size is known (one operation is at most ~1.5 MiB). */
+const FIRST_PAGE_OPERATIONS = 64;
+const MAX_PAGE_REFUSALS = 20;
+const PAGE_REFUSAL_PAUSE_MS = 1_000;
 
 export interface SnapshotMeta {
   id: number;
@@ -86,25 +94,44 @@ export class OplogStore {
 
   /**
    * Reads the operations with id > afterId, in pages, all at one etcd revision (so the caller can
-   * watch from revision + 1 without a gap).
+   * watch from revision + 1 without a gap). Pages are bounded by bytes as well as by `pageSize`: the
+   * etcd client refuses responses over 4 MiB, and its answer to one (RESOURCE_EXHAUSTED counts as a
+   * connection failure) resets its connections and opens its circuit breaker for 5 s. So the first page
+   * is small and each next limit is `targetBytes` ÷ the largest operation seen so far; a page refused
+   * anyway (operations suddenly much larger) is read again with a quarter of the limit.
    */
   async *readAfter(
     afterId: number,
-    options: { pageSize?: number; revision?: string } = {},
+    options: { pageSize?: number; revision?: string; targetBytes?: number } = {},
   ): AsyncGenerator<Operation[]> {
     const pageSize = options.pageSize ?? 1000;
+    const targetBytes = options.targetBytes ?? PAGE_TARGET_BYTES;
+    let limit = Math.min(pageSize, FIRST_PAGE_OPERATIONS);
+    let ceiling = pageSize; // lowered for good when a page is refused
+    let largest = 0;
+    let refusals = 0;
     let start = Buffer.from(this.keys.operation(afterId + 1));
     const end = prefixEnd(Buffer.from(this.keys.operationsPrefix));
     let revision = options.revision;
     for (;;) {
-      const res = await this.etcd.kv.range({
-        key: start,
-        range_end: end,
-        limit: pageSize,
-        ...(revision ? { revision } : {}),
-      });
+      let res: Awaited<ReturnType<Etcd3["kv"]["range"]>>;
+      try {
+        res = await this.etcd.kv.range({
+          key: start,
+          range_end: end,
+          limit,
+          ...(revision ? { revision } : {}),
+        });
+      } catch (err) {
+        if (limit === 1 || !isResponseTooBig(err) || ++refusals > MAX_PAGE_REFUSALS) throw err;
+        ceiling = limit = Math.max(1, Math.floor(limit / 4));
+        await sleep(PAGE_REFUSAL_PAUSE_MS); // let the client's circuit breaker half-open
+        continue;
+      }
       revision ??= String(res.header.revision);
       if (res.kvs.length === 0) return;
+      for (const kv of res.kvs) largest = Math.max(largest, kv.key.length + kv.value.length);
+      limit = Math.max(1, Math.min(ceiling, Math.floor(targetBytes / largest)));
       yield res.kvs.map((kv) => decodeOperation(kv.value.toString()));
       if (!res.more) return;
       const last = res.kvs[res.kvs.length - 1] as IKeyValue;
@@ -114,8 +141,12 @@ export class OplogStore {
 
   /** Operations with id > afterId, at most `limit` (for ListOperations). */
   async list(afterId: number, limit: number): Promise<Operation[]> {
-    for await (const page of this.readAfter(afterId, { pageSize: limit })) return page;
-    return [];
+    const ops: Operation[] = [];
+    for await (const page of this.readAfter(afterId, { pageSize: limit })) {
+      ops.push(...page.slice(0, limit - ops.length));
+      if (ops.length >= limit) break;
+    }
+    return ops;
   }
 
   /** Watches appended operations from `startRevision`; etcd3 resumes the watch itself after a disconnect. */
@@ -214,6 +245,15 @@ export class OplogStore {
     }
     return { meta, compacted: Number(countRes.count) };
   }
+}
+
+/** The etcd client refused a response above its receive limit (gRPC RESOURCE_EXHAUSTED). */
+function isResponseTooBig(err: unknown): boolean {
+  // After RESOURCE_EXHAUSTED the client's own retries trip its circuit breaker, so that is what surfaces.
+  return (
+    err instanceof GRPCResourceExhastedError ||
+    /RESOURCE_EXHAUSTED|larger than max|circuit breaker is open/i.test(errorMessage(err))
+  );
 }
 
 /** The smallest key greater than every key starting with `prefix`. */
