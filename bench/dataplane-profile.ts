@@ -1,4 +1,7 @@
-/** CPU profile of a broker's produce hot path: `node --cpu-prof` in the broker process, stopped by SIGTERM. */
+/**
+ * CPU profile of a broker's produce or consume hot path: `node --cpu-prof` in the broker process, stopped
+ * by SIGTERM.
+ */
 import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,13 +12,15 @@ import { freePort } from "../test/helpers/ports.js";
 import { GOULETTE_BIN } from "../test/helpers/sentinel-process.js";
 import { waitFor } from "../test/helpers/wait.js";
 import { Acks, createGouletteTarget } from "./dataplane-goulette.js";
-import type { ProduceResult } from "./dataplane-target.js";
+import type { ProduceResult, QueueTarget } from "./dataplane-target.js";
 import { trackChild } from "./lib/children.js";
 import { summariseProfile, type CpuProfile, type ProfileSummary } from "./lib/cpu-profile.js";
 
 export interface ProduceProfile {
   load: ProduceResult;
   size: number;
+  /** What the broker was doing while profiled (produce when absent: results written before consume). */
+  workload?: "produce" | "consume";
   summary: ProfileSummary;
 }
 
@@ -23,8 +28,14 @@ export interface ProduceProfile {
  * One broker (fsync=interval, acks=leader, RF 1) under `size`-byte produce load for `durationMs`; only the
  * samples of the load phase are ranked. Node refuses --cpu-prof in NODE_OPTIONS, so the broker is started
  * here (etcd and the sentinel by the cluster helper) with the flag on its command line.
+ * `workload: "consume"` profiles FetchMessages instead: records are produced first (not profiled), then
+ * read again and again from their first offset for `durationMs`.
  */
-export async function profileProduce(size: number, durationMs: number): Promise<ProduceProfile> {
+export async function profileProduce(
+  size: number,
+  durationMs: number,
+  workload: "produce" | "consume" = "produce",
+): Promise<ProduceProfile> {
   const dir = await mkdtemp(path.join(tmpdir(), "goulette-broker-prof-"));
   const cluster = await startCluster({ sentinels: 1, brokers: 0 });
   const port = await freePort();
@@ -77,10 +88,20 @@ export async function profileProduce(size: number, durationMs: number): Promise<
       leaderAddress: address,
       topic: "bench-profile",
       acks: Acks.LEADER,
+      // As the SDK does (src/client/node.ts): no gzip/brotli negotiated with brokers.
+      compression: false,
     });
     await target.produce(size, 20_000, 1_000); // warm-up: JIT, first segment
+    if (workload === "consume") {
+      // What is read in the window: ~32 MiB of records (all in the log, mostly past the tail cache).
+      await target.produce(size, Math.max(500, Math.round((32 << 20) / size)), 30_000);
+      await target.consume(); // warm-up of the read path
+    }
     const startUs = Number(process.hrtime.bigint() / 1000n);
-    const load = await target.produce(size, Number.MAX_SAFE_INTEGER, durationMs);
+    const load =
+      workload === "produce"
+        ? await target.produce(size, Number.MAX_SAFE_INTEGER, durationMs)
+        : await consumeFor(target, size, durationMs);
     const endUs = Number(process.hrtime.bigint() / 1000n);
     // SIGTERM: a graceful stop, so V8 writes the profile on exit.
     broker.kill("SIGTERM");
@@ -93,7 +114,7 @@ export async function profileProduce(size: number, durationMs: number): Promise<
       { timeoutMs: 10_000, what: "the broker's .cpuprofile" },
     );
     const profile = JSON.parse(await readFile(path.join(dir, file), "utf8")) as CpuProfile;
-    return { load, size, summary: summariseProfile(profile, { startUs, endUs }, 15) };
+    return { load, size, workload, summary: summariseProfile(profile, { startUs, endUs }, 15) };
   } finally {
     if (broker.exitCode === null && broker.signalCode === null) {
       broker.kill("SIGKILL");
@@ -102,4 +123,13 @@ export async function profileProduce(size: number, durationMs: number): Promise<
     await cluster.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Reads the last produced run again and again for `durationMs` (at least once). */
+async function consumeFor(target: QueueTarget, size: number, durationMs: number): Promise<ProduceResult> {
+  const start = performance.now();
+  let messages = 0;
+  do messages += (await target.consume()).messages;
+  while (performance.now() - start < durationMs);
+  return { messages, bytes: messages * size, seconds: (performance.now() - start) / 1000 };
 }

@@ -22,6 +22,12 @@ export interface NodeTransportOptions {
   pingTimeoutMs?: number;
   /** Close a connection idle this long (ms, default 60000). */
   idleConnectionTimeoutMs?: number;
+  /**
+   * Let brokers gzip/brotli their responses (default false). Fetched batches and ack batches are large
+   * enough for the server to compress them, which on a LAN costs far more CPU than it saves (consume
+   * throughput ×0.6–0.8 in docs/benchmarks.md); turn it on for slow links.
+   */
+  brokerCompression?: boolean;
 }
 
 /**
@@ -32,7 +38,7 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
   const managers = new Map<string, Http2SessionManager>();
   const transports = new Map<string, Transport>();
   const retired = new Set<Http2SessionManager>();
-  const get = (baseUrl: string): Transport => {
+  const get = (baseUrl: string, compression: boolean): Transport => {
     let transport = transports.get(baseUrl);
     if (!transport) {
       const manager = new Http2SessionManager(
@@ -44,7 +50,12 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
         },
         options.tlsOptions,
       );
-      transport = createGrpcTransport({ baseUrl, sessionManager: manager });
+      transport = createGrpcTransport({
+        baseUrl,
+        sessionManager: manager,
+        // connect-node advertises gzip and brotli unless told otherwise.
+        ...(compression ? {} : { acceptCompression: [] }),
+      });
       managers.set(baseUrl, manager);
       transports.set(baseUrl, transport);
     }
@@ -53,8 +64,8 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
   const scheme = options.tls ? "https" : "http";
   return {
     produceMode: "stream",
-    sentinel: (url) => get(baseUrlOf(url, scheme)),
-    broker: (address) => get(baseUrlOf(address, scheme)),
+    sentinel: (url) => get(baseUrlOf(url, scheme), true),
+    broker: (address) => get(baseUrlOf(address, scheme), options.brokerCompression ?? false),
     forget(target) {
       // The next call dials a new connection; calls still running on the old one are left alone (a
       // healthy stream of another partition must not be cut): it closes by itself once idle or dead.
