@@ -69,6 +69,12 @@ async function runFrozen(args: string[]): Promise<number> {
   }
 }
 
+/** 872 → "14 min 32 s". */
+function minutes(seconds: number): string {
+  const s = Math.round(seconds);
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+}
+
 function usage(): string {
   const list = [...BENCHMARKS, ...EXTRA]
     .map((b) => `  ${b.name.padEnd(11)} ${b.description}${EXTRA.includes(b) ? " (only when named)" : ""}`)
@@ -118,6 +124,7 @@ async function main(): Promise<number> {
     `machine: ${machine.nproc} × ${machine.cpuModel}, node ${machine.node}, etcd ${machine.etcd}, load ${machine.loadAverage.join(" ")}`,
   );
   const failed: string[] = [];
+  const timings: { name: string; seconds: number }[] = [];
   const begin = Date.now();
   for (const bench of selected) {
     ctx.log(`== ${bench.name}: ${bench.description}`);
@@ -127,6 +134,7 @@ async function main(): Promise<number> {
     try {
       const output = await bench.run(ctx);
       const seconds = (Date.now() - started.getTime()) / 1000;
+      timings.push({ name: bench.name, seconds });
       // The machine is shared: how much of it did other processes take meanwhile?
       // (clock-tick rounding makes it slightly negative on an idle machine)
       const othersPercent = Math.max(
@@ -171,9 +179,11 @@ async function main(): Promise<number> {
       ctx.log(`${bench.name} FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
   }
-  ctx.log(
-    `all done in ${((Date.now() - begin) / 1000).toFixed(0)} s${failed.length ? `; failed: ${failed.join(", ")}` : ""}`,
-  );
+  const total = (Date.now() - begin) / 1000;
+  const perBenchmark = timings.map((t) => `${t.name} ${t.seconds.toFixed(0)} s`).join(", ");
+  const summary = `total wall time ${minutes(total)} (${perBenchmark})${failed.length ? `; failed: ${failed.join(", ")}` : ""}`;
+  process.stdout.write(`\n> ${summary}\n`);
+  ctx.log(`all done: ${summary}`);
   return failed.length > 0 ? 1 : 0;
 }
 

@@ -1,15 +1,12 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { Etcd3, type IOptions } from "etcd3";
+import type { ChildProcess } from "node:child_process";
+import type { Etcd3, IOptions } from "etcd3";
+import { startEtcd as startTestEtcd } from "../../test/helpers/etcd.js";
 import { trackChild, trackDir } from "./children.js";
-import { freePort, waitFor } from "./wait.js";
 
 /**
- * A real etcd server for benchmarks (Debian's etcd-server), on free loopback ports with a temporary data
- * dir on the same disk the tests use. The same start-up as test/helpers/etcd.ts, plus extra flags (some
- * benchmarks raise etcd's request limits, and say so).
+ * A real etcd server for benchmarks: the integration tests' (test/helpers/etcd.ts: Debian's etcd-server
+ * on free loopback ports, a temporary data dir on the same disk), plus extra flags (some benchmarks raise
+ * etcd's request limits, and say so), clients configured as the sentinel's, and cleanup on exit.
  */
 export interface BenchEtcd {
   /** Client URL, e.g. http://127.0.0.1:23790 */
@@ -31,69 +28,27 @@ export interface BenchEtcdOptions {
 }
 
 export async function startEtcd(options: BenchEtcdOptions = {}): Promise<BenchEtcd> {
-  const clientPort = await freePort();
-  const peerPort = await freePort();
-  const dataDir = await mkdtemp(path.join(tmpdir(), "goulette-bench-etcd-"));
-  const untrackDir = trackDir(dataDir);
-  const clientUrl = `http://127.0.0.1:${clientPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
-  const child = spawn(
-    "etcd",
-    [
-      "--name=bench",
-      `--data-dir=${dataDir}`,
-      `--listen-client-urls=${clientUrl}`,
-      `--advertise-client-urls=${clientUrl}`,
-      `--listen-peer-urls=${peerUrl}`,
-      `--initial-advertise-peer-urls=${peerUrl}`,
-      `--initial-cluster=bench=${peerUrl}`,
-      "--log-level=error",
-      "--logger=zap",
-      ...(options.extraArgs ?? []),
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  trackChild(child);
-  let stderr = "";
-  child.stderr?.on("data", (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString()).slice(-4000);
+  let untrackDir = () => {};
+  const etcd = await startTestEtcd({
+    extraArgs: options.extraArgs ?? [],
+    dirPrefix: "goulette-bench-etcd-",
+    // Tracked from the spawn on: a benchmark interrupted while etcd starts leaves nothing behind.
+    onSpawn: (child, dataDir) => {
+      trackChild(child);
+      untrackDir = trackDir(dataDir);
+    },
   });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const clients: Etcd3[] = [];
-  try {
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`etcd exited with ${child.exitCode}: ${stderr}`);
-        const res = await fetch(`${clientUrl}/health`);
-        return res.ok;
-      },
-      { timeoutMs: 15_000, what: "etcd to become healthy" },
-    );
-  } catch (err) {
-    child.kill("SIGKILL");
-    await rm(dataDir, { recursive: true, force: true });
-    throw err;
-  }
   return {
-    endpoint: clientUrl,
-    dataDir,
-    process: child,
-    client(extra = {}) {
-      const c = new Etcd3({
-        hosts: clientUrl,
+    endpoint: etcd.endpoint,
+    dataDir: etcd.dataDir,
+    process: etcd.process,
+    client: (extra = {}) =>
+      etcd.client({
         defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + 5_000 }),
         ...extra,
-      });
-      clients.push(c);
-      return c;
-    },
+      }),
     async stop() {
-      for (const c of clients) c.close();
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGKILL");
-        await exited;
-      }
-      await rm(dataDir, { recursive: true, force: true });
+      await etcd.stop();
       untrackDir();
     },
   };

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Etcd3 } from "etcd3";
+import { Etcd3, type IOptions } from "etcd3";
 import { freePort } from "./ports.js";
 import { waitFor } from "./wait.js";
 
@@ -13,8 +13,8 @@ export interface TestEtcd {
   readonly clientPort: number;
   readonly dataDir: string;
   readonly process: ChildProcess;
-  /** A fresh client; closed by stop(). */
-  client(): Etcd3;
+  /** A fresh client (with `options` on top of the endpoint); closed by stop(). */
+  client(options?: Partial<IOptions>): Etcd3;
   /** SIGSTOP: etcd stops answering (a pause longer than a lease TTL expires leases). */
   pause(): void;
   resume(): void;
@@ -22,10 +22,19 @@ export interface TestEtcd {
   stop(): Promise<void>;
 }
 
-export async function startEtcd(): Promise<TestEtcd> {
+export interface StartEtcdOptions {
+  /** Extra etcd flags, e.g. ["--max-txn-ops=100000"] (benchmarks raise some limits, and say so). */
+  extraArgs?: string[];
+  /** Name prefix of the temporary data dir (default "goulette-etcd-"). */
+  dirPrefix?: string;
+  /** Called as soon as etcd is spawned (before it is healthy), e.g. to kill it if the caller exits. */
+  onSpawn?: (child: ChildProcess, dataDir: string) => void;
+}
+
+export async function startEtcd(options: StartEtcdOptions = {}): Promise<TestEtcd> {
   const clientPort = await freePort();
   const peerPort = await freePort();
-  const dataDir = await mkdtemp(path.join(tmpdir(), "goulette-etcd-"));
+  const dataDir = await mkdtemp(path.join(tmpdir(), options.dirPrefix ?? "goulette-etcd-"));
   const clientUrl = `http://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const child = spawn(
@@ -40,9 +49,11 @@ export async function startEtcd(): Promise<TestEtcd> {
       `--initial-cluster=test=${peerUrl}`,
       "--log-level=error",
       "--logger=zap",
+      ...(options.extraArgs ?? []),
     ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
+  options.onSpawn?.(child, dataDir);
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
@@ -68,8 +79,8 @@ export async function startEtcd(): Promise<TestEtcd> {
     clientPort,
     dataDir,
     process: child,
-    client() {
-      const c = new Etcd3({ hosts: clientUrl });
+    client(extra = {}) {
+      const c = new Etcd3({ hosts: clientUrl, ...extra });
       clients.push(c);
       return c;
     },
@@ -81,7 +92,7 @@ export async function startEtcd(): Promise<TestEtcd> {
     },
     async stop() {
       for (const c of clients) c.close();
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGCONT");
         child.kill("SIGKILL");
         await exited;
