@@ -12,6 +12,8 @@ export interface LeaderElectionOptions {
   /** Election lease TTL in seconds: a dead leader is replaced within about this long. */
   ttlSeconds: number;
   logger: Logger;
+  /** stop() gives etcd this long (ms, default 5,000) to cancel the watches and revoke the lease. */
+  stopTimeoutMs?: number;
 }
 
 export type ElectionEvents = {
@@ -69,18 +71,41 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
     this.#campaign();
   }
 
-  /** Stops campaigning; a leader resigns (revokes its lease) so another sentinel takes over at once. */
+  /**
+   * Stops campaigning; a leader resigns (revokes its lease) so another sentinel takes over at once.
+   * It steps down first and gives etcd at most `stopTimeoutMs` to cancel the watches and revoke the
+   * lease: an unreachable etcd must not hang a shutdown. The lease's keepalives stop at once either way,
+   * so an unrevoked lease expires on its own after the TTL.
+   */
   async stop(): Promise<void> {
     this.#running = false;
     this.#generation++;
     clearTimeout(this.#retryTimer);
     clearInterval(this.#guardTimer);
     clearInterval(this.#leaderPoll);
-    await this.#predecessorWatch?.cancel().catch(() => undefined);
-    await this.#leaderWatch?.cancel().catch(() => undefined);
     this.#stepDown("resigned");
-    await this.#lease?.revoke().catch(() => undefined);
+    const watches = [this.#predecessorWatch, this.#leaderWatch];
+    const lease = this.#lease;
+    this.#predecessorWatch = undefined;
+    this.#leaderWatch = undefined;
     this.#lease = undefined;
+    // revoke() stops the keepalives synchronously, before its first await.
+    const release = Promise.allSettled([lease?.revoke(), ...watches.map((watch) => watch?.cancel())]).then(
+      () => true,
+    );
+    const timeoutMs = this.options.stopTimeoutMs ?? 5_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const released = await Promise.race([release, timedOut]);
+    clearTimeout(timer);
+    if (!released) {
+      this.options.logger.warn(
+        { timeoutMs, ttlSeconds: this.options.ttlSeconds },
+        "etcd did not confirm the resignation in time; stopped anyway (the lease expires after its TTL)",
+      );
+    }
   }
 
   /** Every campaigning sentinel's URL, leader first. */
