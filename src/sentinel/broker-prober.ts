@@ -1,5 +1,5 @@
 import { createClient } from "@connectrpc/connect";
-import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
+import { BrokerService, type PartitionProgress, type PartitionRef } from "../gen/goulette/v1/broker_pb.js";
 import { TransportPool, type TransportPoolOptions } from "../server/transport-pool.js";
 
 export interface BrokerProberOptions {
@@ -27,6 +27,23 @@ export class BrokerProber {
       return true;
     } catch {
       return false;
+    }
+  }
+
+  /**
+   * The broker's log progress for `partitions` (Health with partitions), or undefined when it does not
+   * answer in time.
+   */
+  async progress(
+    address: string,
+    partitions: ReadonlyArray<Pick<PartitionRef, "topic" | "partition">>,
+  ): Promise<PartitionProgress[] | undefined> {
+    const client = createClient(BrokerService, this.#pool.get(address));
+    try {
+      const res = await client.health({ partitions: [...partitions] }, { timeoutMs: this.options.timeoutMs });
+      return res.partitions;
+    } catch {
+      return undefined;
     }
   }
 

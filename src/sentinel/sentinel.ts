@@ -9,6 +9,7 @@ import { UnavailableError, errorMessage } from "../errors.js";
 import { HeartbeatStore } from "../coordination/heartbeats.js";
 import { createKeyspace } from "../coordination/keyspace.js";
 import { GetBrokersRequestSchema, SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import { withUpToDateLeaders } from "../fsm/leader-choice.js";
 import { planTopUp, planUnreachable } from "../fsm/planner.js";
 import type { UnreachableReason } from "../fsm/operations.js";
 import type { Logger } from "../observability/logger.js";
@@ -19,6 +20,7 @@ import { startRpcServer, type RpcServer, type RpcServerLimits, type TlsFiles } f
 import type { ClientTlsOptions } from "../server/tls.js";
 import type { TransportPoolOptions } from "../server/transport-pool.js";
 import { BrokerProber } from "./broker-prober.js";
+import { readReplicaProgress } from "./replica-progress.js";
 import { ControlPlane } from "./control-plane.js";
 import { FailureDetector } from "./failure-detector.js";
 import { WriteRouter } from "./forwarder.js";
@@ -165,10 +167,15 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   });
   live.plane = cp;
   const state = cp.state;
+  const prober = new BrokerProber({ timeoutMs: config.probeTimeoutMs, transportOptions });
   const markBrokersDown = async (brokerIds: string[], reason: UnreachableReason) => {
+    // Asked before planning: the most up-to-date survivor must lead each partition the brokers led.
+    const progressOf = await readReplicaProgress(prober, state, brokerIds, logger);
     await cp.propose(() => {
       const still = brokerIds.filter((id) => state.broker(id)?.status === "healthy");
-      return still.length > 0 ? planUnreachable(state, cp.ring, still, reason) : undefined;
+      return still.length > 0
+        ? withUpToDateLeaders(state, planUnreachable(state, cp.ring, still, reason), progressOf)
+        : undefined;
     });
   };
   const detector = new FailureDetector({
@@ -247,9 +254,9 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     await detector.stop();
     await cp.stop().catch(() => undefined);
     await server.close();
+    prober.close();
     throw err;
   }
-  const prober = new BrokerProber({ timeoutMs: config.probeTimeoutMs, transportOptions });
   live.service = createSentinelService({
     id: config.id,
     url,
