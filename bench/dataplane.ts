@@ -36,6 +36,14 @@ interface LatencyMeasured {
 }
 
 const SIZES = [100, 1024, 64 * 1024];
+/** Broker CPU profiles taken after the measurements: (record size, workload). */
+const PROFILES: Array<[number, "produce" | "consume"]> = [
+  [1024, "produce"],
+  [1024, "consume"],
+  [64 * 1024, "produce"],
+  [64 * 1024, "consume"],
+];
+type BrokerProfile = Awaited<ReturnType<typeof profileProduce>>;
 const MB = 1e6;
 
 async function run(ctx: BenchContext): Promise<BenchOutput> {
@@ -113,29 +121,42 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const rf1 = await cluster.createTopic("bench-rf1", { partitions: 1, replicas: 1 });
       const rf3 = await cluster.createTopic("bench-rf3", { partitions: 1, replicas: 3 });
       const leaderOf = (layout: typeof rf1) => cluster.brokerAddress(layout.partitions[0]?.leader as string);
+      // As the SDK does: no gzip/brotli negotiated with brokers, consume with FetchMessages (batches).
       const leader = createGouletteTarget({
         label: "leader",
         leaderAddress: leaderOf(rf1),
         topic: "bench-rf1",
         acks: Acks.LEADER,
+        compression: false,
       });
       await measure(leader, "Goulette acks=leader (RF 1)", fsync);
       if (fsync === "interval") {
-        // The same, with a client that does not negotiate gzip (as the peers' clients): what it costs.
-        const plain = createGouletteTarget({
-          label: "leader, no gzip",
+        // The same with PullMessage (one stream message per record, the API before FetchMessages), and
+        // with a client that negotiates gzip (connect-node's default): what each costs.
+        const pull = createGouletteTarget({
+          label: "leader, PullMessage",
           leaderAddress: leaderOf(rf1),
           topic: "bench-rf1",
           acks: Acks.LEADER,
           compression: false,
+          consumeApi: "pull",
         });
-        await measure(plain, "Goulette acks=leader (RF 1), client without gzip", fsync);
+        await measure(pull, "Goulette acks=leader (RF 1), consume with PullMessage", fsync);
+        const gzip = createGouletteTarget({
+          label: "leader, gzip",
+          leaderAddress: leaderOf(rf1),
+          topic: "bench-rf1",
+          acks: Acks.LEADER,
+          compression: true,
+        });
+        await measure(gzip, "Goulette acks=leader (RF 1), client negotiating gzip", fsync);
       }
       const all = createGouletteTarget({
         label: "all",
         leaderAddress: leaderOf(rf3),
         topic: "bench-rf3",
         acks: Acks.ALL,
+        compression: false,
       });
       await measure(all, "Goulette acks=all (RF 3)", fsync);
     } finally {
@@ -168,16 +189,21 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     await nats.stop();
   }
 
-  // --- CPU profile of the produce hot path
-  ctx.log("CPU profile of a broker under 1 KiB acks=leader produce load");
-  // A failed profile must not throw away the measurements above.
-  const prof = await profileProduce(1024, ctx.quick ? 2_000 : 5_000).catch((err: unknown) => {
-    ctx.log(`profile FAILED: ${err instanceof Error ? err.message : String(err)}`);
-    return undefined;
-  });
+  // --- CPU profiles of the broker hot paths
+  const profileMs = ctx.quick ? 2_000 : 5_000;
+  const profiles: BrokerProfile[] = [];
+  for (const [size, workload] of PROFILES) {
+    ctx.log(`CPU profile of a broker under ${sizeLabel(size)} acks=leader ${workload} load`);
+    // A failed profile must not throw away the measurements above.
+    const prof = await profileProduce(size, profileMs, workload).catch((err: unknown) => {
+      ctx.log(`profile FAILED: ${err instanceof Error ? err.message : String(err)}`);
+      return undefined;
+    });
+    if (prof) profiles.push(prof);
+  }
 
   return {
-    tables: buildTables({ results, latencies, loopbackSpread, disk4k, disk1m, prof, reps, runMs }),
+    tables: buildTables({ results, latencies, loopbackSpread, disk4k, disk1m, profiles, reps, runMs }),
     settings: {
       reps,
       runMs,
@@ -186,13 +212,13 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       goulette: { brokers: 3, fsyncIntervalMs, window: 8, batchBytes: 256 * 1024, maxRecordsPerRequest: 500 },
       peers: { window: 256 },
       latency: { size: latencySize, intervalMs: latencyIntervalMs, durationMs: latencyMs },
-      profile: { size: 1024, durationMs: ctx.quick ? 2_000 : 5_000 },
+      profiles: { runs: PROFILES, durationMs: profileMs },
     },
     data: {
       ceiling: { loopbackBytesPerSecond: loopback, disk4k, disk1m },
       results,
       latencies,
-      profile: prof,
+      profiles,
     },
     notes: [
       "Goal (issue 3): ahead of NATS JetStream and Redis Streams on produce and consume throughput at equal durability. See docs/benchmarks.md (Data plane) for where it is not, and why.",
@@ -207,7 +233,7 @@ interface TableInput {
   loopbackSpread: Spread;
   disk4k: DiskRate[];
   disk1m: DiskRate[];
-  prof: Awaited<ReturnType<typeof profileProduce>> | undefined;
+  profiles: BrokerProfile[];
   reps: number;
   runMs: number;
 }
@@ -217,7 +243,7 @@ function sizeLabel(size: number): string {
 }
 
 function buildTables(input: TableInput): Table[] {
-  const { results, latencies, loopbackSpread, disk4k, disk1m, prof } = input;
+  const { results, latencies, loopbackSpread, disk4k, disk1m, profiles } = input;
   const disk1mBytes = spread(disk1m.map((d) => d.bytesPerSecond));
   const mb = (values: number[]) => {
     const s = spread(values.map((v) => v / MB));
@@ -321,28 +347,31 @@ function buildTables(input: TableInput): Table[] {
       fmt(spread(l.samples).median),
     ]),
     notes: [
-      "producer and consumer in the benchmark process (one clock); Goulette pulls with a long-poll stream, NATS an ordered consumer, Redis XREAD BLOCK",
+      "producer and consumer in the benchmark process (one clock); Goulette reads with a long-poll FetchMessages stream, NATS an ordered consumer, Redis XREAD BLOCK",
     ],
   });
-  if (!prof) return tables;
-  const busy = prof.summary.totalMs - prof.summary.idleMs;
-  tables.push({
-    title: "Broker produce hot path (1 KiB, acks=leader, fsync=interval): top frames by self time",
-    columns: ["frame", "area", "ms", "% of busy"],
-    rows: prof.summary.self.map((f) => [f.frame, f.area, fmt(f.ms), `${fmt(f.percent, 2)}%`]),
-    notes: [
-      `${fmt(prof.load.messages / prof.load.seconds)} msg/s during ${fmt(prof.load.seconds)} s; broker main thread busy ${fmt(busy)} of ${fmt(prof.summary.totalMs)} ms, ${fmt((busy * 1000) / Math.max(1, prof.load.messages), 3)} µs CPU per message`,
-      `by area: ${prof.summary.byArea
-        .slice(0, 8)
-        .map((a) => `${a.frame} ${fmt(a.percent, 2)}%`)
-        .join(", ")}`,
-    ],
-  });
-  tables.push({
-    title: "Broker produce hot path: goulette functions by inclusive time",
-    columns: ["frame", "area", "ms", "% of busy"],
-    rows: prof.summary.inclusive.map((f) => [f.frame, f.area, fmt(f.ms), `${fmt(f.percent, 2)}%`]),
-  });
+  for (const prof of profiles) {
+    const busy = prof.summary.totalMs - prof.summary.idleMs;
+    const workload = prof.workload ?? "produce";
+    const what = `Broker ${workload} hot path (${sizeLabel(prof.size)}, acks=leader, fsync=interval${workload === "consume" ? ", FetchMessages" : ""})`;
+    tables.push({
+      title: `${what}: top frames by self time`,
+      columns: ["frame", "area", "ms", "% of busy"],
+      rows: prof.summary.self.map((f) => [f.frame, f.area, fmt(f.ms), `${fmt(f.percent, 2)}%`]),
+      notes: [
+        `${fmt(prof.load.messages / prof.load.seconds)} msg/s during ${fmt(prof.load.seconds)} s; broker main thread busy ${fmt(busy)} of ${fmt(prof.summary.totalMs)} ms, ${fmt((busy * 1000) / Math.max(1, prof.load.messages), 3)} µs CPU per message`,
+        `by area: ${prof.summary.byArea
+          .slice(0, 8)
+          .map((a) => `${a.frame} ${fmt(a.percent, 2)}%`)
+          .join(", ")}`,
+      ],
+    });
+    tables.push({
+      title: `${what}: goulette functions by inclusive time`,
+      columns: ["frame", "area", "ms", "% of busy"],
+      rows: prof.summary.inclusive.map((f) => [f.frame, f.area, fmt(f.ms), `${fmt(f.percent, 2)}%`]),
+    });
+  }
   return tables;
 }
 
