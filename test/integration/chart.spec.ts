@@ -506,6 +506,9 @@ describe("charts/goulette", () => {
         ["broker.fsync=sometimes", /fsync/],
         ["etcd.external.endpoints[0]=etcd:2379", /endpoints/],
         ["sentinel.podAntiAffinityPreset=maybe", /podAntiAffinityPreset/],
+        ["broker.rpcLimits.maxConnections=0", /maxConnections/],
+        ["sentinel.rpcLimits.idleTimeout=1.5", /idleTimeout/],
+        ["sentinel.rpcLimits.maxStreams=5", /maxStreams/],
       ] as const) {
         const result = await helmTemplateRaw({ set: [set] });
         assert.notEqual(result.code, 0, `--set ${set} was accepted`);
@@ -525,6 +528,24 @@ describe("charts/goulette", () => {
       });
       assert.equal(statefulSetOf(objects, "sentinel").spec?.replicas, 5);
       assert.equal(envOf(statefulSetOf(objects, "broker"), "broker", 0).get("GOULETTE_FSYNC"), "interval");
+    });
+
+    it("rpcLimits become the --rpc-* options of each component, defaults unchanged", async () => {
+      const base = objectsOf("defaults");
+      for (const component of ["sentinel", "broker"]) {
+        const env = envOf(statefulSetOf(base, component), component, 0);
+        assert.equal(env.get("GOULETTE_RPC_MAX_CONNECTIONS"), "8192");
+        assert.equal(env.get("GOULETTE_RPC_MAX_REQUEST_BYTES"), "0", "0: the component's own default");
+        assert.equal(env.get("GOULETTE_RPC_IDLE_TIMEOUT"), "300000");
+      }
+      const objects = await helmTemplate({
+        set: ["broker.rpcLimits.maxConcurrentStreams=64", "broker.rpcLimits.requestTimeout=1200000"],
+      });
+      const broker = envOf(statefulSetOf(objects, "broker"), "broker", 0);
+      assert.equal(broker.get("GOULETTE_RPC_MAX_CONCURRENT_STREAMS"), "64");
+      assert.equal(broker.get("GOULETTE_RPC_REQUEST_TIMEOUT"), "1200000", "no 1.2e+06");
+      const sentinel = envOf(statefulSetOf(objects, "sentinel"), "sentinel", 0);
+      assert.equal(sentinel.get("GOULETTE_RPC_MAX_CONCURRENT_STREAMS"), "1000");
     });
 
     it("a config change rolls only the pods it concerns (checksum/config)", async () => {

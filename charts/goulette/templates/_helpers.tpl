@@ -536,3 +536,23 @@ Usage: {{ include "goulette.pvc" (dict "context" $ "name" "data" "component" "br
       requests:
         storage: {{ .persistence.size | quote }}
 {{- end -}}
+
+{{/*
+Return the GOULETTE_RPC_* variables of an rpcLimits value (sentinel.rpcLimits or broker.rpcLimits).
+*/}}
+{{- define "goulette.rpcLimits.env" -}}
+- name: GOULETTE_RPC_MAX_REQUEST_BYTES
+  value: {{ .maxRequestBytes | int64 | quote }}
+- name: GOULETTE_RPC_MAX_CONNECTIONS
+  value: {{ .maxConnections | int64 | quote }}
+- name: GOULETTE_RPC_MAX_CONCURRENT_STREAMS
+  value: {{ .maxConcurrentStreams | int64 | quote }}
+- name: GOULETTE_RPC_HEADERS_TIMEOUT
+  value: {{ .headersTimeout | int64 | quote }}
+- name: GOULETTE_RPC_REQUEST_TIMEOUT
+  value: {{ .requestTimeout | int64 | quote }}
+- name: GOULETTE_RPC_KEEPALIVE_TIMEOUT
+  value: {{ .keepAliveTimeout | int64 | quote }}
+- name: GOULETTE_RPC_IDLE_TIMEOUT
+  value: {{ .idleTimeout | int64 | quote }}
+{{- end }}
