@@ -16,7 +16,18 @@ interface Framing {
   encodingHeader: string;
 }
 
+/** framingOf per (unary, content type): a handful of distinct values, parsed on every request otherwise. */
+const framings = new Map<string, Framing | undefined>();
+
 function framingOf(contentType: string | null, unary: boolean): Framing | undefined {
+  const key = `${unary ? "u" : "s"}${contentType ?? ""}`;
+  if (framings.has(key)) return framings.get(key);
+  const framing = parseFraming(contentType, unary);
+  if (framings.size < 64) framings.set(key, framing); // bounded: clients choose the header
+  return framing;
+}
+
+function parseFraming(contentType: string | null, unary: boolean): Framing | undefined {
   const type = (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
   const match = /^application\/(grpc|grpc-web|connect)(?:\+(proto|json))?$/.exec(type);
   // Connect uses envelopes for streaming methods only; a mismatch is Connect's to refuse (415).
