@@ -21,32 +21,120 @@ export interface RoleNotifierOptions {
   headers?: Record<string, string>;
   /** TLS (CA, client certificate) and the scheme of broker host:port addresses. */
   transportOptions?: TransportPoolOptions;
+  /** Calls in flight at once over all brokers (default 16). */
+  concurrency?: number;
+  /** Calls in flight at once to one broker (default 4). */
+  perBrokerConcurrency?: number;
+  /** Consecutive failures after which a broker's queue is dropped (default 6): it reconciles through KeepAlive. */
+  maxAttempts?: number;
+  /** First retry delay after a failed call (ms, default 200), doubled per consecutive failure up to 5 s. */
+  retryBaseMs?: number;
 }
+
+type BrokerClient = Client<typeof BrokerService>;
+type CallOptions = { timeoutMs: number; headers?: Record<string, string> };
+
+/** One pending call to one broker; a newer message with the same key replaces it. */
+interface Message {
+  /** `topic#partition` (role or removal of one partition) or `topic` (the whole topic removed). */
+  key: string;
+  topic: string;
+  what: string;
+  send: (client: BrokerClient, options: CallOptions) => Promise<unknown>;
+}
+
+interface BrokerQueue {
+  address: string;
+  /** Insertion-ordered; a superseding message moves to the end. */
+  pending: Map<string, Message>;
+  inFlight: number;
+  /** Topics with a call in flight: calls about one topic go one at a time, in order. */
+  busyTopics: Map<string, number>;
+  failures: number;
+  retryAt: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+const MAX_BACKOFF_MS = 5_000;
 
 /**
  * After the leader changes an assignment it tells the brokers involved (DESIGN §6): SetTopicRole to
- * every replica of a changed partition, RemoveTopic (best effort) to brokers that lost one. Failures are
- * logged, not retried here: brokers also reconcile their roles through GetBrokers.
+ * every replica of a changed partition, RemoveTopic (best effort) to brokers that lost one.
+ *
+ * None of it runs on the write path: notify() only records the topic; the calls are worked out on a
+ * later turn of the event loop and queued per broker, where the latest message per partition wins (a
+ * partition that changed three times while a call was in flight gets one call, with its newest role).
+ * Calls go out with bounded concurrency; a failing broker is retried with exponential backoff and, after
+ * `maxAttempts` consecutive failures, its queue is dropped: brokers also reconcile their roles from the
+ * assignments in every KeepAlive answer, so a lost push is repaired within a heartbeat.
  */
 export class RoleNotifier {
-  readonly #clients = new Map<string, Client<typeof BrokerService>>();
+  readonly #clients = new Map<string, BrokerClient>();
   readonly #pool: TransportPool;
+  /** Topics changed since the last expansion, with their record before the first of those changes. */
+  #dirty = new Map<string, TopicRecord | undefined>();
+  #expandScheduled = false;
+  readonly #queues = new Map<string, BrokerQueue>();
+  #inFlight = 0;
+  #closed = false;
+  #idleWaiters: (() => void)[] = [];
+  /** Calls completed (successfully or not) and messages superseded before being sent, for tests and logs. */
+  readonly stats = { sent: 0, failed: 0, superseded: 0, dropped: 0 };
 
   constructor(private readonly options: RoleNotifierOptions) {
     this.#pool = new TransportPool(options.transportOptions);
   }
 
+  /** Records that `topic` changed (`before` = its record before the change); the calls go out later. */
   notify(topic: string, before: TopicRecord | undefined): void {
-    const after = this.options.state.topic(topic);
-    const calls: Promise<void>[] = [];
+    if (this.#closed) return;
+    if (!this.#dirty.has(topic)) this.#dirty.set(topic, before);
+    if (this.#expandScheduled) return;
+    this.#expandScheduled = true;
+    setImmediate(() => {
+      this.#expandScheduled = false;
+      this.#expand();
+    });
+  }
+
+  /** Resolves once nothing is queued or in flight (tests; a graceful shutdown may wait on it too). */
+  idle(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#dirty.clear();
+    for (const queue of this.#queues.values()) {
+      clearTimeout(queue.timer);
+      queue.pending.clear();
+    }
+    this.#pool.close();
+    this.#clients.clear();
+    this.#checkIdle();
+  }
+
+  #expand(): void {
+    const dirty = this.#dirty;
+    this.#dirty = new Map();
+    for (const [topic, before] of dirty) this.#enqueueTopic(topic, before);
+    for (const queue of this.#queues.values()) this.#pump(queue);
+    this.#checkIdle();
+  }
+
+  #enqueueTopic(topic: string, before: TopicRecord | undefined): void {
+    const { state } = this.options;
+    const after = state.topic(topic);
     for (const partition of after?.partitions ?? []) {
       const previous = before?.partitions.find((p) => p.partition === partition.partition);
       if (previous && previous.epoch === partition.epoch) continue;
       const replicas = partition.replicas.flatMap((id) => {
-        const broker = this.options.state.broker(id);
+        const broker = state.broker(id);
         return broker ? [create(ReplicaRefSchema, { brokerId: id, address: broker.address })] : [];
       });
       const leader = replicas[0];
+      const key = `${topic}#${partition.partition}`;
       for (const replica of replicas) {
         const request = create(SetTopicRoleRequestSchema, {
           topic,
@@ -56,64 +144,160 @@ export class RoleNotifier {
           replicas,
           epoch: BigInt(partition.epoch),
         });
-        calls.push(
-          this.#call(replica.address, `SetTopicRole ${topic}#${partition.partition}`, (c, o) =>
-            c.setTopicRole(request, o),
-          ),
-        );
+        this.#enqueue(replica.address, {
+          key,
+          topic,
+          what: `SetTopicRole ${key}`,
+          send: (c, o) => c.setTopicRole(request, o),
+        });
       }
       for (const gone of previous?.replicas.filter((id) => !partition.replicas.includes(id)) ?? []) {
-        const address = this.options.state.broker(gone)?.address;
-        if (address && this.options.state.broker(gone)?.status === "healthy") {
-          calls.push(
-            this.#call(address, `RemoveTopic ${topic}#${partition.partition}`, (c, o) =>
-              c.removeTopic({ topic, partition: partition.partition, deleteData: false }, o),
-            ),
-          );
-        }
+        const broker = state.broker(gone);
+        if (broker?.status !== "healthy") continue;
+        this.#enqueue(broker.address, {
+          key,
+          topic,
+          what: `RemoveTopic ${key}`,
+          send: (c, o) => c.removeTopic({ topic, partition: partition.partition, deleteData: false }, o),
+        });
       }
     }
     if (!after && before) {
       for (const id of new Set(before.partitions.flatMap((p) => p.replicas))) {
-        const address = this.options.state.broker(id)?.address;
-        if (address)
-          calls.push(
-            this.#call(address, `RemoveTopic ${topic}`, (c, o) =>
-              c.removeTopic({ topic, deleteData: true }, o),
-            ),
-          );
+        const address = state.broker(id)?.address;
+        if (!address) continue;
+        // The whole topic goes: its per-partition messages to this broker are moot.
+        const queue = this.#queues.get(address);
+        for (const key of queue?.pending.keys() ?? []) {
+          if (key.startsWith(`${topic}#`)) {
+            queue?.pending.delete(key);
+            this.stats.superseded++;
+          }
+        }
+        this.#enqueue(address, {
+          key: topic,
+          topic,
+          what: `RemoveTopic ${topic}`,
+          send: (c, o) => c.removeTopic({ topic, deleteData: true }, o),
+        });
       }
     }
-    void Promise.all(calls);
   }
 
-  async #call(
-    address: string,
-    what: string,
-    call: (
-      client: Client<typeof BrokerService>,
-      options: { timeoutMs: number; headers?: Record<string, string> },
-    ) => Promise<unknown>,
-  ): Promise<void> {
+  #enqueue(address: string, message: Message): void {
+    let queue = this.#queues.get(address);
+    if (!queue) {
+      queue = {
+        address,
+        pending: new Map(),
+        inFlight: 0,
+        busyTopics: new Map(),
+        failures: 0,
+        retryAt: 0,
+        timer: undefined,
+      };
+      this.#queues.set(address, queue);
+    }
+    if (queue.pending.delete(message.key)) this.stats.superseded++;
+    queue.pending.set(message.key, message);
+  }
+
+  #pump(queue: BrokerQueue): void {
+    if (this.#closed) return;
+    const concurrency = this.options.concurrency ?? 16;
+    const perBroker = this.options.perBrokerConcurrency ?? 4;
+    const wait = queue.retryAt - Date.now();
+    if (wait > 0) {
+      if (!queue.timer) {
+        queue.timer = setTimeout(() => {
+          queue.timer = undefined;
+          this.#pump(queue);
+        }, wait);
+      }
+      return;
+    }
+    for (const message of queue.pending.values()) {
+      if (this.#inFlight >= concurrency || queue.inFlight >= perBroker) break;
+      if (queue.busyTopics.has(message.topic)) continue;
+      queue.pending.delete(message.key);
+      void this.#send(queue, message);
+    }
+    if (queue.pending.size === 0 && queue.inFlight === 0) this.#queues.delete(queue.address);
+  }
+
+  async #send(queue: BrokerQueue, message: Message): Promise<void> {
+    this.#inFlight++;
+    queue.inFlight++;
+    queue.busyTopics.set(message.topic, (queue.busyTopics.get(message.topic) ?? 0) + 1);
+    let ok = false;
     try {
-      await call(this.#client(address), {
+      await message.send(this.#client(queue.address), {
         timeoutMs: this.options.timeoutMs ?? 2_000,
         ...(this.options.headers ? { headers: this.options.headers } : {}),
       });
+      ok = true;
     } catch (err) {
       this.options.logger.debug(
-        { broker: address, err: errorMessage(err) },
-        `could not send ${what}; the broker will reconcile`,
+        { broker: queue.address, err: errorMessage(err), failures: queue.failures + 1 },
+        `could not send ${message.what}; will retry`,
       );
     }
+    this.#inFlight--;
+    queue.inFlight--;
+    const busy = (queue.busyTopics.get(message.topic) ?? 1) - 1;
+    if (busy > 0) queue.busyTopics.set(message.topic, busy);
+    else queue.busyTopics.delete(message.topic);
+    if (ok) {
+      this.stats.sent++;
+      queue.failures = 0;
+    } else {
+      this.stats.failed++;
+      this.#onFailure(queue, message);
+    }
+    if (!this.#closed) {
+      // A freed slot may serve any broker's queue, not only this one.
+      this.#pump(queue);
+      for (const other of this.#queues.values()) if (other !== queue) this.#pump(other);
+    }
+    this.#checkIdle();
   }
 
-  close(): void {
-    this.#pool.close();
-    this.#clients.clear();
+  #onFailure(queue: BrokerQueue, message: Message): void {
+    queue.failures++;
+    const maxAttempts = this.options.maxAttempts ?? 6;
+    if (queue.failures >= maxAttempts) {
+      this.stats.dropped += queue.pending.size + 1;
+      this.options.logger.info(
+        { broker: queue.address, failures: queue.failures, dropped: queue.pending.size + 1 },
+        "broker does not take role changes; dropping them (it reconciles through KeepAlive)",
+      );
+      queue.pending.clear();
+      queue.failures = 0;
+      queue.retryAt = 0;
+      return;
+    }
+    // Retry unless a newer message for the same key is already queued.
+    if (!queue.pending.has(message.key)) queue.pending.set(message.key, message);
+    const base = this.options.retryBaseMs ?? 200;
+    queue.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, base * 2 ** (queue.failures - 1));
+    this.#queues.set(queue.address, queue);
   }
 
-  #client(address: string): Client<typeof BrokerService> {
+  #isIdle(): boolean {
+    if (this.#dirty.size > 0 || this.#expandScheduled || this.#inFlight > 0) return false;
+    if (this.#closed) return true;
+    for (const queue of this.#queues.values()) if (queue.pending.size > 0) return false;
+    return true;
+  }
+
+  #checkIdle(): void {
+    if (this.#idleWaiters.length === 0 || !this.#isIdle()) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  #client(address: string): BrokerClient {
     let client = this.#clients.get(address);
     if (!client) {
       const url = toBaseUrl(address, this.#pool.scheme);
