@@ -3,13 +3,12 @@
  *
  *   GET  /, /app.js, /config.json          the page, its script (bundled by esbuild on start), its config
  *   POST /sentinel/<i>/<service>/<method>  passed through to the i-th sentinel (Connect over HTTP/1.1)
- *   POST /broker/<host:port>/…             passed through to that broker (PullMessage, CommitOffset…)
- *   POST /broker/<host:port>/goulette.v1.BrokerService/Produce
- *                                          answered here: one SendMessage request over HTTP/2
+ *   POST /broker/<host:port>/…             passed through to that broker (Produce, FetchMessages,
+ *                                          CommitOffset…)
  *
  * Why a proxy: the sentinels and brokers send no CORS headers, so a page can only call them from their
- * own origin. Why the Produce bridge: browsers have no full-duplex streams, and the brokers serve no
- * unary Produce RPC yet (docs/client.md); once they do, only the pass-through is needed.
+ * own origin. Browsers have no full-duplex streams: the page produces with the brokers' unary Produce
+ * RPC (one call per batch), passed through like every other call.
  *
  * Run it against a dev cluster (after `npm run build`):
  *   node dist/examples/browser/server.js --sentinel http://127.0.0.1:9090,http://127.0.0.1:9091 --port 8080
@@ -20,10 +19,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
-import { ConnectError, Code, type ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { Admin, PRODUCE_METHOD, createNodeTransport } from "../../src/client/node.js";
-import { openProduceChannel, type ProduceChannel } from "../../src/client/produce-channel.js";
+import { Admin, createNodeTransport } from "../../src/client/node.js";
 
 export interface ExampleServerOptions {
   /** Sentinel URLs of the cluster. */
@@ -32,7 +28,7 @@ export interface ExampleServerOptions {
   host?: string;
   /** Listen port (default 8080; 0 picks a free one). */
   port?: number;
-  /** Bearer token for the cluster, if it requires one (added to proxied and bridged calls). */
+  /** Bearer token for the cluster, if it requires one (added to proxied calls). */
   token?: string;
 }
 
@@ -42,7 +38,6 @@ export interface ExampleServer {
   close(): Promise<void>;
 }
 
-const TARGET_HEADER = "goulette-example-broker";
 /** How often the list of brokers the proxy may reach is refreshed, at most. */
 const BROKER_REFRESH_MS = 1_000;
 
@@ -85,32 +80,6 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
     return knownBrokers.has(address);
   };
 
-  const channels = new Map<string, ProduceChannel>();
-  const channel = (address: string) => {
-    let c = channels.get(address);
-    if (!c) {
-      c = openProduceChannel({ transport, address, headers: authorization, requestTimeoutMs: 30_000 });
-      channels.set(address, c);
-    }
-    return c;
-  };
-  const bridge = connectNodeAdapter({
-    routes: (router: ConnectRouter) => {
-      router.rpc(PRODUCE_METHOD, async (request, ctx) => {
-        const address = ctx.requestHeader.get(TARGET_HEADER) ?? "";
-        try {
-          return await channel(address).send(request);
-        } catch (err) {
-          channels.delete(address);
-          transport.forget(address);
-          // Keep the network error's text: the page's client recognises an unreachable broker by it.
-          const message = err instanceof Error ? err.message : String(err);
-          throw new ConnectError(`broker ${address}: ${message}`, Code.Unavailable);
-        }
-      });
-    },
-  });
-
   const server = http.createServer((req, res) => {
     void route(req, res).catch((err: unknown) => {
       if (!res.headersSent) sendError(res, 500, "internal", String(err));
@@ -142,11 +111,6 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
       const rest = broker[2] as string;
       if (!(await isKnownBroker(address))) {
         return sendError(res, 404, "not_found", `${address} is not a broker of this cluster`);
-      }
-      if (rest === `/${PRODUCE_METHOD.parent.typeName}/${PRODUCE_METHOD.name}`) {
-        req.url = `${rest}${url.search}`;
-        req.headers[TARGET_HEADER] = address;
-        return bridge(req, res);
       }
       return pass(req, res, address, `${rest}${url.search}`);
     }
@@ -189,7 +153,6 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const c of channels.values()) c.close();
       await admin.close();
       transport.close();
     },

@@ -52,6 +52,11 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
       return translateStreamErrors(sendMessages(produceOptions, requests, ctx.signal));
     },
 
+    produce: unary(async (req) => {
+      validateMessageRequest(req);
+      return produce(produceOptions, req);
+    }),
+
     pullMessage(req, ctx) {
       return translateStreamErrors(pull({ lookup, metrics: options.metrics }, req, ctx.signal));
     },

@@ -70,7 +70,14 @@ export interface Broker {
 }
 
 /** RPCs that need the token when one is configured: writes, replication and role changes. */
-const PROTECTED = new Set(["SendMessage", "CommitOffset", "Replicate", "SetTopicRole", "RemoveTopic"]);
+const PROTECTED = new Set([
+  "SendMessage",
+  "Produce",
+  "CommitOffset",
+  "Replicate",
+  "SetTopicRole",
+  "RemoveTopic",
+]);
 /** Room for key and headers on top of the largest payload in one stored record. */
 export const RECORD_OVERHEAD_BYTES = 64 * 1024;
 

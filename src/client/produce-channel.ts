@@ -1,12 +1,5 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import type { DescMethodUnary } from "@bufbuild/protobuf";
-import {
-  BrokerService,
-  type MessageRequest,
-  type MessageRequestSchema,
-  type MessageResponse,
-  type MessageResponseSchema,
-} from "../gen/goulette/v1/broker_pb.js";
+import { BrokerService, type MessageRequest, type MessageResponse } from "../gen/goulette/v1/broker_pb.js";
 import { ProduceUnsupportedError } from "./errors.js";
 import type { ClientTransport } from "./transport.js";
 
@@ -35,21 +28,10 @@ export function openProduceChannel(options: ProduceChannelOptions): ProduceChann
 }
 
 /**
- * The unary produce RPC for clients without full-duplex streams:
- * `rpc Produce(MessageRequest) returns (MessageResponse)` on goulette.v1.BrokerService — one batch in,
- * its acks out, same semantics as one request of SendMessage. Not in the generated code yet (the broker
- * does not serve it; see docs/client.md), so the descriptor is derived from SendMessage's: same service,
- * same message types, only the name and kind differ, which is all a transport uses.
+ * The unary produce RPC for clients without full-duplex streams: one batch in, its acks out, the
+ * semantics of one SendMessage request.
  */
-export const PRODUCE_METHOD: DescMethodUnary<typeof MessageRequestSchema, typeof MessageResponseSchema> = {
-  ...BrokerService.method.sendMessage,
-  methodKind: "unary",
-  name: "Produce",
-  localName: "produce",
-  toString() {
-    return "rpc goulette.v1.BrokerService.Produce";
-  },
-} as unknown as DescMethodUnary<typeof MessageRequestSchema, typeof MessageResponseSchema>;
+export const PRODUCE_METHOD = BrokerService.method.produce;
 
 /** One Produce call per request (HTTP/1.1). */
 class UnaryProduceChannel implements ProduceChannel {

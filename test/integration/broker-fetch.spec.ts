@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import {
   Acks,
-  type BrokerService,
+  BrokerService,
+  ProduceError,
   type FetchRequest,
   type FetchResponse,
 } from "../../src/gen/goulette/v1/broker_pb.js";
@@ -26,8 +28,8 @@ async function fetchAll(
 
 const codeOf = (err: unknown) => (err instanceof ConnectError ? err.code : undefined);
 
-/** One sentinel and two brokers: FetchMessages batching, limits, long-poll, groups and errors. */
-describe("broker: FetchMessages (batched consume)", () => {
+/** One sentinel and two brokers: FetchMessages batching, limits, long-poll, groups, errors; unary Produce. */
+describe("broker: FetchMessages (batched consume) and unary Produce", () => {
   let cluster: TestCluster;
   let leaderId: string;
   let followerId: string;
@@ -187,6 +189,55 @@ describe("broker: FetchMessages (batched consume)", () => {
       fetchAll(cluster.broker(followerId).client, { topic: "events", partition: 0, offset: 0n, limit: 1n }),
       (err: unknown) => codeOf(err) === Code.Unavailable,
       "a follower does not serve reads",
+    );
+  });
+
+  it("unary Produce (Connect over HTTP/1.1, as browsers call it) has SendMessage's semantics", async () => {
+    const http1 = createClient(
+      BrokerService,
+      createConnectTransport({ baseUrl: `http://${cluster.brokerAddress(leaderId)}`, httpVersion: "1.1" }),
+    );
+    const request = {
+      topic: "events",
+      partition: 0,
+      producerId: "unary-spec",
+      acks: Acks.ALL,
+      records: [
+        { messageId: 1n, payload: text("u1") },
+        { messageId: 2n, payload: text("u2") },
+      ],
+    };
+    const first = await http1.produce(request);
+    assert.deepEqual(
+      first.acks.map((a) => [a.messageId, a.error, a.duplicate]),
+      [
+        [1n, ProduceError.NONE, false],
+        [2n, ProduceError.NONE, false],
+      ],
+    );
+    const offsets = first.acks.map((a) => a.offset);
+    assert.equal(offsets[1], (offsets[0] ?? 0n) + 1n);
+    const retry = await http1.produce(request);
+    assert.deepEqual(
+      retry.acks.map((a) => [a.offset, a.duplicate]),
+      offsets.map((o) => [o, true]),
+      "a retry is answered from the producer table, not appended again",
+    );
+    const read = await fetchAll(leader(), { topic: "events", partition: 0, offset: offsets[0], limit: 2n });
+    assert.deepEqual(
+      read.flatMap((b) => b.messages.map((m) => untext(m.payload))),
+      ["u1", "u2"],
+    );
+    const wrongPartition = await http1.produce({ ...request, partition: 9 });
+    assert.ok(wrongPartition.acks.every((a) => a.error === ProduceError.UNKNOWN_PARTITION));
+    await assert.rejects(
+      http1.produce({ ...request, topic: "" }),
+      (err: unknown) => codeOf(err) === Code.InvalidArgument,
+      "a malformed request fails the call",
+    );
+    await assert.rejects(
+      http1.produce({ ...request, records: [] }),
+      (err: unknown) => codeOf(err) === Code.InvalidArgument,
     );
   });
 });

@@ -12,8 +12,8 @@ import { waitFor } from "../helpers/wait.js";
 const CHROMIUM = "/usr/bin/chromium";
 
 /**
- * examples/browser in headless Chromium against a real cluster: the page produces (unary Produce, which
- * the example server bridges to SendMessage) and consumes (PullMessage server streams, CommitOffset)
+ * examples/browser in headless Chromium against a real cluster: the page produces (the brokers' unary
+ * Produce, passed through) and consumes (FetchMessages server streams, CommitOffset)
  * with the SDK's web entry point over Connect/HTTP/1.1, through the same-origin proxy.
  */
 describe("browser example in headless Chromium", () => {
@@ -148,7 +148,7 @@ describe("browser example in headless Chromium", () => {
     const rpc = (suffix: string) => calls.some((p) => p.endsWith(suffix));
     assert.ok(rpc("/goulette.v1.SentinelService/GetBrokers"), "GetBrokers through /sentinel/<i>");
     assert.ok(rpc("/goulette.v1.BrokerService/Produce"), "unary Produce through /broker/<address>");
-    assert.ok(rpc("/goulette.v1.BrokerService/PullMessage"), "PullMessage server streams");
+    assert.ok(rpc("/goulette.v1.BrokerService/FetchMessages"), "FetchMessages server streams");
     assert.ok(rpc("/goulette.v1.BrokerService/CommitOffset"), "CommitOffset");
     assert.deepEqual(pageErrors, [], "no uncaught error in the page");
   });
