@@ -173,7 +173,8 @@ async function* rest(it: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> 
 
 function check(schema: DescMessage, bytes: Uint8Array): void {
   try {
-    fromBinary(schema, bytes);
+    // Only validates: unknown fields are skipped, not kept (see createHandler in rpc-server.ts).
+    fromBinary(schema, bytes, { readUnknownFields: false });
   } catch (err) {
     throw new ConnectError(
       `malformed ${schema.typeName} message: ${errorMessage(err)}`,
