@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { createKeyspace } from "../src/coordination/keyspace.js";
 import { planNewTopic } from "../src/fsm/planner.js";
 import { silentLogger } from "../src/observability/logger.js";
@@ -8,9 +9,9 @@ import { startEtcd } from "./lib/etcd.js";
 import { collectGarbage } from "./lib/gc.js";
 import { createLoadGenerator } from "./lib/load.js";
 import { stopPlane } from "./lib/plane.js";
-import { runSequential } from "./lib/sequential.js";
+import { runSequential, type SequentialResult } from "./lib/sequential.js";
 import { registerBrokers, startLeaderSentinel } from "./lib/sentinel.js";
-import { ratioSpread, spread } from "./lib/stats.js";
+import { ratioSpread, spread, summariseLatencies } from "./lib/stats.js";
 import { startStubBroker } from "./lib/stub-broker.js";
 import { fmt, fmtSpread, type Table } from "./lib/table.js";
 import { waitFor } from "./lib/wait.js";
@@ -18,9 +19,19 @@ import { waitFor } from "./lib/wait.js";
 const BROKERS = 5;
 const PARTITIONS = 3;
 const REPLICAS = 3;
+/** Writers in flight in the concurrent variants (group commit batches what queues behind a txn). */
+const CONCURRENCY = 16;
 
-type Variant = "getbrokers-create" | "propose" | "propose-bare" | "raw-txn";
-const VARIANTS: { name: Variant; label: string }[] = [
+type Variant =
+  | "getbrokers-create"
+  | "propose"
+  | "propose-bare"
+  | "raw-txn"
+  | "getbrokers-create-concurrent"
+  | "propose-concurrent"
+  | "propose-bare-concurrent"
+  | "raw-txn-concurrent";
+const SEQUENTIAL: { name: Variant; label: string }[] = [
   { name: "getbrokers-create", label: "GetBrokers creating a topic (RPC → propose → fenced txn → apply)" },
   { name: "propose", label: "ControlPlane.propose(generateTopicReplicas) on the sentinel" },
   {
@@ -29,6 +40,17 @@ const VARIANTS: { name: Variant; label: string }[] = [
   },
   { name: "raw-txn", label: "raw etcd txn: 2 compares, 3 puts of the same sizes" },
 ];
+const CONCURRENT: { name: Variant; label: string }[] = [
+  { name: "getbrokers-create-concurrent", label: "GetBrokers creating a topic" },
+  { name: "propose-concurrent", label: "ControlPlane.propose on the sentinel" },
+  { name: "propose-bare-concurrent", label: "ControlPlane.propose on a bare ControlPlane" },
+  {
+    name: "raw-txn-concurrent",
+    label:
+      "raw etcd txn: fence compare, 3 puts of the same sizes (no head compare: concurrent txns cannot share one)",
+  },
+];
+const VARIANTS = [...SEQUENTIAL, ...CONCURRENT];
 
 interface Row {
   opsPerSecond: number;
@@ -83,6 +105,19 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       if (!res.succeeded) throw new Error("raw txn compare failed");
       head = next;
     };
+    let rawConcurrentId = 0;
+    const rawTxnConcurrent = async (i: number) => {
+      const next = ++rawConcurrentId;
+      const res = await raw
+        .if(fenceKey, "Create", ">", 0)
+        .then(
+          raw.put("/bench/raw-concurrent/head").value(String(next)),
+          raw.put(`/bench/raw-concurrent/operations/${String(next).padStart(20, "0")}`).value(opValue),
+          raw.put(`/bench/raw-concurrent/topics/raw-${i}`).value(topicValue),
+        )
+        .commit();
+      if (!res.succeeded) throw new Error("raw txn compare failed");
+    };
     // A bare ControlPlane leading its own keyspace on the same etcd: the propose path without the
     // sentinel around it (no RPC server, no SetTopicRole notifications to brokers after each append).
     const bareClient = etcd.client();
@@ -116,7 +151,9 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       for (const variant of order) {
         collectGarbage();
         let row: Row;
-        if (variant.name === "getbrokers-create") {
+        const concurrent = variant.name.endsWith("-concurrent");
+        const concurrency = concurrent ? CONCURRENCY : 1;
+        if (variant.name.startsWith("getbrokers-create")) {
           const r = await load.run({
             target: {
               kind: "getBrokers",
@@ -124,9 +161,9 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
               topics: [],
               replicaCount: REPLICAS,
               partitions: PARTITIONS,
-              uniquePrefix: `create-${rep}`,
+              uniquePrefix: `${variant.name}-${rep}`,
             },
-            concurrency: 1,
+            concurrency,
             warmupMs: 5_000,
             warmupRequests: warmupOps,
             durationMs,
@@ -140,16 +177,19 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
             errors: r.errors,
             ...(r.firstError ? { firstError: r.firstError } : {}),
           };
-        } else if (variant.name === "propose" || variant.name === "propose-bare") {
-          const target = variant.name === "propose" ? plane : bare;
-          const r = await runSequential((i) => proposeTopic(target, `${variant.name}-${rep}-${i}`), {
-            warmupOps,
-            durationMs,
-            maxOps,
-          });
+        } else if (variant.name.startsWith("propose")) {
+          const target = variant.name.startsWith("propose-bare") ? bare : plane;
+          const op = (i: number) => proposeTopic(target, `${variant.name}-${rep}-${i}`);
+          const options = { warmupOps, durationMs, maxOps };
+          const r = concurrent
+            ? await runConcurrent(op, CONCURRENCY, options)
+            : await runSequential(op, options);
           row = { ...r, ...(r.firstError ? { firstError: r.firstError } : {}) };
         } else {
-          const r = await runSequential(rawTxn, { warmupOps, durationMs, maxOps });
+          const options = { warmupOps, durationMs, maxOps };
+          const r = concurrent
+            ? await runConcurrent(rawTxnConcurrent, CONCURRENCY, options)
+            : await runSequential(rawTxn, options);
           row = { ...r };
         }
         const list = runs.get(variant.name) ?? [];
@@ -164,16 +204,17 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     await stopPlane(bare, bareClient, "append: bare ControlPlane");
 
     const ops = (v: Variant) => (runs.get(v) ?? []).map((r) => r.opsPerSecond);
-    const rows = VARIANTS.map((v) => {
-      const list = runs.get(v.name) ?? [];
-      return [
-        v.label,
-        fmtSpread(spread(ops(v.name))),
-        fmtSpread(spread(list.map((r) => r.p50Ms))),
-        fmtSpread(spread(list.map((r) => r.p99Ms))),
-        v.name === "raw-txn" ? "1" : fmtSpread(ratioSpread(ops(v.name), ops("raw-txn")), 2),
-      ];
-    });
+    const rowsOf = (variants: typeof VARIANTS, rawName: Variant) =>
+      variants.map((v) => {
+        const list = runs.get(v.name) ?? [];
+        return [
+          v.label,
+          fmtSpread(spread(ops(v.name))),
+          fmtSpread(spread(list.map((r) => r.p50Ms))),
+          fmtSpread(spread(list.map((r) => r.p99Ms))),
+          v.name === rawName ? "1" : fmtSpread(ratioSpread(ops(v.name), ops(rawName)), 2),
+        ];
+      });
     const notes = [...runs.entries()].flatMap(([name, list]) => {
       const errors = list.reduce((n, r) => n + r.errors, 0);
       return errors > 0 ? [`${name}: ${errors} errors (${list.find((r) => r.firstError)?.firstError})`] : [];
@@ -181,16 +222,26 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     const proposeRatio = ratioSpread(ops("propose"), ops("raw-txn"));
     const bareRatio = ratioSpread(ops("propose-bare"), ops("raw-txn"));
     const rpcRatio = ratioSpread(ops("getbrokers-create"), ops("raw-txn"));
+    const met = (ratio: number) => `${fmt(ratio, 2)} (${ratio >= 0.5 ? "met" : "not met"})`;
     const tables: Table[] = [
       {
         title: "Op-log append (sequential) vs a raw etcd txn of the same shape",
         columns: ["variant", "ops/s", "p50 ms", "p99 ms", "× raw txn"],
-        rows,
+        rows: rowsOf(SEQUENTIAL, "raw-txn"),
         notes: [
           `median (min–max) of ${ctx.reps} runs of ${durationMs} ms (or ${maxOps} ops) after ${warmupOps} warm-up ops; ratios per run, then the median`,
           `operation ${opValue.length} B + topic ${topicValue.length} B + head; etcd on the local disk (one fsync per txn); ${BROKERS} brokers, ${PARTITIONS} partitions × ${REPLICAS} replicas per topic`,
-          `goal (issue 2): append ≥ 0.5 × raw txn — sentinel propose ${fmt(proposeRatio.median, 2)} (${proposeRatio.median >= 0.5 ? "met" : "not met"}), bare propose ${fmt(bareRatio.median, 2)} (${bareRatio.median >= 0.5 ? "met" : "not met"}), through GetBrokers ${fmt(rpcRatio.median, 2)} (${rpcRatio.median >= 0.5 ? "met" : "not met"})`,
-          "the sentinel's propose also sends SetTopicRole to the 3 replicas of each of the 3 partitions (9 RPCs to the stub broker, not awaited) on the same event loop; the bare ControlPlane does not",
+          `goal (issue 2): append ≥ 0.5 × raw txn — sentinel propose ${met(proposeRatio.median)}, bare propose ${met(bareRatio.median)}, through GetBrokers ${met(rpcRatio.median)}`,
+          "the sentinel also sends SetTopicRole to the 3 replicas of each of the 3 partitions (9 RPCs to the stub broker) after the operation is applied, off the write path; the bare ControlPlane does not",
+        ],
+      },
+      {
+        title: `Op-log append with ${CONCURRENCY} writers in flight vs raw etcd txns with ${CONCURRENCY} in flight`,
+        columns: ["variant", "ops/s", "p50 ms", "p99 ms", "× raw txn"],
+        rows: rowsOf(CONCURRENT, "raw-txn-concurrent"),
+        notes: [
+          `same runs and sizes as above, ${CONCURRENCY} calls in flight; the leader commits the operations queued behind a transaction together in the next one (group commit), each still its own key`,
+          `goal (issue 2): append ≥ 0.5 × raw txn — sentinel propose ${met(ratioSpread(ops("propose-concurrent"), ops("raw-txn-concurrent")).median)}, bare propose ${met(ratioSpread(ops("propose-bare-concurrent"), ops("raw-txn-concurrent")).median)}, through GetBrokers ${met(ratioSpread(ops("getbrokers-create-concurrent"), ops("raw-txn-concurrent")).median)}`,
         ],
       },
     ];
@@ -203,6 +254,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         brokers: BROKERS,
         partitions: PARTITIONS,
         replicas: REPLICAS,
+        concurrency: CONCURRENCY,
         operationBytes: opValue.length,
         topicBytes: topicValue.length,
         snapshotEvery: "off",
@@ -216,6 +268,43 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     await stub.stop();
     await etcd.stop();
   }
+}
+
+/** Keeps `concurrency` calls of `op(i)` in flight, timing each; the measured phase as in runSequential. */
+async function runConcurrent(
+  op: (i: number) => Promise<unknown>,
+  concurrency: number,
+  options: { warmupOps: number; durationMs: number; maxOps: number },
+): Promise<SequentialResult> {
+  let i = 0;
+  await Promise.all(Array.from({ length: options.warmupOps }, () => op(i++)));
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  const begin = performance.now();
+  const deadline = begin + options.durationMs;
+  const worker = async () => {
+    while (latencies.length < options.maxOps && performance.now() < deadline) {
+      const t0 = performance.now();
+      try {
+        await op(i++);
+      } catch (err) {
+        errors++;
+        firstError ??= err instanceof Error ? err.message : String(err);
+      }
+      latencies.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsedMs = performance.now() - begin;
+  return {
+    ...summariseLatencies(latencies),
+    ops: latencies.length,
+    errors,
+    elapsedMs,
+    opsPerSecond: ((latencies.length - errors) * 1000) / elapsedMs,
+    ...(firstError ? { firstError } : {}),
+  };
 }
 
 export const appendBenchmark: Benchmark = {

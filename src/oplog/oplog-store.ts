@@ -37,6 +37,15 @@ export interface AppendInput {
   topics: { put: TopicRecord[]; deleted: string[] };
 }
 
+export interface AppendBatchInput {
+  fenceKey: string;
+  expectedHead: number;
+  /** Numbered operations, expectedHead + 1 onwards, without gaps. */
+  ops: Operation[];
+  /** Final values of the topic keys the operations change, each topic at most once. */
+  topics: { put: TopicRecord[]; deleted: string[] };
+}
+
 export class HeadMovedError extends UnavailableError {
   constructor(expected: number) {
     super(`operation log head moved past ${expected} while appending; retry after catching up`);
@@ -71,6 +80,29 @@ export class OplogStore {
   async append(input: AppendInput): Promise<Operation> {
     const id = input.expectedHead + 1;
     const op = { ...input.command, id, timestamp: input.timestamp, leaderId: input.leaderId } as Operation;
+    await this.appendBatch({
+      fenceKey: input.fenceKey,
+      expectedHead: input.expectedHead,
+      ops: [op],
+      topics: input.topics,
+    });
+    return op;
+  }
+
+  /**
+   * Group commit: appends consecutive operations (ids expectedHead + 1, + 2, …) in one fenced
+   * transaction, each under its own key, the head set to the last id, and each changed topic key
+   * written once with its final value (etcd refuses a key twice in one transaction). The caller keeps
+   * the transaction within etcd's limits (128 operations, 1.5 MiB by default).
+   */
+  async appendBatch(input: AppendBatchInput): Promise<void> {
+    const last = input.ops[input.ops.length - 1];
+    if (!last) return;
+    input.ops.forEach((op, i) => {
+      if (op.id !== input.expectedHead + 1 + i) {
+        throw new Error(`batch operation ${i} has id ${op.id}, expected ${input.expectedHead + 1 + i}`);
+      }
+    });
     const headCompare =
       input.expectedHead === 0
         ? this.etcd.if(input.fenceKey, "Create", ">", 0).and(this.keys.head, "Version", "==", 0)
@@ -78,15 +110,15 @@ export class OplogStore {
             .if(input.fenceKey, "Create", ">", 0)
             .and(this.keys.head, "Value", "==", String(input.expectedHead));
     const writes = [
-      this.etcd.put(this.keys.head).value(String(id)),
-      this.etcd.put(this.keys.operation(id)).value(encodeOperation(op)),
+      this.etcd.put(this.keys.head).value(String(last.id)),
+      ...input.ops.map((op) => this.etcd.put(this.keys.operation(op.id)).value(encodeOperation(op))),
       ...input.topics.put.map((t) =>
         this.etcd.put(this.keys.topic(t.topic)).value(JSON.stringify(toStoredTopicInfo(t))),
       ),
       ...input.topics.deleted.map((topic) => this.etcd.delete().key(this.keys.topic(topic))),
     ];
     const res = await headCompare.then(...writes).commit();
-    if (res.succeeded) return op;
+    if (res.succeeded) return;
     const fence = await this.etcd.get(input.fenceKey).exists();
     if (!fence) throw new NotLeaderError();
     throw new HeadMovedError(input.expectedHead);

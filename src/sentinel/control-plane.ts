@@ -11,6 +11,7 @@ import type { Logger } from "../observability/logger.js";
 import type { SentinelMetrics } from "../observability/metrics.js";
 import { HeadMovedError, OplogStore } from "../oplog/oplog-store.js";
 import { toStoredTopicInfo } from "../oplog/topic-info.js";
+import { DEFAULT_TXN_LIMITS, TxnBatch, type TxnLimits } from "../oplog/txn-batch.js";
 import { RingCache } from "./ring-cache.js";
 
 export interface ControlPlaneOptions {
@@ -32,7 +33,29 @@ export interface ControlPlaneOptions {
   now?: () => number;
   /** How many topics (and bytes) one operation may change; bigger commands are split (tests lower it). */
   operationLimits?: OperationLimits;
+  /** How much one group-commit transaction may hold (tests lower it). */
+  txnLimits?: TxnLimits;
 }
+
+interface ProposeJob {
+  kind: "propose";
+  plan: () => Command | undefined;
+  /** The planned command's operations not yet in a batch (undefined until planned). */
+  parts: Command[] | undefined;
+  /** The newest of its operations put in a batch. */
+  last: Operation | undefined;
+  resolve: (op: Operation | undefined) => void;
+  reject: (err: unknown) => void;
+}
+
+type Job =
+  | ProposeJob
+  | {
+      kind: "barrier";
+      run: () => Promise<unknown>;
+      resolve: (value: unknown) => void;
+      reject: (err: unknown) => void;
+    };
 
 /** Called on the leader after one of its own operations was applied; `before` holds the changed topics' old records. */
 export type AppliedListener = (
@@ -58,7 +81,9 @@ export class ControlPlane {
   #head = 0;
   #snapshotId = 0;
   #lastAppliedTimestamp = 0;
-  #writeQueue: Promise<unknown> = Promise.resolve();
+  /** Writes waiting for the leader's write loop, in order. */
+  #jobs: Job[] = [];
+  #pumping = false;
   #resyncing: Promise<void> | undefined;
   #appliedWaiters: { id: number; resolve: () => void }[] = [];
   #etcdReachable = false;
@@ -179,23 +204,134 @@ export class ControlPlane {
   }
 
   /**
-   * Appends one command as the leader and applies it. Writes are serialised: each append expects the
-   * head the previous one produced. A command changing more topics than one etcd transaction can hold
-   * is split into several operations appended back to back (nothing else interleaves); the last one is
-   * returned. Throws NotLeaderError when this sentinel does not (or no longer) lead.
+   * Appends one command as the leader and applies it; resolves with its operation once the operation
+   * is committed (undefined when the plan has nothing to do). Throws NotLeaderError when this sentinel
+   * does not (or no longer) lead.
+   *
+   * Group commit: proposals queue while a transaction is in flight and the next transaction takes them
+   * all (within the per-transaction bounds). Each plan runs against the state with every operation before
+   * it applied, so the leader applies its operations as it plans them, ahead of etcd by at most the
+   * batch in flight; if that transaction fails, the callers get the error and the state is rebuilt from
+   * etcd. A command changing more topics than one operation may is split into several operations
+   * appended back to back (nothing interleaves); the last one is returned.
    */
   propose(plan: () => Command | undefined): Promise<Operation | undefined> {
-    const run = async () => {
-      if (!this.isLeader) throw new NotLeaderError();
-      const command = plan();
-      if (!command) return undefined;
-      let op: Operation | undefined;
-      for (const part of this.#split(command)) op = await this.#append(part);
-      return op;
-    };
-    const result = this.#writeQueue.then(run, run);
-    this.#writeQueue = result.catch(() => undefined);
-    return result;
+    return new Promise((resolve, reject) => {
+      this.#jobs.push({ kind: "propose", plan, parts: undefined, last: undefined, resolve, reject });
+      this.#kick();
+    });
+  }
+
+  #kick(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    // A microtask later: proposals made in the same tick go in the same transaction.
+    queueMicrotask(() => {
+      void this.#pump().finally(() => {
+        this.#pumping = false;
+        if (this.#jobs.length > 0) this.#kick();
+      });
+    });
+  }
+
+  /** Runs the queued jobs in order: barriers (snapshots) alone, proposals in group-commit batches. */
+  async #pump(): Promise<void> {
+    for (let job = this.#jobs[0]; job; job = this.#jobs[0]) {
+      if (job.kind === "barrier") {
+        this.#jobs.shift();
+        await job.run().then(job.resolve, job.reject);
+        continue;
+      }
+      await this.#commitBatch();
+    }
+  }
+
+  /** Plans, applies and commits the proposals at the head of the queue, as many as one txn holds. */
+  async #commitBatch(): Promise<void> {
+    const fenceKey = this.election.fenceKey;
+    const expectedHead = this.state.appliedId;
+    const batch = new TxnBatch(this.options.txnLimits ?? DEFAULT_TXN_LIMITS);
+    const applied: { op: Operation; effect: AppliedEffect; before: Map<string, TopicRecord | undefined> }[] =
+      [];
+    const done: { job: ProposeJob; op: Operation | undefined }[] = [];
+    const timestamp = (this.options.now ?? Date.now)();
+    fill: for (let job = this.#jobs[0]; job?.kind === "propose"; job = this.#jobs[0]) {
+      if (job.parts === undefined) {
+        let command: Command | undefined;
+        try {
+          if (!this.isLeader || !fenceKey) throw new NotLeaderError();
+          command = job.plan();
+        } catch (err) {
+          this.#jobs.shift();
+          job.reject(err);
+          continue;
+        }
+        // Nothing to do, but the caller answers from state that may include this batch: after the commit.
+        job.parts = command ? this.#split(command) : [];
+      }
+      for (let part = job.parts[0]; part; part = job.parts[0]) {
+        const op = {
+          ...part,
+          id: this.state.appliedId + 1,
+          timestamp,
+          leaderId: this.options.id,
+        } as Operation;
+        const topics = projectTopics(this.state, op);
+        const cost = batch.cost(op, topics);
+        if (!batch.fits(cost)) break fill;
+        const before = new Map<string, TopicRecord | undefined>();
+        for (const t of [...topics.put.map((r) => r.topic), ...topics.deleted])
+          before.set(t, this.state.topic(t));
+        const effect = this.state.apply(op) ?? { changedTopics: [], changedBrokers: [] };
+        batch.add(op, topics, cost);
+        applied.push({ op, effect, before });
+        job.parts.shift();
+        job.last = op;
+      }
+      this.#jobs.shift();
+      done.push({ job, op: job.last });
+    }
+    if (batch.size === 0) {
+      for (const { job, op } of done) job.resolve(op);
+      return;
+    }
+    // The head of the queue may be a proposal whose first parts are in this batch.
+    const straddling = this.#jobs[0]?.kind === "propose" && this.#jobs[0].last ? this.#jobs[0] : undefined;
+    const end = this.options.metrics.appendDuration.startTimer();
+    try {
+      await this.store.appendBatch({
+        fenceKey: fenceKey as string,
+        expectedHead,
+        ops: batch.ops,
+        topics: batch.topicWrites(),
+      });
+    } catch (err) {
+      end();
+      if (straddling) this.#jobs.shift();
+      for (const { job } of done) job.reject(err);
+      straddling?.reject(err);
+      // The state holds the batch's operations, which etcd did not take: rebuild it from etcd.
+      const reason = err instanceof HeadMovedError ? "append found the head moved" : "append failed";
+      this.options.logger.warn(
+        { err: errorMessage(err), operations: batch.size },
+        `${reason}; re-synchronising`,
+      );
+      await this.#resync(`${reason}: ${errorMessage(err)}`).catch(() => undefined);
+      return;
+    }
+    end();
+    const last = batch.ops[batch.ops.length - 1] as Operation;
+    this.#head = Math.max(this.#head, last.id);
+    this.#lastAppliedTimestamp = last.timestamp;
+    for (const { op, effect, before } of applied) {
+      this.options.metrics.appended.inc({ type: op.type });
+      this.options.logger.info({ opId: op.id, type: op.type, data: summarise(op) }, `appended ${op.type}`);
+      for (const listener of this.#appliedListeners) listener(op, effect, before);
+    }
+    for (const { job, op } of done) job.resolve(op);
+    this.#notifyWaiters();
+    this.#updateGauges();
+    this.#maybeSnapshot();
   }
 
   #split(command: Command): Command[] {
@@ -204,49 +340,6 @@ export class ControlPlane {
       return JSON.stringify(change).length + (record ? JSON.stringify(toStoredTopicInfo(record)).length : 0);
     };
     return splitCommand(command, this.options.operationLimits ?? DEFAULT_OPERATION_LIMITS, sizeOf);
-  }
-
-  async #append(command: Command): Promise<Operation> {
-    const fenceKey = this.election.fenceKey;
-    if (!fenceKey) throw new NotLeaderError();
-    const timestamp = (this.options.now ?? Date.now)();
-    const projected = projectTopics(this.state, {
-      ...command,
-      id: this.state.appliedId + 1,
-      timestamp,
-      leaderId: this.options.id,
-    } as Operation);
-    const before = new Map<string, TopicRecord | undefined>();
-    for (const t of [...projected.put.map((r) => r.topic), ...projected.deleted])
-      before.set(t, this.state.topic(t));
-    const end = this.options.metrics.appendDuration.startTimer();
-    let op: Operation;
-    try {
-      op = await this.store.append({
-        command,
-        fenceKey,
-        expectedHead: this.state.appliedId,
-        leaderId: this.options.id,
-        timestamp,
-        topics: projected,
-      });
-    } catch (err) {
-      if (err instanceof HeadMovedError) void this.#resync("append found the head moved");
-      throw err;
-    } finally {
-      end();
-    }
-    this.options.metrics.appended.inc({ type: op.type });
-    this.options.logger.info({ opId: op.id, type: op.type, data: summarise(op) }, `appended ${op.type}`);
-    // The watch may have applied our own operation before the append returned: the effect is then
-    // the projected one, so brokers are still told their roles.
-    const effect = this.#apply(op) ?? {
-      changedTopics: [...projected.put.map((t) => t.topic), ...projected.deleted],
-      changedBrokers: [],
-    };
-    for (const listener of this.#appliedListeners) listener(op, effect, before);
-    this.#maybeSnapshot();
-    return op;
   }
 
   /** Resolves once this sentinel has applied operation `id` (or throws after `timeoutMs`). */
@@ -287,9 +380,10 @@ export class ControlPlane {
       );
       return { snapshotId: meta.id, compacted, size: meta.size };
     };
-    const result = this.#writeQueue.then(run, run);
-    this.#writeQueue = result.catch(() => undefined);
-    return result;
+    return new Promise((resolve, reject) => {
+      this.#jobs.push({ kind: "barrier", run, resolve: resolve as (value: unknown) => void, reject });
+      this.#kick();
+    });
   }
 
   #maybeSnapshot(): void {
