@@ -778,3 +778,347 @@ function deepGroups(depth: number): Uint8Array {
 function utf8(text: string): Uint8Array {
   return Buffer.from(text, "utf8");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bidirectional streams: several messages on one HTTP/2 stream, a bad one among them
+
+/** Bidi streams need HTTP/2: gRPC, and Connect (binary, JSON) over h2c. */
+export type StreamProtocol = "grpc" | "connect-proto" | "connect-json";
+const STREAM_PROTOCOLS: readonly StreamProtocol[] = ["grpc", "connect-proto", "connect-json"];
+
+export interface StreamFuzzTarget {
+  /** Shown in failure messages. */
+  name: string;
+  service: DescService;
+  /** http://host:port of the server (cleartext HTTP/2). */
+  baseUrl: string;
+  /** Bidi methods to fuzz. */
+  methods: string[];
+  /** Strings that pass validation, to reach deeper checks in the random messages. */
+  stringSeeds?: string[];
+  /** A well-formed request (protobuf JSON) the method accepts: streams start and go on with these. */
+  validMessage(method: string, rng: Rng): JsonValue;
+  /** Codes a method may end with besides BAD_INPUT_CODES (e.g. Unavailable, DeadlineExceeded). */
+  extraCodes?: Partial<Record<string, readonly Code[]>>;
+  /** Headers sent with every stream (an auth token, say). */
+  headers?: Record<string, string>;
+  /** RPC deadline sent with every stream (grpc-timeout, connect-timeout-ms): streams that wait end with it. */
+  rpcTimeoutMs?: number;
+  /** Proves the server still serves (e.g. a request on a long-lived stream of another client). */
+  healthy(): Promise<void>;
+}
+
+export interface StreamFuzzCase {
+  method: string;
+  protocol: StreamProtocol;
+  /** What the bad step is (shown in failures and the summary). */
+  kind: string;
+  contentType: string;
+  headers?: Record<string, string>;
+  /** Written in order, each a chunk on the wire (a frame may be split over several). */
+  writes: Uint8Array[];
+  /** Valid messages written before the bad step. */
+  validBefore: number;
+  /** Mid-stream: after this many writes, wait for the server's first response before going on. */
+  awaitAfter?: number;
+  /** Half-close after the writes; when false, the server must end the stream on its own. */
+  end: boolean;
+  expectHttpStatus?: number;
+}
+
+/**
+ * Fuzzes bidi streams: each case opens a stream, sends valid messages, then a bad step (a malformed
+ * message, bad envelope flags, a lying or huge length, a huge field, random values), sometimes more
+ * valid messages, and half-closes or not. The stream must end before the deadline with OK or a
+ * Connect/gRPC error that blames the request and says why; `healthy` runs every `healthEvery` cases.
+ */
+export async function fuzzStreams(target: StreamFuzzTarget, options: FuzzOptions): Promise<FuzzReport> {
+  const rng = createRng(options.seed);
+  const report: FuzzReport = { cases: 0, results: {}, kinds: {}, failures: [] };
+  const client = new RawStreamClient(target.baseUrl);
+  const healthEvery = options.healthEvery ?? 25;
+  try {
+    for (const name of target.methods) {
+      const method = target.service.methods.find((m) => m.name === name);
+      if (!method) throw new Error(`${target.name} has no method ${name}`);
+      const gen = new StreamCaseGenerator(rng, method, target);
+      for (let i = 0; i < options.casesPerMethod; i++) {
+        const protocol = STREAM_PROTOCOLS[i % STREAM_PROTOCOLS.length] as StreamProtocol;
+        const c = gen.next(protocol);
+        const outcome = await client.run(target, c, options.deadlineMs);
+        report.cases++;
+        report.results[outcome.result] = (report.results[outcome.result] ?? 0) + 1;
+        report.kinds[c.kind] = (report.kinds[c.kind] ?? 0) + 1;
+        const problem = judgeStream(target, c, outcome);
+        if (problem) report.failures.push(`${problem}\n    ${describeStreamCase(c)}`);
+        if (report.cases % healthEvery === 0) await checkStreamHealthy(target, report, c);
+        if (report.failures.length >= 20) return report;
+      }
+    }
+    await checkStreamHealthy(target, report, undefined);
+    return report;
+  } finally {
+    client.close();
+  }
+}
+
+function judgeStream(target: StreamFuzzTarget, c: StreamFuzzCase, o: FuzzOutcome): string | undefined {
+  const where = `${target.name} ${c.method} stream over ${c.protocol} (${c.kind}, ${c.validBefore} valid before, ${c.end ? "half-closed" : "left open"})`;
+  if (c.expectHttpStatus !== undefined) {
+    return o.httpStatus === c.expectHttpStatus
+      ? undefined
+      : `${where}: expected HTTP ${c.expectHttpStatus}, got ${o.result}`;
+  }
+  if (o.result === "ok") {
+    return c.end ? undefined : `${where}: a stream left open ended OK, though its client never finished it`;
+  }
+  if (o.code === undefined) return `${where}: no Connect/gRPC error: ${o.result} ${o.message ?? ""}`;
+  const allowed = [...BAD_INPUT_CODES, ...(target.extraCodes?.[c.method] ?? [])];
+  if (!allowed.includes(o.code)) return `${where}: code ${Code[o.code]}: ${o.message ?? ""}`;
+  if (!o.message) return `${where}: ${Code[o.code]} without a message`;
+  return undefined;
+}
+
+async function checkStreamHealthy(
+  target: StreamFuzzTarget,
+  report: FuzzReport,
+  last: StreamFuzzCase | undefined,
+): Promise<void> {
+  try {
+    await target.healthy();
+  } catch (err) {
+    const after = last ? ` after ${describeStreamCase(last)}` : "";
+    report.failures.push(`${target.name}: a valid call failed${after}: ${String(err)}`);
+  }
+}
+
+function describeStreamCase(c: StreamFuzzCase): string {
+  const all = Buffer.concat(c.writes);
+  const hex = all.subarray(0, 64).toString("hex");
+  return `${c.method} ${c.protocol} ${c.kind} content-type=${c.contentType} ${c.writes.length} writes, ${all.byteLength} bytes: ${hex}${all.byteLength > 64 ? "…" : ""}`;
+}
+
+class StreamCaseGenerator {
+  readonly #single: CaseGenerator;
+  readonly #input: DescMessage;
+
+  constructor(
+    private readonly rng: Rng,
+    private readonly method: DescMethod,
+    private readonly target: StreamFuzzTarget,
+  ) {
+    this.#single = new CaseGenerator(rng, method, target.stringSeeds ?? []);
+    this.#input = method.input;
+  }
+
+  next(protocol: StreamProtocol): StreamFuzzCase {
+    const rng = this.rng;
+    const json = protocol === "connect-json";
+    const contentType =
+      protocol === "grpc"
+        ? "application/grpc"
+        : json
+          ? "application/connect+json"
+          : "application/connect+proto";
+    const validBefore = rng.chance(0.2) ? 0 : 1 + rng.int(3);
+    const valid = () => this.#encode(this.target.validMessage(this.method.name, rng), json);
+    const writes: Uint8Array[] = [];
+    for (let i = 0; i < validBefore; i++) writes.push(...this.#split(grpcFrame(valid())));
+    const prefix = writes.length;
+    let kind: string;
+    let end = true;
+    let headers: Record<string, string> | undefined;
+    let expectHttpStatus: number | undefined;
+    const roll = rng.int(10);
+    if (roll < 4) {
+      // A single-message case of the unary fuzz (malformed, lying header, huge field, wrong type…).
+      const single = this.#single.next(protocol === "grpc" ? "grpc" : protocol);
+      kind = single.kind;
+      headers = single.headers;
+      expectHttpStatus = single.expectHttpStatus;
+      if (expectHttpStatus !== undefined) {
+        // A content type the method does not take: the whole stream is refused up front.
+        return {
+          method: this.method.name,
+          protocol,
+          kind,
+          contentType: single.contentType,
+          writes: [single.body],
+          validBefore: 0,
+          end: true,
+          expectHttpStatus,
+        };
+      }
+      writes.push(...this.#split(single.body));
+    } else if (roll < 5) {
+      kind = "bad-flags";
+      writes.push(grpcFrame(valid(), rng.pick([0x02, 0x04, 0x80, 0xfe])));
+      end = rng.chance(0.5);
+    } else if (roll < 6) {
+      kind = "compressed-without-encoding";
+      writes.push(grpcFrame(valid(), 0x01));
+      end = rng.chance(0.5);
+    } else if (roll < 7 && !json) {
+      kind = rng.pick(["invalid-tag", "invalid-utf8"]);
+      const body =
+        kind === "invalid-tag"
+          ? Buffer.concat([valid(), new Uint8Array([0x0f, 0x01])])
+          : this.#invalidUtf8(valid());
+      writes.push(grpcFrame(body));
+      end = rng.chance(0.5);
+    } else if (roll < 8) {
+      kind = "huge-declared-length";
+      writes.push(grpcFrame(rng.bytes(rng.int(64)), 0, 0x7fff_fff0 - rng.int(1 << 20)));
+    } else {
+      kind = "random-values";
+      const message = randomJson(rng, this.#input, this.target.stringSeeds ?? [], 0);
+      writes.push(...this.#split(grpcFrame(this.#encode(message, json))));
+    }
+    if (rng.chance(0.3)) for (let i = 1 + rng.int(2); i > 0; i--) writes.push(grpcFrame(valid()));
+    return {
+      method: this.method.name,
+      protocol,
+      kind,
+      contentType,
+      ...(headers ? { headers } : {}),
+      writes,
+      validBefore,
+      ...(validBefore > 0 && rng.chance(0.5) ? { awaitAfter: prefix } : {}),
+      end,
+    };
+  }
+
+  #encode(message: JsonValue, json: boolean): Uint8Array {
+    if (json) return utf8(JSON.stringify(message));
+    try {
+      return toBinary(this.#input, fromJson(this.#input, message));
+    } catch {
+      return new Uint8Array(0);
+    }
+  }
+
+  /** One chunk, or now and then the same bytes in small pieces (frames split across DATA frames). */
+  #split(bytes: Uint8Array): Uint8Array[] {
+    if (bytes.byteLength < 2 || bytes.byteLength > 4096 || !this.rng.chance(0.2)) return [bytes];
+    const out: Uint8Array[] = [];
+    for (let at = 0; at < bytes.byteLength;) {
+      const n = 1 + this.rng.int(Math.min(16, bytes.byteLength - at));
+      out.push(bytes.subarray(at, at + n));
+      at += n;
+    }
+    return out;
+  }
+
+  #invalidUtf8(valid: Uint8Array): Uint8Array {
+    const strings = this.#input.fields.filter((f) => f.scalar === ScalarType.STRING);
+    const no = strings.length > 0 ? this.rng.pick(strings).number : 1;
+    const bad = Buffer.concat([utf8("ab"), Buffer.from(this.rng.pick(INVALID_UTF8)), utf8("cd")]);
+    return Buffer.concat([valid, new BinaryWriter().tag(no, WireType.LengthDelimited).bytes(bad).finish()]);
+  }
+}
+
+/** Bidi streams by hand over one HTTP/2 connection: gRPC or Connect, the request bytes as given. */
+class RawStreamClient {
+  #session: http2.ClientHttp2Session | undefined;
+
+  constructor(private readonly baseUrl: string) {}
+
+  run(target: StreamFuzzTarget, c: StreamFuzzCase, deadlineMs: number): Promise<FuzzOutcome> {
+    const grpc = c.protocol === "grpc";
+    const headers: Record<string, string> = {
+      ...target.headers,
+      ...c.headers,
+      "content-type": c.contentType,
+      ...(grpc ? { te: "trailers" } : { "connect-protocol-version": "1" }),
+    };
+    if (target.rpcTimeoutMs !== undefined) {
+      if (grpc) headers["grpc-timeout"] = `${target.rpcTimeoutMs}m`;
+      else headers["connect-timeout-ms"] = String(target.rpcTimeoutMs);
+    }
+    const session = this.#connect();
+    return new Promise((resolve) => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": `/${target.service.typeName}/${c.method}`,
+        ...headers,
+      });
+      let status: number | undefined;
+      let grpcStatus: string | undefined;
+      let grpcMessage = "";
+      const body: Buffer[] = [];
+      let streamError: Error | undefined;
+      let done = false;
+      let firstData: (() => void) | undefined;
+      const finish = (outcome: FuzzOutcome) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve(outcome);
+      };
+      const timer = setTimeout(() => {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        finish({ result: "hang" });
+      }, deadlineMs);
+      const take = (h: http2.IncomingHttpHeaders) => {
+        if (h["grpc-status"] !== undefined) grpcStatus = String(h["grpc-status"]);
+        if (h["grpc-message"] !== undefined) grpcMessage = decodeURIComponent(String(h["grpc-message"]));
+      };
+      stream.on("response", (h) => {
+        status = Number(h[":status"]);
+        take(h);
+      });
+      stream.on("trailers", take);
+      stream.on("data", (chunk: Buffer) => {
+        body.push(chunk);
+        firstData?.();
+      });
+      // Writes after the server ended the stream fail; the outcome is what the server answered.
+      stream.on("error", (err) => (streamError = err));
+      stream.on("close", () => {
+        if (status === undefined)
+          return finish({ result: `transport: ${streamError?.message ?? "no response"}` });
+        if (status !== 200) {
+          return finish(
+            grpc
+              ? { result: `http ${status}`, httpStatus: status }
+              : connectErrorOutcome(status, Buffer.concat(body)),
+          );
+        }
+        if (!grpc) return finish(connectStreamOutcome(Buffer.concat(body)));
+        if (grpcStatus === undefined) return finish({ result: "transport: no grpc-status", httpStatus: 200 });
+        if (grpcStatus === "0") return finish({ result: "ok", httpStatus: 200 });
+        const code = Number(grpcStatus) as Code;
+        finish({ result: codeName(code), httpStatus: 200, message: grpcMessage, code });
+      });
+      void (async () => {
+        let written = 0;
+        for (const chunk of c.writes) {
+          if (stream.destroyed || stream.closed) return;
+          stream.write(chunk);
+          written++;
+          if (written === c.awaitAfter && body.length === 0) {
+            // Mid-stream: the bad step goes out once the server has answered the first message.
+            await new Promise<void>((wake) => {
+              firstData = wake;
+              setTimeout(wake, 1_000).unref();
+            });
+          }
+        }
+        if (c.end && !stream.destroyed && !stream.closed) stream.end();
+      })();
+    });
+  }
+
+  close(): void {
+    this.#session?.close();
+    this.#session = undefined;
+  }
+
+  #connect(): http2.ClientHttp2Session {
+    if (!this.#session || this.#session.closed || this.#session.destroyed) {
+      this.#session = http2.connect(this.baseUrl);
+      this.#session.on("error", () => undefined);
+    }
+    return this.#session;
+  }
+}

@@ -5,15 +5,30 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { startBroker, type Broker } from "../../src/broker/broker.js";
-import { BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
+import {
+  Acks,
+  BrokerService,
+  MessageRequestSchema,
+  ProduceError,
+  type MessageRequest,
+  type MessageResponse,
+} from "../../src/gen/goulette/v1/broker_pb.js";
 import { silentLogger } from "../../src/observability/logger.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { freePort } from "../helpers/ports.js";
-import { fuzzService, fuzzableMethods, type FuzzTarget } from "../helpers/rpc-fuzz.js";
+import { Pushable } from "../helpers/broker-process.js";
+import {
+  fuzzService,
+  fuzzStreams,
+  fuzzableMethods,
+  type FuzzTarget,
+  type StreamFuzzTarget,
+} from "../helpers/rpc-fuzz.js";
 import { waitFor } from "../helpers/wait.js";
 
 // A fixed seed keeps CI reproducible; GOULETTE_FUZZ_SEED=random (or a number) explores further.
@@ -22,6 +37,8 @@ const SEED =
     ? randomInt(2 ** 31)
     : Number(process.env.GOULETTE_FUZZ_SEED ?? 1);
 const CASES = Number(process.env.GOULETTE_FUZZ_CASES ?? 300);
+/** Streams per bidi method (a third per protocol). */
+const STREAM_CASES = Number(process.env.GOULETTE_FUZZ_STREAM_CASES ?? 90);
 
 /**
  * The broker's RPCs with a single request message (unary and PullMessage), fed the same random and
@@ -123,6 +140,98 @@ describe("broker request decoding and validation under fuzzing", () => {
     assert.equal(report.cases, CASES * fuzzableMethods(BrokerService).length, "every RPC was fuzzed");
     assert.ok((report.results.invalid_argument ?? 0) > CASES, "many requests refused as InvalidArgument");
     assert.ok((report.results.ok ?? 0) > 0, "some random requests were valid and served");
+  });
+
+  it(`survives ${STREAM_CASES} bidi streams per method over gRPC and Connect (h2c), another client's stream unharmed (seed ${SEED})`, async (t) => {
+    t.diagnostic(`fuzz seed ${SEED}: GOULETTE_FUZZ_SEED=${SEED} replays this run`);
+    // Another client's SendMessage stream, open for the whole run: every health check produces on it.
+    const good = createClient(BrokerService, createGrpcTransport({ baseUrl: `http://${broker.address}` }));
+    const requests = new Pushable<MessageRequest>();
+    const responses = good.sendMessage(requests)[Symbol.asyncIterator]();
+    let goodId = 0n;
+    const produceOnGoodStream = async () => {
+      goodId++;
+      requests.push(
+        create(MessageRequestSchema, {
+          topic: "existing",
+          partition: 0,
+          producerId: "good-client",
+          acks: Acks.LEADER,
+          records: [{ messageId: goodId, payload: new TextEncoder().encode(`good ${goodId}`) }],
+        }),
+      );
+      const next = await Promise.race([
+        responses.next(),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error("the good stream did not answer within 3 s")), 3_000).unref(),
+        ),
+      ]);
+      assert.ok(!next.done, "the good stream is still open");
+      const ack = (next.value as MessageResponse).acks[0];
+      assert.equal(ack?.error, ProduceError.NONE, ack?.errorMessage);
+      assert.equal(ack?.messageId, goodId);
+    };
+    const health = createClient(
+      BrokerService,
+      createConnectTransport({ baseUrl: `http://${broker.address}`, httpVersion: "1.1" }),
+    );
+    const target: StreamFuzzTarget = {
+      name: "broker",
+      service: BrokerService,
+      baseUrl: `http://${broker.address}`,
+      methods: ["SendMessage", "Replicate"],
+      stringSeeds: ["existing", "fb1", "fb2", "producer-1"],
+      rpcTimeoutMs: 2_000,
+      // Replicate from a broker that is no follower is Unavailable; a stream may outlive its deadline.
+      extraCodes: {
+        SendMessage: [Code.Unavailable, Code.DeadlineExceeded],
+        Replicate: [Code.Unavailable, Code.DeadlineExceeded, Code.OutOfRange],
+      },
+      validMessage: (method, rng): JsonObject =>
+        method === "SendMessage"
+          ? {
+              topic: "existing",
+              partition: rng.int(2),
+              producerId: `fuzz-${rng.int(4)}`,
+              acks: rng.pick(["ACKS_LEADER", "ACKS_ALL"]),
+              records: [{ messageId: String(1 + rng.int(1_000_000)), payload: "ZnV6eg==" }],
+            }
+          : {
+              topic: "existing",
+              partition: rng.int(2),
+              followerId: "fb2",
+              fetchOffset: String(rng.int(10)),
+              epoch: "1",
+            },
+      healthy: async () => {
+        await produceOnGoodStream();
+        const res = await health.health({}, { timeoutMs: 3_000 });
+        assert.equal(res.brokerId, "fb1");
+      },
+    };
+    const started = Date.now();
+    try {
+      const report = await fuzzStreams(target, {
+        seed: SEED,
+        casesPerMethod: STREAM_CASES,
+        deadlineMs: 5_000,
+      });
+      t.diagnostic(
+        `${report.cases} streams in ${Date.now() - started} ms: ${JSON.stringify(report.results)}`,
+      );
+      t.diagnostic(`bad steps: ${JSON.stringify(report.kinds)}`);
+      assert.deepEqual(report.failures, [], `seed ${SEED}:\n${report.failures.join("\n")}`);
+      assert.equal(report.cases, STREAM_CASES * 2, "both bidi methods were fuzzed");
+      assert.ok(
+        (report.results.invalid_argument ?? 0) > STREAM_CASES / 2,
+        "many streams refused as InvalidArgument",
+      );
+      assert.ok((report.results.ok ?? 0) > 0, "some streams were valid and served");
+      assert.ok(goodId > 0n, "the good stream was checked");
+    } finally {
+      requests.end();
+      await responses.return?.();
+    }
   });
 });
 

@@ -40,7 +40,7 @@ describe("sentinel request decoding and validation under fuzzing", () => {
 
   // Seed 987654321 found it: a request of one-byte fields (here 0x78: field 15, varint 0x78, repeated)
   // made Connect keep an object per unknown field, parsed twice (decoding guard, then Connect): about
-  // 2 s of CPU for 4 MiB (more under load, with GC), so under load the call missed its deadline. Unknown fields are
+  // 2 s of CPU for 4 MiB, more with GC under load, so the call missed its deadline. Unknown fields are
   // now skipped, not kept.
   it("spends little CPU on a request of millions of one-byte unknown fields", async (t) => {
     const body = Buffer.alloc(4_000_000, 0x78);
