@@ -121,7 +121,7 @@ async function appendNew(
       continue;
     }
     if (producerId !== "") {
-      const known = table.lookup(producerId, record.messageId);
+      const known = table.claim(producerId, record.messageId);
       if (known === PENDING) {
         if (pending) pending.push(i);
         else
@@ -137,13 +137,13 @@ async function appendNew(
         acks[i] = messageAck(record.messageId, known === FORGOTTEN ? -1 : known, ProduceError.NONE, "", true);
         continue;
       }
-      table.reserve(producerId, record.messageId);
     }
+    // One object shape for every record (timestamp undefined = the append time), no spread per record.
     batch.push({
       payload: record.payload,
       key: record.key,
       headers: record.headers,
-      ...(record.timestamp > 0n ? { timestamp: Number(record.timestamp) } : {}),
+      timestamp: record.timestamp > 0n ? Number(record.timestamp) : undefined,
       producerId,
       messageId: record.messageId,
     });

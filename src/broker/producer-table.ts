@@ -44,6 +44,21 @@ export class ProducerTable {
     return messageId <= state.evictedMax ? FORGOTTEN : undefined;
   }
 
+  /**
+   * lookup() then, when the message is new, reserve() — one call on the produce hot path. Returns what
+   * lookup() returns; undefined means it is new and now reserved.
+   */
+  claim(producerId: string, messageId: bigint): number | undefined {
+    const state = this.#producers.get(producerId);
+    if (state !== undefined) {
+      const offset = state.ids.get(messageId);
+      if (offset !== undefined) return offset;
+      if (messageId <= state.evictedMax) return FORGOTTEN;
+    }
+    this.#set(producerId, messageId, PENDING);
+    return undefined;
+  }
+
   /** Marks a message as being appended (a retry arriving meanwhile waits for it). */
   reserve(producerId: string, messageId: bigint): void {
     this.#set(producerId, messageId, PENDING);

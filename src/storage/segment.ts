@@ -284,7 +284,14 @@ export class Segment {
     if (cursor.offset >= lastOffset) return;
     const start = this.index.lookup(cursor.offset);
     let expected = start.offset;
-    const wantBytes = Math.min(cursor.maxBytes - cursor.bytes, 64 << 20);
+    // Read about what the record limit needs, not the whole byte budget: a 500-record fetch of 100 B
+    // records would otherwise pread (and allocate) 1 MiB to use 75 KB. The segment's average frame
+    // size is the estimate; a short guess only costs another read (scanFrames refills).
+    const stored = this.nextOffset - this.baseOffset;
+    const average = stored > 0 ? this.size / stored : 0;
+    const wantRecords = cursor.maxRecords - cursor.out.length;
+    const estimate = average > 0 ? Math.ceil(average * wantRecords * 1.25) : Infinity;
+    const wantBytes = Math.min(cursor.maxBytes - cursor.bytes, estimate, 64 << 20);
     const chunk = Math.max(MIN_READ_CHUNK_BYTES, indexIntervalBytes + wantBytes);
     let position = start.position;
     let failure: string | undefined;
