@@ -60,6 +60,8 @@ describe("broker request decoding and validation under fuzzing", () => {
     const address = `127.0.0.1:${await freePort()}`;
     await sentinel.client.registerBroker({ brokerId: "fb1", address });
     await sentinel.client.getBrokers({ topic: "existing", replicaCount: 1, partitions: 2 });
+    // The stream fuzz's own topic: the request fuzz may remove "existing" (a valid RemoveTopic is served).
+    await sentinel.client.getBrokers({ topic: "streams", replicaCount: 1, partitions: 2 });
     dataDir = await mkdtemp(path.join(tmpdir(), "goulette-broker-fuzz-"));
     broker = await startBroker({
       id: "fb1",
@@ -75,8 +77,8 @@ describe("broker request decoding and validation under fuzzing", () => {
       logger: silentLogger(),
     });
     await waitFor(() => broker.ready, { what: "the broker to register" });
-    await waitFor(() => broker.partitions.all().filter((p) => p.role === "leader").length === 2, {
-      what: "the broker to lead both partitions",
+    await waitFor(() => broker.partitions.all().filter((p) => p.role === "leader").length === 4, {
+      what: "the broker to lead all four partitions",
     });
   });
   after(async () => {
@@ -153,7 +155,7 @@ describe("broker request decoding and validation under fuzzing", () => {
       goodId++;
       requests.push(
         create(MessageRequestSchema, {
-          topic: "existing",
+          topic: "streams",
           partition: 0,
           producerId: "good-client",
           acks: Acks.LEADER,
@@ -180,7 +182,7 @@ describe("broker request decoding and validation under fuzzing", () => {
       service: BrokerService,
       baseUrl: `http://${broker.address}`,
       methods: ["SendMessage", "Replicate"],
-      stringSeeds: ["existing", "fb1", "fb2", "producer-1"],
+      stringSeeds: ["streams", "fb1", "fb2", "producer-1"],
       rpcTimeoutMs: 2_000,
       // Replicate from a broker that is no follower is Unavailable; a stream may outlive its deadline.
       extraCodes: {
@@ -190,14 +192,14 @@ describe("broker request decoding and validation under fuzzing", () => {
       validMessage: (method, rng): JsonObject =>
         method === "SendMessage"
           ? {
-              topic: "existing",
+              topic: "streams",
               partition: rng.int(2),
               producerId: `fuzz-${rng.int(4)}`,
               acks: rng.pick(["ACKS_LEADER", "ACKS_ALL"]),
               records: [{ messageId: String(1 + rng.int(1_000_000)), payload: "ZnV6eg==" }],
             }
           : {
-              topic: "existing",
+              topic: "streams",
               partition: rng.int(2),
               followerId: "fb2",
               fetchOffset: String(rng.int(10)),
