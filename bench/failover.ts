@@ -162,7 +162,11 @@ async function heartbeatTrials(
     const brokers = Array.from({ length: 6 }, (_, b) => `broker-${b}`);
     // Brokers beat every TTL/3, like a broker would, through any sentinel (here the leader).
     const beat = (brokerId: string) => {
-      const entry = { timer: setInterval(() => void send(), (heartbeatTtl * 1000) / 3), last: 0 };
+      // A failed beat (the sentinel is being stopped) must not go unhandled: it ended a run at teardown.
+      const entry = {
+        timer: setInterval(() => void send().catch(() => undefined), (heartbeatTtl * 1000) / 3),
+        last: 0,
+      };
       const send = async () => {
         await client.keepAlive(
           { brokerId, address: stub.address, status: BrokerStatus.HEALTHY },
