@@ -230,7 +230,7 @@ async function heartbeatTrials(
  */
 async function run(ctx: BenchContext): Promise<BenchOutput> {
   const trials = ctx.quick ? 4 : 12; // 20 made the default set take over 15 minutes
-  const heartbeatRuns = ctx.quick ? 3 : 8;
+  const heartbeatRuns = ctx.quick ? 3 : 6;
   const stub = await startStubBroker();
   try {
     const failover: Record<string, FailoverTrial[]> = {};

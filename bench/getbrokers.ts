@@ -38,9 +38,9 @@ interface Run extends LoadResult {
  * targets take turns within each repetition so machine noise hits all of them alike.
  */
 async function run(ctx: BenchContext): Promise<BenchOutput> {
-  // 6 targets × 4 concurrencies × reps: 600 ms phases keep the whole benchmark near 1.5 minutes.
+  // 6 targets × 4 concurrencies × reps: 600 ms phases keep the whole benchmark under 2 minutes.
   const durationMs = ctx.quick ? 400 : 600;
-  const warmupMs = 150;
+  const warmupMs = 100; // clients and connections stay open across runs: this only re-warms the JIT
   const etcd = await startEtcd();
   const stub = await startStubBroker();
   const load = createLoadGenerator();
