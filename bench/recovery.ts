@@ -317,7 +317,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       ],
       rows: breakdownRows,
       notes: [
-        "read + decode: OplogStore.readAfter over the whole log (1,000-operation pages at one revision, JSON.parse + shape check); apply: ClusterState.apply of the decoded operations",
+        "read + decode: OplogStore.readAfter over the whole log (pages bounded by 1,000 operations and 2 MiB, each an id-bounded range, at one revision, JSON.parse + shape check); apply: ClusterState.apply of the decoded operations",
         "snapshot read: OplogStore.readSnapshot (one get per 1 MiB chunk, sha256, JSON.parse); snapshot restore: ClusterState.restore(state, { owned: true }) (adopts the parsed records, rebuilds the broker index)",
         "fill: writing the log straight into etcd (≤ 128 requests per txn, 8 in flight) — not part of recovery",
       ],

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GRPCResourceExhastedError, Range, type Etcd3, type IKeyValue, type Watcher } from "etcd3";
+import { GRPCResourceExhastedError, Range, type Etcd3, type Watcher } from "etcd3";
 import type { Keyspace } from "../coordination/keyspace.js";
 import { NotLeaderError, UnavailableError, errorMessage } from "../errors.js";
 import { decodeOperation, encodeOperation, type Command, type Operation } from "../fsm/operations.js";
@@ -11,7 +11,7 @@ import { toStoredTopicInfo } from "./topic-info.js";
 const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 
 /** Replay aims at range responses of at most about this size: the etcd client refuses messages over 4 MiB. */
-const PAGE_TARGET_BYTES = 1024 * 1024;
+const PAGE_TARGET_BYTES = 2 * 1024 * 1024;
 /** The first page's limit, before the operations' size is known (one operation is at most ~1.5 MiB). */
 const FIRST_PAGE_OPERATIONS = 64;
 const MAX_PAGE_REFUSALS = 20;
@@ -129,8 +129,9 @@ export class OplogStore {
    * watch from revision + 1 without a gap). Pages are bounded by bytes as well as by `pageSize`: the
    * etcd client refuses responses over 4 MiB, and its answer to one (RESOURCE_EXHAUSTED counts as a
    * connection failure) resets its connections and opens its circuit breaker for 5 s. So the first page
-   * is small and each next limit is `targetBytes` ÷ the largest operation seen so far; a page refused
-   * anyway (operations suddenly much larger) is read again with a quarter of the limit.
+   * is small and each next limit is `targetBytes` ÷ the largest operation of the page before (one
+   * operation is at most ~1.5 MiB, so a single outlier still fits); a page refused anyway (several
+   * operations much larger than their predecessors) is read again with a quarter of the limit.
    */
   async *readAfter(
     afterId: number,
@@ -140,17 +141,19 @@ export class OplogStore {
     const targetBytes = options.targetBytes ?? PAGE_TARGET_BYTES;
     let limit = Math.min(pageSize, FIRST_PAGE_OPERATIONS);
     let ceiling = pageSize; // lowered for good when a page is refused
-    let largest = 0;
     let refusals = 0;
-    let start = Buffer.from(this.keys.operation(afterId + 1));
+    let next = afterId + 1;
     const end = prefixEnd(Buffer.from(this.keys.operationsPrefix));
     let revision = options.revision;
     for (;;) {
+      // Ids are dense, so [next, next + limit) holds the page. The range end matters: etcd 3.4 walks every
+      // key of a range before applying the limit, so an open-ended range costs the whole rest of the log.
+      const pageEnd = Buffer.from(this.keys.operation(next + limit));
       let res: Awaited<ReturnType<Etcd3["kv"]["range"]>>;
       try {
         res = await this.etcd.kv.range({
-          key: start,
-          range_end: end,
+          key: Buffer.from(this.keys.operation(next)),
+          range_end: pageEnd,
           limit,
           ...(revision ? { revision } : {}),
         });
@@ -161,13 +164,27 @@ export class OplogStore {
         continue;
       }
       revision ??= String(res.header.revision);
-      if (res.kvs.length === 0) return;
-      for (const kv of res.kvs) largest = Math.max(largest, kv.key.length + kv.value.length);
-      limit = Math.max(1, Math.min(ceiling, Math.floor(targetBytes / largest)));
-      yield res.kvs.map((kv) => decodeOperation(kv.value.toString()));
-      if (!res.more) return;
-      const last = res.kvs[res.kvs.length - 1] as IKeyValue;
-      start = Buffer.concat([last.key, Buffer.from([0])]);
+      const full = res.kvs.length >= limit;
+      if (res.kvs.length > 0) {
+        let largest = 0;
+        for (const kv of res.kvs) largest = Math.max(largest, kv.key.length + kv.value.length);
+        limit = Math.max(1, Math.min(ceiling, Math.floor(targetBytes / largest)));
+        const page = res.kvs.map((kv) => decodeOperation(kv.value.toString()));
+        next = (page[page.length - 1] as Operation).id + 1;
+        yield page;
+      }
+      if (full) continue;
+      // Short page: the log ends here, unless ids jump (a gap, which the caller reports).
+      const probe = await this.etcd.kv.range({
+        key: pageEnd,
+        range_end: end,
+        limit: 1,
+        keys_only: true,
+        ...(revision ? { revision } : {}),
+      });
+      const key = probe.kvs[0]?.key.toString();
+      if (!key) return;
+      next = Number(key.slice(this.keys.operationsPrefix.length));
     }
   }
 
