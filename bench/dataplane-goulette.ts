@@ -1,7 +1,6 @@
 /** Goulette as a data-plane benchmark target: BrokerService driven directly over gRPC (HTTP/2). */
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   Acks,
   BrokerService,
@@ -9,7 +8,8 @@ import {
   ProduceError,
   type MessageRequest,
 } from "../src/gen/goulette/v1/broker_pb.js";
-import { brokerClient, Pushable } from "../test/helpers/broker-process.js";
+import { createNodeTransport } from "../src/client/node.js";
+import { Pushable } from "../test/helpers/broker-process.js";
 import {
   paced,
   readStamp,
@@ -30,8 +30,8 @@ export interface GouletteTargetOptions {
   /** Bytes of payload per request at most (records per request = this / size, 1…500). */
   batchBytes?: number;
   /**
-   * Let the transport negotiate gzip/brotli as connect-node does by default (true, what the SDK does);
-   * false sends `acceptCompression: []`, like the peers' clients, which never compress.
+   * Let the transport negotiate gzip/brotli with the broker (connect-node's default, the SDK's
+   * `brokerCompression: true`); false (default, as the SDK and the peers' clients) never compresses.
    */
   compression?: boolean;
   /**
@@ -44,13 +44,12 @@ export interface GouletteTargetOptions {
 let producerSeq = 0;
 
 export function createGouletteTarget(options: GouletteTargetOptions): QueueTarget {
-  const client: Client<typeof BrokerService> =
-    (options.compression ?? true)
-      ? brokerClient(options.leaderAddress)
-      : createClient(
-          BrokerService,
-          createGrpcTransport({ baseUrl: `http://${options.leaderAddress}`, acceptCompression: [] }),
-        );
+  // The SDK's transport (src/client/node.ts): HTTP/2 with wide flow-control windows, gzip only if asked.
+  const transport = createNodeTransport({ brokerCompression: options.compression ?? false });
+  const client: Client<typeof BrokerService> = createClient(
+    BrokerService,
+    transport.broker(options.leaderAddress),
+  );
   const window = options.window ?? 8;
   const batchBytes = options.batchBytes ?? 256 * 1024;
   let last: { startOffset: bigint; count: number } | undefined;
@@ -188,7 +187,7 @@ export function createGouletteTarget(options: GouletteTargetOptions): QueueTarge
     return samples;
   }
 
-  return { label: options.label, produce, consume, latency, close: async () => undefined };
+  return { label: options.label, produce, consume, latency, close: async () => transport.close() };
 }
 
 export { Acks };

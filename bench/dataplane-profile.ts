@@ -103,6 +103,7 @@ export async function profileProduce(
         ? await target.produce(size, Number.MAX_SAFE_INTEGER, durationMs)
         : await consumeFor(target, size, durationMs);
     const endUs = Number(process.hrtime.bigint() / 1000n);
+    await target.close();
     // SIGTERM: a graceful stop, so V8 writes the profile on exit.
     broker.kill("SIGTERM");
     await exited;

@@ -130,6 +130,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         compression: false,
       });
       await measure(leader, "Goulette acks=leader (RF 1)", fsync);
+      await leader.close();
       if (fsync === "interval") {
         // The same with PullMessage (one stream message per record, the API before FetchMessages), and
         // with a client that negotiates gzip (connect-node's default): what each costs.
@@ -142,6 +143,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           consumeApi: "pull",
         });
         await measure(pull, "Goulette acks=leader (RF 1), consume with PullMessage", fsync);
+        await pull.close();
         const gzip = createGouletteTarget({
           label: "leader, gzip",
           leaderAddress: leaderOf(rf1),
@@ -150,6 +152,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           compression: true,
         });
         await measure(gzip, "Goulette acks=leader (RF 1), client negotiating gzip", fsync);
+        await gzip.close();
       }
       const all = createGouletteTarget({
         label: "all",
@@ -159,6 +162,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         compression: false,
       });
       await measure(all, "Goulette acks=all (RF 3)", fsync);
+      await all.close();
     } finally {
       await cluster.stop();
     }

@@ -1,8 +1,9 @@
 import type http2 from "node:http2";
 import type { Transport } from "@connectrpc/connect";
-import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import { Admin as BaseAdmin, type AdminOptions } from "./admin.js";
 import { Consumer as BaseConsumer, type ConsumerOptions } from "./consumer.js";
+import { WideWindowSessionManager } from "./http2-window.js";
 import { Producer as BaseProducer, type ProducerOptions } from "./producer.js";
 import { baseUrlOf, type ClientTransport } from "./transport.js";
 
@@ -41,7 +42,7 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
   const get = (baseUrl: string, compression: boolean): Transport => {
     let transport = transports.get(baseUrl);
     if (!transport) {
-      const manager = new Http2SessionManager(
+      const manager = new WideWindowSessionManager(
         baseUrl,
         {
           pingIntervalMs: options.pingIntervalMs ?? 5_000,
