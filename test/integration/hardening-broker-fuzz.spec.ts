@@ -27,6 +27,7 @@ import {
   fuzzStreams,
   fuzzableMethods,
   type FuzzTarget,
+  type Rng,
   type StreamFuzzTarget,
 } from "../helpers/rpc-fuzz.js";
 import { waitFor } from "../helpers/wait.js";
@@ -62,6 +63,10 @@ describe("broker request decoding and validation under fuzzing", () => {
     await sentinel.client.getBrokers({ topic: "existing", replicaCount: 1, partitions: 2 });
     // The stream fuzz's own topic: the request fuzz may remove "existing" (a valid RemoveTopic is served).
     await sentinel.client.getBrokers({ topic: "streams", replicaCount: 1, partitions: 2 });
+    // Replicated with a broker that never runs (fb2): where fb1 leads, a Replicate stream from "fb2"
+    // opens a replication session, so the stream fuzz reaches the messages after the first.
+    await sentinel.client.registerBroker({ brokerId: "fb2", address: `127.0.0.1:${await freePort()}` });
+    await sentinel.client.getBrokers({ topic: "replicated", replicaCount: 2, partitions: 4 });
     dataDir = await mkdtemp(path.join(tmpdir(), "goulette-broker-fuzz-"));
     broker = await startBroker({
       id: "fb1",
@@ -77,9 +82,20 @@ describe("broker request decoding and validation under fuzzing", () => {
       logger: silentLogger(),
     });
     await waitFor(() => broker.ready, { what: "the broker to register" });
-    await waitFor(() => broker.partitions.all().filter((p) => p.role === "leader").length === 4, {
-      what: "the broker to lead all four partitions",
-    });
+    await waitFor(
+      () => {
+        const all = broker.partitions.all();
+        const single = all.filter((p) => p.topic === "existing" || p.topic === "streams");
+        const replicated = all.filter((p) => p.topic === "replicated");
+        return (
+          single.length === 4 &&
+          single.every((p) => p.role === "leader") &&
+          replicated.length === 4 &&
+          replicated.every((p) => p.role === "leader" || p.role === "follower")
+        );
+      },
+      { what: "the broker to lead its four partitions and take its roles in the replicated topic" },
+    );
   });
   after(async () => {
     await broker.stop();
@@ -177,12 +193,25 @@ describe("broker request decoding and validation under fuzzing", () => {
       BrokerService,
       createConnectTransport({ baseUrl: `http://${broker.address}`, httpVersion: "1.1" }),
     );
+    // Replicate as fb2 to a partition fb1 leads (a real session), now and then to one it does not.
+    const led = broker.partitions.all().filter((p) => p.topic === "replicated" && p.role === "leader");
+    t.diagnostic(`fb1 leads ${led.length} of the 4 replicated partitions`);
+    const replicateTo = (rng: Rng): JsonObject => {
+      const p = led.length > 0 && rng.chance(0.8) ? rng.pick(led) : undefined;
+      return {
+        topic: p ? "replicated" : "streams",
+        partition: p ? p.partition : rng.int(2),
+        followerId: "fb2",
+        fetchOffset: String(rng.int(3)),
+        epoch: String(p ? p.epoch : 1),
+      };
+    };
     const target: StreamFuzzTarget = {
       name: "broker",
       service: BrokerService,
       baseUrl: `http://${broker.address}`,
       methods: ["SendMessage", "Replicate"],
-      stringSeeds: ["streams", "fb1", "fb2", "producer-1"],
+      stringSeeds: ["streams", "replicated", "fb1", "fb2", "producer-1"],
       rpcTimeoutMs: 2_000,
       // Replicate from a broker that is no follower is Unavailable; a stream may outlive its deadline.
       extraCodes: {
@@ -198,13 +227,7 @@ describe("broker request decoding and validation under fuzzing", () => {
               acks: rng.pick(["ACKS_LEADER", "ACKS_ALL"]),
               records: [{ messageId: String(1 + rng.int(1_000_000)), payload: "ZnV6eg==" }],
             }
-          : {
-              topic: "streams",
-              partition: rng.int(2),
-              followerId: "fb2",
-              fetchOffset: String(rng.int(10)),
-              epoch: "1",
-            },
+          : replicateTo(rng),
       healthy: async () => {
         await produceOnGoodStream();
         const res = await health.health({}, { timeoutMs: 3_000 });
