@@ -55,8 +55,14 @@ describe("a 3-sentinel cluster on one etcd", () => {
       what: "one leader",
     });
     assert.equal(elected.length, 1);
-    const status = await (elected[0] as SentinelProcess).client.getClusterStatus({});
-    assert.equal(status.sentinels.length, 3, "all three sentinels campaign");
+    // A sentinel campaigns once it has caught up, just after /readyz: wait for the third candidate.
+    const status = await waitFor(
+      async () => {
+        const res = await (elected[0] as SentinelProcess).client.getClusterStatus({});
+        return res.sentinels.length === 3 ? res : undefined;
+      },
+      { what: "all three sentinels to campaign" },
+    );
     assert.equal(status.sentinels.filter((s) => s.isLeader).length, 1);
   });
 
