@@ -310,6 +310,9 @@ export class ControlPlane {
       if (straddling) this.#jobs.shift();
       for (const { job } of done) job.reject(err);
       straddling?.reject(err);
+      // A proposal planned against this batch's state but left for the next one must plan again.
+      const next = this.#jobs[0];
+      if (next?.kind === "propose" && !next.last) next.parts = undefined;
       // The state holds the batch's operations, which etcd did not take: rebuild it from etcd.
       const reason = err instanceof HeadMovedError ? "append found the head moved" : "append failed";
       this.options.logger.warn(
