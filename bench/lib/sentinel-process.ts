@@ -1,12 +1,11 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { trackChild } from "./children.js";
 import { sentinelClient, type SentinelClient } from "./sentinel.js";
-import { freePort, waitFor, withTimeout } from "./wait.js";
+import { spawnGoulette } from "../../test/helpers/goulette-process.js";
+import { freePort, withTimeout } from "./wait.js";
 
-/** The compiled CLI (benchmarks run from dist/bench/…). */
-const GOULETTE_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../src/cmd/goulette.js");
 const MEMORY_PROBE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "memory-probe.js");
 
 export interface SentinelProcess {
@@ -37,11 +36,9 @@ export interface SentinelProcessOptions {
 export async function startSentinelProcess(options: SentinelProcessOptions): Promise<SentinelProcess> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(
-    process.execPath,
-    [
-      ...(options.memoryProbe ? ["--import", MEMORY_PROBE] : []),
-      GOULETTE_BIN,
+  const proc = spawnGoulette({
+    name: `sentinel ${options.id}`,
+    args: [
       "sentinel",
       "--id",
       options.id,
@@ -55,23 +52,16 @@ export async function startSentinelProcess(options: SentinelProcessOptions): Pro
       "warn",
       ...(options.args ?? []),
     ],
-    { stdio: ["ignore", "pipe", "pipe", ...(options.memoryProbe ? (["ipc"] as const) : [])] },
-  );
+    ...(options.memoryProbe ? { nodeArgs: ["--import", MEMORY_PROBE], ipc: true } : {}),
+  });
+  const child = proc.process;
   trackChild(child);
-  let log = "";
-  const keep = (chunk: Buffer) => {
-    log = (log + chunk.toString()).slice(-20_000);
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const alive = () => child.exitCode === null && child.signalCode === null;
   const handle: SentinelProcess = {
     id: options.id,
     url,
     process: child,
     client: sentinelClient(url),
-    logTail: () => log.split("\n").slice(-15).join("\n"),
+    logTail: () => proc.logTail(),
     async memory() {
       if (!child.send) throw new Error("sentinel started without memoryProbe");
       const reply = new Promise<NodeJS.MemoryUsage>((resolve) => {
@@ -86,32 +76,11 @@ export async function startSentinelProcess(options: SentinelProcessOptions): Pro
       child.send("memory");
       return withTimeout(reply, 30_000, `memory of sentinel ${options.id}`);
     },
-    async kill(signal = "SIGKILL") {
-      if (alive()) {
-        child.kill(signal);
-        await exited;
-      }
-    },
+    kill: (signal) => proc.kill(signal),
     get alive() {
-      return alive();
+      return proc.alive;
     },
   };
-  try {
-    // A sentinel that exits during start-up fails the wait at once (waitFor alone would poll on).
-    const died = exited.then(() => {
-      throw new Error(`sentinel ${options.id} exited during start-up:\n${handle.logTail()}`);
-    });
-    await Promise.race([
-      died,
-      waitFor(async () => alive() && (await fetch(`${url}/readyz`)).ok, {
-        timeoutMs: options.readyTimeoutMs ?? 20_000,
-        what: `sentinel ${options.id} to be ready`,
-      }),
-    ]);
-    died.catch(() => undefined);
-  } catch (err) {
-    await handle.kill();
-    throw err;
-  }
+  await proc.waitReady(url, options.readyTimeoutMs ?? 20_000);
   return handle;
 }

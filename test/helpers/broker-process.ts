@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -14,8 +14,7 @@ import {
   type PullRequestSchema,
 } from "../../src/gen/goulette/v1/broker_pb.js";
 import { freePort } from "./ports.js";
-import { GOULETTE_BIN } from "./sentinel-process.js";
-import { waitFor } from "./wait.js";
+import { spawnGoulette } from "./goulette-process.js";
 
 export interface BrokerProcessOptions {
   id: string;
@@ -65,7 +64,6 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
   const port = options.port ?? (await freePort());
   const address = `127.0.0.1:${port}`;
   const args = [
-    GOULETTE_BIN,
     "broker",
     "--id",
     options.id,
@@ -79,18 +77,13 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     options.sentinels.join(","),
     ...(options.args ?? []),
   ];
-  const child = spawn(process.execPath, args, {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...options.env },
+  const proc = spawnGoulette({
+    name: `broker ${options.id}`,
+    args,
+    ...(options.env ? { env: options.env } : {}),
+    logChars: 40_000,
   });
-  let log = "";
-  const keep = (chunk: Buffer) => {
-    log = (log + chunk.toString()).slice(-40_000);
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const alive = () => child.exitCode === null && child.signalCode === null;
+  const child = proc.process;
   const handle: BrokerProcess = {
     id: options.id,
     address,
@@ -99,37 +92,16 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     dataDir: options.dataDir,
     process: child,
     client: brokerClient(address),
-    logTail: (lines = 20) => log.split("\n").slice(-lines).join("\n"),
-    async kill(signal = "SIGKILL") {
-      if (alive()) {
-        // A paused broker must run to handle SIGTERM; SIGKILL must not let it run first.
-        if (signal !== "SIGKILL") child.kill("SIGCONT");
-        child.kill(signal);
-        await exited;
-      }
-    },
+    logTail: (lines = 20) => proc.logTail(lines),
+    kill: (signal) => proc.kill(signal),
     pause: () => void child.kill("SIGSTOP"),
     resume: () => void child.kill("SIGCONT"),
     get alive() {
-      return alive();
+      return proc.alive;
     },
-    exited,
+    exited: proc.exited,
   };
-  if (options.waitReady ?? true) {
-    try {
-      await waitFor(
-        async () => {
-          if (!alive())
-            throw new Error(`broker ${options.id} exited with ${child.exitCode}:\n${handle.logTail()}`);
-          return (await fetch(`${handle.url}/readyz`)).ok;
-        },
-        { timeoutMs: 20_000, what: `broker ${options.id} to be ready` },
-      );
-    } catch (err) {
-      await handle.kill();
-      throw err;
-    }
-  }
+  if (options.waitReady ?? true) await proc.waitReady(handle.url);
   return handle;
 }
 

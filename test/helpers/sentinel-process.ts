@@ -1,17 +1,11 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
+import { GOULETTE_BIN, spawnGoulette } from "./goulette-process.js";
 import { freePort } from "./ports.js";
-import { waitFor } from "./wait.js";
 
-/** The compiled CLI (tests run from dist/test/…). */
-export const GOULETTE_BIN = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "../../src/cmd/goulette.js",
-);
+export { GOULETTE_BIN };
 
 export interface SentinelProcess {
   readonly id: string;
@@ -41,61 +35,32 @@ export interface SentinelProcessOptions {
 export async function startSentinelProcess(options: SentinelProcessOptions): Promise<SentinelProcess> {
   const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
-  const args = [
-    GOULETTE_BIN,
-    "sentinel",
-    "--id",
-    options.id,
-    "--address",
-    `127.0.0.1:${port}`,
-    "--advertise-url",
-    url,
-    ...(options.etcdEndpoint ? ["--etcd-endpoints", options.etcdEndpoint] : []),
-    ...(options.args ?? []),
-  ];
-  const child = spawn(process.execPath, args, {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...options.env },
+  const proc = spawnGoulette({
+    name: `sentinel ${options.id}`,
+    args: [
+      "sentinel",
+      "--id",
+      options.id,
+      "--address",
+      `127.0.0.1:${port}`,
+      "--advertise-url",
+      url,
+      ...(options.etcdEndpoint ? ["--etcd-endpoints", options.etcdEndpoint] : []),
+      ...(options.args ?? []),
+    ],
+    ...(options.env ? { env: options.env } : {}),
   });
-  let log = "";
-  const keep = (chunk: Buffer) => {
-    log = (log + chunk.toString()).slice(-20_000);
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const client = createClient(SentinelService, createGrpcTransport({ baseUrl: url }));
   const handle: SentinelProcess = {
     id: options.id,
     url,
     port,
-    process: child,
-    client,
-    logTail: () => log.split("\n").slice(-15).join("\n"),
-    async kill(signal = "SIGKILL") {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill(signal);
-        await exited;
-      }
-    },
-    exited,
+    process: proc.process,
+    client: createClient(SentinelService, createGrpcTransport({ baseUrl: url })),
+    logTail: () => proc.logTail(),
+    kill: (signal) => proc.kill(signal),
+    exited: proc.exited,
   };
-  if (options.waitReady ?? true) {
-    try {
-      await waitFor(
-        async () => {
-          if (child.exitCode !== null)
-            throw new Error(`sentinel ${options.id} exited with ${child.exitCode}:\n${handle.logTail()}`);
-          const res = await fetch(`${url}/readyz`);
-          return res.ok;
-        },
-        { timeoutMs: 20_000, what: `sentinel ${options.id} to be ready` },
-      );
-    } catch (err) {
-      await handle.kill();
-      throw err;
-    }
-  }
+  if (options.waitReady ?? true) await proc.waitReady(url);
   return handle;
 }
 
