@@ -19,12 +19,14 @@ function setup(options: { failFirst?: number } = {}) {
   const removals: { broker: string; topic: string }[] = [];
   let gate: Promise<void> = Promise.resolve();
   let failures = options.failFirst ?? 0;
+  const counters = { transports: 0 };
   const notifier = new RoleNotifier({
     state,
     logger: silentLogger(),
     retryBaseMs: 5,
-    transport: (baseUrl) =>
-      createRouterTransport(({ service }) =>
+    transport: (baseUrl) => {
+      counters.transports++;
+      return createRouterTransport(({ service }) =>
         service(BrokerService, {
           async setTopicRole(req) {
             await gate;
@@ -40,11 +42,13 @@ function setup(options: { failFirst?: number } = {}) {
             return {};
           },
         }),
-      ),
+      );
+    },
   });
   return {
     state,
     apply,
+    counters,
     notifier,
     roles,
     removals,
@@ -73,6 +77,7 @@ describe("RoleNotifier", () => {
       },
     });
     t.notifier.notify("orders", undefined);
+    assert.equal(t.counters.transports, 0, "no client, request or call made inside notify()");
     assert.equal(t.roles.length, 0, "nothing sent synchronously");
     await t.notifier.idle();
     assert.deepEqual(t.roles.map((r) => r.broker).sort(), ["b0", "b1", "b2"]);
