@@ -43,6 +43,8 @@ export interface BrokerConfig {
   keepAliveIntervalMs: number;
   /** A follower not caught up for this long leaves the in-sync replicas (ms). */
   replicaLagMaxMs: number;
+  /** acks=all needs this many in-sync replicas, leader included (default 1). */
+  minInsyncReplicas?: number;
   /** Bearer token: sent to sentinels and leaders, required from clients for writes. */
   authToken?: string;
   tls?: TlsFiles;
@@ -110,6 +112,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
         onFsync: (seconds) => metrics.fsyncDuration.observe(seconds),
       },
       replicaLagMaxMs: config.replicaLagMaxMs,
+      minInsyncReplicas: config.minInsyncReplicas ?? 1,
       shipUnsynced: config.fsync === "interval",
       replicationTimeoutMs: config.replicaLagMaxMs + 5_000,
       idempotencyWindow: 1024,

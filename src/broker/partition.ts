@@ -49,6 +49,11 @@ export interface PartitionOptions {
   replicaLagMaxMs: number;
   /** acks=all records and offset commits not replicated within this long fail (ms). */
   replicationTimeoutMs: number;
+  /**
+   * acks=all needs at least this many in-sync replicas, leader included (default 1: the leader alone
+   * is enough). Below it acks=all produce is refused, and waiting acks=all records fail.
+   */
+  minInsyncReplicas?: number;
   /** Message ids remembered per producer for idempotent produce. */
   idempotencyWindow: number;
   /** Producers remembered per partition. */
@@ -452,10 +457,43 @@ export class Partition {
     this.dataSignal.notify();
   }
 
-  /** Leader: resolves once the high watermark reaches `end` (acks=all), rejects on demotion or timeout. */
+  /**
+   * Leader, acks=all: throws NotEnoughReplicasError when fewer replicas than --min-insync-replicas are in
+   * sync (leader included), so nothing is appended that could only be acknowledged by too few replicas.
+   */
+  requireMinInSync(): void {
+    const inSync = this.#inSyncCount();
+    const required = this.options.minInsyncReplicas ?? 1;
+    if (inSync < required) throw this.#notEnoughInSync(inSync, required);
+  }
+
+  #inSyncCount(): number {
+    let count = 1;
+    for (const follower of this.#followers.values()) if (follower.inSync) count++;
+    return count;
+  }
+
+  #notEnoughInSync(inSync: number, required: number): NotEnoughReplicasError {
+    return new NotEnoughReplicasError(
+      `${this.key} has ${inSync} in-sync replica${inSync === 1 ? "" : "s"} (leader included); ` +
+        `acks=all requires ${required} (--min-insync-replicas)`,
+    );
+  }
+
+  /**
+   * Leader: resolves once the high watermark reaches `end` (acks=all); rejects on demotion, timeout, or
+   * when the in-sync set is below --min-insync-replicas by then (Kafka's rule: checked when satisfied).
+   */
   waitForHighWatermark(end: number, generation: number): Promise<void> {
     if (generation !== this.#generation || this.#role !== "leader") return Promise.reject(this.#notLeader());
-    if (this.#hw >= end) return Promise.resolve();
+    if (this.#hw >= end) {
+      try {
+        this.requireMinInSync();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
       this.#ackWaiters.push({
         end,
@@ -588,6 +626,7 @@ export class Partition {
 
   #advanceHw(): void {
     if (this.#role !== "leader") return;
+    this.#failAckWaitersBelowMinInSync();
     let hw = this.#localEnd;
     for (const follower of this.#followers.values()) {
       if (follower.inSync) hw = Math.min(hw, follower.fetchOffset ?? this.#hw);
@@ -598,6 +637,21 @@ export class Partition {
     while (done < this.#ackWaiters.length && (this.#ackWaiters[done] as AckWaiter).end <= hw) done++;
     for (const waiter of this.#ackWaiters.splice(0, done)) waiter.resolve();
     this.hwSignal.notify();
+  }
+
+  /**
+   * The in-sync set shrank below --min-insync-replicas: acks=all records still waiting fail now rather
+   * than being acknowledged by fewer replicas once the high watermark moves without the lost followers.
+   * Those records stay in the log; a retry with the same producer id and message ids is deduplicated.
+   */
+  #failAckWaitersBelowMinInSync(): void {
+    if (this.#ackWaiters.length === 0) return;
+    const required = this.options.minInsyncReplicas ?? 1;
+    if (required <= 1) return;
+    const inSync = this.#inSyncCount();
+    if (inSync >= required) return;
+    const error = this.#notEnoughInSync(inSync, required);
+    for (const waiter of this.#ackWaiters.splice(0)) waiter.reject(error);
   }
 
   #commitReplicated(version: number): boolean {

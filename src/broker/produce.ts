@@ -50,7 +50,8 @@ export function validateMessageRequest(req: MessageRequest): void {
 /**
  * Handles one SendMessage request: answers retries (same producer id and message id) from the producer
  * table, appends the new records with one storage append, and answers once they are stored on the leader
- * (acks=leader) or on every in-sync replica (acks=all). Per-record problems become error acks.
+ * (acks=leader) or on every in-sync replica (acks=all, refused while fewer than --min-insync-replicas
+ * are in sync). Per-record problems become error acks.
  */
 export async function produce(options: ProduceOptions, req: MessageRequest): Promise<MessageResponse> {
   const acks = new Array<MessageAck>(req.records.length);
@@ -68,6 +69,8 @@ export async function produce(options: ProduceOptions, req: MessageRequest): Pro
   try {
     generation = await p.leaderReady();
     if (!options.writable()) throw new LostContactError(p.topic, p.partition);
+    // Refused before anything is appended: acks=all must not be answered by fewer replicas than required.
+    if (req.acks === Acks.ALL) p.requireMinInSync();
   } catch (err) {
     fail(options, req, acks, all, err);
     return response;

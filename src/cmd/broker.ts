@@ -41,6 +41,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     maxMessageBytes: o.maxMessageBytes,
     keepAliveIntervalMs: o.keepaliveInterval,
     replicaLagMaxMs: o.replicaLagMax,
+    minInsyncReplicas: o.minInsyncReplicas,
     rpcLimits,
     ...(o.authToken ? { authToken: o.authToken } : {}),
     ...(o.tlsCert && o.tlsKey

@@ -78,6 +78,14 @@ export const brokerOptionSchema = {
     default: 10_000,
     min: 100,
   }),
+  "min-insync-replicas": option({
+    kind: "number",
+    description:
+      "acks=all is refused (NOT_ENOUGH_REPLICAS) while fewer replicas than this are in sync, leader included",
+    default: 1,
+    min: 1,
+    integer: true,
+  }),
   "log-level": option({
     kind: "string",
     description: "Log level",

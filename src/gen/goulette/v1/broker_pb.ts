@@ -1013,7 +1013,10 @@ export enum ProduceError {
   MESSAGE_TOO_LARGE = 3,
 
   /**
-   * Retryable: fewer in-sync replicas than acks=all needs, or a replication timeout.
+   * Retryable: acks=all refused because fewer replicas than the broker's --min-insync-replicas are in
+   * sync (leader included; nothing appended), or the in-sync set shrank below it or the replication
+   * timed out while the records waited (they may be stored: a retry with the same producer id and
+   * message ids is deduplicated).
    *
    * @generated from enum value: PRODUCE_ERROR_NOT_ENOUGH_REPLICAS = 4;
    */
