@@ -26,7 +26,7 @@ export interface NodeTransportOptions {
   /**
    * Let brokers gzip/brotli their responses (default false). Fetched batches and ack batches are large
    * enough for the server to compress them, which on a LAN costs far more CPU than it saves (consume
-   * throughput ×0.6–0.8 in docs/benchmarks.md); turn it on for slow links.
+   * throughput ×0.1–0.6 in docs/benchmarks.md); turn it on for slow links.
    */
   brokerCompression?: boolean;
 }
