@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { MAX_REPLICA_COUNT } from "../fsm/validation.js";
 import { option, type OptionValues } from "./options.js";
 import { rpcLimitOptions } from "./rpc-limit-options.js";
 
@@ -84,6 +85,8 @@ export const brokerOptionSchema = {
       "acks=all is refused (NOT_ENOUGH_REPLICAS) while fewer replicas than this are in sync, leader included",
     default: 1,
     min: 1,
+    // More could never be in sync: a topic has at most this many replicas.
+    max: MAX_REPLICA_COUNT,
     integer: true,
   }),
   "log-level": option({

@@ -46,7 +46,9 @@ describe("broker --min-insync-replicas", () => {
     );
   });
 
-  it("accepts only whole numbers ≥ 1, naming the source", () => {
+  it("accepts only whole numbers from 1 to 16 (the most replicas a topic can have), naming the source", () => {
+    assert.equal(load(["--min-insync-replicas", "16"]), 16);
+    assertInvalid(() => load(["--min-insync-replicas", "17"]), /--min-insync-replicas must be ≤ 16, got 17/);
     assertInvalid(() => load(["--min-insync-replicas", "0"]), /--min-insync-replicas must be ≥ 1, got 0/);
     assertInvalid(() => load(["--min-insync-replicas", "-2"]), /must be ≥ 1, got -2/);
     assertInvalid(() => load(["--min-insync-replicas", "1.5"]), /must be a whole number, got '1.5'/);
