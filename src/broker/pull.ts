@@ -1,11 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { InvalidArgumentError, UnavailableError } from "../errors.js";
-import { validateTopicName } from "../fsm/validation.js";
+import { UnavailableError } from "../errors.js";
 import type { Message, PullRequest } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
-import { OffsetOutOfRangeError } from "../storage/index.js";
-import { UnknownPartitionError } from "./errors.js";
 import type { Partition } from "./partition.js";
+import { resolveReadStart } from "./read-start.js";
 import { toMessage } from "./wire.js";
 
 export interface PullOptions {
@@ -30,24 +28,15 @@ export async function* pull(
   req: PullRequest,
   abort: AbortSignal,
 ): AsyncGenerator<Message> {
-  validateTopicName(req.topic);
-  if (req.offset < -1n)
-    throw new InvalidArgumentError(`offset must be ≥ 0, or -1 for the committed offset; got ${req.offset}`);
-  if (req.offset === -1n && req.consumerGroup === "") {
-    throw new InvalidArgumentError("offset -1 (resume from the committed offset) needs a consumer_group");
-  }
-  const p = options.lookup(req.topic, req.partition);
-  if (p === undefined) throw new UnknownPartitionError(req.topic, req.partition);
-  const generation = await p.leaderReady();
-  let offset: number;
-  if (req.offset === -1n) {
-    offset = Math.max(p.offsets.get(req.consumerGroup) ?? p.log.logStartOffset, p.log.logStartOffset);
-  } else {
-    offset = Number(req.offset);
-    if (offset < p.log.logStartOffset || offset > p.log.logEndOffset) {
-      throw new OffsetOutOfRangeError(offset, p.log.logStartOffset, p.log.logEndOffset);
-    }
-  }
+  const start = await resolveReadStart(
+    options.lookup,
+    req.topic,
+    req.partition,
+    req.offset,
+    req.consumerGroup,
+  );
+  const { partition: p, generation } = start;
+  let offset = start.offset;
   const batch = Math.min(req.batchSize === 0 ? DEFAULT_BATCH : req.batchSize, MAX_BATCH);
   const limit = req.maxMessages === 0n ? Infinity : Number(req.maxMessages);
   const idleWakeMs = options.idleWakeMs ?? 30_000;
