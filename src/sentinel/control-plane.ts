@@ -85,6 +85,8 @@ export class ControlPlane {
   #jobs: Job[] = [];
   #pumping = false;
   #resyncing: Promise<void> | undefined;
+  /** Settles when the transaction in flight is committed or dropped (undefined: none in flight). */
+  #inFlight: Promise<void> | undefined;
   #appliedWaiters: { id: number; resolve: () => void }[] = [];
   #etcdReachable = false;
   #etcdProbe: NodeJS.Timeout | undefined;
@@ -298,43 +300,51 @@ export class ControlPlane {
     // The head of the queue may be a proposal whose first parts are in this batch.
     const straddling = this.#jobs[0]?.kind === "propose" && this.#jobs[0].last ? this.#jobs[0] : undefined;
     const end = this.options.metrics.appendDuration.startTimer();
+    let settle = () => {};
+    // Reads wait for this (committedState): the state below holds the batch before etcd does.
+    this.#inFlight = new Promise<void>((resolve) => (settle = resolve));
     try {
-      await this.store.appendBatch({
-        fenceKey: fenceKey as string,
-        expectedHead,
-        ops: batch.ops,
-        topics: batch.topicWrites(),
-      });
-    } catch (err) {
+      try {
+        await this.store.appendBatch({
+          fenceKey: fenceKey as string,
+          expectedHead,
+          ops: batch.ops,
+          topics: batch.topicWrites(),
+        });
+      } catch (err) {
+        end();
+        if (straddling) this.#jobs.shift();
+        for (const { job } of done) job.reject(err);
+        straddling?.reject(err);
+        // A proposal planned against this batch's state but left for the next one must plan again.
+        const next = this.#jobs[0];
+        if (next?.kind === "propose" && !next.last) next.parts = undefined;
+        // The state holds the batch's operations, which etcd did not take: rebuild it from etcd.
+        const reason = err instanceof HeadMovedError ? "append found the head moved" : "append failed";
+        this.options.logger.warn(
+          { err: errorMessage(err), operations: batch.size },
+          `${reason}; re-synchronising`,
+        );
+        await this.#resync(`${reason}: ${errorMessage(err)}`).catch(() => undefined);
+        return;
+      }
       end();
-      if (straddling) this.#jobs.shift();
-      for (const { job } of done) job.reject(err);
-      straddling?.reject(err);
-      // A proposal planned against this batch's state but left for the next one must plan again.
-      const next = this.#jobs[0];
-      if (next?.kind === "propose" && !next.last) next.parts = undefined;
-      // The state holds the batch's operations, which etcd did not take: rebuild it from etcd.
-      const reason = err instanceof HeadMovedError ? "append found the head moved" : "append failed";
-      this.options.logger.warn(
-        { err: errorMessage(err), operations: batch.size },
-        `${reason}; re-synchronising`,
-      );
-      await this.#resync(`${reason}: ${errorMessage(err)}`).catch(() => undefined);
-      return;
+      const last = batch.ops[batch.ops.length - 1] as Operation;
+      this.#head = Math.max(this.#head, last.id);
+      this.#lastAppliedTimestamp = last.timestamp;
+      for (const { op, effect, before } of applied) {
+        this.options.metrics.appended.inc({ type: op.type });
+        this.options.logger.info({ opId: op.id, type: op.type, data: summarise(op) }, `appended ${op.type}`);
+        for (const listener of this.#appliedListeners) listener(op, effect, before);
+      }
+      for (const { job, op } of done) job.resolve(op);
+      this.#notifyWaiters();
+      this.#updateGauges();
+      this.#maybeSnapshot();
+    } finally {
+      this.#inFlight = undefined;
+      settle();
     }
-    end();
-    const last = batch.ops[batch.ops.length - 1] as Operation;
-    this.#head = Math.max(this.#head, last.id);
-    this.#lastAppliedTimestamp = last.timestamp;
-    for (const { op, effect, before } of applied) {
-      this.options.metrics.appended.inc({ type: op.type });
-      this.options.logger.info({ opId: op.id, type: op.type, data: summarise(op) }, `appended ${op.type}`);
-      for (const listener of this.#appliedListeners) listener(op, effect, before);
-    }
-    for (const { job, op } of done) job.resolve(op);
-    this.#notifyWaiters();
-    this.#updateGauges();
-    this.#maybeSnapshot();
   }
 
   #split(command: Command): Command[] {
@@ -343,6 +353,17 @@ export class ControlPlane {
       return JSON.stringify(change).length + (record ? JSON.stringify(toStoredTopicInfo(record)).length : 0);
     };
     return splitCommand(command, this.options.operationLimits ?? DEFAULT_OPERATION_LIMITS, sizeOf);
+  }
+
+  /**
+   * Resolves once every operation in this sentinel's state is committed in etcd. With group commit the
+   * leader applies proposals as it plans them, so for one transaction its state runs ahead of etcd;
+   * reads that answer outside callers (GetBrokers, KeepAlive role lists, admin views) wait for that
+   * transaction, so nobody sees an assignment a failed transaction takes back. Immediate when nothing
+   * is in flight (always on followers, which only apply what etcd holds).
+   */
+  committedState(): Promise<void> {
+    return this.#inFlight ?? Promise.resolve();
   }
 
   /** Resolves once this sentinel has applied operation `id` (or throws after `timeoutMs`). */

@@ -153,6 +153,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         status: BrokerStatus[req.status] ?? "UNSPECIFIED",
         lastHeartbeat: Date.now(),
       });
+      await plane.committedState(); // roles from an uncommitted transaction must not reach a broker
       const known = state.broker(req.brokerId);
       const registered = known !== undefined && known.address === req.address;
       return {
@@ -224,6 +225,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
 
     async getBrokers(req, ctx) {
       validateTopicName(req.topic);
+      await plane.committedState();
       for (const id of req.unreachableBrokers) {
         validateBrokerId(id);
         if (!state.broker(id)) throw new NotFoundError(`unreachable_brokers names unknown broker '${id}'`);
@@ -244,6 +246,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
     },
 
     async getClusterStatus() {
+      await plane.committedState();
       const candidates = await plane.election.candidates().catch(() => []);
       const leaderUrl = plane.leaderUrl ?? "";
       const brokers = state.brokers();
@@ -270,7 +273,8 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       };
     },
 
-    listTopics(req) {
+    async listTopics(req) {
+      await plane.committedState();
       const limit = req.limit === 0 ? 1000 : Math.min(req.limit, 10_000);
       const names = state.topicNames().filter((n) => n.startsWith(req.prefix) && n > req.after);
       const page = names.slice(0, limit);

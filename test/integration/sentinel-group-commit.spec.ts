@@ -146,4 +146,22 @@ describe("group commit on the leader", () => {
       await plane.stop();
     }
   });
+
+  it("reads that wait for committedState() never see a batch etcd refuses", async () => {
+    const { plane, client } = await leader();
+    try {
+      const fenceKey = plane.election.fenceKey;
+      assert.ok(fenceKey);
+      await client.delete().key(fenceKey);
+      const proposals = Promise.allSettled([newTopic(plane, "dirty0"), newTopic(plane, "dirty1")]);
+      // The leader plans on a microtask and applies the batch before etcd answers: the state is ahead.
+      await Promise.resolve();
+      assert.ok(plane.state.topic("dirty0"), "the batch in flight is applied ahead of etcd");
+      const seen = await plane.committedState().then(() => plane.state.topic("dirty0"));
+      assert.equal(seen, undefined, "after committedState() the refused batch is gone");
+      for (const r of await proposals) assert.equal(r.status, "rejected");
+    } finally {
+      await plane.stop();
+    }
+  });
 });
