@@ -22,7 +22,7 @@ describe("broker: --min-insync-replicas", () => {
       brokers: 2,
       // Long enough that the frozen follower is never declared dead (it must stay a replica).
       sentinelArgs: ["--heartbeat-ttl", "30"],
-      brokerArgs: ["--fsync", "always", "--min-insync-replicas", "2", "--replica-lag-max", "800"],
+      brokerArgs: ["--fsync", "always", "--min-insync-replicas", "2", "--replica-lag-max", "1500"],
       logLevel: process.env.GOULETTE_TEST_LOG ?? "warn",
     });
   });
@@ -72,7 +72,7 @@ describe("broker: --min-insync-replicas", () => {
     cluster.broker(follower).pause();
     let waited: MessageResponse;
     try {
-      // Sent right after the freeze, long before the follower's 800 ms lag is up: appended, then waiting
+      // Sent right after the freeze, long before the follower's 1500 ms lag is up: appended, then waiting
       // for the follower; when it leaves the in-sync set the records fail instead of being acknowledged.
       waited = await send(leader, Acks.ALL, 6, 2);
       assert.deepEqual(errors(waited), [ProduceError.NOT_ENOUGH_REPLICAS, ProduceError.NOT_ENOUGH_REPLICAS]);
