@@ -103,6 +103,10 @@ describe("broker: --min-insync-replicas", () => {
         [-1n, -1n, -1n],
       );
       assert.deepEqual(await progress(leader), { logEnd: 7, hw: 7 }, "nothing appended");
+      const body = await (await fetch(`${cluster.broker(leader).url}/metrics`)).text();
+      const counted =
+        /^goulette_broker_produce_errors_total\{[^}]*error="not_enough_replicas"[^}]*\} (\d+)$/m.exec(body);
+      assert.equal(Number(counted?.[1]), 5, "every refused record is counted under not_enough_replicas");
 
       // acks=leader is unaffected.
       const leaderOnly = await send(leader, Acks.LEADER, 100, 2);
