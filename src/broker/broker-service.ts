@@ -1,7 +1,7 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { BrokerService, MessageRequest, MessageResponse } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
-import { AsyncQueue } from "./async-queue.js";
+import { AsyncQueue } from "../common/async-queue.js";
 import { toBrokerConnectError, translateStreamErrors } from "./errors.js";
 import { commitOffset, getCommittedOffset } from "./offsets.js";
 import type { PartitionManager } from "./partition-manager.js";

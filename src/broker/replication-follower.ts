@@ -10,7 +10,7 @@ import {
 } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import type { ReplicatedRecord } from "../storage/index.js";
-import { AsyncQueue } from "./async-queue.js";
+import { AsyncQueue } from "../common/async-queue.js";
 import type { FetcherHandle, Partition } from "./partition.js";
 
 export interface FollowerOptions {

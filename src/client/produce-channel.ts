@@ -1,5 +1,6 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { BrokerService, type MessageRequest, type MessageResponse } from "../gen/goulette/v1/broker_pb.js";
+import { AsyncQueue } from "../common/async-queue.js";
 import { ProduceUnsupportedError } from "./errors.js";
 import type { ClientTransport } from "./transport.js";
 
@@ -71,7 +72,7 @@ interface Waiter {
 }
 
 interface OpenStream {
-  requests: RequestQueue;
+  requests: AsyncQueue<MessageRequest>;
   waiters: Map<string, Waiter>;
   abort: AbortController;
 }
@@ -116,7 +117,7 @@ class StreamProduceChannel implements ProduceChannel {
 
   #open(): OpenStream {
     const stream: OpenStream = {
-      requests: new RequestQueue(),
+      requests: new AsyncQueue<MessageRequest>(),
       waiters: new Map(),
       abort: new AbortController(),
     };
@@ -159,41 +160,4 @@ class StreamProduceChannel implements ProduceChannel {
 
 function keyOf(topic: string, partition: number, firstMessageId: bigint): string {
   return `${partition}\u0000${firstMessageId}\u0000${topic}`;
-}
-
-/** The request side of a SendMessage stream, fed by send(). */
-class RequestQueue implements AsyncIterable<MessageRequest> {
-  #items: MessageRequest[] = [];
-  #wake: (() => void) | undefined;
-  #ended = false;
-
-  push(item: MessageRequest): void {
-    if (this.#ended) return;
-    this.#items.push(item);
-    this.#notify();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#notify();
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<MessageRequest> {
-    for (;;) {
-      if (this.#items.length > 0) {
-        const items = this.#items;
-        this.#items = [];
-        yield* items;
-        continue;
-      }
-      if (this.#ended) return;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-  }
 }

@@ -14,6 +14,7 @@ import {
   type PullRequestSchema,
 } from "../../src/gen/goulette/v1/broker_pb.js";
 import { freePort } from "./ports.js";
+import { AsyncQueue } from "../../src/common/async-queue.js";
 import { spawnGoulette } from "./goulette-process.js";
 
 export interface BrokerProcessOptions {
@@ -143,34 +144,7 @@ export function untext(bytes: Uint8Array): string {
 }
 
 /** A push-fed async iterable: the request side of a bidi stream driven by a test. */
-export class Pushable<T> implements AsyncIterable<T> {
-  #items: T[] = [];
-  #wake: (() => void) | undefined;
-  #ended = false;
-
-  push(item: T): void {
-    this.#items.push(item);
-    this.#wake?.();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      const item = this.#items.shift();
-      if (item !== undefined) {
-        yield item;
-        continue;
-      }
-      if (this.#ended) return;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-      this.#wake = undefined;
-    }
-  }
-}
+export { AsyncQueue as Pushable };
 
 export interface StreamProducerOptions {
   topic: string;
@@ -197,7 +171,7 @@ export class StreamProducer {
   readonly done: Promise<unknown>;
 
   constructor(client: Client<typeof BrokerService>, options: StreamProducerOptions) {
-    const requests = new Pushable<MessageRequest>();
+    const requests = new AsyncQueue<MessageRequest>();
     let inflight = 0;
     const sendBatch = () => {
       const records = [];
