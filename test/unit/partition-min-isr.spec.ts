@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { NotEnoughReplicasError } from "../../src/broker/errors.js";
+import { Partition } from "../../src/broker/partition.js";
+import { silentLogger } from "../../src/observability/logger.js";
+
+const LAG_MS = 1_000;
+const dirs: string[] = [];
+after(async () => {
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** A leader of a 2-replica partition (b1 leads, b2 follows) on a hand-driven clock. */
+async function leader(minInsyncReplicas: number | undefined) {
+  const dir = await mkdtemp(path.join(tmpdir(), "goulette-min-isr-"));
+  dirs.push(dir);
+  const clock = { now: 1_000_000 };
+  const p = await Partition.open({
+    topic: "t",
+    partition: 0,
+    dir,
+    brokerId: "b1",
+    log: { fsync: "interval", logger: silentLogger() },
+    replicaLagMaxMs: LAG_MS,
+    replicationTimeoutMs: 60_000,
+    ...(minInsyncReplicas !== undefined ? { minInsyncReplicas } : {}),
+    idempotencyWindow: 16,
+    maxProducers: 16,
+    idempotencyScanRecords: 100,
+    shipUnsynced: true,
+    startFetcher: () => ({ stop: async () => undefined }),
+    logger: silentLogger(),
+    now: () => clock.now,
+  });
+  const self = { brokerId: "b1", address: "" };
+  const replicas = [self, { brokerId: "b2", address: "" }];
+  assert.ok(p.applyRole({ role: "leader", epoch: 1, leader: self, replicas }));
+  const generation = await p.leaderReady();
+  const stream = p.openStream("b2");
+  const append = async (count: number) => {
+    const result = await p.log.append(
+      Array.from({ length: count }, () => ({ payload: new Uint8Array([1]) })),
+    );
+    p.onLocalAppend(result.lastOffset + 1);
+    return result.lastOffset + 1;
+  };
+  /** b2 fetches from `offset` (its log end) now. */
+  const fetch = (offset: number) => p.onFetch("b2", stream, offset, undefined);
+  /** Time passes beyond the lag bound without b2 fetching: it leaves the in-sync set. */
+  const followerSilent = () => {
+    clock.now += LAG_MS + 1;
+    p.tick();
+  };
+  return { p, generation, append, fetch, followerSilent };
+}
+
+/** Settles a promise into "resolved" or its rejection, without waiting when it is still pending. */
+async function state(promise: Promise<void>): Promise<"resolved" | "pending" | unknown> {
+  const pending = Symbol("pending");
+  const result = await Promise.race([
+    promise.then(
+      () => "resolved",
+      (err: unknown) => err,
+    ),
+    new Promise((resolve) => setImmediate(() => resolve(pending))),
+  ]);
+  return result === pending ? "pending" : result;
+}
+
+describe("Partition: --min-insync-replicas", () => {
+  it("refuses acks=all while fewer replicas than required are in sync, naming both counts", async () => {
+    const { p, fetch, followerSilent } = await leader(2);
+    fetch(0);
+    p.requireMinInSync();
+    assert.deepEqual(p.inSyncReplicas(), ["b1", "b2"]);
+    followerSilent();
+    assert.deepEqual(p.inSyncReplicas(), ["b1"]);
+    assert.throws(
+      () => p.requireMinInSync(),
+      (err: unknown) =>
+        err instanceof NotEnoughReplicasError &&
+        err.message ===
+          "t#0 has 1 in-sync replica (leader included); acks=all requires 2 (--min-insync-replicas)",
+    );
+    // The follower catches up again (its log end reaches the high watermark): accepted again.
+    fetch(p.log.logEndOffset);
+    p.requireMinInSync();
+    await p.close();
+  });
+
+  it("fails acks=all records still waiting when the in-sync set shrinks below the minimum", async () => {
+    const { p, generation, append, fetch, followerSilent } = await leader(2);
+    fetch(0);
+    const first = await append(2);
+    const acked = p.waitForHighWatermark(first, generation);
+    fetch(first);
+    assert.equal(await state(acked), "resolved", "replicated to both replicas");
+
+    const second = await append(3);
+    const waiting = p.waitForHighWatermark(second, generation);
+    assert.equal(await state(waiting), "pending");
+    followerSilent();
+    const err = await state(waiting);
+    assert.ok(err instanceof NotEnoughReplicasError, `NotEnoughReplicasError, got ${String(err)}`);
+    assert.match(err.message, /1 in-sync replica .*requires 2/);
+    // The records stay in the log and the high watermark follows the shrunk in-sync set.
+    assert.equal(p.highWatermark, second);
+    // Already past the high watermark but the in-sync set is too small: refused, not acknowledged.
+    const late = await state(p.waitForHighWatermark(second, generation));
+    assert.ok(late instanceof NotEnoughReplicasError);
+    await p.close();
+  });
+
+  it("keeps today's behaviour by default: the leader alone acknowledges acks=all", async () => {
+    const { p, generation, append, fetch, followerSilent } = await leader(undefined);
+    fetch(0);
+    const end = await append(1);
+    const waiting = p.waitForHighWatermark(end, generation);
+    assert.equal(await state(waiting), "pending");
+    followerSilent();
+    assert.equal(await state(waiting), "resolved");
+    p.requireMinInSync();
+    await p.close();
+  });
+});
