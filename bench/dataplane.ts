@@ -46,7 +46,60 @@ const PROFILES: Array<[number, "produce" | "consume"]> = [
 type BrokerProfile = Awaited<ReturnType<typeof profileProduce>>;
 const MB = 1e6;
 
+/** Rows a filtered run measures; everything when no filter is set. */
+interface Filter {
+  sizes: number[];
+  fsyncs: Durability[];
+  /** leader, pull, gzip, all, redis, nats */
+  systems: Set<string>;
+  latency: boolean;
+  profiles: Array<[number, "produce" | "consume"]>;
+}
+
+const ALL_SYSTEMS = ["leader", "pull", "gzip", "all", "redis", "nats"];
+
+/**
+ * A focused run (before/after comparisons while working on one row) from the environment, as run.ts takes
+ * no per-benchmark flags: DATAPLANE_SIZES=1024,65536 DATAPLANE_FSYNC=interval
+ * DATAPLANE_SYSTEMS=leader,redis,nats DATAPLANE_LATENCY=0 DATAPLANE_PROFILES=65536:produce (or "none").
+ */
+function filterFromEnv(env: NodeJS.ProcessEnv): Filter {
+  const list = (name: string): string[] | undefined =>
+    env[name]
+      ?.split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+  const sizes = list("DATAPLANE_SIZES")?.map(Number) ?? SIZES;
+  for (const size of sizes) {
+    if (!SIZES.includes(size)) throw new Error(`DATAPLANE_SIZES: ${size} is not one of ${SIZES.join(", ")}`);
+  }
+  const fsyncs = (list("DATAPLANE_FSYNC") ?? ["interval", "always"]) as Durability[];
+  for (const f of fsyncs) {
+    if (f !== "interval" && f !== "always") throw new Error(`DATAPLANE_FSYNC: unknown policy ${f}`);
+  }
+  const systems = list("DATAPLANE_SYSTEMS") ?? ALL_SYSTEMS;
+  for (const s of systems) {
+    if (!ALL_SYSTEMS.includes(s))
+      throw new Error(`DATAPLANE_SYSTEMS: ${s} is not one of ${ALL_SYSTEMS.join(", ")}`);
+  }
+  const profileList = list("DATAPLANE_PROFILES");
+  const profiles =
+    profileList === undefined
+      ? PROFILES
+      : profileList
+          .filter((p) => p !== "none")
+          .map((p): [number, "produce" | "consume"] => {
+            const [size, workload = "produce"] = p.split(":");
+            if (workload !== "produce" && workload !== "consume") {
+              throw new Error(`DATAPLANE_PROFILES: unknown workload ${workload}`);
+            }
+            return [Number(size), workload];
+          });
+  return { sizes, fsyncs, systems: new Set(systems), latency: env.DATAPLANE_LATENCY !== "0", profiles };
+}
+
 async function run(ctx: BenchContext): Promise<BenchOutput> {
+  const filter = filterFromEnv(process.env);
   const reps = Math.max(3, ctx.quick ? 3 : Math.min(ctx.reps, 3));
   const runMs = ctx.quick ? 400 : 1_500;
   const scale = ctx.quick ? 0.25 : 1;
@@ -75,7 +128,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   const loopbackSpread = spread(loopback);
 
   const measure = async (target: QueueTarget, system: string, durability: Durability) => {
-    for (const size of SIZES) {
+    for (const size of filter.sizes) {
       const m: Measured = {
         system,
         durability,
@@ -98,6 +151,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       );
       results.push(m);
     }
+    if (!filter.latency) return;
     const l: LatencyMeasured = { system, durability, p50: [], p99: [], samples: [] };
     for (let r = 0; r < reps; r++) {
       const samples = await target.latency(latencySize, latencyIntervalMs, latencyMs);
@@ -110,7 +164,8 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   };
 
   // --- Goulette: one cluster per fsync policy
-  for (const fsync of ["interval", "always"] as const) {
+  const goulette = ["leader", "pull", "gzip", "all"].some((s) => filter.systems.has(s));
+  for (const fsync of goulette ? filter.fsyncs : []) {
     ctx.log(`Goulette fsync=${fsync}: 1 sentinel, 3 brokers`);
     const cluster = await startCluster({
       sentinels: 1,
@@ -129,9 +184,9 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         acks: Acks.LEADER,
         compression: false,
       });
-      await measure(leader, "Goulette acks=leader (RF 1)", fsync);
+      if (filter.systems.has("leader")) await measure(leader, "Goulette acks=leader (RF 1)", fsync);
       await leader.close();
-      if (fsync === "interval") {
+      if (fsync === "interval" && filter.systems.has("pull")) {
         // The same with PullMessage (one stream message per record, the API before FetchMessages), and
         // with a client that negotiates gzip (connect-node's default): what each costs.
         const pull = createGouletteTarget({
@@ -144,6 +199,8 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         });
         await measure(pull, "Goulette acks=leader (RF 1), consume with PullMessage", fsync);
         await pull.close();
+      }
+      if (fsync === "interval" && filter.systems.has("gzip")) {
         const gzip = createGouletteTarget({
           label: "leader, gzip",
           leaderAddress: leaderOf(rf1),
@@ -161,7 +218,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         acks: Acks.ALL,
         compression: false,
       });
-      await measure(all, "Goulette acks=all (RF 3)", fsync);
+      if (filter.systems.has("all")) await measure(all, "Goulette acks=all (RF 3)", fsync);
       await all.close();
     } finally {
       await cluster.stop();
@@ -169,7 +226,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   }
 
   // --- Redis Streams: appendfsync everysec ~ fsync=interval (1 s), always ~ fsync=always
-  for (const fsync of ["interval", "always"] as const) {
+  for (const fsync of filter.systems.has("redis") ? filter.fsyncs : []) {
     const appendfsync = fsync === "interval" ? "everysec" : "always";
     ctx.log(`Redis appendfsync=${appendfsync}`);
     const redis = await startRedis({ appendfsync });
@@ -183,20 +240,22 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   }
 
   // --- NATS JetStream: one durability setting only (see the notes)
-  ctx.log("NATS JetStream (file storage)");
-  const nats = await startNats();
-  try {
-    const target = await createNatsTarget({ label: "nats", port: nats.port, stream: "bench" });
-    await measure(target, "NATS JetStream (file, default sync)", "interval");
-    await target.close();
-  } finally {
-    await nats.stop();
+  if (filter.systems.has("nats")) {
+    ctx.log("NATS JetStream (file storage)");
+    const nats = await startNats();
+    try {
+      const target = await createNatsTarget({ label: "nats", port: nats.port, stream: "bench" });
+      await measure(target, "NATS JetStream (file, default sync)", "interval");
+      await target.close();
+    } finally {
+      await nats.stop();
+    }
   }
 
   // --- CPU profiles of the broker hot paths
   const profileMs = ctx.quick ? 2_000 : 5_000;
   const profiles: BrokerProfile[] = [];
-  for (const [size, workload] of PROFILES) {
+  for (const [size, workload] of filter.profiles) {
     ctx.log(`CPU profile of a broker under ${sizeLabel(size)} acks=leader ${workload} load`);
     // A failed profile must not throw away the measurements above.
     const prof = await profileProduce(size, profileMs, workload).catch((err: unknown) => {
@@ -212,11 +271,12 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       reps,
       runMs,
       counts: Object.fromEntries(counts),
-      sizes: SIZES,
+      sizes: filter.sizes,
+      filter: { ...filter, systems: [...filter.systems] },
       goulette: { brokers: 3, fsyncIntervalMs, window: 8, batchBytes: 256 * 1024, maxRecordsPerRequest: 500 },
       peers: { window: 256 },
       latency: { size: latencySize, intervalMs: latencyIntervalMs, durationMs: latencyMs },
-      profiles: { runs: PROFILES, durationMs: profileMs },
+      profiles: { runs: filter.profiles, durationMs: profileMs },
     },
     data: {
       ceiling: { loopbackBytesPerSecond: loopback, disk4k, disk1m },
