@@ -10,6 +10,7 @@ import { fetchBatches } from "./fetch.js";
 import { partitionProgress } from "./partition-progress.js";
 import { pull } from "./pull.js";
 import { serveReplicate } from "./replication-leader.js";
+import { setTopicRoles } from "./set-topic-roles.js";
 
 export interface BrokerServiceOptions {
   brokerId: string;
@@ -83,6 +84,8 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
       const { partition } = await options.partitions.applyRole(req);
       return { logEndOffset: BigInt(partition.log.logEndOffset) };
     }),
+
+    setTopicRoles: unary((req) => setTopicRoles(options.partitions, req)),
 
     removeTopic: unary(async (req) => {
       await options.partitions.remove(req.topic, req.partition, req.deleteData);

@@ -78,6 +78,7 @@ const PROTECTED = new Set([
   "CommitOffset",
   "Replicate",
   "SetTopicRole",
+  "SetTopicRoles",
   "RemoveTopic",
 ]);
 /** Room for key and headers on top of the largest payload in one stored record. */

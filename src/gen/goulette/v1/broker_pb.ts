@@ -10,7 +10,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/broker.proto.
  */
 export const file_goulette_v1_broker: GenFile = /*@__PURE__*/
-  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIpABCgxGZXRjaFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIWCg5jb25zdW1lcl9ncm91cBgEIAEoCRIUCgxtYXhfbWVzc2FnZXMYBSABKA0SEQoJbWF4X2J5dGVzGAYgASgNEg0KBWxpbWl0GAcgASgEIosBCg1GZXRjaFJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRImCghtZXNzYWdlcxgDIAMoCzIULmdvdWxldHRlLnYxLk1lc3NhZ2USFgoOaGlnaF93YXRlcm1hcmsYBCABKAMSGAoQbG9nX3N0YXJ0X29mZnNldBgFIAEoAyJfChNDb21taXRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDRIOCgZvZmZzZXQYBCABKAMiFgoUQ29tbWl0T2Zmc2V0UmVzcG9uc2UiVQoZR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBIWCg5jb25zdW1lcl9ncm91cBgBIAEoCRINCgV0b3BpYxgCIAEoCRIRCglwYXJ0aXRpb24YAyABKA0iXgoaR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USDgoGb2Zmc2V0GAEgASgDEhgKEGxvZ19zdGFydF9vZmZzZXQYAiABKAMSFgoOaGlnaF93YXRlcm1hcmsYAyABKAMiMAoKUmVwbGljYVJlZhIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCSLEAQoTU2V0VG9waWNSb2xlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKAoEcm9sZRgDIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSJwoGbGVhZGVyGAQgASgLMhcuZ291bGV0dGUudjEuUmVwbGljYVJlZhIpCghyZXBsaWNhcxgFIAMoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSDQoFZXBvY2gYBiABKAQiLgoUU2V0VG9waWNSb2xlUmVzcG9uc2USFgoObG9nX2VuZF9vZmZzZXQYASABKAMiXgoSUmVtb3ZlVG9waWNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhYKCXBhcnRpdGlvbhgCIAEoDUgAiAEBEhMKC2RlbGV0ZV9kYXRhGAMgASgIQgwKCl9wYXJ0aXRpb24iFQoTUmVtb3ZlVG9waWNSZXNwb25zZSIyCgtMZWFkZXJFcG9jaBINCgVlcG9jaBgBIAEoBBIUCgxzdGFydF9vZmZzZXQYAiABKAMiuAEKEFJlcGxpY2F0ZVJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEhMKC2ZvbGxvd2VyX2lkGAMgASgJEhQKDGZldGNoX29mZnNldBgEIAEoAxINCgVlcG9jaBgFIAEoBBIvCg1sZWFkZXJfZXBvY2hzGAYgAygLMhguZ291bGV0dGUudjEuTGVhZGVyRXBvY2gSFwoPb2Zmc2V0c192ZXJzaW9uGAcgASgEIqIBChBSZXBsaWNhdGVkUmVjb3JkEg4KBm9mZnNldBgBIAEoAxIRCgl0aW1lc3RhbXAYAiABKAMSCwoDa2V5GAMgASgMEg8KB3BheWxvYWQYBCABKAwSJAoHaGVhZGVycxgFIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgGIAEoCRISCgptZXNzYWdlX2lkGAcgASgEIqsCChFSZXBsaWNhdGVSZXNwb25zZRIuCgdyZWNvcmRzGAEgAygLMh0uZ291bGV0dGUudjEuUmVwbGljYXRlZFJlY29yZBIWCg5oaWdoX3dhdGVybWFyaxgCIAEoAxINCgVlcG9jaBgDIAEoBBIYCgt0cnVuY2F0ZV90bxgEIAEoA0gAiAEBEjEKB29mZnNldHMYBSADKAsyIC5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXF1ZXN0Ei8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQSGAoQb2Zmc2V0c19zbmFwc2hvdBgIIAEoCEIOCgxfdHJ1bmNhdGVfdG8iPgoNSGVhbHRoUmVxdWVzdBItCgpwYXJ0aXRpb25zGAEgAygLMhkuZ291bGV0dGUudjEuUGFydGl0aW9uUmVmIjAKDFBhcnRpdGlvblJlZhINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0iowEKEVBhcnRpdGlvblByb2dyZXNzEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRISCgpsYXN0X2Vwb2NoGAMgASgEEhYKDmxvZ19lbmRfb2Zmc2V0GAQgASgDEhYKDmhpZ2hfd2F0ZXJtYXJrGAUgASgDEigKBHJvbGUYBiABKA4yGi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Sb2xlIpsBCg5IZWFsdGhSZXNwb25zZRIRCglicm9rZXJfaWQYASABKAkSDQoFcmVhZHkYAiABKAgSFgoOcGFydGl0aW9uc19sZWQYAyABKA0SGwoTcGFydGl0aW9uc19mb2xsb3dlZBgEIAEoDRIyCgpwYXJ0aXRpb25zGAUgAygLMh4uZ291bGV0dGUudjEuUGFydGl0aW9uUHJvZ3Jlc3MqOwoEQWNrcxIUChBBQ0tTX1VOU1BFQ0lGSUVEEAASDwoLQUNLU19MRUFERVIQARIMCghBQ0tTX0FMTBACKusBCgxQcm9kdWNlRXJyb3ISFgoSUFJPRFVDRV9FUlJPUl9OT05FEAASHAoYUFJPRFVDRV9FUlJPUl9OT1RfTEVBREVSEAESIwofUFJPRFVDRV9FUlJPUl9VTktOT1dOX1BBUlRJVElPThACEiMKH1BST0RVQ0VfRVJST1JfTUVTU0FHRV9UT09fTEFSR0UQAxIlCiFQUk9EVUNFX0VSUk9SX05PVF9FTk9VR0hfUkVQTElDQVMQBBIZChVQUk9EVUNFX0VSUk9SX1NUT1JBR0UQBRIZChVQUk9EVUNFX0VSUk9SX0lOVkFMSUQQBipnCg1QYXJ0aXRpb25Sb2xlEh4KGlBBUlRJVElPTl9ST0xFX1VOU1BFQ0lGSUVEEAASGQoVUEFSVElUSU9OX1JPTEVfTEVBREVSEAESGwoXUEFSVElUSU9OX1JPTEVfRk9MTE9XRVIQAjKkBgoNQnJva2VyU2VydmljZRJMCgtTZW5kTWVzc2FnZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlKAEwARJECgdQcm9kdWNlEhsuZ291bGV0dGUudjEuTWVzc2FnZVJlcXVlc3QaHC5nb3VsZXR0ZS52MS5NZXNzYWdlUmVzcG9uc2USPwoLUHVsbE1lc3NhZ2USGC5nb3VsZXR0ZS52MS5QdWxsUmVxdWVzdBoULmdvdWxldHRlLnYxLk1lc3NhZ2UwARJICg1GZXRjaE1lc3NhZ2VzEhkuZ291bGV0dGUudjEuRmV0Y2hSZXF1ZXN0GhouZ291bGV0dGUudjEuRmV0Y2hSZXNwb25zZTABElMKDENvbW1pdE9mZnNldBIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QaIS5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXNwb25zZRJlChJHZXRDb21taXR0ZWRPZmZzZXQSJi5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0GicuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USUwoMU2V0VG9waWNSb2xlEiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdBohLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3BvbnNlElAKC1JlbW92ZVRvcGljEh8uZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXF1ZXN0GiAuZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXNwb25zZRJOCglSZXBsaWNhdGUSHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXF1ZXN0Gh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2UoATABEkEKBkhlYWx0aBIaLmdvdWxldHRlLnYxLkhlYWx0aFJlcXVlc3QaGy5nb3VsZXR0ZS52MS5IZWFsdGhSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIpABCgxGZXRjaFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIWCg5jb25zdW1lcl9ncm91cBgEIAEoCRIUCgxtYXhfbWVzc2FnZXMYBSABKA0SEQoJbWF4X2J5dGVzGAYgASgNEg0KBWxpbWl0GAcgASgEIosBCg1GZXRjaFJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRImCghtZXNzYWdlcxgDIAMoCzIULmdvdWxldHRlLnYxLk1lc3NhZ2USFgoOaGlnaF93YXRlcm1hcmsYBCABKAMSGAoQbG9nX3N0YXJ0X29mZnNldBgFIAEoAyJfChNDb21taXRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDRIOCgZvZmZzZXQYBCABKAMiFgoUQ29tbWl0T2Zmc2V0UmVzcG9uc2UiVQoZR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBIWCg5jb25zdW1lcl9ncm91cBgBIAEoCRINCgV0b3BpYxgCIAEoCRIRCglwYXJ0aXRpb24YAyABKA0iXgoaR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USDgoGb2Zmc2V0GAEgASgDEhgKEGxvZ19zdGFydF9vZmZzZXQYAiABKAMSFgoOaGlnaF93YXRlcm1hcmsYAyABKAMiMAoKUmVwbGljYVJlZhIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCSLEAQoTU2V0VG9waWNSb2xlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKAoEcm9sZRgDIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSJwoGbGVhZGVyGAQgASgLMhcuZ291bGV0dGUudjEuUmVwbGljYVJlZhIpCghyZXBsaWNhcxgFIAMoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSDQoFZXBvY2gYBiABKAQiLgoUU2V0VG9waWNSb2xlUmVzcG9uc2USFgoObG9nX2VuZF9vZmZzZXQYASABKAMiRwoUU2V0VG9waWNSb2xlc1JlcXVlc3QSLwoFcm9sZXMYASADKAsyIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0InYKElNldFRvcGljUm9sZVJlc3VsdBIpCgdvdXRjb21lGAEgASgOMhguZ291bGV0dGUudjEuUm9sZU91dGNvbWUSFgoObG9nX2VuZF9vZmZzZXQYAiABKAMSDAoEY29kZRgDIAEoCRIPCgdtZXNzYWdlGAQgASgJIkkKFVNldFRvcGljUm9sZXNSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8uZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzdWx0Il4KElJlbW92ZVRvcGljUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIWCglwYXJ0aXRpb24YAiABKA1IAIgBARITCgtkZWxldGVfZGF0YRgDIAEoCEIMCgpfcGFydGl0aW9uIhUKE1JlbW92ZVRvcGljUmVzcG9uc2UiMgoLTGVhZGVyRXBvY2gSDQoFZXBvY2gYASABKAQSFAoMc3RhcnRfb2Zmc2V0GAIgASgDIrgBChBSZXBsaWNhdGVSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRITCgtmb2xsb3dlcl9pZBgDIAEoCRIUCgxmZXRjaF9vZmZzZXQYBCABKAMSDQoFZXBvY2gYBSABKAQSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBCKiAQoQUmVwbGljYXRlZFJlY29yZBIOCgZvZmZzZXQYASABKAMSEQoJdGltZXN0YW1wGAIgASgDEgsKA2tleRgDIAEoDBIPCgdwYXlsb2FkGAQgASgMEiQKB2hlYWRlcnMYBSADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEwoLcHJvZHVjZXJfaWQYBiABKAkSEgoKbWVzc2FnZV9pZBgHIAEoBCKrAgoRUmVwbGljYXRlUmVzcG9uc2USLgoHcmVjb3JkcxgBIAMoCzIdLmdvdWxldHRlLnYxLlJlcGxpY2F0ZWRSZWNvcmQSFgoOaGlnaF93YXRlcm1hcmsYAiABKAMSDQoFZXBvY2gYAyABKAQSGAoLdHJ1bmNhdGVfdG8YBCABKANIAIgBARIxCgdvZmZzZXRzGAUgAygLMiAuZ291bGV0dGUudjEuQ29tbWl0T2Zmc2V0UmVxdWVzdBIvCg1sZWFkZXJfZXBvY2hzGAYgAygLMhguZ291bGV0dGUudjEuTGVhZGVyRXBvY2gSFwoPb2Zmc2V0c192ZXJzaW9uGAcgASgEEhgKEG9mZnNldHNfc25hcHNob3QYCCABKAhCDgoMX3RydW5jYXRlX3RvIj4KDUhlYWx0aFJlcXVlc3QSLQoKcGFydGl0aW9ucxgBIAMoCzIZLmdvdWxldHRlLnYxLlBhcnRpdGlvblJlZiIwCgxQYXJ0aXRpb25SZWYSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNIqMBChFQYXJ0aXRpb25Qcm9ncmVzcxINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEgoKbGFzdF9lcG9jaBgDIAEoBBIWCg5sb2dfZW5kX29mZnNldBgEIAEoAxIWCg5oaWdoX3dhdGVybWFyaxgFIAEoAxIoCgRyb2xlGAYgASgOMhouZ291bGV0dGUudjEuUGFydGl0aW9uUm9sZSKbAQoOSGVhbHRoUmVzcG9uc2USEQoJYnJva2VyX2lkGAEgASgJEg0KBXJlYWR5GAIgASgIEhYKDnBhcnRpdGlvbnNfbGVkGAMgASgNEhsKE3BhcnRpdGlvbnNfZm9sbG93ZWQYBCABKA0SMgoKcGFydGl0aW9ucxgFIAMoCzIeLmdvdWxldHRlLnYxLlBhcnRpdGlvblByb2dyZXNzKjsKBEFja3MSFAoQQUNLU19VTlNQRUNJRklFRBAAEg8KC0FDS1NfTEVBREVSEAESDAoIQUNLU19BTEwQAirrAQoMUHJvZHVjZUVycm9yEhYKElBST0RVQ0VfRVJST1JfTk9ORRAAEhwKGFBST0RVQ0VfRVJST1JfTk9UX0xFQURFUhABEiMKH1BST0RVQ0VfRVJST1JfVU5LTk9XTl9QQVJUSVRJT04QAhIjCh9QUk9EVUNFX0VSUk9SX01FU1NBR0VfVE9PX0xBUkdFEAMSJQohUFJPRFVDRV9FUlJPUl9OT1RfRU5PVUdIX1JFUExJQ0FTEAQSGQoVUFJPRFVDRV9FUlJPUl9TVE9SQUdFEAUSGQoVUFJPRFVDRV9FUlJPUl9JTlZBTElEEAYqZwoNUGFydGl0aW9uUm9sZRIeChpQQVJUSVRJT05fUk9MRV9VTlNQRUNJRklFRBAAEhkKFVBBUlRJVElPTl9ST0xFX0xFQURFUhABEhsKF1BBUlRJVElPTl9ST0xFX0ZPTExPV0VSEAIqdQoLUm9sZU91dGNvbWUSHAoYUk9MRV9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGAoUUk9MRV9PVVRDT01FX0FQUExJRUQQARIWChJST0xFX09VVENPTUVfU1RBTEUQAhIWChJST0xFX09VVENPTUVfRVJST1IQAzL8BgoNQnJva2VyU2VydmljZRJMCgtTZW5kTWVzc2FnZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlKAEwARJECgdQcm9kdWNlEhsuZ291bGV0dGUudjEuTWVzc2FnZVJlcXVlc3QaHC5nb3VsZXR0ZS52MS5NZXNzYWdlUmVzcG9uc2USPwoLUHVsbE1lc3NhZ2USGC5nb3VsZXR0ZS52MS5QdWxsUmVxdWVzdBoULmdvdWxldHRlLnYxLk1lc3NhZ2UwARJICg1GZXRjaE1lc3NhZ2VzEhkuZ291bGV0dGUudjEuRmV0Y2hSZXF1ZXN0GhouZ291bGV0dGUudjEuRmV0Y2hSZXNwb25zZTABElMKDENvbW1pdE9mZnNldBIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QaIS5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXNwb25zZRJlChJHZXRDb21taXR0ZWRPZmZzZXQSJi5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0GicuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USUwoMU2V0VG9waWNSb2xlEiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdBohLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3BvbnNlElYKDVNldFRvcGljUm9sZXMSIS5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVzUmVxdWVzdBoiLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZXNSZXNwb25zZRJQCgtSZW1vdmVUb3BpYxIfLmdvdWxldHRlLnYxLlJlbW92ZVRvcGljUmVxdWVzdBogLmdvdWxldHRlLnYxLlJlbW92ZVRvcGljUmVzcG9uc2USTgoJUmVwbGljYXRlEh0uZ291bGV0dGUudjEuUmVwbGljYXRlUmVxdWVzdBoeLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVJlc3BvbnNlKAEwARJBCgZIZWFsdGgSGi5nb3VsZXR0ZS52MS5IZWFsdGhSZXF1ZXN0GhsuZ291bGV0dGUudjEuSGVhbHRoUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message goulette.v1.Header
@@ -592,6 +592,81 @@ export const SetTopicRoleResponseSchema: GenMessage<SetTopicRoleResponse> = /*@_
   messageDesc(file_goulette_v1_broker, 15);
 
 /**
+ * @generated from message goulette.v1.SetTopicRolesRequest
+ */
+export type SetTopicRolesRequest = Message$1<"goulette.v1.SetTopicRolesRequest"> & {
+  /**
+   * Applied independently of one another (at most 10,000).
+   *
+   * @generated from field: repeated goulette.v1.SetTopicRoleRequest roles = 1;
+   */
+  roles: SetTopicRoleRequest[];
+};
+
+/**
+ * Describes the message goulette.v1.SetTopicRolesRequest.
+ * Use `create(SetTopicRolesRequestSchema)` to create a new message.
+ */
+export const SetTopicRolesRequestSchema: GenMessage<SetTopicRolesRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 16);
+
+/**
+ * @generated from message goulette.v1.SetTopicRoleResult
+ */
+export type SetTopicRoleResult = Message$1<"goulette.v1.SetTopicRoleResult"> & {
+  /**
+   * @generated from field: goulette.v1.RoleOutcome outcome = 1;
+   */
+  outcome: RoleOutcome;
+
+  /**
+   * The broker's log end offset for the partition (APPLIED and STALE).
+   *
+   * @generated from field: int64 log_end_offset = 2;
+   */
+  logEndOffset: bigint;
+
+  /**
+   * ERROR only: the Connect code SetTopicRole would have failed with ("invalid_argument",
+   * "unavailable", "internal", ...) and its message.
+   *
+   * @generated from field: string code = 3;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message goulette.v1.SetTopicRoleResult.
+ * Use `create(SetTopicRoleResultSchema)` to create a new message.
+ */
+export const SetTopicRoleResultSchema: GenMessage<SetTopicRoleResult> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 17);
+
+/**
+ * @generated from message goulette.v1.SetTopicRolesResponse
+ */
+export type SetTopicRolesResponse = Message$1<"goulette.v1.SetTopicRolesResponse"> & {
+  /**
+   * One per role of the request, in the same order.
+   *
+   * @generated from field: repeated goulette.v1.SetTopicRoleResult results = 1;
+   */
+  results: SetTopicRoleResult[];
+};
+
+/**
+ * Describes the message goulette.v1.SetTopicRolesResponse.
+ * Use `create(SetTopicRolesResponseSchema)` to create a new message.
+ */
+export const SetTopicRolesResponseSchema: GenMessage<SetTopicRolesResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 18);
+
+/**
  * @generated from message goulette.v1.RemoveTopicRequest
  */
 export type RemoveTopicRequest = Message$1<"goulette.v1.RemoveTopicRequest"> & {
@@ -620,7 +695,7 @@ export type RemoveTopicRequest = Message$1<"goulette.v1.RemoveTopicRequest"> & {
  * Use `create(RemoveTopicRequestSchema)` to create a new message.
  */
 export const RemoveTopicRequestSchema: GenMessage<RemoveTopicRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 16);
+  messageDesc(file_goulette_v1_broker, 19);
 
 /**
  * @generated from message goulette.v1.RemoveTopicResponse
@@ -633,7 +708,7 @@ export type RemoveTopicResponse = Message$1<"goulette.v1.RemoveTopicResponse"> &
  * Use `create(RemoveTopicResponseSchema)` to create a new message.
  */
 export const RemoveTopicResponseSchema: GenMessage<RemoveTopicResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 17);
+  messageDesc(file_goulette_v1_broker, 20);
 
 /**
  * One entry of a replica's leader-epoch history: records from start_offset on (until the next
@@ -659,7 +734,7 @@ export type LeaderEpoch = Message$1<"goulette.v1.LeaderEpoch"> & {
  * Use `create(LeaderEpochSchema)` to create a new message.
  */
 export const LeaderEpochSchema: GenMessage<LeaderEpoch> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 18);
+  messageDesc(file_goulette_v1_broker, 21);
 
 /**
  * @generated from message goulette.v1.ReplicateRequest
@@ -714,7 +789,7 @@ export type ReplicateRequest = Message$1<"goulette.v1.ReplicateRequest"> & {
  * Use `create(ReplicateRequestSchema)` to create a new message.
  */
 export const ReplicateRequestSchema: GenMessage<ReplicateRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 19);
+  messageDesc(file_goulette_v1_broker, 22);
 
 /**
  * @generated from message goulette.v1.ReplicatedRecord
@@ -761,7 +836,7 @@ export type ReplicatedRecord = Message$1<"goulette.v1.ReplicatedRecord"> & {
  * Use `create(ReplicatedRecordSchema)` to create a new message.
  */
 export const ReplicatedRecordSchema: GenMessage<ReplicatedRecord> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 20);
+  messageDesc(file_goulette_v1_broker, 23);
 
 /**
  * @generated from message goulette.v1.ReplicateResponse
@@ -823,7 +898,7 @@ export type ReplicateResponse = Message$1<"goulette.v1.ReplicateResponse"> & {
  * Use `create(ReplicateResponseSchema)` to create a new message.
  */
 export const ReplicateResponseSchema: GenMessage<ReplicateResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 21);
+  messageDesc(file_goulette_v1_broker, 24);
 
 /**
  * @generated from message goulette.v1.HealthRequest
@@ -843,7 +918,7 @@ export type HealthRequest = Message$1<"goulette.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 22);
+  messageDesc(file_goulette_v1_broker, 25);
 
 /**
  * @generated from message goulette.v1.PartitionRef
@@ -865,7 +940,7 @@ export type PartitionRef = Message$1<"goulette.v1.PartitionRef"> & {
  * Use `create(PartitionRefSchema)` to create a new message.
  */
 export const PartitionRefSchema: GenMessage<PartitionRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 23);
+  messageDesc(file_goulette_v1_broker, 26);
 
 /**
  * How far one replica's log goes: the sentinel makes the most up-to-date survivor the new leader.
@@ -915,7 +990,7 @@ export type PartitionProgress = Message$1<"goulette.v1.PartitionProgress"> & {
  * Use `create(PartitionProgressSchema)` to create a new message.
  */
 export const PartitionProgressSchema: GenMessage<PartitionProgress> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 24);
+  messageDesc(file_goulette_v1_broker, 27);
 
 /**
  * @generated from message goulette.v1.HealthResponse
@@ -954,7 +1029,7 @@ export type HealthResponse = Message$1<"goulette.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 25);
+  messageDesc(file_goulette_v1_broker, 28);
 
 /**
  * @generated from enum goulette.v1.Acks
@@ -1066,6 +1141,43 @@ export const PartitionRoleSchema: GenEnum<PartitionRole> = /*@__PURE__*/
   enumDesc(file_goulette_v1_broker, 2);
 
 /**
+ * @generated from enum goulette.v1.RoleOutcome
+ */
+export enum RoleOutcome {
+  /**
+   * @generated from enum value: ROLE_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The role is held now (taken, or already held).
+   *
+   * @generated from enum value: ROLE_OUTCOME_APPLIED = 1;
+   */
+  APPLIED = 1,
+
+  /**
+   * Ignored: its epoch is older than the role held (or the partition was closing).
+   *
+   * @generated from enum value: ROLE_OUTCOME_STALE = 2;
+   */
+  STALE = 2,
+
+  /**
+   * Refused or failed: see code and message. Nothing of this role was applied.
+   *
+   * @generated from enum value: ROLE_OUTCOME_ERROR = 3;
+   */
+  ERROR = 3,
+}
+
+/**
+ * Describes the enum goulette.v1.RoleOutcome.
+ */
+export const RoleOutcomeSchema: GenEnum<RoleOutcome> = /*@__PURE__*/
+  enumDesc(file_goulette_v1_broker, 3);
+
+/**
  * The data plane: produce, consume, replicate. Roles come from the sentinel leader.
  *
  * @generated from service goulette.v1.BrokerService
@@ -1139,6 +1251,21 @@ export const BrokerService: GenService<{
     methodKind: "unary";
     input: typeof SetTopicRoleRequestSchema;
     output: typeof SetTopicRoleResponseSchema;
+  },
+  /**
+   * Sentinel → broker: several roles in one call (every partition a change gave this broker). Each
+   * role is checked and applied exactly as SetTopicRole would (same validation, same epoch rule) and
+   * answered on its own, in request order: a malformed or failing entry does not prevent the valid
+   * ones, and no role is ever half-applied. The call as a whole fails only when it lists more than
+   * 10,000 roles (INVALID_ARGUMENT) or cannot be served at all. Brokers older than this RPC answer
+   * UNIMPLEMENTED; the sentinel then falls back to SetTopicRole.
+   *
+   * @generated from rpc goulette.v1.BrokerService.SetTopicRoles
+   */
+  setTopicRoles: {
+    methodKind: "unary";
+    input: typeof SetTopicRolesRequestSchema;
+    output: typeof SetTopicRolesResponseSchema;
   },
   /**
    * Sentinel → broker: stop serving a partition (or every partition of a topic).
