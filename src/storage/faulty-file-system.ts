@@ -67,6 +67,23 @@ export function createFaultyFileSystem(options: FaultyFileSystemOptions): Storag
       }
       return file.write(buffer, offset, length, position);
     },
+    async writev(buffers, position) {
+      // A fault sees a gathered write as one write of its total length, as the log issues it.
+      const length = buffers.reduce((n, b) => n + b.length, 0);
+      const decision = await options.before({ kind: "write", path: file.path, length, position });
+      if (decision !== undefined) {
+        let partial = Math.min(decision.partialBytes ?? 0, length);
+        const head: Uint8Array[] = [];
+        for (const b of buffers) {
+          if (partial <= 0) break;
+          head.push(b.subarray(0, Math.min(b.length, partial)));
+          partial -= b.length;
+        }
+        if (head.length > 0) await file.writev(head, position);
+        throw decision.error;
+      }
+      return file.writev(buffers, position);
+    },
     async truncate(length) {
       await check({ kind: "truncate", path: file.path, length });
       return file.truncate(length);

@@ -25,6 +25,8 @@ export interface StorageFile {
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
   /** Writes up to `length` bytes; may write fewer (the caller loops). */
   write(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /** Gathered write of `buffers` in order at `position` (pwritev); may write fewer bytes (the caller loops). */
+  writev(buffers: readonly Uint8Array[], position: number): Promise<number>;
   truncate(length: number): Promise<void>;
   /** fdatasync: the data and the size are durable. */
   datasync(): Promise<void>;
@@ -45,6 +47,11 @@ class NodeFile implements StorageFile {
 
   async write(buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
     const { bytesWritten } = await this.handle.write(buffer, offset, length, position);
+    return bytesWritten;
+  }
+
+  async writev(buffers: readonly Uint8Array[], position: number): Promise<number> {
+    const { bytesWritten } = await this.handle.writev(buffers, position);
     return bytesWritten;
   }
 

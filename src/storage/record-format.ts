@@ -109,7 +109,16 @@ function readU64Number(buf: Buffer, pos: number): number {
 }
 
 /**
+ * Payloads at least this large are not copied into the write buffer: the frame's other fields go there
+ * and the payload is written from the caller's array by a gathered write (writev). Smaller ones are
+ * copied, as one contiguous write beats many small iovecs.
+ */
+export const EXTERNAL_PAYLOAD_MIN_BYTES = 8 << 10;
+
+/**
  * Writes one frame at `pos` (the caller sized `buf` with frameSize) and returns the position after it.
+ * With `externalPayload` everything but the payload bytes is written (the frame in `buf` ends after the
+ * payload length field; `length` and the CRC still cover the payload, which the caller writes next).
  */
 export function encodeFrame(
   buf: Buffer,
@@ -117,6 +126,7 @@ export function encodeFrame(
   record: AppendRecord,
   offset: number,
   timestamp: number,
+  externalPayload = false,
 ): number {
   const start = pos;
   buf[pos + 8] = RECORD_MAGIC;
@@ -143,11 +153,21 @@ export function encodeFrame(
     buf.set(header.value, pos + 4);
     pos += 4 + header.value.length;
   }
-  buf.writeUInt32BE(record.payload.length, pos);
-  buf.set(record.payload, pos + 4);
-  pos += 4 + record.payload.length;
-  buf.writeUInt32BE(pos - start - 4, start);
-  buf.writeUInt32BE(crc32c(buf, start + FRAME_PREFIX_BYTES, pos), start + 4);
+  const payload = record.payload;
+  buf.writeUInt32BE(payload.length, pos);
+  pos += 4;
+  let crc: number;
+  if (externalPayload) {
+    // The same checksum as over one contiguous frame, continued over the payload where it lies.
+    crc = crc32c(payload, 0, payload.length, crc32c(buf, start + FRAME_PREFIX_BYTES, pos));
+    buf.writeUInt32BE(pos - start - 4 + payload.length, start);
+  } else {
+    buf.set(payload, pos);
+    pos += payload.length;
+    crc = crc32c(buf, start + FRAME_PREFIX_BYTES, pos);
+    buf.writeUInt32BE(pos - start - 4, start);
+  }
+  buf.writeUInt32BE(crc, start + 4);
   return pos;
 }
 
@@ -183,10 +203,12 @@ export function frameTimestamp(buf: Buffer, pos: number): number {
 
 /**
  * Decodes the verified frame at `pos` of `size` bytes. Byte fields are views into `buf`. Throws
- * FrameError when the inner lengths do not add up (a CRC-valid but malformed frame).
+ * FrameError when the inner lengths do not add up (a CRC-valid but malformed frame). With `payload`,
+ * the frame was encoded with an external payload: `buf` holds it up to the payload length field and
+ * `payload` is the rest (`size` is still the whole frame's).
  */
-export function decodeFrame(buf: Buffer, pos: number, size: number): StoredRecord {
-  const end = pos + size;
+export function decodeFrame(buf: Buffer, pos: number, size: number, payload?: Uint8Array): StoredRecord {
+  const end = pos + size - (payload === undefined ? 0 : payload.length);
   const offset = readU64Number(buf, pos + 10);
   const timestamp = readU64Number(buf, pos + 18);
   const messageId = buf.readBigUInt64BE(pos + 26);
@@ -227,11 +249,25 @@ export function decodeFrame(buf: Buffer, pos: number, size: number): StoredRecor
   need(4);
   const payloadLength = buf.readUInt32BE(p);
   p += 4;
+  if (payload !== undefined) {
+    if (p !== end || payloadLength !== payload.length) {
+      throw new FrameError(`payload length ${payloadLength} does not match the frame length ${size}`);
+    }
+    return { offset, timestamp, producerId, messageId, key, headers, payload, sizeBytes: size };
+  }
   if (p + payloadLength !== end) {
     throw new FrameError(`payload length ${payloadLength} does not match the frame length ${size}`);
   }
-  const payload = buf.subarray(p, end);
-  return { offset, timestamp, producerId, messageId, key, headers, payload, sizeBytes: size };
+  return {
+    offset,
+    timestamp,
+    producerId,
+    messageId,
+    key,
+    headers,
+    payload: buf.subarray(p, end),
+    sizeBytes: size,
+  };
 }
 
 function hex(n: number): string {

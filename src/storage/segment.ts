@@ -453,6 +453,27 @@ export async function writeFully(file: StorageFile, buf: Buffer, position: numbe
   }
 }
 
+/** Writes all of `buffers`, back to back, at `position` with gathered writes, looping over short ones. */
+export async function writevFully(
+  file: StorageFile,
+  buffers: readonly Uint8Array[],
+  position: number,
+): Promise<void> {
+  let rest = buffers;
+  let done = 0;
+  while (rest.length > 0) {
+    const n = await file.writev(rest, position + done);
+    if (n <= 0) throw new Error(`short write: ${done} bytes at ${position}`);
+    done += n;
+    let skip = n;
+    let i = 0;
+    while (i < rest.length && skip >= (rest[i] as Uint8Array).length)
+      skip -= (rest[i++] as Uint8Array).length;
+    rest = rest.slice(i);
+    if (skip > 0 && rest.length > 0) rest = [(rest[0] as Uint8Array).subarray(skip), ...rest.slice(1)];
+  }
+}
+
 export function isNotFound(err: unknown): boolean {
   return (
     typeof err === "object" && err !== null && "code" in err && (err as { code: unknown }).code === "ENOENT"

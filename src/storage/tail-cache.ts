@@ -9,10 +9,18 @@ interface Chunk {
   starts: number[];
   /** End of the last frame (shorter than buf after a truncation). */
   end: number;
+  /**
+   * Per frame, its payload when it was written from the caller's array (the frame in `buf` then stops
+   * before the payload bytes); undefined when every payload is inline.
+   */
+  payloads: ReadonlyArray<Uint8Array | undefined> | undefined;
+  /** Bytes held: `buf` plus the external payloads. */
+  bytes: number;
 }
 
 /**
- * The buffers of the most recent writes, bounded by bytes. Consumers and followers that keep up read
+ * The buffers of the most recent writes, bounded by bytes (external payloads included: they are the
+ * appender's arrays, kept by reference, so an appender must not modify them after `append`). Consumers and followers that keep up read
  * from here without a pread or a CRC pass (the bytes are the ones just written). Frames are decoded
  * only when read, so appends pay nothing but keeping a reference.
  */
@@ -23,14 +31,21 @@ export class TailCache {
   constructor(private readonly maxBytes: number) {}
 
   /** Adds the frames of a write; a write that does not follow the cached ones restarts the cache. */
-  push(firstOffset: number, buf: Buffer, starts: number[]): void {
+  push(
+    firstOffset: number,
+    buf: Buffer,
+    starts: number[],
+    payloads?: ReadonlyArray<Uint8Array | undefined>,
+  ): void {
     if (this.maxBytes <= 0 || starts.length === 0) return;
     const last = this.chunks[this.chunks.length - 1];
     if (last !== undefined && last.firstOffset + last.starts.length !== firstOffset) this.clear();
-    this.chunks.push({ firstOffset, buf, starts, end: buf.length });
-    this.bytes += buf.length;
+    let bytes = buf.length;
+    if (payloads !== undefined) for (const p of payloads) bytes += p?.length ?? 0;
+    this.chunks.push({ firstOffset, buf, starts, end: buf.length, payloads, bytes });
+    this.bytes += bytes;
     while (this.bytes > this.maxBytes && this.chunks.length > 0) {
-      this.bytes -= (this.chunks.shift() as Chunk).buf.length;
+      this.bytes -= (this.chunks.shift() as Chunk).bytes;
     }
   }
 
@@ -46,9 +61,10 @@ export class TailCache {
       for (let i = cursor.offset - chunk.firstOffset; i < chunk.starts.length; i++) {
         if (cursor.out.length >= cursor.maxRecords || chunk.firstOffset + i >= cursor.endOffset) return true;
         const start = chunk.starts[i] as number;
-        const size = (chunk.starts[i + 1] ?? chunk.end) - start;
+        const payload = chunk.payloads?.[i];
+        const size = (chunk.starts[i + 1] ?? chunk.end) - start + (payload?.length ?? 0);
         if (cursor.out.length > 0 && cursor.bytes + size > cursor.maxBytes) return true;
-        cursor.out.push(decodeFrame(chunk.buf, start, size));
+        cursor.out.push(decodeFrame(chunk.buf, start, size, payload));
         cursor.bytes += size;
         cursor.offset = chunk.firstOffset + i + 1;
       }
@@ -65,13 +81,14 @@ export class TailCache {
     ) {
       if (last.firstOffset >= offset) {
         this.chunks.pop();
-        this.bytes -= last.buf.length;
+        this.bytes -= last.bytes;
         continue;
       }
       const keep = offset - last.firstOffset;
       if (keep < last.starts.length) {
         last.end = last.starts[keep] as number;
         last.starts = last.starts.slice(0, keep);
+        if (last.payloads !== undefined) last.payloads = last.payloads.slice(0, keep);
       }
       break;
     }
