@@ -4,6 +4,8 @@
  * even if placement code changes between versions.
  */
 
+import { MAX_VIRTUAL_NODES } from "../ring/hash-ring.js";
+
 /** One partition's replica list as decided by the leader; replicas[0] leads. */
 export interface PartitionPlacement {
   partition: number;
@@ -39,7 +41,12 @@ export type Command =
     }
   /** Under-replicated partitions get replicas again (e.g. after a broker came back). */
   | { type: "reassignPartitions"; data: { changes: TopicChange[] } }
-  | { type: "deleteTopic"; data: { topic: string } };
+  | { type: "deleteTopic"; data: { topic: string } }
+  /**
+   * The hash ring's shape, recorded once (by the first leader whose log has none) so every sentinel
+   * builds the same ring whatever its --virtual-nodes flag says. Changing it later is not supported.
+   */
+  | { type: "configureRing"; data: { virtualNodes: number } };
 
 export type CommandType = Command["type"];
 
@@ -51,6 +58,7 @@ export const COMMAND_TYPES: readonly CommandType[] = [
   "handleUnreachableBrokers",
   "reassignPartitions",
   "deleteTopic",
+  "configureRing",
 ];
 
 /** A committed log entry. The timestamp travels inside the entry so apply never reads a clock. */
@@ -128,5 +136,11 @@ function shapeProblem(value: unknown): string | undefined {
       return isChangeList(d.changes) ? undefined : "data needs changes";
     case "deleteTopic":
       return isString(d.topic) ? undefined : "data needs topic";
+    case "configureRing":
+      return Number.isInteger(d.virtualNodes) &&
+        (d.virtualNodes as number) >= 1 &&
+        (d.virtualNodes as number) <= MAX_VIRTUAL_NODES
+        ? undefined
+        : `data needs virtualNodes, an integer in [1, ${MAX_VIRTUAL_NODES}]`;
   }
 }

@@ -35,6 +35,16 @@ export interface StateSnapshot {
   appliedId: number;
   brokers: BrokerRecord[];
   topics: TopicRecord[];
+  /**
+   * The recorded hash-ring configuration (configureRing). Absent until one is recorded, so snapshots and
+   * digests of older logs are unchanged and older sentinels can still read the snapshot.
+   */
+  ring?: RingConfig;
+}
+
+/** The hash ring's shape as recorded in the log. */
+export interface RingConfig {
+  virtualNodes: number;
 }
 
 /** What one applied operation changed: the sentinel uses it to tell brokers their roles. */
@@ -54,9 +64,15 @@ export class ClusterState {
   readonly #topics = new Map<string, TopicRecord>();
   /** Derived index: broker id → topics it holds a replica of. */
   readonly #topicsByBroker = new Map<string, Set<string>>();
+  #ring: RingConfig | undefined;
 
   get appliedId(): number {
     return this.#appliedId;
+  }
+
+  /** The recorded ring configuration, or undefined when the log has none yet (each sentinel uses its flag). */
+  get ringConfig(): RingConfig | undefined {
+    return this.#ring;
   }
 
   broker(brokerId: string): BrokerRecord | undefined {
@@ -162,6 +178,10 @@ export class ClusterState {
         }
         break;
       }
+      case "configureRing":
+        // Placements already made stay as recorded; only later planning sees the new ring.
+        this.#ring = { virtualNodes: op.data.virtualNodes };
+        break;
     }
     this.#appliedId = op.id;
     return effect;
@@ -199,6 +219,7 @@ export class ClusterState {
       appliedId: this.#appliedId,
       brokers: this.brokers().map((b) => ({ ...b })),
       topics: this.topicNames().map((name) => structuredClone(this.#topics.get(name) as TopicRecord)),
+      ...(this.#ring ? { ring: { ...this.#ring } } : {}),
     };
   }
 
@@ -218,6 +239,7 @@ export class ClusterState {
       this.#topics.set(topic.topic, record);
       this.#index(record, +1);
     }
+    this.#ring = snapshot.ring ? { virtualNodes: snapshot.ring.virtualNodes } : undefined;
     this.#appliedId = snapshot.appliedId;
   }
 
@@ -229,6 +251,7 @@ export class ClusterState {
     for (const [k, v] of other.#brokers) this.#brokers.set(k, v);
     for (const [k, v] of other.#topics) this.#topics.set(k, v);
     for (const [k, v] of other.#topicsByBroker) this.#topicsByBroker.set(k, v);
+    this.#ring = other.#ring;
     this.#appliedId = other.#appliedId;
   }
 

@@ -23,7 +23,10 @@ export interface ControlPlaneOptions {
   keys: Keyspace;
   logger: Logger;
   metrics: SentinelMetrics;
-  /** Virtual nodes per broker in the hash ring. */
+  /**
+   * Virtual nodes per broker in the hash ring (--virtual-nodes): used until the log records a value
+   * (configureRing, appended by the first leader from its own flag); the logged value wins after that.
+   */
   virtualNodes: number;
   /** The leader writes a snapshot and compacts the log every this many operations. */
   snapshotEvery: number;
@@ -81,6 +84,8 @@ export class ControlPlane {
   #head = 0;
   #snapshotId = 0;
   #lastAppliedTimestamp = 0;
+  /** The logged virtual-node count last warned about (a flag that disagrees is warned about once). */
+  #ringWarnedFor: number | undefined;
   /** Writes waiting for the leader's write loop, in order. */
   #jobs: Job[] = [];
   #pumping = false;
@@ -95,7 +100,7 @@ export class ControlPlane {
 
   constructor(private readonly options: ControlPlaneOptions) {
     this.store = new OplogStore(options.etcd, options.keys);
-    this.#ring = new RingCache(options.virtualNodes);
+    this.#ring = new RingCache();
     this.election = new LeaderElection({
       etcd: options.etcd,
       keys: options.keys,
@@ -130,7 +135,12 @@ export class ControlPlane {
   }
 
   get ring(): RingView & { size: number; virtualNodeCount: number } {
-    return this.#ring.get(this.state.ringMembers());
+    return this.#ring.get(this.state.ringMembers(), this.ringVirtualNodes);
+  }
+
+  /** Virtual nodes per broker the ring is built with: the logged value, else this sentinel's flag. */
+  get ringVirtualNodes(): number {
+    return this.state.ringConfig?.virtualNodes ?? this.options.virtualNodes;
   }
 
   onApplied(listener: AppliedListener): void {
@@ -513,6 +523,8 @@ export class ControlPlane {
       this.#head = Math.max(this.#head, head);
       await this.waitForApplied(head, 10_000);
       if (!this.election.isLeader) return;
+      await this.#recordRingConfig();
+      if (!this.election.isLeader) return;
       this.#leaderReady = true;
       this.#updateGauges();
       this.options.logger.info({ appliedId: this.state.appliedId }, "leading: caught up with the log");
@@ -525,6 +537,49 @@ export class ControlPlane {
       await this.election.stop().catch(() => undefined);
       if (!this.#stopped) await this.election.start().catch(() => undefined);
     }
+  }
+
+  /**
+   * Records this sentinel's --virtual-nodes in the log when the log holds no ring configuration yet, so
+   * every sentinel builds the same ring from then on. Runs before the new leader takes any proposal (it
+   * is not leader-ready yet, so the write loop is idle) and waits until the watch applied it, so nothing
+   * is ever planned on a ring that is not the logged one. A failure makes #onElected resign and retry.
+   */
+  async #recordRingConfig(): Promise<void> {
+    const fenceKey = this.election.fenceKey;
+    if (this.state.ringConfig || !fenceKey) return;
+    const op: Operation = {
+      type: "configureRing",
+      data: { virtualNodes: this.options.virtualNodes },
+      id: this.state.appliedId + 1,
+      timestamp: (this.options.now ?? Date.now)(),
+      leaderId: this.options.id,
+    };
+    await this.store.appendBatch({
+      fenceKey,
+      expectedHead: this.state.appliedId,
+      ops: [op],
+      topics: { put: [], deleted: [] },
+    });
+    this.options.metrics.appended.inc({ type: op.type });
+    this.options.logger.info(
+      { opId: op.id, virtualNodes: op.data.virtualNodes },
+      "recorded the ring configuration",
+    );
+    await this.waitForApplied(op.id, 10_000);
+  }
+
+  /** Warns (once per value) when the logged ring configuration overrides this sentinel's flag. */
+  #checkRingConfig(): void {
+    const logged = this.state.ringConfig?.virtualNodes;
+    if (logged === undefined || logged === this.options.virtualNodes || logged === this.#ringWarnedFor)
+      return;
+    this.#ringWarnedFor = logged;
+    this.options.logger.warn(
+      { flag: this.options.virtualNodes, logged },
+      `--virtual-nodes ${this.options.virtualNodes} differs from the value recorded in the operation log; ` +
+        `building the hash ring with the logged ${logged} virtual nodes per broker so every sentinel agrees`,
+    );
   }
 
   #onDeposed(reason: string): void {
@@ -545,6 +600,7 @@ export class ControlPlane {
   }
 
   #updateGauges(): void {
+    this.#checkRingConfig();
     const m = this.options.metrics;
     const ring = this.ring;
     m.isLeader.set(this.isLeader ? 1 : 0);

@@ -1,19 +1,18 @@
 import { createHashRing, type HashRing } from "../ring/hash-ring.js";
 
-/** Rebuilds the hash ring only when ring membership changes (membership changes are rare, reads are not). */
+/**
+ * Rebuilds the hash ring only when ring membership or its virtual-node count changes (both are rare,
+ * reads are not).
+ */
 export class RingCache {
-  #members = "";
-  #ring: HashRing;
+  #key = "";
+  #ring: HashRing | undefined;
 
-  constructor(private readonly virtualNodes: number) {
-    this.#ring = createHashRing({ virtualNodes });
-  }
-
-  get(members: readonly string[]): HashRing {
-    const key = members.join("\u0000");
-    if (key !== this.#members) {
-      this.#ring = createHashRing({ virtualNodes: this.virtualNodes, brokers: members });
-      this.#members = key;
+  get(members: readonly string[], virtualNodes: number): HashRing {
+    const key = `${virtualNodes}\u0001${members.join("\u0000")}`;
+    if (!this.#ring || key !== this.#key) {
+      this.#ring = createHashRing({ virtualNodes, brokers: members });
+      this.#key = key;
     }
     return this.#ring;
   }

@@ -42,6 +42,7 @@ const COMMANDS: Command[] = [
   },
   { type: "reassignPartitions", data: { changes: [] } },
   { type: "deleteTopic", data: { topic: "orders" } },
+  { type: "configureRing", data: { virtualNodes: 150 } },
 ];
 
 const ops: Operation[] = COMMANDS.map((command, i) => ({
@@ -119,6 +120,18 @@ describe("encodeOperation / decodeOperation", () => {
     for (const [name, value] of Object.entries(bad)) {
       const text = JSON.stringify(value);
       assert.throws(() => decodeOperation(text), /malformed/, name);
+    }
+  });
+
+  it("rejects a configureRing whose virtual-node count the hash ring would refuse", () => {
+    const envelope = { id: 1, type: "configureRing", timestamp: T0, leaderId: "s" };
+    for (const virtualNodes of [0, -1, 1.5, "150", null, 10_001]) {
+      assertRejected(JSON.stringify({ ...envelope, data: { virtualNodes } }), /virtualNodes/);
+    }
+    assertRejected(JSON.stringify({ ...envelope, data: {} }), /virtualNodes/);
+    for (const virtualNodes of [1, 10_000]) {
+      const op = decodeOperation(JSON.stringify({ ...envelope, data: { virtualNodes } }));
+      assert.deepEqual(op.data, { virtualNodes });
     }
   });
 

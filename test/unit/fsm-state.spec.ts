@@ -51,7 +51,9 @@ function simulatedHistory(): Operation[] {
     leader.apply(op);
     ops.push(op);
   };
-  const ring = () => createHashRing({ virtualNodes: 64, brokers: leader.ringMembers() });
+  // As a sentinel does: the ring is built with the virtual-node count the log records.
+  const ring = () =>
+    createHashRing({ virtualNodes: leader.ringConfig?.virtualNodes ?? 150, brokers: leader.ringMembers() });
   const createTopics = (from: number, to: number) => {
     for (let t = from; t < to; t++) {
       append(
@@ -64,6 +66,7 @@ function simulatedHistory(): Operation[] {
     }
   };
 
+  append({ type: "configureRing", data: { virtualNodes: 64 } });
   for (let b = 0; b < 6; b++) append(register(`b${b}`));
   createTopics(0, 12);
   append(planUnreachable(leader, ring(), ["b2"], "heartbeat-expired"));
@@ -118,6 +121,7 @@ function answers(state: ClusterState, brokerIds: readonly string[]) {
     topics: state.topicNames().map((name) => state.topic(name)),
     brokerLookups: brokerIds.map((id) => state.broker(id)),
     topicsOfBroker: brokerIds.map((id) => state.topicsOfBroker(id)),
+    ringConfig: state.ringConfig,
   };
 }
 
@@ -126,6 +130,7 @@ describe("the simulated history", () => {
     const types = new Set(HISTORY.map((op) => op.type));
     assert.deepEqual([...types].sort(), [
       "addBrokerToHashRing",
+      "configureRing",
       "deleteTopic",
       "generateTopicReplicas",
       "handleUnreachableBrokers",
@@ -700,5 +705,74 @@ describe("projectTopics", () => {
     const projected = projectTopics(state, op);
     state.apply(op);
     for (const record of projected.put) assert.deepEqual(record, state.topic(record.topic));
+  });
+});
+
+describe("configureRing", () => {
+  const configure = (virtualNodes: number): Command => ({ type: "configureRing", data: { virtualNodes } });
+
+  it("is absent until recorded; apply sets it without touching brokers or topics", () => {
+    const state = applyAll(new ClusterState(), logOf([register("b1"), generate("t", [["b1"]])]));
+    assert.equal(state.ringConfig, undefined);
+    const before = state.snapshot();
+    const effect = state.apply(makeOp(3, configure(200)));
+    assert.deepEqual(effect, { changedTopics: [], changedBrokers: [] });
+    assert.deepEqual(state.ringConfig, { virtualNodes: 200 });
+    assert.equal(state.appliedId, 3);
+    const after = state.snapshot();
+    assert.deepEqual(after.brokers, before.brokers);
+    assert.deepEqual(after.topics, before.topics);
+  });
+
+  it("leaves the snapshot and digest of a log without it exactly as before (no ring field)", () => {
+    const state = applyAll(new ClusterState(), logOf([register("b1"), generate("t", [["b1"]])]));
+    const snap = state.snapshot();
+    assert.equal("ring" in snap, false, "older snapshots have no ring field");
+    assert.deepEqual(Object.keys(snap), ["format", "appliedId", "brokers", "topics"]);
+    // A snapshot written before configureRing existed restores to the same state and digest.
+    const restored = new ClusterState();
+    restored.restore(JSON.parse(JSON.stringify(snap)) as StateSnapshot);
+    assert.equal(restored.ringConfig, undefined);
+    assert.equal(restored.digest(), state.digest());
+  });
+
+  it("is carried in snapshots, restored, and part of the digest", () => {
+    const ops = logOf([configure(64), register("b1"), generate("t", [["b1"]])]);
+    const state = applyAll(new ClusterState(), ops);
+    const snap = state.snapshot();
+    assert.deepEqual(snap.ring, { virtualNodes: 64 });
+    const restored = new ClusterState();
+    restored.restore(JSON.parse(JSON.stringify(snap)) as StateSnapshot);
+    assert.deepEqual(restored.ringConfig, { virtualNodes: 64 });
+    assert.equal(restored.digest(), state.digest());
+
+    // Restoring a snapshot without the field clears a previously recorded value.
+    restored.restore(applyAll(new ClusterState(), logOf([register("b1")])).snapshot());
+    assert.equal(restored.ringConfig, undefined);
+
+    // Same brokers, topics and applied id, different (or no) ring configuration: different digests.
+    const other = new ClusterState();
+    other.restore({ ...snap, ring: { virtualNodes: 65 } });
+    const { ring: _dropped, ...withoutRing } = snap;
+    const none = new ClusterState();
+    none.restore(withoutRing);
+    assert.equal(none.appliedId, state.appliedId);
+    assert.notEqual(other.digest(), state.digest());
+    assert.notEqual(none.digest(), state.digest());
+  });
+
+  it("hands out copies and travels through replaceWith", () => {
+    const state = applyAll(new ClusterState(), logOf([configure(10)]));
+    const snap = state.snapshot();
+    (snap.ring as { virtualNodes: number }).virtualNodes = 11;
+    assert.deepEqual(state.ringConfig, { virtualNodes: 10 });
+    const target = applyAll(new ClusterState(), logOf([register("x")]));
+    target.replaceWith(state);
+    assert.deepEqual(target.ringConfig, { virtualNodes: 10 });
+    assert.equal(target.digest(), state.digest());
+  });
+
+  it("projects no topic writes", () => {
+    assert.deepEqual(projectTopics(new ClusterState(), makeOp(1, configure(150))), { put: [], deleted: [] });
   });
 });
