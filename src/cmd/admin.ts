@@ -112,8 +112,9 @@ async function runCommand(
           `state digest: ${res.stateDigest.slice(0, 16)}`,
           "",
           formatTable(
-            ["SENTINEL URL", "LEADER"],
-            res.sentinels.map((s) => [s.url, s.isLeader ? "yes" : ""]),
+            ["SENTINEL", "URL", "LEADER"],
+            // An older sentinel campaigns without its id: "-" rather than a blank cell.
+            res.sentinels.map((s) => [s.id || "-", s.url, s.isLeader ? "yes" : ""]),
           ),
           "",
           formatTable(

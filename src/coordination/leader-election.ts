@@ -7,13 +7,47 @@ import type { Keyspace } from "./keyspace.js";
 export interface LeaderElectionOptions {
   etcd: Etcd3;
   keys: Keyspace;
-  /** This sentinel's advertised RPC URL: the election value, which followers forward writes to. */
+  /** This sentinel's advertised RPC URL, which followers forward writes to. */
   url: string;
+  /** This sentinel's id; with it the election value is {"id","url"} JSON, so status lists every id. */
+  id?: string;
   /** Election lease TTL in seconds: a dead leader is replaced within about this long. */
   ttlSeconds: number;
   logger: Logger;
   /** stop() gives etcd this long (ms, default 5,000) to cancel the watches and revoke the lease. */
   stopTimeoutMs?: number;
+}
+
+/** One campaigning sentinel as its election value describes it. */
+export interface Candidate {
+  key: string;
+  /** Empty for a sentinel that campaigns with a bare URL (older versions). */
+  id: string;
+  url: string;
+}
+
+/** The election value: {"id","url"} JSON, so every sentinel's id is visible to the others. */
+export function encodeCandidate(id: string | undefined, url: string): string {
+  return id === undefined ? url : JSON.stringify({ id, url });
+}
+
+/**
+ * Reads an election value: {"id","url"} JSON, or a bare URL as older sentinels write it (a URL never
+ * starts with "{", so the two cannot be confused).
+ */
+export function decodeCandidate(value: string): { id: string; url: string } {
+  if (value.startsWith("{")) {
+    try {
+      const parsed = JSON.parse(value) as unknown;
+      if (typeof parsed === "object" && parsed !== null) {
+        const { id, url } = parsed as Record<string, unknown>;
+        if (typeof url === "string") return { id: typeof id === "string" ? id : "", url };
+      }
+    } catch {
+      // Not JSON after all: treat it as a URL like any other value.
+    }
+  }
+  return { id: "", url: value };
 }
 
 export type ElectionEvents = {
@@ -27,7 +61,7 @@ export type ElectionEvents = {
 
 /**
  * Leader election over etcd (the algorithm of etcd's concurrency package): each candidate puts
- * `<prefix>/election/leader/<lease id>` = its URL under its own lease; the key with the lowest create
+ * `<prefix>/election/leader/<lease id>` = {"id","url"} (encodeCandidate) under its own lease; the key with the lowest create
  * revision leads. The key is also the fence of the operation log: appends compare that it exists.
  *
  * Split-brain guard: etcd expires a lease TTL seconds after its last successful keepalive. A leader
@@ -108,14 +142,14 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
     }
   }
 
-  /** Every campaigning sentinel's URL, leader first. */
-  async candidates(): Promise<{ key: string; url: string }[]> {
+  /** Every campaigning sentinel's id and URL, leader first. */
+  async candidates(): Promise<Candidate[]> {
     const res = await this.options.etcd
       .getAll()
       .prefix(this.options.keys.electionPrefix)
       .sort("Create", "Ascend")
       .exec();
-    return res.kvs.map((kv) => ({ key: kv.key.toString(), url: kv.value.toString() }));
+    return res.kvs.map((kv) => ({ key: kv.key.toString(), ...decodeCandidate(kv.value.toString()) }));
   }
 
   #campaign(): void {
@@ -135,7 +169,7 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
   }
 
   async #runCampaign(generation: number): Promise<void> {
-    const { etcd, keys, ttlSeconds, url } = this.options;
+    const { etcd, keys, ttlSeconds, url, id } = this.options;
     const old = this.#lease;
     this.#lease = undefined;
     old?.revoke().catch(() => undefined);
@@ -153,7 +187,7 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
       this.#campaign();
     });
     const myKey = keys.electionPrefix + leaseId;
-    await lease.put(myKey).value(url);
+    await lease.put(myKey).value(encodeCandidate(id, url));
     this.#fenceKey = myKey;
 
     while (generation === this.#generation && this.#running) {
@@ -227,7 +261,8 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
       const res = await etcd.getAll().prefix(keys.electionPrefix).sort("Create", "Ascend").limit(1).strings();
       if (ticket < newestApplied) return;
       newestApplied = ticket;
-      const url = Object.values(res)[0];
+      const value = Object.values(res)[0];
+      const url = value === undefined ? undefined : decodeCandidate(value).url;
       if (url !== this.#leaderUrl) {
         this.#leaderUrl = url;
         this.emit("leader", url);

@@ -17,7 +17,7 @@ import { RingCache } from "./ring-cache.js";
 export interface ControlPlaneOptions {
   /** This sentinel's id (logged, recorded in the operations it appends). */
   id: string;
-  /** This sentinel's advertised RPC URL (the election value). */
+  /** This sentinel's advertised RPC URL (in the election value, with the id). */
   url: string;
   etcd: Etcd3;
   keys: Keyspace;
@@ -104,6 +104,7 @@ export class ControlPlane {
     this.election = new LeaderElection({
       etcd: options.etcd,
       keys: options.keys,
+      id: options.id,
       url: options.url,
       ttlSeconds: options.electionTtlSeconds,
       logger: options.logger.child({ part: "election" }),

@@ -255,7 +255,8 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         leaderId: plane.isLeader ? options.id : "",
         leaderUrl,
         sentinels: candidates.map((c, i) => ({
-          id: c.url === options.url ? options.id : "",
+          // A sentinel of an older version campaigns with its bare URL: only its own id is known then.
+          id: c.id || (c.url === options.url ? options.id : ""),
           url: c.url,
           isLeader: i === 0,
         })),

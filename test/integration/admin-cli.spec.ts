@@ -34,6 +34,7 @@ describe("goulette admin", () => {
     assert.match(table, new RegExp(`leader: +${s.sentinel.url}`));
     assert.match(table, /operations: +head 4, applied 4, lag 0/);
     assert.match(table, /b1 +127\.0\.0\.1:41001 +HEALTHY/);
+    assert.match(table, new RegExp(`admin-test +${s.sentinel.url} +yes`), "the sentinel table shows ids");
     const json = JSON.parse(await admin("status", "--json")) as {
       brokers: { brokerId: string }[];
       oplogHeadId: number;

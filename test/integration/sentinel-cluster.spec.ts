@@ -66,6 +66,45 @@ describe("a 3-sentinel cluster on one etcd", () => {
     assert.equal(status.sentinels.filter((s) => s.isLeader).length, 1);
   });
 
+  it("GetClusterStatus lists every sentinel's id on every sentinel, and still reads a bare-URL candidate", async () => {
+    const byUrl = new Map(live().map((s) => [s.url, s.id]));
+    for (const s of live()) {
+      const status = await waitFor(
+        async () => {
+          const res = await s.client.getClusterStatus({});
+          return res.sentinels.length === 3 ? res : undefined;
+        },
+        { what: `${s.id} to see three candidates` },
+      );
+      assert.deepEqual(
+        status.sentinels.map((c) => c.id).sort(),
+        ["s1", "s2", "s3"],
+        `${s.id} lists every id, not only its own`,
+      );
+      for (const c of status.sentinels) assert.equal(c.id, byUrl.get(c.url), `${c.url} has its own id`);
+    }
+    // A sentinel of an older version campaigns with its bare URL: listed with its URL and no id.
+    const client = etcd.client();
+    const lease = client.lease(30);
+    const oldUrl = "http://127.0.0.1:1";
+    await lease.put(`/goulette/election/leader/older-sentinel`).value(oldUrl);
+    try {
+      const [any] = live();
+      const status = await waitFor(
+        async () => {
+          const res = await (any as SentinelProcess).client.getClusterStatus({});
+          return res.sentinels.length === 4 ? res : undefined;
+        },
+        { what: "the older candidate to be listed" },
+      );
+      const older = status.sentinels.find((c) => c.url === oldUrl);
+      assert.deepEqual([older?.id, older?.isLeader], ["", false]);
+      assert.equal(status.sentinels.filter((c) => c.id !== "").length, 3);
+    } finally {
+      await lease.revoke();
+    }
+  });
+
   it("accepts writes on followers (forwarded) and every sentinel answers GetBrokers the same", async () => {
     const [leader] = await leaders();
     const followers = live().filter((s) => s !== leader);
