@@ -38,6 +38,19 @@ describe("crc32c", () => {
     assert.equal(crc32c(data, 333, 1000, crc32c(data, 0, 333)), whole);
   });
 
+  it("agrees with the definition on long inputs at every alignment and across the word-loop threshold", () => {
+    const backing = randomBytes(70_000);
+    for (const length of [255, 256, 257, 271, 1024, 4099, 65_536]) {
+      for (let align = 0; align < 8; align++) {
+        const data = backing.subarray(align, align + length);
+        assert.equal(crc32c(data), slowCrc32c(data), `length ${length}, byte offset ${align}`);
+        // A range inside the view and a continuation from a short piece into a long one.
+        assert.equal(crc32c(data, 3, length - 2), slowCrc32c(data.subarray(3, length - 2)));
+        assert.equal(crc32c(data, 7, length, crc32c(data, 0, 7)), slowCrc32c(data));
+      }
+    }
+  });
+
   it("sees a single flipped bit", () => {
     const data = randomBytes(4096);
     const before = crc32c(data);
