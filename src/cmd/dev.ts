@@ -5,7 +5,15 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startEmbeddedEtcd } from "../coordination/embedded-etcd.js";
 import { formatHelp, loadOptions, option } from "../config/options.js";
+import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { createLogger } from "../observability/logger.js";
+import {
+  BROKER_PASSTHROUGH,
+  RPC_PASSTHROUGH,
+  SENTINEL_PASSTHROUGH,
+  passthroughArgs,
+  passthroughSchema,
+} from "./dev-passthrough.js";
 import { onShutdown } from "./shutdown.js";
 
 const schema = {
@@ -37,21 +45,31 @@ const schema = {
     choices: ["always", "interval"],
   }),
   "log-level": option({ kind: "string", description: "Log level of the child processes", default: "warn" }),
+  // Handed to the sentinels (ring, TTLs, ...), the brokers (storage, durability) or both (--rpc-*).
+  ...passthroughSchema,
 };
 
 const USAGE = `Usage: goulette dev [options]
 
 Starts a whole cluster on loopback: an embedded etcd, sentinels and brokers, with all data under one
-directory. Ctrl-C stops everything.`;
+directory. Ctrl-C stops everything. The sentinel, broker and --rpc-* options below are handed to the
+processes that have them; TLS, tokens, etcd and Kubernetes options are not (a loopback cluster has no use
+for them: run goulette sentinel/broker yourself for those).`;
 
 const SELF = fileURLToPath(new URL("./goulette.js", import.meta.url));
 
 export async function runDev(argv: string[]): Promise<void> {
-  const { values: o, help } = loadOptions(schema, { argv });
+  const { values: o, help, sources } = loadOptions(schema, { argv });
   if (help) {
     console.log(formatHelp(USAGE, schema));
     return;
   }
+  // Checked here, once, rather than by every child failing alike.
+  rpcLimitsFromOptions(o);
+  const values = o as unknown as Record<string, unknown>;
+  const rpcArgs = passthroughArgs(RPC_PASSTHROUGH, values, sources);
+  const sentinelArgs = [...passthroughArgs(SENTINEL_PASSTHROUGH, values, sources), ...rpcArgs];
+  const brokerArgs = [...passthroughArgs(BROKER_PASSTHROUGH, values, sources), ...rpcArgs];
   const logger = createLogger({ level: "info", base: { process: "dev" } });
   const dataDir = path.resolve(o.dataDir);
   await mkdir(dataDir, { recursive: true });
@@ -101,6 +119,7 @@ export async function runDev(argv: string[]): Promise<void> {
       `127.0.0.1:${port}`,
       "--etcd-endpoints",
       etcd.endpoint,
+      ...sentinelArgs,
     ]);
   }
   await waitReady(sentinelUrls);
@@ -120,6 +139,7 @@ export async function runDev(argv: string[]): Promise<void> {
       sentinelUrls.join(","),
       "--fsync",
       o.fsync,
+      ...brokerArgs,
     ]);
   }
   await waitReady(brokerUrls);
