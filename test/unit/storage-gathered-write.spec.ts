@@ -117,6 +117,19 @@ describe("storage: gathered writes of large payloads", () => {
     await reopened.close();
   });
 
+  it("a follower's replicated batch with large payloads keeps the leader's offsets and bytes", async () => {
+    const dir = await tempDir();
+    const batch = mixedBatch(7).map((r, i) => ({ ...r, offset: 5 + i, timestamp: 2_000 + i }));
+    const log = await openPartitionLog({ dir, fsync: "always", initialOffset: 5, tailCacheBytes: 0 });
+    await log.appendReplicated(batch);
+    const got = await log.read(5, 100, 1 << 24);
+    assert.deepEqual(
+      got.map((r) => [r.offset, r.timestamp, Buffer.from(r.payload)]),
+      batch.map((r) => [r.offset, r.timestamp, Buffer.from(r.payload)]),
+    );
+    await log.close();
+  });
+
   it("truncating inside a group with external payloads keeps the tail cache consistent", async () => {
     const dir = await tempDir();
     const batch = mixedBatch(3);
