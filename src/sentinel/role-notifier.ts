@@ -1,11 +1,13 @@
 import { create } from "@bufbuild/protobuf";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { TransportPool, toBaseUrl, type TransportPoolOptions } from "../server/transport-pool.js";
 import {
   BrokerService,
   PartitionRole,
   ReplicaRefSchema,
+  RoleOutcome,
   SetTopicRoleRequestSchema,
+  type SetTopicRoleRequest,
 } from "../gen/goulette/v1/broker_pb.js";
 import type { ClusterState, TopicRecord } from "../fsm/state.js";
 import { errorMessage } from "../errors.js";
@@ -14,7 +16,7 @@ import type { Logger } from "../observability/logger.js";
 export interface RoleNotifierOptions {
   state: ClusterState;
   logger: Logger;
-  /** Deadline of one SetTopicRole/RemoveTopic call (ms). */
+  /** Deadline of one SetTopicRoles/SetTopicRole/RemoveTopic call (ms). */
   timeoutMs?: number;
   transport?: (baseUrl: string) => Transport;
   /** Extra headers (auth). */
@@ -29,6 +31,16 @@ export interface RoleNotifierOptions {
   maxAttempts?: number;
   /** First retry delay after a failed call (ms, default 200), doubled per consecutive failure up to 5 s. */
   retryBaseMs?: number;
+  /** Roles sent in one SetTopicRoles call (default 1,000; brokers take up to 10,000). */
+  maxRolesPerCall?: number;
+  /**
+   * After a broker answers SetTopicRoles with UNIMPLEMENTED (older than that RPC), roles go to it one
+   * SetTopicRole call each for this long (ms, default 60 s), then SetTopicRoles is tried again: the
+   * broker may have been upgraded in the meantime.
+   */
+  legacyRecheckMs?: number;
+  /** Clock of the legacyRecheckMs window (tests). */
+  now?: () => number;
 }
 
 type BrokerClient = Client<typeof BrokerService>;
@@ -40,6 +52,9 @@ interface Message {
   key: string;
   topic: string;
   what: string;
+  /** Set for a role: it may join the broker's next SetTopicRoles call. */
+  role?: SetTopicRoleRequest;
+  /** The call on its own (a role's SetTopicRole, for brokers without SetTopicRoles). */
   send: (client: BrokerClient, options: CallOptions) => Promise<unknown>;
 }
 
@@ -48,7 +63,7 @@ interface BrokerQueue {
   /** Insertion-ordered; a superseding message moves to the end. */
   pending: Map<string, Message>;
   inFlight: number;
-  /** Topics with a call in flight: calls about one topic go one at a time, in order. */
+  /** Topics with a call in flight (count of their messages in flight): calls about one topic go one at a time, in order. */
   busyTopics: Map<string, number>;
   failures: number;
   retryAt: number;
@@ -58,8 +73,11 @@ interface BrokerQueue {
 const MAX_BACKOFF_MS = 5_000;
 
 /**
- * After the leader changes an assignment it tells the brokers involved (DESIGN §6): SetTopicRole to
- * every replica of a changed partition, RemoveTopic (best effort) to brokers that lost one.
+ * After the leader changes an assignment it tells the brokers involved (DESIGN §6): its new role to
+ * every replica of a changed partition, RemoveTopic (best effort) to brokers that lost one. The roles
+ * queued for one broker go out together, in one SetTopicRoles call (at most `maxRolesPerCall` roles),
+ * so creating a topic costs one call per broker rather than one per replica; a broker that does not
+ * know SetTopicRoles (UNIMPLEMENTED: an older version during a rolling upgrade) gets SetTopicRole calls.
  *
  * None of it runs on the write path: notify() only records the topic; the calls are worked out on a
  * later turn of the event loop and queued per broker, where the latest message per partition wins (a
@@ -78,8 +96,13 @@ export class RoleNotifier {
   #inFlight = 0;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
-  /** Calls completed (successfully or not) and messages superseded before being sent, for tests and logs. */
-  readonly stats = { sent: 0, failed: 0, superseded: 0, dropped: 0 };
+  /** Brokers that answered SetTopicRoles with UNIMPLEMENTED → when to try SetTopicRoles again (epoch ms). */
+  readonly #legacy = new Map<string, number>();
+  /**
+   * For tests and logs: messages (roles, removals) delivered and failed, messages superseded before
+   * being sent or dropped; RPCs made (`calls`), of which SetTopicRoles (`batches`).
+   */
+  readonly stats = { sent: 0, failed: 0, superseded: 0, dropped: 0, calls: 0, batches: 0 };
 
   constructor(private readonly options: RoleNotifierOptions) {
     this.#pool = new TransportPool(options.transportOptions);
@@ -147,7 +170,8 @@ export class RoleNotifier {
         this.#enqueue(replica.address, {
           key,
           topic,
-          what: `SetTopicRole ${key}`,
+          what: `role ${key}`,
+          role: request,
           send: (c, o) => c.setTopicRole(request, o),
         });
       }
@@ -216,44 +240,71 @@ export class RoleNotifier {
       }
       return;
     }
+    // Every role ready to go joins one SetTopicRoles call (a full one goes at once and another starts);
+    // removals go on their own. A message waits while its topic has a call in flight, or is in the
+    // batch being built and the message is not a role, so calls about one topic keep their order.
+    const batching = (this.#legacy.get(queue.address) ?? 0) <= this.#now();
+    const maxRoles = Math.max(1, this.options.maxRolesPerCall ?? 1_000);
+    let batch: Message[] = [];
+    const batchTopics = new Set<string>();
     for (const message of queue.pending.values()) {
-      if (this.#inFlight >= concurrency || queue.inFlight >= perBroker) break;
+      // A started batch holds a slot of its own.
+      const reserved = batch.length > 0 ? 1 : 0;
+      if (this.#inFlight + reserved >= concurrency || queue.inFlight + reserved >= perBroker) break;
       if (queue.busyTopics.has(message.topic)) continue;
-      queue.pending.delete(message.key);
+      if (batching && message.role) {
+        batch.push(message);
+        batchTopics.add(message.topic);
+        if (batch.length >= maxRoles) {
+          void this.#sendBatch(queue, batch);
+          batch = [];
+          batchTopics.clear();
+        }
+        continue;
+      }
+      if (batchTopics.has(message.topic)) continue;
       void this.#send(queue, message);
     }
+    if (batch.length > 0) void this.#sendBatch(queue, batch);
     if (queue.pending.size === 0 && queue.inFlight === 0) this.#queues.delete(queue.address);
   }
 
-  async #send(queue: BrokerQueue, message: Message): Promise<void> {
+  /** Takes messages off the queue into one call in flight. */
+  #begin(queue: BrokerQueue, messages: readonly Message[]): void {
     this.#inFlight++;
     queue.inFlight++;
-    queue.busyTopics.set(message.topic, (queue.busyTopics.get(message.topic) ?? 0) + 1);
-    let ok = false;
-    try {
-      await message.send(this.#client(queue.address), {
-        timeoutMs: this.options.timeoutMs ?? 2_000,
-        ...(this.options.headers ? { headers: this.options.headers } : {}),
-      });
-      ok = true;
-    } catch (err) {
-      this.options.logger.debug(
-        { broker: queue.address, err: errorMessage(err), failures: queue.failures + 1 },
-        `could not send ${message.what}; will retry`,
-      );
+    for (const message of messages) {
+      queue.pending.delete(message.key);
+      queue.busyTopics.set(message.topic, (queue.busyTopics.get(message.topic) ?? 0) + 1);
     }
-    this.#inFlight--;
-    queue.inFlight--;
-    const busy = (queue.busyTopics.get(message.topic) ?? 1) - 1;
-    if (busy > 0) queue.busyTopics.set(message.topic, busy);
-    else queue.busyTopics.delete(message.topic);
-    if (ok) {
-      this.stats.sent++;
+  }
+
+  /** Ends a call: delivered messages are counted, failed ones retried (with backoff) or dropped. */
+  #end(queue: BrokerQueue, messages: readonly Message[], failed: readonly Message[]): void {
+    this.#release(queue, messages);
+    this.stats.sent += messages.length - failed.length;
+    if (failed.length === 0) {
       queue.failures = 0;
     } else {
-      this.stats.failed++;
-      this.#onFailure(queue, message);
+      this.stats.failed += failed.length;
+      this.#onFailure(queue, failed);
     }
+    this.#afterCall(queue);
+  }
+
+  /** The call's slot and its topics are free again. */
+  #release(queue: BrokerQueue, messages: readonly Message[]): void {
+    this.#inFlight--;
+    queue.inFlight--;
+    this.stats.calls++;
+    for (const message of messages) {
+      const busy = (queue.busyTopics.get(message.topic) ?? 1) - 1;
+      if (busy > 0) queue.busyTopics.set(message.topic, busy);
+      else queue.busyTopics.delete(message.topic);
+    }
+  }
+
+  #afterCall(queue: BrokerQueue): void {
     if (!this.#closed) {
       // A freed slot may serve any broker's queue, not only this one.
       this.#pump(queue);
@@ -262,13 +313,91 @@ export class RoleNotifier {
     this.#checkIdle();
   }
 
-  #onFailure(queue: BrokerQueue, message: Message): void {
+  #callOptions(): CallOptions {
+    return {
+      timeoutMs: this.options.timeoutMs ?? 2_000,
+      ...(this.options.headers ? { headers: this.options.headers } : {}),
+    };
+  }
+
+  async #send(queue: BrokerQueue, message: Message): Promise<void> {
+    this.#begin(queue, [message]);
+    let ok = false;
+    try {
+      await message.send(this.#client(queue.address), this.#callOptions());
+      ok = true;
+    } catch (err) {
+      this.options.logger.debug(
+        { broker: queue.address, err: errorMessage(err), failures: queue.failures + 1 },
+        `could not send ${message.what}; will retry`,
+      );
+    }
+    this.#end(queue, [message], ok ? [] : [message]);
+  }
+
+  async #sendBatch(queue: BrokerQueue, batch: readonly Message[]): Promise<void> {
+    this.#begin(queue, batch);
+    let failed: Message[] = [];
+    try {
+      const res = await this.#client(queue.address).setTopicRoles(
+        { roles: batch.flatMap((m) => (m.role ? [m.role] : [])) },
+        this.#callOptions(),
+      );
+      this.stats.batches++;
+      failed = batch.filter((message, i) => {
+        const result = res.results[i];
+        if (result?.outcome === RoleOutcome.APPLIED || result?.outcome === RoleOutcome.STALE) return false;
+        this.options.logger.debug(
+          { broker: queue.address, code: result?.code, err: result?.message ?? "no result for this role" },
+          `broker refused ${message.what}; will retry`,
+        );
+        return true;
+      });
+    } catch (err) {
+      if (err instanceof ConnectError && err.code === Code.Unimplemented) {
+        this.#fallBack(queue, batch);
+        return;
+      }
+      this.options.logger.debug(
+        { broker: queue.address, roles: batch.length, err: errorMessage(err), failures: queue.failures + 1 },
+        "could not send SetTopicRoles; will retry",
+      );
+      failed = [...batch];
+    }
+    this.#end(queue, batch, failed);
+  }
+
+  /** An older broker without SetTopicRoles: requeue the batch; its roles go out one call each. */
+  #fallBack(queue: BrokerQueue, batch: readonly Message[]): void {
+    // At least 1 s, so a broker answering UNIMPLEMENTED is not asked again in a loop.
+    this.#legacy.set(queue.address, this.#now() + Math.max(1_000, this.options.legacyRecheckMs ?? 60_000));
+    this.options.logger.info(
+      { broker: queue.address },
+      "broker does not know SetTopicRoles (an older version); sending it one SetTopicRole per role",
+    );
+    this.#release(queue, batch);
+    this.#requeue(queue, batch);
+    this.#queues.set(queue.address, queue);
+    this.#afterCall(queue);
+  }
+
+  /** Puts messages back at the front of the queue unless a newer message for the same key is queued. */
+  #requeue(queue: BrokerQueue, messages: readonly Message[]): void {
+    // Skipped: a message superseded meanwhile, or a role of a topic now removed as a whole.
+    const back = messages.filter((m) => !queue.pending.has(m.key) && !(m.role && queue.pending.has(m.topic)));
+    const rest = [...queue.pending.values()];
+    queue.pending.clear();
+    for (const message of [...back, ...rest]) queue.pending.set(message.key, message);
+  }
+
+  #onFailure(queue: BrokerQueue, failed: readonly Message[]): void {
     queue.failures++;
     const maxAttempts = this.options.maxAttempts ?? 6;
     if (queue.failures >= maxAttempts) {
-      this.stats.dropped += queue.pending.size + 1;
+      const dropped = queue.pending.size + failed.length;
+      this.stats.dropped += dropped;
       this.options.logger.info(
-        { broker: queue.address, failures: queue.failures, dropped: queue.pending.size + 1 },
+        { broker: queue.address, failures: queue.failures, dropped },
         "broker does not take role changes; dropping them (it reconciles through KeepAlive)",
       );
       queue.pending.clear();
@@ -277,7 +406,7 @@ export class RoleNotifier {
       return;
     }
     // Retry unless a newer message for the same key is already queued.
-    if (!queue.pending.has(message.key)) queue.pending.set(message.key, message);
+    this.#requeue(queue, failed);
     const base = this.options.retryBaseMs ?? 200;
     queue.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, base * 2 ** (queue.failures - 1));
     this.#queues.set(queue.address, queue);
@@ -295,6 +424,10 @@ export class RoleNotifier {
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const resolve of waiters) resolve();
+  }
+
+  #now(): number {
+    return this.options.now?.() ?? Date.now();
   }
 
   #client(address: string): BrokerClient {
