@@ -533,7 +533,7 @@ export class ControlPlane {
     } catch (err) {
       this.options.logger.error(
         { err: errorMessage(err) },
-        "elected but could not catch up with the log; resigning",
+        "elected but could not catch up with the log (or record the ring configuration); resigning",
       );
       await this.election.stop().catch(() => undefined);
       if (!this.#stopped) await this.election.start().catch(() => undefined);
