@@ -116,6 +116,9 @@ export async function fillOplog(options: FillOptions): Promise<FillResult> {
       ? state.appliedId >= options.operations
       : state.topicCount() >= (options.topics ?? 0);
 
+  // A current leader's log starts with the ring configuration; without it, a recovering plane that
+  // wins the election would append one and recover to one operation more than was written.
+  await append({ type: "configureRing", data: { virtualNodes: options.virtualNodes } });
   for (let b = 0; b < options.brokers && !done(); b++) {
     await register(
       `broker-${String(b).padStart(3, "0")}`,
