@@ -5,7 +5,7 @@
  *   <prefix>/increment/operation          id of the newest operation
  *   <prefix>/topics/<topic>               the topic's TopicReplicaInfo (JSON)
  *   <prefix>/brokers/<broker_id>          heartbeat: id, address, status (bound to a lease)
- *   <prefix>/election/leader/<lease>      the leader candidates' advertised URLs (etcd3 Election)
+ *   <prefix>/election/leader/<lease>      the leader candidates: {"id","url"} JSON (a bare URL from older sentinels) (etcd3 Election)
  *   <prefix>/snapshot/meta                the newest snapshot: id, chunk count, sha256
  *   <prefix>/snapshot/chunks/<id>/<n>     the snapshot's chunks
  */
