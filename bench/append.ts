@@ -232,7 +232,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           `median (min–max) of ${ctx.reps} runs of ${durationMs} ms (or ${maxOps} ops) after ${warmupOps} warm-up ops; ratios per run, then the median`,
           `operation ${opValue.length} B + topic ${topicValue.length} B + head; etcd on the local disk (one fsync per txn); ${BROKERS} brokers, ${PARTITIONS} partitions × ${REPLICAS} replicas per topic`,
           `goal (issue 2): append ≥ 0.5 × raw txn — sentinel propose ${met(proposeRatio.median)}, bare propose ${met(bareRatio.median)}, through GetBrokers ${met(rpcRatio.median)}`,
-          "the sentinel also sends SetTopicRole to the 3 replicas of each of the 3 partitions (9 RPCs to the stub broker) after the operation is applied, off the write path; the bare ControlPlane does not",
+          "the sentinel also pushes the 9 roles of each new topic with SetTopicRoles (one call per broker per turn; here every broker is the one stub, so about one call per topic) after the operation is applied, off the write path; the bare ControlPlane does not",
         ],
       },
       {
