@@ -14,9 +14,10 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import type { UniversalHandler, UniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
+import { handOverDecoded } from "./decoded-messages.js";
 import { resolveRpcLimits, type RpcServerLimits } from "./limits.js";
 import { guardRequestDecoding } from "./request-guard.js";
 import { serverTlsOptions, type TlsFiles } from "./tls.js";
@@ -156,7 +157,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
 
 /**
  * Routes RPCs to Connect's handlers, each behind the decoding guard, and everything else to the
- * fallback. Same as connectNodeAdapter, plus the guard and strict UTF-8 for JSON.
+ * fallback. Same as connectNodeAdapter, plus the guard (and its handOverDecoded interceptor, which
+ * only this router pairs with it) and strict UTF-8 for JSON.
  */
 function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHandler {
   const jsonOptions = {
@@ -165,7 +167,8 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
     textDecoder: new TextDecoder("utf-8", { fatal: true }),
   };
   const router = createConnectRouter({
-    interceptors: options.interceptors ?? [],
+    // First, so that every interceptor sees the message the guard decoded (not Connect's placeholder).
+    interceptors: [handOverDecoded, ...(options.interceptors ?? [])],
     readMaxBytes,
     jsonOptions,
     // Goulette reads no unknown fields, and keeping them costs an object per field: a 4 MiB request of
@@ -176,7 +179,7 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
     // Goulette runs on only large messages are worth compressing.
     compressMinBytes: 64 * 1024,
   });
-  options.routes(router);
+  options.routes(keepHandOver(router));
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, guardRequestDecoding(h, readMaxBytes));
   return (req, res) => {
@@ -208,6 +211,29 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
         );
       });
   };
+}
+
+/**
+ * Per-service (or per-method) interceptors replace the router's: handOverDecoded goes first in those
+ * too, or their handlers would get the guard's empty placeholders instead of the requests.
+ */
+function keepHandOver(router: ConnectRouter): ConnectRouter {
+  const withHandOver = (o?: Partial<UniversalHandlerOptions>) =>
+    o?.interceptors ? { ...o, interceptors: [handOverDecoded, ...o.interceptors] } : o;
+  const wrapped: ConnectRouter = {
+    get handlers() {
+      return router.handlers;
+    },
+    service(service, implementation, o) {
+      router.service(service, implementation, withHandOver(o));
+      return this;
+    },
+    rpc(method, impl, o) {
+      router.rpc(method, impl, withHandOver(o));
+      return this;
+    },
+  };
+  return wrapped;
 }
 
 /**
