@@ -71,6 +71,8 @@ export function guardRequestDecoding(handler: UniversalHandler, readMaxBytes: nu
     if (!framing || req.method !== "POST" || !isByteStream(req.body)) return handler(req);
     const encoding = req.header.get(framing.encodingHeader) ?? "identity";
     if (framing.framing === "whole") {
+      // Declared too large: Connect refuses it with ResourceExhausted before reading the body.
+      if (Number(req.header.get("content-length") ?? 0) > readMaxBytes) return handler(req);
       if (encoding !== "identity") {
         // Rare (compressed Connect unary): validated here, decoded again by Connect.
         return handler({ ...req, body: checkWhole(req.body, input, encoding, readMaxBytes) });

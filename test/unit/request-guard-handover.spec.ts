@@ -1,3 +1,4 @@
+import http from "node:http";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
@@ -58,6 +59,7 @@ describe("request guard hands its decode to the handler", () => {
         );
       },
       fallback: (_req, res) => res.end(),
+      readMaxBytes: 64 * 1024,
       logger: silentLogger(),
     });
   });
@@ -151,4 +153,31 @@ describe("request guard hands its decode to the handler", () => {
     assert.equal(body.code, "invalid_argument");
     assert.match(body.message, /malformed goulette\.v1\.GetBrokersRequest/);
   });
+
+  it(
+    "a Connect unary request declared too large is refused before its body is read",
+    { timeout: 10_000 },
+    async () => {
+      const req = http.request({
+        host: "127.0.0.1",
+        port: server.port,
+        method: "POST",
+        path: "/goulette.v1.SentinelService/GetBrokers",
+        headers: { "content-type": "application/proto", "content-length": String(1024 * 1024) },
+      });
+      req.write(new Uint8Array(10)); // and never the rest
+      try {
+        const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+          req.once("response", resolve);
+          req.once("error", reject);
+        });
+        const chunks: Buffer[] = [];
+        for await (const chunk of res) chunks.push(chunk as Buffer);
+        const body = JSON.parse(Buffer.concat(chunks).toString()) as { code: string };
+        assert.equal(body.code, "resource_exhausted");
+      } finally {
+        req.destroy();
+      }
+    },
+  );
 });
