@@ -1,8 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import { UnavailableError } from "../errors.js";
 import type { FetchRequest, FetchResponse, Message } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import type { Partition } from "./partition.js";
+import { readBatches } from "./read-batches.js";
 import { resolveReadStart } from "./read-start.js";
 import { toBatchedMessage } from "./wire.js";
 
@@ -37,49 +36,29 @@ export async function* fetchBatches(
     req.offset,
     req.consumerGroup,
   );
-  const { partition: p, generation } = start;
-  let offset = start.offset;
-  const perBatch = Math.min(req.maxMessages === 0 ? DEFAULT_MESSAGES : req.maxMessages, MAX_MESSAGES);
-  const maxBytes = Math.min(req.maxBytes === 0 ? DEFAULT_BYTES : req.maxBytes, MAX_BYTES);
-  const limit = req.limit === 0n ? Infinity : Number(req.limit);
-  const idleWakeMs = options.idleWakeMs ?? 30_000;
-  let sent = 0;
-  while (sent < limit && !abort.aborted) {
-    if (p.requireLeader() !== generation) {
-      throw new UnavailableError(`leadership of ${p.key} changed during the fetch; fetch again`);
-    }
-    const hw = p.highWatermark;
-    if (offset >= hw) {
-      await p.hwSignal.wait(idleWakeMs, abort);
-      continue;
-    }
-    const records = await p.log.read(offset, Math.min(perBatch, limit - sent), maxBytes, { endOffset: hw });
-    const last = records[records.length - 1];
-    if (last === undefined) continue;
+  const batches = readBatches(
+    start,
+    {
+      recordsPerRead: Math.min(req.maxMessages === 0 ? DEFAULT_MESSAGES : req.maxMessages, MAX_MESSAGES),
+      bytesPerRead: Math.min(req.maxBytes === 0 ? DEFAULT_BYTES : req.maxBytes, MAX_BYTES),
+      limit: req.limit === 0n ? Infinity : Number(req.limit),
+      idleWakeMs: options.idleWakeMs ?? 30_000,
+      what: "fetch",
+      metrics: options.metrics,
+    },
+    abort,
+  );
+  for await (const { records, highWatermark } of batches) {
     const messages: Message[] = new Array<Message>(records.length);
-    let bytes = 0;
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i] as (typeof records)[number];
-      bytes += record.payload.length;
-      messages[i] = toBatchedMessage(record);
-    }
-    options.metrics.messagesOut.inc(records.length);
-    options.metrics.bytesOut.inc(bytes);
-    sent += records.length;
-    offset = last.offset + 1;
+    for (let i = 0; i < records.length; i++)
+      messages[i] = toBatchedMessage(records[i] as (typeof records)[number]);
     yield {
       $typeName: "goulette.v1.FetchResponse",
       topic: req.topic,
       partition: req.partition,
       messages,
-      highWatermark: BigInt(hw),
-      logStartOffset: BigInt(p.log.logStartOffset),
+      highWatermark: BigInt(highWatermark),
+      logStartOffset: BigInt(start.partition.log.logStartOffset),
     };
-  }
-  // Cut by the client's deadline or cancellation: end with that status, not as a complete stream.
-  if (sent < limit && abort.aborted) {
-    throw abort.reason instanceof ConnectError
-      ? abort.reason
-      : new ConnectError("fetch cancelled", Code.Canceled);
   }
 }

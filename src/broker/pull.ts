@@ -1,8 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import { UnavailableError } from "../errors.js";
 import type { Message, PullRequest } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import type { Partition } from "./partition.js";
+import { readBatches } from "./read-batches.js";
 import { resolveReadStart } from "./read-start.js";
 import { toMessage } from "./wire.js";
 
@@ -35,38 +34,20 @@ export async function* pull(
     req.offset,
     req.consumerGroup,
   );
-  const { partition: p, generation } = start;
-  let offset = start.offset;
-  const batch = Math.min(req.batchSize === 0 ? DEFAULT_BATCH : req.batchSize, MAX_BATCH);
-  const limit = req.maxMessages === 0n ? Infinity : Number(req.maxMessages);
-  const idleWakeMs = options.idleWakeMs ?? 30_000;
-  let sent = 0;
-  while (sent < limit && !abort.aborted) {
-    if (p.requireLeader() !== generation) {
-      throw new UnavailableError(`leadership of ${p.key} changed during the pull; pull again`);
-    }
-    const hw = p.highWatermark;
-    if (offset >= hw) {
-      await p.hwSignal.wait(idleWakeMs, abort);
-      continue;
-    }
-    const records = await p.log.read(offset, Math.min(batch, limit - sent), READ_BYTES, { endOffset: hw });
-    let bytes = 0;
-    const hwTag = BigInt(hw);
-    for (const record of records) {
-      bytes += record.payload.length;
-      yield toMessage(req.topic, req.partition, record, hwTag);
-    }
-    options.metrics.messagesOut.inc(records.length);
-    options.metrics.bytesOut.inc(bytes);
-    sent += records.length;
-    const last = records[records.length - 1];
-    if (last !== undefined) offset = last.offset + 1;
-  }
-  // Cut by the client's deadline or cancellation: end with that status, not as a complete stream.
-  if (sent < limit && abort.aborted) {
-    throw abort.reason instanceof ConnectError
-      ? abort.reason
-      : new ConnectError("pull cancelled", Code.Canceled);
+  const batches = readBatches(
+    start,
+    {
+      recordsPerRead: Math.min(req.batchSize === 0 ? DEFAULT_BATCH : req.batchSize, MAX_BATCH),
+      bytesPerRead: READ_BYTES,
+      limit: req.maxMessages === 0n ? Infinity : Number(req.maxMessages),
+      idleWakeMs: options.idleWakeMs ?? 30_000,
+      what: "pull",
+      metrics: options.metrics,
+    },
+    abort,
+  );
+  for await (const { records, highWatermark } of batches) {
+    const hwTag = BigInt(highWatermark);
+    for (const record of records) yield toMessage(req.topic, req.partition, record, hwTag);
   }
 }
