@@ -69,16 +69,7 @@ describe("etcd authentication (user and password)", () => {
       [["--etcd-username", "root", "--etcd-password", "nope"], /etcd refused the user and password/],
       [[], /etcd has authentication on: pass --etcd-username and --etcd-password/],
     ] as const) {
-      const s = await startSentinelProcess({
-        id: "etcd-bad-auth",
-        etcdEndpoint: etcd.endpoint,
-        args: [...args],
-        waitReady: false,
-      });
-      started.push(s);
-      await waitFor(() => s.process.exitCode !== null, { timeoutMs: 15_000, what: `${s.id} to exit` });
-      assert.equal(s.process.exitCode, 1, `exit code; log:\n${s.logTail()}`);
-      assert.match(s.logTail(), message);
+      await assertStopsWith("etcd-bad-auth", etcd.endpoint, args, message, started);
     }
   });
 });
@@ -123,19 +114,25 @@ describe("etcd over TLS with a client certificate", () => {
       [["--etcd-tls-ca", certs.caCert], /TLS to etcd failed \(alert bad certificate\)/],
       [[], /TLS to etcd failed \(unable to verify the first certificate\)/],
     ] as const) {
-      const s = await startSentinelProcess({
-        id: "etcd-tls-refused",
-        etcdEndpoint: etcd.endpoint,
-        args: [...args],
-        waitReady: false,
-      });
-      started.push(s);
-      await waitFor(() => s.process.exitCode !== null, { timeoutMs: 15_000, what: `${s.id} to exit` });
-      assert.equal(s.process.exitCode, 1, `exit code; log:\n${s.logTail()}`);
-      assert.match(s.logTail(), message);
+      await assertStopsWith("etcd-tls-refused", etcd.endpoint, args, message, started);
     }
   });
 });
+
+/** A sentinel started with `args` exits with code 1 and `message` in its log, without becoming ready. */
+async function assertStopsWith(
+  id: string,
+  etcdEndpoint: string,
+  args: readonly string[],
+  message: RegExp,
+  started: SentinelProcess[],
+): Promise<void> {
+  const s = await startSentinelProcess({ id, etcdEndpoint, args: [...args], waitReady: false });
+  started.push(s);
+  await waitFor(() => s.process.exitCode !== null, { timeoutMs: 15_000, what: `${id} to exit` });
+  assert.equal(s.process.exitCode, 1, `exit code; log:\n${s.logTail()}`);
+  assert.match(s.logTail(), message);
+}
 
 /** etcd serving https and requiring client certificates signed by the test CA. */
 async function startTlsEtcd(certs: TestCerts) {
