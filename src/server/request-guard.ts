@@ -127,18 +127,34 @@ async function decodeWhole(
 ): Promise<
   { message: Message; body?: undefined } | { message?: undefined; body: AsyncIterable<Uint8Array> }
 > {
+  const read = await readWhole(body, readMaxBytes);
+  if (!read.complete) return { body: prepend(read.chunks, read.rest) };
+  const { chunks } = read;
+  const bytes = chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks);
+  return { message: check(schema, bytes) };
+}
+
+/**
+ * Reads a unary body to its end, or until it exceeds `readMaxBytes` (complete false: the chunks read so
+ * far and the unread rest, to hand on as they came).
+ */
+async function readWhole(
+  body: AsyncIterable<Uint8Array>,
+  readMaxBytes: number,
+): Promise<
+  | { complete: true; chunks: Uint8Array[] }
+  | { complete: false; chunks: Uint8Array[]; rest: AsyncIterator<Uint8Array> }
+> {
   const it = body[Symbol.asyncIterator]();
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
     const next = await it.next();
-    if (next.done) break;
+    if (next.done) return { complete: true, chunks };
     chunks.push(next.value);
     size += next.value.byteLength;
-    if (size > readMaxBytes) return { body: prepend(chunks, it) };
+    if (size > readMaxBytes) return { complete: false, chunks, rest: it };
   }
-  const bytes = chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks);
-  return { message: check(schema, bytes) };
 }
 
 async function* prepend(chunks: Uint8Array[], it: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
@@ -162,22 +178,13 @@ async function* checkWhole(
   encoding: string,
   readMaxBytes: number,
 ): AsyncGenerator<Uint8Array> {
-  const it = body[Symbol.asyncIterator]();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const next = await it.next();
-    if (next.done) break;
-    chunks.push(next.value);
-    size += next.value.byteLength;
-    if (size > readMaxBytes) {
-      // Too large: Connect answers ResourceExhausted; hand it everything as it is.
-      yield* chunks;
-      yield* rest(it);
-      return;
-    }
+  const read = await readWhole(body, readMaxBytes);
+  if (!read.complete) {
+    // Too large: Connect answers ResourceExhausted; hand it everything as it is.
+    yield* prepend(read.chunks, read.rest);
+    return;
   }
-  const bytes = Buffer.concat(chunks);
+  const bytes = Buffer.concat(read.chunks);
   const plain = await decompress(bytes, encoding, readMaxBytes);
   if (plain) check(schema, plain);
   yield bytes;
