@@ -125,7 +125,7 @@ export async function fuzzService(target: FuzzTarget, options: FuzzOptions): Pro
         const problem = judge(target, fuzzCase, outcome, before !== after);
         if (problem) report.failures.push(`${problem}\n    ${describeCase(fuzzCase)}`);
         before = after;
-        if (report.cases % healthEvery === 0) await checkHealthy(target, report, fuzzCase);
+        if (report.cases % healthEvery === 0) await checkHealthy(target, report, describeCase(fuzzCase));
         if (report.failures.length >= 20) return report;
       }
     }
@@ -152,15 +152,16 @@ function judge(target: FuzzTarget, c: FuzzCase, o: FuzzOutcome, changed: boolean
   return undefined;
 }
 
+/** A valid call must still succeed (after `last`, the case just run, described for the failure). */
 async function checkHealthy(
-  target: FuzzTarget,
+  target: { name: string; healthy: () => Promise<unknown> },
   report: FuzzReport,
-  last: FuzzCase | undefined,
+  last: string | undefined,
 ): Promise<void> {
   try {
     await target.healthy();
   } catch (err) {
-    const after = last ? ` after ${describeCase(last)}` : "";
+    const after = last ? ` after ${last}` : "";
     report.failures.push(`${target.name}: a valid call failed${after}: ${String(err)}`);
   }
 }
@@ -851,11 +852,11 @@ export async function fuzzStreams(target: StreamFuzzTarget, options: FuzzOptions
         report.kinds[c.kind] = (report.kinds[c.kind] ?? 0) + 1;
         const problem = judgeStream(target, c, outcome);
         if (problem) report.failures.push(`${problem}\n    ${describeStreamCase(c)}`);
-        if (report.cases % healthEvery === 0) await checkStreamHealthy(target, report, c);
+        if (report.cases % healthEvery === 0) await checkHealthy(target, report, describeStreamCase(c));
         if (report.failures.length >= 20) return report;
       }
     }
-    await checkStreamHealthy(target, report, undefined);
+    await checkHealthy(target, report, undefined);
     return report;
   } finally {
     client.close();
@@ -877,19 +878,6 @@ function judgeStream(target: StreamFuzzTarget, c: StreamFuzzCase, o: FuzzOutcome
   if (!allowed.includes(o.code)) return `${where}: code ${Code[o.code]}: ${o.message ?? ""}`;
   if (!o.message) return `${where}: ${Code[o.code]} without a message`;
   return undefined;
-}
-
-async function checkStreamHealthy(
-  target: StreamFuzzTarget,
-  report: FuzzReport,
-  last: StreamFuzzCase | undefined,
-): Promise<void> {
-  try {
-    await target.healthy();
-  } catch (err) {
-    const after = last ? ` after ${describeStreamCase(last)}` : "";
-    report.failures.push(`${target.name}: a valid call failed${after}: ${String(err)}`);
-  }
 }
 
 function describeStreamCase(c: StreamFuzzCase): string {
