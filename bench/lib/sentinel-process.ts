@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { trackChild } from "./children.js";
 import { sentinelClient, type SentinelClient } from "./sentinel.js";
 import { spawnGoulette } from "../../test/helpers/goulette-process.js";
+import { sentinelArgs } from "../../test/helpers/sentinel-process.js";
 import { freePort, withTimeout } from "./wait.js";
 
 const MEMORY_PROBE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "memory-probe.js");
@@ -38,20 +39,11 @@ export async function startSentinelProcess(options: SentinelProcessOptions): Pro
   const url = `http://127.0.0.1:${port}`;
   const proc = spawnGoulette({
     name: `sentinel ${options.id}`,
-    args: [
-      "sentinel",
-      "--id",
-      options.id,
-      "--address",
-      `127.0.0.1:${port}`,
-      "--advertise-url",
-      url,
-      "--etcd-endpoints",
-      options.etcdEndpoint,
+    args: sentinelArgs(options.id, port, options.etcdEndpoint, [
       "--log-level",
       "warn",
       ...(options.args ?? []),
-    ],
+    ]),
     ...(options.memoryProbe ? { nodeArgs: ["--import", MEMORY_PROBE], ipc: true } : {}),
   });
   const child = proc.process;

@@ -31,23 +31,33 @@ export interface SentinelProcessOptions {
   waitReady?: boolean;
 }
 
+/** `goulette sentinel` arguments for a sentinel serving (and advertising) 127.0.0.1:port. */
+export function sentinelArgs(
+  id: string,
+  port: number,
+  etcdEndpoint: string | undefined,
+  extra: string[],
+): string[] {
+  return [
+    "sentinel",
+    "--id",
+    id,
+    "--address",
+    `127.0.0.1:${port}`,
+    "--advertise-url",
+    `http://127.0.0.1:${port}`,
+    ...(etcdEndpoint ? ["--etcd-endpoints", etcdEndpoint] : []),
+    ...extra,
+  ];
+}
+
 /** Runs `goulette sentinel` as a real child process on a free loopback port. */
 export async function startSentinelProcess(options: SentinelProcessOptions): Promise<SentinelProcess> {
   const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const proc = spawnGoulette({
     name: `sentinel ${options.id}`,
-    args: [
-      "sentinel",
-      "--id",
-      options.id,
-      "--address",
-      `127.0.0.1:${port}`,
-      "--advertise-url",
-      url,
-      ...(options.etcdEndpoint ? ["--etcd-endpoints", options.etcdEndpoint] : []),
-      ...(options.args ?? []),
-    ],
+    args: sentinelArgs(options.id, port, options.etcdEndpoint, options.args ?? []),
     ...(options.env ? { env: options.env } : {}),
   });
   const handle: SentinelProcess = {
