@@ -10,7 +10,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/broker.proto.
  */
 export const file_goulette_v1_broker: GenFile = /*@__PURE__*/
-  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIpABCgxGZXRjaFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIWCg5jb25zdW1lcl9ncm91cBgEIAEoCRIUCgxtYXhfbWVzc2FnZXMYBSABKA0SEQoJbWF4X2J5dGVzGAYgASgNEg0KBWxpbWl0GAcgASgEIosBCg1GZXRjaFJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRImCghtZXNzYWdlcxgDIAMoCzIULmdvdWxldHRlLnYxLk1lc3NhZ2USFgoOaGlnaF93YXRlcm1hcmsYBCABKAMSGAoQbG9nX3N0YXJ0X29mZnNldBgFIAEoAyJfChNDb21taXRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDRIOCgZvZmZzZXQYBCABKAMiFgoUQ29tbWl0T2Zmc2V0UmVzcG9uc2UiVQoZR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBIWCg5jb25zdW1lcl9ncm91cBgBIAEoCRINCgV0b3BpYxgCIAEoCRIRCglwYXJ0aXRpb24YAyABKA0iXgoaR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USDgoGb2Zmc2V0GAEgASgDEhgKEGxvZ19zdGFydF9vZmZzZXQYAiABKAMSFgoOaGlnaF93YXRlcm1hcmsYAyABKAMiMAoKUmVwbGljYVJlZhIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCSLEAQoTU2V0VG9waWNSb2xlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKAoEcm9sZRgDIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSJwoGbGVhZGVyGAQgASgLMhcuZ291bGV0dGUudjEuUmVwbGljYVJlZhIpCghyZXBsaWNhcxgFIAMoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSDQoFZXBvY2gYBiABKAQiLgoUU2V0VG9waWNSb2xlUmVzcG9uc2USFgoObG9nX2VuZF9vZmZzZXQYASABKAMiRwoUU2V0VG9waWNSb2xlc1JlcXVlc3QSLwoFcm9sZXMYASADKAsyIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0InYKElNldFRvcGljUm9sZVJlc3VsdBIpCgdvdXRjb21lGAEgASgOMhguZ291bGV0dGUudjEuUm9sZU91dGNvbWUSFgoObG9nX2VuZF9vZmZzZXQYAiABKAMSDAoEY29kZRgDIAEoCRIPCgdtZXNzYWdlGAQgASgJIkkKFVNldFRvcGljUm9sZXNSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8uZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzdWx0Il4KElJlbW92ZVRvcGljUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIWCglwYXJ0aXRpb24YAiABKA1IAIgBARITCgtkZWxldGVfZGF0YRgDIAEoCEIMCgpfcGFydGl0aW9uIhUKE1JlbW92ZVRvcGljUmVzcG9uc2UiMgoLTGVhZGVyRXBvY2gSDQoFZXBvY2gYASABKAQSFAoMc3RhcnRfb2Zmc2V0GAIgASgDIrgBChBSZXBsaWNhdGVSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRITCgtmb2xsb3dlcl9pZBgDIAEoCRIUCgxmZXRjaF9vZmZzZXQYBCABKAMSDQoFZXBvY2gYBSABKAQSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBCKiAQoQUmVwbGljYXRlZFJlY29yZBIOCgZvZmZzZXQYASABKAMSEQoJdGltZXN0YW1wGAIgASgDEgsKA2tleRgDIAEoDBIPCgdwYXlsb2FkGAQgASgMEiQKB2hlYWRlcnMYBSADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEwoLcHJvZHVjZXJfaWQYBiABKAkSEgoKbWVzc2FnZV9pZBgHIAEoBCKrAgoRUmVwbGljYXRlUmVzcG9uc2USLgoHcmVjb3JkcxgBIAMoCzIdLmdvdWxldHRlLnYxLlJlcGxpY2F0ZWRSZWNvcmQSFgoOaGlnaF93YXRlcm1hcmsYAiABKAMSDQoFZXBvY2gYAyABKAQSGAoLdHJ1bmNhdGVfdG8YBCABKANIAIgBARIxCgdvZmZzZXRzGAUgAygLMiAuZ291bGV0dGUudjEuQ29tbWl0T2Zmc2V0UmVxdWVzdBIvCg1sZWFkZXJfZXBvY2hzGAYgAygLMhguZ291bGV0dGUudjEuTGVhZGVyRXBvY2gSFwoPb2Zmc2V0c192ZXJzaW9uGAcgASgEEhgKEG9mZnNldHNfc25hcHNob3QYCCABKAhCDgoMX3RydW5jYXRlX3RvIj4KDUhlYWx0aFJlcXVlc3QSLQoKcGFydGl0aW9ucxgBIAMoCzIZLmdvdWxldHRlLnYxLlBhcnRpdGlvblJlZiIwCgxQYXJ0aXRpb25SZWYSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNIqMBChFQYXJ0aXRpb25Qcm9ncmVzcxINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEgoKbGFzdF9lcG9jaBgDIAEoBBIWCg5sb2dfZW5kX29mZnNldBgEIAEoAxIWCg5oaWdoX3dhdGVybWFyaxgFIAEoAxIoCgRyb2xlGAYgASgOMhouZ291bGV0dGUudjEuUGFydGl0aW9uUm9sZSKbAQoOSGVhbHRoUmVzcG9uc2USEQoJYnJva2VyX2lkGAEgASgJEg0KBXJlYWR5GAIgASgIEhYKDnBhcnRpdGlvbnNfbGVkGAMgASgNEhsKE3BhcnRpdGlvbnNfZm9sbG93ZWQYBCABKA0SMgoKcGFydGl0aW9ucxgFIAMoCzIeLmdvdWxldHRlLnYxLlBhcnRpdGlvblByb2dyZXNzKjsKBEFja3MSFAoQQUNLU19VTlNQRUNJRklFRBAAEg8KC0FDS1NfTEVBREVSEAESDAoIQUNLU19BTEwQAirrAQoMUHJvZHVjZUVycm9yEhYKElBST0RVQ0VfRVJST1JfTk9ORRAAEhwKGFBST0RVQ0VfRVJST1JfTk9UX0xFQURFUhABEiMKH1BST0RVQ0VfRVJST1JfVU5LTk9XTl9QQVJUSVRJT04QAhIjCh9QUk9EVUNFX0VSUk9SX01FU1NBR0VfVE9PX0xBUkdFEAMSJQohUFJPRFVDRV9FUlJPUl9OT1RfRU5PVUdIX1JFUExJQ0FTEAQSGQoVUFJPRFVDRV9FUlJPUl9TVE9SQUdFEAUSGQoVUFJPRFVDRV9FUlJPUl9JTlZBTElEEAYqZwoNUGFydGl0aW9uUm9sZRIeChpQQVJUSVRJT05fUk9MRV9VTlNQRUNJRklFRBAAEhkKFVBBUlRJVElPTl9ST0xFX0xFQURFUhABEhsKF1BBUlRJVElPTl9ST0xFX0ZPTExPV0VSEAIqdQoLUm9sZU91dGNvbWUSHAoYUk9MRV9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGAoUUk9MRV9PVVRDT01FX0FQUExJRUQQARIWChJST0xFX09VVENPTUVfU1RBTEUQAhIWChJST0xFX09VVENPTUVfRVJST1IQAzL8BgoNQnJva2VyU2VydmljZRJMCgtTZW5kTWVzc2FnZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlKAEwARJECgdQcm9kdWNlEhsuZ291bGV0dGUudjEuTWVzc2FnZVJlcXVlc3QaHC5nb3VsZXR0ZS52MS5NZXNzYWdlUmVzcG9uc2USPwoLUHVsbE1lc3NhZ2USGC5nb3VsZXR0ZS52MS5QdWxsUmVxdWVzdBoULmdvdWxldHRlLnYxLk1lc3NhZ2UwARJICg1GZXRjaE1lc3NhZ2VzEhkuZ291bGV0dGUudjEuRmV0Y2hSZXF1ZXN0GhouZ291bGV0dGUudjEuRmV0Y2hSZXNwb25zZTABElMKDENvbW1pdE9mZnNldBIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QaIS5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXNwb25zZRJlChJHZXRDb21taXR0ZWRPZmZzZXQSJi5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0GicuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USUwoMU2V0VG9waWNSb2xlEiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdBohLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3BvbnNlElYKDVNldFRvcGljUm9sZXMSIS5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVzUmVxdWVzdBoiLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZXNSZXNwb25zZRJQCgtSZW1vdmVUb3BpYxIfLmdvdWxldHRlLnYxLlJlbW92ZVRvcGljUmVxdWVzdBogLmdvdWxldHRlLnYxLlJlbW92ZVRvcGljUmVzcG9uc2USTgoJUmVwbGljYXRlEh0uZ291bGV0dGUudjEuUmVwbGljYXRlUmVxdWVzdBoeLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVJlc3BvbnNlKAEwARJBCgZIZWFsdGgSGi5nb3VsZXR0ZS52MS5IZWFsdGhSZXF1ZXN0GhsuZ291bGV0dGUudjEuSGVhbHRoUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIpABCgxGZXRjaFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIWCg5jb25zdW1lcl9ncm91cBgEIAEoCRIUCgxtYXhfbWVzc2FnZXMYBSABKA0SEQoJbWF4X2J5dGVzGAYgASgNEg0KBWxpbWl0GAcgASgEIosBCg1GZXRjaFJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRImCghtZXNzYWdlcxgDIAMoCzIULmdvdWxldHRlLnYxLk1lc3NhZ2USFgoOaGlnaF93YXRlcm1hcmsYBCABKAMSGAoQbG9nX3N0YXJ0X29mZnNldBgFIAEoAyJ1ChNDb21taXRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDRIOCgZvZmZzZXQYBCABKAMSFAoMbWVtYmVyX2Vwb2NoGAUgASgEIhYKFENvbW1pdE9mZnNldFJlc3BvbnNlImsKGUdldENvbW1pdHRlZE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEhQKDG1lbWJlcl9lcG9jaBgEIAEoBCJYChxEZWxldGVDb21taXR0ZWRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDSIwCh1EZWxldGVDb21taXR0ZWRPZmZzZXRSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIIl4KGkdldENvbW1pdHRlZE9mZnNldFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoAxIYChBsb2dfc3RhcnRfb2Zmc2V0GAIgASgDEhYKDmhpZ2hfd2F0ZXJtYXJrGAMgASgDIjAKClJlcGxpY2FSZWYSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkixAEKE1NldFRvcGljUm9sZVJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEigKBHJvbGUYAyABKA4yGi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Sb2xlEicKBmxlYWRlchgEIAEoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSKQoIcmVwbGljYXMYBSADKAsyFy5nb3VsZXR0ZS52MS5SZXBsaWNhUmVmEg0KBWVwb2NoGAYgASgEIi4KFFNldFRvcGljUm9sZVJlc3BvbnNlEhYKDmxvZ19lbmRfb2Zmc2V0GAEgASgDIkcKFFNldFRvcGljUm9sZXNSZXF1ZXN0Ei8KBXJvbGVzGAEgAygLMiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdCJ2ChJTZXRUb3BpY1JvbGVSZXN1bHQSKQoHb3V0Y29tZRgBIAEoDjIYLmdvdWxldHRlLnYxLlJvbGVPdXRjb21lEhYKDmxvZ19lbmRfb2Zmc2V0GAIgASgDEgwKBGNvZGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCSJJChVTZXRUb3BpY1JvbGVzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3VsdCJeChJSZW1vdmVUb3BpY1JlcXVlc3QSDQoFdG9waWMYASABKAkSFgoJcGFydGl0aW9uGAIgASgNSACIAQESEwoLZGVsZXRlX2RhdGEYAyABKAhCDAoKX3BhcnRpdGlvbiIVChNSZW1vdmVUb3BpY1Jlc3BvbnNlIjIKC0xlYWRlckVwb2NoEg0KBWVwb2NoGAEgASgEEhQKDHN0YXJ0X29mZnNldBgCIAEoAyK4AQoQUmVwbGljYXRlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLZm9sbG93ZXJfaWQYAyABKAkSFAoMZmV0Y2hfb2Zmc2V0GAQgASgDEg0KBWVwb2NoGAUgASgEEi8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQiogEKEFJlcGxpY2F0ZWRSZWNvcmQSDgoGb2Zmc2V0GAEgASgDEhEKCXRpbWVzdGFtcBgCIAEoAxILCgNrZXkYAyABKAwSDwoHcGF5bG9hZBgEIAEoDBIkCgdoZWFkZXJzGAUgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAYgASgJEhIKCm1lc3NhZ2VfaWQYByABKAQiqwIKEVJlcGxpY2F0ZVJlc3BvbnNlEi4KB3JlY29yZHMYASADKAsyHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVkUmVjb3JkEhYKDmhpZ2hfd2F0ZXJtYXJrGAIgASgDEg0KBWVwb2NoGAMgASgEEhgKC3RydW5jYXRlX3RvGAQgASgDSACIAQESMQoHb2Zmc2V0cxgFIAMoCzIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBBIYChBvZmZzZXRzX3NuYXBzaG90GAggASgIQg4KDF90cnVuY2F0ZV90byI+Cg1IZWFsdGhSZXF1ZXN0Ei0KCnBhcnRpdGlvbnMYASADKAsyGS5nb3VsZXR0ZS52MS5QYXJ0aXRpb25SZWYiMAoMUGFydGl0aW9uUmVmEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDSKjAQoRUGFydGl0aW9uUHJvZ3Jlc3MSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEhIKCmxhc3RfZXBvY2gYAyABKAQSFgoObG9nX2VuZF9vZmZzZXQYBCABKAMSFgoOaGlnaF93YXRlcm1hcmsYBSABKAMSKAoEcm9sZRgGIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUimwEKDkhlYWx0aFJlc3BvbnNlEhEKCWJyb2tlcl9pZBgBIAEoCRINCgVyZWFkeRgCIAEoCBIWCg5wYXJ0aXRpb25zX2xlZBgDIAEoDRIbChNwYXJ0aXRpb25zX2ZvbGxvd2VkGAQgASgNEjIKCnBhcnRpdGlvbnMYBSADKAsyHi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Qcm9ncmVzcyo7CgRBY2tzEhQKEEFDS1NfVU5TUEVDSUZJRUQQABIPCgtBQ0tTX0xFQURFUhABEgwKCEFDS1NfQUxMEAIq6wEKDFByb2R1Y2VFcnJvchIWChJQUk9EVUNFX0VSUk9SX05PTkUQABIcChhQUk9EVUNFX0VSUk9SX05PVF9MRUFERVIQARIjCh9QUk9EVUNFX0VSUk9SX1VOS05PV05fUEFSVElUSU9OEAISIwofUFJPRFVDRV9FUlJPUl9NRVNTQUdFX1RPT19MQVJHRRADEiUKIVBST0RVQ0VfRVJST1JfTk9UX0VOT1VHSF9SRVBMSUNBUxAEEhkKFVBST0RVQ0VfRVJST1JfU1RPUkFHRRAFEhkKFVBST0RVQ0VfRVJST1JfSU5WQUxJRBAGKmcKDVBhcnRpdGlvblJvbGUSHgoaUEFSVElUSU9OX1JPTEVfVU5TUEVDSUZJRUQQABIZChVQQVJUSVRJT05fUk9MRV9MRUFERVIQARIbChdQQVJUSVRJT05fUk9MRV9GT0xMT1dFUhACKnUKC1JvbGVPdXRjb21lEhwKGFJPTEVfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFFJPTEVfT1VUQ09NRV9BUFBMSUVEEAESFgoSUk9MRV9PVVRDT01FX1NUQUxFEAISFgoSUk9MRV9PVVRDT01FX0VSUk9SEAMy7AcKDUJyb2tlclNlcnZpY2USTAoLU2VuZE1lc3NhZ2USGy5nb3VsZXR0ZS52MS5NZXNzYWdlUmVxdWVzdBocLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXNwb25zZSgBMAESRAoHUHJvZHVjZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlEj8KC1B1bGxNZXNzYWdlEhguZ291bGV0dGUudjEuUHVsbFJlcXVlc3QaFC5nb3VsZXR0ZS52MS5NZXNzYWdlMAESSAoNRmV0Y2hNZXNzYWdlcxIZLmdvdWxldHRlLnYxLkZldGNoUmVxdWVzdBoaLmdvdWxldHRlLnYxLkZldGNoUmVzcG9uc2UwARJTCgxDb21taXRPZmZzZXQSIC5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXF1ZXN0GiEuZ291bGV0dGUudjEuQ29tbWl0T2Zmc2V0UmVzcG9uc2USZQoSR2V0Q29tbWl0dGVkT2Zmc2V0EiYuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBonLmdvdWxldHRlLnYxLkdldENvbW1pdHRlZE9mZnNldFJlc3BvbnNlEm4KFURlbGV0ZUNvbW1pdHRlZE9mZnNldBIpLmdvdWxldHRlLnYxLkRlbGV0ZUNvbW1pdHRlZE9mZnNldFJlcXVlc3QaKi5nb3VsZXR0ZS52MS5EZWxldGVDb21taXR0ZWRPZmZzZXRSZXNwb25zZRJTCgxTZXRUb3BpY1JvbGUSIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0GiEuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzcG9uc2USVgoNU2V0VG9waWNSb2xlcxIhLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZXNSZXF1ZXN0GiIuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlc1Jlc3BvbnNlElAKC1JlbW92ZVRvcGljEh8uZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXF1ZXN0GiAuZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXNwb25zZRJOCglSZXBsaWNhdGUSHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXF1ZXN0Gh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2UoATABEkEKBkhlYWx0aBIaLmdvdWxldHRlLnYxLkhlYWx0aFJlcXVlc3QaGy5nb3VsZXR0ZS52MS5IZWFsdGhSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message goulette.v1.Header
@@ -423,6 +423,15 @@ export type CommitOffsetRequest = Message$1<"goulette.v1.CommitOffsetRequest"> &
    * @generated from field: int64 offset = 4;
    */
   offset: bigint;
+
+  /**
+   * The committing member's epoch for this partition (GroupPartition.epoch); 0 = not a coordinated
+   * group member (static partitions, admin). A non-zero epoch lower than the newest the partition has
+   * seen for the group is refused (FAILED_PRECONDITION): the partition moved to another member.
+   *
+   * @generated from field: uint64 member_epoch = 5;
+   */
+  memberEpoch: bigint;
 };
 
 /**
@@ -463,6 +472,14 @@ export type GetCommittedOffsetRequest = Message$1<"goulette.v1.GetCommittedOffse
    * @generated from field: uint32 partition = 3;
    */
   partition: number;
+
+  /**
+   * A group member taking the partition over passes its epoch: the leader first raises the group's
+   * fence to it (replicated like a commit), so commits of the previous owner are refused from then on.
+   *
+   * @generated from field: uint64 member_epoch = 4;
+   */
+  memberEpoch: bigint;
 };
 
 /**
@@ -471,6 +488,52 @@ export type GetCommittedOffsetRequest = Message$1<"goulette.v1.GetCommittedOffse
  */
 export const GetCommittedOffsetRequestSchema: GenMessage<GetCommittedOffsetRequest> = /*@__PURE__*/
   messageDesc(file_goulette_v1_broker, 11);
+
+/**
+ * @generated from message goulette.v1.DeleteCommittedOffsetRequest
+ */
+export type DeleteCommittedOffsetRequest = Message$1<"goulette.v1.DeleteCommittedOffsetRequest"> & {
+  /**
+   * @generated from field: string consumer_group = 1;
+   */
+  consumerGroup: string;
+
+  /**
+   * @generated from field: string topic = 2;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 3;
+   */
+  partition: number;
+};
+
+/**
+ * Describes the message goulette.v1.DeleteCommittedOffsetRequest.
+ * Use `create(DeleteCommittedOffsetRequestSchema)` to create a new message.
+ */
+export const DeleteCommittedOffsetRequestSchema: GenMessage<DeleteCommittedOffsetRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 12);
+
+/**
+ * @generated from message goulette.v1.DeleteCommittedOffsetResponse
+ */
+export type DeleteCommittedOffsetResponse = Message$1<"goulette.v1.DeleteCommittedOffsetResponse"> & {
+  /**
+   * False when the group had no committed offset on the partition.
+   *
+   * @generated from field: bool deleted = 1;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message goulette.v1.DeleteCommittedOffsetResponse.
+ * Use `create(DeleteCommittedOffsetResponseSchema)` to create a new message.
+ */
+export const DeleteCommittedOffsetResponseSchema: GenMessage<DeleteCommittedOffsetResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 13);
 
 /**
  * @generated from message goulette.v1.GetCommittedOffsetResponse
@@ -502,7 +565,7 @@ export type GetCommittedOffsetResponse = Message$1<"goulette.v1.GetCommittedOffs
  * Use `create(GetCommittedOffsetResponseSchema)` to create a new message.
  */
 export const GetCommittedOffsetResponseSchema: GenMessage<GetCommittedOffsetResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 12);
+  messageDesc(file_goulette_v1_broker, 14);
 
 /**
  * @generated from message goulette.v1.ReplicaRef
@@ -524,7 +587,7 @@ export type ReplicaRef = Message$1<"goulette.v1.ReplicaRef"> & {
  * Use `create(ReplicaRefSchema)` to create a new message.
  */
 export const ReplicaRefSchema: GenMessage<ReplicaRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 13);
+  messageDesc(file_goulette_v1_broker, 15);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleRequest
@@ -570,7 +633,7 @@ export type SetTopicRoleRequest = Message$1<"goulette.v1.SetTopicRoleRequest"> &
  * Use `create(SetTopicRoleRequestSchema)` to create a new message.
  */
 export const SetTopicRoleRequestSchema: GenMessage<SetTopicRoleRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 14);
+  messageDesc(file_goulette_v1_broker, 16);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleResponse
@@ -589,7 +652,7 @@ export type SetTopicRoleResponse = Message$1<"goulette.v1.SetTopicRoleResponse">
  * Use `create(SetTopicRoleResponseSchema)` to create a new message.
  */
 export const SetTopicRoleResponseSchema: GenMessage<SetTopicRoleResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 15);
+  messageDesc(file_goulette_v1_broker, 17);
 
 /**
  * @generated from message goulette.v1.SetTopicRolesRequest
@@ -608,7 +671,7 @@ export type SetTopicRolesRequest = Message$1<"goulette.v1.SetTopicRolesRequest">
  * Use `create(SetTopicRolesRequestSchema)` to create a new message.
  */
 export const SetTopicRolesRequestSchema: GenMessage<SetTopicRolesRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 16);
+  messageDesc(file_goulette_v1_broker, 18);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleResult
@@ -645,7 +708,7 @@ export type SetTopicRoleResult = Message$1<"goulette.v1.SetTopicRoleResult"> & {
  * Use `create(SetTopicRoleResultSchema)` to create a new message.
  */
 export const SetTopicRoleResultSchema: GenMessage<SetTopicRoleResult> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 17);
+  messageDesc(file_goulette_v1_broker, 19);
 
 /**
  * @generated from message goulette.v1.SetTopicRolesResponse
@@ -664,7 +727,7 @@ export type SetTopicRolesResponse = Message$1<"goulette.v1.SetTopicRolesResponse
  * Use `create(SetTopicRolesResponseSchema)` to create a new message.
  */
 export const SetTopicRolesResponseSchema: GenMessage<SetTopicRolesResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 18);
+  messageDesc(file_goulette_v1_broker, 20);
 
 /**
  * @generated from message goulette.v1.RemoveTopicRequest
@@ -695,7 +758,7 @@ export type RemoveTopicRequest = Message$1<"goulette.v1.RemoveTopicRequest"> & {
  * Use `create(RemoveTopicRequestSchema)` to create a new message.
  */
 export const RemoveTopicRequestSchema: GenMessage<RemoveTopicRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 19);
+  messageDesc(file_goulette_v1_broker, 21);
 
 /**
  * @generated from message goulette.v1.RemoveTopicResponse
@@ -708,7 +771,7 @@ export type RemoveTopicResponse = Message$1<"goulette.v1.RemoveTopicResponse"> &
  * Use `create(RemoveTopicResponseSchema)` to create a new message.
  */
 export const RemoveTopicResponseSchema: GenMessage<RemoveTopicResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 20);
+  messageDesc(file_goulette_v1_broker, 22);
 
 /**
  * One entry of a replica's leader-epoch history: records from start_offset on (until the next
@@ -734,7 +797,7 @@ export type LeaderEpoch = Message$1<"goulette.v1.LeaderEpoch"> & {
  * Use `create(LeaderEpochSchema)` to create a new message.
  */
 export const LeaderEpochSchema: GenMessage<LeaderEpoch> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 21);
+  messageDesc(file_goulette_v1_broker, 23);
 
 /**
  * @generated from message goulette.v1.ReplicateRequest
@@ -789,7 +852,7 @@ export type ReplicateRequest = Message$1<"goulette.v1.ReplicateRequest"> & {
  * Use `create(ReplicateRequestSchema)` to create a new message.
  */
 export const ReplicateRequestSchema: GenMessage<ReplicateRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 22);
+  messageDesc(file_goulette_v1_broker, 24);
 
 /**
  * @generated from message goulette.v1.ReplicatedRecord
@@ -836,7 +899,7 @@ export type ReplicatedRecord = Message$1<"goulette.v1.ReplicatedRecord"> & {
  * Use `create(ReplicatedRecordSchema)` to create a new message.
  */
 export const ReplicatedRecordSchema: GenMessage<ReplicatedRecord> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 23);
+  messageDesc(file_goulette_v1_broker, 25);
 
 /**
  * @generated from message goulette.v1.ReplicateResponse
@@ -898,7 +961,7 @@ export type ReplicateResponse = Message$1<"goulette.v1.ReplicateResponse"> & {
  * Use `create(ReplicateResponseSchema)` to create a new message.
  */
 export const ReplicateResponseSchema: GenMessage<ReplicateResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 24);
+  messageDesc(file_goulette_v1_broker, 26);
 
 /**
  * @generated from message goulette.v1.HealthRequest
@@ -918,7 +981,7 @@ export type HealthRequest = Message$1<"goulette.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 25);
+  messageDesc(file_goulette_v1_broker, 27);
 
 /**
  * @generated from message goulette.v1.PartitionRef
@@ -940,7 +1003,7 @@ export type PartitionRef = Message$1<"goulette.v1.PartitionRef"> & {
  * Use `create(PartitionRefSchema)` to create a new message.
  */
 export const PartitionRefSchema: GenMessage<PartitionRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 26);
+  messageDesc(file_goulette_v1_broker, 28);
 
 /**
  * How far one replica's log goes: the sentinel makes the most up-to-date survivor the new leader.
@@ -990,7 +1053,7 @@ export type PartitionProgress = Message$1<"goulette.v1.PartitionProgress"> & {
  * Use `create(PartitionProgressSchema)` to create a new message.
  */
 export const PartitionProgressSchema: GenMessage<PartitionProgress> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 27);
+  messageDesc(file_goulette_v1_broker, 29);
 
 /**
  * @generated from message goulette.v1.HealthResponse
@@ -1029,7 +1092,7 @@ export type HealthResponse = Message$1<"goulette.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 28);
+  messageDesc(file_goulette_v1_broker, 30);
 
 /**
  * @generated from enum goulette.v1.Acks
@@ -1241,6 +1304,16 @@ export const BrokerService: GenService<{
     methodKind: "unary";
     input: typeof GetCommittedOffsetRequestSchema;
     output: typeof GetCommittedOffsetResponseSchema;
+  },
+  /**
+   * Forgets a group's committed offset (and commit fence) on the partition, on every in-sync replica.
+   *
+   * @generated from rpc goulette.v1.BrokerService.DeleteCommittedOffset
+   */
+  deleteCommittedOffset: {
+    methodKind: "unary";
+    input: typeof DeleteCommittedOffsetRequestSchema;
+    output: typeof DeleteCommittedOffsetResponseSchema;
   },
   /**
    * Sentinel → broker: lead or follow a partition.
