@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { BrokerService, MessageRequest, MessageResponse } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
@@ -69,6 +70,10 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
     commitOffset: unary(async (req) => {
       await commitOffset(lookup, req, options.writable);
       return {};
+    }),
+
+    deleteCommittedOffset: unary(async () => {
+      throw new ConnectError("DeleteCommittedOffset is not implemented yet", Code.Unimplemented);
     }),
 
     getCommittedOffset: unary(async (req) => {

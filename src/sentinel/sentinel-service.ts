@@ -35,6 +35,7 @@ import type { BrokerRecord } from "../fsm/state.js";
 import { AnswerCache } from "./answer-cache.js";
 import type { FailureDetector } from "./failure-detector.js";
 import { FORWARDED_HEADER, type WriteRouter } from "./forwarder.js";
+import { createGroupService } from "./group-service.js";
 
 export interface SentinelServiceOptions {
   id: string;
@@ -303,6 +304,8 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         nextAfterId: last && last.id < head ? BigInt(last.id) : 0n,
       };
     },
+
+    ...createGroupService(),
 
     async createSnapshot(req, ctx) {
       return router.route(
