@@ -1,5 +1,6 @@
 import type { Client } from "@connectrpc/connect";
 import type { TopicReplicaInfo } from "../gen/goulette/v1/common_pb.js";
+import type { GroupSummary } from "../gen/goulette/v1/group_pb.js";
 import type {
   CreateSnapshotResponse,
   GetBrokersResponse,
@@ -11,6 +12,14 @@ import type {
 import { InvalidArgumentError } from "../errors.js";
 import { ClientClosedError } from "./errors.js";
 import { emitter, sentinelList, type CommonClientOptions } from "./events.js";
+import {
+  GroupAdmin,
+  type DeleteOffsetsOptions,
+  type GroupDescription,
+  type OffsetDeletion,
+  type OffsetReset,
+  type ResetOffsetsOptions,
+} from "./group-admin.js";
 import { SentinelPool, type SentinelCallOptions } from "./sentinel-pool.js";
 import type { ClientTransport } from "./transport.js";
 
@@ -25,6 +34,7 @@ export interface AdminOptions extends CommonClientOptions {
 export class Admin {
   readonly #options: AdminOptions;
   readonly #sentinels: SentinelPool;
+  readonly #groups: GroupAdmin;
   #closed = false;
 
   constructor(options: AdminOptions) {
@@ -35,6 +45,11 @@ export class Admin {
       headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
       timeoutMs: options.sentinelTimeoutMs ?? 5_000,
       emit: emitter(options.onEvent),
+    });
+    this.#groups = new GroupAdmin({
+      sentinels: (fn, signal) => this.#call(fn, signal),
+      transport: options.transport,
+      headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
     });
   }
 
@@ -110,6 +125,38 @@ export class Admin {
     return this.#call((c, o) => c.createSnapshot({}, o), options.signal);
   }
 
+  /** Consumer groups (name order): state, members, generation, topics, partitions. */
+  listGroups(options: { prefix?: string; signal?: AbortSignal } = {}): Promise<GroupSummary[]> {
+    return this.#guard(() => this.#groups.listGroups(this.#withSignal(options)));
+  }
+
+  /**
+   * A group's members and, per partition of its topics, the committed offset, log range and lag (each
+   * partition leader is asked; a leader that fails gives that partition an `error`). The topics are
+   * the members' subscriptions, or `topics` (needed for a group without live members). An unknown
+   * group is an empty description, not an error.
+   */
+  describeGroup(
+    group: string,
+    options: { topics?: readonly string[]; signal?: AbortSignal } = {},
+  ): Promise<GroupDescription> {
+    return this.#guard(() => this.#groups.describeGroup(group, this.#withSignal(options)));
+  }
+
+  /**
+   * Commits new offsets for a group on a topic's partitions (member epoch 0) and returns them with the
+   * previous ones. Refused (FailedPreconditionError) while the group has live members; an offset
+   * outside a partition's [log start, high watermark] is an InvalidArgumentError and nothing is set.
+   */
+  resetOffsets(options: ResetOffsetsOptions): Promise<OffsetReset[]> {
+    return this.#guard(() => this.#groups.resetOffsets(this.#withSignal(options)));
+  }
+
+  /** Forgets a group's committed offsets on a topic's partitions; refused while it has live members. */
+  deleteOffsets(options: DeleteOffsetsOptions): Promise<OffsetDeletion[]> {
+    return this.#guard(() => this.#groups.deleteOffsets(this.#withSignal(options)));
+  }
+
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
@@ -120,6 +167,17 @@ export class Admin {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  #guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new ClientClosedError("the admin client"));
+    return fn();
+  }
+
+  /** The call's signal, else the client's. */
+  #withSignal<O extends { signal?: AbortSignal }>(options: O): O {
+    const signal = options.signal ?? this.#options.signal;
+    return signal ? { ...options, signal } : options;
   }
 
   #call<T>(

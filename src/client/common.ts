@@ -30,3 +30,14 @@ export type { ProducerOptions, ProducerStats } from "./producer.js";
 export type { ConsumerOptions, ConsumerStats } from "./consumer.js";
 export type { AdminOptions } from "./admin.js";
 export type { TopicShape } from "./topic-metadata.js";
+export type {
+  DeleteOffsetsOptions,
+  GroupDescription,
+  GroupMember,
+  GroupPartitionOffsets,
+  OffsetDeletion,
+  OffsetReset,
+  OffsetTarget,
+  ResetOffsetsOptions,
+  TopicPartition,
+} from "./group-admin.js";

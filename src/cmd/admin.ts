@@ -8,10 +8,11 @@ import {
   SentinelService,
 } from "../gen/goulette/v1/sentinel_pb.js";
 import { InvalidArgumentError, UnavailableError } from "../errors.js";
-import { formatHelp, loadOptions, option, type OptionValues } from "../config/options.js";
+import { formatHelp, loadOptions, option, toCamelCase, type OptionValues } from "../config/options.js";
 import { bearerHeaders } from "../server/auth.js";
 import { describeTlsError } from "../server/tls.js";
 import { TransportPool } from "../server/transport-pool.js";
+import { runGroupCommand } from "./admin-groups.js";
 import { formatTable, toJson } from "./table.js";
 
 const schema = {
@@ -28,7 +29,50 @@ const schema = {
     description: "Continue after this topic name / operation id",
     default: "",
   }),
-  prefix: option({ kind: "string", description: "Only topics starting with this", default: "" }),
+  prefix: option({
+    kind: "string",
+    description: "Only topics (topics) or groups (groups) whose name starts with this",
+    default: "",
+  }),
+  group: option({
+    kind: "string",
+    description: "Consumer group (groups: describe this one; reset-offsets, delete-offsets: required)",
+    default: "",
+  }),
+  topic: option({
+    kind: "string",
+    description:
+      "Topic (groups --group: only this one, also for a group without live members; reset-offsets, delete-offsets: required)",
+    default: "",
+  }),
+  partition: option({
+    kind: "list",
+    description: "reset-offsets, delete-offsets: only these partitions (comma-separated; default: all)",
+    default: [],
+  }),
+  "to-earliest": option({
+    kind: "boolean",
+    description: "reset-offsets: to each partition's first stored offset (consume everything retained)",
+    default: false,
+  }),
+  "to-latest": option({
+    kind: "boolean",
+    description: "reset-offsets: to each partition's high watermark (skip everything so far)",
+    default: false,
+  }),
+  "to-offset": option({
+    kind: "number",
+    description:
+      "reset-offsets: to this offset on each partition; refused unless within every partition's [log start, high watermark]",
+    default: -1,
+    min: 0,
+    integer: true,
+  }),
+  "dry-run": option({
+    kind: "boolean",
+    description: "reset-offsets: print the offsets it would set, commit nothing",
+    default: false,
+  }),
   "tls-ca": option({
     kind: "string",
     description:
@@ -43,23 +87,66 @@ const schema = {
   "tls-key": option({ kind: "string", description: "Key (PEM) of --tls-cert", default: "" }),
 };
 
-const USAGE = `Usage: goulette admin <status|topics|operations|snapshot|unregister-broker> [options]
+const USAGE = `Usage: goulette admin <command> [options]
 
   status       leader, sentinels, ring, op-log head/applied, brokers
   topics       topic assignments (what 'etcdctl get /goulette/topics/ --prefix' holds)
   operations   the operation log (what 'etcdctl get /goulette/operations/ --prefix' holds)
   snapshot     make the leader write a snapshot now and compact the log
   unregister-broker <id>
-               remove a broker for good (after a scale-down): its replicas move elsewhere`;
+               remove a broker for good (after a scale-down): its replicas move elsewhere
+  groups [--prefix p]
+               consumer groups: state, live members, generation, topics, partitions
+  groups --group g [--topic t]
+               one group: its members and their partitions, then per partition the owner,
+               committed offset, high watermark and lag, and the total lag (--topic: only that
+               topic; needed to see the offsets of a group without live members)
+  reset-offsets --group g --topic t (--to-earliest | --to-latest | --to-offset n) [--partition p] [--dry-run]
+               set the group's committed offsets on the topic's partitions; prints them before
+               and after. Refused while the group has live members (stop its consumers first)
+               and when an offset is outside a partition's [log start, high watermark]
+  delete-offsets --group g --topic t [--partition p]
+               forget the group's committed offsets on the topic's partitions (it then starts
+               where its consumers' --from-beginning says). Refused while it has live members
+
+  --json prints JSON instead of tables; flags that do not apply to the command are errors.`;
+
+/** Options every command takes. */
+const COMMON_FLAGS = ["sentinel", "json", "token", "tls-ca", "tls-cert", "tls-key"];
+
+/** The other options each command takes. */
+const COMMAND_FLAGS: Record<string, readonly string[]> = {
+  status: [],
+  topics: ["limit", "after", "prefix"],
+  operations: ["limit", "after"],
+  snapshot: [],
+  "unregister-broker": [],
+  groups: ["prefix", "group", "topic"],
+  "reset-offsets": ["group", "topic", "partition", "to-earliest", "to-latest", "to-offset", "dry-run"],
+  "delete-offsets": ["group", "topic", "partition"],
+};
 
 export async function runAdmin(argv: string[]): Promise<void> {
-  const { values: o, positionals, help } = loadOptions(schema, { argv, allowPositionals: true });
+  const { values: o, positionals, help, sources } = loadOptions(schema, { argv, allowPositionals: true });
   const command = positionals[0];
   if (help || !command) {
     console.log(formatHelp(USAGE, schema));
     if (!help) process.exitCode = 2;
     return;
   }
+  const allowed = Object.hasOwn(COMMAND_FLAGS, command) ? COMMAND_FLAGS[command] : undefined;
+  if (!allowed) {
+    throw new InvalidArgumentError(
+      `unknown admin command '${command}' (${Object.keys(COMMAND_FLAGS).join(", ")})`,
+    );
+  }
+  for (const name of Object.keys(schema)) {
+    if (sources[toCamelCase(name)] === "flag" && !COMMON_FLAGS.includes(name) && !allowed.includes(name))
+      throw new InvalidArgumentError(`--${name} does not apply to 'admin ${command}' (see --help)`);
+  }
+  if (command !== "unregister-broker" && positionals.length > 1)
+    throw new InvalidArgumentError(`unexpected argument '${positionals[1]}' (see --help)`);
+  if (Object.hasOwn(GROUP_COMMANDS, command)) return runGroupCommand(command, o);
   const pool = new TransportPool({
     tls: {
       ...(o.tlsCa ? { caFile: o.tlsCa } : {}),
@@ -76,6 +163,9 @@ export async function runAdmin(argv: string[]): Promise<void> {
 }
 
 type AdminOptions = OptionValues<typeof schema>;
+
+/** Commands served through the SDK's Admin client (they also talk to partition leaders). */
+const GROUP_COMMANDS = { groups: true, "reset-offsets": true, "delete-offsets": true };
 
 async function runCommand(
   command: string,
@@ -201,9 +291,7 @@ async function runCommand(
       return;
     }
     default:
-      throw new InvalidArgumentError(
-        `unknown admin command '${command}' (status, topics, operations, snapshot, unregister-broker)`,
-      );
+      throw new InvalidArgumentError(`unknown admin command '${command}'`);
   }
 }
 

@@ -1,0 +1,450 @@
+import { createClient, type Client } from "@connectrpc/connect";
+import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
+import type { DescribeGroupResponse, GroupSummary } from "../gen/goulette/v1/group_pb.js";
+import type { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import {
+  FailedPreconditionError,
+  GouletteError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnavailableError,
+} from "../errors.js";
+import { isConnectionFailure, toClientError } from "./errors.js";
+import type { SentinelCallOptions } from "./sentinel-pool.js";
+import type { ClientTransport } from "./transport.js";
+
+/** One partition of a topic. */
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+/** One live member of a consumer group, as the sentinels describe it. */
+export interface GroupMember {
+  memberId: string;
+  /** Static membership name ("" when none). */
+  instanceId: string;
+  /** The label the member gave (host or pod name). */
+  clientId: string;
+  /** Its subscription. */
+  topics: string[];
+  sessionTimeoutMs: number;
+  /** Unix ms. */
+  joinedAt: number;
+  /** Unix ms. */
+  lastHeartbeat: number;
+  /** Partitions it owns (consumes), with the epoch at which each was handed to it. */
+  partitions: (TopicPartition & { epoch: bigint })[];
+  /** Partitions it was asked to release and has not yet. */
+  revoking: TopicPartition[];
+  /** Partitions it will get once their previous owner releases them. */
+  pending: TopicPartition[];
+}
+
+/** A group's position on one partition, from the partition leader. */
+export interface GroupPartitionOffsets extends TopicPartition {
+  /** The owning member's id ("" when no member owns the partition). */
+  owner: string;
+  /** The next offset the group consumes; -1 when it never committed. */
+  committed: number;
+  /** The first offset the leader still stores. */
+  logStart: number;
+  /** The end a consumer can read to. */
+  highWatermark: number;
+  /** highWatermark − committed (never below 0); undefined when nothing is committed or the leader failed. */
+  lag: number | undefined;
+  /** Why the leader could not be asked (then the numbers above are -1). */
+  error?: string;
+}
+
+export interface GroupDescription {
+  group: string;
+  /** "stable", "rebalancing" or "empty"; "" for a group the sentinels do not know. */
+  state: string;
+  generation: bigint;
+  members: GroupMember[];
+  /** Partitions of the subscribed topics that no member owns. */
+  unassigned: TopicPartition[];
+  /** Every partition of the group's topics, in topic then partition order. */
+  partitions: GroupPartitionOffsets[];
+}
+
+/** Where resetOffsets moves the group: a partition's log start, its high watermark, or an offset. */
+export type OffsetTarget = "earliest" | "latest" | { offset: number };
+
+export interface ResetOffsetsOptions {
+  group: string;
+  topic: string;
+  to: OffsetTarget;
+  /** Only these partitions (default: every partition of the topic). */
+  partitions?: readonly number[];
+  /** Compute and return the new offsets without committing them. */
+  dryRun?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface OffsetReset extends TopicPartition {
+  /** The committed offset before (-1: none). */
+  before: number;
+  /** The committed offset now (with dryRun: what it would be). */
+  after: number;
+}
+
+export interface DeleteOffsetsOptions {
+  group: string;
+  topic: string;
+  /** Only these partitions (default: every partition of the topic). */
+  partitions?: readonly number[];
+  signal?: AbortSignal;
+}
+
+export interface OffsetDeletion extends TopicPartition {
+  /** False when the group had no committed offset there. */
+  deleted: boolean;
+}
+
+/** Runs a call on any sentinel (the Admin's SentinelPool). */
+export type SentinelCall = <T>(
+  fn: (client: Client<typeof SentinelService>, options: SentinelCallOptions) => Promise<T>,
+  signal?: AbortSignal,
+) => Promise<T>;
+
+export interface GroupAdminOptions {
+  sentinels: SentinelCall;
+  transport: ClientTransport;
+  /** Headers of every broker call (authorization). */
+  headers: Record<string, string>;
+}
+
+/** Partition-leader calls in flight at once per admin operation. */
+const CONCURRENCY = 16;
+/** Deadline of one call to a partition leader (ms). */
+const BROKER_TIMEOUT_MS = 10_000;
+
+interface Located extends TopicPartition {
+  leaderId: string;
+  /** host:port of the leader ("" when the partition has none or its broker is unknown). */
+  address: string;
+}
+
+interface BrokerCallOptions {
+  signal?: AbortSignal;
+  timeoutMs: number;
+  headers: Record<string, string>;
+}
+
+interface Committed {
+  offset: number;
+  logStart: number;
+  highWatermark: number;
+}
+
+/**
+ * The consumer-group half of the Admin client: membership from the sentinels (ListGroups,
+ * DescribeGroup), offsets from each partition's leader. Offsets are read and written with member
+ * epoch 0, which neither raises nor trips the group's commit fence.
+ */
+export class GroupAdmin {
+  constructor(private readonly options: GroupAdminOptions) {}
+
+  async listGroups(options: { prefix?: string; signal?: AbortSignal } = {}): Promise<GroupSummary[]> {
+    const res = await this.options.sentinels(
+      (c, o) => c.listGroups({ prefix: options.prefix ?? "" }, o),
+      options.signal,
+    );
+    return res.groups;
+  }
+
+  async describeGroup(
+    group: string,
+    options: { topics?: readonly string[]; signal?: AbortSignal } = {},
+  ): Promise<GroupDescription> {
+    checkName("group", group);
+    for (const topic of options.topics ?? []) checkName("topic", topic);
+    const res = await this.#describe(group, options.signal);
+    const description = toDescription(group, res);
+    // Topics given are asked for as named (an unknown one is an error); the subscriptions' topics may
+    // not exist yet, and those are skipped.
+    const given = options.topics !== undefined && options.topics.length > 0;
+    const topics = given ? [...new Set(options.topics)] : subscribedTopics(description);
+    const located = await this.#locate(topics, given, options.signal);
+    const owners = new Map<string, string>();
+    for (const m of description.members)
+      for (const p of m.partitions) owners.set(key(p.topic, p.partition), m.memberId);
+    description.partitions = await inParallel(located, async (p) => {
+      const base = {
+        topic: p.topic,
+        partition: p.partition,
+        owner: owners.get(key(p.topic, p.partition)) ?? "",
+      };
+      try {
+        const c = await this.#committed(group, p, options.signal);
+        const lag = c.offset < 0 ? undefined : Math.max(0, c.highWatermark - c.offset);
+        return { ...base, committed: c.offset, logStart: c.logStart, highWatermark: c.highWatermark, lag };
+      } catch (err) {
+        const error = toClientError(err).message;
+        return { ...base, committed: -1, logStart: -1, highWatermark: -1, lag: undefined, error };
+      }
+    });
+    return description;
+  }
+
+  async resetOffsets(options: ResetOffsetsOptions): Promise<OffsetReset[]> {
+    const { group, topic, to, signal } = options;
+    checkName("group", group);
+    checkName("topic", topic);
+    if (typeof to === "object" && !(Number.isSafeInteger(to.offset) && to.offset >= 0))
+      throw new InvalidArgumentError(`the offset to reset to must be a whole number ≥ 0, got ${to.offset}`);
+    if (typeof to !== "object" && to !== "earliest" && to !== "latest")
+      throw new InvalidArgumentError(`'to' must be "earliest", "latest" or { offset }, got '${String(to)}'`);
+    await this.#refuseWhileLive(group, "reset its offsets", signal);
+    const partitions = await this.#partitionsOf(topic, options.partitions, signal);
+    // Every partition is read and checked before anything is written: a bad offset changes nothing.
+    const read = await settleAll(partitions, (p) => this.#committed(group, p, signal));
+    const resets = partitions.map((p, i): OffsetReset => {
+      const c = read[i] as Committed;
+      const after = to === "earliest" ? c.logStart : to === "latest" ? c.highWatermark : to.offset;
+      if (after < c.logStart || after > c.highWatermark) {
+        throw new InvalidArgumentError(
+          `offset ${after} is outside partition ${p.partition} of '${topic}': it holds [${c.logStart}, ${c.highWatermark}]`,
+        );
+      }
+      return { topic, partition: p.partition, before: c.offset, after };
+    });
+    if (options.dryRun) return resets;
+    await settleAll(
+      partitions,
+      async (p, i) => {
+        const offset = BigInt((resets[i] as OffsetReset).after);
+        await this.#onLeader(p, signal, (client, o) =>
+          client.commitOffset(
+            { consumerGroup: group, topic, partition: p.partition, offset, memberEpoch: 0n },
+            o,
+          ),
+        );
+      },
+      "committed",
+    );
+    return resets;
+  }
+
+  async deleteOffsets(options: DeleteOffsetsOptions): Promise<OffsetDeletion[]> {
+    const { group, topic, signal } = options;
+    checkName("group", group);
+    checkName("topic", topic);
+    await this.#refuseWhileLive(group, "delete its offsets", signal);
+    const partitions = await this.#partitionsOf(topic, options.partitions, signal);
+    const deleted = await settleAll(
+      partitions,
+      async (p) => {
+        const res = await this.#onLeader(p, signal, (client, o) =>
+          client.deleteCommittedOffset({ consumerGroup: group, topic, partition: p.partition }, o),
+        );
+        return res.deleted;
+      },
+      "deleted",
+    );
+    return partitions.map((p, i) => ({ topic, partition: p.partition, deleted: deleted[i] === true }));
+  }
+
+  #describe(group: string, signal: AbortSignal | undefined): Promise<DescribeGroupResponse> {
+    return this.options.sentinels((c, o) => c.describeGroup({ group }, o), signal);
+  }
+
+  /** Live members would commit over offsets changed under them (and they own the partitions). */
+  async #refuseWhileLive(group: string, what: string, signal: AbortSignal | undefined): Promise<void> {
+    const res = await this.#describe(group, signal);
+    if (res.members.length === 0) return;
+    const names = res.members.map((m) => (m.instanceId ? `${m.memberId} (${m.instanceId})` : m.memberId));
+    const shown = names.length > 5 ? [...names.slice(0, 5), `${names.length - 5} more`] : names;
+    throw new FailedPreconditionError(
+      `group '${group}' has ${res.members.length} live member${res.members.length === 1 ? "" : "s"} ` +
+        `(${shown.join(", ")}): stop its consumers before you ${what}, or they would commit over the change`,
+    );
+  }
+
+  /** The topic's partitions (all, or the ones asked for), with their leaders. */
+  async #partitionsOf(
+    topic: string,
+    wanted: readonly number[] | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Located[]> {
+    const all = await this.#locate([topic], true, signal);
+    if (wanted === undefined || wanted.length === 0) return all;
+    return [...new Set(wanted)].map((partition) => {
+      const found = all.find((p) => p.partition === partition);
+      if (!found)
+        throw new InvalidArgumentError(
+          `'${topic}' has no partition ${partition} (it has ${all.length}: 0 to ${all.length - 1})`,
+        );
+      return found;
+    });
+  }
+
+  /**
+   * Each partition of `topics` with its leader's address, never creating a topic (ListTopics, not
+   * GetBrokers). A missing topic is NotFound when `required`, else skipped.
+   */
+  async #locate(topics: string[], required: boolean, signal: AbortSignal | undefined): Promise<Located[]> {
+    if (topics.length === 0) return [];
+    const [status, infos] = await Promise.all([
+      this.options.sentinels((c, o) => c.getClusterStatus({}, o), signal),
+      inParallel(topics, (topic) =>
+        this.options.sentinels((c, o) => c.listTopics({ prefix: topic, limit: 1 }, o), signal),
+      ),
+    ]);
+    const addresses = new Map(status.brokers.map((b) => [b.brokerId, b.address]));
+    const located: Located[] = [];
+    topics.forEach((topic, i) => {
+      const info = infos[i]?.topics[0];
+      if (info?.topic !== topic) {
+        if (required) throw new NotFoundError(`topic '${topic}' does not exist`);
+        return;
+      }
+      const partitions = [...info.partitions].sort((a, b) => a.partition - b.partition);
+      for (const p of partitions) {
+        located.push({
+          topic,
+          partition: p.partition,
+          leaderId: p.leader,
+          address: addresses.get(p.leader) ?? "",
+        });
+      }
+    });
+    return located.sort((a, b) =>
+      a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1,
+    );
+  }
+
+  /** GetCommittedOffset with member epoch 0: a plain read that raises no fence. */
+  async #committed(group: string, p: Located, signal: AbortSignal | undefined): Promise<Committed> {
+    const res = await this.#onLeader(p, signal, (client, o) =>
+      client.getCommittedOffset(
+        { consumerGroup: group, topic: p.topic, partition: p.partition, memberEpoch: 0n },
+        o,
+      ),
+    );
+    return {
+      offset: Number(res.offset),
+      logStart: Number(res.logStartOffset),
+      highWatermark: Number(res.highWatermark),
+    };
+  }
+
+  /** Runs fn against the partition's leader; a failed connection is dropped so the next call redials. */
+  async #onLeader<T>(
+    p: Located,
+    signal: AbortSignal | undefined,
+    fn: (client: Client<typeof BrokerService>, options: BrokerCallOptions) => Promise<T>,
+  ): Promise<T> {
+    if (p.address === "") {
+      throw new UnavailableError(
+        p.leaderId === ""
+          ? `partition ${p.partition} of '${p.topic}' has no leader now`
+          : `the leader of partition ${p.partition} of '${p.topic}' (${p.leaderId}) is not a known broker`,
+      );
+    }
+    const client = createClient(BrokerService, this.options.transport.broker(p.address));
+    try {
+      return await fn(client, {
+        timeoutMs: BROKER_TIMEOUT_MS,
+        headers: this.options.headers,
+        ...(signal ? { signal } : {}),
+      });
+    } catch (err) {
+      if (isConnectionFailure(err)) this.options.transport.forget(p.address);
+      throw err;
+    }
+  }
+}
+function checkName(what: string, name: string): void {
+  if (typeof name !== "string" || name === "") throw new InvalidArgumentError(`the ${what} name is empty`);
+}
+
+function key(topic: string, partition: number): string {
+  return `${topic}/${partition}`;
+}
+
+function toDescription(group: string, res: DescribeGroupResponse): GroupDescription {
+  return {
+    group,
+    state: res.state,
+    generation: res.generation,
+    members: res.members.map((m) => ({
+      memberId: m.memberId,
+      instanceId: m.instanceId,
+      clientId: m.clientId,
+      topics: [...m.topics],
+      sessionTimeoutMs: m.sessionTimeoutMs,
+      joinedAt: Number(m.joinedAt),
+      lastHeartbeat: Number(m.lastHeartbeat),
+      partitions: m.partitions.map((p) => ({ topic: p.topic, partition: p.partition, epoch: p.epoch })),
+      revoking: m.revoking.map((p) => ({ topic: p.topic, partition: p.partition })),
+      pending: m.pending.map((p) => ({ topic: p.topic, partition: p.partition })),
+    })),
+    unassigned: res.unassigned.map((p) => ({ topic: p.topic, partition: p.partition })),
+    partitions: [],
+  };
+}
+
+/** Every topic the members subscribe to, own or wait for, or that has unassigned partitions. */
+function subscribedTopics(d: GroupDescription): string[] {
+  const topics = new Set<string>();
+  for (const m of d.members) {
+    for (const t of m.topics) topics.add(t);
+    for (const p of [...m.partitions, ...m.pending, ...m.revoking]) topics.add(p.topic);
+  }
+  for (const p of d.unassigned) topics.add(p.topic);
+  return [...topics].sort();
+}
+
+/** fn over items, at most CONCURRENCY at a time; results in item order. fn must not throw. */
+async function inParallel<T, R>(
+  items: readonly T[],
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, items.length) }, worker));
+  return results;
+}
+
+/**
+ * fn over the partitions (bounded), waiting for every call; when any failed, throws one error (the
+ * first failure's code) naming each failed partition and, for writes, how many were `done` anyway.
+ */
+async function settleAll<R>(
+  partitions: readonly Located[],
+  fn: (p: Located, index: number) => Promise<R>,
+  done?: string,
+): Promise<R[]> {
+  const outcomes = await inParallel(partitions, (p, i) =>
+    fn(p, i).then(
+      (value) => ({ ok: true as const, value }),
+      (err: unknown) => ({ ok: false as const, error: toClientError(err) }),
+    ),
+  );
+  const values: R[] = [];
+  const failures: string[] = [];
+  let first: GouletteError | undefined;
+  outcomes.forEach((o, i) => {
+    const p = partitions[i] as Located;
+    if (o.ok) values[i] = o.value;
+    else {
+      first ??= o.error;
+      failures.push(`partition ${p.partition} of '${p.topic}': ${o.error.message}`);
+    }
+  });
+  if (first === undefined) return values;
+  const summary =
+    done === undefined || failures.length === partitions.length
+      ? ""
+      : `${partitions.length - failures.length} of ${partitions.length} partitions ${done}; `;
+  throw new GouletteError(`${summary}${failures.join("; ")}`, first.code, first.retryable, { cause: first });
+}
