@@ -15,7 +15,7 @@ Usage: goulette <command> [options]   (goulette <command> --help for its options
   sentinel    run a control-plane node (etcd external or embedded)
   broker      run a broker (partition logs, produce, pull, replication)
   dev         embedded etcd + 3 sentinels + 3 brokers on loopback, one command
-  admin       status | topics | operations | snapshot
+  admin       status | topics | operations | snapshot | groups | reset-offsets | delete-offsets
   produce     produce messages (arguments or stdin lines) to a topic
   consume     consume a topic for a consumer group
 `;
