@@ -1,10 +1,9 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { BrokerService, MessageRequest, MessageResponse } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import { AsyncQueue } from "../common/async-queue.js";
 import { toBrokerConnectError, translateStreamErrors } from "./errors.js";
-import { commitOffset, getCommittedOffset } from "./offsets.js";
+import { commitOffset, deleteCommittedOffset, getCommittedOffset } from "./offsets.js";
 import type { PartitionManager } from "./partition-manager.js";
 import { produce, validateMessageRequest, type ProduceOptions } from "./produce.js";
 import { fetchBatches } from "./fetch.js";
@@ -72,12 +71,12 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
       return {};
     }),
 
-    deleteCommittedOffset: unary(async () => {
-      throw new ConnectError("DeleteCommittedOffset is not implemented yet", Code.Unimplemented);
-    }),
+    deleteCommittedOffset: unary(async (req) => ({
+      deleted: await deleteCommittedOffset(lookup, req, options.writable),
+    })),
 
     getCommittedOffset: unary(async (req) => {
-      const committed = await getCommittedOffset(lookup, req);
+      const committed = await getCommittedOffset(lookup, req, options.writable);
       return {
         offset: BigInt(committed.offset),
         logStartOffset: BigInt(committed.logStartOffset),

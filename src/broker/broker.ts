@@ -1,10 +1,11 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import path from "node:path";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { isMessage } from "@bufbuild/protobuf";
+import type { ConnectRouter, Interceptor, StreamRequest, UnaryRequest } from "@connectrpc/connect";
 import type { Registry } from "prom-client";
 import { errorMessage } from "../errors.js";
-import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
+import { BrokerService, GetCommittedOffsetRequestSchema } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
 import { tokenAuth } from "../server/auth.js";
@@ -13,6 +14,7 @@ import { startRpcServer, type RpcServerLimits, type TlsFiles } from "../server/r
 import { TransportPool } from "../server/transport-pool.js";
 import type { FsyncPolicy, StorageFileSystem } from "../storage/index.js";
 import { createBrokerService } from "./broker-service.js";
+import { consumerGroupLag, type LedPartitionOffsets } from "./consumer-lag.js";
 import { PartitionManager } from "./partition-manager.js";
 import { startFetcher } from "./replication-follower.js";
 import { SentinelSession } from "./sentinel-session.js";
@@ -56,6 +58,8 @@ export interface BrokerConfig {
   retentionCheckIntervalMs?: number;
   /** Storage file operations (tests inject faults). */
   fileSystem?: StorageFileSystem;
+  /** At most this many (group, topic) series of the per-group consumer lag metric (default 200). */
+  maxConsumerLagSeries?: number;
 }
 
 /** A running broker. */
@@ -76,6 +80,7 @@ const PROTECTED = new Set([
   "SendMessage",
   "Produce",
   "CommitOffset",
+  "DeleteCommittedOffset",
   "Replicate",
   "SetTopicRole",
   "SetTopicRoles",
@@ -83,11 +88,23 @@ const PROTECTED = new Set([
 ]);
 /** Room for key and headers on top of the largest payload in one stored record. */
 export const RECORD_OVERHEAD_BYTES = 64 * 1024;
+export const DEFAULT_MAX_CONSUMER_LAG_SERIES = 200;
+
+/** GetCommittedOffset with a member epoch raises the group's commit fence: a write. */
+function fencingRead(req: UnaryRequest | StreamRequest): string | undefined {
+  if (req.stream || !isMessage(req.message, GetCommittedOffsetRequestSchema)) return undefined;
+  if (req.message.memberEpoch === 0n) return undefined;
+  return "GetCommittedOffset with a member_epoch (it raises the group's commit fence)";
+}
 
 export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const logger = config.logger;
   const registry = config.registry ?? createRegistry({ component: "broker", broker: config.id });
-  const metrics = createBrokerMetrics(registry);
+  const maxLagSeries = config.maxConsumerLagSeries ?? DEFAULT_MAX_CONSUMER_LAG_SERIES;
+  // Computed at scrape time over the partitions led then (`partitions` exists before any scrape).
+  const metrics = createBrokerMetrics(registry, {
+    consumerGroupLag: () => consumerGroupLag(ledOffsets(partitions), maxLagSeries),
+  });
   // Outgoing calls (replication, sentinels) present the server certificate and trust the same CA, so
   // a cluster with TLS on (mutual or not) works end to end.
   const pool = new TransportPool(config.tls ? { tls: { ...config.tls } } : {});
@@ -149,7 +166,9 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const interceptors: Interceptor[] = [
     errorTranslation(logger),
     rpcMetrics(createRpcMetrics(registry)),
-    ...(config.authToken ? [tokenAuth({ token: config.authToken, protectedMethods: PROTECTED })] : []),
+    ...(config.authToken
+      ? [tokenAuth({ token: config.authToken, protectedMethods: PROTECTED, requires: fencingRead })]
+      : []),
   ];
   const server = await startRpcServer({
     address: config.address,
@@ -235,6 +254,13 @@ async function enforceRetention(partitions: PartitionManager, logger: Logger): P
     } catch (err) {
       if (!p.closed) logger.warn({ partition: p.key, err: errorMessage(err) }, "retention failed");
     }
+  }
+}
+
+function* ledOffsets(partitions: PartitionManager): Generator<LedPartitionOffsets> {
+  for (const p of partitions.all()) {
+    if (p.role !== "leader" || p.closed) continue;
+    yield { topic: p.topic, highWatermark: p.highWatermark, committed: p.offsets.committed() };
   }
 }
 

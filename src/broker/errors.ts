@@ -53,6 +53,43 @@ export class NotEnoughReplicasError extends GouletteError {
   }
 }
 
+/**
+ * A group member committed (or took a partition over) with an epoch below the partition's fence for the
+ * group: the partition was given to another member since. Retrying does not help; the member rejoins.
+ */
+export class FencedMemberError extends GouletteError {
+  readonly fence: number;
+  readonly memberEpoch: number;
+
+  constructor(
+    what: "commit" | "offset fetch",
+    topic: string,
+    partition: number,
+    group: string,
+    fence: number,
+    memberEpoch: number,
+  ) {
+    super(
+      `${what} refused: partition ${topic}/${partition} of group ${group} was given to another member ` +
+        `(epoch ${fence}; this member's is ${memberEpoch}) — rejoin the group`,
+      Code.Aborted,
+    );
+    this.fence = fence;
+    this.memberEpoch = memberEpoch;
+  }
+}
+
+/** A partition keeps offsets of a bounded number of groups; a new group beyond it is refused. */
+export class TooManyConsumerGroupsError extends GouletteError {
+  constructor(topic: string, partition: number, limit: number) {
+    super(
+      `partition ${topic}/${partition} already keeps the offsets of ${limit} consumer groups, the limit; ` +
+        `delete those of unused groups (DeleteCommittedOffset) before another group commits here`,
+      Code.ResourceExhausted,
+    );
+  }
+}
+
 /** toConnectError, plus the leader hint of NotPartitionLeaderError as error metadata. */
 export function toBrokerConnectError(err: unknown): ConnectError {
   const connectError = toConnectError(err);

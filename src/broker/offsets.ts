@@ -1,10 +1,17 @@
 import { InvalidArgumentError } from "../errors.js";
 import { validateTopicName } from "../fsm/validation.js";
-import type { CommitOffsetRequest, GetCommittedOffsetRequest } from "../gen/goulette/v1/broker_pb.js";
+import type {
+  CommitOffsetRequest,
+  DeleteCommittedOffsetRequest,
+  GetCommittedOffsetRequest,
+} from "../gen/goulette/v1/broker_pb.js";
+import { NO_OFFSET } from "./consumer-offsets.js";
 import { LostContactError, UnknownPartitionError } from "./errors.js";
 import type { Partition } from "./partition.js";
 
 const MAX_GROUP_LENGTH = 255;
+
+type Lookup = (topic: string, partition: number) => Partition | undefined;
 
 function validateGroup(group: string): void {
   if (group === "") throw new InvalidArgumentError("consumer_group is empty");
@@ -15,50 +22,85 @@ function validateGroup(group: string): void {
   }
 }
 
-function leaderPartition(
-  lookup: (topic: string, partition: number) => Partition | undefined,
-  topic: string,
-  partition: number,
-): Partition {
+/** Member epochs are generations: far below 2^53, so they are kept as numbers. */
+function validateMemberEpoch(epoch: bigint): number {
+  if (epoch > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new InvalidArgumentError(`member_epoch ${epoch} is too large (at most ${Number.MAX_SAFE_INTEGER})`);
+  }
+  return Number(epoch);
+}
+
+function leaderPartition(lookup: Lookup, topic: string, partition: number): Partition {
   validateTopicName(topic);
   const p = lookup(topic, partition);
   if (p === undefined) throw new UnknownPartitionError(topic, partition);
   return p;
 }
 
+/** Leadership is ready and this broker may take writes; returns the leadership generation. */
+async function writableLeader(p: Partition, writable: () => boolean): Promise<number> {
+  const generation = await p.leaderReady();
+  if (!writable()) throw new LostContactError(p.topic, p.partition);
+  return generation;
+}
+
 /**
  * CommitOffset on the partition leader: stores the group's next offset and answers once every in-sync
  * replica stored it too (the offsets travel on the Replicate streams), so it survives a leader change.
+ * A non-zero `member_epoch` below the group's fence is refused with ABORTED (FencedMemberError).
  */
 export async function commitOffset(
-  lookup: (topic: string, partition: number) => Partition | undefined,
+  lookup: Lookup,
   req: CommitOffsetRequest,
   writable: () => boolean,
 ): Promise<void> {
   validateGroup(req.consumerGroup);
   if (req.offset < 0n) throw new InvalidArgumentError(`offset must be ≥ 0, got ${req.offset}`);
+  const memberEpoch = validateMemberEpoch(req.memberEpoch);
   const p = leaderPartition(lookup, req.topic, req.partition);
-  const generation = await p.leaderReady();
-  if (!writable()) throw new LostContactError(p.topic, p.partition);
+  const generation = await writableLeader(p, writable);
   if (req.offset > BigInt(p.log.logEndOffset)) {
     throw new InvalidArgumentError(
       `offset ${req.offset} is past the end of ${p.key} (log end offset ${p.log.logEndOffset})`,
     );
   }
-  await p.commitOffset(req.consumerGroup, Number(req.offset), generation);
+  await p.commitOffset(req.consumerGroup, Number(req.offset), memberEpoch, generation);
 }
 
-/** The group's committed offset on the partition leader (-1 when it never committed), and the log range. */
+/**
+ * The group's committed offset on the partition leader (-1 when it never committed), and the log range.
+ * With a non-zero `member_epoch` it is a write first: the group's fence is raised to the epoch (ABORTED
+ * when it is already higher) and replicated like a commit, and only then is the offset read.
+ */
 export async function getCommittedOffset(
-  lookup: (topic: string, partition: number) => Partition | undefined,
+  lookup: Lookup,
   req: GetCommittedOffsetRequest,
+  writable: () => boolean,
 ): Promise<{ offset: number; logStartOffset: number; highWatermark: number }> {
   validateGroup(req.consumerGroup);
+  const memberEpoch = validateMemberEpoch(req.memberEpoch);
   const p = leaderPartition(lookup, req.topic, req.partition);
-  await p.leaderReady();
+  if (memberEpoch === 0) {
+    await p.leaderReady();
+  } else {
+    const generation = await writableLeader(p, writable);
+    await p.fenceOffsets(req.consumerGroup, memberEpoch, generation);
+  }
   return {
-    offset: p.offsets.get(req.consumerGroup) ?? -1,
+    offset: p.offsets.get(req.consumerGroup) ?? NO_OFFSET,
     logStartOffset: p.log.logStartOffset,
     highWatermark: p.highWatermark,
   };
+}
+
+/** DeleteCommittedOffset on the partition leader: forgets the group's offset and fence, replicated. */
+export async function deleteCommittedOffset(
+  lookup: Lookup,
+  req: DeleteCommittedOffsetRequest,
+  writable: () => boolean,
+): Promise<boolean> {
+  validateGroup(req.consumerGroup);
+  const p = leaderPartition(lookup, req.topic, req.partition);
+  const generation = await writableLeader(p, writable);
+  return p.deleteOffset(req.consumerGroup, generation);
 }

@@ -178,7 +178,10 @@ export class Partition {
     const log = await openPartitionLog({ ...options.log, dir: path.join(options.dir, "log") });
     try {
       const epochs = await LeaderEpochHistory.open(options.dir, log.logEndOffset);
-      const offsets = await ConsumerOffsets.open(options.dir);
+      const offsets = await ConsumerOffsets.open(options.dir, {
+        topic: options.topic,
+        partition: options.partition,
+      });
       const logger = options.logger.child({ partition: `${options.topic}#${options.partition}` });
       return new Partition(options, log, epochs, offsets, logger);
     } catch (err) {
@@ -504,11 +507,42 @@ export class Partition {
     });
   }
 
-  /** Leader: stores a group's offset and resolves once every in-sync follower stored it too. */
-  async commitOffset(group: string, offset: number, generation: number): Promise<void> {
-    const version = await this.offsets.commit(group, offset);
-    this.dataSignal.notify();
+  /**
+   * Leader: stores a group's offset and resolves once every in-sync follower stored it too. A non-zero
+   * `memberEpoch` below the group's fence is refused (FencedMemberError); a higher one raises it.
+   */
+  async commitOffset(group: string, offset: number, memberEpoch: number, generation: number): Promise<void> {
+    this.#requireGeneration(generation);
+    await this.#offsetsReplicated(await this.offsets.commit(group, offset, memberEpoch), generation);
+  }
+
+  /**
+   * Leader: a group member takes the partition over with `memberEpoch` (> 0). The group's fence is
+   * raised to it (refused with FencedMemberError when it is already higher) and this resolves once every
+   * in-sync follower stored the fence, so no commit of an older epoch lands after the caller is answered.
+   */
+  async fenceOffsets(group: string, memberEpoch: number, generation: number): Promise<void> {
+    this.#requireGeneration(generation);
+    await this.#offsetsReplicated(await this.offsets.raiseFence(group, memberEpoch), generation);
+  }
+
+  /** Leader: forgets a group's offset and fence, on every in-sync follower; true when it had an offset. */
+  async deleteOffset(group: string, generation: number): Promise<boolean> {
+    this.#requireGeneration(generation);
+    const { deleted, version } = await this.offsets.delete(group);
+    if (version !== undefined) await this.#offsetsReplicated(version, generation);
+    return deleted;
+  }
+
+  /** The offset table is changed only by the leader of the generation the request was checked in. */
+  #requireGeneration(generation: number): void {
     if (generation !== this.#generation || this.#role !== "leader") throw this.#notLeader();
+  }
+
+  /** Leader: resolves once every in-sync follower stored offset-table version `version`. */
+  async #offsetsReplicated(version: number, generation: number): Promise<void> {
+    this.dataSignal.notify();
+    this.#requireGeneration(generation);
     if (this.#commitReplicated(version)) return;
     await new Promise<void>((resolve, reject) => {
       this.#commitWaiters.push({
@@ -617,7 +651,7 @@ export class Partition {
       if (waiter.deadline >= now) return true;
       waiter.reject(
         new NotEnoughReplicasError(
-          `an offset commit on ${this.key} did not reach every in-sync replica in time`,
+          `an offset commit (or fence, or deletion) on ${this.key} did not reach every in-sync replica in time`,
         ),
       );
       return false;
@@ -698,7 +732,7 @@ export class Partition {
         replicationLag = Math.max(replicationLag, end - (follower.fetchOffset ?? 0));
         if (follower.inSync) inSync++;
       }
-      for (const [, committed] of this.offsets.entries()) consumerLag += Math.max(0, this.#hw - committed);
+      for (const [, committed] of this.offsets.committed()) consumerLag += Math.max(0, this.#hw - committed);
     }
     return {
       role: this.#role,

@@ -168,6 +168,7 @@ async function store(p: Partition, res: ReplicateResponse): Promise<void> {
       res.offsets.map((o) => ({
         group: o.consumerGroup,
         offset: Number(o.offset),
+        fence: Number(o.memberEpoch),
         version: Number(res.offsetsVersion),
       })),
       Number(res.offsetsVersion),

@@ -134,11 +134,14 @@ export async function* serveReplicate(
               startOffset: BigInt(e.startOffset),
             }))
           : [],
+      // Each change is the group's whole entry: offset -1 = none, member_epoch = its fence; (-1, 0)
+      // deletes the group (see OffsetChange).
       offsets: changes.map((c) => ({
         consumerGroup: c.group,
         topic: p.topic,
         partition: p.partition,
         offset: BigInt(c.offset),
+        memberEpoch: BigInt(c.fence),
       })),
       offsetsVersion: BigInt(sentVersion),
       offsetsSnapshot: snapshot,

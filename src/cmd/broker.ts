@@ -42,6 +42,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     keepAliveIntervalMs: o.keepaliveInterval,
     replicaLagMaxMs: o.replicaLagMax,
     minInsyncReplicas: o.minInsyncReplicas,
+    maxConsumerLagSeries: o.maxConsumerLagSeries,
     rpcLimits,
     ...(o.authToken ? { authToken: o.authToken } : {}),
     ...(o.tlsCert && o.tlsKey

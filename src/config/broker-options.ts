@@ -89,6 +89,15 @@ export const brokerOptionSchema = {
     max: MAX_REPLICA_COUNT,
     integer: true,
   }),
+  "max-consumer-lag-series": option({
+    kind: "number",
+    description:
+      'Series of goulette_broker_consumer_group_lag_messages at most; the smaller lags are summed into group="_other"',
+    default: 200,
+    min: 1,
+    max: 100_000,
+    integer: true,
+  }),
   "log-level": option({
     kind: "string",
     description: "Log level",

@@ -163,12 +163,23 @@ export interface BrokerMetrics {
   inSyncReplicas: Gauge;
   replicationLagMessages: Gauge;
   consumerLagMessages: Gauge;
+  /** Per (group, topic), computed at scrape time from BrokerMetricsOptions.consumerGroupLag. */
+  consumerGroupLagMessages: Gauge<"group" | "topic">;
   logBytes: Gauge;
   ready: Gauge;
 }
 
-export function createBrokerMetrics(registry: Registry): BrokerMetrics {
+export interface BrokerMetricsOptions {
+  /**
+   * The consumer lag series at scrape time, already bounded in number (the caller keeps the cardinality
+   * of `group` bounded; see consumerGroupLag in src/broker/consumer-lag.ts).
+   */
+  consumerGroupLag?: () => Iterable<{ group: string; topic: string; lag: number }>;
+}
+
+export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOptions = {}): BrokerMetrics {
   const registers = [registry];
+  const groupLag = options.consumerGroupLag;
   return {
     messagesIn: new Counter({
       name: "goulette_broker_messages_in_total",
@@ -231,6 +242,20 @@ export function createBrokerMetrics(registry: Registry): BrokerMetrics {
       name: "goulette_broker_consumer_lag_messages",
       help: "Sum over consumer groups and led partitions of (high watermark - committed offset)",
       registers,
+    }),
+    consumerGroupLagMessages: new Gauge({
+      name: "goulette_broker_consumer_group_lag_messages",
+      help:
+        "Sum over the partitions of the topic this broker leads of (high watermark - committed offset) of " +
+        'the group; bounded by --max-consumer-lag-series, the rest summed into group="_other"',
+      labelNames: ["group", "topic"],
+      registers,
+      collect() {
+        if (groupLag === undefined) return;
+        this.reset();
+        // inc, not set: a group really named "_other" adds up with the overflow series of its topic.
+        for (const { group, topic, lag } of groupLag()) this.inc({ group, topic }, lag);
+      },
     }),
     logBytes: new Gauge({
       name: "goulette_broker_log_bytes",

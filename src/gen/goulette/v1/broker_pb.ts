@@ -427,7 +427,8 @@ export type CommitOffsetRequest = Message$1<"goulette.v1.CommitOffsetRequest"> &
   /**
    * The committing member's epoch for this partition (GroupPartition.epoch); 0 = not a coordinated
    * group member (static partitions, admin). A non-zero epoch lower than the newest the partition has
-   * seen for the group is refused (FAILED_PRECONDITION): the partition moved to another member.
+   * seen for the group is refused (ABORTED): the partition moved to another member.
+   * In ReplicateResponse.offsets: the group's fence (the highest member epoch seen; 0 = none).
    *
    * @generated from field: uint64 member_epoch = 5;
    */
@@ -928,7 +929,9 @@ export type ReplicateResponse = Message$1<"goulette.v1.ReplicateResponse"> & {
   truncateTo?: bigint | undefined;
 
   /**
-   * Consumer-group offsets replicated with the log.
+   * Consumer-group offsets replicated with the log. Each is a group's whole entry on the partition:
+   * `offset` (-1 = none committed) and its fence in `member_epoch`; offset -1 with member_epoch 0
+   * means the group was deleted (DeleteCommittedOffset).
    *
    * @generated from field: repeated goulette.v1.CommitOffsetRequest offsets = 5;
    */
