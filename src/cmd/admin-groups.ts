@@ -75,15 +75,16 @@ async function describe(admin: Admin, o: GroupCommandOptions): Promise<void> {
     // `lag: null` rather than a missing key where nothing is committed.
     return print(toJson({ ...d, partitions: d.partitions.map((p) => ({ ...p, lag: p.lag ?? null })) }));
   }
-  // An unknown group with no topic asked for has nothing to show.
-  if (d.state === "" && d.members.length === 0 && d.partitions.length === 0) {
-    console.error(`group '${d.group}' has no live members; --topic t shows its committed offsets on t`);
-    return;
-  }
   const lines = [
     `group ${d.group}: ${d.state || "no live members"}, generation ${d.generation}, ` +
       `${d.members.length} member${d.members.length === 1 ? "" : "s"}`,
   ];
+  if (d.members.length === 0 && d.partitions.length === 0) {
+    // Without members there are no subscriptions to read offsets of; an unknown group shows nothing.
+    if (d.state !== "") print(lines[0] as string);
+    console.error(`group '${d.group}' has no live members; --topic t shows its committed offsets on t`);
+    return;
+  }
   if (d.members.length > 0) lines.push("", membersTable(d.members));
   if (d.unassigned.length > 0) lines.push("", `unassigned: ${refs(d.unassigned)}`);
   if (d.partitions.length > 0) {
