@@ -94,7 +94,7 @@ export const DEFAULT_MAX_CONSUMER_LAG_SERIES = 200;
 function fencingRead(req: UnaryRequest | StreamRequest): string | undefined {
   if (req.stream || !isMessage(req.message, GetCommittedOffsetRequestSchema)) return undefined;
   if (req.message.memberEpoch === 0n) return undefined;
-  return "GetCommittedOffset with a member_epoch (it raises the group's commit fence)";
+  return "GetCommittedOffset with a member_epoch (a take-over: it raises the group's commit fence) needs the auth token";
 }
 
 export async function startBroker(config: BrokerConfig): Promise<Broker> {

@@ -149,7 +149,10 @@ export function createSentinelMetrics(registry: Registry): SentinelMetrics {
   };
 }
 
-/** The broker's metrics (DESIGN §9). Labels are bounded: no topic, partition or message id. */
+/**
+ * The broker's metrics. Labels are bounded: no partition or message id; `group` and `topic` only on the
+ * per-group consumer lag, whose series are capped (--max-consumer-lag-series).
+ */
 export interface BrokerMetrics {
   messagesIn: Counter;
   bytesIn: Counter;
