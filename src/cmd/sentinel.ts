@@ -9,6 +9,7 @@ import { sentinelOptionSchema } from "../config/sentinel-options.js";
 import { createLogger } from "../observability/logger.js";
 import { loadKubeConfig } from "../sentinel/pod-watcher.js";
 import { startSentinel } from "../sentinel/sentinel.js";
+import { assertAddressFree } from "./address-check.js";
 import { onShutdown } from "./shutdown.js";
 
 const USAGE =
@@ -21,6 +22,8 @@ export async function runSentinel(argv: string[]): Promise<void> {
     return;
   }
   const rpcLimits = rpcLimitsFromOptions(o);
+  // A taken --address is one line naming its holder, before etcd is started or contacted.
+  await assertAddressFree(o.address, `sentinel ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { sentinel: o.id } });
   logger.info({ sources }, "starting sentinel");
 
@@ -79,6 +82,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     snapshotEvery: o.snapshotEvery,
     forwardTimeoutMs: o.forwardTimeout,
     probeTimeoutMs: o.probeTimeout,
+    maxGroupMembers: o.maxGroupMembers,
     rpcLimits,
     ...(o.tlsCert && o.tlsKey
       ? {

@@ -85,6 +85,12 @@ export const sentinelOptionSchema = {
     default: 10_000,
     min: 100,
   }),
+  "max-group-members": option({
+    kind: "number",
+    description: "Members one consumer group may have; a join beyond it is refused",
+    default: 1000,
+    min: 1,
+  }),
   "probe-timeout": option({
     kind: "number",
     description: "Deadline of the leader's Health probe of a reported broker, in ms",

@@ -1,5 +1,5 @@
 /**
- * The etcd keyspace (DESIGN §3, a contract): everything lives under one prefix, `/goulette` by default.
+ * The etcd keyspace (a contract; docs/architecture.md): everything lives under one prefix, `/goulette` by default.
  *
  *   <prefix>/operations/<id, 20 digits>   one operation (JSON)
  *   <prefix>/increment/operation          id of the newest operation
@@ -8,6 +8,8 @@
  *   <prefix>/election/leader/<lease>      the leader candidates: {"id","url"} JSON (a bare URL from older sentinels) (etcd3 Election)
  *   <prefix>/snapshot/meta                the newest snapshot: id, chunk count, sha256
  *   <prefix>/snapshot/chunks/<id>/<n>     the snapshot's chunks
+ *   <prefix>/groups/<group>/members/<id>  a consumer-group member (bound to its session lease)
+ *   <prefix>/groups/<group>/state         the group's generation, targets and owners (leader-written)
  */
 export interface Keyspace {
   readonly prefix: string;
@@ -28,6 +30,10 @@ export interface Keyspace {
   snapshotChunksPrefix(snapshotId: number): string;
   snapshotChunk(snapshotId: number, index: number): string;
   readonly snapshotChunksRoot: string;
+  readonly groupsPrefix: string;
+  groupMember(group: string, memberId: string): string;
+  groupMembersPrefix(group: string): string;
+  groupState(group: string): string;
 }
 
 export const OPERATION_ID_DIGITS = 20;
@@ -54,6 +60,10 @@ export function createKeyspace(prefix = "/goulette"): Keyspace {
     electionPrefix: `${root}/election/leader/`,
     snapshotMeta: `${root}/snapshot/meta`,
     snapshotChunksRoot: `${root}/snapshot/chunks/`,
+    groupsPrefix: `${root}/groups/`,
+    groupMember: (group, memberId) => `${root}/groups/${group}/members/${memberId}`,
+    groupMembersPrefix: (group) => `${root}/groups/${group}/members/`,
+    groupState: (group) => `${root}/groups/${group}/state`,
     snapshotChunksPrefix: (id) => `${root}/snapshot/chunks/${String(id).padStart(OPERATION_ID_DIGITS, "0")}/`,
     snapshotChunk: (id, index) =>
       `${root}/snapshot/chunks/${String(id).padStart(OPERATION_ID_DIGITS, "0")}/${String(index).padStart(6, "0")}`,

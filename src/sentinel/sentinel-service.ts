@@ -35,7 +35,7 @@ import type { BrokerRecord } from "../fsm/state.js";
 import { AnswerCache } from "./answer-cache.js";
 import type { FailureDetector } from "./failure-detector.js";
 import { FORWARDED_HEADER, type WriteRouter } from "./forwarder.js";
-import { createGroupService } from "./group-service.js";
+import type { createGroupService } from "./group-service.js";
 
 export interface SentinelServiceOptions {
   id: string;
@@ -48,6 +48,8 @@ export interface SentinelServiceOptions {
   heartbeatTtlSeconds: number;
   /** Partitions of a new topic when the request says 0. */
   defaultPartitions: number;
+  /** The consumer-group RPCs. */
+  groups: ReturnType<typeof createGroupService>;
   logger: Logger;
 }
 
@@ -305,7 +307,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       };
     },
 
-    ...createGroupService(),
+    ...options.groups,
 
     async createSnapshot(req, ctx) {
       return router.route(

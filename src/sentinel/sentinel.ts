@@ -27,6 +27,11 @@ import { WriteRouter } from "./forwarder.js";
 import { createPodWatcher, type BrokerUnavailableReason } from "./pod-watcher.js";
 import { RoleNotifier } from "./role-notifier.js";
 import { createSentinelService } from "./sentinel-service.js";
+import { createGroupService } from "./group-service.js";
+import { GroupCoordinator } from "../groups/coordinator.js";
+import { GroupStore } from "../groups/group-store.js";
+import { GroupView } from "../groups/group-view.js";
+import { createGroupMetrics } from "../observability/group-metrics.js";
 
 const POD_REASONS: Record<BrokerUnavailableReason, UnreachableReason> = {
   "not-ready": "pod-not-ready",
@@ -50,6 +55,8 @@ export interface SentinelConfig {
   snapshotEvery: number;
   forwardTimeoutMs: number;
   probeTimeoutMs: number;
+  /** Members one consumer group may have (default 1000). */
+  maxGroupMembers?: number;
   tls?: TlsFiles;
   /**
    * TLS for the connections this sentinel opens (forwarding to the leader, SetTopicRole and Health to
@@ -237,6 +244,23 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       void podWatcher?.stop();
     }
   });
+  const groupStore = new GroupStore(config.etcd, keys);
+  const groupView = new GroupView(groupStore, logger.child({ component: "groups" }));
+  const partitionCounts = (topic: string) => state.topic(topic)?.partitions.length;
+  const groupMetrics = createGroupMetrics(registry, groupView);
+  const coordinator = new GroupCoordinator({
+    store: groupStore,
+    view: groupView,
+    partitionCounts,
+    fenceKey: () => (cp.isLeader ? cp.election.fenceKey : undefined),
+    maxMembers: config.maxGroupMembers ?? 1000,
+    logger: logger.child({ component: "group-coordinator" }),
+    onRebalance: (_group, reason) => groupMetrics.rebalances.inc({ reason }),
+  });
+  cp.onLeadership((leading) => (leading ? coordinator.startLeading() : coordinator.stopLeading()));
+  cp.onApplied((_op, effect) => {
+    if (effect.changedTopics.length > 0) coordinator.topicsChanged();
+  });
   const router = new WriteRouter({
     selfId: config.id,
     selfUrl: url,
@@ -249,9 +273,11 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   });
   try {
     await detector.start();
+    await groupView.start();
     await cp.start();
   } catch (err) {
     await detector.stop();
+    await groupView.stop();
     await cp.stop().catch(() => undefined);
     await server.close();
     prober.close();
@@ -267,6 +293,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     prober,
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
     defaultPartitions: config.defaultPartitions,
+    groups: createGroupService({ coordinator, view: groupView, router, partitionCounts }),
     logger: logger.child({ component: "sentinel-service" }),
   });
   logger.info({ url, appliedId: state.appliedId }, "sentinel ready");
@@ -283,7 +310,9 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       await podWatcher?.stop();
       await server.close();
       await detector.stop();
+      coordinator.stopLeading();
       await cp.stop();
+      await groupView.stop();
       router.close();
       notifier.close();
       prober.close();
@@ -307,6 +336,9 @@ function lazyService(
     "listTopics",
     "listOperations",
     "createSnapshot",
+    "groupHeartbeat",
+    "listGroups",
+    "describeGroup",
   ] as const;
   const impl: Record<string, unknown> = {};
   for (const name of methods) {
@@ -316,6 +348,12 @@ function lazyService(
       return (service[name] as (req: never, ctx: never) => unknown)(req, ctx);
     };
   }
+  // A server stream must be a generator: it fails on first pull instead of returning a rejection.
+  impl["watchGroupAssignment"] = async function* (req: never, ctx: never) {
+    const service = get();
+    if (!service) throw new UnavailableError("sentinel is still recovering its state from etcd");
+    yield* service.watchGroupAssignment(req, ctx) as AsyncIterable<unknown>;
+  };
   return impl as ReturnType<typeof createSentinelService>;
 }
 
