@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import type { Client } from "@connectrpc/connect";
-import { Admin, InvalidArgumentError, NotFoundError } from "../../src/client/node.js";
+import {
+  Admin,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+} from "../../src/client/node.js";
 import { runAdmin } from "../../src/cmd/admin.js";
 import { Acks, type BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
 import type { GroupPartition } from "../../src/gen/goulette/v1/group_pb.js";
@@ -327,9 +332,11 @@ describe("goulette admin: consumer groups", () => {
         refused.stderr,
         new RegExp(`group 'live' has 1 live member \\(${member.memberId} \\(pod-0\\)\\): stop its consumers`),
       );
-      const notDeleted = await run("delete-offsets", "--group", group, "--topic", topic);
-      assert.equal(notDeleted.code, 1);
-      assert.match(notDeleted.stderr, /group 'live' has 1 live member/);
+      await assert.rejects(
+        sdk.deleteOffsets({ group, topic }),
+        (err: unknown) =>
+          err instanceof FailedPreconditionError && /group 'live' has 1 live member/.test(err.message),
+      );
       assert.equal(await committed(group, 1), 6, "nothing moved while the member lives");
     } finally {
       await member.leave();
