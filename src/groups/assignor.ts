@@ -130,7 +130,7 @@ export function assignTargets(
         }
         if (end !== -1) {
           chain = [end];
-          for (let at = end; at !== source;) chain.unshift((at = parent[at] as number));
+          while (chain[0] !== source) chain.unshift(parent[chain[0] as number] as number);
         }
         frontier = next;
       }
