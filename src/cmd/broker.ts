@@ -3,6 +3,7 @@ import { formatHelp, loadOptions } from "../config/options.js";
 import { RECORD_OVERHEAD_BYTES, startBroker, type Broker } from "../broker/broker.js";
 import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { createLogger } from "../observability/logger.js";
+import { assertAddressFree } from "./address-check.js";
 import { onShutdown } from "./shutdown.js";
 
 const USAGE =
@@ -21,6 +22,8 @@ export async function runBroker(argv: string[]): Promise<void> {
     minRequestBytes: o.maxMessageBytes + RECORD_OVERHEAD_BYTES,
     minRequestBytesReason: "a SendMessage of one largest message needs (--max-message-bytes + 64 KiB)",
   });
+  // A taken --address is one line naming its holder, before anything starts.
+  await assertAddressFree(o.address, `broker ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { broker: o.id } });
   logger.info({ sources }, "starting broker");
   const running: { broker?: Broker } = {};

@@ -1,12 +1,17 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
+import http from "node:http";
+import { hostname } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startEmbeddedEtcd } from "../coordination/embedded-etcd.js";
+import { acquirePidLock, LockHeldError, type PidLock } from "../common/pid-lock.js";
+import { assertPortsFree } from "../common/port-check.js";
+import { startEmbeddedEtcd, type EmbeddedEtcd } from "../coordination/embedded-etcd.js";
 import { formatHelp, loadOptions, option } from "../config/options.js";
 import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
+import { FailedPreconditionError } from "../errors.js";
 import { createLogger } from "../observability/logger.js";
+import { spawnDevChild, type DevChild } from "./dev-child.js";
 import {
   BROKER_PASSTHROUGH,
   RPC_PASSTHROUGH,
@@ -14,6 +19,7 @@ import {
   passthroughArgs,
   passthroughSchema,
 } from "./dev-passthrough.js";
+import { DEV_HOST, devPortNeeds } from "./dev-ports.js";
 import { onShutdown } from "./shutdown.js";
 
 const schema = {
@@ -57,6 +63,9 @@ processes that have them; TLS, tokens, etcd and Kubernetes options are not (a lo
 for them: run goulette sentinel/broker yourself for those).`;
 
 const SELF = fileURLToPath(new URL("./goulette.js", import.meta.url));
+const LOCK_FILE = "dev.lock";
+const READY_TIMEOUT_MS = 30_000;
+const CHILD_STOP_GRACE_MS = 10_000;
 
 export async function runDev(argv: string[]): Promise<void> {
   const { values: o, help, sources } = loadOptions(schema, { argv });
@@ -66,87 +75,124 @@ export async function runDev(argv: string[]): Promise<void> {
   }
   // Checked here, once, rather than by every child failing alike.
   rpcLimitsFromOptions(o);
+  const ports = devPortNeeds(o);
   const values = o as unknown as Record<string, unknown>;
   const rpcArgs = passthroughArgs(RPC_PASSTHROUGH, values, sources);
   const sentinelArgs = [...passthroughArgs(SENTINEL_PASSTHROUGH, values, sources), ...rpcArgs];
   const brokerArgs = [...passthroughArgs(BROKER_PASSTHROUGH, values, sources), ...rpcArgs];
   const logger = createLogger({ level: "info", base: { process: "dev" } });
   const dataDir = path.resolve(o.dataDir);
+
+  // Nothing is started until the data directory is ours and every port is free.
   await mkdir(dataDir, { recursive: true });
-  const etcd = await startEmbeddedEtcd({
-    name: "goulette-dev",
-    clientPort: o.etcdPort,
-    peerPort: o.etcdPeerPort,
-    dataDir: path.join(dataDir, "etcd"),
-    logger: logger.child({ component: "embedded-etcd" }),
+  const lock = lockDataDir(dataDir);
+  try {
+    await assertPortsFree(ports);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+  if (lock.tookOverFrom) {
+    logger.info(
+      { pid: lock.tookOverFrom.pid },
+      "took over the data directory of a goulette dev that is gone",
+    );
+  }
+
+  const children: DevChild[] = [];
+  const started: { etcd?: EmbeddedEtcd } = {};
+  // An object, not a let: TypeScript would narrow a let to "starting" across the awaits below.
+  const state: { phase: "starting" | "up" | "stopping" } = { phase: "starting" };
+  let stopped: Promise<void> | undefined;
+  const stopAll = () =>
+    (stopped ??= (async () => {
+      // Brokers first, while the sentinels they unregister from still run; etcd last.
+      for (const kind of ["broker-", "sentinel-"]) {
+        const some = children.filter((child) => child.name.startsWith(kind));
+        await Promise.all(some.map((child) => child.stop(CHILD_STOP_GRACE_MS)));
+      }
+      await started.etcd?.stop();
+      lock.release();
+    })());
+  // process.exit() and uncaught errors: nothing outlives dev (the parent-death signal covers kill -9).
+  process.on("exit", () => {
+    for (const child of children) child.killNow();
+    lock.release();
   });
-  const children: ChildProcess[] = [];
-  let stopping = false;
+  onShutdown(logger, async () => {
+    state.phase = "stopping";
+    await stopAll();
+  });
   const spawnChild = (name: string, args: string[]) => {
-    const child = spawn(process.execPath, [SELF, ...args, "--log-level", o.logLevel], {
-      stdio: ["ignore", "inherit", "inherit"],
-    });
-    child.on("exit", (code, signal) => {
-      if (!stopping)
-        logger.error({ process: name, code, signal }, `${name} exited; the dev cluster is degraded`);
+    const child = spawnDevChild(name, SELF, [...args, "--log-level", o.logLevel]);
+    void child.exited.then((end) => {
+      // During start-up, waitReady reports it; once stopping, it is expected.
+      if (state.phase === "up") {
+        logger.error(
+          { process: name, code: end.code, signal: end.signal, reason: child.reason(end) },
+          `${name} exited; the dev cluster is degraded`,
+        );
+      }
     });
     children.push(child);
   };
-  onShutdown(logger, async () => {
-    stopping = true;
-    await Promise.all(
-      children.map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolve();
-            child.once("exit", () => resolve());
-            child.kill("SIGTERM");
-          }),
-      ),
-    );
-    await etcd.stop();
-  });
 
   const sentinelUrls: string[] = [];
-  for (let i = 0; i < o.sentinels; i++) {
-    const port = o.sentinelPort + i;
-    sentinelUrls.push(`http://127.0.0.1:${port}`);
-    spawnChild(`sentinel-${i + 1}`, [
-      "sentinel",
-      "--id",
-      `sentinel-${i + 1}`,
-      "--address",
-      `127.0.0.1:${port}`,
-      "--etcd-endpoints",
-      etcd.endpoint,
-      ...sentinelArgs,
-    ]);
-  }
-  await waitReady(sentinelUrls);
   const brokerUrls: string[] = [];
-  for (let i = 0; i < o.brokers; i++) {
-    const port = o.brokerPort + i;
-    brokerUrls.push(`http://127.0.0.1:${port}`);
-    spawnChild(`broker-${i + 1}`, [
-      "broker",
-      "--id",
-      `broker-${i + 1}`,
-      "--address",
-      `127.0.0.1:${port}`,
-      "--data-dir",
-      path.join(dataDir, `broker-${i + 1}`),
-      "--sentinels",
-      sentinelUrls.join(","),
-      "--fsync",
-      o.fsync,
-      ...brokerArgs,
-    ]);
+  try {
+    const etcd = await startEmbeddedEtcd({
+      name: "goulette-dev",
+      clientPort: o.etcdPort,
+      peerPort: o.etcdPeerPort,
+      dataDir: path.join(dataDir, "etcd"),
+      logger: logger.child({ component: "embedded-etcd" }),
+    });
+    started.etcd = etcd;
+    for (let i = 0; i < o.sentinels; i++) {
+      const port = o.sentinelPort + i;
+      sentinelUrls.push(`http://${DEV_HOST}:${port}`);
+      spawnChild(`sentinel-${i + 1}`, [
+        "sentinel",
+        "--id",
+        `sentinel-${i + 1}`,
+        "--address",
+        `${DEV_HOST}:${port}`,
+        "--etcd-endpoints",
+        etcd.endpoint,
+        ...sentinelArgs,
+      ]);
+    }
+    await waitReady(sentinelUrls, children, etcd);
+    for (let i = 0; i < o.brokers; i++) {
+      const port = o.brokerPort + i;
+      brokerUrls.push(`http://${DEV_HOST}:${port}`);
+      spawnChild(`broker-${i + 1}`, [
+        "broker",
+        "--id",
+        `broker-${i + 1}`,
+        "--address",
+        `${DEV_HOST}:${port}`,
+        "--data-dir",
+        path.join(dataDir, `broker-${i + 1}`),
+        "--sentinels",
+        sentinelUrls.join(","),
+        "--fsync",
+        o.fsync,
+        ...brokerArgs,
+      ]);
+    }
+    await waitReady(brokerUrls, children, etcd);
+  } catch (err) {
+    // A Ctrl-C during start-up: the shutdown handler stops everything and exits.
+    if (state.phase === "stopping") return new Promise<never>(() => undefined);
+    await stopAll();
+    throw err;
   }
-  await waitReady(brokerUrls);
+  state.phase = "up";
   const sentinelList = sentinelUrls.join(",");
   console.log(`
 Goulette dev cluster is up (data in ${dataDir})
-  etcd       ${etcd.endpoint}
+  etcd       ${started.etcd.endpoint}
   sentinels  ${sentinelUrls.join("  ")}
   brokers    ${brokerUrls.join("  ")}
   metrics    ${sentinelUrls[0]}/metrics   ${brokerUrls[0] ?? ""}${brokerUrls[0] ? "/metrics" : ""}
@@ -160,17 +206,72 @@ Try, in another terminal:
 Ctrl-C stops everything.`);
 }
 
-async function waitReady(urls: string[]): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (const url of urls) {
-    for (;;) {
-      const ok = await fetch(`${url}/readyz`).then(
-        (res) => res.ok,
-        () => false,
-      );
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error(`${url} did not become ready within 30 s`);
-      await sleep(100);
-    }
+/** The data directory's lock, or a sentence saying which goulette dev has it and what to do. */
+function lockDataDir(dataDir: string): PidLock {
+  try {
+    return acquirePidLock(path.join(dataDir, LOCK_FILE), "goulette dev");
+  } catch (err) {
+    if (!(err instanceof LockHeldError)) throw err;
+    const { pid, hostname: host } = err.owner;
+    const remedy =
+      host === hostname()
+        ? `stop it (Ctrl-C in its terminal, or kill ${pid}), or pass another --data-dir`
+        : `pass another --data-dir, or delete ${err.file} if it no longer runs on ${host}`;
+    throw new FailedPreconditionError(
+      `data directory ${dataDir} is in use by another goulette dev (pid ${pid}` +
+        `${host === hostname() ? "" : ` on host ${host}`}): ${remedy}`,
+    );
   }
+}
+
+/**
+ * Polls each URL's /readyz until it answers 200. Fails as soon as any child started so far or etcd
+ * exits (with that process's own reason), or after 30 s.
+ */
+async function waitReady(urls: string[], children: readonly DevChild[], etcd: EmbeddedEtcd): Promise<void> {
+  let done = false;
+  const died = children.map((child) =>
+    child.exited.then((end) => {
+      if (!done) throw new FailedPreconditionError(`${child.name} failed to start: ${child.reason(end)}`);
+    }),
+  );
+  const etcdDied = etcd.exited.then(() => {
+    if (!done) throw new FailedPreconditionError("the embedded etcd exited during start-up");
+  });
+  const poll = async () => {
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    for (const url of urls) {
+      for (;;) {
+        const ok = await isReady(url);
+        if (done) return;
+        if (ok) break;
+        if (Date.now() > deadline) {
+          throw new FailedPreconditionError(
+            `${url} did not become ready within ${READY_TIMEOUT_MS / 1000} s`,
+          );
+        }
+        await sleep(100);
+      }
+    }
+  };
+  try {
+    await Promise.race([poll(), ...died, etcdDied]);
+  } finally {
+    done = true;
+  }
+}
+
+/**
+ * GET <url>/readyz answers 200. node:http rather than fetch, which refuses "bad ports" (1, 6000, …)
+ * that a sentinel or broker may well listen on; no pooling, so no socket outlives the check.
+ */
+function isReady(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get(`${url}/readyz`, { agent: false, timeout: 2_000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolve(false));
+  });
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { ConnectError } from "@connectrpc/connect";
+import { stopWhenParentDies } from "../common/parent-watch.js";
 import { GouletteError, errorMessage } from "../errors.js";
 import { runAdmin } from "./admin.js";
 import { runDev } from "./dev.js";
@@ -30,6 +31,8 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
 };
 
 async function main(): Promise<void> {
+  // A child of `goulette dev` stops when dev is gone, however dev died.
+  stopWhenParentDies();
   const [command, ...rest] = process.argv.slice(2);
   if (!command || command === "--help" || command === "-h" || command === "help") {
     console.log(USAGE);

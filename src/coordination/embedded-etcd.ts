@@ -259,7 +259,7 @@ function isExecutableFile(file: string): boolean {
 let setprivProbe: string | null | undefined;
 
 /** The setpriv path when it can set a parent-death signal here (Linux, util-linux ≥ 2.33); probed once. */
-function parentDeathSignalWrapper(): string | undefined {
+export function parentDeathSignalWrapper(): string | undefined {
   if (setprivProbe === undefined) {
     setprivProbe = null;
     const setpriv = process.platform === "linux" ? findExecutable("setpriv") : undefined;

@@ -15,6 +15,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { UniversalHandler, UniversalHandlerOptions } from "@connectrpc/connect/protocol";
+import { listenError } from "../common/port-check.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import { handOverDecoded } from "./decoded-messages.js";
@@ -127,9 +128,14 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     socket.on("close", () => sockets.delete(socket));
   });
   await new Promise<void>((resolve, reject) => {
-    outer.once("error", reject);
+    // A taken or forbidden port is one readable line (ListenError), not a raw errno object.
+    const failed = (err: NodeJS.ErrnoException) => {
+      const need = { host, port: Number(portText), remedy: "stop that process or listen elsewhere" };
+      reject(err.code ? listenError(need, err) : err);
+    };
+    outer.once("error", failed);
     outer.listen(Number(portText), host, () => {
-      outer.off("error", reject);
+      outer.off("error", failed);
       resolve();
     });
   });
