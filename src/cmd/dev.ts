@@ -58,7 +58,9 @@ const schema = {
 const USAGE = `Usage: goulette dev [options]
 
 Starts a whole cluster on loopback: an embedded etcd, sentinels and brokers, with all data under one
-directory. Ctrl-C stops everything. The sentinel, broker and --rpc-* options below are handed to the
+directory. Ctrl-C stops everything, and the processes it started never outlive it (not even a kill -9).
+It refuses to start, naming the holder, when one of its ports is taken or another goulette dev uses the
+data directory (lock file dev.lock). The sentinel, broker and --rpc-* options below are handed to the
 processes that have them; TLS, tokens, etcd and Kubernetes options are not (a loopback cluster has no use
 for them: run goulette sentinel/broker yourself for those).`;
 
