@@ -6,7 +6,7 @@ import { StateConflictError, type GroupStore } from "./group-store.js";
 import type { GroupView } from "./group-view.js";
 import type { GroupState, MemberRecord, MemberView, PartitionKey } from "./model.js";
 import { transferMember } from "./static-membership.js";
-import { memberView, nextGroupState } from "./transitions.js";
+import { memberView, nextGroupState, type OwnedReport } from "./transitions.js";
 
 /** One GroupHeartbeat, validated. */
 export interface HeartbeatInput {
@@ -19,6 +19,8 @@ export interface HeartbeatInput {
   topics: string[];
   sessionTimeoutMs: number;
   owned: ReadonlySet<PartitionKey>;
+  /** The generation `owned` was computed at (0: unknown). */
+  generation: number;
   leave: boolean;
 }
 
@@ -112,6 +114,7 @@ export class GroupCoordinator {
     const next = nextGroupState(snapshot.state, snapshot.members, this.options.partitionCounts, {
       member: input.memberId,
       owned: input.owned,
+      generation: input.generation,
     });
     if (next !== snapshot.state) return undefined;
     await this.#renew(input.group, member, input);
@@ -130,6 +133,7 @@ export class GroupCoordinator {
       const state = await this.#advance(input.group, "release", {
         member: input.memberId,
         owned: input.owned,
+        generation: input.generation,
       });
       return this.#result(input.memberId, state, renewed.sessionTimeoutMs);
     });
@@ -217,7 +221,7 @@ export class GroupCoordinator {
   async #advance(
     group: string,
     reason: string,
-    report?: { member: string; owned: ReadonlySet<PartitionKey> },
+    report?: OwnedReport,
     first?: (state: GroupState) => GroupState,
   ): Promise<GroupState> {
     for (let attempt = 0; ; attempt++) {

@@ -18,6 +18,12 @@ import {
 export interface OwnedReport {
   member: string;
   owned: ReadonlySet<PartitionKey>;
+  /**
+   * The newest generation the member had applied when it listed `owned` (0 or absent: unknown). A
+   * partition it was given later is missing from `owned` because it had not heard of it, not because
+   * it let it go.
+   */
+  generation?: number;
 }
 
 /**
@@ -40,7 +46,8 @@ export function nextGroupState(
       report !== undefined &&
       owner.member === report.member &&
       targets[key] !== owner.member &&
-      !report.owned.has(key);
+      !report.owned.has(key) &&
+      (!report.generation || report.generation >= owner.epoch);
     if (!released) owners[key] = owner;
   }
   const handOvers = Object.keys(targets)

@@ -150,8 +150,16 @@ function heartbeatInput(req: GroupHeartbeatRequest): HeartbeatInput {
     topics,
     sessionTimeoutMs: sessionTimeoutOf(req.sessionTimeoutMs),
     owned: new Set(req.owned.map((o) => partitionKey(o.topic, o.partition))),
+    generation: safeGeneration(req.generation),
     leave: req.leave,
   };
+}
+
+function safeGeneration(generation: bigint): number {
+  if (generation > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new InvalidArgumentError(`generation ${generation} is out of range`);
+  }
+  return Number(generation);
 }
 
 function toHeartbeatResponse(result: HeartbeatResult): GroupHeartbeatResponse {

@@ -33,6 +33,7 @@ class RawMember {
       sessionTimeoutMs: this.extra.sessionTimeoutMs ?? 0,
       instanceId: this.memberId === "" ? (this.extra.instanceId ?? "") : "",
       owned: this.owned,
+      generation: this.last?.assignment?.generation ?? 0n,
       clientId: "spec",
     });
     this.last = res;
@@ -224,15 +225,26 @@ describe("consumer groups on the sentinels", () => {
     await converge(members, [2, 2, 2]);
     const before = members.map((m) => m.keys());
     const generation = members[0]?.last?.assignment?.generation;
-    const status = await cluster.sentinel().getClusterStatus({});
+    const status = await waitFor(
+      async () => {
+        const s = await cluster.sentinel().getClusterStatus({});
+        const leader = s.sentinels.find((x) => x.isLeader);
+        return leader ? { leaderId: leader.id, leaderUrl: s.leaderUrl } : undefined;
+      },
+      { what: "a sentinel leader" },
+    );
     await cluster.killSentinel(status.leaderId);
     // Heartbeats go to a survivor; sessions stay alive meanwhile and nothing moves.
     const survivor = urls.find((_, i) => `s${i + 1}` !== status.leaderId) as string;
     for (const m of members) m.client = clientOf(survivor);
     await waitFor(
       async () => {
+        // leader_id is only filled in by the leader itself; the URL is known to everyone.
         const status2 = await clientOf(survivor).getClusterStatus({});
-        return status2.leaderId !== "" && status2.leaderId !== status.leaderId ? true : undefined;
+        if (status2.leaderUrl === "" || status2.leaderUrl === status.leaderUrl) {
+          throw new Error(`${survivor} names leader '${status2.leaderUrl}'`);
+        }
+        return true;
       },
       { timeoutMs: 15_000, what: "a new leader" },
     );

@@ -506,26 +506,34 @@ describe("nextGroupState: cooperative hand-over", () => {
     assert.equal(nextGroupState(empty, new Map(), counts), empty);
   });
 
-  it(
-    "a heartbeat sent before the member learned it owns a partition does not release it",
-    { todo: "needs the generation the report was written at (OwnedReport has none)" },
-    () => {
-      // a owns orders/0 and consumes it; b joins, so orders/0 should move. a's heartbeat was written
-      // before a applied the assignment that gave it orders/0 (a push arrived while it was in flight),
-      // so it does not list the partition although a consumes it by now.
-      const counts: PartitionCounts = (t) => (t === "orders" ? 2 : undefined);
-      const a = member("a", ["orders"]);
-      let state = nextGroupState(emptyGroupState(), new Map([["a", a]]), counts);
-      const members = new Map([
-        ["a", a],
-        ["b", member("b", ["orders"])],
-      ]);
-      state = nextGroupState(state, members, counts);
-      const moving = Object.keys(state.targets).find((k) => state.targets[k] === "b") as string;
-      const next = nextGroupState(state, members, counts, { member: "a", owned: new Set() });
-      assert.equal(next.owners[moving]?.member, "a", "a still consumes it");
-    },
-  );
+  it("a heartbeat sent before the member learned it owns a partition does not release it", () => {
+    // a was given orders/0 at generation 5 and consumes it; b joined, so orders/0 should move. a's
+    // heartbeat was written at generation 4, before a applied the assignment that gave it orders/0 (a
+    // push arrived while the heartbeat was in flight), so it does not list the partition.
+    const counts: PartitionCounts = (t) => (t === "orders" ? 2 : undefined);
+    const members = new Map([
+      ["a", member("a", ["orders"])],
+      ["b", member("b", ["orders"])],
+    ]);
+    const state: GroupState = {
+      generation: 5,
+      targets: { "orders/0": "b", "orders/1": "a" },
+      owners: { "orders/0": { member: "a", epoch: 5 }, "orders/1": { member: "a", epoch: 3 } },
+    };
+    const stale = nextGroupState(state, members, counts, {
+      member: "a",
+      owned: new Set(["orders/1"]),
+      generation: 4,
+    });
+    assert.equal(stale.owners["orders/0"]?.member, "a", "a still consumes it");
+    const current = nextGroupState(state, members, counts, {
+      member: "a",
+      owned: new Set(["orders/1"]),
+      generation: 5,
+    });
+    assert.equal(current.owners["orders/0"]?.member, "b", "released once a knew of it and let it go");
+    assert.ok((current.owners["orders/0"]?.epoch ?? 0) > 5);
+  });
 });
 
 describe("renewEpochs", () => {
