@@ -1,50 +1,141 @@
-import { createClient } from "@connectrpc/connect";
-import { InvalidArgumentError, errorMessage } from "../errors.js";
-import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
+import { FailedPreconditionError, InvalidArgumentError, type GouletteError } from "../errors.js";
+import type { MemberAssignment } from "../gen/goulette/v1/group_pb.js";
+import { diffAssignment } from "./assignment-diff.js";
 import { unrefTimer } from "./backoff.js";
-import { AbortedError, ClientClosedError, isConnectionFailure, toClientError } from "./errors.js";
+import {
+  AbortedError,
+  ClientClosedError,
+  MemberReplacedError,
+  PartitionNotOwnedError,
+  toClientError,
+} from "./errors.js";
 import { emitter, sentinelList, type ClientEvent, type CommonClientOptions } from "./events.js";
+import { GroupMembership } from "./group-membership.js";
 import { MessageBuffer } from "./message-buffer.js";
 import type { ConsumedMessage } from "./messages.js";
-import { PartitionFetcher } from "./partition-fetcher.js";
+import { OffsetCommitter, type CommitTarget } from "./offset-committer.js";
+import { OrderedQueue } from "./ordered-queue.js";
+import { PartitionFetcher, type StartAt } from "./partition-fetcher.js";
+import { PartitionState, type FetchRun, type Fetched } from "./partition-state.js";
 import { SentinelPool } from "./sentinel-pool.js";
 import { TopicMetadata, type TopicShape } from "./topic-metadata.js";
+import {
+  comparePartitions,
+  partitionKey,
+  sortedPartitions,
+  type AssignedPartition,
+  type TopicPartition,
+} from "./topic-partition.js";
 import type { ClientTransport } from "./transport.js";
+
+/** Where reading starts: the oldest message kept, the end (what is produced from now on), or an offset. */
+export type StartFrom = "earliest" | "latest" | number;
 
 export interface ConsumerOptions extends CommonClientOptions {
   /** How to reach sentinels and brokers (the Node and web entry points supply one). */
   transport: ClientTransport;
   /** Close `transport` when the consumer closes (default false: the caller owns it). */
   ownsTransport?: boolean;
-  topic: string;
-  /** The consumer group: its committed offsets say where consumption resumes. */
-  group: string;
+  /** The topic to consume (or `topics`). */
+  topic?: string;
+  /** Several topics (or `topic`). */
+  topics?: readonly string[];
   /**
-   * Where a partition starts when the group has no committed offset for it: "earliest" (the oldest
-   * message kept) or "latest" (default: only messages produced from now on).
+   * The consumer group. The consumer joins it (unless `partitions` or `member` are given): the group's
+   * live members share the partitions of their topics, and its committed offsets say where reading
+   * resumes. Without a group the consumer reads from `from` and commits nothing.
    */
-  from?: "earliest" | "latest";
+  group?: string;
   /**
-   * The partitions this consumer reads (default: all). There is no group coordinator: consumers of one
-   * group that should share a topic must be given disjoint partitions (or use `member`).
+   * Where a partition starts when the group has no committed offset for it (without a group: always):
+   * "earliest" (the oldest message kept), "latest" (default: only messages produced from now on), or an
+   * offset.
+   */
+  from?: StartFrom;
+  /**
+   * Static assignment: read these partitions of every topic, without joining the group (its offsets are
+   * still committed, unfenced). Consumers of one group must then be given disjoint partitions.
    */
   partitions?: readonly number[];
-  /** The shape of the topic if this consumer's GetBrokers creates it (ignored for existing topics). */
-  createTopic?: TopicShape;
-  /** Static membership: this consumer reads the partitions p with p % count === index. */
+  /** Static assignment: read the partitions p with p % count === index, without joining the group. */
   member?: { index: number; count: number };
-  /** Commit processed offsets every autoCommitIntervalMs and at close (default true). */
+  /** The shape of a topic if this consumer's GetBrokers creates it (ignored for existing topics). */
+  createTopic?: TopicShape;
+  /**
+   * Static membership: a stable name (a StatefulSet pod name). A consumer that rejoins with the same
+   * instance id within its session timeout takes its previous member's place and partitions, without a
+   * rebalance; a second live process with the same id replaces the first (MemberReplacedError there).
+   */
+  instanceId?: string;
+  /** The group session: without a heartbeat this long the member leaves the group (ms, 2000–300000, default 10000). */
+  sessionTimeoutMs?: number;
+  /** A label for admin listings (default: host/pid in Node, "browser" in browsers). */
+  clientId?: string;
+  /**
+   * How long a revocation waits for the application to finish the messages of the revoked partitions it
+   * was handed (ms, default 10000); then their processed offsets are committed and they are released.
+   */
+  revokeTimeoutMs?: number;
+  /** Called (and awaited) before the consumer starts reading partitions the group gave it; seek() works here. */
+  onAssigned?: (partitions: AssignedPartition[]) => Promise<void> | void;
+  /**
+   * Called (and awaited) when partitions are taken away (a rebalance, close()): after the application
+   * finished their messages (or revokeTimeoutMs passed) and before their processed offsets are committed
+   * and they are released. Flush what you keep per partition here.
+   */
+  onRevoked?: (partitions: TopicPartition[]) => Promise<void> | void;
+  /** Called when partitions were lost without a release (session expired, commit fenced): too late to commit. */
+  onLost?: (partitions: TopicPartition[]) => Promise<void> | void;
+  /** Commit processed offsets every autoCommitIntervalMs and at close (default true; needs a group). */
   autoCommit?: boolean;
   /** Default 1000 ms. */
   autoCommitIntervalMs?: number;
   /** Messages received and not yet handed to the application, at most (back-pressure, default 1000). */
   maxBufferedMessages?: number;
-  /** Messages per pull wait cycle (default 500). */
+  /** Messages per fetch batch (default 500). */
   pullBatchSize?: number;
-  /** First retry delay after a failed pull (ms, default 100). */
+  /** First retry delay after a failed fetch or join (ms, default 100). */
   retryBackoffMs?: number;
   /** Longest retry delay (ms, default 2000). */
   maxRetryBackoffMs?: number;
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  /**
+   * Handlers running at once, at most (default 1). Never two of one partition: each partition's
+   * messages are handled one after the other, in offset order.
+   */
+  partitionsConcurrently?: number;
+}
+
+/** The group side of ConsumerStats. */
+export interface ConsumerGroupStats {
+  group: string;
+  /** "" while joining. */
+  memberId: string;
+  /** The generation of the last assignment applied. */
+  generation: number;
+  /** False when the sentinels do not coordinate groups (the consumer then reads every partition). */
+  coordinated: boolean;
+  /** No heartbeat was answered for a session timeout: nothing is handed out until one is. */
+  suspended: boolean;
+  /** Partitions owned and read. */
+  partitions: AssignedPartition[];
+  /** Partitions being released. */
+  revoking: TopicPartition[];
+  /** Partitions the group will give this member once their previous owner released them. */
+  pending: TopicPartition[];
+  /** Assignments applied that started or revoked partitions. */
+  rebalances: number;
+  /** Joins, rejoins included. */
+  joins: number;
+  /** Partitions lost without a release (fenced commits, expired sessions). */
+  lostPartitions: number;
+  heartbeats: number;
+  heartbeatFailures: number;
+  /** Milliseconds since the last answered heartbeat was sent (-1 before the first). */
+  lastHeartbeatAgoMs: number;
 }
 
 export interface ConsumerStats {
@@ -53,66 +144,84 @@ export interface ConsumerStats {
   /** Messages waiting in the buffer. */
   buffered: number;
   commits: number;
-  /** Partition → next offset to receive. */
-  positions: Record<number, number>;
-  /** Partition → last committed offset (the next offset to consume). */
-  committed: Record<number, number>;
+  /** "topic/partition" → next offset to receive, for every partition read. */
+  positions: Record<string, number>;
+  /** "topic/partition" → one past the last message processed. */
+  processed: Record<string, number>;
+  /** "topic/partition" → offset this consumer last committed (the next offset to consume). */
+  committed: Record<string, number>;
+  /** Paused partitions ("topic/partition"). */
+  paused: string[];
   unreachableReports: number;
   unreachableBrokers: string[];
   sentinelFailovers: number;
+  /** Present for a consumer that joins a group. */
+  group: ConsumerGroupStats | undefined;
 }
 
+/** How the consumer finds its partitions: a group's assignment, a static list, or a peek without a group. */
+type Mode = "group" | "static" | "peek";
+
+const MIN_SESSION_TIMEOUT_MS = 2_000;
+const MAX_SESSION_TIMEOUT_MS = 300_000;
+
 /**
- * Consumes one topic for a consumer group: one PullMessage stream per partition, from the partition
- * leader, into a bounded buffer the application reads with `for await`, receive() or run().
+ * Consumes topics: one FetchMessages stream per partition read, from the partition leader, into a
+ * bounded buffer the application reads with `for await`, receive(), receiveBatch() or run().
  *
- * Delivery: at least once across restarts (a restarted consumer resumes at the committed offsets), and
- * exactly once within one consumer (a stream that breaks resumes at the next offset not yet received),
- * in offset order per partition. A message counts as processed once the application asks for the next
- * one (or run()'s handler resolves, or commit(message) names it); auto commit commits processed offsets.
+ * With a group (the default when `group` is given), the consumer is a member of it: the sentinels share
+ * the partitions among the live members, and hand them over cooperatively (a revoked partition is
+ * committed and released, then its new owner starts from that commit). Without `group`, it reads
+ * without committing.
+ *
+ * Delivery: at least once across restarts and rebalances (a new owner resumes at the committed offset),
+ * and exactly once within one consumer's hold of a partition, in offset order per partition. A message
+ * counts as processed once the application asks for the next one (or run()'s handler resolves, or
+ * commit(message) names it); auto commit commits processed offsets.
  */
 export class Consumer implements AsyncIterable<ConsumedMessage> {
+  /** The (first) topic. */
   readonly topic: string;
+  readonly topics: readonly string[];
+  /** "" without a group. */
   readonly group: string;
   readonly #options: ConsumerOptions;
+  readonly #mode: Mode;
   readonly #emit: (event: ClientEvent) => void;
   readonly #sentinels: SentinelPool;
-  readonly #metadata: TopicMetadata;
+  readonly #metadata = new Map<string, TopicMetadata>();
   readonly #headers: Record<string, string>;
-  readonly #buffer: MessageBuffer<ConsumedMessage>;
+  readonly #buffer: MessageBuffer<Fetched>;
   readonly #abort = new AbortController();
-  readonly #fetchers = new Map<number, PartitionFetcher>();
-  /** Partition → offset after the last message handed out. */
-  readonly #delivered = new Map<number, number>();
-  /** Partition → offset after the last message processed. */
-  readonly #processed = new Map<number, number>();
-  readonly #committed = new Map<number, number>();
+  readonly #committer: OffsetCommitter;
+  readonly #membership: GroupMembership | undefined;
+  /** Partitions read now (owned, in a group), by "topic/partition". */
+  readonly #states = new Map<string, PartitionState>();
+  readonly #runs = new Set<FetchRun>();
   /** Messages handed out by the last receive: processed once the application asks for more. */
-  #outstanding: ConsumedMessage[] = [];
-  /** start() has finished. */
-  #ready = false;
+  #outstanding: Fetched[] = [];
   #started: Promise<void> | undefined;
-  #running: Promise<unknown> | undefined;
+  #joined: Promise<void> | undefined;
   #commitTimer: ReturnType<typeof setInterval> | undefined;
-  #committing: Promise<void> = Promise.resolve();
   #closing: Promise<void> | undefined;
   #closed = false;
+  #runActive = false;
+  #coordinated = true;
+  #replaced = false;
+  #resumeWaiters: Array<() => void> = [];
   #deliveredCount = 0;
-  #commits = 0;
+  #rebalances = 0;
+  #lostPartitions = 0;
+  #generation = 0;
   #unreachable: string[] = [];
   readonly #onAbort: () => void;
 
   constructor(options: ConsumerOptions) {
-    if (!options.topic) throw new InvalidArgumentError("a consumer needs a topic");
-    if (!options.group) throw new InvalidArgumentError("a consumer needs a group");
-    if (options.member) {
-      const { index, count } = options.member;
-      if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count) {
-        throw new InvalidArgumentError(`member must satisfy 0 ≤ index < count, got ${index} of ${count}`);
-      }
-    }
-    this.topic = options.topic;
-    this.group = options.group;
+    this.topics = validateTopics(options);
+    this.topic = this.topics[0] as string;
+    this.group = options.group ?? "";
+    this.#mode = this.group === "" ? "peek" : options.partitions || options.member ? "static" : "group";
+    validateOptions(options, this.#mode);
     this.#options = options;
     this.#emit = emitter((event) => {
       if (event.type === "broker-unreachable") this.#unreachable.push(event.brokerId);
@@ -126,91 +235,132 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       timeoutMs: options.sentinelTimeoutMs ?? 5_000,
       emit: this.#emit,
     });
-    this.#metadata = new TopicMetadata({
-      topic: options.topic,
-      sentinels: this.#sentinels,
-      shape: options.createTopic,
-      emit: this.#emit,
-    });
+    for (const topic of this.topics) {
+      this.#metadata.set(
+        topic,
+        new TopicMetadata({
+          topic,
+          sentinels: this.#sentinels,
+          shape: options.createTopic,
+          emit: this.#emit,
+        }),
+      );
+    }
     this.#buffer = new MessageBuffer(Math.max(1, options.maxBufferedMessages ?? 1000));
-    this.#onAbort = () =>
-      void this.#shutdown(new AbortedError(options.signal?.reason, "the consumer"), false);
+    this.#committer = new OffsetCommitter({
+      group: this.group,
+      transport: options.transport,
+      headers: this.#headers,
+      metadata: (topic) => this.#metadata.get(topic),
+      emit: this.#emit,
+      onFenced: (target) => {
+        if (target.state) this.#lose([target.state], "a newer owner of the partition fenced its commits");
+      },
+    });
+    if (this.#mode === "group") {
+      this.#membership = new GroupMembership({
+        group: this.group,
+        topics: this.topics,
+        instanceId: options.instanceId ?? "",
+        sessionTimeoutMs: options.sessionTimeoutMs ?? 0,
+        clientId: options.clientId ?? "",
+        sentinels: this.#sentinels,
+        emit: this.#emit,
+        retryBackoffMs: options.retryBackoffMs ?? 100,
+        maxRetryBackoffMs: options.maxRetryBackoffMs ?? 2_000,
+        host: {
+          owned: () => [...this.#states.values()],
+          apply: (assignment) => this.#apply(assignment),
+          membershipLost: (reason) => this.#lose([...this.#states.values()], reason),
+          answered: () => this.#wakeResumeWaiters(),
+          fatal: (error) => this.#fail(error),
+          uncoordinated: (reason) => this.#uncoordinated(reason),
+        },
+      });
+    }
+    this.#onAbort = () => void this.#close(new AbortedError(options.signal?.reason, "the consumer"), false);
     if (options.signal?.aborted) this.#closed = true;
     options.signal?.addEventListener("abort", this.#onAbort, { once: true });
   }
 
-  /** Finds the partitions and starts pulling (done by the first receive() anyway). */
-  start(): Promise<void> {
+  /**
+   * Finds the partitions and starts reading (done by the first receive() anyway). In a group, resolves
+   * once the consumer joined and applied its first assignment; rejects when the group refused it.
+   */
+  async start(): Promise<void> {
+    await this.#start();
+    await this.#joined;
+  }
+
+  #start(): Promise<void> {
     if (this.#closed) return Promise.reject(new ClientClosedError("the consumer"));
-    this.#started ??= this.#start().catch((err: unknown) => {
+    this.#started ??= this.#begin().catch((err: unknown) => {
       this.#started = undefined;
       throw err;
     });
     return this.#started;
   }
 
-  async #start(): Promise<void> {
-    const assignment = await this.#metadata.get(this.#abort.signal);
+  async #begin(): Promise<void> {
+    // Every topic's assignment first (GetBrokers creates a new topic): the group's assignor and the
+    // static partition checks need the partition counts.
+    const counts = new Map<string, number>();
+    for (const [topic, metadata] of this.#metadata) {
+      const assignment = await metadata.get(this.#abort.signal);
+      counts.set(topic, assignment.partitions.length);
+    }
     if (this.#closed) throw new ClientClosedError("the consumer");
-    const all = assignment.partitions.map((p) => p.partition);
-    let chosen = this.#options.partitions ? [...this.#options.partitions] : all;
-    const member = this.#options.member;
-    if (member) chosen = chosen.filter((p) => p % member.count === member.index);
-    for (const p of chosen) {
-      if (!all.includes(p)) {
-        throw new InvalidArgumentError(`topic ${this.topic} has ${all.length} partitions; there is no ${p}`);
-      }
+    if (this.#mode === "group") {
+      const membership = this.#membership as GroupMembership;
+      this.#joined = membership.joined();
+      membership.start();
+    } else {
+      this.#startStatic(counts);
     }
-    for (const partition of chosen) {
-      this.#fetchers.set(
-        partition,
-        new PartitionFetcher({
-          topic: this.topic,
-          partition,
-          group: this.group,
-          from: this.#options.from ?? "latest",
-          metadata: this.#metadata,
-          transport: this.#options.transport,
-          headers: this.#headers,
-          buffer: this.#buffer,
-          batchSize: this.#options.pullBatchSize ?? 500,
-          retryBackoffMs: this.#options.retryBackoffMs ?? 100,
-          maxRetryBackoffMs: this.#options.maxRetryBackoffMs ?? 2_000,
-          emit: this.#emit,
-          // Committed like a processed position, so the group remembers where it started.
-          onStart: (offset) => advance(this.#processed, partition, offset),
-          onFatal: (err) => this.#buffer.fail(err),
-        }),
-      );
-    }
-    this.#running = Promise.all(
-      [...this.#fetchers.values()].map((f) =>
-        f.run(this.#abort.signal).catch((err: unknown) => this.#buffer.fail(toClientError(err))),
-      ),
-    );
-    this.#ready = true;
-    if (this.#options.autoCommit ?? true) {
+    if (this.group !== "" && (this.#options.autoCommit ?? true)) {
       this.#commitTimer = setInterval(
-        () => void this.#commitPositions(this.#processed).catch(() => undefined),
+        () => void this.#commitProcessed(false).catch(() => undefined),
         this.#options.autoCommitIntervalMs ?? 1_000,
       );
       unrefTimer(this.#commitTimer);
     }
   }
 
-  /** The partitions this consumer reads (known after start()). */
-  get partitions(): number[] {
-    return [...this.#fetchers.keys()];
+  /** Static and peek modes (and a group the sentinels do not coordinate): the chosen partitions of every topic. */
+  #startStatic(counts: ReadonlyMap<string, number>): void {
+    const member = this.#options.member;
+    const chosen: TopicPartition[] = [];
+    for (const [topic, count] of counts) {
+      let partitions = this.#options.partitions ? [...this.#options.partitions] : [...Array(count).keys()];
+      if (member) partitions = partitions.filter((p) => p % member.count === member.index);
+      for (const partition of partitions) {
+        if (partition >= count) {
+          throw new InvalidArgumentError(`topic ${topic} has ${count} partitions; there is no ${partition}`);
+        }
+        chosen.push({ topic, partition });
+      }
+    }
+    for (const p of chosen) {
+      const state = new PartitionState({ ...p, epoch: 0 });
+      this.#states.set(state.key, state);
+      this.#startFetch(state, "initial");
+    }
   }
 
-  /**
-   * The next message, or undefined when none arrived within `timeoutMs` (when given) or the consumer
-   * closed. Marks the previously received messages processed.
-   */
-  async receive(
-    options: { signal?: AbortSignal; timeoutMs?: number } = {},
-  ): Promise<ConsumedMessage | undefined> {
-    return (await this.receiveBatch({ ...options, max: 1 }))[0];
+  /** The partitions of `topic` (default: the first topic) read now. */
+  get partitions(): number[] {
+    return [...this.#states.values()]
+      .filter((s) => s.topic === this.topic && !s.revoking)
+      .map((s) => s.partition)
+      .sort((a, b) => a - b);
+  }
+
+  /** The partitions this consumer reads now, with their member epochs (0 outside a group). */
+  assignment(): AssignedPartition[] {
+    return [...this.#states.values()]
+      .filter((s) => !s.revoking)
+      .map((s) => ({ topic: s.topic, partition: s.partition, epoch: s.epoch }))
+      .sort(comparePartitions);
   }
 
   /**
@@ -224,26 +374,44 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
     this.#markProcessed();
     if (this.#closed) return [];
     const max = Math.max(1, options.max ?? 500);
-    let messages: ConsumedMessage[];
+    const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, this.#abort.signal])
+      : this.#abort.signal;
     try {
-      if (!this.#ready) await this.start();
-      messages = this.#buffer.takeAvailable(max);
-      if (messages.length === 0) {
-        const signal = options.signal
-          ? AbortSignal.any([options.signal, this.#abort.signal])
-          : this.#abort.signal;
-        await this.#buffer.whenAvailable(signal, options.timeoutMs);
-        messages = this.#buffer.takeAvailable(max);
+      await this.#start();
+      for (;;) {
+        if (this.#closed) return [];
+        const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
+        if (this.#suspended()) {
+          if (remaining === 0) return [];
+          await this.#whenResumed(signal, remaining);
+          continue;
+        }
+        const items = this.#take(max);
+        if (items.length > 0) {
+          this.#outstanding = items;
+          return items.map((item) => this.#handOut(item));
+        }
+        if (remaining === 0 || this.#buffer.closed) return [];
+        await this.#buffer.whenAvailable(signal, remaining);
+        if (signal.aborted) throw new AbortedError(signal.reason);
       }
     } catch (err) {
       // close() while waiting ends the wait quietly; the caller's own abort is an error.
       if (this.#closed && !options.signal?.aborted) return [];
       throw err;
     }
-    for (const message of messages) this.#delivered.set(message.partition, message.offset + 1);
-    this.#deliveredCount += messages.length;
-    this.#outstanding = messages;
-    return messages;
+  }
+
+  /**
+   * The next message, or undefined when none arrived within `timeoutMs` (when given) or the consumer
+   * closed. Marks the previously received messages processed.
+   */
+  async receive(
+    options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<ConsumedMessage | undefined> {
+    return (await this.receiveBatch({ ...options, max: 1 }))[0];
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<ConsumedMessage> {
@@ -255,75 +423,239 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
   }
 
   /**
-   * Calls `handler` for each message, one at a time, until `signal` aborts or the consumer closes; a
-   * message is processed once its handler resolves. A handler that throws stops run() with its error
-   * (that message is not marked processed).
+   * Calls `handler` for each message until `signal` aborts or the consumer closes; a message is
+   * processed once its handler resolves. With `partitionsConcurrently: n`, up to n handlers run at once,
+   * never two of one partition (each partition in offset order). A handler that throws stops run() with
+   * its error once the running handlers settled (that message is not marked processed); messages taken
+   * and not handed to a handler are read again by the next receive() or run().
    */
   async run(
     handler: (message: ConsumedMessage) => Promise<void> | void,
-    options: { signal?: AbortSignal } = {},
+    options: RunOptions = {},
   ): Promise<void> {
-    for (;;) {
-      let message: ConsumedMessage | undefined;
-      try {
-        message = await this.receive(options);
-      } catch (err) {
-        if (err instanceof AbortedError && options.signal?.aborted) return;
-        throw err;
+    const limit = options.partitionsConcurrently ?? 1;
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new InvalidArgumentError(`partitionsConcurrently must be a whole number ≥ 1, got ${limit}`);
+    }
+    if (this.#runActive) throw new FailedPreconditionError("run() is already running on this consumer");
+    this.#markProcessed();
+    this.#runActive = true;
+    const queue = new OrderedQueue<Fetched>((item) => item.run.state.key);
+    const active = new Set<Promise<void>>();
+    let failure: { error: unknown } | undefined;
+    const stop = options.signal ? AbortSignal.any([options.signal, this.#abort.signal]) : this.#abort.signal;
+    const capacity = Math.max(limit, this.#buffer.capacity);
+    try {
+      await this.#start();
+      while (failure === undefined && !stop.aborted && !this.#closed) {
+        const suspended = this.#suspended();
+        while (!suspended && active.size < limit) {
+          const item = queue.take();
+          if (item === undefined) break;
+          const state = item.run.state;
+          if (!this.#deliverable(item)) {
+            queue.done(state.key);
+            continue;
+          }
+          const message = this.#handOut(item);
+          const task = (async () => {
+            try {
+              await handler(message);
+              state.markProcessed(message.offset + 1, item.seq);
+            } catch (err) {
+              failure ??= { error: err };
+            } finally {
+              queue.done(state.key);
+            }
+          })();
+          active.add(task);
+          void task.then(() => active.delete(task));
+        }
+        const room = queue.size < capacity;
+        if (room && !suspended) {
+          let items: Fetched[];
+          try {
+            items = this.#take(capacity - queue.size);
+          } catch (err) {
+            failure ??= { error: err };
+            break;
+          }
+          for (const item of items) queue.push(item);
+          if (items.length > 0) continue;
+        }
+        // Wait for a handler to finish, or for messages when there is room for them.
+        const waitAbort = new AbortController();
+        const waitSignal = AbortSignal.any([stop, waitAbort.signal]);
+        const waits: Array<Promise<unknown>> = [...active];
+        if (suspended) waits.push(this.#whenResumed(waitSignal));
+        else if (room) waits.push(this.#buffer.whenAvailable(waitSignal).catch(() => undefined));
+        if (waits.length === 0) break;
+        await Promise.race(waits);
+        waitAbort.abort();
       }
-      if (message === undefined) return;
-      try {
-        await handler(message);
-      } catch (err) {
-        this.#outstanding = [];
-        throw err;
+      await Promise.allSettled(active);
+    } finally {
+      this.#runActive = false;
+      // Messages taken off the buffer and never handed out: fetch them again from the hand-out position.
+      for (const key of queue.keys()) {
+        const state = this.#states.get(key);
+        const leftover = queue.drain(key).filter((item) => this.#deliverable(item));
+        if (state && leftover.length > 0 && !this.#closed) this.#restartFetch(state);
       }
     }
+    if (failure !== undefined) throw failure.error;
   }
 
   /**
    * Commits offsets now: with a message, everything of its partition up to and including it; without,
    * every message handed out so far. Resolves once the partition leaders (and their in-sync replicas)
-   * stored them.
+   * stored them. In a group, a partition that moved to another member rejects with
+   * PartitionNotOwnedError (and is reported lost).
    */
   async commit(message?: ConsumedMessage): Promise<void> {
-    const target = new Map<number, number>();
-    if (message) {
-      if (message.topic !== this.topic) {
-        throw new InvalidArgumentError(`message is from topic ${message.topic}, not ${this.topic}`);
-      }
-      target.set(message.partition, message.offset + 1);
-      advance(this.#processed, message.partition, message.offset + 1);
-    } else {
-      for (const [p, offset] of this.#delivered) {
-        target.set(p, offset);
-        advance(this.#processed, p, offset);
-      }
+    if (this.group === "") {
+      throw new FailedPreconditionError("this consumer has no group: it reads without committing");
     }
-    await this.#commitPositions(target, true);
+    if (message) {
+      const state = this.#states.get(partitionKey(message));
+      if (!this.topics.includes(message.topic)) {
+        throw new InvalidArgumentError(
+          `message is from topic ${message.topic}, not ${this.topics.join(", ")}`,
+        );
+      }
+      // A partition being revoked is still this member's: onRevoked may commit it.
+      if (this.#mode === "group" && this.#coordinated && !state) {
+        throw new PartitionNotOwnedError(
+          message.topic,
+          message.partition,
+          "is not assigned to this consumer",
+        );
+      }
+      if (state) {
+        state.markProcessed(message.offset + 1, state.seq);
+        const target: CommitTarget = { ...this.#target(state), offset: message.offset + 1 };
+        await this.#committer.commit(() => [target], this.#round(true));
+      } else {
+        // A static consumer may commit for partitions it does not read (unfenced).
+        const target = {
+          topic: message.topic,
+          partition: message.partition,
+          offset: message.offset + 1,
+          epoch: 0,
+        };
+        await this.#committer.commit(() => [target], this.#round(true));
+      }
+      return;
+    }
+    for (const state of this.#states.values()) {
+      if (state.delivered !== undefined) state.markProcessed(state.delivered, state.seq);
+    }
+    await this.#commitProcessed(true);
+  }
+
+  /** Stops reading these partitions: a paused partition is neither fetched nor handed out, and stays owned. */
+  pause(partitions: readonly TopicPartition[]): void {
+    for (const state of partitions.map((p) => this.#owned(p, "pause"))) {
+      state.paused = true;
+      this.#stopFetch(state);
+    }
+  }
+
+  /** Reads paused partitions again, from the message after the last one handed out. */
+  resume(partitions: readonly TopicPartition[]): void {
+    for (const state of partitions.map((p) => this.#owned(p, "resume"))) {
+      if (!state.paused) continue;
+      state.paused = false;
+      if (!this.#closed && state.run === undefined) this.#restartFetch(state);
+    }
+  }
+
+  /** The paused partitions. */
+  paused(): TopicPartition[] {
+    return sortedPartitions([...this.#states.values()].filter((s) => s.paused && !s.revoking));
+  }
+
+  /**
+   * Moves a partition's position: the next message handed out is at `to` (an offset, or the log's start
+   * or end now). Messages handed out before no longer count; in a group the position counts as processed,
+   * so the next commit stores it (also backwards: a replay).
+   */
+  seek(partition: TopicPartition, to: StartFrom): void {
+    if (typeof to === "number" && (!Number.isSafeInteger(to) || to < 0)) {
+      throw new InvalidArgumentError(`seek: offset must be a whole number ≥ 0, got ${to}`);
+    }
+    if (to !== "earliest" && to !== "latest" && typeof to !== "number") {
+      throw new InvalidArgumentError(`seek: expected an offset, "earliest" or "latest", got ${String(to)}`);
+    }
+    const state = this.#owned(partition, "seek");
+    this.#stopFetch(state);
+    state.seekTo(typeof to === "number" ? to : undefined);
+    const start: StartAt = typeof to === "number" ? { kind: "offset", offset: to } : { kind: to };
+    if (state.paused) state.pendingStart = start;
+    else if (!this.#closed) this.#startFetch(state, "seek", start);
   }
 
   stats(): ConsumerStats {
-    const positions: Record<number, number> = {};
-    for (const [p, f] of this.#fetchers) if (f.position !== undefined) positions[p] = f.position;
+    const positions: Record<string, number> = {};
+    const processed: Record<string, number> = {};
+    const committed: Record<string, number> = {};
+    for (const [key, state] of this.#states) {
+      const position = state.run?.fetcher.position ?? state.position;
+      if (position !== undefined) positions[key] = position;
+      if (state.processed !== undefined) processed[key] = state.processed;
+      if (state.committed !== undefined) committed[key] = state.committed.offset;
+    }
+    let unreachableReports = 0;
+    for (const metadata of this.#metadata.values()) unreachableReports += metadata.unreachableReports;
     return {
       delivered: this.#deliveredCount,
       buffered: this.#buffer.size,
-      commits: this.#commits,
+      commits: this.#committer.commits,
       positions,
-      committed: Object.fromEntries(this.#committed),
-      unreachableReports: this.#metadata.unreachableReports,
+      processed,
+      committed,
+      paused: this.paused().map(partitionKey),
+      unreachableReports,
       unreachableBrokers: [...this.#unreachable],
       sentinelFailovers: this.#sentinels.failovers,
+      group: this.#groupStats(),
+    };
+  }
+
+  #groupStats(): ConsumerGroupStats | undefined {
+    const membership = this.#membership;
+    if (!membership) return undefined;
+    const session = membership.stats();
+    const states = [...this.#states.values()];
+    return {
+      group: this.group,
+      memberId: session.memberId,
+      generation: this.#generation,
+      coordinated: this.#coordinated,
+      suspended: this.#coordinated && !this.#closed && membership.suspect(),
+      partitions: this.assignment(),
+      revoking: sortedPartitions(states.filter((s) => s.revoking)),
+      pending: session.pending,
+      rebalances: this.#rebalances,
+      joins: session.joins,
+      lostPartitions: this.#lostPartitions,
+      heartbeats: session.heartbeats,
+      heartbeatFailures: session.heartbeatFailures,
+      lastHeartbeatAgoMs: session.lastHeartbeatAgoMs,
     };
   }
 
   /**
-   * Stops pulling, commits processed offsets (auto commit), and releases the connections. Buffered
-   * messages not handed out are dropped; they are delivered again to the group later.
+   * Stops reading, commits processed offsets (auto commit) and, in a group, calls onRevoked first and
+   * leaves the group afterwards, so the partitions move to the other members at once. Buffered messages
+   * not handed out are dropped; they are delivered again to the group later.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#shutdown(new ClientClosedError("the consumer"), this.#options.autoCommit ?? true);
+    return this.#close(new ClientClosedError("the consumer"), this.#options.autoCommit ?? true);
+  }
+
+  #close(reason: Error, commit: boolean): Promise<void> {
+    this.#closing ??= this.#shutdown(reason, commit);
     return this.#closing;
   }
 
@@ -332,75 +664,397 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
   }
 
   async #shutdown(reason: Error, commit: boolean): Promise<void> {
-    if (this.#closed && this.#running === undefined) return;
     this.#closed = true;
     this.#options.signal?.removeEventListener("abort", this.#onAbort);
     if (this.#commitTimer !== undefined) clearInterval(this.#commitTimer);
+    const states = [...this.#states.values()];
+    for (const state of states) this.#stopFetch(state);
     this.#abort.abort(reason);
     this.#buffer.close();
-    await this.#running?.catch(() => undefined);
-    this.#running = undefined;
-    if (commit) {
-      await this.#committing.catch(() => undefined);
-      await this.#commitPositions(this.#processed, false, true).catch(() => undefined);
+    this.#wakeResumeWaiters();
+    await Promise.all([...this.#runs].map((run) => run.done));
+    const grouped = this.#mode === "group" && this.#coordinated && !this.#replaced;
+    const owned = states.filter((s) => this.#states.get(s.key) === s);
+    if (grouped && commit && owned.length > 0 && this.#options.onRevoked) {
+      await this.#hook("onRevoked", this.#options.onRevoked, sortedPartitions(owned));
     }
+    let committed = true;
+    if (commit && this.group !== "") committed = await this.#commitProcessed(false, true).catch(() => false);
+    if (grouped && owned.length > 0) {
+      this.#emit({
+        type: "revoked",
+        group: this.group,
+        generation: this.#generation,
+        partitions: sortedPartitions(owned),
+        committed,
+      });
+    }
+    this.#states.clear();
+    await this.#membership?.close(!this.#replaced);
     if (this.#options.ownsTransport) this.#options.transport.close();
+  }
+
+  // --- group assignments ---------------------------------------------------------------------------
+
+  #apply(assignment: MemberAssignment): void {
+    if (this.#closed) return;
+    const assigned = assignment.partitions
+      .filter((p) => this.topics.includes(p.topic))
+      .map((p) => ({ topic: p.topic, partition: p.partition, epoch: Number(p.epoch) }));
+    const diff = diffAssignment(this.#states, assigned);
+    const generation = Number(assignment.generation);
+    this.#generation = generation;
+    if (diff.replaced.length > 0) {
+      const list = diff.replaced.map((p) => `${partitionKey(p)} at epoch ${p.epoch}`).join(", ");
+      this.#replaced = true;
+      this.#fail(
+        new MemberReplacedError(
+          this.group,
+          `the group gave ${list} to another session of member ${assignment.memberId}`,
+        ),
+      );
+      return;
+    }
+    if (diff.start.length === 0 && diff.revoke.length === 0) return;
+    this.#rebalances++;
+    if (diff.start.length > 0) void this.#takeOver(diff.start, generation);
+    if (diff.revoke.length > 0) {
+      const states = diff.revoke.map((p) => this.#states.get(partitionKey(p)) as PartitionState);
+      void this.#revoke(states, generation);
+    }
+  }
+
+  /** Partitions the group gave this member: owned at once, read once onAssigned returned. */
+  async #takeOver(partitions: AssignedPartition[], generation: number): Promise<void> {
+    const states = partitions.map((p) => new PartitionState(p));
+    for (const state of states) this.#states.set(state.key, state);
+    this.#emit({
+      type: "assigned",
+      group: this.group,
+      generation,
+      partitions: [...partitions].sort(comparePartitions),
+    });
+    if (this.#options.onAssigned) await this.#hook("onAssigned", this.#options.onAssigned, partitions);
+    for (const state of states) {
+      if (this.#closed || this.#states.get(state.key) !== state || state.revoking || state.paused) continue;
+      if (state.run === undefined) this.#restartFetch(state);
+    }
+  }
+
+  /**
+   * A cooperative revocation: stop fetching, drop what is buffered, wait (bounded) for the application to
+   * finish what it was handed, onRevoked, commit, then release (a heartbeat at once tells the group).
+   */
+  async #revoke(states: PartitionState[], generation: number): Promise<void> {
+    for (const state of states) {
+      state.revoking = true;
+      this.#stopFetch(state);
+    }
+    const timeoutMs = this.#options.revokeTimeoutMs ?? 10_000;
+    await Promise.all(states.map((s) => s.whenIdle(timeoutMs, this.#abort.signal)));
+    if (this.#closed) return; // close() commits and leaves
+    const partitions = sortedPartitions(states);
+    if (this.#options.onRevoked) await this.#hook("onRevoked", this.#options.onRevoked, partitions);
+    const ours = () => states.filter((s) => this.#states.get(s.key) === s);
+    const committed =
+      this.group !== "" && (this.#options.autoCommit ?? true)
+        ? await this.#committer.commit(() => this.#targets(ours()), this.#round(false)).catch(() => false)
+        : true;
+    const released = ours();
+    for (const state of released) this.#states.delete(state.key);
+    if (released.length > 0) {
+      this.#emit({
+        type: "revoked",
+        group: this.group,
+        generation,
+        partitions: sortedPartitions(released),
+        committed,
+      });
+    }
+    this.#membership?.heartbeatNow();
+  }
+
+  /** Partitions another member owns now: stopped at once, nothing committed. */
+  #lose(states: PartitionState[], reason: string): void {
+    const lost = states.filter((s) => this.#states.get(s.key) === s);
+    if (lost.length === 0) return;
+    for (const state of lost) {
+      state.revoking = true;
+      this.#stopFetch(state);
+      this.#states.delete(state.key);
+      state.abandon();
+    }
+    this.#lostPartitions += lost.length;
+    const partitions = sortedPartitions(lost);
+    this.#emit({ type: "lost", group: this.group, partitions, reason });
+    if (this.#options.onLost) void this.#hook("onLost", this.#options.onLost, partitions);
+    this.#membership?.heartbeatNow();
+  }
+
+  #uncoordinated(reason: string): void {
+    if (this.#closed) return;
+    this.#coordinated = false;
+    this.#emit({
+      type: "uncoordinated",
+      group: this.group,
+      reason: `the sentinels do not coordinate consumer groups (${reason}): reading every partition`,
+    });
+    const counts = new Map<string, number>();
+    for (const [topic, metadata] of this.#metadata)
+      counts.set(topic, metadata.current?.partitions.length ?? 0);
+    try {
+      this.#startStatic(counts);
+    } catch (err) {
+      this.#fail(toClientError(err));
+    }
+  }
+
+  /** Ends the consumer with `error`: receive() and run() throw it once the buffer is drained. */
+  #fail(error: GouletteError): void {
+    for (const state of [...this.#states.values()]) {
+      this.#stopFetch(state);
+      this.#states.delete(state.key);
+    }
+    this.#buffer.fail(error);
+    if (this.#membership) void this.#membership.close(false);
+  }
+
+  async #hook<T>(name: string, hook: (arg: T) => Promise<void> | void, arg: T): Promise<void> {
+    try {
+      await hook(arg);
+    } catch (err) {
+      this.#emit({ type: "error", topic: this.topics.join(","), what: name, error: toClientError(err) });
+    }
+  }
+
+  // --- fetching ------------------------------------------------------------------------------------
+
+  /**
+   * Starts reading a partition. "initial": from the group's committed offset (fencing the previous owner
+   * in a group), else `from`; "seek": at `start`; "resume": at the next offset to hand out.
+   */
+  #startFetch(state: PartitionState, why: "initial" | "resume" | "seek", seekStart?: StartAt): void {
+    const from = this.#options.from ?? "latest";
+    const start: StartAt =
+      why === "seek" && seekStart
+        ? seekStart
+        : why === "resume" && state.position !== undefined
+          ? { kind: "offset", offset: state.position }
+          : this.group === ""
+            ? typeof from === "number"
+              ? { kind: "offset", offset: from }
+              : { kind: from }
+            : { kind: "committed", otherwise: from };
+    const initial = why !== "seek" && start.kind !== "offset";
+    const abort = new AbortController();
+    const run: FetchRun = {
+      state,
+      abort,
+      done: Promise.resolve(),
+      fetcher: new PartitionFetcher({
+        topic: state.topic,
+        partition: state.partition,
+        group: this.group,
+        memberEpoch: BigInt(state.epoch),
+        start,
+        metadata: this.#metadata.get(state.topic) as TopicMetadata,
+        transport: this.#options.transport,
+        headers: this.#headers,
+        sink: {
+          tryPut: (message) => this.#buffer.tryPut({ message, run, seq: 0 }),
+          put: (message, signal) => this.#buffer.put({ message, run, seq: 0 }, signal),
+        },
+        batchSize: this.#options.pullBatchSize ?? 500,
+        retryBackoffMs: this.#options.retryBackoffMs ?? 100,
+        maxRetryBackoffMs: this.#options.maxRetryBackoffMs ?? 2_000,
+        emit: this.#emit,
+        onStart: (offset, source) => {
+          if (state.run !== run) return;
+          if (why === "seek") {
+            if (state.position === undefined) state.seekTo(offset);
+            return;
+          }
+          state.position ??= offset;
+          // A start chosen without a committed offset is committed too, so that the group's next
+          // reader starts there (not at a later "latest").
+          if (initial && source === "chosen" && this.group !== "") state.markProcessed(offset, state.seq);
+        },
+        onFenced: () => this.#lose([state], "the group gave the partition to a newer member (fenced)"),
+        onFatal: (err) => this.#buffer.fail(err),
+      }),
+    };
+    state.run = run;
+    state.pendingStart = undefined;
+    this.#runs.add(run);
+    run.done = run.fetcher
+      .run(abort.signal)
+      .catch((err: unknown) => this.#buffer.fail(toClientError(err)))
+      .finally(() => this.#runs.delete(run));
+  }
+
+  /** Stops the partition's fetch and drops its buffered messages (they are fetched again on a restart). */
+  #stopFetch(state: PartitionState): void {
+    const run = state.run;
+    if (!run) return;
+    state.run = undefined;
+    run.abort.abort();
+    this.#buffer.remove((item) => item.run === run);
+  }
+
+  /** Fetches again from the next offset to hand out (or a seek made while paused). */
+  #restartFetch(state: PartitionState): void {
+    this.#stopFetch(state);
+    const pending = state.pendingStart;
+    if (pending) this.#startFetch(state, "seek", pending);
+    else this.#startFetch(state, state.position === undefined ? "initial" : "resume");
+  }
+
+  #deliverable(item: Fetched): boolean {
+    return item.run.state.run === item.run && !this.#closed;
+  }
+
+  /** Up to `max` deliverable messages off the buffer (those of stopped fetches are dropped). */
+  #take(max: number): Fetched[] {
+    for (;;) {
+      const items = this.#buffer.takeAvailable(max);
+      if (items.length === 0) return items;
+      const deliverable = items.filter((item) => this.#deliverable(item));
+      if (deliverable.length > 0) return deliverable;
+    }
+  }
+
+  #handOut(item: Fetched): ConsumedMessage {
+    const state = item.run.state;
+    item.seq = state.seq;
+    state.handedOut(item.message.offset);
+    this.#deliveredCount++;
+    return item.message;
   }
 
   #markProcessed(): void {
     const outstanding = this.#outstanding;
     if (outstanding.length === 0) return;
     this.#outstanding = [];
-    for (const message of outstanding) advance(this.#processed, message.partition, message.offset + 1);
+    for (const item of outstanding) item.run.state.markProcessed(item.message.offset + 1, item.seq);
   }
 
-  /** Commits `positions` that moved past what is committed, one call per partition, to its leader. */
-  #commitPositions(positions: Map<number, number>, throwOnError = false, closing = false): Promise<void> {
-    const run = async () => {
-      if (this.#closed && !closing) return;
-      const assignment = this.#metadata.current;
-      const errors: unknown[] = [];
-      const signal = closing ? AbortSignal.timeout(5_000) : this.#abort.signal;
-      await Promise.all(
-        [...positions].map(async ([partition, offset]) => {
-          if ((this.#committed.get(partition) ?? -1) >= offset) return;
-          const location = assignment?.partitions[partition];
-          if (!location || location.address === "") {
-            errors.push(new Error(`partition ${partition} has no known leader`));
-            return;
-          }
-          try {
-            const client = createClient(BrokerService, this.#options.transport.broker(location.address));
-            await client.commitOffset(
-              { consumerGroup: this.group, topic: this.topic, partition, offset: BigInt(offset) },
-              { signal, headers: this.#headers, timeoutMs: 10_000 },
-            );
-            advance(this.#committed, partition, offset);
-            this.#commits++;
-          } catch (err) {
-            errors.push(err);
-            const error = toClientError(err);
-            this.#emit({ type: "error", topic: this.topic, what: `commit of partition ${partition}`, error });
-            // The leader moved or died: learn the new one before the next attempt.
-            const report = isConnectionFailure(err) ? [location.leaderId] : [];
-            if (!closing) void this.#metadata.refresh(report).catch(() => undefined);
-          }
-        }),
-      );
-      if (throwOnError && errors.length > 0) {
-        const first = errors[0];
-        throw first instanceof Error && !(first instanceof AbortedError)
-          ? toClientError(first)
-          : new Error(`commit failed: ${errorMessage(first)}`);
-      }
+  /** In a group whose heartbeats went unanswered for a session timeout, nothing is handed out. */
+  #suspended(): boolean {
+    return this.#membership !== undefined && this.#coordinated && this.#membership.suspect();
+  }
+
+  #whenResumed(signal: AbortSignal, timeoutMs?: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        const i = this.#resumeWaiters.indexOf(done);
+        if (i !== -1) this.#resumeWaiters.splice(i, 1);
+        resolve();
+      };
+      // Re-checked at least every second (the session may have been answered by then).
+      const timer = setTimeout(done, Math.min(timeoutMs ?? 1_000, 1_000));
+      signal.addEventListener("abort", done, { once: true });
+      this.#resumeWaiters.push(done);
+    });
+  }
+
+  #wakeResumeWaiters(): void {
+    for (const wake of this.#resumeWaiters.splice(0)) wake();
+  }
+
+  // --- commits -------------------------------------------------------------------------------------
+
+  #owned(p: TopicPartition, what: string): PartitionState {
+    const state = this.#states.get(partitionKey(p));
+    if (!state || state.revoking) {
+      throw new PartitionNotOwnedError(p.topic, p.partition, `is not read by this consumer (${what})`);
+    }
+    return state;
+  }
+
+  #target(state: PartitionState): CommitTarget {
+    return {
+      topic: state.topic,
+      partition: state.partition,
+      offset: state.processed ?? 0,
+      epoch: state.epoch,
+      state,
+      seq: state.seq,
     };
-    // One commit round at a time, in order, so a slow older round cannot overwrite a newer offset.
-    const next = this.#committing.catch(() => undefined).then(run);
-    this.#committing = next.catch(() => undefined);
-    return next;
+  }
+
+  #targets(states: Iterable<PartitionState>): CommitTarget[] {
+    const targets: CommitTarget[] = [];
+    for (const state of states) if (state.processed !== undefined) targets.push(this.#target(state));
+    return targets;
+  }
+
+  #round(throwOnError: boolean, closing = false) {
+    return {
+      signal: closing ? AbortSignal.timeout(5_000) : this.#abort.signal,
+      throwOnError,
+      closing,
+    };
+  }
+
+  /** Commits every partition's processed offset that moved. */
+  #commitProcessed(throwOnError: boolean, closing = false): Promise<boolean> {
+    if (this.#closed && !closing) return Promise.resolve(true);
+    return this.#committer.commit(
+      () => this.#targets(this.#states.values()),
+      this.#round(throwOnError, closing),
+    );
   }
 }
 
-function advance(map: Map<number, number>, partition: number, offset: number): void {
-  if ((map.get(partition) ?? -1) < offset) map.set(partition, offset);
+function validateTopics(options: ConsumerOptions): string[] {
+  if (options.topic !== undefined && options.topics !== undefined) {
+    throw new InvalidArgumentError("give a consumer `topic` or `topics`, not both");
+  }
+  const topics = options.topics ? [...options.topics] : options.topic ? [options.topic] : [];
+  if (topics.length === 0 || topics.some((t) => typeof t !== "string" || t === "")) {
+    throw new InvalidArgumentError("a consumer needs a topic (`topic`, or a non-empty `topics` list)");
+  }
+  if (new Set(topics).size !== topics.length) {
+    throw new InvalidArgumentError(`topics lists a topic twice: ${topics.join(", ")}`);
+  }
+  return topics;
+}
+
+function validateOptions(options: ConsumerOptions, mode: Mode): void {
+  if (options.member) {
+    const { index, count } = options.member;
+    if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count) {
+      throw new InvalidArgumentError(`member must satisfy 0 ≤ index < count, got ${index} of ${count}`);
+    }
+  }
+  for (const p of options.partitions ?? []) {
+    if (!Number.isInteger(p) || p < 0) throw new InvalidArgumentError(`partitions: ${p} is not a partition`);
+  }
+  const from = options.from;
+  if (
+    from !== undefined &&
+    from !== "earliest" &&
+    from !== "latest" &&
+    !(typeof from === "number" && Number.isSafeInteger(from) && from >= 0)
+  ) {
+    throw new InvalidArgumentError(`from must be "earliest", "latest" or an offset ≥ 0, got ${String(from)}`);
+  }
+  const timeout = options.sessionTimeoutMs;
+  if (
+    timeout !== undefined &&
+    (!Number.isInteger(timeout) || timeout < MIN_SESSION_TIMEOUT_MS || timeout > MAX_SESSION_TIMEOUT_MS)
+  ) {
+    throw new InvalidArgumentError(
+      `sessionTimeoutMs must be ${MIN_SESSION_TIMEOUT_MS}–${MAX_SESSION_TIMEOUT_MS}, got ${timeout}`,
+    );
+  }
+  if (mode !== "group") {
+    const why = mode === "peek" ? "a consumer without a group" : "a consumer with static partitions/member";
+    for (const name of ["instanceId", "sessionTimeoutMs", "onAssigned", "onRevoked", "onLost"] as const) {
+      if (options[name] !== undefined)
+        throw new InvalidArgumentError(`${name} needs group membership; ${why} does not join`);
+    }
+  }
 }

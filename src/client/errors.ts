@@ -82,6 +82,31 @@ export class ClientClosedError extends FailedPreconditionError {
   }
 }
 
+/** A partition this group member does not (or no longer) own: another member commits its offsets. */
+export class PartitionNotOwnedError extends FailedPreconditionError {
+  readonly topic: string;
+  readonly partition: number;
+
+  constructor(topic: string, partition: number, why: string) {
+    super(`partition ${topic}/${partition} ${why}`);
+    this.topic = topic;
+    this.partition = partition;
+  }
+}
+
+/**
+ * Another consumer joined the group with this consumer's `instanceId` and took its place (static
+ * membership: the newest process wins); this one stopped.
+ */
+export class MemberReplacedError extends GouletteError {
+  readonly group: string;
+
+  constructor(group: string, detail: string) {
+    super(`another consumer took this member's place in group ${group}: ${detail}`, Code.Aborted, false);
+    this.group = group;
+  }
+}
+
 /** The caller's AbortSignal fired. `reason` is the signal's reason. */
 export class AbortedError extends GouletteError {
   readonly reason: unknown;

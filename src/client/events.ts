@@ -1,3 +1,5 @@
+import type { AssignedPartition, TopicPartition } from "./topic-partition.js";
+
 /**
  * What the clients report while they work around failures. Pass `onEvent` to see them (the CLI prints
  * them with --verbose); nothing here needs handling, the clients recover by themselves.
@@ -28,7 +30,38 @@ export type ClientEvent =
   /** A consumer's position moved without consuming (the log no longer holds it, or never did). */
   | { type: "offset-reset"; topic: string; partition: number; from: number; to: number; reason: string }
   /** A background step failed and will be tried again (metadata refresh, offset commit...). */
-  | { type: "error"; topic: string; what: string; error: Error };
+  | { type: "error"; topic: string; what: string; error: Error }
+  /** The consumer joined its group (first join). */
+  | { type: "joined"; group: string; memberId: string; generation: number }
+  /** The consumer joined its group again after it was removed from it (its partitions were lost). */
+  | {
+      type: "rejoined";
+      group: string;
+      memberId: string;
+      previousMemberId: string;
+      generation: number;
+      /** Why the previous membership ended. */
+      reason: string;
+    }
+  /** The group gave the consumer these partitions: it reads them from their committed offsets. */
+  | { type: "assigned"; group: string; generation: number; partitions: AssignedPartition[] }
+  /**
+   * The consumer released these partitions to the group (a rebalance, or close()), after the
+   * application finished their messages (or the wait ended) and their processed offsets were committed
+   * (`committed` false when a commit failed: the next owner starts earlier, with duplicates).
+   */
+  | { type: "revoked"; group: string; generation: number; partitions: TopicPartition[]; committed: boolean }
+  /**
+   * The consumer stopped these partitions without committing: another member owns them now (a commit
+   * was fenced, the session expired, or the member was removed). Their uncommitted messages will be
+   * delivered again to the new owner.
+   */
+  | { type: "lost"; group: string; partitions: TopicPartition[]; reason: string }
+  /**
+   * The sentinels do not coordinate consumer groups (they predate them): the consumer reads every
+   * partition of its topics without coordination, as static consumers do.
+   */
+  | { type: "uncoordinated"; group: string; reason: string };
 
 /** Options shared by Producer, Consumer and Admin. */
 export interface CommonClientOptions {

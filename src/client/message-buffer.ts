@@ -60,6 +60,16 @@ export class MessageBuffer<T> {
     if (signal?.aborted && this.size === 0) throw new AbortedError(signal.reason);
   }
 
+  /** Removes the buffered items `drop` selects (a stopped partition's); returns how many. */
+  remove(drop: (item: T) => boolean): number {
+    const kept = this.#items.slice(this.#head).filter((item) => !drop(item));
+    const removed = this.size - kept.length;
+    this.#items = kept;
+    this.#head = 0;
+    if (removed > 0 && this.#putWaiters.length > 0) wakeAll(this.#putWaiters);
+    return removed;
+  }
+
   /** True once close() was called. */
   get closed(): boolean {
     return this.#closed;

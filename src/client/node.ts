@@ -1,4 +1,5 @@
 import type http2 from "node:http2";
+import { hostname } from "node:os";
 import type { Transport } from "@connectrpc/connect";
 import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import { Admin as BaseAdmin, type AdminOptions } from "./admin.js";
@@ -8,6 +9,9 @@ import { Producer as BaseProducer, type ProducerOptions } from "./producer.js";
 import { baseUrlOf, type ClientTransport } from "./transport.js";
 
 export * from "./common.js";
+export { MemberReplacedError, PartitionNotOwnedError } from "./errors.js";
+export type { ConsumerGroupStats, RunOptions, StartFrom } from "./consumer.js";
+export type { AssignedPartition, TopicPartition } from "./topic-partition.js";
 
 export interface NodeTransportOptions {
   /** Dial brokers (host:port addresses) over TLS (default false). Sentinel URLs carry their own scheme. */
@@ -122,7 +126,7 @@ export class Producer extends BaseProducer {
 /** A Consumer over gRPC/HTTP/2 (see src/client/consumer.ts). */
 export class Consumer extends BaseConsumer {
   constructor(options: NodeConsumerOptions) {
-    super(withTransport(options));
+    super(withTransport({ ...options, clientId: options.clientId ?? `${hostname()}/${process.pid}` }));
   }
 }
 

@@ -4,27 +4,57 @@ import { backoffDelay, sleep } from "./backoff.js";
 import { AbortedError, BrokerUnreachableError, isConnectionFailure, toClientError } from "./errors.js";
 import type { ClientEvent } from "./events.js";
 import { toConsumedMessage, type BatchContext, type ConsumedMessage } from "./messages.js";
-import type { MessageBuffer } from "./message-buffer.js";
 import type { PartitionLocation, TopicMetadata } from "./topic-metadata.js";
 import type { ClientTransport } from "./transport.js";
+
+/** Where a read starts: an offset, the log start or end, or the group's committed offset. */
+export type StartAt =
+  | { kind: "offset"; offset: number }
+  | { kind: "earliest" }
+  | { kind: "latest" }
+  /** The group's committed offset; `otherwise` where it has none. */
+  | { kind: "committed"; otherwise: "earliest" | "latest" | number };
+
+/** Where fetched messages go (the consumer's bounded buffer): tryPut without waiting, else put. */
+export interface FetchSink {
+  tryPut(message: ConsumedMessage): boolean;
+  put(message: ConsumedMessage, signal: AbortSignal): Promise<void>;
+}
+
+/**
+ * GetCommittedOffset needs a group name; a consumer without a group asks with this one only to learn
+ * the log range (a read: nothing is stored for it).
+ */
+export const RANGE_PROBE_GROUP = "goulette.log-range";
 
 export interface PartitionFetcherOptions {
   topic: string;
   partition: number;
+  /** The consumer group ("" for none: nothing is looked up or fenced for a group). */
   group: string;
-  /** Where to start when the group has no committed offset. */
-  from: "earliest" | "latest";
+  /**
+   * The member epoch sent with GetCommittedOffset: the partition leader raises the group's fence to it,
+   * so that the previous owner can no longer commit (0: not a group member, nothing is fenced).
+   */
+  memberEpoch: bigint;
+  /** Where to start. */
+  start: StartAt;
   metadata: TopicMetadata;
   transport: ClientTransport;
   headers: Record<string, string>;
-  buffer: MessageBuffer<ConsumedMessage>;
+  sink: FetchSink;
   /** Messages per pull wait cycle. */
   batchSize: number;
   retryBackoffMs: number;
   maxRetryBackoffMs: number;
   emit: (event: ClientEvent) => void;
-  /** The start position chosen where the group had no committed offset. */
-  onStart: (offset: number) => void;
+  /**
+   * The start position, once resolved: "committed" when it is the group's committed offset, "chosen"
+   * otherwise (an offset, the log start or end).
+   */
+  onStart: (offset: number, source: "committed" | "chosen") => void;
+  /** GetCommittedOffset answered ABORTED: the group gave the partition to a newer member epoch. */
+  onFenced: (err: Error) => void;
   /** Called once with an error no retry can fix (bad credentials, invalid group...). */
   onFatal: (err: Error) => void;
 }
@@ -91,9 +121,11 @@ export class PartitionFetcher {
                 reason: "the leader's log skips these offsets",
               });
             }
+            // A batch already received is still iterated after a stop; nothing of it may go out.
+            if (signal.aborted) return;
             this.position = at + 1;
             const consumed = toConsumedMessage(message, context);
-            if (!this.options.buffer.tryPut(consumed)) await this.options.buffer.put(consumed, signal);
+            if (!this.options.sink.tryPut(consumed)) await this.options.sink.put(consumed, signal);
           }
         }
       } catch (err) {
@@ -115,26 +147,34 @@ export class PartitionFetcher {
   }
 
   /**
-   * Where this consumer starts: the group's committed offset, else the log start ("earliest") or end
-   * ("latest"). A start chosen without a committed offset is reported (onStart), so that the group
-   * commits it and a later consumer of the group starts there too.
+   * Resolves the start position: an offset as given; the group's committed offset (GetCommittedOffset,
+   * which also raises the group's fence to this member's epoch); the log start ("earliest") or the high
+   * watermark ("latest", what is readable now), both in the leader's GetCommittedOffset answer.
    */
   async #startOffset(client: Client<typeof BrokerService>, signal: AbortSignal): Promise<number> {
-    const { topic, partition, group } = this.options;
-    const committed = await client.getCommittedOffset(
-      { topic, partition, consumerGroup: group },
+    const { topic, partition, group, start } = this.options;
+    if (start.kind === "offset") return this.#started(start.offset, "chosen");
+    const answer = await client.getCommittedOffset(
+      { topic, partition, consumerGroup: group || RANGE_PROBE_GROUP, memberEpoch: this.options.memberEpoch },
       { signal, headers: this.options.headers },
     );
-    if (committed.offset >= 0n) {
-      this.position = Number(committed.offset);
-      return this.position;
+    if (start.kind === "committed" && group !== "" && answer.offset >= 0n) {
+      return this.#started(Number(answer.offset), "committed");
     }
-    // The broker answers with its log range: "earliest" is the first stored offset, "latest" the high
-    // watermark (what is readable now).
-    this.position =
-      this.options.from === "earliest" ? Number(committed.logStartOffset) : Number(committed.highWatermark);
-    this.options.onStart(this.position);
-    return this.position;
+    const where = start.kind === "committed" ? start.otherwise : start.kind;
+    const offset =
+      where === "earliest"
+        ? Number(answer.logStartOffset)
+        : where === "latest"
+          ? Number(answer.highWatermark)
+          : where;
+    return this.#started(offset, "chosen");
+  }
+
+  #started(offset: number, source: "committed" | "chosen"): number {
+    this.position = offset;
+    this.options.onStart(offset, source);
+    return offset;
   }
 
   /** Handles a failed stream; false when the fetcher must stop. */
@@ -173,6 +213,11 @@ export class PartitionFetcher {
         }
         return true;
       }
+    }
+    if (err instanceof ConnectError && err.code === Code.Aborted) {
+      // Fenced: the group gave this partition to another member; no retry can fix that.
+      this.options.onFenced(toClientError(err));
+      return false;
     }
     const error = toClientError(err);
     if (

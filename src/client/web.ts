@@ -6,6 +6,9 @@ import { Producer as BaseProducer, type ProducerOptions } from "./producer.js";
 import { baseUrlOf, type ClientTransport } from "./transport.js";
 
 export * from "./common.js";
+export { MemberReplacedError, PartitionNotOwnedError } from "./errors.js";
+export type { ConsumerGroupStats, RunOptions, StartFrom } from "./consumer.js";
+export type { AssignedPartition, TopicPartition } from "./topic-partition.js";
 
 export interface WebTransportOptions {
   /**
@@ -81,7 +84,7 @@ export class Producer extends BaseProducer {
 /** A Consumer over Connect/gRPC-web (see src/client/consumer.ts). */
 export class Consumer extends BaseConsumer {
   constructor(options: WebConsumerOptions) {
-    super(withTransport(options));
+    super(withTransport({ ...options, clientId: options.clientId ?? "browser" }));
   }
 }
 
