@@ -58,7 +58,8 @@ const schema = {
 const USAGE = `Usage: goulette dev [options]
 
 Starts a whole cluster on loopback: an embedded etcd, sentinels and brokers, with all data under one
-directory. Ctrl-C stops everything, and the processes it started never outlive it (not even a kill -9).
+directory. Ctrl-C stops everything; its processes do not outlive it even after a kill -9 (for etcd, that
+takes Linux with util-linux setpriv).
 It refuses to start, naming the holder, when one of its ports is taken or another goulette dev uses the
 data directory (lock file dev.lock). The sentinel, broker and --rpc-* options below are handed to the
 processes that have them; TLS, tokens, etcd and Kubernetes options are not (a loopback cluster has no use

@@ -49,6 +49,8 @@ export function stopWhenParentDies(env: NodeJS.ProcessEnv = process.env): void {
   if (value === undefined || !/^\d+$/.test(value)) return;
   const parentPid = Number(value);
   watchParent(parentPid, () => {
+    // Our stderr may be a pipe to the parent that just died: a failed write must not crash the shutdown.
+    process.stderr.once("error", () => undefined);
     process.stderr.write(`goulette: parent process ${parentPid} is gone; stopping\n`);
     process.kill(process.pid, "SIGTERM");
   });
