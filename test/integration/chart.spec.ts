@@ -41,6 +41,7 @@ const REQUIRED_ALERTS = [
   "GouletteBrokerDown",
   "GouletteUnderReplicatedPartitions",
   "GouletteConsumerLagGrowing",
+  "GouletteConsumerGroupRebalanceStuck",
   "GouletteEtcdUnreachable",
 ];
 

@@ -6,6 +6,12 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
+import { Etcd3 } from "etcd3";
+import { createKeyspace } from "../../src/coordination/keyspace.js";
+import { GroupStore } from "../../src/groups/group-store.js";
+import { GroupView } from "../../src/groups/group-view.js";
+import { createGroupMetrics } from "../../src/observability/group-metrics.js";
+import { silentLogger } from "../../src/observability/logger.js";
 import {
   createBrokerMetrics,
   createRegistry,
@@ -48,9 +54,12 @@ const file = path.join(chartDir, "dashboards", "goulette.json");
 const dashboard = JSON.parse(readFileSync(file, "utf8")) as Dashboard;
 const queries = dashboardQueries(dashboard);
 
-const ROWS = ["Cluster overview", "Operation log", "RPC", "Brokers", "Process"];
-/** Rows whose panels describe the whole cluster: they filter by namespace only, not by pod. */
-const CLUSTER_WIDE_ROWS = new Set(["Cluster overview"]);
+const ROWS = ["Cluster overview", "Operation log", "RPC", "Brokers", "Consumer groups", "Process"];
+/**
+ * Rows whose panels describe the whole cluster: they filter by namespace only, not by pod. Consumer
+ * groups span brokers (lag summed over the partition leaders) and every sentinel reports the same groups.
+ */
+const CLUSTER_WIDE_ROWS = new Set(["Cluster overview", "Consumer groups"]);
 const NAMESPACE_MATCHER = 'namespace=~"$namespace"';
 const POD_MATCHER = 'pod=~"$pod"';
 
@@ -64,6 +73,10 @@ async function knownSeriesNames(): Promise<Set<string>> {
   createRpcMetrics(registry);
   createSentinelMetrics(registry);
   createBrokerMetrics(registry);
+  // A sentinel's consumer-group gauges; the view is never started, so etcd is never dialled.
+  const etcd = new Etcd3({ hosts: "127.0.0.1:1" });
+  createGroupMetrics(registry, new GroupView(new GroupStore(etcd, createKeyspace()), silentLogger()));
+  etcd.close();
   const names = new Set(["up"]);
   for (const metric of await registry.getMetricsAsJSON()) {
     names.add(metric.name);
@@ -201,6 +214,14 @@ describe("charts/goulette/dashboards/goulette.json", () => {
         "goulette_broker_consumer_lag_messages",
         "goulette_broker_log_bytes",
       ],
+      "Consumer groups": [
+        "goulette_sentinel_consumer_groups",
+        "goulette_sentinel_group_members",
+        "goulette_sentinel_group_generation",
+        "goulette_sentinel_group_rebalances_total",
+        "goulette_sentinel_group_partitions_moving",
+        "goulette_broker_consumer_group_lag_messages",
+      ],
       Process: [
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
@@ -214,6 +235,19 @@ describe("charts/goulette/dashboards/goulette.json", () => {
       );
       for (const metric of metrics) assert.ok(used.has(metric), `row ${row} does not show ${metric}`);
     }
+    const groups = queries.filter((q) => q.row === "Consumer groups").map((q) => q.expr);
+    for (const metric of ["members", "generation", "partitions_moving"]) {
+      const expr = groups.find((e) => e.includes(`goulette_sentinel_group_${metric}{`));
+      // Every sentinel exports the same groups from its own view: a sum would count each one N times.
+      assert.match(
+        expr ?? "",
+        /^max by \(group\) \(/,
+        `${metric}: one line per group, max over the sentinels`,
+      );
+    }
+    const lag = groups.find((e) => e.includes("goulette_broker_consumer_group_lag_messages{")) ?? "";
+    // Each broker reports the partitions it leads: summed over brokers, then the largest only.
+    assert.match(lag, /^topk\(\d+, sum by \(group, topic\) \(/, "lag per group and topic, top-k");
     const rpc = queries.filter((q) => q.row === "RPC").map((q) => q.expr);
     for (const quantile of ["0.5", "0.95", "0.99"]) {
       assert.ok(
