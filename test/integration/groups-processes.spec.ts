@@ -1,0 +1,382 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, it } from "node:test";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
+import { Producer } from "../../src/index.js";
+import { startCluster, type TestCluster } from "../helpers/cluster.js";
+import { waitFor } from "../helpers/wait.js";
+
+/**
+ * Consumer groups with members as real processes (test/fixtures/group-consumer.ts): three share six
+ * partitions, one is killed -9 mid-run, a fourth joins, one is frozen past its session (a zombie), and
+ * the sentinel leader dies during a rebalance. Every assertion reads what the members themselves
+ * reported (the records they processed and their assigned/revoked/lost events).
+ */
+
+const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/group-consumer.js");
+const TOPIC = "orders";
+const GROUP = "billing";
+const PARTITIONS = 6;
+const SESSION_MS = 3_000;
+const KEYS = 300;
+const MESSAGES = 30_000;
+/** A loaded 2-core machine adds to the protocol's own bound (session timeout + 1 s). */
+const SCHEDULING_SLACK_MS = 1_500;
+
+interface Line {
+  e: string;
+  t: number;
+  p?: number;
+  o?: number;
+  k?: string;
+  v?: string;
+  parts?: string[];
+  reason?: string;
+}
+
+class Member {
+  readonly lines: Line[] = [];
+  readonly owned = new Set<string>();
+  /** partition key → [from, to) ms intervals during which this member said it owned it. */
+  readonly intervals = new Map<string, [number, number][]>();
+  readonly exited: Promise<number | null>;
+  #partial = "";
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    child.stdout?.on("data", (chunk: Buffer) => {
+      const text = this.#partial + chunk.toString();
+      const rows = text.split("\n");
+      this.#partial = rows.pop() ?? "";
+      for (const row of rows) if (row) this.#record(JSON.parse(row) as Line);
+    });
+    child.stderr?.on("data", (chunk: Buffer) => process.stderr.write(`[${name}] ${chunk.toString()}`));
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+  }
+
+  #record(line: Line): void {
+    this.lines.push(line);
+    if (line.e === "assigned") {
+      for (const key of line.parts ?? []) {
+        this.owned.add(key);
+        const list = this.intervals.get(key) ?? [];
+        list.push([line.t, Infinity]);
+        this.intervals.set(key, list);
+      }
+    } else if (line.e === "revoked" || line.e === "lost") {
+      for (const key of line.parts ?? []) this.#end(key, line.t);
+    }
+  }
+
+  #end(key: string, t: number): void {
+    this.owned.delete(key);
+    const open = this.intervals.get(key)?.find((i) => i[1] === Infinity);
+    if (open) open[1] = t;
+  }
+
+  /** A killed member owns nothing from the moment it died. */
+  died(t: number): void {
+    for (const key of [...this.owned]) this.#end(key, t);
+  }
+
+  messages(): Line[] {
+    return this.lines.filter((l) => l.e === "msg");
+  }
+
+  events(kind: string): Line[] {
+    return this.lines.filter((l) => l.e === kind);
+  }
+}
+
+describe("consumer groups with members as processes", { timeout: 300_000 }, () => {
+  let cluster: TestCluster;
+  let producer: Producer;
+  const members = new Map<string, Member>();
+  const seq = new Map<string, number>();
+
+  const spawnMember = (name: string): Member => {
+    const child = spawn(
+      process.execPath,
+      [FIXTURE, cluster.sentinelUrls.join(","), TOPIC, GROUP, String(SESSION_MS)],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const member = new Member(name, child);
+    members.set(name, member);
+    return member;
+  };
+  const live = () =>
+    [...members.values()].filter((m) => m.child.exitCode === null && m.child.signalCode === null);
+  const loads = (list: Member[]) => list.map((m) => m.owned.size).sort();
+  const converged = (list: Member[], expected: number[]) => {
+    const union = new Set(list.flatMap((m) => [...m.owned]));
+    const total = list.reduce((sum, m) => sum + m.owned.size, 0);
+    return (
+      union.size === PARTITIONS &&
+      total === PARTITIONS &&
+      JSON.stringify(loads(list)) === JSON.stringify(expected)
+    );
+  };
+  const produce = async (count: number) => {
+    const sends: Promise<unknown>[] = [];
+    for (let i = 0; i < count; i++) {
+      const key = `k${i % KEYS}`;
+      const n = seq.get(key) ?? 0;
+      seq.set(key, n + 1);
+      if (producer.pending >= 5_000) await producer.waitForRoom();
+      sends.push(producer.send({ key, value: `${key}:${n}` }));
+    }
+    await Promise.all(sends);
+  };
+  const committedOffsets = async (): Promise<number[]> => {
+    const layout = await cluster.layout(TOPIC);
+    return Promise.all(
+      layout.partitions.map(async (p) => {
+        const client = createClient(
+          BrokerService,
+          createGrpcTransport({ baseUrl: `http://${cluster.brokerAddress(p.leader)}` }),
+        );
+        const res = await client.getCommittedOffset({
+          consumerGroup: GROUP,
+          topic: TOPIC,
+          partition: p.partition,
+        });
+        return Number(res.offset);
+      }),
+    );
+  };
+
+  before(async () => {
+    cluster = await startCluster({ sentinels: 3, brokers: 3 });
+    await cluster.createTopic(TOPIC, { partitions: PARTITIONS, replicas: 2 });
+    producer = new Producer({ sentinels: cluster.sentinelUrls, topic: TOPIC, lingerMs: 5 });
+  });
+  after(async () => {
+    for (const m of members.values()) m.child.kill("SIGKILL");
+    await producer?.close().catch(() => undefined);
+    await cluster?.stop();
+  });
+
+  it("three members split six partitions, survive a kill -9 and a join without losing or reordering", async (t) => {
+    const [a, b, c] = ["a", "b", "c"].map(spawnMember) as [Member, Member, Member];
+    await waitFor(() => converged([a, b, c], [2, 2, 2]), { timeoutMs: 30_000, what: "a 2/2/2 split" });
+
+    const producing = produce(MESSAGES);
+    const received = () => [a, b, c].reduce((n, m) => n + m.messages().length, 0);
+    await waitFor(() => received() >= MESSAGES / 3, { timeoutMs: 60_000, what: "a third of the messages" });
+    const victimParts = [...b.owned];
+    const killedAt = Date.now();
+    b.child.kill("SIGKILL");
+    await b.exited;
+    b.died(killedAt);
+    await waitFor(() => victimParts.every((p) => a.owned.has(p) || c.owned.has(p)), {
+      timeoutMs: SESSION_MS + 10_000,
+      intervalMs: 20,
+      what: "the killed member's partitions to be taken over",
+    });
+    const takenAt = Math.max(
+      ...[a, c]
+        .flatMap((m) => m.events("assigned").filter((l) => l.parts?.some((p) => victimParts.includes(p))))
+        .map((l) => l.t),
+    );
+    t.diagnostic(`killed member's partitions taken over ${takenAt - killedAt} ms after the kill`);
+    assert.ok(
+      takenAt - killedAt <= SESSION_MS + 1_000 + SCHEDULING_SLACK_MS,
+      `taken over ${takenAt - killedAt} ms after the kill (session ${SESSION_MS} ms)`,
+    );
+    await producing;
+
+    // Everything produced is processed.
+    const seen = new Map<string, Set<number>>();
+    await waitFor(
+      () => {
+        seen.clear();
+        for (const m of [a, b, c]) {
+          for (const l of m.messages()) {
+            const [key, n] = (l.v as string).split(":") as [string, string];
+            const set = seen.get(key) ?? new Set<number>();
+            set.add(Number(n));
+            seen.set(key, set);
+          }
+        }
+        return [...seen.values()].reduce((n, s) => n + s.size, 0) === MESSAGES;
+      },
+      { timeoutMs: 60_000, what: `all ${MESSAGES} messages processed` },
+    );
+    for (const [key, set] of seen) assert.equal(set.size, seq.get(key), `every message of ${key}`);
+
+    // In order per key within each member; a key's messages start again only where a commit left them.
+    for (const m of [a, b, c]) {
+      const last = new Map<string, number>();
+      for (const l of m.messages()) {
+        const n = Number((l.v as string).split(":")[1]);
+        assert.ok(n > (last.get(l.k as string) ?? -1), `${m.name}: ${l.k} out of order at ${n}`);
+        last.set(l.k as string, n);
+      }
+    }
+    // Duplicates: only records the killed member processed after its last commit, on its partitions.
+    const firstBy = new Map<string, string>();
+    const duplicates = new Map<number, number[]>();
+    for (const m of [b, a, c]) {
+      for (const l of m.messages()) {
+        const id = `${l.p}/${l.o}`;
+        if (!firstBy.has(id)) firstBy.set(id, m.name);
+        else if (m !== b) {
+          assert.equal(firstBy.get(id), "b", `record ${id} processed twice, first by ${firstBy.get(id)}`);
+          duplicates.set(l.p as number, [...(duplicates.get(l.p as number) ?? []), l.o as number]);
+        }
+      }
+    }
+    for (const [partition, offsets] of duplicates) {
+      assert.ok(victimParts.includes(`${TOPIC}/${partition}`), `duplicates on partition ${partition}`);
+      const lastByVictim = Math.max(
+        ...b
+          .messages()
+          .filter((l) => l.p === partition)
+          .map((l) => l.o as number),
+      );
+      const sorted = [...new Set(offsets)].sort((x, y) => x - y);
+      assert.equal(
+        sorted[sorted.length - 1],
+        lastByVictim,
+        `partition ${partition}: duplicates end at b's last record`,
+      );
+      assert.equal(
+        sorted.length,
+        lastByVictim - (sorted[0] as number) + 1,
+        `partition ${partition}: one contiguous window`,
+      );
+    }
+    const dupCount = [...duplicates.values()].reduce((n, o) => n + new Set(o).size, 0);
+    t.diagnostic(`duplicates after the kill: ${dupCount} (the uncommitted window of the killed member)`);
+
+    // A fourth member joins under steady traffic: it takes its share and nothing else moves.
+    const before = new Map([a, c].flatMap((m) => [...m.owned].map((p) => [p, m.name] as const)));
+    const revokedBefore = [a, c].map((m) => m.events("revoked").length);
+    const joinAt = Date.now();
+    const steady = (async () => {
+      for (let round = 0; round < 30; round++) {
+        await produce(60);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    const d = spawnMember("d");
+    await waitFor(() => converged([a, c, d], [2, 2, 2]), { timeoutMs: 30_000, what: "a 2/2/2 split with d" });
+    await steady;
+    const moved = [...before].filter(([p, owner]) => !members.get(owner)?.owned.has(p)).map(([p]) => p);
+    assert.equal(moved.length, Math.floor(PARTITIONS / 3), `moved ${moved.join(", ")}`);
+    assert.deepEqual([...d.owned].sort(), [...moved].sort(), "only d's share moved, to d");
+    [a, c].forEach((m, i) => {
+      for (const l of m.events("revoked").slice(revokedBefore[i])) {
+        for (const p of l.parts ?? [])
+          assert.ok(moved.includes(p), `${m.name} stopped ${p}, which did not move`);
+      }
+    });
+    let longest = 0;
+    for (const m of [a, c]) {
+      for (const p of [...m.owned]) {
+        const times = m
+          .messages()
+          .filter((l) => `${TOPIC}/${l.p}` === p && l.t >= joinAt)
+          .map((l) => l.t);
+        for (let i = 1; i < times.length; i++)
+          longest = Math.max(longest, (times[i] as number) - (times[i - 1] as number));
+      }
+    }
+    t.diagnostic(`longest gap between records of an unaffected partition during the join: ${longest} ms`);
+  });
+
+  it("a zombie frozen past its session cannot commit for partitions that moved, and rejoins", async (t) => {
+    const [a, c, d] = ["a", "c", "d"].map((n) => members.get(n) as Member) as [Member, Member, Member];
+    const zombieParts = [...a.owned];
+    a.child.kill("SIGSTOP");
+    try {
+      await waitFor(() => zombieParts.every((p) => c.owned.has(p) || d.owned.has(p)), {
+        timeoutMs: SESSION_MS + 10_000,
+        what: "the frozen member's partitions to move",
+      });
+      const target = d.messages().length + c.messages().length + 600;
+      await produce(600);
+      await waitFor(() => d.messages().length + c.messages().length >= target, {
+        what: "the new owners to read",
+      });
+      // Let the new owners' auto commit (200 ms) run after they read it all.
+      const committed = await waitFor(
+        async () => {
+          const offsets = await committedOffsets();
+          const total = offsets.reduce((n, o) => n + o, 0);
+          return total >= [...seq.values()].reduce((n, s) => n + s, 0) ? offsets : undefined;
+        },
+        { timeoutMs: 15_000, what: "the new owners' commits" },
+      );
+      a.child.kill("SIGCONT");
+      await waitFor(() => a.events("rejoined").length > 0, {
+        timeoutMs: 15_000,
+        what: "the zombie to rejoin",
+      });
+      const lost = a.events("lost").flatMap((l) => l.parts ?? []);
+      for (const p of zombieParts)
+        assert.ok(lost.includes(p), `the zombie reported ${p} lost (${JSON.stringify(a.events("lost"))})`);
+      t.diagnostic(
+        `zombie's reasons: ${a
+          .events("lost")
+          .map((l) => l.reason)
+          .join(" | ")}`,
+      );
+      await waitFor(() => converged([a, c, d], [2, 2, 2]), {
+        timeoutMs: 30_000,
+        what: "the group to settle again",
+      });
+      const after = await committedOffsets();
+      after.forEach((offset, p) =>
+        assert.ok(
+          offset >= (committed[p] as number),
+          `partition ${p}: committed ${committed[p]} went back to ${offset}`,
+        ),
+      );
+    } finally {
+      a.child.kill("SIGCONT");
+    }
+  });
+
+  it("a sentinel leader killed during a rebalance: one assignment, never two owners at once", async () => {
+    const startedAt = Date.now();
+    const e = spawnMember("e");
+    await waitFor(() => e.events("joined").length > 0, { timeoutMs: 15_000, what: "e to join" });
+    const status = await waitFor(async () => {
+      const s = await cluster.sentinel().getClusterStatus({});
+      return s.sentinels.find((x) => x.isLeader);
+    });
+    await cluster.killSentinel(status.id);
+    const group = live();
+    await waitFor(() => converged(group, [1, 1, 2, 2]), { timeoutMs: 40_000, what: "a 2/2/1/1 split" });
+    // From the members' own reports: a partition's ownership intervals never overlap.
+    for (let p = 0; p < PARTITIONS; p++) {
+      const key = `${TOPIC}/${p}`;
+      const spans = group
+        .flatMap((m) => (m.intervals.get(key) ?? []).map(([from, to]) => ({ from, to, who: m.name })))
+        .filter((s) => s.to >= startedAt)
+        .sort((x, y) => x.from - y.from);
+      for (let i = 1; i < spans.length; i++) {
+        const [prev, next] = [spans[i - 1], spans[i]] as [(typeof spans)[0], (typeof spans)[0]];
+        assert.ok(
+          next.from >= prev.to,
+          `${key}: ${next.who} took it at ${next.from} before ${prev.who} released it at ${prev.to}`,
+        );
+      }
+    }
+    await cluster.restartSentinel(status.id);
+    for (const m of group) m.child.kill("SIGTERM");
+    const codes = await Promise.all(group.map((m) => m.exited));
+    assert.deepEqual(
+      codes,
+      group.map(() => 0),
+      "every member closed cleanly",
+    );
+  });
+});
