@@ -1,7 +1,15 @@
 import { InvalidArgumentError } from "../errors.js";
 import { formatHelp, loadOptions, option } from "../config/options.js";
-import { AbortedError, Consumer, decodeText, type ConsumedMessage } from "../client/node.js";
-import { TLS_OPTIONS, printEvent, startProgress, transportOptions } from "./produce.js";
+import {
+  AbortedError,
+  Consumer,
+  decodeText,
+  type ClientEvent,
+  type ConsumedMessage,
+  type StartFrom,
+  type TopicPartition,
+} from "../client/node.js";
+import { TLS_OPTIONS, printEvent, startProgress, transportOptions, type Progress } from "./produce.js";
 
 const schema = {
   sentinel: option({
@@ -9,18 +17,35 @@ const schema = {
     description: "Sentinel URLs (comma-separated; any of them answers)",
     default: ["http://127.0.0.1:9090"],
   }),
-  topic: option({ kind: "string", description: "Topic to consume (required)", default: "" }),
+  topic: option({
+    kind: "list",
+    description: "Topic to consume (required; several: comma-separated or --topic repeated)",
+    default: [],
+  }),
   group: option({
     kind: "string",
-    description: "Consumer group: consumption resumes at its committed offsets (required)",
+    description:
+      "Consumer group to join: members share the partitions, resume at its commits (none: only read)",
+    default: "",
+  }),
+  offset: option({
+    kind: "string",
+    description:
+      "Start: earliest, latest (default) or an offset; with --group, where it has no committed offset",
     default: "",
   }),
   "from-beginning": option({
     kind: "boolean",
-    description:
-      "Where the group has no committed offset, start at the oldest message (default: new ones only)",
+    description: "Same as --offset earliest",
     default: false,
   }),
+  partition: option({
+    kind: "list",
+    description:
+      "Only these partitions (comma-separated or repeated); with --group: read them without joining",
+    default: [],
+  }),
+  partitions: option({ kind: "list", description: "Same as --partition", default: [] }),
   max: option({
     kind: "number",
     description: "Exit after this many messages (0: never)",
@@ -33,45 +58,55 @@ const schema = {
     default: 0,
     min: 0,
   }),
-  partitions: option({
-    kind: "list",
-    description: "Only these partitions (comma-separated; default: all)",
-    default: [],
-  }),
   json: option({ kind: "boolean", description: "Print one JSON object per message", default: false }),
   token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
   verbose: option({ kind: "boolean", description: "Print failovers and retries on stderr", default: false }),
   ...TLS_OPTIONS,
 };
 
-const USAGE = `Usage: goulette consume --topic t --group g [--from-beginning] [--max n] [options]
+/** Flags that may be given several times; their values add up (the option loader keeps the last one). */
+const REPEATABLE = ["topic", "partition", "partitions"];
 
-Prints each message's value as a line on stdout (--json: one object per message with partition, offset,
-key, value, timestamp). Offsets are committed for the group as messages are printed and on exit
-(Ctrl-C, --max, --idle-timeout), so the next run of the same group continues after them.`;
+const USAGE = `Usage: goulette consume --topic t [--group g] [--offset earliest|latest|n] [--max n] [options]
+
+Prints each message's value as a line on stdout (--json: one object per message with topic, partition,
+offset, key, value, timestamp, headers).
+
+With --group g the consumer joins the group: the group's running consumers share the partitions of its
+topics (run it in three terminals to split them three ways; partition changes are printed on stderr).
+Offsets are committed for the group as messages are printed and on exit (Ctrl-C, --max, --idle-timeout),
+so the next run of the group continues after them.
+
+Without --group it only reads: from --offset (default latest) on every partition, or those of
+--partition, and commits nothing.`;
 
 export async function runConsume(argv: string[]): Promise<void> {
-  const { values: o, help } = loadOptions(schema, { argv });
+  const { values: o, help } = loadOptions(schema, { argv: mergeRepeated(argv, REPEATABLE) });
   if (help) {
     console.log(formatHelp(USAGE, schema));
     return;
   }
-  if (!o.topic) throw new InvalidArgumentError("--topic is required (see --help)");
-  if (!o.group) throw new InvalidArgumentError("--group is required (see --help)");
-  const partitions = o.partitions.map((p) => {
-    const n = Number(p);
-    if (!Number.isInteger(n) || n < 0)
-      throw new InvalidArgumentError(`--partitions: '${p}' is not a partition`);
-    return n;
-  });
+  const topics = [...new Set(o.topic)];
+  if (topics.length === 0) throw new InvalidArgumentError("--topic is required (see --help)");
+  const partitions = [...new Set([...o.partition, ...o.partitions].map(parsePartition))];
+  const from = startFrom(o.offset, o.fromBeginning);
+  const what = topics.join(",");
+  let count = 0;
+  const progress = startProgress(
+    () => count,
+    (n, perSecond) => `consumed ${n} from ${what} (${perSecond}/s)`,
+  );
+  const onEvent = (event: ClientEvent) => {
+    if (!printGroupEvent(event, progress) && o.verbose) printEvent(event);
+  };
   const consumer = new Consumer({
     sentinels: o.sentinel,
-    topic: o.topic,
-    group: o.group,
-    from: o.fromBeginning ? "earliest" : "latest",
+    topics,
+    ...(o.group ? { group: o.group } : {}),
+    from,
     ...(partitions.length > 0 ? { partitions } : {}),
     ...(o.token ? { token: o.token } : {}),
-    ...(o.verbose ? { onEvent: printEvent } : {}),
+    onEvent,
     nodeTransport: transportOptions(o),
   });
   const interrupt = new AbortController();
@@ -82,11 +117,6 @@ export async function runConsume(argv: string[]): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   const started = Date.now();
-  let count = 0;
-  const progress = startProgress(
-    () => count,
-    (n, perSecond) => `consumed ${n} from ${o.topic} (${perSecond}/s)`,
-  );
   try {
     while (o.max === 0 || count < o.max) {
       let message: ConsumedMessage | undefined;
@@ -104,7 +134,7 @@ export async function runConsume(argv: string[]): Promise<void> {
       process.stdout.write(`${o.json ? JSON.stringify(toJsonLine(message)) : message.text()}\n`);
     }
     // Every printed message counts as consumed.
-    if (count > 0) await consumer.commit();
+    if (count > 0 && o.group) await consumer.commit();
   } finally {
     progress.stop();
     await consumer.close();
@@ -112,8 +142,98 @@ export async function runConsume(argv: string[]): Promise<void> {
     process.off("SIGTERM", onSignal);
   }
   if (process.stderr.isTTY || Date.now() - started > 1_000) {
-    console.error(`consumed ${count} message${count === 1 ? "" : "s"} from ${o.topic}`);
+    console.error(`consumed ${count} message${count === 1 ? "" : "s"} from ${what}`);
   }
+}
+
+/**
+ * `--name a --name b` → `--name=a,b` (at the first occurrence) for the given flags, so the option
+ * loader, which keeps a flag's last value, sees them all.
+ */
+export function mergeRepeated(argv: readonly string[], names: readonly string[]): string[] {
+  const values = new Map<string, string[]>();
+  const out: Array<string | { name: string }> = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const eq = arg.indexOf("=");
+    const name = arg.startsWith("--") ? arg.slice(2, eq === -1 ? undefined : eq) : "";
+    if (!names.includes(name)) {
+      out.push(arg);
+      continue;
+    }
+    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
+    if (value === undefined) throw new InvalidArgumentError(`--${name} needs a value`);
+    const list = values.get(name);
+    if (list) list.push(value);
+    else {
+      values.set(name, [value]);
+      out.push({ name });
+    }
+  }
+  return out.map((arg) =>
+    typeof arg === "string" ? arg : `--${arg.name}=${(values.get(arg.name) ?? []).join(",")}`,
+  );
+}
+
+function parsePartition(text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isInteger(n) || n < 0) {
+    throw new InvalidArgumentError(`--partition: '${text}' is not a partition`);
+  }
+  return n;
+}
+
+function startFrom(offset: string, fromBeginning: boolean): StartFrom {
+  if (offset === "") return fromBeginning ? "earliest" : "latest";
+  let from: StartFrom;
+  if (offset === "earliest" || offset === "latest") from = offset;
+  else {
+    const n = Number(offset);
+    if (offset.trim() === "" || !Number.isSafeInteger(n) || n < 0) {
+      throw new InvalidArgumentError(`--offset must be earliest, latest or an offset ≥ 0, got '${offset}'`);
+    }
+    from = n;
+  }
+  if (fromBeginning && from !== "earliest") {
+    throw new InvalidArgumentError(`--from-beginning contradicts --offset ${offset}`);
+  }
+  return from;
+}
+
+/** Group changes go to stderr in any case (the point of running several members); true when printed. */
+function printGroupEvent(event: ClientEvent, progress: Progress): boolean {
+  const list = (partitions: readonly TopicPartition[]) =>
+    partitions.length === 0 ? "nothing" : partitions.map((p) => `${p.topic}/${p.partition}`).join(", ");
+  let line: string;
+  switch (event.type) {
+    case "joined":
+      line = `joined group ${event.group} as ${event.memberId}`;
+      break;
+    case "rejoined":
+      line = `rejoined group ${event.group} as ${event.memberId} (${event.reason})`;
+      break;
+    case "assigned":
+      line = `assigned ${list(event.partitions)} (generation ${event.generation})`;
+      break;
+    case "revoked":
+      line = `released ${list(event.partitions)}${event.committed ? "" : " (commit failed)"}`;
+      break;
+    case "lost":
+      line = `lost ${list(event.partitions)}: ${event.reason}`;
+      break;
+    case "uncoordinated":
+      line = event.reason;
+      break;
+    default:
+      return false;
+  }
+  progress.clear();
+  console.error(`goulette: ${line}`);
+  return true;
 }
 
 function toJsonLine(m: ConsumedMessage): Record<string, unknown> {

@@ -18,7 +18,7 @@ Usage: goulette <command> [options]   (goulette <command> --help for its options
   dev         embedded etcd + 3 sentinels + 3 brokers on loopback, one command
   admin       status | topics | operations | snapshot | groups | reset-offsets | delete-offsets
   produce     produce messages (arguments or stdin lines) to a topic
-  consume     consume a topic for a consumer group
+  consume     consume topics: as a member of a consumer group (--group), or only read
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
