@@ -198,6 +198,8 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
   /** Partitions read now (owned, in a group), by "topic/partition". */
   readonly #states = new Map<string, PartitionState>();
   readonly #runs = new Set<FetchRun>();
+  /** "topic/partition" → the member epoch a partition leader fenced (a take-over at it would be again). */
+  readonly #fenced = new Map<string, number>();
   /** Messages handed out by the last receive: processed once the application asks for more. */
   #outstanding: Fetched[] = [];
   #started: Promise<void> | undefined;
@@ -233,6 +235,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       transport: options.transport,
       headers: this.#headers,
       timeoutMs: options.sentinelTimeoutMs ?? 5_000,
+      listener: options.listener,
       emit: this.#emit,
     });
     for (const topic of this.topics) {
@@ -254,7 +257,8 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       metadata: (topic) => this.#metadata.get(topic),
       emit: this.#emit,
       onFenced: (target) => {
-        if (target.state) this.#lose([target.state], "a newer owner of the partition fenced its commits");
+        if (target.state)
+          this.#fence(target.state, "its commit was refused: the partition has a newer owner");
       },
     });
     if (this.#mode === "group") {
@@ -715,6 +719,8 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       );
       return;
     }
+    // Never read a partition at an epoch its leader already refused: nothing read could be committed.
+    diff.start = diff.start.filter((p) => (this.#fenced.get(partitionKey(p)) ?? -1) < p.epoch);
     if (diff.start.length === 0 && diff.revoke.length === 0) return;
     this.#rebalances++;
     if (diff.start.length > 0) void this.#takeOver(diff.start, generation);
@@ -789,6 +795,13 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
     this.#emit({ type: "lost", group: this.group, partitions, reason });
     if (this.#options.onLost) void this.#hook("onLost", this.#options.onLost, partitions);
     this.#membership?.heartbeatNow();
+  }
+
+  /** A partition leader refused this member's epoch (ABORTED): the partition is lost, not retried. */
+  #fence(state: PartitionState, reason: string): void {
+    if (this.#states.get(state.key) !== state) return;
+    this.#fenced.set(state.key, Math.max(state.epoch, this.#fenced.get(state.key) ?? 0));
+    this.#lose([state], reason);
   }
 
   #uncoordinated(reason: string): void {
@@ -879,7 +892,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
           // reader starts there (not at a later "latest").
           if (initial && source === "chosen" && this.group !== "") state.markProcessed(offset, state.seq);
         },
-        onFenced: () => this.#lose([state], "the group gave the partition to a newer member (fenced)"),
+        onFenced: () => this.#fence(state, "its take-over was refused: the partition has a newer owner"),
         onFatal: (err) => this.#buffer.fail(err),
       }),
     };
@@ -1049,6 +1062,12 @@ function validateOptions(options: ConsumerOptions, mode: Mode): void {
     throw new InvalidArgumentError(
       `sessionTimeoutMs must be ${MIN_SESSION_TIMEOUT_MS}–${MAX_SESSION_TIMEOUT_MS}, got ${timeout}`,
     );
+  }
+  for (const name of ["revokeTimeoutMs", "autoCommitIntervalMs"] as const) {
+    const value = options[name];
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
+      throw new InvalidArgumentError(`${name} must be a positive number of milliseconds, got ${value}`);
+    }
   }
   if (mode !== "group") {
     const why = mode === "peek" ? "a consumer without a group" : "a consumer with static partitions/member";

@@ -203,6 +203,124 @@ describe("Consumer groups through the SDK", () => {
     await Promise.all(runs);
   });
 
+  it("a revocation waits for the message being handled, calls onRevoked, commits, then hands over", async () => {
+    const topic = "handover";
+    await cluster.createTopic(topic, { partitions: 2, replicas: 2 });
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const handled: string[] = [];
+    const revokedCalls: Array<{ partitions: string[]; handledThen: string[] }> = [];
+    const a = consumer({
+      topic,
+      group: "handover",
+      from: "earliest",
+      onRevoked: (partitions) => {
+        revokedCalls.push({
+          partitions: partitions.map((p) => `${p.topic}/${p.partition}`),
+          handledThen: [...handled],
+        });
+      },
+    });
+    const stop = new AbortController();
+    const running = a.run(
+      async (m) => {
+        await gate;
+        handled.push(`${m.topic}/${m.partition}@${m.offset}`);
+      },
+      { signal: stop.signal, partitionsConcurrently: 2 },
+    );
+    await produce(topic, 2, 1);
+    await waitFor(() => a.stats().delivered === 2, {
+      timeoutMs: 15_000,
+      what: "both messages in a's handlers",
+    });
+
+    const b = consumer({ topic, group: "handover", from: "earliest" });
+    await b.start();
+    await waitFor(() => a.stats().group?.revoking.length === 1, {
+      timeoutMs: 15_000,
+      what: "a revoking one",
+    });
+    const moving = `${topic}/${a.stats().group?.revoking[0]?.partition}`;
+    assert.deepEqual(b.assignment(), [], "b waits while a's handler runs");
+    assert.deepEqual(
+      b.stats().group?.pending.map((p) => `${p.topic}/${p.partition}`),
+      [moving],
+    );
+    assert.equal(revokedCalls.length, 0, "onRevoked only once the handler is done");
+
+    open();
+    await waitFor(() => b.assignment().length === 1, {
+      timeoutMs: 15_000,
+      what: "b taking the partition over",
+    });
+    assert.equal(revokedCalls.length, 1);
+    assert.deepEqual(revokedCalls[0]?.partitions, [moving]);
+    assert.ok(revokedCalls[0]?.handledThen.includes(`${moving}@0`), JSON.stringify(revokedCalls));
+    const partition = Number(moving.split("/")[1]);
+    const layout = await cluster.layout(topic);
+    const leader = cluster.broker(layout.partitions[partition]?.leader as string).client;
+    const committed = await leader.getCommittedOffset({ consumerGroup: "handover", topic, partition });
+    assert.equal(committed.offset, 1n, "a committed the handled message before the release");
+
+    await producer.send({ topic, partition, value: "next" });
+    const next = await b.receive({ timeoutMs: 10_000 });
+    assert.deepEqual([next?.partition, next?.offset, next?.text()], [partition, 1, "next"], "no duplicate");
+    stop.abort();
+    await running;
+  });
+
+  it("stops a partition whose commit is fenced (ABORTED) and reports it lost", async () => {
+    const topic = "fenced";
+    const layout = await cluster.createTopic(topic, { partitions: 2, replicas: 2 });
+    const watch = new GroupWatch();
+    const c = consumer({ topic, group: "fenced", from: "earliest", onEvent: watch.onEvent("c") });
+    const stop = new AbortController();
+    const running = c.run((m) => watch.record("c", m), { signal: stop.signal });
+    await produce(topic, 2, 1);
+    await waitFor(() => c.stats().committed[`${topic}/0`] === 1 && c.stats().committed[`${topic}/1`] === 1, {
+      timeoutMs: 15_000,
+      what: "both partitions committed",
+    });
+    // What a newer owner's take-over does: raise the group's fence on partition 0 past c's epoch.
+    const leader = cluster.broker(layout.partitions[0]?.leader as string).client;
+    await leader.getCommittedOffset({
+      consumerGroup: "fenced",
+      topic,
+      partition: 0,
+      memberEpoch: 1_000_000n,
+    });
+    await producer.send({ topic, partition: 0, value: "b" });
+    await waitFor(() => watch.events.some((e) => e.event.type === "lost"), {
+      timeoutMs: 15_000,
+      what: "lost",
+    });
+    const lost = watch.events.find((e) => e.event.type === "lost")?.event;
+    assert.ok(lost?.type === "lost");
+    assert.deepEqual(lost.partitions, [{ topic, partition: 0 }]);
+    assert.match(lost.reason, /newer owner/);
+    assert.deepEqual(
+      c.assignment().map((p) => p.partition),
+      [1],
+    );
+    assert.equal(c.stats().group?.lostPartitions, 1);
+
+    await producer.send({ topic, partition: 0, value: "c" });
+    await producer.send({ topic, partition: 1, value: "b" });
+    await waitFor(() => watch.consumed.get(`${topic}/1`)?.length === 2, { timeoutMs: 15_000, what: "1@1" });
+    assert.deepEqual(
+      watch.consumed.get(`${topic}/0`)?.map((m) => m.value),
+      ["0:0", "b"],
+      "nothing of the lost partition after the loss",
+    );
+    assert.ok(
+      c.assignment().every((p) => p.partition !== 0),
+      "not taken again at the fenced epoch",
+    );
+    stop.abort();
+    await running;
+  });
+
   it("reads without a group from earliest, latest or an offset, and commits nothing", async () => {
     const topic = "peeks";
     const layout = await cluster.createTopic(topic, { partitions: 2, replicas: 2 });
