@@ -10,7 +10,12 @@ import type { Logger } from "../observability/logger.js";
 import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
 import { tokenAuth } from "../server/auth.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
-import { startRpcServer, type RpcServerLimits, type TlsFiles } from "../server/rpc-server.js";
+import {
+  startRpcServer,
+  type CorsPolicy,
+  type RpcServerLimits,
+  type TlsFiles,
+} from "../server/rpc-server.js";
 import { TransportPool } from "../server/transport-pool.js";
 import type { FsyncPolicy, StorageFileSystem } from "../storage/index.js";
 import { createBrokerService } from "./broker-service.js";
@@ -52,6 +57,8 @@ export interface BrokerConfig {
   tls?: TlsFiles;
   /** Connection, stream, request-size and slow-client bounds of the RPC server. */
   rpcLimits?: RpcServerLimits;
+  /** Browser origins allowed to call this broker directly (CORS); absent: off. */
+  cors?: CorsPolicy;
   logger: Logger;
   registry?: Registry;
   /** How often retention runs (ms); default derived from retentionMs (1 s … 60 s). */
@@ -182,6 +189,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     readMaxBytes: Math.max(16 * 1024 * 1024, 4 * (config.maxMessageBytes + RECORD_OVERHEAD_BYTES)),
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.rpcLimits ? { limits: config.rpcLimits } : {}),
+    ...(config.cors ? { cors: config.cors } : {}),
     logger,
   });
   const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;

@@ -1,6 +1,7 @@
 import { brokerOptionSchema } from "../config/broker-options.js";
 import { formatHelp, loadOptions } from "../config/options.js";
 import { RECORD_OVERHEAD_BYTES, startBroker, type Broker } from "../broker/broker.js";
+import { corsFromOptions } from "../config/cors-options.js";
 import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { createLogger } from "../observability/logger.js";
 import { assertAddressFree } from "./address-check.js";
@@ -22,6 +23,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     minRequestBytes: o.maxMessageBytes + RECORD_OVERHEAD_BYTES,
     minRequestBytesReason: "a SendMessage of one largest message needs (--max-message-bytes + 64 KiB)",
   });
+  const cors = corsFromOptions(o);
   // A taken --address is one line naming its holder, before anything starts.
   await assertAddressFree(o.address, `broker ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { broker: o.id } });
@@ -47,6 +49,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     minInsyncReplicas: o.minInsyncReplicas,
     maxConsumerLagSeries: o.maxConsumerLagSeries,
     rpcLimits,
+    ...(cors ? { cors } : {}),
     ...(o.authToken ? { authToken: o.authToken } : {}),
     ...(o.tlsCert && o.tlsKey
       ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}) } }

@@ -1,4 +1,5 @@
 import { brokerOptionSchema } from "../config/broker-options.js";
+import { corsOptions } from "../config/cors-options.js";
 import { toCamelCase, type OptionSchema } from "../config/options.js";
 import { rpcLimitOptions } from "../config/rpc-limit-options.js";
 import { sentinelOptionSchema } from "../config/sentinel-options.js";
@@ -33,6 +34,9 @@ export const BROKER_PASSTHROUGH = [
 /** The RPC server bounds (--rpc-*): both kinds of process have them; the same values go to both. */
 export const RPC_PASSTHROUGH = Object.keys(rpcLimitOptions) as (keyof typeof rpcLimitOptions)[];
 
+/** CORS (--cors-*): the same allow-list for every sentinel and broker, so a page reaches them all. */
+export const CORS_PASSTHROUGH = Object.keys(corsOptions) as (keyof typeof corsOptions)[];
+
 function pick<S extends OptionSchema, K extends keyof S>(schema: S, keys: readonly K[]): Pick<S, K> {
   return Object.fromEntries(keys.map((key) => [key, schema[key]])) as Pick<S, K>;
 }
@@ -42,6 +46,7 @@ export const passthroughSchema = {
   ...pick(sentinelOptionSchema, SENTINEL_PASSTHROUGH),
   ...pick(brokerOptionSchema, BROKER_PASSTHROUGH),
   ...rpcLimitOptions,
+  ...corsOptions,
 };
 
 /**

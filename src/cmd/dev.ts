@@ -8,12 +8,14 @@ import { acquirePidLock, LockHeldError, type PidLock } from "../common/pid-lock.
 import { assertPortsFree } from "../common/port-check.js";
 import { startEmbeddedEtcd, type EmbeddedEtcd } from "../coordination/embedded-etcd.js";
 import { formatHelp, loadOptions, option } from "../config/options.js";
+import { corsFromOptions } from "../config/cors-options.js";
 import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { FailedPreconditionError } from "../errors.js";
 import { createLogger } from "../observability/logger.js";
 import { spawnDevChild, type DevChild } from "./dev-child.js";
 import {
   BROKER_PASSTHROUGH,
+  CORS_PASSTHROUGH,
   RPC_PASSTHROUGH,
   SENTINEL_PASSTHROUGH,
   passthroughArgs,
@@ -51,7 +53,7 @@ const schema = {
     choices: ["always", "interval"],
   }),
   "log-level": option({ kind: "string", description: "Log level of the child processes", default: "warn" }),
-  // Handed to the sentinels (ring, TTLs, ...), the brokers (storage, durability) or both (--rpc-*).
+  // Handed to the sentinels (ring, TTLs, ...), the brokers (storage, durability) or both (--rpc-*, --cors-*).
   ...passthroughSchema,
 };
 
@@ -61,9 +63,9 @@ Starts a whole cluster on loopback: an embedded etcd, sentinels and brokers, wit
 directory. Ctrl-C stops everything; its processes do not outlive it even after a kill -9 (for etcd, that
 takes Linux with util-linux setpriv).
 It refuses to start, naming the holder, when one of its ports is taken or another goulette dev uses the
-data directory (lock file dev.lock). The sentinel, broker and --rpc-* options below are handed to the
-processes that have them; TLS, tokens, etcd and Kubernetes options are not (a loopback cluster has no use
-for them: run goulette sentinel/broker yourself for those).`;
+data directory (lock file dev.lock). The sentinel, broker, --rpc-* and --cors-* options below are handed
+to the processes that have them; TLS, tokens, etcd and Kubernetes options are not (a loopback cluster has
+no use for them: run goulette sentinel/broker yourself for those).`;
 
 const SELF = fileURLToPath(new URL("./goulette.js", import.meta.url));
 const LOCK_FILE = "dev.lock";
@@ -78,9 +80,13 @@ export async function runDev(argv: string[]): Promise<void> {
   }
   // Checked here, once, rather than by every child failing alike.
   rpcLimitsFromOptions(o);
+  corsFromOptions(o);
   const ports = devPortNeeds(o);
   const values = o as unknown as Record<string, unknown>;
-  const rpcArgs = passthroughArgs(RPC_PASSTHROUGH, values, sources);
+  const rpcArgs = [
+    ...passthroughArgs(RPC_PASSTHROUGH, values, sources),
+    ...passthroughArgs(CORS_PASSTHROUGH, values, sources),
+  ];
   const sentinelArgs = [...passthroughArgs(SENTINEL_PASSTHROUGH, values, sources), ...rpcArgs];
   const brokerArgs = [...passthroughArgs(BROKER_PASSTHROUGH, values, sources), ...rpcArgs];
   const logger = createLogger({ level: "info", base: { process: "dev" } });

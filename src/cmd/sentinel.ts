@@ -4,6 +4,7 @@ import { createEtcdClient } from "../coordination/etcd-client.js";
 import { startEmbeddedEtcd, type EmbeddedEtcd } from "../coordination/embedded-etcd.js";
 import { loadOptions, formatHelp } from "../config/options.js";
 import { InvalidArgumentError, errorMessage } from "../errors.js";
+import { corsFromOptions } from "../config/cors-options.js";
 import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { sentinelOptionSchema } from "../config/sentinel-options.js";
 import { createLogger } from "../observability/logger.js";
@@ -22,6 +23,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     return;
   }
   const rpcLimits = rpcLimitsFromOptions(o);
+  const cors = corsFromOptions(o);
   // A taken --address is one line naming its holder, before etcd is started or contacted.
   await assertAddressFree(o.address, `sentinel ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { sentinel: o.id } });
@@ -84,6 +86,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     probeTimeoutMs: o.probeTimeout,
     maxGroupMembers: o.maxGroupMembers,
     rpcLimits,
+    ...(cors ? { cors } : {}),
     ...(o.tlsCert && o.tlsKey
       ? {
           tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}) },

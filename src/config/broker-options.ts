@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { MAX_REPLICA_COUNT } from "../fsm/validation.js";
+import { corsOptions } from "./cors-options.js";
 import { option, type OptionValues } from "./options.js";
 import { rpcLimitOptions } from "./rpc-limit-options.js";
 
@@ -121,6 +122,7 @@ export const brokerOptionSchema = {
     default: "",
   }),
   ...rpcLimitOptions,
+  ...corsOptions,
 };
 
 export type BrokerOptions = OptionValues<typeof brokerOptionSchema>;

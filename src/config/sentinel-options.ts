@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { corsOptions } from "./cors-options.js";
 import { option, type OptionValues } from "./options.js";
 import { rpcLimitOptions } from "./rpc-limit-options.js";
 
@@ -129,6 +130,7 @@ export const sentinelOptionSchema = {
     default: "",
   }),
   ...rpcLimitOptions,
+  ...corsOptions,
 };
 
 export type SentinelOptions = OptionValues<typeof sentinelOptionSchema>;

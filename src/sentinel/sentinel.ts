@@ -16,7 +16,13 @@ import type { Logger } from "../observability/logger.js";
 import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../observability/metrics.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
 import { bearerHeaders, tokenAuth } from "../server/auth.js";
-import { startRpcServer, type RpcServer, type RpcServerLimits, type TlsFiles } from "../server/rpc-server.js";
+import {
+  startRpcServer,
+  type CorsPolicy,
+  type RpcServer,
+  type RpcServerLimits,
+  type TlsFiles,
+} from "../server/rpc-server.js";
 import type { ClientTlsOptions } from "../server/tls.js";
 import type { TransportPoolOptions } from "../server/transport-pool.js";
 import { BrokerProber } from "./broker-prober.js";
@@ -71,6 +77,8 @@ export interface SentinelConfig {
   adminToken?: string;
   /** Connection, stream and slow-client bounds of the RPC server. */
   rpcLimits?: RpcServerLimits;
+  /** Browser origins allowed to call this sentinel directly (CORS); absent: off. */
+  cors?: CorsPolicy;
   /** Extra interceptors placed before the handlers (after the admin-token check). */
   interceptors?: Interceptor[];
   logger: Logger;
@@ -150,6 +158,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     fallback: (req, res) => void httpFallback(req, res, () => live.plane?.ready ?? false, registry),
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.rpcLimits ? { limits: config.rpcLimits } : {}),
+    ...(config.cors ? { cors: config.cors } : {}),
     logger,
   });
   const authHeaders = bearerHeaders(config.adminToken);

@@ -18,6 +18,7 @@ import type { UniversalHandler, UniversalHandlerOptions } from "@connectrpc/conn
 import { listenError } from "../common/port-check.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
+import { createCorsHandler, type CorsPolicy } from "./cors.js";
 import { handOverDecoded } from "./decoded-messages.js";
 import { resolveRpcLimits, type RpcServerLimits } from "./limits.js";
 import { guardRequestDecoding } from "./request-guard.js";
@@ -25,6 +26,7 @@ import { serverTlsOptions, type TlsFiles } from "./tls.js";
 
 export type { TlsFiles } from "./tls.js";
 export type { RpcServerLimits } from "./limits.js";
+export type { CorsPolicy } from "./cors.js";
 
 export interface RpcServerOptions {
   /** host:port to listen on; port 0 picks a free one. */
@@ -44,6 +46,8 @@ export interface RpcServerOptions {
   /** Serve over TLS (both HTTP/2 via ALPN and HTTP/1.1); with caFile, mutual TLS. */
   tls?: TlsFiles;
   limits?: RpcServerLimits;
+  /** CORS on the RPC routes for these browser origins (off when absent or the list is empty). */
+  cors?: CorsPolicy;
   logger: Logger;
 }
 
@@ -141,7 +145,12 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   });
   const bound = outer.address() as net.AddressInfo;
   options.logger.info(
-    { address: `${host}:${bound.port}`, tls: Boolean(options.tls), mutualTls: Boolean(options.tls?.caFile) },
+    {
+      address: `${host}:${bound.port}`,
+      tls: Boolean(options.tls),
+      mutualTls: Boolean(options.tls?.caFile),
+      corsAllowedOrigins: options.cors?.allowedOrigins.length ? options.cors.allowedOrigins : undefined,
+    },
     "serving gRPC (HTTP/2), Connect and gRPC-web (HTTP/1.1) on one port",
   );
   return {
@@ -188,12 +197,15 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
   options.routes(keepHandOver(router));
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, guardRequestDecoding(h, readMaxBytes));
+  const cors = createCorsHandler(options.cors);
   return (req, res) => {
     const handler = paths.get((req.url ?? "").split("?", 2)[0] ?? "");
     if (!handler) {
       options.fallback(req, res);
       return;
     }
+    // A preflight is answered here; an RPC from an allowed origin gets its CORS headers now.
+    if (cors?.(req, res)) return;
     if ("stream" in req) {
       // Answered before the request was read to its end (an error mid-upload): reset the stream, as
       // gRPC servers do, or a client still sending waits on flow control forever, holding a stream slot.
