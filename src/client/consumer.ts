@@ -537,6 +537,8 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       }
       if (state) {
         state.markProcessed(message.offset + 1, state.seq);
+        // Closing (onRevoked during close()): the closing commit stores it, with the others.
+        if (this.#closed) return;
         const target: CommitTarget = { ...this.#target(state), offset: message.offset + 1 };
         await this.#committer.commit(() => [target], this.#round(true));
       } else {

@@ -321,6 +321,53 @@ describe("Consumer groups through the SDK", () => {
     await running;
   });
 
+  it("shares several topics in one group and commits a message per topic", async () => {
+    const topics = ["multi-a", "multi-b"];
+    for (const topic of topics) await cluster.createTopic(topic, { partitions: 2, replicas: 2 });
+    const options = { topics, group: "multi", from: "earliest" as const, autoCommit: false };
+    const members = [consumer(options), consumer(options)];
+    await Promise.all(members.map((m) => m.start()));
+    await waitFor(() => members.every((m) => m.assignment().length === 2), {
+      timeoutMs: 15_000,
+      what: "2/2",
+    });
+    const held = members.flatMap((m) => m.assignment().map((p) => `${p.topic}/${p.partition}`));
+    assert.equal(new Set(held).size, 4, held.join(" "));
+    for (const topic of topics) await produce(topic, 2, 3);
+
+    const last = new Map<string, { member: Consumer; message: ConsumedMessage }>();
+    let total = 0;
+    await Promise.all(
+      members.map(async (member) => {
+        const deadline = Date.now() + 15_000;
+        while (total < 12 && Date.now() < deadline) {
+          for (const m of await member.receiveBatch({ timeoutMs: 200 })) {
+            const key = `${m.topic}/${m.partition}`;
+            assert.ok(
+              member.assignment().some((p) => `${p.topic}/${p.partition}` === key),
+              `${key} from its owner`,
+            );
+            last.set(key, { member, message: m });
+            total++;
+          }
+        }
+      }),
+    );
+    assert.equal(total, 12);
+    for (const { member, message } of last.values()) await member.commit(message);
+    for (const topic of topics) {
+      const layout = await cluster.layout(topic);
+      for (const p of layout.partitions) {
+        const res = await cluster.broker(p.leader).client.getCommittedOffset({
+          consumerGroup: "multi",
+          topic,
+          partition: p.partition,
+        });
+        assert.equal(res.offset, 3n, `${topic}/${p.partition} committed through commit(message)`);
+      }
+    }
+  });
+
   it("reads without a group from earliest, latest or an offset, and commits nothing", async () => {
     const topic = "peeks";
     const layout = await cluster.createTopic(topic, { partitions: 2, replicas: 2 });
