@@ -33,6 +33,18 @@ export interface OptionSpec<K extends OptionKind = OptionKind> {
   integer?: boolean;
   /** Accepted values (strings). */
   choices?: readonly string[];
+  /** One-letter form (`-k value`, `-kvalue`), for flags that kcat users type short. */
+  short?: string;
+  /**
+   * Former names, still read (flag, environment variable, config key) with a deprecation notice on
+   * stderr; --help names them.
+   */
+  aliases?: readonly string[];
+  /**
+   * Lists: split each value on commas (default true). Off for values that may hold commas (headers);
+   * the flag is then given once per value.
+   */
+  split?: boolean;
 }
 
 export type OptionSchema = Record<string, OptionSpec>;
@@ -53,6 +65,8 @@ export interface LoadOptionsInput {
   env?: NodeJS.ProcessEnv;
   /** Positional arguments (anything that is not a flag) are returned here. */
   allowPositionals?: boolean;
+  /** Where deprecation notices go (default: a line on stderr). */
+  warn?: (message: string) => void;
 }
 
 export interface LoadedOptions<S extends OptionSchema> {
@@ -71,9 +85,22 @@ export function envName(flag: string): string {
   return `GOULETTE_${flag.replace(/-/g, "_").toUpperCase()}`;
 }
 
+/** A flag's canonical name for each name it may be given by (its own and its aliases). */
+function nameIndex(schema: OptionSchema): { long: Map<string, string>; short: Map<string, string> } {
+  const long = new Map<string, string>();
+  const short = new Map<string, string>();
+  for (const [name, spec] of Object.entries(schema)) {
+    long.set(name, name);
+    for (const alias of spec.aliases ?? []) long.set(alias, name);
+    if (spec.short) short.set(spec.short, name);
+  }
+  return { long, short };
+}
+
 export function loadOptions<S extends OptionSchema>(schema: S, input: LoadOptionsInput): LoadedOptions<S> {
   const env = input.env ?? process.env;
-  const { flags, positionals, help } = parseArgv(schema, input.argv);
+  const warn = input.warn ?? ((message: string) => process.stderr.write(`goulette: ${message}\n`));
+  const { flags, positionals, help, used } = parseArgv(schema, input.argv);
   if (positionals.length > 0 && !input.allowPositionals) {
     throw new InvalidArgumentError(`unexpected argument '${positionals[0]}' (see --help)`);
   }
@@ -86,16 +113,29 @@ export function loadOptions<S extends OptionSchema>(schema: S, input: LoadOption
     const camel = toCamelCase(name);
     let raw: unknown;
     let source: "flag" | "env" | "file" | "default" = "default";
+    const aliases = spec.aliases ?? [];
+    const envAlias = aliases.find((alias) => env[envName(alias)] !== undefined);
+    const fileKey = [name, camel, ...aliases.flatMap((a) => [a, toCamelCase(a)])].find(
+      // An empty YAML value (`key:`) means "not set", not the string "null".
+      (key) => file[key] !== undefined && file[key] !== null,
+    );
     if (flags.has(name)) {
       raw = flags.get(name);
       source = "flag";
+      const alias = used.get(name);
+      if (alias !== undefined) warn(`--${alias} is deprecated; use --${name}`);
     } else if (env[envName(name)] !== undefined) {
       raw = env[envName(name)];
       source = "env";
-    } else if ((file[name] ?? file[camel]) !== undefined && (file[name] ?? file[camel]) !== null) {
-      // An empty YAML value (`key:`) means "not set", not the string "null".
-      raw = file[name] ?? file[camel];
+    } else if (envAlias !== undefined) {
+      raw = env[envName(envAlias)];
+      source = "env";
+      warn(`${envName(envAlias)} is deprecated; use ${envName(name)}`);
+    } else if (fileKey !== undefined) {
+      raw = file[fileKey];
       source = "file";
+      if (fileKey !== name && fileKey !== camel)
+        warn(`'${fileKey}' in the config file is deprecated; use '${name}'`);
     }
     values[camel] = source === "default" ? spec.default : coerce(name, spec, raw, source);
     sources[camel] = source;
@@ -104,53 +144,93 @@ export function loadOptions<S extends OptionSchema>(schema: S, input: LoadOption
 }
 
 function parseArgv(schema: OptionSchema, argv: readonly string[]) {
-  const flags = new Map<string, string | boolean>();
+  const index = nameIndex(schema);
+  const flags = new Map<string, string | boolean | string[]>();
+  /** The deprecated alias a flag was given by, if any. */
+  const used = new Map<string, string>();
   const positionals: string[] = [];
   let help = false;
+  const set = (name: string, value: string | boolean) => {
+    const spec = schema[name] as OptionSpec;
+    const previous = flags.get(name);
+    // A repeated list flag adds up (`--topic a --topic b`); any other flag keeps its last value.
+    if (spec.kind === "list" && typeof value === "string") {
+      flags.set(name, [...(Array.isArray(previous) ? previous : []), ...splitList(spec, value)]);
+    } else flags.set(name, value);
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === "--help" || arg === "-h") {
       help = true;
       continue;
     }
-    if (!arg.startsWith("--")) {
-      positionals.push(arg);
-      continue;
-    }
     if (arg === "--") {
       positionals.push(...argv.slice(i + 1));
       break;
     }
-    const eq = arg.indexOf("=");
-    let name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    let negated = false;
-    const negatable = name.startsWith("no-") && Object.hasOwn(schema, name.slice(3));
-    if (!Object.hasOwn(schema, name) && negatable && schema[name.slice(3)]?.kind === "boolean") {
-      name = name.slice(3);
-      negated = true;
-      if (eq !== -1) throw new InvalidArgumentError(`--no-${name} takes no value`);
+    if (arg.startsWith("-") && !arg.startsWith("--") && arg.length > 1) {
+      // -k value, -kvalue; an unknown letter is an error rather than a message.
+      const letter = arg[1] as string;
+      const name = index.short.get(letter);
+      if (name === undefined) throw new InvalidArgumentError(`unknown flag -${letter} (see --help)`);
+      const spec = schema[name] as OptionSpec;
+      if (spec.kind === "boolean") {
+        if (arg.length > 2) throw new InvalidArgumentError(`-${letter} takes no value (got '${arg}')`);
+        set(name, true);
+        continue;
+      }
+      const value = arg.length > 2 ? arg.slice(2) : argv[++i];
+      if (value === undefined) throw new InvalidArgumentError(`-${letter} (--${name}) needs a value`);
+      set(name, value);
+      continue;
     }
-    const spec = Object.hasOwn(schema, name) ? schema[name] : undefined;
-    if (name === "config") {
+    if (!arg.startsWith("--")) {
+      positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const given = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    if (given === "config") {
       const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
       if (value === undefined) throw new InvalidArgumentError("--config needs a file path");
       flags.set("config", value);
       continue;
     }
-    if (!spec) throw new InvalidArgumentError(`unknown flag --${name} (see --help)`);
+    let name = index.long.get(given);
+    let negated = false;
+    if (name === undefined && given.startsWith("no-")) {
+      const base = index.long.get(given.slice(3));
+      if (base !== undefined && schema[base]?.kind === "boolean") {
+        name = base;
+        negated = true;
+        if (eq !== -1) throw new InvalidArgumentError(`--${given} takes no value`);
+      } else if (base !== undefined) {
+        throw new InvalidArgumentError(`unknown flag --${given} (see --help)`);
+      }
+    }
+    if (name === undefined) throw new InvalidArgumentError(`unknown flag --${given} (see --help)`);
+    const spec = schema[name] as OptionSpec;
+    const alias = negated ? given.slice(3) : given;
+    if (alias !== name) used.set(name, alias);
     if (spec.kind === "boolean") {
-      flags.set(name, negated ? false : eq === -1 ? true : arg.slice(eq + 1));
+      set(name, negated ? false : eq === -1 ? true : arg.slice(eq + 1));
       continue;
     }
     const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
-    if (value === undefined) throw new InvalidArgumentError(`--${name} needs a value`);
-    flags.set(name, value);
+    if (value === undefined) throw new InvalidArgumentError(`--${given} needs a value`);
+    set(name, value);
   }
   return {
-    flags: flags as Map<string, string | boolean> & { get(k: "config"): string | undefined },
+    flags: flags as Map<string, string | boolean | string[]> & { get(k: "config"): string | undefined },
     positionals,
     help,
+    used,
   };
+}
+
+function splitList(spec: OptionSpec, text: string): string[] {
+  const items = spec.split === false ? [text] : text.split(",");
+  return items.map((item) => item.trim()).filter((item) => item !== "");
 }
 
 function readConfigFile(path: string): Record<string, unknown> {
@@ -211,10 +291,7 @@ function coerce(name: string, spec: OptionSpec, raw: unknown, source: string): u
     }
     case "list": {
       if (Array.isArray(raw)) return raw.map((item) => String(item).trim()).filter((item) => item !== "");
-      return String(raw)
-        .split(",")
-        .map((item) => item.trim())
-        .filter((item) => item !== "");
+      return splitList(spec, String(raw));
     }
   }
 }
@@ -224,8 +301,14 @@ export function formatHelp(usage: string, schema: OptionSchema): string {
   const lines = [usage, "", "Options (flag / environment variable / default):"];
   for (const [name, spec] of Object.entries(schema)) {
     const def = Array.isArray(spec.default) ? spec.default.join(",") : String(spec.default);
-    lines.push(`  --${name}${spec.kind === "boolean" ? "" : " <" + spec.kind + ">"}`);
+    const short = spec.short ? `-${spec.short}, ` : "";
+    // Every list flag adds up when repeated; only those that do not split on commas say so.
+    const repeat = spec.kind === "list" && spec.split === false ? " (repeatable)" : "";
+    lines.push(`  ${short}--${name}${spec.kind === "boolean" ? "" : " <" + spec.kind + ">"}${repeat}`);
     lines.push(`      ${spec.description}`);
+    if (spec.aliases?.length) {
+      lines.push(`      deprecated spelling: ${spec.aliases.map((a) => `--${a}`).join(", ")}`);
+    }
     lines.push(`      env ${envName(name)}, default: ${def === "" ? '""' : def}`);
   }
   lines.push("  --config <file>", "      YAML file with any of the options above (env GOULETTE_CONFIG)");

@@ -58,6 +58,61 @@ function assertInvalid(fn: () => unknown, ...patterns: RegExp[]): void {
   });
 }
 
+const shortSchema = {
+  topic: option({ kind: "string", description: "Topic", default: "", short: "t" }),
+  key: option({ kind: "string", description: "Key", default: "", short: "k" }),
+  json: option({ kind: "boolean", description: "JSON", default: false, short: "J" }),
+  sentinels: option({
+    kind: "list",
+    description: "Sentinel URLs",
+    default: ["http://127.0.0.1:9090"],
+    aliases: ["sentinel"],
+  }),
+  header: option({ kind: "list", description: "Header k=v", default: [], short: "H", split: false }),
+};
+
+describe("short flags, aliases and repeated lists", () => {
+  const notices: string[] = [];
+  const loadShort = (argv: string[], env: Record<string, string> = {}) =>
+    loadOptions(shortSchema, { argv, env, allowPositionals: true, warn: (m) => notices.push(m) });
+
+  it("reads -k value and -kvalue, and refuses an unknown short flag instead of taking it as a message", () => {
+    const loaded = loadShort(["-t", "orders", "-kuser1", "-J", "hello"]);
+    assert.equal(loaded.values.topic, "orders");
+    assert.equal(loaded.values.key, "user1");
+    assert.equal(loaded.values.json, true);
+    assert.deepEqual(loaded.positionals, ["hello"]);
+    assert.throws(() => loadShort(["-t", "orders", "-x", "user1", "hello"]), /unknown flag -x/);
+    assert.throws(() => loadShort(["-t"]), /-t \(--topic\) needs a value/);
+    assert.throws(() => loadShort(["-Jx"]), /-J takes no value/);
+  });
+
+  it("adds up a repeated list flag; split: false keeps commas inside each value", () => {
+    const loaded = loadShort(["--sentinels", "a,b", "--sentinels=c", "-H", "x=1,2", "--header", "y=3"]);
+    assert.deepEqual(loaded.values.sentinels, ["a", "b", "c"]);
+    assert.deepEqual(loaded.values.header, ["x=1,2", "y=3"]);
+  });
+
+  it("reads a deprecated alias from flags, env and says so once", () => {
+    notices.length = 0;
+    assert.deepEqual(loadShort(["--sentinel", "http://s:1"]).values.sentinels, ["http://s:1"]);
+    assert.deepEqual(notices, ["--sentinel is deprecated; use --sentinels"]);
+    notices.length = 0;
+    assert.deepEqual(loadShort([], { GOULETTE_SENTINEL: "http://e:1" }).values.sentinels, ["http://e:1"]);
+    assert.match(notices[0] ?? "", /GOULETTE_SENTINEL is deprecated; use GOULETTE_SENTINELS/);
+    notices.length = 0;
+    loadShort(["--sentinels", "http://s:1"]);
+    assert.deepEqual(notices, []);
+  });
+
+  it("shows short forms, repeatability and deprecated spellings in --help", () => {
+    const help = formatHelp("Usage: x", shortSchema);
+    assert.match(help, /-k, --key <string>/);
+    assert.match(help, /-H, --header <list> \(repeatable\)/);
+    assert.match(help, /deprecated spelling: --sentinel/);
+  });
+});
+
 describe("option names", () => {
   it("maps flags to camelCase properties and GOULETTE_* variables", () => {
     assert.equal(toCamelCase("etcd-peer-port"), "etcdPeerPort");
@@ -230,7 +285,8 @@ describe("loadOptions", () => {
 
   it("rejects positionals unless allowed, and passes everything after -- through", () => {
     assertInvalid(() => load(["stray"]), /unexpected argument 'stray'/);
-    assertInvalid(() => load(["-v"]), /unexpected argument '-v'/);
+    assertInvalid(() => load(["-v"]), /unknown flag -v/);
+    assert.deepEqual(load(["-"], {}, { allowPositionals: true }).positionals, ["-"]);
     const loaded = load(
       ["one", "--id", "x", "two", "--", "--not-a-flag", "three"],
       {},
