@@ -1,6 +1,7 @@
 /**
  * The page's script: produce the lines of the text box, consume a topic for a group, show both. It uses
- * the SDK's web entry point (Connect over fetch, HTTP/1.1); server.ts bundles it with esbuild.
+ * the SDK's web entry point (Connect, or gRPC-web with ?protocol=grpc-web, over fetch); server.ts
+ * bundles it with esbuild. It calls the cluster directly (CORS) or through server.ts (proxy mode).
  */
 import {
   Admin,
@@ -10,24 +11,29 @@ import {
   type ClientEvent,
   type ConsumedMessage,
 } from "../../src/client/web.js";
-
-interface PageConfig {
-  /** Base URLs of the sentinels as this page reaches them (same-origin proxy paths). */
-  sentinels: string[];
-  /** Prefix of the proxy path of a broker: `${brokerPrefix}${host:port}`. */
-  brokerPrefix: string;
-}
+import type { PageConfig } from "./server.js";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const params = new URLSearchParams(location.search);
 
 const config = (await (await fetch("/config.json")).json()) as PageConfig;
+const protocol = params.get("protocol") === "grpc-web" ? "grpc-web" : "connect";
 const absolute = (path: string) => new URL(path, location.origin).toString().replace(/\/$/, "");
-const transport = createWebTransport({
-  sentinelUrl: (url) => absolute(url),
-  brokerUrl: (address) => absolute(`${config.brokerPrefix}${address}`),
-});
-const sentinels = config.sentinels.map(absolute);
+// Direct: the SDK calls the sentinels' URLs and the brokers' http://host:port, other origins (CORS).
+// Proxy: both are paths of this page's own origin.
+const transport =
+  config.mode === "proxy"
+    ? createWebTransport({
+        protocol,
+        sentinelUrl: (url) => absolute(url),
+        brokerUrl: (address) => absolute(`${config.brokerPrefix}${address}`),
+      })
+    : createWebTransport({ protocol });
+const sentinels = config.mode === "proxy" ? config.sentinels.map(absolute) : config.sentinels;
+$("mode").textContent =
+  config.mode === "proxy"
+    ? `Through this page's server (proxy mode), ${protocol}.`
+    : `Directly to the cluster from ${location.origin}, ${protocol}: sentinels ${sentinels.join(", ")}.`;
 const events: ClientEvent[] = [];
 const onEvent = (event: ClientEvent) => {
   events.push(event);
@@ -50,7 +56,14 @@ admin.clusterStatus().then(
       `Cluster: leader ${s.leaderUrl || "(none)"}, ${s.brokers.length} brokers ` +
       `(${s.brokers.map((b) => b.brokerId).join(", ")}), ${s.topics} topics`;
   },
-  (err: unknown) => status(`cluster status failed: ${String(err)}`, true),
+  (err: unknown) =>
+    status(
+      `cluster status failed: ${String(err)}` +
+        (config.mode === "direct"
+          ? ` (does the cluster allow this page's origin? --cors-allowed-origins ${location.origin})`
+          : ""),
+      true,
+    ),
 );
 
 let producer: Producer | undefined;

@@ -1,16 +1,17 @@
 /**
- * Serves the browser example and stands between the page and the cluster, on one origin:
+ * Serves the browser example: the page, its script (app.ts, bundled by esbuild on start) and its config.
  *
- *   GET  /, /app.js, /config.json          the page, its script (bundled by esbuild on start), its config
- *   POST /sentinel/<i>/<service>/<method>  passed through to the i-th sentinel (Connect over HTTP/1.1)
- *   POST /broker/<host:port>/…             passed through to that broker (Produce, FetchMessages,
- *                                          CommitOffset…)
+ *   GET /, /app.js, /config.json
  *
- * Why a proxy: the sentinels and brokers send no CORS headers, so a page can only call them from their
- * own origin. Browsers have no full-duplex streams: the page produces with the brokers' unary Produce
- * RPC (one call per batch), passed through like every other call.
+ * Direct mode (the default): the page calls the sentinels and brokers at their own URLs, other origins
+ * than this server's, so the cluster must allow this origin (--cors-allowed-origins). Browsers have no
+ * full-duplex streams: the page produces with the brokers' unary Produce RPC (one call per batch).
+ *
+ * Proxy mode (--proxy): the page calls this server, which passes the calls through (proxy.ts); for a
+ * cluster without CORS, one whose token must stay out of the browser, or brokers the browser cannot reach.
  *
  * Run it against a dev cluster (after `npm run build`):
+ *   goulette dev --cors-allowed-origins http://127.0.0.1:8080
  *   node dist/examples/browser/server.js --sentinel http://127.0.0.1:9090,http://127.0.0.1:9091 --port 8080
  */
 import http from "node:http";
@@ -19,7 +20,8 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
-import { Admin, createNodeTransport } from "../../src/client/node.js";
+import { InvalidArgumentError } from "../../src/errors.js";
+import { createClusterProxy, sendConnectError } from "./proxy.js";
 
 export interface ExampleServerOptions {
   /** Sentinel URLs of the cluster. */
@@ -28,61 +30,43 @@ export interface ExampleServerOptions {
   host?: string;
   /** Listen port (default 8080; 0 picks a free one). */
   port?: number;
-  /** Bearer token for the cluster, if it requires one (added to proxied calls). */
+  /** Pass the page's calls through this server instead of letting it call the cluster (default false). */
+  proxy?: boolean;
+  /** Bearer token for the cluster (proxy mode only: in direct mode every visitor would get it). */
   token?: string;
 }
 
 export interface ExampleServer {
-  /** http://host:port of the page. */
+  /** http://host:port of the page: its origin, which direct mode needs the cluster to allow. */
   readonly url: string;
   close(): Promise<void>;
 }
 
-/** How often the list of brokers the proxy may reach is refreshed, at most. */
-const BROKER_REFRESH_MS = 1_000;
+/** What app.ts reads from /config.json. */
+export type PageConfig =
+  { mode: "direct"; sentinels: string[] } | { mode: "proxy"; sentinels: string[]; brokerPrefix: string };
 
 export async function startExampleServer(options: ExampleServerOptions): Promise<ExampleServer> {
+  if (options.token && !options.proxy) {
+    throw new InvalidArgumentError(
+      "--token needs --proxy: in direct mode the page would hand it to every visitor",
+    );
+  }
   const dir = sourceDir();
   const [html, bundle] = await Promise.all([
     readFile(path.join(dir, "index.html"), "utf8"),
     bundleApp(path.join(dir, "app.ts")),
   ]);
-  const sentinels = options.sentinels.map((url) => new URL(url));
-  const transport = createNodeTransport();
-  const admin = new Admin({
-    sentinels: options.sentinels,
-    transport,
-    ...(options.token ? { token: options.token } : {}),
-  });
-  const authorization: Record<string, string> = options.token
-    ? { authorization: `Bearer ${options.token}` }
-    : {};
-
-  // Only brokers the cluster knows may be reached through /broker/<address> (no open proxy).
-  let knownBrokers = new Set<string>();
-  let refreshedAt = 0;
-  let refreshing: Promise<void> | undefined;
-  const isKnownBroker = async (address: string) => {
-    if (knownBrokers.has(address)) return true;
-    if (!refreshing && Date.now() - refreshedAt >= BROKER_REFRESH_MS) {
-      refreshing = admin
-        .clusterStatus()
-        .then(
-          (status) => void (knownBrokers = new Set(status.brokers.map((b) => b.address))),
-          () => undefined,
-        )
-        .finally(() => {
-          refreshedAt = Date.now();
-          refreshing = undefined;
-        });
-    }
-    await refreshing;
-    return knownBrokers.has(address);
-  };
+  const proxy = options.proxy
+    ? createClusterProxy({ sentinels: options.sentinels, ...(options.token ? { token: options.token } : {}) })
+    : undefined;
+  const config: PageConfig = proxy
+    ? { mode: "proxy", ...proxy.pageConfig }
+    : { mode: "direct", sentinels: options.sentinels };
 
   const server = http.createServer((req, res) => {
     void route(req, res).catch((err: unknown) => {
-      if (!res.headersSent) sendError(res, 500, "internal", String(err));
+      if (!res.headersSent) sendConnectError(res, 500, "internal", String(err));
       else res.destroy();
     });
   });
@@ -96,50 +80,10 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
       return send(res, 200, "text/javascript; charset=utf-8", bundle);
     }
     if (req.method === "GET" && url.pathname === "/config.json") {
-      const config = { sentinels: sentinels.map((_, i) => `/sentinel/${i}`), brokerPrefix: "/broker/" };
       return send(res, 200, "application/json", JSON.stringify(config));
     }
-    const sentinel = /^\/sentinel\/(\d+)(\/.*)$/.exec(url.pathname);
-    if (sentinel) {
-      const target = sentinels[Number(sentinel[1])];
-      if (!target) return sendError(res, 404, "not_found", "no such sentinel");
-      return pass(req, res, target.host, `${sentinel[2]}${url.search}`);
-    }
-    const broker = /^\/broker\/([^/]+)(\/.*)$/.exec(url.pathname);
-    if (broker) {
-      const address = decodeURIComponent(broker[1] as string);
-      const rest = broker[2] as string;
-      if (!(await isKnownBroker(address))) {
-        return sendError(res, 404, "not_found", `${address} is not a broker of this cluster`);
-      }
-      return pass(req, res, address, `${rest}${url.search}`);
-    }
-    sendError(res, 404, "not_found", `no route for ${req.method} ${url.pathname}`);
-  }
-
-  /** Streams the request to host and the answer back (long polls included); cut when either side goes. */
-  function pass(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    host: string,
-    pathAndQuery: string,
-  ): void {
-    const [hostname, port] = splitHost(host);
-    const headers = { ...req.headers, ...authorization, host };
-    delete headers.connection;
-    const upstream = http.request(
-      { hostname, port, method: req.method, path: pathAndQuery, headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on("error", (err) => {
-      if (!res.headersSent) sendError(res, 503, "unavailable", `${host}: ${err.message}`);
-      else res.destroy();
-    });
-    res.on("close", () => upstream.destroy());
-    req.pipe(upstream);
+    if (proxy && (await proxy.route(req, res, url))) return;
+    sendConnectError(res, 404, "not_found", `no route for ${req.method} ${url.pathname}`);
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -153,8 +97,7 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await admin.close();
-      transport.close();
+      await proxy?.close();
     },
   };
 }
@@ -189,32 +132,29 @@ function send(res: http.ServerResponse, status: number, type: string, body: stri
   res.end(body);
 }
 
-/** A Connect error body: the page's client reads its code and message. */
-function sendError(res: http.ServerResponse, status: number, code: string, message: string): void {
-  send(res, status, "application/json", JSON.stringify({ code, message }));
-}
-
-function splitHost(host: string): [string, number] {
-  const i = host.lastIndexOf(":");
-  return [host.slice(0, i).replace(/^\[|\]$/g, ""), Number(host.slice(i + 1))];
-}
-
-// Run as a script: node dist/examples/browser/server.js --sentinel URLS [--port N] [--host H]
+// Run as a script: node dist/examples/browser/server.js --sentinel URLS [--port N] [--host H] [--proxy [--token T]]
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const args = process.argv.slice(2);
   const flag = (name: string) => {
     const i = args.indexOf(`--${name}`);
     return i === -1 ? undefined : args[i + 1];
   };
+  const proxy = args.includes("--proxy");
   const server = await startExampleServer({
     sentinels: (
       flag("sentinel") ?? "http://127.0.0.1:9090,http://127.0.0.1:9091,http://127.0.0.1:9092"
     ).split(","),
     port: Number(flag("port") ?? 8080),
     host: flag("host") ?? "127.0.0.1",
+    proxy,
     ...(flag("token") ? { token: flag("token") as string } : {}),
   });
-  process.stdout.write(`Goulette browser example: open ${server.url}\n`);
+  process.stdout.write(
+    proxy
+      ? `Goulette browser example (proxy mode): open ${server.url}\n`
+      : `Goulette browser example: open ${server.url}\n` +
+          `The page calls the cluster directly: start it with --cors-allowed-origins ${server.url}\n`,
+  );
   const stop = () => void server.close().then(() => process.exit(0));
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
