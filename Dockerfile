@@ -6,7 +6,9 @@
 # image, and `goulette sentinel --enable-embedded-etcd` / `goulette dev` in this image fail with a
 # message naming the missing etcd binary. Mount one (or use the sidecar) if you need them.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# A Node.js LTS line (24: supported until April 2028; Node 20 reached end of life in April 2026). The
+# code itself still runs on Node >= 20 (package.json engines); test/unit/dockerfile.spec.ts checks this line.
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # --- build: all dependencies, compile TypeScript to dist/ ---------------------------------------
 FROM ${NODE_IMAGE} AS build
