@@ -5,8 +5,8 @@ import { InvalidArgumentError } from "../errors.js";
 export const DEV_HOST = "127.0.0.1";
 
 export interface DevPortOptions {
-  sentinels: number;
-  brokers: number;
+  sentinelCount: number;
+  brokerCount: number;
   sentinelPort: number;
   brokerPort: number;
   etcdPort: number;
@@ -30,8 +30,8 @@ export function devPortNeeds(o: DevPortOptions): PortNeed[] {
     remedy: `stop that process, or start this one with another ${flag}`,
   });
   const needs: DevPort[] = [
-    ...range(o.sentinels, (i) => need(o.sentinelPort + i, `sentinel-${i + 1}`, "--sentinel-port")),
-    ...range(o.brokers, (i) => need(o.brokerPort + i, `broker-${i + 1}`, "--broker-port")),
+    ...range(o.sentinelCount, (i) => need(o.sentinelPort + i, `sentinel-${i + 1}`, "--sentinel-port")),
+    ...range(o.brokerCount, (i) => need(o.brokerPort + i, `broker-${i + 1}`, "--broker-port")),
     need(o.etcdPort, "etcd client port", "--etcd-port"),
     need(o.etcdPeerPort, "etcd peer port", "--etcd-peer-port"),
   ];

@@ -11,8 +11,8 @@ import { formatHelp, loadOptions, option } from "../config/options.js";
 import { corsFromOptions } from "../config/cors-options.js";
 import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { FailedPreconditionError } from "../errors.js";
-import { createLogger } from "../observability/logger.js";
-import { spawnDevChild, type DevChild } from "./dev-child.js";
+import { createLogger, type Logger } from "../observability/logger.js";
+import { spawnDevChild, type ChildEnd, type DevChild } from "./dev-child.js";
 import {
   BROKER_PASSTHROUGH,
   CORS_PASSTHROUGH,
@@ -30,8 +30,21 @@ const schema = {
     description: "Everything (etcd, broker logs) goes under this directory",
     default: "./.goulette",
   }),
-  sentinels: option({ kind: "number", description: "Sentinel processes", default: 3, min: 1 }),
-  brokers: option({ kind: "number", description: "Broker processes", default: 3, min: 0 }),
+  // --sentinels is a URL list on every other command: the counts have their own names.
+  "sentinel-count": option({
+    kind: "number",
+    description: "Sentinel processes",
+    default: 3,
+    min: 1,
+    aliases: ["sentinels"],
+  }),
+  "broker-count": option({
+    kind: "number",
+    description: "Broker processes",
+    default: 3,
+    min: 0,
+    aliases: ["brokers"],
+  }),
   "sentinel-port": option({
     kind: "number",
     description: "Port of the first sentinel (the next ones follow)",
@@ -71,6 +84,8 @@ const SELF = fileURLToPath(new URL("./goulette.js", import.meta.url));
 const LOCK_FILE = "dev.lock";
 const READY_TIMEOUT_MS = 30_000;
 const CHILD_STOP_GRACE_MS = 10_000;
+
+export const devOptionSchema = schema;
 
 export async function runDev(argv: string[]): Promise<void> {
   const { values: o, help, sources } = loadOptions(schema, { argv });
@@ -137,10 +152,7 @@ export async function runDev(argv: string[]): Promise<void> {
     void child.exited.then((end) => {
       // During start-up, waitReady reports it; once stopping, it is expected.
       if (state.phase === "up") {
-        logger.error(
-          { process: name, code: end.code, signal: end.signal, reason: child.reason(end) },
-          `${name} exited; the dev cluster is degraded`,
-        );
+        reportChildExit(logger, name, end, child.reason(end));
       }
     });
     children.push(child);
@@ -157,7 +169,7 @@ export async function runDev(argv: string[]): Promise<void> {
       logger: logger.child({ component: "embedded-etcd" }),
     });
     started.etcd = etcd;
-    for (let i = 0; i < o.sentinels; i++) {
+    for (let i = 0; i < o.sentinelCount; i++) {
       const port = o.sentinelPort + i;
       sentinelUrls.push(`http://${DEV_HOST}:${port}`);
       spawnChild(`sentinel-${i + 1}`, [
@@ -172,7 +184,7 @@ export async function runDev(argv: string[]): Promise<void> {
       ]);
     }
     await waitReady(sentinelUrls, children, etcd);
-    for (let i = 0; i < o.brokers; i++) {
+    for (let i = 0; i < o.brokerCount; i++) {
       const port = o.brokerPort + i;
       brokerUrls.push(`http://${DEV_HOST}:${port}`);
       spawnChild(`broker-${i + 1}`, [
@@ -207,12 +219,23 @@ Goulette dev cluster is up (data in ${dataDir})
   metrics    ${sentinelUrls[0]}/metrics   ${brokerUrls[0] ?? ""}${brokerUrls[0] ? "/metrics" : ""}
 
 Try, in another terminal:
-  goulette admin status --sentinel ${sentinelList}
-  echo hello | goulette produce --sentinel ${sentinelList} --topic demo
-  goulette consume --sentinel ${sentinelList} --topic demo --group g1 --from-beginning --max 1
+  goulette admin status --sentinels ${sentinelList}
+  echo hello | goulette produce --sentinels ${sentinelList} --topic demo
+  goulette consume --sentinels ${sentinelList} --topic demo --group g1 --from-beginning --max 1
   curl -s -XPOST -H 'content-type: application/json' ${sentinelUrls[0]}/goulette.v1.SentinelService/GetBrokers -d '{"topic":"demo"}'
 
 Ctrl-C stops everything.`);
+}
+
+/**
+ * The log line of a child that exited while the cluster was up. The child is `child`: dev's own lines
+ * already carry `process: "dev"`, and pino would write a second `process` key.
+ */
+export function reportChildExit(logger: Logger, name: string, end: ChildEnd, reason: string): void {
+  logger.error(
+    { child: name, code: end.code, signal: end.signal, reason },
+    `${name} exited; the dev cluster is degraded`,
+  );
 }
 
 /** The data directory's lock, or a sentence saying which goulette dev has it and what to do. */

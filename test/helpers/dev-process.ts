@@ -53,7 +53,7 @@ export function allDevPorts(ports: DevPorts, sentinels: number, brokers: number)
 export function devArgs(dataDir: string, ports: DevPorts, sentinels: number, brokers: number): string[] {
   return [
     "dev",
-    ...["--data-dir", dataDir, "--sentinels", String(sentinels), "--brokers", String(brokers)],
+    ...["--data-dir", dataDir, "--sentinel-count", String(sentinels), "--broker-count", String(brokers)],
     ...["--sentinel-port", String(ports.sentinelPort), "--broker-port", String(ports.brokerPort)],
     ...["--etcd-port", String(ports.etcdPort), "--etcd-peer-port", String(ports.etcdPeerPort)],
   ];

@@ -34,6 +34,7 @@ describe("goulette dev", () => {
       [
         GOULETTE_BIN,
         "dev",
+        // The former spellings of --sentinel-count/--broker-count (the other specs use the new ones).
         ...["--data-dir", dataDir, "--sentinels", "1", "--brokers", "1"],
         ...["--sentinel-port", String(sentinelPort), "--broker-port", String(brokerPort)],
         ...["--etcd-port", String(etcdPort), "--etcd-peer-port", String(etcdPeerPort), "--log-level", "info"],
@@ -70,6 +71,11 @@ describe("goulette dev", () => {
     assert.ok(line?.sources, `a "${msg}" line in:\n${output.slice(-4000)}`);
     return line.sources;
   };
+
+  it("still takes the former --sentinels/--brokers counts, saying they are now --sentinel-count/--broker-count", () => {
+    assert.match(output, /--sentinels is deprecated; use --sentinel-count/);
+    assert.match(output, /--brokers is deprecated; use --broker-count/);
+  });
 
   it("passes the options set on it to the processes that have them, and nothing else", () => {
     const sentinel = startupSources("starting sentinel");

@@ -4,8 +4,8 @@ import { devPortNeeds } from "../../src/cmd/dev-ports.js";
 import { InvalidArgumentError } from "../../src/errors.js";
 
 const defaults = {
-  sentinels: 3,
-  brokers: 3,
+  sentinelCount: 3,
+  brokerCount: 3,
   sentinelPort: 9090,
   brokerPort: 9190,
   etcdPort: 2379,
@@ -31,7 +31,7 @@ describe("goulette dev ports", () => {
     assert.ok(needs.every((n) => n.host === "127.0.0.1"));
     assert.match(needs[4]?.remedy ?? "", /another --broker-port$/);
     assert.match(needs[7]?.remedy ?? "", /another --etcd-peer-port$/);
-    assert.equal(devPortNeeds({ ...defaults, brokers: 0 }).length, 5);
+    assert.equal(devPortNeeds({ ...defaults, brokerCount: 0 }).length, 5);
   });
 
   it("refuses ranges that overlap or run past 65535", () => {
