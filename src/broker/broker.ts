@@ -111,6 +111,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   // Computed at scrape time over the partitions led then (`partitions` exists before any scrape).
   const metrics = createBrokerMetrics(registry, {
     consumerGroupLag: () => consumerGroupLag(ledOffsets(partitions), maxLagSeries),
+    dataDir: path.resolve(config.dataDir),
   });
   // Outgoing calls (replication, sentinels) present the server certificate and trust the same CA, so
   // a cluster with TLS on (mutual or not) works end to end.
@@ -280,6 +281,7 @@ function updateGauges(
   let led = 0;
   let followed = 0;
   let under = 0;
+  let underMinInsync = 0;
   let inSync = 0;
   let lag = 0;
   let consumerLag = 0;
@@ -289,6 +291,7 @@ function updateGauges(
     if (stats.role === "leader") led++;
     if (stats.role === "follower") followed++;
     if (stats.underReplicated) under++;
+    if (stats.underMinInsync) underMinInsync++;
     inSync += stats.inSyncReplicas;
     lag = Math.max(lag, stats.replicationLag);
     consumerLag += stats.consumerLag;
@@ -297,6 +300,7 @@ function updateGauges(
   metrics.partitionsLed.set(led);
   metrics.partitionsFollowed.set(followed);
   metrics.underReplicatedPartitions.set(under);
+  metrics.underMinInsyncPartitions.set(underMinInsync);
   metrics.inSyncReplicas.set(inSync);
   metrics.replicationLagMessages.set(lag);
   metrics.consumerLagMessages.set(consumerLag);

@@ -108,6 +108,8 @@ interface CommitWaiter {
 export interface PartitionStats {
   role: Role;
   underReplicated: boolean;
+  /** Leader with fewer in-sync replicas (itself included) than --min-insync-replicas: acks=all refused. */
+  underMinInsync: boolean;
   /** Size of the in-sync replica set, leader included (leader only; 0 otherwise). */
   inSyncReplicas: number;
   /** Largest follower lag in messages (leader only). */
@@ -737,6 +739,7 @@ export class Partition {
     return {
       role: this.#role,
       underReplicated: this.#role === "leader" && inSync < this.#replicas.length,
+      underMinInsync: this.#role === "leader" && inSync < (this.options.minInsyncReplicas ?? 1),
       inSyncReplicas: this.#role === "leader" ? inSync : 0,
       replicationLag,
       consumerLag,

@@ -54,6 +54,7 @@ export function validateMessageRequest(req: MessageRequest): void {
  * are in sync). Per-record problems become error acks.
  */
 export async function produce(options: ProduceOptions, req: MessageRequest): Promise<MessageResponse> {
+  const received = performance.now();
   const acks = new Array<MessageAck>(req.records.length);
   const response = create(MessageResponseSchema, { topic: req.topic, partition: req.partition });
   response.acks = acks;
@@ -83,8 +84,21 @@ export async function produce(options: ProduceOptions, req: MessageRequest): Pro
     await appendNew(options, p, generation, req, pending, acks, undefined);
   }
   if (req.acks === Acks.ALL) await waitForReplicas(options, p, generation, req, acks);
+  observeLatency(options.metrics, req.acks, acks, received);
   return response;
 }
+
+/** One weighted observation for the request: its successful acks all share the same latency. */
+function observeLatency(metrics: BrokerMetrics, mode: Acks, acks: MessageAck[], received: number): void {
+  let ok = 0;
+  for (const a of acks) if (a.error === ProduceError.NONE) ok++;
+  if (ok === 0) return;
+  const labels = mode === Acks.ALL ? ACKS_ALL : ACKS_LEADER;
+  metrics.produceLatency.observe(labels, (performance.now() - received) / 1000, ok);
+}
+
+const ACKS_ALL = { acks: "all" } as const;
+const ACKS_LEADER = { acks: "leader" } as const;
 
 /**
  * Appends the records at `slots` that are not duplicates. In-flight duplicates go to `pending` (or,

@@ -13,8 +13,8 @@ export interface ReadBatchesOptions {
   limit: number;
   /** Longest a long-poll sleeps before re-checking (it is woken by new data long before). */
   idleWakeMs: number;
-  /** "pull" or "fetch", for error messages. */
-  what: string;
+  /** Which stream reads: for error messages and the fetch latency's `stream` label. */
+  what: "pull" | "fetch";
   metrics: BrokerMetrics;
 }
 
@@ -36,8 +36,11 @@ export async function* readBatches(
   abort: AbortSignal,
 ): AsyncGenerator<ReadBatch> {
   const { partition: p, generation } = start;
+  const latencyLabels = options.what === "pull" ? STREAM_PULL : STREAM_FETCH;
   let offset = start.offset;
   let sent = 0;
+  // When the broker started on the next batch: the stream asked for it, or new data woke it.
+  let started = performance.now();
   while (sent < options.limit && !abort.aborted) {
     if (p.requireLeader() !== generation) {
       throw new UnavailableError(
@@ -47,6 +50,7 @@ export async function* readBatches(
     const hw = p.highWatermark;
     if (offset >= hw) {
       await p.hwSignal.wait(options.idleWakeMs, abort);
+      started = performance.now();
       continue;
     }
     const records = await p.log.read(
@@ -63,7 +67,9 @@ export async function* readBatches(
     options.metrics.bytesOut.inc(bytes);
     sent += records.length;
     offset = last.offset + 1;
+    options.metrics.fetchLatency.observe(latencyLabels, (performance.now() - started) / 1000);
     yield { records, highWatermark: hw };
+    started = performance.now();
   }
   if (sent < options.limit && abort.aborted) {
     throw abort.reason instanceof ConnectError
@@ -71,3 +77,6 @@ export async function* readBatches(
       : new ConnectError(`${options.what} cancelled`, Code.Canceled);
   }
 }
+
+const STREAM_PULL = { stream: "pull" } as const;
+const STREAM_FETCH = { stream: "fetch" } as const;

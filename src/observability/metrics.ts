@@ -1,4 +1,6 @@
+import { statfs } from "node:fs/promises";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { WeightedHistogram } from "./weighted-histogram.js";
 
 /** A registry with Node process metrics; one per process (tests create several in one process). */
 export function createRegistry(labels: Record<string, string> = {}): Registry {
@@ -24,7 +26,12 @@ export function createRpcMetrics(registry: Registry): RpcMetrics {
     }),
     duration: new Histogram({
       name: "goulette_rpc_duration_seconds",
-      help: "RPC handling time in seconds (for streams: until the stream ends)",
+      // A stream that long-polls for minutes would swamp the buckets, so streams are timed until they
+      // open; the broker times what flows through them (produce latency, fetch latency).
+      help:
+        "RPC handling time in seconds: unary calls until the response is ready; streaming calls until " +
+        "the handler has opened the stream (not until it ends; see goulette_broker_produce_latency_seconds " +
+        "and goulette_broker_fetch_latency_seconds)",
       labelNames: ["service", "method", "code"],
       buckets: [
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -149,9 +156,26 @@ export function createSentinelMetrics(registry: Registry): SentinelMetrics {
   };
 }
 
+/** The `error` label values of goulette_broker_produce_errors_total. */
+export const PRODUCE_ERROR_KINDS = [
+  "unknown_partition",
+  "message_too_large",
+  "invalid",
+  "not_leader",
+  "not_enough_replicas",
+  "storage",
+] as const;
+export type ProduceErrorKind = (typeof PRODUCE_ERROR_KINDS)[number];
+
+/** The `acks` label values of goulette_broker_produce_latency_seconds (unspecified counts as leader). */
+export type AcksLabel = "leader" | "all";
+/** The `stream` label values of goulette_broker_fetch_latency_seconds: FetchMessages or PullMessage. */
+export type ReadStreamLabel = "fetch" | "pull";
+
 /**
  * The broker's metrics. Labels are bounded: no partition or message id; `group` and `topic` only on the
- * per-group consumer lag, whose series are capped (--max-consumer-lag-series).
+ * per-group consumer lag, whose series are capped (--max-consumer-lag-series); `acks`, `stream` and
+ * `error` take the few values listed above.
  */
 export interface BrokerMetrics {
   messagesIn: Counter;
@@ -159,16 +183,24 @@ export interface BrokerMetrics {
   messagesOut: Counter;
   bytesOut: Counter;
   produceErrors: Counter<"error">;
+  /** Per message, from the request reaching the broker to its acknowledgement (successful acks only). */
+  produceLatency: WeightedHistogram<"acks">;
+  /** Per batch of a FetchMessages or PullMessage stream, the long-poll wait left out. */
+  fetchLatency: Histogram<"stream">;
   fsyncDuration: Histogram;
   partitionsLed: Gauge;
   partitionsFollowed: Gauge;
   underReplicatedPartitions: Gauge;
+  underMinInsyncPartitions: Gauge;
   inSyncReplicas: Gauge;
   replicationLagMessages: Gauge;
   consumerLagMessages: Gauge;
   /** Per (group, topic), computed at scrape time from BrokerMetricsOptions.consumerGroupLag. */
   consumerGroupLagMessages: Gauge<"group" | "topic">;
   logBytes: Gauge;
+  /** statfs of the data directory at scrape time (when BrokerMetricsOptions.dataDir is given). */
+  diskAvailableBytes: Gauge;
+  diskSizeBytes: Gauge;
   ready: Gauge;
 }
 
@@ -178,11 +210,23 @@ export interface BrokerMetricsOptions {
    * of `group` bounded; see consumerGroupLag in src/broker/consumer-lag.ts).
    */
   consumerGroupLag?: () => Iterable<{ group: string; topic: string; lag: number }>;
+  /** The data directory, whose filesystem the disk gauges describe. */
+  dataDir?: string;
 }
 
 export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOptions = {}): BrokerMetrics {
   const registers = [registry];
   const groupLag = options.consumerGroupLag;
+  const dataDir = options.dataDir;
+  const produceErrors = new Counter({
+    name: "goulette_broker_produce_errors_total",
+    help: "Produce acks with an error, by error kind",
+    labelNames: ["error"],
+    registers,
+  });
+  // Every kind exported from the start: rate() cannot see the first increment of a series that appears
+  // with it, and the first refused acks=all is the one an alert should not miss.
+  for (const error of PRODUCE_ERROR_KINDS) produceErrors.inc({ error }, 0);
   return {
     messagesIn: new Counter({
       name: "goulette_broker_messages_in_total",
@@ -204,10 +248,24 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
       help: "Payload bytes sent to consumers",
       registers,
     }),
-    produceErrors: new Counter({
-      name: "goulette_broker_produce_errors_total",
-      help: "Produce acks with an error, by error kind",
-      labelNames: ["error"],
+    produceErrors,
+    produceLatency: new WeightedHistogram({
+      name: "goulette_broker_produce_latency_seconds",
+      help:
+        "Per message: from its produce request reaching the broker to its acknowledgement (acks=all: " +
+        "replicated to the in-sync replicas), by acks mode; acknowledgements with an error are left out",
+      labelNames: ["acks"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    fetchLatency: new Histogram({
+      name: "goulette_broker_fetch_latency_seconds",
+      help:
+        "Per batch of a FetchMessages (stream=fetch) or PullMessage (stream=pull) stream: from the broker " +
+        "starting on the batch (the stream asks for it, or new data wakes a caught-up stream) to handing it " +
+        "to the stream; the long-poll wait for new data is left out",
+      labelNames: ["stream"],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     }),
     fsyncDuration: new Histogram({
@@ -229,6 +287,13 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
     underReplicatedPartitions: new Gauge({
       name: "goulette_broker_under_replicated_partitions",
       help: "Led partitions whose in-sync replica set is smaller than the replica list",
+      registers,
+    }),
+    underMinInsyncPartitions: new Gauge({
+      name: "goulette_broker_under_min_insync_partitions",
+      help:
+        "Led partitions whose in-sync replica set (leader included) is smaller than --min-insync-replicas: " +
+        "acks=all is refused on them",
       registers,
     }),
     inSyncReplicas: new Gauge({
@@ -265,10 +330,39 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
       help: "Bytes on disk in partition logs",
       registers,
     }),
+    diskAvailableBytes: new Gauge({
+      name: "goulette_broker_disk_available_bytes",
+      help: "Bytes available to the broker on the filesystem holding --data-dir (statfs at scrape time)",
+      registers,
+      async collect() {
+        const fs = dataDir === undefined ? undefined : await statfsOrUndefined(dataDir);
+        if (fs) this.set(fs.bavail * fs.bsize);
+      },
+    }),
+    diskSizeBytes: new Gauge({
+      name: "goulette_broker_disk_size_bytes",
+      help: "Size in bytes of the filesystem holding --data-dir (statfs at scrape time)",
+      registers,
+      async collect() {
+        const fs = dataDir === undefined ? undefined : await statfsOrUndefined(dataDir);
+        if (fs) this.set(fs.blocks * fs.bsize);
+      },
+    }),
     ready: new Gauge({
       name: "goulette_broker_ready",
       help: "1 when registered with the sentinels and serving",
       registers,
     }),
   };
+}
+
+/** statfs, or undefined when it fails: the gauges then keep their last value rather than report 0 free. */
+async function statfsOrUndefined(
+  dir: string,
+): Promise<{ bavail: number; blocks: number; bsize: number } | undefined> {
+  try {
+    return await statfs(dir);
+  } catch {
+    return undefined;
+  }
 }

@@ -57,6 +57,14 @@ describe("broker: --min-insync-replicas", () => {
     return Number(match[1]);
   };
 
+  /** The broker's goulette_broker_under_min_insync_partitions gauge. */
+  const underMinInsyncOn = async (broker: string): Promise<number> => {
+    const body = await (await fetch(`${cluster.broker(broker).url}/metrics`)).text();
+    const match = /^goulette_broker_under_min_insync_partitions(?:\{[^}]*\})? (\d+)$/m.exec(body);
+    assert.ok(match, "the under-min-insync gauge is exported");
+    return Number(match[1]);
+  };
+
   const errors = (res: MessageResponse) => res.acks.map((a) => a.error);
 
   it("refuses acks=all below the minimum, keeps acks=leader, and recovers when the follower returns", async () => {
@@ -68,6 +76,7 @@ describe("broker: --min-insync-replicas", () => {
     const first = await send(leader, Acks.ALL, 1, 5);
     assert.deepEqual(errors(first), Array(5).fill(ProduceError.NONE));
     assert.deepEqual(await progress(leader), { logEnd: 5, hw: 5 });
+    assert.equal(await underMinInsyncOn(leader), 0);
 
     cluster.broker(follower).pause();
     let waited: MessageResponse;
@@ -81,6 +90,7 @@ describe("broker: --min-insync-replicas", () => {
         timeoutMs: 10_000,
         what: `${follower} to leave the in-sync replicas`,
       });
+      assert.equal(await underMinInsyncOn(leader), 1, "the partition is counted below the minimum");
       // They were stored on the leader (the in-sync set is the leader alone now, so the hw covers them).
       const stored = await waitFor(
         async () => {
@@ -136,6 +146,7 @@ describe("broker: --min-insync-replicas", () => {
       [],
     );
     assert.deepEqual(errors(again), Array(3).fill(ProduceError.NONE));
+    assert.equal(await underMinInsyncOn(leader), 0, "back at the minimum");
     assert.deepEqual(
       again.acks.map((a) => a.offset),
       [9n, 10n, 11n],
@@ -188,5 +199,7 @@ describe("broker: --min-insync-replicas", () => {
     });
     assert.equal(one.acks[0]?.error, ProduceError.NONE);
     assert.equal(one.acks[0]?.offset, 0n, "the refused acks=all record was not appended");
+    // One replica can never reach the minimum of 2: the leader counts the partition for as long as it lasts.
+    assert.equal(await underMinInsyncOn(leader), 1);
   });
 });
