@@ -199,7 +199,8 @@ describe("GroupMembership", () => {
   it("rejoins (same instance id) after NOT_FOUND, losing its partitions first", async () => {
     let joins = 0;
     const fake = new FakeSentinel((req) => {
-      if (req.memberId === "") return answer(`m${++joins}`, joins * 10, [0], 30);
+      // m1 heartbeats again after 30 ms (and is refused); m2 not within the test.
+      if (req.memberId === "") return answer(`m${++joins}`, joins * 10, [0], joins === 1 ? 30 : 60_000);
       if (req.memberId === "m1") throw new ConnectError("member m1 is not in group g", Code.NotFound);
       return answer(req.memberId, 20, [0], 60_000);
     });
