@@ -556,3 +556,16 @@ Return the GOULETTE_RPC_* variables of an rpcLimits value (sentinel.rpcLimits or
 - name: GOULETTE_RPC_IDLE_TIMEOUT
   value: {{ .idleTimeout | int64 | quote }}
 {{- end }}
+
+{{/*
+Return the GOULETTE_CORS_* variables of a cors value (sentinel.cors or broker.cors); none while no
+origin is allowed, so that pods stay as they were with CORS off.
+*/}}
+{{- define "goulette.cors.env" -}}
+{{- if .allowedOrigins }}
+- name: GOULETTE_CORS_ALLOWED_ORIGINS
+  value: {{ join "," .allowedOrigins | quote }}
+- name: GOULETTE_CORS_MAX_AGE
+  value: {{ .maxAge | int64 | quote }}
+{{- end }}
+{{- end }}
