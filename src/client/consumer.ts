@@ -1,6 +1,7 @@
 import { FailedPreconditionError, InvalidArgumentError, type GouletteError } from "../errors.js";
 import type { MemberAssignment } from "../gen/goulette/v1/group_pb.js";
 import { diffAssignment } from "./assignment-diff.js";
+import { callSignal } from "./call-signal.js";
 import { unrefTimer } from "./backoff.js";
 import {
   AbortedError,
@@ -67,6 +68,12 @@ export interface ConsumerOptions extends CommonClientOptions {
    * rebalance; a second live process with the same id replaces the first (MemberReplacedError there).
    */
   instanceId?: string;
+  /**
+   * close() leaves the group, so the partitions move at once (default: true, but false with an
+   * instanceId — a static member that restarts within its session timeout gets them back without a
+   * rebalance; one that does not come back is removed when its session expires).
+   */
+  leaveOnClose?: boolean;
   /** The group session: without a heartbeat this long the member leaves the group (ms, 2000–300000, default 10000). */
   sessionTimeoutMs?: number;
   /** A label for admin listings (default: host/pid in Node, "browser" in browsers). */
@@ -696,7 +703,8 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       });
     }
     this.#states.clear();
-    await this.#membership?.close(!this.#replaced);
+    const leave = this.#options.leaveOnClose ?? this.#options.instanceId === undefined;
+    await this.#membership?.close(!this.#replaced && leave);
     if (this.#options.ownsTransport) this.#options.transport.close();
   }
 
@@ -759,7 +767,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       this.#stopFetch(state);
     }
     const timeoutMs = this.#options.revokeTimeoutMs ?? 10_000;
-    await Promise.all(states.map((s) => s.whenIdle(timeoutMs, this.#abort.signal)));
+    await Promise.all(states.map((s) => s.whenIdle(timeoutMs, callSignal(this.#abort.signal))));
     if (this.#closed) return; // close() commits and leaves
     const partitions = sortedPartitions(states);
     if (this.#options.onRevoked) await this.#hook("onRevoked", this.#options.onRevoked, partitions);
@@ -1073,7 +1081,14 @@ function validateOptions(options: ConsumerOptions, mode: Mode): void {
   }
   if (mode !== "group") {
     const why = mode === "peek" ? "a consumer without a group" : "a consumer with static partitions/member";
-    for (const name of ["instanceId", "sessionTimeoutMs", "onAssigned", "onRevoked", "onLost"] as const) {
+    for (const name of [
+      "instanceId",
+      "leaveOnClose",
+      "sessionTimeoutMs",
+      "onAssigned",
+      "onRevoked",
+      "onLost",
+    ] as const) {
       if (options[name] !== undefined)
         throw new InvalidArgumentError(`${name} needs group membership; ${why} does not join`);
     }

@@ -203,6 +203,51 @@ describe("Consumer groups through the SDK", () => {
     await Promise.all(runs);
   });
 
+  it("a static member's close() keeps its partitions for its restart: same partitions, no rebalance", async () => {
+    const topic = "statics";
+    await cluster.createTopic(topic, { partitions: 4, replicas: 2 });
+    const sentinel = cluster.sentinel();
+    const pod = consumer({ topic, group: "pods", instanceId: "pod-0", sessionTimeoutMs: 10_000 });
+    const other = consumer({ topic, group: "pods" });
+    await Promise.all([pod.start(), other.start()]);
+    await waitFor(() => pod.assignment().length === 2 && other.assignment().length === 2, {
+      timeoutMs: 15_000,
+      what: "2/2",
+    });
+    const podPartitions = pod
+      .assignment()
+      .map((p) => p.partition)
+      .sort();
+    const generation = (await sentinel.describeGroup({ group: "pods" })).generation;
+    await pod.close();
+    // Still a member with its partitions: nothing moved to the other member.
+    const described = await sentinel.describeGroup({ group: "pods" });
+    assert.equal(described.members.length, 2, "the static member did not leave");
+    assert.equal(described.generation, generation, "no rebalance");
+    assert.equal(other.assignment().length, 2);
+
+    const restarted = consumer({ topic, group: "pods", instanceId: "pod-0", sessionTimeoutMs: 10_000 });
+    await restarted.start();
+    await waitFor(() => restarted.assignment().length === 2, {
+      timeoutMs: 10_000,
+      what: "the restart's partitions",
+    });
+    assert.deepEqual(
+      restarted
+        .assignment()
+        .map((p) => p.partition)
+        .sort(),
+      podPartitions,
+    );
+    assert.equal(other.assignment().length, 2, "the other member was not disturbed");
+    // A dynamic member's close() leaves at once.
+    await other.close();
+    await waitFor(() => restarted.assignment().length === 4, {
+      timeoutMs: 5_000,
+      what: "the leaver's partitions",
+    });
+  });
+
   it("a revocation waits for the message being handled, calls onRevoked, commits, then hands over", async () => {
     const topic = "handover";
     await cluster.createTopic(topic, { partitions: 2, replicas: 2 });
