@@ -1,6 +1,7 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { errorMessage, type GouletteError } from "../errors.js";
 import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
+import { callSignal } from "./call-signal.js";
 import { AbortedError, PartitionNotOwnedError, isConnectionFailure, toClientError } from "./errors.js";
 import type { ClientEvent } from "./events.js";
 import type { PartitionState } from "./partition-state.js";
@@ -80,7 +81,7 @@ export class OffsetCommitter {
               offset: BigInt(offset),
               memberEpoch: BigInt(target.epoch),
             },
-            { signal: round.signal, headers: this.options.headers, timeoutMs: 10_000 },
+            { signal: callSignal(round.signal), headers: this.options.headers, timeoutMs: 10_000 },
           );
           if (state && target.seq === state.seq) state.committed = { offset, seq: target.seq };
           this.commits++;
