@@ -550,6 +550,56 @@ describe("charts/goulette", () => {
       assert.equal(sentinel.get("GOULETTE_RPC_MAX_CONCURRENT_STREAMS"), "1000");
     });
 
+    it("cors becomes GOULETTE_CORS_* of each component, as the processes read them; none by default", async () => {
+      const corsVariables = Object.keys(corsOptions).map(envName);
+      const sentinelOptions = new Set(Object.keys(sentinelOptionSchema).map(envName));
+      const brokerOptions = new Set(Object.keys((await brokerOptionSchema()) ?? {}).map(envName));
+      for (const variable of corsVariables) {
+        assert.ok(
+          sentinelOptions.has(variable) && brokerOptions.has(variable),
+          `${variable} is not an option`,
+        );
+      }
+      const base = objectsOf("defaults");
+      for (const component of ["sentinel", "broker"]) {
+        const env = envOf(statefulSetOf(base, component), component, 0);
+        assert.deepEqual(
+          corsVariables.filter((v) => env.has(v)),
+          [],
+          `${component}: CORS is off by default, pods unchanged`,
+        );
+      }
+      const objects = await helmTemplate({
+        values: {
+          sentinel: { cors: { allowedOrigins: ["https://app.example.com", "http://localhost:8080"] } },
+          broker: { cors: { allowedOrigins: ["https://app.example.com"], maxAge: 60 } },
+        },
+      });
+      /** What the component's process makes of its GOULETTE_CORS_* variables. */
+      const corsOf = (component: string) => {
+        const env = envOf(statefulSetOf(objects, component), component, 0);
+        const only = Object.fromEntries(corsVariables.flatMap((v) => (env.has(v) ? [[v, env.get(v)]] : [])));
+        return corsFromOptions(loadOptions(corsOptions, { argv: [], env: only }).values);
+      };
+      assert.deepEqual(corsOf("sentinel"), {
+        allowedOrigins: ["https://app.example.com", "http://localhost:8080"],
+        maxAgeSeconds: 600,
+      });
+      assert.deepEqual(corsOf("broker"), { allowedOrigins: ["https://app.example.com"], maxAgeSeconds: 60 });
+
+      for (const [set, pattern] of [
+        ["sentinel.cors.allowedOrigins[0]=app.example.com", /allowedOrigins/],
+        ["broker.cors.allowedOrigins[0]=https://app.example.com/ui", /allowedOrigins/],
+        ["broker.cors.maxAge=-1", /maxAge/],
+        ["sentinel.cors.origins[0]=https://app.example.com", /origins/],
+      ] as const) {
+        const result = await helmTemplateRaw({ set: [set] });
+        assert.notEqual(result.code, 0, `--set ${set} was accepted`);
+        assert.match(result.stderr, /schema/, `--set ${set}: ${result.stderr}`);
+        assert.match(result.stderr, pattern);
+      }
+    });
+
     it("a config change rolls only the pods it concerns (checksum/config)", async () => {
       const checksum = (objects: KubeObject[], component: string) =>
         statefulSetOf(objects, component).spec?.template.metadata?.annotations?.["checksum/config"];
@@ -662,56 +712,6 @@ function checkTopology(objects: KubeObject[], values: Record<string, unknown>): 
       selects(svc.spec?.selector, sentinel.spec?.template.metadata?.labels),
       `${svc.metadata.name} misses sentinels`,
     );
-    it("cors becomes GOULETTE_CORS_* of each component, as the processes read them; none by default", async () => {
-      const corsVariables = Object.keys(corsOptions).map(envName);
-      const sentinelOptions = new Set(Object.keys(sentinelOptionSchema).map(envName));
-      const brokerOptions = new Set(Object.keys((await brokerOptionSchema()) ?? {}).map(envName));
-      for (const variable of corsVariables) {
-        assert.ok(
-          sentinelOptions.has(variable) && brokerOptions.has(variable),
-          `${variable} is not an option`,
-        );
-      }
-      const base = objectsOf("defaults");
-      for (const component of ["sentinel", "broker"]) {
-        const env = envOf(statefulSetOf(base, component), component, 0);
-        assert.deepEqual(
-          corsVariables.filter((v) => env.has(v)),
-          [],
-          `${component}: CORS is off by default, pods unchanged`,
-        );
-      }
-      const objects = await helmTemplate({
-        values: {
-          sentinel: { cors: { allowedOrigins: ["https://app.example.com", "http://localhost:8080"] } },
-          broker: { cors: { allowedOrigins: ["https://app.example.com"], maxAge: 60 } },
-        },
-      });
-      /** What the component's process makes of its GOULETTE_CORS_* variables. */
-      const corsOf = (component: string) => {
-        const env = envOf(statefulSetOf(objects, component), component, 0);
-        const only = Object.fromEntries(corsVariables.flatMap((v) => (env.has(v) ? [[v, env.get(v)]] : [])));
-        return corsFromOptions(loadOptions(corsOptions, { argv: [], env: only }).values);
-      };
-      assert.deepEqual(corsOf("sentinel"), {
-        allowedOrigins: ["https://app.example.com", "http://localhost:8080"],
-        maxAgeSeconds: 600,
-      });
-      assert.deepEqual(corsOf("broker"), { allowedOrigins: ["https://app.example.com"], maxAgeSeconds: 60 });
-
-      for (const [set, pattern] of [
-        ["sentinel.cors.allowedOrigins[0]=app.example.com", /allowedOrigins/],
-        ["broker.cors.allowedOrigins[0]=https://app.example.com/ui", /allowedOrigins/],
-        ["broker.cors.maxAge=-1", /maxAge/],
-        ["sentinel.cors.origins[0]=https://app.example.com", /origins/],
-      ] as const) {
-        const result = await helmTemplateRaw({ set: [set] });
-        assert.notEqual(result.code, 0, `--set ${set} was accepted`);
-        assert.match(result.stderr, /schema/, `--set ${set}: ${result.stderr}`);
-        assert.match(result.stderr, pattern);
-      }
-    });
-
     const port = svc.spec?.ports?.find((p) => p.port === Number(url.port));
     assert.ok(port, `${svc.metadata.name} has no port ${url.port}`);
     assert.equal(port.targetPort, "rpc");
