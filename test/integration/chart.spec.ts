@@ -44,6 +44,20 @@ const REQUIRED_ALERTS = [
   "GouletteConsumerLagGrowing",
   "GouletteConsumerGroupRebalanceStuck",
   "GouletteEtcdUnreachable",
+  "GouletteUnderMinInsyncPartitions",
+  "GouletteProduceNotEnoughReplicas",
+  "GouletteBrokerDiskFillingUp",
+  "GouletteBrokerDiskAlmostFull",
+  "GoulettePodNotReady",
+];
+/** The rules file's placeholder selectors, and what the chart puts there for the release by default. */
+const RELEASE_SELECTORS: [string, string][] = [
+  ['job=~".*goulette.*-sentinel-headless"', `namespace="${NS}", job="${RELEASE}-goulette-sentinel-headless"`],
+  ['job=~".*goulette.*-broker-headless"', `namespace="${NS}", job="${RELEASE}-goulette-broker-headless"`],
+  [
+    'pod=~".*goulette.*-(sentinel|broker|etcd)-[0-9]+"',
+    `namespace="${NS}", pod=~"${RELEASE}-goulette-(sentinel|broker|etcd)-[0-9]+"`,
+  ],
 ];
 
 const monitoringOn = {
@@ -408,11 +422,13 @@ describe("charts/goulette", () => {
         }
         jobs.push(svc.metadata.name); // the Prometheus Operator's default job label
       }
-      // GouletteBrokerDown matches up{job=~".*broker.*"}: exactly the broker's job must match.
-      assert.deepEqual(
-        jobs.filter((j) => /.*broker.*/.test(j)),
-        [`${RELEASE}-goulette-broker-headless`],
+      // The alerts select exactly the jobs these ServiceMonitors produce, in the release's namespace.
+      const rule = objects.find((o) => o.kind === "PrometheusRule");
+      assert.ok(rule, "no PrometheusRule");
+      const selected = alertRules(rule).flatMap((r) =>
+        [...String(r.expr).matchAll(/namespace="([^"]*)", job="([^"]*)"/g)].map((m) => `${m[1]}/${m[2]}`),
       );
+      assert.deepEqual([...new Set(selected)].sort(), jobs.map((j) => `${NS}/${j}`).sort());
     });
 
     it("with TLS, ServiceMonitors scrape over https with the CA from the TLS Secret", () => {
@@ -427,12 +443,18 @@ describe("charts/goulette", () => {
       }
     });
 
-    it("the PrometheusRule is the rules file, with every required alert annotated", () => {
+    it("the PrometheusRule is the rules file with the release's selectors, every required alert annotated", () => {
       const rule = objectsOf("monitoring on").find((o) => o.kind === "PrometheusRule");
       assert.ok(rule, "no PrometheusRule");
       const file = parseYaml(readFileSync(path.join(chartDir, "rules", "goulette-alerts.yaml"), "utf8")) as {
-        groups: unknown;
+        groups: { rules: { expr: string }[] }[];
       };
+      // The template and the file agree: nothing differs but the selectors it replaces.
+      for (const r of file.groups.flatMap((g) => g.rules)) {
+        for (const [placeholder, selector] of RELEASE_SELECTORS) {
+          r.expr = r.expr.replaceAll(placeholder, selector);
+        }
+      }
       assert.deepEqual((rule.spec as { groups: unknown }).groups, file.groups);
       const rules = alertRules(rule);
       assert.deepEqual(rules.map((r) => r.alert).sort(), [...REQUIRED_ALERTS].sort());
@@ -963,6 +985,7 @@ function checkPrometheusRuleShape(obj: KubeObject): void {
 
 interface AlertRule {
   alert: string;
+  expr?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
 }
