@@ -13,15 +13,19 @@ import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait.js";
 import {
   EtcdControl,
+  PullConsumer,
   controlPlaneServes,
   createTopicLedBy,
   formatTable,
+  longestAckGap,
   readPartition,
   waitForHealthyBrokers,
   waitForSentinelAgreement,
+  type FaultConsumer,
   type FaultRow,
 } from "./harness.js";
-import { ChaosConsumer, ChaosProducer, leaderOf } from "./workload.js";
+import { MemberGroup } from "./members.js";
+import { ChaosProducer, leaderOf } from "./workload.js";
 
 /**
  * The fault-injection suite (issue 7, part 1): one real cluster on loopback (etcd, 3 sentinels, 3
@@ -29,7 +33,9 @@ import { ChaosConsumer, ChaosProducer, leaderOf } from "./workload.js";
  * idempotent producer and a consumer group running through it. After every fault: nothing acknowledged
  * is lost, nothing is duplicated or reordered in the partition, the consumer group saw everything, one
  * sentinel leads and all sentinels hold the same state digest, and both planes serve again within
- * RECOVERY_BOUND_MS of the end of the fault. The table at the end is the one in docs/reliability.md.
+ * RECOVERY_BOUND_MS of the end of the fault. The consumer-member faults run on a topic of several
+ * partitions (a producer each) consumed by a group of members as processes (test/chaos/members.ts),
+ * one of which is killed or frozen. The table at the end is the one in docs/reliability.md.
  *
  * Broker roles in the suite: b1 reaches the sentinels only through TCP proxies (the partition fault),
  * b2 keeps its data on a small tmpfs (the disk-full fault), b3 leads the topics of the broker faults.
@@ -39,8 +45,17 @@ const ELECTION_TTL_S = 2;
 const HEARTBEAT_TTL_S = 3;
 /** Both planes serve again within this long after a fault ends (stated in docs/reliability.md). */
 const RECOVERY_BOUND_MS = 12_000;
-/** Acknowledged messages before a fault, and again after it (proof that it serves). */
+/** Acknowledged messages before a fault, and again after it (proof that it serves), over all partitions. */
 const WARMUP = 100;
+/** The consumer-member faults: partitions of the topic, member processes, their session timeout. */
+const MEMBER_PARTITIONS = 4;
+const GROUP_MEMBERS = 3;
+const MEMBER_SESSION_MS = 3_000;
+/**
+ * The failed member's partitions are consumed by the others within its session timeout + this (stated
+ * in docs/reliability.md): the protocol's 1 s plus scheduling slack on a loaded 2-core machine.
+ */
+const MEMBER_TAKEOVER_BOUND_MS = 2_500;
 
 const rows: FaultRow[] = [];
 /** Faults after which a sentinel still named a stale leader URL (checked by the last test). */
@@ -48,7 +63,7 @@ const staleLeaderUrls: string[] = [];
 
 describe(
   "chaos: faults under an acks=all idempotent producer and a consumer group",
-  { timeout: 300_000 },
+  { timeout: 420_000 },
   () => {
     let cluster: TestCluster;
     let etcd: EtcdControl;
@@ -110,18 +125,25 @@ describe(
 
     interface FaultContext {
       topic: string;
-      /** The partition leader when the fault starts. */
+      /** The leader of partition 0 when the fault starts. */
       partitionLeader: string;
       /** The sentinel leader when the fault starts. */
       sentinelLeader: string;
+      /** The producer of partition 0. */
       producer: ChaosProducer;
     }
 
     interface Fault {
       /** Row name in the table. */
       name: string;
-      /** The broker that must lead the fault's topic (default: wherever the ring puts it). */
+      /** The broker that must lead the fault's topic (default: wherever the ring puts it); 1 partition. */
       leader?: string;
+      /** Partitions of the fault's topic, each with its own producer (default 1). */
+      partitions?: number;
+      /** What consumes the topic (default: a PullConsumer of partition 0, group "chaos-group"). */
+      consumer?: FaultConsumer;
+      /** Runs right before the injection (not timed), to choose its moment. */
+      prepare?(ctx: FaultContext): Promise<void>;
       /** Injects the fault; returns at once (a kill, a signal) or after a restart. */
       inject(ctx: FaultContext): Promise<void> | void;
       /** How long the fault lasts before heal() (a fault duration, not a synchronisation). */
@@ -138,13 +160,25 @@ describe(
         .toLowerCase()
         .replace(/[^a-z0-9]+/g, "-")
         .replace(/^-|-$/g, "");
+      const partitions = fault.partitions ?? 1;
       const topic = fault.leader
         ? await createTopicLedBy(cluster, `chaos-${slug}`, fault.leader)
-        : (await cluster.createTopic(`chaos-${slug}`, { partitions: 1, replicas: 3 })).topic;
-      const producer = new ChaosProducer(cluster, topic, `producer-${slug}`);
-      const consumer = new ChaosConsumer(cluster, topic, "chaos-group");
+        : (await cluster.createTopic(`chaos-${slug}`, { partitions, replicas: 3 })).topic;
+      const producers = Array.from(
+        { length: partitions },
+        (_, p) =>
+          new ChaosProducer(cluster, topic, partitions === 1 ? `producer-${slug}` : `producer-${slug}-${p}`, {
+            partition: p,
+          }),
+      );
+      const [producer] = producers as [ChaosProducer];
+      const consumer = fault.consumer ?? new PullConsumer(cluster, "chaos-group");
+      const stopProducers = () => Promise.all(producers.map((p) => p.stop()));
+      // WARMUP acknowledgements spread over the partitions: each one serves.
+      const warmup = Math.ceil(WARMUP / partitions);
       try {
-        await waitFor(() => producer.acked.size >= WARMUP, {
+        await consumer.start(topic);
+        await waitFor(() => producers.every((p) => p.acked.size >= warmup), {
           timeoutMs: 15_000,
           what: `${WARMUP} acks before the fault`,
         });
@@ -154,6 +188,7 @@ describe(
           sentinelLeader: (await waitForSentinelAgreement(cluster, 15_000, 0)).leader,
           producer,
         };
+        await fault.prepare?.(ctx);
         const t0 = Date.now();
         await fault.inject(ctx);
         const control = controlPlaneServes(cluster, `probe-${slug}`, 60_000);
@@ -161,76 +196,75 @@ describe(
         await fault.during?.(ctx);
         await fault.heal?.(ctx);
         const healedAt = Date.now();
-        const ackedAtHeal = producer.acked.size;
-        await waitFor(() => producer.acked.size >= ackedAtHeal + WARMUP, {
+        const ackedAtHeal = producers.map((p) => p.acked.size);
+        await waitFor(() => producers.every((p, i) => p.acked.size >= (ackedAtHeal[i] as number) + warmup), {
           timeoutMs: RECOVERY_BOUND_MS + 10_000,
           what: `${WARMUP} more acks after the fault`,
         });
         const controlAt = await control;
-        // Produce outage: the longest gap between acknowledgements from the injection on.
-        const times = [t0, ...producer.acks.filter((a) => a.at >= t0).map((a) => a.at)];
-        let gapEnd = t0;
+        // Produce outage: the longest gap between acknowledgements (of one producer) from the injection on.
         let gap = 0;
-        for (let i = 1; i < times.length; i++) {
-          const d = (times[i] as number) - (times[i - 1] as number);
-          if (d > gap) [gap, gapEnd] = [d, times[i] as number];
+        let gapEnd = t0;
+        for (const p of producers) {
+          const longest = longestAckGap(p, t0);
+          if (longest.gap > gap) [gap, gapEnd] = [longest.gap, longest.end];
         }
         const produceBackMs = gapEnd - t0;
         const controlBackMs = controlAt - t0;
 
         await fault.restore?.(ctx);
         await waitForHealthyBrokers(cluster);
-        await producer.stop();
-        const { messages } = await readPartition(cluster, topic);
-        await waitFor(() => [...producer.acked.keys()].every((id) => consumer.seen.has(id)), {
-          timeoutMs: 15_000,
-          what: "the consumer group to see every acknowledged message",
-        });
+        await stopProducers();
+        const logs = [];
+        for (const p of producers)
+          logs.push({ producer: p, ...(await readPartition(cluster, topic, p.partition)) });
+        await consumer.drained(producers);
         await consumer.stop();
         const agreement = await waitForSentinelAgreement(cluster);
         if (!agreement.urlsAgree) staleLeaderUrls.push(`${fault.name}: ${agreement.last}`);
         const staleNote = agreement.urlsAgree ? "" : "a follower kept a stale leader URL";
 
-        const ids = messages.map((m) => m.messageId);
-        const lost = [...producer.acked].filter(([id, offset]) => messages[Number(offset)]?.messageId !== id);
-        const duplicated = ids.length - new Set(ids).size;
-        const reordered = ids.filter((id, i) => i > 0 && id <= (ids[i - 1] as bigint)).length;
-        const errorNotes = [...producer.errors].map(([k, v]) => `${k}×${v}`).join(" ");
+        let lost: [bigint, bigint][] = [];
+        let duplicated = 0;
+        let reordered = 0;
+        const errors = new Map<string, number>();
+        for (const { producer: p, messages } of logs) {
+          const ids = messages.map((m) => m.messageId);
+          lost = lost.concat(
+            [...p.acked].filter(([id, offset]) => messages[Number(offset)]?.messageId !== id),
+          );
+          duplicated += ids.length - new Set(ids).size;
+          reordered += ids.filter((id, i) => i > 0 && id <= (ids[i - 1] as bigint)).length;
+          for (const [k, v] of p.errors) errors.set(k, (errors.get(k) ?? 0) + v);
+        }
+        const errorNotes = [...errors].map(([k, v]) => `${k}×${v}`).join(" ");
+        const consumed = consumer.report();
         rows.push({
           fault: fault.name,
           faultMs: healedAt - t0,
           produceGapMs: gap,
           produceBackMs,
           controlBackMs,
-          acknowledged: producer.acked.size,
+          acknowledged: producers.reduce((n, p) => n + p.acked.size, 0),
           lost: lost.length,
           duplicated,
           reordered,
-          notes: [errorNotes, `redelivered ${consumer.deliveries.length - consumer.seen.size}`, staleNote]
-            .filter(Boolean)
-            .join("; "),
+          ...(consumed.reassignedMs === undefined ? {} : { reassignedMs: consumed.reassignedMs }),
+          ...(consumed.consumedAgainMs === undefined ? {} : { consumedAgainMs: consumed.consumedAgainMs }),
+          notes: [errorNotes, consumed.notes, staleNote].filter(Boolean).join("; "),
         });
 
         assert.deepEqual(lost.slice(0, 5), [], `acknowledged messages lost (of ${lost.length})`);
         assert.equal(duplicated, 0, "no message id twice in the partition");
         assert.equal(reordered, 0, "message ids in produce order");
-        assert.equal(
-          BigInt(ids.length),
-          producer.sent,
-          "every message sent is in the log once (all were retried to an ack)",
-        );
-        // The group delivers in log order; a redelivery only restarts from a committed offset.
-        const firstSeen: bigint[] = [];
-        const once = new Set<bigint>();
-        for (const d of consumer.deliveries) {
-          if (once.has(d.messageId)) continue;
-          once.add(d.messageId);
-          firstSeen.push(d.messageId);
+        for (const { producer: p, messages } of logs) {
+          assert.equal(
+            BigInt(messages.length),
+            p.sent,
+            `every message sent is in the log of partition ${p.partition} once (all were retried to an ack)`,
+          );
         }
-        assert.ok(
-          firstSeen.every((id, i) => i === 0 || id > (firstSeen[i - 1] as bigint)),
-          "the consumer group saw messages in order",
-        );
+        consumer.verify();
         assert.deepEqual(agreement.leadersByMetric, [agreement.leader], "exactly one sentinel leads");
         assert.ok(
           produceBackMs - (healedAt - t0) <= RECOVERY_BOUND_MS,
@@ -241,7 +275,7 @@ describe(
           `the sentinels served a write ${controlBackMs - (healedAt - t0)} ms after the fault ended`,
         );
       } finally {
-        await producer.stop().catch(() => undefined);
+        await stopProducers().catch(() => undefined);
         await consumer.stop().catch(() => undefined);
       }
     }
@@ -432,6 +466,65 @@ describe(
         },
       });
     });
+
+    const memberGroup = (group: string) =>
+      new MemberGroup(cluster, {
+        group,
+        members: GROUP_MEMBERS,
+        partitions: MEMBER_PARTITIONS,
+        sessionTimeoutMs: MEMBER_SESSION_MS,
+        takeoverBoundMs: MEMBER_TAKEOVER_BOUND_MS,
+      });
+
+    it("SIGKILL a consumer-group member", { timeout: 90_000 }, async () => {
+      const group = memberGroup("chaos-members-kill");
+      await runFault({
+        name: "SIGKILL consumer-group member",
+        partitions: MEMBER_PARTITIONS,
+        consumer: group,
+        async prepare() {
+          await group.chooseVictim();
+        },
+        async inject() {
+          await group.kill();
+        },
+        async restore() {
+          await group.takenOver();
+        },
+      });
+    });
+
+    it(
+      "SIGSTOP a consumer-group member past its session timeout, then SIGCONT",
+      { timeout: 90_000 },
+      async () => {
+        const group = memberGroup("chaos-members-pause");
+        await runFault({
+          name: `SIGSTOP consumer-group member past its ${MEMBER_SESSION_MS / 1000} s session`,
+          partitions: MEMBER_PARTITIONS,
+          consumer: group,
+          async prepare() {
+            await group.chooseVictim();
+          },
+          inject() {
+            group.pause();
+          },
+          // Frozen for at least its session timeout, and until the others own its partitions and
+          // committed past its positions: a commit it still makes when it wakes up would move an offset back.
+          holdMs: MEMBER_SESSION_MS,
+          async during() {
+            await group.takenOver();
+            await group.committedPast();
+          },
+          async heal() {
+            await group.resume();
+          },
+          async restore() {
+            await group.rejoined();
+          },
+        });
+      },
+    );
 
     it("every follower names the leader's URL again after each fault", () => {
       assert.deepEqual(staleLeaderUrls, [], "faults after which a follower named a stale leader URL");

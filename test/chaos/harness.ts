@@ -1,10 +1,11 @@
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pullMessages } from "../helpers/broker-process.js";
 import type { TestCluster } from "../helpers/cluster.js";
 import { readMetric } from "../helpers/sentinel-process.js";
 import { waitFor } from "../helpers/wait.js";
-import { leaderOf } from "./workload.js";
+import { ChaosConsumer, leaderOf, type ChaosProducer } from "./workload.js";
 
 /**
  * The cluster's etcd as a process the chaos suite can kill and start again on the same data dir and
@@ -153,19 +154,110 @@ export async function waitForSentinelAgreement(
   }
 }
 
-/** Every message of partition 0 up to the leader's high watermark, read from the current leader. */
-export async function readPartition(cluster: TestCluster, topic: string) {
+/** Every message of a partition (default 0) up to its high watermark, read from the current leader. */
+export async function readPartition(cluster: TestCluster, topic: string, partition = 0) {
   return waitFor(
     async () => {
-      const leader = await leaderOf(cluster, topic);
+      const leader = await leaderOf(cluster, topic, [], partition);
       const client = cluster.broker(leader).client;
-      const [first] = await pullMessages(client, { topic, partition: 0, offset: 0n }, 1, 5_000);
+      const from = { topic, partition, offset: 0n };
+      const [first] = await pullMessages(client, from, 1, 5_000);
       const hw = Number(first?.highWatermark ?? 0n);
-      const all = hw === 0 ? [] : await pullMessages(client, { topic, partition: 0, offset: 0n }, hw, 20_000);
+      const all = hw === 0 ? [] : await pullMessages(client, from, hw, 20_000);
       return all.length === hw ? { leader, messages: all } : undefined;
     },
-    { timeoutMs: 20_000, what: `the whole log of ${topic}` },
+    { timeoutMs: 20_000, what: `the whole log of ${topic}/${partition}` },
   );
+}
+
+/**
+ * The longest time without an acknowledgement of `producer` from `t0` on, and when it ended (`t0`
+ * itself counts as the first acknowledgement).
+ */
+export function longestAckGap(producer: ChaosProducer, t0: number): { gap: number; end: number } {
+  const times = [t0, ...producer.acks.filter((a) => a.at >= t0).map((a) => a.at)];
+  let end = t0;
+  let gap = 0;
+  for (let i = 1; i < times.length; i++) {
+    const d = (times[i] as number) - (times[i - 1] as number);
+    if (d > gap) [gap, end] = [d, times[i] as number];
+  }
+  return { gap, end };
+}
+
+/**
+ * What a consumer of the fault's topic adds to a fault: the default is one ChaosConsumer of partition
+ * 0 (PullConsumer); the consumer-member faults use members as processes (test/chaos/members.ts).
+ */
+export interface FaultConsumer {
+  /** Starts consuming `topic`; resolves when it is ready for the warm-up. */
+  start(topic: string): Promise<void>;
+  /** Resolves when every acknowledged record of every producer was consumed. */
+  drained(producers: readonly ChaosProducer[]): Promise<void>;
+  stop(): Promise<void>;
+  /** Its part of the row (after stop()). */
+  report(): ConsumerReport;
+  /** Its assertions, made once the row is in the table. */
+  verify(): void;
+}
+
+export interface ConsumerReport {
+  notes: string;
+  reassignedMs?: number;
+  consumedAgainMs?: number;
+}
+
+/** The suite's consumer group of the single-partition faults: one ChaosConsumer of partition 0. */
+export class PullConsumer implements FaultConsumer {
+  #consumer: ChaosConsumer | undefined;
+
+  constructor(
+    private readonly cluster: TestCluster,
+    private readonly group: string,
+  ) {}
+
+  async start(topic: string): Promise<void> {
+    this.#consumer = new ChaosConsumer(this.cluster, topic, this.group);
+  }
+
+  async drained(producers: readonly ChaosProducer[]): Promise<void> {
+    const consumer = this.#started();
+    // It reads partition 0 only.
+    const producer = producers.find((p) => p.partition === 0);
+    await waitFor(() => [...(producer?.acked.keys() ?? [])].every((id) => consumer.seen.has(id)), {
+      timeoutMs: 15_000,
+      what: "the consumer group to see every acknowledged message",
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.#consumer?.stop();
+  }
+
+  report(): ConsumerReport {
+    const consumer = this.#started();
+    return { notes: `redelivered ${consumer.deliveries.length - consumer.seen.size}` };
+  }
+
+  verify(): void {
+    // The group delivers in log order; a redelivery only restarts from a committed offset.
+    const firstSeen: bigint[] = [];
+    const once = new Set<bigint>();
+    for (const d of this.#started().deliveries) {
+      if (once.has(d.messageId)) continue;
+      once.add(d.messageId);
+      firstSeen.push(d.messageId);
+    }
+    assert.ok(
+      firstSeen.every((id, i) => i === 0 || id > (firstSeen[i - 1] as bigint)),
+      "the consumer group saw messages in order",
+    );
+  }
+
+  #started(): ChaosConsumer {
+    if (!this.#consumer) throw new Error("the pull consumer was not started");
+    return this.#consumer;
+  }
 }
 
 /**
@@ -244,11 +336,15 @@ export interface FaultRow {
   lost: number;
   duplicated: number;
   reordered: number;
-  /** Error acks and broken streams the producer saw, consumer redeliveries, skips. */
+  /** Consumer-member faults: when the failed member's last partition was assigned to another member. */
+  reassignedMs?: number;
+  /** Consumer-member faults: when another member had processed a record of each of its partitions. */
+  consumedAgainMs?: number;
+  /** Error acks and broken streams the producer saw, consumer redeliveries and checks, skips. */
   notes: string;
 }
 
-const seconds = (ms: number) => (ms / 1000).toFixed(1);
+const seconds = (ms: number | undefined) => (ms === undefined ? "—" : (ms / 1000).toFixed(1));
 
 export function formatTable(rows: FaultRow[]): string {
   const head = [
@@ -261,6 +357,8 @@ export function formatTable(rows: FaultRow[]): string {
     "lost",
     "duplicated",
     "reordered",
+    "member's partitions reassigned at (s)",
+    "consumed by the others at (s)",
     "notes",
   ];
   const body = rows.map((r) => [
@@ -273,6 +371,8 @@ export function formatTable(rows: FaultRow[]): string {
     String(r.lost),
     String(r.duplicated),
     String(r.reordered),
+    seconds(r.reassignedMs),
+    seconds(r.consumedAgainMs),
     r.notes,
   ]);
   const lines = [head, ...body].map((cells) => `| ${cells.join(" | ")} |`);

@@ -19,17 +19,18 @@ import type { TestCluster } from "../helpers/cluster.js";
 /** No answer within this long means the broker is unreachable (a paused process never answers). */
 const STALL_MS = 2_000;
 
-/** The partition-0 leader as the sentinels see it, reporting `unreachable` brokers first. */
+/** The leader of a partition (default 0) as the sentinels see it, reporting `unreachable` brokers first. */
 export async function leaderOf(
   cluster: TestCluster,
   topic: string,
   unreachable: string[] = [],
+  partition = 0,
 ): Promise<string> {
   const res = await cluster
     .sentinel()
     .getBrokers({ topic, unreachableBrokers: unreachable }, { timeoutMs: 5_000 });
-  const leader = res.partitions[0]?.leader;
-  if (!leader) throw new Error(`${topic} has no leader`);
+  const leader = res.partitions.find((p) => p.partition === partition)?.leader;
+  if (!leader) throw new Error(`${topic}/${partition} has no leader`);
   return leader;
 }
 
@@ -48,11 +49,11 @@ function stallGuard(controller: AbortController, ms: number) {
 }
 
 /**
- * An idempotent acks=all producer of partition 0: a fixed producer id, message ids 1, 2, 3… and one
- * request of `batch` records in flight at a time, so it never reorders a retry behind a later
- * request. On an error ack it retries the same ids (after asking the sentinels again on NOT_LEADER); on
- * a broken or stalled stream it reports the leader unreachable to the sentinels and retries on the leader
- * they name. `ackTimes[i]` is when the i-th acknowledgement arrived and `sentAt` of the request it answered.
+ * An idempotent acks=all producer of one partition (default 0): a fixed producer id, message ids 1, 2,
+ * 3… and one request of `batch` records (default 10) in flight at a time, so it never reorders a retry
+ * behind a later request. On an error ack it retries the same ids (after asking the sentinels again on
+ * NOT_LEADER); on a broken or stalled stream it reports the leader unreachable to the sentinels and
+ * retries on the leader they name. `ackTimes[i]` is when the i-th acknowledgement arrived and `sentAt` of the request it answered.
  */
 export class ChaosProducer {
   /** Acknowledged message id → offset. */
@@ -63,6 +64,8 @@ export class ChaosProducer {
   readonly acks: { sentAt: number; at: number }[] = [];
   failovers = 0;
   #next = 1n;
+  readonly partition: number;
+  readonly #batch: number;
   #stopped = false;
   readonly done: Promise<void>;
 
@@ -70,8 +73,10 @@ export class ChaosProducer {
     private readonly cluster: TestCluster,
     private readonly topic: string,
     private readonly producerId: string,
-    private readonly batch = 10,
+    options: { partition?: number; batch?: number } = {},
   ) {
+    this.partition = options.partition ?? 0;
+    this.#batch = options.batch ?? 10;
     this.done = this.#run();
   }
 
@@ -100,7 +105,7 @@ export class ChaosProducer {
       if (Date.now() > giveUp) throw new Error(`producer ${this.producerId}: no progress for 90 s`);
       let leader: string;
       try {
-        leader = await leaderOf(this.cluster, this.topic, unreachable);
+        leader = await leaderOf(this.cluster, this.topic, unreachable, this.partition);
       } catch {
         this.#count("getBrokers");
         await sleep(100);
@@ -115,13 +120,13 @@ export class ChaosProducer {
       const sendPending = () => {
         if (pending.length === 0) {
           if (this.#stopped) return false;
-          for (let i = 0; i < this.batch; i++) pending.push(this.#next++);
+          for (let i = 0; i < this.#batch; i++) pending.push(this.#next++);
         }
         sentAt = Date.now();
         requests.push(
           create(MessageRequestSchema, {
             topic: this.topic,
-            partition: 0,
+            partition: this.partition,
             producerId: this.producerId,
             acks: Acks.ALL,
             records: pending.map((messageId) => ({ messageId, payload: text(`m-${messageId}`) })),

@@ -1,23 +1,21 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
 import { Producer } from "../../src/index.js";
 import { startCluster, type TestCluster } from "../helpers/cluster.js";
+import { spawnGroupMember, type GroupMember as Member } from "../helpers/group-member.js";
 import { waitFor } from "../helpers/wait.js";
 
 /**
- * Consumer groups with members as real processes (test/fixtures/group-consumer.ts): three share six
- * partitions, one is killed -9 mid-run, a fourth joins, one is frozen past its session (a zombie), and
- * the sentinel leader dies during a rebalance. Every assertion reads what the members themselves
- * reported (the records they processed and their assigned/revoked/lost events).
+ * Consumer groups with members as real processes (test/fixtures/group-consumer.ts, run through
+ * test/helpers/group-member.ts): three share six partitions, one is killed -9 mid-run, a fourth joins,
+ * one is frozen past its session (a zombie), and the sentinel leader dies during a rebalance. Every
+ * assertion reads what the members themselves reported (the records they processed and their
+ * assigned/revoked/lost events).
  */
 
-const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/group-consumer.js");
 const TOPIC = "orders";
 const GROUP = "billing";
 const PARTITIONS = 6;
@@ -27,73 +25,6 @@ const MESSAGES = 30_000;
 /** A loaded 2-core machine adds to the protocol's own bound (session timeout + 1 s). */
 const SCHEDULING_SLACK_MS = 1_500;
 
-interface Line {
-  e: string;
-  t: number;
-  p?: number;
-  o?: number;
-  k?: string;
-  v?: string;
-  parts?: string[];
-  reason?: string;
-}
-
-class Member {
-  readonly lines: Line[] = [];
-  readonly owned = new Set<string>();
-  /** partition key → [from, to) ms intervals during which this member said it owned it. */
-  readonly intervals = new Map<string, [number, number][]>();
-  readonly exited: Promise<number | null>;
-  #partial = "";
-
-  constructor(
-    readonly name: string,
-    readonly child: ChildProcess,
-  ) {
-    child.stdout?.on("data", (chunk: Buffer) => {
-      const text = this.#partial + chunk.toString();
-      const rows = text.split("\n");
-      this.#partial = rows.pop() ?? "";
-      for (const row of rows) if (row) this.#record(JSON.parse(row) as Line);
-    });
-    child.stderr?.on("data", (chunk: Buffer) => process.stderr.write(`[${name}] ${chunk.toString()}`));
-    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
-  }
-
-  #record(line: Line): void {
-    this.lines.push(line);
-    if (line.e === "assigned") {
-      for (const key of line.parts ?? []) {
-        this.owned.add(key);
-        const list = this.intervals.get(key) ?? [];
-        list.push([line.t, Infinity]);
-        this.intervals.set(key, list);
-      }
-    } else if (line.e === "revoked" || line.e === "lost") {
-      for (const key of line.parts ?? []) this.#end(key, line.t);
-    }
-  }
-
-  #end(key: string, t: number): void {
-    this.owned.delete(key);
-    const open = this.intervals.get(key)?.find((i) => i[1] === Infinity);
-    if (open) open[1] = t;
-  }
-
-  /** A killed member owns nothing from the moment it died. */
-  died(t: number): void {
-    for (const key of [...this.owned]) this.#end(key, t);
-  }
-
-  messages(): Line[] {
-    return this.lines.filter((l) => l.e === "msg");
-  }
-
-  events(kind: string): Line[] {
-    return this.lines.filter((l) => l.e === kind);
-  }
-}
-
 describe("consumer groups with members as processes", { timeout: 300_000 }, () => {
   let cluster: TestCluster;
   let producer: Producer;
@@ -101,12 +32,12 @@ describe("consumer groups with members as processes", { timeout: 300_000 }, () =
   const seq = new Map<string, number>();
 
   const spawnMember = (name: string): Member => {
-    const child = spawn(
-      process.execPath,
-      [FIXTURE, cluster.sentinelUrls.join(","), TOPIC, GROUP, String(SESSION_MS)],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const member = new Member(name, child);
+    const member = spawnGroupMember(name, {
+      sentinels: cluster.sentinelUrls,
+      topic: TOPIC,
+      group: GROUP,
+      sessionTimeoutMs: SESSION_MS,
+    });
     members.set(name, member);
     return member;
   };

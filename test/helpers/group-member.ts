@@ -1,0 +1,130 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/**
+ * A consumer-group member as a real process (test/fixtures/group-consumer.ts), for the specs that kill,
+ * freeze or stop members: it reads the JSON lines the member writes on stdout (one per processed record,
+ * and one per assigned/revoked/lost/joined/rejoined event) and keeps what it owns, according to its own
+ * reports.
+ *
+ *   const a = spawnGroupMember("a", { sentinels, topic, group, sessionTimeoutMs: 3_000 });
+ *   await waitFor(() => a.owned.size > 0);
+ *   const at = Date.now();
+ *   a.child.kill("SIGKILL");
+ *   await a.exited;
+ *   a.died(at);
+ */
+
+const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/group-consumer.js");
+
+/** One line a member reported. */
+export interface MemberLine {
+  /** "msg", "assigned", "revoked", "lost", "joined", "rejoined". */
+  e: string;
+  /** Date.now() in the member when it wrote the line. */
+  t: number;
+  /** A record's partition and offset. */
+  p?: number;
+  o?: number;
+  k?: string;
+  v?: string;
+  /** The partitions of an event, as "topic/partition". */
+  parts?: string[];
+  reason?: string;
+  gen?: number;
+}
+
+export interface GroupMemberOptions {
+  sentinels: string[];
+  topic: string;
+  group: string;
+  sessionTimeoutMs: number;
+  /** Static membership (the fixture's optional instance id). */
+  instanceId?: string;
+}
+
+export class GroupMember {
+  readonly lines: MemberLine[] = [];
+  /** What it owns now, as "topic/partition". */
+  readonly owned = new Set<string>();
+  /** partition key → [from, to) ms intervals during which this member said it owned it. */
+  readonly intervals = new Map<string, [number, number][]>();
+  readonly exited: Promise<number | null>;
+  #partial = "";
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    child.stdout?.on("data", (chunk: Buffer) => {
+      const text = this.#partial + chunk.toString();
+      const rows = text.split("\n");
+      this.#partial = rows.pop() ?? "";
+      for (const row of rows) if (row) this.#record(JSON.parse(row) as MemberLine);
+    });
+    child.stderr?.on("data", (chunk: Buffer) => process.stderr.write(`[${name}] ${chunk.toString()}`));
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+  }
+
+  /** The process runs (it may be stopped by SIGSTOP). */
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  #record(line: MemberLine): void {
+    this.lines.push(line);
+    if (line.e === "assigned") {
+      for (const key of line.parts ?? []) {
+        this.owned.add(key);
+        const list = this.intervals.get(key) ?? [];
+        list.push([line.t, Infinity]);
+        this.intervals.set(key, list);
+      }
+    } else if (line.e === "revoked" || line.e === "lost") {
+      for (const key of line.parts ?? []) this.#end(key, line.t);
+    }
+  }
+
+  #end(key: string, t: number): void {
+    this.owned.delete(key);
+    const open = this.intervals.get(key)?.find((i) => i[1] === Infinity);
+    if (open) open[1] = t;
+  }
+
+  /** A killed member owns nothing from the moment it died. */
+  died(t: number): void {
+    for (const key of [...this.owned]) this.#end(key, t);
+  }
+
+  messages(): MemberLine[] {
+    return this.lines.filter((l) => l.e === "msg");
+  }
+
+  events(kind: string): MemberLine[] {
+    return this.lines.filter((l) => l.e === kind);
+  }
+}
+
+/**
+ * Starts a member process. It is SIGKILLed if the test process exits first (a failing hook that never
+ * reaches its cleanup must not leave members behind).
+ */
+export function spawnGroupMember(name: string, options: GroupMemberOptions): GroupMember {
+  const child = spawn(
+    process.execPath,
+    [
+      FIXTURE,
+      options.sentinels.join(","),
+      options.topic,
+      options.group,
+      String(options.sessionTimeoutMs),
+      ...(options.instanceId ? [options.instanceId] : []),
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const reap = () => void child.kill("SIGKILL");
+  process.once("exit", reap);
+  child.once("exit", () => process.removeListener("exit", reap));
+  return new GroupMember(name, child);
+}
