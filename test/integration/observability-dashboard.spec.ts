@@ -1,7 +1,7 @@
 // The Grafana dashboard shipped by the chart (charts/goulette/dashboards/goulette.json), checked
 // without a Prometheus: its shape, its variables, and that every query names metrics Goulette
-// registers and filters by the dashboard's variables. observability.spec.ts runs the same queries
-// against a real Prometheus.
+// registers and filters by the dashboard's variables (cluster, namespace, job, and pod where it
+// applies). observability.spec.ts runs the same queries against a real Prometheus.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -60,7 +60,8 @@ const ROWS = ["Cluster overview", "Operation log", "RPC", "Brokers", "Consumer g
  * groups span brokers (lag summed over the partition leaders) and every sentinel reports the same groups.
  */
 const CLUSTER_WIDE_ROWS = new Set(["Cluster overview", "Consumer groups"]);
-const NAMESPACE_MATCHER = 'namespace=~"$namespace"';
+/** Every selector carries these: the cluster (when there is a cluster label), namespace and job. */
+const SCOPE_MATCHERS = ['cluster=~"$cluster"', 'namespace=~"$namespace"', 'job=~"$job"'];
 const POD_MATCHER = 'pod=~"$pod"';
 
 /** `metric{matchers}`: every selector in the dashboard carries at least the namespace matcher. */
@@ -98,12 +99,16 @@ describe("charts/goulette/dashboards/goulette.json", () => {
     assert.ok(dashboard.schemaVersion >= 38, `schemaVersion ${dashboard.schemaVersion} < 38`);
   });
 
-  it("has a Prometheus datasource variable and multi-value namespace and pod variables", () => {
+  it("has a Prometheus datasource variable and multi-value cluster, namespace, job and pod variables", () => {
+    assert.deepEqual(
+      dashboard.templating.list.map((v) => v.name),
+      ["datasource", "cluster", "namespace", "job", "pod"],
+    );
     const byName = new Map(dashboard.templating.list.map((v) => [v.name, v]));
     const ds = byName.get("datasource");
     assert.equal(ds?.type, "datasource");
     assert.equal(variableQuery(ds ?? { name: "", type: "" }), "prometheus");
-    for (const name of ["namespace", "pod"]) {
+    for (const name of ["cluster", "namespace", "job", "pod"]) {
       const v = byName.get(name);
       assert.ok(v, `no ${name} variable`);
       assert.equal(v.type, "query");
@@ -111,10 +116,22 @@ describe("charts/goulette/dashboards/goulette.json", () => {
       assert.match(variableQuery(v), new RegExp(`^label_values\\(.+, ${name}\\)$`));
       assert.equal(v.multi, true, `${name}: multi`);
       assert.equal(v.includeAll, true, `${name}: include All`);
-      // Queries use =~, so "All" must be a regex that also matches series without the label.
-      assert.equal(v.allValue, ".*", `${name}: allValue`);
+      if (name === "job") {
+        // "All" is the list of jobs found (Grafana's default): every Goulette job and no other, so the
+        // up panel shows no foreign job of the namespace.
+        assert.equal(v.allValue, undefined, "job: All is the jobs found, not .*");
+      } else {
+        // Queries use =~, so "All" must be a regex that also matches series without the label: a
+        // Prometheus without a cluster label still shows everything.
+        assert.equal(v.allValue, ".*", `${name}: allValue`);
+      }
     }
-    assert.deepEqual(variablesOf(variableQuery(byName.get("pod") as Variable)), ["namespace"]);
+    // Each variable narrows the next: cluster, then namespace, then job, then pod.
+    const uses = (name: string) => variablesOf(variableQuery(byName.get(name) as Variable));
+    assert.deepEqual(uses("cluster"), []);
+    assert.deepEqual(uses("namespace"), ["cluster"]);
+    assert.deepEqual(uses("job"), ["cluster", "namespace"]);
+    assert.deepEqual(uses("pod"), ["cluster", "namespace", "job"]);
   });
 
   it("has the rows in order, every panel on the selected datasource, without overlaps", () => {
@@ -150,7 +167,9 @@ describe("charts/goulette/dashboards/goulette.json", () => {
       assert.ok(selectors.length > 0, `${where}: no metric selector`);
       for (const [, metric, matchers] of selectors) {
         assert.ok(known.has(metric as string), `${where}: ${metric} is not a metric Goulette exposes`);
-        assert.ok(matchers?.includes(NAMESPACE_MATCHER), `${where}: ${metric} is not filtered by $namespace`);
+        for (const matcher of SCOPE_MATCHERS) {
+          assert.ok(matchers?.includes(matcher), `${where}: ${metric} is not filtered by ${matcher}`);
+        }
         if (!CLUSTER_WIDE_ROWS.has(q.row)) {
           assert.ok(matchers?.includes(POD_MATCHER), `${where}: ${metric} is not filtered by $pod`);
         }
@@ -167,7 +186,10 @@ describe("charts/goulette/dashboards/goulette.json", () => {
         .filter((w) => !PROMQL_WORDS.has(w));
       assert.deepEqual(bare, [], `${where}: bare identifiers`);
       for (const name of variablesOf(q.expr)) {
-        assert.ok(["namespace", "pod", "__rate_interval"].includes(name), `${where}: variable $${name}`);
+        assert.ok(
+          ["cluster", "namespace", "job", "pod", "__rate_interval"].includes(name),
+          `${where}: variable $${name}`,
+        );
       }
       for (const [range] of q.expr.matchAll(/\[[^\]]*\]/g)) {
         assert.equal(range, "[$__rate_interval]", `${where}: ranges use $__rate_interval`);
@@ -207,12 +229,17 @@ describe("charts/goulette/dashboards/goulette.json", () => {
         "goulette_broker_bytes_out_total",
         "goulette_broker_produce_errors_total",
         "goulette_broker_fsync_duration_seconds_bucket",
+        "goulette_broker_produce_latency_seconds_bucket",
+        "goulette_broker_fetch_latency_seconds_bucket",
         "goulette_broker_partitions_led",
         "goulette_broker_partitions_followed",
         "goulette_broker_under_replicated_partitions",
+        "goulette_broker_under_min_insync_partitions",
         "goulette_broker_replication_lag_messages",
         "goulette_broker_consumer_lag_messages",
         "goulette_broker_log_bytes",
+        "goulette_broker_disk_available_bytes",
+        "goulette_broker_disk_size_bytes",
       ],
       "Consumer groups": [
         "goulette_sentinel_consumer_groups",
@@ -254,6 +281,23 @@ describe("charts/goulette/dashboards/goulette.json", () => {
         rpc.some((e) => e.startsWith(`histogram_quantile(${quantile},`)),
         `no RPC latency p${Number(quantile) * 100}`,
       );
+    }
+    // Produce latency per acks mode and fetch latency per stream kind, each at p50 and p99.
+    const brokers = queries.filter((q) => q.row === "Brokers").map((q) => q.expr);
+    for (const [metric, by] of [
+      ["goulette_broker_produce_latency_seconds_bucket", "acks"],
+      ["goulette_broker_fetch_latency_seconds_bucket", "stream"],
+    ]) {
+      for (const quantile of ["0.5", "0.99"]) {
+        assert.ok(
+          brokers.some(
+            (e) =>
+              e.startsWith(`histogram_quantile(${quantile}, sum by (${by}, le) (`) &&
+              e.includes(`${metric}{`),
+          ),
+          `no p${Number(quantile) * 100} of ${metric} by ${by}`,
+        );
+      }
     }
   });
 });

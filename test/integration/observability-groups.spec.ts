@@ -123,7 +123,14 @@ describe("observability: consumer groups on a real Prometheus", { timeout: 150_0
 
   const clientOf = (url: string): Sentinel =>
     createClient(SentinelService, createGrpcTransport({ baseUrl: url }));
-  const vars = { namespace: NAMESPACE, pod: ".*", __rate_interval: "30s" };
+  // As Grafana substitutes them with "All" selected: no cluster label here, and the jobs found.
+  const vars = {
+    cluster: ".*",
+    namespace: NAMESPACE,
+    job: `(${SENTINEL_JOB}|${BROKER_JOB})`,
+    pod: ".*",
+    __rate_interval: "30s",
+  };
   /** The row's query on `metric`, its variables substituted as Grafana would. */
   const panelQuery = (metric: string) => {
     const found = rowQueries.find((q) => q.expr.includes(`${metric}{`));
@@ -301,12 +308,18 @@ describe("observability: consumer groups on a real Prometheus", { timeout: 150_0
         samples.some((s) => Number.isFinite(s.value)),
         `${q.panel}/${q.refId}: no number`,
       );
-      const elsewhere = substituteVariables(q.expr, { ...vars, namespace: "elsewhere" });
-      assert.deepEqual(
-        await prom.query(elsewhere),
-        [],
-        `${q.panel}/${q.refId} ignores the namespace variable`,
-      );
+      for (const [name, value] of [
+        ["namespace", "elsewhere"],
+        ["job", "another-job"],
+        ["cluster", "another-cluster"],
+      ] as const) {
+        const elsewhere = substituteVariables(q.expr, { ...vars, [name]: value });
+        assert.deepEqual(
+          await prom.query(elsewhere),
+          [],
+          `${q.panel}/${q.refId} ignores the ${name} variable`,
+        );
+      }
     }
   });
 

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -41,6 +41,8 @@ import {
 import { waitFor } from "../helpers/wait.js";
 
 const NAMESPACE = "goulette-obs";
+/** A cluster label, as a multi-cluster Prometheus (Thanos, Mimir) adds; observability-groups has none. */
+const CLUSTER = "obs-cluster";
 const SENTINEL_JOB = "goulette-sentinel-headless";
 const BROKER_JOB = "goulette-broker-headless";
 const SENTINEL_PODS = ["goulette-sentinel-0", "goulette-sentinel-1", "goulette-sentinel-2"];
@@ -80,6 +82,14 @@ const podsOf = (samples: PromSample[]) => samples.map((s) => s.labels.pod ?? "")
 const fresh = (selector: string, since: number) =>
   `${selector} and on(pod) (timestamp(${selector}) > ${since.toFixed(3)})`;
 const nowSeconds = () => Date.now() / 1000;
+/** The dashboard's variables as Grafana substitutes them with "All" selected (job: the jobs found). */
+const ALL = {
+  cluster: ".*",
+  namespace: NAMESPACE,
+  job: runBrokers ? `(${SENTINEL_JOB}|${BROKER_JOB})` : `(${SENTINEL_JOB})`,
+  pod: ".*",
+  __rate_interval: "5s",
+};
 const active = (rule: PromRule | undefined) => rule?.state === "pending" || rule?.state === "firing";
 
 describe("observability: a real Prometheus scrapes a Goulette cluster", { timeout: 150_000 }, () => {
@@ -134,7 +144,10 @@ describe("observability: a real Prometheus scrapes a Goulette cluster", { timeou
       ports.set(pod, await freePort());
     const job = (name: string, pods: string[]): ScrapeJob => ({
       job: name,
-      targets: pods.map((pod) => ({ address: address(pod), labels: { namespace: NAMESPACE, pod } })),
+      targets: pods.map((pod) => ({
+        address: address(pod),
+        labels: { cluster: CLUSTER, namespace: NAMESPACE, pod },
+      })),
     });
     [etcd, prom] = await Promise.all([
       startEtcd(),
@@ -208,7 +221,7 @@ describe("observability: a real Prometheus scrapes a Goulette cluster", { timeou
         intervalMs: 250,
         what: `traffic to show in Prometheus\n${logs()}`,
       });
-      const values = { namespace: NAMESPACE, pod: ".*", __rate_interval: "5s" };
+      const values = ALL;
       const failures: string[] = [];
       const parsedOnly: string[] = [];
       const deadline = Date.now() + 20_000;
@@ -249,24 +262,145 @@ describe("observability: a real Prometheus scrapes a Goulette cluster", { timeou
     }
   });
 
-  it("every query follows the namespace and pod variables", async () => {
-    const base = { __rate_interval: "5s" };
+  it("every query follows the cluster, namespace, job and pod variables", async () => {
     const pod = SENTINEL_PODS[1] as string;
     const leaks: string[] = [];
+    const shows = async (expr: string, values: Record<string, string>) =>
+      (await prom.query(substituteVariables(expr, { ...ALL, ...values }))).length > 0;
     for (const q of queries) {
       const where = `${q.panel}/${q.refId}`;
-      const otherNamespace = substituteVariables(q.expr, { ...base, namespace: "elsewhere", pod: ".*" });
-      if ((await prom.query(otherNamespace)).length > 0) leaks.push(`${where}: namespace`);
+      if (await shows(q.expr, { namespace: "elsewhere" })) leaks.push(`${where}: namespace`);
+      if (await shows(q.expr, { cluster: "another-cluster" })) leaks.push(`${where}: cluster`);
+      if (await shows(q.expr, { job: "redis-sentinel|other-broker" })) leaks.push(`${where}: job`);
+      // A chosen cluster shows what "All" shows.
+      if ((await shows(q.expr, {})) !== (await shows(q.expr, { cluster: CLUSTER }))) {
+        leaks.push(`${where}: cluster ${CLUSTER} differs from All`);
+      }
       if (CLUSTER_WIDE_ROWS.has(q.row)) continue; // cluster-wide on purpose: they ignore the pod filter
-      const otherPod = substituteVariables(q.expr, { ...base, namespace: NAMESPACE, pod: "no-such-pod" });
-      if ((await prom.query(otherPod)).length > 0) leaks.push(`${where}: pod`);
-      const onePod = substituteVariables(q.expr, { ...base, namespace: NAMESPACE, pod });
+      if (await shows(q.expr, { pod: "no-such-pod" })) leaks.push(`${where}: pod`);
+      const onePod = substituteVariables(q.expr, { ...ALL, pod });
       for (const s of await prom.query(onePod)) {
         if (s.labels.pod !== undefined && s.labels.pod !== pod) leaks.push(`${where}: ${s.labels.pod}`);
       }
     }
-    assert.deepEqual(leaks, [], "queries that show data outside the selected namespace or pod");
+    assert.deepEqual(leaks, [], "queries that show data outside the selected cluster, namespace, job or pod");
   });
+
+  it(
+    "produce latency is observed per acknowledged message by acks, fetch latency per batch",
+    { skip: runBrokers ? false : "no broker program (src/cmd/broker.ts) yet" },
+    async () => {
+      const leader = streamLeader;
+      const url = `http://${address(leader)}`;
+      const client = createClient(BrokerService, createGrpcTransport({ baseUrl: url }));
+      const scrape = async () => (await fetch(`${url}/metrics`)).text();
+      const before = await scrape();
+      const send = async (acks: Acks, count: number, firstId: bigint) => {
+        const records = Array.from({ length: count }, (_, i) => ({
+          messageId: firstId + BigInt(i),
+          payload: new TextEncoder().encode(`latency ${i}`),
+        }));
+        async function* one() {
+          yield { topic: STREAM, partition: 0, producerId: "latency-test", acks, records };
+        }
+        for await (const res of client.sendMessage(one(), { timeoutMs: 5_000 })) return res;
+        throw new Error("SendMessage ended without a response");
+      };
+      // acks=leader first: the acks=all request after it moves the high watermark past both.
+      const byLeader = await send(Acks.LEADER, 30, 1n);
+      const byAll = await send(Acks.ALL, 20, 31n);
+      for (const res of [byLeader, byAll]) {
+        assert.ok(
+          res.acks.every((a) => a.error === ProduceError.NONE),
+          `ack errors ${res.acks.map((a) => a.error).join(",")}`,
+        );
+      }
+      // 50 records read 10 at a time: 5 batches, then the stream ends.
+      const fetched = client.fetchMessages(
+        { topic: STREAM, partition: 0, offset: byLeader.acks[0]?.offset ?? 0n, maxMessages: 10, limit: 50n },
+        { timeoutMs: 5_000 },
+      );
+      let records = 0;
+      for await (const batch of fetched) records += batch.messages.length;
+      assert.equal(records, 50);
+      const after = await scrape();
+
+      const delta = (name: string, labels: string) =>
+        metricValue(after, name, labels) - metricValue(before, name, labels);
+      const produceCount = "goulette_broker_produce_latency_seconds_count";
+      const produceSum = "goulette_broker_produce_latency_seconds_sum";
+      assert.equal(delta(produceCount, 'acks="leader"'), 30, "one observation per acks=leader message");
+      assert.equal(delta(produceCount, 'acks="all"'), 20, "one observation per acks=all message");
+      for (const acks of ["leader", "all"]) {
+        const mean = delta(produceSum, `acks="${acks}"`) / (acks === "leader" ? 30 : 20);
+        assert.ok(mean > 0 && mean < 5, `acks=${acks}: mean produce latency ${mean} s`);
+      }
+      assert.equal(
+        delta("goulette_broker_fetch_latency_seconds_count", 'stream="fetch"'),
+        5,
+        "one observation per fetched batch",
+      );
+      const fetchMean = delta("goulette_broker_fetch_latency_seconds_sum", 'stream="fetch"') / 5;
+      assert.ok(fetchMean > 0 && fetchMean < 5, `mean fetch latency ${fetchMean} s`);
+      // Cumulative buckets: +Inf holds every observation.
+      assert.equal(
+        metricValue(after, "goulette_broker_produce_latency_seconds_bucket", 'acks="all",le="+Inf"'),
+        metricValue(after, produceCount, 'acks="all"'),
+      );
+      assert.match(
+        after,
+        /# HELP goulette_rpc_duration_seconds .*streaming calls until the handler has opened the stream/,
+      );
+
+      // The same through Prometheus: quantiles of every observation so far, in seconds.
+      const pod = `pod="${leader}"`;
+      await waitFor(
+        async () =>
+          ((await prom.query(`${produceCount}{${NS}, ${pod}, acks="all"}`))[0]?.value ?? 0) >=
+          metricValue(after, produceCount, 'acks="all"'),
+        { timeoutMs: 10_000, intervalMs: 250, what: "Prometheus to scrape the new observations" },
+      );
+      for (const [metric, label] of [
+        ["goulette_broker_produce_latency_seconds_bucket", 'acks="all"'],
+        ["goulette_broker_produce_latency_seconds_bucket", 'acks="leader"'],
+        ["goulette_broker_fetch_latency_seconds_bucket", 'stream="fetch"'],
+      ]) {
+        for (const q of ["0.5", "0.99"]) {
+          const [p] = await prom.query(
+            `histogram_quantile(${q}, sum by (le) (${metric}{${NS}, ${pod}, ${label}}))`,
+          );
+          assert.ok(p && p.value > 0 && p.value < 5, `${metric}{${label}} p${Number(q) * 100} = ${p?.value}`);
+        }
+      }
+    },
+  );
+
+  it(
+    "the disk gauges are the statfs of each broker's data directory",
+    { skip: runBrokers ? false : "no broker program (src/cmd/broker.ts) yet" },
+    async () => {
+      for (const pod of BROKER_PODS) {
+        const text = await (await fetch(`http://${address(pod)}/metrics`)).text();
+        const fs = await statfs(path.join(brokerRoot as string, pod));
+        const size = metricValue(text, "goulette_broker_disk_size_bytes", "");
+        const available = metricValue(text, "goulette_broker_disk_available_bytes", "");
+        assert.equal(size, fs.blocks * fs.bsize, `${pod}: size`);
+        // Other processes write to the same filesystem meanwhile: close, not equal.
+        assert.ok(
+          available > 0 && available <= size && Math.abs(available - fs.bavail * fs.bsize) < size * 0.01,
+          `${pod}: available ${available} of ${size}, statfs says ${fs.bavail * fs.bsize}`,
+        );
+      }
+      const ratio = await prom.query(
+        `goulette_broker_disk_available_bytes{${NS}} / goulette_broker_disk_size_bytes{${NS}}`,
+      );
+      assert.deepEqual(podsOf(ratio), [...BROKER_PODS].sort());
+      assert.ok(
+        ratio.every((s) => s.value > 0 && s.value <= 1),
+        JSON.stringify(ratio),
+      );
+    },
+  );
 
   it("goulette_sentinel_is_leader sums to exactly 1, and again after the leader is killed", async () => {
     const startedAt = nowSeconds();
@@ -508,6 +642,19 @@ describe("observability: a real Prometheus scrapes a Goulette cluster", { timeou
     );
   });
 });
+
+/**
+ * The value of the sample of `name` whose labels include `labels` (e.g. 'acks="all"', several joined by
+ * commas in exposition order; "" for a metric without labels of its own) in a /metrics text; 0 if none.
+ */
+function metricValue(text: string, name: string, labels: string): number {
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (labels !== "" && !line.includes(labels)) continue;
+    return Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return 0;
+}
 
 /** The expr of an alert of the chart's rules file. */
 function alertExpr(name: string): string {
