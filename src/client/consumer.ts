@@ -16,7 +16,7 @@ import { MessageBuffer } from "./message-buffer.js";
 import type { ConsumedMessage } from "./messages.js";
 import { OffsetCommitter, type CommitTarget } from "./offset-committer.js";
 import { OrderedQueue } from "./ordered-queue.js";
-import { PartitionFetcher, type StartAt } from "./partition-fetcher.js";
+import { PartitionFetcher, type StartAt, type StartPosition } from "./partition-fetcher.js";
 import { PartitionState, type FetchRun, type Fetched } from "./partition-state.js";
 import { SentinelPool } from "./sentinel-pool.js";
 import { TopicMetadata, type TopicShape } from "./topic-metadata.js";
@@ -29,8 +29,11 @@ import {
 } from "./topic-partition.js";
 import type { ClientTransport } from "./transport.js";
 
-/** Where reading starts: the oldest message kept, the end (what is produced from now on), or an offset. */
-export type StartFrom = "earliest" | "latest" | number;
+/**
+ * Where reading starts: the oldest message kept, the end (what is produced from now on), an offset, or
+ * `{ last: n }`: the last n messages of each partition (fewer when it holds fewer).
+ */
+export type StartFrom = StartPosition;
 
 export interface ConsumerOptions extends CommonClientOptions {
   /** How to reach sentinels and brokers (the Node and web entry points supply one). */
@@ -866,7 +869,9 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
           : this.group === ""
             ? typeof from === "number"
               ? { kind: "offset", offset: from }
-              : { kind: from }
+              : typeof from === "object"
+                ? { kind: "last", count: from.last }
+                : { kind: from }
             : { kind: "committed", otherwise: from };
     const initial = why !== "seek" && start.kind !== "offset";
     const abort = new AbortController();
@@ -1060,9 +1065,12 @@ function validateOptions(options: ConsumerOptions, mode: Mode): void {
     from !== undefined &&
     from !== "earliest" &&
     from !== "latest" &&
-    !(typeof from === "number" && Number.isSafeInteger(from) && from >= 0)
+    !(typeof from === "number" && Number.isSafeInteger(from) && from >= 0) &&
+    !(typeof from === "object" && Number.isSafeInteger(from.last) && from.last >= 0)
   ) {
-    throw new InvalidArgumentError(`from must be "earliest", "latest" or an offset ≥ 0, got ${String(from)}`);
+    throw new InvalidArgumentError(
+      `from must be "earliest", "latest", an offset ≥ 0 or { last: n ≥ 0 }, got ${JSON.stringify(from)}`,
+    );
   }
   const timeout = options.sessionTimeoutMs;
   if (

@@ -7,13 +7,17 @@ import { toConsumedMessage, type BatchContext, type ConsumedMessage } from "./me
 import type { PartitionLocation, TopicMetadata } from "./topic-metadata.js";
 import type { ClientTransport } from "./transport.js";
 
-/** Where a read starts: an offset, the log start or end, or the group's committed offset. */
+/** A start position: the log start, its end, an offset, or the last `last` messages of the partition. */
+export type StartPosition = "earliest" | "latest" | number | { last: number };
+
+/** Where a read starts: an offset, the log start or end, the last n, or the group's committed offset. */
 export type StartAt =
   | { kind: "offset"; offset: number }
   | { kind: "earliest" }
   | { kind: "latest" }
+  | { kind: "last"; count: number }
   /** The group's committed offset; `otherwise` where it has none. */
-  | { kind: "committed"; otherwise: "earliest" | "latest" | number };
+  | { kind: "committed"; otherwise: StartPosition };
 
 /** Where fetched messages go (the consumer's bounded buffer): tryPut without waiting, else put. */
 export interface FetchSink {
@@ -161,13 +165,22 @@ export class PartitionFetcher {
     if (start.kind === "committed" && group !== "" && answer.offset >= 0n) {
       return this.#started(Number(answer.offset), "committed");
     }
-    const where = start.kind === "committed" ? start.otherwise : start.kind;
+    const where =
+      start.kind === "committed"
+        ? start.otherwise
+        : start.kind === "last"
+          ? { last: start.count }
+          : start.kind;
+    const logStart = Number(answer.logStartOffset);
+    const highWatermark = Number(answer.highWatermark);
     const offset =
       where === "earliest"
-        ? Number(answer.logStartOffset)
+        ? logStart
         : where === "latest"
-          ? Number(answer.highWatermark)
-          : where;
+          ? highWatermark
+          : typeof where === "number"
+            ? where
+            : Math.max(logStart, highWatermark - where.last);
     return this.#started(offset, "chosen");
   }
 

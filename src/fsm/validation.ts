@@ -43,6 +43,14 @@ export function validateAddress(address: string): void {
   }
 }
 
+/** Replicas of a new topic whose request leaves replica_count 0: 3, or fewer healthy brokers (at least 1). */
+export const DEFAULT_REPLICA_COUNT = 3;
+
+/** replica_count as requested, or the default for 0 (what the proto promises). */
+export function replicaCountOrDefault(requested: number, healthyBrokers: number): number {
+  return requested === 0 ? Math.max(1, Math.min(DEFAULT_REPLICA_COUNT, healthyBrokers)) : requested;
+}
+
 /** Checks a new topic's shape against the brokers that can host it. */
 export function validateTopicShape(
   topic: string,
