@@ -8,6 +8,7 @@ import type {
   ListOperationsResponse,
   ListTopicsResponse,
   SentinelService,
+  UnregisterBrokerResponse,
 } from "../gen/goulette/v1/sentinel_pb.js";
 import { InvalidArgumentError } from "../errors.js";
 import { ClientClosedError } from "./errors.js";
@@ -118,6 +119,18 @@ export class Admin {
       (c, o) => c.listOperations({ afterId: BigInt(options.afterId ?? 0), limit: options.limit ?? 0 }, o),
       options.signal,
     );
+  }
+
+  /**
+   * Removes a broker for good (after a scale-down): the leader moves its replicas elsewhere. Resolves
+   * with the operation that did it.
+   */
+  unregisterBroker(
+    brokerId: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<UnregisterBrokerResponse> {
+    if (!brokerId) return Promise.reject(new InvalidArgumentError("broker id is empty"));
+    return this.#call((c, o) => c.unregisterBroker({ brokerId }, o), options.signal);
   }
 
   /** Makes the leader write a snapshot now and compact the operations it covers. */

@@ -1,18 +1,9 @@
 import { InvalidArgumentError } from "../errors.js";
-import {
-  Admin,
-  type GroupDescription,
-  type GroupMember,
-  type OffsetTarget,
-  type TopicPartition,
-} from "../client/node.js";
-import { transportOptions } from "./produce.js";
+import type { Admin, GroupDescription, GroupMember, OffsetTarget, TopicPartition } from "../client/node.js";
 import { formatTable, toJson } from "./table.js";
 
 /** The admin options the group commands read. */
 export interface GroupCommandOptions {
-  sentinel: string[];
-  token: string;
   json: boolean;
   prefix: string;
   group: string;
@@ -22,26 +13,13 @@ export interface GroupCommandOptions {
   toLatest: boolean;
   toOffset: number;
   dryRun: boolean;
-  tlsCa: string;
-  tlsCert: string;
-  tlsKey: string;
 }
 
 /** `goulette admin groups | reset-offsets | delete-offsets`, through the SDK's Admin client. */
-export async function runGroupCommand(command: string, o: GroupCommandOptions): Promise<void> {
-  const admin = new Admin({
-    sentinels: o.sentinel,
-    sentinelTimeoutMs: 10_000,
-    ...(o.token ? { token: o.token } : {}),
-    nodeTransport: transportOptions(o),
-  });
-  try {
-    if (command === "groups") await (o.group ? describe(admin, o) : list(admin, o));
-    else if (command === "reset-offsets") await reset(admin, o);
-    else await remove(admin, o);
-  } finally {
-    await admin.close();
-  }
+export async function runGroupCommand(command: string, o: GroupCommandOptions, admin: Admin): Promise<void> {
+  if (command === "groups") await (o.group ? describe(admin, o) : list(admin, o));
+  else if (command === "reset-offsets") await reset(admin, o);
+  else await remove(admin, o);
 }
 
 async function list(admin: Admin, o: GroupCommandOptions): Promise<void> {

@@ -1,27 +1,22 @@
 import { toJson as protoToJson } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Admin, NoSentinelReachableError } from "../client/node.js";
 import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
 import {
   GetClusterStatusResponseSchema,
   ListOperationsResponseSchema,
   ListTopicsResponseSchema,
-  SentinelService,
 } from "../gen/goulette/v1/sentinel_pb.js";
 import { InvalidArgumentError, UnavailableError } from "../errors.js";
 import { formatHelp, loadOptions, option, toCamelCase, type OptionValues } from "../config/options.js";
-import { bearerHeaders } from "../server/auth.js";
 import { describeTlsError } from "../server/tls.js";
-import { TransportPool } from "../server/transport-pool.js";
 import { runGroupCommand } from "./admin-groups.js";
+import { sentinelsOption } from "./cli-options.js";
+import { transportOptions } from "./produce.js";
 import { formatTable, toJson } from "./table.js";
 
 const schema = {
-  sentinel: option({
-    kind: "list",
-    description: "Sentinel URLs to ask (the first that answers is used)",
-    default: ["http://127.0.0.1:9090"],
-  }),
-  json: option({ kind: "boolean", description: "Print JSON instead of a table", default: false }),
+  ...sentinelsOption("Sentinel URLs to ask (the first that answers is used)"),
+  json: option({ kind: "boolean", description: "Print JSON instead of a table", default: false, short: "J" }),
   token: option({ kind: "string", description: "Admin token (when the sentinels require one)", default: "" }),
   limit: option({ kind: "number", description: "Rows to list (topics, operations)", default: 100, min: 1 }),
   after: option({
@@ -112,7 +107,7 @@ const USAGE = `Usage: goulette admin <command> [options]
   --json prints JSON instead of tables; flags that do not apply to the command are errors.`;
 
 /** Options every command takes. */
-const COMMON_FLAGS = ["sentinel", "json", "token", "tls-ca", "tls-cert", "tls-key"];
+const COMMON_FLAGS = ["sentinels", "json", "token", "tls-ca", "tls-cert", "tls-key"];
 
 /** The other options each command takes. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
@@ -125,6 +120,10 @@ const COMMAND_FLAGS: Record<string, readonly string[]> = {
   "reset-offsets": ["group", "topic", "partition", "to-earliest", "to-latest", "to-offset", "dry-run"],
   "delete-offsets": ["group", "topic", "partition"],
 };
+
+export const adminOptionSchema = schema;
+/** The admin commands, for --help and shell completion. */
+export const ADMIN_COMMANDS: readonly string[] = Object.keys(COMMAND_FLAGS);
 
 export async function runAdmin(argv: string[]): Promise<void> {
   const { values: o, positionals, help, sources } = loadOptions(schema, { argv, allowPositionals: true });
@@ -146,20 +145,32 @@ export async function runAdmin(argv: string[]): Promise<void> {
   }
   if (command !== "unregister-broker" && positionals.length > 1)
     throw new InvalidArgumentError(`unexpected argument '${positionals[1]}' (see --help)`);
-  if (Object.hasOwn(GROUP_COMMANDS, command)) return runGroupCommand(command, o);
-  const pool = new TransportPool({
-    tls: {
-      ...(o.tlsCa ? { caFile: o.tlsCa } : {}),
-      ...(o.tlsCert ? { certFile: o.tlsCert } : {}),
-      ...(o.tlsKey ? { keyFile: o.tlsKey } : {}),
-    },
-    defaultScheme: "http",
+  // Every command goes through the SDK's Admin: one failover path for the CLI and applications.
+  const admin = new Admin({
+    sentinels: o.sentinels,
+    sentinelTimeoutMs: 10_000,
+    ...(o.token ? { token: o.token } : {}),
+    nodeTransport: transportOptions(o),
   });
   try {
-    await runCommand(command, positionals.slice(1), o, pool);
+    if (Object.hasOwn(GROUP_COMMANDS, command)) await runGroupCommand(command, o, admin);
+    else await runCommand(command, positionals.slice(1), o, admin);
+  } catch (err) {
+    throw withTlsHint(err);
   } finally {
-    pool.close();
+    await admin.close();
   }
+}
+
+/** A TLS failure gets a sentence saying what to fix; Node's own message does not. */
+function withTlsHint(err: unknown): unknown {
+  const failures = err instanceof NoSentinelReachableError ? err.errors : [err];
+  for (const [i, failure] of failures.entries()) {
+    const hint = describeTlsError(failure);
+    const url = err instanceof NoSentinelReachableError ? err.urls[i] : undefined;
+    if (hint) return new UnavailableError(url ? `${url}: ${hint}` : hint, { cause: err });
+  }
+  return err;
 }
 
 type AdminOptions = OptionValues<typeof schema>;
@@ -167,30 +178,10 @@ type AdminOptions = OptionValues<typeof schema>;
 /** Commands served through the SDK's Admin client (they also talk to partition leaders). */
 const GROUP_COMMANDS = { groups: true, "reset-offsets": true, "delete-offsets": true };
 
-async function runCommand(
-  command: string,
-  args: string[],
-  o: AdminOptions,
-  pool: TransportPool,
-): Promise<void> {
-  const call = async <T>(fn: (client: Client<typeof SentinelService>) => Promise<T>): Promise<T> => {
-    let lastError: unknown;
-    for (const url of o.sentinel) {
-      try {
-        return await fn(createClient(SentinelService, pool.get(url)));
-      } catch (err) {
-        // A TLS failure gets a sentence saying what to fix; Node's own message does not.
-        const hint = describeTlsError(err);
-        lastError = hint ? new UnavailableError(`${url}: ${hint}`) : err;
-      }
-    }
-    throw lastError;
-  };
-  const options = { timeoutMs: 10_000, headers: bearerHeaders(o.token) };
-
+async function runCommand(command: string, args: string[], o: AdminOptions, admin: Admin): Promise<void> {
   switch (command) {
     case "status": {
-      const res = await call((c) => c.getClusterStatus({}, options));
+      const res = await admin.clusterStatus();
       if (o.json) return print(toJson(protoToJson(GetClusterStatusResponseSchema, res)));
       print(
         [
@@ -222,9 +213,7 @@ async function runCommand(
       return;
     }
     case "topics": {
-      const res = await call((c) =>
-        c.listTopics({ prefix: o.prefix, after: o.after, limit: o.limit }, options),
-      );
+      const res = await admin.listTopics({ prefix: o.prefix, after: o.after, limit: o.limit });
       if (o.json) return print(toJson(protoToJson(ListTopicsResponseSchema, res)));
       print(
         formatTable(
@@ -247,9 +236,7 @@ async function runCommand(
     case "operations": {
       if (o.after !== "" && !/^\d+$/.test(o.after))
         throw new InvalidArgumentError(`--after must be an operation id, got '${o.after}'`);
-      const res = await call((c) =>
-        c.listOperations({ afterId: BigInt(o.after || "0"), limit: o.limit }, options),
-      );
+      const res = await admin.listOperations({ afterId: BigInt(o.after || "0"), limit: o.limit });
       if (o.json) return print(toJson(protoToJson(ListOperationsResponseSchema, res)));
       print(
         formatTable(
@@ -270,13 +257,13 @@ async function runCommand(
     case "unregister-broker": {
       const brokerId = args[0];
       if (!brokerId) throw new InvalidArgumentError("unregister-broker needs a broker id");
-      const res = await call((c) => c.unregisterBroker({ brokerId }, options));
+      const res = await admin.unregisterBroker(brokerId);
       if (o.json) return print(toJson({ brokerId, operationId: res.operationId }));
       print(`broker ${brokerId} unregistered (operation ${res.operationId}); its replicas were moved`);
       return;
     }
     case "snapshot": {
-      const res = await call((c) => c.createSnapshot({}, options));
+      const res = await admin.createSnapshot();
       if (o.json)
         return print(
           toJson({

@@ -1,38 +1,45 @@
 import { InvalidArgumentError } from "../errors.js";
 import { formatHelp, loadOptions, option } from "../config/options.js";
+import { sentinelsOption } from "./cli-options.js";
+import { compileFormat, parseStart } from "./consume-format.js";
 import {
   AbortedError,
   Consumer,
   decodeText,
   type ClientEvent,
   type ConsumedMessage,
-  type StartFrom,
   type TopicPartition,
 } from "../client/node.js";
 import { TLS_OPTIONS, printEvent, startProgress, transportOptions, type Progress } from "./produce.js";
 
 const schema = {
-  sentinel: option({
-    kind: "list",
-    description: "Sentinel URLs (comma-separated; any of them answers)",
-    default: ["http://127.0.0.1:9090"],
-  }),
+  ...sentinelsOption(),
   topic: option({
     kind: "list",
     description: "Topic to consume (required; several: comma-separated or --topic repeated)",
     default: [],
+    short: "t",
   }),
   group: option({
     kind: "string",
     description:
       "Consumer group to join: members share the partitions, resume at its commits (none: only read)",
     default: "",
+    short: "G",
   }),
   offset: option({
     kind: "string",
     description:
-      "Start: earliest, latest (default) or an offset; with --group, where it has no committed offset",
+      "Start: earliest, latest (default), an offset, or -n: the last n messages of each partition; with --group, where it has no committed offset",
     default: "",
+    short: "o",
+  }),
+  last: option({
+    kind: "number",
+    description: "Start at the last n messages of each partition (same as --offset -n)",
+    default: 0,
+    min: 0,
+    integer: true,
   }),
   "from-beginning": option({
     kind: "boolean",
@@ -44,6 +51,7 @@ const schema = {
     description:
       "Only these partitions (comma-separated or repeated); with --group: read them without joining",
     default: [],
+    short: "p",
   }),
   partitions: option({ kind: "list", description: "Same as --partition", default: [] }),
   max: option({
@@ -51,6 +59,7 @@ const schema = {
     description: "Exit after this many messages (0: never)",
     default: 0,
     min: 0,
+    short: "c",
   }),
   "idle-timeout": option({
     kind: "number",
@@ -58,19 +67,36 @@ const schema = {
     default: 0,
     min: 0,
   }),
-  json: option({ kind: "boolean", description: "Print one JSON object per message", default: false }),
+  json: option({
+    kind: "boolean",
+    description: "Print one JSON object per message",
+    default: false,
+    short: "J",
+  }),
+  format: option({
+    kind: "string",
+    description:
+      "Print each message as this line: %t topic, %p partition, %o offset, %k key, %s value, %T timestamp (ms), %h headers, %% percent; \\n \\t",
+    default: "",
+    short: "f",
+  }),
   token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
-  verbose: option({ kind: "boolean", description: "Print failovers and retries on stderr", default: false }),
+  verbose: option({
+    kind: "boolean",
+    description: "Print failovers and retries on stderr",
+    default: false,
+    short: "v",
+  }),
   ...TLS_OPTIONS,
 };
 
-/** Flags that may be given several times; their values add up (the option loader keeps the last one). */
-const REPEATABLE = ["topic", "partition", "partitions"];
+export const consumeOptionSchema = schema;
 
-const USAGE = `Usage: goulette consume --topic t [--group g] [--offset earliest|latest|n] [--max n] [options]
+const USAGE = `Usage: goulette consume --topic t [--group g] [--offset earliest|latest|n|-n] [--max n] [options]
 
 Prints each message's value as a line on stdout (--json: one object per message with topic, partition,
-offset, key, value, timestamp, headers).
+offset, key, value, timestamp, headers; --format '%k %s': a line from a template, e.g.
+--format '%t/%p@%o %k=%s %h').
 
 With --group g the consumer joins the group: the group's running consumers share the partitions of its
 topics (run it in three terminals to split them three ways; partition changes are printed on stderr).
@@ -78,10 +104,11 @@ Offsets are committed for the group as messages are printed and on exit (Ctrl-C,
 so the next run of the group continues after them.
 
 Without --group it only reads: from --offset (default latest) on every partition, or those of
---partition, and commits nothing.`;
+--partition, and commits nothing. --offset -n (or --last n) starts at the last n messages of each
+partition.`;
 
 export async function runConsume(argv: string[]): Promise<void> {
-  const { values: o, help } = loadOptions(schema, { argv: mergeRepeated(argv, REPEATABLE) });
+  const { values: o, help } = loadOptions(schema, { argv });
   if (help) {
     console.log(formatHelp(USAGE, schema));
     return;
@@ -89,7 +116,9 @@ export async function runConsume(argv: string[]): Promise<void> {
   const topics = [...new Set(o.topic)];
   if (topics.length === 0) throw new InvalidArgumentError("--topic is required (see --help)");
   const partitions = [...new Set([...o.partition, ...o.partitions].map(parsePartition))];
-  const from = startFrom(o.offset, o.fromBeginning);
+  const from = parseStart(o.offset, o.last, o.fromBeginning);
+  if (o.json && o.format) throw new InvalidArgumentError("--json and --format: give one");
+  const format = o.format ? compileFormat(o.format) : undefined;
   const what = topics.join(",");
   let count = 0;
   const progress = startProgress(
@@ -100,7 +129,7 @@ export async function runConsume(argv: string[]): Promise<void> {
     if (!printGroupEvent(event, progress) && o.verbose) printEvent(event);
   };
   const consumer = new Consumer({
-    sentinels: o.sentinel,
+    sentinels: o.sentinels,
     topics,
     ...(o.group ? { group: o.group } : {}),
     from,
@@ -131,7 +160,8 @@ export async function runConsume(argv: string[]): Promise<void> {
       }
       if (message === undefined) break;
       count++;
-      process.stdout.write(`${o.json ? JSON.stringify(toJsonLine(message)) : message.text()}\n`);
+      const line = format ? format(message) : o.json ? JSON.stringify(toJsonLine(message)) : message.text();
+      process.stdout.write(`${line}\n`);
     }
     // Every printed message counts as consumed.
     if (count > 0 && o.group) await consumer.commit();
@@ -146,62 +176,12 @@ export async function runConsume(argv: string[]): Promise<void> {
   }
 }
 
-/**
- * `--name a --name b` → `--name=a,b` (at the first occurrence) for the given flags, so the option
- * loader, which keeps a flag's last value, sees them all.
- */
-export function mergeRepeated(argv: readonly string[], names: readonly string[]): string[] {
-  const values = new Map<string, string[]>();
-  const out: Array<string | { name: string }> = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (arg === "--") {
-      out.push(...argv.slice(i));
-      break;
-    }
-    const eq = arg.indexOf("=");
-    const name = arg.startsWith("--") ? arg.slice(2, eq === -1 ? undefined : eq) : "";
-    if (!names.includes(name)) {
-      out.push(arg);
-      continue;
-    }
-    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
-    if (value === undefined) throw new InvalidArgumentError(`--${name} needs a value`);
-    const list = values.get(name);
-    if (list) list.push(value);
-    else {
-      values.set(name, [value]);
-      out.push({ name });
-    }
-  }
-  return out.map((arg) =>
-    typeof arg === "string" ? arg : `--${arg.name}=${(values.get(arg.name) ?? []).join(",")}`,
-  );
-}
-
 function parsePartition(text: string): number {
   const n = Number(text);
   if (text.trim() === "" || !Number.isInteger(n) || n < 0) {
     throw new InvalidArgumentError(`--partition: '${text}' is not a partition`);
   }
   return n;
-}
-
-function startFrom(offset: string, fromBeginning: boolean): StartFrom {
-  if (offset === "") return fromBeginning ? "earliest" : "latest";
-  let from: StartFrom;
-  if (offset === "earliest" || offset === "latest") from = offset;
-  else {
-    const n = Number(offset);
-    if (offset.trim() === "" || !Number.isSafeInteger(n) || n < 0) {
-      throw new InvalidArgumentError(`--offset must be earliest, latest or an offset ≥ 0, got '${offset}'`);
-    }
-    from = n;
-  }
-  if (fromBeginning && from !== "earliest") {
-    throw new InvalidArgumentError(`--from-beginning contradicts --offset ${offset}`);
-  }
-  return from;
 }
 
 /** Group changes go to stderr in any case (the point of running several members); true when printed. */

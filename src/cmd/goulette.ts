@@ -5,6 +5,7 @@ import { GouletteError, errorMessage } from "../errors.js";
 import { runAdmin } from "./admin.js";
 import { runDev } from "./dev.js";
 import { runBroker } from "./broker.js";
+import { runCompletion } from "./completion.js";
 import { runConsume } from "./consume.js";
 import { runProduce } from "./produce.js";
 import { runSentinel } from "./sentinel.js";
@@ -19,6 +20,7 @@ Usage: goulette <command> [options]   (goulette <command> --help for its options
   admin       status | topics | operations | snapshot | groups | reset-offsets | delete-offsets
   produce     produce messages (arguments or stdin lines) to a topic
   consume     consume topics: as a member of a consumer group (--group), or only read
+  completion  bash | zsh: print a shell completion script
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
@@ -28,6 +30,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   dev: runDev,
   produce: runProduce,
   consume: runConsume,
+  completion: runCompletion,
 };
 
 async function main(): Promise<void> {

@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { InvalidArgumentError, errorMessage } from "../errors.js";
 import { formatHelp, loadOptions, option } from "../config/options.js";
+import { sentinelsOption } from "./cli-options.js";
+import { parseHeaders, readMessageFile, splitKey, type InputMessage } from "./produce-input.js";
 import { Producer, type ClientEvent, type NodeTransportOptions, type ProduceAck } from "../client/node.js";
 
 /** TLS flags shared with consume (https sentinel URLs; brokers are then dialled over TLS too). */
@@ -21,12 +23,12 @@ export const TLS_OPTIONS = {
 
 /** The Node transport options for the TLS flags: TLS when a sentinel URL is https or a CA is given. */
 export function transportOptions(o: {
-  sentinel: string[];
+  sentinels: string[];
   tlsCa: string;
   tlsCert: string;
   tlsKey: string;
 }): NodeTransportOptions {
-  const tls = o.tlsCa !== "" || o.sentinel.some((url) => url.startsWith("https://"));
+  const tls = o.tlsCa !== "" || o.sentinels.some((url) => url.startsWith("https://"));
   if (!tls) return {};
   return {
     tls: true,
@@ -39,21 +41,39 @@ export function transportOptions(o: {
 }
 
 const schema = {
-  sentinel: option({
-    kind: "list",
-    description: "Sentinel URLs (comma-separated; any of them answers)",
-    default: ["http://127.0.0.1:9090"],
-  }),
-  topic: option({ kind: "string", description: "Topic to produce to (required)", default: "" }),
+  ...sentinelsOption(),
+  topic: option({ kind: "string", description: "Topic to produce to (required)", default: "", short: "t" }),
   key: option({
     kind: "string",
     description: "Key of every message (same key, same partition); none: round-robin",
     default: "",
+    short: "k",
+  }),
+  "key-separator": option({
+    kind: "string",
+    description: "Each line (or argument) is key<separator>value, e.g. ':' for user1:hello",
+    default: "",
+    short: "K",
+  }),
+  header: option({
+    kind: "list",
+    description: "Header key=value on every message (repeat for several)",
+    default: [],
+    short: "H",
+    split: false,
+  }),
+  file: option({
+    kind: "list",
+    description: "Produce each file's whole content as one message (repeat for several)",
+    default: [],
+    short: "F",
+    split: false,
   }),
   partition: option({
     kind: "number",
     description: "Produce to this partition only (-1: by key)",
     default: -1,
+    short: "p",
   }),
   partitions: option({
     kind: "number",
@@ -73,16 +93,30 @@ const schema = {
     default: "all",
     choices: ["all", "leader"],
   }),
-  json: option({ kind: "boolean", description: "Print one JSON ack per message on stdout", default: false }),
+  json: option({
+    kind: "boolean",
+    description: "Print one JSON ack per message on stdout",
+    default: false,
+    short: "J",
+  }),
   token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
-  verbose: option({ kind: "boolean", description: "Print failovers and retries on stderr", default: false }),
+  verbose: option({
+    kind: "boolean",
+    description: "Print failovers and retries on stderr",
+    default: false,
+    short: "v",
+  }),
   ...TLS_OPTIONS,
 };
 
-const USAGE = `Usage: goulette produce --topic t [--key k] [options] [message…]
+export const produceOptionSchema = schema;
 
-Produces each message argument, or else each line of stdin, in order. Acks go to stdout with --json;
-a progress line and a summary go to stderr. Exits 1 when any message failed.`;
+const USAGE = `Usage: goulette produce --topic t [--key k | --key-separator s] [--header k=v]… [options] [message…]
+
+Produces each message argument, or each --file (its whole content), or else each line of stdin, in
+order. With --key-separator ':' a line 'user1:hello' is key user1, value hello (a line without ':'
+fails). Acks go to stdout with --json; a progress line and a summary go to stderr. Exits 1 when any
+message failed. Arguments that start with '-' are flags: put messages like '-1' after --.`;
 
 export async function runProduce(argv: string[]): Promise<void> {
   const { values: o, positionals, help } = loadOptions(schema, { argv, allowPositionals: true });
@@ -94,8 +128,15 @@ export async function runProduce(argv: string[]): Promise<void> {
   if (o.partition < -1 || !Number.isInteger(o.partition)) {
     throw new InvalidArgumentError(`--partition must be -1 or a partition number, got ${o.partition}`);
   }
+  if (o.key && o.keySeparator) throw new InvalidArgumentError("--key and --key-separator: give one");
+  if (o.file.length > 0 && positionals.length > 0) {
+    throw new InvalidArgumentError("--file and message arguments: give one");
+  }
+  const headers = parseHeaders(o.header);
+  // Read before connecting: a missing file fails the run before anything is sent.
+  const files = o.file.map(readMessageFile);
   const producer = new Producer({
-    sentinels: o.sentinel,
+    sentinels: o.sentinels,
     topic: o.topic,
     createTopic: {
       ...(o.partitions > 0 ? { partitions: o.partitions } : {}),
@@ -123,12 +164,23 @@ export async function runProduce(argv: string[]): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
-  const send = (value: string) => {
+  const send = (input: string | InputMessage) => {
     const number = ++sent;
+    let message: InputMessage;
+    try {
+      message = typeof input === "string" ? splitKey(input, o.keySeparator, `message ${number}`) : input;
+    } catch (err) {
+      failed++;
+      progress.clear();
+      console.error(`goulette produce: ${errorMessage(err)}`);
+      return;
+    }
+    const key = message.key ?? o.key;
     producer
       .send({
-        value,
-        ...(o.key ? { key: o.key } : {}),
+        value: message.value,
+        ...(key ? { key } : {}),
+        ...(Object.keys(headers).length > 0 ? { headers } : {}),
         ...(o.partition >= 0 ? { partition: o.partition } : {}),
       })
       .then(
@@ -145,8 +197,8 @@ export async function runProduce(argv: string[]): Promise<void> {
   };
 
   try {
-    if (positionals.length > 0) {
-      for (const message of positionals) {
+    if (files.length > 0 || positionals.length > 0) {
+      for (const message of files.length > 0 ? files : positionals) {
         if (interrupt.signal.aborted) break;
         await producer.waitForRoom(interrupt.signal);
         send(message);

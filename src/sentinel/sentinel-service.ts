@@ -18,6 +18,7 @@ import {
   validateAddress,
   validateBrokerId,
   validateTopicName,
+  replicaCountOrDefault,
   validateTopicShape,
 } from "../fsm/validation.js";
 import type { Logger } from "../observability/logger.js";
@@ -135,12 +136,10 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       const partitions = req.partitions === 0 ? options.defaultPartitions : req.partitions;
       await plane.propose(() => {
         if (state.topic(req.topic)) return undefined; // created by a concurrent request
-        validateTopicShape(req.topic, partitions, req.replicaCount, state.healthyBrokerIds().length);
-        return planNewTopic(state, plane.ring, {
-          topic: req.topic,
-          partitions,
-          replicaCount: req.replicaCount,
-        });
+        const healthy = state.healthyBrokerIds().length;
+        const replicaCount = replicaCountOrDefault(req.replicaCount, healthy);
+        validateTopicShape(req.topic, partitions, replicaCount, healthy);
+        return planNewTopic(state, plane.ring, { topic: req.topic, partitions, replicaCount });
       });
     }
     return answer(req.topic);
@@ -238,7 +237,8 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       if (!state.topic(req.topic)) {
         // Validate here too, so bad input fails fast on any sentinel without a round trip to the leader.
         const partitions = req.partitions === 0 ? options.defaultPartitions : req.partitions;
-        validateTopicShape(req.topic, partitions, req.replicaCount, state.healthyBrokerIds().length);
+        const healthy = state.healthyBrokerIds().length;
+        validateTopicShape(req.topic, partitions, replicaCountOrDefault(req.replicaCount, healthy), healthy);
       }
       return router.route(
         "GetBrokers",
@@ -253,16 +253,18 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       const candidates = await plane.election.candidates().catch(() => []);
       const leaderUrl = plane.leaderUrl ?? "";
       const brokers = state.brokers();
+      const sentinels = candidates.map((c, i) => ({
+        // A sentinel of an older version campaigns with its bare URL: only its own id is known then.
+        id: c.id || (c.url === options.url ? options.id : ""),
+        url: c.url,
+        isLeader: i === 0,
+      }));
       return {
         sentinelId: options.id,
-        leaderId: plane.isLeader ? options.id : "",
+        // A follower names the leader too: the first candidate, as `sentinels` says.
+        leaderId: plane.isLeader ? options.id : (sentinels.find((s) => s.isLeader)?.id ?? ""),
         leaderUrl,
-        sentinels: candidates.map((c, i) => ({
-          // A sentinel of an older version campaigns with its bare URL: only its own id is known then.
-          id: c.id || (c.url === options.url ? options.id : ""),
-          url: c.url,
-          isLeader: i === 0,
-        })),
+        sentinels,
         ringBrokers: plane.ring.size,
         ringVirtualNodes: plane.ring.virtualNodeCount,
         oplogHeadId: BigInt(plane.head),

@@ -82,6 +82,10 @@ describe("a 3-sentinel cluster on one etcd", () => {
         `${s.id} lists every id, not only its own`,
       );
       for (const c of status.sentinels) assert.equal(c.id, byUrl.get(c.url), `${c.url} has its own id`);
+      // Followers name the leader too (leader_id was empty when a follower answered).
+      const leader = status.sentinels.find((c) => c.isLeader);
+      assert.ok(leader?.id, "a leader with an id");
+      assert.equal(status.leaderId, leader.id, `${s.id} answers leader_id`);
     }
     // A sentinel of an older version campaigns with its bare URL: listed with its URL and no id.
     const client = etcd.client();

@@ -65,12 +65,7 @@ describe("sentinel input validation", () => {
     );
   });
 
-  it("rejects replica_count 0 and above the number of brokers", async () => {
-    await unchanged(
-      () => s.client.getBrokers({ topic: "fresh", replicaCount: 0 }),
-      Code.InvalidArgument,
-      /replica_count must be at least 1/,
-    );
+  it("rejects replica_count above the number of brokers", async () => {
     await unchanged(
       () => s.client.getBrokers({ topic: "fresh", replicaCount: 3 }),
       Code.FailedPrecondition,
@@ -80,6 +75,15 @@ describe("sentinel input validation", () => {
       () => s.client.getBrokers({ topic: "fresh", replicaCount: 1, partitions: 5000 }),
       Code.InvalidArgument,
       /partitions must be between 1 and 1024/,
+    );
+  });
+
+  it("takes replica_count 0 as the sentinel's default: 3, or fewer healthy brokers", async () => {
+    // One sentinel, 2 healthy brokers: 2 replicas per partition.
+    const res = await s.client.getBrokers({ topic: "defaulted", replicaCount: 0, partitions: 2 });
+    assert.deepEqual(
+      res.partitions.map((p) => p.replicas.length),
+      [2, 2],
     );
   });
 
