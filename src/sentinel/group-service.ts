@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
+import { FailedPreconditionError, InvalidArgumentError, toConnectError } from "../errors.js";
 import {
   DescribeGroupResponseSchema,
   GroupHeartbeatResponseSchema,
@@ -54,7 +54,49 @@ export interface GroupServiceOptions {
  */
 export function createGroupService(options: GroupServiceOptions): GroupMethods {
   const { coordinator, view, router } = options;
-  const appearTimeoutMs = options.memberAppearTimeoutMs ?? 5_000;
+  const appearTimeoutMs = options.memberAppearTimeoutMs ?? 2_000;
+
+  async function* watch(
+    group: string,
+    memberId: string,
+    ctx: HandlerContext,
+  ): AsyncIterable<MemberAssignment> {
+    validateGroupName(group);
+    validateMemberId(memberId);
+    let wake: (() => void) | undefined;
+    const onChanged = (changed: string) => {
+      if (changed === group) wake?.();
+    };
+    view.on("changed", onChanged);
+    // One listener for the whole stream (one per wake would pile up on a long-lived stream).
+    const aborted = new Promise<void>((resolve) =>
+      ctx.signal.addEventListener("abort", () => resolve(), { once: true }),
+    );
+    try {
+      const deadline = Date.now() + appearTimeoutMs;
+      let seen = false;
+      let sent: MemberView | undefined;
+      while (!ctx.signal.aborted) {
+        const changed = new Promise<void>((resolve) => (wake = resolve));
+        const snapshot = view.get(group);
+        if (snapshot.members.has(memberId)) {
+          seen = true;
+          const current = memberView(snapshot.state, memberId);
+          if (!sent || current.generation !== sent.generation) {
+            sent = current;
+            yield toMemberAssignment(memberId, current);
+          }
+        } else if (seen || Date.now() >= deadline) {
+          throw notAMember(group, memberId);
+        }
+        const timeout = seen ? undefined : setTimeout(() => wake?.(), Math.max(0, deadline - Date.now()));
+        await Promise.race([changed, aborted]);
+        if (timeout) clearTimeout(timeout);
+      }
+    } finally {
+      view.off("changed", onChanged);
+    }
+  }
 
   return {
     async groupHeartbeat(req, ctx) {
@@ -69,42 +111,8 @@ export function createGroupService(options: GroupServiceOptions): GroupMethods {
       );
     },
 
-    async *watchGroupAssignment(req, ctx: HandlerContext) {
-      validateGroupName(req.group);
-      validateMemberId(req.memberId);
-      const { group, memberId } = req;
-      let wake: (() => void) | undefined;
-      const onChanged = (changed: string) => {
-        if (changed === group) wake?.();
-      };
-      view.on("changed", onChanged);
-      try {
-        const deadline = Date.now() + appearTimeoutMs;
-        let seen = false;
-        let sent: MemberView | undefined;
-        while (!ctx.signal.aborted) {
-          const changed = new Promise<void>((resolve) => (wake = resolve));
-          const snapshot = view.get(group);
-          if (snapshot.members.has(memberId)) {
-            seen = true;
-            const current = memberView(snapshot.state, memberId);
-            if (!sent || current.generation !== sent.generation) {
-              sent = current;
-              yield toMemberAssignment(memberId, current);
-            }
-          } else if (seen || Date.now() >= deadline) {
-            throw notAMember(group, memberId);
-          }
-          const timeout = seen ? undefined : setTimeout(() => wake?.(), Math.max(0, deadline - Date.now()));
-          const aborted = new Promise<void>((resolve) =>
-            ctx.signal.addEventListener("abort", () => resolve(), { once: true }),
-          );
-          await Promise.race([changed, aborted]);
-          if (timeout) clearTimeout(timeout);
-        }
-      } finally {
-        view.off("changed", onChanged);
-      }
+    watchGroupAssignment(req, ctx: HandlerContext) {
+      return translateErrors(watch(req.group, req.memberId, ctx));
     },
 
     async listGroups(req) {
@@ -131,6 +139,15 @@ export function createGroupService(options: GroupServiceOptions): GroupMethods {
       return describe(req.group, view, options.partitionCounts);
     },
   };
+}
+
+/** Errors of a stream surface while it is read, past the interceptors: translate them here. */
+async function* translateErrors<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
+  try {
+    yield* stream;
+  } catch (err) {
+    throw toConnectError(err);
+  }
 }
 
 function heartbeatInput(req: GroupHeartbeatRequest): HeartbeatInput {
