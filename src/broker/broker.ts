@@ -5,6 +5,7 @@ import { isMessage } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor, StreamRequest, UnaryRequest } from "@connectrpc/connect";
 import type { Registry } from "prom-client";
 import { errorMessage } from "../errors.js";
+import { canonicalListeners, type ListenerAddress } from "../fsm/listeners.js";
 import { BrokerService, GetCommittedOffsetRequestSchema } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
@@ -31,6 +32,8 @@ export interface BrokerConfig {
   address: string;
   /** host:port sentinels, clients and other brokers dial; default 127.0.0.1:<bound port>. */
   advertiseAddress?: string;
+  /** More addresses, on named listeners, for clients that name the listener (e.g. outside Kubernetes). */
+  advertiseListeners?: ListenerAddress[];
   /** Directory of the partition logs. */
   dataDir: string;
   /** Sentinel URLs (or host:port). */
@@ -74,6 +77,8 @@ export interface Broker {
   readonly id: string;
   /** The advertised host:port. */
   readonly address: string;
+  /** The other advertised addresses, by listener. */
+  readonly listeners: readonly ListenerAddress[];
   readonly port: number;
   readonly registry: Registry;
   readonly partitions: PartitionManager;
@@ -195,10 +200,12 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   });
   const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
   const address = config.advertiseAddress || `${host}:${server.port}`;
+  const listeners = canonicalListeners(config.advertiseListeners ?? []);
 
   const session = new SentinelSession({
     brokerId: config.id,
     address,
+    listeners,
     sentinels: config.sentinels,
     transport: (url) => pool.get(url),
     headers,
@@ -225,12 +232,22 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     void enforceRetention(partitions, logger).finally(() => (retentionRunning = false));
   }, retentionEvery);
   retention.unref();
-  logger.info({ address, dataDir, sentinels: config.sentinels, fsync: config.fsync }, "broker started");
+  logger.info(
+    {
+      address,
+      ...(listeners.length > 0 ? { listeners: listeners.map((l) => `${l.name}=${l.address}`) } : {}),
+      dataDir,
+      sentinels: config.sentinels,
+      fsync: config.fsync,
+    },
+    "broker started",
+  );
 
   let stopping: Promise<void> | undefined;
   return {
     id: config.id,
     address,
+    listeners,
     port: server.port,
     registry,
     partitions,

@@ -5,11 +5,14 @@ import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
 import type { SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import type { Logger } from "../observability/logger.js";
+import type { ListenerAddress } from "../fsm/listeners.js";
 
 export interface SentinelSessionOptions {
   brokerId: string;
   /** host:port the sentinels and other brokers dial. */
   address: string;
+  /** Its other addresses, on named listeners (sorted by name). */
+  listeners: readonly ListenerAddress[];
   /** Sentinel URLs (or host:port); any of them, writes are forwarded to the leader. */
   sentinels: readonly string[];
   /** gRPC transport to a sentinel's base URL. */
@@ -37,6 +40,10 @@ export class SentinelSession {
   readonly #abort = new AbortController();
   #current = 0;
   #registered = false;
+  /** A RegisterBroker that sends the listeners again, off the beat loop (heartbeats go on meanwhile). */
+  #reregistering: Promise<void> | undefined;
+  /** The sentinels' other listeners were logged (once until they hold the right ones). */
+  #listenersWarned = false;
   #synced = false;
   #loop: Promise<void> | undefined;
   #failures = 0;
@@ -70,6 +77,7 @@ export class SentinelSession {
   async stop(): Promise<void> {
     this.#abort.abort();
     await this.#loop;
+    await this.#reregistering;
   }
 
   async #run(): Promise<void> {
@@ -103,6 +111,22 @@ export class SentinelSession {
     }
   }
 
+  /** RegisterBroker with the broker's addresses (forwarded to the sentinel leader: a longer deadline). */
+  async #register(
+    client: Client<typeof SentinelService>,
+    call: { headers: Record<string, string>; signal: AbortSignal },
+  ): Promise<void> {
+    await client.registerBroker(
+      {
+        brokerId: this.options.brokerId,
+        address: this.options.address,
+        listeners: [...this.options.listeners],
+        topics: await this.options.topicsOnDisk(),
+      },
+      { ...call, timeoutMs: 15_000 },
+    );
+  }
+
   /** One round: register if needed, KeepAlive, reconcile. True when it should run again at once. */
   async #beat(): Promise<boolean> {
     const client = this.#clients[this.#current] as Client<typeof SentinelService>;
@@ -112,12 +136,7 @@ export class SentinelSession {
       timeoutMs: Math.max(2_000, Math.min(10_000, this.options.intervalMs * 2)),
     };
     if (!this.#registered) {
-      const topics = await this.options.topicsOnDisk();
-      // Forwarded to the sentinel leader, which may take a moment: a longer deadline.
-      await client.registerBroker(
-        { brokerId: this.options.brokerId, address: this.options.address, topics },
-        { ...call, timeoutMs: 15_000 },
-      );
+      await this.#register(client, call);
       this.#registered = true;
       this.options.logger.info(
         { sentinel: this.options.sentinels[this.#current] },
@@ -126,7 +145,12 @@ export class SentinelSession {
     }
     const sentAt = Date.now();
     const res = await client.keepAlive(
-      { brokerId: this.options.brokerId, address: this.options.address, status: BrokerStatus.HEALTHY },
+      {
+        brokerId: this.options.brokerId,
+        address: this.options.address,
+        listeners: [...this.options.listeners],
+        status: BrokerStatus.HEALTHY,
+      },
       call,
     );
     if (!res.registered) {
@@ -134,6 +158,22 @@ export class SentinelSession {
       this.#registered = false;
       return true;
     }
+    if (res.listenersChanged) {
+      if (!this.#listenersWarned) {
+        this.options.logger.warn(
+          { listeners: this.options.listeners.map((l) => `${l.name}=${l.address}`) },
+          "the sentinels hold other listeners for this broker; registering them again",
+        );
+      }
+      // Again at every beat while a sentinel leader that predates listeners drops them.
+      this.#reregistering ??= this.#register(client, call)
+        .catch((err: unknown) => {
+          if (!this.#abort.signal.aborted)
+            this.options.logger.warn({ err: errorMessage(err) }, "registering the listeners failed");
+        })
+        .finally(() => (this.#reregistering = undefined));
+    }
+    this.#listenersWarned = res.listenersChanged;
     this.#lastBeatAt = sentAt;
     this.#ttlMs = res.ttlSeconds * 1000;
     await this.options.onAssignments(res.assignments, res.appliedId);

@@ -45,18 +45,26 @@ export class Admin {
       transport: options.transport,
       headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
       timeoutMs: options.sentinelTimeoutMs ?? 5_000,
+      listener: options.listener,
       emit: emitter(options.onEvent),
     });
     this.#groups = new GroupAdmin({
       sentinels: (fn, signal) => this.#call(fn, signal),
       transport: options.transport,
       headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
+      listener: this.#sentinels.listener,
     });
   }
 
-  /** Leader, sentinels, ring, operation log and brokers, as the answering sentinel sees them. */
+  /**
+   * Leader, sentinels, ring, operation log and brokers, as the answering sentinel sees them (the
+   * brokers' addresses on the client's listener).
+   */
   clusterStatus(options: { signal?: AbortSignal } = {}): Promise<GetClusterStatusResponse> {
-    return this.#call((c, o) => c.getClusterStatus({}, o), options.signal);
+    return this.#call(
+      (c, o) => c.getClusterStatus({ listener: this.#sentinels.listener }, o),
+      options.signal,
+    );
   }
 
   /** One page of topic assignments (name order); pass `nextAfter` as `after` for the next page. */

@@ -74,6 +74,13 @@ export interface CommonClientOptions {
   token?: string;
   /** Deadline of each sentinel call before trying the next sentinel (ms, default 5000). */
   sentinelTimeoutMs?: number;
+  /**
+   * The brokers' listener to dial, e.g. "external" from outside Kubernetes (see docs/client.md): the
+   * sentinels answer with every broker's address on it, or fail with FAILED_PRECONDITION naming the
+   * listeners a broker has. Default: the listener of the sentinel host the client calls (the sentinels'
+   * --listener-hosts), else the brokers' default (internal) addresses.
+   */
+  listener?: string;
   /** Called for every ClientEvent. Must not throw. */
   onEvent?: (event: ClientEvent) => void;
   /** Aborting it closes the client at once, without flushing (like close({ flush: false })). */

@@ -114,6 +114,8 @@ export interface GroupAdminOptions {
   transport: ClientTransport;
   /** Headers of every broker call (authorization). */
   headers: Record<string, string>;
+  /** The brokers' listener to dial ("": the sentinels choose). */
+  listener: string;
 }
 
 /** Partition-leader calls in flight at once per admin operation. */
@@ -288,7 +290,7 @@ export class GroupAdmin {
   async #locate(topics: string[], required: boolean, signal: AbortSignal | undefined): Promise<Located[]> {
     if (topics.length === 0) return [];
     const [status, infos] = await Promise.all([
-      this.options.sentinels((c, o) => c.getClusterStatus({}, o), signal),
+      this.options.sentinels((c, o) => c.getClusterStatus({ listener: this.options.listener }, o), signal),
       inParallel(topics, (topic) =>
         this.options.sentinels((c, o) => c.listTopics({ prefix: topic, limit: 1 }, o), signal),
       ),

@@ -210,6 +210,7 @@ export class Producer {
       transport: options.transport,
       headers: this.#headers,
       timeoutMs: settings.sentinelTimeoutMs,
+      listener: options.listener,
       emit: this.#emit,
     });
     this.#onAbort = () => this.#shutdown(new AbortedError(options.signal?.reason, "the producer"));

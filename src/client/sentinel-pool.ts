@@ -1,5 +1,6 @@
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { InvalidArgumentError } from "../errors.js";
+import { validateListenerName } from "../fsm/listeners.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { AbortedError, NoSentinelReachableError, toClientError } from "./errors.js";
 import type { ClientEvent } from "./events.js";
@@ -13,6 +14,8 @@ export interface SentinelPoolOptions {
   headers: Record<string, string>;
   /** Deadline of one call to one sentinel (ms). */
   timeoutMs: number;
+  /** The brokers' listener whose addresses the client asks for (undefined or "": the sentinels choose). */
+  listener?: string | undefined;
   emit: (event: ClientEvent) => void;
 }
 
@@ -41,6 +44,8 @@ const FAIL_OVER = new Set([
  */
 export class SentinelPool {
   readonly urls: readonly string[];
+  /** The listener every request that returns broker addresses names ("": none, the sentinels choose). */
+  readonly listener: string;
   #current = 0;
   #failovers = 0;
   readonly #clients = new Map<string, Client<typeof SentinelService>>();
@@ -48,6 +53,8 @@ export class SentinelPool {
   constructor(private readonly options: SentinelPoolOptions) {
     if (options.urls.length === 0) throw new InvalidArgumentError("at least one sentinel URL is needed");
     this.urls = options.urls;
+    this.listener = options.listener ?? "";
+    if (this.listener !== "") validateListenerName(this.listener);
   }
 
   /** The URL in use. */

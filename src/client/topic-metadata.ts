@@ -125,6 +125,7 @@ export class TopicMetadata {
             partitions: this.options.shape?.partitions ?? 0,
             replicaCount,
             unreachableBrokers: unreachable,
+            listener: this.options.sentinels.listener,
           },
           callOptions,
         ),

@@ -11,13 +11,14 @@ import { formatHelp, loadOptions, option, toCamelCase, type OptionValues } from 
 import { describeTlsError } from "../server/tls.js";
 import { runGroupCommand } from "./admin-groups.js";
 import { sentinelsOption } from "./cli-options.js";
-import { transportOptions } from "./produce.js";
+import { LISTENER_OPTION, transportOptions } from "./produce.js";
 import { formatTable, toJson } from "./table.js";
 
 const schema = {
   ...sentinelsOption("Sentinel URLs to ask (the first that answers is used)"),
   json: option({ kind: "boolean", description: "Print JSON instead of a table", default: false, short: "J" }),
   token: option({ kind: "string", description: "Admin token (when the sentinels require one)", default: "" }),
+  ...LISTENER_OPTION,
   limit: option({ kind: "number", description: "Rows to list (topics, operations)", default: 100, min: 1 }),
   after: option({
     kind: "string",
@@ -107,7 +108,7 @@ const USAGE = `Usage: goulette admin <command> [options]
   --json prints JSON instead of tables; flags that do not apply to the command are errors.`;
 
 /** Options every command takes. */
-const COMMON_FLAGS = ["sentinels", "json", "token", "tls-ca", "tls-cert", "tls-key"];
+const COMMON_FLAGS = ["sentinels", "json", "token", "listener", "tls-ca", "tls-cert", "tls-key"];
 
 /** The other options each command takes. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
@@ -150,6 +151,7 @@ export async function runAdmin(argv: string[]): Promise<void> {
     sentinels: o.sentinels,
     sentinelTimeoutMs: 10_000,
     ...(o.token ? { token: o.token } : {}),
+    ...(o.listener ? { listener: o.listener } : {}),
     nodeTransport: transportOptions(o),
   });
   try {
@@ -199,13 +201,14 @@ async function runCommand(command: string, args: string[], o: AdminOptions, admi
           ),
           "",
           formatTable(
-            ["BROKER", "ADDRESS", "STATUS", "TOPICS", "LAST HEARTBEAT"],
+            ["BROKER", "ADDRESS", "STATUS", "TOPICS", "LAST HEARTBEAT", "LISTENERS"],
             res.brokers.map((b) => [
               b.brokerId,
               b.address,
               BrokerStatus[b.status] ?? "UNSPECIFIED",
               b.topics.length,
               b.lastHeartbeat > 0n ? new Date(Number(b.lastHeartbeat)).toISOString() : "-",
+              b.listeners.map((l) => `${l.name}=${l.address}`).join(",") || "-",
             ]),
           ),
         ].join("\n"),

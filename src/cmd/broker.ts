@@ -1,5 +1,6 @@
 import { brokerOptionSchema } from "../config/broker-options.js";
 import { formatHelp, loadOptions } from "../config/options.js";
+import { advertisedListeners } from "../broker/advertised-listeners.js";
 import { RECORD_OVERHEAD_BYTES, startBroker, type Broker } from "../broker/broker.js";
 import { corsFromOptions } from "../config/cors-options.js";
 import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
@@ -24,6 +25,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     minRequestBytesReason: "a SendMessage of one largest message needs (--max-message-bytes + 64 KiB)",
   });
   const cors = corsFromOptions(o);
+  const listeners = advertisedListeners(o.advertiseListeners, o.id);
   // A taken --address is one line naming its holder, before anything starts.
   await assertAddressFree(o.address, `broker ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { broker: o.id } });
@@ -36,6 +38,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     id: o.id,
     address: o.address,
     advertiseAddress: o.advertiseAddress,
+    advertiseListeners: listeners,
     dataDir: o.dataDir,
     sentinels: o.sentinels,
     fsync: o.fsync as "always" | "interval",

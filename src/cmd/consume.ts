@@ -10,7 +10,14 @@ import {
   type ConsumedMessage,
   type TopicPartition,
 } from "../client/node.js";
-import { TLS_OPTIONS, printEvent, startProgress, transportOptions, type Progress } from "./produce.js";
+import {
+  LISTENER_OPTION,
+  TLS_OPTIONS,
+  printEvent,
+  startProgress,
+  transportOptions,
+  type Progress,
+} from "./produce.js";
 
 const schema = {
   ...sentinelsOption(),
@@ -87,6 +94,7 @@ const schema = {
     default: false,
     short: "v",
   }),
+  ...LISTENER_OPTION,
   ...TLS_OPTIONS,
 };
 
@@ -135,6 +143,7 @@ export async function runConsume(argv: string[]): Promise<void> {
     from,
     ...(partitions.length > 0 ? { partitions } : {}),
     ...(o.token ? { token: o.token } : {}),
+    ...(o.listener ? { listener: o.listener } : {}),
     onEvent,
     nodeTransport: transportOptions(o),
   });

@@ -21,6 +21,16 @@ export const TLS_OPTIONS = {
   "tls-key": option({ kind: "string", description: "Key (PEM) of --tls-cert", default: "" }),
 };
 
+/** --listener, shared with consume and admin. */
+export const LISTENER_OPTION = {
+  listener: option({
+    kind: "string",
+    description:
+      "Dial the brokers' addresses on this listener (e.g. external, from outside Kubernetes); default: the sentinels choose",
+    default: "",
+  }),
+};
+
 /** The Node transport options for the TLS flags: TLS when a sentinel URL is https or a CA is given. */
 export function transportOptions(o: {
   sentinels: string[];
@@ -106,6 +116,7 @@ const schema = {
     default: false,
     short: "v",
   }),
+  ...LISTENER_OPTION,
   ...TLS_OPTIONS,
 };
 
@@ -144,6 +155,7 @@ export async function runProduce(argv: string[]): Promise<void> {
     },
     acks: o.acks === "leader" ? "leader" : "all",
     ...(o.token ? { token: o.token } : {}),
+    ...(o.listener ? { listener: o.listener } : {}),
     ...(o.verbose ? { onEvent: printEvent } : {}),
     nodeTransport: transportOptions(o),
   });

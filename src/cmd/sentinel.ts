@@ -9,6 +9,7 @@ import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { sentinelOptionSchema } from "../config/sentinel-options.js";
 import { createLogger } from "../observability/logger.js";
 import { loadKubeConfig } from "../sentinel/pod-watcher.js";
+import { listenerHostsLookup } from "../sentinel/listener-hosts.js";
 import { startSentinel } from "../sentinel/sentinel.js";
 import { assertAddressFree } from "./address-check.js";
 import { onShutdown } from "./shutdown.js";
@@ -24,6 +25,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
   }
   const rpcLimits = rpcLimitsFromOptions(o);
   const cors = corsFromOptions(o);
+  listenerHostsLookup(o.listenerHosts); // a malformed --listener-hosts fails here, before etcd starts
   // A taken --address is one line naming its holder, before etcd is started or contacted.
   await assertAddressFree(o.address, `sentinel ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { sentinel: o.id } });
@@ -85,6 +87,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     forwardTimeoutMs: o.forwardTimeout,
     probeTimeoutMs: o.probeTimeout,
     maxGroupMembers: o.maxGroupMembers,
+    listenerHosts: o.listenerHosts,
     rpcLimits,
     ...(cors ? { cors } : {}),
     ...(o.tlsCert && o.tlsKey

@@ -21,6 +21,12 @@ export const brokerOptionSchema = {
     description: "host:port clients and other brokers dial; default 127.0.0.1:<port>",
     default: "",
   }),
+  "advertise-listeners": option({
+    kind: "list",
+    description:
+      "More addresses on named listeners, name=host:port,… (e.g. external=lb.example.com:9094); name@broker-id=host:port is for that broker only",
+    default: [],
+  }),
   "data-dir": option({
     kind: "string",
     description: "Directory of the partition logs",

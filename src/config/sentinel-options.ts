@@ -98,6 +98,12 @@ export const sentinelOptionSchema = {
     default: 1_000,
     min: 50,
   }),
+  "listener-hosts": option({
+    kind: "list",
+    description:
+      "name=host[:port],…: requests sent to that host get the brokers' addresses on listener name (e.g. external=goulette.example.com)",
+    default: [],
+  }),
   "kube-namespace": option({
     kind: "string",
     description: "Namespace of broker pods (pod watcher)",

@@ -1,10 +1,13 @@
 import type { Etcd3, Watcher } from "etcd3";
+import type { ListenerAddress } from "../fsm/listeners.js";
 import type { Keyspace } from "./keyspace.js";
 
 /** What a broker's heartbeat key holds. */
 export interface Heartbeat {
   brokerId: string;
   address: string;
+  /** Its other listeners (absent when none): a down broker that beats again comes back with them. */
+  listeners?: ListenerAddress[];
   status: string;
   /** Unix ms of the KeepAlive that wrote it. */
   lastHeartbeat: number;

@@ -5,6 +5,7 @@
  */
 
 import { MAX_VIRTUAL_NODES } from "../ring/hash-ring.js";
+import type { ListenerAddress } from "./listeners.js";
 
 /** One partition's replica list as decided by the leader; replicas[0] leads. */
 export interface PartitionPlacement {
@@ -22,11 +23,21 @@ export interface TopicChange {
 export type UnreachableReason =
   "client-report" | "heartbeat-expired" | "pod-not-ready" | "pod-deleted" | "pod-evicted" | "pod-failed";
 
+/**
+ * A broker's addresses: the default one, and its other listeners sorted by name (absent when it has
+ * none, so logs written before listeners existed read and digest as before).
+ */
+export type BrokerAddresses = {
+  brokerId: string;
+  address: string;
+  listeners?: ListenerAddress[];
+};
+
 export type Command =
-  /** A broker joins (or re-joins with a new address): recorded and added to the hash ring. */
-  | { type: "registerBroker"; data: { brokerId: string; address: string } }
+  /** A broker joins (or re-joins with new addresses): recorded and added to the hash ring. */
+  | { type: "registerBroker"; data: BrokerAddresses }
   /** A broker that was down is healthy again: back in the ring for new placements. */
-  | { type: "addBrokerToHashRing"; data: { brokerId: string; address: string } }
+  | { type: "addBrokerToHashRing"; data: BrokerAddresses }
   /** A broker leaves for good: removed from the ring; its replicas move (changes). */
   | { type: "unregisterBroker"; data: { brokerId: string; changes: TopicChange[] } }
   /** A topic is assigned for the first time. */
@@ -103,6 +114,9 @@ const isPlacementList = (v: unknown): boolean =>
     (p) =>
       isObject(p) && Number.isInteger(p.partition) && Array.isArray(p.replicas) && p.replicas.every(isString),
   );
+const isListenerList = (v: unknown): boolean =>
+  v === undefined ||
+  (Array.isArray(v) && v.every((l) => isObject(l) && isString(l.name) && isString(l.address)));
 const isChangeList = (v: unknown): boolean =>
   Array.isArray(v) && v.every((c) => isObject(c) && isString(c.topic) && isPlacementList(c.partitions));
 
@@ -118,7 +132,8 @@ function shapeProblem(value: unknown): string | undefined {
   switch (value.type as CommandType) {
     case "registerBroker":
     case "addBrokerToHashRing":
-      return isString(d.brokerId) && isString(d.address) ? undefined : "data needs brokerId and address";
+      if (!isString(d.brokerId) || !isString(d.address)) return "data needs brokerId and address";
+      return isListenerList(d.listeners) ? undefined : "listeners must be a list of {name, address}";
     case "unregisterBroker":
       return isString(d.brokerId) && isChangeList(d.changes) ? undefined : "data needs brokerId and changes";
     case "generateTopicReplicas":

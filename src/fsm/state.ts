@@ -1,11 +1,15 @@
 import { createHash } from "node:crypto";
+import type { ListenerAddress } from "./listeners.js";
 import type { Operation, PartitionPlacement, TopicChange } from "./operations.js";
 
 export type BrokerHealth = "healthy" | "down";
 
 export interface BrokerRecord {
   brokerId: string;
+  /** The default (internal) address: sentinels and other brokers dial it. */
   address: string;
+  /** Its other listeners, sorted by name; absent when it has none (older snapshots and digests unchanged). */
+  listeners?: ListenerAddress[];
   status: BrokerHealth;
   /** Id of the operation that last changed this broker. */
   version: number;
@@ -122,8 +126,16 @@ export class ClusterState {
     switch (op.type) {
       case "registerBroker":
       case "addBrokerToHashRing": {
-        const { brokerId, address } = op.data;
-        this.#brokers.set(brokerId, { brokerId, address, status: "healthy", version: op.id });
+        const { brokerId, address, listeners } = op.data;
+        this.#brokers.set(brokerId, {
+          brokerId,
+          address,
+          ...(listeners && listeners.length > 0
+            ? { listeners: listeners.map((l) => ({ name: l.name, address: l.address })) }
+            : {}),
+          status: "healthy",
+          version: op.id,
+        });
         effect.changedBrokers.push(brokerId);
         break;
       }
@@ -217,7 +229,7 @@ export class ClusterState {
     return {
       format: 1,
       appliedId: this.#appliedId,
-      brokers: this.brokers().map((b) => ({ ...b })),
+      brokers: this.brokers().map(copyBroker),
       topics: this.topicNames().map((name) => structuredClone(this.#topics.get(name) as TopicRecord)),
       ...(this.#ring ? { ring: { ...this.#ring } } : {}),
     };
@@ -233,7 +245,7 @@ export class ClusterState {
     this.#topics.clear();
     this.#topicsByBroker.clear();
     for (const broker of snapshot.brokers)
-      this.#brokers.set(broker.brokerId, options.owned ? broker : { ...broker });
+      this.#brokers.set(broker.brokerId, options.owned ? broker : copyBroker(broker));
     for (const topic of snapshot.topics) {
       const record = options.owned ? topic : structuredClone(topic);
       this.#topics.set(topic.topic, record);
@@ -311,6 +323,11 @@ export function projectTopics(state: ClusterState, op: Operation): { put: TopicR
     default:
       return { put: [], deleted: [] };
   }
+}
+
+/** A copy of a broker record that shares nothing with it (its key order kept: digests hash the JSON). */
+function copyBroker(b: BrokerRecord): BrokerRecord {
+  return b.listeners ? { ...b, listeners: b.listeners.map((l) => ({ ...l })) } : { ...b };
 }
 
 export function leaderOf(partition: PartitionRecord | PartitionPlacement): string | undefined {

@@ -18,6 +18,7 @@ import {
   type SetTopicRoleRequest,
 } from "../gen/goulette/v1/broker_pb.js";
 import { topicBrokers } from "../oplog/topic-info.js";
+import { addressOn } from "../fsm/listeners.js";
 
 /** State records → wire messages. */
 
@@ -26,17 +27,23 @@ export function brokerStatusOf(record: BrokerRecord | undefined): BrokerStatus {
   return record.status === "healthy" ? BrokerStatus.HEALTHY : BrokerStatus.DOWN;
 }
 
+/**
+ * A broker as the wire shows it, with its address on `listener` ("": the default address); throws a
+ * FailedPreconditionError when the broker has no such listener (see addressOn).
+ */
 export function toBrokerInfo(
   record: BrokerRecord,
   topics: string[],
   lastHeartbeat: number | undefined,
+  listener = "",
 ): BrokerInfo {
   return create(BrokerInfoSchema, {
     brokerId: record.brokerId,
-    address: record.address,
+    address: addressOn(record, listener),
     status: brokerStatusOf(record),
     topics,
     lastHeartbeat: BigInt(lastHeartbeat ?? 0),
+    listeners: record.listeners ?? [],
   });
 }
 

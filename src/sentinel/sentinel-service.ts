@@ -33,6 +33,7 @@ import {
   toTopicReplicaInfo,
 } from "./convert.js";
 import type { BrokerRecord } from "../fsm/state.js";
+import { addressOn, canonicalListeners, sameListeners, validateListenerName } from "../fsm/listeners.js";
 import { AnswerCache } from "./answer-cache.js";
 import type { FailureDetector } from "./failure-detector.js";
 import { FORWARDED_HEADER, type WriteRouter } from "./forwarder.js";
@@ -51,6 +52,11 @@ export interface SentinelServiceOptions {
   defaultPartitions: number;
   /** The consumer-group RPCs. */
   groups: ReturnType<typeof createGroupService>;
+  /**
+   * The listener a request names implicitly by the URL it was sent to (--listener-hosts): undefined
+   * when that host belongs to none (the default addresses).
+   */
+  listenerOfUrl?: (url: string) => string | undefined;
   logger: Logger;
 }
 
@@ -69,6 +75,12 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
   const { plane, router } = options;
   const state = plane.state;
   const forwardedBy = (ctx: HandlerContext) => ctx.requestHeader.get(FORWARDED_HEADER);
+  /** The listener whose addresses an answer carries: the request's own, else the host it came in by. */
+  const listenerOf = (requested: string, ctx: HandlerContext): string => {
+    if (requested === "") return options.listenerOfUrl?.(ctx.url) ?? "";
+    validateListenerName(requested);
+    return requested;
+  };
 
   // Reads vastly outnumber state changes: an answer is built once per topic and state version, and
   // rebuilt when a broker in it has sent a newer heartbeat (the answer carries the last one).
@@ -78,8 +90,11 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       (beat, i) => options.detector.lastHeartbeat(cached.brokerIds[i] as string) === beat,
     );
 
-  function answer(topic: string): GetBrokersResponse {
-    const cached = answers.get(topic, state.appliedId, heartbeatsUnchanged);
+  /** The topic's answer with the brokers' addresses on `listener` ("" = default). */
+  function answer(topic: string, listener: string): GetBrokersResponse {
+    // '@' cannot occur in a topic name: one entry per topic and listener.
+    const key = listener === "" ? topic : `${topic}@${listener}`;
+    const cached = answers.get(key, state.appliedId, heartbeatsUnchanged);
     if (cached) return cached.response;
     const record = state.topic(topic);
     if (!record) throw new NotFoundError(`topic '${topic}' has no assignment`);
@@ -89,12 +104,12 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
     const heartbeats = brokerIds.map((id) => options.detector.lastHeartbeat(id));
     const response = create(GetBrokersResponseSchema, {
       brokers: brokerIds.map((id, i) =>
-        toBrokerInfo(state.broker(id) as BrokerRecord, [topic], heartbeats[i]),
+        toBrokerInfo(state.broker(id) as BrokerRecord, [topic], heartbeats[i], listener),
       ),
       partitions: toPartitionAssignments(record),
       version: BigInt(record.version),
     });
-    answers.set(topic, state.appliedId, { response, brokerIds, heartbeats });
+    answers.set(key, state.appliedId, { response, brokerIds, heartbeats });
     return response;
   }
 
@@ -142,16 +157,18 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         return planNewTopic(state, plane.ring, { topic: req.topic, partitions, replicaCount });
       });
     }
-    return answer(req.topic);
+    return answer(req.topic, req.listener);
   }
 
   return {
     async keepAlive(req) {
       validateBrokerId(req.brokerId);
       validateAddress(req.address);
+      const listeners = canonicalListeners(req.listeners);
       await options.heartbeats.record({
         brokerId: req.brokerId,
         address: req.address,
+        ...(listeners.length > 0 ? { listeners } : {}),
         status: BrokerStatus[req.status] ?? "UNSPECIFIED",
         lastHeartbeat: Date.now(),
       });
@@ -161,6 +178,9 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       return {
         ttlSeconds: options.heartbeatTtlSeconds,
         registered,
+        // Other listeners only: the broker registers them again without losing its registration (an
+        // older leader that drops them would otherwise make the broker flap between the two states).
+        listenersChanged: registered && !sameListeners(known.listeners, listeners),
         appliedId: BigInt(state.appliedId),
         assignments: registered ? assignmentsOf(state, req.brokerId) : [],
       };
@@ -169,20 +189,29 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
     async registerBroker(req, ctx) {
       validateBrokerId(req.brokerId);
       validateAddress(req.address);
+      const listeners = canonicalListeners(req.listeners);
+      const withListeners = listeners.length > 0 ? { listeners } : {};
       return router.route(
         "RegisterBroker",
         async () => {
           await options.heartbeats.record({
             brokerId: req.brokerId,
             address: req.address,
+            ...withListeners,
             status: "HEALTHY",
             lastHeartbeat: Date.now(),
           });
           const op = await plane.propose(() => {
             const known = state.broker(req.brokerId);
-            if (known && known.address === req.address && known.status === "healthy") return undefined;
-            const type = known && known.address === req.address ? "addBrokerToHashRing" : "registerBroker";
-            return { type, data: { brokerId: req.brokerId, address: req.address } };
+            const same =
+              known !== undefined &&
+              known.address === req.address &&
+              sameListeners(known.listeners, listeners);
+            if (same && known.status === "healthy") return undefined;
+            return {
+              type: same ? "addBrokerToHashRing" : "registerBroker",
+              data: { brokerId: req.brokerId, address: req.address, ...withListeners },
+            };
           });
           // A broker that (re)joins tops up partitions left under-replicated by earlier failures.
           await plane.propose(() => {
@@ -227,18 +256,27 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
 
     async getBrokers(req, ctx) {
       validateTopicName(req.topic);
+      // Resolved here, so a request forwarded to the leader names the listener its client came in by.
+      req.listener = listenerOf(req.listener, ctx);
       await plane.committedState();
       for (const id of req.unreachableBrokers) {
         validateBrokerId(id);
         if (!state.broker(id)) throw new NotFoundError(`unreachable_brokers names unknown broker '${id}'`);
       }
       const actionable = req.unreachableBrokers.some((id) => state.broker(id)?.status === "healthy");
-      if (state.topic(req.topic) && !actionable) return answer(req.topic);
+      if (state.topic(req.topic) && !actionable) return answer(req.topic, req.listener);
       if (!state.topic(req.topic)) {
         // Validate here too, so bad input fails fast on any sentinel without a round trip to the leader.
         const partitions = req.partitions === 0 ? options.defaultPartitions : req.partitions;
         const healthy = state.healthyBrokerIds().length;
         validateTopicShape(req.topic, partitions, replicaCountOrDefault(req.replicaCount, healthy), healthy);
+        // The answer needs every chosen broker's address on this listener: refuse before the topic
+        // exists rather than create it and then fail to answer.
+        if (req.listener !== "") {
+          validateListenerName(req.listener);
+          for (const id of state.healthyBrokerIds())
+            addressOn(state.broker(id) as BrokerRecord, req.listener);
+        }
       }
       return router.route(
         "GetBrokers",
@@ -248,7 +286,8 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       );
     },
 
-    async getClusterStatus() {
+    async getClusterStatus(req, ctx) {
+      const listener = listenerOf(req.listener, ctx);
       await plane.committedState();
       const candidates = await plane.election.candidates().catch(() => []);
       const leaderUrl = plane.leaderUrl ?? "";
@@ -273,7 +312,14 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         snapshotId: BigInt(plane.snapshotId),
         topics: state.topicCount(),
         brokers: brokers.map((b) =>
-          toBrokerInfo(b, state.topicsOfBroker(b.brokerId), options.detector.lastHeartbeat(b.brokerId)),
+          toBrokerInfo(
+            b,
+            state.topicsOfBroker(b.brokerId),
+            options.detector.lastHeartbeat(b.brokerId),
+            // A down broker holds no replicas and is dialled by no one: listed with its default address
+            // when it lacks the listener (e.g. it went down before the listener was configured).
+            b.status === "down" && !b.listeners?.some((l) => l.name === listener) ? "" : listener,
+          ),
         ),
         stateDigest: state.digest(),
       };

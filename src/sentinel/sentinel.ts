@@ -34,6 +34,7 @@ import { createPodWatcher, type BrokerUnavailableReason } from "./pod-watcher.js
 import { RoleNotifier } from "./role-notifier.js";
 import { createSentinelService } from "./sentinel-service.js";
 import { createGroupService } from "./group-service.js";
+import { listenerHostsLookup } from "./listener-hosts.js";
 import { GroupCoordinator } from "../groups/coordinator.js";
 import { GroupStore } from "../groups/group-store.js";
 import { GroupView } from "../groups/group-view.js";
@@ -63,6 +64,11 @@ export interface SentinelConfig {
   probeTimeoutMs: number;
   /** Members one consumer group may have (default 1000). */
   maxGroupMembers?: number;
+  /**
+   * `name=host[:port]` entries: a request sent to that host came in through listener `name` and, naming
+   * none itself, gets the brokers' addresses on it (see listener-hosts.ts).
+   */
+  listenerHosts?: string[];
   tls?: TlsFiles;
   /**
    * TLS for the connections this sentinel opens (forwarding to the leader, SetTopicRole and Health to
@@ -119,6 +125,7 @@ export const SENTINEL_PROTECTED_METHODS: ReadonlySet<string> = new Set([
 
 export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const logger = config.logger;
+  const listenerOfUrl = listenerHostsLookup(config.listenerHosts ?? []);
   const registry = config.registry ?? createRegistry({ component: "sentinel", sentinel: config.id });
   const metrics = createSentinelMetrics(registry);
   const keys = createKeyspace(config.etcdPrefix);
@@ -205,9 +212,15 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       await cp.propose(() => {
         const broker = state.broker(beat.brokerId);
         if (!broker || broker.status !== "down") return undefined;
+        // The beat's addresses, which KeepAlive checked against the registered ones.
+        const addresses = beat.address ? beat : broker;
         return {
           type: "addBrokerToHashRing",
-          data: { brokerId: broker.brokerId, address: beat.address || broker.address },
+          data: {
+            brokerId: broker.brokerId,
+            address: addresses.address,
+            ...(addresses.listeners?.length ? { listeners: addresses.listeners } : {}),
+          },
         };
       });
       await cp.propose(() => {
@@ -303,6 +316,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
     defaultPartitions: config.defaultPartitions,
     groups: createGroupService({ coordinator, view: groupView, router, partitionCounts }),
+    listenerOfUrl,
     logger: logger.child({ component: "sentinel-service" }),
   });
   logger.info({ url, appliedId: state.appliedId }, "sentinel ready");

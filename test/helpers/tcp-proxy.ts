@@ -27,6 +27,8 @@ export interface TcpProxy {
   setDelay(ms: number): void;
   /** Open client connections. */
   readonly connections: number;
+  /** Client connections forwarded since the proxy started (open or closed; not those dropped). */
+  readonly accepted: number;
   close(): Promise<void>;
 }
 
@@ -43,6 +45,7 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
   const targetPort = Number(portText);
   let mode: ProxyMode = "forward";
   let delayMs = 0;
+  let accepted = 0;
   const pairs = new Set<Pair>();
 
   const pipe = (pair: Pair, from: net.Socket, to: net.Socket) => {
@@ -87,6 +90,7 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
       client.resetAndDestroy();
       return;
     }
+    accepted++;
     const upstream = net.connect({ host, port: targetPort });
     const pair: Pair = { client, upstream, tainted: false };
     pairs.add(pair);
@@ -125,6 +129,9 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     },
     get connections() {
       return pairs.size;
+    },
+    get accepted() {
+      return accepted;
     },
     async close() {
       for (const pair of [...pairs]) destroy(pair);

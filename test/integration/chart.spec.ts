@@ -17,9 +17,11 @@ import type { IRole, IRoleBinding } from "kubernetes-models/rbac.authorization.k
 import { ConfigMap, Secret, Service, ServiceAccount } from "kubernetes-models/v1";
 import type { IConfigMap, IContainer, IPodSpec, ISecret, IService } from "kubernetes-models/v1";
 import { parse as parseYaml } from "yaml";
+import { advertisedListeners } from "../../src/broker/advertised-listeners.js";
 import { corsFromOptions, corsOptions } from "../../src/config/cors-options.js";
 import { envName, loadOptions } from "../../src/config/options.js";
 import { sentinelOptionSchema } from "../../src/config/sentinel-options.js";
+import { listenerHostsLookup } from "../../src/sentinel/listener-hosts.js";
 import {
   DEFAULT_NAMESPACE as NS,
   DEFAULT_RELEASE as RELEASE,
@@ -29,6 +31,7 @@ import {
   helmTemplate,
   helmTemplateRaw,
   repoRoot,
+  run,
   type KubeObject,
 } from "../helpers/helm.js";
 
@@ -60,6 +63,17 @@ const RELEASE_SELECTORS: [string, string][] = [
   ],
 ];
 
+/** Per-broker LoadBalancers with pinned IPs, advertised by DNS name; sentinels reached by name too. */
+const externalLoadBalancer = {
+  enabled: true,
+  advertised: { hosts: ["b0.goulette.example.com", "b1.goulette.example.com", "b2.goulette.example.com"] },
+  service: {
+    loadBalancerIPs: ["203.0.113.10", "203.0.113.11", "203.0.113.12"],
+    loadBalancerSourceRanges: ["198.51.100.0/24"],
+  },
+  sentinel: { loadBalancerIP: "203.0.113.20", hosts: ["goulette.example.com"] },
+};
+
 const monitoringOn = {
   serviceMonitor: { enabled: true },
   prometheusRule: { enabled: true },
@@ -83,12 +97,35 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
   "TLS on": { tls: { enabled: true, existingSecret: TLS_SECRET } },
   "monitoring on": { metrics: monitoringOn },
   "auth on": { auth: { enabled: true } },
+  "external access (LoadBalancer)": { externalAccess: externalLoadBalancer },
+  "external access (NodePort, hosts and ports)": {
+    externalAccess: {
+      enabled: true,
+      listener: "outside",
+      service: { type: "NodePort", nodePorts: [31001, 31002, 31003], externalTrafficPolicy: "Local" },
+      advertised: { hosts: ["192.0.2.1", "192.0.2.2", "192.0.2.3"] },
+    },
+  },
+  "external access (NodePort, domain and base port)": {
+    broker: { replicas: 4 },
+    externalAccess: {
+      enabled: true,
+      service: { type: "NodePort" },
+      advertised: { domain: "nodes.example.com", basePort: 30100 },
+      sentinel: { nodePort: 30090, hosts: ["nodes.example.com:30090"] },
+    },
+  },
   "everything on": {
     sentinel: { embeddedEtcd: true, replicas: 5 },
     broker: { replicas: 4 },
     tls: { enabled: true, existingSecret: TLS_SECRET },
     auth: { enabled: true },
     metrics: monitoringOn,
+    externalAccess: {
+      ...externalLoadBalancer,
+      advertised: { hosts: [...externalLoadBalancer.advertised.hosts, "b3.goulette.example.com"] },
+      service: {},
+    },
   },
 };
 
@@ -179,6 +216,10 @@ describe("charts/goulette", () => {
 
       it("grants sentinels (only) read access to pods through the ServiceAccount", () => {
         checkRbac(objectsOf(name));
+      });
+
+      it("gives every broker pod an external Service and address when externalAccess is on, none otherwise", () => {
+        checkExternalAccess(objectsOf(name), values);
       });
     });
   }
@@ -496,6 +537,77 @@ describe("charts/goulette", () => {
     });
   });
 
+  describe("external access", () => {
+    it("refuses values that leave a broker without an external address, naming the value to set", async () => {
+      for (const [externalAccess, pattern] of [
+        [
+          { enabled: true },
+          /externalAccess\.advertised\.hosts \(or externalAccess\.service\.loadBalancerIPs\) lists 0, broker\.replicas is 3/,
+        ],
+        [{ enabled: true, advertised: { hosts: ["a", "b"] } }, /lists 2, broker\.replicas is 3/],
+        [
+          { enabled: true, service: { type: "NodePort" }, advertised: { basePort: 30100 } },
+          /advertised\.hosts .* or externalAccess\.advertised\.domain/,
+        ],
+        [
+          { enabled: true, service: { type: "NodePort" }, advertised: { domain: "n.example.com" } },
+          /service\.nodePorts .* or externalAccess\.advertised\.basePort/,
+        ],
+        [
+          {
+            enabled: true,
+            service: { type: "NodePort", nodePorts: [31000] },
+            advertised: { domain: "n.example.com" },
+          },
+          /nodePorts lists 1 ports, broker\.replicas is 3/,
+        ],
+      ] as const) {
+        const result = await helmTemplateRaw({ values: { externalAccess } });
+        assert.notEqual(result.code, 0, `${JSON.stringify(externalAccess)} was accepted`);
+        assert.match(result.stderr, pattern);
+      }
+    });
+
+    it("the schema refuses a ClusterIP type, the name 'internal' and malformed listener names or hosts", async () => {
+      for (const set of [
+        "externalAccess.service.type=ClusterIP",
+        "externalAccess.listener=internal",
+        "externalAccess.listener=EXTERNAL",
+        "externalAccess.advertised.hosts[0]=host:9094",
+        "externalAccess.sentinel.hosts[0]=http://goulette.example.com",
+      ]) {
+        const result = await helmTemplateRaw({ set: [set] });
+        assert.notEqual(result.code, 0, `--set ${set} was accepted`);
+        assert.match(result.stderr, /schema/, `--set ${set}: ${result.stderr}`);
+      }
+    });
+
+    it("NOTES say how to connect from outside, with the listener", async () => {
+      const result = await run(findHelm() as string, [
+        "install",
+        "gt",
+        chartDir,
+        "--dry-run=client",
+        "--namespace",
+        NS,
+        "--set",
+        "externalAccess.enabled=true",
+        "--set",
+        "externalAccess.advertised.hosts={a.example.com,b.example.com,c.example.com}",
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(
+        result.stdout,
+        /a\.example\.com:9094, b\.example\.com:9094, c\.example\.com:9094 on listener "external"/,
+      );
+      assert.match(
+        result.stdout,
+        /goulette produce --sentinel http:\/\/<EXTERNAL-IP>:9090 --listener external/,
+      );
+      assert.match(result.stdout, /externalAccess\.enabled=true with auth\.enabled=false/);
+    });
+  });
+
   describe("options", () => {
     it("every GOULETTE_* variable the chart sets on sentinels is a `goulette sentinel` option", () => {
       const known = new Set(Object.keys(sentinelOptionSchema).map(envName));
@@ -764,6 +876,109 @@ function checkTopology(objects: KubeObject[], values: Record<string, unknown>): 
       EXTERNAL_ENDPOINTS,
       "no etcd StatefulSet and no sidecar, but not the external endpoints",
     );
+  }
+}
+
+/**
+ * externalAccess: each broker pod advertises one external address (GOULETTE_ADVERTISE_LISTENERS, read
+ * with the broker's own parser for that pod's id) that a Service of its own exposes, on the advertised
+ * port; the sentinels have an external Service, and --listener-hosts names its hosts.
+ */
+function checkExternalAccess(objects: KubeObject[], values: Record<string, unknown>): void {
+  const ea = values.externalAccess as
+    | {
+        listener?: string;
+        service?: {
+          type?: string;
+          nodePorts?: number[];
+          loadBalancerIPs?: string[];
+          externalTrafficPolicy?: string;
+        };
+        advertised?: { hosts?: string[]; domain?: string; basePort?: number };
+        sentinel?: { hosts?: string[]; nodePort?: number; loadBalancerIP?: string };
+      }
+    | undefined;
+  const broker = statefulSetOf(objects, "broker");
+  const sentinel = statefulSetOf(objects, "sentinel");
+  const external = objects.filter(
+    (o): o is KubeObject & IService =>
+      o.kind === "Service" && o.metadata.labels?.["goulette.io/service"] === "external",
+  );
+  if (!ea) {
+    assert.deepEqual(external, [], "external Services without externalAccess");
+    assert.ok(!envOf(broker, "broker", 0).has("GOULETTE_ADVERTISE_LISTENERS"));
+    assert.ok(!envOf(sentinel, "sentinel", 0).has("GOULETTE_LISTENER_HOSTS"));
+    return;
+  }
+  const listener = ea.listener ?? "external";
+  const type = ea.service?.type ?? "LoadBalancer";
+  const brokerPort = portOf(containerOf(broker, "broker"), "rpc");
+  const replicas = replicasOf(broker);
+  for (let i = 0; i < replicas; i++) {
+    const pod = `${broker.metadata.name}-${i}`;
+    const entries = (envOf(broker, "broker", i).get("GOULETTE_ADVERTISE_LISTENERS") ?? "").split(",");
+    const listeners = advertisedListeners(entries, pod);
+    assert.deepEqual(
+      listeners.map((l) => l.name),
+      [listener],
+      `${pod}: its listeners`,
+    );
+    const [host, port] = (listeners[0]?.address ?? "").split(":");
+    const expectedHost: string | undefined =
+      ea.advertised?.hosts?.[i] ??
+      (type === "LoadBalancer" ? ea.service?.loadBalancerIPs?.[i] : ea.advertised?.domain);
+    assert.equal(host, expectedHost, `${pod}: advertised host`);
+
+    const podLabels = {
+      ...broker.spec?.template.metadata?.labels,
+      "statefulset.kubernetes.io/pod-name": pod,
+    };
+    const mine = external.filter((svc) => selects(svc.spec?.selector, podLabels));
+    assert.equal(mine.length, 1, `${pod}: ${mine.length} external Services select it`);
+    const svc = mine[0] as KubeObject & IService;
+    assert.equal(
+      svc.spec?.selector?.["statefulset.kubernetes.io/pod-name"],
+      pod,
+      `${svc.metadata.name}: one pod`,
+    );
+    assert.equal(svc.spec?.type, type);
+    assert.equal(svc.spec?.externalTrafficPolicy, ea.service?.externalTrafficPolicy ?? "Cluster");
+    const svcPort = svc.spec?.ports?.[0];
+    assert.equal(svcPort?.targetPort, "rpc", `${svc.metadata.name} must reach the rpc port ${brokerPort}`);
+    if (type === "LoadBalancer") {
+      assert.equal(Number(port), svcPort?.port, `${pod}: advertises its LoadBalancer's port`);
+      assert.equal(svc.spec?.loadBalancerIP, ea.service?.loadBalancerIPs?.[i]);
+    } else {
+      const expectedPort: number = ea.service?.nodePorts?.[i] ?? (ea.advertised?.basePort ?? 0) + i;
+      assert.equal(Number(port), expectedPort, `${pod}: advertised port`);
+      assert.equal(svcPort?.nodePort, expectedPort, `${svc.metadata.name}: node port`);
+    }
+  }
+  assert.equal(
+    external.filter((s) => componentOf(s) === "broker").length,
+    replicas,
+    "one Service per broker",
+  );
+
+  const sentinels = external.filter((s) => componentOf(s) === "sentinel");
+  assert.equal(sentinels.length, 1, "one external sentinel Service");
+  const sentinelSvc = sentinels[0] as KubeObject & IService;
+  assert.equal(sentinelSvc.spec?.type, type);
+  assert.ok(
+    selects(sentinelSvc.spec?.selector, sentinel.spec?.template.metadata?.labels),
+    "misses sentinels",
+  );
+  assert.equal(sentinelSvc.spec?.ports?.[0]?.targetPort, "rpc");
+  if (ea.sentinel?.nodePort) assert.equal(sentinelSvc.spec?.ports?.[0]?.nodePort, ea.sentinel.nodePort);
+  if (type === "LoadBalancer") assert.equal(sentinelSvc.spec?.loadBalancerIP, ea.sentinel?.loadBalancerIP);
+  const hosts = ea.sentinel?.hosts ?? [];
+  const env = envOf(sentinel, "sentinel", 0).get("GOULETTE_LISTENER_HOSTS");
+  if (hosts.length === 0) {
+    assert.equal(env, undefined);
+  } else {
+    const lookup = listenerHostsLookup((env ?? "").split(","));
+    for (const host of hosts)
+      assert.equal(lookup(`http://${host}/`), listener, `--listener-hosts misses ${host}`);
   }
 }
 

@@ -10,7 +10,37 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/common.proto.
  */
 export const file_goulette_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("Chhnb3VsZXR0ZS92MS9jb21tb24ucHJvdG8SC2dvdWxldHRlLnYxIoMBCgpCcm9rZXJJbmZvEhEKCWJyb2tlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEikKBnN0YXR1cxgDIAEoDjIZLmdvdWxldHRlLnYxLkJyb2tlclN0YXR1cxIOCgZ0b3BpY3MYBCADKAkSFgoObGFzdF9oZWFydGJlYXQYBSABKAMiWQoTUGFydGl0aW9uQXNzaWdubWVudBIRCglwYXJ0aXRpb24YASABKA0SDgoGbGVhZGVyGAIgASgJEhAKCHJlcGxpY2FzGAMgAygJEg0KBWVwb2NoGAQgASgEIqMBChBUb3BpY1JlcGxpY2FJbmZvEg0KBXRvcGljGAEgASgJEg8KB2Jyb2tlcnMYAiADKAkSNAoKcGFydGl0aW9ucxgDIAMoCzIgLmdvdWxldHRlLnYxLlBhcnRpdGlvbkFzc2lnbm1lbnQSDwoHdmVyc2lvbhgEIAEoBBIRCgl0aW1lc3RhbXAYBSABKAMSFQoNcmVwbGljYV9jb3VudBgGIAEoDSp+CgxCcm9rZXJTdGF0dXMSHQoZQlJPS0VSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUJST0tFUl9TVEFUVVNfSEVBTFRIWRABEhwKGEJST0tFUl9TVEFUVVNfU1VTUElDSU9VUxACEhYKEkJST0tFUl9TVEFUVVNfRE9XThADYgZwcm90bzM");
+  fileDesc("Chhnb3VsZXR0ZS92MS9jb21tb24ucHJvdG8SC2dvdWxldHRlLnYxIjAKD0xpc3RlbmVyQWRkcmVzcxIMCgRuYW1lGAEgASgJEg8KB2FkZHJlc3MYAiABKAkitAEKCkJyb2tlckluZm8SEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZ291bGV0dGUudjEuQnJva2VyU3RhdHVzEg4KBnRvcGljcxgEIAMoCRIWCg5sYXN0X2hlYXJ0YmVhdBgFIAEoAxIvCglsaXN0ZW5lcnMYBiADKAsyHC5nb3VsZXR0ZS52MS5MaXN0ZW5lckFkZHJlc3MiWQoTUGFydGl0aW9uQXNzaWdubWVudBIRCglwYXJ0aXRpb24YASABKA0SDgoGbGVhZGVyGAIgASgJEhAKCHJlcGxpY2FzGAMgAygJEg0KBWVwb2NoGAQgASgEIqMBChBUb3BpY1JlcGxpY2FJbmZvEg0KBXRvcGljGAEgASgJEg8KB2Jyb2tlcnMYAiADKAkSNAoKcGFydGl0aW9ucxgDIAMoCzIgLmdvdWxldHRlLnYxLlBhcnRpdGlvbkFzc2lnbm1lbnQSDwoHdmVyc2lvbhgEIAEoBBIRCgl0aW1lc3RhbXAYBSABKAMSFQoNcmVwbGljYV9jb3VudBgGIAEoDSp+CgxCcm9rZXJTdGF0dXMSHQoZQlJPS0VSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUJST0tFUl9TVEFUVVNfSEVBTFRIWRABEhwKGEJST0tFUl9TVEFUVVNfU1VTUElDSU9VUxACEhYKEkJST0tFUl9TVEFUVVNfRE9XThADYgZwcm90bzM");
+
+/**
+ * One more address of a broker, on a named listener (as in Kafka): a client outside the cluster dials
+ * the brokers' "external" addresses, for example, where pods inside it dial the default ones.
+ *
+ * @generated from message goulette.v1.ListenerAddress
+ */
+export type ListenerAddress = Message<"goulette.v1.ListenerAddress"> & {
+  /**
+   * 1-32 lowercase letters, digits or '-', starting with a letter. "internal" names the default address
+   * (BrokerInfo.address without a listener) and is never listed here.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * host:port
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+};
+
+/**
+ * Describes the message goulette.v1.ListenerAddress.
+ * Use `create(ListenerAddressSchema)` to create a new message.
+ */
+export const ListenerAddressSchema: GenMessage<ListenerAddress> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_common, 0);
 
 /**
  * @generated from message goulette.v1.BrokerInfo
@@ -22,7 +52,8 @@ export type BrokerInfo = Message<"goulette.v1.BrokerInfo"> & {
   brokerId: string;
 
   /**
-   * host:port that clients and other brokers dial.
+   * host:port to dial: the broker's default (internal) address, which other brokers and the sentinels
+   * use, or its address on the listener the request chose (GetBrokersRequest.listener).
    *
    * @generated from field: string address = 2;
    */
@@ -46,6 +77,14 @@ export type BrokerInfo = Message<"goulette.v1.BrokerInfo"> & {
    * @generated from field: int64 last_heartbeat = 5;
    */
   lastHeartbeat: bigint;
+
+  /**
+   * The broker's other listeners (--advertise-listeners), sorted by name; the default address is not
+   * among them.
+   *
+   * @generated from field: repeated goulette.v1.ListenerAddress listeners = 6;
+   */
+  listeners: ListenerAddress[];
 };
 
 /**
@@ -53,7 +92,7 @@ export type BrokerInfo = Message<"goulette.v1.BrokerInfo"> & {
  * Use `create(BrokerInfoSchema)` to create a new message.
  */
 export const BrokerInfoSchema: GenMessage<BrokerInfo> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_common, 0);
+  messageDesc(file_goulette_v1_common, 1);
 
 /**
  * Where one partition lives: its leader and its full replica list (leader first).
@@ -89,7 +128,7 @@ export type PartitionAssignment = Message<"goulette.v1.PartitionAssignment"> & {
  * Use `create(PartitionAssignmentSchema)` to create a new message.
  */
 export const PartitionAssignmentSchema: GenMessage<PartitionAssignment> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_common, 1);
+  messageDesc(file_goulette_v1_common, 2);
 
 /**
  * The seed's TopicReplicaInfo, as stored under /goulette/topics/<topic>.
@@ -139,7 +178,7 @@ export type TopicReplicaInfo = Message<"goulette.v1.TopicReplicaInfo"> & {
  * Use `create(TopicReplicaInfoSchema)` to create a new message.
  */
 export const TopicReplicaInfoSchema: GenMessage<TopicReplicaInfo> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_common, 2);
+  messageDesc(file_goulette_v1_common, 3);
 
 /**
  * Health of a broker as the sentinels see it (the seed's BrokerStatus).

@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { SetTopicRoleRequest } from "./broker_pb.js";
 import { file_goulette_v1_broker } from "./broker_pb.js";
-import type { BrokerInfo, BrokerStatus, PartitionAssignment, TopicReplicaInfo } from "./common_pb.js";
+import type { BrokerInfo, BrokerStatus, ListenerAddress, PartitionAssignment, TopicReplicaInfo } from "./common_pb.js";
 import { file_goulette_v1_common } from "./common_pb.js";
 import type { DescribeGroupRequestSchema, DescribeGroupResponseSchema, GroupHeartbeatRequestSchema, GroupHeartbeatResponseSchema, ListGroupsRequestSchema, ListGroupsResponseSchema, MemberAssignmentSchema, WatchGroupAssignmentRequestSchema } from "./group_pb.js";
 import { file_goulette_v1_group } from "./group_pb.js";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/sentinel.proto.
  */
 export const file_goulette_v1_sentinel: GenFile = /*@__PURE__*/
-  fileDesc("Chpnb3VsZXR0ZS92MS9zZW50aW5lbC5wcm90bxILZ291bGV0dGUudjEiYQoQS2VlcEFsaXZlUmVxdWVzdBIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIpCgZzdGF0dXMYAyABKA4yGS5nb3VsZXR0ZS52MS5Ccm9rZXJTdGF0dXMihwEKEUtlZXBBbGl2ZVJlc3BvbnNlEhMKC3R0bF9zZWNvbmRzGAEgASgNEhIKCnJlZ2lzdGVyZWQYAiABKAgSEgoKYXBwbGllZF9pZBgDIAEoBBI1Cgthc3NpZ25tZW50cxgEIAMoCzIgLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlcXVlc3QiSwoVUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg4KBnRvcGljcxgDIAMoCSJXChZSZWdpc3RlckJyb2tlclJlc3BvbnNlEicKBmJyb2tlchgBIAEoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SFAoMb3BlcmF0aW9uX2lkGAIgASgEIiwKF1VucmVnaXN0ZXJCcm9rZXJSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCSIwChhVbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USFAoMb3BlcmF0aW9uX2lkGAEgASgEImoKEUdldEJyb2tlcnNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhUKDXJlcGxpY2FfY291bnQYAiABKA0SGwoTdW5yZWFjaGFibGVfYnJva2VycxgDIAMoCRISCgpwYXJ0aXRpb25zGAQgASgNIoUBChJHZXRCcm9rZXJzUmVzcG9uc2USKAoHYnJva2VycxgBIAMoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SNAoKcGFydGl0aW9ucxgCIAMoCzIgLmdvdWxldHRlLnYxLlBhcnRpdGlvbkFzc2lnbm1lbnQSDwoHdmVyc2lvbhgDIAEoBCIZChdHZXRDbHVzdGVyU3RhdHVzUmVxdWVzdCI6CgxTZW50aW5lbEluZm8SCgoCaWQYASABKAkSCwoDdXJsGAIgASgJEhEKCWlzX2xlYWRlchgDIAEoCCLkAgoYR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEhMKC3NlbnRpbmVsX2lkGAEgASgJEhEKCWxlYWRlcl9pZBgCIAEoCRISCgpsZWFkZXJfdXJsGAMgASgJEiwKCXNlbnRpbmVscxgEIAMoCzIZLmdvdWxldHRlLnYxLlNlbnRpbmVsSW5mbxIUCgxyaW5nX2Jyb2tlcnMYBSABKA0SGgoScmluZ192aXJ0dWFsX25vZGVzGAYgASgNEhUKDW9wbG9nX2hlYWRfaWQYByABKAQSGAoQb3Bsb2dfYXBwbGllZF9pZBgIIAEoBBIWCg5yZXBsYXlfbGFnX29wcxgJIAEoBBITCgtzbmFwc2hvdF9pZBgKIAEoBBIOCgZ0b3BpY3MYCyABKA0SKAoHYnJva2VycxgMIAMoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SFAoMc3RhdGVfZGlnZXN0GA0gASgJIkEKEUxpc3RUb3BpY3NSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRINCgVsaW1pdBgCIAEoDRINCgVhZnRlchgDIAEoCSJXChJMaXN0VG9waWNzUmVzcG9uc2USLQoGdG9waWNzGAEgAygLMh0uZ291bGV0dGUudjEuVG9waWNSZXBsaWNhSW5mbxISCgpuZXh0X2FmdGVyGAIgASgJIl4KCU9wZXJhdGlvbhIKCgJpZBgBIAEoBBIMCgR0eXBlGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxIRCglsZWFkZXJfaWQYBCABKAkSEQoJZGF0YV9qc29uGAUgASgJIjgKFUxpc3RPcGVyYXRpb25zUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDSKBAQoWTGlzdE9wZXJhdGlvbnNSZXNwb25zZRIqCgpvcGVyYXRpb25zGAEgAygLMhYuZ291bGV0dGUudjEuT3BlcmF0aW9uEg8KB2hlYWRfaWQYAiABKAQSEwoLc25hcHNob3RfaWQYAyABKAQSFQoNbmV4dF9hZnRlcl9pZBgEIAEoBCIXChVDcmVhdGVTbmFwc2hvdFJlcXVlc3QiXwoWQ3JlYXRlU25hcHNob3RSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoBBIcChRjb21wYWN0ZWRfb3BlcmF0aW9ucxgCIAEoDRISCgpzaXplX2J5dGVzGAMgASgEMrMICg9TZW50aW5lbFNlcnZpY2USSgoJS2VlcEFsaXZlEh0uZ291bGV0dGUudjEuS2VlcEFsaXZlUmVxdWVzdBoeLmdvdWxldHRlLnYxLktlZXBBbGl2ZVJlc3BvbnNlElkKDlJlZ2lzdGVyQnJva2VyEiIuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0GiMuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRJfChBVbnJlZ2lzdGVyQnJva2VyEiQuZ291bGV0dGUudjEuVW5yZWdpc3RlckJyb2tlclJlcXVlc3QaJS5nb3VsZXR0ZS52MS5VbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USTQoKR2V0QnJva2VycxIeLmdvdWxldHRlLnYxLkdldEJyb2tlcnNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuR2V0QnJva2Vyc1Jlc3BvbnNlEl8KEEdldENsdXN0ZXJTdGF0dXMSJC5nb3VsZXR0ZS52MS5HZXRDbHVzdGVyU3RhdHVzUmVxdWVzdBolLmdvdWxldHRlLnYxLkdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRJNCgpMaXN0VG9waWNzEh4uZ291bGV0dGUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5nb3VsZXR0ZS52MS5MaXN0VG9waWNzUmVzcG9uc2USWQoOTGlzdE9wZXJhdGlvbnMSIi5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1JlcXVlc3QaIy5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1Jlc3BvbnNlElkKDkNyZWF0ZVNuYXBzaG90EiIuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiMuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXNwb25zZRJZCg5Hcm91cEhlYXJ0YmVhdBIiLmdvdWxldHRlLnYxLkdyb3VwSGVhcnRiZWF0UmVxdWVzdBojLmdvdWxldHRlLnYxLkdyb3VwSGVhcnRiZWF0UmVzcG9uc2USYQoUV2F0Y2hHcm91cEFzc2lnbm1lbnQSKC5nb3VsZXR0ZS52MS5XYXRjaEdyb3VwQXNzaWdubWVudFJlcXVlc3QaHS5nb3VsZXR0ZS52MS5NZW1iZXJBc3NpZ25tZW50MAESTQoKTGlzdEdyb3VwcxIeLmdvdWxldHRlLnYxLkxpc3RHcm91cHNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlElYKDURlc2NyaWJlR3JvdXASIS5nb3VsZXR0ZS52MS5EZXNjcmliZUdyb3VwUmVxdWVzdBoiLmdvdWxldHRlLnYxLkRlc2NyaWJlR3JvdXBSZXNwb25zZWIGcHJvdG8z", [file_goulette_v1_broker, file_goulette_v1_common, file_goulette_v1_group]);
+  fileDesc("Chpnb3VsZXR0ZS92MS9zZW50aW5lbC5wcm90bxILZ291bGV0dGUudjEikgEKEEtlZXBBbGl2ZVJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZ291bGV0dGUudjEuQnJva2VyU3RhdHVzEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcyKiAQoRS2VlcEFsaXZlUmVzcG9uc2USEwoLdHRsX3NlY29uZHMYASABKA0SEgoKcmVnaXN0ZXJlZBgCIAEoCBISCgphcHBsaWVkX2lkGAMgASgEEjUKC2Fzc2lnbm1lbnRzGAQgAygLMiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdBIZChFsaXN0ZW5lcnNfY2hhbmdlZBgFIAEoCCJ8ChVSZWdpc3RlckJyb2tlclJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDgoGdG9waWNzGAMgAygJEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcyJXChZSZWdpc3RlckJyb2tlclJlc3BvbnNlEicKBmJyb2tlchgBIAEoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SFAoMb3BlcmF0aW9uX2lkGAIgASgEIiwKF1VucmVnaXN0ZXJCcm9rZXJSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCSIwChhVbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USFAoMb3BlcmF0aW9uX2lkGAEgASgEInwKEUdldEJyb2tlcnNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhUKDXJlcGxpY2FfY291bnQYAiABKA0SGwoTdW5yZWFjaGFibGVfYnJva2VycxgDIAMoCRISCgpwYXJ0aXRpb25zGAQgASgNEhAKCGxpc3RlbmVyGAUgASgJIoUBChJHZXRCcm9rZXJzUmVzcG9uc2USKAoHYnJva2VycxgBIAMoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SNAoKcGFydGl0aW9ucxgCIAMoCzIgLmdvdWxldHRlLnYxLlBhcnRpdGlvbkFzc2lnbm1lbnQSDwoHdmVyc2lvbhgDIAEoBCIrChdHZXRDbHVzdGVyU3RhdHVzUmVxdWVzdBIQCghsaXN0ZW5lchgBIAEoCSI6CgxTZW50aW5lbEluZm8SCgoCaWQYASABKAkSCwoDdXJsGAIgASgJEhEKCWlzX2xlYWRlchgDIAEoCCLkAgoYR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEhMKC3NlbnRpbmVsX2lkGAEgASgJEhEKCWxlYWRlcl9pZBgCIAEoCRISCgpsZWFkZXJfdXJsGAMgASgJEiwKCXNlbnRpbmVscxgEIAMoCzIZLmdvdWxldHRlLnYxLlNlbnRpbmVsSW5mbxIUCgxyaW5nX2Jyb2tlcnMYBSABKA0SGgoScmluZ192aXJ0dWFsX25vZGVzGAYgASgNEhUKDW9wbG9nX2hlYWRfaWQYByABKAQSGAoQb3Bsb2dfYXBwbGllZF9pZBgIIAEoBBIWCg5yZXBsYXlfbGFnX29wcxgJIAEoBBITCgtzbmFwc2hvdF9pZBgKIAEoBBIOCgZ0b3BpY3MYCyABKA0SKAoHYnJva2VycxgMIAMoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SFAoMc3RhdGVfZGlnZXN0GA0gASgJIkEKEUxpc3RUb3BpY3NSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRINCgVsaW1pdBgCIAEoDRINCgVhZnRlchgDIAEoCSJXChJMaXN0VG9waWNzUmVzcG9uc2USLQoGdG9waWNzGAEgAygLMh0uZ291bGV0dGUudjEuVG9waWNSZXBsaWNhSW5mbxISCgpuZXh0X2FmdGVyGAIgASgJIl4KCU9wZXJhdGlvbhIKCgJpZBgBIAEoBBIMCgR0eXBlGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxIRCglsZWFkZXJfaWQYBCABKAkSEQoJZGF0YV9qc29uGAUgASgJIjgKFUxpc3RPcGVyYXRpb25zUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDSKBAQoWTGlzdE9wZXJhdGlvbnNSZXNwb25zZRIqCgpvcGVyYXRpb25zGAEgAygLMhYuZ291bGV0dGUudjEuT3BlcmF0aW9uEg8KB2hlYWRfaWQYAiABKAQSEwoLc25hcHNob3RfaWQYAyABKAQSFQoNbmV4dF9hZnRlcl9pZBgEIAEoBCIXChVDcmVhdGVTbmFwc2hvdFJlcXVlc3QiXwoWQ3JlYXRlU25hcHNob3RSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoBBIcChRjb21wYWN0ZWRfb3BlcmF0aW9ucxgCIAEoDRISCgpzaXplX2J5dGVzGAMgASgEMrMICg9TZW50aW5lbFNlcnZpY2USSgoJS2VlcEFsaXZlEh0uZ291bGV0dGUudjEuS2VlcEFsaXZlUmVxdWVzdBoeLmdvdWxldHRlLnYxLktlZXBBbGl2ZVJlc3BvbnNlElkKDlJlZ2lzdGVyQnJva2VyEiIuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0GiMuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRJfChBVbnJlZ2lzdGVyQnJva2VyEiQuZ291bGV0dGUudjEuVW5yZWdpc3RlckJyb2tlclJlcXVlc3QaJS5nb3VsZXR0ZS52MS5VbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USTQoKR2V0QnJva2VycxIeLmdvdWxldHRlLnYxLkdldEJyb2tlcnNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuR2V0QnJva2Vyc1Jlc3BvbnNlEl8KEEdldENsdXN0ZXJTdGF0dXMSJC5nb3VsZXR0ZS52MS5HZXRDbHVzdGVyU3RhdHVzUmVxdWVzdBolLmdvdWxldHRlLnYxLkdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRJNCgpMaXN0VG9waWNzEh4uZ291bGV0dGUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5nb3VsZXR0ZS52MS5MaXN0VG9waWNzUmVzcG9uc2USWQoOTGlzdE9wZXJhdGlvbnMSIi5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1JlcXVlc3QaIy5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1Jlc3BvbnNlElkKDkNyZWF0ZVNuYXBzaG90EiIuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiMuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXNwb25zZRJZCg5Hcm91cEhlYXJ0YmVhdBIiLmdvdWxldHRlLnYxLkdyb3VwSGVhcnRiZWF0UmVxdWVzdBojLmdvdWxldHRlLnYxLkdyb3VwSGVhcnRiZWF0UmVzcG9uc2USYQoUV2F0Y2hHcm91cEFzc2lnbm1lbnQSKC5nb3VsZXR0ZS52MS5XYXRjaEdyb3VwQXNzaWdubWVudFJlcXVlc3QaHS5nb3VsZXR0ZS52MS5NZW1iZXJBc3NpZ25tZW50MAESTQoKTGlzdEdyb3VwcxIeLmdvdWxldHRlLnYxLkxpc3RHcm91cHNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlElYKDURlc2NyaWJlR3JvdXASIS5nb3VsZXR0ZS52MS5EZXNjcmliZUdyb3VwUmVxdWVzdBoiLmdvdWxldHRlLnYxLkRlc2NyaWJlR3JvdXBSZXNwb25zZWIGcHJvdG8z", [file_goulette_v1_broker, file_goulette_v1_common, file_goulette_v1_group]);
 
 /**
  * @generated from message goulette.v1.KeepAliveRequest
@@ -28,6 +28,8 @@ export type KeepAliveRequest = Message<"goulette.v1.KeepAliveRequest"> & {
   brokerId: string;
 
   /**
+   * The default (internal) address: the one other brokers and the sentinels dial.
+   *
    * @generated from field: string address = 2;
    */
   address: string;
@@ -36,6 +38,14 @@ export type KeepAliveRequest = Message<"goulette.v1.KeepAliveRequest"> & {
    * @generated from field: goulette.v1.BrokerStatus status = 3;
    */
   status: BrokerStatus;
+
+  /**
+   * The broker's addresses on other listeners (at most 16). When they differ from the registered ones,
+   * the answer says listeners_changed and the broker registers again with them.
+   *
+   * @generated from field: repeated goulette.v1.ListenerAddress listeners = 4;
+   */
+  listeners: ListenerAddress[];
 };
 
 /**
@@ -77,6 +87,15 @@ export type KeepAliveResponse = Message<"goulette.v1.KeepAliveResponse"> & {
    * @generated from field: repeated goulette.v1.SetTopicRoleRequest assignments = 4;
    */
   assignments: SetTopicRoleRequest[];
+
+  /**
+   * The broker is registered at this address, but with other listeners than the request's (recorded
+   * by an older leader, or before a change): it should call RegisterBroker again. Its registration
+   * stands meanwhile.
+   *
+   * @generated from field: bool listeners_changed = 5;
+   */
+  listenersChanged: boolean;
 };
 
 /**
@@ -96,6 +115,8 @@ export type RegisterBrokerRequest = Message<"goulette.v1.RegisterBrokerRequest">
   brokerId: string;
 
   /**
+   * The default (internal) address.
+   *
    * @generated from field: string address = 2;
    */
   address: string;
@@ -106,6 +127,13 @@ export type RegisterBrokerRequest = Message<"goulette.v1.RegisterBrokerRequest">
    * @generated from field: repeated string topics = 3;
    */
   topics: string[];
+
+  /**
+   * The broker's addresses on other listeners (recorded in the operation log with the address).
+   *
+   * @generated from field: repeated goulette.v1.ListenerAddress listeners = 4;
+   */
+  listeners: ListenerAddress[];
 };
 
 /**
@@ -202,6 +230,16 @@ export type GetBrokersRequest = Message<"goulette.v1.GetBrokersRequest"> & {
    * @generated from field: uint32 partitions = 4;
    */
   partitions: number;
+
+  /**
+   * Whose addresses the answer carries: a listener name the brokers advertise (e.g. "external"), or
+   * "internal" for the default addresses. Empty: the listener of the host the request was sent to
+   * (the sentinel's --listener-hosts), else the default. A broker of the answer without that listener
+   * makes the call fail with FAILED_PRECONDITION naming the listeners it has.
+   *
+   * @generated from field: string listener = 5;
+   */
+  listener: string;
 };
 
 /**
@@ -246,6 +284,12 @@ export const GetBrokersResponseSchema: GenMessage<GetBrokersResponse> = /*@__PUR
  * @generated from message goulette.v1.GetClusterStatusRequest
  */
 export type GetClusterStatusRequest = Message<"goulette.v1.GetClusterStatusRequest"> & {
+  /**
+   * Whose addresses BrokerInfo.address carries, as in GetBrokersRequest.listener.
+   *
+   * @generated from field: string listener = 1;
+   */
+  listener: string;
 };
 
 /**
