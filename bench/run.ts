@@ -12,6 +12,7 @@ import { appendBenchmark } from "./append.js";
 import { dataplaneBenchmark } from "./dataplane.js";
 import { failoverBenchmark } from "./failover.js";
 import { getBrokersBenchmark } from "./getbrokers.js";
+import { groupsBenchmark } from "./groups.js";
 import { profileBenchmark } from "./profile.js";
 import { recoveryBenchmark } from "./recovery.js";
 import { scalingBenchmark } from "./scaling.js";
@@ -27,6 +28,7 @@ const BENCHMARKS: Benchmark[] = [
   recoveryBenchmark,
   failoverBenchmark,
   scalingBenchmark,
+  groupsBenchmark,
   dataplaneBenchmark,
 ];
 /** Run only when named: not part of the default set. */
