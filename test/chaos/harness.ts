@@ -121,8 +121,8 @@ export async function waitForSentinelAgreement(
         s.stateDigest === first.stateDigest &&
         s.oplogAppliedId === first.oplogAppliedId &&
         s.oplogAppliedId === s.oplogHeadId &&
-        // Only the leader fills leader_id.
-        s.leaderId === (s.sentinelId === leader.id ? leader.id : ""),
+        // Followers name the leader too.
+        s.leaderId === leader.id,
     );
     if (!converged) return false;
     return {
