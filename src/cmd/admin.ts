@@ -43,6 +43,7 @@ const schema = {
   }),
   partition: option({
     kind: "list",
+    repeatable: true,
     description: "reset-offsets, delete-offsets: only these partitions (comma-separated; default: all)",
     default: [],
   }),

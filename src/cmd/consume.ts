@@ -23,6 +23,7 @@ const schema = {
   ...sentinelsOption(),
   topic: option({
     kind: "list",
+    repeatable: true,
     description: "Topic to consume (required; several: comma-separated or --topic repeated)",
     default: [],
     short: "t",
@@ -55,12 +56,13 @@ const schema = {
   }),
   partition: option({
     kind: "list",
+    repeatable: true,
     description:
       "Only these partitions (comma-separated or repeated); with --group: read them without joining",
     default: [],
     short: "p",
   }),
-  partitions: option({ kind: "list", description: "Same as --partition", default: [] }),
+  partitions: option({ kind: "list", repeatable: true, description: "Same as --partition", default: [] }),
   max: option({
     kind: "number",
     description: "Exit after this many messages (0: never)",

@@ -67,6 +67,7 @@ const schema = {
   }),
   header: option({
     kind: "list",
+    repeatable: true,
     description: "Header key=value on every message (repeat for several)",
     default: [],
     short: "H",
@@ -74,6 +75,7 @@ const schema = {
   }),
   file: option({
     kind: "list",
+    repeatable: true,
     description: "Produce each file's whole content as one message (repeat for several)",
     default: [],
     short: "F",

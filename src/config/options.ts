@@ -45,6 +45,12 @@ export interface OptionSpec<K extends OptionKind = OptionKind> {
    * the flag is then given once per value.
    */
   split?: boolean;
+  /**
+   * Lists: a repeated flag adds its values to the earlier ones (`--topic a --topic b`). Off by default:
+   * like every other flag, a list given twice keeps the last value, so a wrapper can override a
+   * default by appending the flag again.
+   */
+  repeatable?: boolean;
 }
 
 export type OptionSchema = Record<string, OptionSpec>;
@@ -153,9 +159,10 @@ function parseArgv(schema: OptionSchema, argv: readonly string[]) {
   const set = (name: string, value: string | boolean) => {
     const spec = schema[name] as OptionSpec;
     const previous = flags.get(name);
-    // A repeated list flag adds up (`--topic a --topic b`); any other flag keeps its last value.
+    // A repeatable list flag adds up (`--topic a --topic b`); any other flag keeps its last value.
     if (spec.kind === "list" && typeof value === "string") {
-      flags.set(name, [...(Array.isArray(previous) ? previous : []), ...splitList(spec, value)]);
+      const earlier = spec.repeatable && Array.isArray(previous) ? previous : [];
+      flags.set(name, [...earlier, ...splitList(spec, value)]);
     } else flags.set(name, value);
   };
   for (let i = 0; i < argv.length; i++) {
@@ -302,8 +309,7 @@ export function formatHelp(usage: string, schema: OptionSchema): string {
   for (const [name, spec] of Object.entries(schema)) {
     const def = Array.isArray(spec.default) ? spec.default.join(",") : String(spec.default);
     const short = spec.short ? `-${spec.short}, ` : "";
-    // Every list flag adds up when repeated; only those that do not split on commas say so.
-    const repeat = spec.kind === "list" && spec.split === false ? " (repeatable)" : "";
+    const repeat = spec.kind === "list" && spec.repeatable ? " (repeatable)" : "";
     lines.push(`  ${short}--${name}${spec.kind === "boolean" ? "" : " <" + spec.kind + ">"}${repeat}`);
     lines.push(`      ${spec.description}`);
     if (spec.aliases?.length) {
