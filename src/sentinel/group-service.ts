@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { FailedPreconditionError, InvalidArgumentError, toConnectError } from "../errors.js";
+import { InvalidArgumentError, toConnectError } from "../errors.js";
 import {
   DescribeGroupResponseSchema,
   GroupHeartbeatResponseSchema,
@@ -245,9 +245,4 @@ function describe(group: string, view: GroupView, partitionCounts: PartitionCoun
     }),
     unassigned,
   });
-}
-
-/** Placeholder until consumer groups are wired (unit tests of the rest of the service). */
-export function unavailableGroups(): never {
-  throw new FailedPreconditionError("consumer groups are not available on this sentinel");
 }
