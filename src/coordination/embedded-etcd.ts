@@ -1,5 +1,5 @@
 /**
- * Embedded etcd (DESIGN §9): the sentinel runs the `etcd` binary as a child process, waits until it answers
+ * Embedded etcd (docs/operations.md): the sentinel runs the `etcd` binary as a child process, waits until it answers
  * `/health`, and stops it on exit. Single member, loopback by default: this is the dev mode, not a
  * production topology.
  *

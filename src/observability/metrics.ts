@@ -41,7 +41,7 @@ export function createRpcMetrics(registry: Registry): RpcMetrics {
   };
 }
 
-/** The sentinel's metrics (DESIGN §9 names). */
+/** The sentinel's metrics (names listed in docs/operations.md). */
 export interface SentinelMetrics {
   isLeader: Gauge;
   ringBrokers: Gauge;

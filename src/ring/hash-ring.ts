@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import { compareHash, hash64Parts, hash64PartsOfNumbered } from "./hash.js";
 
-/** Virtual nodes per broker when the options do not say (DESIGN §5). */
+/** Virtual nodes per broker when the options do not say (docs/architecture.md). */
 export const DEFAULT_VIRTUAL_NODES = 150;
 
 /** Upper bound on virtual nodes per broker: far above any useful value, low enough to catch typos. */

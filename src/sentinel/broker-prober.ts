@@ -10,7 +10,7 @@ export interface BrokerProberOptions {
 }
 
 /**
- * The leader's own check of a broker a client reported unreachable (DESIGN §6): the leader does not
+ * The leader's own check of a broker a client reported unreachable (docs/architecture.md, "Failure detection"): the leader does not
  * take the client's word alone. A broker is reachable when its Health RPC answers in time.
  */
 export class BrokerProber {

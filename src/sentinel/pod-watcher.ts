@@ -61,7 +61,7 @@ function statusCode(value: unknown): number | undefined {
 
 /**
  * Watches broker pods for the sentinel leader: a pod that turns NotReady, fails, is evicted or deleted
- * is reported at once, faster than an expiring heartbeat lease (DESIGN §7). List, then watch from the
+ * is reported at once, faster than an expiring heartbeat lease (docs/kubernetes.md). List, then watch from the
  * list's resourceVersion; reconnect with backoff on drops; relist and diff on 410 Gone.
  */
 export function createPodWatcher(options: PodWatcherOptions): PodWatcher {

@@ -73,7 +73,7 @@ interface BrokerQueue {
 const MAX_BACKOFF_MS = 5_000;
 
 /**
- * After the leader changes an assignment it tells the brokers involved (DESIGN §6): its new role to
+ * After the leader changes an assignment it tells the brokers involved (docs/architecture.md): its new role to
  * every replica of a changed partition, RemoveTopic (best effort) to brokers that lost one. The roles
  * queued for one broker go out together, in one SetTopicRoles call (at most `maxRolesPerCall` roles),
  * so creating a topic costs one call per broker rather than one per replica; a broker that does not

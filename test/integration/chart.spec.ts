@@ -1,4 +1,4 @@
-// The Helm chart (DESIGN §10): `helm lint` and `helm template` for each deployment mode, every
+// The Helm chart: `helm lint` and `helm template` for each deployment mode, every
 // rendered object checked against the Kubernetes API schemas (kubernetes-models), and the wiring that
 // a schema cannot see: DNS names, etcd's --initial-cluster, selectors, security contexts, Secrets.
 import assert from "node:assert/strict";

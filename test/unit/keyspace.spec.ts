@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { createKeyspace, OPERATION_ID_DIGITS } from "../../src/coordination/keyspace.js";
 
 describe("createKeyspace", () => {
-  it("lays out the contract keys under /goulette by default (DESIGN §3)", () => {
+  it("lays out the contract keys under /goulette by default", () => {
     const ks = createKeyspace();
     assert.equal(ks.prefix, "/goulette");
     assert.equal(ks.operationsPrefix, "/goulette/operations/");
