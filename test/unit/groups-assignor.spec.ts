@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { generator, member, type Generator } from "../helpers/group-fixtures.js";
 import { assignTargets, type PartitionCounts } from "../../src/groups/assignor.js";
 import {
   parsePartitionKey,
@@ -9,43 +10,6 @@ import {
 } from "../../src/groups/model.js";
 
 type Targets = Record<PartitionKey, string>;
-
-/** A seeded generator (mulberry32): the cases are pseudo-random but the same on every run. */
-function generator(seed: number) {
-  let s = seed >>> 0;
-  const next = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  /** An integer in [lo, hi]. */
-  const int = (lo: number, hi: number): number => lo + Math.floor(next() * (hi - lo + 1));
-  const pick = <T>(items: readonly T[]): T => items[int(0, items.length - 1)] as T;
-  const shuffle = <T>(items: readonly T[]): T[] => {
-    const out = [...items];
-    for (let i = out.length - 1; i > 0; i--) {
-      const j = int(0, i);
-      [out[i], out[j]] = [out[j] as T, out[i] as T];
-    }
-    return out;
-  };
-  return { next, int, pick, shuffle };
-}
-type Generator = ReturnType<typeof generator>;
-
-function member(memberId: string, topics: readonly string[]): MemberRecord {
-  return {
-    memberId,
-    instanceId: "",
-    clientId: "client",
-    topics: [...new Set(topics)].sort(),
-    sessionTimeoutMs: 10_000,
-    joinedAt: 0,
-    lastHeartbeat: 0,
-  };
-}
 
 /** Partition counts from a table; a topic missing from it does not exist. */
 function countsOf(table: Readonly<Record<string, number>>): PartitionCounts {
