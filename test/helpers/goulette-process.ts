@@ -92,3 +92,40 @@ export function spawnGoulette(options: GouletteProcessOptions): GouletteProcess 
   };
   return handle;
 }
+
+/** What one `goulette …` command printed and how it exited. */
+export interface GouletteRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `goulette <args>` to its end with `input` on stdin (none: stdin closed at once); killed and
+ * rejected after `timeoutMs`. `cleanEnv` drops GOULETTE_* variables, so only the flags count.
+ */
+export function runGoulette(
+  args: string[],
+  options: { input?: string; timeoutMs?: number; cleanEnv?: boolean } = {},
+): Promise<GouletteRun> {
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const env = options.cleanEnv
+    ? Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("GOULETTE_")))
+    : process.env;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [GOULETTE_BIN, ...args], { stdio: ["pipe", "pipe", "pipe"], env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`goulette ${args.join(" ")} did not exit within ${timeoutMs} ms; stderr:\n${stderr}`));
+    }, timeoutMs);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(options.input ?? "");
+  });
+}

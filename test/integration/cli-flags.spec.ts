@@ -1,38 +1,14 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { startCluster, type TestCluster } from "../helpers/cluster.js";
-import { GOULETTE_BIN } from "../helpers/goulette-process.js";
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { runGoulette, type GouletteRun } from "../helpers/goulette-process.js";
 
 /** Runs `goulette <args>` with `input` on stdin, without GOULETTE_* from the environment. */
-function goulette(args: string[], input = "", timeoutMs = 60_000): Promise<Run> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("GOULETTE_")));
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [GOULETTE_BIN, ...args], { stdio: ["pipe", "pipe", "pipe"], env });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`goulette ${args.join(" ")} did not exit within ${timeoutMs} ms; stderr:\n${stderr}`));
-    }, timeoutMs);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
+const goulette = (args: string[], input = "", timeoutMs = 60_000): Promise<GouletteRun> =>
+  runGoulette(args, { input, timeoutMs, cleanEnv: true });
 
 const lines = (text: string) => text.split("\n").filter((line) => line !== "");
 

@@ -4,34 +4,12 @@ import { after, before, describe, it } from "node:test";
 import { RANGE_PROBE_GROUP } from "../../src/client/partition-fetcher.js";
 import { Producer } from "../../src/index.js";
 import { startCluster, type TestCluster } from "../helpers/cluster.js";
-import { GOULETTE_BIN } from "../helpers/sentinel-process.js";
+import { GOULETTE_BIN, runGoulette, type GouletteRun } from "../helpers/goulette-process.js";
 import { waitFor } from "../helpers/wait.js";
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `goulette <args>` with `input` on stdin (none: stdin closed at once). */
-function goulette(args: string[], input = "", timeoutMs = 60_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [GOULETTE_BIN, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`goulette ${args.join(" ")} did not exit within ${timeoutMs} ms; stderr:\n${stderr}`));
-    }, timeoutMs);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
+const goulette = (args: string[], input = "", timeoutMs = 60_000): Promise<GouletteRun> =>
+  runGoulette(args, { input, timeoutMs });
 
 const lines = (text: string) => text.split("\n").filter((line) => line !== "");
 
@@ -273,7 +251,7 @@ describe("goulette produce / consume", () => {
 interface Started {
   stdout(): string;
   stderr(): string;
-  exited: Promise<Run>;
+  exited: Promise<GouletteRun>;
   kill(): void;
 }
 
@@ -285,7 +263,7 @@ function startGoulette(args: string[], timeoutMs = 60_000): Started {
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const exited = new Promise<Run>((resolve) =>
+  const exited = new Promise<GouletteRun>((resolve) =>
     child.once("exit", (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });

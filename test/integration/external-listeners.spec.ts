@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -16,7 +15,7 @@ import { BrokerStatus } from "../../src/gen/goulette/v1/common_pb.js";
 import { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
 import { startCluster, type TestCluster } from "../helpers/cluster.js";
 import { freePort } from "../helpers/ports.js";
-import { GOULETTE_BIN } from "../helpers/sentinel-process.js";
+import { runGoulette, type GouletteRun } from "../helpers/goulette-process.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -49,23 +48,7 @@ async function consumeAll(consumer: Consumer, count: number): Promise<ConsumedMe
   return messages;
 }
 
-function goulette(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [GOULETTE_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`goulette ${args.join(" ")} did not exit within 60 s; stderr:\n${stderr}`));
-    }, 60_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const goulette = (args: string[]): Promise<GouletteRun> => runGoulette(args);
 
 describe("listeners: a client outside the cluster dials the brokers' external addresses", () => {
   let cluster: TestCluster;
