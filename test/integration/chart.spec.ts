@@ -602,7 +602,7 @@ describe("charts/goulette", () => {
       );
       assert.match(
         result.stdout,
-        /goulette produce --sentinel http:\/\/<EXTERNAL-IP>:9090 --listener external/,
+        /goulette produce --sentinels http:\/\/<EXTERNAL-IP>:9090 --listener external/,
       );
       assert.match(result.stdout, /externalAccess\.enabled=true with auth\.enabled=false/);
     });
