@@ -13,6 +13,7 @@ import { dataplaneBenchmark } from "./dataplane.js";
 import { failoverBenchmark } from "./failover.js";
 import { getBrokersBenchmark } from "./getbrokers.js";
 import { groupsBenchmark } from "./groups.js";
+import { leadersBenchmark } from "./leaders.js";
 import { profileBenchmark } from "./profile.js";
 import { recoveryBenchmark } from "./recovery.js";
 import { scalingBenchmark } from "./scaling.js";
@@ -29,6 +30,7 @@ const BENCHMARKS: Benchmark[] = [
   failoverBenchmark,
   scalingBenchmark,
   groupsBenchmark,
+  leadersBenchmark,
   dataplaneBenchmark,
 ];
 /** Run only when named: not part of the default set. */

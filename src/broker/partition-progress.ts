@@ -36,6 +36,7 @@ export function partitionProgress(
             : p.role === "follower"
               ? PartitionRole.FOLLOWER
               : PartitionRole.UNSPECIFIED,
+        inSyncReplicas: p.role === "leader" ? p.inSyncReplicas() : [],
       }),
     );
   }

@@ -86,6 +86,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     snapshotEvery: o.snapshotEvery,
     forwardTimeoutMs: o.forwardTimeout,
     probeTimeoutMs: o.probeTimeout,
+    leaderBalanceIntervalMs: o.leaderBalanceInterval,
     maxGroupMembers: o.maxGroupMembers,
     listenerHosts: o.listenerHosts,
     rpcLimits,

@@ -98,6 +98,13 @@ export const sentinelOptionSchema = {
     default: 1_000,
     min: 50,
   }),
+  "leader-balance-interval": option({
+    kind: "number",
+    description:
+      "How often the leader evens out partition leadership within topics (to in-sync replicas only), in ms; 0: never",
+    default: 30_000,
+    min: 0,
+  }),
   "listener-hosts": option({
     kind: "list",
     description:

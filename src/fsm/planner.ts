@@ -1,4 +1,5 @@
 import { partitionKey } from "../ring/placement.js";
+import { balanceLeaders, leaderFirst } from "./leader-balance.js";
 import type { Command, PartitionPlacement, TopicChange, UnreachableReason } from "./operations.js";
 import type { ClusterState } from "./state.js";
 
@@ -19,13 +20,16 @@ export function planNewTopic(
   request: { topic: string; partitions: number; replicaCount: number },
 ): Command {
   const healthy = (id: string) => state.broker(id)?.status === "healthy";
-  const placements: PartitionPlacement[] = [];
+  const replicaSets: string[][] = [];
   for (let partition = 0; partition < request.partitions; partition++) {
-    placements.push({
-      partition,
-      replicas: ring.pick(partitionKey(request.topic, partition), request.replicaCount, healthy),
-    });
+    replicaSets.push(ring.pick(partitionKey(request.topic, partition), request.replicaCount, healthy));
   }
+  // The ring chooses each set; within the topic, leadership is spread evenly over the brokers.
+  const leaders = balanceLeaders(replicaSets.map((replicas) => ({ replicas })));
+  const placements = replicaSets.map((replicas, partition) => ({
+    partition,
+    replicas: leaderFirst(replicas, leaders[partition]!),
+  }));
   return {
     type: "generateTopicReplicas",
     data: { topic: request.topic, replicaCount: request.replicaCount, partitions: placements },
@@ -108,4 +112,44 @@ export function planUnregister(state: ClusterState, ring: RingView, brokerId: st
     type: "unregisterBroker",
     data: { brokerId, changes: planReplacement(state, ring, new Set([brokerId])) },
   };
+}
+
+/**
+ * May `brokerId` take over leading topic/partition now? The caller answers from what the partition's
+ * leader reported (the broker is in its in-sync set), so a hand-over never skips an acknowledged record.
+ */
+export type MayLead = (topic: string, partition: number, brokerId: string) => boolean;
+
+/**
+ * Leadership moved back to an even spread within every topic (after failovers left survivors leading
+ * more than their share): replica lists only reordered, so no data moves, and only towards replicas
+ * that `mayLead` allows. Partitions whose leader is not healthy are left to failure handling.
+ */
+export function planLeaderBalance(state: ClusterState, mayLead: MayLead): TopicChange[] {
+  const changes: TopicChange[] = [];
+  for (const name of state.topicNames()) {
+    const topic = state.topic(name);
+    if (!topic) continue;
+    const healthy = (id: string) => state.broker(id)?.status === "healthy";
+    const candidates = topic.partitions.map((p) => {
+      const leader = p.replicas[0];
+      const settled = leader !== undefined && healthy(leader);
+      return {
+        replicas: p.replicas,
+        // An unhealthy leader's partition is not balanced (failure handling owns it); it still counts.
+        eligible: settled
+          ? p.replicas.filter((id) => id === leader || (healthy(id) && mayLead(name, p.partition, id)))
+          : p.replicas.slice(0, 1),
+      };
+    });
+    const leaders = balanceLeaders(candidates);
+    const partitions: PartitionPlacement[] = [];
+    topic.partitions.forEach((p, i) => {
+      if (leaders[i] !== p.replicas[0]) {
+        partitions.push({ partition: p.partition, replicas: leaderFirst(p.replicas, leaders[i]!) });
+      }
+    });
+    if (partitions.length > 0) changes.push({ topic: name, partitions });
+  }
+  return changes;
 }

@@ -54,6 +54,7 @@ export interface SentinelMetrics {
   replayLagSeconds: Gauge;
   replayDuration: Histogram;
   leaderChanges: Counter;
+  leadershipBalanceMoves: Counter;
   forwarded: Counter<"method" | "outcome">;
   appended: Counter<"type">;
   appendDuration: Histogram;
@@ -117,6 +118,11 @@ export function createSentinelMetrics(registry: Registry): SentinelMetrics {
     leaderChanges: new Counter({
       name: "goulette_sentinel_leader_changes_total",
       help: "Times this sentinel became or stopped being leader",
+      registers,
+    }),
+    leadershipBalanceMoves: new Counter({
+      name: "goulette_sentinel_leadership_balance_moves_total",
+      help: "Partitions whose leadership the leader handed to an in-sync replica to even out leaders within topics",
       registers,
     }),
     forwarded: new Counter({

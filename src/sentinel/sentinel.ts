@@ -10,6 +10,7 @@ import { HeartbeatStore } from "../coordination/heartbeats.js";
 import { createKeyspace } from "../coordination/keyspace.js";
 import { GetBrokersRequestSchema, SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { withUpToDateLeaders } from "../fsm/leader-choice.js";
+import { LeaderBalancer } from "./leader-balancer.js";
 import { planTopUp, planUnreachable } from "../fsm/planner.js";
 import type { UnreachableReason } from "../fsm/operations.js";
 import type { Logger } from "../observability/logger.js";
@@ -62,6 +63,8 @@ export interface SentinelConfig {
   snapshotEvery: number;
   forwardTimeoutMs: number;
   probeTimeoutMs: number;
+  /** How often the leader evens out partition leadership within topics (ms; 0: never). Default 30 s. */
+  leaderBalanceIntervalMs?: number;
   /** Members one consumer group may have (default 1000). */
   maxGroupMembers?: number;
   /**
@@ -101,6 +104,8 @@ export interface Sentinel {
   readonly plane: ControlPlane;
   readonly registry: Registry;
   readonly detector: FailureDetector;
+  /** Evens out partition leadership within topics (leader only; periodic, or `balance()` now). */
+  readonly leaderBalancer: LeaderBalancer;
   /** Leader action used by the pod watcher: mark brokers down for a Kubernetes reason. */
   markBrokersDown(brokerIds: string[], reason: UnreachableReason): Promise<void>;
   stop(): Promise<void>;
@@ -230,6 +235,15 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     },
     logger: logger.child({ component: "failure-detector" }),
   });
+  const leaderBalancer = new LeaderBalancer({
+    state,
+    prober,
+    propose: (build) => cp.propose(build),
+    isLeader: () => cp.isLeader,
+    intervalMs: config.leaderBalanceIntervalMs ?? 30_000,
+    logger: logger.child({ component: "leader-balancer" }),
+    onMoved: (partitions) => metrics.leadershipBalanceMoves.inc(partitions),
+  });
   const notifier = new RoleNotifier({
     state,
     logger: logger.child({ component: "role-notifier" }),
@@ -258,6 +272,10 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
         },
       })
     : undefined;
+  cp.onLeadership((leading) => {
+    if (leading) leaderBalancer.start();
+    else leaderBalancer.stop();
+  });
   cp.onLeadership((leading) => {
     if (leading) {
       detector.onLeading();
@@ -329,7 +347,9 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     registry,
     detector,
     markBrokersDown,
+    leaderBalancer,
     async stop() {
+      leaderBalancer.stop();
       await podWatcher?.stop();
       await server.close();
       await detector.stop();
