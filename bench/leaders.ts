@@ -4,8 +4,12 @@ import { planNewTopic } from "../src/fsm/planner.js";
 import { ClusterState } from "../src/fsm/state.js";
 import { createHashRing } from "../src/ring/hash-ring.js";
 import { partitionKey } from "../src/ring/placement.js";
+import { Producer } from "../src/index.js";
+import { startCluster, type TopicLayout } from "../test/helpers/cluster.js";
+import { waitFor } from "../test/helpers/wait.js";
 import type { Benchmark, BenchContext, BenchOutput } from "./lib/benchmark.js";
-import { fmt } from "./lib/table.js";
+import { spread as spreadOf } from "./lib/stats.js";
+import { fmt, fmtSpread, type Table } from "./lib/table.js";
 
 const SHAPES = [
   { brokers: 3, partitions: 3 },
@@ -25,7 +29,7 @@ interface ShapeResult {
 }
 
 /** Max − min partitions led per broker of the topic (brokers holding no replica of it not counted). */
-function spread(partitions: ReadonlyArray<{ replicas: readonly string[] }>): number {
+function leaderSpread(partitions: ReadonlyArray<{ replicas: readonly string[] }>): number {
   const counts = [...leaderCounts(partitions).values()];
   return Math.max(...counts) - Math.min(...counts);
 }
@@ -69,8 +73,8 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const command = planNewTopic(state, ring, { topic, partitions: shape.partitions, replicaCount: 3 });
       const balanced = command.type === "generateTopicReplicas" ? command.data.partitions : [];
       const fairShare = Math.ceil(shape.partitions / shape.brokers);
-      const before = spread(ringOrder);
-      const after = spread(balanced);
+      const before = leaderSpread(ringOrder);
+      const after = leaderSpread(balanced);
       if (mostLed(ringOrder) > fairShare) result.ringOrderSkewed++;
       if (mostLed(balanced) > fairShare) result.balancedSkewed++;
       result.ringOrderWorst = Math.max(result.ringOrderWorst, before);
@@ -80,8 +84,10 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     results.push(result);
   }
   const pct = (n: number) => `${fmt((100 * n) / topics, 2)} %`;
+  const throughput = await measureThroughput(ctx);
   return {
     tables: [
+      throughput.table,
       {
         title:
           "Partition leaders within a topic (RF 3): share of topics where a broker leads more than its share",
@@ -98,14 +104,107 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         ],
       },
     ],
-    settings: { topics, shapes: SHAPES, replicaCount: 3 },
-    data: results,
+    settings: { topics, shapes: SHAPES, replicaCount: 3, throughput: throughput.settings },
+    data: { placement: results, throughput: throughput.data },
     notes: [],
   };
 }
 
+const leaderCount = (layout: TopicLayout) => {
+  const counts = new Map<string, number>();
+  for (const p of layout.partitions) counts.set(p.leader, (counts.get(p.leader) ?? 0) + 1);
+  return counts;
+};
+const describeLayout = (layout: TopicLayout) =>
+  [...leaderCount(layout)]
+    .sort()
+    .map(([id, n]) => `${id}:${n}`)
+    .join(" ");
+
+/**
+ * Single-topic produce throughput (SDK Producer, acks=all, RF 3, 1 KiB, keyed over all partitions) on 3
+ * brokers, with leaders piled up against spread out. The piled-up layout is what a failover leaves
+ * when leadership is never handed back (`--leader-balance-interval 0`, one broker killed and restarted:
+ * it returns as a follower of everything); the spread one is the same cluster shape with the hand-back
+ * on. Both clusters run in this one process, one after the other.
+ */
+async function measureThroughput(ctx: BenchContext) {
+  const messages = ctx.quick ? 4_000 : 20_000;
+  const reps = ctx.quick ? 1 : 3;
+  const payload = "x".repeat(1024);
+  const rows: string[][] = [];
+  const data: Array<{ partitions: number; layout: string; balanced: boolean; rates: number[] }> = [];
+  for (const partitions of [3, 6]) {
+    for (const balanced of [false, true]) {
+      const cluster = await startCluster({
+        brokers: 3,
+        sentinelArgs: ["--heartbeat-ttl", "3", "--leader-balance-interval", balanced ? "500" : "0"],
+        brokerArgs: ["--fsync", "interval"],
+      });
+      try {
+        const topic = `throughput-${partitions}`;
+        const created = await cluster.createTopic(topic, { partitions, replicas: 3 });
+        const victim = created.partitions[0]!.leader;
+        await cluster.killBroker(victim);
+        await waitFor(
+          async () => (await cluster.layout(topic)).partitions.every((p) => p.leader !== victim),
+          { what: "the failover", timeoutMs: 30_000 },
+        );
+        await cluster.restartBroker(victim);
+        const layout = await waitFor(
+          async () => {
+            const now = await cluster.layout(topic);
+            const full = now.partitions.every((p) => p.replicas.length === 3);
+            const spreadOut = Math.max(...leaderCount(now).values()) <= Math.ceil(partitions / 3);
+            return full && (!balanced || spreadOut) ? now : undefined;
+          },
+          { what: "the layout to settle", timeoutMs: 60_000 },
+        );
+        const rates: number[] = [];
+        const producer = new Producer({ sentinels: cluster.sentinelUrls, topic, acks: "all" });
+        try {
+          for (let rep = 0; rep < reps + 1; rep++) {
+            const started = performance.now();
+            const sends: Promise<unknown>[] = [];
+            for (let i = 0; i < messages; i++)
+              sends.push(producer.send({ key: `k-${i % 600}`, value: payload }));
+            await Promise.all(sends);
+            // The first round warms connections and JIT: not counted.
+            if (rep > 0) rates.push(messages / ((performance.now() - started) / 1000));
+          }
+        } finally {
+          await producer.close();
+        }
+        const shown = describeLayout(layout);
+        ctx.log(
+          `${partitions} partitions, leaders ${shown}: ${rates.map((r) => Math.round(r)).join(", ")} msg/s`,
+        );
+        data.push({ partitions, layout: shown, balanced, rates });
+        rows.push([
+          `${partitions}`,
+          balanced ? "spread (handed back)" : "piled up (no hand-back)",
+          shown,
+          fmtSpread(spreadOf(rates), 3),
+        ]);
+      } finally {
+        await cluster.stop();
+      }
+    }
+  }
+  const table: Table = {
+    title: "One topic, 3 brokers: produce throughput with leaders piled up vs spread (acks=all, RF 3, 1 KiB)",
+    columns: ["partitions", "leaders", "partitions led per broker", "msg/s, median (min–max)"],
+    rows,
+    notes: [
+      `${messages} messages per round, ${reps} rounds after a warm-up round; SDK Producer (batched, idempotent), keys over all partitions; --fsync interval.`,
+    ],
+  };
+  return { table, data, settings: { messages, reps, payloadBytes: 1024 } };
+}
+
 export const leadersBenchmark: Benchmark = {
   name: "leaders",
-  description: "partition leadership spread within topics: ring order vs balanced (pure, no cluster)",
+  description:
+    "partition leadership within topics: ring order vs balanced (pure), and one topic's produce throughput piled up vs spread",
   run,
 };
