@@ -2,12 +2,11 @@
 
 {{/*
 Return how sentinels reach etcd: "embedded" (a sidecar in every sentinel pod), "external"
-(etcd.external.endpoints) or "statefulset" (the chart's etcd StatefulSet). Fails on a contradiction.
+(etcd.external.endpoints) or "statefulset" (the chart's etcd StatefulSet). Both set is refused by
+goulette.validateValues.
 */}}
 {{- define "goulette.etcd.mode" -}}
-{{- if and .Values.sentinel.embeddedEtcd .Values.etcd.external.endpoints -}}
-{{- fail "sentinel.embeddedEtcd=true and etcd.external.endpoints are exclusive: choose one" -}}
-{{- else if .Values.sentinel.embeddedEtcd -}}
+{{- if .Values.sentinel.embeddedEtcd -}}
 embedded
 {{- else if .Values.etcd.external.endpoints -}}
 external

@@ -4,7 +4,8 @@
 Return the external address (host:port) of every broker, comma-separated in pod order (externalAccess).
 LoadBalancer: advertised.hosts[i] (or service.loadBalancerIPs[i]) and service.port. NodePort:
 advertised.hosts[i] (or advertised.domain) and service.nodePorts[i] (or advertised.basePort + i).
-Fails with the value to set when the values do not give every broker an address.
+Values that leave a broker without an address are refused by goulette.validateValues; here they only
+shorten the list.
 */}}
 {{- define "goulette.externalAccess.addresses" -}}
 {{- $ea := .Values.externalAccess -}}
@@ -14,26 +15,14 @@ Fails with the value to set when the values do not give every broker an address.
 {{- $addresses := list -}}
 {{- if eq $svc.type "LoadBalancer" -}}
 {{- if not $hosts -}}{{- $hosts = $svc.loadBalancerIPs -}}{{- end -}}
-{{- if lt (len $hosts) $n -}}
-{{- fail (printf "externalAccess (LoadBalancer): each broker needs the host it advertises; externalAccess.advertised.hosts (or externalAccess.service.loadBalancerIPs) lists %d, broker.replicas is %d" (len $hosts) $n) -}}
-{{- end -}}
-{{- range $i := until $n -}}
+{{- range $i := until (min $n (len $hosts) | int) -}}
 {{- $addresses = append $addresses (printf "%s:%d" (index $hosts $i) (int $svc.port)) -}}
 {{- end -}}
 {{- else -}}
-{{- if and (not $hosts) (not $ea.advertised.domain) -}}
-{{- fail "externalAccess (NodePort): set externalAccess.advertised.hosts (one host per broker) or externalAccess.advertised.domain (one host for all)" -}}
-{{- end -}}
-{{- if and $hosts (lt (len $hosts) $n) -}}
-{{- fail (printf "externalAccess (NodePort): externalAccess.advertised.hosts lists %d hosts, broker.replicas is %d" (len $hosts) $n) -}}
-{{- end -}}
-{{- if and $svc.nodePorts (lt (len $svc.nodePorts) $n) -}}
-{{- fail (printf "externalAccess (NodePort): externalAccess.service.nodePorts lists %d ports, broker.replicas is %d" (len $svc.nodePorts) $n) -}}
-{{- end -}}
-{{- if and (not $svc.nodePorts) (lt (int $ea.advertised.basePort) 1) -}}
-{{- fail "externalAccess (NodePort): set externalAccess.service.nodePorts (one per broker) or externalAccess.advertised.basePort (broker i gets basePort + i)" -}}
-{{- end -}}
-{{- range $i := until $n -}}
+{{- $count := $n -}}
+{{- if $hosts -}}{{- $count = min $count (len $hosts) | int -}}{{- end -}}
+{{- if $svc.nodePorts -}}{{- $count = min $count (len $svc.nodePorts) | int -}}{{- end -}}
+{{- range $i := until $count -}}
 {{- $host := $ea.advertised.domain -}}
 {{- if $hosts -}}{{- $host = index $hosts $i -}}{{- end -}}
 {{- $port := add (int $ea.advertised.basePort) $i -}}

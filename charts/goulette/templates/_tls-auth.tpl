@@ -8,10 +8,11 @@ Return the scheme of Goulette's RPC port: https when TLS is on.
 {{- end -}}
 
 {{/*
-Return the name of the Secret holding the RPC TLS certificate (required when tls.enabled).
+Return the name of the Secret holding the RPC TLS certificate (goulette.validateValues requires it
+when tls.enabled).
 */}}
 {{- define "goulette.tls.secretName" -}}
-{{- required "tls.enabled=true needs tls.existingSecret: a Secret with the certificate, key and CA (see the chart README)" .Values.tls.existingSecret -}}
+{{- .Values.tls.existingSecret -}}
 {{- end -}}
 
 {{/*
@@ -45,7 +46,7 @@ Return the env vars for the TLS flags (same file layout in sentinel and broker p
 {{- if .Values.tls.mutual }}
 # --tls-ca makes the server require client certificates signed by this CA.
 - name: GOULETTE_TLS_CA
-  value: /etc/goulette/tls/{{ required "tls.mutual=true needs tls.caFilename" .Values.tls.caFilename }}
+  value: /etc/goulette/tls/{{ .Values.tls.caFilename }}
 {{- end }}
 {{- end }}
 {{- end -}}
