@@ -87,7 +87,10 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     const fence = raw.lease(60);
     const fenceKey = "/bench/raw/fence";
     await fence.put(fenceKey).value("bench");
-    const rawHead = "/bench/raw/increment";
+    // The raw baselines write the operation log's own key layout, under prefixes of their own.
+    const rawKeys = createKeyspace("/bench/raw");
+    const rawConcurrentKeys = createKeyspace("/bench/raw-concurrent");
+    const rawHead = rawKeys.head;
     let head = 0;
     const rawTxn = async (i: number) => {
       const next = head + 1;
@@ -98,8 +101,8 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const res = await compare
         .then(
           raw.put(rawHead).value(String(next)),
-          raw.put(`/bench/raw/operations/${String(next).padStart(20, "0")}`).value(opValue),
-          raw.put(`/bench/raw/topics/raw-${i}`).value(topicValue),
+          raw.put(rawKeys.operation(next)).value(opValue),
+          raw.put(rawKeys.topic(`raw-${i}`)).value(topicValue),
         )
         .commit();
       if (!res.succeeded) throw new Error("raw txn compare failed");
@@ -111,9 +114,9 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const res = await raw
         .if(fenceKey, "Create", ">", 0)
         .then(
-          raw.put("/bench/raw-concurrent/head").value(String(next)),
-          raw.put(`/bench/raw-concurrent/operations/${String(next).padStart(20, "0")}`).value(opValue),
-          raw.put(`/bench/raw-concurrent/topics/raw-${i}`).value(topicValue),
+          raw.put(rawConcurrentKeys.head).value(String(next)),
+          raw.put(rawConcurrentKeys.operation(next)).value(opValue),
+          raw.put(rawConcurrentKeys.topic(`raw-${i}`)).value(topicValue),
         )
         .commit();
       if (!res.succeeded) throw new Error("raw txn compare failed");

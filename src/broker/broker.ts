@@ -4,6 +4,7 @@ import path from "node:path";
 import { isMessage } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor, StreamRequest, UnaryRequest } from "@connectrpc/connect";
 import type { Registry } from "prom-client";
+import { bearerHeaders } from "../common/bearer.js";
 import { errorMessage } from "../errors.js";
 import { canonicalListeners, type ListenerAddress } from "../fsm/listeners.js";
 import { BrokerService, GetCommittedOffsetRequestSchema } from "../gen/goulette/v1/broker_pb.js";
@@ -121,9 +122,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   // Outgoing calls (replication, sentinels) present the server certificate and trust the same CA, so
   // a cluster with TLS on (mutual or not) works end to end.
   const pool = new TransportPool(config.tls ? { tls: { ...config.tls } } : {});
-  const headers: Record<string, string> = config.authToken
-    ? { authorization: `Bearer ${config.authToken}` }
-    : {};
+  const headers = bearerHeaders(config.authToken);
   const dataDir = path.resolve(config.dataDir);
   const idleResponseMs = Math.max(20, Math.min(500, Math.floor(config.replicaLagMaxMs / 4)));
 

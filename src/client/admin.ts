@@ -10,6 +10,7 @@ import type {
   SentinelService,
   UnregisterBrokerResponse,
 } from "../gen/goulette/v1/sentinel_pb.js";
+import { bearerHeaders } from "../common/bearer.js";
 import { InvalidArgumentError } from "../errors.js";
 import { ClientClosedError } from "./errors.js";
 import { emitter, sentinelList, type CommonClientOptions } from "./events.js";
@@ -43,7 +44,7 @@ export class Admin {
     this.#sentinels = new SentinelPool({
       urls: sentinelList(options.sentinels),
       transport: options.transport,
-      headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
+      headers: bearerHeaders(options.token),
       timeoutMs: options.sentinelTimeoutMs ?? 5_000,
       listener: options.listener,
       emit: emitter(options.onEvent),
@@ -51,7 +52,7 @@ export class Admin {
     this.#groups = new GroupAdmin({
       sentinels: (fn, signal) => this.#call(fn, signal),
       transport: options.transport,
-      headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
+      headers: bearerHeaders(options.token),
       listener: this.#sentinels.listener,
     });
   }

@@ -1,3 +1,4 @@
+import { bearerHeaders } from "../common/bearer.js";
 import { FailedPreconditionError, InvalidArgumentError, type GouletteError } from "../errors.js";
 import type { MemberAssignment } from "../gen/goulette/v1/group_pb.js";
 import { diffAssignment } from "./assignment-diff.js";
@@ -239,7 +240,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       if (event.type === "broker-unreachable") this.#unreachable.push(event.brokerId);
       options.onEvent?.(event);
     });
-    this.#headers = options.token ? { authorization: `Bearer ${options.token}` } : {};
+    this.#headers = bearerHeaders(options.token);
     this.#sentinels = new SentinelPool({
       urls: sentinelList(options.sentinels),
       transport: options.transport,

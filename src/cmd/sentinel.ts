@@ -2,6 +2,7 @@ import path from "node:path";
 import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, type Etcd3 } from "etcd3";
 import { createEtcdClient } from "../coordination/etcd-client.js";
 import { startEmbeddedEtcd, type EmbeddedEtcd } from "../coordination/embedded-etcd.js";
+import { createKeyspace, type Keyspace } from "../coordination/keyspace.js";
 import { loadOptions, formatHelp } from "../config/options.js";
 import { InvalidArgumentError, errorMessage } from "../errors.js";
 import { corsFromOptions } from "../config/cors-options.js";
@@ -51,7 +52,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     ...(o.etcdTlsKey ? { keyFile: o.etcdTlsKey } : {}),
     ...(o.etcdUsername ? { username: o.etcdUsername, password: o.etcdPassword } : {}),
   });
-  await checkEtcdCredentials(etcd, o.etcdPrefix, Boolean(o.etcdUsername));
+  await checkEtcdCredentials(etcd, createKeyspace(o.etcdPrefix), Boolean(o.etcdUsername));
   const running: { sentinel?: Awaited<ReturnType<typeof startSentinel>> } = {};
   onShutdown(logger, async () => {
     await running.sentinel?.stop();
@@ -109,9 +110,9 @@ export async function runSentinel(argv: string[]): Promise<void> {
  * would otherwise retry forever and the sentinel never become ready. An etcd that is merely
  * unreachable is left to the recovery loop (it may be starting too).
  */
-async function checkEtcdCredentials(etcd: Etcd3, prefix: string, withUser: boolean): Promise<void> {
+async function checkEtcdCredentials(etcd: Etcd3, keys: Keyspace, withUser: boolean): Promise<void> {
   try {
-    await etcd.get(`${prefix}/increment/operation`).string();
+    await etcd.get(keys.head).string();
   } catch (err) {
     const message = errorMessage(err);
     if (err instanceof EtcdAuthenticationFailedError) {
@@ -121,7 +122,7 @@ async function checkEtcdCredentials(etcd: Etcd3, prefix: string, withUser: boole
     }
     if (err instanceof EtcdPermissionDeniedError) {
       throw new InvalidArgumentError(
-        `the etcd user may not read ${prefix}/ (grant it a role on that prefix): ${message}`,
+        `the etcd user may not read ${keys.prefix}/ (grant it a role on that prefix): ${message}`,
       );
     }
     if (!withUser && /user name is empty/.test(message)) {

@@ -230,84 +230,93 @@ function buildRing(virtualNodes: number, sortedBrokers: string[]): HashRing {
 }
 
 class Ring implements HashRing {
-  private readonly brokerSet: ReadonlySet<string>;
+  readonly #sortedBrokers: readonly string[];
+  readonly #brokerSet: ReadonlySet<string>;
+  /** Every virtual node, sorted by position. */
+  readonly #points: Points;
 
   constructor(
     readonly virtualNodes: number,
-    private readonly sortedBrokers: readonly string[],
-    private readonly p: Points,
+    sortedBrokers: readonly string[],
+    points: Points,
   ) {
-    this.brokerSet = new Set(sortedBrokers);
+    this.#sortedBrokers = sortedBrokers;
+    this.#brokerSet = new Set(sortedBrokers);
+    this.#points = points;
   }
 
   get size(): number {
-    return this.sortedBrokers.length;
+    return this.#sortedBrokers.length;
   }
 
   get virtualNodeCount(): number {
-    return this.p.hi.length;
+    return this.#points.hi.length;
   }
 
   brokers(): string[] {
-    return [...this.sortedBrokers];
+    return [...this.#sortedBrokers];
   }
 
   has(brokerId: string): boolean {
-    return this.brokerSet.has(brokerId);
+    return this.#brokerSet.has(brokerId);
   }
 
   withBroker(brokerId: string): HashRing {
     checkBrokerId(brokerId);
-    if (this.brokerSet.has(brokerId)) return this;
-    const brokers = [...this.sortedBrokers, brokerId].sort();
-    return new Ring(this.virtualNodes, brokers, mergePoints(this.p, pointsOf([brokerId], this.virtualNodes)));
+    if (this.#brokerSet.has(brokerId)) return this;
+    const brokers = [...this.#sortedBrokers, brokerId].sort();
+    return new Ring(
+      this.virtualNodes,
+      brokers,
+      mergePoints(this.#points, pointsOf([brokerId], this.virtualNodes)),
+    );
   }
 
   withoutBroker(brokerId: string): HashRing {
-    if (!this.brokerSet.has(brokerId)) return this;
-    const brokers = this.sortedBrokers.filter((id) => id !== brokerId);
-    return new Ring(this.virtualNodes, brokers, removeOwner(this.p, brokerId, this.virtualNodes));
+    if (!this.#brokerSet.has(brokerId)) return this;
+    const brokers = this.#sortedBrokers.filter((id) => id !== brokerId);
+    return new Ring(this.virtualNodes, brokers, removeOwner(this.#points, brokerId, this.virtualNodes));
   }
 
   pick(key: string, count: number, accept?: (brokerId: string) => boolean): string[] {
     if (!Number.isInteger(count) || count < 0) {
       throw new InvalidArgumentError(`replica count must be a non-negative integer, got ${count}`);
     }
-    const n = this.p.hi.length;
+    const n = this.#points.hi.length;
     const picked: string[] = [];
     if (count === 0 || n === 0) return picked;
 
-    const start = this.firstAtOrAfter(hash64Parts(key));
+    const start = this.#firstAtOrAfter(hash64Parts(key));
     const seen = new Set<string>();
     for (let step = 0; step < n; step++) {
       const i = start + step < n ? start + step : start + step - n;
-      const owner = this.p.owner[i] ?? "";
+      const owner = this.#points.owner[i] ?? "";
       if (seen.has(owner)) continue;
       seen.add(owner);
       if (accept === undefined || accept(owner)) {
         picked.push(owner);
         if (picked.length === count) break;
       }
-      if (seen.size === this.sortedBrokers.length) break;
+      if (seen.size === this.#sortedBrokers.length) break;
     }
     return picked;
   }
 
   points(): RingPoint[] {
     const out: RingPoint[] = [];
-    for (let i = 0; i < this.p.hi.length; i++) {
+    for (let i = 0; i < this.#points.hi.length; i++) {
       out.push({
-        position: (BigInt(this.p.hi[i] ?? 0) << 32n) | BigInt(this.p.lo[i] ?? 0),
-        brokerId: this.p.owner[i] ?? "",
-        vnode: this.p.vnode[i] ?? 0,
+        position: (BigInt(this.#points.hi[i] ?? 0) << 32n) | BigInt(this.#points.lo[i] ?? 0),
+        brokerId: this.#points.owner[i] ?? "",
+        vnode: this.#points.vnode[i] ?? 0,
       });
     }
     return out;
   }
 
   /** Index of the first point whose position is ≥ h, or 0 when h is past the last (wrap round). */
-  private firstAtOrAfter(h: { hi: number; lo: number }): number {
-    const { hi, lo } = this.p;
+  #firstAtOrAfter(h: { hi: number; lo: number }): number {
+    const { hi, lo } = this.#points;
     let left = 0;
     let right = hi.length;
     while (left < right) {

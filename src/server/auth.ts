@@ -16,10 +16,8 @@ export interface TokenAuthOptions {
   name?: string;
 }
 
-/** The request header that carries a token. */
-export function bearerHeaders(token: string | undefined): Record<string, string> {
-  return token ? { authorization: `Bearer ${token}` } : {};
-}
+/** Servers present their token on outgoing calls with the same header the SDK sends. */
+export { bearerHeaders } from "../common/bearer.js";
 
 /**
  * Bearer-token check. The comparison is constant-time and independent of the token's length (both sides

@@ -666,6 +666,24 @@ describe("charts/goulette", () => {
       assert.equal(envOf(statefulSetOf(objects, "broker"), "broker", 0).get("GOULETTE_FSYNC"), "interval");
     });
 
+    it("values that contradict each other are all reported in one error, each naming the value", async () => {
+      const result = await helmTemplateRaw({
+        values: {
+          tls: { enabled: true },
+          broker: { replicas: 3, minInsyncReplicas: 4 },
+          sentinel: { embeddedEtcd: true },
+          etcd: { external: { endpoints: EXTERNAL_ENDPOINTS } },
+        },
+      });
+      assert.notEqual(result.code, 0);
+      assert.equal(result.stderr.match(/VALUES VALIDATION:/g)?.length, 1, result.stderr);
+      const problems = result.stderr.split("\n").filter((line) => line.startsWith("  - "));
+      assert.equal(problems.length, 3, result.stderr);
+      assert.match(result.stderr, /sentinel\.embeddedEtcd=true and etcd\.external\.endpoints are exclusive/);
+      assert.match(result.stderr, /tls\.enabled=true needs tls\.existingSecret/);
+      assert.match(result.stderr, /broker\.minInsyncReplicas \(4\) exceeds broker\.replicas \(3\)/);
+    });
+
     it("rpcLimits become the --rpc-* options of each component, defaults unchanged", async () => {
       const base = objectsOf("defaults");
       for (const component of ["sentinel", "broker"]) {
