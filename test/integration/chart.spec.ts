@@ -684,6 +684,26 @@ describe("charts/goulette", () => {
       assert.match(result.stderr, /broker\.minInsyncReplicas \(4\) exceeds broker\.replicas \(3\)/);
     });
 
+    it("acks=all needs two in-sync replicas by default; lowering it is warned about", async () => {
+      const broker = envOf(statefulSetOf(objectsOf("defaults"), "broker"), "broker", 0);
+      assert.equal(broker.get("GOULETTE_MIN_INSYNC_REPLICAS"), "2");
+      const notes = async (...set: string[]) => {
+        const args = ["install", "gt", chartDir, "--dry-run=client", "--namespace", NS];
+        const result = await run(findHelm() as string, [...args, ...set.flatMap((v) => ["--set", v])]);
+        assert.equal(result.code, 0, result.stderr);
+        return result.stdout;
+      };
+      const warning =
+        /broker\.minInsyncReplicas=1: a leader whose followers fell out of sync acknowledges acks=all alone/;
+      assert.doesNotMatch(await notes(), warning);
+      assert.match(await notes("broker.minInsyncReplicas=1"), warning);
+      assert.doesNotMatch(
+        await notes("broker.minInsyncReplicas=1", "broker.replicas=1"),
+        warning,
+        "one broker: 1 is the only choice",
+      );
+    });
+
     it("rpcLimits become the --rpc-* options of each component, defaults unchanged", async () => {
       const base = objectsOf("defaults");
       for (const component of ["sentinel", "broker"]) {

@@ -48,6 +48,9 @@ Compile all warnings into one message printed by NOTES.txt.
 {{- if lt (int .Values.broker.replicas) 3 -}}
 {{- $warnings = append $warnings (printf "broker.replicas=%d: topics asking for 3 replicas per partition cannot be placed." (int .Values.broker.replicas)) -}}
 {{- end -}}
+{{- if and (lt (int .Values.broker.minInsyncReplicas) 2) (ge (int .Values.broker.replicas) 2) -}}
+{{- $warnings = append $warnings (printf "broker.minInsyncReplicas=%d: a leader whose followers fell out of sync acknowledges acks=all alone, and losing its disk loses those messages; use 2 with 3 replicas." (int .Values.broker.minInsyncReplicas)) -}}
+{{- end -}}
 {{- range $warnings }}
   - {{ . }}
 {{- end }}
