@@ -16,7 +16,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["src/cmd/**/*.ts", "bench/**/*.ts", "test/**/*.ts", "scripts/**/*.js"],
+    files: ["src/cmd/**/*.ts", "bench/**/*.ts", "test/**/*.ts", "scripts/**/*.js", "scripts/**/*.ts"],
     rules: { "no-console": "off" },
   },
 );

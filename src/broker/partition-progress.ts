@@ -13,7 +13,8 @@ export const MAX_PROGRESS_PARTITIONS = 10_000;
 /**
  * How far this broker's replica of each asked partition goes (Health): the sentinel compares the
  * surviving replicas of a partition whose leader died and makes the most up-to-date one the new leader,
- * so records every in-sync replica had are not lost. Partitions not held here are left out.
+ * so records every in-sync replica had are not lost; the console shows the log range, size and in-sync
+ * set. Partitions not held here are left out.
  */
 export function partitionProgress(
   partitions: PartitionManager,
@@ -30,6 +31,8 @@ export function partitionProgress(
         lastEpoch: BigInt(Math.max(0, p.epochs.lastEpoch)),
         logEndOffset: BigInt(p.log.logEndOffset),
         highWatermark: BigInt(p.highWatermark),
+        logStartOffset: BigInt(p.log.logStartOffset),
+        sizeBytes: BigInt(p.log.sizeBytes),
         role:
           p.role === "leader"
             ? PartitionRole.LEADER

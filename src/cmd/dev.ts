@@ -12,6 +12,7 @@ import { corsFromOptions } from "../config/cors-options.js";
 import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { FailedPreconditionError } from "../errors.js";
 import { createLogger, type Logger } from "../observability/logger.js";
+import { CONSOLE_PATH } from "../sentinel/console-routes.js";
 import { spawnDevChild, type ChildEnd, type DevChild } from "./dev-child.js";
 import {
   BROKER_PASSTHROUGH,
@@ -217,6 +218,7 @@ Goulette dev cluster is up (data in ${dataDir})
   sentinels  ${sentinelUrls.join("  ")}
   brokers    ${brokerUrls.join("  ")}
   metrics    ${sentinelUrls[0]}/metrics   ${brokerUrls[0] ?? ""}${brokerUrls[0] ? "/metrics" : ""}
+  console    ${sentinelUrls[0]}${CONSOLE_PATH}   (open it in a browser; every sentinel serves it)
 
 Try, in another terminal:
   goulette admin status --sentinels ${sentinelList}

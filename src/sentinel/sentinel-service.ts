@@ -35,6 +35,8 @@ import {
 import type { BrokerRecord } from "../fsm/state.js";
 import { addressOn, canonicalListeners, sameListeners, validateListenerName } from "../fsm/listeners.js";
 import { AnswerCache } from "./answer-cache.js";
+import { RingCache } from "./ring-cache.js";
+import { ringView } from "./ring-view.js";
 import type { FailureDetector } from "./failure-detector.js";
 import { FORWARDED_HEADER, type WriteRouter } from "./forwarder.js";
 import type { createGroupService } from "./group-service.js";
@@ -85,6 +87,8 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
   // Reads vastly outnumber state changes: an answer is built once per topic and state version, and
   // rebuilt when a broker in it has sent a newer heartbeat (the answer carries the last one).
   const answers = new AnswerCache<CachedAnswer>(ANSWER_CACHE_TOPICS);
+  // GetRing lists the ring's points, which the planner's RingView does not expose.
+  const rings = new RingCache();
   const heartbeatsUnchanged = (cached: CachedAnswer) =>
     cached.heartbeats.every(
       (beat, i) => options.detector.lastHeartbeat(cached.brokerIds[i] as string) === beat,
@@ -353,6 +357,11 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         snapshotId: BigInt(meta?.id ?? 0),
         nextAfterId: last && last.id < head ? BigInt(last.id) : 0n,
       };
+    },
+
+    async getRing(req) {
+      await plane.committedState();
+      return ringView(state, rings.get(state.ringMembers(), plane.ringVirtualNodes), req);
     },
 
     ...options.groups,

@@ -35,6 +35,7 @@ import { createPodWatcher, type BrokerUnavailableReason } from "./pod-watcher.js
 import { RoleNotifier } from "./role-notifier.js";
 import { createSentinelService } from "./sentinel-service.js";
 import { createGroupService } from "./group-service.js";
+import { CONSOLE_PATH, createConsoleRoutes, type ConsoleRoutes } from "./console-routes.js";
 import { listenerHostsLookup } from "./listener-hosts.js";
 import { GroupCoordinator } from "../groups/coordinator.js";
 import { GroupStore } from "../groups/group-store.js";
@@ -88,6 +89,8 @@ export interface SentinelConfig {
   rpcLimits?: RpcServerLimits;
   /** Browser origins allowed to call this sentinel directly (CORS); absent: off. */
   cors?: CorsPolicy;
+  /** The built web console served at /ui/ (default: dist/console of this installation). */
+  consoleDir?: string;
   /** Extra interceptors placed before the handlers (after the admin-token check). */
   interceptors?: Interceptor[];
   logger: Logger;
@@ -145,6 +148,14 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       lazyService(() => live.service),
     );
   };
+  const consoleRoutes = createConsoleRoutes({
+    ...(config.consoleDir ? { dir: config.consoleDir } : {}),
+    brokerAddresses: () => live.plane?.state.brokers().map((b) => b.address) ?? [],
+    sentinelUrl: async (id) =>
+      (await live.plane?.election.candidates().catch(() => []))?.find((c) => c.id === id)?.url,
+    scheme: config.tls ? "https" : "http",
+    ...(config.clientTls ? { tls: config.clientTls } : {}),
+  });
   const server: RpcServer = await startRpcServer({
     address: config.address,
     routes,
@@ -167,7 +178,8 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
         : []),
       ...(config.interceptors ?? []),
     ],
-    fallback: (req, res) => void httpFallback(req, res, () => live.plane?.ready ?? false, registry),
+    fallback: (req, res) =>
+      void httpFallback(req, res, () => live.plane?.ready ?? false, registry, consoleRoutes),
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.rpcLimits ? { limits: config.rpcLimits } : {}),
     ...(config.cors ? { cors: config.cors } : {}),
@@ -379,6 +391,7 @@ function lazyService(
     "listTopics",
     "listOperations",
     "createSnapshot",
+    "getRing",
     "groupHeartbeat",
     "listGroups",
     "describeGroup",
@@ -405,6 +418,7 @@ async function httpFallback(
   res: http.ServerResponse | http2.Http2ServerResponse,
   ready: () => boolean,
   registry: Registry,
+  consoleRoutes: ConsoleRoutes,
 ): Promise<void> {
   const path = (req.url ?? "/").split("?")[0];
   const send = (status: number, body: string, type = "text/plain; charset=utf-8") => {
@@ -416,5 +430,9 @@ async function httpFallback(
     return ready() ? send(200, "ready\n") : send(503, "recovering\n");
   if (req.method === "GET" && path === "/metrics")
     return send(200, await registry.metrics(), registry.contentType);
-  send(404, "not found: this port serves goulette.v1 RPCs, /healthz, /readyz and /metrics\n");
+  if (await consoleRoutes(req, res)) return;
+  send(
+    404,
+    `not found: this port serves goulette.v1 RPCs, /healthz, /readyz, /metrics and ${CONSOLE_PATH}\n`,
+  );
 }

@@ -1,17 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import { startExampleServer, type ExampleServer } from "../../examples/browser/server.js";
 import { Consumer, Producer } from "../../src/index.js";
+import { launchChromium, type HeadlessChromium } from "../helpers/chromium.js";
 import { startCluster, type TestCluster } from "../helpers/cluster.js";
 import { freePort } from "../helpers/ports.js";
 import { startSentinelProcess, type SentinelProcess } from "../helpers/sentinel-process.js";
 import { waitFor } from "../helpers/wait.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const CORS_BLOCKED = /blocked by CORS policy/;
 
 /** A page of the example and what it did: requests (full URLs), uncaught errors, console errors. */
@@ -38,7 +35,7 @@ describe("browser example in headless Chromium", () => {
   let otherOrigin: ExampleServer;
   let directNoCors: ExampleServer;
   let proxied: ExampleServer;
-  let userDataDir: string;
+  let browser: HeadlessChromium;
   let context: BrowserContext;
 
   before(async () => {
@@ -61,27 +58,14 @@ describe("browser example in headless Chromium", () => {
       startExampleServer({ sentinels: [noCorsUrl], port: 0, proxy: true }),
     ]);
     assert.equal(direct.url, origin);
-    userDataDir = await mkdtemp(path.join(tmpdir(), "goulette-chromium-"));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-    });
+    browser = await launchChromium();
+    context = browser.context;
   });
   after(async () => {
-    await context?.close();
+    await browser?.close();
     await Promise.all([direct, otherOrigin, directNoCors, proxied].map((s) => s?.close()));
     await noCors?.kill("SIGTERM");
     await cluster?.stop();
-    if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
   });
 
   const open = async (url: string): Promise<OpenedPage> => {

@@ -72,6 +72,13 @@ describe("goulette dev", () => {
     return line.sources;
   };
 
+  it("prints the web console's URL, which serves the console", async () => {
+    assert.match(output, new RegExp(`console +${sentinelUrl}/ui/ `));
+    const res = await fetch(`${sentinelUrl}/ui/`);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /<title>Goulette console<\/title>/);
+  });
+
   it("still takes the former --sentinels/--brokers counts, saying they are now --sentinel-count/--broker-count", () => {
     assert.match(output, /--sentinels is deprecated; use --sentinel-count/);
     assert.match(output, /--brokers is deprecated; use --broker-count/);

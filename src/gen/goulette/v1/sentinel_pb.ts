@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/sentinel.proto.
  */
 export const file_goulette_v1_sentinel: GenFile = /*@__PURE__*/
-  fileDesc("Chpnb3VsZXR0ZS92MS9zZW50aW5lbC5wcm90bxILZ291bGV0dGUudjEikgEKEEtlZXBBbGl2ZVJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZ291bGV0dGUudjEuQnJva2VyU3RhdHVzEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcyKiAQoRS2VlcEFsaXZlUmVzcG9uc2USEwoLdHRsX3NlY29uZHMYASABKA0SEgoKcmVnaXN0ZXJlZBgCIAEoCBISCgphcHBsaWVkX2lkGAMgASgEEjUKC2Fzc2lnbm1lbnRzGAQgAygLMiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdBIZChFsaXN0ZW5lcnNfY2hhbmdlZBgFIAEoCCJ8ChVSZWdpc3RlckJyb2tlclJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDgoGdG9waWNzGAMgAygJEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcyJXChZSZWdpc3RlckJyb2tlclJlc3BvbnNlEicKBmJyb2tlchgBIAEoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SFAoMb3BlcmF0aW9uX2lkGAIgASgEIiwKF1VucmVnaXN0ZXJCcm9rZXJSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCSIwChhVbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USFAoMb3BlcmF0aW9uX2lkGAEgASgEInwKEUdldEJyb2tlcnNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhUKDXJlcGxpY2FfY291bnQYAiABKA0SGwoTdW5yZWFjaGFibGVfYnJva2VycxgDIAMoCRISCgpwYXJ0aXRpb25zGAQgASgNEhAKCGxpc3RlbmVyGAUgASgJIoUBChJHZXRCcm9rZXJzUmVzcG9uc2USKAoHYnJva2VycxgBIAMoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SNAoKcGFydGl0aW9ucxgCIAMoCzIgLmdvdWxldHRlLnYxLlBhcnRpdGlvbkFzc2lnbm1lbnQSDwoHdmVyc2lvbhgDIAEoBCIrChdHZXRDbHVzdGVyU3RhdHVzUmVxdWVzdBIQCghsaXN0ZW5lchgBIAEoCSI6CgxTZW50aW5lbEluZm8SCgoCaWQYASABKAkSCwoDdXJsGAIgASgJEhEKCWlzX2xlYWRlchgDIAEoCCLkAgoYR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEhMKC3NlbnRpbmVsX2lkGAEgASgJEhEKCWxlYWRlcl9pZBgCIAEoCRISCgpsZWFkZXJfdXJsGAMgASgJEiwKCXNlbnRpbmVscxgEIAMoCzIZLmdvdWxldHRlLnYxLlNlbnRpbmVsSW5mbxIUCgxyaW5nX2Jyb2tlcnMYBSABKA0SGgoScmluZ192aXJ0dWFsX25vZGVzGAYgASgNEhUKDW9wbG9nX2hlYWRfaWQYByABKAQSGAoQb3Bsb2dfYXBwbGllZF9pZBgIIAEoBBIWCg5yZXBsYXlfbGFnX29wcxgJIAEoBBITCgtzbmFwc2hvdF9pZBgKIAEoBBIOCgZ0b3BpY3MYCyABKA0SKAoHYnJva2VycxgMIAMoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SFAoMc3RhdGVfZGlnZXN0GA0gASgJIkEKEUxpc3RUb3BpY3NSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRINCgVsaW1pdBgCIAEoDRINCgVhZnRlchgDIAEoCSJXChJMaXN0VG9waWNzUmVzcG9uc2USLQoGdG9waWNzGAEgAygLMh0uZ291bGV0dGUudjEuVG9waWNSZXBsaWNhSW5mbxISCgpuZXh0X2FmdGVyGAIgASgJIl4KCU9wZXJhdGlvbhIKCgJpZBgBIAEoBBIMCgR0eXBlGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxIRCglsZWFkZXJfaWQYBCABKAkSEQoJZGF0YV9qc29uGAUgASgJIjgKFUxpc3RPcGVyYXRpb25zUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDSKBAQoWTGlzdE9wZXJhdGlvbnNSZXNwb25zZRIqCgpvcGVyYXRpb25zGAEgAygLMhYuZ291bGV0dGUudjEuT3BlcmF0aW9uEg8KB2hlYWRfaWQYAiABKAQSEwoLc25hcHNob3RfaWQYAyABKAQSFQoNbmV4dF9hZnRlcl9pZBgEIAEoBCIXChVDcmVhdGVTbmFwc2hvdFJlcXVlc3QiXwoWQ3JlYXRlU25hcHNob3RSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoBBIcChRjb21wYWN0ZWRfb3BlcmF0aW9ucxgCIAEoDRISCgpzaXplX2J5dGVzGAMgASgEMrMICg9TZW50aW5lbFNlcnZpY2USSgoJS2VlcEFsaXZlEh0uZ291bGV0dGUudjEuS2VlcEFsaXZlUmVxdWVzdBoeLmdvdWxldHRlLnYxLktlZXBBbGl2ZVJlc3BvbnNlElkKDlJlZ2lzdGVyQnJva2VyEiIuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0GiMuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRJfChBVbnJlZ2lzdGVyQnJva2VyEiQuZ291bGV0dGUudjEuVW5yZWdpc3RlckJyb2tlclJlcXVlc3QaJS5nb3VsZXR0ZS52MS5VbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USTQoKR2V0QnJva2VycxIeLmdvdWxldHRlLnYxLkdldEJyb2tlcnNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuR2V0QnJva2Vyc1Jlc3BvbnNlEl8KEEdldENsdXN0ZXJTdGF0dXMSJC5nb3VsZXR0ZS52MS5HZXRDbHVzdGVyU3RhdHVzUmVxdWVzdBolLmdvdWxldHRlLnYxLkdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRJNCgpMaXN0VG9waWNzEh4uZ291bGV0dGUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5nb3VsZXR0ZS52MS5MaXN0VG9waWNzUmVzcG9uc2USWQoOTGlzdE9wZXJhdGlvbnMSIi5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1JlcXVlc3QaIy5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1Jlc3BvbnNlElkKDkNyZWF0ZVNuYXBzaG90EiIuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiMuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXNwb25zZRJZCg5Hcm91cEhlYXJ0YmVhdBIiLmdvdWxldHRlLnYxLkdyb3VwSGVhcnRiZWF0UmVxdWVzdBojLmdvdWxldHRlLnYxLkdyb3VwSGVhcnRiZWF0UmVzcG9uc2USYQoUV2F0Y2hHcm91cEFzc2lnbm1lbnQSKC5nb3VsZXR0ZS52MS5XYXRjaEdyb3VwQXNzaWdubWVudFJlcXVlc3QaHS5nb3VsZXR0ZS52MS5NZW1iZXJBc3NpZ25tZW50MAESTQoKTGlzdEdyb3VwcxIeLmdvdWxldHRlLnYxLkxpc3RHcm91cHNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlElYKDURlc2NyaWJlR3JvdXASIS5nb3VsZXR0ZS52MS5EZXNjcmliZUdyb3VwUmVxdWVzdBoiLmdvdWxldHRlLnYxLkRlc2NyaWJlR3JvdXBSZXNwb25zZWIGcHJvdG8z", [file_goulette_v1_broker, file_goulette_v1_common, file_goulette_v1_group]);
+  fileDesc("Chpnb3VsZXR0ZS92MS9zZW50aW5lbC5wcm90bxILZ291bGV0dGUudjEikgEKEEtlZXBBbGl2ZVJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZ291bGV0dGUudjEuQnJva2VyU3RhdHVzEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcyKiAQoRS2VlcEFsaXZlUmVzcG9uc2USEwoLdHRsX3NlY29uZHMYASABKA0SEgoKcmVnaXN0ZXJlZBgCIAEoCBISCgphcHBsaWVkX2lkGAMgASgEEjUKC2Fzc2lnbm1lbnRzGAQgAygLMiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdBIZChFsaXN0ZW5lcnNfY2hhbmdlZBgFIAEoCCJ8ChVSZWdpc3RlckJyb2tlclJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDgoGdG9waWNzGAMgAygJEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcyJXChZSZWdpc3RlckJyb2tlclJlc3BvbnNlEicKBmJyb2tlchgBIAEoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SFAoMb3BlcmF0aW9uX2lkGAIgASgEIiwKF1VucmVnaXN0ZXJCcm9rZXJSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCSIwChhVbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USFAoMb3BlcmF0aW9uX2lkGAEgASgEInwKEUdldEJyb2tlcnNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhUKDXJlcGxpY2FfY291bnQYAiABKA0SGwoTdW5yZWFjaGFibGVfYnJva2VycxgDIAMoCRISCgpwYXJ0aXRpb25zGAQgASgNEhAKCGxpc3RlbmVyGAUgASgJIoUBChJHZXRCcm9rZXJzUmVzcG9uc2USKAoHYnJva2VycxgBIAMoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SNAoKcGFydGl0aW9ucxgCIAMoCzIgLmdvdWxldHRlLnYxLlBhcnRpdGlvbkFzc2lnbm1lbnQSDwoHdmVyc2lvbhgDIAEoBCIrChdHZXRDbHVzdGVyU3RhdHVzUmVxdWVzdBIQCghsaXN0ZW5lchgBIAEoCSI6CgxTZW50aW5lbEluZm8SCgoCaWQYASABKAkSCwoDdXJsGAIgASgJEhEKCWlzX2xlYWRlchgDIAEoCCLkAgoYR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEhMKC3NlbnRpbmVsX2lkGAEgASgJEhEKCWxlYWRlcl9pZBgCIAEoCRISCgpsZWFkZXJfdXJsGAMgASgJEiwKCXNlbnRpbmVscxgEIAMoCzIZLmdvdWxldHRlLnYxLlNlbnRpbmVsSW5mbxIUCgxyaW5nX2Jyb2tlcnMYBSABKA0SGgoScmluZ192aXJ0dWFsX25vZGVzGAYgASgNEhUKDW9wbG9nX2hlYWRfaWQYByABKAQSGAoQb3Bsb2dfYXBwbGllZF9pZBgIIAEoBBIWCg5yZXBsYXlfbGFnX29wcxgJIAEoBBITCgtzbmFwc2hvdF9pZBgKIAEoBBIOCgZ0b3BpY3MYCyABKA0SKAoHYnJva2VycxgMIAMoCzIXLmdvdWxldHRlLnYxLkJyb2tlckluZm8SFAoMc3RhdGVfZGlnZXN0GA0gASgJIkEKEUxpc3RUb3BpY3NSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRINCgVsaW1pdBgCIAEoDRINCgVhZnRlchgDIAEoCSJXChJMaXN0VG9waWNzUmVzcG9uc2USLQoGdG9waWNzGAEgAygLMh0uZ291bGV0dGUudjEuVG9waWNSZXBsaWNhSW5mbxISCgpuZXh0X2FmdGVyGAIgASgJIl4KCU9wZXJhdGlvbhIKCgJpZBgBIAEoBBIMCgR0eXBlGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxIRCglsZWFkZXJfaWQYBCABKAkSEQoJZGF0YV9qc29uGAUgASgJIjgKFUxpc3RPcGVyYXRpb25zUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDSKBAQoWTGlzdE9wZXJhdGlvbnNSZXNwb25zZRIqCgpvcGVyYXRpb25zGAEgAygLMhYuZ291bGV0dGUudjEuT3BlcmF0aW9uEg8KB2hlYWRfaWQYAiABKAQSEwoLc25hcHNob3RfaWQYAyABKAQSFQoNbmV4dF9hZnRlcl9pZBgEIAEoBCIXChVDcmVhdGVTbmFwc2hvdFJlcXVlc3QiXwoWQ3JlYXRlU25hcHNob3RSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoBBIcChRjb21wYWN0ZWRfb3BlcmF0aW9ucxgCIAEoDRISCgpzaXplX2J5dGVzGAMgASgEIjYKDkdldFJpbmdSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhUKDXNpbXVsYXRlX2Rvd24YAiADKAkiXQoKUmluZ0Jyb2tlchIRCglicm9rZXJfaWQYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuZ291bGV0dGUudjEuQnJva2VyU3RhdHVzEhEKCXBvc2l0aW9ucxgDIAMoBiJvCg1SaW5nUGFydGl0aW9uEhEKCXBhcnRpdGlvbhgBIAEoDRIQCghwb3NpdGlvbhgCIAEoBhIQCghyZXBsaWNhcxgDIAMoCRIYChBwbGFubmVkX3JlcGxpY2FzGAQgAygJEg0KBWVwb2NoGAUgASgEItoBCg9HZXRSaW5nUmVzcG9uc2USFQoNdmlydHVhbF9ub2RlcxgBIAEoDRIoCgdicm9rZXJzGAIgAygLMhcuZ291bGV0dGUudjEuUmluZ0Jyb2tlchINCgV0b3BpYxgDIAEoCRIuCgpwYXJ0aXRpb25zGAQgAygLMhouZ291bGV0dGUudjEuUmluZ1BhcnRpdGlvbhIWCg5tb3ZlZF9yZXBsaWNhcxgFIAEoDRIbChNhZmZlY3RlZF9wYXJ0aXRpb25zGAYgASgNEhIKCmFwcGxpZWRfaWQYByABKAQy+QgKD1NlbnRpbmVsU2VydmljZRJKCglLZWVwQWxpdmUSHS5nb3VsZXR0ZS52MS5LZWVwQWxpdmVSZXF1ZXN0Gh4uZ291bGV0dGUudjEuS2VlcEFsaXZlUmVzcG9uc2USWQoOUmVnaXN0ZXJCcm9rZXISIi5nb3VsZXR0ZS52MS5SZWdpc3RlckJyb2tlclJlcXVlc3QaIy5nb3VsZXR0ZS52MS5SZWdpc3RlckJyb2tlclJlc3BvbnNlEl8KEFVucmVnaXN0ZXJCcm9rZXISJC5nb3VsZXR0ZS52MS5VbnJlZ2lzdGVyQnJva2VyUmVxdWVzdBolLmdvdWxldHRlLnYxLlVucmVnaXN0ZXJCcm9rZXJSZXNwb25zZRJNCgpHZXRCcm9rZXJzEh4uZ291bGV0dGUudjEuR2V0QnJva2Vyc1JlcXVlc3QaHy5nb3VsZXR0ZS52MS5HZXRCcm9rZXJzUmVzcG9uc2USXwoQR2V0Q2x1c3RlclN0YXR1cxIkLmdvdWxldHRlLnYxLkdldENsdXN0ZXJTdGF0dXNSZXF1ZXN0GiUuZ291bGV0dGUudjEuR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEk0KCkxpc3RUb3BpY3MSHi5nb3VsZXR0ZS52MS5MaXN0VG9waWNzUmVxdWVzdBofLmdvdWxldHRlLnYxLkxpc3RUb3BpY3NSZXNwb25zZRJZCg5MaXN0T3BlcmF0aW9ucxIiLmdvdWxldHRlLnYxLkxpc3RPcGVyYXRpb25zUmVxdWVzdBojLmdvdWxldHRlLnYxLkxpc3RPcGVyYXRpb25zUmVzcG9uc2USWQoOQ3JlYXRlU25hcHNob3QSIi5nb3VsZXR0ZS52MS5DcmVhdGVTbmFwc2hvdFJlcXVlc3QaIy5nb3VsZXR0ZS52MS5DcmVhdGVTbmFwc2hvdFJlc3BvbnNlEkQKB0dldFJpbmcSGy5nb3VsZXR0ZS52MS5HZXRSaW5nUmVxdWVzdBocLmdvdWxldHRlLnYxLkdldFJpbmdSZXNwb25zZRJZCg5Hcm91cEhlYXJ0YmVhdBIiLmdvdWxldHRlLnYxLkdyb3VwSGVhcnRiZWF0UmVxdWVzdBojLmdvdWxldHRlLnYxLkdyb3VwSGVhcnRiZWF0UmVzcG9uc2USYQoUV2F0Y2hHcm91cEFzc2lnbm1lbnQSKC5nb3VsZXR0ZS52MS5XYXRjaEdyb3VwQXNzaWdubWVudFJlcXVlc3QaHS5nb3VsZXR0ZS52MS5NZW1iZXJBc3NpZ25tZW50MAESTQoKTGlzdEdyb3VwcxIeLmdvdWxldHRlLnYxLkxpc3RHcm91cHNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlElYKDURlc2NyaWJlR3JvdXASIS5nb3VsZXR0ZS52MS5EZXNjcmliZUdyb3VwUmVxdWVzdBoiLmdvdWxldHRlLnYxLkRlc2NyaWJlR3JvdXBSZXNwb25zZWIGcHJvdG8z", [file_goulette_v1_broker, file_goulette_v1_common, file_goulette_v1_group]);
 
 /**
  * @generated from message goulette.v1.KeepAliveRequest
@@ -613,6 +613,172 @@ export const CreateSnapshotResponseSchema: GenMessage<CreateSnapshotResponse> = 
   messageDesc(file_goulette_v1_sentinel, 17);
 
 /**
+ * @generated from message goulette.v1.GetRingRequest
+ */
+export type GetRingRequest = Message<"goulette.v1.GetRingRequest"> & {
+  /**
+   * Place this topic's partitions on the ring ("" = none). An unknown topic is NOT_FOUND.
+   *
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * Healthy brokers to plan as down (at most 16): each partition of `topic` says where its replicas
+   * would go. Planned only, nothing changes.
+   *
+   * @generated from field: repeated string simulate_down = 2;
+   */
+  simulateDown: string[];
+};
+
+/**
+ * Describes the message goulette.v1.GetRingRequest.
+ * Use `create(GetRingRequestSchema)` to create a new message.
+ */
+export const GetRingRequestSchema: GenMessage<GetRingRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 18);
+
+/**
+ * One broker on the ring: its virtual nodes.
+ *
+ * @generated from message goulette.v1.RingBroker
+ */
+export type RingBroker = Message<"goulette.v1.RingBroker"> & {
+  /**
+   * @generated from field: string broker_id = 1;
+   */
+  brokerId: string;
+
+  /**
+   * Down brokers stay on the ring; placement skips them.
+   *
+   * @generated from field: goulette.v1.BrokerStatus status = 2;
+   */
+  status: BrokerStatus;
+
+  /**
+   * Positions of its virtual nodes on the ring (0 to 2^64-1, clockwise), in virtual-node order.
+   *
+   * @generated from field: repeated fixed64 positions = 3;
+   */
+  positions: bigint[];
+};
+
+/**
+ * Describes the message goulette.v1.RingBroker.
+ * Use `create(RingBrokerSchema)` to create a new message.
+ */
+export const RingBrokerSchema: GenMessage<RingBroker> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 19);
+
+/**
+ * One partition of GetRingRequest.topic on the ring.
+ *
+ * @generated from message goulette.v1.RingPartition
+ */
+export type RingPartition = Message<"goulette.v1.RingPartition"> & {
+  /**
+   * @generated from field: uint32 partition = 1;
+   */
+  partition: number;
+
+  /**
+   * Where its key (`topic#partition`) hashes to: its replicas are the next distinct brokers clockwise.
+   *
+   * @generated from field: fixed64 position = 2;
+   */
+  position: bigint;
+
+  /**
+   * Its replicas now, leader first.
+   *
+   * @generated from field: repeated string replicas = 3;
+   */
+  replicas: string[];
+
+  /**
+   * With simulate_down: its replicas once those brokers are down, as the leader's planner would set
+   * them (the surviving replicas keep their order; when it happens, the leader may put the most
+   * up-to-date survivor first). Equal to `replicas` when the partition is not affected.
+   *
+   * @generated from field: repeated string planned_replicas = 4;
+   */
+  plannedReplicas: string[];
+
+  /**
+   * @generated from field: uint64 epoch = 5;
+   */
+  epoch: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.RingPartition.
+ * Use `create(RingPartitionSchema)` to create a new message.
+ */
+export const RingPartitionSchema: GenMessage<RingPartition> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 20);
+
+/**
+ * @generated from message goulette.v1.GetRingResponse
+ */
+export type GetRingResponse = Message<"goulette.v1.GetRingResponse"> & {
+  /**
+   * Virtual nodes per broker.
+   *
+   * @generated from field: uint32 virtual_nodes = 1;
+   */
+  virtualNodes: number;
+
+  /**
+   * Every broker on the ring (registered ones, healthy or down), by id.
+   *
+   * @generated from field: repeated goulette.v1.RingBroker brokers = 2;
+   */
+  brokers: RingBroker[];
+
+  /**
+   * The request's topic and its partitions (empty without a topic).
+   *
+   * @generated from field: string topic = 3;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: repeated goulette.v1.RingPartition partitions = 4;
+   */
+  partitions: RingPartition[];
+
+  /**
+   * With simulate_down: replicas that would be copied to another broker, over every topic.
+   *
+   * @generated from field: uint32 moved_replicas = 5;
+   */
+  movedReplicas: number;
+
+  /**
+   * Partitions of every topic the planned change touches.
+   *
+   * @generated from field: uint32 affected_partitions = 6;
+   */
+  affectedPartitions: number;
+
+  /**
+   * Id of the newest operation this answer reflects.
+   *
+   * @generated from field: uint64 applied_id = 7;
+   */
+  appliedId: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.GetRingResponse.
+ * Use `create(GetRingResponseSchema)` to create a new message.
+ */
+export const GetRingResponseSchema: GenMessage<GetRingResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 21);
+
+/**
  * The control plane. Every sentinel serves every method; writes are forwarded to the leader.
  *
  * @generated from service goulette.v1.SentinelService
@@ -694,6 +860,17 @@ export const SentinelService: GenService<{
     methodKind: "unary";
     input: typeof CreateSnapshotRequestSchema;
     output: typeof CreateSnapshotResponseSchema;
+  },
+  /**
+   * The hash ring as this sentinel applied it: every broker's virtual nodes, a topic's partitions
+   * placed on it, and (with simulate_down) the planner's answer to those brokers going down. Read-only.
+   *
+   * @generated from rpc goulette.v1.SentinelService.GetRing
+   */
+  getRing: {
+    methodKind: "unary";
+    input: typeof GetRingRequestSchema;
+    output: typeof GetRingResponseSchema;
   },
   /**
    * Consumer groups. Join, heartbeat, report owned partitions and leave in one call (any sentinel

@@ -1,0 +1,103 @@
+/** The operation log, a page at a time (newest first), and the snapshot that compacts it. */
+import { sentinel, timeout } from "../api.js";
+import { confirmAction } from "../auth.js";
+import { h, section, table, time } from "../dom.js";
+import { act, fill, pageElement, refreshNow, type PageView, type Route } from "../ui.js";
+
+const PAGE = 50;
+
+export function oplogPage(route: Route): PageView {
+  // The page shows operations (after, after + PAGE]; no `after` = the newest page.
+  const requested = route.params.get("after");
+  const list = h("div");
+  const snapshotStatus = h("p", { class: "status", "data-testid": "snapshot-status" });
+  const element = pageElement(
+    "Operation log",
+    list,
+    section(
+      "Snapshot",
+      h(
+        "p",
+        {},
+        "A snapshot records the state at the newest applied operation and compacts the operations it covers.",
+      ),
+      h(
+        "button",
+        {
+          type: "button",
+          id: "snapshot-create",
+          onclick: () =>
+            void (async () => {
+              if (
+                !(await confirmAction(
+                  "Create a snapshot?",
+                  "The leader writes one now and compacts the log.",
+                  "Create snapshot",
+                ))
+              )
+                return;
+              await act(
+                snapshotStatus,
+                () => sentinel.createSnapshot({}, timeout(30_000)),
+                (r) =>
+                  `snapshot ${r.snapshotId}: ${r.compactedOperations} operation(s) compacted, ${r.sizeBytes} bytes`,
+              );
+              refreshNow();
+            })(),
+        },
+        "Create snapshot…",
+      ),
+      snapshotStatus,
+    ),
+  );
+
+  const refresh = () =>
+    fill(list, async () => {
+      const head = (await sentinel.listOperations({ afterId: 0n, limit: 1 }, timeout())).headId;
+      const after = requested !== null ? BigInt(requested) : head > BigInt(PAGE) ? head - BigInt(PAGE) : 0n;
+      const page = await sentinel.listOperations({ afterId: after, limit: PAGE }, timeout());
+      const older = after > 0n ? (after > BigInt(PAGE) ? after - BigInt(PAGE) : 0n) : undefined;
+      const newer = page.nextAfterId !== 0n ? page.nextAfterId : undefined;
+      return [
+        h(
+          "p",
+          { "data-testid": "oplog-range" },
+          `Head ${page.headId} · snapshot ${page.snapshotId} (operations up to it are compacted) · showing after ${after}`,
+        ),
+        h(
+          "nav",
+          { class: "pager", "aria-label": "operation log pages" },
+          older !== undefined ? h("a", { href: `#/oplog?after=${older}` }, "← Older") : null,
+          newer !== undefined ? h("a", { href: `#/oplog?after=${newer}` }, "Newer →") : null,
+          h("a", { href: "#/oplog" }, "Newest"),
+        ),
+        table(
+          ["Id", "Time", "Type", "Leader", "Data"],
+          [...page.operations]
+            .reverse()
+            .map((op) => [
+              String(op.id),
+              time(op.timestamp),
+              h("code", {}, op.type),
+              op.leaderId,
+              h(
+                "details",
+                {},
+                h("summary", {}, `${op.dataJson.length} bytes`),
+                h("pre", {}, pretty(op.dataJson)),
+              ),
+            ]),
+          { "data-testid": "operations" },
+        ),
+      ];
+    });
+  return { title: "Operation log", element, refresh, refreshMs: 0 };
+}
+
+function pretty(json: string): string {
+  try {
+    return JSON.stringify(JSON.parse(json), null, 2);
+  } catch {
+    return json;
+  }
+}

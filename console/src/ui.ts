@@ -1,0 +1,91 @@
+/** What every page shares: its shape, error and token handling, and live refresh. */
+import { askForToken } from "./auth.js";
+import { isUnauthenticated, messageOf } from "./api.js";
+import { h, type Child } from "./dom.js";
+
+export interface Route {
+  /** First path segment: overview, ring, topics, groups, oplog. */
+  page: string;
+  /** Further segments (a topic or group name, "messages"). */
+  rest: string[];
+  params: URLSearchParams;
+}
+
+export interface PageView {
+  readonly title: string;
+  readonly element: HTMLElement;
+  /** Reloads what the page shows (the router calls it on a timer while the tab is visible). */
+  refresh(): Promise<void>;
+  /** Milliseconds between refreshes; 0 = only when asked. */
+  readonly refreshMs: number;
+  dispose?(): void;
+}
+
+/** Ask the router to refresh the current page now (after a token was given, an action, …). */
+export const refreshNow = (): void => void window.dispatchEvent(new Event("console-refresh"));
+
+/**
+ * Fills `area` with what `load` builds. An error shows in its place; one that needs the admin token
+ * offers to enter it (the page refreshes once it is given).
+ */
+export async function fill(area: HTMLElement, load: () => Promise<Child>): Promise<void> {
+  try {
+    const content = await load();
+    area.replaceChildren(...(Array.isArray(content) ? content : [content]).flatMap(toNodes));
+  } catch (err) {
+    area.replaceChildren(errorBox(err));
+  }
+}
+
+function toNodes(child: Child): Node[] {
+  if (child === null || child === undefined || child === false) return [];
+  if (Array.isArray(child)) return child.flatMap(toNodes);
+  return [child instanceof Node ? child : document.createTextNode(String(child))];
+}
+
+export function errorBox(err: unknown): HTMLElement {
+  if (isUnauthenticated(err)) {
+    return h(
+      "div",
+      { class: "notice warn", role: "status" },
+      h("p", {}, `This needs the admin token: ${messageOf(err)}`),
+      h(
+        "button",
+        {
+          type: "button",
+          onclick: () => void askForToken(messageOf(err)).then((given) => given && refreshNow()),
+        },
+        "Enter token",
+      ),
+    );
+  }
+  return h("div", { class: "notice bad", role: "alert" }, messageOf(err));
+}
+
+/**
+ * Runs an action the user asked for; when it needs the token, asks for it and tries once more.
+ * Shows the outcome in `status`.
+ */
+export async function act<T>(
+  status: HTMLElement,
+  action: () => Promise<T>,
+  done: (result: T) => string,
+): Promise<T | undefined> {
+  status.replaceChildren(h("span", { class: "muted" }, "working…"));
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const result = await action();
+      status.replaceChildren(h("span", { class: "ok-text", role: "status" }, done(result)));
+      return result;
+    } catch (err) {
+      if (attempt === 0 && isUnauthenticated(err) && (await askForToken(messageOf(err)))) continue;
+      status.replaceChildren(h("span", { class: "bad-text", role: "alert" }, messageOf(err)));
+      return undefined;
+    }
+  }
+}
+
+/** A page element with its heading. */
+export function pageElement(title: string, ...children: Child[]): HTMLElement {
+  return h("div", { class: "page" }, h("h1", { tabindex: "-1" }, title), ...children);
+}
