@@ -17,7 +17,11 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-# tsconfig also includes test/ and bench/; they are not copied, and only dist/src is shipped.
+# The web console (console/, bundled by scripts/build-console.ts into dist/console).
+COPY console ./console
+COPY scripts/build-console.ts ./scripts/
+# tsconfig also includes test/ and bench/; they are not copied, and only dist/src and dist/console are
+# shipped.
 RUN npm run build
 
 # --- runtime deps: production node_modules only, without install scripts -------------------------
@@ -43,13 +47,16 @@ RUN groupadd --system --gid 10001 goulette \
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY --from=build /src/dist/src ./dist/src
+# Served by every sentinel at /ui/.
+COPY --from=build /src/dist/console ./dist/console
 # `goulette` on PATH, so that `kubectl exec <pod> -- goulette admin status` works. A wrapper rather
 # than a symlink: it works whether or not the compiled entry point keeps its shebang and exec bit,
 # and `exec` leaves node as PID 1 to receive SIGTERM.
 RUN printf '#!/bin/sh\nexec node /app/dist/src/cmd/goulette.js "$@"\n' > /usr/local/bin/goulette \
  && chmod 0755 /usr/local/bin/goulette
 USER 10001:10001
-# 9090: sentinel (gRPC, Connect, gRPC-web, /healthz, /readyz, /metrics); 9190: broker.
+# 9090: sentinel (gRPC, Connect, gRPC-web, /healthz, /readyz, /metrics, the web console at /ui/);
+# 9190: broker.
 EXPOSE 9090 9190
 ENTRYPOINT ["goulette"]
 CMD ["--help"]

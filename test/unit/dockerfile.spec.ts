@@ -43,4 +43,16 @@ describe("Dockerfile", () => {
     const major = Number(/^node:(\d+)/.exec(image ?? "")?.[1]);
     assert.ok(major >= minimum, `${image} is older than engines ${pkg.engines.node}`);
   });
+
+  it("builds the web console and ships it where the sentinels serve it from (dist/console)", () => {
+    assert.match(dockerfile, /^COPY console \.\/console$/m);
+    assert.match(dockerfile, /^COPY scripts\/build-console\.ts /m);
+    assert.match(dockerfile, /^COPY --from=build \/src\/dist\/console \.\/dist\/console$/m);
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as {
+      files: string[];
+      scripts: Record<string, string>;
+    };
+    assert.ok(pkg.files.includes("dist/console"), "the npm package ships the console");
+    assert.match(pkg.scripts.build ?? "", /build-console/);
+  });
 });
