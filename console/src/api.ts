@@ -8,6 +8,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
 import { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
 import { Admin, Producer, type WebTransportOptions } from "../../src/client/web.js";
+import { bearerHeaders } from "../../src/common/bearer.js";
 import { token } from "./auth.js";
 
 const origin = location.origin;
@@ -16,8 +17,7 @@ const API = `${origin}/ui/api`;
 export const LISTENER = "internal";
 
 const withToken: Interceptor = (next) => (req) => {
-  const current = token();
-  if (current) req.header.set("authorization", `Bearer ${current}`);
+  for (const [name, value] of Object.entries(bearerHeaders(token()))) req.header.set(name, value);
   return next(req);
 };
 

@@ -26,15 +26,33 @@ export const refreshNow = (): void => void window.dispatchEvent(new Event("conso
 
 /**
  * Fills `area` with what `load` builds. An error shows in its place; one that needs the admin token
- * offers to enter it (the page refreshes once it is given).
+ * offers to enter it (the page refreshes once it is given). A refresh that changes nothing leaves the
+ * DOM alone, and one that does keeps the keyboard focus on the same link or control.
  */
 export async function fill(area: HTMLElement, load: () => Promise<Child>): Promise<void> {
+  let nodes: Node[];
   try {
     const content = await load();
-    area.replaceChildren(...(Array.isArray(content) ? content : [content]).flatMap(toNodes));
+    nodes = (Array.isArray(content) ? content : [content]).flatMap(toNodes);
   } catch (err) {
-    area.replaceChildren(errorBox(err));
+    nodes = [errorBox(err)];
   }
+  const html = nodes.map((n) => (n instanceof Element ? n.outerHTML : (n.textContent ?? ""))).join("");
+  if (html === area.innerHTML) return;
+  const focused = area.contains(document.activeElement) ? focusKey(document.activeElement) : undefined;
+  area.replaceChildren(...nodes);
+  if (focused) {
+    const again = [...area.querySelectorAll<HTMLElement>("a, button, input, select, textarea, summary")].find(
+      (el) => focusKey(el) === focused,
+    );
+    again?.focus({ preventScroll: true });
+  }
+}
+
+/** What identifies a focusable element across re-renders: its id, else its target and text. */
+function focusKey(el: Element | null): string | undefined {
+  if (!el) return undefined;
+  return el.id || `${el.tagName}|${el.getAttribute("href") ?? ""}|${el.textContent ?? ""}`;
 }
 
 function toNodes(child: Child): Node[] {

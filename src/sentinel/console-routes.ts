@@ -3,19 +3,21 @@ import type http2 from "node:http2";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadStaticAssets } from "../server/static-assets.js";
-import type { ClientTlsOptions } from "../server/tls.js";
+import type { ClientTlsOptions, TlsFiles } from "../server/tls.js";
 import { createConsoleProxy } from "./console-proxy.js";
+import type { ControlPlane } from "./control-plane.js";
 
 /** Where the console lives on every sentinel's port. */
 export const CONSOLE_PATH = "/ui/";
 
 export interface ConsoleRoutesOptions {
   /** The built console (default: dist/console next to this module's dist/src). */
-  dir?: string;
-  brokerAddresses: () => Iterable<string>;
-  sentinelUrl: (id: string) => Promise<string | undefined>;
-  scheme: "http" | "https";
-  tls?: ClientTlsOptions;
+  consoleDir?: string;
+  /** The control plane once it runs (the pass-through knows no broker or sentinel before). */
+  plane: () => ControlPlane | undefined;
+  /** The sentinel's TLS: with it, brokers are dialled over https, with `clientTls`. */
+  tls?: TlsFiles;
+  clientTls?: ClientTlsOptions;
 }
 
 export type ConsoleRoutes = (
@@ -26,16 +28,25 @@ export type ConsoleRoutes = (
 /** The web console's files under /ui/ and its pass-through to brokers and peers under /ui/api/. */
 export function createConsoleRoutes(options: ConsoleRoutesOptions): ConsoleRoutes {
   const assets = loadStaticAssets(
-    options.dir ?? defaultConsoleDir(),
+    options.consoleDir ?? defaultConsoleDir(),
     CONSOLE_PATH,
     "the console is not built: run `npm run build` (it writes dist/console)",
   );
+  const brokerAddresses = () => {
+    const plane = options.plane();
+    return plane ? plane.state.brokers().map((b) => b.address) : [];
+  };
+  const sentinelUrl = async (id: string) => {
+    const plane = options.plane();
+    const candidates = plane ? await plane.election.candidates().catch(() => []) : [];
+    return candidates.find((c) => c.id === id)?.url;
+  };
   const proxy = createConsoleProxy({
     prefix: `${CONSOLE_PATH}api/`,
-    brokerAddresses: options.brokerAddresses,
-    sentinelUrl: options.sentinelUrl,
-    scheme: options.scheme,
-    ...(options.tls ? { tls: options.tls } : {}),
+    brokerAddresses,
+    sentinelUrl,
+    scheme: options.tls ? "https" : "http",
+    ...(options.clientTls ? { tls: options.clientTls } : {}),
   });
   return async (req, res) => (await proxy.route(req, res)) || assets.serve(req, res);
 }

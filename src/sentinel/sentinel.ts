@@ -148,14 +148,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       lazyService(() => live.service),
     );
   };
-  const consoleRoutes = createConsoleRoutes({
-    ...(config.consoleDir ? { dir: config.consoleDir } : {}),
-    brokerAddresses: () => live.plane?.state.brokers().map((b) => b.address) ?? [],
-    sentinelUrl: async (id) =>
-      (await live.plane?.election.candidates().catch(() => []))?.find((c) => c.id === id)?.url,
-    scheme: config.tls ? "https" : "http",
-    ...(config.clientTls ? { tls: config.clientTls } : {}),
-  });
+  const consoleRoutes = createConsoleRoutes({ ...config, plane: () => live.plane });
   const server: RpcServer = await startRpcServer({
     address: config.address,
     routes,

@@ -22,6 +22,7 @@ export function ringPage(route: Route): PageView {
   let down = route.params.get("down") ?? "";
   const topicSelect = h("select", { id: "ring-topic", onchange: () => choose() });
   const downSelect = h("select", { id: "ring-down", onchange: () => choose() });
+  const topicNote = h("div");
   const drawing = h("div", { class: "ring-drawing" });
   const details = h("div");
   const element = pageElement(
@@ -34,6 +35,7 @@ export function ringPage(route: Route): PageView {
       h("label", { for: "ring-down" }, "Simulate broker down"),
       downSelect,
     ),
+    topicNote,
     h("div", { class: "ring-layout" }, drawing, details),
   );
 
@@ -46,7 +48,11 @@ export function ringPage(route: Route): PageView {
   }
 
   async function refresh(): Promise<void> {
-    const names = await topicNames().catch(() => [] as string[]);
+    let names: string[] = [];
+    await fill(topicNote, async () => {
+      names = await topicNames();
+      return null;
+    });
     if (!topic && names.length > 0) topic = names[0] as string;
     options(topicSelect, [["", "(no topic)"], ...names.map((n): [string, string] => [n, n])], topic);
     let ring: GetRingResponse | undefined;
