@@ -167,6 +167,18 @@ describe("web console in headless Chromium", () => {
     await done(w);
   });
 
+  it("is usable with the keyboard: Tab reaches the pages' links, Enter opens them", async () => {
+    const w = await watch("overview");
+    const focused = () => w.page.evaluate("document.activeElement?.textContent ?? ''");
+    for (let i = 0; i < 10 && (await focused()) !== "Ring"; i++) await w.page.keyboard.press("Tab");
+    assert.equal(await focused(), "Ring", "Tab reaches the Ring link");
+    await w.page.keyboard.press("Enter");
+    await w.page.getByTestId("ring").waitFor();
+    assert.match(w.page.url(), /#\/ring$/);
+    assert.equal(await focused(), "Hash ring", "the new page's heading has the focus");
+    await done(w);
+  });
+
   it("topics: partitions with their leader, in-sync replicas and high watermark", async () => {
     const layout = await cluster.layout(demo.topic);
     const w = await watch(`topics/${demo.topic}`);
