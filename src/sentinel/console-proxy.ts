@@ -137,6 +137,7 @@ export function createConsoleProxy(options: ConsoleProxyOptions): ConsoleProxy {
     });
     // The page went away (or cancelled a long poll): stop the upstream call too.
     res.on("close", () => upstream.destroy());
+    req.on("error", () => upstream.destroy());
     req.pipe(upstream);
   }
 }

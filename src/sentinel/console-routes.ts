@@ -2,6 +2,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { errorMessage } from "../errors.js";
 import { loadStaticAssets } from "../server/static-assets.js";
 import type { ClientTlsOptions, TlsFiles } from "../server/tls.js";
 import { createConsoleProxy } from "./console-proxy.js";
@@ -48,7 +49,19 @@ export function createConsoleRoutes(options: ConsoleRoutesOptions): ConsoleRoute
     scheme: options.tls ? "https" : "http",
     ...(options.clientTls ? { tls: options.clientTls } : {}),
   });
-  return async (req, res) => (await proxy.route(req, res)) || assets.serve(req, res);
+  return async (req, res) => {
+    try {
+      return (await proxy.route(req, res)) || assets.serve(req, res);
+    } catch (err) {
+      // Never an unhandled rejection in the server's fallback: the request fails, the sentinel stays.
+      if (res.headersSent) res.destroy();
+      else {
+        res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+        res.end(`console route failed: ${errorMessage(err)}\n`);
+      }
+      return true;
+    }
+  };
 }
 
 /** dist/console, from this module at dist/src/sentinel. */

@@ -605,6 +605,7 @@ describe("charts/goulette", () => {
         /goulette produce --sentinels http:\/\/<EXTERNAL-IP>:9090 --listener external/,
       );
       assert.match(result.stdout, /externalAccess\.enabled=true with auth\.enabled=false/);
+      assert.match(result.stdout, /open http:\/\/127\.0\.0\.1:9090\/ui\//, "the web console's URL");
     });
   });
 
