@@ -344,11 +344,29 @@ describe("web console in headless Chromium", () => {
   });
 
   it("operation log: pages of operations, and a snapshot made from the page", async () => {
+    // More operations than one page holds (50): one per topic created.
+    for (let i = 0; i < 55; i++)
+      await cluster.sentinel().getBrokers({ topic: `paged-${i}`, partitions: 1, replicaCount: 1 });
+    const head = Number((await cluster.sentinel().listOperations({ limit: 1 })).headId);
     const w = await watch("oplog");
+    const ids = async () => (await cells(w.page, "operations", 1)).map(Number);
+    const newest = await ids();
+    assert.deepEqual(
+      newest,
+      Array.from({ length: 50 }, (_, i) => head - i),
+      "the newest 50, newest first",
+    );
+    await w.page.getByRole("link", { name: "← Older" }).click();
+    await waitFor(async () => (await ids())[0] === head - 50, { what: "the older page" });
+    assert.deepEqual(
+      await ids(),
+      Array.from({ length: head - 50 }, (_, i) => head - 50 - i),
+      "the rest",
+    );
     const types = await cells(w.page, "operations", 3);
     assert.ok(types.includes("generateTopicReplicas") && types.includes("registerBroker"), types.join());
-    const head = (await cluster.sentinel().listOperations({ limit: 1 })).headId;
-    assert.equal((await cells(w.page, "operations", 1))[0], String(head), "newest first");
+    await w.page.getByRole("link", { name: "Newer →" }).click();
+    await waitFor(async () => (await ids())[0] === head, { what: "back to the newest page" });
     await w.page.locator("#snapshot-create").click();
     await w.page.locator("dialog.confirm-dialog button[value=ok]").click();
     await waitFor(

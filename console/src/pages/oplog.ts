@@ -7,8 +7,8 @@ import { act, fill, pageElement, refreshNow, type PageView, type Route } from ".
 const PAGE = 50;
 
 export function oplogPage(route: Route): PageView {
-  // The page shows operations (after, after + PAGE]; no `after` = the newest page.
-  const requested = route.params.get("after");
+  // The page shows operations (upto - PAGE, upto], newest first; no `upto` = the newest page.
+  const requested = route.params.get("upto");
   const list = h("div");
   const snapshotStatus = h("p", { class: "status", "data-testid": "snapshot-status" });
   const element = pageElement(
@@ -54,26 +54,38 @@ export function oplogPage(route: Route): PageView {
   const refresh = () =>
     fill(list, async () => {
       const head = (await sentinel.listOperations({ afterId: 0n, limit: 1 }, timeout())).headId;
-      const after = requested !== null ? BigInt(requested) : head > BigInt(PAGE) ? head - BigInt(PAGE) : 0n;
-      const page = await sentinel.listOperations({ afterId: after, limit: PAGE }, timeout());
-      const older = after > 0n ? (after > BigInt(PAGE) ? after - BigInt(PAGE) : 0n) : undefined;
-      const newer = page.nextAfterId !== 0n ? page.nextAfterId : undefined;
+      const upto =
+        requested !== null && /^\d+$/.test(requested) && BigInt(requested) < head ? BigInt(requested) : head;
+      const after = upto > BigInt(PAGE) ? upto - BigInt(PAGE) : 0n;
+      const page = await sentinel.listOperations(
+        { afterId: after, limit: Number(upto - after) || 1 },
+        timeout(),
+      );
+      const shown = page.operations.filter((op) => op.id <= upto);
+      const older = after > page.snapshotId ? after : undefined;
+      const newer =
+        upto < page.headId
+          ? upto + BigInt(PAGE) < page.headId
+            ? upto + BigInt(PAGE)
+            : page.headId
+          : undefined;
       return [
         h(
           "p",
           { "data-testid": "oplog-range" },
-          `Head ${page.headId} · snapshot ${page.snapshotId} (operations up to it are compacted) · showing after ${after}`,
+          `Head ${page.headId} · snapshot ${page.snapshotId} (operations up to it are compacted) · ` +
+            `showing ${after + 1n} to ${upto}`,
         ),
         h(
           "nav",
           { class: "pager", "aria-label": "operation log pages" },
-          older !== undefined ? h("a", { href: `#/oplog?after=${older}` }, "← Older") : null,
-          newer !== undefined ? h("a", { href: `#/oplog?after=${newer}` }, "Newer →") : null,
+          older !== undefined ? h("a", { href: `#/oplog?upto=${older}` }, "← Older") : null,
+          newer !== undefined ? h("a", { href: `#/oplog?upto=${newer}` }, "Newer →") : null,
           h("a", { href: "#/oplog" }, "Newest"),
         ),
         table(
           ["Id", "Time", "Type", "Leader", "Data"],
-          [...page.operations]
+          [...shown]
             .reverse()
             .map((op) => [
               String(op.id),
