@@ -120,7 +120,8 @@ export interface Sentinel {
  * brokers hold the token anyway. GetBrokers needs it only when it would create the topic (a new operation
  * in the log); reading an existing topic's brokers, and reporting unreachable ones (the leader checks
  * those itself), does not. GetClusterStatus stays open: producers ask it (healthy broker count) before
- * their first GetBrokers, and health checks and dashboards read it.
+ * their first GetBrokers, and health checks and dashboards read it. GetRing too: it reads applied state
+ * and shows a topic only to a caller who names it, as GetBrokers does.
  */
 export const SENTINEL_PROTECTED_METHODS: ReadonlySet<string> = new Set([
   "KeepAlive",
