@@ -10,7 +10,7 @@ import { oplogPage } from "./pages/oplog.js";
 import { overviewPage } from "./pages/overview.js";
 import { ringPage } from "./pages/ring.js";
 import { topicPage, topicsPage } from "./pages/topics.js";
-import type { PageView, Route } from "./ui.js";
+import { errorBox, type PageView, type Route } from "./ui.js";
 
 const NAV: [string, string][] = [
   ["overview", "Overview"],
@@ -72,7 +72,11 @@ async function cycle(view: PageView): Promise<void> {
   clearTimeout(timer);
   if (refreshing) await refreshing;
   if (view !== current) return;
-  refreshing = view.refresh().finally(() => (refreshing = undefined));
+  // Pages show their own errors; anything else still ends up on the page, not as an unhandled rejection.
+  refreshing = view
+    .refresh()
+    .catch((err: unknown) => void view.element.prepend(errorBox(err)))
+    .finally(() => (refreshing = undefined));
   await refreshing;
   main.dataset.loaded = "true";
   if (view === current && view.refreshMs > 0 && !document.hidden) {
