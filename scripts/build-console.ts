@@ -43,7 +43,7 @@ export async function buildConsole(outDir = path.join(repoRoot(), "dist", "conso
     target: "es2022",
     legalComments: "eof",
     logLevel: "warning",
-    // The SDK's Node-only pieces are never imported by its web entry point.
+    // The console's own settings (DOM lib); esbuild only strips types, `npm run build` type-checks.
     tsconfig: path.join(source, "tsconfig.json"),
   });
   // esbuild names a CSS entry after its key; the page links console.css.

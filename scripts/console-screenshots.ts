@@ -1,6 +1,6 @@
 /**
  * Regenerates the console screenshots of docs/console.md (docs/console/*.png): starts a small cluster
- * of real processes on loopback (etcd, 2 sentinels, 3 brokers), seeds a topic and a consumer group,
+ * of real processes on loopback (etcd, 2 sentinels, 3 brokers), seeds a topic and two consumer groups (one with a live member),
  * photographs every page in headless Chromium, stops a broker and photographs the ring again.
  *
  *   npm run console:screenshots
