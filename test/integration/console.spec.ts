@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Page } from "playwright-core";
+import { buildConsole } from "../../scripts/build-console.js";
 import { Admin } from "../../src/index.js";
 import { RANGE_PROBE_GROUP } from "../../src/client/partition-fetcher.js";
 import { Consumer } from "../../src/index.js";
@@ -35,6 +36,8 @@ describe("web console in headless Chromium", () => {
   let admin: Admin;
 
   before(async () => {
+    // The sentinels serve dist/console as it is when they start: build it from the sources under test.
+    await buildConsole();
     // The second sentinel is the one that requires the token (one process fewer to start).
     cluster = await startCluster({ sentinels: 1, brokers: 3, sentinelArgs: ["--heartbeat-ttl", "3"] });
     [guarded, browser, demo] = await Promise.all([

@@ -6,6 +6,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { buildConsole } from "../../scripts/build-console.js";
 import { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
 import { freePort } from "../helpers/ports.js";
 import { GOULETTE_BIN } from "../helpers/sentinel-process.js";
@@ -19,6 +20,7 @@ describe("goulette dev", () => {
   let sentinelUrl: string;
 
   before(async () => {
+    await buildConsole(); // what `goulette dev` serves at /ui/
     dataDir = await mkdtemp(path.join(tmpdir(), "goulette-dev-"));
     const [sentinelPort, brokerPort, etcdPort, etcdPeerPort] = await Promise.all([
       freePort(),
