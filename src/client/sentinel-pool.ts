@@ -26,20 +26,23 @@ export interface SentinelCallOptions {
   headers: Record<string, string>;
 }
 
-/** Codes after which another sentinel may do better: this one is down, unreachable or not ready. */
+/**
+ * Codes after which another sentinel may do better: this one is down, unreachable or not ready.
+ * ResourceExhausted is not one: the leader refuses work it cannot commit yet (every sentinel forwards
+ * to it), so asking the others would only add load; the caller backs off and retries.
+ */
 const FAIL_OVER = new Set([
   Code.Unavailable,
   Code.DeadlineExceeded,
   Code.Unknown,
   Code.Internal,
   Code.Unimplemented,
-  Code.ResourceExhausted,
   Code.Aborted,
   Code.Canceled,
 ]);
 
 /**
- * Calls "any sentinel of the list": sticks to the one that answered last, and on a failure that
+ * Calls "any sentinel of the list": starts at a random one, sticks to the one that answered last, and on a failure that
  * another sentinel could avoid moves on to the next URL, round the list once.
  */
 export class SentinelPool {
@@ -53,6 +56,9 @@ export class SentinelPool {
   constructor(private readonly options: SentinelPoolOptions) {
     if (options.urls.length === 0) throw new InvalidArgumentError("at least one sentinel URL is needed");
     this.urls = options.urls;
+    // A random first sentinel: many clients started together spread over the list instead of all
+    // loading the first one.
+    this.#current = Math.floor(Math.random() * options.urls.length);
     this.listener = options.listener ?? "";
     if (this.listener !== "") validateListenerName(this.listener);
   }

@@ -28,7 +28,9 @@ import type { TransportPoolOptions } from "../server/transport-pool.js";
 import { BrokerProber } from "./broker-prober.js";
 import { readReplicaProgress } from "./replica-progress.js";
 import { ControlPlane } from "./control-plane.js";
+import { CreationAdmission } from "./admission.js";
 import { FailureDetector } from "./failure-detector.js";
+import type { VerdictLimits } from "./failure-verdict.js";
 import { WriteRouter } from "./forwarder.js";
 import { createPodWatcher, type BrokerUnavailableReason } from "./pod-watcher.js";
 import { RoleNotifier } from "./role-notifier.js";
@@ -54,6 +56,11 @@ export interface SentinelConfig {
   /** URL written in the election key; derived from the bound port when empty. */
   advertiseUrl?: string;
   etcd: Etcd3;
+  /**
+   * The client of heartbeats and the leader election (createEtcdClient(…, "liveness")): its own
+   * connection, no circuit breaker that bulk traffic could open. Default: `etcd`.
+   */
+  livenessEtcd?: Etcd3;
   etcdPrefix: string;
   heartbeatTtlSeconds: number;
   electionTtlSeconds: number;
@@ -62,6 +69,12 @@ export interface SentinelConfig {
   snapshotEvery: number;
   forwardTimeoutMs: number;
   probeTimeoutMs: number;
+  /** Topic creations the leader queues for commit at once; more are refused with ResourceExhausted (default 256). */
+  maxPendingTopicCreations?: number;
+  /** Creations are refused while more role changes than this wait to reach brokers (default 2,000). */
+  maxPendingRolePushes?: number;
+  /** When the failure detector holds a "broker down" verdict (see failure-verdict.ts). */
+  verdictLimits?: Partial<VerdictLimits>;
   /** Members one consumer group may have (default 1000). */
   maxGroupMembers?: number;
   /**
@@ -129,7 +142,8 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const registry = config.registry ?? createRegistry({ component: "sentinel", sentinel: config.id });
   const metrics = createSentinelMetrics(registry);
   const keys = createKeyspace(config.etcdPrefix);
-  const heartbeats = new HeartbeatStore(config.etcd, keys, config.heartbeatTtlSeconds);
+  const livenessEtcd = config.livenessEtcd ?? config.etcd;
+  const heartbeats = new HeartbeatStore(livenessEtcd, keys, config.heartbeatTtlSeconds);
 
   // The URL is only known once the port is bound (port 0 in tests), so the server starts first and
   // answers Unavailable until the control plane has recovered.
@@ -181,6 +195,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     id: config.id,
     url,
     etcd: config.etcd,
+    livenessEtcd,
     keys,
     logger: logger.child({ component: "control-plane" }),
     metrics,
@@ -206,6 +221,12 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
     healthyBrokers: () => state.healthyBrokerIds(),
     isDown: (id) => state.broker(id)?.status === "down",
+    probe: async (id) => {
+      const address = state.broker(id)?.address;
+      return address !== undefined && (await prober.isReachable(address));
+    },
+    onSuspectVerdict: (reason) => metrics.suspectVerdicts.inc({ reason }),
+    ...(config.verdictLimits ? { limits: config.verdictLimits } : {}),
     isLeader: () => cp.isLeader,
     markDown: markBrokersDown,
     markUp: async (beat) => {
@@ -315,6 +336,12 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     prober,
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
     defaultPartitions: config.defaultPartitions,
+    admission: new CreationAdmission({
+      maxPending: config.maxPendingTopicCreations ?? 256,
+      roleBacklog: () => notifier.backlog,
+      maxRoleBacklog: config.maxPendingRolePushes ?? 2_000,
+    }),
+    onCreationRefused: () => metrics.admissionRejected.inc(),
     groups: createGroupService({ coordinator, view: groupView, router, partitionCounts }),
     listenerOfUrl,
     logger: logger.child({ component: "sentinel-service" }),
