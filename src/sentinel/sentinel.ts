@@ -221,9 +221,12 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
     healthyBrokers: () => state.healthyBrokerIds(),
     isDown: (id) => state.broker(id)?.status === "down",
+    // Half a heartbeat TTL (at least --probe-timeout): a broker too busy to beat may still answer, and
+    // one that does not within that long is as good as gone for its clients.
     probe: async (id) => {
       const address = state.broker(id)?.address;
-      return address !== undefined && (await prober.isReachable(address));
+      const timeoutMs = Math.max(config.probeTimeoutMs, (config.heartbeatTtlSeconds * 1000) / 2);
+      return address !== undefined && (await prober.isReachable(address, timeoutMs));
     },
     onSuspectVerdict: (reason) => metrics.suspectVerdicts.inc({ reason }),
     ...(config.verdictLimits ? { limits: config.verdictLimits } : {}),
