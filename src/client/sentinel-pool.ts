@@ -42,7 +42,7 @@ const FAIL_OVER = new Set([
 ]);
 
 /**
- * Calls "any sentinel of the list": starts at a random one, sticks to the one that answered last, and on a failure that
+ * Calls "any sentinel of the list": sticks to the one that answered last, and on a failure that
  * another sentinel could avoid moves on to the next URL, round the list once.
  */
 export class SentinelPool {
@@ -56,9 +56,6 @@ export class SentinelPool {
   constructor(private readonly options: SentinelPoolOptions) {
     if (options.urls.length === 0) throw new InvalidArgumentError("at least one sentinel URL is needed");
     this.urls = options.urls;
-    // A random first sentinel: many clients started together spread over the list instead of all
-    // loading the first one.
-    this.#current = Math.floor(Math.random() * options.urls.length);
     this.listener = options.listener ?? "";
     if (this.listener !== "") validateListenerName(this.listener);
   }

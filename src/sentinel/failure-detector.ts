@@ -63,7 +63,9 @@ export class FailureDetector {
   #stopped = false;
 
   constructor(private readonly options: FailureDetectorOptions) {
-    this.#limits = { ...DEFAULT_VERDICT_LIMITS, ...options.limits };
+    // A third of the TTL: about the time a broker's next KeepAlive (or its retry) needs to get through.
+    const probeHoldMs = (options.heartbeatTtlSeconds * 1000) / 3;
+    this.#limits = { ...DEFAULT_VERDICT_LIMITS, probeHoldMs, ...options.limits };
   }
 
   lastHeartbeat(brokerId: string): number | undefined {

@@ -2,14 +2,16 @@
  * The failure detector's decision, as a pure function of the evidence (docs/architecture.md, "Failure
  * detection"). An expired heartbeat alone does not make a broker dead: under overload the sentinel's own
  * event loop, or etcd, may be what was slow, and moving replicas then only adds load (a metastable
- * failure). A broker is declared down when its heartbeat is still absent in etcd, a direct Health probe
- * fails, the sentinel itself was healthy while it looked, and not more than half of the brokers would be
- * declared dead at once; otherwise the verdict is held and checked again, at most `maxHoldMs`.
+ * failure). A broker is declared down when its heartbeat is still absent in etcd, the sentinel itself
+ * was healthy while it looked, a direct Health probe fails (or it answers, yet its heartbeat stays away
+ * for `probeHoldMs`: it cannot reach the sentinels, so it has fenced itself and serves no writes), and
+ * not more than half of the brokers would be declared dead at once; otherwise the verdict is held and
+ * checked again, at most `maxHoldMs`.
  */
 
 /** Why a verdict was held (the `reason` label of goulette_failure_verdicts_suspect_total). */
 export type SuspectReason =
-  /** The broker answers a direct Health probe: alive, its heartbeats are what is late. */
+  /** The broker answers a direct Health probe: alive, its heartbeats may only be late (for probeHoldMs). */
   | "probe-answers"
   /** This sentinel's event loop lagged in the window: the heartbeats may have been late because of it. */
   | "sentinel-lagging"
@@ -40,6 +42,12 @@ export interface VerdictLimits {
   maxEventLoopLagMs: number;
   /** An etcd read slower than this (ms) makes the evidence suspect. */
   maxEtcdLatencyMs: number;
+  /**
+   * A broker that answers Health is given this long (ms) for its heartbeat to come back. Past it, it is
+   * treated as confirmed: a broker cut off from the sentinels fences itself after one heartbeat TTL, so
+   * holding longer only keeps its partitions unavailable.
+   */
+  probeHoldMs: number;
   /** A verdict is held at most this long (ms): past it, a broker still silent in etcd is declared down. */
   maxHoldMs: number;
 }
@@ -47,6 +55,7 @@ export interface VerdictLimits {
 export const DEFAULT_VERDICT_LIMITS: VerdictLimits = {
   maxEventLoopLagMs: 1_000,
   maxEtcdLatencyMs: 1_000,
+  probeHoldMs: 3_000,
   maxHoldMs: 30_000,
 };
 
@@ -96,11 +105,9 @@ export function decideVerdict(input: VerdictInput): Verdict {
     hold(sentinelReason, silent);
     return verdict;
   }
-  hold(
-    "probe-answers",
-    silent.filter((s) => s.probeAnswered),
-  );
-  const confirmed = silent.filter((s) => !s.probeAnswered);
+  const gettingAGrace = (s: SuspectEvidence) => s.probeAnswered && s.suspectForMs < limits.probeHoldMs;
+  hold("probe-answers", silent.filter(gettingAGrace));
+  const confirmed = silent.filter((s) => !gettingAGrace(s));
   // Losing more than half of the brokers at once is rarer than a shared cause for missing heartbeats.
   if (confirmed.length > 1 && confirmed.length * 2 > input.healthyBrokers) hold("mass-verdict", confirmed);
   else verdict.down.push(...confirmed.map((s) => s.brokerId));

@@ -155,7 +155,7 @@ describe("leadership fencing and failure handling", () => {
     const s = await startInProcessSentinel(etcd, prefix, {
       etcdPrefix: `/${prefix}`,
       heartbeatTtlSeconds: 2,
-      verdictLimits: { maxHoldMs: 6_000 },
+      verdictLimits: { probeHoldMs: 3_000, maxHoldMs: 6_000 },
     });
     running.push(s);
     await waitFor(() => s.sentinel.plane.isLeader, { what: "leadership" });
@@ -168,7 +168,7 @@ describe("leadership fencing and failure handling", () => {
     return { s, stop: () => clearInterval(beat) };
   }
 
-  it("holds the verdict on a silent broker that still answers Health, then acts after the hold", async () => {
+  it("holds the verdict on a silent broker that still answers Health, then acts after its grace", async () => {
     const dead = `127.0.0.1:${await freePort()}`;
     const { s, stop } = await silentBrokerSetup(
       "hold-probe",
@@ -183,10 +183,10 @@ describe("leadership fencing and failure handling", () => {
       });
       assert.equal(s.sentinel.plane.state.broker("answering")?.status, "healthy");
       assert.deepEqual(s.sentinel.detector.suspects, ["answering"]);
-      // Still silent after --suspect-verdict-max-hold: declared down after all.
+      // Still silent after its grace (probeHoldMs): cut off from the sentinels, declared down after all.
       await waitFor(() => s.sentinel.plane.state.broker("answering")?.status === "down", {
         timeoutMs: 15_000,
-        what: "the silent broker to be declared down after the hold",
+        what: "the silent broker to be declared down after its grace",
       });
       assert.ok((await suspectVerdicts(s, "probe-answers")) >= 2, "re-checked while held");
     } finally {

@@ -39,10 +39,15 @@ describe("decideVerdict (failure detector)", () => {
     assert.deepEqual(verdict, { down: [], cleared: ["b1"], held: [] });
   });
 
-  it("holds the verdict on a broker that still answers Health", () => {
+  it("holds the verdict on a broker that still answers Health, for probeHoldMs", () => {
     const verdict = decideVerdict(input([silent("b1", { probeAnswered: true }), silent("b2")]));
     assert.deepEqual(verdict.down, ["b2"]);
     assert.deepEqual(verdict.held, [{ brokerId: "b1", reason: "probe-answers" }]);
+    // Still no heartbeat after the grace: cut off from the sentinels (it has fenced itself), so down.
+    const later = decideVerdict(
+      input([silent("b1", { probeAnswered: true, suspectForMs: DEFAULT_VERDICT_LIMITS.probeHoldMs })]),
+    );
+    assert.deepEqual(later, { down: ["b1"], cleared: [], held: [] });
   });
 
   it("holds every verdict while this sentinel's event loop lagged or etcd was slow", () => {
