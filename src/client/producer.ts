@@ -431,6 +431,8 @@ export class Producer {
           return;
         }
         this.#emit({ type: "error", topic: topic.name, what: "GetBrokers", error });
+        // A record that times out before its topic is known says why (e.g. creations refused as overload).
+        for (const record of topic.unassigned) record.lastError = error;
         topic.refreshFailures++;
         this.#later(metadataRetryDelay(topic.refreshFailures, error), () => {
           if (topic.unassigned.some((r) => r.state !== "settled")) this.#loadTopic(topic);
