@@ -51,6 +51,23 @@ export class NotLeaderError extends GouletteError {
   }
 }
 
+/** Header (gRPC trailer) of an OverloadedError: how long the caller should wait before retrying, in ms. */
+export const RETRY_AFTER_HEADER = "goulette-retry-after-ms";
+
+/**
+ * The server is taking as much of this kind of work as it can commit (e.g. topic creations on the
+ * sentinel leader): retry after about `retryAfterMs`, with backoff and jitter. ResourceExhausted on the
+ * wire, with the hint in RETRY_AFTER_HEADER.
+ */
+export class OverloadedError extends GouletteError {
+  readonly retryAfterMs: number;
+
+  constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
+    super(message, Code.ResourceExhausted, true, options);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
 /** Credentials missing or wrong. */
 export class UnauthenticatedError extends GouletteError {
   constructor(message: string) {
@@ -70,6 +87,10 @@ export function isRetryable(err: unknown): boolean {
 /** Translates any error into the ConnectError that goes on the wire; unknown errors become Internal. */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
+  if (err instanceof OverloadedError) {
+    const metadata = new Headers({ [RETRY_AFTER_HEADER]: String(Math.round(err.retryAfterMs)) });
+    return new ConnectError(err.message, err.code, metadata, undefined, err);
+  }
   if (err instanceof GouletteError) return new ConnectError(err.message, err.code, undefined, undefined, err);
   const message = err instanceof Error ? err.message : String(err);
   return new ConnectError(`internal error: ${message}`, Code.Internal, undefined, undefined, err);

@@ -5,6 +5,7 @@ import { validateTopicName } from "../fsm/validation.js";
 import { PartitionRole, type ReplicaRef, type SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import { Partition, type FetcherHandle, type PartitionOptions, type RoleAssignment } from "./partition.js";
+import { APPLY_CONCURRENCY, forEachYielding } from "./set-topic-roles.js";
 
 export interface PartitionManagerOptions {
   /** Root of the partition directories: `<dataDir>/<topic>/<partition>/`. */
@@ -89,19 +90,18 @@ export class PartitionManager {
    */
   async reconcile(assignments: readonly SetTopicRoleRequest[], appliedId: bigint): Promise<void> {
     const listed = new Set<string>();
-    await Promise.all(
-      assignments.map(async (req) => {
-        listed.add(`${req.topic}#${req.partition}`);
-        try {
-          await this.applyRole(req);
-        } catch (err) {
-          this.options.logger.error(
-            { partition: `${req.topic}#${req.partition}`, err: errorMessage(err) },
-            "cannot take the role the sentinel assigned",
-          );
-        }
-      }),
-    );
+    // Bounded and yielding: a KeepAlive answer may list thousands of roles.
+    await forEachYielding(assignments, APPLY_CONCURRENCY, async (req) => {
+      listed.add(`${req.topic}#${req.partition}`);
+      try {
+        await this.applyRole(req);
+      } catch (err) {
+        this.options.logger.error(
+          { partition: `${req.topic}#${req.partition}`, err: errorMessage(err) },
+          "cannot take the role the sentinel assigned",
+        );
+      }
+    });
     if (appliedId < this.#maxAppliedId) return;
     this.#maxAppliedId = appliedId;
     const now = Date.now();

@@ -50,6 +50,9 @@ export class SentinelSession {
   /** When the last KeepAlive that the sentinels answered was sent (ms), and the TTL they gave. */
   #lastBeatAt = 0;
   #ttlMs = 0;
+  /** The reconciliation running off the beat loop, and the newest answer waiting for it. */
+  #reconciling: Promise<void> | undefined;
+  #nextAssignments: { assignments: SetTopicRoleRequest[]; appliedId: bigint } | undefined;
 
   constructor(private readonly options: SentinelSessionOptions) {
     if (options.sentinels.length === 0) throw new Error("at least one sentinel URL is needed");
@@ -78,6 +81,7 @@ export class SentinelSession {
     this.#abort.abort();
     await this.#loop;
     await this.#reregistering;
+    await this.#reconciling;
   }
 
   async #run(): Promise<void> {
@@ -111,6 +115,17 @@ export class SentinelSession {
     }
   }
 
+  /**
+   * Deadline of one KeepAlive: a third of the heartbeat TTL (once known), at most two intervals, at least
+   * 2 s. A beat that hangs on an overloaded sentinel then leaves time, before the heartbeat expires, to
+   * try the next sentinel twice; waiting two intervals on one sentinel left time for one retry at most.
+   */
+  #beatTimeoutMs(): number {
+    const byInterval = Math.min(10_000, this.options.intervalMs * 2);
+    const byTtl = this.#ttlMs > 0 ? this.#ttlMs / 3 : byInterval;
+    return Math.round(Math.max(2_000, Math.min(byInterval, byTtl)));
+  }
+
   /** RegisterBroker with the broker's addresses (forwarded to the sentinel leader: a longer deadline). */
   async #register(
     client: Client<typeof SentinelService>,
@@ -133,7 +148,7 @@ export class SentinelSession {
     const call = {
       headers: this.options.headers,
       signal: this.#abort.signal,
-      timeoutMs: Math.max(2_000, Math.min(10_000, this.options.intervalMs * 2)),
+      timeoutMs: this.#beatTimeoutMs(),
     };
     if (!this.#registered) {
       await this.#register(client, call);
@@ -176,8 +191,31 @@ export class SentinelSession {
     this.#listenersWarned = res.listenersChanged;
     this.#lastBeatAt = sentAt;
     this.#ttlMs = res.ttlSeconds * 1000;
-    await this.options.onAssignments(res.assignments, res.appliedId);
-    this.#synced = true;
+    this.#reconcile(res.assignments, res.appliedId);
     return false;
+  }
+
+  /**
+   * Applies a KeepAlive answer's roles off the beat loop: applying thousands of new roles can take longer
+   * than the heartbeat TTL, and the next beats must not wait for it. One reconciliation runs at a time;
+   * answers arriving meanwhile are coalesced to the newest.
+   */
+  #reconcile(assignments: SetTopicRoleRequest[], appliedId: bigint): void {
+    this.#nextAssignments = { assignments, appliedId };
+    this.#reconciling ??= (async () => {
+      for (let next = this.#nextAssignments; next; next = this.#nextAssignments) {
+        this.#nextAssignments = undefined;
+        if (this.#abort.signal.aborted) return;
+        try {
+          await this.options.onAssignments(next.assignments, next.appliedId);
+          this.#synced = true;
+        } catch (err) {
+          this.options.logger.warn(
+            { err: errorMessage(err) },
+            "could not apply the roles of a KeepAlive answer",
+          );
+        }
+      }
+    })().finally(() => (this.#reconciling = undefined));
   }
 }

@@ -1,3 +1,4 @@
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import {
@@ -16,7 +17,35 @@ import type { PartitionManager } from "./partition-manager.js";
 /** Roles one SetTopicRoles call may carry (the sentinel sends at most 1,000). */
 export const MAX_ROLES_PER_CALL = 10_000;
 /** Partitions opened at once while applying one call (opening a new one touches the disk). */
-const APPLY_CONCURRENCY = 16;
+export const APPLY_CONCURRENCY = 16;
+/** Work of one turn of the event loop at most (ms) before a bulk apply yields to timers and I/O. */
+const SLICE_MS = 10;
+
+/**
+ * Runs `fn` over `items`, at most `concurrency` at once, yielding to the event loop whenever a slice of
+ * SLICE_MS has been used. Applying a role to an open partition resolves in microtasks only, so without
+ * the yield thousands of them would run in one turn and hold back the broker's own KeepAlive, its
+ * replication and its clients (docs/architecture.md, "Overload").
+ */
+export async function forEachYielding<T>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let sliceStart = Date.now();
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+      if (Date.now() - sliceStart >= SLICE_MS) {
+        await yieldToEventLoop();
+        sliceStart = Date.now();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
 
 /**
  * SetTopicRoles: every role is applied as SetTopicRole would apply it and answered on its own, so one
@@ -38,15 +67,9 @@ export async function setTopicRoles(
     if (chain) chain.push(i);
     else chains.set(key, [i]);
   });
-  const work = [...chains.values()];
-  let next = 0;
-  const worker = async () => {
-    while (next < work.length) {
-      const chain = work[next++] ?? [];
-      for (const i of chain) results[i] = await applyOne(partitions, req.roles[i] as SetTopicRoleRequest);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(APPLY_CONCURRENCY, work.length) }, worker));
+  await forEachYielding([...chains.values()], APPLY_CONCURRENCY, async (chain) => {
+    for (const i of chain) results[i] = await applyOne(partitions, req.roles[i] as SetTopicRoleRequest);
+  });
   return create(SetTopicRolesResponseSchema, { results });
 }
 

@@ -1,9 +1,27 @@
 import { AbortedError } from "./errors.js";
 
-/** Exponential backoff with full jitter on the upper half: attempt 1 waits about `baseMs`. */
-export function backoffDelay(attempt: number, baseMs: number, maxMs: number): number {
+/**
+ * Exponential backoff: the ceiling doubles per attempt from `baseMs` up to `maxMs`. "equal" jitter waits
+ * between half the ceiling and the ceiling (attempt 1 waits about `baseMs`); "full" jitter anywhere
+ * from 0 to the ceiling, which spreads many clients retrying the same thing (topic metadata after an
+ * overloaded answer) the most. `floorMs` (a server's retry hint) is the least it waits.
+ */
+export function backoffDelay(
+  attempt: number,
+  baseMs: number,
+  maxMs: number,
+  options: { jitter?: "equal" | "full"; floorMs?: number } = {},
+): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attempt - 1, 20)));
-  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+  const delay =
+    options.jitter === "full" ? Math.random() * ceiling : ceiling / 2 + Math.random() * (ceiling / 2);
+  return Math.round(Math.max(options.floorMs ?? 0, delay));
+}
+
+/** The wait a server asked for with an overload refusal (OverloadedError), if any. */
+export function retryHintMs(err: unknown): number | undefined {
+  const hint = (err as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+  return typeof hint === "number" && Number.isFinite(hint) ? hint : undefined;
 }
 
 /** Resolves after `ms`, or rejects with AbortedError when `signal` fires first. */

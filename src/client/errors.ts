@@ -4,6 +4,8 @@ import {
   GouletteError,
   InvalidArgumentError,
   NotFoundError,
+  OverloadedError,
+  RETRY_AFTER_HEADER,
   UnauthenticatedError,
   UnavailableError,
   errorMessage,
@@ -151,6 +153,12 @@ export function toClientError(err: unknown): GouletteError {
       return withCause(new UnauthenticatedError(message), err);
     case Code.Unavailable:
       return new UnavailableError(message, { cause: err });
+    case Code.ResourceExhausted: {
+      // An overload refusal carries a retry hint; a request over a size limit does not (and is final).
+      const hint = Number(err.metadata.get(RETRY_AFTER_HEADER) ?? NaN);
+      if (Number.isFinite(hint)) return new OverloadedError(message, hint, { cause: err });
+      return new GouletteError(message, err.code, true, { cause: err });
+    }
     default:
       return new GouletteError(
         message,

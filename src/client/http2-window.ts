@@ -36,6 +36,10 @@ export class WideWindowSessionManager extends Http2SessionManager {
     if (session && !this.#widened.has(session)) {
       this.#widened.add(session);
       session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+      // The manager stops listening for errors once it moves a session out of its active state, but a
+      // ping timeout may still destroy that session with an error: without a listener that error would
+      // crash the process. The streams on it fail on their own and the manager reconnects.
+      session.on("error", () => undefined);
     }
     return stream;
   }

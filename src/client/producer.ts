@@ -8,7 +8,7 @@ import {
   type MessageResponse,
   type ProduceRecord,
 } from "../gen/goulette/v1/broker_pb.js";
-import { backoffDelay, unrefTimer } from "./backoff.js";
+import { backoffDelay, retryHintMs, unrefTimer } from "./backoff.js";
 import {
   AbortedError,
   BrokerUnreachableError,
@@ -431,8 +431,10 @@ export class Producer {
           return;
         }
         this.#emit({ type: "error", topic: topic.name, what: "GetBrokers", error });
+        // A record that times out before its topic is known says why (e.g. creations refused as overload).
+        for (const record of topic.unassigned) record.lastError = error;
         topic.refreshFailures++;
-        this.#later(backoffDelay(topic.refreshFailures, 100, 2_000), () => {
+        this.#later(metadataRetryDelay(topic.refreshFailures, error), () => {
           if (topic.unassigned.some((r) => r.state !== "settled")) this.#loadTopic(topic);
         });
       },
@@ -742,7 +744,7 @@ export class Producer {
         const error = toClientError(err);
         this.#emit({ type: "error", topic: topic.name, what: "GetBrokers", error });
         topic.refreshFailures++;
-        this.#later(backoffDelay(topic.refreshFailures, 100, 2_000), () =>
+        this.#later(metadataRetryDelay(topic.refreshFailures, error), () =>
           this.#refresh(topic, unreachable, q),
         );
       },
@@ -895,4 +897,17 @@ function randomId(): string {
   const bytes = new Uint8Array(16);
   globalThis.crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The wait before asking the sentinels for a topic's metadata again: exponential backoff with full
+ * jitter (many producers failing together, e.g. a burst of topic creations refused as overload, spread
+ * out instead of coming back in step), never less than the sentinel's retry hint.
+ */
+function metadataRetryDelay(failures: number, error: unknown): number {
+  const floorMs = retryHintMs(error);
+  return backoffDelay(failures, 100, 5_000, {
+    jitter: "full",
+    ...(floorMs !== undefined ? { floorMs } : {}),
+  });
 }

@@ -26,14 +26,17 @@ export interface SentinelCallOptions {
   headers: Record<string, string>;
 }
 
-/** Codes after which another sentinel may do better: this one is down, unreachable or not ready. */
+/**
+ * Codes after which another sentinel may do better: this one is down, unreachable or not ready.
+ * ResourceExhausted is not one: the leader refuses work it cannot commit yet (every sentinel forwards
+ * to it), so asking the others would only add load; the caller backs off and retries.
+ */
 const FAIL_OVER = new Set([
   Code.Unavailable,
   Code.DeadlineExceeded,
   Code.Unknown,
   Code.Internal,
   Code.Unimplemented,
-  Code.ResourceExhausted,
   Code.Aborted,
   Code.Canceled,
 ]);

@@ -45,18 +45,21 @@ export async function runSentinel(argv: string[]): Promise<void> {
     endpoints = [embedded.endpoint];
     logger.info({ endpoint: embedded.endpoint, dataDir: o.etcdDataDir }, "embedded etcd is healthy");
   }
-  const etcd = createEtcdClient({
+  const etcdOptions = {
     endpoints,
     ...(o.etcdTlsCa ? { caFile: o.etcdTlsCa } : {}),
     ...(o.etcdTlsCert ? { certFile: o.etcdTlsCert } : {}),
     ...(o.etcdTlsKey ? { keyFile: o.etcdTlsKey } : {}),
     ...(o.etcdUsername ? { username: o.etcdUsername, password: o.etcdPassword } : {}),
-  });
+  };
+  const etcd = createEtcdClient(etcdOptions);
+  const livenessEtcd = createEtcdClient(etcdOptions, "liveness");
   await checkEtcdCredentials(etcd, createKeyspace(o.etcdPrefix), Boolean(o.etcdUsername));
   const running: { sentinel?: Awaited<ReturnType<typeof startSentinel>> } = {};
   onShutdown(logger, async () => {
     await running.sentinel?.stop();
     etcd.close();
+    livenessEtcd.close();
     await embedded?.stop();
   });
   const kubeConfig = o.kubeBrokerSelector
@@ -79,6 +82,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
     address: o.address,
     advertiseUrl: o.advertiseUrl,
     etcd,
+    livenessEtcd,
     etcdPrefix: o.etcdPrefix,
     heartbeatTtlSeconds: o.heartbeatTtl,
     electionTtlSeconds: o.electionTtl,
@@ -88,6 +92,9 @@ export async function runSentinel(argv: string[]): Promise<void> {
     forwardTimeoutMs: o.forwardTimeout,
     probeTimeoutMs: o.probeTimeout,
     leaderBalanceIntervalMs: o.leaderBalanceInterval,
+    maxPendingTopicCreations: o.maxPendingTopicCreations,
+    maxPendingRolePushes: o.maxPendingRolePushes,
+    verdictLimits: { maxHoldMs: o.suspectVerdictMaxHold },
     maxGroupMembers: o.maxGroupMembers,
     listenerHosts: o.listenerHosts,
     rpcLimits,

@@ -105,6 +105,27 @@ export const sentinelOptionSchema = {
     default: 30_000,
     min: 0,
   }),
+  "max-pending-topic-creations": option({
+    kind: "number",
+    description:
+      "Topic creations the leader queues for commit at once; more are refused with ResourceExhausted (clients retry with backoff)",
+    default: 256,
+    min: 1,
+  }),
+  "max-pending-role-pushes": option({
+    kind: "number",
+    description:
+      "Topic creations are refused (ResourceExhausted, retried by clients) while more role changes than this wait to reach the brokers",
+    default: 2_000,
+    min: 1,
+  }),
+  "suspect-verdict-max-hold": option({
+    kind: "number",
+    description:
+      "How long (ms) the leader may hold a 'broker down' verdict whose evidence is suspect (Health answers, own event loop or etcd slow, most brokers at once)",
+    default: 30_000,
+    min: 0,
+  }),
   "listener-hosts": option({
     kind: "list",
     description:

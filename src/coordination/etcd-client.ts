@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { Etcd3, type IOptions } from "etcd3";
+import { handleWhen, noop, retry } from "cockatiel";
+import { Etcd3, isRecoverableError, type IOptions } from "etcd3";
 import { InvalidArgumentError } from "../errors.js";
 
 export interface EtcdClientOptions {
@@ -21,13 +22,30 @@ export function normaliseEndpoints(endpoints: readonly string[]): string[] {
   return endpoints.map((endpoint) => (/^https?:\/\//.test(endpoint) ? endpoint : `http://${endpoint}`));
 }
 
-export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
+/**
+ * What a client carries. "bulk": the operation log, snapshots, groups, everything else (etcd3's
+ * defaults: three attempts, and a circuit breaker per host that opens for 5 s after three consecutive
+ * failures). "liveness": heartbeats and the leader election, on a connection of its own and without a
+ * circuit breaker, so that neither a slow bulk transaction ahead of it on the HTTP/2 connection nor a
+ * breaker that bulk timeouts opened can delay a lease renewal (docs/architecture.md, "Overload").
+ */
+export type EtcdClientRole = "bulk" | "liveness";
+
+export function createEtcdClient(options: EtcdClientOptions, role: EtcdClientRole = "bulk"): Etcd3 {
   const config: IOptions = {
     hosts: normaliseEndpoints(options.endpoints),
     defaultCallOptions: (context) =>
       // Watches and lease keepalives are long-lived streams: no deadline for them.
       context.isStream ? {} : { deadline: Date.now() + (options.callTimeoutMs ?? 5_000) },
   };
+  if (role === "liveness") {
+    // grpc-js shares one connection between channels to the same target unless told otherwise.
+    config.grpcOptions = { "grpc.use_local_subchannel_pool": 1 };
+    config.faultHandling = {
+      host: () => noop,
+      global: retry(handleWhen(isRecoverableError), { maxAttempts: 2 }),
+    };
+  }
   if (options.caFile || options.certFile) {
     config.credentials = {
       rootCertificate: options.caFile ? readFileSync(options.caFile) : Buffer.alloc(0),

@@ -226,9 +226,30 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
   #startGuard(generation: number): void {
     clearInterval(this.#guardTimer);
     const limitMs = (this.options.ttlSeconds * 1000 * 2) / 3;
+    let extraRenewal: Promise<void> | undefined;
     this.#guardTimer = setInterval(() => {
       if (generation !== this.#generation || !this.#isLeader) return;
       const silentFor = Date.now() - this.#lastRenewal;
+      // Halfway to the limit, renew once more on a stream of its own: after a stall (this process's
+      // event loop, a slow etcd) one answer is enough to stay leader, instead of waiting for the next
+      // periodic keepalive. Counted from when it was sent, the lease cannot expire earlier than that.
+      const lease = this.#lease;
+      if (silentFor > limitMs / 2 && !extraRenewal && lease) {
+        const sentAt = Date.now();
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, limitMs)));
+        extraRenewal = Promise.race([
+          lease.keepaliveOnce().then(() => {
+            if (generation === this.#generation) this.#lastRenewal = Math.max(this.#lastRenewal, sentAt);
+          }),
+          timedOut,
+        ])
+          .catch(() => undefined) // a lost lease is reported by its "lost" event
+          .finally(() => {
+            clearTimeout(timer);
+            extraRenewal = undefined;
+          });
+      }
       if (silentFor > limitMs) {
         this.options.logger.warn(
           { silentForMs: silentFor, ttlSeconds: this.options.ttlSeconds },

@@ -62,6 +62,8 @@ export interface SentinelMetrics {
   snapshotId: Gauge;
   etcdUp: Gauge;
   ready: Gauge;
+  suspectVerdicts: Counter<"reason">;
+  admissionRejected: Counter;
 }
 
 export function createSentinelMetrics(registry: Registry): SentinelMetrics {
@@ -159,6 +161,19 @@ export function createSentinelMetrics(registry: Registry): SentinelMetrics {
       registers,
     }),
     ready: new Gauge({ name: "goulette_sentinel_ready", help: "1 when recovered and serving", registers }),
+    suspectVerdicts: new Counter({
+      name: "goulette_failure_verdicts_suspect_total",
+      help:
+        "Times the leader held a 'broker down' verdict because the evidence was suspect, by reason " +
+        "(probe-answers, sentinel-lagging, etcd-slow, mass-verdict)",
+      labelNames: ["reason"],
+      registers,
+    }),
+    admissionRejected: new Counter({
+      name: "goulette_sentinel_topic_creations_rejected_total",
+      help: "Topic creations refused with ResourceExhausted because the leader's creation queue was full",
+      registers,
+    }),
   };
 }
 

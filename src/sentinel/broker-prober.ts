@@ -20,10 +20,11 @@ export class BrokerProber {
     this.#pool = new TransportPool({ idleConnectionTimeoutMs: 5_000, ...options.transportOptions });
   }
 
-  async isReachable(address: string): Promise<boolean> {
+  /** Whether the broker answers Health within `timeoutMs` (default: the prober's --probe-timeout). */
+  async isReachable(address: string, timeoutMs = this.options.timeoutMs): Promise<boolean> {
     const client = createClient(BrokerService, this.#pool.get(address));
     try {
-      await client.health({}, { timeoutMs: this.options.timeoutMs });
+      await client.health({}, { timeoutMs });
       return true;
     } catch {
       return false;

@@ -20,6 +20,8 @@ export interface ControlPlaneOptions {
   /** This sentinel's advertised RPC URL (in the election value, with the id). */
   url: string;
   etcd: Etcd3;
+  /** The client the leader election runs on (its lease renewals must not queue behind bulk calls); default `etcd`. */
+  livenessEtcd?: Etcd3;
   keys: Keyspace;
   logger: Logger;
   metrics: SentinelMetrics;
@@ -102,7 +104,7 @@ export class ControlPlane {
     this.store = new OplogStore(options.etcd, options.keys);
     this.#ring = new RingCache();
     this.election = new LeaderElection({
-      etcd: options.etcd,
+      etcd: options.livenessEtcd ?? options.etcd,
       keys: options.keys,
       id: options.id,
       url: options.url,
@@ -519,8 +521,10 @@ export class ControlPlane {
   async #onElected(): Promise<void> {
     this.options.metrics.leaderChanges.inc();
     try {
-      // A new leader must hold every operation of the previous term before it appends.
-      const { head } = await this.store.readHead();
+      // A new leader must hold every operation of the previous term before it appends. etcd may be slow
+      // to answer (or the bulk client's circuit breaker open) for a few seconds: retried within 10 s
+      // rather than resigning at once, which under load only hands the same trouble to another sentinel.
+      const { head } = await this.#readHeadWithin(10_000);
       this.#head = Math.max(this.#head, head);
       await this.waitForApplied(head, 10_000);
       if (!this.election.isLeader) return;
@@ -537,6 +541,18 @@ export class ControlPlane {
       );
       await this.election.stop().catch(() => undefined);
       if (!this.#stopped) await this.election.start().catch(() => undefined);
+    }
+  }
+
+  async #readHeadWithin(deadlineMs: number): Promise<{ head: number; revision: string }> {
+    const deadline = Date.now() + deadlineMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.store.readHead();
+      } catch (err) {
+        if (Date.now() >= deadline || !this.election.isLeader || this.#stopped) throw err;
+        await sleep(Math.min(2_000, 250 * attempt));
+      }
     }
   }
 

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { TransportPool, type TransportPoolOptions } from "../server/transport-pool.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
-import { UnavailableError, errorMessage, isRetryable } from "../errors.js";
+import { GouletteError, UnavailableError, errorMessage, isRetryable } from "../errors.js";
 import type { SentinelMetrics } from "../observability/metrics.js";
 
 /** Set on forwarded requests: a sentinel that receives one and is not the leader does not forward again. */
@@ -71,6 +71,8 @@ export class WriteRouter {
         return result;
       } catch (err) {
         lastError = err;
+        // The leader is shedding load: retrying here would only add to it; the client backs off.
+        if (isOverload(err)) throw err;
         // Every sentinel write is idempotent (the leader re-checks state before appending), so a
         // forwarded call cut off by the leader's death is safe to send again.
         if (!isRetryable(err) && !(forwarding && isCutOff(err))) {
@@ -100,6 +102,11 @@ export class WriteRouter {
     }
     return client;
   }
+}
+
+/** The leader refused the work as overload (ResourceExhausted), here or through a forwarded call. */
+function isOverload(err: unknown): boolean {
+  return (err instanceof ConnectError || err instanceof GouletteError) && err.code === Code.ResourceExhausted;
 }
 
 /** The connection to the leader broke mid-call (the leader died): the outcome is unknown. */

@@ -94,6 +94,8 @@ export class RoleNotifier {
   #expandScheduled = false;
   readonly #queues = new Map<string, BrokerQueue>();
   #inFlight = 0;
+  /** Messages in the calls in flight. */
+  #messagesInFlight = 0;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
   /** Brokers that answered SetTopicRoles with UNIMPLEMENTED → when to try SetTopicRoles again (epoch ms). */
@@ -118,6 +120,17 @@ export class RoleNotifier {
       this.#expandScheduled = false;
       this.#expand();
     });
+  }
+
+  /**
+   * Role changes not yet delivered: messages queued or in flight, plus topics changed but not yet worked
+   * out. Topic creations are refused while it is too large (admission.ts), so brokers take new roles
+   * at the rate they apply them.
+   */
+  get backlog(): number {
+    let queued = 0;
+    for (const queue of this.#queues.values()) queued += queue.pending.size;
+    return queued + this.#messagesInFlight + this.#dirty.size;
   }
 
   /** Resolves once nothing is queued or in flight (tests; a graceful shutdown may wait on it too). */
@@ -272,6 +285,7 @@ export class RoleNotifier {
   /** Takes messages off the queue into one call in flight. */
   #begin(queue: BrokerQueue, messages: readonly Message[]): void {
     this.#inFlight++;
+    this.#messagesInFlight += messages.length;
     queue.inFlight++;
     for (const message of messages) {
       queue.pending.delete(message.key);
@@ -295,6 +309,7 @@ export class RoleNotifier {
   /** The call's slot and its topics are free again. */
   #release(queue: BrokerQueue, messages: readonly Message[]): void {
     this.#inFlight--;
+    this.#messagesInFlight -= messages.length;
     queue.inFlight--;
     this.stats.calls++;
     for (const message of messages) {

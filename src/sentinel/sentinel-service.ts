@@ -37,6 +37,7 @@ import { addressOn, canonicalListeners, sameListeners, validateListenerName } fr
 import { AnswerCache } from "./answer-cache.js";
 import { RingCache } from "./ring-cache.js";
 import { ringView } from "./ring-view.js";
+import type { CreationAdmission } from "./admission.js";
 import type { FailureDetector } from "./failure-detector.js";
 import { FORWARDED_HEADER, type WriteRouter } from "./forwarder.js";
 import type { createGroupService } from "./group-service.js";
@@ -52,6 +53,10 @@ export interface SentinelServiceOptions {
   heartbeatTtlSeconds: number;
   /** Partitions of a new topic when the request says 0. */
   defaultPartitions: number;
+  /** Admission of topic creations on the leader (bounded; the excess is refused with ResourceExhausted). */
+  admission: CreationAdmission;
+  /** Counts a creation refused by `admission`. */
+  onCreationRefused?: () => void;
   /** The consumer-group RPCs. */
   groups: ReturnType<typeof createGroupService>;
   /**
@@ -153,13 +158,24 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
     }
     if (!state.topic(req.topic)) {
       const partitions = req.partitions === 0 ? options.defaultPartitions : req.partitions;
-      await plane.propose(() => {
-        if (state.topic(req.topic)) return undefined; // created by a concurrent request
-        const healthy = state.healthyBrokerIds().length;
-        const replicaCount = replicaCountOrDefault(req.replicaCount, healthy);
-        validateTopicShape(req.topic, partitions, replicaCount, healthy);
-        return planNewTopic(state, plane.ring, { topic: req.topic, partitions, replicaCount });
-      });
+      let release: () => void;
+      try {
+        release = options.admission.admit(`topic '${req.topic}'`);
+      } catch (err) {
+        options.onCreationRefused?.();
+        throw err;
+      }
+      try {
+        await plane.propose(() => {
+          if (state.topic(req.topic)) return undefined; // created by a concurrent request
+          const healthy = state.healthyBrokerIds().length;
+          const replicaCount = replicaCountOrDefault(req.replicaCount, healthy);
+          validateTopicShape(req.topic, partitions, replicaCount, healthy);
+          return planNewTopic(state, plane.ring, { topic: req.topic, partitions, replicaCount });
+        });
+      } finally {
+        release();
+      }
     }
     return answer(req.topic, req.listener);
   }

@@ -29,7 +29,9 @@ import type { TransportPoolOptions } from "../server/transport-pool.js";
 import { BrokerProber } from "./broker-prober.js";
 import { readReplicaProgress } from "./replica-progress.js";
 import { ControlPlane } from "./control-plane.js";
+import { CreationAdmission } from "./admission.js";
 import { FailureDetector } from "./failure-detector.js";
+import type { VerdictLimits } from "./failure-verdict.js";
 import { WriteRouter } from "./forwarder.js";
 import { createPodWatcher, type BrokerUnavailableReason } from "./pod-watcher.js";
 import { RoleNotifier } from "./role-notifier.js";
@@ -56,6 +58,11 @@ export interface SentinelConfig {
   /** URL written in the election key; derived from the bound port when empty. */
   advertiseUrl?: string;
   etcd: Etcd3;
+  /**
+   * The client of heartbeats and the leader election (createEtcdClient(…, "liveness")): its own
+   * connection, no circuit breaker that bulk traffic could open. Default: `etcd`.
+   */
+  livenessEtcd?: Etcd3;
   etcdPrefix: string;
   heartbeatTtlSeconds: number;
   electionTtlSeconds: number;
@@ -66,6 +73,12 @@ export interface SentinelConfig {
   probeTimeoutMs: number;
   /** How often the leader evens out partition leadership within topics (ms; 0: never). Default 30 s. */
   leaderBalanceIntervalMs?: number;
+  /** Topic creations the leader queues for commit at once; more are refused with ResourceExhausted (default 256). */
+  maxPendingTopicCreations?: number;
+  /** Creations are refused while more role changes than this wait to reach brokers (default 2,000). */
+  maxPendingRolePushes?: number;
+  /** When the failure detector holds a "broker down" verdict (see failure-verdict.ts). */
+  verdictLimits?: Partial<VerdictLimits>;
   /** Members one consumer group may have (default 1000). */
   maxGroupMembers?: number;
   /**
@@ -138,7 +151,8 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const registry = config.registry ?? createRegistry({ component: "sentinel", sentinel: config.id });
   const metrics = createSentinelMetrics(registry);
   const keys = createKeyspace(config.etcdPrefix);
-  const heartbeats = new HeartbeatStore(config.etcd, keys, config.heartbeatTtlSeconds);
+  const livenessEtcd = config.livenessEtcd ?? config.etcd;
+  const heartbeats = new HeartbeatStore(livenessEtcd, keys, config.heartbeatTtlSeconds);
 
   // The URL is only known once the port is bound (port 0 in tests), so the server starts first and
   // answers Unavailable until the control plane has recovered.
@@ -192,6 +206,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     id: config.id,
     url,
     etcd: config.etcd,
+    livenessEtcd,
     keys,
     logger: logger.child({ component: "control-plane" }),
     metrics,
@@ -217,6 +232,15 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
     healthyBrokers: () => state.healthyBrokerIds(),
     isDown: (id) => state.broker(id)?.status === "down",
+    // Half a heartbeat TTL (at least --probe-timeout): a broker too busy to beat may still answer, and
+    // one that does not within that long is as good as gone for its clients.
+    probe: async (id) => {
+      const address = state.broker(id)?.address;
+      const timeoutMs = Math.max(config.probeTimeoutMs, (config.heartbeatTtlSeconds * 1000) / 2);
+      return address !== undefined && (await prober.isReachable(address, timeoutMs));
+    },
+    onSuspectVerdict: (reason) => metrics.suspectVerdicts.inc({ reason }),
+    ...(config.verdictLimits ? { limits: config.verdictLimits } : {}),
     isLeader: () => cp.isLeader,
     markDown: markBrokersDown,
     markUp: async (beat) => {
@@ -339,6 +363,12 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     prober,
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
     defaultPartitions: config.defaultPartitions,
+    admission: new CreationAdmission({
+      maxPending: config.maxPendingTopicCreations ?? 256,
+      roleBacklog: () => notifier.backlog,
+      maxRoleBacklog: config.maxPendingRolePushes ?? 2_000,
+    }),
+    onCreationRefused: () => metrics.admissionRejected.inc(),
     groups: createGroupService({ coordinator, view: groupView, router, partitionCounts }),
     listenerOfUrl,
     logger: logger.child({ component: "sentinel-service" }),

@@ -1,5 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { toConnectError } from "../errors.js";
+import { isBrokenCircuitError } from "cockatiel";
+import { isRecoverableError } from "etcd3";
+import { UnavailableError, errorMessage, toConnectError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { RpcMetrics } from "../observability/metrics.js";
 
@@ -9,13 +11,25 @@ export function errorTranslation(logger: Logger): Interceptor {
     try {
       return await next(req);
     } catch (err) {
-      const connectError = toConnectError(err);
+      const connectError = toConnectError(etcdUnavailable(err) ?? err);
       if (connectError.code === Code.Internal) {
         logger.error({ err, method: req.method.name }, "internal error in RPC handler");
       }
       throw connectError;
     }
   };
+}
+
+/**
+ * An etcd call that failed for want of etcd (unreachable, too slow, or refused by the client's circuit
+ * breaker after such failures) is Unavailable, which clients retry, not an internal error.
+ */
+function etcdUnavailable(err: unknown): UnavailableError | undefined {
+  if (!(err instanceof Error) || err instanceof ConnectError) return undefined;
+  if (!isBrokenCircuitError(err) && !isRecoverableError(err)) return undefined;
+  return new UnavailableError(`etcd is unavailable or overloaded, retry: ${errorMessage(err)}`, {
+    cause: err,
+  });
 }
 
 type RpcLabels = Record<"service" | "method" | "code", string>;

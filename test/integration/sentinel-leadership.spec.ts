@@ -142,4 +142,83 @@ describe("leadership fencing and failure handling", () => {
       clearInterval(beat);
     }
   });
+
+  /** goulette_failure_verdicts_suspect_total of one reason, from the sentinel's own registry. */
+  async function suspectVerdicts(s: InProcessSentinel, reason: string): Promise<number> {
+    const metric = s.sentinel.registry.getSingleMetric("goulette_failure_verdicts_suspect_total");
+    const values = (await metric?.get())?.values ?? [];
+    return values.filter((v) => v.labels["reason"] === reason).reduce((sum, v) => sum + v.value, 0);
+  }
+
+  /** Registers brokers, creates a topic on them and keeps `beating` ones' heartbeats going. */
+  async function silentBrokerSetup(prefix: string, brokers: Record<string, string>, beating: string[]) {
+    const s = await startInProcessSentinel(etcd, prefix, {
+      etcdPrefix: `/${prefix}`,
+      heartbeatTtlSeconds: 2,
+      verdictLimits: { probeHoldMs: 3_000, maxHoldMs: 6_000 },
+    });
+    running.push(s);
+    await waitFor(() => s.sentinel.plane.isLeader, { what: "leadership" });
+    for (const [brokerId, address] of Object.entries(brokers))
+      await s.client.registerBroker({ brokerId, address });
+    await s.client.getBrokers({ topic: "held", replicaCount: 2, partitions: 4 });
+    const beat = setInterval(() => {
+      for (const id of beating) void s.client.keepAlive({ brokerId: id, address: brokers[id] ?? "" });
+    }, 300);
+    return { s, stop: () => clearInterval(beat) };
+  }
+
+  it("holds the verdict on a silent broker that still answers Health, then acts after its grace", async () => {
+    const dead = `127.0.0.1:${await freePort()}`;
+    const { s, stop } = await silentBrokerSetup(
+      "hold-probe",
+      { a1: dead, a2: `127.0.0.1:${await freePort()}`, answering: `127.0.0.1:${healthyPort}` },
+      ["a1", "a2"],
+    );
+    try {
+      // Its heartbeat expires after 2 s, but it answers Health: held, not moved.
+      await waitFor(async () => (await suspectVerdicts(s, "probe-answers")) > 0, {
+        timeoutMs: 10_000,
+        what: "a held verdict (probe-answers)",
+      });
+      assert.equal(s.sentinel.plane.state.broker("answering")?.status, "healthy");
+      assert.deepEqual(s.sentinel.detector.suspects, ["answering"]);
+      // Still silent after its grace (probeHoldMs): cut off from the sentinels, declared down after all.
+      await waitFor(() => s.sentinel.plane.state.broker("answering")?.status === "down", {
+        timeoutMs: 15_000,
+        what: "the silent broker to be declared down after its grace",
+      });
+      assert.ok((await suspectVerdicts(s, "probe-answers")) >= 2, "re-checked while held");
+    } finally {
+      stop();
+    }
+  });
+
+  it("holds a verdict that would declare most brokers dead at once", async () => {
+    const { s, stop } = await silentBrokerSetup(
+      "hold-mass",
+      {
+        m1: `127.0.0.1:${await freePort()}`,
+        m2: `127.0.0.1:${await freePort()}`,
+        m3: `127.0.0.1:${await freePort()}`,
+      },
+      ["m1"],
+    );
+    try {
+      // m2 and m3 (2 of 3) fall silent and do not answer Health: more than half at once is suspect.
+      await waitFor(async () => (await suspectVerdicts(s, "mass-verdict")) >= 2, {
+        timeoutMs: 10_000,
+        what: "held verdicts (mass-verdict)",
+      });
+      for (const id of ["m2", "m3"]) assert.equal(s.sentinel.plane.state.broker(id)?.status, "healthy");
+      const ops = await s.client.listOperations({ afterId: 0n, limit: 100 });
+      assert.equal(ops.operations.filter((o) => o.type === "handleUnreachableBrokers").length, 0);
+      await waitFor(() => ["m2", "m3"].every((id) => s.sentinel.plane.state.broker(id)?.status === "down"), {
+        timeoutMs: 15_000,
+        what: "both to be declared down after the hold",
+      });
+    } finally {
+      stop();
+    }
+  });
 });
