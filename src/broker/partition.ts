@@ -1,6 +1,5 @@
 import path from "node:path";
 import { mkdir } from "node:fs/promises";
-import { errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import {
   CorruptRecordError,
@@ -353,7 +352,7 @@ export class Partition {
         );
       } catch (err) {
         // Without its epoch entry the partition must not take writes; the next KeepAlive retries.
-        this.logger.error({ err: errorMessage(err) }, "cannot start leading the partition");
+        this.logger.error({ err: err }, "cannot start leading the partition");
         if (generation === this.#generation) this.demote("leadership set-up failed");
       }
     });
@@ -397,7 +396,7 @@ export class Partition {
   /** Runs role work one step at a time, in the order the roles arrived. */
   #enqueue(work: () => Promise<void>): Promise<void> {
     const run = this.#chain.then(work).catch((err: unknown) => {
-      this.logger.error({ err: errorMessage(err) }, "partition role change failed");
+      this.logger.error({ err: err }, "partition role change failed");
     });
     this.#chain = run;
     return run;
@@ -435,7 +434,7 @@ export class Partition {
     } catch (err) {
       // Best effort: a damaged record stops the scan; older duplicates may then be appended again.
       const level = err instanceof CorruptRecordError ? "error" : "warn";
-      this.logger[level]({ err: errorMessage(err), offset }, "producer table rebuild stopped early");
+      this.logger[level]({ err: err, offset }, "producer table rebuild stopped early");
     }
   }
 

@@ -1,6 +1,5 @@
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { setTimeout as sleep } from "node:timers/promises";
-import { errorMessage } from "../errors.js";
 import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
 import type { SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
@@ -98,7 +97,7 @@ export class SentinelSession {
         this.#current = (this.#current + 1) % this.#clients.length;
         const level = this.#failures === 1 || this.#failures % 10 === 0 ? "warn" : "debug";
         this.options.logger[level](
-          { sentinel: url, err: errorMessage(err), failures: this.#failures },
+          { sentinel: url, err: err, failures: this.#failures },
           "sentinel call failed; trying the next sentinel",
         );
       }
@@ -184,7 +183,7 @@ export class SentinelSession {
       this.#reregistering ??= this.#register(client, call)
         .catch((err: unknown) => {
           if (!this.#abort.signal.aborted)
-            this.options.logger.warn({ err: errorMessage(err) }, "registering the listeners failed");
+            this.options.logger.warn({ err: err }, "registering the listeners failed");
         })
         .finally(() => (this.#reregistering = undefined));
     }
@@ -210,10 +209,7 @@ export class SentinelSession {
           await this.options.onAssignments(next.assignments, next.appliedId);
           this.#synced = true;
         } catch (err) {
-          this.options.logger.warn(
-            { err: errorMessage(err) },
-            "could not apply the roles of a KeepAlive answer",
-          );
+          this.options.logger.warn({ err: err }, "could not apply the roles of a KeepAlive answer");
         }
       }
     })().finally(() => (this.#reconciling = undefined));

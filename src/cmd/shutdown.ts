@@ -1,5 +1,4 @@
 import type { Logger } from "../observability/logger.js";
-import { errorMessage } from "../errors.js";
 
 /**
  * Runs `close` once on SIGINT/SIGTERM, then exits. A second signal exits at once (an operator who
@@ -22,7 +21,7 @@ export function onShutdown(logger: Logger, close: () => Promise<void>): void {
     close().then(
       () => process.exit(0),
       (err: unknown) => {
-        logger.error({ err: errorMessage(err) }, "error while shutting down");
+        logger.error({ err: err }, "error while shutting down");
         process.exit(1);
       },
     );

@@ -156,7 +156,7 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
     const generation = ++this.#generation;
     void this.#runCampaign(generation).catch((err: unknown) => {
       if (generation !== this.#generation || !this.#running) return;
-      this.options.logger.warn({ err: errorMessage(err) }, "leader campaign failed; retrying in 1 s");
+      this.options.logger.warn({ err: err }, "leader campaign failed; retrying in 1 s");
       this.#stepDown(`campaign failed: ${errorMessage(err)}`);
       this.#retry(generation);
     });
@@ -293,10 +293,7 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
     const onChange = () => {
       if (!this.#running) return;
       refresh().catch((err: unknown) =>
-        this.options.logger.debug(
-          { err: errorMessage(err) },
-          "could not read the election leader; will retry",
-        ),
+        this.options.logger.debug({ err: err }, "could not read the election leader; will retry"),
       );
     };
     this.#leaderWatch = await etcd.watch().prefix(keys.electionPrefix).create();

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { FailedPreconditionError, NotFoundError, errorMessage } from "../errors.js";
+import { FailedPreconditionError, NotFoundError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { PartitionCounts } from "./assignor.js";
 import { StateConflictError, type GroupStore } from "./group-store.js";
@@ -267,10 +267,7 @@ export class GroupCoordinator {
       for (const group of groups) {
         void this.#locked(group, () => this.#advance(group, "membership")).catch((err: unknown) => {
           if (!this.#leading) return;
-          this.options.logger.warn(
-            { group, err: errorMessage(err) },
-            "consumer-group rebalance failed; will retry",
-          );
+          this.options.logger.warn({ group, err: err }, "consumer-group rebalance failed; will retry");
           this.#dirty.add(group);
         });
       }

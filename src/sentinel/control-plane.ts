@@ -194,8 +194,7 @@ export class ControlPlane {
             this.#etcdReachable = true;
           },
           (err: unknown) => {
-            if (this.#etcdReachable)
-              this.options.logger.warn({ err: errorMessage(err) }, "etcd does not answer");
+            if (this.#etcdReachable) this.options.logger.warn({ err: err }, "etcd does not answer");
             this.#etcdReachable = false;
           },
         )
@@ -334,10 +333,7 @@ export class ControlPlane {
         if (next?.kind === "propose" && !next.last) next.parts = undefined;
         // The state holds the batch's operations, which etcd did not take: rebuild it from etcd.
         const reason = err instanceof HeadMovedError ? "append found the head moved" : "append failed";
-        this.options.logger.warn(
-          { err: errorMessage(err), operations: batch.size },
-          `${reason}; re-synchronising`,
-        );
+        this.options.logger.warn({ err: err, operations: batch.size }, `${reason}; re-synchronising`);
         await this.#resync(`${reason}: ${errorMessage(err)}`).catch(() => undefined);
         return;
       }
@@ -426,10 +422,7 @@ export class ControlPlane {
   #maybeSnapshot(): void {
     if (this.state.appliedId - this.#snapshotId < this.options.snapshotEvery) return;
     this.snapshotNow().catch((err: unknown) =>
-      this.options.logger.warn(
-        { err: errorMessage(err) },
-        "periodic snapshot failed; will retry after the next operation",
-      ),
+      this.options.logger.warn({ err: err }, "periodic snapshot failed; will retry after the next operation"),
     );
   }
 
@@ -443,10 +436,7 @@ export class ControlPlane {
         this.#updateGauges();
         if (this.#stopped) throw err;
         const delay = Math.min(5_000, 200 * attempt);
-        this.options.logger.warn(
-          { err: errorMessage(err), attempt, retryInMs: delay },
-          "recovery failed; retrying",
-        );
+        this.options.logger.warn({ err: err, attempt, retryInMs: delay }, "recovery failed; retrying");
         await sleep(delay);
       }
     }
@@ -536,7 +526,7 @@ export class ControlPlane {
       for (const listener of this.#leadershipListeners) listener(true);
     } catch (err) {
       this.options.logger.error(
-        { err: errorMessage(err) },
+        { err: err },
         "elected but could not catch up with the log (or record the ring configuration); resigning",
       );
       await this.election.stop().catch(() => undefined);

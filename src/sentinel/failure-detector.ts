@@ -1,6 +1,5 @@
 import type { Watcher } from "etcd3";
 import type { HeartbeatStore, Heartbeat } from "../coordination/heartbeats.js";
-import { errorMessage } from "../errors.js";
 import type { UnreachableReason } from "../fsm/operations.js";
 import type { Logger } from "../observability/logger.js";
 import { EventLoopLag } from "./event-loop-lag.js";
@@ -91,10 +90,7 @@ export class FailureDetector {
           this.options
             .markUp(beat)
             .catch((err: unknown) =>
-              this.options.logger.warn(
-                { broker: beat.brokerId, err: errorMessage(err) },
-                "could not mark broker up",
-              ),
+              this.options.logger.warn({ broker: beat.brokerId, err: err }, "could not mark broker up"),
             );
         }
       },
@@ -131,7 +127,7 @@ export class FailureDetector {
         this.#suspect(silent);
       }
     } catch (err) {
-      this.options.logger.warn({ err: errorMessage(err) }, "heartbeat sweep failed; retrying");
+      this.options.logger.warn({ err: err }, "heartbeat sweep failed; retrying");
       this.onLeading();
     }
   }
@@ -212,7 +208,7 @@ export class FailureDetector {
         this.#markDown(verdict.down, "heartbeat-expired");
       }
     } catch (err) {
-      this.options.logger.warn({ err: errorMessage(err) }, "could not check suspected brokers; retrying");
+      this.options.logger.warn({ err: err }, "could not check suspected brokers; retrying");
     } finally {
       this.#checking = false;
       if (this.#suspects.size > 0) this.#scheduleCheck(recheckMs);
@@ -222,7 +218,7 @@ export class FailureDetector {
   #markDown(brokerIds: string[], reason: UnreachableReason): void {
     this.options.markDown(brokerIds, reason).catch((err: unknown) => {
       this.options.logger.warn(
-        { brokers: brokerIds, err: errorMessage(err) },
+        { brokers: brokerIds, err: err },
         "could not mark brokers down; will sweep again",
       );
       this.onLeading();

@@ -1,5 +1,5 @@
 import { CoreV1Api, Watch, type KubeConfig, type V1Pod, type V1PodList } from "@kubernetes/client-node";
-import { InvalidArgumentError, errorMessage } from "../errors.js";
+import { InvalidArgumentError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import { createPodTracker, type BrokerPodEvent, type PodTracker, type PodTransition } from "./pod-tracker.js";
 
@@ -149,7 +149,7 @@ class WatchSession {
       } catch (err) {
         if (this.stopped) return;
         this.log.warn(
-          { err: errorMessage(err), code: statusCode(err), namespace: this.options.namespace },
+          { err: err, code: statusCode(err), namespace: this.options.namespace },
           "pod watcher: listing broker pods failed (check the pods get/list/watch RBAC rule); retrying",
         );
         this.scheduleRetry(false);
@@ -160,7 +160,7 @@ class WatchSession {
         // Ready pods of the first list are the normal state, not news; after a relist they are.
         this.deliver(this.tracker.resync(list.items, !this.listedOnce));
       } catch (err) {
-        this.log.error({ err: errorMessage(err) }, "pod watcher: cannot process the pod list; retrying");
+        this.log.error({ err: err }, "pod watcher: cannot process the pod list; retrying");
         this.scheduleRetry(false);
         return;
       }
@@ -225,10 +225,7 @@ class WatchSession {
         else if (type === "DELETED") this.deliver(this.tracker.remove(pod, "pod was deleted"));
         // BOOKMARK only moves the resourceVersion forward.
       } catch (err) {
-        this.log.error(
-          { err: errorMessage(err), type, pod: pod.metadata?.name },
-          "pod watcher: cannot process event",
-        );
+        this.log.error({ err: err, type, pod: pod.metadata?.name }, "pod watcher: cannot process event");
       }
     };
     const onDone = (err: unknown): void => {
@@ -240,7 +237,7 @@ class WatchSession {
         );
         this.listed = false;
       } else if (err) {
-        this.log.warn({ err: errorMessage(err) }, "pod watcher: watch connection failed, reconnecting");
+        this.log.warn({ err: err }, "pod watcher: watch connection failed, reconnecting");
       } else {
         this.log.debug("pod watcher: watch ended, reconnecting");
       }
@@ -308,7 +305,7 @@ class WatchSession {
       }
     } catch (err) {
       // The receiver's failure must not stall the watch; it sees the next transition anyway.
-      this.log.error({ err: errorMessage(err), transition }, "pod watcher: callback failed");
+      this.log.error({ err: err, transition }, "pod watcher: callback failed");
     }
   }
 }

@@ -10,7 +10,6 @@ import {
   type SetTopicRoleRequest,
 } from "../gen/goulette/v1/broker_pb.js";
 import type { ClusterState, TopicRecord } from "../fsm/state.js";
-import { errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 
 export interface RoleNotifierOptions {
@@ -343,7 +342,7 @@ export class RoleNotifier {
       ok = true;
     } catch (err) {
       this.options.logger.debug(
-        { broker: queue.address, err: errorMessage(err), failures: queue.failures + 1 },
+        { broker: queue.address, err: err, failures: queue.failures + 1 },
         `could not send ${message.what}; will retry`,
       );
     }
@@ -374,7 +373,7 @@ export class RoleNotifier {
         return;
       }
       this.options.logger.debug(
-        { broker: queue.address, roles: batch.length, err: errorMessage(err), failures: queue.failures + 1 },
+        { broker: queue.address, roles: batch.length, err: err, failures: queue.failures + 1 },
         "could not send SetTopicRoles; will retry",
       );
       failed = [...batch];

@@ -5,7 +5,7 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { UnavailableError, errorMessage } from "../errors.js";
+import { UnavailableError } from "../errors.js";
 import { HeartbeatStore } from "../coordination/heartbeats.js";
 import { createKeyspace } from "../coordination/keyspace.js";
 import { GetBrokersRequestSchema, SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
@@ -295,7 +295,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
           );
           await markBrokersDown([event.brokerId], POD_REASONS[event.reason]).catch((err: unknown) =>
             logger.warn(
-              { broker: event.brokerId, err: errorMessage(err) },
+              { broker: event.brokerId, err: err },
               "could not act on the pod event; heartbeats will",
             ),
           );

@@ -16,7 +16,6 @@ import {
 } from "@connectrpc/connect-node";
 import type { UniversalHandler, UniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import { listenError } from "../common/port-check.js";
-import { errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import { createCorsHandler, type CorsPolicy } from "./cors.js";
 import { handOverDecoded } from "./decoded-messages.js";
@@ -85,7 +84,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     session.on("close", () => h2Sessions.delete(session));
     // A client breaking the protocol (e.g. more streams than advertised) loses its connection (GOAWAY).
     session.on("error", (err: Error) =>
-      options.logger.debug({ err: errorMessage(err) }, "HTTP/2 connection closed on a protocol error"),
+      options.logger.debug({ err: err }, "HTTP/2 connection closed on a protocol error"),
     );
     closeWhenIdle(session, limits.headersTimeoutMs, limits.idleTimeoutMs);
   };
@@ -113,9 +112,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     Object.assign(secure, http1Timeouts);
     secure.on("session", onSession);
     // A failed handshake (no client certificate, untrusted one) is the client's problem, not ours.
-    secure.on("tlsClientError", (err: Error) =>
-      options.logger.debug({ err: errorMessage(err) }, "TLS handshake failed"),
-    );
+    secure.on("tlsClientError", (err: Error) => options.logger.debug({ err: err }, "TLS handshake failed"));
     outer = secure;
   } else {
     const h2 = http2.createServer(h2Settings, handler);
@@ -224,7 +221,7 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
         // Aborted: the client went away mid-response; nothing to answer.
         if (ConnectError.from(reason).code === Code.Aborted) return;
         options.logger.warn(
-          { method: handler.method.name, err: errorMessage(reason) },
+          { method: handler.method.name, err: reason },
           "could not complete an RPC response",
         );
       });
