@@ -1,0 +1,372 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { create } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
+import {
+  Acks,
+  MessageRequestSchema,
+  ProduceError,
+  type BrokerService,
+  type MessageRequest,
+} from "../src/gen/goulette/v1/broker_pb.js";
+import { Pushable } from "../test/helpers/broker-process.js";
+import { startCluster, type TestCluster } from "../test/helpers/cluster.js";
+import type { BenchContext, BenchOutput, Benchmark } from "./lib/benchmark.js";
+import { processCpuMs } from "./lib/cpu.js";
+import { fmt, fmtBytes, type Table } from "./lib/table.js";
+import { waitFor } from "./lib/wait.js";
+
+/**
+ * Partition scale: a dev-sized cluster (etcd, 3 sentinels, 3 brokers, all child processes on this
+ * machine) grown to 300, 1,500 and 3,000 partition replicas per broker (topics of 3 partitions, RF 3 on
+ * 3 brokers, so every broker holds every partition). At each size: per-broker idle CPU, RSS and open
+ * files (from /proc/<pid>), and acks=all produce throughput spread over every partition vs over 3.
+ * Last, 1,000 single-partition topics are created at once (a burst) and the failures counted.
+ */
+
+/** Partition replicas per broker at each step (= partitions, with RF 3 on 3 brokers). */
+const STEPS = [300, 1_500, 3_000];
+const QUICK_STEPS = [300, 1_500];
+const PARTITIONS_PER_TOPIC = 3;
+const BURST_TOPICS = 1_000;
+const QUICK_BURST_TOPICS = 200;
+const RECORD_BYTES = 100;
+const RECORDS_PER_REQUEST = 10;
+/** SendMessage requests in flight per broker stream. */
+const WINDOW = 32;
+
+interface Placement {
+  topic: string;
+  partition: number;
+  leader: string;
+}
+
+interface ProcSample {
+  cpuMs: number;
+  rssBytes: number;
+  openFiles: number;
+}
+
+function sampleProcess(pid: number): ProcSample {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const rss = /VmRSS:\s+(\d+) kB/.exec(status);
+  return {
+    cpuMs: processCpuMs(pid),
+    rssBytes: rss ? Number(rss[1]) * 1024 : Number.NaN,
+    openFiles: readdirSync(`/proc/${pid}/fd`).length,
+  };
+}
+
+interface IdleResult {
+  broker: string;
+  cpuPercent: number;
+  rssBytes: number;
+  openFiles: number;
+}
+
+/** CPU over `seconds` with no traffic, then RSS and open files, of every broker process. */
+async function measureIdle(cluster: TestCluster, seconds: number): Promise<IdleResult[]> {
+  const brokers = [...cluster.brokers.values()];
+  const before = brokers.map((b) => sampleProcess(b.process.pid as number));
+  const t0 = performance.now();
+  await sleep(seconds * 1000);
+  const elapsedMs = performance.now() - t0;
+  return brokers.map((b, i) => {
+    const after = sampleProcess(b.process.pid as number);
+    return {
+      broker: b.id,
+      cpuPercent: (100 * (after.cpuMs - (before[i] as ProcSample).cpuMs)) / elapsedMs,
+      rssBytes: after.rssBytes,
+      openFiles: after.openFiles,
+    };
+  });
+}
+
+/** Runs `work` over `items` with at most `limit` in flight. */
+async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await work(items[i] as T);
+      }
+    }),
+  );
+  return out;
+}
+
+/** Creates topics (a few at a time, retried), returning where each partition's leader is. */
+async function createTopics(cluster: TestCluster, names: string[], partitions: number): Promise<Placement[]> {
+  const layouts = await pool(names, 8, async (topic) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await cluster
+          .sentinel()
+          .getBrokers({ topic, partitions, replicaCount: 3 }, { timeoutMs: 30_000 });
+        return res.partitions.map((p) => ({ topic, partition: p.partition, leader: p.leader }));
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        await sleep(500 * attempt);
+      }
+    }
+  });
+  return layouts.flat();
+}
+
+/** Waits until every broker serves `count` partition replicas (Health: led + followed). */
+async function waitForReplicas(cluster: TestCluster, count: number, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  await waitFor(
+    async () => {
+      for (const b of cluster.brokers.values()) {
+        const h = await b.client.health({}, { timeoutMs: 10_000 });
+        if (h.partitionsLed + h.partitionsFollowed < count) return false;
+      }
+      return true;
+    },
+    { timeoutMs, intervalMs: 500, what: `every broker to serve ${count} partition replicas` },
+  );
+  return (performance.now() - t0) / 1000;
+}
+
+interface ProduceResult {
+  partitions: number;
+  recordsPerSecond: number;
+  errors: number;
+}
+
+/**
+ * acks=all produce for `seconds`: one SendMessage stream per leader broker, WINDOW requests in flight,
+ * each request RECORDS_PER_REQUEST records to the next partition that broker leads (round robin).
+ */
+async function produceSpread(
+  cluster: TestCluster,
+  placements: Placement[],
+  seconds: number,
+): Promise<ProduceResult> {
+  const byLeader = new Map<string, Placement[]>();
+  for (const p of placements) byLeader.set(p.leader, [...(byLeader.get(p.leader) ?? []), p]);
+  const payload = new Uint8Array(RECORD_BYTES).fill(97);
+  const records = Array.from({ length: RECORDS_PER_REQUEST }, () => ({ messageId: 0n, payload }));
+  let acked = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const deadline = t0 + seconds * 1000;
+  await Promise.all(
+    [...byLeader].map(async ([leader, owned]) => {
+      const client: Client<typeof BrokerService> = cluster.broker(leader).client;
+      const requests = new Pushable<MessageRequest>();
+      let next = 0;
+      let inflight = 0;
+      const send = () => {
+        if (performance.now() >= deadline) return false;
+        const p = owned[next++ % owned.length] as Placement;
+        inflight++;
+        requests.push(
+          create(MessageRequestSchema, {
+            topic: p.topic,
+            partition: p.partition,
+            acks: Acks.ALL,
+            records,
+          }),
+        );
+        return true;
+      };
+      for (let i = 0; i < WINDOW; i++) send();
+      try {
+        for await (const res of client.sendMessage(requests, { timeoutMs: seconds * 1000 + 60_000 })) {
+          inflight--;
+          for (const a of res.acks) {
+            if (a.error === ProduceError.NONE) acked++;
+            else errors++;
+          }
+          if (!send() && inflight === 0) requests.end();
+        }
+      } finally {
+        requests.end();
+      }
+    }),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  return { partitions: placements.length, recordsPerSecond: acked / elapsed, errors };
+}
+
+interface StepResult {
+  replicasPerBroker: number;
+  topicsCreated: number;
+  creationSeconds: number;
+  idle: IdleResult[];
+  produceOverAll: ProduceResult;
+  produceOverThree: ProduceResult;
+}
+
+interface BurstResult {
+  topics: number;
+  answered: number;
+  failed: number;
+  firstError?: string;
+  answeredSeconds: number;
+  /** Until every broker served every burst partition; undefined when that did not happen in time. */
+  servedSeconds?: number;
+}
+
+/** BURST topics of 1 partition, RF 3, requested all at once. */
+async function burst(cluster: TestCluster, topics: number, baseReplicas: number): Promise<BurstResult> {
+  const names = Array.from({ length: topics }, (_, i) => `burst-${String(i).padStart(4, "0")}`);
+  let failed = 0;
+  let firstError: string | undefined;
+  const t0 = performance.now();
+  await Promise.all(
+    names.map(async (topic) => {
+      try {
+        await cluster
+          .sentinel()
+          .getBrokers({ topic, partitions: 1, replicaCount: 3 }, { timeoutMs: 120_000 });
+      } catch (err) {
+        failed++;
+        firstError ??= err instanceof Error ? err.message : String(err);
+      }
+    }),
+  );
+  const answeredSeconds = (performance.now() - t0) / 1000;
+  let servedSeconds: number | undefined;
+  if (failed === 0) {
+    try {
+      await waitForReplicas(cluster, baseReplicas + topics, 180_000);
+      servedSeconds = (performance.now() - t0) / 1000;
+    } catch {
+      servedSeconds = undefined;
+    }
+  }
+  return {
+    topics,
+    answered: topics - failed,
+    failed,
+    ...(firstError !== undefined ? { firstError } : {}),
+    answeredSeconds,
+    ...(servedSeconds !== undefined ? { servedSeconds } : {}),
+  };
+}
+
+async function run(ctx: BenchContext): Promise<BenchOutput> {
+  const steps = ctx.quick ? QUICK_STEPS : STEPS;
+  const idleSeconds = ctx.quick ? 5 : 10;
+  const produceSeconds = ctx.quick ? 3 : 5;
+  const burstTopics = ctx.quick ? QUICK_BURST_TOPICS : BURST_TOPICS;
+  ctx.log("starting etcd, 3 sentinels, 3 brokers");
+  const cluster = await startCluster({ sentinels: 3, brokers: 3 });
+  const results: StepResult[] = [];
+  let placements: Placement[] = [];
+  let burstResult: BurstResult | undefined;
+  try {
+    for (const replicas of steps) {
+      const topicsWanted = replicas / PARTITIONS_PER_TOPIC;
+      const have = placements.length / PARTITIONS_PER_TOPIC;
+      const names = Array.from(
+        { length: topicsWanted - have },
+        (_, i) => `scale-${String(have + i).padStart(4, "0")}`,
+      );
+      ctx.log(`creating ${names.length} topics (to ${replicas} partition replicas per broker)`);
+      const t0 = performance.now();
+      placements = placements.concat(await createTopics(cluster, names, PARTITIONS_PER_TOPIC));
+      await waitForReplicas(cluster, replicas, 600_000);
+      const creationSeconds = (performance.now() - t0) / 1000;
+      await sleep(5_000); // let the role changes and first fetches settle
+      ctx.log(`idle for ${idleSeconds} s`);
+      const idle = await measureIdle(cluster, idleSeconds);
+      ctx.log(`idle CPU ${idle.map((r) => `${r.broker} ${fmt(r.cpuPercent)}%`).join(", ")}`);
+      const three = [...new Map(placements.map((p) => [p.leader, p])).values()];
+      ctx.log(`produce over ${three.length} partitions for ${produceSeconds} s`);
+      const produceOverThree = await produceSpread(cluster, three, produceSeconds);
+      ctx.log(`produce over ${placements.length} partitions for ${produceSeconds} s`);
+      const produceOverAll = await produceSpread(cluster, placements, produceSeconds);
+      ctx.log(
+        `${fmt(produceOverThree.recordsPerSecond)} vs ${fmt(produceOverAll.recordsPerSecond)} records/s`,
+      );
+      results.push({
+        replicasPerBroker: replicas,
+        topicsCreated: names.length,
+        creationSeconds,
+        idle,
+        produceOverAll,
+        produceOverThree,
+      });
+    }
+    ctx.log(`burst: ${burstTopics} topics at once`);
+    burstResult = await burst(cluster, burstTopics, placements.length);
+    ctx.log(
+      `burst: ${burstResult.answered} answered, ${burstResult.failed} failed in ${fmt(burstResult.answeredSeconds)} s`,
+    );
+  } finally {
+    await cluster.stop();
+  }
+
+  const maxOf = (values: number[]) => Math.max(...values);
+  const idleTable: Table = {
+    title: "Idle brokers by partition replicas per broker (RF 3 on 3 brokers; max over the 3 brokers)",
+    columns: ["replicas / broker", "idle CPU (% of a core)", "RSS", "open files", "created in"],
+    rows: results.map((r) => [
+      fmt(r.replicasPerBroker),
+      `${fmt(maxOf(r.idle.map((i) => i.cpuPercent)))} %`,
+      fmtBytes(maxOf(r.idle.map((i) => i.rssBytes))),
+      fmt(maxOf(r.idle.map((i) => i.openFiles))),
+      `${fmt(r.creationSeconds)} s (${r.topicsCreated} topics)`,
+    ]),
+    notes: [
+      `idle CPU measured over ${idleSeconds} s from /proc/<pid>/stat, 5 s after every replica took its role`,
+    ],
+  };
+  const produceTable: Table = {
+    title: `acks=all produce, ${RECORDS_PER_REQUEST} × ${RECORD_BYTES} B records per request, ${WINDOW} requests in flight per leader`,
+    columns: ["replicas / broker", "over 3 partitions", "over every partition", "ratio", "errors"],
+    rows: results.map((r) => [
+      fmt(r.replicasPerBroker),
+      `${fmt(r.produceOverThree.recordsPerSecond)} rec/s`,
+      `${fmt(r.produceOverAll.recordsPerSecond)} rec/s (${fmt(r.produceOverAll.partitions)})`,
+      `${fmt((100 * r.produceOverAll.recordsPerSecond) / r.produceOverThree.recordsPerSecond)} %`,
+      String(r.produceOverThree.errors + r.produceOverAll.errors),
+    ]),
+  };
+  const burstTable: Table = {
+    title: `${burstResult?.topics ?? burstTopics} topics (1 partition, RF 3) created at once, on top of the last step`,
+    columns: ["answered", "failed", "all answered after", "all served by the brokers after"],
+    rows: burstResult
+      ? [
+          [
+            fmt(burstResult.answered),
+            fmt(burstResult.failed),
+            `${fmt(burstResult.answeredSeconds)} s`,
+            burstResult.servedSeconds !== undefined ? `${fmt(burstResult.servedSeconds)} s` : "—",
+          ],
+        ]
+      : [],
+    ...(burstResult?.firstError ? { notes: [`first error: ${burstResult.firstError}`] } : {}),
+  };
+  return {
+    tables: [idleTable, produceTable, burstTable],
+    settings: {
+      steps,
+      partitionsPerTopic: PARTITIONS_PER_TOPIC,
+      idleSeconds,
+      produceSeconds,
+      recordBytes: RECORD_BYTES,
+      recordsPerRequest: RECORDS_PER_REQUEST,
+      window: WINDOW,
+      burstTopics,
+    },
+    data: { steps: results, burst: burstResult },
+    notes: [
+      "every process of the cluster (etcd, 3 sentinels, 3 brokers) and the load generator share this machine",
+    ],
+  };
+}
+
+export const partitionsBenchmark: Benchmark = {
+  name: "partitions",
+  description:
+    "idle CPU/RSS/open files of brokers at 300–3,000 partition replicas, spread produce, topic burst",
+  run,
+};
