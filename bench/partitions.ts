@@ -257,8 +257,15 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   const produceSeconds = ctx.quick ? 3 : 5;
   const burstTopics = ctx.quick ? QUICK_BURST_TOPICS : BURST_TOPICS;
   ctx.log("starting etcd, 3 sentinels, 3 brokers");
-  const cluster = await startCluster({ sentinels: 3, brokers: 3 });
+  // The defaults of `goulette dev` (the test helper's are tuned for fast failure detection).
+  const cluster = await startCluster({
+    sentinels: 3,
+    brokers: 3,
+    sentinelArgs: ["--election-ttl", "5"],
+    brokerArgs: ["--keepalive-interval", "3000", "--replica-lag-max", "10000"],
+  });
   const results: StepResult[] = [];
+  let stepFailure: { replicasPerBroker: number; error: string } | undefined;
   let placements: Placement[] = [];
   let burstResult: BurstResult | undefined;
   try {
@@ -271,8 +278,18 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       );
       ctx.log(`creating ${names.length} topics (to ${replicas} partition replicas per broker)`);
       const t0 = performance.now();
-      placements = placements.concat(await createTopics(cluster, names, PARTITIONS_PER_TOPIC));
-      await waitForReplicas(cluster, replicas, 600_000);
+      try {
+        placements = placements.concat(await createTopics(cluster, names, PARTITIONS_PER_TOPIC));
+        await waitForReplicas(cluster, replicas, 600_000);
+      } catch (err) {
+        // Recorded, not fatal: how the cluster fails at this size is a result too.
+        stepFailure = {
+          replicasPerBroker: replicas,
+          error: err instanceof Error ? err.message : String(err),
+        };
+        ctx.log(`growing to ${replicas} partition replicas per broker failed: ${stepFailure.error}`);
+        break;
+      }
       const creationSeconds = (performance.now() - t0) / 1000;
       await sleep(5_000); // let the role changes and first fetches settle
       ctx.log(`idle for ${idleSeconds} s`);
@@ -317,6 +334,11 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     ]),
     notes: [
       `idle CPU measured over ${idleSeconds} s from /proc/<pid>/stat, 5 s after every replica took its role`,
+      ...(stepFailure
+        ? [
+            `growing to ${fmt(stepFailure.replicasPerBroker)} replicas per broker failed: ${stepFailure.error}`,
+          ]
+        : []),
     ],
   };
   const produceTable: Table = {
@@ -357,7 +379,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       window: WINDOW,
       burstTopics,
     },
-    data: { steps: results, burst: burstResult },
+    data: { steps: results, stepFailure, burst: burstResult },
     notes: [
       "every process of the cluster (etcd, 3 sentinels, 3 brokers) and the load generator share this machine",
     ],
