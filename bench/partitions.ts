@@ -23,6 +23,7 @@ import { waitFor } from "./lib/wait.js";
  * 3 brokers, so every broker holds every partition). At each size: per-broker idle CPU, RSS and open
  * files (from /proc/<pid>), and acks=all produce throughput spread over every partition vs over 3.
  * Last, 1,000 single-partition topics are created at once (a burst) and the failures counted.
+ * Brokers run with `goulette dev`'s settings (--fsync interval, KeepAlive every 3 s, lag max 10 s).
  */
 
 /** Partition replicas per broker at each step (= partitions, with RF 3 on 3 brokers). */
@@ -35,6 +36,8 @@ const RECORD_BYTES = 100;
 const RECORDS_PER_REQUEST = 10;
 /** SendMessage requests in flight per broker stream. */
 const WINDOW = 32;
+/** `goulette dev`'s default; GOULETTE_BENCH_FSYNC=always measures fsync-before-ack instead. */
+const FSYNC = process.env.GOULETTE_BENCH_FSYNC === "always" ? "always" : "interval";
 
 interface Placement {
   topic: string;
@@ -262,7 +265,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     sentinels: 3,
     brokers: 3,
     sentinelArgs: ["--election-ttl", "5"],
-    brokerArgs: ["--keepalive-interval", "3000", "--replica-lag-max", "10000"],
+    brokerArgs: ["--keepalive-interval", "3000", "--replica-lag-max", "10000", "--fsync", FSYNC],
   });
   const results: StepResult[] = [];
   let stepFailure: { replicasPerBroker: number; error: string } | undefined;
@@ -342,7 +345,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     ],
   };
   const produceTable: Table = {
-    title: `acks=all produce, ${RECORDS_PER_REQUEST} × ${RECORD_BYTES} B records per request, ${WINDOW} requests in flight per leader`,
+    title: `acks=all produce (--fsync ${FSYNC}), ${RECORDS_PER_REQUEST} × ${RECORD_BYTES} B records per request, ${WINDOW} requests in flight per leader`,
     columns: ["replicas / broker", "over 3 partitions", "over every partition", "ratio", "errors"],
     rows: results.map((r) => [
       fmt(r.replicasPerBroker),
@@ -378,6 +381,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       recordsPerRequest: RECORDS_PER_REQUEST,
       window: WINDOW,
       burstTopics,
+      fsync: FSYNC,
     },
     data: { steps: results, stepFailure, burst: burstResult },
     notes: [
