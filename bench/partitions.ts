@@ -135,6 +135,40 @@ async function waitForReplicas(cluster: TestCluster, count: number, timeoutMs: n
   return (performance.now() - t0) / 1000;
 }
 
+/** Every SetTopicRole(s) call the brokers have answered (the sentinels push roles after creating topics). */
+async function rolePushes(cluster: TestCluster): Promise<number> {
+  let total = 0;
+  for (const b of cluster.brokers.values()) {
+    const body = await (await fetch(`${b.url}/metrics`)).text();
+    for (const line of body.split("\n")) {
+      if (line.startsWith("goulette_rpc_requests_total") && /method="SetTopicRoles?"/.test(line)) {
+        total += Number(line.slice(line.lastIndexOf(" ") + 1));
+      }
+    }
+  }
+  return total;
+}
+
+/**
+ * Waits until the sentinels stopped pushing roles (no SetTopicRole(s) call for 3 s): they push after
+ * the brokers already learnt the roles from KeepAlive, and idle means no traffic at all.
+ */
+async function waitForQuiet(cluster: TestCluster, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  let last = await rolePushes(cluster);
+  let quietSince = performance.now();
+  while (performance.now() - quietSince < 3_000) {
+    if (performance.now() - t0 > timeoutMs) break;
+    await sleep(500);
+    const now = await rolePushes(cluster);
+    if (now !== last) {
+      last = now;
+      quietSince = performance.now();
+    }
+  }
+  return (performance.now() - t0) / 1000;
+}
+
 interface ProduceResult {
   partitions: number;
   recordsPerSecond: number;
@@ -283,7 +317,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const t0 = performance.now();
       try {
         placements = placements.concat(await createTopics(cluster, names, PARTITIONS_PER_TOPIC));
-        await waitForReplicas(cluster, replicas, 600_000);
+        await waitForReplicas(cluster, replicas, 180_000);
       } catch (err) {
         // Recorded, not fatal: how the cluster fails at this size is a result too.
         stepFailure = {
@@ -294,7 +328,8 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         break;
       }
       const creationSeconds = (performance.now() - t0) / 1000;
-      await sleep(5_000); // let the role changes and first fetches settle
+      const quietSeconds = await waitForQuiet(cluster, 180_000);
+      ctx.log(`served after ${fmt(creationSeconds)} s, role pushes over after ${fmt(quietSeconds)} s more`);
       ctx.log(`idle for ${idleSeconds} s`);
       const idle = await measureIdle(cluster, idleSeconds);
       ctx.log(`idle CPU ${idle.map((r) => `${r.broker} ${fmt(r.cpuPercent)}%`).join(", ")}`);
@@ -336,7 +371,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       `${fmt(r.creationSeconds)} s (${r.topicsCreated} topics)`,
     ]),
     notes: [
-      `idle CPU measured over ${idleSeconds} s from /proc/<pid>/stat, 5 s after every replica took its role`,
+      `idle CPU measured over ${idleSeconds} s from /proc/<pid>/stat, once every replica took its role and the sentinels made no SetTopicRole(s) call for 3 s`,
       ...(stepFailure
         ? [
             `growing to ${fmt(stepFailure.replicasPerBroker)} replicas per broker failed: ${stepFailure.error}`,

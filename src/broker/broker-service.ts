@@ -20,6 +20,8 @@ export interface BrokerServiceOptions {
   maxMessageBytes: number;
   /** Replicate: answer an idle fetch after this long (ms). */
   replicationIdleResponseMs: number;
+  /** ReplicateSession: idle partitions count as fetched again at most this often (ms). */
+  replicationRefreshMs: number;
   /** Serve ReplicateSession (false: answer UNIMPLEMENTED, as a broker older than it). */
   replicationSessions: boolean;
   /** Registered with the sentinels and serving. */
@@ -119,6 +121,7 @@ export function createBrokerService(
                 {
                   lookup,
                   idleResponseMs: options.replicationIdleResponseMs,
+                  idleRefreshMs: options.replicationRefreshMs,
                   onOpen: () => sessions.inc({ side: "leader" }),
                   onClose: () => sessions.dec({ side: "leader" }),
                 },

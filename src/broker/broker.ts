@@ -189,6 +189,8 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     maxMessageBytes: config.maxMessageBytes,
     replicationIdleResponseMs: idleResponseMs,
     replicationSessions: useSessions,
+    // A quarter of the lag bound: an idle follower is refreshed 4 times before it could fall out.
+    replicationRefreshMs: Math.max(idleResponseMs, Math.floor(config.replicaLagMaxMs / 4)),
     ready,
     writable: () => live.session?.inContact ?? false,
     metrics,

@@ -8,13 +8,13 @@ import {
   ReplicateSessionRequestSchema,
   SessionFetchSchema,
   type ReplicateSessionRequest,
-  type ReplicateSessionResponse,
   type SessionFetch,
   type SessionPartitionAnswer,
 } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import type { FetcherHandle, Partition, ReplicaInfo } from "./partition.js";
 import { backoffMs, cut, startFetcher, store, type FollowerOptions } from "./replication-follower.js";
+import { needsAcknowledgement } from "./replication-session-state.js";
 
 export interface FollowerSessionsOptions extends FollowerOptions {
   /** Sessions open now, as a follower (the goulette_broker_replication_sessions gauge). */
@@ -186,6 +186,8 @@ class FollowerSession {
 
   async #connect(): Promise<void> {
     if (!this.leader.address) throw new Error(`the address of leader ${this.leader.brokerId} is unknown`);
+    // A partition is started again from its log end: writes of the previous connection land first.
+    await Promise.allSettled([...this.#members.values()].map((m) => m.applying));
     const client = createClient(BrokerService, this.options.transport(this.leader.address));
     const streamAbort = new AbortController();
     const onAbort = () => streamAbort.abort();
@@ -201,6 +203,7 @@ class FollowerSession {
     }
     outbound.push(create(ReplicateSessionRequestSchema, { followerId: this.options.brokerId, fetches }));
     this.#outbound = outbound;
+    const acks = new AckBatch(outbound);
     try {
       const responses = client.replicateSession(outbound, {
         signal: streamAbort.signal,
@@ -208,10 +211,11 @@ class FollowerSession {
       });
       for await (const res of responses) {
         stall.refresh();
-        const acks = await this.#store(res);
         if (this.#abort.signal.aborted) return;
-        // Every answer is acknowledged, an empty one too: that shows the leader this follower lives.
-        outbound.push(create(ReplicateSessionRequestSchema, { fetches: acks }));
+        // A keep-alive is answered at once (that shows the leader this follower lives); partitions are
+        // acknowledged one by one as their writes finish, so a slow one holds up no other.
+        if (res.partitions.length === 0) outbound.push(create(ReplicateSessionRequestSchema, {}));
+        for (const answer of res.partitions) this.#store(answer, acks);
       }
     } finally {
       clearTimeout(stall);
@@ -223,53 +227,53 @@ class FollowerSession {
     }
   }
 
-  /** Stores every partition's answer (partitions in parallel); returns their acknowledgements. */
-  async #store(res: ReplicateSessionResponse): Promise<SessionFetch[]> {
-    const acks: SessionFetch[] = [];
-    await Promise.all(
-      res.partitions.map(async (answer) => {
-        const member = this.#members.get(`${answer.topic}#${answer.partition}`);
-        if (member === undefined || member.state !== "joined") return;
-        if (answer.errorCode !== 0 || answer.data === undefined) {
-          this.#refused(member, answer);
-          return;
+  /** Stores one partition's answer (after the previous one of that partition) and acknowledges it. */
+  #store(answer: SessionPartitionAnswer, acks: AckBatch): void {
+    const member = this.#members.get(`${answer.topic}#${answer.partition}`);
+    if (member === undefined || member.state !== "joined") return;
+    if (answer.errorCode !== 0 || answer.data === undefined) {
+      this.#refused(member, answer);
+      return;
+    }
+    const p = member.p;
+    const current = p.leader;
+    // The partition moved on (its role change stops this member next): store nothing more.
+    if (
+      p.role !== "follower" ||
+      current?.brokerId !== this.leader.brokerId ||
+      current.address !== this.leader.address
+    ) {
+      return;
+    }
+    const data = answer.data;
+    const write = async () => {
+      if (data.truncateTo !== undefined) {
+        await cut(p, Number(data.truncateTo), this.#logger.child({ partition: p.key }));
+      } else {
+        await store(p, data);
+        member.offsetsVersion = data.offsetsVersion;
+      }
+    };
+    const work = (member.applying ?? Promise.resolve()).then(write).then(
+      () => {
+        member.failures = 0;
+        if (this.#members.get(p.key) === member && member.state === "joined" && needsAcknowledgement(data)) {
+          acks.add(this.#fetch(member, false));
         }
-        const p = member.p;
-        const current = p.leader;
-        // The partition moved on (its role change stops this member next): store nothing more.
-        if (
-          p.role !== "follower" ||
-          current?.brokerId !== this.leader.brokerId ||
-          current.address !== this.leader.address
-        ) {
-          return;
-        }
-        const data = answer.data;
-        const work =
-          data.truncateTo !== undefined
-            ? cut(p, Number(data.truncateTo), this.#logger.child({ partition: p.key }))
-            : store(p, data);
-        member.applying = work;
-        try {
-          await work;
-          if (data.truncateTo === undefined) member.offsetsVersion = data.offsetsVersion;
-          member.failures = 0;
-          if (this.#members.get(p.key) === member) acks.push(this.#fetch(member, false));
-        } catch (err) {
-          this.#logger.warn(
-            { partition: p.key, err: errorMessage(err) },
-            "storing replicated records failed",
-          );
-          this.#outbound?.push(
-            create(ReplicateSessionRequestSchema, { removed: [{ topic: p.topic, partition: p.partition }] }),
-          );
-          this.#retryLater(member);
-        } finally {
-          member.applying = undefined;
-        }
-      }),
+      },
+      (err: unknown) => {
+        if (this.#members.get(p.key) !== member) return;
+        this.#logger.warn({ partition: p.key, err: errorMessage(err) }, "storing replicated records failed");
+        this.#outbound?.push(
+          create(ReplicateSessionRequestSchema, { removed: [{ topic: p.topic, partition: p.partition }] }),
+        );
+        this.#retryLater(member);
+      },
     );
-    return acks;
+    member.applying = work;
+    void work.finally(() => {
+      if (member.applying === work) member.applying = undefined;
+    });
   }
 
   /** The leader took the partition out of the session: start it again after a back-off. */
@@ -310,5 +314,23 @@ class FollowerSession {
       member.state = "legacy";
       member.fetcher = startFetcher(this.options, member.p);
     }
+  }
+}
+
+/** Acknowledgements finished in the same turn of the event loop go out as one message. */
+class AckBatch {
+  #fetches: SessionFetch[] = [];
+
+  constructor(private readonly outbound: AsyncQueue<ReplicateSessionRequest>) {}
+
+  add(fetch: SessionFetch): void {
+    if (this.#fetches.length === 0) setImmediate(() => this.#flush());
+    this.#fetches.push(fetch);
+  }
+
+  #flush(): void {
+    const fetches = this.#fetches;
+    this.#fetches = [];
+    this.outbound.push(create(ReplicateSessionRequestSchema, { fetches }));
   }
 }

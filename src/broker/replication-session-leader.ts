@@ -18,6 +18,7 @@ import {
   NewsQueue,
   ResponseBudget,
   acknowledge,
+  needsAcknowledgement,
   newEntry,
   newsOf,
   type Departure,
@@ -29,6 +30,11 @@ export interface SessionLeaderOptions {
   lookup: (topic: string, partition: number) => Partition | undefined;
   /** With no news for this long, an empty answer goes out anyway (the follower's answer shows it lives). */
   idleResponseMs: number;
+  /**
+   * Idle partitions count as fetched again on a follower message at most this often (ms; default
+   * idleResponseMs / 2). Well below --replica-lag-max, or idle followers would leave the ISR.
+   */
+  idleRefreshMs?: number;
   /** Records per partition per answer. */
   maxRecords?: number;
   /** Bytes of records per partition per answer (at least one record is always sent). */
@@ -249,11 +255,11 @@ class LeaderSession {
 
   /**
    * Any message from the follower shows it is alive: each idle partition counts as fetched again at its
-   * position (at most twice per idle period, so a busy session does not walk every partition per message).
+   * position (at most every idleRefreshMs, so a session does not walk every partition per message).
    */
   #refreshIdle(followerId: string): void {
     const now = Date.now();
-    if (now - this.#lastRefresh < this.options.idleResponseMs / 2) return;
+    if (now - this.#lastRefresh < (this.options.idleRefreshMs ?? this.options.idleResponseMs / 2)) return;
     this.#lastRefresh = now;
     for (const { entry, p } of this.#held.values()) {
       if (!entry.awaitingAck && entry.truncateTo === undefined) this.#fetched(entry, p, followerId);
@@ -322,7 +328,7 @@ class LeaderSession {
         if (this.#held.get(key) !== held) continue; // removed or restarted while reading
         budget.spend(answer.bytes);
         this.#news.delete(key);
-        entry.awaitingAck = true;
+        entry.awaitingAck = needsAcknowledgement(answer.response);
         entry.sentVersion = answer.sentVersion;
         entry.sentHighWatermark = Number(answer.response.highWatermark);
         if (p.generation === entry.generation) p.onResponse(followerId, entry.stream, answer.shippableEnd);

@@ -5,6 +5,7 @@
  * follower's acknowledgement moves a partition on. No I/O: the shell reads logs and sends answers.
  */
 import { Code } from "@connectrpc/connect";
+import type { ReplicateResponse } from "../gen/goulette/v1/broker_pb.js";
 
 /** What the session needs to know about a partition on the leader, read at one moment. */
 export interface LeaderPartitionView {
@@ -96,6 +97,21 @@ export function newsOf(entry: SessionEntry, view: LeaderPartitionView, followerI
     return { kind: "data" };
   }
   return { kind: "none" };
+}
+
+/**
+ * Does the follower acknowledge this answer (and the leader wait for that before answering the partition
+ * again)? Not when it only moves the high watermark: the follower's position and offset table stay as
+ * they were, so there is nothing to acknowledge, and a produce costs one acknowledged answer, not two.
+ * Both sides decide from the answer alone.
+ */
+export function needsAcknowledgement(answer: ReplicateResponse): boolean {
+  return (
+    answer.truncateTo !== undefined ||
+    answer.records.length > 0 ||
+    answer.offsets.length > 0 ||
+    answer.offsetsSnapshot
+  );
 }
 
 /**

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
+import { ReplicateResponseSchema } from "../../src/gen/goulette/v1/broker_pb.js";
 import {
   NewsQueue,
   ResponseBudget,
   acknowledge,
+  needsAcknowledgement,
   newEntry,
   newsOf,
   type LeaderPartitionView,
@@ -109,6 +112,18 @@ describe("replication session: acknowledgements", () => {
     assert.equal(departure?.code, Code.FailedPrecondition);
     assert.match(departure?.message ?? "", /past the log end 20 of t#0/);
     assert.equal(e.fetchOffset, 10, "nothing changed");
+  });
+});
+
+describe("replication session: which answers are acknowledged", () => {
+  it("records, offsets, a cut and the first answer (whole offset table) are; a new high watermark alone is not", () => {
+    const answer = (init: Parameters<typeof create<typeof ReplicateResponseSchema>>[1]) =>
+      create(ReplicateResponseSchema, { highWatermark: 5n, ...init });
+    assert.equal(needsAcknowledgement(answer({})), false);
+    assert.equal(needsAcknowledgement(answer({ records: [{ offset: 5n }] })), true);
+    assert.equal(needsAcknowledgement(answer({ offsets: [{ consumerGroup: "g", offset: 1n }] })), true);
+    assert.equal(needsAcknowledgement(answer({ offsetsSnapshot: true })), true);
+    assert.equal(needsAcknowledgement(answer({ truncateTo: 0n })), true);
   });
 });
 
