@@ -89,19 +89,34 @@ export class PartitionManager {
    */
   async reconcile(assignments: readonly SetTopicRoleRequest[], appliedId: bigint): Promise<void> {
     const listed = new Set<string>();
-    await Promise.all(
-      assignments.map(async (req) => {
-        listed.add(`${req.topic}#${req.partition}`);
+    const opening: Promise<void>[] = [];
+    const failed = (req: SetTopicRoleRequest, err: unknown) =>
+      this.options.logger.error(
+        { partition: `${req.topic}#${req.partition}`, err: errorMessage(err) },
+        "cannot take the role the sentinel assigned",
+      );
+    for (const req of assignments) {
+      const key = `${req.topic}#${req.partition}`;
+      listed.add(key);
+      const open = this.#partitions.get(key);
+      // An open partition takes its role synchronously: with thousands of partitions listed every
+      // KeepAlive, a promise per unchanged role is most of what an idle broker does.
+      if (open !== undefined) {
         try {
-          await this.applyRole(req);
+          open.applyRole(toAssignment(req, this.options.brokerId));
         } catch (err) {
-          this.options.logger.error(
-            { partition: `${req.topic}#${req.partition}`, err: errorMessage(err) },
-            "cannot take the role the sentinel assigned",
-          );
+          failed(req, err);
         }
-      }),
-    );
+        continue;
+      }
+      opening.push(
+        this.applyRole(req).then(
+          () => undefined,
+          (err: unknown) => failed(req, err),
+        ),
+      );
+    }
+    await Promise.all(opening);
     if (appliedId < this.#maxAppliedId) return;
     this.#maxAppliedId = appliedId;
     const now = Date.now();
