@@ -1,4 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
@@ -12,9 +15,13 @@ import {
 } from "../src/gen/goulette/v1/broker_pb.js";
 import { Pushable } from "../test/helpers/broker-process.js";
 import { startCluster, type TestCluster } from "../test/helpers/cluster.js";
+import { Partition } from "../src/broker/partition.js";
+import { silentLogger } from "../src/observability/logger.js";
 import type { BenchContext, BenchOutput, Benchmark } from "./lib/benchmark.js";
+import { collectGarbage } from "./lib/gc.js";
 import { processCpuMs } from "./lib/cpu.js";
-import { fmt, fmtBytes, type Table } from "./lib/table.js";
+import { spread, type Spread } from "./lib/stats.js";
+import { fmt, fmtBytes, fmtSpread, type Table } from "./lib/table.js";
 import { waitFor } from "./lib/wait.js";
 
 /**
@@ -59,6 +66,52 @@ function sampleProcess(pid: number): ProcSample {
     rssBytes: rss ? Number(rss[1]) * 1024 : Number.NaN,
     openFiles: readdirSync(`/proc/${pid}/fd`).length,
   };
+}
+
+/**
+ * Memory of idle partitions in this process: `count` partitions opened on empty logs, each leading with
+ * two followers (the broker's settings), measured after a full GC against a warmed-up baseline.
+ */
+async function partitionMemory(count: number): Promise<{ rssKiB: number; heapKiB: number }> {
+  const dir = await mkdtemp(path.join(tmpdir(), "goulette-bench-partitions-"));
+  const open = (name: string) =>
+    Partition.open({
+      topic: name,
+      partition: 0,
+      dir: path.join(dir, name),
+      brokerId: "b1",
+      log: { fsync: FSYNC, logger: silentLogger() },
+      replicaLagMaxMs: 10_000,
+      replicationTimeoutMs: 15_000,
+      idempotencyWindow: 1024,
+      maxProducers: 10_000,
+      idempotencyScanRecords: 100_000,
+      shipUnsynced: FSYNC === "interval",
+      startFetcher: () => ({ stop: () => Promise.resolve() }),
+      logger: silentLogger(),
+    });
+  const replicas = ["b1", "b2", "b3"].map((brokerId) => ({ brokerId, address: `${brokerId}:1` }));
+  const all: Partition[] = [];
+  try {
+    for (let i = 0; i < 50; i++) all.push(await open(`warm-${i}`));
+    collectGarbage();
+    const before = process.memoryUsage();
+    for (let i = 0; i < count; i++) {
+      const p = await open(`idle-${i}`);
+      p.applyRole({ role: "leader", epoch: 1, leader: replicas[0] as (typeof replicas)[number], replicas });
+      all.push(p);
+    }
+    await sleep(500); // leadership set-up runs in the background
+    collectGarbage();
+    const after = process.memoryUsage();
+    return {
+      rssKiB: (after.rss - before.rss) / count / 1024,
+      heapKiB: (after.heapUsed - before.heapUsed) / count / 1024,
+    };
+  } finally {
+    await Promise.allSettled(all.map((p) => p.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 interface IdleResult {
@@ -236,8 +289,8 @@ interface StepResult {
   topicsCreated: number;
   creationSeconds: number;
   idle: IdleResult[];
-  produceOverAll: ProduceResult;
-  produceOverThree: ProduceResult;
+  /** Every repetition, the two variants back to back in alternating order. */
+  produce: { overThree: ProduceResult; overAll: ProduceResult }[];
 }
 
 interface BurstResult {
@@ -292,7 +345,11 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   const steps = ctx.quick ? QUICK_STEPS : STEPS;
   const idleSeconds = ctx.quick ? 5 : 10;
   const produceSeconds = ctx.quick ? 3 : 5;
+  const produceReps = ctx.quick ? 1 : 3;
   const burstTopics = ctx.quick ? QUICK_BURST_TOPICS : BURST_TOPICS;
+  ctx.log("memory of 2,000 idle partitions in this process");
+  const memory = await partitionMemory(2_000);
+  ctx.log(`${fmt(memory.rssKiB)} KiB RSS, ${fmt(memory.heapKiB)} KiB JS heap per idle partition`);
   ctx.log("starting etcd, 3 sentinels, 3 brokers");
   // The defaults of `goulette dev` (the test helper's are tuned for fast failure detection).
   const cluster = await startCluster({
@@ -334,20 +391,26 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const idle = await measureIdle(cluster, idleSeconds);
       ctx.log(`idle CPU ${idle.map((r) => `${r.broker} ${fmt(r.cpuPercent)}%`).join(", ")}`);
       const three = [...new Map(placements.map((p) => [p.leader, p])).values()];
-      ctx.log(`produce over ${three.length} partitions for ${produceSeconds} s`);
-      const produceOverThree = await produceSpread(cluster, three, produceSeconds);
-      ctx.log(`produce over ${placements.length} partitions for ${produceSeconds} s`);
-      const produceOverAll = await produceSpread(cluster, placements, produceSeconds);
-      ctx.log(
-        `${fmt(produceOverThree.recordsPerSecond)} vs ${fmt(produceOverAll.recordsPerSecond)} records/s`,
-      );
+      const produce: StepResult["produce"] = [];
+      for (let rep = 0; rep < produceReps; rep++) {
+        // Alternating order, so a drift of the machine's load hits both variants alike.
+        const first = rep % 2 === 0 ? three : placements;
+        const second = rep % 2 === 0 ? placements : three;
+        ctx.log(
+          `produce rep ${rep + 1}/${produceReps}: over ${first.length}, then ${second.length} partitions`,
+        );
+        const a = await produceSpread(cluster, first, produceSeconds);
+        const b = await produceSpread(cluster, second, produceSeconds);
+        const run = rep % 2 === 0 ? { overThree: a, overAll: b } : { overThree: b, overAll: a };
+        ctx.log(`${fmt(run.overThree.recordsPerSecond)} vs ${fmt(run.overAll.recordsPerSecond)} records/s`);
+        produce.push(run);
+      }
       results.push({
         replicasPerBroker: replicas,
         topicsCreated: names.length,
         creationSeconds,
         idle,
-        produceOverAll,
-        produceOverThree,
+        produce,
       });
     }
     ctx.log(`burst: ${burstTopics} topics at once`);
@@ -371,6 +434,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       `${fmt(r.creationSeconds)} s (${r.topicsCreated} topics)`,
     ]),
     notes: [
+      `memory per idle partition (2,000 opened in the benchmark process on empty logs, each leading with 2 followers, after a full GC): ${fmt(memory.rssKiB)} KiB RSS, of which ${fmt(memory.heapKiB)} KiB JS heap`,
       `idle CPU measured over ${idleSeconds} s from /proc/<pid>/stat, once every replica took its role and the sentinels made no SetTopicRole(s) call for 3 s`,
       ...(stepFailure
         ? [
@@ -379,16 +443,29 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         : []),
     ],
   };
+  const produceSpreads = (r: StepResult) => ({
+    three: spread(r.produce.map((p) => p.overThree.recordsPerSecond)),
+    all: spread(r.produce.map((p) => p.overAll.recordsPerSecond)),
+    ratio: spread(r.produce.map((p) => (100 * p.overAll.recordsPerSecond) / p.overThree.recordsPerSecond)),
+    errors: r.produce.reduce((sum, p) => sum + p.overThree.errors + p.overAll.errors, 0),
+  });
+  const rate = (s: Spread) => fmtSpread(s, 3, " rec/s");
   const produceTable: Table = {
     title: `acks=all produce (--fsync ${FSYNC}), ${RECORDS_PER_REQUEST} × ${RECORD_BYTES} B records per request, ${WINDOW} requests in flight per leader`,
     columns: ["replicas / broker", "over 3 partitions", "over every partition", "ratio", "errors"],
-    rows: results.map((r) => [
-      fmt(r.replicasPerBroker),
-      `${fmt(r.produceOverThree.recordsPerSecond)} rec/s`,
-      `${fmt(r.produceOverAll.recordsPerSecond)} rec/s (${fmt(r.produceOverAll.partitions)})`,
-      `${fmt((100 * r.produceOverAll.recordsPerSecond) / r.produceOverThree.recordsPerSecond)} %`,
-      String(r.produceOverThree.errors + r.produceOverAll.errors),
-    ]),
+    rows: results.map((r) => {
+      const p = produceSpreads(r);
+      return [
+        fmt(r.replicasPerBroker),
+        rate(p.three),
+        rate(p.all),
+        fmtSpread(p.ratio, 3, " %"),
+        String(p.errors),
+      ];
+    }),
+    notes: [
+      `median (min–max) of ${produceReps} repetitions of ${produceSeconds} s each variant, back to back in alternating order; the ratio is taken per repetition`,
+    ],
   };
   const burstTable: Table = {
     title: `${burstResult?.topics ?? burstTopics} topics (1 partition, RF 3) created at once, on top of the last step`,
@@ -412,13 +489,14 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       partitionsPerTopic: PARTITIONS_PER_TOPIC,
       idleSeconds,
       produceSeconds,
+      produceReps,
       recordBytes: RECORD_BYTES,
       recordsPerRequest: RECORDS_PER_REQUEST,
       window: WINDOW,
       burstTopics,
       fsync: FSYNC,
     },
-    data: { steps: results, stepFailure, burst: burstResult },
+    data: { memoryPerIdlePartition: memory, steps: results, stepFailure, burst: burstResult },
     notes: [
       "every process of the cluster (etcd, 3 sentinels, 3 brokers) and the load generator share this machine",
     ],

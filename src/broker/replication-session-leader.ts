@@ -3,7 +3,6 @@ import { Code } from "@connectrpc/connect";
 import { InvalidArgumentError } from "../errors.js";
 import { validateBrokerId, validateTopicName } from "../fsm/validation.js";
 import {
-  ReplicateResponseSchema,
   ReplicateSessionResponseSchema,
   SessionPartitionAnswerSchema,
   type ReplicateSessionRequest,
@@ -18,9 +17,11 @@ import {
   NewsQueue,
   ResponseBudget,
   acknowledge,
+  departure,
   needsAcknowledgement,
   newEntry,
   newsOf,
+  truncation,
   type Departure,
   type LeaderPartitionView,
   type SessionEntry,
@@ -299,17 +300,7 @@ class LeaderSession {
       } else if (news.kind === "truncate") {
         this.#news.delete(key);
         entry.awaitingAck = true;
-        answers.push(
-          create(SessionPartitionAnswerSchema, {
-            topic: entry.topic,
-            partition: entry.partition,
-            data: create(ReplicateResponseSchema, {
-              truncateTo: BigInt(news.to),
-              highWatermark: BigInt(p.highWatermark),
-              epoch: BigInt(p.epoch),
-            }),
-          }),
-        );
+        answers.push(truncation(entry, news.to, p.highWatermark, p.epoch));
       } else {
         const maxBytes = budget.next();
         if (maxBytes === undefined) break; // the rest keep their place for the next answer
@@ -397,13 +388,4 @@ function viewOf(p: Partition, followerId: string): LeaderPartitionView {
     highWatermark: p.highWatermark,
     offsetsVersion: p.offsets.version,
   };
-}
-
-function departure(topic: string, partition: number, why: Departure): SessionPartitionAnswer {
-  return create(SessionPartitionAnswerSchema, {
-    topic,
-    partition,
-    errorCode: why.code,
-    errorMessage: why.message,
-  });
 }

@@ -2,10 +2,17 @@
  * The pure bookkeeping of a replication session on the leader (see replication-session-leader.ts): what
  * the leader remembers per partition of one follower's session, what counts as news worth an answer,
  * which partitions an answer serves (first come, first served, within a byte budget), and how a
- * follower's acknowledgement moves a partition on. No I/O: the shell reads logs and sends answers.
+ * follower's acknowledgement moves a partition on, and the answers that carry no records. No I/O: the
+ * shell reads logs and sends answers.
  */
+import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import type { ReplicateResponse } from "../gen/goulette/v1/broker_pb.js";
+import {
+  ReplicateResponseSchema,
+  SessionPartitionAnswerSchema,
+  type ReplicateResponse,
+  type SessionPartitionAnswer,
+} from "../gen/goulette/v1/broker_pb.js";
 
 /** What the session needs to know about a partition on the leader, read at one moment. */
 export interface LeaderPartitionView {
@@ -139,6 +146,34 @@ export function acknowledge(
   // Retention moved the leader's log start past the follower: it restarts its log there.
   if (fetchOffset < view.logStartOffset) entry.truncateTo = view.logStartOffset;
   return undefined;
+}
+
+/** The answer that takes a partition out of the session. */
+export function departure(topic: string, partition: number, why: Departure): SessionPartitionAnswer {
+  return create(SessionPartitionAnswerSchema, {
+    topic,
+    partition,
+    errorCode: why.code,
+    errorMessage: why.message,
+  });
+}
+
+/** The answer that tells the follower to cut its log at `to` before fetching on. */
+export function truncation(
+  entry: SessionEntry,
+  to: number,
+  highWatermark: number,
+  epoch: number,
+): SessionPartitionAnswer {
+  return create(SessionPartitionAnswerSchema, {
+    topic: entry.topic,
+    partition: entry.partition,
+    data: create(ReplicateResponseSchema, {
+      truncateTo: BigInt(to),
+      highWatermark: BigInt(highWatermark),
+      epoch: BigInt(epoch),
+    }),
+  });
 }
 
 /**
