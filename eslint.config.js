@@ -13,6 +13,14 @@ export default tseslint.config(
       "@typescript-eslint/consistent-type-imports": "error",
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "no-console": ["error", { allow: ["error"] }],
+      "no-restricted-syntax": [
+        "error",
+        {
+          // pino's err serializer keeps the type, code and stack; a message string loses them.
+          selector: "Property[key.name='err'] > CallExpression[callee.name='errorMessage']",
+          message: "Log the error itself under `err` (pino serializes it), not errorMessage(err).",
+        },
+      ],
     },
   },
   {

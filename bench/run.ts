@@ -14,6 +14,7 @@ import { failoverBenchmark } from "./failover.js";
 import { getBrokersBenchmark } from "./getbrokers.js";
 import { groupsBenchmark } from "./groups.js";
 import { leadersBenchmark } from "./leaders.js";
+import { partitionsBenchmark } from "./partitions.js";
 import { profileBenchmark } from "./profile.js";
 import { recoveryBenchmark } from "./recovery.js";
 import { scalingBenchmark } from "./scaling.js";
@@ -34,7 +35,7 @@ const BENCHMARKS: Benchmark[] = [
   dataplaneBenchmark,
 ];
 /** Run only when named: not part of the default set. */
-const EXTRA: Benchmark[] = [profileBenchmark];
+const EXTRA: Benchmark[] = [profileBenchmark, partitionsBenchmark];
 
 /** Set in the re-executed run: the repository the frozen copy was taken from. */
 const FROZEN_FROM = "GOULETTE_BENCH_FROZEN_FROM";

@@ -10,6 +10,7 @@ import { fetchBatches } from "./fetch.js";
 import { partitionProgress } from "./partition-progress.js";
 import { pull } from "./pull.js";
 import { serveReplicate } from "./replication-leader.js";
+import { serveReplicateSession } from "./replication-session-leader.js";
 import { setTopicRoles } from "./set-topic-roles.js";
 
 export interface BrokerServiceOptions {
@@ -19,6 +20,10 @@ export interface BrokerServiceOptions {
   maxMessageBytes: number;
   /** Replicate: answer an idle fetch after this long (ms). */
   replicationIdleResponseMs: number;
+  /** ReplicateSession: idle partitions count as fetched again at most this often (ms). */
+  replicationRefreshMs: number;
+  /** Serve ReplicateSession (false: answer UNIMPLEMENTED, as a broker older than it). */
+  replicationSessions: boolean;
   /** Registered with the sentinels and serving. */
   ready: () => boolean;
   /** In contact with the sentinels (see SentinelSession.inContact): leaders take writes. */
@@ -30,7 +35,9 @@ export interface BrokerServiceOptions {
 const MAX_INFLIGHT_REQUESTS = 256;
 
 /** The BrokerService RPCs. */
-export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<typeof BrokerService> {
+export function createBrokerService(
+  options: BrokerServiceOptions,
+): Partial<ServiceImpl<typeof BrokerService>> {
   const lookup = (topic: string, partition: number) => options.partitions.get(topic, partition);
   const produceOptions: ProduceOptions = {
     lookup,
@@ -98,9 +105,33 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
 
     replicate(requests, ctx) {
       return translateStreamErrors(
-        serveReplicate({ lookup, idleResponseMs: options.replicationIdleResponseMs }, requests, ctx.signal),
+        countStream(
+          options.metrics,
+          serveReplicate({ lookup, idleResponseMs: options.replicationIdleResponseMs }, requests, ctx.signal),
+        ),
       );
     },
+
+    ...(options.replicationSessions
+      ? ({
+          replicateSession(requests, ctx) {
+            const sessions = options.metrics.replicationSessions;
+            return translateStreamErrors(
+              serveReplicateSession(
+                {
+                  lookup,
+                  idleResponseMs: options.replicationIdleResponseMs,
+                  idleRefreshMs: options.replicationRefreshMs,
+                  onOpen: () => sessions.inc({ side: "leader" }),
+                  onClose: () => sessions.dec({ side: "leader" }),
+                },
+                requests,
+                ctx.signal,
+              ),
+            );
+          },
+        } satisfies Partial<ServiceImpl<typeof BrokerService>>)
+      : {}),
 
     health(req) {
       let led = 0;
@@ -118,6 +149,16 @@ export function createBrokerService(options: BrokerServiceOptions): ServiceImpl<
       };
     },
   };
+}
+
+/** Counts a per-partition Replicate stream while it is served. */
+async function* countStream<T>(metrics: BrokerMetrics, stream: AsyncIterable<T>): AsyncGenerator<T> {
+  metrics.replicationStreams.inc();
+  try {
+    yield* stream;
+  } finally {
+    metrics.replicationStreams.dec();
+  }
 }
 
 /**

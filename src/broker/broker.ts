@@ -5,7 +5,6 @@ import { isMessage } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor, StreamRequest, UnaryRequest } from "@connectrpc/connect";
 import type { Registry } from "prom-client";
 import { bearerHeaders } from "../common/bearer.js";
-import { errorMessage } from "../errors.js";
 import { canonicalListeners, type ListenerAddress } from "../fsm/listeners.js";
 import { BrokerService, GetCommittedOffsetRequestSchema } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
@@ -19,11 +18,12 @@ import {
   type TlsFiles,
 } from "../server/rpc-server.js";
 import { TransportPool } from "../server/transport-pool.js";
-import type { FsyncPolicy, StorageFileSystem } from "../storage/index.js";
+import { OpenFileCache, nodeFileSystem, type FsyncPolicy, type StorageFileSystem } from "../storage/index.js";
 import { createBrokerService } from "./broker-service.js";
 import { consumerGroupLag, type LedPartitionOffsets } from "./consumer-lag.js";
 import { PartitionManager } from "./partition-manager.js";
-import { startFetcher } from "./replication-follower.js";
+import { startFetcher, type FollowerOptions } from "./replication-follower.js";
+import { FollowerSessions } from "./replication-session-follower.js";
 import { SentinelSession } from "./sentinel-session.js";
 
 export interface BrokerConfig {
@@ -71,7 +71,16 @@ export interface BrokerConfig {
   fileSystem?: StorageFileSystem;
   /** At most this many (group, topic) series of the per-group consumer lag metric (default 200). */
   maxConsumerLagSeries?: number;
+  /**
+   * Replicate over one ReplicateSession stream per leader and serve it (default true); false behaves as
+   * a broker older than ReplicateSession: one Replicate stream per partition, sessions UNIMPLEMENTED.
+   */
+  replicationSessions?: boolean;
+  /** Segment files kept open at most (least recently used closed first, reopened on use); default 1024. */
+  maxOpenSegmentFiles?: number;
 }
+
+export const DEFAULT_MAX_OPEN_SEGMENT_FILES = 1024;
 
 /** A running broker. */
 export interface Broker {
@@ -95,6 +104,7 @@ const PROTECTED = new Set([
   "CommitOffset",
   "DeleteCommittedOffset",
   "Replicate",
+  "ReplicateSession",
   "SetTopicRole",
   "SetTopicRoles",
   "RemoveTopic",
@@ -124,7 +134,22 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const pool = new TransportPool(config.tls ? { tls: { ...config.tls } } : {});
   const headers = bearerHeaders(config.authToken);
   const dataDir = path.resolve(config.dataDir);
+  const openFiles = new OpenFileCache(config.maxOpenSegmentFiles ?? DEFAULT_MAX_OPEN_SEGMENT_FILES);
+  let countedOpens = 0;
   const idleResponseMs = Math.max(20, Math.min(500, Math.floor(config.replicaLagMaxMs / 4)));
+  const useSessions = config.replicationSessions ?? true;
+  const followerOptions: FollowerOptions = {
+    brokerId: config.id,
+    transport: (url) => pool.get(url),
+    headers,
+    stallTimeoutMs: Math.max(5_000, idleResponseMs * 10),
+    logger: logger.child({ component: "replication" }),
+  };
+  const followerSessions = new FollowerSessions({
+    ...followerOptions,
+    onOpen: () => metrics.replicationSessions.inc({ side: "follower" }),
+    onClose: () => metrics.replicationSessions.dec({ side: "follower" }),
+  });
 
   const partitions = new PartitionManager({
     dataDir,
@@ -137,7 +162,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
         maxRecordBytes: config.maxMessageBytes + RECORD_OVERHEAD_BYTES,
         ...(config.retentionMs !== undefined ? { retentionMs: config.retentionMs } : {}),
         ...(config.retentionBytes !== undefined ? { retentionBytes: config.retentionBytes } : {}),
-        ...(config.fileSystem ? { fileSystem: config.fileSystem } : {}),
+        fileSystem: openFiles.fileSystem(config.fileSystem ?? nodeFileSystem),
         logger,
         onFsync: (seconds) => metrics.fsyncDuration.observe(seconds),
       },
@@ -149,17 +174,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       maxProducers: 10_000,
       idempotencyScanRecords: 100_000,
     },
-    startFetcher: (p) =>
-      startFetcher(
-        {
-          brokerId: config.id,
-          transport: (url) => pool.get(url),
-          headers,
-          stallTimeoutMs: Math.max(5_000, idleResponseMs * 10),
-          logger: logger.child({ component: "replication" }),
-        },
-        p,
-      ),
+    startFetcher: (p) => (useSessions ? followerSessions.start(p) : startFetcher(followerOptions, p)),
     absenceGraceMs: 2 * config.keepAliveIntervalMs,
     logger: logger.child({ component: "partition" }),
   });
@@ -171,6 +186,9 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     partitions,
     maxMessageBytes: config.maxMessageBytes,
     replicationIdleResponseMs: idleResponseMs,
+    replicationSessions: useSessions,
+    // A quarter of the lag bound: an idle follower is refreshed 4 times before it could fall out.
+    replicationRefreshMs: Math.max(idleResponseMs, Math.floor(config.replicaLagMaxMs / 4)),
     ready,
     writable: () => live.session?.inContact ?? false,
     metrics,
@@ -189,7 +207,12 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     },
     interceptors,
     fallback: (req, res) =>
-      void httpFallback(req, res, ready, registry, () => updateGauges(partitions, metrics, ready())),
+      void httpFallback(req, res, ready, registry, () => {
+        updateGauges(partitions, metrics, ready());
+        metrics.openSegmentFiles.set(openFiles.openCount);
+        metrics.segmentFileOpens.inc(openFiles.opens - countedOpens);
+        countedOpens = openFiles.opens;
+      }),
     // A SendMessage request carries a batch of records, each up to the payload limit.
     readMaxBytes: Math.max(16 * 1024 * 1024, 4 * (config.maxMessageBytes + RECORD_OVERHEAD_BYTES)),
     ...(config.tls ? { tls: config.tls } : {}),
@@ -277,7 +300,7 @@ async function enforceRetention(partitions: PartitionManager, logger: Logger): P
         logger.info({ partition: p.key, ...result }, "retention deleted old segments");
       }
     } catch (err) {
-      if (!p.closed) logger.warn({ partition: p.key, err: errorMessage(err) }, "retention failed");
+      if (!p.closed) logger.warn({ partition: p.key, err: err }, "retention failed");
     }
   }
 }

@@ -62,6 +62,8 @@ export class ConsumerOffsets {
   #recent: OffsetChange[] = [];
   #writing: Promise<void> = Promise.resolve();
   #queued: Promise<void> | undefined;
+  /** What the file holds (the empty table when there is none): an identical table is not written again. */
+  #stored = "";
   readonly #maxGroups: number;
 
   private constructor(
@@ -75,6 +77,7 @@ export class ConsumerOffsets {
     const store = new ConsumerOffsets(path.join(dir, FILE_NAME), options);
     const text = await readFileIfExists(store.file);
     if (text !== undefined) store.#load(text);
+    store.#stored = store.#serialize();
     return store;
   }
 
@@ -236,7 +239,13 @@ export class ConsumerOffsets {
       .catch(() => undefined)
       .then(() => {
         this.#queued = undefined;
-        this.#writing = writeFileAtomic(this.file, this.#serialize());
+        const text = this.#serialize();
+        // A follower gets the whole table each time it starts replicating a partition: with thousands
+        // of partitions, rewriting identical files is most of what a (re)start costs.
+        if (text === this.#stored) return;
+        this.#writing = writeFileAtomic(this.file, text).then(() => {
+          this.#stored = text;
+        });
         return this.#writing;
       });
     this.#queued = queued;

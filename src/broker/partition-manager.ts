@@ -1,6 +1,6 @@
 import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
-import { InvalidArgumentError, errorMessage } from "../errors.js";
+import { InvalidArgumentError } from "../errors.js";
 import { validateTopicName } from "../fsm/validation.js";
 import { PartitionRole, type ReplicaRef, type SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
@@ -90,18 +90,35 @@ export class PartitionManager {
    */
   async reconcile(assignments: readonly SetTopicRoleRequest[], appliedId: bigint): Promise<void> {
     const listed = new Set<string>();
-    // Bounded and yielding: a KeepAlive answer may list thousands of roles.
-    await forEachYielding(assignments, APPLY_CONCURRENCY, async (req) => {
-      listed.add(`${req.topic}#${req.partition}`);
-      try {
-        await this.applyRole(req);
-      } catch (err) {
-        this.options.logger.error(
-          { partition: `${req.topic}#${req.partition}`, err: errorMessage(err) },
-          "cannot take the role the sentinel assigned",
-        );
+    const toOpen: SetTopicRoleRequest[] = [];
+    const failed = (req: SetTopicRoleRequest, err: unknown) =>
+      this.options.logger.error(
+        { partition: `${req.topic}#${req.partition}`, err },
+        "cannot take the role the sentinel assigned",
+      );
+    for (const req of assignments) {
+      const key = `${req.topic}#${req.partition}`;
+      listed.add(key);
+      const open = this.#partitions.get(key);
+      // An open partition takes its role synchronously: with thousands of partitions listed every
+      // KeepAlive, a promise per unchanged role is most of what an idle broker does.
+      if (open === undefined) {
+        toOpen.push(req);
+        continue;
       }
-    });
+      try {
+        open.applyRole(toAssignment(req, this.options.brokerId));
+      } catch (err) {
+        failed(req, err);
+      }
+    }
+    // Opening is I/O: bounded and yielding, as a KeepAlive answer may list thousands of new roles.
+    await forEachYielding(toOpen, APPLY_CONCURRENCY, (req) =>
+      this.applyRole(req).then(
+        () => undefined,
+        (err: unknown) => failed(req, err),
+      ),
+    );
     if (appliedId < this.#maxAppliedId) return;
     this.#maxAppliedId = appliedId;
     const now = Date.now();
@@ -160,8 +177,7 @@ export class PartitionManager {
     this.#partitions.clear();
     const results = await Promise.allSettled(all.map((p) => p.close()));
     for (const r of results) {
-      if (r.status === "rejected")
-        this.options.logger.error({ err: errorMessage(r.reason) }, "closing a partition failed");
+      if (r.status === "rejected") this.options.logger.error({ err: r.reason }, "closing a partition failed");
     }
   }
 }

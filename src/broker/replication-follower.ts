@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { setTimeout as sleep } from "node:timers/promises";
-import { errorMessage } from "../errors.js";
 import {
   BrokerService,
   ReplicateRequestSchema,
@@ -28,8 +27,14 @@ export interface FollowerOptions {
 const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 1_000;
 
+/** Reconnect delay after `failures` failures in a row: 50 ms doubling to 1 s. */
+export function backoffMs(failures: number): number {
+  return Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.min(failures, 5));
+}
+
 /**
- * A follower's fetch loop for one partition: opens a Replicate stream to the leader it was told about,
+ * A follower's fetch loop for one partition (used when the leader is older than ReplicateSession, see
+ * replication-session-follower.ts): opens a Replicate stream to the leader it was told about,
  * cuts its log where the leader says it diverged, appends what the leader sends (keeping the leader's
  * offsets and epoch labels), stores the consumer offsets, and asks for more. Reconnects with backoff.
  */
@@ -47,10 +52,9 @@ export function startFetcher(options: FollowerOptions, p: Partition): FetcherHan
         failures++;
         // The first failures are expected around role changes (leader not ready yet); say more later.
         const level = failures > 20 && failures % 20 === 1 ? "warn" : "debug";
-        logger[level]({ err: errorMessage(err), failures }, "replication stream failed; reconnecting");
+        logger[level]({ err: err, failures }, "replication stream failed; reconnecting");
       }
-      const delay = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.min(failures, 5));
-      await sleep(delay, undefined, { signal: abort.signal }).catch(() => undefined);
+      await sleep(backoffMs(failures), undefined, { signal: abort.signal }).catch(() => undefined);
     }
   })();
   return {
@@ -125,7 +129,7 @@ async function runStream(
 }
 
 /** Makes the log a prefix of the leader's (or restarts it at the leader's log start). */
-async function cut(p: Partition, offset: number, logger: Logger): Promise<void> {
+export async function cut(p: Partition, offset: number, logger: Logger): Promise<void> {
   const end = p.log.logEndOffset;
   if (offset < end) {
     logger.warn(
@@ -143,7 +147,7 @@ async function cut(p: Partition, offset: number, logger: Logger): Promise<void> 
 }
 
 /** Stores one response: epoch labels first, then the records, then the consumer offsets. */
-async function store(p: Partition, res: ReplicateResponse): Promise<void> {
+export async function store(p: Partition, res: ReplicateResponse): Promise<void> {
   if (res.records.length > 0) {
     await p.epochs.adopt(
       res.leaderEpochs.map((e) => ({ epoch: Number(e.epoch), startOffset: Number(e.startOffset) })),

@@ -3,6 +3,7 @@ import { FailedPreconditionError, UnavailableError } from "../errors.js";
 import { validateBrokerId, validateTopicName } from "../fsm/validation.js";
 import {
   ReplicateResponseSchema,
+  type LeaderEpoch,
   type ReplicateRequest,
   type ReplicateResponse,
 } from "../gen/goulette/v1/broker_pb.js";
@@ -55,7 +56,7 @@ export async function* serveReplicate(
       }
       session = { p, followerId: req.followerId, stream: p.openStream(req.followerId), generation };
       const fetchOffset = Number(req.fetchOffset);
-      const truncateTo = firstCut(p, req, fetchOffset);
+      const truncateTo = firstCut(p, req.leaderEpochs, fetchOffset);
       if (truncateTo !== undefined) {
         yield create(ReplicateResponseSchema, {
           truncateTo: BigInt(truncateTo),
@@ -111,47 +112,84 @@ export async function* serveReplicate(
       await p.dataSignal.wait(deadline - now, abort);
     }
     if (abort.aborted) return;
-    const end = p.shippableEnd;
-    const records =
-      end > fetchOffset
-        ? await p.log.read(fetchOffset, options.maxRecords ?? 1000, options.maxBytes ?? 1024 * 1024, {
-            endOffset: end,
-          })
-        : [];
-    const { changes, snapshot } = p.offsets.changesSince(sentVersion);
-    sentVersion = p.offsets.version;
-    const first = records[0];
-    const last = records[records.length - 1];
-    p.onResponse(followerId, stream, end);
-    yield create(ReplicateResponseSchema, {
-      records: records.map(toReplicatedRecord),
-      highWatermark: BigInt(p.highWatermark),
-      epoch: BigInt(p.epoch),
-      leaderEpochs:
-        first && last
-          ? p.epochs.covering(first.offset, last.offset).map((e) => ({
-              epoch: BigInt(e.epoch),
-              startOffset: BigInt(e.startOffset),
-            }))
-          : [],
-      // Each change is the group's whole entry: offset -1 = none, member_epoch = its fence; (-1, 0)
-      // deletes the group (see OffsetChange).
-      offsets: changes.map((c) => ({
-        consumerGroup: c.group,
-        topic: p.topic,
-        partition: p.partition,
-        offset: BigInt(c.offset),
-        memberEpoch: BigInt(c.fence),
-      })),
-      offsetsVersion: BigInt(sentVersion),
-      offsetsSnapshot: snapshot,
+    const answer = await readAnswer(p, fetchOffset, sentVersion, {
+      maxRecords: options.maxRecords ?? DEFAULT_MAX_RECORDS,
+      maxBytes: options.maxBytes ?? DEFAULT_MAX_BYTES,
     });
+    sentVersion = answer.sentVersion;
+    p.onResponse(followerId, stream, answer.shippableEnd);
+    yield answer.response;
   }
 }
 
+export const DEFAULT_MAX_RECORDS = 1000;
+export const DEFAULT_MAX_BYTES = 1024 * 1024;
+
+/** One answer to a follower fetching from `fetchOffset` (Replicate, or a partition of a session). */
+export interface Answer {
+  response: ReplicateResponse;
+  /** The consumer-offset version the answer brings the follower to. */
+  sentVersion: number;
+  /** What the follower could have copied when the answer was made (for Partition.onResponse). */
+  shippableEnd: number;
+  /** Stored bytes of the records in it. */
+  bytes: number;
+}
+
+/**
+ * Reads the records after `fetchOffset` that followers may copy (within the limits) and the
+ * consumer-offset changes since `sentVersion` (all of them when undefined), as one answer.
+ */
+export async function readAnswer(
+  p: Partition,
+  fetchOffset: number,
+  sentVersion: number | undefined,
+  limits: { maxRecords: number; maxBytes: number },
+): Promise<Answer> {
+  const end = p.shippableEnd;
+  const records =
+    end > fetchOffset
+      ? await p.log.read(fetchOffset, limits.maxRecords, limits.maxBytes, { endOffset: end })
+      : [];
+  const { changes, snapshot } = p.offsets.changesSince(sentVersion);
+  const version = p.offsets.version;
+  const first = records[0];
+  const last = records[records.length - 1];
+  let bytes = 0;
+  for (const r of records) bytes += r.sizeBytes;
+  const response = create(ReplicateResponseSchema, {
+    records: records.map(toReplicatedRecord),
+    highWatermark: BigInt(p.highWatermark),
+    epoch: BigInt(p.epoch),
+    leaderEpochs:
+      first && last
+        ? p.epochs.covering(first.offset, last.offset).map((e) => ({
+            epoch: BigInt(e.epoch),
+            startOffset: BigInt(e.startOffset),
+          }))
+        : [],
+    // Each change is the group's whole entry: offset -1 = none, member_epoch = its fence; (-1, 0)
+    // deletes the group (see OffsetChange).
+    offsets: changes.map((c) => ({
+      consumerGroup: c.group,
+      topic: p.topic,
+      partition: p.partition,
+      offset: BigInt(c.offset),
+      memberEpoch: BigInt(c.fence),
+    })),
+    offsetsVersion: BigInt(version),
+    offsetsSnapshot: snapshot,
+  });
+  return { response, sentVersion: version, shippableEnd: end, bytes };
+}
+
 /** Where a new stream's follower must cut its log first, if anywhere. */
-function firstCut(p: Partition, req: ReplicateRequest, fetchOffset: number): number | undefined {
-  const follower = req.leaderEpochs.map((e) => ({
+export function firstCut(
+  p: Partition,
+  followerEpochs: readonly LeaderEpoch[],
+  fetchOffset: number,
+): number | undefined {
+  const follower = followerEpochs.map((e) => ({
     epoch: Number(e.epoch),
     startOffset: Number(e.startOffset),
   }));

@@ -4,12 +4,22 @@
  */
 export class Signal {
   #waiters: Array<() => void> = [];
+  /** Lasting listeners (a replication session watching many partitions with one wake-up of its own). */
+  readonly #listeners = new Set<() => void>();
 
   notify(): void {
+    for (const listener of this.#listeners) listener();
     if (this.#waiters.length === 0) return;
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const wake of waiters) wake();
+  }
+
+  /** Calls `listener` on every notify() until the returned function is called. */
+  subscribe(listener: () => void): () => void {
+    const own = () => listener();
+    this.#listeners.add(own);
+    return () => this.#listeners.delete(own);
   }
 
   /** Resolves on the next notify(), after `timeoutMs`, or when `abort` fires (never rejects). */

@@ -51,6 +51,8 @@ export async function runBroker(argv: string[]): Promise<void> {
     replicaLagMaxMs: o.replicaLagMax,
     minInsyncReplicas: o.minInsyncReplicas,
     maxConsumerLagSeries: o.maxConsumerLagSeries,
+    replicationSessions: o.replicationSessions,
+    maxOpenSegmentFiles: o.maxOpenSegmentFiles,
     rpcLimits,
     ...(cors ? { cors } : {}),
     ...(o.authToken ? { authToken: o.authToken } : {}),

@@ -86,6 +86,21 @@ export const brokerOptionSchema = {
     default: 10_000,
     min: 100,
   }),
+  "replication-sessions": option({
+    kind: "boolean",
+    description:
+      "Replicate every partition followed from one leader over one ReplicateSession stream, and serve it " +
+      "(false: one Replicate stream per partition, as brokers before sessions)",
+    default: true,
+  }),
+  "max-open-segment-files": option({
+    kind: "number",
+    description:
+      "Segment files kept open at most; the least recently used are closed and reopened on use (files in use stay open)",
+    default: 1024,
+    min: 1,
+    integer: true,
+  }),
   "min-insync-replicas": option({
     kind: "number",
     description:

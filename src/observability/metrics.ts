@@ -211,6 +211,13 @@ export interface BrokerMetrics {
   fsyncDuration: Histogram;
   partitionsLed: Gauge;
   partitionsFollowed: Gauge;
+  /** ReplicateSession streams open now: side="leader" served, side="follower" opened to leaders. */
+  replicationSessions: Gauge<"side">;
+  /** Per-partition Replicate streams served now (followers on brokers older than ReplicateSession). */
+  replicationStreams: Gauge;
+  /** Segment files open now (bounded by --max-open-segment-files), and how often one was (re)opened. */
+  openSegmentFiles: Gauge;
+  segmentFileOpens: Counter;
   underReplicatedPartitions: Gauge;
   underMinInsyncPartitions: Gauge;
   inSyncReplicas: Gauge;
@@ -248,6 +255,15 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
   // Every kind exported from the start: rate() cannot see the first increment of a series that appears
   // with it, and the first refused acks=all is the one an alert should not miss.
   for (const error of PRODUCE_ERROR_KINDS) produceErrors.inc({ error }, 0);
+  const replicationSessions = new Gauge({
+    name: "goulette_broker_replication_sessions",
+    help:
+      "ReplicateSession streams open now, one per (follower, leader) broker pair: side=leader served to " +
+      "followers, side=follower opened to leaders",
+    labelNames: ["side"],
+    registers,
+  });
+  for (const side of ["leader", "follower"]) replicationSessions.set({ side }, 0);
   return {
     messagesIn: new Counter({
       name: "goulette_broker_messages_in_total",
@@ -303,6 +319,22 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
     partitionsFollowed: new Gauge({
       name: "goulette_broker_partitions_followed",
       help: "Partitions this broker follows",
+      registers,
+    }),
+    replicationSessions,
+    openSegmentFiles: new Gauge({
+      name: "goulette_broker_open_segment_files",
+      help: "Segment files open now (at most --max-open-segment-files unless that many are in use at once)",
+      registers,
+    }),
+    segmentFileOpens: new Counter({
+      name: "goulette_broker_segment_file_opens_total",
+      help: "Segment files (re)opened since the broker started; climbing under steady load: raise --max-open-segment-files",
+      registers,
+    }),
+    replicationStreams: new Gauge({
+      name: "goulette_broker_replication_streams",
+      help: "Per-partition Replicate streams served now (followers older than ReplicateSession)",
       registers,
     }),
     underReplicatedPartitions: new Gauge({

@@ -268,7 +268,8 @@ class FileLog implements PartitionLog {
   private closing = false;
   private closed = false;
   private closePromise: Promise<void> | undefined;
-  private readonly timer: NodeJS.Timeout | undefined;
+  /** fsync "interval": armed by the first write after a sync, so an idle log has no timer at all. */
+  private syncTimer: NodeJS.Timeout | undefined;
   private readonly cache: TailCache;
   private readonly listeners = new Set<(logEndOffset: number) => void>();
   private readonly counters: PartitionLogStats = {
@@ -295,12 +296,6 @@ class FileLog implements PartitionLog {
     const active = this.active;
     this.durable = { segment: active, size: active.size, offset: active.nextOffset };
     this.cache = new TailCache(o.tailCacheBytes);
-    if (o.fsync === "interval") {
-      this.timer = setInterval(() => {
-        if (this.writtenSeq > this.durableSeq && !this.closing) this.requestSync();
-      }, o.fsyncIntervalMs);
-      this.timer.unref();
-    }
   }
 
   get dir(): string {
@@ -546,7 +541,18 @@ class FileLog implements PartitionLog {
       this.requestSync();
     } else {
       jobs.forEach((job, i) => job.resolve(results[i] as AppendResult));
+      this.armSyncTimer();
     }
+  }
+
+  /** fsync "interval": the written data is fsynced at most --fsync-interval ms after its write. */
+  private armSyncTimer(): void {
+    if (this.syncTimer !== undefined || this.closing) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = undefined;
+      if (this.writtenSeq > this.durableSeq && !this.closing) this.requestSync();
+    }, this.o.fsyncIntervalMs);
+    this.syncTimer.unref();
   }
 
   // ---- durability ----------------------------------------------------------------------------------
@@ -971,7 +977,7 @@ class FileLog implements PartitionLog {
     if (this.closePromise !== undefined) return this.closePromise;
     this.closing = true;
     this.closePromise = this.control(async () => {
-      if (this.timer !== undefined) clearInterval(this.timer);
+      clearTimeout(this.syncTimer);
       while (this.syncRunning) await this.syncDone;
       if (this.syncFailure !== undefined) await this.rollBackToDurable();
       const fs = this.o.fileSystem;

@@ -2,6 +2,7 @@ import path from "node:path";
 
 import type { Logger } from "../observability/logger.js";
 import { CorruptRecordError } from "./errors.js";
+import { pinFile, unpinFile } from "./file-cache.js";
 import type { StorageFile, StorageFileSystem } from "./file-system.js";
 import { OffsetIndex, decodeIndexFile, encodeIndexFile } from "./offset-index.js";
 import {
@@ -386,13 +387,15 @@ export class Segment {
     });
   }
 
-  /** Pins the file open for a read. */
+  /** Pins the file open for a read (a file cache does not close it under the reader either). */
   acquire(): void {
     this.refs++;
+    pinFile(this.file);
   }
 
   release(): void {
     this.refs--;
+    unpinFile(this.file);
     if (this.refs === 0 && this.retired) void this.closeFile().catch(() => undefined);
   }
 

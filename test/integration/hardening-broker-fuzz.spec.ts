@@ -206,17 +206,28 @@ describe("broker request decoding and validation under fuzzing", () => {
         epoch: String(p ? p.epoch : 1),
       };
     };
+    // ReplicateSession as fb2: start, acknowledge or remove partitions (led by fb1 or not).
+    const sessionMessage = (rng: Rng): JsonObject => {
+      const { followerId = "fb2", topic = "streams", partition = 0, ...position } = replicateTo(rng);
+      return {
+        followerId,
+        fetches: [{ topic, partition, ...position, start: rng.chance(0.5) }],
+        removed: rng.chance(0.2) ? [{ topic, partition }] : [],
+      };
+    };
     const target: StreamFuzzTarget = {
       name: "broker",
       service: BrokerService,
       baseUrl: `http://${broker.address}`,
-      methods: ["SendMessage", "Replicate"],
+      methods: ["SendMessage", "Replicate", "ReplicateSession"],
       stringSeeds: ["streams", "replicated", "fb1", "fb2", "producer-1"],
       rpcTimeoutMs: 2_000,
       // Replicate from a broker that is no follower is Unavailable; a stream may outlive its deadline.
       extraCodes: {
         SendMessage: [Code.Unavailable, Code.DeadlineExceeded],
         Replicate: [Code.Unavailable, Code.DeadlineExceeded, Code.OutOfRange],
+        // A session fails only on a malformed message; refused partitions are answered inside it.
+        ReplicateSession: [Code.DeadlineExceeded],
       },
       validMessage: (method, rng): JsonObject =>
         method === "SendMessage"
@@ -227,7 +238,9 @@ describe("broker request decoding and validation under fuzzing", () => {
               acks: rng.pick(["ACKS_LEADER", "ACKS_ALL"]),
               records: [{ messageId: String(1 + rng.int(1_000_000)), payload: "ZnV6eg==" }],
             }
-          : replicateTo(rng),
+          : method === "Replicate"
+            ? replicateTo(rng)
+            : sessionMessage(rng),
       healthy: async () => {
         await produceOnGoodStream();
         const res = await health.health({}, { timeoutMs: 3_000 });
@@ -246,7 +259,7 @@ describe("broker request decoding and validation under fuzzing", () => {
       );
       t.diagnostic(`bad steps: ${JSON.stringify(report.kinds)}`);
       assert.deepEqual(report.failures, [], `seed ${SEED}:\n${report.failures.join("\n")}`);
-      assert.equal(report.cases, STREAM_CASES * 2, "both bidi methods were fuzzed");
+      assert.equal(report.cases, STREAM_CASES * target.methods.length, "every bidi method was fuzzed");
       assert.ok(
         (report.results.invalid_argument ?? 0) > STREAM_CASES / 2,
         "many streams refused as InvalidArgument",

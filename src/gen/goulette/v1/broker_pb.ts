@@ -10,7 +10,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/broker.proto.
  */
 export const file_goulette_v1_broker: GenFile = /*@__PURE__*/
-  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIpABCgxGZXRjaFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIWCg5jb25zdW1lcl9ncm91cBgEIAEoCRIUCgxtYXhfbWVzc2FnZXMYBSABKA0SEQoJbWF4X2J5dGVzGAYgASgNEg0KBWxpbWl0GAcgASgEIosBCg1GZXRjaFJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRImCghtZXNzYWdlcxgDIAMoCzIULmdvdWxldHRlLnYxLk1lc3NhZ2USFgoOaGlnaF93YXRlcm1hcmsYBCABKAMSGAoQbG9nX3N0YXJ0X29mZnNldBgFIAEoAyJ1ChNDb21taXRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDRIOCgZvZmZzZXQYBCABKAMSFAoMbWVtYmVyX2Vwb2NoGAUgASgEIhYKFENvbW1pdE9mZnNldFJlc3BvbnNlImsKGUdldENvbW1pdHRlZE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEhQKDG1lbWJlcl9lcG9jaBgEIAEoBCJYChxEZWxldGVDb21taXR0ZWRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDSIwCh1EZWxldGVDb21taXR0ZWRPZmZzZXRSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIIl4KGkdldENvbW1pdHRlZE9mZnNldFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoAxIYChBsb2dfc3RhcnRfb2Zmc2V0GAIgASgDEhYKDmhpZ2hfd2F0ZXJtYXJrGAMgASgDIjAKClJlcGxpY2FSZWYSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkixAEKE1NldFRvcGljUm9sZVJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEigKBHJvbGUYAyABKA4yGi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Sb2xlEicKBmxlYWRlchgEIAEoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSKQoIcmVwbGljYXMYBSADKAsyFy5nb3VsZXR0ZS52MS5SZXBsaWNhUmVmEg0KBWVwb2NoGAYgASgEIi4KFFNldFRvcGljUm9sZVJlc3BvbnNlEhYKDmxvZ19lbmRfb2Zmc2V0GAEgASgDIkcKFFNldFRvcGljUm9sZXNSZXF1ZXN0Ei8KBXJvbGVzGAEgAygLMiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdCJ2ChJTZXRUb3BpY1JvbGVSZXN1bHQSKQoHb3V0Y29tZRgBIAEoDjIYLmdvdWxldHRlLnYxLlJvbGVPdXRjb21lEhYKDmxvZ19lbmRfb2Zmc2V0GAIgASgDEgwKBGNvZGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCSJJChVTZXRUb3BpY1JvbGVzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3VsdCJeChJSZW1vdmVUb3BpY1JlcXVlc3QSDQoFdG9waWMYASABKAkSFgoJcGFydGl0aW9uGAIgASgNSACIAQESEwoLZGVsZXRlX2RhdGEYAyABKAhCDAoKX3BhcnRpdGlvbiIVChNSZW1vdmVUb3BpY1Jlc3BvbnNlIjIKC0xlYWRlckVwb2NoEg0KBWVwb2NoGAEgASgEEhQKDHN0YXJ0X29mZnNldBgCIAEoAyK4AQoQUmVwbGljYXRlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLZm9sbG93ZXJfaWQYAyABKAkSFAoMZmV0Y2hfb2Zmc2V0GAQgASgDEg0KBWVwb2NoGAUgASgEEi8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQiogEKEFJlcGxpY2F0ZWRSZWNvcmQSDgoGb2Zmc2V0GAEgASgDEhEKCXRpbWVzdGFtcBgCIAEoAxILCgNrZXkYAyABKAwSDwoHcGF5bG9hZBgEIAEoDBIkCgdoZWFkZXJzGAUgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAYgASgJEhIKCm1lc3NhZ2VfaWQYByABKAQiqwIKEVJlcGxpY2F0ZVJlc3BvbnNlEi4KB3JlY29yZHMYASADKAsyHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVkUmVjb3JkEhYKDmhpZ2hfd2F0ZXJtYXJrGAIgASgDEg0KBWVwb2NoGAMgASgEEhgKC3RydW5jYXRlX3RvGAQgASgDSACIAQESMQoHb2Zmc2V0cxgFIAMoCzIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBBIYChBvZmZzZXRzX3NuYXBzaG90GAggASgIQg4KDF90cnVuY2F0ZV90byI+Cg1IZWFsdGhSZXF1ZXN0Ei0KCnBhcnRpdGlvbnMYASADKAsyGS5nb3VsZXR0ZS52MS5QYXJ0aXRpb25SZWYiMAoMUGFydGl0aW9uUmVmEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDSLrAQoRUGFydGl0aW9uUHJvZ3Jlc3MSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEhIKCmxhc3RfZXBvY2gYAyABKAQSFgoObG9nX2VuZF9vZmZzZXQYBCABKAMSFgoOaGlnaF93YXRlcm1hcmsYBSABKAMSKAoEcm9sZRgGIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSGAoQaW5fc3luY19yZXBsaWNhcxgHIAMoCRIYChBsb2dfc3RhcnRfb2Zmc2V0GAggASgDEhIKCnNpemVfYnl0ZXMYCSABKAQimwEKDkhlYWx0aFJlc3BvbnNlEhEKCWJyb2tlcl9pZBgBIAEoCRINCgVyZWFkeRgCIAEoCBIWCg5wYXJ0aXRpb25zX2xlZBgDIAEoDRIbChNwYXJ0aXRpb25zX2ZvbGxvd2VkGAQgASgNEjIKCnBhcnRpdGlvbnMYBSADKAsyHi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Qcm9ncmVzcyo7CgRBY2tzEhQKEEFDS1NfVU5TUEVDSUZJRUQQABIPCgtBQ0tTX0xFQURFUhABEgwKCEFDS1NfQUxMEAIq6wEKDFByb2R1Y2VFcnJvchIWChJQUk9EVUNFX0VSUk9SX05PTkUQABIcChhQUk9EVUNFX0VSUk9SX05PVF9MRUFERVIQARIjCh9QUk9EVUNFX0VSUk9SX1VOS05PV05fUEFSVElUSU9OEAISIwofUFJPRFVDRV9FUlJPUl9NRVNTQUdFX1RPT19MQVJHRRADEiUKIVBST0RVQ0VfRVJST1JfTk9UX0VOT1VHSF9SRVBMSUNBUxAEEhkKFVBST0RVQ0VfRVJST1JfU1RPUkFHRRAFEhkKFVBST0RVQ0VfRVJST1JfSU5WQUxJRBAGKmcKDVBhcnRpdGlvblJvbGUSHgoaUEFSVElUSU9OX1JPTEVfVU5TUEVDSUZJRUQQABIZChVQQVJUSVRJT05fUk9MRV9MRUFERVIQARIbChdQQVJUSVRJT05fUk9MRV9GT0xMT1dFUhACKnUKC1JvbGVPdXRjb21lEhwKGFJPTEVfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFFJPTEVfT1VUQ09NRV9BUFBMSUVEEAESFgoSUk9MRV9PVVRDT01FX1NUQUxFEAISFgoSUk9MRV9PVVRDT01FX0VSUk9SEAMy7AcKDUJyb2tlclNlcnZpY2USTAoLU2VuZE1lc3NhZ2USGy5nb3VsZXR0ZS52MS5NZXNzYWdlUmVxdWVzdBocLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXNwb25zZSgBMAESRAoHUHJvZHVjZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlEj8KC1B1bGxNZXNzYWdlEhguZ291bGV0dGUudjEuUHVsbFJlcXVlc3QaFC5nb3VsZXR0ZS52MS5NZXNzYWdlMAESSAoNRmV0Y2hNZXNzYWdlcxIZLmdvdWxldHRlLnYxLkZldGNoUmVxdWVzdBoaLmdvdWxldHRlLnYxLkZldGNoUmVzcG9uc2UwARJTCgxDb21taXRPZmZzZXQSIC5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXF1ZXN0GiEuZ291bGV0dGUudjEuQ29tbWl0T2Zmc2V0UmVzcG9uc2USZQoSR2V0Q29tbWl0dGVkT2Zmc2V0EiYuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBonLmdvdWxldHRlLnYxLkdldENvbW1pdHRlZE9mZnNldFJlc3BvbnNlEm4KFURlbGV0ZUNvbW1pdHRlZE9mZnNldBIpLmdvdWxldHRlLnYxLkRlbGV0ZUNvbW1pdHRlZE9mZnNldFJlcXVlc3QaKi5nb3VsZXR0ZS52MS5EZWxldGVDb21taXR0ZWRPZmZzZXRSZXNwb25zZRJTCgxTZXRUb3BpY1JvbGUSIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0GiEuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzcG9uc2USVgoNU2V0VG9waWNSb2xlcxIhLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZXNSZXF1ZXN0GiIuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlc1Jlc3BvbnNlElAKC1JlbW92ZVRvcGljEh8uZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXF1ZXN0GiAuZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXNwb25zZRJOCglSZXBsaWNhdGUSHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXF1ZXN0Gh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2UoATABEkEKBkhlYWx0aBIaLmdvdWxldHRlLnYxLkhlYWx0aFJlcXVlc3QaGy5nb3VsZXR0ZS52MS5IZWFsdGhSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIpABCgxGZXRjaFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIWCg5jb25zdW1lcl9ncm91cBgEIAEoCRIUCgxtYXhfbWVzc2FnZXMYBSABKA0SEQoJbWF4X2J5dGVzGAYgASgNEg0KBWxpbWl0GAcgASgEIosBCg1GZXRjaFJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRImCghtZXNzYWdlcxgDIAMoCzIULmdvdWxldHRlLnYxLk1lc3NhZ2USFgoOaGlnaF93YXRlcm1hcmsYBCABKAMSGAoQbG9nX3N0YXJ0X29mZnNldBgFIAEoAyJ1ChNDb21taXRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDRIOCgZvZmZzZXQYBCABKAMSFAoMbWVtYmVyX2Vwb2NoGAUgASgEIhYKFENvbW1pdE9mZnNldFJlc3BvbnNlImsKGUdldENvbW1pdHRlZE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEhQKDG1lbWJlcl9lcG9jaBgEIAEoBCJYChxEZWxldGVDb21taXR0ZWRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDSIwCh1EZWxldGVDb21taXR0ZWRPZmZzZXRSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIIl4KGkdldENvbW1pdHRlZE9mZnNldFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoAxIYChBsb2dfc3RhcnRfb2Zmc2V0GAIgASgDEhYKDmhpZ2hfd2F0ZXJtYXJrGAMgASgDIjAKClJlcGxpY2FSZWYSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkixAEKE1NldFRvcGljUm9sZVJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEigKBHJvbGUYAyABKA4yGi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Sb2xlEicKBmxlYWRlchgEIAEoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSKQoIcmVwbGljYXMYBSADKAsyFy5nb3VsZXR0ZS52MS5SZXBsaWNhUmVmEg0KBWVwb2NoGAYgASgEIi4KFFNldFRvcGljUm9sZVJlc3BvbnNlEhYKDmxvZ19lbmRfb2Zmc2V0GAEgASgDIkcKFFNldFRvcGljUm9sZXNSZXF1ZXN0Ei8KBXJvbGVzGAEgAygLMiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdCJ2ChJTZXRUb3BpY1JvbGVSZXN1bHQSKQoHb3V0Y29tZRgBIAEoDjIYLmdvdWxldHRlLnYxLlJvbGVPdXRjb21lEhYKDmxvZ19lbmRfb2Zmc2V0GAIgASgDEgwKBGNvZGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCSJJChVTZXRUb3BpY1JvbGVzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3VsdCJeChJSZW1vdmVUb3BpY1JlcXVlc3QSDQoFdG9waWMYASABKAkSFgoJcGFydGl0aW9uGAIgASgNSACIAQESEwoLZGVsZXRlX2RhdGEYAyABKAhCDAoKX3BhcnRpdGlvbiIVChNSZW1vdmVUb3BpY1Jlc3BvbnNlIjIKC0xlYWRlckVwb2NoEg0KBWVwb2NoGAEgASgEEhQKDHN0YXJ0X29mZnNldBgCIAEoAyK4AQoQUmVwbGljYXRlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLZm9sbG93ZXJfaWQYAyABKAkSFAoMZmV0Y2hfb2Zmc2V0GAQgASgDEg0KBWVwb2NoGAUgASgEEi8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQiogEKEFJlcGxpY2F0ZWRSZWNvcmQSDgoGb2Zmc2V0GAEgASgDEhEKCXRpbWVzdGFtcBgCIAEoAxILCgNrZXkYAyABKAwSDwoHcGF5bG9hZBgEIAEoDBIkCgdoZWFkZXJzGAUgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAYgASgJEhIKCm1lc3NhZ2VfaWQYByABKAQiqwIKEVJlcGxpY2F0ZVJlc3BvbnNlEi4KB3JlY29yZHMYASADKAsyHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVkUmVjb3JkEhYKDmhpZ2hfd2F0ZXJtYXJrGAIgASgDEg0KBWVwb2NoGAMgASgEEhgKC3RydW5jYXRlX3RvGAQgASgDSACIAQESMQoHb2Zmc2V0cxgFIAMoCzIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBBIYChBvZmZzZXRzX3NuYXBzaG90GAggASgIQg4KDF90cnVuY2F0ZV90byKuAQoMU2Vzc2lvbkZldGNoEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIUCgxmZXRjaF9vZmZzZXQYAyABKAMSDQoFZXBvY2gYBCABKAQSDQoFc3RhcnQYBSABKAgSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBCKGAQoXUmVwbGljYXRlU2Vzc2lvblJlcXVlc3QSEwoLZm9sbG93ZXJfaWQYASABKAkSKgoHZmV0Y2hlcxgCIAMoCzIZLmdvdWxldHRlLnYxLlNlc3Npb25GZXRjaBIqCgdyZW1vdmVkGAMgAygLMhkuZ291bGV0dGUudjEuUGFydGl0aW9uUmVmIpMBChZTZXNzaW9uUGFydGl0aW9uQW5zd2VyEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIsCgRkYXRhGAMgASgLMh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2USEgoKZXJyb3JfY29kZRgEIAEoDRIVCg1lcnJvcl9tZXNzYWdlGAUgASgJIlMKGFJlcGxpY2F0ZVNlc3Npb25SZXNwb25zZRI3CgpwYXJ0aXRpb25zGAEgAygLMiMuZ291bGV0dGUudjEuU2Vzc2lvblBhcnRpdGlvbkFuc3dlciI+Cg1IZWFsdGhSZXF1ZXN0Ei0KCnBhcnRpdGlvbnMYASADKAsyGS5nb3VsZXR0ZS52MS5QYXJ0aXRpb25SZWYiMAoMUGFydGl0aW9uUmVmEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDSLrAQoRUGFydGl0aW9uUHJvZ3Jlc3MSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEhIKCmxhc3RfZXBvY2gYAyABKAQSFgoObG9nX2VuZF9vZmZzZXQYBCABKAMSFgoOaGlnaF93YXRlcm1hcmsYBSABKAMSKAoEcm9sZRgGIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSGAoQaW5fc3luY19yZXBsaWNhcxgHIAMoCRIYChBsb2dfc3RhcnRfb2Zmc2V0GAggASgDEhIKCnNpemVfYnl0ZXMYCSABKAQimwEKDkhlYWx0aFJlc3BvbnNlEhEKCWJyb2tlcl9pZBgBIAEoCRINCgVyZWFkeRgCIAEoCBIWCg5wYXJ0aXRpb25zX2xlZBgDIAEoDRIbChNwYXJ0aXRpb25zX2ZvbGxvd2VkGAQgASgNEjIKCnBhcnRpdGlvbnMYBSADKAsyHi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Qcm9ncmVzcyo7CgRBY2tzEhQKEEFDS1NfVU5TUEVDSUZJRUQQABIPCgtBQ0tTX0xFQURFUhABEgwKCEFDS1NfQUxMEAIq6wEKDFByb2R1Y2VFcnJvchIWChJQUk9EVUNFX0VSUk9SX05PTkUQABIcChhQUk9EVUNFX0VSUk9SX05PVF9MRUFERVIQARIjCh9QUk9EVUNFX0VSUk9SX1VOS05PV05fUEFSVElUSU9OEAISIwofUFJPRFVDRV9FUlJPUl9NRVNTQUdFX1RPT19MQVJHRRADEiUKIVBST0RVQ0VfRVJST1JfTk9UX0VOT1VHSF9SRVBMSUNBUxAEEhkKFVBST0RVQ0VfRVJST1JfU1RPUkFHRRAFEhkKFVBST0RVQ0VfRVJST1JfSU5WQUxJRBAGKmcKDVBhcnRpdGlvblJvbGUSHgoaUEFSVElUSU9OX1JPTEVfVU5TUEVDSUZJRUQQABIZChVQQVJUSVRJT05fUk9MRV9MRUFERVIQARIbChdQQVJUSVRJT05fUk9MRV9GT0xMT1dFUhACKnUKC1JvbGVPdXRjb21lEhwKGFJPTEVfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFFJPTEVfT1VUQ09NRV9BUFBMSUVEEAESFgoSUk9MRV9PVVRDT01FX1NUQUxFEAISFgoSUk9MRV9PVVRDT01FX0VSUk9SEAMy0QgKDUJyb2tlclNlcnZpY2USTAoLU2VuZE1lc3NhZ2USGy5nb3VsZXR0ZS52MS5NZXNzYWdlUmVxdWVzdBocLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXNwb25zZSgBMAESRAoHUHJvZHVjZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlEj8KC1B1bGxNZXNzYWdlEhguZ291bGV0dGUudjEuUHVsbFJlcXVlc3QaFC5nb3VsZXR0ZS52MS5NZXNzYWdlMAESSAoNRmV0Y2hNZXNzYWdlcxIZLmdvdWxldHRlLnYxLkZldGNoUmVxdWVzdBoaLmdvdWxldHRlLnYxLkZldGNoUmVzcG9uc2UwARJTCgxDb21taXRPZmZzZXQSIC5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXF1ZXN0GiEuZ291bGV0dGUudjEuQ29tbWl0T2Zmc2V0UmVzcG9uc2USZQoSR2V0Q29tbWl0dGVkT2Zmc2V0EiYuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBonLmdvdWxldHRlLnYxLkdldENvbW1pdHRlZE9mZnNldFJlc3BvbnNlEm4KFURlbGV0ZUNvbW1pdHRlZE9mZnNldBIpLmdvdWxldHRlLnYxLkRlbGV0ZUNvbW1pdHRlZE9mZnNldFJlcXVlc3QaKi5nb3VsZXR0ZS52MS5EZWxldGVDb21taXR0ZWRPZmZzZXRSZXNwb25zZRJTCgxTZXRUb3BpY1JvbGUSIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0GiEuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzcG9uc2USVgoNU2V0VG9waWNSb2xlcxIhLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZXNSZXF1ZXN0GiIuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlc1Jlc3BvbnNlElAKC1JlbW92ZVRvcGljEh8uZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXF1ZXN0GiAuZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXNwb25zZRJOCglSZXBsaWNhdGUSHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXF1ZXN0Gh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2UoATABEmMKEFJlcGxpY2F0ZVNlc3Npb24SJC5nb3VsZXR0ZS52MS5SZXBsaWNhdGVTZXNzaW9uUmVxdWVzdBolLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVNlc3Npb25SZXNwb25zZSgBMAESQQoGSGVhbHRoEhouZ291bGV0dGUudjEuSGVhbHRoUmVxdWVzdBobLmdvdWxldHRlLnYxLkhlYWx0aFJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message goulette.v1.Header
@@ -967,6 +967,158 @@ export const ReplicateResponseSchema: GenMessage<ReplicateResponse> = /*@__PURE_
   messageDesc(file_goulette_v1_broker, 26);
 
 /**
+ * A partition's fetch position in a replication session.
+ *
+ * @generated from message goulette.v1.SessionFetch
+ */
+export type SessionFetch = Message$1<"goulette.v1.SessionFetch"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 2;
+   */
+  partition: number;
+
+  /**
+   * The follower's log end offset: the next offset it needs.
+   *
+   * @generated from field: int64 fetch_offset = 3;
+   */
+  fetchOffset: bigint;
+
+  /**
+   * @generated from field: uint64 epoch = 4;
+   */
+  epoch: bigint;
+
+  /**
+   * The partition (re)joins the session: the leader compares `leader_epochs` (the follower's history)
+   * with its own and may answer `truncate_to` first, and the whole consumer-offset table is sent again.
+   * Otherwise this acknowledges the leader's last answer for the partition (as a Replicate request).
+   *
+   * @generated from field: bool start = 5;
+   */
+  start: boolean;
+
+  /**
+   * @generated from field: repeated goulette.v1.LeaderEpoch leader_epochs = 6;
+   */
+  leaderEpochs: LeaderEpoch[];
+
+  /**
+   * The consumer-offset table version the follower has stored, as received in this session.
+   *
+   * @generated from field: uint64 offsets_version = 7;
+   */
+  offsetsVersion: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.SessionFetch.
+ * Use `create(SessionFetchSchema)` to create a new message.
+ */
+export const SessionFetchSchema: GenMessage<SessionFetch> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 27);
+
+/**
+ * @generated from message goulette.v1.ReplicateSessionRequest
+ */
+export type ReplicateSessionRequest = Message$1<"goulette.v1.ReplicateSessionRequest"> & {
+  /**
+   * This broker's id; the first message of a session only.
+   *
+   * @generated from field: string follower_id = 1;
+   */
+  followerId: string;
+
+  /**
+   * @generated from field: repeated goulette.v1.SessionFetch fetches = 2;
+   */
+  fetches: SessionFetch[];
+
+  /**
+   * Partitions the follower stops fetching in this session.
+   *
+   * @generated from field: repeated goulette.v1.PartitionRef removed = 3;
+   */
+  removed: PartitionRef[];
+};
+
+/**
+ * Describes the message goulette.v1.ReplicateSessionRequest.
+ * Use `create(ReplicateSessionRequestSchema)` to create a new message.
+ */
+export const ReplicateSessionRequestSchema: GenMessage<ReplicateSessionRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 28);
+
+/**
+ * The leader's answer for one partition of a session: `data` (as a ReplicateResponse), or an error
+ * that takes the partition out of the session (the follower starts it again later, if it still
+ * follows this leader).
+ *
+ * @generated from message goulette.v1.SessionPartitionAnswer
+ */
+export type SessionPartitionAnswer = Message$1<"goulette.v1.SessionPartitionAnswer"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 2;
+   */
+  partition: number;
+
+  /**
+   * @generated from field: goulette.v1.ReplicateResponse data = 3;
+   */
+  data?: ReplicateResponse | undefined;
+
+  /**
+   * A Connect code (UNAVAILABLE, NOT_FOUND, FAILED_PRECONDITION, ...) and why; 0 when `data` is set.
+   *
+   * @generated from field: uint32 error_code = 4;
+   */
+  errorCode: number;
+
+  /**
+   * @generated from field: string error_message = 5;
+   */
+  errorMessage: string;
+};
+
+/**
+ * Describes the message goulette.v1.SessionPartitionAnswer.
+ * Use `create(SessionPartitionAnswerSchema)` to create a new message.
+ */
+export const SessionPartitionAnswerSchema: GenMessage<SessionPartitionAnswer> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 29);
+
+/**
+ * The partitions with news (records, a new high watermark, consumer-offset changes, a truncation, an
+ * error); none when the leader had nothing for the bounded wait (a keep-alive the follower answers).
+ * The follower answers every response with a request acknowledging its partitions.
+ *
+ * @generated from message goulette.v1.ReplicateSessionResponse
+ */
+export type ReplicateSessionResponse = Message$1<"goulette.v1.ReplicateSessionResponse"> & {
+  /**
+   * @generated from field: repeated goulette.v1.SessionPartitionAnswer partitions = 1;
+   */
+  partitions: SessionPartitionAnswer[];
+};
+
+/**
+ * Describes the message goulette.v1.ReplicateSessionResponse.
+ * Use `create(ReplicateSessionResponseSchema)` to create a new message.
+ */
+export const ReplicateSessionResponseSchema: GenMessage<ReplicateSessionResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 30);
+
+/**
  * @generated from message goulette.v1.HealthRequest
  */
 export type HealthRequest = Message$1<"goulette.v1.HealthRequest"> & {
@@ -984,7 +1136,7 @@ export type HealthRequest = Message$1<"goulette.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 27);
+  messageDesc(file_goulette_v1_broker, 31);
 
 /**
  * @generated from message goulette.v1.PartitionRef
@@ -1006,7 +1158,7 @@ export type PartitionRef = Message$1<"goulette.v1.PartitionRef"> & {
  * Use `create(PartitionRefSchema)` to create a new message.
  */
 export const PartitionRefSchema: GenMessage<PartitionRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 28);
+  messageDesc(file_goulette_v1_broker, 32);
 
 /**
  * How far one replica's log goes: the sentinel makes the most up-to-date survivor the new leader.
@@ -1078,7 +1230,7 @@ export type PartitionProgress = Message$1<"goulette.v1.PartitionProgress"> & {
  * Use `create(PartitionProgressSchema)` to create a new message.
  */
 export const PartitionProgressSchema: GenMessage<PartitionProgress> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 29);
+  messageDesc(file_goulette_v1_broker, 33);
 
 /**
  * @generated from message goulette.v1.HealthResponse
@@ -1117,7 +1269,7 @@ export type HealthResponse = Message$1<"goulette.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 30);
+  messageDesc(file_goulette_v1_broker, 34);
 
 /**
  * @generated from enum goulette.v1.Acks
@@ -1377,6 +1529,7 @@ export const BrokerService: GenService<{
   },
   /**
    * Follower ↔ leader log shipping: the follower sends its fetch position, the leader streams records.
+   * One stream per partition: what brokers older than ReplicateSession use (see below).
    *
    * @generated from rpc goulette.v1.BrokerService.Replicate
    */
@@ -1384,6 +1537,20 @@ export const BrokerService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof ReplicateRequestSchema;
     output: typeof ReplicateResponseSchema;
+  },
+  /**
+   * Follower ↔ leader log shipping for every partition a follower follows from this leader, on one
+   * stream (Kafka's fetch sessions): the follower names each partition's fetch position once and then
+   * only the changes; the leader answers with the partitions that have news, long-polling while none
+   * has. Per partition the semantics are exactly those of Replicate. A follower whose leader answers
+   * UNIMPLEMENTED (an older broker) falls back to one Replicate stream per partition.
+   *
+   * @generated from rpc goulette.v1.BrokerService.ReplicateSession
+   */
+  replicateSession: {
+    methodKind: "bidi_streaming";
+    input: typeof ReplicateSessionRequestSchema;
+    output: typeof ReplicateSessionResponseSchema;
   },
   /**
    * @generated from rpc goulette.v1.BrokerService.Health

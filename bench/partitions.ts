@@ -1,0 +1,511 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { create } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
+import {
+  Acks,
+  MessageRequestSchema,
+  ProduceError,
+  type BrokerService,
+  type MessageRequest,
+} from "../src/gen/goulette/v1/broker_pb.js";
+import { Pushable } from "../test/helpers/broker-process.js";
+import { startCluster, type TestCluster } from "../test/helpers/cluster.js";
+import { Partition } from "../src/broker/partition.js";
+import { silentLogger } from "../src/observability/logger.js";
+import type { BenchContext, BenchOutput, Benchmark } from "./lib/benchmark.js";
+import { collectGarbage } from "./lib/gc.js";
+import { processCpuMs } from "./lib/cpu.js";
+import { spread, type Spread } from "./lib/stats.js";
+import { fmt, fmtBytes, fmtSpread, type Table } from "./lib/table.js";
+import { waitFor } from "./lib/wait.js";
+
+/**
+ * Partition scale: a dev-sized cluster (etcd, 3 sentinels, 3 brokers, all child processes on this
+ * machine) grown to 300, 1,500 and 3,000 partition replicas per broker (topics of 3 partitions, RF 3 on
+ * 3 brokers, so every broker holds every partition). At each size: per-broker idle CPU, RSS and open
+ * files (from /proc/<pid>), and acks=all produce throughput spread over every partition vs over 3.
+ * Last, 1,000 single-partition topics are created at once (a burst) and the failures counted.
+ * Brokers run with `goulette dev`'s settings (--fsync interval, KeepAlive every 3 s, lag max 10 s).
+ */
+
+/** Partition replicas per broker at each step (= partitions, with RF 3 on 3 brokers). */
+const STEPS = [300, 1_500, 3_000];
+const QUICK_STEPS = [300, 1_500];
+const PARTITIONS_PER_TOPIC = 3;
+const BURST_TOPICS = 1_000;
+const QUICK_BURST_TOPICS = 200;
+const RECORD_BYTES = 100;
+const RECORDS_PER_REQUEST = 10;
+/** SendMessage requests in flight per broker stream. */
+const WINDOW = 32;
+/** `goulette dev`'s default; GOULETTE_BENCH_FSYNC=always measures fsync-before-ack instead. */
+const FSYNC = process.env.GOULETTE_BENCH_FSYNC === "always" ? "always" : "interval";
+
+interface Placement {
+  topic: string;
+  partition: number;
+  leader: string;
+}
+
+interface ProcSample {
+  cpuMs: number;
+  rssBytes: number;
+  openFiles: number;
+}
+
+function sampleProcess(pid: number): ProcSample {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const rss = /VmRSS:\s+(\d+) kB/.exec(status);
+  return {
+    cpuMs: processCpuMs(pid),
+    rssBytes: rss ? Number(rss[1]) * 1024 : Number.NaN,
+    openFiles: readdirSync(`/proc/${pid}/fd`).length,
+  };
+}
+
+/**
+ * Memory of idle partitions in this process: `count` partitions opened on empty logs, each leading with
+ * two followers (the broker's settings), measured after a full GC against a warmed-up baseline.
+ */
+async function partitionMemory(count: number): Promise<{ rssKiB: number; heapKiB: number }> {
+  const dir = await mkdtemp(path.join(tmpdir(), "goulette-bench-partitions-"));
+  const open = (name: string) =>
+    Partition.open({
+      topic: name,
+      partition: 0,
+      dir: path.join(dir, name),
+      brokerId: "b1",
+      log: { fsync: FSYNC, logger: silentLogger() },
+      replicaLagMaxMs: 10_000,
+      replicationTimeoutMs: 15_000,
+      idempotencyWindow: 1024,
+      maxProducers: 10_000,
+      idempotencyScanRecords: 100_000,
+      shipUnsynced: FSYNC === "interval",
+      startFetcher: () => ({ stop: () => Promise.resolve() }),
+      logger: silentLogger(),
+    });
+  const replicas = ["b1", "b2", "b3"].map((brokerId) => ({ brokerId, address: `${brokerId}:1` }));
+  const all: Partition[] = [];
+  try {
+    for (let i = 0; i < 50; i++) all.push(await open(`warm-${i}`));
+    collectGarbage();
+    const before = process.memoryUsage();
+    for (let i = 0; i < count; i++) {
+      const p = await open(`idle-${i}`);
+      p.applyRole({ role: "leader", epoch: 1, leader: replicas[0] as (typeof replicas)[number], replicas });
+      all.push(p);
+    }
+    await sleep(500); // leadership set-up runs in the background
+    collectGarbage();
+    const after = process.memoryUsage();
+    return {
+      rssKiB: (after.rss - before.rss) / count / 1024,
+      heapKiB: (after.heapUsed - before.heapUsed) / count / 1024,
+    };
+  } finally {
+    await Promise.allSettled(all.map((p) => p.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+interface IdleResult {
+  broker: string;
+  cpuPercent: number;
+  rssBytes: number;
+  openFiles: number;
+}
+
+/** CPU over `seconds` with no traffic, then RSS and open files, of every broker process. */
+async function measureIdle(cluster: TestCluster, seconds: number): Promise<IdleResult[]> {
+  const brokers = [...cluster.brokers.values()];
+  const before = brokers.map((b) => sampleProcess(b.process.pid as number));
+  const t0 = performance.now();
+  await sleep(seconds * 1000);
+  const elapsedMs = performance.now() - t0;
+  return brokers.map((b, i) => {
+    const after = sampleProcess(b.process.pid as number);
+    return {
+      broker: b.id,
+      cpuPercent: (100 * (after.cpuMs - (before[i] as ProcSample).cpuMs)) / elapsedMs,
+      rssBytes: after.rssBytes,
+      openFiles: after.openFiles,
+    };
+  });
+}
+
+/** Runs `work` over `items` with at most `limit` in flight. */
+async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await work(items[i] as T);
+      }
+    }),
+  );
+  return out;
+}
+
+/** Creates topics (a few at a time, retried), returning where each partition's leader is. */
+async function createTopics(cluster: TestCluster, names: string[], partitions: number): Promise<Placement[]> {
+  const layouts = await pool(names, 8, async (topic) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await cluster
+          .sentinel()
+          .getBrokers({ topic, partitions, replicaCount: 3 }, { timeoutMs: 30_000 });
+        return res.partitions.map((p) => ({ topic, partition: p.partition, leader: p.leader }));
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        await sleep(500 * attempt);
+      }
+    }
+  });
+  return layouts.flat();
+}
+
+/** Waits until every broker serves `count` partition replicas (Health: led + followed). */
+async function waitForReplicas(cluster: TestCluster, count: number, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  await waitFor(
+    async () => {
+      for (const b of cluster.brokers.values()) {
+        const h = await b.client.health({}, { timeoutMs: 10_000 });
+        if (h.partitionsLed + h.partitionsFollowed < count) return false;
+      }
+      return true;
+    },
+    { timeoutMs, intervalMs: 500, what: `every broker to serve ${count} partition replicas` },
+  );
+  return (performance.now() - t0) / 1000;
+}
+
+/** Every SetTopicRole(s) call the brokers have answered (the sentinels push roles after creating topics). */
+async function rolePushes(cluster: TestCluster): Promise<number> {
+  let total = 0;
+  for (const b of cluster.brokers.values()) {
+    const body = await (await fetch(`${b.url}/metrics`)).text();
+    for (const line of body.split("\n")) {
+      if (line.startsWith("goulette_rpc_requests_total") && /method="SetTopicRoles?"/.test(line)) {
+        total += Number(line.slice(line.lastIndexOf(" ") + 1));
+      }
+    }
+  }
+  return total;
+}
+
+/**
+ * Waits until the sentinels stopped pushing roles (no SetTopicRole(s) call for 3 s): they push after
+ * the brokers already learnt the roles from KeepAlive, and idle means no traffic at all.
+ */
+async function waitForQuiet(cluster: TestCluster, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  let last = await rolePushes(cluster);
+  let quietSince = performance.now();
+  while (performance.now() - quietSince < 3_000) {
+    if (performance.now() - t0 > timeoutMs) break;
+    await sleep(500);
+    const now = await rolePushes(cluster);
+    if (now !== last) {
+      last = now;
+      quietSince = performance.now();
+    }
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+interface ProduceResult {
+  partitions: number;
+  recordsPerSecond: number;
+  errors: number;
+}
+
+/**
+ * acks=all produce for `seconds`: one SendMessage stream per leader broker, WINDOW requests in flight,
+ * each request RECORDS_PER_REQUEST records to the next partition that broker leads (round robin).
+ */
+async function produceSpread(
+  cluster: TestCluster,
+  placements: Placement[],
+  seconds: number,
+): Promise<ProduceResult> {
+  const byLeader = new Map<string, Placement[]>();
+  for (const p of placements) byLeader.set(p.leader, [...(byLeader.get(p.leader) ?? []), p]);
+  const payload = new Uint8Array(RECORD_BYTES).fill(97);
+  const records = Array.from({ length: RECORDS_PER_REQUEST }, () => ({ messageId: 0n, payload }));
+  let acked = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const deadline = t0 + seconds * 1000;
+  await Promise.all(
+    [...byLeader].map(async ([leader, owned]) => {
+      const client: Client<typeof BrokerService> = cluster.broker(leader).client;
+      const requests = new Pushable<MessageRequest>();
+      let next = 0;
+      let inflight = 0;
+      const send = () => {
+        if (performance.now() >= deadline) return false;
+        const p = owned[next++ % owned.length] as Placement;
+        inflight++;
+        requests.push(
+          create(MessageRequestSchema, {
+            topic: p.topic,
+            partition: p.partition,
+            acks: Acks.ALL,
+            records,
+          }),
+        );
+        return true;
+      };
+      for (let i = 0; i < WINDOW; i++) send();
+      try {
+        for await (const res of client.sendMessage(requests, { timeoutMs: seconds * 1000 + 60_000 })) {
+          inflight--;
+          for (const a of res.acks) {
+            if (a.error === ProduceError.NONE) acked++;
+            else errors++;
+          }
+          if (!send() && inflight === 0) requests.end();
+        }
+      } finally {
+        requests.end();
+      }
+    }),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  return { partitions: placements.length, recordsPerSecond: acked / elapsed, errors };
+}
+
+interface StepResult {
+  replicasPerBroker: number;
+  topicsCreated: number;
+  creationSeconds: number;
+  idle: IdleResult[];
+  /** Every repetition, the two variants back to back in alternating order. */
+  produce: { overThree: ProduceResult; overAll: ProduceResult }[];
+}
+
+interface BurstResult {
+  topics: number;
+  answered: number;
+  failed: number;
+  firstError?: string;
+  answeredSeconds: number;
+  /** Until every broker served every burst partition; undefined when that did not happen in time. */
+  servedSeconds?: number;
+}
+
+/** BURST topics of 1 partition, RF 3, requested all at once. */
+async function burst(cluster: TestCluster, topics: number, baseReplicas: number): Promise<BurstResult> {
+  const names = Array.from({ length: topics }, (_, i) => `burst-${String(i).padStart(4, "0")}`);
+  let failed = 0;
+  let firstError: string | undefined;
+  const t0 = performance.now();
+  await Promise.all(
+    names.map(async (topic) => {
+      try {
+        await cluster
+          .sentinel()
+          .getBrokers({ topic, partitions: 1, replicaCount: 3 }, { timeoutMs: 120_000 });
+      } catch (err) {
+        failed++;
+        firstError ??= err instanceof Error ? err.message : String(err);
+      }
+    }),
+  );
+  const answeredSeconds = (performance.now() - t0) / 1000;
+  let servedSeconds: number | undefined;
+  if (failed === 0) {
+    try {
+      await waitForReplicas(cluster, baseReplicas + topics, 180_000);
+      servedSeconds = (performance.now() - t0) / 1000;
+    } catch {
+      servedSeconds = undefined;
+    }
+  }
+  return {
+    topics,
+    answered: topics - failed,
+    failed,
+    ...(firstError !== undefined ? { firstError } : {}),
+    answeredSeconds,
+    ...(servedSeconds !== undefined ? { servedSeconds } : {}),
+  };
+}
+
+async function run(ctx: BenchContext): Promise<BenchOutput> {
+  const steps = ctx.quick ? QUICK_STEPS : STEPS;
+  const idleSeconds = ctx.quick ? 5 : 10;
+  const produceSeconds = ctx.quick ? 3 : 5;
+  const produceReps = ctx.quick ? 1 : 3;
+  const burstTopics = ctx.quick ? QUICK_BURST_TOPICS : BURST_TOPICS;
+  ctx.log("memory of 2,000 idle partitions in this process");
+  const memory = await partitionMemory(2_000);
+  ctx.log(`${fmt(memory.rssKiB)} KiB RSS, ${fmt(memory.heapKiB)} KiB JS heap per idle partition`);
+  ctx.log("starting etcd, 3 sentinels, 3 brokers");
+  // The defaults of `goulette dev` (the test helper's are tuned for fast failure detection).
+  const cluster = await startCluster({
+    sentinels: 3,
+    brokers: 3,
+    sentinelArgs: ["--election-ttl", "5"],
+    brokerArgs: ["--keepalive-interval", "3000", "--replica-lag-max", "10000", "--fsync", FSYNC],
+  });
+  const results: StepResult[] = [];
+  let stepFailure: { replicasPerBroker: number; error: string } | undefined;
+  let placements: Placement[] = [];
+  let burstResult: BurstResult | undefined;
+  try {
+    for (const replicas of steps) {
+      const topicsWanted = replicas / PARTITIONS_PER_TOPIC;
+      const have = placements.length / PARTITIONS_PER_TOPIC;
+      const names = Array.from(
+        { length: topicsWanted - have },
+        (_, i) => `scale-${String(have + i).padStart(4, "0")}`,
+      );
+      ctx.log(`creating ${names.length} topics (to ${replicas} partition replicas per broker)`);
+      const t0 = performance.now();
+      try {
+        placements = placements.concat(await createTopics(cluster, names, PARTITIONS_PER_TOPIC));
+        await waitForReplicas(cluster, replicas, 180_000);
+      } catch (err) {
+        // Recorded, not fatal: how the cluster fails at this size is a result too.
+        stepFailure = {
+          replicasPerBroker: replicas,
+          error: err instanceof Error ? err.message : String(err),
+        };
+        ctx.log(`growing to ${replicas} partition replicas per broker failed: ${stepFailure.error}`);
+        break;
+      }
+      const creationSeconds = (performance.now() - t0) / 1000;
+      const quietSeconds = await waitForQuiet(cluster, 180_000);
+      ctx.log(`served after ${fmt(creationSeconds)} s, role pushes over after ${fmt(quietSeconds)} s more`);
+      ctx.log(`idle for ${idleSeconds} s`);
+      const idle = await measureIdle(cluster, idleSeconds);
+      ctx.log(`idle CPU ${idle.map((r) => `${r.broker} ${fmt(r.cpuPercent)}%`).join(", ")}`);
+      const three = [...new Map(placements.map((p) => [p.leader, p])).values()];
+      const produce: StepResult["produce"] = [];
+      for (let rep = 0; rep < produceReps; rep++) {
+        // Alternating order, so a drift of the machine's load hits both variants alike.
+        const first = rep % 2 === 0 ? three : placements;
+        const second = rep % 2 === 0 ? placements : three;
+        ctx.log(
+          `produce rep ${rep + 1}/${produceReps}: over ${first.length}, then ${second.length} partitions`,
+        );
+        const a = await produceSpread(cluster, first, produceSeconds);
+        const b = await produceSpread(cluster, second, produceSeconds);
+        const run = rep % 2 === 0 ? { overThree: a, overAll: b } : { overThree: b, overAll: a };
+        ctx.log(`${fmt(run.overThree.recordsPerSecond)} vs ${fmt(run.overAll.recordsPerSecond)} records/s`);
+        produce.push(run);
+      }
+      results.push({
+        replicasPerBroker: replicas,
+        topicsCreated: names.length,
+        creationSeconds,
+        idle,
+        produce,
+      });
+    }
+    ctx.log(`burst: ${burstTopics} topics at once`);
+    burstResult = await burst(cluster, burstTopics, placements.length);
+    ctx.log(
+      `burst: ${burstResult.answered} answered, ${burstResult.failed} failed in ${fmt(burstResult.answeredSeconds)} s`,
+    );
+  } finally {
+    await cluster.stop();
+  }
+
+  const maxOf = (values: number[]) => Math.max(...values);
+  const idleTable: Table = {
+    title: "Idle brokers by partition replicas per broker (RF 3 on 3 brokers; max over the 3 brokers)",
+    columns: ["replicas / broker", "idle CPU (% of a core)", "RSS", "open files", "created in"],
+    rows: results.map((r) => [
+      fmt(r.replicasPerBroker),
+      `${fmt(maxOf(r.idle.map((i) => i.cpuPercent)))} %`,
+      fmtBytes(maxOf(r.idle.map((i) => i.rssBytes))),
+      fmt(maxOf(r.idle.map((i) => i.openFiles))),
+      `${fmt(r.creationSeconds)} s (${r.topicsCreated} topics)`,
+    ]),
+    notes: [
+      `memory per idle partition (2,000 opened in the benchmark process on empty logs, each leading with 2 followers, after a full GC): ${fmt(memory.rssKiB)} KiB RSS, of which ${fmt(memory.heapKiB)} KiB JS heap`,
+      `idle CPU measured over ${idleSeconds} s from /proc/<pid>/stat, once every replica took its role and the sentinels made no SetTopicRole(s) call for 3 s`,
+      ...(stepFailure
+        ? [
+            `growing to ${fmt(stepFailure.replicasPerBroker)} replicas per broker failed: ${stepFailure.error}`,
+          ]
+        : []),
+    ],
+  };
+  const produceSpreads = (r: StepResult) => ({
+    three: spread(r.produce.map((p) => p.overThree.recordsPerSecond)),
+    all: spread(r.produce.map((p) => p.overAll.recordsPerSecond)),
+    ratio: spread(r.produce.map((p) => (100 * p.overAll.recordsPerSecond) / p.overThree.recordsPerSecond)),
+    errors: r.produce.reduce((sum, p) => sum + p.overThree.errors + p.overAll.errors, 0),
+  });
+  const rate = (s: Spread) => fmtSpread(s, 3, " rec/s");
+  const produceTable: Table = {
+    title: `acks=all produce (--fsync ${FSYNC}), ${RECORDS_PER_REQUEST} × ${RECORD_BYTES} B records per request, ${WINDOW} requests in flight per leader`,
+    columns: ["replicas / broker", "over 3 partitions", "over every partition", "ratio", "errors"],
+    rows: results.map((r) => {
+      const p = produceSpreads(r);
+      return [
+        fmt(r.replicasPerBroker),
+        rate(p.three),
+        rate(p.all),
+        fmtSpread(p.ratio, 3, " %"),
+        String(p.errors),
+      ];
+    }),
+    notes: [
+      `median (min–max) of ${produceReps} repetitions of ${produceSeconds} s each variant, back to back in alternating order; the ratio is taken per repetition`,
+    ],
+  };
+  const burstTable: Table = {
+    title: `${burstResult?.topics ?? burstTopics} topics (1 partition, RF 3) created at once, on top of the last step`,
+    columns: ["answered", "failed", "all answered after", "all served by the brokers after"],
+    rows: burstResult
+      ? [
+          [
+            fmt(burstResult.answered),
+            fmt(burstResult.failed),
+            `${fmt(burstResult.answeredSeconds)} s`,
+            burstResult.servedSeconds !== undefined ? `${fmt(burstResult.servedSeconds)} s` : "—",
+          ],
+        ]
+      : [],
+    ...(burstResult?.firstError ? { notes: [`first error: ${burstResult.firstError}`] } : {}),
+  };
+  return {
+    tables: [idleTable, produceTable, burstTable],
+    settings: {
+      steps,
+      partitionsPerTopic: PARTITIONS_PER_TOPIC,
+      idleSeconds,
+      produceSeconds,
+      produceReps,
+      recordBytes: RECORD_BYTES,
+      recordsPerRequest: RECORDS_PER_REQUEST,
+      window: WINDOW,
+      burstTopics,
+      fsync: FSYNC,
+    },
+    data: { memoryPerIdlePartition: memory, steps: results, stepFailure, burst: burstResult },
+    notes: [
+      "every process of the cluster (etcd, 3 sentinels, 3 brokers) and the load generator share this machine",
+    ],
+  };
+}
+
+export const partitionsBenchmark: Benchmark = {
+  name: "partitions",
+  description:
+    "idle CPU/RSS/open files of brokers at 300–3,000 partition replicas, spread produce, topic burst",
+  run,
+};
