@@ -180,6 +180,15 @@ function withCause<E extends Error>(target: E, cause: unknown): E {
  * AbortSignal did not fire). Transport failures carry the network error as their cause: a refused
  * or reset connection, a failed fetch; a deadline means the peer never answered.
  */
+/**
+ * The partition leader refused this member's epoch (ABORTED from the broker: the group gave the
+ * partition to another member). Not a connection reset, which Node's HTTP/2 client also reports as
+ * ABORTED ("read ECONNRESET") when a broker dies mid-call: that one is retried, the partition kept.
+ */
+export function isFenced(err: unknown): err is ConnectError {
+  return err instanceof ConnectError && err.code === Code.Aborted && !isConnectionFailure(err);
+}
+
 export function isConnectionFailure(err: unknown): boolean {
   if (err instanceof BrokerUnreachableError) return true;
   if (!(err instanceof ConnectError)) return false;

@@ -1,8 +1,14 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { errorMessage, type GouletteError } from "../errors.js";
 import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import { callSignal } from "./call-signal.js";
-import { AbortedError, PartitionNotOwnedError, isConnectionFailure, toClientError } from "./errors.js";
+import {
+  AbortedError,
+  PartitionNotOwnedError,
+  isConnectionFailure,
+  isFenced,
+  toClientError,
+} from "./errors.js";
 import type { ClientEvent } from "./events.js";
 import type { PartitionState } from "./partition-state.js";
 import type { TopicMetadata } from "./topic-metadata.js";
@@ -86,7 +92,7 @@ export class OffsetCommitter {
           if (state && target.seq === state.seq) state.committed = { offset, seq: target.seq };
           this.commits++;
         } catch (err) {
-          if (err instanceof ConnectError && err.code === Code.Aborted) {
+          if (isFenced(err)) {
             // Fenced: another member owns the partition now. Not retried: its offsets are theirs.
             const error = new PartitionNotOwnedError(
               topic,

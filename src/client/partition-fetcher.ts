@@ -1,7 +1,13 @@
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import { backoffDelay, sleep } from "./backoff.js";
-import { AbortedError, BrokerUnreachableError, isConnectionFailure, toClientError } from "./errors.js";
+import {
+  AbortedError,
+  BrokerUnreachableError,
+  isConnectionFailure,
+  isFenced,
+  toClientError,
+} from "./errors.js";
 import type { ClientEvent } from "./events.js";
 import { toConsumedMessage, type BatchContext, type ConsumedMessage } from "./messages.js";
 import type { PartitionLocation, TopicMetadata } from "./topic-metadata.js";
@@ -227,7 +233,7 @@ export class PartitionFetcher {
         return true;
       }
     }
-    if (err instanceof ConnectError && err.code === Code.Aborted) {
+    if (isFenced(err)) {
       // Fenced: the group gave this partition to another member; no retry can fix that.
       this.options.onFenced(toClientError(err));
       return false;
