@@ -11,7 +11,7 @@ import {
   type TopicPartition,
 } from "../client/node.js";
 import {
-  LISTENER_OPTION,
+  CLIENT_OPTIONS,
   TLS_OPTIONS,
   printEvent,
   startProgress,
@@ -89,14 +89,7 @@ const schema = {
     default: "",
     short: "f",
   }),
-  token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
-  verbose: option({
-    kind: "boolean",
-    description: "Print failovers and retries on stderr",
-    default: false,
-    short: "v",
-  }),
-  ...LISTENER_OPTION,
+  ...CLIENT_OPTIONS,
   ...TLS_OPTIONS,
 };
 

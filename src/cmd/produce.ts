@@ -31,6 +31,18 @@ export const LISTENER_OPTION = {
   }),
 };
 
+/** --token, --verbose and --listener: every produce/consume client has them. */
+export const CLIENT_OPTIONS = {
+  token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
+  verbose: option({
+    kind: "boolean",
+    description: "Print failovers and retries on stderr",
+    default: false,
+    short: "v",
+  }),
+  ...LISTENER_OPTION,
+};
+
 /** The Node transport options for the TLS flags: TLS when a sentinel URL is https or a CA is given. */
 export function transportOptions(o: {
   sentinels: string[];
@@ -111,14 +123,7 @@ const schema = {
     default: false,
     short: "J",
   }),
-  token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
-  verbose: option({
-    kind: "boolean",
-    description: "Print failovers and retries on stderr",
-    default: false,
-    short: "v",
-  }),
-  ...LISTENER_OPTION,
+  ...CLIENT_OPTIONS,
   ...TLS_OPTIONS,
 };
 

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import type { Client } from "@connectrpc/connect";
 import {
@@ -14,35 +13,12 @@ import type { GroupPartition } from "../../src/gen/goulette/v1/group_pb.js";
 import type { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
 import { sendOnce, text } from "../helpers/broker-process.js";
 import { startCluster, type TestCluster, type TopicLayout } from "../helpers/cluster.js";
-import { GOULETTE_BIN } from "../helpers/sentinel-process.js";
+import { runGoulette, type GouletteRun } from "../helpers/goulette-process.js";
 import { waitFor } from "../helpers/wait.js";
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `goulette admin <args>` against the cluster. */
-function admin(sentinels: string[], args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const argv = [GOULETTE_BIN, "admin", ...args, "--sentinel", sentinels.join(",")];
-    const child = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(
-        new Error(`goulette admin ${args.join(" ")} did not exit within ${timeoutMs} ms; stderr:\n${stderr}`),
-      );
-    }, timeoutMs);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function admin(sentinels: string[], args: string[], timeoutMs = 30_000): Promise<GouletteRun> {
+  return runGoulette(["admin", ...args, "--sentinels", sentinels.join(",")], { timeoutMs });
 }
 
 /** A group member made of raw GroupHeartbeat calls, kept alive until left. */

@@ -42,6 +42,16 @@ function bestBounds(partitions: readonly LeaderCandidates[]): { max: number; min
   return { max: bestMax, min: bestMin };
 }
 
+/** A state machine fed through a tiny in-memory log, with `brokerIds` registered. */
+function registeredCluster(brokerIds: readonly string[]) {
+  const state = new ClusterState();
+  let id = 1;
+  const append = (command: Command) =>
+    state.apply({ ...command, id: id++, timestamp: 1_700_000_000_000, leaderId: "s" } as Operation);
+  for (const brokerId of brokerIds) append({ type: "registerBroker", data: { brokerId, address: brokerId } });
+  return { state, append };
+}
+
 function randomTopic(
   rng: ReturnType<typeof generator>,
   brokers: number,
@@ -114,13 +124,8 @@ describe("balanceLeaders", () => {
 
 describe("planNewTopic spreads leaders within each topic", () => {
   const cluster = (brokers: number) => {
-    const state = new ClusterState();
-    let id = 1;
-    const append = (command: Command) =>
-      state.apply({ ...command, id: id++, timestamp: 1_700_000_000_000, leaderId: "s" } as Operation);
-    for (let i = 0; i < brokers; i++)
-      append({ type: "registerBroker", data: { brokerId: `broker-${i}`, address: `h:${i}` } });
-    return { state, append, ring: createHashRing({ brokers: state.ringMembers() }) };
+    const { state } = registeredCluster(Array.from({ length: brokers }, (_, i) => `broker-${i}`));
+    return { state, ring: createHashRing({ brokers: state.ringMembers() }) };
   };
 
   for (const [brokers, partitions] of [
@@ -182,12 +187,7 @@ describe("planNewTopic spreads leaders within each topic", () => {
 
 describe("planLeaderBalance", () => {
   function skewedCluster() {
-    const state = new ClusterState();
-    let id = 1;
-    const append = (command: Command) =>
-      state.apply({ ...command, id: id++, timestamp: 1_700_000_000_000, leaderId: "s" } as Operation);
-    for (const brokerId of ["a", "b", "c"])
-      append({ type: "registerBroker", data: { brokerId, address: brokerId } });
+    const { state, append } = registeredCluster(["a", "b", "c"]);
     // After failovers, a leads everything.
     append({
       type: "generateTopicReplicas",
