@@ -9,6 +9,7 @@ import { machineBusyMs, ownTreeCpuMs } from "./lib/cpu.js";
 import { machineInfo } from "./lib/machine.js";
 import { renderTable } from "./lib/table.js";
 import { appendBenchmark } from "./append.js";
+import { crcBenchmark } from "./crc.js";
 import { dataplaneBenchmark } from "./dataplane.js";
 import { failoverBenchmark } from "./failover.js";
 import { getBrokersBenchmark } from "./getbrokers.js";
@@ -35,7 +36,7 @@ const BENCHMARKS: Benchmark[] = [
   dataplaneBenchmark,
 ];
 /** Run only when named: not part of the default set. */
-const EXTRA: Benchmark[] = [profileBenchmark, partitionsBenchmark];
+const EXTRA: Benchmark[] = [profileBenchmark, partitionsBenchmark, crcBenchmark];
 
 /** Set in the re-executed run: the repository the frozen copy was taken from. */
 const FROZEN_FROM = "GOULETTE_BENCH_FROZEN_FROM";

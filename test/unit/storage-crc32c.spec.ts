@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
 
-import { crc32c } from "../../src/storage/crc32c.js";
+import {
+  CRC32C_IMPLEMENTATION,
+  NATIVE_MIN_BYTES,
+  crc32c,
+  crc32cNative,
+  crc32cPortable,
+} from "../../src/storage/crc32c.js";
 
 /** The textbook bit-at-a-time CRC32C, to check the table-driven one against. */
 function slowCrc32c(data: Uint8Array): number {
@@ -56,5 +62,27 @@ describe("crc32c", () => {
     const before = crc32c(data);
     data[2049] = (data[2049] as number) ^ 0x10;
     assert.notEqual(crc32c(data), before);
+  });
+
+  it("uses the native implementation where its prebuilt package exists (Linux x64 here)", () => {
+    if (process.platform !== "linux" || process.arch !== "x64") return;
+    assert.equal(CRC32C_IMPLEMENTATION, "native");
+  });
+
+  it("native and portable agree around the crossover, on sub-ranges and across continuations", (t) => {
+    if (crc32cNative === undefined) return t.skip("@node-rs/crc32 is not installed for this platform");
+    const backing = randomBytes(70_000);
+    for (const length of [NATIVE_MIN_BYTES - 1, NATIVE_MIN_BYTES, NATIVE_MIN_BYTES + 1, 4099, 65_536]) {
+      for (const align of [0, 1, 5]) {
+        const data = backing.subarray(align, align + length);
+        const portable = crc32cPortable(data);
+        assert.equal(crc32cNative(data) >>> 0, portable, `length ${length}, byte offset ${align}`);
+        assert.equal(crc32c(data), portable);
+        assert.equal(crc32c(data, 9, length - 4), crc32cPortable(data, 9, length - 4));
+        // A short piece (portable) continued by a long one (native), and the other way round.
+        assert.equal(crc32c(data, 9, length, crc32c(data, 0, 9)), portable);
+        assert.equal(crc32c(data, length - 9, length, crc32c(data, 0, length - 9)), portable);
+      }
+    }
   });
 });
