@@ -67,6 +67,8 @@ export interface PartitionOptions {
   shipUnsynced: boolean;
   /** Starts the follower fetch loop for this partition. */
   startFetcher: (partition: Partition) => FetcherHandle;
+  /** The partition gave up a role by itself (leadership set-up failed): the sentinels must list it again. */
+  onRoleDropped?: () => void;
   logger: Logger;
   now?: () => number;
 }
@@ -353,7 +355,10 @@ export class Partition {
       } catch (err) {
         // Without its epoch entry the partition must not take writes; the next KeepAlive retries.
         this.logger.error({ err: err }, "cannot start leading the partition");
-        if (generation === this.#generation) this.demote("leadership set-up failed");
+        if (generation === this.#generation) {
+          this.demote("leadership set-up failed");
+          this.options.onRoleDropped?.();
+        }
       }
     });
   }
@@ -577,6 +582,18 @@ export class Partition {
     const follower = this.#followers.get(followerId);
     if (follower === undefined || follower.stream !== stream) return;
     const now = this.#now();
+    // The common idle case (a session's periodic refresh of thousands of partitions): an in-sync follower
+    // fetching again where it was. Nothing the high watermark or the commits depend on changed, so only
+    // its caught-up time moves.
+    if (
+      follower.inSync &&
+      follower.fetchOffset === fetchOffset &&
+      (offsetsVersion === undefined || offsetsVersion === follower.offsetsVersion) &&
+      fetchOffset >= this.shippableEnd
+    ) {
+      follower.lastCaughtUpAt = now;
+      return;
+    }
     follower.fetchOffset = fetchOffset;
     if (offsetsVersion !== undefined) follower.offsetsVersion = offsetsVersion;
     if (fetchOffset >= this.shippableEnd) {
@@ -648,6 +665,7 @@ export class Partition {
         ),
       );
     }
+    if (this.#commitWaiters.length === 0) return; // idle: no array rebuilt per partition per tick
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
       if (waiter.deadline >= now) return true;
       waiter.reject(
@@ -698,6 +716,7 @@ export class Partition {
 
   #checkCommits(): void {
     if (this.#commitWaiters.length === 0) return;
+    if (this.#commitWaiters.length === 0) return; // idle: no array rebuilt per partition per tick
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
       if (!this.#commitReplicated(waiter.version)) return true;
       waiter.resolve();
