@@ -149,6 +149,12 @@ export class Partition {
   #followers = new Map<string, FollowerState>();
   #ackWaiters: AckWaiter[] = [];
   #commitWaiters: CommitWaiter[] = [];
+  /**
+   * Leader: tick() has nothing to do before this (ms): no in-sync follower can have lagged out and no
+   * waiter expired. Reset whenever a waiter or an in-sync follower appears; idle leaders then cost a
+   * comparison per tick instead of a walk of their followers and waiters.
+   */
+  #nextTickAt = 0;
   #inflight = new Set<Promise<unknown>>();
   #fetcher: FetcherHandle | undefined;
   #chain: Promise<void> = Promise.resolve();
@@ -366,6 +372,7 @@ export class Partition {
   /** Leader: followers = replicas minus self. New leaders trust every follower for one lag period. */
   #updateFollowers(initialInSync = false): void {
     const now = this.#now();
+    this.#nextTickAt = 0;
     const wanted = new Set(
       this.#replicas.map((r) => r.brokerId).filter((id) => id !== this.options.brokerId),
     );
@@ -503,6 +510,7 @@ export class Partition {
       }
       return Promise.resolve();
     }
+    this.#nextTickAt = 0;
     return new Promise<void>((resolve, reject) => {
       this.#ackWaiters.push({
         end,
@@ -550,6 +558,7 @@ export class Partition {
     this.dataSignal.notify();
     this.#requireGeneration(generation);
     if (this.#commitReplicated(version)) return;
+    this.#nextTickAt = 0;
     await new Promise<void>((resolve, reject) => {
       this.#commitWaiters.push({
         version,
@@ -607,6 +616,7 @@ export class Partition {
       now - follower.lastCaughtUpAt <= this.options.replicaLagMaxMs
     ) {
       follower.inSync = true;
+      this.#nextTickAt = 0;
       this.logger.info({ follower: followerId, fetchOffset }, "follower joined the in-sync replicas");
     }
     this.#advanceHw();
@@ -637,6 +647,8 @@ export class Partition {
   tick(): void {
     if (this.#role !== "leader") return;
     const now = this.#now();
+    if (now < this.#nextTickAt) return;
+    this.#nextTickAt = this.#dueAt();
     let shrunk = false;
     for (const follower of this.#followers.values()) {
       if (follower.inSync && now - follower.lastCaughtUpAt > this.options.replicaLagMaxMs) {
@@ -665,7 +677,7 @@ export class Partition {
         ),
       );
     }
-    if (this.#commitWaiters.length === 0) return; // idle: no array rebuilt per partition per tick
+    if (this.#commitWaiters.length === 0) return;
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
       if (waiter.deadline >= now) return true;
       waiter.reject(
@@ -675,6 +687,22 @@ export class Partition {
       );
       return false;
     });
+  }
+
+  /**
+   * The earliest time tick() may have something to do, computed before it acts: an in-sync follower's
+   * lag bound, the oldest waiter's deadline. A lower bound: caught-up times only move later.
+   */
+  #dueAt(): number {
+    let due = Number.POSITIVE_INFINITY;
+    for (const follower of this.#followers.values()) {
+      if (follower.inSync) due = Math.min(due, follower.lastCaughtUpAt + this.options.replicaLagMaxMs + 1);
+    }
+    // Ack waiters are queued in deadline order; commit waiters are few, a scan is cheap.
+    const firstAck = this.#ackWaiters[0];
+    if (firstAck !== undefined) due = Math.min(due, firstAck.deadline + 1);
+    for (const waiter of this.#commitWaiters) due = Math.min(due, waiter.deadline + 1);
+    return due;
   }
 
   #advanceHw(): void {
@@ -716,7 +744,6 @@ export class Partition {
 
   #checkCommits(): void {
     if (this.#commitWaiters.length === 0) return;
-    if (this.#commitWaiters.length === 0) return; // idle: no array rebuilt per partition per tick
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
       if (!this.#commitReplicated(waiter.version)) return true;
       waiter.resolve();
