@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { startBroker, type Broker } from "../../src/broker/broker.js";
+import { PartitionRole } from "../../src/gen/goulette/v1/broker_pb.js";
 import { BrokerStatus } from "../../src/gen/goulette/v1/common_pb.js";
+import { silentLogger } from "../../src/observability/logger.js";
+import { assignmentsDigest } from "../../src/sentinel/convert.js";
+import { brokerClient } from "../helpers/broker-process.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { freePort } from "../helpers/ports.js";
@@ -113,5 +121,82 @@ describe("KeepAlive: role lists only when they changed", () => {
     assert.equal(res.registered, false);
     assert.equal(res.assignmentsUnchanged, false);
     assert.deepEqual(res.assignments, []);
+  });
+});
+
+/**
+ * The broker's side, end to end: a real broker (in this process, real files) against a real sentinel.
+ * It comes to hold the digest of its list in the sentinel's state, a pushed role makes it ask for the
+ * list again, and a new topic reaches it through the list with a new digest.
+ */
+describe("KeepAlive: a broker holds the digest of the roles it applied", () => {
+  let etcd: TestEtcd;
+  let sentinel: InProcessSentinel;
+  let broker: Broker;
+  let dataDir: string;
+
+  before(async () => {
+    etcd = await startEtcd();
+    sentinel = await startInProcessSentinel(etcd, "s1", { etcdPrefix: "/incremental-broker" });
+    await waitFor(() => sentinel.sentinel.plane.isLeader, { what: "leadership" });
+    dataDir = await mkdtemp(path.join(tmpdir(), "goulette-incremental-"));
+    broker = await startBroker({
+      id: "b1",
+      address: `127.0.0.1:${await freePort()}`,
+      dataDir,
+      sentinels: [sentinel.sentinel.url],
+      fsync: "interval",
+      fsyncIntervalMs: 200,
+      segmentBytes: 1024 * 1024,
+      maxMessageBytes: 1024 * 1024,
+      keepAliveIntervalMs: 300,
+      replicaLagMaxMs: 3_000,
+      logger: silentLogger(),
+    });
+    await waitFor(() => broker.ready, { what: "the broker to register" });
+  });
+  after(async () => {
+    await broker?.stop();
+    await sentinel?.stop();
+    await etcd?.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  const sentinelDigest = () => assignmentsDigest(sentinel.sentinel.plane.state, "b1");
+  const holdsSentinelList = () =>
+    broker.partitions.heldAssignmentsDigest !== "" &&
+    broker.partitions.heldAssignmentsDigest === sentinelDigest();
+
+  it("holds the sentinel's digest once reconciled, and asks for the list again after a push", async () => {
+    await sentinel.client.getBrokers({ topic: "first", partitions: 2, replicaCount: 1 });
+    await waitFor(() => holdsSentinelList() && broker.partitions.get("first", 1)?.role === "leader", {
+      what: "the broker to hold the list with first#0 and first#1",
+    });
+    const first = broker.partitions.heldAssignmentsDigest;
+
+    // A role pushed outside KeepAlive (as the sentinels' role notifier does): the list it holds may no
+    // longer be the one the digest names, so it is dropped until the next full answer.
+    const self = { brokerId: "b1", address: broker.address };
+    await brokerClient(broker.address).setTopicRole({
+      topic: "first",
+      partition: 0,
+      role: PartitionRole.LEADER,
+      leader: self,
+      replicas: [self],
+      epoch: BigInt(broker.partitions.get("first", 0)?.epoch ?? 0),
+    });
+    assert.equal(broker.partitions.heldAssignmentsDigest, "");
+    await waitFor(holdsSentinelList, { what: "the next KeepAlive to bring the full list back" });
+    assert.equal(broker.partitions.heldAssignmentsDigest, first, "the same list: the same digest");
+
+    // A topic created meanwhile changes the list: the broker gets it whole and serves the new partition.
+    await sentinel.client.getBrokers({ topic: "second", partitions: 1, replicaCount: 1 });
+    await waitFor(
+      () =>
+        holdsSentinelList() &&
+        broker.partitions.heldAssignmentsDigest !== first &&
+        broker.partitions.get("second", 0)?.role === "leader",
+      { what: "the broker to hold the list with second#0" },
+    );
   });
 });
