@@ -120,7 +120,13 @@ export function createBrokerService(
               serveReplicateSession(
                 {
                   lookup,
-                  idleResponseMs: options.replicationIdleResponseMs,
+                  // An idle session's empty answer only has to draw a reply before each refresh is
+                  // due: twice per refresh period, not every Replicate long-poll period (4 × fewer
+                  // wake-ups on both brokers with the default lag bound).
+                  idleResponseMs: Math.max(
+                    options.replicationIdleResponseMs,
+                    Math.floor(options.replicationRefreshMs / 2),
+                  ),
                   idleRefreshMs: options.replicationRefreshMs,
                   onOpen: () => sessions.inc({ side: "leader" }),
                   onClose: () => sessions.dec({ side: "leader" }),

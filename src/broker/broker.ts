@@ -137,12 +137,15 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const openFiles = new OpenFileCache(config.maxOpenSegmentFiles ?? DEFAULT_MAX_OPEN_SEGMENT_FILES);
   let countedOpens = 0;
   const idleResponseMs = Math.max(20, Math.min(500, Math.floor(config.replicaLagMaxMs / 4)));
+  // A quarter of the lag bound: an idle follower is refreshed 4 times before it could fall out.
+  const refreshMs = Math.max(idleResponseMs, Math.floor(config.replicaLagMaxMs / 4));
   const useSessions = config.replicationSessions ?? true;
   const followerOptions: FollowerOptions = {
     brokerId: config.id,
     transport: (url) => pool.get(url),
     headers,
-    stallTimeoutMs: Math.max(5_000, idleResponseMs * 10),
+    // Several idle answers (a session's come every refreshMs / 2) must go missing before a stall.
+    stallTimeoutMs: Math.max(5_000, idleResponseMs * 10, refreshMs * 3),
     logger: logger.child({ component: "replication" }),
   };
   const followerSessions = new FollowerSessions({
@@ -187,8 +190,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     maxMessageBytes: config.maxMessageBytes,
     replicationIdleResponseMs: idleResponseMs,
     replicationSessions: useSessions,
-    // A quarter of the lag bound: an idle follower is refreshed 4 times before it could fall out.
-    replicationRefreshMs: Math.max(idleResponseMs, Math.floor(config.replicaLagMaxMs / 4)),
+    replicationRefreshMs: refreshMs,
     ready,
     writable: () => live.session?.inContact ?? false,
     metrics,
@@ -233,7 +235,8 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     headers,
     intervalMs: config.keepAliveIntervalMs,
     topicsOnDisk: () => partitions.topicsOnDisk(),
-    onAssignments: (assignments, appliedId) => partitions.reconcile(assignments, appliedId),
+    onAssignments: (assignments, appliedId, digest) => partitions.reconcile(assignments, appliedId, digest),
+    heldAssignmentsDigest: () => partitions.heldAssignmentsDigest,
     logger: logger.child({ component: "sentinel-session" }),
   });
   live.session = session;

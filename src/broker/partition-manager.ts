@@ -12,7 +12,10 @@ export interface PartitionManagerOptions {
   dataDir: string;
   brokerId: string;
   /** Options shared by every partition. */
-  partition: Omit<PartitionOptions, "topic" | "partition" | "dir" | "brokerId" | "startFetcher" | "logger">;
+  partition: Omit<
+    PartitionOptions,
+    "topic" | "partition" | "dir" | "brokerId" | "startFetcher" | "onRoleDropped" | "logger"
+  >;
   /** Starts a follower fetch loop. */
   startFetcher: (p: Partition) => FetcherHandle;
   /**
@@ -32,6 +35,10 @@ export class PartitionManager {
   readonly #opening = new Map<string, Promise<Partition>>();
   #maxAppliedId = 0n;
   #closed = false;
+  /** Digest of the KeepAlive role list these partitions match exactly ("" when they may not). */
+  #heldDigest = "";
+  /** Counts role changes made outside reconcile (pushes, removals, self-demotions). */
+  #outsideChanges = 0;
 
   constructor(private readonly options: PartitionManagerOptions) {}
 
@@ -59,6 +66,7 @@ export class PartitionManager {
         dir: path.join(this.options.dataDir, topic, String(partition)),
         brokerId: this.options.brokerId,
         startFetcher: this.options.startFetcher,
+        onRoleDropped: () => this.#changedOutsideReconcile(),
         logger: this.options.logger,
       }).then(
         (p) => {
@@ -76,8 +84,27 @@ export class PartitionManager {
     return opening;
   }
 
-  /** Validates and applies one role; resolves with the partition (and whether the role was taken). */
+  /**
+   * The assignments_digest of the last KeepAlive role list these partitions were reconciled with and
+   * still match exactly; "" when they may differ from it (a role pushed, a partition removed or given up
+   * since, or a reconciliation that could not apply everything), so that the next answer lists it all.
+   */
+  get heldAssignmentsDigest(): string {
+    return this.#heldDigest;
+  }
+
+  #changedOutsideReconcile(): void {
+    this.#outsideChanges++;
+    this.#heldDigest = "";
+  }
+
+  /** Validates and applies one pushed role; resolves with the partition (and whether the role was taken). */
   async applyRole(req: SetTopicRoleRequest): Promise<{ partition: Partition; applied: boolean }> {
+    this.#changedOutsideReconcile();
+    return this.#applyRole(req);
+  }
+
+  async #applyRole(req: SetTopicRoleRequest): Promise<{ partition: Partition; applied: boolean }> {
     const assignment = toAssignment(req, this.options.brokerId);
     const p = await this.open(req.topic, req.partition);
     return { partition: p, applied: p.applyRole(assignment) };
@@ -88,14 +115,24 @@ export class PartitionManager {
    * partition not listed any more stops being served, unless the answer comes from a sentinel that is
    * behind one that answered before, or the role is too recent for that sentinel to know.
    */
-  async reconcile(assignments: readonly SetTopicRoleRequest[], appliedId: bigint): Promise<void> {
+  async reconcile(
+    assignments: readonly SetTopicRoleRequest[],
+    appliedId: bigint,
+    digest = "",
+  ): Promise<void> {
+    const outsideChangesBefore = this.#outsideChanges;
+    this.#heldDigest = "";
+    // Exact: afterwards every listed role is held and nothing else is served.
+    let exact = true;
     const listed = new Set<string>();
     const toOpen: SetTopicRoleRequest[] = [];
-    const failed = (req: SetTopicRoleRequest, err: unknown) =>
+    const failed = (req: SetTopicRoleRequest, err: unknown) => {
+      exact = false;
       this.options.logger.error(
         { partition: `${req.topic}#${req.partition}`, err },
         "cannot take the role the sentinel assigned",
       );
+    };
     for (const req of assignments) {
       const key = `${req.topic}#${req.partition}`;
       listed.add(key);
@@ -107,15 +144,18 @@ export class PartitionManager {
         continue;
       }
       try {
-        open.applyRole(toAssignment(req, this.options.brokerId));
+        // False: the partition holds a newer epoch than this (lagging) sentinel knows.
+        if (!open.applyRole(toAssignment(req, this.options.brokerId))) exact = false;
       } catch (err) {
         failed(req, err);
       }
     }
     // Opening is I/O: bounded and yielding, as a KeepAlive answer may list thousands of new roles.
     await forEachYielding(toOpen, APPLY_CONCURRENCY, (req) =>
-      this.applyRole(req).then(
-        () => undefined,
+      this.#applyRole(req).then(
+        ({ applied }) => {
+          if (!applied) exact = false;
+        },
         (err: unknown) => failed(req, err),
       ),
     );
@@ -124,14 +164,19 @@ export class PartitionManager {
     const now = Date.now();
     for (const [key, p] of this.#partitions) {
       if (listed.has(key) || p.role === "none") continue;
-      if (now - p.roleSetAt < this.options.absenceGraceMs) continue;
+      if (now - p.roleSetAt < this.options.absenceGraceMs) {
+        exact = false;
+        continue;
+      }
       p.demote("the sentinels no longer list this broker as a replica");
     }
+    if (exact && this.#outsideChanges === outsideChangesBefore) this.#heldDigest = digest;
   }
 
   /** Stops serving a partition (or every partition of a topic), deleting its data when asked. */
   async remove(topic: string, partition: number | undefined, deleteData: boolean): Promise<void> {
     validateTopicName(topic);
+    this.#changedOutsideReconcile();
     const doomed = [...this.#partitions.values()].filter(
       (p) => p.topic === topic && (partition === undefined || p.partition === partition),
     );

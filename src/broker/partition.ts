@@ -67,6 +67,8 @@ export interface PartitionOptions {
   shipUnsynced: boolean;
   /** Starts the follower fetch loop for this partition. */
   startFetcher: (partition: Partition) => FetcherHandle;
+  /** The partition gave up a role by itself (leadership set-up failed): the sentinels must list it again. */
+  onRoleDropped?: () => void;
   logger: Logger;
   now?: () => number;
 }
@@ -147,6 +149,12 @@ export class Partition {
   #followers = new Map<string, FollowerState>();
   #ackWaiters: AckWaiter[] = [];
   #commitWaiters: CommitWaiter[] = [];
+  /**
+   * Leader: tick() has nothing to do before this (ms): no in-sync follower can have lagged out and no
+   * waiter expired. Reset whenever a waiter or an in-sync follower appears; idle leaders then cost a
+   * comparison per tick instead of a walk of their followers and waiters.
+   */
+  #nextTickAt = 0;
   #inflight = new Set<Promise<unknown>>();
   #fetcher: FetcherHandle | undefined;
   #chain: Promise<void> = Promise.resolve();
@@ -353,7 +361,10 @@ export class Partition {
       } catch (err) {
         // Without its epoch entry the partition must not take writes; the next KeepAlive retries.
         this.logger.error({ err: err }, "cannot start leading the partition");
-        if (generation === this.#generation) this.demote("leadership set-up failed");
+        if (generation === this.#generation) {
+          this.demote("leadership set-up failed");
+          this.options.onRoleDropped?.();
+        }
       }
     });
   }
@@ -361,6 +372,7 @@ export class Partition {
   /** Leader: followers = replicas minus self. New leaders trust every follower for one lag period. */
   #updateFollowers(initialInSync = false): void {
     const now = this.#now();
+    this.#nextTickAt = 0;
     const wanted = new Set(
       this.#replicas.map((r) => r.brokerId).filter((id) => id !== this.options.brokerId),
     );
@@ -498,6 +510,7 @@ export class Partition {
       }
       return Promise.resolve();
     }
+    this.#nextTickAt = 0;
     return new Promise<void>((resolve, reject) => {
       this.#ackWaiters.push({
         end,
@@ -545,6 +558,7 @@ export class Partition {
     this.dataSignal.notify();
     this.#requireGeneration(generation);
     if (this.#commitReplicated(version)) return;
+    this.#nextTickAt = 0;
     await new Promise<void>((resolve, reject) => {
       this.#commitWaiters.push({
         version,
@@ -577,6 +591,18 @@ export class Partition {
     const follower = this.#followers.get(followerId);
     if (follower === undefined || follower.stream !== stream) return;
     const now = this.#now();
+    // The common idle case (a session's periodic refresh of thousands of partitions): an in-sync follower
+    // fetching again where it was. Nothing the high watermark or the commits depend on changed, so only
+    // its caught-up time moves.
+    if (
+      follower.inSync &&
+      follower.fetchOffset === fetchOffset &&
+      (offsetsVersion === undefined || offsetsVersion === follower.offsetsVersion) &&
+      fetchOffset >= this.shippableEnd
+    ) {
+      follower.lastCaughtUpAt = now;
+      return;
+    }
     follower.fetchOffset = fetchOffset;
     if (offsetsVersion !== undefined) follower.offsetsVersion = offsetsVersion;
     if (fetchOffset >= this.shippableEnd) {
@@ -590,6 +616,7 @@ export class Partition {
       now - follower.lastCaughtUpAt <= this.options.replicaLagMaxMs
     ) {
       follower.inSync = true;
+      this.#nextTickAt = 0;
       this.logger.info({ follower: followerId, fetchOffset }, "follower joined the in-sync replicas");
     }
     this.#advanceHw();
@@ -620,6 +647,8 @@ export class Partition {
   tick(): void {
     if (this.#role !== "leader") return;
     const now = this.#now();
+    if (now < this.#nextTickAt) return;
+    this.#nextTickAt = this.#dueAt();
     let shrunk = false;
     for (const follower of this.#followers.values()) {
       if (follower.inSync && now - follower.lastCaughtUpAt > this.options.replicaLagMaxMs) {
@@ -648,6 +677,7 @@ export class Partition {
         ),
       );
     }
+    if (this.#commitWaiters.length === 0) return;
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
       if (waiter.deadline >= now) return true;
       waiter.reject(
@@ -657,6 +687,22 @@ export class Partition {
       );
       return false;
     });
+  }
+
+  /**
+   * The earliest time tick() may have something to do, computed before it acts: an in-sync follower's
+   * lag bound, the oldest waiter's deadline. A lower bound: caught-up times only move later.
+   */
+  #dueAt(): number {
+    let due = Number.POSITIVE_INFINITY;
+    for (const follower of this.#followers.values()) {
+      if (follower.inSync) due = Math.min(due, follower.lastCaughtUpAt + this.options.replicaLagMaxMs + 1);
+    }
+    // Ack waiters are queued in deadline order; commit waiters are few, a scan is cheap.
+    const firstAck = this.#ackWaiters[0];
+    if (firstAck !== undefined) due = Math.min(due, firstAck.deadline + 1);
+    for (const waiter of this.#commitWaiters) due = Math.min(due, waiter.deadline + 1);
+    return due;
   }
 
   #advanceHw(): void {

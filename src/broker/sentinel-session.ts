@@ -22,17 +22,33 @@ export interface SentinelSessionOptions {
   intervalMs: number;
   /** Topics with data on disk (RegisterBroker's informational list). */
   topicsOnDisk: () => Promise<string[]>;
-  /** Called with the broker's complete role list after every KeepAlive. */
-  onAssignments: (assignments: SetTopicRoleRequest[], appliedId: bigint) => Promise<void>;
+  /**
+   * Called with the broker's complete role list after a KeepAlive that lists it, and the list's digest
+   * ("" from older sentinels).
+   */
+  onAssignments: (assignments: SetTopicRoleRequest[], appliedId: bigint, digest: string) => Promise<void>;
+  /**
+   * The digest of the role list the broker holds exactly (as reconciled by onAssignments and unchanged
+   * since), "" when none: a KeepAlive sending it is answered without the list when it still matches.
+   */
+  heldAssignmentsDigest: () => string;
   logger: Logger;
 }
 
 /**
+ * KeepAlives between two that ask for the full role list whatever the broker holds: a bound on how long
+ * a difference nobody noticed (a bug, not a protocol case) could last.
+ */
+export const FULL_LIST_EVERY_BEATS = 100;
+
+/**
  * The broker's life with the sentinels: RegisterBroker, then KeepAlive every interval; each answer
  * carries every partition the broker holds with its role and epoch, which the broker reconciles against
- * (roles pushed with SetTopicRole can be missed). An answer saying `registered: false` (the broker was
- * unregistered, or the sentinels lost it) makes it register again. On errors it moves to the next
- * sentinel URL.
+ * (roles pushed with SetTopicRole can be missed), or only says the list is unchanged: the broker sends
+ * the digest of the list it holds exactly, and the sentinel omits a list with the same digest (with
+ * thousands of partitions, decoding and walking the list every beat was most of an idle broker's work).
+ * An answer saying `registered: false` (the broker was unregistered, or the sentinels lost it) makes it
+ * register again. On errors it moves to the next sentinel URL.
  */
 export class SentinelSession {
   readonly #clients: Client<typeof SentinelService>[];
@@ -51,7 +67,9 @@ export class SentinelSession {
   #ttlMs = 0;
   /** The reconciliation running off the beat loop, and the newest answer waiting for it. */
   #reconciling: Promise<void> | undefined;
-  #nextAssignments: { assignments: SetTopicRoleRequest[]; appliedId: bigint } | undefined;
+  #nextAssignments: { assignments: SetTopicRoleRequest[]; appliedId: bigint; digest: string } | undefined;
+  /** Answered KeepAlives since the last one that asked for the full list. */
+  #beatsSinceFullList = 0;
 
   constructor(private readonly options: SentinelSessionOptions) {
     if (options.sentinels.length === 0) throw new Error("at least one sentinel URL is needed");
@@ -158,15 +176,20 @@ export class SentinelSession {
       );
     }
     const sentAt = Date.now();
+    // While a reconciliation runs the held digest is "" anyway; once every FULL_LIST_EVERY_BEATS, ask
+    // for the whole list regardless.
+    const fullList = this.#beatsSinceFullList >= FULL_LIST_EVERY_BEATS - 1;
     const res = await client.keepAlive(
       {
         brokerId: this.options.brokerId,
         address: this.options.address,
         listeners: [...this.options.listeners],
         status: BrokerStatus.HEALTHY,
+        assignmentsDigest: fullList ? "" : this.options.heldAssignmentsDigest(),
       },
       call,
     );
+    this.#beatsSinceFullList = fullList ? 0 : this.#beatsSinceFullList + 1;
     if (!res.registered) {
       this.options.logger.warn("the sentinels do not know this broker (any more); registering again");
       this.#registered = false;
@@ -190,7 +213,9 @@ export class SentinelSession {
     this.#listenersWarned = res.listenersChanged;
     this.#lastBeatAt = sentAt;
     this.#ttlMs = res.ttlSeconds * 1000;
-    this.#reconcile(res.assignments, res.appliedId);
+    // Unchanged: the roles the broker holds are the sentinel's (a push applied since cleared the digest
+    // it sent, so this answer cannot hide a change).
+    if (!res.assignmentsUnchanged) this.#reconcile(res.assignments, res.appliedId, res.assignmentsDigest);
     return false;
   }
 
@@ -199,14 +224,14 @@ export class SentinelSession {
    * than the heartbeat TTL, and the next beats must not wait for it. One reconciliation runs at a time;
    * answers arriving meanwhile are coalesced to the newest.
    */
-  #reconcile(assignments: SetTopicRoleRequest[], appliedId: bigint): void {
-    this.#nextAssignments = { assignments, appliedId };
+  #reconcile(assignments: SetTopicRoleRequest[], appliedId: bigint, digest: string): void {
+    this.#nextAssignments = { assignments, appliedId, digest };
     this.#reconciling ??= (async () => {
       for (let next = this.#nextAssignments; next; next = this.#nextAssignments) {
         this.#nextAssignments = undefined;
         if (this.#abort.signal.aborted) return;
         try {
-          await this.options.onAssignments(next.assignments, next.appliedId);
+          await this.options.onAssignments(next.assignments, next.appliedId, next.digest);
           this.#synced = true;
         } catch (err) {
           this.options.logger.warn({ err: err }, "could not apply the roles of a KeepAlive answer");

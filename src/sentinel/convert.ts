@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import {
   BrokerInfoSchema,
@@ -79,27 +80,63 @@ export function toOperationMessage(op: Operation): OperationMessage {
   });
 }
 
-/** The roles of one broker: every partition it holds a replica of (what KeepAlive returns). */
-export function assignmentsOf(state: ClusterState, brokerId: string): SetTopicRoleRequest[] {
-  const out: SetTopicRoleRequest[] = [];
+interface BrokerRole {
+  topic: string;
+  partition: number;
+  leads: boolean;
+  epoch: number;
+  /** Replica ids with their default addresses, the leader first. */
+  replicas: { brokerId: string; address: string }[];
+}
+
+/** Every partition `brokerId` holds a replica of, in a deterministic order (topics sorted). */
+function* rolesOf(state: ClusterState, brokerId: string): Generator<BrokerRole> {
   for (const topic of state.topicsOfBroker(brokerId)) {
     const record = state.topic(topic);
     for (const p of record?.partitions ?? []) {
       if (!p.replicas.includes(brokerId)) continue;
-      const replicas = p.replicas.map((id) =>
-        create(ReplicaRefSchema, { brokerId: id, address: state.broker(id)?.address ?? "" }),
-      );
-      out.push(
-        create(SetTopicRoleRequestSchema, {
-          topic,
-          partition: p.partition,
-          role: p.replicas[0] === brokerId ? PartitionRole.LEADER : PartitionRole.FOLLOWER,
-          leader: replicas[0],
-          replicas,
-          epoch: BigInt(p.epoch),
-        }),
-      );
+      yield {
+        topic,
+        partition: p.partition,
+        leads: p.replicas[0] === brokerId,
+        epoch: p.epoch,
+        replicas: p.replicas.map((id) => ({ brokerId: id, address: state.broker(id)?.address ?? "" })),
+      };
     }
   }
+}
+
+/** The roles of one broker: every partition it holds a replica of (what KeepAlive returns). */
+export function assignmentsOf(state: ClusterState, brokerId: string): SetTopicRoleRequest[] {
+  const out: SetTopicRoleRequest[] = [];
+  for (const role of rolesOf(state, brokerId)) {
+    const replicas = role.replicas.map((r) => create(ReplicaRefSchema, r));
+    out.push(
+      create(SetTopicRoleRequestSchema, {
+        topic: role.topic,
+        partition: role.partition,
+        role: role.leads ? PartitionRole.LEADER : PartitionRole.FOLLOWER,
+        leader: replicas[0],
+        replicas,
+        epoch: BigInt(role.epoch),
+      }),
+    );
+  }
   return out;
+}
+
+/**
+ * A digest of assignmentsOf(state, brokerId), computed without building the list: equal role lists give
+ * equal digests on every sentinel, whatever operation ids or snapshots led there, so a broker holding
+ * the list of one sentinel leader is answered "unchanged" by the next. The "v1." prefix names the
+ * encoding: a sentinel hashing differently never matches, and answers the full list.
+ */
+export function assignmentsDigest(state: ClusterState, brokerId: string): string {
+  const hash = createHash("sha256");
+  for (const role of rolesOf(state, brokerId)) {
+    const replicas = role.replicas.map((r) => `${r.brokerId}@${r.address}`).join(",");
+    // Topic names and broker ids cannot hold tabs or newlines (validation), so the encoding is unambiguous.
+    hash.update(`${role.topic}\t${role.partition}\t${role.leads ? "L" : "F"}\t${role.epoch}\t${replicas}\n`);
+  }
+  return `v1.${hash.digest("base64url").slice(0, 32)}`;
 }

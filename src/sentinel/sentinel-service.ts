@@ -26,6 +26,7 @@ import type { BrokerProber } from "./broker-prober.js";
 import { readReplicaProgress } from "./replica-progress.js";
 import type { ControlPlane } from "./control-plane.js";
 import {
+  assignmentsDigest,
   assignmentsOf,
   toBrokerInfo,
   toOperationMessage,
@@ -195,6 +196,9 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       await plane.committedState(); // roles from an uncommitted transaction must not reach a broker
       const known = state.broker(req.brokerId);
       const registered = known !== undefined && known.address === req.address;
+      const digest = registered ? assignmentsDigest(state, req.brokerId) : "";
+      // Incremental: a broker that holds this very list is not sent its thousands of roles again.
+      const unchanged = registered && req.assignmentsDigest === digest;
       return {
         ttlSeconds: options.heartbeatTtlSeconds,
         registered,
@@ -202,7 +206,9 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         // older leader that drops them would otherwise make the broker flap between the two states).
         listenersChanged: registered && !sameListeners(known.listeners, listeners),
         appliedId: BigInt(state.appliedId),
-        assignments: registered ? assignmentsOf(state, req.brokerId) : [],
+        assignments: registered && !unchanged ? assignmentsOf(state, req.brokerId) : [],
+        assignmentsDigest: digest,
+        assignmentsUnchanged: unchanged,
       };
     },
 

@@ -42,8 +42,11 @@ function countDegradations(streams: (Readable | null)[], counts: Record<Degradat
  * 1,200 partitions each without saturating their event loops (replication sessions per broker pair).
  *
  * Opt-in (GOULETTE_TOPIC_BURST=1, `npm run test:burst`): with replication sessions and the control
- * plane's admission it passed in 24 s here (0 failed sends, nothing degraded), but only once so far; it
- * belongs in the default suite once repeated runs on a fresh 2-core machine show it stable.
+ * plane's admission it passed in 24 s here once (0 failed sends, nothing degraded). Later runs on a
+ * shared machine sent everything (0 failed sends) but tripped the liveness assertions: at load average
+ * 2.3, 4 etcd calls met the bulk client's open circuit breaker; at 17–24, 6 late lease renewals and
+ * 11 ISR shrinks, in 57 s; at 14–22, 2 late lease renewals, in 36 s. It belongs in the default suite
+ * once repeated runs on an otherwise idle 2-core machine show it stable.
  */
 const OPT_IN = process.env["GOULETTE_TOPIC_BURST"] === "1";
 
