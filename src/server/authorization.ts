@@ -1,6 +1,6 @@
 import { isMessage, type Message } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
-import { PermissionDeniedError, UnauthenticatedError } from "../errors.js";
+import { PermissionDeniedError, UnauthenticatedError, toConnectError } from "../errors.js";
 import {
   GetCommittedOffsetRequestSchema,
   ReplicateRequestSchema,
@@ -201,7 +201,8 @@ async function* checkEach<T extends Message>(
 ): AsyncGenerator<T> {
   for await (const message of messages) {
     const refusal = check(message);
-    if (refusal) throw refusal;
+    // Thrown inside the handler's read of the stream, past errorTranslation: a ConnectError already.
+    if (refusal) throw toConnectError(refusal);
     yield message;
   }
 }
