@@ -64,6 +64,12 @@ export function identityFromOptions(
         "token), or --tls-ca (mutual TLS); or --allow-anonymous to let anyone do anything (development only)",
     );
   }
+  if (tokens && !token && !legacy.sharedToken && !legacy.mutualTls) {
+    throw new InvalidArgumentError(
+      "--tokens-file is set but this node has no credential of its own (--token-file, or GOULETTE_TOKEN): " +
+        "the other nodes would refuse its calls",
+    );
+  }
   return {
     identity: { ...(tokens ? { tokens } : {}), allowAnonymous: o.allowAnonymous },
     ...(token ? { token } : {}),
