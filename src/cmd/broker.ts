@@ -27,13 +27,13 @@ export async function runBroker(argv: string[]): Promise<void> {
   });
   const cors = corsFromOptions(o);
   const listeners = advertisedListeners(o.advertiseListeners, o.id);
-  // A taken --address is one line naming its holder, before anything starts.
   // Before anything starts: a node that could authenticate nobody stops here with a sentence.
   const identity = identityFromOptions(o, {
     sharedToken: o.authToken,
     sharedFlag: "--auth-token",
     mutualTls: Boolean(o.tlsCert && o.tlsCa),
   });
+  // A taken --address is one line naming its holder, before anything starts.
   await assertAddressFree(o.address, `broker ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { broker: o.id } });
   logger.info({ sources }, "starting broker");

@@ -28,13 +28,13 @@ export async function runSentinel(argv: string[]): Promise<void> {
   const rpcLimits = rpcLimitsFromOptions(o);
   const cors = corsFromOptions(o);
   listenerHostsLookup(o.listenerHosts); // a malformed --listener-hosts fails here, before etcd starts
-  // A taken --address is one line naming its holder, before etcd is started or contacted.
   // Before anything starts: a node that could authenticate nobody stops here with a sentence.
   const identity = identityFromOptions(o, {
     sharedToken: o.adminToken,
     sharedFlag: "--admin-token",
     mutualTls: Boolean(o.tlsCert && o.tlsCa),
   });
+  // A taken --address is one line naming its holder, before etcd is started or contacted.
   await assertAddressFree(o.address, `sentinel ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { sentinel: o.id } });
   logger.info({ sources }, "starting sentinel");
