@@ -65,6 +65,7 @@ export async function profileProduce(
       "300",
       "--log-level",
       "warn",
+      "--allow-anonymous",
     ],
     { stdio: "ignore" },
   );

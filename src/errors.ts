@@ -75,6 +75,13 @@ export class UnauthenticatedError extends GouletteError {
   }
 }
 
+/** Authenticated, but this identity may not make this call (or not with these arguments). */
+export class PermissionDeniedError extends GouletteError {
+  constructor(message: string) {
+    super(message, Code.PermissionDenied);
+  }
+}
+
 /** True when the same call may succeed later. */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof GouletteError) return err.retryable;

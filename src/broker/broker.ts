@@ -1,15 +1,15 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import path from "node:path";
-import { isMessage } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor, StreamRequest, UnaryRequest } from "@connectrpc/connect";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Registry } from "prom-client";
 import { bearerHeaders } from "../common/bearer.js";
 import { canonicalListeners, type ListenerAddress } from "../fsm/listeners.js";
-import { BrokerService, GetCommittedOffsetRequestSchema } from "../gen/goulette/v1/broker_pb.js";
+import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
-import { tokenAuth } from "../server/auth.js";
+import { BROKER_RULES, authorization } from "../server/authorization.js";
+import { Authenticator, type IdentityOptions } from "../server/identity.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
 import {
   startRpcServer,
@@ -56,8 +56,18 @@ export interface BrokerConfig {
   replicaLagMaxMs: number;
   /** acks=all needs this many in-sync replicas, leader included (default 1). */
   minInsyncReplicas?: number;
-  /** Bearer token: sent to sentinels and leaders, required from clients for writes. */
+  /**
+   * The legacy single shared token (compatibility mode): sent to sentinels and leaders when `token` is
+   * not set, and its holder is trusted as every component.
+   */
   authToken?: string;
+  /**
+   * Who may call (identity.ts, authorization.ts): the tokens table and whether callers without a
+   * credential are trusted. Absent (and no authToken): every caller is trusted (embedding, tests).
+   */
+  identity?: Pick<IdentityOptions, "tokens" | "allowAnonymous">;
+  /** The credential this broker presents to sentinels and leaders (its `broker:<id>` token). */
+  token?: string;
   tls?: TlsFiles;
   /** Connection, stream, request-size and slow-client bounds of the RPC server. */
   rpcLimits?: RpcServerLimits;
@@ -97,28 +107,9 @@ export interface Broker {
   stop(): Promise<void>;
 }
 
-/** RPCs that need the token when one is configured: writes, replication and role changes. */
-const PROTECTED = new Set([
-  "SendMessage",
-  "Produce",
-  "CommitOffset",
-  "DeleteCommittedOffset",
-  "Replicate",
-  "ReplicateSession",
-  "SetTopicRole",
-  "SetTopicRoles",
-  "RemoveTopic",
-]);
 /** Room for key and headers on top of the largest payload in one stored record. */
 export const RECORD_OVERHEAD_BYTES = 64 * 1024;
 export const DEFAULT_MAX_CONSUMER_LAG_SERIES = 200;
-
-/** GetCommittedOffset with a member epoch raises the group's commit fence: a write. */
-function fencingRead(req: UnaryRequest | StreamRequest): string | undefined {
-  if (req.stream || !isMessage(req.message, GetCommittedOffsetRequestSchema)) return undefined;
-  if (req.message.memberEpoch === 0n) return undefined;
-  return "GetCommittedOffset with a member_epoch (a take-over: it raises the group's commit fence) needs the auth token";
-}
 
 export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const logger = config.logger;
@@ -132,7 +123,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   // Outgoing calls (replication, sentinels) present the server certificate and trust the same CA, so
   // a cluster with TLS on (mutual or not) works end to end.
   const pool = new TransportPool(config.tls ? { tls: { ...config.tls } } : {});
-  const headers = bearerHeaders(config.authToken);
+  const headers = bearerHeaders(config.token ?? config.authToken);
   const dataDir = path.resolve(config.dataDir);
   const openFiles = new OpenFileCache(config.maxOpenSegmentFiles ?? DEFAULT_MAX_OPEN_SEGMENT_FILES);
   let countedOpens = 0;
@@ -198,9 +189,15 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const interceptors: Interceptor[] = [
     errorTranslation(logger),
     rpcMetrics(createRpcMetrics(registry)),
-    ...(config.authToken
-      ? [tokenAuth({ token: config.authToken, protectedMethods: PROTECTED, requires: fencingRead })]
-      : []),
+    authorization(
+      new Authenticator({
+        ...(config.identity?.tokens ? { tokens: config.identity.tokens } : {}),
+        ...(config.authToken ? { sharedToken: config.authToken } : {}),
+        allowAnonymous: config.identity ? config.identity.allowAnonymous === true : !config.authToken,
+        certificates: Boolean(config.tls?.caFile),
+      }),
+      BROKER_RULES,
+    ),
   ];
   const server = await startRpcServer({
     address: config.address,

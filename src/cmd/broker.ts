@@ -1,4 +1,5 @@
 import { brokerOptionSchema } from "../config/broker-options.js";
+import { identityFromOptions } from "../config/identity-options.js";
 import { formatHelp, loadOptions } from "../config/options.js";
 import { advertisedListeners } from "../broker/advertised-listeners.js";
 import { RECORD_OVERHEAD_BYTES, startBroker, type Broker } from "../broker/broker.js";
@@ -26,6 +27,12 @@ export async function runBroker(argv: string[]): Promise<void> {
   });
   const cors = corsFromOptions(o);
   const listeners = advertisedListeners(o.advertiseListeners, o.id);
+  // Before anything starts: a node that could authenticate nobody stops here with a sentence.
+  const identity = identityFromOptions(o, {
+    sharedToken: o.authToken,
+    sharedFlag: "--auth-token",
+    mutualTls: Boolean(o.tlsCert && o.tlsCa),
+  });
   // A taken --address is one line naming its holder, before anything starts.
   await assertAddressFree(o.address, `broker ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { broker: o.id } });
@@ -56,6 +63,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     rpcLimits,
     ...(cors ? { cors } : {}),
     ...(o.authToken ? { authToken: o.authToken } : {}),
+    ...identity,
     ...(o.tlsCert && o.tlsKey
       ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}) } }
       : {}),

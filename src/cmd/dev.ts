@@ -79,7 +79,8 @@ takes Linux with util-linux setpriv).
 It refuses to start, naming the holder, when one of its ports is taken or another goulette dev uses the
 data directory (lock file dev.lock). The sentinel, broker, --rpc-* and --cors-* options below are handed
 to the processes that have them; TLS, tokens, etcd and Kubernetes options are not (a loopback cluster has
-no use for them: run goulette sentinel/broker yourself for those).`;
+no use for them: run goulette sentinel/broker yourself for those). Its sentinels and brokers run with
+--allow-anonymous: any local program may do anything, so keep it on loopback.`;
 
 const SELF = fileURLToPath(new URL("./goulette.js", import.meta.url));
 const LOCK_FILE = "dev.lock";
@@ -181,6 +182,8 @@ export async function runDev(argv: string[]): Promise<void> {
         `${DEV_HOST}:${port}`,
         "--etcd-endpoints",
         etcd.endpoint,
+        // A loopback development cluster: no credentials, anyone may do anything.
+        "--allow-anonymous",
         ...sentinelArgs,
       ]);
     }
@@ -200,6 +203,7 @@ export async function runDev(argv: string[]): Promise<void> {
         sentinelUrls.join(","),
         "--fsync",
         o.fsync,
+        "--allow-anonymous",
         ...brokerArgs,
       ]);
     }

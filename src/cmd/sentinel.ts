@@ -1,4 +1,5 @@
 import path from "node:path";
+import { identityFromOptions } from "../config/identity-options.js";
 import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, type Etcd3 } from "etcd3";
 import { createEtcdClient } from "../coordination/etcd-client.js";
 import { startEmbeddedEtcd, type EmbeddedEtcd } from "../coordination/embedded-etcd.js";
@@ -27,6 +28,12 @@ export async function runSentinel(argv: string[]): Promise<void> {
   const rpcLimits = rpcLimitsFromOptions(o);
   const cors = corsFromOptions(o);
   listenerHostsLookup(o.listenerHosts); // a malformed --listener-hosts fails here, before etcd starts
+  // Before anything starts: a node that could authenticate nobody stops here with a sentence.
+  const identity = identityFromOptions(o, {
+    sharedToken: o.adminToken,
+    sharedFlag: "--admin-token",
+    mutualTls: Boolean(o.tlsCert && o.tlsCa),
+  });
   // A taken --address is one line naming its holder, before etcd is started or contacted.
   await assertAddressFree(o.address, `sentinel ${o.id}`, "--address");
   const logger = createLogger({ level: o.logLevel as "info", base: { sentinel: o.id } });
@@ -108,6 +115,7 @@ export async function runSentinel(argv: string[]): Promise<void> {
         }
       : {}),
     ...(o.adminToken ? { adminToken: o.adminToken } : {}),
+    ...identity,
     logger,
   });
 }

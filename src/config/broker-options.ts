@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { identityOptions } from "./identity-options.js";
 import { MAX_REPLICA_COUNT } from "../fsm/validation.js";
 import { corsOptions } from "./cors-options.js";
 import { option, type OptionValues } from "./options.js";
@@ -139,9 +140,11 @@ export const brokerOptionSchema = {
   }),
   "auth-token": option({
     kind: "string",
-    description: "Token sent to sentinels (their admin token) and required from clients for writes",
+    description:
+      "Legacy single shared token (compatibility): sent to sentinels, and its holder may do everything; prefer --tokens-file",
     default: "",
   }),
+  ...identityOptions,
   ...rpcLimitOptions,
   ...corsOptions,
 };

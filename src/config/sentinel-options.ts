@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { identityOptions } from "./identity-options.js";
 import { corsOptions } from "./cors-options.js";
 import { option, type OptionValues } from "./options.js";
 import { rpcLimitOptions } from "./rpc-limit-options.js";
@@ -160,9 +161,11 @@ export const sentinelOptionSchema = {
   }),
   "admin-token": option({
     kind: "string",
-    description: "Bearer token required for admin and write RPCs (empty: no auth)",
+    description:
+      "Legacy single shared token (compatibility): its holder may do everything; prefer --tokens-file",
     default: "",
   }),
+  ...identityOptions,
   ...rpcLimitOptions,
   ...corsOptions,
 };

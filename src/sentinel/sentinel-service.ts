@@ -1,4 +1,6 @@
 import { create } from "@bufbuild/protobuf";
+import { reportsUnreachable } from "../server/authorization.js";
+import { principalOf } from "../server/identity.js";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
 import type { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
@@ -284,6 +286,11 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       validateTopicName(req.topic);
       // Resolved here, so a request forwarded to the leader names the listener its client came in by.
       req.listener = listenerOf(req.listener, ctx);
+      // A failover starts from this list: an unauthenticated caller's report is not evidence.
+      if (req.unreachableBrokers.length > 0 && !reportsUnreachable(principalOf(ctx.values))) {
+        options.logger.debug({ topic: req.topic }, "ignoring unreachable_brokers from an anonymous caller");
+        req.unreachableBrokers = [];
+      }
       await plane.committedState();
       for (const id of req.unreachableBrokers) {
         validateBrokerId(id);

@@ -1,6 +1,5 @@
 import type http from "node:http";
 import type http2 from "node:http2";
-import { isMessage } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
@@ -8,7 +7,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { UnavailableError } from "../errors.js";
 import { HeartbeatStore } from "../coordination/heartbeats.js";
 import { createKeyspace } from "../coordination/keyspace.js";
-import { GetBrokersRequestSchema, SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { withUpToDateLeaders } from "../fsm/leader-choice.js";
 import { LeaderBalancer } from "./leader-balancer.js";
 import { planTopUp, planUnreachable } from "../fsm/planner.js";
@@ -16,7 +15,9 @@ import type { UnreachableReason } from "../fsm/operations.js";
 import type { Logger } from "../observability/logger.js";
 import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../observability/metrics.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
-import { bearerHeaders, tokenAuth } from "../server/auth.js";
+import { bearerHeaders } from "../server/auth.js";
+import { authorization, sentinelRules } from "../server/authorization.js";
+import { Authenticator, type IdentityOptions } from "../server/identity.js";
 import {
   startRpcServer,
   type CorsPolicy,
@@ -94,17 +95,25 @@ export interface SentinelConfig {
    */
   clientTls?: ClientTlsOptions;
   /**
-   * Bearer token required on every write and admin RPC (see SENTINEL_PROTECTED_METHODS); also sent on
-   * calls this sentinel makes (forwarded writes, SetTopicRole to brokers, which share the token).
+   * The legacy single shared token (compatibility mode): its holder is trusted as every component; also
+   * sent on the calls this sentinel makes when `token` is not set.
    */
   adminToken?: string;
+  /**
+   * Who may call (identity.ts, authorization.ts): the tokens table and whether callers without a
+   * credential are trusted. Under mutual TLS client certificates named as principals identify callers.
+   * Absent (and no adminToken): every caller is trusted, as before identities (embedding, tests).
+   */
+  identity?: Pick<IdentityOptions, "tokens" | "allowAnonymous">;
+  /** The credential this sentinel presents on its own calls (a `sentinel` token); default adminToken. */
+  token?: string;
   /** Connection, stream and slow-client bounds of the RPC server. */
   rpcLimits?: RpcServerLimits;
   /** Browser origins allowed to call this sentinel directly (CORS); absent: off. */
   cors?: CorsPolicy;
   /** The built web console served at /ui/ (default: dist/console of this installation). */
   consoleDir?: string;
-  /** Extra interceptors placed before the handlers (after the admin-token check). */
+  /** Extra interceptors placed before the handlers (after authorization). */
   interceptors?: Interceptor[];
   logger: Logger;
   registry?: Registry;
@@ -127,24 +136,6 @@ export interface Sentinel {
   stop(): Promise<void>;
 }
 
-/**
- * RPCs that need the admin token when one is set: every write, and the admin views of topics and of the
- * operation log. KeepAlive is a write (it records a heartbeat in etcd and brings a down broker back), and
- * brokers hold the token anyway. GetBrokers needs it only when it would create the topic (a new operation
- * in the log); reading an existing topic's brokers, and reporting unreachable ones (the leader checks
- * those itself), does not. GetClusterStatus stays open: producers ask it (healthy broker count) before
- * their first GetBrokers, and health checks and dashboards read it. GetRing too: it reads applied state
- * and shows a topic only to a caller who names it, as GetBrokers does.
- */
-export const SENTINEL_PROTECTED_METHODS: ReadonlySet<string> = new Set([
-  "KeepAlive",
-  "RegisterBroker",
-  "UnregisterBroker",
-  "CreateSnapshot",
-  "ListTopics",
-  "ListOperations",
-]);
-
 export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const logger = config.logger;
   const listenerOfUrl = listenerHostsLookup(config.listenerHosts ?? []);
@@ -163,6 +154,12 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       lazyService(() => live.service),
     );
   };
+  const authenticator = new Authenticator({
+    ...(config.identity?.tokens ? { tokens: config.identity.tokens } : {}),
+    ...(config.adminToken ? { sharedToken: config.adminToken } : {}),
+    allowAnonymous: config.identity ? config.identity.allowAnonymous === true : !config.adminToken,
+    certificates: Boolean(config.tls?.caFile),
+  });
   const consoleRoutes = createConsoleRoutes({ ...config, plane: () => live.plane });
   const server: RpcServer = await startRpcServer({
     address: config.address,
@@ -170,20 +167,10 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     interceptors: [
       errorTranslation(logger),
       rpcMetrics(createRpcMetrics(registry)),
-      ...(config.adminToken
-        ? [
-            tokenAuth({
-              token: config.adminToken,
-              name: "the admin token",
-              protectedMethods: SENTINEL_PROTECTED_METHODS,
-              requires: (req) => {
-                if (req.stream || !isMessage(req.message, GetBrokersRequestSchema)) return undefined;
-                if (live.plane?.state.topic(req.message.topic)) return undefined;
-                return `creating topic '${req.message.topic.slice(0, 200)}' (GetBrokers of a new topic) needs the admin token`;
-              },
-            }),
-          ]
-        : []),
+      authorization(
+        authenticator,
+        sentinelRules((topic) => live.plane?.state.topic(topic) !== undefined),
+      ),
       ...(config.interceptors ?? []),
     ],
     fallback: (req, res) =>
@@ -193,7 +180,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     ...(config.cors ? { cors: config.cors } : {}),
     logger,
   });
-  const authHeaders = bearerHeaders(config.adminToken);
+  const authHeaders = bearerHeaders(config.token ?? config.adminToken);
   const transportOptions: TransportPoolOptions = {
     ...(config.clientTls ? { tls: config.clientTls } : {}),
     defaultScheme: config.tls ? "https" : "http",

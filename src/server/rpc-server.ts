@@ -5,6 +5,7 @@ import {
   Code,
   ConnectError,
   createConnectRouter,
+  createContextValues,
   type ConnectRouter,
   type Interceptor,
 } from "@connectrpc/connect";
@@ -20,6 +21,7 @@ import type { Logger } from "../observability/logger.js";
 import { createCorsHandler, type CorsPolicy } from "./cors.js";
 import { handOverDecoded } from "./decoded-messages.js";
 import { resolveRpcLimits, type RpcServerLimits } from "./limits.js";
+import { peerCertificateKey, peerCertificateOf } from "./identity.js";
 import { guardRequestDecoding } from "./request-guard.js";
 import { serverTlsOptions, type TlsFiles } from "./tls.js";
 
@@ -215,7 +217,11 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
     } else {
       res.once("finish", () => discardUnreadBody(req, readMaxBytes));
     }
-    handler(universalRequestFromNodeRequest(req, res, undefined, undefined))
+    // Under mutual TLS the caller's verified certificate identifies it (identity.ts), read only if asked.
+    const contextValues = options.tls?.caFile
+      ? createContextValues().set(peerCertificateKey, peerCertificateOf(req.socket))
+      : undefined;
+    handler(universalRequestFromNodeRequest(req, res, undefined, contextValues))
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
       .catch((reason: unknown) => {
         // Aborted: the client went away mid-response; nothing to answer.

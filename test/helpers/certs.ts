@@ -125,3 +125,17 @@ async function makeLeaf(
     { cwd: dir },
   );
 }
+
+/**
+ * One more client certificate signed by the test CA, named `cn` (e.g. `broker:b1`), with extra
+ * extensions (e.g. `subjectAltName=URI:urn:goulette:sentinel`). Files `<name>.crt` and `<name>.key`.
+ */
+export async function makeClientCert(
+  certs: TestCerts,
+  name: string,
+  cn: string,
+  extensions: string[] = [],
+): Promise<{ certFile: string; keyFile: string }> {
+  await makeLeaf(certs.dir, "ca", name, cn, ["extendedKeyUsage=clientAuth", ...extensions]);
+  return { certFile: path.join(certs.dir, `${name}.crt`), keyFile: path.join(certs.dir, `${name}.key`) };
+}

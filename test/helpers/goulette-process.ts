@@ -40,12 +40,36 @@ export interface GouletteProcess {
   waitReady(url: string, timeoutMs?: number): Promise<void>;
 }
 
+const CREDENTIAL_FLAGS = /^--(admin-token|auth-token|tokens-file|allow-anonymous|no-allow-anonymous)(=|$)/;
+const CREDENTIAL_ENV = [
+  "GOULETTE_ADMIN_TOKEN",
+  "GOULETTE_AUTH_TOKEN",
+  "GOULETTE_TOKENS_FILE",
+  "GOULETTE_ALLOW_ANONYMOUS",
+];
+
+/**
+ * A sentinel or broker refuses to start without credentials unless told --allow-anonymous. Tests that
+ * give it none mean an open cluster, as `goulette dev` runs: they get GOULETTE_ALLOW_ANONYMOUS=true.
+ * Tests that give a token, a tokens file or the flag itself get exactly what they say.
+ */
+export function testIdentityEnv(args: readonly string[], env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (args[0] !== "sentinel" && args[0] !== "broker") return {};
+  if (args.some((a) => CREDENTIAL_FLAGS.test(a)) || CREDENTIAL_ENV.some((k) => env[k] !== undefined))
+    return {};
+  return { GOULETTE_ALLOW_ANONYMOUS: "true" };
+}
+
 /** Spawns the compiled `goulette` CLI with piped output kept for failure messages. */
 export function spawnGoulette(options: GouletteProcessOptions): GouletteProcess {
   const stdio: StdioOptions = ["ignore", "pipe", "pipe", ...(options.ipc ? (["ipc"] as const) : [])];
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), GOULETTE_BIN, ...options.args], {
     stdio,
-    env: { ...process.env, ...options.env },
+    env: {
+      ...process.env,
+      ...testIdentityEnv(options.args, { ...process.env, ...options.env }),
+      ...options.env,
+    },
   });
   const limit = options.logChars ?? 20_000;
   let log = "";
@@ -109,9 +133,10 @@ export function runGoulette(
   options: { input?: string; timeoutMs?: number; cleanEnv?: boolean } = {},
 ): Promise<GouletteRun> {
   const timeoutMs = options.timeoutMs ?? 60_000;
-  const env = options.cleanEnv
+  const base = options.cleanEnv
     ? Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("GOULETTE_")))
     : process.env;
+  const env = { ...base, ...testIdentityEnv(args, base) };
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [GOULETTE_BIN, ...args], { stdio: ["pipe", "pipe", "pipe"], env });
     let stdout = "";

@@ -386,12 +386,15 @@ describe("web console in headless Chromium", () => {
     const w = await watch("oplog", guarded.url);
     const notice = w.page.locator(".notice.warn");
     await notice.waitFor();
-    assert.match((await notice.textContent()) ?? "", /ListOperations needs the admin token/);
+    assert.match(
+      (await notice.textContent()) ?? "",
+      /ListOperations needs the credential of: sentinel, admin/,
+    );
     await notice.locator("button").click();
     await w.page.locator("#token-input").fill("wrong");
     await w.page.locator("dialog.token-dialog button[value=ok]").click();
     await waitFor(
-      async () => /not the admin token/.test((await w.page.locator("main").textContent()) ?? ""),
+      async () => /not a credential this node knows/.test((await w.page.locator("main").textContent()) ?? ""),
       {
         what: "the wrong token refused",
       },

@@ -281,7 +281,11 @@ describe("TLS from a sentinel to brokers and from clients (in process)", () => {
   it("checks a reported broker's health over https before believing a client", async () => {
     const head = s.sentinel.plane.head;
     const before = healthChecks;
-    await client.getBrokers({ topic: "secure", unreachableBrokers: ["tls-broker"] });
+    // An authenticated caller's report (an anonymous one is ignored: security-identities.spec.ts).
+    await client.getBrokers(
+      { topic: "secure", unreachableBrokers: ["tls-broker"] },
+      { headers: bearerHeaders(TOKEN) },
+    );
     assert.ok(healthChecks > before, "the leader probed the broker over TLS");
     assert.equal(s.sentinel.plane.state.broker("tls-broker")?.status, "healthy", "it answered, so it stays");
     assert.equal(s.sentinel.plane.head, head, "no operation appended");

@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { GouletteError } from "../../src/errors.js";
+import {
+  GetCommittedOffsetRequestSchema,
+  ReplicateRequestSchema,
+} from "../../src/gen/goulette/v1/broker_pb.js";
+import { GetBrokersRequestSchema, KeepAliveRequestSchema } from "../../src/gen/goulette/v1/sentinel_pb.js";
+import {
+  BROKER_RULES,
+  authorizeCaller,
+  reportsUnreachable,
+  sentinelRules,
+  type RuleTable,
+} from "../../src/server/authorization.js";
+import { ANONYMOUS, type Principal, type PrincipalKind } from "../../src/server/identity.js";
+
+const who = (kind: PrincipalKind, name = "", trusted = false): Principal => ({
+  kind,
+  name,
+  trusted,
+  via: "token",
+});
+const KINDS: PrincipalKind[] = ["sentinel", "broker", "admin", "application", "anonymous"];
+
+/** The kinds a table lets call a method at all, as a sorted list. */
+function allowed(rules: RuleTable, method: string): string[] {
+  return KINDS.filter((kind) => {
+    try {
+      authorizeCaller(method, rules[method], who(kind, "x"));
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+const codeOf = (err: unknown) => (err instanceof GouletteError ? Code[err.code] : String(err));
+
+describe("authorization rules", () => {
+  const sentinel = sentinelRules((topic) => topic === "existing");
+
+  it("lets only the listed kinds call each internal RPC", () => {
+    assert.deepEqual(allowed(BROKER_RULES, "SetTopicRoles"), ["sentinel"]);
+    assert.deepEqual(allowed(BROKER_RULES, "RemoveTopic"), ["sentinel"]);
+    assert.deepEqual(allowed(BROKER_RULES, "ReplicateSession"), ["broker"]);
+    assert.deepEqual(allowed(BROKER_RULES, "SendMessage"), ["admin", "application"]);
+    assert.deepEqual(allowed(BROKER_RULES, "Health"), KINDS);
+    assert.deepEqual(allowed(sentinel, "RegisterBroker"), ["sentinel", "broker", "admin"]);
+    assert.deepEqual(allowed(sentinel, "ListOperations"), ["sentinel", "admin"]);
+    // A method without a rule is closed to everyone but trusted callers.
+    assert.deepEqual(allowed(sentinel, "SomethingNew"), []);
+    authorizeCaller("SomethingNew", undefined, who("anonymous", "", true));
+  });
+
+  it("answers Unauthenticated to anonymous callers and PermissionDenied to the wrong identity", () => {
+    assert.throws(
+      () => authorizeCaller("RemoveTopic", BROKER_RULES.RemoveTopic, ANONYMOUS),
+      (e) => codeOf(e) === "Unauthenticated",
+    );
+    assert.throws(
+      () => authorizeCaller("RemoveTopic", BROKER_RULES.RemoveTopic, who("application", "web")),
+      (e) =>
+        codeOf(e) === "PermissionDenied" &&
+        /not allowed to application:web \(only to: sentinel\)/.test(String(e)),
+    );
+  });
+
+  it("checks the arguments: a broker as itself, topic creation, a fencing offset read", () => {
+    const b1 = who("broker", "b1");
+    const beat = (brokerId: string) => create(KeepAliveRequestSchema, { brokerId });
+    assert.equal(sentinel.KeepAlive?.check?.(b1, beat("b1")), undefined);
+    assert.equal(codeOf(sentinel.KeepAlive?.check?.(b1, beat("b2"))), "PermissionDenied");
+    assert.equal(sentinel.KeepAlive?.check?.(who("sentinel"), beat("b2")), undefined);
+    const fetch = (followerId: string) => create(ReplicateRequestSchema, { followerId });
+    assert.equal(codeOf(BROKER_RULES.Replicate?.check?.(b1, fetch("b2"))), "PermissionDenied");
+    assert.equal(BROKER_RULES.Replicate?.check?.(b1, fetch("b1")), undefined);
+    const getBrokers = (topic: string) => create(GetBrokersRequestSchema, { topic });
+    assert.equal(sentinel.GetBrokers?.check?.(ANONYMOUS, getBrokers("existing")), undefined);
+    assert.equal(codeOf(sentinel.GetBrokers?.check?.(ANONYMOUS, getBrokers("new"))), "Unauthenticated");
+    assert.equal(codeOf(sentinel.GetBrokers?.check?.(b1, getBrokers("new"))), "PermissionDenied");
+    assert.equal(sentinel.GetBrokers?.check?.(who("application", "web"), getBrokers("new")), undefined);
+    const fence = create(GetCommittedOffsetRequestSchema, { memberEpoch: 3n });
+    assert.equal(codeOf(BROKER_RULES.GetCommittedOffset?.check?.(ANONYMOUS, fence)), "Unauthenticated");
+    assert.equal(BROKER_RULES.GetCommittedOffset?.check?.(who("application", "web"), fence), undefined);
+  });
+
+  it("counts reports of unreachable brokers only from authenticated or trusted callers", () => {
+    assert.equal(reportsUnreachable(ANONYMOUS), false);
+    assert.equal(reportsUnreachable(who("anonymous", "", true)), true);
+    assert.equal(reportsUnreachable(who("application", "web")), true);
+  });
+});
