@@ -44,7 +44,7 @@ const SHORT_FAULTS: FaultKind[] = [
   "clock-step",
 ];
 const SHORT_SEEDS = [1, 2];
-const SHORT_DURATION_MS = 40_000;
+const SHORT_DURATION_MS = 30_000;
 
 const long = process.env.GOULETTE_NEMESIS_LONG === "1";
 const seeds = process.env.GOULETTE_NEMESIS_SEED

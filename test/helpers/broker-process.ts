@@ -30,6 +30,8 @@ export interface BrokerProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Node flags before the binary, e.g. ["--import", preload] (test/chaos/nemesis/node-preload.ts). */
   nodeArgs?: string[];
+  /** How long to wait for /readyz (default 20 s). */
+  readyTimeoutMs?: number;
   /** Wait for /readyz: registered with the sentinels and roles applied (default true). */
   waitReady?: boolean;
 }
@@ -105,7 +107,7 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     },
     exited: proc.exited,
   };
-  if (options.waitReady ?? true) await proc.waitReady(handle.url);
+  if (options.waitReady ?? true) await proc.waitReady(handle.url, options.readyTimeoutMs);
   return handle;
 }
 

@@ -41,6 +41,8 @@ export interface ClusterOptions {
   brokerEnv?: NodeJS.ProcessEnv;
   /** Extra environment of every sentinel. */
   sentinelEnv?: NodeJS.ProcessEnv;
+  /** How long a starting sentinel or broker may take to be ready (default 20 s). */
+  readyTimeoutMs?: number;
   /** Node flags of every sentinel and broker process, e.g. ["--import", preload]. */
   nodeArgs?: string[];
   /** Log level of every process (default "warn"; "info" helps when debugging). */
@@ -106,6 +108,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       port: sentinelPorts.get(id) as number,
       ...(options.sentinelEnv ? { env: options.sentinelEnv } : {}),
       ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
+      ...(options.readyTimeoutMs ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
       args: ["--election-ttl", "2", "--log-level", logLevel, ...(options.sentinelArgs ?? [])],
     });
     sentinels.set(id, s);
@@ -119,6 +122,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       port: brokerPorts.get(id) as number,
       ...(options.brokerEnv ? { env: options.brokerEnv } : {}),
       ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
+      ...(options.readyTimeoutMs ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
       args: [
         "--keepalive-interval",
         "300",

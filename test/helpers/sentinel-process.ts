@@ -29,6 +29,8 @@ export interface SentinelProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Node flags before the binary, e.g. ["--import", preload] (test/chaos/nemesis/node-preload.ts). */
   nodeArgs?: string[];
+  /** How long to wait for /readyz (default 20 s). */
+  readyTimeoutMs?: number;
   /** Wait for /readyz (default true). */
   waitReady?: boolean;
 }
@@ -73,7 +75,7 @@ export async function startSentinelProcess(options: SentinelProcessOptions): Pro
     kill: (signal) => proc.kill(signal),
     exited: proc.exited,
   };
-  if (options.waitReady ?? true) await proc.waitReady(url);
+  if (options.waitReady ?? true) await proc.waitReady(url, options.readyTimeoutMs);
   return handle;
 }
 

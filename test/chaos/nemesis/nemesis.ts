@@ -52,6 +52,8 @@ export class NemesisCluster {
       sentinels: 3,
       brokers: 3,
       nodeArgs: ["--import", NODE_PRELOAD],
+      // Three sentinels and three brokers starting at once on a loaded 2-core machine.
+      readyTimeoutMs: 60_000,
       brokerEnv: { GOULETTE_NEMESIS_DIR: dir },
       sentinelEnv: { GOULETTE_NEMESIS_DIR: dir },
       sentinelArgs: ["--election-ttl", "2", "--heartbeat-ttl", "3", "--probe-timeout", "500"],

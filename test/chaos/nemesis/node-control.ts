@@ -56,16 +56,17 @@ export class NodeControls {
   }
 }
 
-/** Segment files (`*.log`) with data under a broker's data dir: `<dataDir>/<topic>/<partition>/`. */
+/** Segment files (`*.log`) with data under a broker's data dir: `<dataDir>/<topic>/<partition>/log/`. */
 export async function segmentFiles(dataDir: string, topic: string): Promise<string[]> {
   const out: string[] = [];
   const topicDir = path.join(dataDir, topic);
   const partitions = await readdir(topicDir).catch(() => [] as string[]);
   for (const p of partitions.sort()) {
-    const files = await readdir(path.join(topicDir, p)).catch(() => [] as string[]);
+    const logDir = path.join(topicDir, p, "log");
+    const files = await readdir(logDir).catch(() => [] as string[]);
     for (const f of files.sort()) {
       if (!f.endsWith(".log")) continue;
-      const file = path.join(topicDir, p, f);
+      const file = path.join(logDir, f);
       if ((await stat(file)).size > 0) out.push(file);
     }
   }
