@@ -22,6 +22,8 @@ import { formatFaults, formatRuns, formatSchedule } from "./nemesis/report.js";
  *   GOULETTE_NEMESIS_DURATION_S    fault time per seed (default 300)
  *   GOULETTE_NEMESIS_FAULTS        comma-separated kinds, or "all" (the default in long mode)
  *   GOULETTE_NEMESIS_FSYNC         always | interval (default: always short, interval long)
+ *   GOULETTE_NEMESIS_HEARTBEAT_TTL_S  the sentinels' --heartbeat-ttl (default 3); a longer one lets a
+ *                                  restarted broker come back before its partitions move
  *   GOULETTE_NEMESIS_REPORT        a file to write the tables to (markdown)
  */
 
@@ -41,6 +43,7 @@ const SHORT_FAULTS: FaultKind[] = [
   "partition-leader",
   "partition-one-way",
   "partition-flap",
+  "partition-sentinels",
   "clock-step",
 ];
 const SHORT_SEEDS = [1, 2];
@@ -58,6 +61,7 @@ const durationMs = process.env.GOULETTE_NEMESIS_DURATION_S
     ? 300_000
     : SHORT_DURATION_MS;
 const faults = parseFaults(process.env.GOULETTE_NEMESIS_FAULTS ?? (long ? "all" : SHORT_FAULTS.join(",")));
+const heartbeatTtlS = Number(process.env.GOULETTE_NEMESIS_HEARTBEAT_TTL_S ?? 3);
 const fsync = (process.env.GOULETTE_NEMESIS_FSYNC ?? (long ? "interval" : "always")) as "always" | "interval";
 
 function parseFaults(list: string): FaultKind[] {
@@ -80,13 +84,13 @@ describe(
     let env: NemesisCluster;
 
     before(async () => {
-      env = await NemesisCluster.start({ fsync, minInsyncReplicas: 2 });
+      env = await NemesisCluster.start({ fsync, minInsyncReplicas: 2, heartbeatTtlS });
     });
 
     after(async () => {
       if (runs.length > 0) {
         const text = [
-          `nemesis results (fsync ${fsync}, min ISR 2, faults: ${faults.join(", ")})`,
+          `nemesis results (fsync ${fsync}, min ISR 2, heartbeat TTL ${heartbeatTtlS} s, faults: ${faults.join(", ")})`,
           "",
           formatRuns(runs),
           "",
@@ -96,7 +100,7 @@ describe(
           "",
           `reproduce: GOULETTE_NEMESIS_LONG=1 GOULETTE_NEMESIS_SEED=${runs.map((r) => r.seed).join(",")} ` +
             `GOULETTE_NEMESIS_DURATION_S=${Math.round(durationMs / 1000)} GOULETTE_NEMESIS_FAULTS=${faults.join(",")} ` +
-            `GOULETTE_NEMESIS_FSYNC=${fsync} npm run test:nemesis`,
+            `GOULETTE_NEMESIS_FSYNC=${fsync} GOULETTE_NEMESIS_HEARTBEAT_TTL_S=${heartbeatTtlS} npm run test:nemesis`,
         ].join("\n");
         console.log(`\n${text}\n`);
         if (process.env.GOULETTE_NEMESIS_REPORT)

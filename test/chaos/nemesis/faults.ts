@@ -25,6 +25,7 @@ export const FAULT_KINDS = [
   "partition-leader",
   "partition-one-way",
   "partition-flap",
+  "partition-sentinels",
   "clock-step",
   "power-loss",
   "disk-bitflip",
@@ -48,6 +49,7 @@ export const FAULT_SLOTS: Record<FaultKind, Slot> = {
   "partition-leader": "network",
   "partition-one-way": "network",
   "partition-flap": "network",
+  "partition-sentinels": "network",
   "clock-step": "clock",
 };
 
@@ -58,6 +60,8 @@ export interface FaultTargets {
   controls: NodeControls;
   /** The TCP proxy in front of each broker, which the other brokers replicate through. */
   proxies: ReadonlyMap<string, TcpProxy>;
+  /** The TCP proxies in front of the sentinels, which brokers send their KeepAlives through. */
+  sentinelProxies: readonly TcpProxy[];
   /** The loopback address each broker's outgoing connections leave from. */
   sourceOf(broker: string): string;
   /** Flags a broker is restarted with (its proxy address, its client listener). */
@@ -215,6 +219,20 @@ export async function injectFault(kind: FaultKind, t: FaultTargets, rng: Rng): P
       const e = event(`${from}→${to}`, mode);
       t.proxies.get(to)?.setSourceMode(t.sourceOf(from), mode);
       return { event: e, heal: async () => t.proxies.get(to)?.setSourceMode(t.sourceOf(from), undefined) };
+    }
+    case "partition-sentinels": {
+      // A broker cut off from every sentinel (its KeepAlives fail); the sentinels' probes, the other
+      // brokers and the clients still reach it: it must fence itself.
+      const b = await pickBroker(t, rng);
+      const mode: ProxyMode = rng.pick(["drop", "blackhole"] as const);
+      const e = event(b, mode);
+      for (const proxy of t.sentinelProxies) proxy.setSourceMode(t.sourceOf(b), mode);
+      return {
+        event: e,
+        async heal() {
+          for (const proxy of t.sentinelProxies) proxy.setSourceMode(t.sourceOf(b), undefined);
+        },
+      };
     }
     case "clock-step": {
       const node = rng.pick([...brokers, ...sentinels]);

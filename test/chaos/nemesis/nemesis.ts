@@ -30,6 +30,8 @@ export interface NemesisClusterOptions {
   fsync: "always" | "interval";
   /** --min-insync-replicas of every broker. */
   minInsyncReplicas: number;
+  /** --heartbeat-ttl of the sentinels (s): a broker restarting within it keeps its partitions. */
+  heartbeatTtlS: number;
 }
 
 export class NemesisCluster {
@@ -38,6 +40,7 @@ export class NemesisCluster {
     readonly etcd: EtcdControl,
     readonly controls: NodeControls,
     readonly proxies: Map<string, TcpProxy>,
+    readonly sentinelProxies: TcpProxy[],
     readonly options: NemesisClusterOptions,
   ) {}
 
@@ -56,7 +59,14 @@ export class NemesisCluster {
       readyTimeoutMs: 60_000,
       brokerEnv: { GOULETTE_NEMESIS_DIR: dir },
       sentinelEnv: { GOULETTE_NEMESIS_DIR: dir },
-      sentinelArgs: ["--election-ttl", "2", "--heartbeat-ttl", "3", "--probe-timeout", "500"],
+      sentinelArgs: [
+        "--election-ttl",
+        "2",
+        "--heartbeat-ttl",
+        String(options.heartbeatTtlS),
+        "--probe-timeout",
+        "500",
+      ],
       brokerArgs: [
         "--fsync",
         options.fsync,
@@ -67,7 +77,15 @@ export class NemesisCluster {
       ],
     });
     const proxies = new Map<string, TcpProxy>();
-    const env = new NemesisCluster(cluster, new EtcdControl(cluster), controls, proxies, options);
+    const sentinelProxies: TcpProxy[] = [];
+    const env = new NemesisCluster(
+      cluster,
+      new EtcdControl(cluster),
+      controls,
+      proxies,
+      sentinelProxies,
+      options,
+    );
     try {
       // Brokers replicate through a proxy in front of each broker (their registered default address);
       // clients dial the direct address on the "client" listener. No topic exists yet: restarting with
@@ -91,13 +109,16 @@ export class NemesisCluster {
       proxy.address,
       "--advertise-listeners",
       `${CLIENT_LISTENER}=${this.cluster.brokerAddress(id)}`,
+      "--sentinels",
+      this.sentinelProxies.map((p) => `http://${p.address}`).join(","),
     ];
   }
 
   async stop(): Promise<void> {
     await this.etcd.stop().catch(() => undefined);
     await this.cluster.stop().catch(() => undefined);
-    for (const p of this.proxies.values()) await p.close().catch(() => undefined);
+    for (const p of [...this.proxies.values(), ...this.sentinelProxies])
+      await p.close().catch(() => undefined);
     await rm(this.controls.dir, { recursive: true, force: true });
   }
 }
@@ -169,6 +190,7 @@ export async function runNemesis(env: NemesisCluster, options: NemesisRunOptions
     etcd: env.etcd,
     controls: env.controls,
     proxies: env.proxies,
+    sentinelProxies: env.sentinelProxies,
     sourceOf: (b) => sourceOf(b),
     brokerArgs: (b) => env.brokerArgs(b),
     down,
