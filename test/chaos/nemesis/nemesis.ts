@@ -91,6 +91,9 @@ export class NemesisCluster {
       // clients dial the direct address on the "client" listener. No topic exists yet: restarting with
       // these flags moves no data.
       for (const id of brokerIds) proxies.set(id, await startTcpProxy({ target: cluster.brokerAddress(id) }));
+      // Brokers reach the sentinels through proxies too, so one can be cut off from the control plane.
+      for (const url of cluster.sentinelUrls)
+        sentinelProxies.push(await startTcpProxy({ target: new URL(url).host }));
       for (const id of brokerIds) await cluster.restartBroker(id, env.brokerArgs(id));
       await waitForHealthyBrokers(cluster, 60_000);
       await waitForSentinelAgreement(cluster, 30_000);
@@ -276,10 +279,9 @@ export async function runNemesis(env: NemesisCluster, options: NemesisRunOptions
 
 /** A step left the cluster broken: bring every process back so the run can go on. */
 async function restoreEverything(env: NemesisCluster, t: FaultTargets): Promise<void> {
-  for (const [id, proxy] of env.proxies) {
+  for (const proxy of [...env.proxies.values(), ...env.sentinelProxies]) {
     proxy.setMode("forward");
-    for (const other of env.proxies.keys())
-      if (other !== id) proxy.setSourceMode(t.sourceOf(other), undefined);
+    for (const b of env.proxies.keys()) proxy.setSourceMode(t.sourceOf(b), undefined);
   }
   for (const b of env.cluster.brokers.values()) {
     if (!b.alive) await env.cluster.restartBroker(b.id, env.brokerArgs(b.id)).catch(() => undefined);

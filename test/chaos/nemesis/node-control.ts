@@ -18,11 +18,20 @@ export class NodeControls {
     await this.#write(id);
   }
 
-  /** Changes a running node's control and tells it (SIGUSR2). A paused node takes it when resumed. */
+  /**
+   * Changes a node's control and tells it (SIGUSR2). A paused node takes it when resumed, a dead one
+   * when it starts again.
+   */
   async update(id: string, change: NodeControl, pid: number | undefined): Promise<void> {
     this.#controls.set(id, { ...this.#controls.get(id), ...change });
     await this.#write(id);
-    if (pid !== undefined) process.kill(pid, "SIGUSR2");
+    if (pid === undefined) return;
+    try {
+      process.kill(pid, "SIGUSR2");
+    } catch (err) {
+      // A node another fault killed reads its control file when it starts again.
+      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+    }
   }
 
   clockOffset(id: string): number {
