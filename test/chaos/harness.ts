@@ -29,10 +29,19 @@ export class EtcdControl {
 
   /** SIGKILL, then the same `etcd` command line (data dir, client and peer URLs); waits until healthy. */
   async restart(): Promise<void> {
-    const old = this.#process;
-    const [file, ...args] = old.spawnargs;
+    await this.kill();
+    await this.start();
+  }
+
+  /** SIGKILL; start() brings it back. */
+  async kill(): Promise<void> {
+    await killAndWait(this.#process);
+  }
+
+  /** Starts the killed etcd again with the first one's command line; waits until healthy. */
+  async start(): Promise<void> {
+    const [file, ...args] = this.#process.spawnargs;
     if (!file) throw new Error("etcd has no command line to restart with");
-    await killAndWait(old);
     const child = spawn(file, args, { stdio: "ignore" });
     this.#process = child;
     this.#restarted.push(child);

@@ -28,6 +28,10 @@ export interface BrokerProcessOptions {
   /** Extra flags, e.g. ["--fsync", "interval"]. */
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Node flags before the binary, e.g. ["--import", preload] (test/chaos/nemesis/node-preload.ts). */
+  nodeArgs?: string[];
+  /** How long to wait for /readyz (default 20 s). */
+  readyTimeoutMs?: number;
   /** Wait for /readyz: registered with the sentinels and roles applied (default true). */
   waitReady?: boolean;
 }
@@ -82,6 +86,7 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     name: `broker ${options.id}`,
     args,
     ...(options.env ? { env: options.env } : {}),
+    ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
     logChars: 40_000,
   });
   const child = proc.process;
@@ -102,7 +107,7 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     },
     exited: proc.exited,
   };
-  if (options.waitReady ?? true) await proc.waitReady(handle.url);
+  if (options.waitReady ?? true) await proc.waitReady(handle.url, options.readyTimeoutMs);
   return handle;
 }
 

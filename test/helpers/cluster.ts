@@ -39,6 +39,12 @@ export interface ClusterOptions {
   brokerArgsFor?: (id: string) => string[];
   /** Extra environment of every broker, e.g. { GOULETTE_FSYNC: "interval" }. */
   brokerEnv?: NodeJS.ProcessEnv;
+  /** Extra environment of every sentinel. */
+  sentinelEnv?: NodeJS.ProcessEnv;
+  /** How long a starting sentinel or broker may take to be ready (default 20 s). */
+  readyTimeoutMs?: number;
+  /** Node flags of every sentinel and broker process, e.g. ["--import", preload]. */
+  nodeArgs?: string[];
   /** Log level of every process (default "warn"; "info" helps when debugging). */
   logLevel?: string;
 }
@@ -100,6 +106,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       id,
       etcdEndpoint: etcd.endpoint,
       port: sentinelPorts.get(id) as number,
+      ...(options.sentinelEnv ? { env: options.sentinelEnv } : {}),
+      ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
+      ...(options.readyTimeoutMs ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
       args: ["--election-ttl", "2", "--log-level", logLevel, ...(options.sentinelArgs ?? [])],
     });
     sentinels.set(id, s);
@@ -112,6 +121,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       dataDir: path.join(root, "brokers", id),
       port: brokerPorts.get(id) as number,
       ...(options.brokerEnv ? { env: options.brokerEnv } : {}),
+      ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
+      ...(options.readyTimeoutMs ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
       args: [
         "--keepalive-interval",
         "300",

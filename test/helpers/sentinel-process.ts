@@ -27,6 +27,10 @@ export interface SentinelProcessOptions {
   /** Extra flags, e.g. ["--election-ttl", "2"]. */
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Node flags before the binary, e.g. ["--import", preload] (test/chaos/nemesis/node-preload.ts). */
+  nodeArgs?: string[];
+  /** How long to wait for /readyz (default 20 s). */
+  readyTimeoutMs?: number;
   /** Wait for /readyz (default true). */
   waitReady?: boolean;
 }
@@ -59,6 +63,7 @@ export async function startSentinelProcess(options: SentinelProcessOptions): Pro
     name: `sentinel ${options.id}`,
     args: sentinelArgs(options.id, port, options.etcdEndpoint, options.args ?? []),
     ...(options.env ? { env: options.env } : {}),
+    ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
   });
   const handle: SentinelProcess = {
     id: options.id,
@@ -70,7 +75,7 @@ export async function startSentinelProcess(options: SentinelProcessOptions): Pro
     kill: (signal) => proc.kill(signal),
     exited: proc.exited,
   };
-  if (options.waitReady ?? true) await proc.waitReady(url);
+  if (options.waitReady ?? true) await proc.waitReady(url, options.readyTimeoutMs);
   return handle;
 }
 

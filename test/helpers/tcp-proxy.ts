@@ -23,6 +23,12 @@ export interface TcpProxy {
   readonly port: number;
   readonly mode: ProxyMode;
   setMode(mode: ProxyMode): void;
+  /**
+   * The mode of connections from one source address (e.g. "127.0.0.12": a broker whose outgoing
+   * connections leave from its own loopback address), over the proxy's mode; `undefined` clears it.
+   * This cuts one peer off while every other client still gets through.
+   */
+  setSourceMode(source: string, mode: ProxyMode | undefined): void;
   /** Extra latency of every chunk in each direction while forwarding (0 = none). */
   setDelay(ms: number): void;
   /** Open client connections. */
@@ -33,6 +39,8 @@ export interface TcpProxy {
 }
 
 interface Pair {
+  /** The client's address ("127.0.0.12"). */
+  source: string;
   client: net.Socket;
   upstream: net.Socket;
   /** Bytes were swallowed by a blackhole: the streams are corrupt once forwarding resumes. */
@@ -47,16 +55,19 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
   let delayMs = 0;
   let accepted = 0;
   const pairs = new Set<Pair>();
+  const sourceModes = new Map<string, ProxyMode>();
+  const modeOf = (source: string): ProxyMode => sourceModes.get(source) ?? mode;
 
   const pipe = (pair: Pair, from: net.Socket, to: net.Socket) => {
     // Chunks leave in arrival order even with a delay: one timer chain per direction.
     let tail = Promise.resolve();
     from.on("data", (chunk: Buffer) => {
-      if (mode === "blackhole") {
+      const now = modeOf(pair.source);
+      if (now === "blackhole") {
         pair.tainted = true;
         return;
       }
-      if (mode === "drop") return;
+      if (now === "drop") return;
       if (delayMs === 0) {
         to.write(chunk);
         return;
@@ -86,13 +97,14 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
   };
 
   const server = net.createServer((client) => {
-    if (mode === "drop") {
+    const source = (client.remoteAddress ?? "").replace(/^::ffff:/, "");
+    if (modeOf(source) === "drop") {
       client.resetAndDestroy();
       return;
     }
     accepted++;
     const upstream = net.connect({ host, port: targetPort });
-    const pair: Pair = { client, upstream, tainted: false };
+    const pair: Pair = { source, client, upstream, tainted: false };
     pairs.add(pair);
     pipe(pair, client, upstream);
     pipe(pair, upstream, client);
@@ -122,6 +134,16 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
       }
       if (previous === "blackhole" && next === "forward") {
         for (const pair of [...pairs]) if (pair.tainted) destroy(pair);
+      }
+    },
+    setSourceMode(source, next) {
+      if (next === undefined) sourceModes.delete(source);
+      else sourceModes.set(source, next);
+      const now = modeOf(source);
+      for (const pair of [...pairs]) {
+        if (pair.source !== source) continue;
+        if (now === "drop") destroy(pair, true);
+        else if (now === "forward" && pair.tainted) destroy(pair);
       }
     },
     setDelay(ms) {
