@@ -1,5 +1,6 @@
 import path from "node:path";
 import { mkdir } from "node:fs/promises";
+import { monotonicClock } from "../common/clock.js";
 import type { Logger } from "../observability/logger.js";
 import {
   CorruptRecordError,
@@ -8,7 +9,7 @@ import {
   type PartitionLogOptions,
 } from "../storage/index.js";
 import { ConsumerOffsets } from "./consumer-offsets.js";
-import { NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
+import { LostContactError, NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
 import { LeaderEpochHistory } from "./leader-epochs.js";
 import { ProducerTable } from "./producer-table.js";
 import { Signal } from "./signal.js";
@@ -68,6 +69,15 @@ export interface PartitionOptions {
   /** Starts the follower fetch loop for this partition. */
   startFetcher: (partition: Partition) => FetcherHandle;
   logger: Logger;
+  /**
+   * The leader's isolation fence: false once this broker may have been declared dead by the sentinels
+   * (no KeepAlive answered within the heartbeat TTL). Checked when a write is admitted, and again before
+   * the high watermark moves and an acks=all record or an offset commit is acknowledged: a leader cut
+   * off after admitting a write must not acknowledge it once the sentinels may have moved leadership.
+   * Default: always true (tests of a single partition).
+   */
+  writable?: () => boolean;
+  /** Monotonic milliseconds (default performance.now()): never the wall clock, which can step. */
   now?: () => number;
 }
 
@@ -152,6 +162,7 @@ export class Partition {
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
   readonly #now: () => number;
+  readonly #writable: () => boolean;
   readonly #unsubscribe: () => void;
 
   private constructor(
@@ -168,7 +179,8 @@ export class Partition {
       windowSize: options.idempotencyWindow,
       maxProducers: options.maxProducers,
     });
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? monotonicClock.now;
+    this.#writable = options.writable ?? (() => true);
     // Nothing is known to be replicated after a restart; the leader recomputes it from its followers.
     this.#hw = 0;
     this.#unsubscribe = log.onAppend(() => this.dataSignal.notify());
@@ -221,7 +233,7 @@ export class Partition {
     return this.#generation;
   }
 
-  /** When the current role was set (ms since the epoch). */
+  /** When the current role was set (the partition's monotonic clock, ms). */
   get roleSetAt(): number {
     return this.#roleSetAt;
   }
@@ -471,6 +483,11 @@ export class Partition {
     if (inSync < required) throw this.#notEnoughInSync(inSync, required);
   }
 
+  /** The isolation fence, at acknowledgement: throws LostContactError once it expired. */
+  #requireFence(): void {
+    if (!this.#writable()) throw new LostContactError(this.topic, this.partition);
+  }
+
   #inSyncCount(): number {
     let count = 1;
     for (const follower of this.#followers.values()) if (follower.inSync) count++;
@@ -490,6 +507,7 @@ export class Partition {
    */
   waitForHighWatermark(end: number, generation: number): Promise<void> {
     if (generation !== this.#generation || this.#role !== "leader") return Promise.reject(this.#notLeader());
+    if (!this.#writable()) return Promise.reject(new LostContactError(this.topic, this.partition));
     if (this.#hw >= end) {
       try {
         this.requireMinInSync();
@@ -544,6 +562,7 @@ export class Partition {
   async #offsetsReplicated(version: number, generation: number): Promise<void> {
     this.dataSignal.notify();
     this.#requireGeneration(generation);
+    this.#requireFence();
     if (this.#commitReplicated(version)) return;
     await new Promise<void>((resolve, reject) => {
       this.#commitWaiters.push({
@@ -640,6 +659,7 @@ export class Partition {
       this.#advanceHw();
       this.#checkCommits();
     }
+    if (!this.#writable()) this.#failWaitersFenced();
     while (this.#ackWaiters.length > 0 && (this.#ackWaiters[0] as AckWaiter).deadline < now) {
       const waiter = this.#ackWaiters.shift() as AckWaiter;
       waiter.reject(
@@ -659,8 +679,24 @@ export class Partition {
     });
   }
 
+  /**
+   * The fence expired: nothing waiting is acknowledged any more (the sentinels may have given the
+   * partition to another replica). The records stay in the log; a retry is deduplicated.
+   */
+  #failWaitersFenced(): void {
+    if (this.#ackWaiters.length === 0 && this.#commitWaiters.length === 0) return;
+    const error = new LostContactError(this.topic, this.partition);
+    for (const waiter of this.#ackWaiters.splice(0)) waiter.reject(error);
+    for (const waiter of this.#commitWaiters.splice(0)) waiter.reject(error);
+  }
+
   #advanceHw(): void {
     if (this.#role !== "leader") return;
+    // A fenced leader neither exposes nor acknowledges records: another replica may lead already.
+    if (!this.#writable()) {
+      this.#failWaitersFenced();
+      return;
+    }
     this.#failAckWaitersBelowMinInSync();
     let hw = this.#localEnd;
     for (const follower of this.#followers.values()) {
@@ -698,6 +734,10 @@ export class Partition {
 
   #checkCommits(): void {
     if (this.#commitWaiters.length === 0) return;
+    if (!this.#writable()) {
+      this.#failWaitersFenced();
+      return;
+    }
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
       if (!this.#commitReplicated(waiter.version)) return true;
       waiter.resolve();

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
 import type { SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import { monotonicClock, type Clock } from "../common/clock.js";
 import type { Logger } from "../observability/logger.js";
 import type { ListenerAddress } from "../fsm/listeners.js";
 
@@ -25,6 +26,8 @@ export interface SentinelSessionOptions {
   /** Called with the broker's complete role list after every KeepAlive. */
   onAssignments: (assignments: SetTopicRoleRequest[], appliedId: bigint) => Promise<void>;
   logger: Logger;
+  /** The fence's clock: monotonic (default), so a wall-clock step neither stretches nor shrinks it. */
+  clock?: Clock;
 }
 
 /**
@@ -46,14 +49,16 @@ export class SentinelSession {
   #synced = false;
   #loop: Promise<void> | undefined;
   #failures = 0;
-  /** When the last KeepAlive that the sentinels answered was sent (ms), and the TTL they gave. */
+  /** When the last KeepAlive that the sentinels answered was sent (monotonic ms), and the TTL they gave. */
   #lastBeatAt = 0;
   #ttlMs = 0;
   /** The reconciliation running off the beat loop, and the newest answer waiting for it. */
   #reconciling: Promise<void> | undefined;
   #nextAssignments: { assignments: SetTopicRoleRequest[]; appliedId: bigint } | undefined;
+  readonly #clock: Clock;
 
   constructor(private readonly options: SentinelSessionOptions) {
+    this.#clock = options.clock ?? monotonicClock;
     if (options.sentinels.length === 0) throw new Error("at least one sentinel URL is needed");
     this.#clients = options.sentinels.map((url) => createClient(SentinelService, options.transport(url)));
   }
@@ -67,9 +72,11 @@ export class SentinelSession {
    * True while the sentinels' last answered KeepAlive is younger than the heartbeat TTL they announced.
    * Past it they may have declared this broker dead and moved its partitions, so a leader must stop
    * taking writes (a partitioned old leader would otherwise acknowledge writes the new one never sees).
+   * Measured from when the beat was sent, on the monotonic clock: the sentinels' lease started later, so
+   * this fence expires before they can declare the broker dead.
    */
   get inContact(): boolean {
-    return this.#lastBeatAt > 0 && Date.now() - this.#lastBeatAt < this.#ttlMs;
+    return this.#lastBeatAt > 0 && this.#clock.now() - this.#lastBeatAt < this.#ttlMs;
   }
 
   start(): void {
@@ -157,7 +164,7 @@ export class SentinelSession {
         "registered with the sentinels",
       );
     }
-    const sentAt = Date.now();
+    const sentAt = this.#clock.now();
     const res = await client.keepAlive(
       {
         brokerId: this.options.brokerId,
