@@ -215,7 +215,12 @@ async function waitForReplicas(
 }
 
 /** Turns every successful ack into LostContactError (the records stay; a retry is deduplicated). */
-function failAcknowledged(options: ProduceOptions, p: Partition, req: MessageRequest, acks: MessageAck[]): void {
+function failAcknowledged(
+  options: ProduceOptions,
+  p: Partition,
+  req: MessageRequest,
+  acks: MessageAck[],
+): void {
   const slots: number[] = [];
   acks.forEach((a, i) => {
     if (a.error === ProduceError.NONE) slots.push(i);

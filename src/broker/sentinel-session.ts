@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
@@ -56,6 +57,8 @@ export class SentinelSession {
   #reconciling: Promise<void> | undefined;
   #nextAssignments: { assignments: SetTopicRoleRequest[]; appliedId: bigint } | undefined;
   readonly #clock: Clock;
+  /** This process's start-up id: registering with a new one tells the sentinels the broker restarted. */
+  readonly #incarnation = randomUUID();
 
   constructor(private readonly options: SentinelSessionOptions) {
     this.#clock = options.clock ?? monotonicClock;
@@ -143,6 +146,7 @@ export class SentinelSession {
         address: this.options.address,
         listeners: [...this.options.listeners],
         topics: await this.options.topicsOnDisk(),
+        incarnation: this.#incarnation,
       },
       { ...call, timeoutMs: 15_000 },
     );
