@@ -175,6 +175,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       maxProducers: 10_000,
       idempotencyScanRecords: 100_000,
       writable: () => live.session?.inContact ?? false,
+      onLogRepair: (event) => metrics.logRepairs.inc({ event }),
     },
     startFetcher: (p) => (useSessions ? followerSessions.start(p) : startFetcher(followerOptions, p)),
     absenceGraceMs: 2 * config.keepAliveIntervalMs,

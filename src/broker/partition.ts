@@ -5,6 +5,7 @@ import type { Logger } from "../observability/logger.js";
 import {
   CorruptRecordError,
   openPartitionLog,
+  type LogDamage,
   type PartitionLog,
   type PartitionLogOptions,
 } from "../storage/index.js";
@@ -77,6 +78,8 @@ export interface PartitionOptions {
    * Default: always true (tests of a single partition).
    */
   writable?: () => boolean;
+  /** Recovery found the log damaged beyond a torn tail ("detected"); fetching repaired it ("repaired"). */
+  onLogRepair?: (event: "detected" | "repaired") => void;
   /** Monotonic milliseconds (default performance.now()): never the wall clock, which can step. */
   now?: () => number;
 }
@@ -163,6 +166,7 @@ export class Partition {
   #closed = false;
   readonly #now: () => number;
   readonly #writable: () => boolean;
+  #damage: LogDamage | undefined;
   readonly #unsubscribe: () => void;
 
   private constructor(
@@ -183,7 +187,32 @@ export class Partition {
     this.#writable = options.writable ?? (() => true);
     // Nothing is known to be replicated after a restart; the leader recomputes it from its followers.
     this.#hw = 0;
-    this.#unsubscribe = log.onAppend(() => this.dataSignal.notify());
+    this.#damage = log.damage;
+    if (this.#damage) options.onLogRepair?.("detected");
+    this.#unsubscribe = log.onAppend(() => {
+      this.dataSignal.notify();
+      if (this.#damage !== undefined) this.#checkRepaired();
+    });
+  }
+
+  /**
+   * A damaged replica (recovery cut records although valid ones followed: LogDamage) refuses to lead
+   * until it fetched the cut range again from a replica: leading, it would hand its followers a log
+   * without records they may hold and that may have been acknowledged.
+   */
+  get damaged(): boolean {
+    return this.#damage !== undefined;
+  }
+
+  #checkRepaired(): void {
+    const damage = this.#damage;
+    if (damage === undefined || this.log.logEndOffset < damage.toOffset) return;
+    this.#damage = undefined;
+    this.logger.warn(
+      { fromOffset: damage.fromOffset, toOffset: damage.toOffset, logEndOffset: this.log.logEndOffset },
+      "damaged log range repaired from a replica",
+    );
+    this.options.onLogRepair?.("repaired");
   }
 
   static async open(options: PartitionOptions): Promise<Partition> {
@@ -350,6 +379,19 @@ export class Partition {
     this.#leaderReady = this.#enqueue(async () => {
       await this.#stopFetcher();
       if (generation !== this.#generation) return;
+      if (this.#damage !== undefined) {
+        this.logger.error(
+          {
+            fromOffset: this.#damage.fromOffset,
+            toOffset: this.#damage.toOffset,
+            reason: this.#damage.reason,
+          },
+          "refusing to lead: recovery cut records from this replica's log although valid ones followed; " +
+            "it must fetch them again from another replica first",
+        );
+        this.demote("the log is damaged");
+        return;
+      }
       try {
         const end = this.log.logEndOffset;
         await this.epochs.begin(this.#epoch, end);
