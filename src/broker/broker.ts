@@ -145,6 +145,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     onClose: () => metrics.replicationSessions.dec({ side: "follower" }),
   });
 
+  const live: { session?: SentinelSession } = {};
   const partitions = new PartitionManager({
     dataDir,
     brokerId: config.id,
@@ -167,13 +168,14 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       idempotencyWindow: 1024,
       maxProducers: 10_000,
       idempotencyScanRecords: 100_000,
+      writable: () => live.session?.inContact ?? false,
+      onLogRepair: (event) => metrics.logRepairs.inc({ event }),
     },
     startFetcher: (p) => (useSessions ? followerSessions.start(p) : startFetcher(followerOptions, p)),
     absenceGraceMs: 2 * config.keepAliveIntervalMs,
     logger: logger.child({ component: "partition" }),
   });
 
-  const live: { session?: SentinelSession } = {};
   const ready = () => live.session?.ready ?? false;
   const service = createBrokerService({
     brokerId: config.id,

@@ -39,6 +39,23 @@ export class LostContactError extends NotPartitionLeaderError {
   }
 }
 
+/**
+ * An offset past the partition's high watermark (a commit, or a group's committed read start): records
+ * past it are not on every in-sync replica yet, and a leader change may replace them with others, which
+ * a consumer resuming there would skip. Retryable: the high watermark catches up within a fetch or two
+ * (a new leader learns it from its followers).
+ */
+export class BeyondHighWatermarkError extends GouletteError {
+  constructor(what: string, offset: number, topic: string, partition: number, highWatermark: number) {
+    super(
+      `${what} ${offset} is beyond the high watermark ${highWatermark} of ${topic}#${partition}: ` +
+        `the records before it are not on every in-sync replica yet; retry once they are`,
+      Code.Unavailable,
+      true,
+    );
+  }
+}
+
 /** The broker holds no replica of this topic partition. */
 export class UnknownPartitionError extends NotFoundError {
   constructor(topic: string, partition: number) {

@@ -6,7 +6,7 @@ import type {
   GetCommittedOffsetRequest,
 } from "../gen/goulette/v1/broker_pb.js";
 import { NO_OFFSET } from "./consumer-offsets.js";
-import { LostContactError, UnknownPartitionError } from "./errors.js";
+import { BeyondHighWatermarkError, LostContactError, UnknownPartitionError } from "./errors.js";
 import type { Partition } from "./partition.js";
 
 const MAX_GROUP_LENGTH = 255;
@@ -47,7 +47,8 @@ async function writableLeader(p: Partition, writable: () => boolean): Promise<nu
 /**
  * CommitOffset on the partition leader: stores the group's next offset and answers once every in-sync
  * replica stored it too (the offsets travel on the Replicate streams), so it survives a leader change.
- * A non-zero `member_epoch` below the group's fence is refused with ABORTED (FencedMemberError).
+ * A non-zero `member_epoch` below the group's fence is refused with ABORTED (FencedMemberError); an
+ * offset past the log end with INVALID_ARGUMENT, one past the high watermark with UNAVAILABLE (retryable).
  */
 export async function commitOffset(
   lookup: Lookup,
@@ -63,6 +64,11 @@ export async function commitOffset(
     throw new InvalidArgumentError(
       `offset ${req.offset} is past the end of ${p.key} (log end offset ${p.log.logEndOffset})`,
     );
+  }
+  // Bounded by what every in-sync replica has: an offset past it, kept by a new leader that lacks the
+  // records before it, would make the group skip whatever that leader writes at those offsets.
+  if (req.offset > BigInt(p.highWatermark)) {
+    throw new BeyondHighWatermarkError("offset", Number(req.offset), p.topic, p.partition, p.highWatermark);
   }
   await p.commitOffset(req.consumerGroup, Number(req.offset), memberEpoch, generation);
 }

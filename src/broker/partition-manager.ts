@@ -1,5 +1,6 @@
 import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
+import { monotonicClock } from "../common/clock.js";
 import { InvalidArgumentError } from "../errors.js";
 import { validateTopicName } from "../fsm/validation.js";
 import { PartitionRole, type ReplicaRef, type SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
@@ -161,7 +162,7 @@ export class PartitionManager {
     );
     if (appliedId < this.#maxAppliedId) return;
     this.#maxAppliedId = appliedId;
-    const now = Date.now();
+    const now = monotonicClock.now(); // the clock of Partition.roleSetAt
     for (const [key, p] of this.#partitions) {
       if (listed.has(key) || p.role === "none") continue;
       if (now - p.roleSetAt < this.options.absenceGraceMs) {

@@ -1,14 +1,16 @@
 import path from "node:path";
 import { mkdir } from "node:fs/promises";
+import { monotonicClock } from "../common/clock.js";
 import type { Logger } from "../observability/logger.js";
 import {
   CorruptRecordError,
   openPartitionLog,
+  type LogDamage,
   type PartitionLog,
   type PartitionLogOptions,
 } from "../storage/index.js";
 import { ConsumerOffsets } from "./consumer-offsets.js";
-import { NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
+import { LostContactError, NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
 import { LeaderEpochHistory } from "./leader-epochs.js";
 import { ProducerTable } from "./producer-table.js";
 import { Signal } from "./signal.js";
@@ -70,6 +72,17 @@ export interface PartitionOptions {
   /** The partition gave up a role by itself (leadership set-up failed): the sentinels must list it again. */
   onRoleDropped?: () => void;
   logger: Logger;
+  /**
+   * The leader's isolation fence: false once this broker may have been declared dead by the sentinels
+   * (no KeepAlive answered within the heartbeat TTL). Checked when a write is admitted, and again before
+   * the high watermark moves and an acks=all record or an offset commit is acknowledged: a leader cut
+   * off after admitting a write must not acknowledge it once the sentinels may have moved leadership.
+   * Default: always true (tests of a single partition).
+   */
+  writable?: () => boolean;
+  /** Recovery found the log damaged beyond a torn tail ("detected"); fetching repaired it ("repaired"). */
+  onLogRepair?: (event: "detected" | "repaired") => void;
+  /** Monotonic milliseconds (default performance.now()): never the wall clock, which can step. */
   now?: () => number;
 }
 
@@ -160,6 +173,8 @@ export class Partition {
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
   readonly #now: () => number;
+  readonly #writable: () => boolean;
+  #damage: LogDamage | undefined;
   readonly #unsubscribe: () => void;
 
   private constructor(
@@ -176,10 +191,36 @@ export class Partition {
       windowSize: options.idempotencyWindow,
       maxProducers: options.maxProducers,
     });
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? monotonicClock.now;
+    this.#writable = options.writable ?? (() => true);
     // Nothing is known to be replicated after a restart; the leader recomputes it from its followers.
     this.#hw = 0;
-    this.#unsubscribe = log.onAppend(() => this.dataSignal.notify());
+    this.#damage = log.damage;
+    if (this.#damage) options.onLogRepair?.("detected");
+    this.#unsubscribe = log.onAppend(() => {
+      this.dataSignal.notify();
+      if (this.#damage !== undefined) this.#checkRepaired();
+    });
+  }
+
+  /**
+   * A damaged replica (recovery cut records although valid ones followed: LogDamage) refuses to lead
+   * until it fetched the cut range again from a replica: leading, it would hand its followers a log
+   * without records they may hold and that may have been acknowledged.
+   */
+  get damaged(): boolean {
+    return this.#damage !== undefined;
+  }
+
+  #checkRepaired(): void {
+    const damage = this.#damage;
+    if (damage === undefined || this.log.logEndOffset < damage.toOffset) return;
+    this.#damage = undefined;
+    this.logger.warn(
+      { fromOffset: damage.fromOffset, toOffset: damage.toOffset, logEndOffset: this.log.logEndOffset },
+      "damaged log range repaired from a replica",
+    );
+    this.options.onLogRepair?.("repaired");
   }
 
   static async open(options: PartitionOptions): Promise<Partition> {
@@ -229,7 +270,7 @@ export class Partition {
     return this.#generation;
   }
 
-  /** When the current role was set (ms since the epoch). */
+  /** When the current role was set (the partition's monotonic clock, ms). */
   get roleSetAt(): number {
     return this.#roleSetAt;
   }
@@ -346,6 +387,19 @@ export class Partition {
     this.#leaderReady = this.#enqueue(async () => {
       await this.#stopFetcher();
       if (generation !== this.#generation) return;
+      if (this.#damage !== undefined) {
+        this.logger.error(
+          {
+            fromOffset: this.#damage.fromOffset,
+            toOffset: this.#damage.toOffset,
+            reason: this.#damage.reason,
+          },
+          "refusing to lead: recovery cut records from this replica's log although valid ones followed; " +
+            "it must fetch them again from another replica first",
+        );
+        this.demote("the log is damaged");
+        return;
+      }
       try {
         const end = this.log.logEndOffset;
         await this.epochs.begin(this.#epoch, end);
@@ -483,6 +537,11 @@ export class Partition {
     if (inSync < required) throw this.#notEnoughInSync(inSync, required);
   }
 
+  /** The isolation fence, at acknowledgement: throws LostContactError once it expired. */
+  #requireFence(): void {
+    if (!this.#writable()) throw new LostContactError(this.topic, this.partition);
+  }
+
   #inSyncCount(): number {
     let count = 1;
     for (const follower of this.#followers.values()) if (follower.inSync) count++;
@@ -502,6 +561,7 @@ export class Partition {
    */
   waitForHighWatermark(end: number, generation: number): Promise<void> {
     if (generation !== this.#generation || this.#role !== "leader") return Promise.reject(this.#notLeader());
+    if (!this.#writable()) return Promise.reject(new LostContactError(this.topic, this.partition));
     if (this.#hw >= end) {
       try {
         this.requireMinInSync();
@@ -557,6 +617,7 @@ export class Partition {
   async #offsetsReplicated(version: number, generation: number): Promise<void> {
     this.dataSignal.notify();
     this.#requireGeneration(generation);
+    this.#requireFence();
     if (this.#commitReplicated(version)) return;
     this.#nextTickAt = 0;
     await new Promise<void>((resolve, reject) => {
@@ -669,6 +730,7 @@ export class Partition {
       this.#advanceHw();
       this.#checkCommits();
     }
+    if (!this.#writable()) this.#failWaitersFenced();
     while (this.#ackWaiters.length > 0 && (this.#ackWaiters[0] as AckWaiter).deadline < now) {
       const waiter = this.#ackWaiters.shift() as AckWaiter;
       waiter.reject(
@@ -691,22 +753,37 @@ export class Partition {
 
   /**
    * The earliest time tick() may have something to do, computed before it acts: an in-sync follower's
-   * lag bound, the oldest waiter's deadline. A lower bound: caught-up times only move later.
+   * lag bound, the oldest waiter's deadline. A lower bound: caught-up times only move later. While
+   * anything waits for an acknowledgement, every tick counts: the isolation fence can close at any
+   * moment, and the waiters must then fail at once rather than at their deadline.
    */
   #dueAt(): number {
+    if (this.#ackWaiters.length > 0 || this.#commitWaiters.length > 0) return 0;
     let due = Number.POSITIVE_INFINITY;
     for (const follower of this.#followers.values()) {
       if (follower.inSync) due = Math.min(due, follower.lastCaughtUpAt + this.options.replicaLagMaxMs + 1);
     }
-    // Ack waiters are queued in deadline order; commit waiters are few, a scan is cheap.
-    const firstAck = this.#ackWaiters[0];
-    if (firstAck !== undefined) due = Math.min(due, firstAck.deadline + 1);
-    for (const waiter of this.#commitWaiters) due = Math.min(due, waiter.deadline + 1);
     return due;
+  }
+
+  /**
+   * The fence expired: nothing waiting is acknowledged any more (the sentinels may have given the
+   * partition to another replica). The records stay in the log; a retry is deduplicated.
+   */
+  #failWaitersFenced(): void {
+    if (this.#ackWaiters.length === 0 && this.#commitWaiters.length === 0) return;
+    const error = new LostContactError(this.topic, this.partition);
+    for (const waiter of this.#ackWaiters.splice(0)) waiter.reject(error);
+    for (const waiter of this.#commitWaiters.splice(0)) waiter.reject(error);
   }
 
   #advanceHw(): void {
     if (this.#role !== "leader") return;
+    // A fenced leader neither exposes nor acknowledges records: another replica may lead already.
+    if (!this.#writable()) {
+      this.#failWaitersFenced();
+      return;
+    }
     this.#failAckWaitersBelowMinInSync();
     let hw = this.#localEnd;
     for (const follower of this.#followers.values()) {
@@ -744,6 +821,10 @@ export class Partition {
 
   #checkCommits(): void {
     if (this.#commitWaiters.length === 0) return;
+    if (!this.#writable()) {
+      this.#failWaitersFenced();
+      return;
+    }
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
       if (!this.#commitReplicated(waiter.version)) return true;
       waiter.resolve();

@@ -84,6 +84,8 @@ export async function produce(options: ProduceOptions, req: MessageRequest): Pro
     await appendNew(options, p, generation, req, pending, acks, undefined);
   }
   if (req.acks === Acks.ALL) await waitForReplicas(options, p, generation, req, acks);
+  // The fence again, at acknowledgement: the sentinels may have moved leadership since admission.
+  if (!options.writable()) failAcknowledged(options, p, req, acks);
   observeLatency(options.metrics, req.acks, acks, received);
   return response;
 }
@@ -210,6 +212,20 @@ async function waitForReplicas(
   } catch (err) {
     fail(options, req, acks, waiting, err);
   }
+}
+
+/** Turns every successful ack into LostContactError (the records stay; a retry is deduplicated). */
+function failAcknowledged(
+  options: ProduceOptions,
+  p: Partition,
+  req: MessageRequest,
+  acks: MessageAck[],
+): void {
+  const slots: number[] = [];
+  acks.forEach((a, i) => {
+    if (a.error === ProduceError.NONE) slots.push(i);
+  });
+  if (slots.length > 0) fail(options, req, acks, slots, new LostContactError(p.topic, p.partition));
 }
 
 /** Answers the records at `slots` with the error `err` maps to. */

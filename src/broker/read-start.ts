@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import { validateTopicName } from "../fsm/validation.js";
 import { OffsetOutOfRangeError } from "../storage/index.js";
-import { UnknownPartitionError } from "./errors.js";
+import { BeyondHighWatermarkError, UnknownPartitionError } from "./errors.js";
 import type { Partition } from "./partition.js";
 
 /** Where a consumer read starts, resolved on the partition leader. */
@@ -16,7 +16,8 @@ export interface ReadStart {
  * Validates a read request (PullMessage, FetchMessages) and resolves its start: `offset`, or with -1 the
  * group's committed offset (the log start when there is none, or when retention passed it).
  * InvalidArgument for a bad topic or offset, NotFound for a partition not held here, OutOfRange for an
- * offset outside the log, Unavailable when this broker does not lead it.
+ * offset outside [log start, high watermark], Unavailable when this broker does not lead it or a
+ * committed offset is past the high watermark (a new leader still learning it).
  */
 export async function resolveReadStart(
   lookup: (topic: string, partition: number) => Partition | undefined,
@@ -35,12 +36,20 @@ export async function resolveReadStart(
   if (partition === undefined) throw new UnknownPartitionError(topic, partitionId);
   const generation = await partition.leaderReady();
   const log = partition.log;
+  const hw = partition.highWatermark;
   if (requested === -1n) {
     const committed = partition.offsets.get(group) ?? log.logStartOffset;
+    // Past the log end: the commit came from records this leader never had (an unclean leader
+    // change). Resuming there would skip what it writes next; resume at its high watermark instead.
+    if (committed > log.logEndOffset)
+      return { partition, generation, offset: Math.max(hw, log.logStartOffset) };
+    if (committed > hw)
+      throw new BeyondHighWatermarkError("committed offset", committed, topic, partitionId, hw);
     return { partition, generation, offset: Math.max(committed, log.logStartOffset) };
   }
-  if (requested > BigInt(log.logEndOffset) || Number(requested) < log.logStartOffset) {
-    throw new OffsetOutOfRangeError(Number(requested), log.logStartOffset, log.logEndOffset);
+  // Reads see records below the high watermark only; a start past it is out of the readable range.
+  if (requested > BigInt(hw) || Number(requested) < log.logStartOffset) {
+    throw new OffsetOutOfRangeError(Number(requested), log.logStartOffset, hw);
   }
   return { partition, generation, offset: Number(requested) };
 }

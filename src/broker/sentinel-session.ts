@@ -1,8 +1,10 @@
+import { randomUUID } from "node:crypto";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
 import type { SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import { monotonicClock, type Clock } from "../common/clock.js";
 import type { Logger } from "../observability/logger.js";
 import type { ListenerAddress } from "../fsm/listeners.js";
 
@@ -33,6 +35,8 @@ export interface SentinelSessionOptions {
    */
   heldAssignmentsDigest: () => string;
   logger: Logger;
+  /** The fence's clock: monotonic (default), so a wall-clock step neither stretches nor shrinks it. */
+  clock?: Clock;
 }
 
 /**
@@ -62,7 +66,7 @@ export class SentinelSession {
   #synced = false;
   #loop: Promise<void> | undefined;
   #failures = 0;
-  /** When the last KeepAlive that the sentinels answered was sent (ms), and the TTL they gave. */
+  /** When the last KeepAlive that the sentinels answered was sent (monotonic ms), and the TTL they gave. */
   #lastBeatAt = 0;
   #ttlMs = 0;
   /** The reconciliation running off the beat loop, and the newest answer waiting for it. */
@@ -70,8 +74,12 @@ export class SentinelSession {
   #nextAssignments: { assignments: SetTopicRoleRequest[]; appliedId: bigint; digest: string } | undefined;
   /** Answered KeepAlives since the last one that asked for the full list. */
   #beatsSinceFullList = 0;
+  readonly #clock: Clock;
+  /** This process's start-up id: registering with a new one tells the sentinels the broker restarted. */
+  readonly #incarnation = randomUUID();
 
   constructor(private readonly options: SentinelSessionOptions) {
+    this.#clock = options.clock ?? monotonicClock;
     if (options.sentinels.length === 0) throw new Error("at least one sentinel URL is needed");
     this.#clients = options.sentinels.map((url) => createClient(SentinelService, options.transport(url)));
   }
@@ -85,9 +93,11 @@ export class SentinelSession {
    * True while the sentinels' last answered KeepAlive is younger than the heartbeat TTL they announced.
    * Past it they may have declared this broker dead and moved its partitions, so a leader must stop
    * taking writes (a partitioned old leader would otherwise acknowledge writes the new one never sees).
+   * Measured from when the beat was sent, on the monotonic clock: the sentinels' lease started later, so
+   * this fence expires before they can declare the broker dead.
    */
   get inContact(): boolean {
-    return this.#lastBeatAt > 0 && Date.now() - this.#lastBeatAt < this.#ttlMs;
+    return this.#lastBeatAt > 0 && this.#clock.now() - this.#lastBeatAt < this.#ttlMs;
   }
 
   start(): void {
@@ -154,6 +164,7 @@ export class SentinelSession {
         address: this.options.address,
         listeners: [...this.options.listeners],
         topics: await this.options.topicsOnDisk(),
+        incarnation: this.#incarnation,
       },
       { ...call, timeoutMs: 15_000 },
     );
@@ -175,7 +186,7 @@ export class SentinelSession {
         "registered with the sentinels",
       );
     }
-    const sentAt = Date.now();
+    const sentAt = this.#clock.now();
     // While a reconciliation runs the held digest is "" anyway; once every FULL_LIST_EVERY_BEATS, ask
     // for the whole list regardless.
     const fullList = this.#beatsSinceFullList >= FULL_LIST_EVERY_BEATS - 1;

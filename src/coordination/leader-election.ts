@@ -176,9 +176,9 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
     const lease = etcd.lease(ttlSeconds);
     this.#lease = lease;
     const leaseId = await lease.grant();
-    this.#lastRenewal = Date.now();
+    this.#lastRenewal = performance.now();
     lease.on("keepaliveSucceeded", () => {
-      this.#lastRenewal = Date.now();
+      this.#lastRenewal = performance.now();
     });
     lease.on("lost", (err) => {
       if (generation !== this.#generation) return;
@@ -229,13 +229,14 @@ export class LeaderElection extends EventEmitter<ElectionEvents> {
     let extraRenewal: Promise<void> | undefined;
     this.#guardTimer = setInterval(() => {
       if (generation !== this.#generation || !this.#isLeader) return;
-      const silentFor = Date.now() - this.#lastRenewal;
+      // Monotonic: a wall-clock step must not stretch the guard (two leaders) nor trip it.
+      const silentFor = performance.now() - this.#lastRenewal;
       // Halfway to the limit, renew once more on a stream of its own: after a stall (this process's
       // event loop, a slow etcd) one answer is enough to stay leader, instead of waiting for the next
       // periodic keepalive. Counted from when it was sent, the lease cannot expire earlier than that.
       const lease = this.#lease;
       if (silentFor > limitMs / 2 && !extraRenewal && lease) {
-        const sentAt = Date.now();
+        const sentAt = performance.now();
         let timer: NodeJS.Timeout | undefined;
         const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, limitMs)));
         extraRenewal = Promise.race([

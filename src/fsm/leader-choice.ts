@@ -120,3 +120,40 @@ export function withUpToDateLeaders(state: ClusterState, command: Command, progr
       return command;
   }
 }
+
+/**
+ * A broker restarted (a new incarnation) while the state still has it leading: its log may have lost
+ * records it had not fsynced, which its followers hold. Leading again under the same epoch, it would
+ * truncate them to its shorter log. So every partition it led with another healthy replica whose
+ * progress is known goes to the most up-to-date of those (newest epoch, then longest log); the list
+ * changes, so the epoch is new, and the restarted broker follows right behind it (the leader balancer
+ * hands leadership back once it is in sync). Partitions with no such replica stay (nobody else to ask).
+ */
+export function planRestartHandover(
+  state: ClusterState,
+  brokerId: string,
+  progressOf: ProgressOf,
+): TopicChange[] {
+  const changes: TopicChange[] = [];
+  for (const name of state.topicsOfBroker(brokerId)) {
+    const topic = state.topic(name);
+    if (!topic) continue;
+    const partitions: TopicChange["partitions"] = [];
+    for (const p of topic.partitions) {
+      if (p.replicas[0] !== brokerId) continue;
+      const best = p.replicas
+        .slice(1)
+        .filter((id) => state.broker(id)?.status === "healthy")
+        .map((id, index) => ({ id, index, progress: progressOf(name, p.partition, id) }))
+        .filter((entry) => entry.progress !== undefined)
+        .sort((a, b) => compareProgress(a.progress, b.progress) || a.index - b.index)[0];
+      if (!best) continue;
+      partitions.push({
+        partition: p.partition,
+        replicas: [best.id, brokerId, ...p.replicas.slice(1).filter((id) => id !== best.id)],
+      });
+    }
+    if (partitions.length > 0) changes.push({ topic: name, partitions });
+  }
+  return changes;
+}

@@ -31,6 +31,11 @@ export type BrokerAddresses = {
   brokerId: string;
   address: string;
   listeners?: ListenerAddress[];
+  /**
+   * The broker process's start-up id (absent from brokers that predate it). A new one from a broker the
+   * state holds as healthy means it restarted: see BrokerRecord.incarnation.
+   */
+  incarnation?: string;
 };
 
 export type Command =
@@ -133,6 +138,7 @@ function shapeProblem(value: unknown): string | undefined {
     case "registerBroker":
     case "addBrokerToHashRing":
       if (!isString(d.brokerId) || !isString(d.address)) return "data needs brokerId and address";
+      if (d.incarnation !== undefined && !isString(d.incarnation)) return "incarnation must be a string";
       return isListenerList(d.listeners) ? undefined : "listeners must be a list of {name, address}";
     case "unregisterBroker":
       return isString(d.brokerId) && isChangeList(d.changes) ? undefined : "data needs brokerId and changes";

@@ -10,6 +10,11 @@ export interface BrokerRecord {
   address: string;
   /** Its other listeners, sorted by name; absent when it has none (older snapshots and digests unchanged). */
   listeners?: ListenerAddress[];
+  /**
+   * The process start-up id it last registered with (absent for brokers that predate it, so older
+   * snapshots and digests are unchanged). A registration with another one is a restart.
+   */
+  incarnation?: string;
   status: BrokerHealth;
   /** Id of the operation that last changed this broker. */
   version: number;
@@ -127,12 +132,15 @@ export class ClusterState {
       case "registerBroker":
       case "addBrokerToHashRing": {
         const { brokerId, address, listeners } = op.data;
+        // An operation without one (a heartbeat bringing the broker back) keeps the one recorded.
+        const incarnation = op.data.incarnation ?? this.#brokers.get(brokerId)?.incarnation;
         this.#brokers.set(brokerId, {
           brokerId,
           address,
           ...(listeners && listeners.length > 0
             ? { listeners: listeners.map((l) => ({ name: l.name, address: l.address })) }
             : {}),
+          ...(incarnation !== undefined ? { incarnation } : {}),
           status: "healthy",
           version: op.id,
         });

@@ -204,6 +204,11 @@ export interface BrokerMetrics {
   messagesOut: Counter;
   bytesOut: Counter;
   produceErrors: Counter<"error">;
+  /**
+   * Log damage found at recovery that was not a torn tail (event=detected), and such damage repaired by
+   * fetching the records again from a replica (event=repaired).
+   */
+  logRepairs: Counter<"event">;
   /** Per message, from the request reaching the broker to its acknowledgement (successful acks only). */
   produceLatency: WeightedHistogram<"acks">;
   /** Per batch of a FetchMessages or PullMessage stream, the long-poll wait left out. */
@@ -264,7 +269,17 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
     registers,
   });
   for (const side of ["leader", "follower"]) replicationSessions.set({ side }, 0);
+  const logRepairs = new Counter({
+    name: "goulette_broker_log_repairs_total",
+    help:
+      "Partition logs found damaged at recovery beyond a torn tail (event=detected), and repaired from a " +
+      "replica (event=repaired)",
+    labelNames: ["event"],
+    registers,
+  });
+  for (const event of ["detected", "repaired"]) logRepairs.inc({ event }, 0);
   return {
+    logRepairs,
     messagesIn: new Counter({
       name: "goulette_broker_messages_in_total",
       help: "Messages appended as partition leader",

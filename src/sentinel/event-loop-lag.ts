@@ -15,9 +15,9 @@ export class EventLoopLag {
 
   start(): void {
     if (this.#timer) return;
-    let expected = Date.now() + this.intervalMs;
+    let expected = performance.now() + this.intervalMs;
     this.#timer = setInterval(() => {
-      const now = Date.now();
+      const now = performance.now();
       this.#samples.push({ at: now, lagMs: Math.max(0, now - expected) });
       expected = now + this.intervalMs;
       while ((this.#samples[0]?.at ?? now) < now - this.keepMs) this.#samples.shift();
@@ -32,7 +32,7 @@ export class EventLoopLag {
 
   /** The largest lag (ms) recorded in the last `windowMs`, including a tick overdue right now. */
   maxOver(windowMs: number): number {
-    const now = Date.now();
+    const now = performance.now();
     let max = 0;
     for (const sample of this.#samples) if (sample.at >= now - windowMs) max = Math.max(max, sample.lagMs);
     const last = this.#samples[this.#samples.length - 1];

@@ -133,7 +133,7 @@ export class FailureDetector {
   }
 
   #suspect(brokerIds: string[]): void {
-    const now = Date.now();
+    const now = performance.now(); // monotonic: a wall-clock step must not age suspects
     for (const id of brokerIds) if (!this.#suspects.has(id)) this.#suspects.set(id, now);
     this.#scheduleCheck(SETTLE_MS);
   }
@@ -166,14 +166,14 @@ export class FailureDetector {
       }
       // Lag over the window in which the suspects' heartbeats should have arrived.
       const eventLoopLagMs = this.#lag.maxOver(this.options.heartbeatTtlSeconds * 1000);
-      const startedRead = Date.now();
+      const startedRead = performance.now();
       const beats = await this.options.heartbeats.all();
-      const etcdLatencyMs = Date.now() - startedRead;
+      const etcdLatencyMs = performance.now() - startedRead;
       const healthy = new Set(this.options.healthyBrokers());
       for (const id of this.#suspects.keys()) if (!healthy.has(id)) this.#clear(id);
       const ids = [...this.#suspects.keys()];
       const probes = await Promise.all(ids.map((id) => (beats.has(id) ? true : this.options.probe(id))));
-      const now = Date.now();
+      const now = performance.now();
       const verdict = decideVerdict({
         suspects: ids.map((id, i) => ({
           brokerId: id,

@@ -14,7 +14,7 @@ import {
 } from "../gen/goulette/v1/sentinel_pb.js";
 import type { HeartbeatStore } from "../coordination/heartbeats.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
-import { withUpToDateLeaders } from "../fsm/leader-choice.js";
+import { planRestartHandover, withUpToDateLeaders } from "../fsm/leader-choice.js";
 import { planNewTopic, planTopUp, planUnreachable, planUnregister } from "../fsm/planner.js";
 import {
   validateAddress,
@@ -183,6 +183,27 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
     return answer(req.topic, req.listener);
   }
 
+  /**
+   * A healthy broker registering with a new incarnation restarted within its heartbeat TTL: the
+   * partitions it led go to their most up-to-date other replica under a new epoch before it takes any
+   * role (see planRestartHandover). Runs before the registration is recorded, so a sentinel failing in
+   * between sees the old incarnation again when the broker retries, and hands over then.
+   */
+  async function handOverIfRestarted(brokerId: string, incarnation: string): Promise<void> {
+    const known = state.broker(brokerId);
+    if (incarnation === "" || known?.status !== "healthy" || known.incarnation === incarnation) return;
+    const progressOf = await readReplicaProgress(options.prober, state, [brokerId], options.logger);
+    const op = await plane.propose(() => {
+      const changes = planRestartHandover(state, brokerId, progressOf);
+      return changes.length > 0 ? { type: "reassignPartitions", data: { changes } } : undefined;
+    });
+    if (op)
+      options.logger.info(
+        { brokerId, operationId: op.id },
+        "broker restarted while leading: its partitions moved to up-to-date replicas under new epochs",
+      );
+  }
+
   return {
     async keepAlive(req) {
       validateBrokerId(req.brokerId);
@@ -219,6 +240,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       validateAddress(req.address);
       const listeners = canonicalListeners(req.listeners);
       const withListeners = listeners.length > 0 ? { listeners } : {};
+      const withIncarnation = req.incarnation !== "" ? { incarnation: req.incarnation } : {};
       return router.route(
         "RegisterBroker",
         async () => {
@@ -229,16 +251,18 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
             status: "HEALTHY",
             lastHeartbeat: Date.now(),
           });
+          await handOverIfRestarted(req.brokerId, req.incarnation);
           const op = await plane.propose(() => {
             const known = state.broker(req.brokerId);
             const same =
               known !== undefined &&
               known.address === req.address &&
               sameListeners(known.listeners, listeners);
-            if (same && known.status === "healthy") return undefined;
+            const sameProcess = req.incarnation === "" || known?.incarnation === req.incarnation;
+            if (same && sameProcess && known.status === "healthy") return undefined;
             return {
-              type: same ? "addBrokerToHashRing" : "registerBroker",
-              data: { brokerId: req.brokerId, address: req.address, ...withListeners },
+              type: same && known.status !== "healthy" ? "addBrokerToHashRing" : "registerBroker",
+              data: { brokerId: req.brokerId, address: req.address, ...withListeners, ...withIncarnation },
             };
           });
           // A broker that (re)joins tops up partitions left under-replicated by earlier failures.

@@ -27,6 +27,7 @@ export {
   type FsyncPolicy,
   type PartitionLogOptions,
 } from "./partition-log-options.js";
+export { type LogDamage } from "./segment.js";
 export {
   type AppendRecord,
   type RecordHeader,

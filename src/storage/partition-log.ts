@@ -32,6 +32,7 @@ import {
   segmentName,
   writeFully,
   writevFully,
+  type LogDamage,
   type ReadCursor,
 } from "./segment.js";
 import { TailCache } from "./tail-cache.js";
@@ -91,6 +92,11 @@ export interface PartitionLog {
   /** First offset still stored. */
   readonly logStartOffset: number;
   /** The offset the next record gets. */
+  /**
+   * Records recovery cut although valid ones followed the damage (see LogDamage); undefined when the
+   * log opened clean or only a torn tail was cut.
+   */
+  readonly damage: LogDamage | undefined;
   readonly logEndOffset: number;
   /** Every record below it has been fsynced (reads may return records at or above it). */
   readonly durableOffset: number;
@@ -260,6 +266,7 @@ class FileLog implements PartitionLog {
   private syncAgain = false;
   private syncDone: Promise<void> = Promise.resolve();
   private durable: DurablePoint;
+  private readonly recoveredDamage: LogDamage | undefined;
   /** Bumped by every cut (truncate, reset, rollback): fsyncs and reads started before it are stale. */
   private generation = 0;
   private syncFailure: { error: unknown } | undefined;
@@ -293,6 +300,7 @@ class FileLog implements PartitionLog {
     segments: Segment[],
   ) {
     this.segmentList = segments;
+    this.recoveredDamage = segments[segments.length - 1]?.damage;
     const active = this.active;
     this.durable = { segment: active, size: active.size, offset: active.nextOffset };
     this.cache = new TailCache(o.tailCacheBytes);
@@ -308,6 +316,10 @@ class FileLog implements PartitionLog {
 
   get logEndOffset(): number {
     return this.active.nextOffset;
+  }
+
+  get damage(): LogDamage | undefined {
+    return this.recoveredDamage;
   }
 
   get durableOffset(): number {

@@ -2,6 +2,7 @@ import path from "node:path";
 
 import type { Logger } from "../observability/logger.js";
 import { CorruptRecordError } from "./errors.js";
+import { classifyTail } from "./recovery-scan.js";
 import { pinFile, unpinFile } from "./file-cache.js";
 import type { StorageFile, StorageFileSystem } from "./file-system.js";
 import { OffsetIndex, decodeIndexFile, encodeIndexFile } from "./offset-index.js";
@@ -24,6 +25,16 @@ export function segmentName(baseOffset: number): string {
 export function parseSegmentFileName(name: string): number | undefined {
   const match = /^(\d{20})\.log$/.exec(name);
   return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * Records recovery had to cut from the active segment although valid frames followed the damage (not
+ * a torn tail): `[fromOffset, toOffset)` at least were written, and must be fetched again from a replica.
+ */
+export interface LogDamage {
+  fromOffset: number;
+  toOffset: number;
+  reason: string;
 }
 
 /** Where a scan stopped early, and why. */
@@ -55,6 +66,8 @@ const MIN_READ_CHUNK_BYTES = 64 << 10;
 export class Segment {
   /** Bytes of valid frames; reads never go past it (bytes beyond are an unacknowledged write). */
   size: number;
+  /** Set by recovery when the active segment was cut at corruption followed by valid frames. */
+  damage: LogDamage | undefined = undefined;
   /** Offset after the last record. */
   nextOffset: number;
   /** Largest record timestamp, -1 while empty. Stays conservative (may be too high) after a truncation. */
@@ -167,6 +180,29 @@ export class Segment {
       }
       if (problem !== undefined) {
         if (options.active) {
+          const rest = Buffer.alloc(fileSize - problem.position);
+          await readFully(file, rest, problem.position);
+          const verdict = classifyTail(rest, segment.nextOffset);
+          if (verdict.kind === "corruption") {
+            // Cut all the same, so the log stays contiguous; the partition refuses to lead and fetches
+            // the range again from a replica (see Partition: damaged replicas).
+            segment.damage = {
+              fromOffset: segment.nextOffset,
+              toOffset: verdict.endOffset,
+              reason: problem.reason,
+            };
+            options.logger.error(
+              {
+                segment: dataPath,
+                position: problem.position,
+                fromOffset: segment.nextOffset,
+                toOffset: verdict.endOffset,
+                reason: problem.reason,
+              },
+              "corrupt record followed by valid records in the active segment (not a torn write); " +
+                "cutting it, the replica must fetch these records again from another replica",
+            );
+          }
           options.logger.warn(
             {
               segment: dataPath,

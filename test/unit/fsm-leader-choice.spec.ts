@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  planRestartHandover,
   preferUpToDateLeaders,
   survivorsToAsk,
   withUpToDateLeaders,
@@ -116,5 +117,38 @@ describe("leader choice: the most up-to-date survivor leads", () => {
       assert.equal(p0?.replicas[0], "b3", `${command.type}: b3 has the longer log`);
       assert.ok(!p0?.replicas.includes("b1"));
     }
+  });
+});
+
+describe("leader choice: a leader that restarted hands over", () => {
+  it("moves the partitions it led to the most up-to-date other replica, itself right behind", () => {
+    const state = cluster();
+    const changes = planRestartHandover(state, "b1", progress({ "t/0/b2": [1, 10], "t/0/b3": [1, 12] }));
+    assert.deepEqual(changes, [{ topic: "t", partitions: [{ partition: 0, replicas: ["b3", "b1", "b2"] }] }]);
+    // Applied, the list changed: a new epoch.
+    state.apply({ type: "reassignPartitions", data: { changes }, id: 100, timestamp: 0, leaderId: "s" });
+    assert.equal(state.topic("t")?.partitions[0]?.epoch, 2);
+    assert.equal(state.topic("t")?.partitions[1]?.epoch, 1, "partitions it only follows stay");
+  });
+
+  it("leaves a partition where no other replica reported its progress", () => {
+    assert.deepEqual(planRestartHandover(cluster(), "b1", progress({})), []);
+  });
+
+  it("records the incarnation, and keeps it when an operation carries none", () => {
+    const state = cluster();
+    const apply = (id: number, type: "registerBroker" | "addBrokerToHashRing", incarnation?: string) =>
+      state.apply({
+        type,
+        data: { brokerId: "b1", address: "b1:1", ...(incarnation ? { incarnation } : {}) },
+        id,
+        timestamp: 0,
+        leaderId: "s",
+      });
+    apply(100, "registerBroker", "first");
+    assert.equal(state.broker("b1")?.incarnation, "first");
+    apply(101, "addBrokerToHashRing");
+    assert.equal(state.broker("b1")?.incarnation, "first");
+    assert.equal(state.broker("b2")?.incarnation, undefined, "absent for brokers that never sent one");
   });
 });

@@ -114,6 +114,7 @@ describe("partition log: recovery", () => {
     assert.equal(log.logEndOffset, 19);
     assert.equal((await stat(file)).size, full - (sizes[19] as number));
     assert.match(lines(), /cutting the torn tail/);
+    assert.equal(log.damage, undefined, "a torn tail is not damage");
     const all = await readAll(log);
     assert.equal(all.length, 19);
     all.forEach((r, i) => assertRecord(r, i));
@@ -139,6 +140,7 @@ describe("partition log: recovery", () => {
       await appendFile(file, tail);
       const log = await openPartitionLog({ dir, tailCacheBytes: 0 });
       assert.equal(log.logEndOffset, 10);
+      assert.equal(log.damage, undefined, "a torn tail is not damage");
       assert.equal((await stat(file)).size, good);
       assert.equal(
         good,
@@ -217,16 +219,34 @@ describe("partition log: recovery", () => {
     await reopened.close();
   });
 
-  it("after a crash, cuts the active segment at a damaged record (it is the torn tail)", async () => {
+  it("after a crash, tells a damaged record followed by valid ones from a torn tail: reported as damage", async () => {
     const { dir, sizes } = await crashedLog(12);
     const file = await lastSegmentFile(dir);
     const bytes = await readFile(file);
     const inRecord5 = sizes.slice(0, 5).reduce((a, b) => a + b, 0) + 30;
     bytes[inRecord5] = (bytes[inRecord5] as number) ^ 0x01;
     await writeFile(file, bytes);
-    const log = await openPartitionLog({ dir, tailCacheBytes: 0 });
+    const { logger, lines } = capturingLogger();
+    const log = await openPartitionLog({ dir, logger, tailCacheBytes: 0 });
+    // Cut to stay contiguous, but the 7 valid records after the damage are known to have existed: the
+    // partition must fetch [5, 12) again from a replica before it may lead (see Partition).
     assert.equal(log.logEndOffset, 5);
+    assert.deepEqual({ from: log.damage?.fromOffset, to: log.damage?.toOffset }, { from: 5, to: 12 });
+    assert.match(lines(), /followed by valid records/);
     (await readAll(log)).forEach((r, i) => assertRecord(r, i));
+    await log.close();
+  });
+
+  it("finds the valid records behind a damaged length field", async () => {
+    const { dir, sizes } = await crashedLog(12);
+    const file = await lastSegmentFile(dir);
+    const bytes = await readFile(file);
+    const record3 = sizes.slice(0, 3).reduce((a, b) => a + b, 0);
+    bytes.writeUInt32BE(0x7fffffff, record3); // an implausible length: the scan cannot step over it
+    await writeFile(file, bytes);
+    const log = await openPartitionLog({ dir, tailCacheBytes: 0 });
+    assert.equal(log.logEndOffset, 3);
+    assert.equal(log.damage?.toOffset, 12);
     await log.close();
   });
 

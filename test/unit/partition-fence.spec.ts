@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { LostContactError } from "../../src/broker/errors.js";
+import { Partition } from "../../src/broker/partition.js";
+import { silentLogger } from "../../src/observability/logger.js";
+
+const dirs: string[] = [];
+after(async () => {
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** A leader of a 2-replica partition whose isolation fence the test opens and closes. */
+async function leader() {
+  const dir = await mkdtemp(path.join(tmpdir(), "goulette-fence-"));
+  dirs.push(dir);
+  const fence = { writable: true };
+  const p = await Partition.open({
+    topic: "t",
+    partition: 0,
+    dir,
+    brokerId: "b1",
+    log: { fsync: "interval", logger: silentLogger() },
+    replicaLagMaxMs: 60_000,
+    replicationTimeoutMs: 60_000,
+    minInsyncReplicas: 2,
+    idempotencyWindow: 16,
+    maxProducers: 16,
+    idempotencyScanRecords: 100,
+    shipUnsynced: true,
+    startFetcher: () => ({ stop: async () => undefined }),
+    logger: silentLogger(),
+    writable: () => fence.writable,
+  });
+  const self = { brokerId: "b1", address: "" };
+  assert.ok(
+    p.applyRole({
+      role: "leader",
+      epoch: 1,
+      leader: self,
+      replicas: [self, { brokerId: "b2", address: "" }],
+    }),
+  );
+  const generation = await p.leaderReady();
+  const stream = p.openStream("b2");
+  p.onFetch("b2", stream, 0, undefined);
+  const append = async (count: number) => {
+    const result = await p.log.append(
+      Array.from({ length: count }, () => ({ payload: new Uint8Array([1]) })),
+    );
+    p.onLocalAppend(result.lastOffset + 1);
+    return result.lastOffset + 1;
+  };
+  return {
+    p,
+    fence,
+    generation,
+    append,
+    fetch: (offset: number) => p.onFetch("b2", stream, offset, undefined),
+  };
+}
+
+async function settled(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => "resolved",
+    (err: unknown) => err,
+  );
+}
+
+describe("Partition: the isolation fence at acknowledgement", () => {
+  it("neither moves the high watermark nor acknowledges once the fence expired", async () => {
+    const { p, fence, generation, append, fetch } = await leader();
+    const end = await append(3);
+    const waiting = p.waitForHighWatermark(end, generation);
+    fence.writable = false;
+    fetch(end); // the follower has the records: without the fence this acknowledges
+    const outcome = await settled(waiting);
+    assert.ok(outcome instanceof LostContactError, `LostContactError, got ${String(outcome)}`);
+    assert.equal(p.highWatermark, 0, "a fenced leader exposes nothing new");
+    // Already replicated but fenced: refused as well.
+    assert.ok((await settled(p.waitForHighWatermark(end, generation))) instanceof LostContactError);
+    fence.writable = true;
+    fetch(end);
+    assert.equal(p.highWatermark, end);
+    await p.close();
+  });
+
+  it("fails waiting writes and offset commits when the fence expires with nothing else happening", async () => {
+    const { p, fence, generation, append } = await leader();
+    const end = await append(1);
+    const waiting = settled(p.waitForHighWatermark(end, generation));
+    const commit = settled(p.commitOffset("g", 1, 0, generation));
+    fence.writable = false;
+    p.tick();
+    assert.ok((await waiting) instanceof LostContactError);
+    assert.ok((await commit) instanceof LostContactError);
+    await p.close();
+  });
+});
