@@ -309,7 +309,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
     async getClusterStatus(req, ctx) {
       const listener = listenerOf(req.listener, ctx);
       await plane.committedState();
-      const candidates = await plane.election.candidates().catch(() => []);
+      const candidates = await plane.leadership.candidates().catch(() => []);
       const leaderUrl = plane.leaderUrl ?? "";
       const brokers = state.brokers();
       const sentinels = candidates.map((c, i) => ({
@@ -363,9 +363,9 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       const limit = req.limit === 0 ? 100 : Math.min(req.limit, 1000);
       if (req.afterId > BigInt(Number.MAX_SAFE_INTEGER))
         throw new InvalidArgumentError(`after_id ${req.afterId} is out of range`);
-      const ops = await plane.store.list(Number(req.afterId), limit);
-      const { head } = await plane.store.readHead();
-      const meta = await plane.store.readSnapshotMeta();
+      const ops = await plane.log.list(Number(req.afterId), limit);
+      const { head } = await plane.log.readHead();
+      const meta = await plane.log.readSnapshotMeta();
       const last = ops[ops.length - 1];
       return {
         operations: ops.map(toOperationMessage),

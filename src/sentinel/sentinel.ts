@@ -28,7 +28,8 @@ import type { ClientTlsOptions } from "../server/tls.js";
 import type { TransportPoolOptions } from "../server/transport-pool.js";
 import { BrokerProber } from "./broker-prober.js";
 import { readReplicaProgress } from "./replica-progress.js";
-import { ControlPlane } from "./control-plane.js";
+import type { ControlPlane } from "./control-plane.js";
+import { createEtcdControlPlane } from "./etcd-control-plane.js";
 import { CreationAdmission } from "./admission.js";
 import { FailureDetector } from "./failure-detector.js";
 import type { VerdictLimits } from "./failure-verdict.js";
@@ -202,7 +203,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
   const url = config.advertiseUrl || `${scheme}://${host}:${server.port}`;
 
-  const cp = new ControlPlane({
+  const cp = createEtcdControlPlane({
     id: config.id,
     url,
     etcd: config.etcd,
@@ -322,7 +323,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     store: groupStore,
     view: groupView,
     partitionCounts,
-    fenceKey: () => (cp.isLeader ? cp.election.fenceKey : undefined),
+    fenceKey: () => (cp.isLeader ? cp.leadership.fenceKey : undefined),
     maxMembers: config.maxGroupMembers ?? 1000,
     logger: logger.child({ component: "group-coordinator" }),
     onRebalance: (_group, reason) => groupMetrics.rebalances.inc({ reason }),

@@ -43,8 +43,8 @@ describe("leadership fencing and failure handling", () => {
     const plane = s.sentinel.plane;
     await waitFor(() => plane.isLeader, { what: "leadership" });
     await s.client.registerBroker({ brokerId: "b1", address: "127.0.0.1:31001" });
-    const fenceKey = plane.election.fenceKey as string;
-    const headBefore = (await plane.store.readHead()).head;
+    const fenceKey = plane.leadership.fenceKey as string;
+    const headBefore = (await plane.log.readHead()).head;
 
     // Revoke the election lease behind the leader's back (what etcd does when its lease expires).
     const admin = etcd.client();
@@ -67,7 +67,8 @@ describe("leadership fencing and failure handling", () => {
     assert.equal((await store.readHead()).head, headBefore, "nothing was appended");
     // ...and the sentinel notices, steps down and wins a new term with a new fence.
     await waitFor(
-      () => plane.election.fenceKey !== undefined && plane.election.fenceKey !== fenceKey && plane.isLeader,
+      () =>
+        plane.leadership.fenceKey !== undefined && plane.leadership.fenceKey !== fenceKey && plane.isLeader,
       {
         what: "a new term",
       },
