@@ -12,8 +12,6 @@ import {
 } from "../gen/goulette/v1/sentinel_pb.js";
 import type { HeartbeatStore } from "../coordination/heartbeats.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
-import { withUpToDateLeaders } from "../fsm/leader-choice.js";
-import { planNewTopic, planTopUp, planUnreachable, planUnregister } from "../fsm/planner.js";
 import {
   validateAddress,
   validateBrokerId,
@@ -22,8 +20,7 @@ import {
   validateTopicShape,
 } from "../fsm/validation.js";
 import type { Logger } from "../observability/logger.js";
-import type { BrokerProber } from "./broker-prober.js";
-import { readReplicaProgress } from "./replica-progress.js";
+import type { LeaderActions } from "./leader-actions.js";
 import type { ControlPlane } from "./control-plane.js";
 import {
   assignmentsOf,
@@ -49,7 +46,8 @@ export interface SentinelServiceOptions {
   router: WriteRouter;
   heartbeats: HeartbeatStore;
   detector: FailureDetector;
-  prober: BrokerProber;
+  /** The leader's use-cases (register, unregister, mark down, create a topic) the write RPCs run. */
+  actions: LeaderActions;
   heartbeatTtlSeconds: number;
   /** Partitions of a new topic when the request says 0. */
   defaultPartitions: number;
@@ -79,7 +77,7 @@ interface CachedAnswer {
 
 /** The SentinelService RPCs. Reads answer from the applied state; writes go through the WriteRouter. */
 export function createSentinelService(options: SentinelServiceOptions): ServiceImpl<typeof SentinelService> {
-  const { plane, router } = options;
+  const { plane, router, actions } = options;
   const state = plane.state;
   const forwardedBy = (ctx: HandlerContext) => ctx.requestHeader.get(FORWARDED_HEADER);
   /** The listener whose addresses an answer carries: the request's own, else the host it came in by. */
@@ -124,38 +122,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
 
   /** Leader side of GetBrokers: verify reported brokers, move what is confirmed down, create the topic if new. */
   async function getBrokersAsLeader(req: GetBrokersRequest): Promise<GetBrokersResponse> {
-    const reported = [...new Set(req.unreachableBrokers)].filter(
-      (id) => state.broker(id)?.status === "healthy",
-    );
-    if (reported.length > 0) {
-      const verdicts = await Promise.all(
-        reported.map(async (id) => ({
-          id,
-          reachable: await options.prober.isReachable(state.broker(id)?.address ?? ""),
-        })),
-      );
-      const down = verdicts.filter((v) => !v.reachable).map((v) => v.id);
-      const alive = verdicts.filter((v) => v.reachable).map((v) => v.id);
-      if (alive.length > 0) {
-        options.logger.info(
-          { brokers: alive, topic: req.topic },
-          "client reported brokers unreachable but they answer Health; not moving them",
-        );
-      }
-      if (down.length > 0) {
-        const progressOf = await readReplicaProgress(options.prober, state, down, options.logger);
-        await plane.propose(() => {
-          const still = down.filter((id) => state.broker(id)?.status === "healthy");
-          return still.length > 0
-            ? withUpToDateLeaders(
-                state,
-                planUnreachable(state, plane.ring, still, "client-report"),
-                progressOf,
-              )
-            : undefined;
-        });
-      }
-    }
+    await actions.verifyUnreachable(req.unreachableBrokers, { topic: req.topic });
     if (!state.topic(req.topic)) {
       const partitions = req.partitions === 0 ? options.defaultPartitions : req.partitions;
       let release: () => void;
@@ -166,13 +133,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         throw err;
       }
       try {
-        await plane.propose(() => {
-          if (state.topic(req.topic)) return undefined; // created by a concurrent request
-          const healthy = state.healthyBrokerIds().length;
-          const replicaCount = replicaCountOrDefault(req.replicaCount, healthy);
-          validateTopicShape(req.topic, partitions, replicaCount, healthy);
-          return planNewTopic(state, plane.ring, { topic: req.topic, partitions, replicaCount });
-        });
+        await actions.ensureTopic({ topic: req.topic, partitions, replicaCount: req.replicaCount });
       } finally {
         release();
       }
@@ -210,34 +171,10 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       validateBrokerId(req.brokerId);
       validateAddress(req.address);
       const listeners = canonicalListeners(req.listeners);
-      const withListeners = listeners.length > 0 ? { listeners } : {};
       return router.route(
         "RegisterBroker",
         async () => {
-          await options.heartbeats.record({
-            brokerId: req.brokerId,
-            address: req.address,
-            ...withListeners,
-            status: "HEALTHY",
-            lastHeartbeat: Date.now(),
-          });
-          const op = await plane.propose(() => {
-            const known = state.broker(req.brokerId);
-            const same =
-              known !== undefined &&
-              known.address === req.address &&
-              sameListeners(known.listeners, listeners);
-            if (same && known.status === "healthy") return undefined;
-            return {
-              type: same ? "addBrokerToHashRing" : "registerBroker",
-              data: { brokerId: req.brokerId, address: req.address, ...withListeners },
-            };
-          });
-          // A broker that (re)joins tops up partitions left under-replicated by earlier failures.
-          await plane.propose(() => {
-            const changes = planTopUp(state, plane.ring);
-            return changes.length > 0 ? { type: "reassignPartitions", data: { changes } } : undefined;
-          });
+          const op = await actions.register({ brokerId: req.brokerId, address: req.address, listeners });
           const broker = state.broker(req.brokerId);
           if (!broker)
             throw new FailedPreconditionError(`broker '${req.brokerId}' vanished while registering`);
@@ -261,12 +198,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       return router.route(
         "UnregisterBroker",
         async () => {
-          const progressOf = await readReplicaProgress(options.prober, state, [req.brokerId], options.logger);
-          const op = await plane.propose(() =>
-            state.broker(req.brokerId)
-              ? withUpToDateLeaders(state, planUnregister(state, plane.ring, req.brokerId), progressOf)
-              : undefined,
-          );
+          const op = await actions.unregister(req.brokerId);
           return create(UnregisterBrokerResponseSchema, { operationId: BigInt(op?.id ?? 0) });
         },
         (client, headers) => client.unregisterBroker(req, { headers }),
