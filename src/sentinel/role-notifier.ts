@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { TransportPool, toBaseUrl, type TransportPoolOptions } from "../server/transport-pool.js";
+import { backoffDelay } from "../common/backoff.js";
 import {
   BrokerService,
   PartitionRole,
@@ -28,7 +29,7 @@ export interface RoleNotifierOptions {
   perBrokerConcurrency?: number;
   /** Consecutive failures after which a broker's queue is dropped (default 6): it reconciles through KeepAlive. */
   maxAttempts?: number;
-  /** First retry delay after a failed call (ms, default 200), doubled per consecutive failure up to 5 s. */
+  /** First retry delay after a failed call (ms, default 200), doubled per consecutive failure up to 5 s, with jitter. */
   retryBaseMs?: number;
   /** Roles sent in one SetTopicRoles call (default 1,000; brokers take up to 10,000). */
   maxRolesPerCall?: number;
@@ -422,7 +423,7 @@ export class RoleNotifier {
     // Retry unless a newer message for the same key is already queued.
     this.#requeue(queue, failed);
     const base = this.options.retryBaseMs ?? 200;
-    queue.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, base * 2 ** (queue.failures - 1));
+    queue.retryAt = Date.now() + backoffDelay(queue.failures, base, MAX_BACKOFF_MS);
     this.#queues.set(queue.address, queue);
   }
 
