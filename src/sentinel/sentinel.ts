@@ -202,7 +202,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
   const url = config.advertiseUrl || `${scheme}://${host}:${server.port}`;
 
-  const cp = createEtcdControlPlane({
+  const plane = createEtcdControlPlane({
     id: config.id,
     url,
     etcd: config.etcd,
@@ -214,11 +214,11 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     snapshotEvery: config.snapshotEvery,
     electionTtlSeconds: config.electionTtlSeconds,
   });
-  live.plane = cp;
-  const state = cp.state;
+  live.plane = plane;
+  const state = plane.state;
   const prober = new BrokerProber({ timeoutMs: config.probeTimeoutMs, transportOptions });
   const actions = new LeaderActions({
-    plane: cp,
+    plane,
     prober,
     heartbeats,
     logger: logger.child({ component: "leader-actions" }),
@@ -240,7 +240,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     },
     onSuspectVerdict: (reason) => metrics.suspectVerdicts.inc({ reason }),
     ...(config.verdictLimits ? { limits: config.verdictLimits } : {}),
-    isLeader: () => cp.isLeader,
+    isLeader: () => plane.isLeader,
     markDown: markBrokersDown,
     markUp: (beat) => actions.markUp(beat),
     logger: logger.child({ component: "failure-detector" }),
@@ -248,8 +248,8 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const leaderBalancer = new LeaderBalancer({
     state,
     prober,
-    propose: (build) => cp.propose(build),
-    isLeader: () => cp.isLeader,
+    propose: (build) => plane.propose(build),
+    isLeader: () => plane.isLeader,
     intervalMs: config.leaderBalanceIntervalMs ?? 30_000,
     logger: logger.child({ component: "leader-balancer" }),
     onMoved: (partitions) => metrics.leadershipBalanceMoves.inc(partitions),
@@ -260,7 +260,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     headers: authHeaders,
     transportOptions,
   });
-  cp.onApplied((_op, effect, before) => {
+  plane.onApplied((_op, effect, before) => {
     for (const topic of effect.changedTopics) notifier.notify(topic, before.get(topic));
   });
   const podWatcher = config.podWatch
@@ -270,11 +270,11 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
         onBrokerUnavailable: (event) => actions.markPodDown(event),
       })
     : undefined;
-  cp.onLeadership((leading) => {
+  plane.onLeadership((leading) => {
     if (leading) leaderBalancer.start();
     else leaderBalancer.stop();
   });
-  cp.onLeadership((leading) => {
+  plane.onLeadership((leading) => {
     if (leading) {
       detector.onLeading();
       void podWatcher?.start();
@@ -290,20 +290,20 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     store: groupStore,
     view: groupView,
     partitionCounts,
-    fenceKey: () => (cp.isLeader ? cp.leadership.fenceKey : undefined),
+    fenceKey: () => (plane.isLeader ? plane.leadership.fenceKey : undefined),
     maxMembers: config.maxGroupMembers ?? 1000,
     logger: logger.child({ component: "group-coordinator" }),
     onRebalance: (_group, reason) => groupMetrics.rebalances.inc({ reason }),
   });
-  cp.onLeadership((leading) => (leading ? coordinator.startLeading() : coordinator.stopLeading()));
-  cp.onApplied((_op, effect) => {
+  plane.onLeadership((leading) => (leading ? coordinator.startLeading() : coordinator.stopLeading()));
+  plane.onApplied((_op, effect) => {
     if (effect.changedTopics.length > 0) coordinator.topicsChanged();
   });
   const router = new WriteRouter({
     selfId: config.id,
     selfUrl: url,
-    isLeader: () => cp.isLeader,
-    leaderUrl: () => cp.leaderUrl,
+    isLeader: () => plane.isLeader,
+    leaderUrl: () => plane.leaderUrl,
     metrics,
     deadlineMs: config.forwardTimeoutMs,
     headers: authHeaders,
@@ -312,11 +312,11 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   try {
     await detector.start();
     await groupView.start();
-    await cp.start();
+    await plane.start();
   } catch (err) {
     await detector.stop();
     await groupView.stop();
-    await cp.stop().catch(() => undefined);
+    await plane.stop().catch(() => undefined);
     await server.close();
     prober.close();
     throw err;
@@ -324,7 +324,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   live.service = createSentinelService({
     id: config.id,
     url,
-    plane: cp,
+    plane,
     router,
     heartbeats,
     detector,
@@ -347,7 +347,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     id: config.id,
     url,
     port: server.port,
-    plane: cp,
+    plane,
     registry,
     detector,
     markBrokersDown,
@@ -358,7 +358,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       await server.close();
       await detector.stop();
       coordinator.stopLeading();
-      await cp.stop();
+      await plane.stop();
       await groupView.stop();
       router.close();
       notifier.close();
