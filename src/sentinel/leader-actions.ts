@@ -21,8 +21,8 @@ const POD_REASONS: Record<BrokerUnavailableReason, UnreachableReason> = {
 
 export interface LeaderActionsOptions {
   plane: Pick<ControlPlane, "state" | "ring" | "propose" | "isLeader">;
-  prober: BrokerProber;
-  heartbeats: HeartbeatStore;
+  prober: Pick<BrokerProber, "isReachable" | "progress">;
+  heartbeats: Pick<HeartbeatStore, "record">;
   logger: Logger;
 }
 

@@ -8,7 +8,6 @@ import { HeartbeatStore } from "../coordination/heartbeats.js";
 import { createKeyspace } from "../coordination/keyspace.js";
 import { GetBrokersRequestSchema, SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { LeaderBalancer } from "./leader-balancer.js";
-import type { UnreachableReason } from "../fsm/operations.js";
 import type { Logger } from "../observability/logger.js";
 import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../observability/metrics.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
@@ -114,8 +113,8 @@ export interface Sentinel {
   readonly detector: FailureDetector;
   /** Evens out partition leadership within topics (leader only; periodic, or `balance()` now). */
   readonly leaderBalancer: LeaderBalancer;
-  /** Leader action used by the pod watcher: mark brokers down for a Kubernetes reason. */
-  markBrokersDown(brokerIds: string[], reason: UnreachableReason): Promise<void>;
+  /** The leader's use-cases (mark down/up, register, …), as the detector, pod watcher and RPCs run them. */
+  readonly actions: LeaderActions;
   stop(): Promise<void>;
 }
 
@@ -223,9 +222,6 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     heartbeats,
     logger: logger.child({ component: "leader-actions" }),
   });
-  const markBrokersDown = async (brokerIds: string[], reason: UnreachableReason) => {
-    await actions.markDown(brokerIds, reason);
-  };
   const detector = new FailureDetector({
     heartbeats,
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
@@ -241,7 +237,9 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     onSuspectVerdict: (reason) => metrics.suspectVerdicts.inc({ reason }),
     ...(config.verdictLimits ? { limits: config.verdictLimits } : {}),
     isLeader: () => plane.isLeader,
-    markDown: markBrokersDown,
+    markDown: async (brokerIds, reason) => {
+      await actions.markDown(brokerIds, reason);
+    },
     markUp: (beat) => actions.markUp(beat),
     logger: logger.child({ component: "failure-detector" }),
   });
@@ -350,7 +348,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     plane,
     registry,
     detector,
-    markBrokersDown,
+    actions,
     leaderBalancer,
     async stop() {
       leaderBalancer.stop();
