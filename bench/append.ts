@@ -3,7 +3,8 @@ import { createKeyspace } from "../src/coordination/keyspace.js";
 import { planNewTopic } from "../src/fsm/planner.js";
 import { silentLogger } from "../src/observability/logger.js";
 import { createRegistry, createSentinelMetrics } from "../src/observability/metrics.js";
-import { ControlPlane } from "../src/sentinel/control-plane.js";
+import type { ControlPlane } from "../src/sentinel/control-plane.js";
+import { createEtcdControlPlane } from "../src/sentinel/etcd-control-plane.js";
 import type { Benchmark, BenchContext, BenchOutput } from "./lib/benchmark.js";
 import { startEtcd } from "./lib/etcd.js";
 import { collectGarbage } from "./lib/gc.js";
@@ -124,7 +125,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     // A bare ControlPlane leading its own keyspace on the same etcd: the propose path without the
     // sentinel around it (no RPC server, no SetTopicRole notifications to brokers after each append).
     const bareClient = etcd.client();
-    const bare = new ControlPlane({
+    const bare = createEtcdControlPlane({
       id: "bare",
       url: "http://127.0.0.1:1",
       etcd: bareClient,

@@ -4,7 +4,7 @@ import { createKeyspace, type Keyspace } from "../src/coordination/keyspace.js";
 import { encodeOperation, type Command, type Operation } from "../src/fsm/operations.js";
 import { planUnreachable } from "../src/fsm/planner.js";
 import { createRegistry, createSentinelMetrics } from "../src/observability/metrics.js";
-import { ControlPlane } from "../src/sentinel/control-plane.js";
+import { createEtcdControlPlane } from "../src/sentinel/etcd-control-plane.js";
 import type { Benchmark, BenchContext, BenchOutput } from "./lib/benchmark.js";
 import { captureLogger } from "./lib/capture-logger.js";
 import { startEtcd, type BenchEtcd } from "./lib/etcd.js";
@@ -86,7 +86,7 @@ function fillOptions(etcd: Etcd3, keys: Keyspace, config: Config) {
 async function leaderPlane(etcd: BenchEtcd, keys: Keyspace) {
   const client = etcd.client();
   const captured = captureLogger();
-  const plane = new ControlPlane({
+  const plane = createEtcdControlPlane({
     id: "scaling",
     url: "http://127.0.0.1:1",
     etcd: client,

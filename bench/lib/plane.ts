@@ -2,7 +2,8 @@ import { performance } from "node:perf_hooks";
 import type { Etcd3 } from "etcd3";
 import type { Keyspace } from "../../src/coordination/keyspace.js";
 import { createRegistry, createSentinelMetrics } from "../../src/observability/metrics.js";
-import { ControlPlane } from "../../src/sentinel/control-plane.js";
+import type { ControlPlane } from "../../src/sentinel/control-plane.js";
+import { createEtcdControlPlane } from "../../src/sentinel/etcd-control-plane.js";
 import { captureLogger } from "./capture-logger.js";
 import type { BenchEtcd } from "./etcd.js";
 import { withTimeout } from "./wait.js";
@@ -51,7 +52,7 @@ export async function recoverPlane(
 ): Promise<{ recovered: Recovered; plane: ControlPlane; client: Etcd3 }> {
   const client = etcd.client();
   const captured = captureLogger();
-  const plane = new ControlPlane({
+  const plane = createEtcdControlPlane({
     id: "recovering",
     url: "http://127.0.0.1:1",
     etcd: client,

@@ -1,5 +1,3 @@
-import type http from "node:http";
-import type http2 from "node:http2";
 import path from "node:path";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Registry } from "prom-client";
@@ -10,6 +8,7 @@ import type { Logger } from "../observability/logger.js";
 import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
 import { BROKER_RULES, authorization } from "../server/authorization.js";
 import { Authenticator, type IdentityOptions } from "../server/identity.js";
+import { httpEndpoints } from "../server/http-endpoints.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
 import {
   startRpcServer,
@@ -207,13 +206,17 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       router.service(BrokerService, service);
     },
     interceptors,
-    fallback: (req, res) =>
-      void httpFallback(req, res, ready, registry, () => {
+    fallback: httpEndpoints({
+      ready,
+      notReadyReason: "not registered with the sentinels yet",
+      registry,
+      beforeScrape: () => {
         updateGauges(partitions, metrics, ready());
         metrics.openSegmentFiles.set(openFiles.openCount);
         metrics.segmentFileOpens.inc(openFiles.opens - countedOpens);
         countedOpens = openFiles.opens;
-      }),
+      },
+    }),
     // A SendMessage request carries a batch of records, each up to the payload limit.
     readMaxBytes: Math.max(16 * 1024 * 1024, 4 * (config.maxMessageBytes + RECORD_OVERHEAD_BYTES)),
     ...(config.tls ? { tls: config.tls } : {}),
@@ -347,27 +350,4 @@ function updateGauges(
   metrics.consumerLagMessages.set(consumerLag);
   metrics.logBytes.set(bytes);
   metrics.ready.set(ready ? 1 : 0);
-}
-
-async function httpFallback(
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-  ready: () => boolean,
-  registry: Registry,
-  beforeScrape: () => void,
-): Promise<void> {
-  const urlPath = (req.url ?? "/").split("?")[0];
-  const send = (status: number, body: string, type = "text/plain; charset=utf-8") => {
-    res.writeHead(status, { "content-type": type });
-    res.end(body);
-  };
-  if (req.method === "GET" && urlPath === "/healthz") return send(200, "ok\n");
-  if (req.method === "GET" && urlPath === "/readyz") {
-    return ready() ? send(200, "ready\n") : send(503, "not registered with the sentinels yet\n");
-  }
-  if (req.method === "GET" && urlPath === "/metrics") {
-    beforeScrape();
-    return send(200, await registry.metrics(), registry.contentType);
-  }
-  send(404, "not found: this port serves goulette.v1 RPCs, /healthz, /readyz and /metrics\n");
 }

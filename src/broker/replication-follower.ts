@@ -10,6 +10,7 @@ import {
 import type { Logger } from "../observability/logger.js";
 import type { ReplicatedRecord } from "../storage/index.js";
 import { AsyncQueue } from "../common/async-queue.js";
+import { backoffDelay } from "../common/backoff.js";
 import type { FetcherHandle, Partition } from "./partition.js";
 
 export interface FollowerOptions {
@@ -27,9 +28,9 @@ export interface FollowerOptions {
 const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 1_000;
 
-/** Reconnect delay after `failures` failures in a row: 50 ms doubling to 1 s. */
+/** Reconnect delay after `failures` failures in a row: 50 ms doubling to 1 s, with jitter. */
 export function backoffMs(failures: number): number {
-  return Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.min(failures, 5));
+  return backoffDelay(failures + 1, MIN_BACKOFF_MS, MAX_BACKOFF_MS);
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Etcd3, Lease, Watcher } from "etcd3";
 import type { Logger } from "../observability/logger.js";
 import { errorMessage } from "../errors.js";
 import type { Keyspace } from "./keyspace.js";
+import type { Leadership } from "./leadership.js";
 
 export interface LeaderElectionOptions {
   etcd: Etcd3;
@@ -68,7 +69,7 @@ export type ElectionEvents = {
  * that has not renewed for 2/3 of the TTL steps down on its own, before another sentinel could be
  * elected, and campaigns again with a new lease.
  */
-export class LeaderElection extends EventEmitter<ElectionEvents> {
+export class LeaderElection extends EventEmitter<ElectionEvents> implements Leadership {
   #lease: Lease | undefined;
   #fenceKey: string | undefined;
   #isLeader = false;

@@ -156,19 +156,9 @@ export class ClusterState {
         break;
       }
       case "generateTopicReplicas": {
-        const { topic, replicaCount, partitions } = op.data;
+        const { topic } = op.data;
         if (!this.#topics.has(topic)) {
-          const record: TopicRecord = {
-            topic,
-            replicaCount,
-            partitions: partitions.map((p) => ({
-              partition: p.partition,
-              replicas: [...p.replicas],
-              epoch: 1,
-            })),
-            version: op.id,
-            timestamp: op.timestamp,
-          };
+          const record = newTopicRecord(op);
           this.#topics.set(topic, record);
           this.#index(record, +1);
           effect.changedTopics.push(topic);
@@ -295,27 +285,27 @@ export function withPlacements(
   return { ...record, partitions, version: op.id, timestamp: op.timestamp };
 }
 
+/** The record a generateTopicReplicas operation creates: every partition at epoch 1, as the leader placed it. */
+export function newTopicRecord(op: Extract<Operation, { type: "generateTopicReplicas" }>): TopicRecord {
+  return {
+    topic: op.data.topic,
+    replicaCount: op.data.replicaCount,
+    partitions: op.data.partitions.map((p) => ({
+      partition: p.partition,
+      replicas: [...p.replicas],
+      epoch: 1,
+    })),
+    version: op.id,
+    timestamp: op.timestamp,
+  };
+}
+
 /** The topic records an operation creates or changes, computed without applying it (for etcd's materialised view). */
 export function projectTopics(state: ClusterState, op: Operation): { put: TopicRecord[]; deleted: string[] } {
   switch (op.type) {
     case "generateTopicReplicas":
       if (state.topic(op.data.topic)) return { put: [], deleted: [] }; // apply keeps the existing topic
-      return {
-        put: [
-          {
-            topic: op.data.topic,
-            replicaCount: op.data.replicaCount,
-            partitions: op.data.partitions.map((p) => ({
-              partition: p.partition,
-              replicas: [...p.replicas],
-              epoch: 1,
-            })),
-            version: op.id,
-            timestamp: op.timestamp,
-          },
-        ],
-        deleted: [],
-      };
+      return { put: [newTopicRecord(op)], deleted: [] };
     case "unregisterBroker":
     case "handleUnreachableBrokers":
     case "reassignPartitions":

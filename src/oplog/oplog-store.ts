@@ -5,6 +5,13 @@ import type { Keyspace } from "../coordination/keyspace.js";
 import { NotLeaderError, UnavailableError, errorMessage } from "../errors.js";
 import { decodeOperation, encodeOperation, type Command, type Operation } from "../fsm/operations.js";
 import type { StateSnapshot, TopicRecord } from "../fsm/state.js";
+import {
+  HeadMovedError,
+  checkBatchIds,
+  type AppendBatchInput,
+  type OperationLog,
+  type SnapshotMeta,
+} from "./operation-log.js";
 import { toStoredTopicInfo } from "./topic-info.js";
 
 /** etcd rejects requests above ~1.5 MiB by default; stay well below. */
@@ -16,14 +23,6 @@ const PAGE_TARGET_BYTES = 2 * 1024 * 1024;
 const FIRST_PAGE_OPERATIONS = 64;
 const MAX_PAGE_REFUSALS = 20;
 const PAGE_REFUSAL_PAUSE_MS = 1_000;
-
-export interface SnapshotMeta {
-  id: number;
-  chunks: number;
-  sha256: string;
-  size: number;
-  createdAt: number;
-}
 
 export interface AppendInput {
   command: Command;
@@ -37,26 +36,13 @@ export interface AppendInput {
   topics: { put: TopicRecord[]; deleted: string[] };
 }
 
-export interface AppendBatchInput {
-  fenceKey: string;
-  expectedHead: number;
-  /** Numbered operations, expectedHead + 1 onwards, without gaps. */
-  ops: Operation[];
-  /** Final values of the topic keys the operations change, each topic at most once. */
-  topics: { put: TopicRecord[]; deleted: string[] };
-}
-
-export class HeadMovedError extends UnavailableError {
-  constructor(expected: number) {
-    super(`operation log head moved past ${expected} while appending; retry after catching up`);
-  }
-}
+export { HeadMovedError, type AppendBatchInput, type SnapshotMeta } from "./operation-log.js";
 
 /**
  * The operation log in etcd: fenced append, paged replay, watch, snapshots and compaction.
  * It knows keys and transactions, not what operations mean.
  */
-export class OplogStore {
+export class OplogStore implements OperationLog {
   constructor(
     private readonly etcd: Etcd3,
     private readonly keys: Keyspace,
@@ -98,11 +84,7 @@ export class OplogStore {
   async appendBatch(input: AppendBatchInput): Promise<void> {
     const last = input.ops[input.ops.length - 1];
     if (!last) return;
-    input.ops.forEach((op, i) => {
-      if (op.id !== input.expectedHead + 1 + i) {
-        throw new Error(`batch operation ${i} has id ${op.id}, expected ${input.expectedHead + 1 + i}`);
-      }
-    });
+    checkBatchIds(input);
     const headCompare =
       input.expectedHead === 0
         ? this.etcd.if(input.fenceKey, "Create", ">", 0).and(this.keys.head, "Version", "==", 0)

@@ -39,7 +39,7 @@ export function createConsoleRoutes(options: ConsoleRoutesOptions): ConsoleRoute
   };
   const sentinelUrl = async (id: string) => {
     const plane = options.plane();
-    const candidates = plane ? await plane.election.candidates().catch(() => []) : [];
+    const candidates = plane ? await plane.leadership.candidates().catch(() => []) : [];
     return candidates.find((c) => c.id === id)?.url;
   };
   const proxy = createConsoleProxy({

@@ -1,5 +1,6 @@
 import { CoreV1Api, Watch, type KubeConfig, type V1Pod, type V1PodList } from "@kubernetes/client-node";
 import { InvalidArgumentError } from "../errors.js";
+import { backoffDelay } from "../common/backoff.js";
 import type { Logger } from "../observability/logger.js";
 import { createPodTracker, type BrokerPodEvent, type PodTracker, type PodTransition } from "./pod-tracker.js";
 
@@ -40,7 +41,7 @@ export interface PodWatcher {
   readonly running: boolean;
 }
 
-/** First reconnect delay; doubled per failed attempt up to RETRY_MAX_MS. */
+/** First reconnect delay; doubled per failed attempt up to RETRY_MAX_MS (with jitter). */
 const RETRY_INITIAL_MS = 200;
 const RETRY_MAX_MS = 5_000;
 /** A watch that lasted this long was healthy: the next failure starts the backoff afresh. */
@@ -275,7 +276,7 @@ class WatchSession {
   private scheduleRetry(healthy: boolean): void {
     if (this.stopped) return;
     if (healthy) this.failures = 0;
-    const delay = Math.min(RETRY_INITIAL_MS * 2 ** this.failures, RETRY_MAX_MS);
+    const delay = backoffDelay(this.failures + 1, RETRY_INITIAL_MS, RETRY_MAX_MS);
     this.failures += 1;
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {

@@ -9,7 +9,7 @@ import type { BrokerProber } from "./broker-prober.js";
  * answer simply has no progress: it is ranked last, never waited for.
  */
 export async function readReplicaProgress(
-  prober: BrokerProber,
+  prober: Pick<BrokerProber, "progress">,
   state: ClusterState,
   leaving: readonly string[],
   logger?: Logger,

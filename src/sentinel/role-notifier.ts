@@ -1,16 +1,10 @@
-import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { TransportPool, toBaseUrl, type TransportPoolOptions } from "../server/transport-pool.js";
-import {
-  BrokerService,
-  PartitionRole,
-  ReplicaRefSchema,
-  RoleOutcome,
-  SetTopicRoleRequestSchema,
-  type SetTopicRoleRequest,
-} from "../gen/goulette/v1/broker_pb.js";
+import { backoffDelay } from "../common/backoff.js";
+import { BrokerService, RoleOutcome } from "../gen/goulette/v1/broker_pb.js";
 import type { ClusterState, TopicRecord } from "../fsm/state.js";
 import type { Logger } from "../observability/logger.js";
+import { roleMessages, type BrokerClient, type CallOptions, type Message } from "./role-messages.js";
 
 export interface RoleNotifierOptions {
   state: ClusterState;
@@ -28,7 +22,7 @@ export interface RoleNotifierOptions {
   perBrokerConcurrency?: number;
   /** Consecutive failures after which a broker's queue is dropped (default 6): it reconciles through KeepAlive. */
   maxAttempts?: number;
-  /** First retry delay after a failed call (ms, default 200), doubled per consecutive failure up to 5 s. */
+  /** First retry delay after a failed call (ms, default 200), doubled per consecutive failure up to 5 s, with jitter. */
   retryBaseMs?: number;
   /** Roles sent in one SetTopicRoles call (default 1,000; brokers take up to 10,000). */
   maxRolesPerCall?: number;
@@ -40,21 +34,6 @@ export interface RoleNotifierOptions {
   legacyRecheckMs?: number;
   /** Clock of the legacyRecheckMs window (tests). */
   now?: () => number;
-}
-
-type BrokerClient = Client<typeof BrokerService>;
-type CallOptions = { timeoutMs: number; headers?: Record<string, string> };
-
-/** One pending call to one broker; a newer message with the same key replaces it. */
-interface Message {
-  /** `topic#partition` (role or removal of one partition) or `topic` (the whole topic removed). */
-  key: string;
-  topic: string;
-  what: string;
-  /** Set for a role: it may join the broker's next SetTopicRoles call. */
-  role?: SetTopicRoleRequest;
-  /** The call on its own (a role's SetTopicRole, for brokers without SetTopicRoles). */
-  send: (client: BrokerClient, options: CallOptions) => Promise<unknown>;
 }
 
 interface BrokerQueue {
@@ -159,49 +138,8 @@ export class RoleNotifier {
   }
 
   #enqueueTopic(topic: string, before: TopicRecord | undefined): void {
-    const { state } = this.options;
-    const after = state.topic(topic);
-    for (const partition of after?.partitions ?? []) {
-      const previous = before?.partitions.find((p) => p.partition === partition.partition);
-      if (previous && previous.epoch === partition.epoch) continue;
-      const replicas = partition.replicas.flatMap((id) => {
-        const broker = state.broker(id);
-        return broker ? [create(ReplicaRefSchema, { brokerId: id, address: broker.address })] : [];
-      });
-      const leader = replicas[0];
-      const key = `${topic}#${partition.partition}`;
-      for (const replica of replicas) {
-        const request = create(SetTopicRoleRequestSchema, {
-          topic,
-          partition: partition.partition,
-          role: replica === leader ? PartitionRole.LEADER : PartitionRole.FOLLOWER,
-          leader,
-          replicas,
-          epoch: BigInt(partition.epoch),
-        });
-        this.#enqueue(replica.address, {
-          key,
-          topic,
-          what: `role ${key}`,
-          role: request,
-          send: (c, o) => c.setTopicRole(request, o),
-        });
-      }
-      for (const gone of previous?.replicas.filter((id) => !partition.replicas.includes(id)) ?? []) {
-        const broker = state.broker(gone);
-        if (broker?.status !== "healthy") continue;
-        this.#enqueue(broker.address, {
-          key,
-          topic,
-          what: `RemoveTopic ${key}`,
-          send: (c, o) => c.removeTopic({ topic, partition: partition.partition, deleteData: false }, o),
-        });
-      }
-    }
-    if (!after && before) {
-      for (const id of new Set(before.partitions.flatMap((p) => p.replicas))) {
-        const address = state.broker(id)?.address;
-        if (!address) continue;
+    for (const { address, message, dropsTopic } of roleMessages(this.options.state, topic, before)) {
+      if (dropsTopic) {
         // The whole topic goes: its per-partition messages to this broker are moot.
         const queue = this.#queues.get(address);
         for (const key of queue?.pending.keys() ?? []) {
@@ -210,13 +148,8 @@ export class RoleNotifier {
             this.stats.superseded++;
           }
         }
-        this.#enqueue(address, {
-          key: topic,
-          topic,
-          what: `RemoveTopic ${topic}`,
-          send: (c, o) => c.removeTopic({ topic, deleteData: true }, o),
-        });
       }
+      this.#enqueue(address, message);
     }
   }
 
@@ -422,7 +355,7 @@ export class RoleNotifier {
     // Retry unless a newer message for the same key is already queued.
     this.#requeue(queue, failed);
     const base = this.options.retryBaseMs ?? 200;
-    queue.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, base * 2 ** (queue.failures - 1));
+    queue.retryAt = Date.now() + backoffDelay(queue.failures, base, MAX_BACKOFF_MS);
     this.#queues.set(queue.address, queue);
   }
 

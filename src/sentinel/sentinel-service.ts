@@ -14,8 +14,6 @@ import {
 } from "../gen/goulette/v1/sentinel_pb.js";
 import type { HeartbeatStore } from "../coordination/heartbeats.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
-import { planRestartHandover, withUpToDateLeaders } from "../fsm/leader-choice.js";
-import { planNewTopic, planTopUp, planUnreachable, planUnregister } from "../fsm/planner.js";
 import {
   validateAddress,
   validateBrokerId,
@@ -24,8 +22,7 @@ import {
   validateTopicShape,
 } from "../fsm/validation.js";
 import type { Logger } from "../observability/logger.js";
-import type { BrokerProber } from "./broker-prober.js";
-import { readReplicaProgress } from "./replica-progress.js";
+import type { LeaderActions } from "./leader-actions.js";
 import type { ControlPlane } from "./control-plane.js";
 import {
   assignmentsDigest,
@@ -52,7 +49,8 @@ export interface SentinelServiceOptions {
   router: WriteRouter;
   heartbeats: HeartbeatStore;
   detector: FailureDetector;
-  prober: BrokerProber;
+  /** The leader's use-cases (register, unregister, mark down, create a topic) the write RPCs run. */
+  actions: LeaderActions;
   heartbeatTtlSeconds: number;
   /** Partitions of a new topic when the request says 0. */
   defaultPartitions: number;
@@ -82,7 +80,7 @@ interface CachedAnswer {
 
 /** The SentinelService RPCs. Reads answer from the applied state; writes go through the WriteRouter. */
 export function createSentinelService(options: SentinelServiceOptions): ServiceImpl<typeof SentinelService> {
-  const { plane, router } = options;
+  const { plane, router, actions } = options;
   const state = plane.state;
   const forwardedBy = (ctx: HandlerContext) => ctx.requestHeader.get(FORWARDED_HEADER);
   /** The listener whose addresses an answer carries: the request's own, else the host it came in by. */
@@ -127,38 +125,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
 
   /** Leader side of GetBrokers: verify reported brokers, move what is confirmed down, create the topic if new. */
   async function getBrokersAsLeader(req: GetBrokersRequest): Promise<GetBrokersResponse> {
-    const reported = [...new Set(req.unreachableBrokers)].filter(
-      (id) => state.broker(id)?.status === "healthy",
-    );
-    if (reported.length > 0) {
-      const verdicts = await Promise.all(
-        reported.map(async (id) => ({
-          id,
-          reachable: await options.prober.isReachable(state.broker(id)?.address ?? ""),
-        })),
-      );
-      const down = verdicts.filter((v) => !v.reachable).map((v) => v.id);
-      const alive = verdicts.filter((v) => v.reachable).map((v) => v.id);
-      if (alive.length > 0) {
-        options.logger.info(
-          { brokers: alive, topic: req.topic },
-          "client reported brokers unreachable but they answer Health; not moving them",
-        );
-      }
-      if (down.length > 0) {
-        const progressOf = await readReplicaProgress(options.prober, state, down, options.logger);
-        await plane.propose(() => {
-          const still = down.filter((id) => state.broker(id)?.status === "healthy");
-          return still.length > 0
-            ? withUpToDateLeaders(
-                state,
-                planUnreachable(state, plane.ring, still, "client-report"),
-                progressOf,
-              )
-            : undefined;
-        });
-      }
-    }
+    await actions.verifyUnreachable(req.unreachableBrokers, { topic: req.topic });
     if (!state.topic(req.topic)) {
       const partitions = req.partitions === 0 ? options.defaultPartitions : req.partitions;
       let release: () => void;
@@ -169,39 +136,12 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         throw err;
       }
       try {
-        await plane.propose(() => {
-          if (state.topic(req.topic)) return undefined; // created by a concurrent request
-          const healthy = state.healthyBrokerIds().length;
-          const replicaCount = replicaCountOrDefault(req.replicaCount, healthy);
-          validateTopicShape(req.topic, partitions, replicaCount, healthy);
-          return planNewTopic(state, plane.ring, { topic: req.topic, partitions, replicaCount });
-        });
+        await actions.ensureTopic({ topic: req.topic, partitions, replicaCount: req.replicaCount });
       } finally {
         release();
       }
     }
     return answer(req.topic, req.listener);
-  }
-
-  /**
-   * A healthy broker registering with a new incarnation restarted within its heartbeat TTL: the
-   * partitions it led go to their most up-to-date other replica under a new epoch before it takes any
-   * role (see planRestartHandover). Runs before the registration is recorded, so a sentinel failing in
-   * between sees the old incarnation again when the broker retries, and hands over then.
-   */
-  async function handOverIfRestarted(brokerId: string, incarnation: string): Promise<void> {
-    const known = state.broker(brokerId);
-    if (incarnation === "" || known?.status !== "healthy" || known.incarnation === incarnation) return;
-    const progressOf = await readReplicaProgress(options.prober, state, [brokerId], options.logger);
-    const op = await plane.propose(() => {
-      const changes = planRestartHandover(state, brokerId, progressOf);
-      return changes.length > 0 ? { type: "reassignPartitions", data: { changes } } : undefined;
-    });
-    if (op)
-      options.logger.info(
-        { brokerId, operationId: op.id },
-        "broker restarted while leading: its partitions moved to up-to-date replicas under new epochs",
-      );
   }
 
   return {
@@ -239,36 +179,14 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       validateBrokerId(req.brokerId);
       validateAddress(req.address);
       const listeners = canonicalListeners(req.listeners);
-      const withListeners = listeners.length > 0 ? { listeners } : {};
-      const withIncarnation = req.incarnation !== "" ? { incarnation: req.incarnation } : {};
       return router.route(
         "RegisterBroker",
         async () => {
-          await options.heartbeats.record({
+          const op = await actions.register({
             brokerId: req.brokerId,
             address: req.address,
-            ...withListeners,
-            status: "HEALTHY",
-            lastHeartbeat: Date.now(),
-          });
-          await handOverIfRestarted(req.brokerId, req.incarnation);
-          const op = await plane.propose(() => {
-            const known = state.broker(req.brokerId);
-            const same =
-              known !== undefined &&
-              known.address === req.address &&
-              sameListeners(known.listeners, listeners);
-            const sameProcess = req.incarnation === "" || known?.incarnation === req.incarnation;
-            if (same && sameProcess && known.status === "healthy") return undefined;
-            return {
-              type: same && known.status !== "healthy" ? "addBrokerToHashRing" : "registerBroker",
-              data: { brokerId: req.brokerId, address: req.address, ...withListeners, ...withIncarnation },
-            };
-          });
-          // A broker that (re)joins tops up partitions left under-replicated by earlier failures.
-          await plane.propose(() => {
-            const changes = planTopUp(state, plane.ring);
-            return changes.length > 0 ? { type: "reassignPartitions", data: { changes } } : undefined;
+            listeners,
+            incarnation: req.incarnation,
           });
           const broker = state.broker(req.brokerId);
           if (!broker)
@@ -293,12 +211,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       return router.route(
         "UnregisterBroker",
         async () => {
-          const progressOf = await readReplicaProgress(options.prober, state, [req.brokerId], options.logger);
-          const op = await plane.propose(() =>
-            state.broker(req.brokerId)
-              ? withUpToDateLeaders(state, planUnregister(state, plane.ring, req.brokerId), progressOf)
-              : undefined,
-          );
+          const op = await actions.unregister(req.brokerId);
           return create(UnregisterBrokerResponseSchema, { operationId: BigInt(op?.id ?? 0) });
         },
         (client, headers) => client.unregisterBroker(req, { headers }),
@@ -346,7 +259,7 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
     async getClusterStatus(req, ctx) {
       const listener = listenerOf(req.listener, ctx);
       await plane.committedState();
-      const candidates = await plane.election.candidates().catch(() => []);
+      const candidates = await plane.leadership.candidates().catch(() => []);
       const leaderUrl = plane.leaderUrl ?? "";
       const brokers = state.brokers();
       const sentinels = candidates.map((c, i) => ({
@@ -400,9 +313,9 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
       const limit = req.limit === 0 ? 100 : Math.min(req.limit, 1000);
       if (req.afterId > BigInt(Number.MAX_SAFE_INTEGER))
         throw new InvalidArgumentError(`after_id ${req.afterId} is out of range`);
-      const ops = await plane.store.list(Number(req.afterId), limit);
-      const { head } = await plane.store.readHead();
-      const meta = await plane.store.readSnapshotMeta();
+      const ops = await plane.log.list(Number(req.afterId), limit);
+      const { head } = await plane.log.readHead();
+      const meta = await plane.log.readSnapshotMeta();
       const last = ops[ops.length - 1];
       return {
         operations: ops.map(toOperationMessage),

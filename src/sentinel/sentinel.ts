@@ -1,5 +1,3 @@
-import type http from "node:http";
-import type http2 from "node:http2";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Etcd3 } from "etcd3";
 import type { Registry } from "prom-client";
@@ -8,10 +6,7 @@ import { UnavailableError } from "../errors.js";
 import { HeartbeatStore } from "../coordination/heartbeats.js";
 import { createKeyspace } from "../coordination/keyspace.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
-import { withUpToDateLeaders } from "../fsm/leader-choice.js";
 import { LeaderBalancer } from "./leader-balancer.js";
-import { planTopUp, planUnreachable } from "../fsm/planner.js";
-import type { UnreachableReason } from "../fsm/operations.js";
 import type { Logger } from "../observability/logger.js";
 import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../observability/metrics.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
@@ -27,30 +22,26 @@ import {
 } from "../server/rpc-server.js";
 import type { ClientTlsOptions } from "../server/tls.js";
 import type { TransportPoolOptions } from "../server/transport-pool.js";
+import { httpEndpoints } from "../server/http-endpoints.js";
+import { lazyService } from "../server/lazy-service.js";
 import { BrokerProber } from "./broker-prober.js";
-import { readReplicaProgress } from "./replica-progress.js";
-import { ControlPlane } from "./control-plane.js";
+import { LeaderActions } from "./leader-actions.js";
+import type { ControlPlane } from "./control-plane.js";
+import { createEtcdControlPlane } from "./etcd-control-plane.js";
 import { CreationAdmission } from "./admission.js";
 import { FailureDetector } from "./failure-detector.js";
 import type { VerdictLimits } from "./failure-verdict.js";
 import { WriteRouter } from "./forwarder.js";
-import { createPodWatcher, type BrokerUnavailableReason } from "./pod-watcher.js";
+import { createPodWatcher } from "./pod-watcher.js";
 import { RoleNotifier } from "./role-notifier.js";
 import { createSentinelService } from "./sentinel-service.js";
 import { createGroupService } from "./group-service.js";
-import { CONSOLE_PATH, createConsoleRoutes, type ConsoleRoutes } from "./console-routes.js";
+import { CONSOLE_PATH, createConsoleRoutes } from "./console-routes.js";
 import { listenerHostsLookup } from "./listener-hosts.js";
 import { GroupCoordinator } from "../groups/coordinator.js";
 import { GroupStore } from "../groups/group-store.js";
 import { GroupView } from "../groups/group-view.js";
 import { createGroupMetrics } from "../observability/group-metrics.js";
-
-const POD_REASONS: Record<BrokerUnavailableReason, UnreachableReason> = {
-  "not-ready": "pod-not-ready",
-  deleted: "pod-deleted",
-  evicted: "pod-evicted",
-  failed: "pod-failed",
-};
 
 export interface SentinelConfig {
   id: string;
@@ -131,8 +122,8 @@ export interface Sentinel {
   readonly detector: FailureDetector;
   /** Evens out partition leadership within topics (leader only; periodic, or `balance()` now). */
   readonly leaderBalancer: LeaderBalancer;
-  /** Leader action used by the pod watcher: mark brokers down for a Kubernetes reason. */
-  markBrokersDown(brokerIds: string[], reason: UnreachableReason): Promise<void>;
+  /** The leader's use-cases (mark down/up, register, …), as the detector, pod watcher and RPCs run them. */
+  readonly actions: LeaderActions;
   stop(): Promise<void>;
 }
 
@@ -151,7 +142,11 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const routes = (router: ConnectRouter) => {
     router.service(
       SentinelService,
-      lazyService(() => live.service),
+      lazyService(
+        SentinelService,
+        () => live.service,
+        () => new UnavailableError("sentinel is still recovering its state from etcd"),
+      ),
     );
   };
   const authenticator = new Authenticator({
@@ -173,8 +168,12 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       ),
       ...(config.interceptors ?? []),
     ],
-    fallback: (req, res) =>
-      void httpFallback(req, res, () => live.plane?.ready ?? false, registry, consoleRoutes),
+    fallback: httpEndpoints({
+      ready: () => live.plane?.ready ?? false,
+      notReadyReason: "recovering",
+      registry,
+      more: { paths: [CONSOLE_PATH], serve: consoleRoutes },
+    }),
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.rpcLimits ? { limits: config.rpcLimits } : {}),
     ...(config.cors ? { cors: config.cors } : {}),
@@ -189,7 +188,7 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
   const url = config.advertiseUrl || `${scheme}://${host}:${server.port}`;
 
-  const cp = new ControlPlane({
+  const plane = createEtcdControlPlane({
     id: config.id,
     url,
     etcd: config.etcd,
@@ -201,19 +200,15 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     snapshotEvery: config.snapshotEvery,
     electionTtlSeconds: config.electionTtlSeconds,
   });
-  live.plane = cp;
-  const state = cp.state;
+  live.plane = plane;
+  const state = plane.state;
   const prober = new BrokerProber({ timeoutMs: config.probeTimeoutMs, transportOptions });
-  const markBrokersDown = async (brokerIds: string[], reason: UnreachableReason) => {
-    // Asked before planning: the most up-to-date survivor must lead each partition the brokers led.
-    const progressOf = await readReplicaProgress(prober, state, brokerIds, logger);
-    await cp.propose(() => {
-      const still = brokerIds.filter((id) => state.broker(id)?.status === "healthy");
-      return still.length > 0
-        ? withUpToDateLeaders(state, planUnreachable(state, cp.ring, still, reason), progressOf)
-        : undefined;
-    });
-  };
+  const actions = new LeaderActions({
+    plane,
+    prober,
+    heartbeats,
+    logger: logger.child({ component: "leader-actions" }),
+  });
   const detector = new FailureDetector({
     heartbeats,
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
@@ -228,35 +223,18 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     },
     onSuspectVerdict: (reason) => metrics.suspectVerdicts.inc({ reason }),
     ...(config.verdictLimits ? { limits: config.verdictLimits } : {}),
-    isLeader: () => cp.isLeader,
-    markDown: markBrokersDown,
-    markUp: async (beat) => {
-      await cp.propose(() => {
-        const broker = state.broker(beat.brokerId);
-        if (!broker || broker.status !== "down") return undefined;
-        // The beat's addresses, which KeepAlive checked against the registered ones.
-        const addresses = beat.address ? beat : broker;
-        return {
-          type: "addBrokerToHashRing",
-          data: {
-            brokerId: broker.brokerId,
-            address: addresses.address,
-            ...(addresses.listeners?.length ? { listeners: addresses.listeners } : {}),
-          },
-        };
-      });
-      await cp.propose(() => {
-        const changes = planTopUp(state, cp.ring);
-        return changes.length > 0 ? { type: "reassignPartitions", data: { changes } } : undefined;
-      });
+    isLeader: () => plane.isLeader,
+    markDown: async (brokerIds, reason) => {
+      await actions.markDown(brokerIds, reason);
     },
+    markUp: (beat) => actions.markUp(beat),
     logger: logger.child({ component: "failure-detector" }),
   });
   const leaderBalancer = new LeaderBalancer({
     state,
     prober,
-    propose: (build) => cp.propose(build),
-    isLeader: () => cp.isLeader,
+    propose: (build) => plane.propose(build),
+    isLeader: () => plane.isLeader,
     intervalMs: config.leaderBalanceIntervalMs ?? 30_000,
     logger: logger.child({ component: "leader-balancer" }),
     onMoved: (partitions) => metrics.leadershipBalanceMoves.inc(partitions),
@@ -267,33 +245,21 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     headers: authHeaders,
     transportOptions,
   });
-  cp.onApplied((_op, effect, before) => {
+  plane.onApplied((_op, effect, before) => {
     for (const topic of effect.changedTopics) notifier.notify(topic, before.get(topic));
   });
   const podWatcher = config.podWatch
     ? createPodWatcher({
         ...config.podWatch,
         logger: logger.child({ component: "pod-watcher" }),
-        onBrokerUnavailable: async (event) => {
-          if (!cp.isLeader || state.broker(event.brokerId)?.status !== "healthy") return;
-          logger.warn(
-            { broker: event.brokerId, pod: event.podName, reason: event.reason, detail: event.detail },
-            "broker pod cannot serve; moving its replicas",
-          );
-          await markBrokersDown([event.brokerId], POD_REASONS[event.reason]).catch((err: unknown) =>
-            logger.warn(
-              { broker: event.brokerId, err: err },
-              "could not act on the pod event; heartbeats will",
-            ),
-          );
-        },
+        onBrokerUnavailable: (event) => actions.markPodDown(event),
       })
     : undefined;
-  cp.onLeadership((leading) => {
+  plane.onLeadership((leading) => {
     if (leading) leaderBalancer.start();
     else leaderBalancer.stop();
   });
-  cp.onLeadership((leading) => {
+  plane.onLeadership((leading) => {
     if (leading) {
       detector.onLeading();
       void podWatcher?.start();
@@ -309,20 +275,20 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     store: groupStore,
     view: groupView,
     partitionCounts,
-    fenceKey: () => (cp.isLeader ? cp.election.fenceKey : undefined),
+    fenceKey: () => (plane.isLeader ? plane.leadership.fenceKey : undefined),
     maxMembers: config.maxGroupMembers ?? 1000,
     logger: logger.child({ component: "group-coordinator" }),
     onRebalance: (_group, reason) => groupMetrics.rebalances.inc({ reason }),
   });
-  cp.onLeadership((leading) => (leading ? coordinator.startLeading() : coordinator.stopLeading()));
-  cp.onApplied((_op, effect) => {
+  plane.onLeadership((leading) => (leading ? coordinator.startLeading() : coordinator.stopLeading()));
+  plane.onApplied((_op, effect) => {
     if (effect.changedTopics.length > 0) coordinator.topicsChanged();
   });
   const router = new WriteRouter({
     selfId: config.id,
     selfUrl: url,
-    isLeader: () => cp.isLeader,
-    leaderUrl: () => cp.leaderUrl,
+    isLeader: () => plane.isLeader,
+    leaderUrl: () => plane.leaderUrl,
     metrics,
     deadlineMs: config.forwardTimeoutMs,
     headers: authHeaders,
@@ -331,11 +297,11 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   try {
     await detector.start();
     await groupView.start();
-    await cp.start();
+    await plane.start();
   } catch (err) {
     await detector.stop();
     await groupView.stop();
-    await cp.stop().catch(() => undefined);
+    await plane.stop().catch(() => undefined);
     await server.close();
     prober.close();
     throw err;
@@ -343,11 +309,11 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   live.service = createSentinelService({
     id: config.id,
     url,
-    plane: cp,
+    plane,
     router,
     heartbeats,
     detector,
-    prober,
+    actions,
     heartbeatTtlSeconds: config.heartbeatTtlSeconds,
     defaultPartitions: config.defaultPartitions,
     admission: new CreationAdmission({
@@ -366,10 +332,10 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     id: config.id,
     url,
     port: server.port,
-    plane: cp,
+    plane,
     registry,
     detector,
-    markBrokersDown,
+    actions,
     leaderBalancer,
     async stop() {
       leaderBalancer.stop();
@@ -377,73 +343,11 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
       await server.close();
       await detector.stop();
       coordinator.stopLeading();
-      await cp.stop();
+      await plane.stop();
       await groupView.stop();
       router.close();
       notifier.close();
       prober.close();
     },
   };
-}
-
-/** Until recovery finishes every RPC answers Unavailable (retryable) instead of stale data. */
-function lazyService(
-  get: () => ReturnType<typeof createSentinelService> | undefined,
-): ReturnType<typeof createSentinelService> {
-  const unavailable = async () => {
-    throw new UnavailableError("sentinel is still recovering its state from etcd");
-  };
-  const methods = [
-    "keepAlive",
-    "registerBroker",
-    "unregisterBroker",
-    "getBrokers",
-    "getClusterStatus",
-    "listTopics",
-    "listOperations",
-    "createSnapshot",
-    "getRing",
-    "groupHeartbeat",
-    "listGroups",
-    "describeGroup",
-  ] as const;
-  const impl: Record<string, unknown> = {};
-  for (const name of methods) {
-    impl[name] = (req: never, ctx: never) => {
-      const service = get();
-      if (!service) return unavailable();
-      return (service[name] as (req: never, ctx: never) => unknown)(req, ctx);
-    };
-  }
-  // A server stream must be a generator: it fails on first pull instead of returning a rejection.
-  impl["watchGroupAssignment"] = async function* (req: never, ctx: never) {
-    const service = get();
-    if (!service) throw new UnavailableError("sentinel is still recovering its state from etcd");
-    yield* service.watchGroupAssignment(req, ctx) as AsyncIterable<unknown>;
-  };
-  return impl as ReturnType<typeof createSentinelService>;
-}
-
-async function httpFallback(
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-  ready: () => boolean,
-  registry: Registry,
-  consoleRoutes: ConsoleRoutes,
-): Promise<void> {
-  const path = (req.url ?? "/").split("?")[0];
-  const send = (status: number, body: string, type = "text/plain; charset=utf-8") => {
-    res.writeHead(status, { "content-type": type });
-    res.end(body);
-  };
-  if (req.method === "GET" && path === "/healthz") return send(200, "ok\n");
-  if (req.method === "GET" && path === "/readyz")
-    return ready() ? send(200, "ready\n") : send(503, "recovering\n");
-  if (req.method === "GET" && path === "/metrics")
-    return send(200, await registry.metrics(), registry.contentType);
-  if (await consoleRoutes(req, res)) return;
-  send(
-    404,
-    `not found: this port serves goulette.v1 RPCs, /healthz, /readyz, /metrics and ${CONSOLE_PATH}\n`,
-  );
 }

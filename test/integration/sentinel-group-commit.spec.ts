@@ -11,7 +11,8 @@ import { createRegistry, createSentinelMetrics } from "../../src/observability/m
 import { OplogStore } from "../../src/oplog/oplog-store.js";
 import { toStoredTopicInfo } from "../../src/oplog/topic-info.js";
 import type { TxnLimits } from "../../src/oplog/txn-batch.js";
-import { ControlPlane } from "../../src/sentinel/control-plane.js";
+import type { ControlPlane } from "../../src/sentinel/control-plane.js";
+import { createEtcdControlPlane } from "../../src/sentinel/etcd-control-plane.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -30,7 +31,7 @@ describe("group commit on the leader", () => {
   async function leader(txnLimits?: TxnLimits) {
     const client = etcd.client();
     const keys = createKeyspace(`/gc${++prefixes}`);
-    const plane = new ControlPlane({
+    const plane = createEtcdControlPlane({
       id: `leader-${prefixes}`,
       url: "http://127.0.0.1:1",
       etcd: client,
@@ -129,7 +130,7 @@ describe("group commit on the leader", () => {
       await newTopic(plane, "kept");
       const committed = plane.state.digest();
       // Fence gone (as after losing the lease): the next transaction is refused.
-      const fenceKey = plane.election.fenceKey;
+      const fenceKey = plane.leadership.fenceKey;
       assert.ok(fenceKey);
       await client.delete().key(fenceKey);
       const results = await Promise.allSettled(
@@ -150,7 +151,7 @@ describe("group commit on the leader", () => {
   it("reads that wait for committedState() never see a batch etcd refuses", async () => {
     const { plane, client } = await leader();
     try {
-      const fenceKey = plane.election.fenceKey;
+      const fenceKey = plane.leadership.fenceKey;
       assert.ok(fenceKey);
       await client.delete().key(fenceKey);
       const proposals = Promise.allSettled([newTopic(plane, "dirty0"), newTopic(plane, "dirty1")]);
