@@ -653,13 +653,15 @@ export class Partition {
     if (follower === undefined || follower.stream !== stream) return;
     const now = this.#now();
     // The common idle case (a session's periodic refresh of thousands of partitions): an in-sync follower
-    // fetching again where it was. Nothing the high watermark or the commits depend on changed, so only
-    // its caught-up time moves.
+    // fetching again where it was, with the high watermark already there. Nothing the high watermark or
+    // the commits depend on changed, so only its caught-up time moves. (A high watermark held back, e.g.
+    // while the isolation fence was closed, is recomputed.)
     if (
       follower.inSync &&
       follower.fetchOffset === fetchOffset &&
       (offsetsVersion === undefined || offsetsVersion === follower.offsetsVersion) &&
-      fetchOffset >= this.shippableEnd
+      fetchOffset >= this.shippableEnd &&
+      this.#hw >= fetchOffset
     ) {
       follower.lastCaughtUpAt = now;
       return;
