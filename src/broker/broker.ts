@@ -9,7 +9,7 @@ import { canonicalListeners, type ListenerAddress } from "../fsm/listeners.js";
 import { BrokerService, GetCommittedOffsetRequestSchema } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
-import { tokenAuth } from "../server/auth.js";
+import { tokenAuth, tokenHeaderCheck } from "../server/auth.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
 import {
   startRpcServer,
@@ -78,6 +78,12 @@ export interface BrokerConfig {
   replicationSessions?: boolean;
   /** Segment files kept open at most (least recently used closed first, reopened on use); default 1024. */
   maxOpenSegmentFiles?: number;
+  /** Partitions this broker holds at most; roles for more are refused (default DEFAULT_MAX_PARTITIONS). */
+  maxPartitions?: number;
+  /** Consumer groups one partition keeps offsets for at most (default MAX_GROUPS_PER_PARTITION). */
+  maxConsumerGroups?: number;
+  /** A SendMessage stream whose client leaves answers unread this long is ended (ms; default 30 s). */
+  unreadResponsesTimeoutMs?: number;
 }
 
 export const DEFAULT_MAX_OPEN_SEGMENT_FILES = 1024;
@@ -173,9 +179,11 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       idempotencyWindow: 1024,
       maxProducers: 10_000,
       idempotencyScanRecords: 100_000,
+      ...(config.maxConsumerGroups !== undefined ? { maxConsumerGroups: config.maxConsumerGroups } : {}),
     },
     startFetcher: (p) => (useSessions ? followerSessions.start(p) : startFetcher(followerOptions, p)),
     absenceGraceMs: 2 * config.keepAliveIntervalMs,
+    ...(config.maxPartitions !== undefined ? { maxPartitions: config.maxPartitions } : {}),
     logger: logger.child({ component: "partition" }),
   });
 
@@ -192,13 +200,17 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     ready,
     writable: () => live.session?.inContact ?? false,
     metrics,
+    ...(config.unreadResponsesTimeoutMs !== undefined
+      ? { unreadResponsesTimeoutMs: config.unreadResponsesTimeoutMs }
+      : {}),
   });
+  const auth = config.authToken
+    ? { token: config.authToken, protectedMethods: PROTECTED, requires: fencingRead }
+    : undefined;
   const interceptors: Interceptor[] = [
     errorTranslation(logger),
     rpcMetrics(createRpcMetrics(registry)),
-    ...(config.authToken
-      ? [tokenAuth({ token: config.authToken, protectedMethods: PROTECTED, requires: fencingRead })]
-      : []),
+    ...(auth ? [tokenAuth(auth)] : []),
   ];
   const server = await startRpcServer({
     address: config.address,
@@ -206,6 +218,8 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       router.service(BrokerService, service);
     },
     interceptors,
+    // The protected methods' token is checked before the body is read.
+    ...(auth ? { authenticate: tokenHeaderCheck(auth) } : {}),
     fallback: (req, res) =>
       void httpFallback(req, res, ready, registry, () => {
         updateGauges(partitions, metrics, ready());

@@ -16,7 +16,7 @@ import type { UnreachableReason } from "../fsm/operations.js";
 import type { Logger } from "../observability/logger.js";
 import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../observability/metrics.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
-import { bearerHeaders, tokenAuth } from "../server/auth.js";
+import { bearerHeaders, tokenAuth, tokenHeaderCheck } from "../server/auth.js";
 import {
   startRpcServer,
   type CorsPolicy,
@@ -167,6 +167,16 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
   const server: RpcServer = await startRpcServer({
     address: config.address,
     routes,
+    // The protected methods' token is checked before the body is read.
+    ...(config.adminToken
+      ? {
+          authenticate: tokenHeaderCheck({
+            token: config.adminToken,
+            name: "the admin token",
+            protectedMethods: SENTINEL_PROTECTED_METHODS,
+          }),
+        }
+      : {}),
     interceptors: [
       errorTranslation(logger),
       rpcMetrics(createRpcMetrics(registry)),

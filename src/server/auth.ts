@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Interceptor, StreamRequest, UnaryRequest } from "@connectrpc/connect";
 import { InvalidArgumentError, UnauthenticatedError } from "../errors.js";
+import type { HeaderCheck } from "./call-head.js";
 
 export interface TokenAuthOptions {
   /** The bearer token; requests to protected methods must send `authorization: Bearer <token>`. */
@@ -20,6 +21,22 @@ export interface TokenAuthOptions {
 export { bearerHeaders } from "../common/bearer.js";
 
 /**
+ * The token check of the protected methods, from the headers alone: the RPC server runs it before it
+ * reads a byte of the body (RpcServerOptions.authenticate), so a caller without the token costs no
+ * more than its headers. Message-dependent requirements (`requires`) need the decoded message and are
+ * left to tokenAuth.
+ */
+export function tokenHeaderCheck(options: TokenAuthOptions): HeaderCheck {
+  if (options.token === "") throw new InvalidArgumentError("the auth token is empty");
+  const expected = digest(options.token);
+  const name = options.name ?? "the auth token";
+  return (head) => {
+    if (!options.protectedMethods.has(head.method.name)) return;
+    checkBearer(head.header.get("authorization"), expected, `${head.method.name} needs ${name}`, name);
+  };
+}
+
+/**
  * Bearer-token check. The comparison is constant-time and independent of the token's length (both sides
  * are hashed first), so neither the token nor its length leaks through response timing.
  */
@@ -31,18 +48,19 @@ export function tokenAuth(options: TokenAuthOptions): Interceptor {
     const reason = options.protectedMethods.has(req.method.name)
       ? `${req.method.name} needs ${name}`
       : options.requires?.(req);
-    if (reason !== undefined) {
-      const header = req.header.get("authorization");
-      if (header === null) {
-        throw new UnauthenticatedError(`${reason}: send the header 'authorization: Bearer <token>'`);
-      }
-      const match = /^Bearer +(.+)$/i.exec(header.trim());
-      if (!match || !timingSafeEqual(digest(match[1] as string), expected)) {
-        throw new UnauthenticatedError(`${reason}; the bearer token sent is not ${name}`);
-      }
-    }
+    if (reason !== undefined) checkBearer(req.header.get("authorization"), expected, reason, name);
     return next(req);
   };
+}
+
+function checkBearer(header: string | null, expected: Buffer, reason: string, name: string): void {
+  if (header === null) {
+    throw new UnauthenticatedError(`${reason}: send the header 'authorization: Bearer <token>'`);
+  }
+  const match = /^Bearer +(.+)$/i.exec(header.trim());
+  if (!match || !timingSafeEqual(digest(match[1] as string), expected)) {
+    throw new UnauthenticatedError(`${reason}; the bearer token sent is not ${name}`);
+  }
 }
 
 function digest(token: string): Buffer {
