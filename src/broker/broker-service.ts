@@ -2,6 +2,8 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { BrokerService, MessageRequest, MessageResponse } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import { AsyncQueue } from "../common/async-queue.js";
+import { OverloadedError } from "../errors.js";
+import { resetCall } from "../server/call-head.js";
 import { toBrokerConnectError, translateStreamErrors } from "./errors.js";
 import { commitOffset, deleteCommittedOffset, getCommittedOffset } from "./offsets.js";
 import type { PartitionManager } from "./partition-manager.js";
@@ -29,10 +31,20 @@ export interface BrokerServiceOptions {
   /** In contact with the sentinels (see SentinelSession.inContact): leaders take writes. */
   writable: () => boolean;
   metrics: BrokerMetrics;
+  /**
+   * A SendMessage stream paused this long with answers its client has not read is ended with
+   * ResourceExhausted (default DEFAULT_UNREAD_RESPONSES_TIMEOUT_MS).
+   */
+  unreadResponsesTimeoutMs?: number;
 }
 
-/** SendMessage requests of one stream processed concurrently (beyond that the stream is not read). */
+/**
+ * SendMessage requests of one stream in progress or answered and not yet taken by the client (beyond
+ * that the stream is not read).
+ */
 const MAX_INFLIGHT_REQUESTS = 256;
+/** Default of BrokerServiceOptions.unreadResponsesTimeoutMs. */
+export const DEFAULT_UNREAD_RESPONSES_TIMEOUT_MS = 30_000;
 
 /** The BrokerService RPCs. */
 export function createBrokerService(
@@ -57,7 +69,11 @@ export function createBrokerService(
 
   return {
     sendMessage(requests, ctx) {
-      return translateStreamErrors(sendMessages(produceOptions, requests, ctx.signal));
+      const stall = {
+        timeoutMs: options.unreadResponsesTimeoutMs ?? DEFAULT_UNREAD_RESPONSES_TIMEOUT_MS,
+        reset: () => resetCall(ctx.values),
+      };
+      return translateStreamErrors(sendMessages(produceOptions, requests, ctx.signal, stall));
     },
 
     produce: unary(async (req) => {
@@ -170,11 +186,18 @@ async function* countStream<T>(metrics: BrokerMetrics, stream: AsyncIterable<T>)
 /**
  * Reads requests and answers them concurrently (acks=all waits must not hold up the next request),
  * each with one response, in completion order. A malformed request fails the whole stream.
+ *
+ * Bounded: a request holds its slot until its response is taken by the writer, which takes the next
+ * one only once the client has read enough (HTTP/2 flow control). A client that does not read its
+ * responses therefore fills the slots, and the stream stops being read (it is paused); if answers
+ * still wait unread after `stall.timeoutMs`, the stream is ended with ResourceExhausted (reset, since
+ * an error response would queue behind the unread ones).
  */
 async function* sendMessages(
   options: ProduceOptions,
   requests: AsyncIterable<MessageRequest>,
   signal: AbortSignal,
+  stall: { timeoutMs: number; reset: () => void },
 ): AsyncGenerator<MessageResponse> {
   const out = new AsyncQueue<MessageResponse>();
   let inflight = 0;
@@ -187,19 +210,38 @@ async function* sendMessages(
     wake?.();
     if (inputDone && inflight === 0) out.end();
   };
+  const paused = async () => {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const freed = await new Promise<boolean>((resolve) => {
+        slotFreed = () => resolve(true);
+        timer = setTimeout(() => resolve(false), stall.timeoutMs);
+      });
+      clearTimeout(timer);
+      if (freed || signal.aborted) return;
+      if (out.size > 0) {
+        out.fail(
+          new OverloadedError(
+            `${out.size} SendMessage responses unread for ${stall.timeoutMs} ms: the stream is ended; ` +
+              "read responses as they come",
+            stall.timeoutMs,
+          ),
+        );
+        stall.reset();
+        return;
+      }
+      // Every slot is a request still in progress (acks=all waiting on replicas): not the client's doing.
+    }
+  };
   void (async () => {
     try {
       for await (const req of requests) {
         validateMessageRequest(req);
-        while (inflight >= MAX_INFLIGHT_REQUESTS && !signal.aborted) {
-          await new Promise<void>((resolve) => (slotFreed = resolve));
-        }
+        while (inflight >= MAX_INFLIGHT_REQUESTS && !signal.aborted && !out.failed) await paused();
+        if (out.failed) return;
         inflight++;
         produce(options, req).then(
-          (res) => {
-            out.push(res);
-            settle();
-          },
+          (res) => out.push(res),
           (err: unknown) => {
             out.fail(err);
             settle();
@@ -212,5 +254,9 @@ async function* sendMessages(
       out.fail(err);
     }
   })();
-  yield* out;
+  for await (const res of out) {
+    // Taken by the writer: the slot is free for the next request.
+    settle();
+    yield res;
+  }
 }

@@ -6,7 +6,7 @@ import { canonicalListeners, type ListenerAddress } from "../fsm/listeners.js";
 import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
-import { BROKER_RULES, authorization } from "../server/authorization.js";
+import { BROKER_RULES, authorization, authorizationHeaderCheck } from "../server/authorization.js";
 import { Authenticator, type IdentityOptions } from "../server/identity.js";
 import { httpEndpoints } from "../server/http-endpoints.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
@@ -87,6 +87,12 @@ export interface BrokerConfig {
   replicationSessions?: boolean;
   /** Segment files kept open at most (least recently used closed first, reopened on use); default 1024. */
   maxOpenSegmentFiles?: number;
+  /** Partitions this broker holds at most; roles for more are refused (default DEFAULT_MAX_PARTITIONS). */
+  maxPartitions?: number;
+  /** Consumer groups one partition keeps offsets for at most (default MAX_GROUPS_PER_PARTITION). */
+  maxConsumerGroups?: number;
+  /** A SendMessage stream whose client leaves answers unread this long is ended (ms; default 30 s). */
+  unreadResponsesTimeoutMs?: number;
 }
 
 export const DEFAULT_MAX_OPEN_SEGMENT_FILES = 1024;
@@ -169,9 +175,11 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       idempotencyScanRecords: 100_000,
       writable: () => live.session?.inContact ?? false,
       onLogRepair: (event) => metrics.logRepairs.inc({ event }),
+      ...(config.maxConsumerGroups !== undefined ? { maxConsumerGroups: config.maxConsumerGroups } : {}),
     },
     startFetcher: (p) => (useSessions ? followerSessions.start(p) : startFetcher(followerOptions, p)),
     absenceGraceMs: 2 * config.keepAliveIntervalMs,
+    ...(config.maxPartitions !== undefined ? { maxPartitions: config.maxPartitions } : {}),
     logger: logger.child({ component: "partition" }),
   });
 
@@ -186,19 +194,20 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     ready,
     writable: () => live.session?.inContact ?? false,
     metrics,
+    ...(config.unreadResponsesTimeoutMs !== undefined
+      ? { unreadResponsesTimeoutMs: config.unreadResponsesTimeoutMs }
+      : {}),
+  });
+  const authenticator = new Authenticator({
+    ...(config.identity?.tokens ? { tokens: config.identity.tokens } : {}),
+    ...(config.authToken ? { sharedToken: config.authToken } : {}),
+    allowAnonymous: config.identity ? config.identity.allowAnonymous === true : !config.authToken,
+    certificates: Boolean(config.tls?.caFile),
   });
   const interceptors: Interceptor[] = [
     errorTranslation(logger),
     rpcMetrics(createRpcMetrics(registry)),
-    authorization(
-      new Authenticator({
-        ...(config.identity?.tokens ? { tokens: config.identity.tokens } : {}),
-        ...(config.authToken ? { sharedToken: config.authToken } : {}),
-        allowAnonymous: config.identity ? config.identity.allowAnonymous === true : !config.authToken,
-        certificates: Boolean(config.tls?.caFile),
-      }),
-      BROKER_RULES,
-    ),
+    authorization(authenticator, BROKER_RULES),
   ];
   const server = await startRpcServer({
     address: config.address,
@@ -206,6 +215,8 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       router.service(BrokerService, service);
     },
     interceptors,
+    // Credentials and the method's rule are checked before the body is read.
+    authenticate: authorizationHeaderCheck(authenticator, BROKER_RULES),
     fallback: httpEndpoints({
       ready,
       notReadyReason: "not registered with the sentinels yet",

@@ -100,8 +100,20 @@ export class FencedMemberError extends GouletteError {
 export class TooManyConsumerGroupsError extends GouletteError {
   constructor(topic: string, partition: number, limit: number) {
     super(
-      `partition ${topic}/${partition} already keeps the offsets of ${limit} consumer groups, the limit; ` +
-        `delete those of unused groups (DeleteCommittedOffset) before another group commits here`,
+      `partition ${topic}/${partition} already keeps the offsets of ${limit} consumer groups, the limit ` +
+        "(broker --max-consumer-groups); delete those of unused groups (DeleteCommittedOffset) before " +
+        "another group commits here",
+      Code.ResourceExhausted,
+    );
+  }
+}
+
+/** The broker holds as many partitions as it will (PartitionManagerOptions.maxPartitions). */
+export class TooManyPartitionsError extends GouletteError {
+  constructor(brokerId: string, topic: string, partition: number, limit: number) {
+    super(
+      `broker ${brokerId} already holds ${limit} partitions, the limit (--max-partitions); it will not ` +
+        `open ${topic}/${partition}: add brokers, remove unused topics, or raise the limit`,
       Code.ResourceExhausted,
     );
   }

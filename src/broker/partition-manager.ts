@@ -2,6 +2,7 @@ import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { monotonicClock } from "../common/clock.js";
 import { InvalidArgumentError } from "../errors.js";
+import { TooManyPartitionsError } from "./errors.js";
 import { validateTopicName } from "../fsm/validation.js";
 import { PartitionRole, type ReplicaRef, type SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
@@ -24,8 +25,12 @@ export interface PartitionManagerOptions {
    * role pushed by the sentinel leader may not have reached the sentinel that answered yet.
    */
   absenceGraceMs: number;
+  /** Partitions held at most (open and opening); a role for one more is refused (default 50,000). */
+  maxPartitions?: number;
   logger: Logger;
 }
+
+export const DEFAULT_MAX_PARTITIONS = 50_000;
 
 /**
  * The partitions this broker holds: opens their logs on first use, applies roles from the sentinel
@@ -60,6 +65,10 @@ export class PartitionManager {
     let opening = this.#opening.get(key);
     if (!opening) {
       if (this.#closed) return Promise.reject(new InvalidArgumentError("the broker is shutting down"));
+      const limit = this.options.maxPartitions ?? DEFAULT_MAX_PARTITIONS;
+      if (this.#partitions.size + this.#opening.size >= limit) {
+        return Promise.reject(new TooManyPartitionsError(this.options.brokerId, topic, partition, limit));
+      }
       opening = Partition.open({
         ...this.options.partition,
         topic,

@@ -42,6 +42,8 @@ export interface PartitionOptions {
   partition: number;
   /** The partition's directory: `log/` (segments), leader epochs, consumer offsets. */
   dir: string;
+  /** Consumer groups whose offsets the partition keeps at most (default MAX_GROUPS_PER_PARTITION). */
+  maxConsumerGroups?: number;
   /** This broker's id. */
   brokerId: string;
   /** Storage options for the partition log (its `dir` is set here). */
@@ -231,6 +233,7 @@ export class Partition {
       const offsets = await ConsumerOffsets.open(options.dir, {
         topic: options.topic,
         partition: options.partition,
+        ...(options.maxConsumerGroups !== undefined ? { maxGroups: options.maxConsumerGroups } : {}),
       });
       const logger = options.logger.child({ partition: `${options.topic}#${options.partition}` });
       return new Partition(options, log, epochs, offsets, logger);

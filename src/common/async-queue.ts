@@ -13,6 +13,11 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return this.#items.length - this.#head;
   }
 
+  /** fail() was called. */
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
   push(item: T): void {
     if (this.#ended) return;
     this.#items.push(item);

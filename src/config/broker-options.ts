@@ -121,6 +121,32 @@ export const brokerOptionSchema = {
     max: 100_000,
     integer: true,
   }),
+  "max-partitions": option({
+    kind: "number",
+    description: "Partitions this broker holds at most; a role for one more is refused (ResourceExhausted)",
+    default: 50_000,
+    min: 1,
+    max: 10_000_000,
+    integer: true,
+  }),
+  "max-consumer-groups": option({
+    kind: "number",
+    description:
+      "Consumer groups one partition keeps committed offsets for; a commit of one more is refused (ResourceExhausted)",
+    default: 10_000,
+    min: 1,
+    max: 10_000_000,
+    integer: true,
+  }),
+  "unread-responses-timeout": option({
+    kind: "number",
+    description:
+      "ms a SendMessage stream stays paused with answers its client does not read; then it is ended (ResourceExhausted)",
+    default: 30_000,
+    min: 100,
+    max: 2 ** 31 - 1,
+    integer: true,
+  }),
   "log-level": option({
     kind: "string",
     description: "Log level",

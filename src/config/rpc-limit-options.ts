@@ -63,6 +63,37 @@ export const rpcLimitOptions = {
     default: DEFAULT_RPC_LIMITS.idleTimeoutMs,
     ...range("idleTimeoutMs"),
   }),
+  "rpc-max-inflight-bytes": option({
+    kind: "number",
+    description:
+      "Request bytes held at once by the process, read and decoded; beyond it ResourceExhausted with a " +
+      "retry hint (0: 128 MiB, or twice the request size and its decoded size if larger)",
+    default: 0,
+    ...range("maxInflightBytes"),
+    min: 0,
+  }),
+  "rpc-max-connection-inflight-bytes": option({
+    kind: "number",
+    description:
+      "Request bytes held at once for one connection (0: 48 MiB, or the request size and its decoded size if larger)",
+    default: 0,
+    ...range("maxConnectionInflightBytes"),
+    min: 0,
+  }),
+  "rpc-max-decoded-bytes": option({
+    kind: "number",
+    description:
+      "Estimated memory one decoded request may take; larger ones get ResourceExhausted before decoding (0: twice the request size)",
+    default: 0,
+    ...range("maxDecodedBytes"),
+    min: 0,
+  }),
+  "rpc-max-request-elements": option({
+    kind: "number",
+    description: "Elements of repeated fields in one request; more get InvalidArgument before decoding",
+    default: DEFAULT_RPC_LIMITS.maxRequestElements,
+    ...range("maxRequestElements"),
+  }),
 };
 
 export type RpcLimitOptionValues = OptionValues<typeof rpcLimitOptions>;
@@ -76,6 +107,10 @@ const FLAGS: Record<keyof RpcServerLimits, string> = {
   requestTimeoutMs: "--rpc-request-timeout",
   keepAliveTimeoutMs: "--rpc-keepalive-timeout",
   idleTimeoutMs: "--rpc-idle-timeout",
+  maxInflightBytes: "--rpc-max-inflight-bytes",
+  maxConnectionInflightBytes: "--rpc-max-connection-inflight-bytes",
+  maxDecodedBytes: "--rpc-max-decoded-bytes",
+  maxRequestElements: "--rpc-max-request-elements",
 };
 
 /** The flag and env var of a limit, as error messages name it: "--rpc-x (GOULETTE_RPC_X)". */
@@ -101,6 +136,12 @@ export function rpcLimitsFromOptions(
     requestTimeoutMs: o.rpcRequestTimeout,
     keepAliveTimeoutMs: o.rpcKeepaliveTimeout,
     idleTimeoutMs: o.rpcIdleTimeout,
+    ...(o.rpcMaxInflightBytes > 0 ? { maxInflightBytes: o.rpcMaxInflightBytes } : {}),
+    ...(o.rpcMaxConnectionInflightBytes > 0
+      ? { maxConnectionInflightBytes: o.rpcMaxConnectionInflightBytes }
+      : {}),
+    ...(o.rpcMaxDecodedBytes > 0 ? { maxDecodedBytes: o.rpcMaxDecodedBytes } : {}),
+    maxRequestElements: o.rpcMaxRequestElements,
   };
   const names = Object.fromEntries(
     (Object.keys(FLAGS) as (keyof RpcServerLimits)[]).map((key) => [key, nameOf(key)]),

@@ -11,7 +11,7 @@ import type { Logger } from "../observability/logger.js";
 import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../observability/metrics.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
 import { bearerHeaders } from "../server/auth.js";
-import { authorization, sentinelRules } from "../server/authorization.js";
+import { authorization, authorizationHeaderCheck, sentinelRules } from "../server/authorization.js";
 import { Authenticator, type IdentityOptions } from "../server/identity.js";
 import {
   startRpcServer,
@@ -155,17 +155,17 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     allowAnonymous: config.identity ? config.identity.allowAnonymous === true : !config.adminToken,
     certificates: Boolean(config.tls?.caFile),
   });
+  const rules = sentinelRules((topic) => live.plane?.state.topic(topic) !== undefined);
   const consoleRoutes = createConsoleRoutes({ ...config, plane: () => live.plane });
   const server: RpcServer = await startRpcServer({
     address: config.address,
     routes,
+    // Credentials and the method's rule are checked before the body is read.
+    authenticate: authorizationHeaderCheck(authenticator, rules),
     interceptors: [
       errorTranslation(logger),
       rpcMetrics(createRpcMetrics(registry)),
-      authorization(
-        authenticator,
-        sentinelRules((topic) => live.plane?.state.topic(topic) !== undefined),
-      ),
+      authorization(authenticator, rules),
       ...(config.interceptors ?? []),
     ],
     fallback: httpEndpoints({

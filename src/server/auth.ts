@@ -31,18 +31,19 @@ export function tokenAuth(options: TokenAuthOptions): Interceptor {
     const reason = options.protectedMethods.has(req.method.name)
       ? `${req.method.name} needs ${name}`
       : options.requires?.(req);
-    if (reason !== undefined) {
-      const header = req.header.get("authorization");
-      if (header === null) {
-        throw new UnauthenticatedError(`${reason}: send the header 'authorization: Bearer <token>'`);
-      }
-      const match = /^Bearer +(.+)$/i.exec(header.trim());
-      if (!match || !timingSafeEqual(digest(match[1] as string), expected)) {
-        throw new UnauthenticatedError(`${reason}; the bearer token sent is not ${name}`);
-      }
-    }
+    if (reason !== undefined) checkBearer(req.header.get("authorization"), expected, reason, name);
     return next(req);
   };
+}
+
+function checkBearer(header: string | null, expected: Buffer, reason: string, name: string): void {
+  if (header === null) {
+    throw new UnauthenticatedError(`${reason}: send the header 'authorization: Bearer <token>'`);
+  }
+  const match = /^Bearer +(.+)$/i.exec(header.trim());
+  if (!match || !timingSafeEqual(digest(match[1] as string), expected)) {
+    throw new UnauthenticatedError(`${reason}; the bearer token sent is not ${name}`);
+  }
 }
 
 function digest(token: string): Buffer {

@@ -1,5 +1,5 @@
 import { isMessage, type Message } from "@bufbuild/protobuf";
-import type { Interceptor } from "@connectrpc/connect";
+import type { ContextValues, Interceptor } from "@connectrpc/connect";
 import { PermissionDeniedError, UnauthenticatedError, toConnectError } from "../errors.js";
 import {
   GetCommittedOffsetRequestSchema,
@@ -12,9 +12,11 @@ import {
   RegisterBrokerRequestSchema,
   UnregisterBrokerRequestSchema,
 } from "../gen/goulette/v1/sentinel_pb.js";
+import type { HeaderCheck } from "./call-head.js";
 import {
   describePrincipal,
   peerCertificateKey,
+  principalOf,
   setPrincipal,
   type Authenticator,
   type Principal,
@@ -174,14 +176,9 @@ export function authorizeCaller(method: string, rule: MethodRule | undefined, pr
 export function authorization(authenticator: Authenticator, rules: RuleTable): Interceptor {
   return (next) => async (req) => {
     const method = req.method.name;
-    let principal: Principal;
-    try {
-      principal = authenticator.resolve(req.header, req.contextValues.get(peerCertificateKey));
-    } catch (err) {
-      if (err instanceof UnauthenticatedError) throw new UnauthenticatedError(`${method}: ${err.message}`);
-      throw err;
-    }
-    setPrincipal(req.contextValues, principal);
+    // Resolved already by authorizationHeaderCheck when the RPC server ran it before the body.
+    const principal =
+      principalOf(req.contextValues) ?? resolveCaller(authenticator, method, req.header, req.contextValues);
     const rule = rules[method];
     authorizeCaller(method, rule, principal);
     const check = principal.trusted ? undefined : rule?.check;
@@ -205,4 +202,34 @@ async function* checkEach<T extends Message>(
     if (refusal) throw toConnectError(refusal);
     yield message;
   }
+}
+
+/**
+ * The same authentication and method rule from the call's head, before a byte of its body is read
+ * (RpcServerOptions.authenticate): a caller without the right credential costs its headers only. The
+ * per-message checks stay with the interceptor, which reuses the principal found here.
+ */
+export function authorizationHeaderCheck(authenticator: Authenticator, rules: RuleTable): HeaderCheck {
+  return (head) => {
+    const method = head.method.name;
+    const principal = resolveCaller(authenticator, method, head.header, head.contextValues);
+    authorizeCaller(method, rules[method], principal);
+  };
+}
+
+function resolveCaller(
+  authenticator: Authenticator,
+  method: string,
+  header: Headers,
+  values: ContextValues,
+): Principal {
+  let principal: Principal;
+  try {
+    principal = authenticator.resolve(header, values.get(peerCertificateKey));
+  } catch (err) {
+    if (err instanceof UnauthenticatedError) throw new UnauthenticatedError(`${method}: ${err.message}`);
+    throw err;
+  }
+  setPrincipal(values, principal);
+  return principal;
 }

@@ -22,19 +22,40 @@ export interface RpcServerLimits {
   keepAliveTimeoutMs?: number;
   /** An HTTP/2 connection with no RPC in flight for this long is closed (GOAWAY), in ms (default 5 min). */
   idleTimeoutMs?: number;
+  /**
+   * Request bytes the process holds at once (bodies read and not yet answered, plus the estimated size
+   * of their decoded messages); a request that would pass it gets ResourceExhausted with a retry hint
+   * (default 128 MiB; at least twice the request size, which is raised to fit).
+   */
+  maxInflightBytes?: number;
+  /** The same budget for the requests of one connection (default 48 MiB; at least the request size). */
+  maxConnectionInflightBytes?: number;
+  /**
+   * Estimated memory one decoded request message may take (default: twice the request size); a
+   * larger one is refused with ResourceExhausted before it is decoded.
+   */
+  maxDecodedBytes?: number;
+  /** Elements of repeated fields in one request message (default 100,000); more: InvalidArgument. */
+  maxRequestElements?: number;
 }
 
-/** Every limit but the request size, whose default each server sets (see RpcServerOptions.readMaxBytes). */
-export type ResolvedRpcLimits = Required<Omit<RpcServerLimits, "maxRequestBytes">> &
-  Pick<RpcServerLimits, "maxRequestBytes">;
+/** Limits whose default depends on the request size, which each server sets. */
+type SizedLimit = "maxRequestBytes" | "maxDecodedBytes";
 
-export const DEFAULT_RPC_LIMITS: Readonly<Required<Omit<RpcServerLimits, "maxRequestBytes">>> = {
+/** Every limit but the request size, whose default each server sets (see RpcServerOptions.readMaxBytes). */
+export type ResolvedRpcLimits = Required<Omit<RpcServerLimits, SizedLimit>> &
+  Pick<RpcServerLimits, SizedLimit>;
+
+export const DEFAULT_RPC_LIMITS: Readonly<Required<Omit<RpcServerLimits, SizedLimit>>> = {
   maxConnections: 8192,
   maxConcurrentStreams: 1000,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 60_000,
   keepAliveTimeoutMs: 65_000,
   idleTimeoutMs: 300_000,
+  maxInflightBytes: 128 * 1024 * 1024,
+  maxConnectionInflightBytes: 48 * 1024 * 1024,
+  maxRequestElements: 100_000,
 };
 
 /** Largest timer Node accepts (ms); a longer one fires at once. */
@@ -53,6 +74,10 @@ export const RPC_LIMIT_RANGES: Readonly<Record<keyof RpcServerLimits, readonly [
   requestTimeoutMs: [100, MAX_TIMEOUT_MS],
   keepAliveTimeoutMs: [100, MAX_TIMEOUT_MS],
   idleTimeoutMs: [100, MAX_TIMEOUT_MS],
+  maxInflightBytes: [1024, Number.MAX_SAFE_INTEGER],
+  maxConnectionInflightBytes: [1024, Number.MAX_SAFE_INTEGER],
+  maxDecodedBytes: [1024, Number.MAX_SAFE_INTEGER],
+  maxRequestElements: [1, 1_000_000_000],
 };
 
 /**

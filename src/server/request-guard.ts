@@ -3,8 +3,12 @@ import { brotliDecompress, gunzip } from "node:zlib";
 import { fromBinary, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { errorMessage } from "../errors.js";
+import { errorMessage, toConnectError } from "../errors.js";
+import { callConnection, type HeaderCheck } from "./call-head.js";
+import { decodedSize, type DecodeLimits } from "./decode-budget.js";
+import { ByteQueue } from "./byte-queue.js";
 import { trackDecoded, type DecodedMessages } from "./decoded-messages.js";
+import { requestLedger, type RequestLedger } from "./inflight-budget.js";
 
 const gunzipAsync = promisify(gunzip);
 const brotliAsync = promisify(brotliDecompress);
@@ -48,38 +52,68 @@ function parseFraming(contentType: string | null, unary: boolean): Framing | und
 
 const EMPTY = new Uint8Array(0);
 
+/** What the guard enforces, besides well-formed messages. */
+export interface RequestGuardOptions {
+  /** Largest request message, in bytes on the wire (and after decompression). */
+  readMaxBytes: number;
+  /** Bounds on the decoded message (repeated elements, estimated heap). */
+  decode: DecodeLimits;
+  /** Credentials, checked from the headers before any body byte is read. */
+  authenticate?: HeaderCheck | undefined;
+}
+
 /**
- * Decodes every binary request message before Connect does, so that one that does not decode (random
- * bytes, truncated fields, wrong wire types, invalid UTF-8 in a string) is answered InvalidArgument.
- * Connect's own binary parser reports these as Internal ("parse binary: …"), which would tell the
- * client the server is broken when the request is. Envelope flags are checked for every format, since
- * Connect reads an unknown flag as "compressed" and fails with Internal too; JSON messages are left to
- * Connect, which answers InvalidArgument. Messages are checked as they arrive, so streams keep
- * streaming; what this guard does not handle (oversized envelopes, unknown encodings, content types
- * that do not fit the method) is passed through for Connect to refuse with its own, correct, error.
+ * Admits each request in two steps, so that what a caller sends costs no more than its budget:
+ *
+ * 1. Authentication, from the call's head (method, headers, connection) alone: a call refused here is
+ *    answered without a byte of its body being read (the options' HeaderCheck).
+ * 2. Decoding, bounded: every body byte kept is charged to the in-flight budget of the process and of
+ *    the connection (the RequestLedger the RPC server puts in the context values), and each binary
+ *    message is walked on the wire (decode-budget.ts) before it is decoded, so one whose decoded form
+ *    would pass the element count or the memory estimate is refused before it is built.
+ *
+ * Decoding here, before Connect does, also turns a message that does not decode (random bytes,
+ * truncated fields, wrong wire types, invalid UTF-8 in a string) into InvalidArgument; Connect's own
+ * binary parser reports these as Internal ("parse binary: …"), which would tell the client the server
+ * is broken when the request is. Envelope flags are checked for every format, since Connect reads an
+ * unknown flag as "compressed" and fails with Internal too; JSON messages are left to Connect, which
+ * answers InvalidArgument. Messages are checked as they arrive, so streams keep streaming; what this
+ * guard does not handle (oversized envelopes, unknown encodings, content types that do not fit the
+ * method) is passed through for Connect to refuse with its own, correct, error.
  *
  * Decoding is not done twice: Connect is handed an empty placeholder for each message decoded here,
  * and the handOverDecoded interceptor (decoded-messages.ts), which must be installed first on the same
  * router, gives the handler the message decoded here instead. A 1 KiB produce batch cost ~6 µs of 17 per
  * message with both decodes (docs/benchmarks.md).
  */
-export function guardRequestDecoding(handler: UniversalHandler, readMaxBytes: number): UniversalHandler {
+export function guardRequestDecoding(
+  handler: UniversalHandler,
+  options: RequestGuardOptions,
+): UniversalHandler {
+  const { readMaxBytes } = options;
   const input = handler.method.input;
   const guarded = async (req: UniversalServerRequest) => {
+    // Step 1: who is calling, from the headers only.
+    const refused = await authenticate(options.authenticate, handler, req);
+    if (refused) return handler(refusing(req, refused));
+    // Step 2: the body, within budget.
+    const ledger = requestLedger(req.contextValues);
     const framing = framingOf(req.header.get("content-type"), handler.method.methodKind === "unary");
     // Connect reads a GET's message from the query string, never from the body.
-    if (!framing || req.method !== "POST" || !isByteStream(req.body)) return handler(req);
+    if (req.method !== "POST" || !isByteStream(req.body)) return handler(req);
+    if (!framing) return handler({ ...req, body: metered(req.body, ledger) });
+    const limits: Limits = { readMaxBytes, decode: options.decode, ledger };
     const encoding = req.header.get(framing.encodingHeader) ?? "identity";
     if (framing.framing === "whole") {
       // Declared too large: Connect refuses it with ResourceExhausted before reading the body.
       if (Number(req.header.get("content-length") ?? 0) > readMaxBytes) return handler(req);
       if (encoding !== "identity") {
         // Rare (compressed Connect unary): validated here, decoded again by Connect.
-        return handler({ ...req, body: checkWhole(req.body, input, encoding, readMaxBytes) });
+        return handler({ ...req, body: checkWhole(req.body, input, encoding, limits) });
       }
       let decoded: Awaited<ReturnType<typeof decodeWhole>>;
       try {
-        decoded = await decodeWhole(req.body, input, readMaxBytes);
+        decoded = await decodeWhole(req.body, input, limits);
       } catch (err) {
         // Connect turns what its body read throws into the error response.
         return handler({ ...req, body: failing(err) });
@@ -93,13 +127,13 @@ export function guardRequestDecoding(handler: UniversalHandler, readMaxBytes: nu
       return handler({ ...req, header, contextValues, body: once(EMPTY) });
     }
     if (!framing.binary)
-      return handler({ ...req, body: checkEnvelopes(req.body, undefined, encoding, readMaxBytes) });
+      return handler({ ...req, body: checkEnvelopes(req.body, undefined, encoding, limits) });
     const contextValues = req.contextValues ?? createContextValues();
     const decoded = trackDecoded(contextValues);
     return handler({
       ...req,
       contextValues,
-      body: checkEnvelopes(req.body, input, encoding, readMaxBytes, decoded),
+      body: checkEnvelopes(req.body, input, encoding, limits, decoded),
     });
   };
   return Object.assign(guarded, {
@@ -110,6 +144,56 @@ export function guardRequestDecoding(handler: UniversalHandler, readMaxBytes: nu
     service: handler.service,
     method: handler.method,
   });
+}
+
+interface Limits {
+  readMaxBytes: number;
+  decode: DecodeLimits;
+  ledger: RequestLedger | undefined;
+}
+
+/** The check's refusal as a ConnectError, or undefined when the call may go on. */
+async function authenticate(
+  check: HeaderCheck | undefined,
+  handler: UniversalHandler,
+  req: UniversalServerRequest,
+): Promise<ConnectError | undefined> {
+  if (!check) return undefined;
+  const contextValues = req.contextValues ?? createContextValues();
+  try {
+    await check({
+      service: handler.service,
+      method: handler.method,
+      header: req.header,
+      connection: callConnection(contextValues),
+      contextValues,
+    });
+    return undefined;
+  } catch (err) {
+    return toConnectError(err);
+  }
+}
+
+/**
+ * The request with a body whose first read fails with `err`: Connect answers with that error without
+ * reading anything (for streams, when the handler first reads). Its announced length is dropped, or
+ * Connect would answer a large one with ResourceExhausted instead.
+ */
+function refusing(req: UniversalServerRequest, err: ConnectError): UniversalServerRequest {
+  const header = new Headers(req.header);
+  header.delete("content-length");
+  return { ...req, header, body: failing(err) };
+}
+
+/** Passes the body on as it is, charging each chunk to the ledger (bodies Connect decodes itself). */
+async function* metered(
+  body: AsyncIterable<Uint8Array>,
+  ledger: RequestLedger | undefined,
+): AsyncGenerator<Uint8Array> {
+  for await (const chunk of body) {
+    ledger?.charge(chunk.byteLength);
+    yield chunk;
+  }
 }
 
 function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
@@ -123,24 +207,24 @@ function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
 async function decodeWhole(
   body: AsyncIterable<Uint8Array>,
   schema: DescMessage,
-  readMaxBytes: number,
+  limits: Limits,
 ): Promise<
   { message: Message; body?: undefined } | { message?: undefined; body: AsyncIterable<Uint8Array> }
 > {
-  const read = await readWhole(body, readMaxBytes);
+  const read = await readWhole(body, limits);
   if (!read.complete) return { body: prepend(read.chunks, read.rest) };
   const { chunks } = read;
   const bytes = chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks);
-  return { message: check(schema, bytes) };
+  return { message: check(schema, bytes, limits) };
 }
 
 /**
  * Reads a unary body to its end, or until it exceeds `readMaxBytes` (complete false: the chunks read so
- * far and the unread rest, to hand on as they came).
+ * far and the unread rest, to hand on as they came). Each chunk is charged to the ledger as it is kept.
  */
 async function readWhole(
   body: AsyncIterable<Uint8Array>,
-  readMaxBytes: number,
+  { readMaxBytes, ledger }: Limits,
 ): Promise<
   | { complete: true; chunks: Uint8Array[] }
   | { complete: false; chunks: Uint8Array[]; rest: AsyncIterator<Uint8Array> }
@@ -151,6 +235,7 @@ async function readWhole(
   for (;;) {
     const next = await it.next();
     if (next.done) return { complete: true, chunks };
+    ledger?.charge(next.value.byteLength);
     chunks.push(next.value);
     size += next.value.byteLength;
     if (size > readMaxBytes) return { complete: false, chunks, rest: it };
@@ -176,17 +261,17 @@ async function* checkWhole(
   body: AsyncIterable<Uint8Array>,
   schema: DescMessage,
   encoding: string,
-  readMaxBytes: number,
+  limits: Limits,
 ): AsyncGenerator<Uint8Array> {
-  const read = await readWhole(body, readMaxBytes);
+  const read = await readWhole(body, limits);
   if (!read.complete) {
     // Too large: Connect answers ResourceExhausted; hand it everything as it is.
     yield* prepend(read.chunks, read.rest);
     return;
   }
   const bytes = Buffer.concat(read.chunks);
-  const plain = await decompress(bytes, encoding, readMaxBytes);
-  if (plain) check(schema, plain);
+  const plain = await decompress(bytes, encoding, limits.readMaxBytes);
+  if (plain) check(schema, plain, limits);
   yield bytes;
 }
 
@@ -194,19 +279,23 @@ async function* checkWhole(
  * gRPC, gRPC-web and Connect streaming: 5-byte envelope headers (flags, big-endian length), then data.
  * The flags are checked for every format; the message itself when `schema` is given (binary). With
  * `decoded`, each message decoded here goes there and Connect gets a placeholder envelope instead.
+ * What a message holds is charged to the ledger from its first byte read until Connect asks for the
+ * next one (by then the handler has it).
  */
 async function* checkEnvelopes(
   body: AsyncIterable<Uint8Array>,
   schema: DescMessage | undefined,
   encoding: string,
-  readMaxBytes: number,
+  limits: Limits,
   decoded?: DecodedMessages,
 ): AsyncGenerator<Uint8Array> {
+  const { readMaxBytes, ledger } = limits;
   const it = body[Symbol.asyncIterator]();
   const queue = new ByteQueue();
   for (;;) {
     const next = await it.next();
     if (next.done) break;
+    ledger?.charge(next.value.byteLength);
     queue.push(next.value);
     for (;;) {
       if (queue.size < 5) break;
@@ -235,19 +324,26 @@ async function* checkEnvelopes(
       if (queue.size < 5 + length) break;
       const envelope = queue.take(5 + length);
       const data = envelope.subarray(5);
+      let held = envelope.length;
       if (schema) {
+        const before = ledger?.held ?? 0;
         const plain = flags & 0x01 ? await decompress(data, encoding, readMaxBytes) : data;
-        const message = plain ? check(schema, plain) : undefined;
+        // Decompressed bytes are held as long as the message (its bytes fields are views onto them).
+        if (plain && plain !== data) ledger?.charge(plain.length);
+        const message = plain ? check(schema, plain, limits) : undefined;
+        held += (ledger?.held ?? 0) - before;
         if (decoded) {
           decoded.push(message);
           if (message) {
             // An envelope with flags 0 and no data: Connect decodes an empty message in its place.
             yield new Uint8Array(5);
+            ledger?.release(held);
             continue;
           }
         }
       }
       yield envelope;
+      ledger?.release(held);
     }
   }
   // A truncated envelope: Connect reports the short read.
@@ -262,7 +358,12 @@ async function* rest(it: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> 
   }
 }
 
-function check(schema: DescMessage, bytes: Uint8Array): Message {
+/**
+ * Decodes one message, within the limits: its decoded size is estimated on the wire first (refused
+ * over the limits) and charged to the ledger.
+ */
+function check(schema: DescMessage, bytes: Uint8Array, limits: Limits): Message {
+  limits.ledger?.charge(decodedSize(schema, bytes, limits.decode));
   try {
     // Unknown fields are skipped, not kept, as Connect is told to (see createHandler in rpc-server.ts).
     return fromBinary(schema, bytes, { readUnknownFields: false });
@@ -293,32 +394,5 @@ async function decompress(
       );
     }
     throw new ConnectError(`request message does not decompress (${encoding})`, Code.InvalidArgument);
-  }
-}
-
-/** Chunks in arrival order; concatenates only what is taken, so a large message costs one copy. */
-class ByteQueue {
-  #chunks: Buffer[] = [];
-  size = 0;
-
-  push(chunk: Uint8Array): void {
-    if (chunk.byteLength === 0) return;
-    this.#chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    this.size += chunk.byteLength;
-  }
-
-  peek(n: number): Buffer {
-    const first = this.#chunks[0] as Buffer;
-    if (first.length >= n) return first.subarray(0, n);
-    return Buffer.concat(this.#chunks).subarray(0, n);
-  }
-
-  take(n: number): Buffer {
-    const all = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks);
-    const taken = all.subarray(0, n);
-    const left = all.subarray(n);
-    this.#chunks = left.length > 0 ? [left] : [];
-    this.size = left.length;
-    return taken;
   }
 }

@@ -1,6 +1,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import type tls from "node:tls";
 import {
   Code,
   ConnectError,
@@ -18,16 +19,20 @@ import {
 import type { UniversalHandler, UniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import { listenError } from "../common/port-check.js";
 import type { Logger } from "../observability/logger.js";
+import { setCallConnection, setCallReset, type CallConnection, type HeaderCheck } from "./call-head.js";
 import { createCorsHandler, type CorsPolicy } from "./cors.js";
+import type { DecodeLimits } from "./decode-budget.js";
 import { handOverDecoded } from "./decoded-messages.js";
-import { resolveRpcLimits, type RpcServerLimits } from "./limits.js";
 import { peerCertificateKey, peerCertificateOf } from "./identity.js";
+import { InflightBudget, setRequestLedger } from "./inflight-budget.js";
+import { resolveRpcLimits, type ResolvedRpcLimits, type RpcServerLimits } from "./limits.js";
 import { guardRequestDecoding } from "./request-guard.js";
 import { serverTlsOptions, type TlsFiles } from "./tls.js";
 
 export type { TlsFiles } from "./tls.js";
 export type { RpcServerLimits } from "./limits.js";
 export type { CorsPolicy } from "./cors.js";
+export type { CallHead, HeaderCheck } from "./call-head.js";
 
 export interface RpcServerOptions {
   /** host:port to listen on; port 0 picks a free one. */
@@ -49,6 +54,11 @@ export interface RpcServerOptions {
   limits?: RpcServerLimits;
   /** CORS on the RPC routes for these browser origins (off when absent or the list is empty). */
   cors?: CorsPolicy;
+  /**
+   * Credentials, checked from each call's headers and connection before any byte of its body is read
+   * (see request-guard.ts); interceptors run only once the body is decoded.
+   */
+  authenticate?: HeaderCheck;
   logger: Logger;
 }
 
@@ -74,7 +84,7 @@ type NodeHandler = (
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
   const limits = resolveRpcLimits(definedOnly(options.limits ?? {}));
   const readMaxBytes = limits.maxRequestBytes ?? options.readMaxBytes ?? 4 * 1024 * 1024;
-  const handler = createHandler(options, readMaxBytes);
+  const handler = createHandler(options, admissionOf(options.limits ?? {}, limits, readMaxBytes));
   const [host, portText] = splitHostPort(options.address);
   const sockets = new Set<net.Socket>();
   const h2Sessions = new Set<http2.ServerHttp2Session>();
@@ -169,12 +179,39 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   };
 }
 
+/** What a request may cost: its size, decoded and on the wire, and the in-flight budgets. */
+interface Admission {
+  readMaxBytes: number;
+  decode: DecodeLimits;
+  budget: InflightBudget;
+}
+
 /**
- * Routes RPCs to Connect's handlers, each behind the decoding guard, and everything else to the
- * fallback. Same as connectNodeAdapter, plus the guard (and its handOverDecoded interceptor, which
- * only this router pairs with it) and strict UTF-8 for JSON.
+ * The budgets: those left to their defaults grow to fit the request size (one largest request, read
+ * and decoded, fits a connection's budget; two fit the process's); those set are taken as they are.
  */
-function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHandler {
+function admissionOf(asked: RpcServerLimits, limits: ResolvedRpcLimits, readMaxBytes: number): Admission {
+  const maxDecodedBytes = limits.maxDecodedBytes ?? 2 * readMaxBytes;
+  const oneRequest = readMaxBytes + maxDecodedBytes;
+  return {
+    readMaxBytes,
+    decode: { maxDecodedBytes, maxElements: limits.maxRequestElements },
+    budget: new InflightBudget({
+      processBytes: asked.maxInflightBytes ?? Math.max(limits.maxInflightBytes, 2 * oneRequest),
+      connectionBytes:
+        asked.maxConnectionInflightBytes ?? Math.max(limits.maxConnectionInflightBytes, oneRequest),
+    }),
+  };
+}
+
+/**
+ * Routes RPCs to Connect's handlers, each behind the request guard, and everything else to the
+ * fallback. Same as connectNodeAdapter, plus the guard (and its handOverDecoded interceptor, which
+ * only this router pairs with it), the per-request ledger of the in-flight budget, and strict UTF-8
+ * for JSON.
+ */
+function createHandler(options: RpcServerOptions, admission: Admission): NodeHandler {
+  const { readMaxBytes } = admission;
   const jsonOptions = {
     ignoreUnknownFields: false,
     // Connect's JSON decoding replaces invalid UTF-8 with U+FFFD; a request that is not UTF-8 is refused.
@@ -195,7 +232,8 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
   });
   options.routes(keepHandOver(router));
   const paths = new Map<string, UniversalHandler>();
-  for (const h of router.handlers) paths.set(h.requestPath, guardRequestDecoding(h, readMaxBytes));
+  const guard = { readMaxBytes, decode: admission.decode, authenticate: options.authenticate };
+  for (const h of router.handlers) paths.set(h.requestPath, guardRequestDecoding(h, guard));
   const cors = createCorsHandler(options.cors);
   return (req, res) => {
     const handler = paths.get((req.url ?? "").split("?", 2)[0] ?? "");
@@ -217,10 +255,18 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
     } else {
       res.once("finish", () => discardUnreadBody(req, readMaxBytes));
     }
+    const contextValues = createContextValues();
     // Under mutual TLS the caller's verified certificate identifies it (identity.ts), read only if asked.
-    const contextValues = options.tls?.caFile
-      ? createContextValues().set(peerCertificateKey, peerCertificateOf(req.socket))
-      : undefined;
+    if (options.tls?.caFile) contextValues.set(peerCertificateKey, peerCertificateOf(req.socket));
+    // Per connection: an HTTP/2 session carries many calls; an HTTP/1.1 socket one at a time.
+    const ledger = admission.budget.ledger(("stream" in req ? req.stream.session : undefined) ?? req.socket);
+    res.once("close", () => ledger.close());
+    setRequestLedger(contextValues, ledger);
+    setCallConnection(contextValues, connectionOf(req));
+    setCallReset(contextValues, () => {
+      if ("stream" in req) req.stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      else req.socket.destroy();
+    });
     handler(universalRequestFromNodeRequest(req, res, undefined, contextValues))
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
       .catch((reason: unknown) => {
@@ -231,6 +277,17 @@ function createHandler(options: RpcServerOptions, readMaxBytes: number): NodeHan
           "could not complete an RPC response",
         );
       });
+  };
+}
+
+function connectionOf(req: http.IncomingMessage | http2.Http2ServerRequest): CallConnection {
+  const socket = req.socket as net.Socket & Partial<Pick<tls.TLSSocket, "getPeerCertificate">>;
+  return {
+    remoteAddress: socket.remoteAddress,
+    peerCertificate() {
+      const certificate = socket.getPeerCertificate?.();
+      return certificate && Object.keys(certificate).length > 0 ? certificate : undefined;
+    },
   };
 }
 

@@ -33,10 +33,13 @@ function sentinelLimits(argv: string[], env: Record<string, string> = {}) {
 }
 
 describe("RPC server limit options", () => {
-  it("default to the server's own limits, with the request size left to each server", () => {
+  it("default to the server's own limits, with the request size and the budgets it sizes left to each server", () => {
+    // The in-flight budgets grow with the request size when left to their defaults.
+    const { maxInflightBytes, maxConnectionInflightBytes, ...fixed } = DEFAULT_RPC_LIMITS;
+    assert.ok(maxInflightBytes > 0 && maxConnectionInflightBytes > 0);
     for (const schema of [sentinelOptionSchema, brokerOptionSchema]) {
       const { values } = loadOptions(schema, { argv: [], env: {} });
-      assert.deepEqual(rpcLimitsFromOptions(values), { ...DEFAULT_RPC_LIMITS });
+      assert.deepEqual(rpcLimitsFromOptions(values), fixed);
     }
   });
 
@@ -68,6 +71,7 @@ describe("RPC server limit options", () => {
       requestTimeoutMs: DEFAULT_RPC_LIMITS.requestTimeoutMs,
       keepAliveTimeoutMs: 20000,
       idleTimeoutMs: 30000,
+      maxRequestElements: DEFAULT_RPC_LIMITS.maxRequestElements,
     });
   });
 
