@@ -235,7 +235,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         notes: [
           `median (min–max) of ${ctx.reps} runs of ${durationMs} ms (or ${maxOps} ops) after ${warmupOps} warm-up ops; ratios per run, then the median`,
           `operation ${opValue.length} B + topic ${topicValue.length} B + head; etcd on the local disk (one fsync per txn); ${BROKERS} brokers, ${PARTITIONS} partitions × ${REPLICAS} replicas per topic`,
-          `goal (issue 2): append ≥ 0.5 × raw txn — sentinel propose ${met(proposeRatio.median)}, bare propose ${met(bareRatio.median)}, through GetBrokers ${met(rpcRatio.median)}`,
+          `goal: append ≥ 0.5 × raw txn — sentinel propose ${met(proposeRatio.median)}, bare propose ${met(bareRatio.median)}, through GetBrokers ${met(rpcRatio.median)}`,
           "the sentinel also pushes the 9 roles of each new topic with SetTopicRoles (one call per broker per turn; here every broker is the one stub, so about one call per topic) after the operation is applied, off the write path; the bare ControlPlane does not",
         ],
       },
@@ -245,7 +245,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         rows: rowsOf(CONCURRENT, "raw-txn-concurrent"),
         notes: [
           `same runs and sizes as above, ${CONCURRENCY} calls in flight; the leader commits the operations queued behind a transaction together in the next one (group commit), each still its own key`,
-          `goal (issue 2): append ≥ 0.5 × raw txn — sentinel propose ${met(ratioSpread(ops("propose-concurrent"), ops("raw-txn-concurrent")).median)}, bare propose ${met(ratioSpread(ops("propose-bare-concurrent"), ops("raw-txn-concurrent")).median)}, through GetBrokers ${met(ratioSpread(ops("getbrokers-create-concurrent"), ops("raw-txn-concurrent")).median)}`,
+          `goal: append ≥ 0.5 × raw txn — sentinel propose ${met(ratioSpread(ops("propose-concurrent"), ops("raw-txn-concurrent")).median)}, bare propose ${met(ratioSpread(ops("propose-bare-concurrent"), ops("raw-txn-concurrent")).median)}, through GetBrokers ${met(ratioSpread(ops("getbrokers-create-concurrent"), ops("raw-txn-concurrent")).median)}`,
         ],
       },
     ];

@@ -285,7 +285,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       profiles,
     },
     notes: [
-      "Goal (issue 3): ahead of NATS JetStream and Redis Streams on produce and consume throughput at equal durability. See docs/benchmarks.md (Data plane) for where it is not, and why.",
+      "Goal: ahead of NATS JetStream and Redis Streams on produce and consume throughput at equal durability. See docs/benchmarks.md (Data plane) for where it is not, and why.",
       "NATS 2.9.10 (Debian) has no sync_interval / sync always option: JetStream's file store fsyncs on its own schedule (every 2 min in 2.9), so its row is weaker durability than either Goulette row against a machine crash; it is shown in both tables, unchanged.",
     ],
   };

@@ -183,7 +183,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         ],
       },
       {
-        title: "GetBrokers goals (issue 2): ≥ 0.8 × no-op handler, several times raw etcd get",
+        title: "GetBrokers goals: ≥ 0.8 × no-op handler, several times raw etcd get",
         columns: [
           "in flight",
           "sentinel / no-op (empty)",

@@ -28,7 +28,7 @@ import { MemberGroup } from "./members.js";
 import { ChaosProducer, leaderOf } from "./workload.js";
 
 /**
- * The fault-injection suite (issue 7, part 1): one real cluster on loopback (etcd, 3 sentinels, 3
+ * The fault-injection suite: one real cluster on loopback (etcd, 3 sentinels, 3
  * brokers, replication factor 3, acks=all, fsync=always) and, per fault, a fresh topic with an
  * idempotent producer and a consumer group running through it. After every fault: nothing acknowledged
  * is lost, nothing is duplicated or reordered in the partition, the consumer group saw everything, one
