@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { probePort } from "../../src/common/port-check.js";
-import { GOULETTE_BIN } from "./goulette-process.js";
+import { GOULETTE_BIN, testIdentityEnv } from "./goulette-process.js";
 import { freePort } from "./ports.js";
 import { waitFor } from "./wait.js";
 
@@ -76,8 +76,9 @@ export interface Finished {
 /** Runs `goulette <args>` to its end (SIGKILL after `timeoutMs`). */
 export async function runGoulette(args: string[], timeoutMs = 30_000): Promise<Finished> {
   const started = Date.now();
+  const env = cleanEnv();
   const child = spawn(process.execPath, [GOULETTE_BIN, ...args], {
-    env: cleanEnv(),
+    env: { ...env, ...testIdentityEnv(args, env) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -101,8 +102,9 @@ export interface RunningDev {
 
 /** Starts `goulette <args>` and waits for "Goulette dev cluster is up". */
 export async function startDev(args: string[]): Promise<RunningDev> {
+  const env = cleanEnv();
   const child = spawn(process.execPath, [GOULETTE_BIN, ...args], {
-    env: cleanEnv(),
+    env: { ...env, ...testIdentityEnv(args, env) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

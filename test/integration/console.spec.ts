@@ -115,8 +115,15 @@ describe("web console in headless Chromium", () => {
     assert.deepEqual([...(answer.partitions[0]?.inSyncReplicas ?? [])].sort(), [...p0.replicas].sort());
     assert.equal(Number(answer.partitions[0]?.highWatermark ?? 0), producedOn(p0.partition).length);
 
-    const peer = await call("sentinel/s-token/goulette.v1.SentinelService/GetClusterStatus");
-    assert.equal(((await peer.json()) as { sentinelId: string }).sentinelId, "s-token");
+    // The second sentinel answers Unavailable until it has recovered its state: poll until it serves.
+    const peerId = await waitFor(
+      async () => {
+        const peer = await call("sentinel/s-token/goulette.v1.SentinelService/GetClusterStatus");
+        return peer.status === 200 ? ((await peer.json()) as { sentinelId: string }).sentinelId : undefined;
+      },
+      { timeoutMs: 30_000, what: "the token-guarded sentinel to answer through the console" },
+    );
+    assert.equal(peerId, "s-token");
 
     const refusedWith = async (res: Response, status: number, pattern: RegExp) => {
       assert.equal(res.status, status);

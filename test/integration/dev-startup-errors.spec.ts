@@ -177,7 +177,7 @@ describe("start-up errors of goulette dev, sentinel and broker", () => {
         script,
         GOULETTE_BIN,
         ...["broker", "--id", "orphan", "--address", `127.0.0.1:${port}`, "--data-dir", dataDir],
-        ...["--sentinels", `http://127.0.0.1:${await freePort()}`],
+        ...["--sentinels", `http://127.0.0.1:${await freePort()}`, "--allow-anonymous"],
       ],
       { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] },
     );

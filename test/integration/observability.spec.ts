@@ -690,6 +690,7 @@ async function startBroker(
       // A dead follower leaves the in-sync replicas after 2 s (default 10 s): keeps the suite short.
       ...["--replica-lag-max", "2000"],
       ...["--log-level", "warn"],
+      "--allow-anonymous", // an open cluster, as `goulette dev` runs
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );

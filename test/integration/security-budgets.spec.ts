@@ -167,7 +167,7 @@ describe("budgets before work (broker process, auth on)", () => {
       ]);
       assert.ok(answer, `${method}: no answer within 5 s to a request whose body was never sent`);
       assert.equal(answer.status, 16, `${method}: grpc-status ${answer.status} ${answer.message}`);
-      assert.match(answer.message, new RegExp(`${method} needs the auth token`));
+      assert.match(answer.message, new RegExp(`${method} needs the credential of: `));
     }
   });
 
