@@ -1,47 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { FencedMemberError, NotPartitionLeaderError } from "../../src/broker/errors.js";
-import { Partition } from "../../src/broker/partition.js";
-import { silentLogger } from "../../src/observability/logger.js";
+import { leadWithFollowerB2, openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
 
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
-});
+const tempDir = temporaryDirs("goulette-offsets-partition-");
 
 /** A leader of a 2-replica partition (b1 leads, b2 follows, in sync); b2's acknowledgements by hand. */
 async function leader() {
-  const dir = await mkdtemp(path.join(tmpdir(), "goulette-offsets-partition-"));
-  dirs.push(dir);
-  const p = await Partition.open({
-    topic: "orders",
-    partition: 3,
-    dir,
-    brokerId: "b1",
-    log: { fsync: "interval", logger: silentLogger() },
-    replicaLagMaxMs: 60_000,
-    replicationTimeoutMs: 60_000,
-    idempotencyWindow: 16,
-    maxProducers: 16,
-    idempotencyScanRecords: 100,
-    shipUnsynced: true,
-    startFetcher: () => ({ stop: async () => undefined }),
-    logger: silentLogger(),
-  });
-  const self = { brokerId: "b1", address: "" };
-  assert.ok(
-    p.applyRole({
-      role: "leader",
-      epoch: 1,
-      leader: self,
-      replicas: [self, { brokerId: "b2", address: "" }],
-    }),
-  );
-  const generation = await p.leaderReady();
-  const stream = p.openStream("b2");
+  const p = await openTestPartition(await tempDir(), { topic: "orders", partition: 3 });
+  const { generation, stream } = await leadWithFollowerB2(p);
   /** b2 acknowledges the offset table up to the leader's current version. */
   const acknowledge = () => p.onFetch("b2", stream, 0, p.offsets.version);
   acknowledge();

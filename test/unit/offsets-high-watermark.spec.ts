@@ -1,53 +1,20 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { BeyondHighWatermarkError } from "../../src/broker/errors.js";
 import { commitOffset } from "../../src/broker/offsets.js";
-import { Partition } from "../../src/broker/partition.js";
 import { resolveReadStart } from "../../src/broker/read-start.js";
 import { CommitOffsetRequestSchema } from "../../src/gen/goulette/v1/broker_pb.js";
-import { silentLogger } from "../../src/observability/logger.js";
 import { OffsetOutOfRangeError } from "../../src/storage/index.js";
+import { leadWithFollowerB2, openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
 
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
-});
+const tempDir = temporaryDirs("goulette-hw-bound-");
 
 /** A leader of t#0 with 5 records its follower b2 has not fetched yet: high watermark 0, log end 5. */
 async function leaderAhead() {
-  const dir = await mkdtemp(path.join(tmpdir(), "goulette-hw-bound-"));
-  dirs.push(dir);
-  const p = await Partition.open({
-    topic: "t",
-    partition: 0,
-    dir,
-    brokerId: "b1",
-    log: { fsync: "interval", logger: silentLogger() },
-    replicaLagMaxMs: 60_000,
-    replicationTimeoutMs: 60_000,
-    idempotencyWindow: 16,
-    maxProducers: 16,
-    idempotencyScanRecords: 100,
-    shipUnsynced: true,
-    startFetcher: () => ({ stop: async () => undefined }),
-    logger: silentLogger(),
-  });
-  const self = { brokerId: "b1", address: "" };
-  assert.ok(
-    p.applyRole({
-      role: "leader",
-      epoch: 1,
-      leader: self,
-      replicas: [self, { brokerId: "b2", address: "" }],
-    }),
-  );
-  await p.leaderReady();
-  const stream = p.openStream("b2");
+  const p = await openTestPartition(await tempDir());
+  const { stream } = await leadWithFollowerB2(p);
   // b2 is in sync at offset 0 and has stored every offset-table version (commits answer at once).
   p.onFetch("b2", stream, 0, Number.MAX_SAFE_INTEGER);
   const result = await p.log.append(Array.from({ length: 5 }, () => ({ payload: new Uint8Array([1]) })));

@@ -1,23 +1,12 @@
 import assert from "node:assert/strict";
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cp, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { NotPartitionLeaderError } from "../../src/broker/errors.js";
-import { Partition } from "../../src/broker/partition.js";
-import { silentLogger } from "../../src/observability/logger.js";
 import { openPartitionLog } from "../../src/storage/index.js";
+import { openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
 
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), "goulette-damaged-"));
-  dirs.push(dir);
-  return dir;
-}
+const tempDir = temporaryDirs("goulette-damaged-");
 
 const payload = (i: number) => new TextEncoder().encode(`record ${i} `.repeat(4));
 
@@ -45,20 +34,7 @@ async function damagedPartitionDir(): Promise<string> {
 describe("Partition: a replica whose log recovery found damaged", () => {
   it("refuses to lead, and is repaired once it fetched the cut range from a replica", async () => {
     const events: string[] = [];
-    const p = await Partition.open({
-      topic: "t",
-      partition: 0,
-      dir: await damagedPartitionDir(),
-      brokerId: "b1",
-      log: { fsync: "interval", logger: silentLogger() },
-      replicaLagMaxMs: 60_000,
-      replicationTimeoutMs: 60_000,
-      idempotencyWindow: 16,
-      maxProducers: 16,
-      idempotencyScanRecords: 100,
-      shipUnsynced: true,
-      startFetcher: () => ({ stop: async () => undefined }),
-      logger: silentLogger(),
+    const p = await openTestPartition(await damagedPartitionDir(), {
       onLogRepair: (event) => events.push(event),
     });
     assert.ok(p.damaged);

@@ -1,50 +1,18 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { LostContactError } from "../../src/broker/errors.js";
-import { Partition } from "../../src/broker/partition.js";
-import { silentLogger } from "../../src/observability/logger.js";
+import { leadWithFollowerB2, openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
 
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
-});
+const tempDir = temporaryDirs("goulette-fence-");
 
 /** A leader of a 2-replica partition whose isolation fence the test opens and closes. */
 async function leader() {
-  const dir = await mkdtemp(path.join(tmpdir(), "goulette-fence-"));
-  dirs.push(dir);
   const fence = { writable: true };
-  const p = await Partition.open({
-    topic: "t",
-    partition: 0,
-    dir,
-    brokerId: "b1",
-    log: { fsync: "interval", logger: silentLogger() },
-    replicaLagMaxMs: 60_000,
-    replicationTimeoutMs: 60_000,
+  const p = await openTestPartition(await tempDir(), {
     minInsyncReplicas: 2,
-    idempotencyWindow: 16,
-    maxProducers: 16,
-    idempotencyScanRecords: 100,
-    shipUnsynced: true,
-    startFetcher: () => ({ stop: async () => undefined }),
-    logger: silentLogger(),
     writable: () => fence.writable,
   });
-  const self = { brokerId: "b1", address: "" };
-  assert.ok(
-    p.applyRole({
-      role: "leader",
-      epoch: 1,
-      leader: self,
-      replicas: [self, { brokerId: "b2", address: "" }],
-    }),
-  );
-  const generation = await p.leaderReady();
-  const stream = p.openStream("b2");
+  const { generation, stream } = await leadWithFollowerB2(p);
   p.onFetch("b2", stream, 0, undefined);
   const append = async (count: number) => {
     const result = await p.log.append(

@@ -1,50 +1,20 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { NotEnoughReplicasError } from "../../src/broker/errors.js";
-import { Partition } from "../../src/broker/partition.js";
-import { silentLogger } from "../../src/observability/logger.js";
+import { leadWithFollowerB2, openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
 
 const LAG_MS = 1_000;
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
-});
+const tempDir = temporaryDirs("goulette-idle-tick-");
 
 /** b1 leads, b2 follows and is in sync at offset 0; a hand-driven clock. */
 async function idleLeader(replicationTimeoutMs: number) {
-  const dir = await mkdtemp(path.join(tmpdir(), "goulette-idle-tick-"));
-  dirs.push(dir);
   const clock = { now: 1_000_000 };
-  const p = await Partition.open({
-    topic: "t",
-    partition: 0,
-    dir,
-    brokerId: "b1",
-    log: { fsync: "interval", logger: silentLogger() },
+  const p = await openTestPartition(await tempDir(), {
     replicaLagMaxMs: LAG_MS,
     replicationTimeoutMs,
-    idempotencyWindow: 16,
-    maxProducers: 16,
-    idempotencyScanRecords: 100,
-    shipUnsynced: true,
-    startFetcher: () => ({ stop: async () => undefined }),
-    logger: silentLogger(),
     now: () => clock.now,
   });
-  const self = { brokerId: "b1", address: "" };
-  assert.ok(
-    p.applyRole({
-      role: "leader",
-      epoch: 1,
-      leader: self,
-      replicas: [self, { brokerId: "b2", address: "" }],
-    }),
-  );
-  const generation = await p.leaderReady();
-  const stream = p.openStream("b2");
+  const { generation, stream } = await leadWithFollowerB2(p);
   const fetch = (offset: number) => p.onFetch("b2", stream, offset, undefined);
   fetch(0);
   assert.deepEqual(p.inSyncReplicas(), ["b1", "b2"]);

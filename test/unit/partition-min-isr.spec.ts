@@ -1,45 +1,20 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { NotEnoughReplicasError } from "../../src/broker/errors.js";
-import { Partition } from "../../src/broker/partition.js";
-import { silentLogger } from "../../src/observability/logger.js";
+import { leadWithFollowerB2, openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
 
 const LAG_MS = 1_000;
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
-});
+const tempDir = temporaryDirs("goulette-min-isr-");
 
 /** A leader of a 2-replica partition (b1 leads, b2 follows) on a hand-driven clock. */
 async function leader(minInsyncReplicas: number | undefined) {
-  const dir = await mkdtemp(path.join(tmpdir(), "goulette-min-isr-"));
-  dirs.push(dir);
   const clock = { now: 1_000_000 };
-  const p = await Partition.open({
-    topic: "t",
-    partition: 0,
-    dir,
-    brokerId: "b1",
-    log: { fsync: "interval", logger: silentLogger() },
+  const p = await openTestPartition(await tempDir(), {
     replicaLagMaxMs: LAG_MS,
-    replicationTimeoutMs: 60_000,
     ...(minInsyncReplicas !== undefined ? { minInsyncReplicas } : {}),
-    idempotencyWindow: 16,
-    maxProducers: 16,
-    idempotencyScanRecords: 100,
-    shipUnsynced: true,
-    startFetcher: () => ({ stop: async () => undefined }),
-    logger: silentLogger(),
     now: () => clock.now,
   });
-  const self = { brokerId: "b1", address: "" };
-  const replicas = [self, { brokerId: "b2", address: "" }];
-  assert.ok(p.applyRole({ role: "leader", epoch: 1, leader: self, replicas }));
-  const generation = await p.leaderReady();
-  const stream = p.openStream("b2");
+  const { generation, stream } = await leadWithFollowerB2(p);
   const append = async (count: number) => {
     const result = await p.log.append(
       Array.from({ length: count }, () => ({ payload: new Uint8Array([1]) })),
