@@ -10,7 +10,7 @@ import { LeaderBalancer } from "./leader-balancer.js";
 import type { Logger } from "../observability/logger.js";
 import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../observability/metrics.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
-import { bearerHeaders } from "../server/auth.js";
+import { bearerHeaders } from "../common/bearer.js";
 import { authorization, authorizationHeaderCheck, sentinelRules } from "../server/authorization.js";
 import { Authenticator, type IdentityOptions } from "../server/identity.js";
 import {

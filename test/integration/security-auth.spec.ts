@@ -4,7 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BrokerStatus } from "../../src/gen/goulette/v1/common_pb.js";
-import { bearerHeaders } from "../../src/server/auth.js";
+import { bearerHeaders } from "../../src/common/bearer.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { GOULETTE_BIN } from "../helpers/sentinel-process.js";

@@ -6,7 +6,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { MessageRequestSchema } from "../../src/gen/goulette/v1/broker_pb.js";
-import { bearerHeaders } from "../../src/server/auth.js";
+import { bearerHeaders } from "../../src/common/bearer.js";
 import { brokerClient, startBrokerProcess, type BrokerProcess } from "../helpers/broker-process.js";
 import { waitFor } from "../helpers/wait.js";
 

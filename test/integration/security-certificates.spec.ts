@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
 import { silentLogger } from "../../src/observability/logger.js";
-import { bearerHeaders } from "../../src/server/auth.js";
+import { bearerHeaders } from "../../src/common/bearer.js";
 import { errorTranslation } from "../../src/server/interceptors.js";
 import { BROKER_RULES, authorization } from "../../src/server/authorization.js";
 import { ANONYMOUS, Authenticator, describePrincipal, principalOf } from "../../src/server/identity.js";

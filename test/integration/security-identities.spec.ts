@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Acks, PartitionRole, ProduceError } from "../../src/gen/goulette/v1/broker_pb.js";
 import { BrokerStatus } from "../../src/gen/goulette/v1/common_pb.js";
-import { bearerHeaders } from "../../src/server/auth.js";
+import { bearerHeaders } from "../../src/common/bearer.js";
 import { startCluster, type TestCluster, type TopicLayout } from "../helpers/cluster.js";
 import { text, untext } from "../helpers/broker-process.js";
 import { runGoulette } from "../helpers/goulette-process.js";

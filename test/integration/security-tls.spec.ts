@@ -9,7 +9,9 @@ import { BrokerService, type SetTopicRoleRequest } from "../../src/gen/goulette/
 import { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
 import { silentLogger } from "../../src/observability/logger.js";
 import { RoleNotifier } from "../../src/sentinel/role-notifier.js";
-import { bearerHeaders, tokenAuth } from "../../src/server/auth.js";
+import { bearerHeaders } from "../../src/common/bearer.js";
+import { authorization } from "../../src/server/authorization.js";
+import { Authenticator } from "../../src/server/identity.js";
 import { startRpcServer, type RpcServer } from "../../src/server/rpc-server.js";
 import { describeTlsError, type ClientTlsOptions } from "../../src/server/tls.js";
 import { TransportPool } from "../../src/server/transport-pool.js";
@@ -230,7 +232,13 @@ describe("TLS from a sentinel to brokers and from clients (in process)", () => {
             return { brokerId: "tls-broker", ready: true };
           },
         }),
-      interceptors: [tokenAuth({ token: TOKEN, protectedMethods: new Set(["SetTopicRole"]) })],
+      // SetTopicRole needs the token (its holder is trusted as every component); Health is open.
+      interceptors: [
+        authorization(new Authenticator({ sharedToken: TOKEN, allowAnonymous: false }), {
+          SetTopicRole: { allow: ["sentinel"] },
+          Health: { allow: "anyone" },
+        }),
+      ],
       fallback: (_req, res) => res.end(),
       tls: { certFile: certs.nodeCert, keyFile: certs.nodeKey, caFile: certs.caCert },
       logger: silentLogger(),
