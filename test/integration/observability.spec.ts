@@ -529,7 +529,14 @@ describe("observability: a real Prometheus scrapes a Goulette cluster", { timeou
         },
         { timeoutMs: 15_000, intervalMs: 250, what: `GouletteBrokerDown to name ${victim}` },
       );
-      const up = await prom.query(fresh(`up{${NS}, job="${BROKER_JOB}"}`, killedAt));
+      // Each pod is scraped on its own phase: wait until every broker has a sample taken after the kill.
+      const up = await waitFor(
+        async () => {
+          const samples = await prom.query(fresh(`up{${NS}, job="${BROKER_JOB}"}`, killedAt));
+          return samples.length === BROKER_PODS.length ? samples : false;
+        },
+        { timeoutMs: 10_000, intervalMs: 250, what: "a scrape of every broker after the kill" },
+      );
       assert.deepEqual(
         up.map((s) => [s.labels.pod, s.value]).sort(),
         BROKER_PODS.map((p) => [p, p === victim ? 0 : 1]),
