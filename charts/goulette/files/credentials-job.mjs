@@ -1,3 +1,4 @@
+/* global process, console, Buffer */
 // Creates the release's credentials Secret, or adds the keys it lacks; never changes or removes a key
 // that exists, so tokens survive every `helm upgrade` and nothing random is ever rendered by Helm.
 // Run by the chart's pre-install/pre-upgrade hook Job (templates/credentials-job.yaml) with node and
@@ -10,7 +11,9 @@ import https from "node:https";
 const serviceAccount = process.env.SERVICEACCOUNT_DIR || "/var/run/secrets/kubernetes.io/serviceaccount";
 const name = required("SECRET_NAME");
 const namespace = required("SECRET_NAMESPACE");
-const keys = required("SECRET_KEYS").split(",").filter((k) => k !== "");
+const keys = required("SECRET_KEYS")
+  .split(",")
+  .filter((k) => k !== "");
 const labels = JSON.parse(process.env.SECRET_LABELS || "{}");
 const apiHost = required("KUBERNETES_SERVICE_HOST");
 const apiPort = process.env.KUBERNETES_SERVICE_PORT || "443";
