@@ -18,8 +18,11 @@ import type { IStatefulSet } from "kubernetes-models/apps/v1";
 import type { IJob } from "kubernetes-models/batch/v1";
 import type { INetworkPolicy, INetworkPolicyPeer } from "kubernetes-models/networking.k8s.io/v1";
 import type { IConfigMap, IContainer, IService } from "kubernetes-models/v1";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { bearerHeaders } from "../../src/common/bearer.js";
 import { identityFromOptions } from "../../src/config/identity-options.js";
 import { Authenticator } from "../../src/server/identity.js";
+import { startBrokerProcess } from "../helpers/broker-process.js";
 import { generateCerts, type TestCerts } from "../helpers/certs.js";
 import {
   DEFAULT_NAMESPACE as NS,
@@ -31,6 +34,7 @@ import {
   run,
   type KubeObject,
 } from "../helpers/helm.js";
+import { waitFor } from "../helpers/wait.js";
 
 const exec = promisify(execFile);
 const FULLNAME = `${RELEASE}-goulette`;
@@ -277,6 +281,46 @@ describe("charts/goulette: secure by default", () => {
 
         const sentinelFiles = await runInit(statefulSetOf(defaults, "sentinel"), 0);
         assert.equal((await readFile(sentinelFiles.tokenFile, "utf8")).trim(), secret.sentinel);
+      });
+
+      it("a broker process started with the pod's variables and files authenticates callers by those tokens", async () => {
+        const secret = api.data();
+        const sts = statefulSetOf(defaults, "broker");
+        const files = await runInit(sts, 0);
+        // The paths the container is given are the files its init container writes (TARGET_DIR).
+        const rendered = envOf(sts, "broker", 0);
+        const target = envOf(sts, "credentials", 0, true).get("TARGET_DIR");
+        assert.equal(rendered.get("GOULETTE_TOKEN_FILE"), `${target}/token`);
+        assert.equal(rendered.get("GOULETTE_TOKENS_FILE"), `${target}/tokens`);
+        const broker = await startBrokerProcess({
+          id: `${FULLNAME}-broker-0`,
+          sentinels: ["http://127.0.0.1:9"], // none: only this broker's own checks are exercised
+          dataDir: path.join(dir, "broker-0-data"),
+          env: { GOULETTE_TOKEN_FILE: files.tokenFile, GOULETTE_TOKENS_FILE: files.tokensFile },
+          waitReady: false,
+        });
+        try {
+          await waitFor(() => broker.client.health({}).then(() => true), {
+            what: "the broker to listen",
+            timeoutMs: 30_000,
+          }).catch((err: unknown) => {
+            throw new Error(`${String(err)}\n${broker.logTail()}`);
+          });
+          const removeAs = (token?: string) =>
+            broker.client.removeTopic({ topic: "orders" }, token ? { headers: bearerHeaders(token) } : {});
+          await assert.rejects(removeAs(), (err: ConnectError) => err.code === Code.Unauthenticated);
+          await assert.rejects(
+            removeAs(secret["app.default"]),
+            (err: ConnectError) => err.code === Code.PermissionDenied,
+          );
+          await assert.rejects(
+            removeAs(secret[`broker.${FULLNAME}-broker-1`]),
+            (err: ConnectError) => err.code === Code.PermissionDenied,
+          );
+          await removeAs(secret.sentinel); // a sentinel may remove a topic (here: one it does not hold)
+        } finally {
+          await broker.kill();
+        }
       });
 
       it("a pod whose token is missing stops in its init container with a sentence", async () => {
