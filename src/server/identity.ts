@@ -118,7 +118,7 @@ export class Authenticator {
     if (options.sharedToken === "") throw new InvalidArgumentError("the auth token is empty");
     this.#shared = options.sharedToken === undefined ? undefined : digest(options.sharedToken);
     for (const [token, p] of options.tokens ?? []) {
-      this.#tokens.set(digest(token).toString("hex"), { ...p, trusted: false, via: "token" });
+      this.#tokens.set(tokenDigestHex(token), { ...p, trusted: false, via: "token" });
     }
   }
 
@@ -169,7 +169,8 @@ export function principalOfCertificate(cert: ReturnType<PeerCertificateLookup>):
 /**
  * Reads the tokens table: a file of `<principal> <token>` lines (`#` comments, blank lines), or a
  * directory with one file per principal, named `<kind>.<name>` (Kubernetes Secret keys allow no `:`)
- * and holding the token. Hidden entries (a mounted Secret's `..data`) are skipped.
+ * and holding the token. Hidden entries (a mounted Secret's `..data`) are skipped. A token may be
+ * given as its digest, `sha256:<64 lowercase hex>` (see tokenDigestHex).
  */
 export function loadTokens(source: string): Map<string, Omit<Principal, "via" | "trusted">> {
   const entries: [string, string, string][] = []; // [principal text, token, where]
@@ -225,6 +226,16 @@ export function readTokenFile(file: string): string {
     if (err instanceof InvalidArgumentError) throw err;
     throw new InvalidArgumentError(`cannot read the token file '${file}': ${errorMessage(err)}`);
   }
+}
+
+/**
+ * A table entry written `sha256:<64 hex>` is the token's digest rather than the token, so that a node
+ * can check credentials without holding them (the chart gives each pod only its own token).
+ */
+const DIGEST_ENTRY = /^sha256:([0-9a-f]{64})$/;
+
+function tokenDigestHex(entry: string): string {
+  return DIGEST_ENTRY.exec(entry)?.[1] ?? digest(entry).toString("hex");
 }
 
 function digest(token: string): Buffer {

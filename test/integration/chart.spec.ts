@@ -8,6 +8,7 @@ import { before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
 import { StatefulSet } from "kubernetes-models/apps/v1";
 import type { IStatefulSet } from "kubernetes-models/apps/v1";
+import { Job } from "kubernetes-models/batch/v1";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
@@ -96,7 +97,8 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
   "embedded etcd": { sentinel: { embeddedEtcd: true } },
   "TLS on": { tls: { enabled: true, existingSecret: TLS_SECRET } },
   "monitoring on": { metrics: monitoringOn },
-  "auth on": { auth: { enabled: true } },
+  "auth off": { auth: { enabled: false } },
+  "etcd TLS": { etcd: { tls: { enabled: true, existingSecret: "etcd-members-tls" } } },
   "external access (LoadBalancer)": { externalAccess: externalLoadBalancer },
   "external access (NodePort, hosts and ports)": {
     externalAccess: {
@@ -138,6 +140,7 @@ const MODELS: Record<string, Validating> = {
   "v1/Service": Service,
   "v1/ServiceAccount": ServiceAccount,
   "apps/v1/StatefulSet": StatefulSet,
+  "batch/v1/Job": Job,
   "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
   "rbac.authorization.k8s.io/v1/Role": Role,
   "rbac.authorization.k8s.io/v1/RoleBinding": RoleBinding,
@@ -208,6 +211,10 @@ describe("charts/goulette", () => {
 
       it("runs every container non-root, read-only, without capabilities, with an emptyDir /tmp", () => {
         for (const sts of statefulSets(objectsOf(name))) checkPodSecurity(sts);
+        // The credentials hook Job has the same pod template shape.
+        for (const job of objectsOf(name).filter((o) => o.kind === "Job")) {
+          checkPodSecurity(job as KubeObject & IStatefulSet);
+        }
       });
 
       it("has probes, PodDisruptionBudgets, anti-affinity and zone spread for every StatefulSet", () => {
@@ -238,7 +245,8 @@ describe("charts/goulette", () => {
       );
       const env = envOf(statefulSetOf(objects, "sentinel"), "sentinel", 0);
       assert.equal(env.get("GOULETTE_ETCD_ENDPOINTS")?.split(",").length, 3);
-      assert.equal(objects.filter((o) => o.kind === "Secret").length, 0, "no Secret without auth");
+      // The credentials Secret is made in the cluster by the hook Job, not rendered.
+      assert.equal(objects.filter((o) => o.kind === "Secret").length, 0, "a Secret is rendered");
     });
 
     it("the etcd image is configurable (registry.k8s.io/etcd)", async () => {
@@ -299,8 +307,7 @@ describe("charts/goulette", () => {
       );
       assert.match(sidecar.image ?? "", /etcd/);
       const env = envOf(sentinel, "sentinel", 0);
-      const clientPort = portOf(sidecar, "etcd-client");
-      assert.equal(env.get("GOULETTE_ETCD_ENDPOINTS"), `http://127.0.0.1:${clientPort}`);
+      assert.equal(env.get("GOULETTE_ETCD_ENDPOINTS"), argsOf(sentinel, "etcd", 0).get("listen-client-urls"));
       // The sidecar is the etcd: the sentinel must not try to start one itself (no etcd in its image).
       const sentinelContainer = containerOf(sentinel, "sentinel");
       assert.ok(!env.has("GOULETTE_ENABLE_EMBEDDED_ETCD"));
@@ -390,41 +397,6 @@ describe("charts/goulette", () => {
       const result = await helmTemplateRaw({ values: { tls: { enabled: true } } });
       assert.notEqual(result.code, 0);
       assert.match(result.stderr, /tls\.existingSecret/);
-    });
-
-    it("auth on: one token in a Secret, required by sentinels and presented by brokers", () => {
-      const objects = objectsOf("auth on");
-      const admin = secretRefOf(statefulSetOf(objects, "sentinel"), "sentinel", "GOULETTE_ADMIN_TOKEN");
-      const auth = secretRefOf(statefulSetOf(objects, "broker"), "broker", "GOULETTE_AUTH_TOKEN");
-      // Brokers call RegisterBroker, which the sentinels protect with their admin token.
-      assert.deepEqual(auth, admin);
-      assert.ok((secretValue(objects, admin.name, admin.key) ?? "").length >= 32, "token too short");
-      assert.ok(statefulSetOf(objects, "sentinel").spec?.template.metadata?.annotations?.["checksum/secret"]);
-    });
-
-    it("auth with a given token and with an existing Secret", async () => {
-      const given = await helmTemplate({ values: { auth: { enabled: true, token: "tok" } } });
-      const ref = secretRefOf(statefulSetOf(given, "broker"), "broker", "GOULETTE_AUTH_TOKEN");
-      assert.equal(secretValue(given, ref.name, ref.key), "tok");
-      const existing = await helmTemplate({
-        values: { auth: { enabled: true, existingSecret: "my-tokens", existingSecretKey: "goulette" } },
-      });
-      assert.equal(existing.filter((o) => o.kind === "Secret").length, 0);
-      for (const [component, variable] of [
-        ["sentinel", "GOULETTE_ADMIN_TOKEN"],
-        ["broker", "GOULETTE_AUTH_TOKEN"],
-      ] as const) {
-        assert.deepEqual(secretRefOf(statefulSetOf(existing, component), component, variable), {
-          name: "my-tokens",
-          key: "goulette",
-        });
-      }
-    });
-
-    it("auth off: no token variables", () => {
-      const objects = objectsOf("defaults");
-      assert.ok(!envOf(statefulSetOf(objects, "sentinel"), "sentinel", 0).has("GOULETTE_ADMIN_TOKEN"));
-      assert.ok(!envOf(statefulSetOf(objects, "broker"), "broker", 0).has("GOULETTE_AUTH_TOKEN"));
     });
   });
 
@@ -604,7 +576,10 @@ describe("charts/goulette", () => {
         result.stdout,
         /goulette produce --sentinels http:\/\/<EXTERNAL-IP>:9090 --listener external/,
       );
-      assert.match(result.stdout, /externalAccess\.enabled=true with auth\.enabled=false/);
+      assert.match(
+        result.stdout,
+        /externalAccess\.enabled=true with auth\.enabled=true and tls\.enabled=false/,
+      );
       assert.match(result.stdout, /open http:\/\/127\.0\.0\.1:9090\/ui\//, "the web console's URL");
     });
   });
@@ -896,19 +871,19 @@ function checkTopology(objects: KubeObject[], values: Record<string, unknown>): 
   if (etcd) {
     assert.ok(!embedded);
     const etcdHeadless = headlessServiceOf(objects, etcd);
-    checkEtcdMembers(etcd, etcdHeadless);
+    const etcdScheme = checkEtcdMembers(etcd, etcdHeadless);
     const clientPort = portOf(containerOf(etcd, "etcd"), "etcd-client");
     assert.deepEqual(
       endpoints,
       Array.from(
         { length: replicasOf(etcd) },
         (_, i) =>
-          `http://${etcd.metadata.name}-${i}.${etcdHeadless.metadata.name}.${NS}.svc.${DOMAIN}:${clientPort}`,
+          `${etcdScheme}://${etcd.metadata.name}-${i}.${etcdHeadless.metadata.name}.${NS}.svc.${DOMAIN}:${clientPort}`,
       ),
     );
   } else if (embedded) {
     checkEtcdMembers(sentinel, sentinelHeadless);
-    assert.deepEqual(endpoints, [`http://127.0.0.1:${portOf(containerOf(sentinel, "etcd"), "etcd-client")}`]);
+    assert.deepEqual(endpoints, [argsOf(sentinel, "etcd", 0).get("listen-client-urls")]);
   } else {
     assert.deepEqual(
       endpoints,
@@ -1022,10 +997,12 @@ function checkExternalAccess(objects: KubeObject[], values: Record<string, unkno
 }
 
 /** etcd members run in the pods of `sts`: --initial-cluster must name exactly those pods at their DNS names. */
-function checkEtcdMembers(sts: KubeObject & IStatefulSet, headless: KubeObject & IService): void {
+/** Checks the members of one etcd cluster; returns the scheme of its URLs (https with etcd.tls). */
+function checkEtcdMembers(sts: KubeObject & IStatefulSet, headless: KubeObject & IService): string {
   const container = containerOf(sts, "etcd");
   const peerPort = portOf(container, "etcd-peer");
-  const clientPort = portOf(container, "etcd-client");
+  const embedded = componentOf(sts) === "sentinel";
+  const scheme = (container.args ?? []).includes("--client-cert-auth") ? "https" : "http";
   assert.ok(
     headless.spec?.ports?.some((p) => p.port === peerPort),
     `${headless.metadata.name} lacks the peer port`,
@@ -1048,7 +1025,10 @@ function checkEtcdMembers(sts: KubeObject & IStatefulSet, headless: KubeObject &
     const pods = Array.from({ length: replicas }, (_, j) => `${sts.metadata.name}-${j}`);
     assert.deepEqual([...cluster.keys()], pods, "--initial-cluster must list every pod of the StatefulSet");
     for (const [member, peerUrl] of cluster) {
-      assert.equal(peerUrl, `http://${member}.${headless.metadata.name}.${NS}.svc.${DOMAIN}:${peerPort}`);
+      assert.equal(
+        peerUrl,
+        `${scheme}://${member}.${headless.metadata.name}.${NS}.svc.${DOMAIN}:${peerPort}`,
+      );
     }
     assert.equal(args.get("name"), pod, "the member name must be the pod name");
     assert.equal(
@@ -1056,9 +1036,12 @@ function checkEtcdMembers(sts: KubeObject & IStatefulSet, headless: KubeObject &
       cluster.get(pod),
       "advertised peer URL ≠ --initial-cluster entry",
     );
+    // The embedded sidecar serves its own sentinel only, on 127.0.0.1.
     assert.equal(
       args.get("advertise-client-urls"),
-      `http://${pod}.${headless.metadata.name}.${NS}.svc.${DOMAIN}:${clientPort}`,
+      embedded
+        ? args.get("listen-client-urls")
+        : `${scheme}://${pod}.${headless.metadata.name}.${NS}.svc.${DOMAIN}:${portOf(container, "etcd-client")}`,
     );
     const dataDir = args.get("data-dir") ?? "";
     assert.ok(
@@ -1066,6 +1049,7 @@ function checkEtcdMembers(sts: KubeObject & IStatefulSet, headless: KubeObject &
       `--data-dir ${dataDir} is not on the etcd-data volume`,
     );
   }
+  return scheme;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1145,13 +1129,18 @@ function checkAvailability(objects: KubeObject[], values: Record<string, unknown
 }
 
 function checkRbac(objects: KubeObject[]): void {
-  const role = objects.find((o): o is KubeObject & IRole => o.kind === "Role");
+  const fullname = `${RELEASE}-goulette`;
+  const role = objects.find(
+    (o): o is KubeObject & IRole => o.kind === "Role" && o.metadata.name === fullname,
+  );
   assert.ok(role, "no Role");
   assert.deepEqual(role.rules, [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] }]);
-  const binding = objects.find((o): o is KubeObject & IRoleBinding => o.kind === "RoleBinding");
+  const binding = objects.find(
+    (o): o is KubeObject & IRoleBinding => o.kind === "RoleBinding" && o.metadata.name === fullname,
+  );
   assert.ok(binding);
   assert.equal(binding.roleRef.name, role.metadata.name);
-  const account = objects.find((o) => o.kind === "ServiceAccount");
+  const account = objects.find((o) => o.kind === "ServiceAccount" && o.metadata.name === fullname);
   assert.ok(account);
   assert.deepEqual(binding.subjects, [
     { kind: "ServiceAccount", name: account.metadata.name, namespace: NS },
@@ -1168,17 +1157,25 @@ function checkRbac(objects: KubeObject[]): void {
   }
   const sentinelEnv = envOf(statefulSetOf(objects, "sentinel"), "sentinel", 0);
   assert.ok(sentinelEnv.get("GOULETTE_KUBE_BROKER_SELECTOR"));
-  const policy = objects.find((o): o is KubeObject & INetworkPolicy => o.kind === "NetworkPolicy");
+  // Only the credentials Job (a hook) may touch Secrets, and only its own by name beyond "create".
+  const secretRules = objects
+    .filter((o): o is KubeObject & IRole => o.kind === "Role")
+    .flatMap((r) => (r.rules ?? []).map((rule) => ({ role: r.metadata.name, rule })))
+    .filter(({ rule }) => rule.resources?.includes("secrets"));
+  for (const { role: name, rule } of secretRules) {
+    assert.equal(name, `${fullname}-credentials`, `${name} may touch Secrets`);
+    if (!(rule.verbs.length === 1 && rule.verbs[0] === "create")) {
+      assert.deepEqual(rule.resourceNames, [`${fullname}-credentials`], `${name}: ${rule.verbs.join(",")}`);
+    }
+  }
+  const policies = objects.filter((o): o is KubeObject & INetworkPolicy => o.kind === "NetworkPolicy");
   const etcd = statefulSetOf(objects, "etcd");
-  assert.equal(
-    policy !== undefined,
-    etcd !== undefined,
-    "a NetworkPolicy protects the etcd StatefulSet, and only it",
-  );
-  if (policy && etcd) {
+  const etcdPolicy = policies.find((p) => componentOf(p) === "etcd");
+  assert.equal(etcdPolicy !== undefined, etcd !== undefined, "a NetworkPolicy protects the etcd StatefulSet");
+  if (etcdPolicy && etcd) {
     const sentinelLabels = statefulSetOf(objects, "sentinel").spec?.template.metadata?.labels;
     const brokerLabels = statefulSetOf(objects, "broker").spec?.template.metadata?.labels;
-    const peers = (policy.spec?.ingress ?? []).flatMap((rule) => rule.from ?? []);
+    const peers = (etcdPolicy.spec?.ingress ?? []).flatMap((rule) => rule.from ?? []);
     assert.ok(
       peers.some((p) => selects(p.podSelector?.matchLabels, sentinelLabels)),
       "sentinels cannot reach etcd",

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -54,6 +55,22 @@ describe("identities", () => {
     await writeFile(file, "sentinel\n");
     assert.throws(() => loadTokens(file), /line 1: expected '<principal> <token>'/);
     assert.throws(() => loadTokens(path.join(dir, "missing")), /cannot read the tokens file/);
+  });
+
+  it("accepts a token given as its sha256 digest, and only the token itself, not the digest", () => {
+    const digest = createHash("sha256").update("b1-token").digest("hex");
+    const auth = new Authenticator({
+      tokens: new Map([[`sha256:${digest}`, { kind: "broker" as const, name: "b1" }]]),
+    });
+    const h = (value: string) => new Headers({ authorization: value });
+    assert.deepEqual(auth.resolve(h("Bearer b1-token")), {
+      kind: "broker",
+      name: "b1",
+      trusted: false,
+      via: "token",
+    });
+    assert.throws(() => auth.resolve(h(`Bearer sha256:${digest}`)), UnauthenticatedError);
+    assert.throws(() => auth.resolve(h(`Bearer ${digest}`)), UnauthenticatedError);
   });
 
   it("resolves a token, the shared token, a certificate, or anonymous; an unknown token is refused", () => {

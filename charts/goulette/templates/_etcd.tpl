@@ -29,9 +29,31 @@ Return the etcd client URLs sentinels use, comma-separated.
 {{- $name := include "goulette.etcd.fullname" . -}}
 {{- $host := printf "%s.%s" (include "goulette.etcd.headless" .) (include "goulette.svcDomain" .) -}}
 {{- range $i := until (int .Values.etcd.replicas) -}}
-{{- $urls = append $urls (printf "http://%s-%d.%s:%d" $name $i $host (int $.Values.etcd.clientPort)) -}}
+{{- $urls = append $urls (printf "%s://%s-%d.%s:%d" (include "goulette.etcd.scheme" $) $name $i $host (int $.Values.etcd.clientPort)) -}}
 {{- end -}}
 {{- join "," $urls -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Return the scheme of the chart's etcd StatefulSet (client and peer URLs): https with etcd.tls.enabled.
+The embedded sidecar always speaks plain HTTP: its client port listens on 127.0.0.1 only.
+*/}}
+{{- define "goulette.etcd.scheme" -}}
+{{- if and .Values.etcd.tls.enabled (eq (include "goulette.etcd.mode" .) "statefulset") -}}https{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{/*
+Return the Secret of the sentinels' etcd TLS files (CA, client certificate and key), or nothing:
+etcd.external.tls.existingSecret for an external etcd, etcd.tls.clientExistingSecret (default:
+etcd.tls.existingSecret) for the chart's StatefulSet with etcd.tls.enabled.
+*/}}
+{{- define "goulette.etcd.clientTlsSecret" -}}
+{{- $mode := include "goulette.etcd.mode" . -}}
+{{- if and (eq $mode "external") .Values.etcd.external.tls.enabled -}}
+{{- .Values.etcd.external.tls.existingSecret -}}
+{{- else if and (eq $mode "statefulset") .Values.etcd.tls.enabled -}}
+{{- default .Values.etcd.tls.existingSecret .Values.etcd.tls.clientExistingSecret -}}
 {{- end -}}
 {{- end -}}
 
@@ -45,7 +67,7 @@ Usage: {{ include "goulette.etcd.initialCluster" (dict "context" $ "statefulset"
 {{- $members := list -}}
 {{- range $i := until (int .replicas) -}}
 {{- $pod := printf "%s-%d" $.statefulset $i -}}
-{{- $members = append $members (printf "%s=http://%s.%s.%s:%d" $pod $pod $.headless (include "goulette.svcDomain" $ctx) (int $ctx.Values.etcd.peerPort)) -}}
+{{- $members = append $members (printf "%s=%s://%s.%s.%s:%d" $pod (include "goulette.etcd.scheme" $ctx) $pod $.headless (include "goulette.svcDomain" $ctx) (int $ctx.Values.etcd.peerPort)) -}}
 {{- end -}}
 {{- join "," $members -}}
 {{- end -}}
@@ -53,11 +75,16 @@ Usage: {{ include "goulette.etcd.initialCluster" (dict "context" $ "statefulset"
 {{/*
 Return the etcd container: used by the etcd StatefulSet and, in embedded mode, as the sentinel
 pods' sidecar. Members are named after their pods and find each other through the headless Service.
+The sidecar's client port listens on 127.0.0.1; with etcd.tls.enabled the StatefulSet's members serve
+TLS and require client certificates on both ports.
 Usage: {{ include "goulette.etcd.container" (dict "context" $ "statefulset" "x" "headless" "x-headless" "replicas" 3) }}
 */}}
 {{- define "goulette.etcd.container" -}}
 {{- $ctx := .context -}}
 {{- $etcd := $ctx.Values.etcd -}}
+{{- $embedded := eq (include "goulette.etcd.mode" $ctx) "embedded" -}}
+{{- $tls := eq (include "goulette.etcd.scheme" $ctx) "https" -}}
+{{- $scheme := include "goulette.etcd.scheme" $ctx -}}
 {{- $host := printf "$(POD_NAME).%s.%s" .headless (include "goulette.svcDomain" $ctx) -}}
 - name: etcd
   image: {{ include "goulette.etcd.image" $ctx }}
@@ -66,10 +93,29 @@ Usage: {{ include "goulette.etcd.container" (dict "context" $ "statefulset" "x" 
   args:
     - --name=$(POD_NAME)
     - --data-dir=/var/run/etcd/default.etcd
-    - --listen-client-urls=http://0.0.0.0:{{ $etcd.clientPort }}
-    - --advertise-client-urls=http://{{ $host }}:{{ $etcd.clientPort }}
-    - --listen-peer-urls=http://0.0.0.0:{{ $etcd.peerPort }}
-    - --initial-advertise-peer-urls=http://{{ $host }}:{{ $etcd.peerPort }}
+    {{- if $embedded }}
+    # Only the sentinel next to it uses this member: its client port stays inside the pod.
+    - --listen-client-urls=http://127.0.0.1:{{ $etcd.clientPort }}
+    - --advertise-client-urls=http://127.0.0.1:{{ $etcd.clientPort }}
+    {{- else }}
+    - --listen-client-urls={{ $scheme }}://0.0.0.0:{{ $etcd.clientPort }}
+    - --advertise-client-urls={{ $scheme }}://{{ $host }}:{{ $etcd.clientPort }}
+    {{- end }}
+    - --listen-peer-urls={{ $scheme }}://0.0.0.0:{{ $etcd.peerPort }}
+    - --initial-advertise-peer-urls={{ $scheme }}://{{ $host }}:{{ $etcd.peerPort }}
+    # /health and /metrics without TLS or data: what the probes use.
+    - --listen-metrics-urls=http://0.0.0.0:{{ $etcd.metricsPort }}
+    {{- if $tls }}
+    # Clients (sentinels) and peers need a certificate signed by the CA.
+    - --cert-file=/etc/etcd/tls/tls.crt
+    - --key-file=/etc/etcd/tls/tls.key
+    - --trusted-ca-file=/etc/etcd/tls/ca.crt
+    - --client-cert-auth
+    - --peer-cert-file=/etc/etcd/tls/tls.crt
+    - --peer-key-file=/etc/etcd/tls/tls.key
+    - --peer-trusted-ca-file=/etc/etcd/tls/ca.crt
+    - --peer-client-cert-auth
+    {{- end }}
     - --initial-cluster={{ include "goulette.etcd.initialCluster" . }}
     - --initial-cluster-state=new
     - --initial-cluster-token={{ default (printf "%s-etcd" (include "goulette.fullname" $ctx)) $etcd.initialClusterToken }}
@@ -88,30 +134,43 @@ Usage: {{ include "goulette.etcd.container" (dict "context" $ "statefulset" "x" 
           fieldPath: metadata.name
     # So that `kubectl exec ... -- etcdctl ...` talks to this member without flags.
     - name: ETCDCTL_ENDPOINTS
-      value: http://127.0.0.1:{{ $etcd.clientPort }}
+      value: {{ $scheme }}://127.0.0.1:{{ $etcd.clientPort }}
+    {{- if $tls }}
+    - name: ETCDCTL_CACERT
+      value: /etc/etcd/tls/ca.crt
+    - name: ETCDCTL_CERT
+      value: /etc/etcd/tls/tls.crt
+    - name: ETCDCTL_KEY
+      value: /etc/etcd/tls/tls.key
+    {{- end }}
     {{- with $etcd.extraEnvVars }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   ports:
+    {{- if not $embedded }}
     - name: etcd-client
       containerPort: {{ $etcd.clientPort }}
       protocol: TCP
+    {{- end }}
     - name: etcd-peer
       containerPort: {{ $etcd.peerPort }}
+      protocol: TCP
+    - name: etcd-metrics
+      containerPort: {{ $etcd.metricsPort }}
       protocol: TCP
   {{- if $etcd.livenessProbe.enabled }}
   # serializable: answers without a leader, so losing quorum does not restart every member.
   livenessProbe:
     httpGet:
       path: /health?serializable=true
-      port: etcd-client
+      port: etcd-metrics
     {{- include "goulette.probeTimings" $etcd.livenessProbe | nindent 4 }}
   {{- end }}
   {{- if $etcd.readinessProbe.enabled }}
   readinessProbe:
     httpGet:
       path: /health
-      port: etcd-client
+      port: etcd-metrics
     {{- include "goulette.probeTimings" $etcd.readinessProbe | nindent 4 }}
   {{- end }}
   {{- with $etcd.resources }}
@@ -125,4 +184,9 @@ Usage: {{ include "goulette.etcd.container" (dict "context" $ "statefulset" "x" 
       mountPath: /var/run/etcd
     - name: etcd-tmp
       mountPath: /tmp
+    {{- if $tls }}
+    - name: etcd-server-tls
+      mountPath: /etc/etcd/tls
+      readOnly: true
+    {{- end }}
 {{- end -}}

@@ -79,3 +79,10 @@ Return the DNS suffix of Services in this release's namespace: "<ns>.svc.<cluste
 {{- define "goulette.svcDomain" -}}
 {{- printf "%s.svc.%s" (include "goulette.namespace" .) .Values.clusterDomain -}}
 {{- end -}}
+
+{{/*
+Return the label key that lets a pod call the RPC ports under NetworkPolicies ("<fullname>-client").
+*/}}
+{{- define "goulette.networkPolicy.clientLabel" -}}
+{{- printf "%s-client" (include "goulette.fullname" .) -}}
+{{- end -}}

@@ -18,12 +18,19 @@ goulette.validateValues.* helper prints its problems one per line, or nothing.
 {{- end -}}
 
 {{/*
-etcd: one source only; an external etcd's password and TLS Secret when its options need them.
+etcd: one source only; an external etcd's password and TLS Secret when its options need them; the
+StatefulSet's TLS Secret.
 */}}
 {{- define "goulette.validateValues.etcd" -}}
 {{- $external := .Values.etcd.external -}}
 {{- if and .Values.sentinel.embeddedEtcd $external.endpoints }}
 sentinel.embeddedEtcd=true and etcd.external.endpoints are exclusive: choose one (unset the endpoints, or embeddedEtcd)
+{{- end }}
+{{- if and .Values.etcd.tls.enabled (ne (include "goulette.etcd.mode" .) "statefulset") }}
+etcd.tls.enabled=true applies to the chart's etcd StatefulSet only: for an external etcd set etcd.external.tls; the embedded sidecar's client port listens on 127.0.0.1
+{{- end }}
+{{- if and .Values.etcd.tls.enabled (eq (include "goulette.etcd.mode" .) "statefulset") (not .Values.etcd.tls.existingSecret) }}
+etcd.tls.enabled=true needs etcd.tls.existingSecret: a Secret with the members' certificate (ca.crt, tls.crt, tls.key; see docs/kubernetes.md)
 {{- end }}
 {{- if eq (include "goulette.etcd.mode" .) "external" }}
 {{- if and $external.username (not $external.existingSecret) (not $external.password) }}

@@ -1,7 +1,7 @@
 {{/* Volumes, mounts and volumeClaimTemplates of Goulette pods. */}}
 
 {{/*
-Return the standard volumes of a Goulette pod: /tmp, the config file, the TLS Secret.
+Return the standard volumes of a Goulette pod: /tmp, the config file, the TLS Secret, the credentials.
 Usage: {{ include "goulette.volumes" (dict "context" $ "configMap" "name") }}
 */}}
 {{- define "goulette.volumes" -}}
@@ -15,6 +15,18 @@ Usage: {{ include "goulette.volumes" (dict "context" $ "configMap" "name") }}
   secret:
     secretName: {{ include "goulette.tls.secretName" .context }}
     defaultMode: 0440
+{{- end }}
+{{- if .context.Values.auth.enabled }}
+# Every token: mounted only into the credentials init container.
+- name: credentials-source
+  secret:
+    secretName: {{ include "goulette.auth.secretName" .context }}
+    defaultMode: 0440
+# This pod's own token and the digests table, in memory.
+- name: credentials
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
 {{- end }}
 {{- end -}}
 
@@ -30,6 +42,11 @@ Return the standard volume mounts of a Goulette container.
 {{- if .Values.tls.enabled }}
 - name: tls
   mountPath: /etc/goulette/tls
+  readOnly: true
+{{- end }}
+{{- if .Values.auth.enabled }}
+- name: credentials
+  mountPath: /etc/goulette/credentials
   readOnly: true
 {{- end }}
 {{- end -}}

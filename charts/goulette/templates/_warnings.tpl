@@ -34,7 +34,7 @@ Compile all warnings into one message printed by NOTES.txt.
 {{- $warnings = append $warnings "tls.mutual=true: every client (other sentinels forwarding to the leader, brokers, Prometheus, the CLI) must present a certificate signed by the CA, and probes only check that the port is open." -}}
 {{- end -}}
 {{- if not .Values.auth.enabled -}}
-{{- $warnings = append $warnings "auth.enabled=false: anyone who can reach the Services can produce, consume and call admin RPCs." -}}
+{{- $warnings = append $warnings "auth.enabled=false: sentinels and brokers run with --allow-anonymous: anyone who can reach their ports can produce, consume, delete topics and act as a broker or a sentinel." -}}
 {{- end -}}
 {{- if and .Values.externalAccess.enabled (not (and .Values.auth.enabled .Values.tls.enabled)) -}}
 {{- $warnings = append $warnings (printf "externalAccess.enabled=true with auth.enabled=%t and tls.enabled=%t: the brokers and sentinels are reachable from outside the cluster; turn both on unless that network is trusted." .Values.auth.enabled .Values.tls.enabled) -}}
