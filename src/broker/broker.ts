@@ -6,7 +6,7 @@ import { canonicalListeners, type ListenerAddress } from "../fsm/listeners.js";
 import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
-import { BROKER_RULES, authorization, authorizationHeaderCheck } from "../server/authorization.js";
+import { authorization, authorizationHeaderCheck, brokerRules } from "../server/authorization.js";
 import { Authenticator, type IdentityOptions } from "../server/identity.js";
 import { httpEndpoints } from "../server/http-endpoints.js";
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
@@ -24,6 +24,7 @@ import { PartitionManager } from "./partition-manager.js";
 import { startFetcher, type FollowerOptions } from "./replication-follower.js";
 import { FollowerSessions } from "./replication-session-follower.js";
 import { SentinelSession } from "./sentinel-session.js";
+import { BrokerAcls } from "./topic-acls.js";
 
 export interface BrokerConfig {
   /** Unique broker id (the pod name in Kubernetes). */
@@ -204,10 +205,13 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     allowAnonymous: config.identity ? config.identity.allowAnonymous === true : !config.authToken,
     certificates: Boolean(config.tls?.caFile),
   });
+  // Applications are checked against the topic ACLs the sentinels' KeepAlive answers carry.
+  const acls = new BrokerAcls(logger.child({ component: "acls" }));
+  const rules = brokerRules(() => acls.current);
   const interceptors: Interceptor[] = [
     errorTranslation(logger),
     rpcMetrics(createRpcMetrics(registry)),
-    authorization(authenticator, BROKER_RULES),
+    authorization(authenticator, rules),
   ];
   const server = await startRpcServer({
     address: config.address,
@@ -216,7 +220,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     },
     interceptors,
     // Credentials and the method's rule are checked before the body is read.
-    authenticate: authorizationHeaderCheck(authenticator, BROKER_RULES),
+    authenticate: authorizationHeaderCheck(authenticator, rules),
     fallback: httpEndpoints({
       ready,
       notReadyReason: "not registered with the sentinels yet",
@@ -250,6 +254,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     topicsOnDisk: () => partitions.topicsOnDisk(),
     onAssignments: (assignments, appliedId, digest) => partitions.reconcile(assignments, appliedId, digest),
     heldAssignmentsDigest: () => partitions.heldAssignmentsDigest,
+    acls,
     logger: logger.child({ component: "sentinel-session" }),
   });
   live.session = session;

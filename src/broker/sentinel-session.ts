@@ -7,6 +7,7 @@ import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { monotonicClock, type Clock } from "../common/clock.js";
 import type { Logger } from "../observability/logger.js";
 import type { ListenerAddress } from "../fsm/listeners.js";
+import type { BrokerAcls } from "./topic-acls.js";
 
 export interface SentinelSessionOptions {
   brokerId: string;
@@ -34,6 +35,8 @@ export interface SentinelSessionOptions {
    * since), "" when none: a KeepAlive sending it is answered without the list when it still matches.
    */
   heldAssignmentsDigest: () => string;
+  /** The topic ACLs every answer refreshes (absent: not followed). */
+  acls?: BrokerAcls;
   logger: Logger;
   /** The fence's clock: monotonic (default), so a wall-clock step neither stretches nor shrinks it. */
   clock?: Clock;
@@ -197,9 +200,11 @@ export class SentinelSession {
         listeners: [...this.options.listeners],
         status: BrokerStatus.HEALTHY,
         assignmentsDigest: fullList ? "" : this.options.heldAssignmentsDigest(),
+        aclsDigest: this.options.acls?.heldDigest ?? "",
       },
       call,
     );
+    this.options.acls?.learn(res);
     this.#beatsSinceFullList = fullList ? 0 : this.#beatsSinceFullList + 1;
     if (!res.registered) {
       this.options.logger.warn("the sentinels do not know this broker (any more); registering again");

@@ -2,11 +2,15 @@ import type { Client } from "@connectrpc/connect";
 import type { TopicReplicaInfo } from "../gen/goulette/v1/common_pb.js";
 import type { GroupSummary } from "../gen/goulette/v1/group_pb.js";
 import type {
+  AclEntry,
   CreateSnapshotResponse,
+  DeleteAclResponse,
   GetBrokersResponse,
   GetClusterStatusResponse,
+  ListAclsResponse,
   ListOperationsResponse,
   ListTopicsResponse,
+  PutAclResponse,
   SentinelService,
   UnregisterBrokerResponse,
 } from "../gen/goulette/v1/sentinel_pb.js";
@@ -145,6 +149,39 @@ export class Admin {
   /** Makes the leader write a snapshot now and compact the operations it covers. */
   createSnapshot(options: { signal?: AbortSignal } = {}): Promise<CreateSnapshotResponse> {
     return this.#call((c, o) => c.createSnapshot({}, o), options.signal);
+  }
+
+  /**
+   * Grants an application (`app:<name>`) or every application (`*`) `read` and/or `write` on a topic or
+   * a prefix (`orders.*`), replacing what the same principal and topic had; brokers apply it within a
+   * KeepAlive interval. Bad names or permissions are InvalidArgumentError; nothing is recorded then.
+   */
+  putAcl(
+    acl: { principal: string; resource: string; permissions: readonly string[] },
+    options: { signal?: AbortSignal } = {},
+  ): Promise<PutAclResponse> {
+    return this.#call(
+      (c, o) => c.putAcl({ acl: { ...acl, permissions: [...acl.permissions] } }, o),
+      options.signal,
+    );
+  }
+
+  /** Deletes the entry of this principal and topic (NotFoundError when there is none). */
+  deleteAcl(
+    principal: string,
+    resource: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<DeleteAclResponse> {
+    return this.#call((c, o) => c.deleteAcl({ principal, resource }, o), options.signal);
+  }
+
+  /** The cluster's ACL entries (of one principal when given), sorted by principal and topic. */
+  async listAcls(options: { principal?: string; signal?: AbortSignal } = {}): Promise<AclEntry[]> {
+    const res: ListAclsResponse = await this.#call(
+      (c, o) => c.listAcls({ principal: options.principal ?? "" }, o),
+      options.signal,
+    );
+    return res.acls;
   }
 
   /** Consumer groups (name order): state, members, generation, topics, partitions. */

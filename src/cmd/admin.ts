@@ -10,6 +10,7 @@ import { InvalidArgumentError, UnavailableError } from "../errors.js";
 import { formatHelp, loadOptions, option, toCamelCase, type OptionValues } from "../config/options.js";
 import { describeTlsError } from "../server/tls.js";
 import { runGroupCommand } from "./admin-groups.js";
+import { ACL_USAGE, runAclCommand } from "./admin-acl.js";
 import { sentinelsOption } from "./cli-options.js";
 import { LISTENER_OPTION, transportOptions } from "./produce.js";
 import { formatTable, toJson } from "./table.js";
@@ -38,8 +39,19 @@ const schema = {
   topic: option({
     kind: "string",
     description:
-      "Topic (groups --group: only this one, also for a group without live members; reset-offsets, delete-offsets: required)",
+      "Topic (groups --group: only this one, also for a group without live members; reset-offsets, delete-offsets: required; acl: a topic or a prefix ending in '*')",
     default: "",
+  }),
+  principal: option({
+    kind: "string",
+    description: "acl: the application ('app:<name>') or every application ('*')",
+    default: "",
+  }),
+  permission: option({
+    kind: "list",
+    repeatable: true,
+    description: "acl add: read and/or write (comma-separated)",
+    default: [],
   }),
   partition: option({
     kind: "list",
@@ -105,6 +117,7 @@ const USAGE = `Usage: goulette admin <command> [options]
   delete-offsets --group g --topic t [--partition p]
                forget the group's committed offsets on the topic's partitions (it then starts
                where its consumers' --from-beginning says). Refused while it has live members
+${ACL_USAGE}
 
   --json prints JSON instead of tables; flags that do not apply to the command are errors.`;
 
@@ -121,6 +134,7 @@ const COMMAND_FLAGS: Record<string, readonly string[]> = {
   groups: ["prefix", "group", "topic"],
   "reset-offsets": ["group", "topic", "partition", "to-earliest", "to-latest", "to-offset", "dry-run"],
   "delete-offsets": ["group", "topic", "partition"],
+  acl: ["principal", "topic", "permission"],
 };
 
 export const adminOptionSchema = schema;
@@ -145,7 +159,7 @@ export async function runAdmin(argv: string[]): Promise<void> {
     if (sources[toCamelCase(name)] === "flag" && !COMMON_FLAGS.includes(name) && !allowed.includes(name))
       throw new InvalidArgumentError(`--${name} does not apply to 'admin ${command}' (see --help)`);
   }
-  if (command !== "unregister-broker" && positionals.length > 1)
+  if (command !== "unregister-broker" && command !== "acl" && positionals.length > 1)
     throw new InvalidArgumentError(`unexpected argument '${positionals[1]}' (see --help)`);
   // Every command goes through the SDK's Admin: one failover path for the CLI and applications.
   const admin = new Admin({
@@ -157,6 +171,7 @@ export async function runAdmin(argv: string[]): Promise<void> {
   });
   try {
     if (Object.hasOwn(GROUP_COMMANDS, command)) await runGroupCommand(command, o, admin);
+    else if (command === "acl") await runAclCommand(positionals.slice(1), o, admin);
     else await runCommand(command, positionals.slice(1), o, admin);
   } catch (err) {
     throw withTlsHint(err);

@@ -5,6 +5,7 @@
  */
 
 import { MAX_VIRTUAL_NODES } from "../ring/hash-ring.js";
+import { canonicalAclEntry, canonicalAclPrincipal, validateAclResource, type AclEntry } from "./acl.js";
 import type { ListenerAddress } from "./listeners.js";
 
 /** One partition's replica list as decided by the leader; replicas[0] leads. */
@@ -62,7 +63,10 @@ export type Command =
    * The hash ring's shape, recorded once (by the first leader whose log has none) so every sentinel
    * builds the same ring whatever its --virtual-nodes flag says. Changing it later is not supported.
    */
-  | { type: "configureRing"; data: { virtualNodes: number } };
+  | { type: "configureRing"; data: { virtualNodes: number } }
+  /** An application's (or every application's) permissions on a topic or prefix, replacing earlier ones. */
+  | { type: "putAcl"; data: AclEntry }
+  | { type: "deleteAcl"; data: { principal: string; resource: string } };
 
 export type CommandType = Command["type"];
 
@@ -75,6 +79,8 @@ export const COMMAND_TYPES: readonly CommandType[] = [
   "reassignPartitions",
   "deleteTopic",
   "configureRing",
+  "putAcl",
+  "deleteAcl",
 ];
 
 /** A committed log entry. The timestamp travels inside the entry so apply never reads a clock. */
@@ -163,5 +169,29 @@ function shapeProblem(value: unknown): string | undefined {
         (d.virtualNodes as number) <= MAX_VIRTUAL_NODES
         ? undefined
         : `data needs virtualNodes, an integer in [1, ${MAX_VIRTUAL_NODES}]`;
+    case "putAcl":
+      return aclProblem(() => {
+        const canonical = canonicalAclEntry({
+          principal: String(d.principal),
+          resource: String(d.resource),
+          permissions: Array.isArray(d.permissions) ? d.permissions.map(String) : [],
+        });
+        // Apply keeps the entry as logged: it must already be canonical.
+        return JSON.stringify(canonical) === JSON.stringify(d) ? undefined : "the entry is not canonical";
+      });
+    case "deleteAcl":
+      return aclProblem(() => {
+        if (!isString(d.principal) || !isString(d.resource)) return "data needs principal and resource";
+        validateAclResource(d.resource);
+        return canonicalAclPrincipal(d.principal) === d.principal ? undefined : "principal is not canonical";
+      });
+  }
+}
+
+function aclProblem(check: () => string | undefined): string | undefined {
+  try {
+    return check();
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
   }
 }

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { AclSet, type AclEntry } from "./acl.js";
 import type { ListenerAddress } from "./listeners.js";
 import type { Operation, PartitionPlacement, TopicChange } from "./operations.js";
 
@@ -49,6 +50,8 @@ export interface StateSnapshot {
    * digests of older logs are unchanged and older sentinels can still read the snapshot.
    */
   ring?: RingConfig;
+  /** The topic ACLs, sorted; absent when there are none (older snapshots and digests unchanged). */
+  acls?: AclEntry[];
 }
 
 /** The hash ring's shape as recorded in the log. */
@@ -74,6 +77,7 @@ export class ClusterState {
   /** Derived index: broker id → topics it holds a replica of. */
   readonly #topicsByBroker = new Map<string, Set<string>>();
   #ring: RingConfig | undefined;
+  #acls: AclSet = AclSet.EMPTY;
 
   get appliedId(): number {
     return this.#appliedId;
@@ -82,6 +86,11 @@ export class ClusterState {
   /** The recorded ring configuration, or undefined when the log has none yet (each sentinel uses its flag). */
   get ringConfig(): RingConfig | undefined {
     return this.#ring;
+  }
+
+  /** The topic ACLs (putAcl, deleteAcl): an immutable set, replaced on each change. */
+  get acls(): AclSet {
+    return this.#acls;
   }
 
   broker(brokerId: string): BrokerRecord | undefined {
@@ -192,6 +201,13 @@ export class ClusterState {
         // Placements already made stay as recorded; only later planning sees the new ring.
         this.#ring = { virtualNodes: op.data.virtualNodes };
         break;
+      case "putAcl":
+        this.#acls = this.#acls.with({ ...op.data, permissions: [...op.data.permissions] });
+        break;
+      case "deleteAcl":
+        // Deleting a missing entry is refused before it is logged; replayed, it changes nothing.
+        this.#acls = this.#acls.without(op.data.principal, op.data.resource);
+        break;
     }
     this.#appliedId = op.id;
     return effect;
@@ -230,6 +246,7 @@ export class ClusterState {
       brokers: this.brokers().map(copyBroker),
       topics: this.topicNames().map((name) => structuredClone(this.#topics.get(name) as TopicRecord)),
       ...(this.#ring ? { ring: { ...this.#ring } } : {}),
+      ...(this.#acls.size > 0 ? { acls: this.#acls.entries().map((e) => structuredClone(e)) } : {}),
     };
   }
 
@@ -250,6 +267,7 @@ export class ClusterState {
       this.#index(record, +1);
     }
     this.#ring = snapshot.ring ? { virtualNodes: snapshot.ring.virtualNodes } : undefined;
+    this.#acls = snapshot.acls ? new AclSet(snapshot.acls.map((e) => structuredClone(e))) : AclSet.EMPTY;
     this.#appliedId = snapshot.appliedId;
   }
 
@@ -262,6 +280,7 @@ export class ClusterState {
     for (const [k, v] of other.#topics) this.#topics.set(k, v);
     for (const [k, v] of other.#topicsByBroker) this.#topicsByBroker.set(k, v);
     this.#ring = other.#ring;
+    this.#acls = other.#acls;
     this.#appliedId = other.#appliedId;
   }
 

@@ -1,4 +1,6 @@
 import type { Heartbeat, HeartbeatStore } from "../coordination/heartbeats.js";
+import { NotFoundError } from "../errors.js";
+import type { AclEntry } from "../fsm/acl.js";
 import type { ListenerAddress } from "../fsm/listeners.js";
 import { sameListeners } from "../fsm/listeners.js";
 import { planRestartHandover, withUpToDateLeaders } from "../fsm/leader-choice.js";
@@ -200,6 +202,26 @@ export class LeaderActions {
       const replicaCount = replicaCountOrDefault(request.replicaCount, healthy);
       validateTopicShape(request.topic, request.partitions, replicaCount, healthy);
       return planNewTopic(state, plane.ring, { ...request, replicaCount });
+    });
+  }
+
+  /** Records an ACL entry (canonical), replacing the entry for its principal and resource; none if equal. */
+  putAcl(entry: AclEntry): Promise<Operation | undefined> {
+    const { plane } = this.#options;
+    return plane.propose(() => {
+      const known = plane.state.acls.get(entry.principal, entry.resource);
+      if (known && known.permissions.join() === entry.permissions.join()) return undefined;
+      return { type: "putAcl", data: entry };
+    });
+  }
+
+  /** Deletes an ACL entry; NotFoundError when there is none for this principal and resource. */
+  deleteAcl(principal: string, resource: string): Promise<Operation | undefined> {
+    const { plane } = this.#options;
+    return plane.propose(() => {
+      if (!plane.state.acls.get(principal, resource))
+        throw new NotFoundError(`no ACL entry for ${principal} on '${resource}'`);
+      return { type: "deleteAcl", data: { principal, resource } };
     });
   }
 

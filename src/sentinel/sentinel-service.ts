@@ -41,6 +41,7 @@ import type { CreationAdmission } from "./admission.js";
 import type { FailureDetector } from "./failure-detector.js";
 import { FORWARDED_HEADER, type WriteRouter } from "./forwarder.js";
 import type { createGroupService } from "./group-service.js";
+import { aclsForBroker, createAclService } from "./acl-service.js";
 
 export interface SentinelServiceOptions {
   id: string;
@@ -172,6 +173,8 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
         assignments: registered && !unchanged ? assignmentsOf(state, req.brokerId) : [],
         assignmentsDigest: digest,
         assignmentsUnchanged: unchanged,
+        // Every broker enforces the topic ACLs: the set rides on the beat, only when it changed.
+        ...aclsForBroker(state.acls, req.aclsDigest),
       };
     },
 
@@ -331,6 +334,8 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
     },
 
     ...options.groups,
+
+    ...createAclService({ plane, router, actions }),
 
     async createSnapshot(req, ctx) {
       return router.route(

@@ -12,6 +12,7 @@ import { createRegistry, createRpcMetrics, createSentinelMetrics } from "../obse
 import { errorTranslation, rpcMetrics } from "../server/interceptors.js";
 import { bearerHeaders } from "../common/bearer.js";
 import { authorization, authorizationHeaderCheck, sentinelRules } from "../server/authorization.js";
+import { AclSet } from "../fsm/acl.js";
 import { Authenticator, type IdentityOptions } from "../server/identity.js";
 import {
   startRpcServer,
@@ -155,7 +156,10 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     allowAnonymous: config.identity ? config.identity.allowAnonymous === true : !config.adminToken,
     certificates: Boolean(config.tls?.caFile),
   });
-  const rules = sentinelRules((topic) => live.plane?.state.topic(topic) !== undefined);
+  const rules = sentinelRules(
+    (topic) => live.plane?.state.topic(topic) !== undefined,
+    () => live.plane?.state.acls ?? AclSet.EMPTY,
+  );
   const consoleRoutes = createConsoleRoutes({ ...config, plane: () => live.plane });
   const server: RpcServer = await startRpcServer({
     address: config.address,

@@ -1,11 +1,18 @@
 import { isMessage, type Message } from "@bufbuild/protobuf";
 import type { ContextValues, Interceptor } from "@connectrpc/connect";
-import { PermissionDeniedError, UnauthenticatedError, toConnectError } from "../errors.js";
+import { PermissionDeniedError, UnauthenticatedError, UnavailableError, toConnectError } from "../errors.js";
+import { AclSet, type AclPermission } from "../fsm/acl.js";
 import {
+  CommitOffsetRequestSchema,
+  DeleteCommittedOffsetRequestSchema,
+  FetchRequestSchema,
   GetCommittedOffsetRequestSchema,
+  MessageRequestSchema,
+  PullRequestSchema,
   ReplicateRequestSchema,
   ReplicateSessionRequestSchema,
 } from "../gen/goulette/v1/broker_pb.js";
+import { GroupHeartbeatRequestSchema } from "../gen/goulette/v1/group_pb.js";
 import {
   GetBrokersRequestSchema,
   KeepAliveRequestSchema,
@@ -30,6 +37,7 @@ import {
  * every caller but trusted ones, so a new RPC is closed until it is given a rule.
  *
  * Trusted callers (the legacy shared token, anonymous callers under --allow-anonymous) pass every rule.
+ * Applications are further limited per topic by the cluster's ACLs (src/fsm/acl.ts): topicAccess.
  */
 export interface MethodRule {
   /** Kinds allowed to call; "anyone" includes anonymous callers. */
@@ -38,13 +46,56 @@ export interface MethodRule {
   readonly check?: (principal: Principal, message: Message) => Refusal | undefined;
 }
 
-export type Refusal = UnauthenticatedError | PermissionDeniedError;
+/** Unavailable: a broker that has not learned the ACLs yet cannot decide (the client retries). */
+export type Refusal = UnauthenticatedError | PermissionDeniedError | UnavailableError;
 
 export type RuleTable = Readonly<Record<string, MethodRule>>;
 
 const COMPONENTS_AND_ADMIN: readonly PrincipalKind[] = ["broker", "sentinel", "admin"];
 const ADMIN: readonly PrincipalKind[] = ["sentinel", "admin"];
 const CLIENT_WRITES: readonly PrincipalKind[] = ["application", "admin"];
+/** Every identified caller: reads need a credential unless the node runs with --allow-anonymous. */
+const CREDENTIALED: readonly PrincipalKind[] = ["application", "admin", "sentinel", "broker"];
+
+/** The one refusal of a caller who may not do `what`: a missing credential, or the wrong identity. */
+export function refuse(principal: Principal, what: string): Refusal {
+  return principal.kind === "anonymous"
+    ? new UnauthenticatedError(`${what} needs a credential: ${SEND_CREDENTIAL}`)
+    : new PermissionDeniedError(`${what} is not allowed to ${describePrincipal(principal)}`);
+}
+
+/**
+ * An application's access to a topic under the ACLs (`undefined`: not learned yet, on a broker before
+ * its first KeepAlive answer). Other kinds are not limited by ACLs: their method rules decide.
+ */
+export function topicAccess(
+  acls: AclSet | undefined,
+  principal: Principal,
+  topic: string,
+  permissions: readonly AclPermission[],
+): Refusal | undefined {
+  if (principal.kind !== "application") return undefined;
+  if (!acls) {
+    return new UnavailableError("this broker has not learned the topic ACLs from the sentinels yet; retry");
+  }
+  if (permissions.some((p) => acls.allows(principal.name, topic, p))) return undefined;
+  return new PermissionDeniedError(
+    `${describePrincipal(principal)} may not ${permissions.join(" or ")} topic '${topic.slice(0, 200)}': ` +
+      "no ACL grants it (see goulette admin acl list)",
+  );
+}
+
+/** A per-message check: the application needs `permission` on the topic the message names. */
+function onTopic(
+  acls: () => AclSet | undefined,
+  permission: AclPermission,
+  topicOf: (m: Message) => string | undefined,
+) {
+  return (principal: Principal, message: Message): Refusal | undefined => {
+    const topic = topicOf(message);
+    return topic === undefined ? undefined : topicAccess(acls(), principal, topic, [permission]);
+  };
+}
 
 /** A broker registers, beats and unregisters only itself; sentinels (forwarding) and admins any broker. */
 function asItself(what: string, brokerIdOf: (m: Message) => string | undefined) {
@@ -59,12 +110,17 @@ function asItself(what: string, brokerIdOf: (m: Message) => string | undefined) 
 }
 
 /**
- * The sentinel's rules. GetBrokers is open for existing topics (producers and consumers call it
- * constantly); creating a topic needs an application, an admin or a sentinel forwarding it;
+ * The sentinel's rules. GetBrokers needs a credential (applications: read or write on the topic);
+ * creating a topic needs an application with write on it, an admin or a sentinel forwarding it;
  * `unreachable_brokers` from an unauthenticated caller is ignored by the handler (see
- * reportsUnreachable). GetClusterStatus, GetRing and the group RPCs stay open as before.
+ * reportsUnreachable). The group RPCs need a credential (applications: read on the topics they join
+ * with). GetClusterStatus and GetRing (the cluster's shape, no topic data) stay open: producers ask for
+ * the status before anything else, and the console draws both. ACL changes are admin writes.
  */
-export function sentinelRules(topicExists: (topic: string) => boolean): RuleTable {
+export function sentinelRules(
+  topicExists: (topic: string) => boolean,
+  acls: () => AclSet = () => AclSet.EMPTY,
+): RuleTable {
   return {
     RegisterBroker: {
       allow: COMPONENTS_AND_ADMIN,
@@ -87,64 +143,103 @@ export function sentinelRules(topicExists: (topic: string) => boolean): RuleTabl
     CreateSnapshot: { allow: ADMIN },
     ListTopics: { allow: ADMIN },
     ListOperations: { allow: ADMIN },
+    PutAcl: { allow: ADMIN },
+    DeleteAcl: { allow: ADMIN },
+    ListAcls: { allow: ADMIN },
     GetBrokers: {
+      // Checked per message (not from the head) so that the refusal names the topic.
       allow: "anyone",
       check: (principal, m) => {
-        if (!isMessage(m, GetBrokersRequestSchema) || topicExists(m.topic)) return undefined;
-        if (["application", "admin", "sentinel"].includes(principal.kind)) return undefined;
-        const what = `creating topic '${m.topic.slice(0, 200)}' (GetBrokers of a new topic)`;
-        return principal.kind === "anonymous"
-          ? new UnauthenticatedError(`${what} needs a credential: ${SEND_CREDENTIAL}`)
-          : new PermissionDeniedError(`${what} is not allowed to ${describePrincipal(principal)}`);
+        if (!isMessage(m, GetBrokersRequestSchema)) return undefined;
+        const topic = m.topic.slice(0, 200);
+        if (topicExists(m.topic)) {
+          if (principal.kind === "anonymous")
+            return refuse(principal, `reading topic '${topic}' (GetBrokers)`);
+          return topicAccess(acls(), principal, m.topic, ["read", "write"]);
+        }
+        if (!["application", "admin", "sentinel"].includes(principal.kind))
+          return refuse(principal, `creating topic '${topic}' (GetBrokers of a new topic)`);
+        return topicAccess(acls(), principal, m.topic, ["write"]);
       },
     },
     GetClusterStatus: { allow: "anyone" },
     GetRing: { allow: "anyone" },
-    GroupHeartbeat: { allow: "anyone" },
-    WatchGroupAssignment: { allow: "anyone" },
-    ListGroups: { allow: "anyone" },
-    DescribeGroup: { allow: "anyone" },
+    GroupHeartbeat: {
+      allow: CREDENTIALED,
+      check: (principal, m) => {
+        if (!isMessage(m, GroupHeartbeatRequestSchema)) return undefined;
+        for (const topic of m.topics) {
+          const refusal = topicAccess(acls(), principal, topic, ["read"]);
+          if (refusal) return refusal;
+        }
+        return undefined;
+      },
+    },
+    WatchGroupAssignment: { allow: CREDENTIALED },
+    ListGroups: { allow: CREDENTIALED },
+    DescribeGroup: { allow: CREDENTIALED },
   };
 }
 
 /**
  * The broker's rules: roles and topic removal only from sentinels; replication only from brokers, each
- * as itself (`follower_id`); produce and commits from applications and admins; reads and Health open.
+ * as itself (`follower_id`); produce and commits from applications and admins; reads from any
+ * identified caller; Health open (probes). Applications need, per the ACLs (`acls`, as the broker
+ * last learned them from the sentinels), write on a topic to produce to it and read to pull, fetch,
+ * read or commit its offsets.
  */
-export const BROKER_RULES: RuleTable = {
-  SetTopicRole: { allow: ["sentinel"] },
-  SetTopicRoles: { allow: ["sentinel"] },
-  RemoveTopic: { allow: ["sentinel"] },
-  Replicate: {
-    allow: ["broker"],
-    check: asItself("replicate", (m) => (isMessage(m, ReplicateRequestSchema) ? m.followerId : undefined)),
-  },
-  ReplicateSession: {
-    allow: ["broker"],
-    check: asItself("replicate", (m) =>
-      isMessage(m, ReplicateSessionRequestSchema) ? m.followerId : undefined,
-    ),
-  },
-  SendMessage: { allow: CLIENT_WRITES },
-  Produce: { allow: CLIENT_WRITES },
-  CommitOffset: { allow: CLIENT_WRITES },
-  DeleteCommittedOffset: { allow: CLIENT_WRITES },
-  GetCommittedOffset: {
-    allow: "anyone",
-    // With a member epoch it raises the group's commit fence: a write.
-    check: (principal, m) => {
-      if (!isMessage(m, GetCommittedOffsetRequestSchema) || m.memberEpoch === 0n) return undefined;
-      if (CLIENT_WRITES.includes(principal.kind)) return undefined;
-      const what = "GetCommittedOffset with a member_epoch (a take-over: it raises the group's commit fence)";
-      return principal.kind === "anonymous"
-        ? new UnauthenticatedError(`${what} needs a credential: ${SEND_CREDENTIAL}`)
-        : new PermissionDeniedError(`${what} is not allowed to ${describePrincipal(principal)}`);
+export function brokerRules(acls: () => AclSet | undefined): RuleTable {
+  const reads = onTopic(acls, "read", readTopicOf);
+  const writes = onTopic(acls, "write", (m) => (isMessage(m, MessageRequestSchema) ? m.topic : undefined));
+  return {
+    SetTopicRole: { allow: ["sentinel"] },
+    SetTopicRoles: { allow: ["sentinel"] },
+    RemoveTopic: { allow: ["sentinel"] },
+    Replicate: {
+      allow: ["broker"],
+      check: asItself("replicate", (m) => (isMessage(m, ReplicateRequestSchema) ? m.followerId : undefined)),
     },
-  },
-  PullMessage: { allow: "anyone" },
-  FetchMessages: { allow: "anyone" },
-  Health: { allow: "anyone" },
-};
+    ReplicateSession: {
+      allow: ["broker"],
+      check: asItself("replicate", (m) =>
+        isMessage(m, ReplicateSessionRequestSchema) ? m.followerId : undefined,
+      ),
+    },
+    SendMessage: { allow: CLIENT_WRITES, check: writes },
+    Produce: { allow: CLIENT_WRITES, check: writes },
+    CommitOffset: { allow: CLIENT_WRITES, check: reads },
+    DeleteCommittedOffset: { allow: CLIENT_WRITES, check: reads },
+    GetCommittedOffset: {
+      allow: CREDENTIALED,
+      // With a member epoch it raises the group's commit fence: a write.
+      check: (principal, m) => {
+        if (isMessage(m, GetCommittedOffsetRequestSchema) && m.memberEpoch !== 0n) {
+          if (!CLIENT_WRITES.includes(principal.kind)) {
+            return refuse(
+              principal,
+              "GetCommittedOffset with a member_epoch (a take-over: it raises the group's commit fence)",
+            );
+          }
+        }
+        return reads(principal, m);
+      },
+    },
+    PullMessage: { allow: CREDENTIALED, check: reads },
+    FetchMessages: { allow: CREDENTIALED, check: reads },
+    Health: { allow: "anyone" },
+  };
+}
+
+/** The topic a read request names: pull, fetch, and the committed-offset RPCs. */
+function readTopicOf(m: Message): string | undefined {
+  if (isMessage(m, PullRequestSchema) || isMessage(m, FetchRequestSchema)) return m.topic;
+  if (isMessage(m, CommitOffsetRequestSchema) || isMessage(m, GetCommittedOffsetRequestSchema))
+    return m.topic;
+  return isMessage(m, DeleteCommittedOffsetRequestSchema) ? m.topic : undefined;
+}
+
+/** The broker's rules of a cluster without ACLs (embedders and tests that do not follow the sentinels). */
+export const BROKER_RULES: RuleTable = brokerRules(() => AclSet.EMPTY);
 
 const SEND_CREDENTIAL =
   "send the header 'authorization: Bearer <token>' (or a client certificate under mutual TLS)";

@@ -47,6 +47,8 @@ export interface ClusterOptions {
   nodeArgs?: string[];
   /** Log level of every process (default "warn"; "info" helps when debugging). */
   logLevel?: string;
+  /** Headers of the helper's own reads (layout, createTopic) where the cluster needs a credential. */
+  helperHeaders?: Record<string, string>;
 }
 
 export interface TestCluster {
@@ -138,6 +140,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     brokers.set(id, b);
     return b;
   };
+  const helperCall = options.helperHeaders ? { headers: options.helperHeaders } : {};
   const known = (id: string, map: Map<string, unknown>, what: string) => {
     if (!map.has(id)) throw new Error(`no ${what} '${id}' in this cluster`);
   };
@@ -168,7 +171,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       return live.client;
     },
     async layout(topic) {
-      const res = await cluster.sentinel().getBrokers({ topic });
+      const res = await cluster.sentinel().getBrokers({ topic }, helperCall);
       return {
         topic,
         partitions: res.partitions.map((p) => ({
@@ -182,7 +185,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     async createTopic(topic, shape) {
       await cluster
         .sentinel()
-        .getBrokers({ topic, partitions: shape.partitions, replicaCount: shape.replicas });
+        .getBrokers({ topic, partitions: shape.partitions, replicaCount: shape.replicas }, helperCall);
       const layout = await cluster.layout(topic);
       // The sentinel pushes roles right after the assignment; wait until every replica has taken its role.
       // A leader answers GetCommittedOffset; a follower refuses a produce naming that leader (nothing is
@@ -190,11 +193,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       await waitFor(
         async () => {
           for (const p of layout.partitions) {
-            const res = await cluster.broker(p.leader).client.getCommittedOffset({
-              consumerGroup: "cluster-helper-probe",
-              topic,
-              partition: p.partition,
-            });
+            const res = await cluster
+              .broker(p.leader)
+              .client.getCommittedOffset(
+                { consumerGroup: "cluster-helper-probe", topic, partition: p.partition },
+                helperCall,
+              );
             if (res.offset !== -1n) return false;
             for (const id of p.replicas.filter((r) => r !== p.leader)) {
               const probe = await sendOnce(cluster.broker(id).client, {

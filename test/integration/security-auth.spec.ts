@@ -89,7 +89,7 @@ describe("admin token", () => {
     await leader.client.createSnapshot({}, RIGHT);
   });
 
-  it("needs the token to create a topic through GetBrokers, not to read an existing one", async () => {
+  it("needs the token to create a topic through GetBrokers, and to read an existing one", async () => {
     await refused(
       follower.client.getBrokers({ topic: "orders", replicaCount: 2 }),
       /creating topic 'orders' \(GetBrokers of a new topic\) needs a credential: send the header/,
@@ -99,9 +99,13 @@ describe("admin token", () => {
     await waitFor(() => sentinels.every((s) => s.sentinel.plane.state.topic("orders")), {
       what: "every sentinel to know the topic",
     });
-    // Producers and consumers of an existing topic need no token.
+    // Producers and consumers of an existing topic need one too.
     for (const s of sentinels) {
-      const read = await s.client.getBrokers({ topic: "orders" });
+      await refused(
+        s.client.getBrokers({ topic: "orders" }),
+        /reading topic 'orders' \(GetBrokers\) needs a credential: send the header/,
+      );
+      const read = await s.client.getBrokers({ topic: "orders" }, RIGHT);
       assert.deepEqual(
         read.partitions.map((p) => p.replicas),
         created.partitions.map((p) => p.replicas),

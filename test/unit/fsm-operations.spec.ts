@@ -43,6 +43,11 @@ const COMMANDS: Command[] = [
   { type: "reassignPartitions", data: { changes: [] } },
   { type: "deleteTopic", data: { topic: "orders" } },
   { type: "configureRing", data: { virtualNodes: 150 } },
+  {
+    type: "putAcl",
+    data: { principal: "application:orders", resource: "orders.*", permissions: ["read", "write"] },
+  },
+  { type: "deleteAcl", data: { principal: "*", resource: "news" } },
 ];
 
 const ops: Operation[] = COMMANDS.map((command, i) => ({

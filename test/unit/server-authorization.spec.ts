@@ -5,12 +5,17 @@ import { Code } from "@connectrpc/connect";
 import { GouletteError } from "../../src/errors.js";
 import {
   GetCommittedOffsetRequestSchema,
+  MessageRequestSchema,
+  PullRequestSchema,
   ReplicateRequestSchema,
 } from "../../src/gen/goulette/v1/broker_pb.js";
+import { GroupHeartbeatRequestSchema } from "../../src/gen/goulette/v1/group_pb.js";
+import { AclSet, canonicalAclEntry } from "../../src/fsm/acl.js";
 import { GetBrokersRequestSchema, KeepAliveRequestSchema } from "../../src/gen/goulette/v1/sentinel_pb.js";
 import {
   BROKER_RULES,
   authorizeCaller,
+  brokerRules,
   reportsUnreachable,
   sentinelRules,
   type RuleTable,
@@ -78,13 +83,60 @@ describe("authorization rules", () => {
     assert.equal(codeOf(BROKER_RULES.Replicate?.check?.(b1, fetch("b2"))), "PermissionDenied");
     assert.equal(BROKER_RULES.Replicate?.check?.(b1, fetch("b1")), undefined);
     const getBrokers = (topic: string) => create(GetBrokersRequestSchema, { topic });
-    assert.equal(sentinel.GetBrokers?.check?.(ANONYMOUS, getBrokers("existing")), undefined);
+    assert.equal(codeOf(sentinel.GetBrokers?.check?.(ANONYMOUS, getBrokers("existing"))), "Unauthenticated");
+    assert.equal(sentinel.GetBrokers?.check?.(b1, getBrokers("existing")), undefined);
     assert.equal(codeOf(sentinel.GetBrokers?.check?.(ANONYMOUS, getBrokers("new"))), "Unauthenticated");
     assert.equal(codeOf(sentinel.GetBrokers?.check?.(b1, getBrokers("new"))), "PermissionDenied");
     assert.equal(sentinel.GetBrokers?.check?.(who("application", "web"), getBrokers("new")), undefined);
     const fence = create(GetCommittedOffsetRequestSchema, { memberEpoch: 3n });
     assert.equal(codeOf(BROKER_RULES.GetCommittedOffset?.check?.(ANONYMOUS, fence)), "Unauthenticated");
     assert.equal(BROKER_RULES.GetCommittedOffset?.check?.(who("application", "web"), fence), undefined);
+  });
+
+  it("reads need a credential; the group RPCs too", () => {
+    for (const method of ["PullMessage", "FetchMessages", "GetCommittedOffset"])
+      assert.deepEqual(allowed(BROKER_RULES, method), ["sentinel", "broker", "admin", "application"], method);
+    for (const method of ["GroupHeartbeat", "WatchGroupAssignment", "ListGroups", "DescribeGroup"])
+      assert.deepEqual(allowed(sentinel, method), ["sentinel", "broker", "admin", "application"], method);
+    for (const method of ["PutAcl", "DeleteAcl", "ListAcls"])
+      assert.deepEqual(allowed(sentinel, method), ["sentinel", "admin"], method);
+  });
+
+  it("limits applications per topic by the ACLs; admins and sentinels are not limited", () => {
+    const acls = new AclSet([
+      canonicalAclEntry({ principal: "app:a", resource: "orders.*", permissions: ["write"] }),
+      canonicalAclEntry({ principal: "app:b", resource: "orders.*", permissions: ["read"] }),
+    ]);
+    const broker = brokerRules(() => acls);
+    const a = who("application", "a");
+    const b = who("application", "b");
+    const produce = (topic: string) => create(MessageRequestSchema, { topic });
+    const pull = (topic: string) => create(PullRequestSchema, { topic });
+    assert.equal(broker.Produce?.check?.(a, produce("orders.eu")), undefined);
+    const denied = broker.Produce?.check?.(b, produce("orders.eu"));
+    assert.equal(codeOf(denied), "PermissionDenied");
+    assert.match(String(denied), /application:b may not write topic 'orders\.eu': no ACL grants it/);
+    assert.equal(broker.PullMessage?.check?.(b, pull("orders.eu")), undefined);
+    assert.equal(codeOf(broker.PullMessage?.check?.(a, pull("orders.eu"))), "PermissionDenied");
+    assert.equal(codeOf(broker.PullMessage?.check?.(b, pull("payments"))), "PermissionDenied");
+    assert.equal(broker.Produce?.check?.(who("admin"), produce("payments")), undefined);
+    // Not learned yet (a broker before its first KeepAlive answer): applications wait, others pass.
+    const unknown = brokerRules(() => undefined);
+    assert.equal(codeOf(unknown.Produce?.check?.(a, produce("orders.eu"))), "Unavailable");
+    assert.equal(unknown.Produce?.check?.(who("admin"), produce("orders.eu")), undefined);
+    // Sentinels: an existing topic needs read or write, creating one needs write.
+    const guarded = sentinelRules(
+      (topic) => topic === "orders.eu",
+      () => acls,
+    );
+    const getBrokers = (topic: string) => create(GetBrokersRequestSchema, { topic });
+    assert.equal(guarded.GetBrokers?.check?.(a, getBrokers("orders.eu")), undefined);
+    assert.equal(guarded.GetBrokers?.check?.(b, getBrokers("orders.eu")), undefined);
+    assert.equal(guarded.GetBrokers?.check?.(a, getBrokers("orders.us")), undefined);
+    assert.equal(codeOf(guarded.GetBrokers?.check?.(b, getBrokers("orders.us"))), "PermissionDenied");
+    const join = create(GroupHeartbeatRequestSchema, { group: "g", topics: ["orders.eu"] });
+    assert.equal(guarded.GroupHeartbeat?.check?.(b, join), undefined);
+    assert.equal(codeOf(guarded.GroupHeartbeat?.check?.(a, join)), "PermissionDenied");
   });
 
   it("counts reports of unreachable brokers only from authenticated or trusted callers", () => {

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/sentinel.proto.
  */
 export const file_goulette_v1_sentinel: GenFile = /*@__PURE__*/
-  fileDesc("Chpnb3VsZXR0ZS92MS9zZW50aW5lbC5wcm90bxILZ291bGV0dGUudjEirgEKEEtlZXBBbGl2ZVJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZ291bGV0dGUudjEuQnJva2VyU3RhdHVzEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcxIaChJhc3NpZ25tZW50c19kaWdlc3QYBSABKAki3QEKEUtlZXBBbGl2ZVJlc3BvbnNlEhMKC3R0bF9zZWNvbmRzGAEgASgNEhIKCnJlZ2lzdGVyZWQYAiABKAgSEgoKYXBwbGllZF9pZBgDIAEoBBI1Cgthc3NpZ25tZW50cxgEIAMoCzIgLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlcXVlc3QSGQoRbGlzdGVuZXJzX2NoYW5nZWQYBSABKAgSGgoSYXNzaWdubWVudHNfZGlnZXN0GAYgASgJEh0KFWFzc2lnbm1lbnRzX3VuY2hhbmdlZBgHIAEoCCKRAQoVUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg4KBnRvcGljcxgDIAMoCRIvCglsaXN0ZW5lcnMYBCADKAsyHC5nb3VsZXR0ZS52MS5MaXN0ZW5lckFkZHJlc3MSEwoLaW5jYXJuYXRpb24YBSABKAkiVwoWUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRInCgZicm9rZXIYASABKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEhQKDG9wZXJhdGlvbl9pZBgCIAEoBCIsChdVbnJlZ2lzdGVyQnJva2VyUmVxdWVzdBIRCglicm9rZXJfaWQYASABKAkiMAoYVW5yZWdpc3RlckJyb2tlclJlc3BvbnNlEhQKDG9wZXJhdGlvbl9pZBgBIAEoBCJ8ChFHZXRCcm9rZXJzUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIVCg1yZXBsaWNhX2NvdW50GAIgASgNEhsKE3VucmVhY2hhYmxlX2Jyb2tlcnMYAyADKAkSEgoKcGFydGl0aW9ucxgEIAEoDRIQCghsaXN0ZW5lchgFIAEoCSKFAQoSR2V0QnJva2Vyc1Jlc3BvbnNlEigKB2Jyb2tlcnMYASADKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEjQKCnBhcnRpdGlvbnMYAiADKAsyIC5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Bc3NpZ25tZW50Eg8KB3ZlcnNpb24YAyABKAQiKwoXR2V0Q2x1c3RlclN0YXR1c1JlcXVlc3QSEAoIbGlzdGVuZXIYASABKAkiOgoMU2VudGluZWxJbmZvEgoKAmlkGAEgASgJEgsKA3VybBgCIAEoCRIRCglpc19sZWFkZXIYAyABKAgi5AIKGEdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRITCgtzZW50aW5lbF9pZBgBIAEoCRIRCglsZWFkZXJfaWQYAiABKAkSEgoKbGVhZGVyX3VybBgDIAEoCRIsCglzZW50aW5lbHMYBCADKAsyGS5nb3VsZXR0ZS52MS5TZW50aW5lbEluZm8SFAoMcmluZ19icm9rZXJzGAUgASgNEhoKEnJpbmdfdmlydHVhbF9ub2RlcxgGIAEoDRIVCg1vcGxvZ19oZWFkX2lkGAcgASgEEhgKEG9wbG9nX2FwcGxpZWRfaWQYCCABKAQSFgoOcmVwbGF5X2xhZ19vcHMYCSABKAQSEwoLc25hcHNob3RfaWQYCiABKAQSDgoGdG9waWNzGAsgASgNEigKB2Jyb2tlcnMYDCADKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEhQKDHN0YXRlX2RpZ2VzdBgNIAEoCSJBChFMaXN0VG9waWNzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSDQoFbGltaXQYAiABKA0SDQoFYWZ0ZXIYAyABKAkiVwoSTGlzdFRvcGljc1Jlc3BvbnNlEi0KBnRvcGljcxgBIAMoCzIdLmdvdWxldHRlLnYxLlRvcGljUmVwbGljYUluZm8SEgoKbmV4dF9hZnRlchgCIAEoCSJeCglPcGVyYXRpb24SCgoCaWQYASABKAQSDAoEdHlwZRgCIAEoCRIRCgl0aW1lc3RhbXAYAyABKAMSEQoJbGVhZGVyX2lkGAQgASgJEhEKCWRhdGFfanNvbhgFIAEoCSI4ChVMaXN0T3BlcmF0aW9uc1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAQSDQoFbGltaXQYAiABKA0igQEKFkxpc3RPcGVyYXRpb25zUmVzcG9uc2USKgoKb3BlcmF0aW9ucxgBIAMoCzIWLmdvdWxldHRlLnYxLk9wZXJhdGlvbhIPCgdoZWFkX2lkGAIgASgEEhMKC3NuYXBzaG90X2lkGAMgASgEEhUKDW5leHRfYWZ0ZXJfaWQYBCABKAQiFwoVQ3JlYXRlU25hcHNob3RSZXF1ZXN0Il8KFkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USEwoLc25hcHNob3RfaWQYASABKAQSHAoUY29tcGFjdGVkX29wZXJhdGlvbnMYAiABKA0SEgoKc2l6ZV9ieXRlcxgDIAEoBCI2Cg5HZXRSaW5nUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIVCg1zaW11bGF0ZV9kb3duGAIgAygJIl0KClJpbmdCcm9rZXISEQoJYnJva2VyX2lkGAEgASgJEikKBnN0YXR1cxgCIAEoDjIZLmdvdWxldHRlLnYxLkJyb2tlclN0YXR1cxIRCglwb3NpdGlvbnMYAyADKAYibwoNUmluZ1BhcnRpdGlvbhIRCglwYXJ0aXRpb24YASABKA0SEAoIcG9zaXRpb24YAiABKAYSEAoIcmVwbGljYXMYAyADKAkSGAoQcGxhbm5lZF9yZXBsaWNhcxgEIAMoCRINCgVlcG9jaBgFIAEoBCLaAQoPR2V0UmluZ1Jlc3BvbnNlEhUKDXZpcnR1YWxfbm9kZXMYASABKA0SKAoHYnJva2VycxgCIAMoCzIXLmdvdWxldHRlLnYxLlJpbmdCcm9rZXISDQoFdG9waWMYAyABKAkSLgoKcGFydGl0aW9ucxgEIAMoCzIaLmdvdWxldHRlLnYxLlJpbmdQYXJ0aXRpb24SFgoObW92ZWRfcmVwbGljYXMYBSABKA0SGwoTYWZmZWN0ZWRfcGFydGl0aW9ucxgGIAEoDRISCgphcHBsaWVkX2lkGAcgASgEMvkICg9TZW50aW5lbFNlcnZpY2USSgoJS2VlcEFsaXZlEh0uZ291bGV0dGUudjEuS2VlcEFsaXZlUmVxdWVzdBoeLmdvdWxldHRlLnYxLktlZXBBbGl2ZVJlc3BvbnNlElkKDlJlZ2lzdGVyQnJva2VyEiIuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0GiMuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRJfChBVbnJlZ2lzdGVyQnJva2VyEiQuZ291bGV0dGUudjEuVW5yZWdpc3RlckJyb2tlclJlcXVlc3QaJS5nb3VsZXR0ZS52MS5VbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USTQoKR2V0QnJva2VycxIeLmdvdWxldHRlLnYxLkdldEJyb2tlcnNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuR2V0QnJva2Vyc1Jlc3BvbnNlEl8KEEdldENsdXN0ZXJTdGF0dXMSJC5nb3VsZXR0ZS52MS5HZXRDbHVzdGVyU3RhdHVzUmVxdWVzdBolLmdvdWxldHRlLnYxLkdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRJNCgpMaXN0VG9waWNzEh4uZ291bGV0dGUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5nb3VsZXR0ZS52MS5MaXN0VG9waWNzUmVzcG9uc2USWQoOTGlzdE9wZXJhdGlvbnMSIi5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1JlcXVlc3QaIy5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1Jlc3BvbnNlElkKDkNyZWF0ZVNuYXBzaG90EiIuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiMuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXNwb25zZRJECgdHZXRSaW5nEhsuZ291bGV0dGUudjEuR2V0UmluZ1JlcXVlc3QaHC5nb3VsZXR0ZS52MS5HZXRSaW5nUmVzcG9uc2USWQoOR3JvdXBIZWFydGJlYXQSIi5nb3VsZXR0ZS52MS5Hcm91cEhlYXJ0YmVhdFJlcXVlc3QaIy5nb3VsZXR0ZS52MS5Hcm91cEhlYXJ0YmVhdFJlc3BvbnNlEmEKFFdhdGNoR3JvdXBBc3NpZ25tZW50EiguZ291bGV0dGUudjEuV2F0Y2hHcm91cEFzc2lnbm1lbnRSZXF1ZXN0Gh0uZ291bGV0dGUudjEuTWVtYmVyQXNzaWdubWVudDABEk0KCkxpc3RHcm91cHMSHi5nb3VsZXR0ZS52MS5MaXN0R3JvdXBzUmVxdWVzdBofLmdvdWxldHRlLnYxLkxpc3RHcm91cHNSZXNwb25zZRJWCg1EZXNjcmliZUdyb3VwEiEuZ291bGV0dGUudjEuRGVzY3JpYmVHcm91cFJlcXVlc3QaIi5nb3VsZXR0ZS52MS5EZXNjcmliZUdyb3VwUmVzcG9uc2ViBnByb3RvMw", [file_goulette_v1_broker, file_goulette_v1_common, file_goulette_v1_group]);
+  fileDesc("Chpnb3VsZXR0ZS92MS9zZW50aW5lbC5wcm90bxILZ291bGV0dGUudjEiwwEKEEtlZXBBbGl2ZVJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZ291bGV0dGUudjEuQnJva2VyU3RhdHVzEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcxIaChJhc3NpZ25tZW50c19kaWdlc3QYBSABKAkSEwoLYWNsc19kaWdlc3QYBiABKAkirwIKEUtlZXBBbGl2ZVJlc3BvbnNlEhMKC3R0bF9zZWNvbmRzGAEgASgNEhIKCnJlZ2lzdGVyZWQYAiABKAgSEgoKYXBwbGllZF9pZBgDIAEoBBI1Cgthc3NpZ25tZW50cxgEIAMoCzIgLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlcXVlc3QSGQoRbGlzdGVuZXJzX2NoYW5nZWQYBSABKAgSGgoSYXNzaWdubWVudHNfZGlnZXN0GAYgASgJEh0KFWFzc2lnbm1lbnRzX3VuY2hhbmdlZBgHIAEoCBIjCgRhY2xzGAggAygLMhUuZ291bGV0dGUudjEuQWNsRW50cnkSEwoLYWNsc19kaWdlc3QYCSABKAkSFgoOYWNsc191bmNoYW5nZWQYCiABKAgiRAoIQWNsRW50cnkSEQoJcHJpbmNpcGFsGAEgASgJEhAKCHJlc291cmNlGAIgASgJEhMKC3Blcm1pc3Npb25zGAMgAygJIjMKDVB1dEFjbFJlcXVlc3QSIgoDYWNsGAEgASgLMhUuZ291bGV0dGUudjEuQWNsRW50cnkiSgoOUHV0QWNsUmVzcG9uc2USFAoMb3BlcmF0aW9uX2lkGAEgASgEEiIKA2FjbBgCIAEoCzIVLmdvdWxldHRlLnYxLkFjbEVudHJ5IjcKEERlbGV0ZUFjbFJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEhAKCHJlc291cmNlGAIgASgJIikKEURlbGV0ZUFjbFJlc3BvbnNlEhQKDG9wZXJhdGlvbl9pZBgBIAEoBCIkCg9MaXN0QWNsc1JlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJIkcKEExpc3RBY2xzUmVzcG9uc2USIwoEYWNscxgBIAMoCzIVLmdvdWxldHRlLnYxLkFjbEVudHJ5Eg4KBmRpZ2VzdBgCIAEoCSKRAQoVUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg4KBnRvcGljcxgDIAMoCRIvCglsaXN0ZW5lcnMYBCADKAsyHC5nb3VsZXR0ZS52MS5MaXN0ZW5lckFkZHJlc3MSEwoLaW5jYXJuYXRpb24YBSABKAkiVwoWUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRInCgZicm9rZXIYASABKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEhQKDG9wZXJhdGlvbl9pZBgCIAEoBCIsChdVbnJlZ2lzdGVyQnJva2VyUmVxdWVzdBIRCglicm9rZXJfaWQYASABKAkiMAoYVW5yZWdpc3RlckJyb2tlclJlc3BvbnNlEhQKDG9wZXJhdGlvbl9pZBgBIAEoBCJ8ChFHZXRCcm9rZXJzUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIVCg1yZXBsaWNhX2NvdW50GAIgASgNEhsKE3VucmVhY2hhYmxlX2Jyb2tlcnMYAyADKAkSEgoKcGFydGl0aW9ucxgEIAEoDRIQCghsaXN0ZW5lchgFIAEoCSKFAQoSR2V0QnJva2Vyc1Jlc3BvbnNlEigKB2Jyb2tlcnMYASADKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEjQKCnBhcnRpdGlvbnMYAiADKAsyIC5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Bc3NpZ25tZW50Eg8KB3ZlcnNpb24YAyABKAQiKwoXR2V0Q2x1c3RlclN0YXR1c1JlcXVlc3QSEAoIbGlzdGVuZXIYASABKAkiOgoMU2VudGluZWxJbmZvEgoKAmlkGAEgASgJEgsKA3VybBgCIAEoCRIRCglpc19sZWFkZXIYAyABKAgi5AIKGEdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRITCgtzZW50aW5lbF9pZBgBIAEoCRIRCglsZWFkZXJfaWQYAiABKAkSEgoKbGVhZGVyX3VybBgDIAEoCRIsCglzZW50aW5lbHMYBCADKAsyGS5nb3VsZXR0ZS52MS5TZW50aW5lbEluZm8SFAoMcmluZ19icm9rZXJzGAUgASgNEhoKEnJpbmdfdmlydHVhbF9ub2RlcxgGIAEoDRIVCg1vcGxvZ19oZWFkX2lkGAcgASgEEhgKEG9wbG9nX2FwcGxpZWRfaWQYCCABKAQSFgoOcmVwbGF5X2xhZ19vcHMYCSABKAQSEwoLc25hcHNob3RfaWQYCiABKAQSDgoGdG9waWNzGAsgASgNEigKB2Jyb2tlcnMYDCADKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEhQKDHN0YXRlX2RpZ2VzdBgNIAEoCSJBChFMaXN0VG9waWNzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSDQoFbGltaXQYAiABKA0SDQoFYWZ0ZXIYAyABKAkiVwoSTGlzdFRvcGljc1Jlc3BvbnNlEi0KBnRvcGljcxgBIAMoCzIdLmdvdWxldHRlLnYxLlRvcGljUmVwbGljYUluZm8SEgoKbmV4dF9hZnRlchgCIAEoCSJeCglPcGVyYXRpb24SCgoCaWQYASABKAQSDAoEdHlwZRgCIAEoCRIRCgl0aW1lc3RhbXAYAyABKAMSEQoJbGVhZGVyX2lkGAQgASgJEhEKCWRhdGFfanNvbhgFIAEoCSI4ChVMaXN0T3BlcmF0aW9uc1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAQSDQoFbGltaXQYAiABKA0igQEKFkxpc3RPcGVyYXRpb25zUmVzcG9uc2USKgoKb3BlcmF0aW9ucxgBIAMoCzIWLmdvdWxldHRlLnYxLk9wZXJhdGlvbhIPCgdoZWFkX2lkGAIgASgEEhMKC3NuYXBzaG90X2lkGAMgASgEEhUKDW5leHRfYWZ0ZXJfaWQYBCABKAQiFwoVQ3JlYXRlU25hcHNob3RSZXF1ZXN0Il8KFkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USEwoLc25hcHNob3RfaWQYASABKAQSHAoUY29tcGFjdGVkX29wZXJhdGlvbnMYAiABKA0SEgoKc2l6ZV9ieXRlcxgDIAEoBCI2Cg5HZXRSaW5nUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIVCg1zaW11bGF0ZV9kb3duGAIgAygJIl0KClJpbmdCcm9rZXISEQoJYnJva2VyX2lkGAEgASgJEikKBnN0YXR1cxgCIAEoDjIZLmdvdWxldHRlLnYxLkJyb2tlclN0YXR1cxIRCglwb3NpdGlvbnMYAyADKAYibwoNUmluZ1BhcnRpdGlvbhIRCglwYXJ0aXRpb24YASABKA0SEAoIcG9zaXRpb24YAiABKAYSEAoIcmVwbGljYXMYAyADKAkSGAoQcGxhbm5lZF9yZXBsaWNhcxgEIAMoCRINCgVlcG9jaBgFIAEoBCLaAQoPR2V0UmluZ1Jlc3BvbnNlEhUKDXZpcnR1YWxfbm9kZXMYASABKA0SKAoHYnJva2VycxgCIAMoCzIXLmdvdWxldHRlLnYxLlJpbmdCcm9rZXISDQoFdG9waWMYAyABKAkSLgoKcGFydGl0aW9ucxgEIAMoCzIaLmdvdWxldHRlLnYxLlJpbmdQYXJ0aXRpb24SFgoObW92ZWRfcmVwbGljYXMYBSABKA0SGwoTYWZmZWN0ZWRfcGFydGl0aW9ucxgGIAEoDRISCgphcHBsaWVkX2lkGAcgASgEMtEKCg9TZW50aW5lbFNlcnZpY2USSgoJS2VlcEFsaXZlEh0uZ291bGV0dGUudjEuS2VlcEFsaXZlUmVxdWVzdBoeLmdvdWxldHRlLnYxLktlZXBBbGl2ZVJlc3BvbnNlElkKDlJlZ2lzdGVyQnJva2VyEiIuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0GiMuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRJfChBVbnJlZ2lzdGVyQnJva2VyEiQuZ291bGV0dGUudjEuVW5yZWdpc3RlckJyb2tlclJlcXVlc3QaJS5nb3VsZXR0ZS52MS5VbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USTQoKR2V0QnJva2VycxIeLmdvdWxldHRlLnYxLkdldEJyb2tlcnNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuR2V0QnJva2Vyc1Jlc3BvbnNlEl8KEEdldENsdXN0ZXJTdGF0dXMSJC5nb3VsZXR0ZS52MS5HZXRDbHVzdGVyU3RhdHVzUmVxdWVzdBolLmdvdWxldHRlLnYxLkdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRJNCgpMaXN0VG9waWNzEh4uZ291bGV0dGUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5nb3VsZXR0ZS52MS5MaXN0VG9waWNzUmVzcG9uc2USWQoOTGlzdE9wZXJhdGlvbnMSIi5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1JlcXVlc3QaIy5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1Jlc3BvbnNlElkKDkNyZWF0ZVNuYXBzaG90EiIuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiMuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXNwb25zZRJECgdHZXRSaW5nEhsuZ291bGV0dGUudjEuR2V0UmluZ1JlcXVlc3QaHC5nb3VsZXR0ZS52MS5HZXRSaW5nUmVzcG9uc2USQQoGUHV0QWNsEhouZ291bGV0dGUudjEuUHV0QWNsUmVxdWVzdBobLmdvdWxldHRlLnYxLlB1dEFjbFJlc3BvbnNlEkoKCURlbGV0ZUFjbBIdLmdvdWxldHRlLnYxLkRlbGV0ZUFjbFJlcXVlc3QaHi5nb3VsZXR0ZS52MS5EZWxldGVBY2xSZXNwb25zZRJHCghMaXN0QWNscxIcLmdvdWxldHRlLnYxLkxpc3RBY2xzUmVxdWVzdBodLmdvdWxldHRlLnYxLkxpc3RBY2xzUmVzcG9uc2USWQoOR3JvdXBIZWFydGJlYXQSIi5nb3VsZXR0ZS52MS5Hcm91cEhlYXJ0YmVhdFJlcXVlc3QaIy5nb3VsZXR0ZS52MS5Hcm91cEhlYXJ0YmVhdFJlc3BvbnNlEmEKFFdhdGNoR3JvdXBBc3NpZ25tZW50EiguZ291bGV0dGUudjEuV2F0Y2hHcm91cEFzc2lnbm1lbnRSZXF1ZXN0Gh0uZ291bGV0dGUudjEuTWVtYmVyQXNzaWdubWVudDABEk0KCkxpc3RHcm91cHMSHi5nb3VsZXR0ZS52MS5MaXN0R3JvdXBzUmVxdWVzdBofLmdvdWxldHRlLnYxLkxpc3RHcm91cHNSZXNwb25zZRJWCg1EZXNjcmliZUdyb3VwEiEuZ291bGV0dGUudjEuRGVzY3JpYmVHcm91cFJlcXVlc3QaIi5nb3VsZXR0ZS52MS5EZXNjcmliZUdyb3VwUmVzcG9uc2ViBnByb3RvMw", [file_goulette_v1_broker, file_goulette_v1_common, file_goulette_v1_group]);
 
 /**
  * @generated from message goulette.v1.KeepAliveRequest
@@ -55,6 +55,14 @@ export type KeepAliveRequest = Message<"goulette.v1.KeepAliveRequest"> & {
    * @generated from field: string assignments_digest = 5;
    */
   assignmentsDigest: string;
+
+  /**
+   * The acls_digest of the last answer whose ACLs this broker holds: a matching one is answered with
+   * acls_unchanged and no list. Empty asks for the list.
+   *
+   * @generated from field: string acls_digest = 6;
+   */
+  aclsDigest: string;
 };
 
 /**
@@ -120,6 +128,28 @@ export type KeepAliveResponse = Message<"goulette.v1.KeepAliveResponse"> & {
    * @generated from field: bool assignments_unchanged = 7;
    */
   assignmentsUnchanged: boolean;
+
+  /**
+   * Every topic ACL of the cluster (an empty list: none configured), unless acls_unchanged.
+   *
+   * @generated from field: repeated goulette.v1.AclEntry acls = 8;
+   */
+  acls: AclEntry[];
+
+  /**
+   * Digest of the cluster's ACLs (never empty from sentinels that know ACLs; an older sentinel sends
+   * none, and its answer carries no ACLs).
+   *
+   * @generated from field: string acls_digest = 9;
+   */
+  aclsDigest: string;
+
+  /**
+   * The request's acls_digest matches: acls is left empty and the broker's copy stands.
+   *
+   * @generated from field: bool acls_unchanged = 10;
+   */
+  aclsUnchanged: boolean;
 };
 
 /**
@@ -128,6 +158,166 @@ export type KeepAliveResponse = Message<"goulette.v1.KeepAliveResponse"> & {
  */
 export const KeepAliveResponseSchema: GenMessage<KeepAliveResponse> = /*@__PURE__*/
   messageDesc(file_goulette_v1_sentinel, 1);
+
+/**
+ * What one application (or every one) may do on a topic or prefix.
+ *
+ * @generated from message goulette.v1.AclEntry
+ */
+export type AclEntry = Message<"goulette.v1.AclEntry"> & {
+  /**
+   * "app:<name>" / "application:<name>", or "*" for every application (answers say "application:<name>").
+   *
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+
+  /**
+   * A topic name, or a prefix ending in "*" ("orders.*"; "*" alone: every topic).
+   *
+   * @generated from field: string resource = 2;
+   */
+  resource: string;
+
+  /**
+   * "read" (pull, fetch, offsets, consumer groups, GetBrokers) and/or "write" (produce, topic creation).
+   *
+   * @generated from field: repeated string permissions = 3;
+   */
+  permissions: string[];
+};
+
+/**
+ * Describes the message goulette.v1.AclEntry.
+ * Use `create(AclEntrySchema)` to create a new message.
+ */
+export const AclEntrySchema: GenMessage<AclEntry> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 2);
+
+/**
+ * @generated from message goulette.v1.PutAclRequest
+ */
+export type PutAclRequest = Message<"goulette.v1.PutAclRequest"> & {
+  /**
+   * @generated from field: goulette.v1.AclEntry acl = 1;
+   */
+  acl?: AclEntry | undefined;
+};
+
+/**
+ * Describes the message goulette.v1.PutAclRequest.
+ * Use `create(PutAclRequestSchema)` to create a new message.
+ */
+export const PutAclRequestSchema: GenMessage<PutAclRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 3);
+
+/**
+ * @generated from message goulette.v1.PutAclResponse
+ */
+export type PutAclResponse = Message<"goulette.v1.PutAclResponse"> & {
+  /**
+   * The operation that recorded it; 0 when the same entry already existed.
+   *
+   * @generated from field: uint64 operation_id = 1;
+   */
+  operationId: bigint;
+
+  /**
+   * The entry as recorded (canonical principal, sorted permissions).
+   *
+   * @generated from field: goulette.v1.AclEntry acl = 2;
+   */
+  acl?: AclEntry | undefined;
+};
+
+/**
+ * Describes the message goulette.v1.PutAclResponse.
+ * Use `create(PutAclResponseSchema)` to create a new message.
+ */
+export const PutAclResponseSchema: GenMessage<PutAclResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 4);
+
+/**
+ * @generated from message goulette.v1.DeleteAclRequest
+ */
+export type DeleteAclRequest = Message<"goulette.v1.DeleteAclRequest"> & {
+  /**
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+
+  /**
+   * @generated from field: string resource = 2;
+   */
+  resource: string;
+};
+
+/**
+ * Describes the message goulette.v1.DeleteAclRequest.
+ * Use `create(DeleteAclRequestSchema)` to create a new message.
+ */
+export const DeleteAclRequestSchema: GenMessage<DeleteAclRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 5);
+
+/**
+ * @generated from message goulette.v1.DeleteAclResponse
+ */
+export type DeleteAclResponse = Message<"goulette.v1.DeleteAclResponse"> & {
+  /**
+   * @generated from field: uint64 operation_id = 1;
+   */
+  operationId: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.DeleteAclResponse.
+ * Use `create(DeleteAclResponseSchema)` to create a new message.
+ */
+export const DeleteAclResponseSchema: GenMessage<DeleteAclResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 6);
+
+/**
+ * @generated from message goulette.v1.ListAclsRequest
+ */
+export type ListAclsRequest = Message<"goulette.v1.ListAclsRequest"> & {
+  /**
+   * Only this principal's entries ("app:<name>", "*"); empty: all.
+   *
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+};
+
+/**
+ * Describes the message goulette.v1.ListAclsRequest.
+ * Use `create(ListAclsRequestSchema)` to create a new message.
+ */
+export const ListAclsRequestSchema: GenMessage<ListAclsRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 7);
+
+/**
+ * @generated from message goulette.v1.ListAclsResponse
+ */
+export type ListAclsResponse = Message<"goulette.v1.ListAclsResponse"> & {
+  /**
+   * @generated from field: repeated goulette.v1.AclEntry acls = 1;
+   */
+  acls: AclEntry[];
+
+  /**
+   * Digest of the cluster's whole ACL set (what KeepAlive answers carry).
+   *
+   * @generated from field: string digest = 2;
+   */
+  digest: string;
+};
+
+/**
+ * Describes the message goulette.v1.ListAclsResponse.
+ * Use `create(ListAclsResponseSchema)` to create a new message.
+ */
+export const ListAclsResponseSchema: GenMessage<ListAclsResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 8);
 
 /**
  * @generated from message goulette.v1.RegisterBrokerRequest
@@ -174,7 +364,7 @@ export type RegisterBrokerRequest = Message<"goulette.v1.RegisterBrokerRequest">
  * Use `create(RegisterBrokerRequestSchema)` to create a new message.
  */
 export const RegisterBrokerRequestSchema: GenMessage<RegisterBrokerRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 2);
+  messageDesc(file_goulette_v1_sentinel, 9);
 
 /**
  * @generated from message goulette.v1.RegisterBrokerResponse
@@ -198,7 +388,7 @@ export type RegisterBrokerResponse = Message<"goulette.v1.RegisterBrokerResponse
  * Use `create(RegisterBrokerResponseSchema)` to create a new message.
  */
 export const RegisterBrokerResponseSchema: GenMessage<RegisterBrokerResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 3);
+  messageDesc(file_goulette_v1_sentinel, 10);
 
 /**
  * @generated from message goulette.v1.UnregisterBrokerRequest
@@ -215,7 +405,7 @@ export type UnregisterBrokerRequest = Message<"goulette.v1.UnregisterBrokerReque
  * Use `create(UnregisterBrokerRequestSchema)` to create a new message.
  */
 export const UnregisterBrokerRequestSchema: GenMessage<UnregisterBrokerRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 4);
+  messageDesc(file_goulette_v1_sentinel, 11);
 
 /**
  * @generated from message goulette.v1.UnregisterBrokerResponse
@@ -232,7 +422,7 @@ export type UnregisterBrokerResponse = Message<"goulette.v1.UnregisterBrokerResp
  * Use `create(UnregisterBrokerResponseSchema)` to create a new message.
  */
 export const UnregisterBrokerResponseSchema: GenMessage<UnregisterBrokerResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 5);
+  messageDesc(file_goulette_v1_sentinel, 12);
 
 /**
  * @generated from message goulette.v1.GetBrokersRequest
@@ -280,7 +470,7 @@ export type GetBrokersRequest = Message<"goulette.v1.GetBrokersRequest"> & {
  * Use `create(GetBrokersRequestSchema)` to create a new message.
  */
 export const GetBrokersRequestSchema: GenMessage<GetBrokersRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 6);
+  messageDesc(file_goulette_v1_sentinel, 13);
 
 /**
  * @generated from message goulette.v1.GetBrokersResponse
@@ -311,7 +501,7 @@ export type GetBrokersResponse = Message<"goulette.v1.GetBrokersResponse"> & {
  * Use `create(GetBrokersResponseSchema)` to create a new message.
  */
 export const GetBrokersResponseSchema: GenMessage<GetBrokersResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 7);
+  messageDesc(file_goulette_v1_sentinel, 14);
 
 /**
  * @generated from message goulette.v1.GetClusterStatusRequest
@@ -330,7 +520,7 @@ export type GetClusterStatusRequest = Message<"goulette.v1.GetClusterStatusReque
  * Use `create(GetClusterStatusRequestSchema)` to create a new message.
  */
 export const GetClusterStatusRequestSchema: GenMessage<GetClusterStatusRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 8);
+  messageDesc(file_goulette_v1_sentinel, 15);
 
 /**
  * @generated from message goulette.v1.SentinelInfo
@@ -357,7 +547,7 @@ export type SentinelInfo = Message<"goulette.v1.SentinelInfo"> & {
  * Use `create(SentinelInfoSchema)` to create a new message.
  */
 export const SentinelInfoSchema: GenMessage<SentinelInfo> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 9);
+  messageDesc(file_goulette_v1_sentinel, 16);
 
 /**
  * @generated from message goulette.v1.GetClusterStatusResponse
@@ -440,7 +630,7 @@ export type GetClusterStatusResponse = Message<"goulette.v1.GetClusterStatusResp
  * Use `create(GetClusterStatusResponseSchema)` to create a new message.
  */
 export const GetClusterStatusResponseSchema: GenMessage<GetClusterStatusResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 10);
+  messageDesc(file_goulette_v1_sentinel, 17);
 
 /**
  * @generated from message goulette.v1.ListTopicsRequest
@@ -473,7 +663,7 @@ export type ListTopicsRequest = Message<"goulette.v1.ListTopicsRequest"> & {
  * Use `create(ListTopicsRequestSchema)` to create a new message.
  */
 export const ListTopicsRequestSchema: GenMessage<ListTopicsRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 11);
+  messageDesc(file_goulette_v1_sentinel, 18);
 
 /**
  * @generated from message goulette.v1.ListTopicsResponse
@@ -497,7 +687,7 @@ export type ListTopicsResponse = Message<"goulette.v1.ListTopicsResponse"> & {
  * Use `create(ListTopicsResponseSchema)` to create a new message.
  */
 export const ListTopicsResponseSchema: GenMessage<ListTopicsResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 12);
+  messageDesc(file_goulette_v1_sentinel, 19);
 
 /**
  * @generated from message goulette.v1.Operation
@@ -541,7 +731,7 @@ export type Operation = Message<"goulette.v1.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 13);
+  messageDesc(file_goulette_v1_sentinel, 20);
 
 /**
  * @generated from message goulette.v1.ListOperationsRequest
@@ -567,7 +757,7 @@ export type ListOperationsRequest = Message<"goulette.v1.ListOperationsRequest">
  * Use `create(ListOperationsRequestSchema)` to create a new message.
  */
 export const ListOperationsRequestSchema: GenMessage<ListOperationsRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 14);
+  messageDesc(file_goulette_v1_sentinel, 21);
 
 /**
  * @generated from message goulette.v1.ListOperationsResponse
@@ -603,7 +793,7 @@ export type ListOperationsResponse = Message<"goulette.v1.ListOperationsResponse
  * Use `create(ListOperationsResponseSchema)` to create a new message.
  */
 export const ListOperationsResponseSchema: GenMessage<ListOperationsResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 15);
+  messageDesc(file_goulette_v1_sentinel, 22);
 
 /**
  * @generated from message goulette.v1.CreateSnapshotRequest
@@ -616,7 +806,7 @@ export type CreateSnapshotRequest = Message<"goulette.v1.CreateSnapshotRequest">
  * Use `create(CreateSnapshotRequestSchema)` to create a new message.
  */
 export const CreateSnapshotRequestSchema: GenMessage<CreateSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 16);
+  messageDesc(file_goulette_v1_sentinel, 23);
 
 /**
  * @generated from message goulette.v1.CreateSnapshotResponse
@@ -643,7 +833,7 @@ export type CreateSnapshotResponse = Message<"goulette.v1.CreateSnapshotResponse
  * Use `create(CreateSnapshotResponseSchema)` to create a new message.
  */
 export const CreateSnapshotResponseSchema: GenMessage<CreateSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 17);
+  messageDesc(file_goulette_v1_sentinel, 24);
 
 /**
  * @generated from message goulette.v1.GetRingRequest
@@ -670,7 +860,7 @@ export type GetRingRequest = Message<"goulette.v1.GetRingRequest"> & {
  * Use `create(GetRingRequestSchema)` to create a new message.
  */
 export const GetRingRequestSchema: GenMessage<GetRingRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 18);
+  messageDesc(file_goulette_v1_sentinel, 25);
 
 /**
  * One broker on the ring: its virtual nodes.
@@ -703,7 +893,7 @@ export type RingBroker = Message<"goulette.v1.RingBroker"> & {
  * Use `create(RingBrokerSchema)` to create a new message.
  */
 export const RingBrokerSchema: GenMessage<RingBroker> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 19);
+  messageDesc(file_goulette_v1_sentinel, 26);
 
 /**
  * One partition of GetRingRequest.topic on the ring.
@@ -750,7 +940,7 @@ export type RingPartition = Message<"goulette.v1.RingPartition"> & {
  * Use `create(RingPartitionSchema)` to create a new message.
  */
 export const RingPartitionSchema: GenMessage<RingPartition> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 20);
+  messageDesc(file_goulette_v1_sentinel, 27);
 
 /**
  * @generated from message goulette.v1.GetRingResponse
@@ -809,7 +999,7 @@ export type GetRingResponse = Message<"goulette.v1.GetRingResponse"> & {
  * Use `create(GetRingResponseSchema)` to create a new message.
  */
 export const GetRingResponseSchema: GenMessage<GetRingResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 21);
+  messageDesc(file_goulette_v1_sentinel, 28);
 
 /**
  * The control plane. Every sentinel serves every method; writes are forwarded to the leader.
@@ -904,6 +1094,34 @@ export const SentinelService: GenService<{
     methodKind: "unary";
     input: typeof GetRingRequestSchema;
     output: typeof GetRingResponseSchema;
+  },
+  /**
+   * Topic ACLs (admins): grant an application (or every application, "*") read and/or write on a
+   * topic or a prefix ("orders.*"), replacing what that entry granted before; delete one; list them.
+   * Recorded in the operation log; brokers learn them with KeepAlive.
+   *
+   * @generated from rpc goulette.v1.SentinelService.PutAcl
+   */
+  putAcl: {
+    methodKind: "unary";
+    input: typeof PutAclRequestSchema;
+    output: typeof PutAclResponseSchema;
+  },
+  /**
+   * @generated from rpc goulette.v1.SentinelService.DeleteAcl
+   */
+  deleteAcl: {
+    methodKind: "unary";
+    input: typeof DeleteAclRequestSchema;
+    output: typeof DeleteAclResponseSchema;
+  },
+  /**
+   * @generated from rpc goulette.v1.SentinelService.ListAcls
+   */
+  listAcls: {
+    methodKind: "unary";
+    input: typeof ListAclsRequestSchema;
+    output: typeof ListAclsResponseSchema;
   },
   /**
    * Consumer groups. Join, heartbeat, report owned partitions and leave in one call (any sentinel
