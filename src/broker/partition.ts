@@ -217,11 +217,21 @@ export class Partition {
    * without records they may hold and that may have been acknowledged.
    */
   get damaged(): boolean {
-    return this.#damage !== undefined || this.#sealedDamage.size > 0;
+    return this.#damage !== undefined || this.sealedDamage.length > 0;
   }
 
-  /** The damaged sealed-segment ranges not repaired yet. */
+  /**
+   * The damaged sealed-segment ranges not repaired yet. A range whose segment was deleted or cut since
+   * (retention, a follower's truncation) is forgotten: those records are gone or fetched again anyway.
+   */
   get sealedDamage(): SegmentDamage[] {
+    if (this.#sealedDamage.size === 0) return [];
+    const sealed = this.log.segments().slice(0, -1);
+    for (const [base, damage] of this.#sealedDamage) {
+      if (!sealed.some((s) => s.baseOffset === base && s.nextOffset === damage.toOffset)) {
+        this.#sealedDamage.delete(base);
+      }
+    }
     return [...this.#sealedDamage.values()];
   }
 

@@ -1005,12 +1005,17 @@ class FileLog implements PartitionLog {
     const i = this.segmentList.findIndex((s) => s.baseOffset === baseOffset);
     const segment = this.segmentList[i];
     if (segment === undefined || i === this.segmentList.length - 1 || this.closing) return "gone";
+    const generation = this.generation;
     segment.acquire();
     try {
-      return await verifySegment(segment, {
+      const verdict = await verifySegment(segment, {
         ...pace,
         stopped: () => this.closing || pace.stopped?.() === true,
       });
+      // A cut (truncation, reset) during the scan may have shortened the file under it: not damage.
+      if (generation !== this.generation && !this.segmentList.slice(0, -1).includes(segment)) return "gone";
+      if (generation !== this.generation && verdict !== "clean") return "stopped";
+      return verdict;
     } finally {
       segment.release();
     }

@@ -28,25 +28,15 @@ import { formatFaults, formatRuns, formatSchedule } from "./nemesis/report.js";
  */
 
 /**
- * The faults under which the guarantee held in every run so far. The others run in the long mode
- * only: a paused partition leader whose followers were cut off in turn (broker-pause + partition-flap,
- * seed 2 of the short mode when it had them) lost 3 acknowledged records before the isolation fence was
- * re-checked at acknowledgement; clock steps, lost unsynced writes and on-disk corruption met windows
- * closed since (monotonic fences, a new epoch on restart, damaged-log detection). They join this list
- * once long runs on the fixed code show them clean (docs/reliability.md, "Found by the nemesis").
+ * Every fault kind but partition-flap: each held the guarantee in a long run of its own on the current
+ * code (one class at a time, docs/reliability.md "Nemesis results"). partition-flap together with
+ * etcd-pause broke per-key order of the idempotent producers in a run of this short mode (seed 1, see
+ * "Found by the nemesis"): it stays in the long mode until that is understood. One seed with the whole
+ * mix instead of two with part of it keeps the short mode's fault time in `npm test` where it was.
  */
-const SHORT_FAULTS: FaultKind[] = [
-  "broker-kill",
-  "sentinel-kill",
-  "sentinel-pause",
-  "etcd-kill",
-  "etcd-pause",
-  "partition-leader",
-  "partition-one-way",
-  "partition-sentinels",
-];
-const SHORT_SEEDS = [1, 2];
-const SHORT_DURATION_MS = 20_000;
+const SHORT_FAULTS: FaultKind[] = FAULT_KINDS.filter((kind) => kind !== "partition-flap");
+const SHORT_SEEDS = [1];
+const SHORT_DURATION_MS = 40_000;
 
 const long = process.env.GOULETTE_NEMESIS_LONG === "1";
 const seeds = process.env.GOULETTE_NEMESIS_SEED
