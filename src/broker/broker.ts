@@ -20,7 +20,9 @@ import { TransportPool } from "../server/transport-pool.js";
 import { OpenFileCache, nodeFileSystem, type FsyncPolicy, type StorageFileSystem } from "../storage/index.js";
 import { createBrokerService } from "./broker-service.js";
 import { consumerGroupLag, type LedPartitionOffsets } from "./consumer-lag.js";
+import { LogScrubber } from "./log-scrubber.js";
 import { PartitionManager } from "./partition-manager.js";
+import { fetchRangeFromLeader } from "./repair-fetch.js";
 import { startFetcher, type FollowerOptions } from "./replication-follower.js";
 import { FollowerSessions } from "./replication-session-follower.js";
 import { SentinelSession } from "./sentinel-session.js";
@@ -56,6 +58,10 @@ export interface BrokerConfig {
   replicaLagMaxMs: number;
   /** acks=all needs this many in-sync replicas, leader included (default 1). */
   minInsyncReplicas?: number;
+  /** Between passes of the scrub of sealed segments (ms; 0: off; default one day). See log-scrubber.ts. */
+  scrubIntervalMs?: number;
+  /** The scrub's read rate bound (default 4 MiB/s). */
+  scrubBytesPerSecond?: number;
   /**
    * The legacy single shared token (compatibility mode): sent to sentinels and leaders when `token` is
    * not set, and its holder is trusted as every component.
@@ -260,6 +266,22 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   live.session = session;
   session.start();
 
+  const scrubIntervalMs = config.scrubIntervalMs ?? 86_400_000;
+  const scrubber =
+    scrubIntervalMs > 0
+      ? new LogScrubber({
+          partitions: () => partitions.all(),
+          intervalMs: scrubIntervalMs,
+          firstPassDelayMs: Math.min(scrubIntervalMs, 60_000),
+          bytesPerSecond: config.scrubBytesPerSecond ?? 4 * 1024 * 1024,
+          fetchRange: (p, damage) =>
+            fetchRangeFromLeader({ transport: (url) => pool.get(url), headers }, p, damage),
+          onVerified: (bytes) => metrics.scrubBytes.inc(bytes),
+          logger: logger.child({ component: "scrub" }),
+        })
+      : undefined;
+  scrubber?.start();
+
   const tickMs = Math.max(20, Math.min(1_000, Math.floor(config.replicaLagMaxMs / 4)));
   const ticker = setInterval(() => partitions.tick(), tickMs);
   ticker.unref();
@@ -301,6 +323,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       stopping ??= (async () => {
         clearInterval(ticker);
         clearInterval(retention);
+        await scrubber?.stop();
         await session.stop();
         await server.close();
         await partitions.close();
@@ -346,8 +369,10 @@ function updateGauges(
   let lag = 0;
   let consumerLag = 0;
   let bytes = 0;
+  let damaged = 0;
   for (const p of partitions.all()) {
     const stats = p.stats();
+    if (p.damaged) damaged++;
     if (stats.role === "leader") led++;
     if (stats.role === "follower") followed++;
     if (stats.underReplicated) under++;
@@ -366,4 +391,5 @@ function updateGauges(
   metrics.consumerLagMessages.set(consumerLag);
   metrics.logBytes.set(bytes);
   metrics.ready.set(ready ? 1 : 0);
+  metrics.damagedPartitions.set(damaged);
 }

@@ -8,6 +8,8 @@ import {
   type LogDamage,
   type PartitionLog,
   type PartitionLogOptions,
+  type ReplicatedRecord,
+  type SegmentDamage,
 } from "../storage/index.js";
 import { ConsumerOffsets } from "./consumer-offsets.js";
 import { LostContactError, NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
@@ -177,6 +179,10 @@ export class Partition {
   readonly #now: () => number;
   readonly #writable: () => boolean;
   #damage: LogDamage | undefined;
+  /** Damaged ranges of sealed segments found by the scrub, by segment base offset (see log-scrubber.ts). */
+  readonly #sealedDamage = new Map<number, SegmentDamage>();
+  /** The leader epoch this damaged replica refused: the same role again is not retried (no flapping). */
+  #refusedEpoch = -1;
   readonly #unsubscribe: () => void;
 
   private constructor(
@@ -211,7 +217,50 @@ export class Partition {
    * without records they may hold and that may have been acknowledged.
    */
   get damaged(): boolean {
-    return this.#damage !== undefined;
+    return this.#damage !== undefined || this.sealedDamage.length > 0;
+  }
+
+  /**
+   * The damaged sealed-segment ranges not repaired yet. A range whose segment was deleted or cut since
+   * (retention, a follower's truncation) is forgotten: those records are gone or fetched again anyway.
+   */
+  get sealedDamage(): SegmentDamage[] {
+    if (this.#sealedDamage.size === 0) return [];
+    const sealed = this.log.segments().slice(0, -1);
+    for (const [base, damage] of this.#sealedDamage) {
+      if (!sealed.some((s) => s.baseOffset === base && s.nextOffset === damage.toOffset)) {
+        this.#sealedDamage.delete(base);
+      }
+    }
+    return [...this.#sealedDamage.values()];
+  }
+
+  /**
+   * The scrub found a sealed segment damaged. A follower fetches the range again from its leader (the
+   * scrub drives it); a leader keeps its role until the sentinels move it, but will not lead again
+   * before it is repaired. Returns false when the damage was known already.
+   */
+  reportSealedDamage(damage: SegmentDamage): boolean {
+    const known = this.#sealedDamage.get(damage.baseOffset);
+    if (known !== undefined && known.fromOffset <= damage.fromOffset) return false;
+    this.#sealedDamage.set(damage.baseOffset, damage);
+    this.logger.error(
+      { ...damage, role: this.#role },
+      "corrupt record in a sealed segment; this replica will fetch the range again from an in-sync replica",
+    );
+    this.options.onLogRepair?.("detected");
+    return true;
+  }
+
+  /** Replaces a damaged sealed range with the records fetched from the leader (all of them). */
+  async repairSealed(damage: SegmentDamage, records: readonly ReplicatedRecord[]): Promise<void> {
+    await this.log.repairSegment(damage, records);
+    this.#sealedDamage.delete(damage.baseOffset);
+    this.logger.warn(
+      { baseOffset: damage.baseOffset, fromOffset: damage.fromOffset, toOffset: damage.toOffset },
+      "damaged sealed segment range repaired from a replica",
+    );
+    this.options.onLogRepair?.("repaired");
   }
 
   #checkRepaired(): void {
@@ -305,6 +354,10 @@ export class Partition {
     ) {
       return true;
     }
+    if (assignment.role === "leader" && assignment.epoch === this.#refusedEpoch && this.damaged) {
+      // Refused already (see #startLeading): taking and dropping it again on every KeepAlive would flap.
+      return false;
+    }
     const previous = this.#role;
     const previousLeader = this.#leader;
     this.#epoch = assignment.epoch;
@@ -390,15 +443,13 @@ export class Partition {
     this.#leaderReady = this.#enqueue(async () => {
       await this.#stopFetcher();
       if (generation !== this.#generation) return;
-      if (this.#damage !== undefined) {
+      if (this.damaged) {
+        this.#refusedEpoch = this.#epoch;
         this.logger.error(
-          {
-            fromOffset: this.#damage.fromOffset,
-            toOffset: this.#damage.toOffset,
-            reason: this.#damage.reason,
-          },
-          "refusing to lead: recovery cut records from this replica's log although valid ones followed; " +
-            "it must fetch them again from another replica first",
+          { epoch: this.#epoch, recovery: this.#damage, sealed: this.sealedDamage },
+          "refusing to lead: this replica's log is damaged (records cut at recovery although valid ones " +
+            "followed, or a corrupt sealed segment); it must fetch them again from another replica first. " +
+            "It stays unavailable as leader of this epoch until the sentinels choose another replica",
         );
         this.demote("the log is damaged");
         return;

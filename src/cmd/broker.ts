@@ -56,6 +56,8 @@ export async function runBroker(argv: string[]): Promise<void> {
     maxMessageBytes: o.maxMessageBytes,
     keepAliveIntervalMs: o.keepaliveInterval,
     replicaLagMaxMs: o.replicaLagMax,
+    scrubIntervalMs: o.scrubInterval,
+    scrubBytesPerSecond: o.scrubBytesPerSecond,
     minInsyncReplicas: o.minInsyncReplicas,
     maxConsumerLagSeries: o.maxConsumerLagSeries,
     replicationSessions: o.replicationSessions,

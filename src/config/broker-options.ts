@@ -75,6 +75,20 @@ export const brokerOptionSchema = {
     default: 1024 * 1024,
     min: 1,
   }),
+  "scrub-interval": option({
+    kind: "number",
+    description:
+      "How often every sealed segment is read again and verified (a damaged range is fetched again from " +
+      "an in-sync replica), in ms; the first pass starts a minute after start-up; 0: never",
+    default: 86_400_000,
+    min: 0,
+  }),
+  "scrub-bytes-per-second": option({
+    kind: "number",
+    description: "Read rate bound of the scrub of sealed segments, in bytes per second (the whole broker)",
+    default: 4 * 1024 * 1024,
+    min: 4096,
+  }),
   "keepalive-interval": option({
     kind: "number",
     description: "KeepAlive period in ms (well below the sentinels' heartbeat TTL)",

@@ -205,10 +205,14 @@ export interface BrokerMetrics {
   bytesOut: Counter;
   produceErrors: Counter<"error">;
   /**
-   * Log damage found at recovery that was not a torn tail (event=detected), and such damage repaired by
-   * fetching the records again from a replica (event=repaired).
+   * Log damage found at recovery that was not a torn tail or by the scrub of sealed segments
+   * (event=detected), and such damage repaired by fetching the records again from a replica (event=repaired).
    */
   logRepairs: Counter<"event">;
+  /** Partitions whose log holds damage not repaired yet: they refuse to lead. */
+  damagedPartitions: Gauge;
+  /** Bytes of sealed segments the scrub read and verified. */
+  scrubBytes: Counter;
   /** Per message, from the request reaching the broker to its acknowledgement (successful acks only). */
   produceLatency: WeightedHistogram<"acks">;
   /** Per batch of a FetchMessages or PullMessage stream, the long-poll wait left out. */
@@ -272,14 +276,26 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
   const logRepairs = new Counter({
     name: "goulette_broker_log_repairs_total",
     help:
-      "Partition logs found damaged at recovery beyond a torn tail (event=detected), and repaired from a " +
-      "replica (event=repaired)",
+      "Partition log damage found at recovery beyond a torn tail or by the scrub of sealed segments " +
+      "(event=detected), and repaired from a replica (event=repaired)",
     labelNames: ["event"],
     registers,
   });
   for (const event of ["detected", "repaired"]) logRepairs.inc({ event }, 0);
   return {
     logRepairs,
+    damagedPartitions: new Gauge({
+      name: "goulette_broker_damaged_partitions",
+      help:
+        "Partitions whose log holds damage not repaired from a replica yet (they refuse to lead; a sole " +
+        "replica stays unavailable)",
+      registers,
+    }),
+    scrubBytes: new Counter({
+      name: "goulette_broker_scrub_bytes_total",
+      help: "Bytes of sealed segments read again and verified by the background scrub",
+      registers,
+    }),
     messagesIn: new Counter({
       name: "goulette_broker_messages_in_total",
       help: "Messages appended as partition leader",

@@ -28,6 +28,7 @@ export {
   type PartitionLogOptions,
 } from "./partition-log-options.js";
 export { type LogDamage } from "./segment.js";
+export { type SegmentDamage, type VerifyPace } from "./segment-verify.js";
 export {
   type AppendRecord,
   type RecordHeader,

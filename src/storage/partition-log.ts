@@ -36,6 +36,8 @@ import {
   type ReadCursor,
 } from "./segment.js";
 import { TailCache } from "./tail-cache.js";
+import { REPAIR_SUFFIX, replaceSegmentTail } from "./segment-replace.js";
+import { verifySegment, type SegmentDamage, type VerifyPace } from "./segment-verify.js";
 
 /** Offsets given to an appended batch. */
 export interface AppendResult {
@@ -138,6 +140,16 @@ export interface PartitionLog {
   /** Calls `listener(logEndOffset)` after each write becomes readable; returns the unsubscribe function. */
   onAppend(listener: (logEndOffset: number) => void): () => void;
   segments(): SegmentInfo[];
+  /**
+   * Reads the sealed segment starting at `baseOffset` again, checking every frame (see
+   * segment-verify.ts). "gone" when it is no longer a sealed segment of the log (retention, truncation).
+   */
+  verifySegment(baseOffset: number, pace: VerifyPace): Promise<SegmentDamage | "clean" | "stopped" | "gone">;
+  /**
+   * Replaces the damaged range of a sealed segment with `records` fetched from a replica, atomically
+   * (see segment-replace.ts). FailedPreconditionError when that segment changed since the damage was found.
+   */
+  repairSegment(damage: SegmentDamage, records: readonly ReplicatedRecord[]): Promise<void>;
   stats(): PartitionLogStats;
   /** Waits for queued work, fsyncs, saves the active index (a clean shutdown) and closes the files. */
   close(): Promise<void>;
@@ -245,6 +257,11 @@ async function removeLeftovers(
 ): Promise<void> {
   for (const name of names) {
     const indexMatch = /^(\d{20})\.index(\.tmp)?$/.exec(name);
+    if (name.endsWith(REPAIR_SUFFIX)) {
+      // A replacement segment whose repair was interrupted before its rename: the old file stands.
+      await o.fileSystem.unlink(path.join(o.dir, name));
+      continue;
+    }
     // A temp index from an interrupted save, or the index of a segment whose data file was deleted.
     if (indexMatch && (indexMatch[2] !== undefined || !bases.has(Number(indexMatch[1])))) {
       await o.fileSystem.unlink(path.join(o.dir, name)).catch((err: unknown) => {
@@ -979,6 +996,49 @@ class FileLog implements PartitionLog {
       path: s.dataPath,
       maxTimestamp: s.maxTimestamp,
     }));
+  }
+
+  async verifySegment(
+    baseOffset: number,
+    pace: VerifyPace,
+  ): Promise<SegmentDamage | "clean" | "stopped" | "gone"> {
+    const i = this.segmentList.findIndex((s) => s.baseOffset === baseOffset);
+    const segment = this.segmentList[i];
+    if (segment === undefined || i === this.segmentList.length - 1 || this.closing) return "gone";
+    const generation = this.generation;
+    segment.acquire();
+    try {
+      const verdict = await verifySegment(segment, {
+        ...pace,
+        stopped: () => this.closing || pace.stopped?.() === true,
+      });
+      // A cut (truncation, reset) during the scan may have shortened the file under it: not damage.
+      if (generation !== this.generation && !this.segmentList.slice(0, -1).includes(segment)) return "gone";
+      if (generation !== this.generation && verdict !== "clean") return "stopped";
+      return verdict;
+    } finally {
+      segment.release();
+    }
+  }
+
+  repairSegment(damage: SegmentDamage, records: readonly ReplicatedRecord[]): Promise<void> {
+    if (this.closing) throw new LogClosedError(this.o.dir);
+    return this.control(async () => {
+      const i = this.segmentList.findIndex((s) => s.baseOffset === damage.baseOffset);
+      const old = this.segmentList[i];
+      if (old === undefined || i === this.segmentList.length - 1 || old.nextOffset !== damage.toOffset) {
+        throw new FailedPreconditionError(
+          `segment ${damage.baseOffset} of ${this.o.dir} changed since its damage was found`,
+        );
+      }
+      const replacement = await replaceSegmentTail(this.o.fileSystem, old, damage, records, {
+        indexIntervalBytes: this.o.indexIntervalBytes,
+        logger: this.logger,
+      });
+      this.segmentList[i] = replacement;
+      this.generation++;
+      await old.supersede().catch(() => undefined);
+    });
   }
 
   stats(): PartitionLogStats {

@@ -435,6 +435,12 @@ export class Segment {
     if (this.refs === 0 && this.retired) void this.closeFile().catch(() => undefined);
   }
 
+  /** Replaced by a repaired file at the same path: the handle closes once the last reader releases it. */
+  async supersede(): Promise<void> {
+    this.retired = true;
+    if (this.refs === 0) await this.closeFile();
+  }
+
   /** Deletes the files; the handle closes once the last reader releases it. */
   async retire(fs: StorageFileSystem): Promise<void> {
     this.retired = true;

@@ -28,12 +28,13 @@ import { formatFaults, formatRuns, formatSchedule } from "./nemesis/report.js";
  */
 
 /**
- * The faults under which the guarantee held in every run so far. The others run in the long mode
- * only: a paused partition leader whose followers were cut off in turn (broker-pause + partition-flap,
- * seed 2 of the short mode when it had them) lost 3 acknowledged records before the isolation fence was
- * re-checked at acknowledgement; clock steps, lost unsynced writes and on-disk corruption met windows
- * closed since (monotonic fences, a new epoch on restart, damaged-log detection). They join this list
- * once long runs on the fixed code show them clean (docs/reliability.md, "Found by the nemesis").
+ * The faults under which the guarantee held in the short mode's runs: the network, process and etcd
+ * faults it always had, and the storage faults (lost unsynced writes, bit flips, truncation) that each
+ * held it in a long run of their own on the current code (docs/reliability.md "Nemesis results").
+ * broker-pause, partition-flap and clock-step each lost nothing alone in long runs, but combined with
+ * the others they broke per-key order of an idempotent producer ("Found by the nemesis"): they stay in
+ * the long mode until that is explained. One seed with the whole mix instead of two with part of it
+ * keeps the short mode's fault time in `npm test` where it was.
  */
 const SHORT_FAULTS: FaultKind[] = [
   "broker-kill",
@@ -44,9 +45,12 @@ const SHORT_FAULTS: FaultKind[] = [
   "partition-leader",
   "partition-one-way",
   "partition-sentinels",
+  "power-loss",
+  "disk-bitflip",
+  "disk-truncate",
 ];
-const SHORT_SEEDS = [1, 2];
-const SHORT_DURATION_MS = 20_000;
+const SHORT_SEEDS = [1];
+const SHORT_DURATION_MS = 40_000;
 
 const long = process.env.GOULETTE_NEMESIS_LONG === "1";
 const seeds = process.env.GOULETTE_NEMESIS_SEED
