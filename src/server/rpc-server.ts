@@ -266,7 +266,7 @@ function createHandler(
   const guard = { readMaxBytes, decode: admission.decode, authenticate: options.authenticate };
   for (const h of router.handlers) paths.set(h.requestPath, guardRequestDecoding(h, guard));
   const cors = createCorsHandler(options.cors);
-  const handler: NodeHandler = (req, res) => {
+  const serve: NodeHandler = (req, res) => {
     const handler = paths.get((req.url ?? "").split("?", 2)[0] ?? "");
     if (!handler) {
       options.fallback(req, res);
@@ -309,7 +309,7 @@ function createHandler(
         );
       });
   };
-  return { handler, fastPath };
+  return { handler: serve, fastPath };
 }
 
 /** A method's implementation as routed, with the interceptors given for it (undefined: the router's). */
