@@ -107,6 +107,11 @@ export interface SentinelConfig {
   consoleDir?: string;
   /** Extra interceptors placed before the handlers (after authorization). */
   interceptors?: Interceptor[];
+  /**
+   * Serve GetBrokers called over gRPC on HTTP/2 by the gRPC fast path (server/grpc-fast-path.ts;
+   * default true). Off: every call goes through connect-node (the benchmark compares the two).
+   */
+  grpcFastPath?: boolean;
   logger: Logger;
   registry?: Registry;
   /** Watch broker pods (Kubernetes) while leading; absent outside a cluster. */
@@ -166,6 +171,8 @@ export async function startSentinel(config: SentinelConfig): Promise<Sentinel> {
     routes,
     // Credentials and the method's rule are checked before the body is read.
     authenticate: authorizationHeaderCheck(authenticator, rules),
+    // The hot read: every producer and consumer asks for its topics' brokers.
+    fastMethods: config.grpcFastPath === false ? [] : [SentinelService.method.getBrokers],
     interceptors: [
       errorTranslation(logger),
       rpcMetrics(createRpcMetrics(registry)),

@@ -1,3 +1,5 @@
+import type net from "node:net";
+import type tls from "node:tls";
 import type { PeerCertificate } from "node:tls";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { createContextKey, type ContextValues } from "@connectrpc/connect";
@@ -33,6 +35,18 @@ export type HeaderCheck = (head: CallHead) => void | Promise<void>;
 const connectionKey = createContextKey<CallConnection | undefined>(undefined, {
   description: "the connection a call arrived on",
 });
+
+/** The connection of a request's socket (TLS or not). */
+export function callConnectionOf(socket: net.Socket | undefined): CallConnection {
+  const s = socket as (net.Socket & Partial<Pick<tls.TLSSocket, "getPeerCertificate">>) | undefined;
+  return {
+    remoteAddress: s?.remoteAddress,
+    peerCertificate() {
+      const certificate = s?.getPeerCertificate?.();
+      return certificate && Object.keys(certificate).length > 0 ? certificate : undefined;
+    },
+  };
+}
 
 /** Records the call's connection in its context values (done by the RPC server per request). */
 export function setCallConnection(values: ContextValues, connection: CallConnection): void {

@@ -54,7 +54,9 @@ export function rpcMetrics(metrics: RpcMetrics): Interceptor {
     try {
       return await next(req);
     } catch (err) {
-      code = Code[ConnectError.from(err).code] ?? "unknown";
+      // Errors reach here before errorTranslation (outside this one) has turned them into ConnectErrors:
+      // a handler's NotFoundError is NotFound, not Unknown.
+      code = Code[toConnectError(err).code] ?? "unknown";
       throw err;
     } finally {
       const labels = labelsOf(req.service.name, req.method.name, code);

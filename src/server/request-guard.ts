@@ -215,7 +215,7 @@ async function decodeWhole(
   if (!read.complete) return { body: prepend(read.chunks, read.rest) };
   const { chunks } = read;
   const bytes = chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks);
-  return { message: check(schema, bytes, limits) };
+  return { message: decodeChecked(schema, bytes, limits) };
 }
 
 /**
@@ -271,7 +271,7 @@ async function* checkWhole(
   }
   const bytes = Buffer.concat(read.chunks);
   const plain = await decompress(bytes, encoding, limits.readMaxBytes);
-  if (plain) check(schema, plain, limits);
+  if (plain) decodeChecked(schema, plain, limits);
   yield bytes;
 }
 
@@ -330,7 +330,7 @@ async function* checkEnvelopes(
         const plain = flags & 0x01 ? await decompress(data, encoding, readMaxBytes) : data;
         // Decompressed bytes are held as long as the message (its bytes fields are views onto them).
         if (plain && plain !== data) ledger?.charge(plain.length);
-        const message = plain ? check(schema, plain, limits) : undefined;
+        const message = plain ? decodeChecked(schema, plain, limits) : undefined;
         held += (ledger?.held ?? 0) - before;
         if (decoded) {
           decoded.push(message);
@@ -359,10 +359,14 @@ async function* rest(it: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> 
 }
 
 /**
- * Decodes one message, within the limits: its decoded size is estimated on the wire first (refused
+ * Decodes one message, within the limits (also the gRPC fast path's decode, grpc-fast-path.ts): its decoded size is estimated on the wire first (refused
  * over the limits) and charged to the ledger.
  */
-function check(schema: DescMessage, bytes: Uint8Array, limits: Limits): Message {
+export function decodeChecked(
+  schema: DescMessage,
+  bytes: Uint8Array,
+  limits: Pick<Limits, "decode" | "ledger">,
+): Message {
   limits.ledger?.charge(decodedSize(schema, bytes, limits.decode));
   try {
     // Unknown fields are skipped, not kept, as Connect is told to (see createHandler in rpc-server.ts).

@@ -1,7 +1,6 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import type tls from "node:tls";
 import {
   Code,
   ConnectError,
@@ -17,12 +16,14 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { UniversalHandler, UniversalHandlerOptions } from "@connectrpc/connect/protocol";
+import type { DescMethod } from "@bufbuild/protobuf";
 import { listenError } from "../common/port-check.js";
 import type { Logger } from "../observability/logger.js";
-import { setCallConnection, setCallReset, type CallConnection, type HeaderCheck } from "./call-head.js";
+import { callConnectionOf, setCallConnection, setCallReset, type HeaderCheck } from "./call-head.js";
 import { createCorsHandler, type CorsPolicy } from "./cors.js";
 import type { DecodeLimits } from "./decode-budget.js";
 import { handOverDecoded } from "./decoded-messages.js";
+import { GrpcFastPath, routeFastStreams, type FastUnaryMethod } from "./grpc-fast-path.js";
 import { peerCertificateKey, peerCertificateOf } from "./identity.js";
 import { InflightBudget, setRequestLedger } from "./inflight-budget.js";
 import { resolveRpcLimits, type ResolvedRpcLimits, type RpcServerLimits } from "./limits.js";
@@ -59,6 +60,12 @@ export interface RpcServerOptions {
    * (see request-guard.ts); interceptors run only once the body is decoded.
    */
   authenticate?: HeaderCheck;
+  /**
+   * Unary methods served on the gRPC fast path (grpc-fast-path.ts) when called in binary gRPC over
+   * HTTP/2: same checks, interceptors and handler, without connect-node's per-call plumbing. Other
+   * protocols, and calls the fast path does not take, go through Connect.
+   */
+  fastMethods?: readonly DescMethod[];
   logger: Logger;
 }
 
@@ -84,7 +91,10 @@ type NodeHandler = (
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
   const limits = resolveRpcLimits(definedOnly(options.limits ?? {}));
   const readMaxBytes = limits.maxRequestBytes ?? options.readMaxBytes ?? 4 * 1024 * 1024;
-  const handler = createHandler(options, admissionOf(options.limits ?? {}, limits, readMaxBytes));
+  const { handler, fastPath } = createHandler(
+    options,
+    admissionOf(options.limits ?? {}, limits, readMaxBytes),
+  );
   const [host, portText] = splitHostPort(options.address);
   const sockets = new Set<net.Socket>();
   const h2Sessions = new Set<http2.ServerHttp2Session>();
@@ -122,12 +132,14 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       handler,
     );
     Object.assign(secure, http1Timeouts);
+    if (fastPath) routeFastStreams(secure, fastPath);
     secure.on("session", onSession);
     // A failed handshake (no client certificate, untrusted one) is the client's problem, not ours.
     secure.on("tlsClientError", (err: Error) => options.logger.debug({ err: err }, "TLS handshake failed"));
     outer = secure;
   } else {
     const h2 = http2.createServer(h2Settings, handler);
+    if (fastPath) routeFastStreams(h2, fastPath);
     h2.on("session", onSession);
     const plain = http.createServer(handler);
     Object.assign(plain, http1Timeouts);
@@ -210,7 +222,10 @@ function admissionOf(asked: RpcServerLimits, limits: ResolvedRpcLimits, readMaxB
  * only this router pairs with it), the per-request ledger of the in-flight budget, and strict UTF-8
  * for JSON.
  */
-function createHandler(options: RpcServerOptions, admission: Admission): NodeHandler {
+function createHandler(
+  options: RpcServerOptions,
+  admission: Admission,
+): { handler: NodeHandler; fastPath: GrpcFastPath | undefined } {
   const { readMaxBytes } = admission;
   const jsonOptions = {
     ignoreUnknownFields: false,
@@ -230,12 +245,28 @@ function createHandler(options: RpcServerOptions, admission: Admission): NodeHan
     // Goulette runs on only large messages are worth compressing.
     compressMinBytes: 64 * 1024,
   });
-  options.routes(keepHandOver(router));
+  const fastPath = options.fastMethods?.length
+    ? new GrpcFastPath({
+        readMaxBytes,
+        decode: admission.decode,
+        budget: admission.budget,
+        authenticate: options.authenticate,
+        mutualTls: Boolean(options.tls?.caFile),
+        logger: options.logger,
+      })
+    : undefined;
+  const fast = new Set(options.fastMethods ?? []);
+  options.routes(
+    keepHandOver(router, (method, impl, interceptors) => {
+      if (!fast.has(method) || method.methodKind !== "unary") return;
+      fastPath?.register({ method, impl, interceptors: interceptors ?? options.interceptors ?? [] });
+    }),
+  );
   const paths = new Map<string, UniversalHandler>();
   const guard = { readMaxBytes, decode: admission.decode, authenticate: options.authenticate };
   for (const h of router.handlers) paths.set(h.requestPath, guardRequestDecoding(h, guard));
   const cors = createCorsHandler(options.cors);
-  return (req, res) => {
+  const serve: NodeHandler = (req, res) => {
     const handler = paths.get((req.url ?? "").split("?", 2)[0] ?? "");
     if (!handler) {
       options.fallback(req, res);
@@ -262,7 +293,7 @@ function createHandler(options: RpcServerOptions, admission: Admission): NodeHan
     const ledger = admission.budget.ledger(("stream" in req ? req.stream.session : undefined) ?? req.socket);
     res.once("close", () => ledger.close());
     setRequestLedger(contextValues, ledger);
-    setCallConnection(contextValues, connectionOf(req));
+    setCallConnection(contextValues, callConnectionOf(req.socket));
     setCallReset(contextValues, () => {
       if ("stream" in req) req.stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
       else req.socket.destroy();
@@ -278,24 +309,22 @@ function createHandler(options: RpcServerOptions, admission: Admission): NodeHan
         );
       });
   };
+  return { handler: serve, fastPath };
 }
 
-function connectionOf(req: http.IncomingMessage | http2.Http2ServerRequest): CallConnection {
-  const socket = req.socket as net.Socket & Partial<Pick<tls.TLSSocket, "getPeerCertificate">>;
-  return {
-    remoteAddress: socket.remoteAddress,
-    peerCertificate() {
-      const certificate = socket.getPeerCertificate?.();
-      return certificate && Object.keys(certificate).length > 0 ? certificate : undefined;
-    },
-  };
-}
+/** A method's implementation as routed, with the interceptors given for it (undefined: the router's). */
+type RoutedMethod = (
+  method: DescMethod,
+  impl: FastUnaryMethod["impl"],
+  interceptors: readonly Interceptor[] | undefined,
+) => void;
 
 /**
  * Per-service (or per-method) interceptors replace the router's: handOverDecoded goes first in those
- * too, or their handlers would get the guard's empty placeholders instead of the requests.
+ * too, or their handlers would get the guard's empty placeholders instead of the requests. Each
+ * method's implementation is also reported to `routed` (the fast path serves some of them).
  */
-function keepHandOver(router: ConnectRouter): ConnectRouter {
+function keepHandOver(router: ConnectRouter, routed: RoutedMethod): ConnectRouter {
   const withHandOver = (o?: Partial<UniversalHandlerOptions>) =>
     o?.interceptors ? { ...o, interceptors: [handOverDecoded, ...o.interceptors] } : o;
   const wrapped: ConnectRouter = {
@@ -304,10 +333,16 @@ function keepHandOver(router: ConnectRouter): ConnectRouter {
     },
     service(service, implementation, o) {
       router.service(service, implementation, withHandOver(o));
+      const methods = implementation as Record<string, FastUnaryMethod["impl"] | undefined>;
+      for (const method of service.methods) {
+        const fn = methods[method.localName];
+        if (typeof fn === "function") routed(method, fn.bind(implementation), o?.interceptors);
+      }
       return this;
     },
     rpc(method, impl, o) {
       router.rpc(method, impl, withHandOver(o));
+      routed(method, impl as FastUnaryMethod["impl"], o?.interceptors);
       return this;
     },
   };
