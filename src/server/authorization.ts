@@ -127,6 +127,8 @@ export const BROKER_RULES: RuleTable = {
   },
   SendMessage: { allow: CLIENT_WRITES },
   Produce: { allow: CLIENT_WRITES },
+  SendBatches: { allow: CLIENT_WRITES },
+  ProduceBatches: { allow: CLIENT_WRITES },
   CommitOffset: { allow: CLIENT_WRITES },
   DeleteCommittedOffset: { allow: CLIENT_WRITES },
   GetCommittedOffset: {
