@@ -184,18 +184,19 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
         let bytes = 0;
         for (const r of records) bytes += r.bytes;
         let request = requests.get(address);
-        // One batch per partition per request; a full request starts another.
-        const fits =
-          request !== undefined &&
-          request.bytes + bytes <= this.limits.maxRequestBytes &&
-          request.current.batches.every((b) => b.queue !== q);
-        if (!fits) {
+        // One batch per partition per request (a partition's batches are taken one after another, so
+        // only the last batch can be its own); a full request starts another.
+        if (
+          request === undefined ||
+          request.bytes + bytes > this.limits.maxRequestBytes ||
+          request.current.batches[request.current.batches.length - 1]?.queue === q
+        ) {
           request = { current: { address, batches: [] }, bytes: 0 };
           requests.set(address, request);
           out.push(request.current);
         }
-        (request as { current: Outgoing<R>; bytes: number }).current.batches.push({ queue: q, records });
-        (request as { current: Outgoing<R>; bytes: number }).bytes += bytes;
+        request.current.batches.push({ queue: q, records });
+        request.bytes += bytes;
         this.#markInFlight(q, records);
       }
     }
