@@ -262,6 +262,8 @@ interface ProduceResult {
   partitions: number;
   recordsPerSecond: number;
   errors: number;
+  /** The first failed send's error (sdk). */
+  firstError?: string;
 }
 
 /**
@@ -342,6 +344,7 @@ async function produceSpreadSdk(
   const value = new Uint8Array(RECORD_BYTES).fill(97);
   let acked = 0;
   let errors = 0;
+  let firstError: string | undefined;
   try {
     // Topic metadata first, so the measured window is produce only.
     const topics = [...new Set(placements.map((p) => p.topic))];
@@ -355,13 +358,21 @@ async function produceSpreadSdk(
         const p = placements[next++ % placements.length] as Placement;
         producer.send({ topic: p.topic, partition: p.partition, value }).then(
           () => void acked++,
-          () => void errors++,
+          (err: unknown) => {
+            errors++;
+            firstError ??= err instanceof Error ? err.message : String(err);
+          },
         );
       }
     }
     await producer.flush();
     const elapsed = (performance.now() - t0) / 1000;
-    return { partitions: placements.length, recordsPerSecond: acked / elapsed, errors };
+    return {
+      partitions: placements.length,
+      recordsPerSecond: acked / elapsed,
+      errors,
+      ...(firstError !== undefined ? { firstError } : {}),
+    };
   } finally {
     await producer.close({ flush: false });
   }
