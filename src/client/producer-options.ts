@@ -36,11 +36,6 @@ export interface ProducerOptions extends CommonClientOptions {
    * (1024 message ids per producer and partition), so that every retry is recognised as one.
    */
   maxInFlightPerPartition?: number;
-  /**
-   * Requests in flight to one broker (default 5); messages queued meanwhile go out together in the
-   * next request, however many partitions they spread over.
-   */
-  maxInFlightRequestsPerBroker?: number;
   /** waitForRoom() waits while this many messages are unacknowledged (default 20000). */
   maxPendingMessages?: number;
   /** A message not acknowledged this long after send() fails with DeliveryTimeoutError (ms, default 120000). */
@@ -83,7 +78,6 @@ export const PRODUCER_DEFAULTS = {
   maxRequestBytes: 4 * 1024 * 1024,
   maxInFlightMessages: 4096,
   maxInFlightPerPartition: 1000,
-  maxInFlightRequestsPerBroker: 5,
   maxPendingMessages: 20_000,
   deliveryTimeoutMs: 120_000,
   requestTimeoutMs: 30_000,

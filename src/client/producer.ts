@@ -455,7 +455,6 @@ export class Producer {
   }
 
   #onResponse(request: Outgoing<PendingRecord>, res: BatchesResponse): void {
-    this.#accumulator.requestSettled(request.address);
     const refresh = new Map<TopicState, Queue[]>();
     request.batches.forEach((batch, i) => {
       this.#accumulator.release(batch);
@@ -499,7 +498,6 @@ export class Producer {
     channel: ProduceChannel,
     err: unknown,
   ): void {
-    this.#accumulator.requestSettled(request.address);
     for (const batch of request.batches) this.#accumulator.release(batch);
     if (this.#state === "closed") return;
     const decision = decideFailure(leaderId, request.address, err);

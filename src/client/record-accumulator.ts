@@ -57,11 +57,6 @@ export interface AccumulatorLimits {
   maxInFlightMessages: number;
   /** Records in flight per partition. */
   maxInFlightPerPartition: number;
-  /**
-   * Requests in flight per broker (Kafka's max.in.flight.requests.per.connection): what is queued
-   * meanwhile goes out together in the next one, instead of as many small requests as answers arrive.
-   */
-  maxInFlightRequestsPerBroker: number;
   retryBackoffMs: number;
   maxRetryBackoffMs: number;
 }
@@ -92,8 +87,6 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
   /** Partitions that may have something to send (the rest have nothing queued or retrying). */
   readonly #active = new Set<PartitionQueue<R>>();
   #inflight = 0;
-  /** Requests in flight per broker address. */
-  readonly #requests = new Map<string, number>();
 
   constructor(readonly limits: AccumulatorLimits) {}
 
@@ -170,7 +163,6 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
         continue;
       }
       candidates.push({ q, address });
-      if ((this.#requests.get(address) ?? 0) >= this.limits.maxInFlightRequestsPerBroker) continue;
       const head = q.queue[0] as R;
       const full =
         q.queue.length >= this.limits.maxBatchMessages || q.queuedBytes >= this.limits.maxBatchBytes;
@@ -199,9 +191,6 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
           request.bytes + bytes > this.limits.maxRequestBytes ||
           request.current.batches[request.current.batches.length - 1]?.queue === q
         ) {
-          const inflight = this.#requests.get(address) ?? 0;
-          if (inflight >= this.limits.maxInFlightRequestsPerBroker) break;
-          this.#requests.set(address, inflight + 1);
           request = { current: { address, batches: [] }, bytes: 0 };
           requests.set(address, request);
           out.push(request.current);
@@ -212,13 +201,6 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
       }
     }
     return { requests: out, wakeAt, refresh };
-  }
-
-  /** A request to `address` settled (answered or failed): room for the next one. */
-  requestSettled(address: string): void {
-    const inflight = (this.#requests.get(address) ?? 1) - 1;
-    if (inflight > 0) this.#requests.set(address, inflight);
-    else this.#requests.delete(address);
   }
 
   /** The request of `batch` settled: its records leave the windows. */

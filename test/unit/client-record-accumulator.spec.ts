@@ -16,7 +16,6 @@ const LIMITS: AccumulatorLimits = {
   maxRequestBytes: 4 * 1024 * 1024,
   maxInFlightMessages: 4096,
   maxInFlightPerPartition: 1000,
-  maxInFlightRequestsPerBroker: 5,
   retryBackoffMs: 50,
   maxRetryBackoffMs: 2_000,
 };
@@ -228,21 +227,6 @@ describe("RecordAccumulator", () => {
     assert.deepEqual(
       d.map((b) => ids(b.records)),
       [[2]],
-    );
-  });
-
-  it("keeps at most maxInFlightRequestsPerBroker requests per broker; what queues meanwhile goes out together", () => {
-    const { acc, queues, leaderOf } = setUp(4, 1, { maxInFlightRequestsPerBroker: 1 });
-    acc.append(queues[0] as PartitionQueue<AccumulatedRecord>, record(0));
-    const first = acc.drain(10, leaderOf, false).requests;
-    assert.equal(first.length, 1);
-    for (const q of queues.slice(1)) acc.append(q, record(10));
-    assert.equal(acc.drain(20, leaderOf, true).requests.length, 0, "one request in flight already");
-    acc.requestSettled("b0");
-    const next = acc.drain(20, leaderOf, false).requests;
-    assert.deepEqual(
-      next.map((r) => partitionsOf(r.batches)),
-      [[1, 2, 3]],
     );
   });
 });
