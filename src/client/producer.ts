@@ -68,6 +68,10 @@ const DEFAULTS = PRODUCER_DEFAULTS;
  * log keeps the send order. A broker that cannot be reached is reported to the sentinels
  * (GetBrokers with unreachable_brokers), and the partition continues on the assignment they return.
  * One timer per producer (the earliest linger or backoff), none per partition.
+ *
+ * About 700 lines: the public API (send, waitForRoom, flush, close, each with its abort handling) and
+ * the wiring of metadata, channels and settling stay together; what is decided lives in the two pure
+ * modules. The next split would be topic loading and record settling into their own modules.
  */
 export class Producer {
   readonly producerId: string;
