@@ -16,6 +16,7 @@ import {
 import { Pushable } from "../test/helpers/broker-process.js";
 import { startCluster, type TestCluster } from "../test/helpers/cluster.js";
 import { Partition } from "../src/broker/partition.js";
+import { Producer } from "../src/client/node.js";
 import { silentLogger } from "../src/observability/logger.js";
 import type { BenchContext, BenchOutput, Benchmark } from "./lib/benchmark.js";
 import { collectGarbage } from "./lib/gc.js";
@@ -45,6 +46,41 @@ const RECORDS_PER_REQUEST = 10;
 const WINDOW = 32;
 /** `goulette dev`'s default; GOULETTE_BENCH_FSYNC=always measures fsync-before-ack instead. */
 const FSYNC = process.env.GOULETTE_BENCH_FSYNC === "always" ? "always" : "interval";
+const PHASES = ["memory", "idle", "produce", "burst"] as const;
+/**
+ * The produce load generators: `wire`, one SendMessage request per partition batch (RECORDS_PER_REQUEST
+ * records, WINDOW in flight per leader); `sdk`, the SDK's Producer (batches per broker as it would for
+ * an application). PARTITIONS_CLIENT=wire,sdk (default both).
+ */
+const CLIENTS = ["wire", "sdk"] as const;
+type LoadGenerator = (typeof CLIENTS)[number];
+type Phase = (typeof PHASES)[number];
+
+/**
+ * Focused runs: PARTITIONS_PHASES=produce (a comma list of memory, idle, produce, burst; default all)
+ * and PARTITIONS_STEPS=3000 (replicas per broker to grow to and measure at; default the full or quick list).
+ */
+function focus(quick: boolean): { phases: Set<Phase>; steps: number[]; clients: LoadGenerator[] } {
+  const phases = (process.env.PARTITIONS_PHASES ?? PHASES.join(",")).split(",").map((p) => p.trim());
+  for (const p of phases) {
+    if (!(PHASES as readonly string[]).includes(p)) {
+      throw new Error(`PARTITIONS_PHASES: unknown phase ${p} (known: ${PHASES.join(", ")})`);
+    }
+  }
+  const steps = process.env.PARTITIONS_STEPS?.split(",").map(Number) ?? (quick ? QUICK_STEPS : STEPS);
+  for (const n of steps) {
+    if (!Number.isInteger(n) || n <= 0 || n % PARTITIONS_PER_TOPIC !== 0) {
+      throw new Error(`PARTITIONS_STEPS: ${n} is not a positive multiple of ${PARTITIONS_PER_TOPIC}`);
+    }
+  }
+  const clients = (process.env.PARTITIONS_CLIENT ?? CLIENTS.join(",")).split(",").map((c) => c.trim());
+  for (const c of clients) {
+    if (!(CLIENTS as readonly string[]).includes(c)) {
+      throw new Error(`PARTITIONS_CLIENT: unknown load generator ${c} (known: ${CLIENTS.join(", ")})`);
+    }
+  }
+  return { phases: new Set(phases as Phase[]), steps, clients: clients as LoadGenerator[] };
+}
 
 interface Placement {
   topic: string;
@@ -226,6 +262,8 @@ interface ProduceResult {
   partitions: number;
   recordsPerSecond: number;
   errors: number;
+  /** The first failed send's error (sdk). */
+  firstError?: string;
 }
 
 /**
@@ -284,13 +322,69 @@ async function produceSpread(
   return { partitions: placements.length, recordsPerSecond: acked / elapsed, errors };
 }
 
+/** Records the SDK producer keeps unacknowledged (its waitForRoom bound). */
+const SDK_PENDING = 8_192;
+
+/**
+ * acks=all produce through the SDK's Producer for `seconds`: records of RECORD_BYTES sent round robin
+ * over `placements` (explicit partitions), at most SDK_PENDING unacknowledged; the producer batches
+ * and sends them as it would for an application (linger 5 ms, its default window).
+ */
+async function produceSpreadSdk(
+  cluster: TestCluster,
+  placements: Placement[],
+  seconds: number,
+): Promise<ProduceResult> {
+  const producer = new Producer({
+    sentinels: cluster.sentinelUrls,
+    acks: "all",
+    maxPendingMessages: SDK_PENDING,
+    deliveryTimeoutMs: seconds * 1000 + 60_000,
+  });
+  const value = new Uint8Array(RECORD_BYTES).fill(97);
+  let acked = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  try {
+    // Topic metadata first, so the measured window is produce only.
+    const topics = [...new Set(placements.map((p) => p.topic))];
+    await pool(topics, 8, (topic) => producer.send({ topic, partition: 0, value }));
+    const t0 = performance.now();
+    const deadline = t0 + seconds * 1000;
+    let next = 0;
+    while (performance.now() < deadline) {
+      await producer.waitForRoom();
+      for (let i = 0; i < 256; i++) {
+        const p = placements[next++ % placements.length] as Placement;
+        producer.send({ topic: p.topic, partition: p.partition, value }).then(
+          () => void acked++,
+          (err: unknown) => {
+            errors++;
+            firstError ??= err instanceof Error ? err.message : String(err);
+          },
+        );
+      }
+    }
+    await producer.flush();
+    const elapsed = (performance.now() - t0) / 1000;
+    return {
+      partitions: placements.length,
+      recordsPerSecond: acked / elapsed,
+      errors,
+      ...(firstError !== undefined ? { firstError } : {}),
+    };
+  } finally {
+    await producer.close({ flush: false });
+  }
+}
+
 interface StepResult {
   replicasPerBroker: number;
   topicsCreated: number;
   creationSeconds: number;
   idle: IdleResult[];
-  /** Every repetition, the two variants back to back in alternating order. */
-  produce: { overThree: ProduceResult; overAll: ProduceResult }[];
+  /** Every repetition, the two variants back to back in alternating order, per load generator. */
+  produce: { client: LoadGenerator; overThree: ProduceResult; overAll: ProduceResult }[];
 }
 
 interface BurstResult {
@@ -342,19 +436,24 @@ async function burst(cluster: TestCluster, topics: number, baseReplicas: number)
 }
 
 async function run(ctx: BenchContext): Promise<BenchOutput> {
-  const steps = ctx.quick ? QUICK_STEPS : STEPS;
+  const { phases, steps, clients } = focus(ctx.quick);
   const idleSeconds = ctx.quick ? 5 : 10;
   const produceSeconds = ctx.quick ? 3 : 5;
   const produceReps = ctx.quick ? 1 : 3;
   const burstTopics = ctx.quick ? QUICK_BURST_TOPICS : BURST_TOPICS;
-  ctx.log("memory of 2,000 idle partitions in this process");
-  const memory = await partitionMemory(2_000);
-  ctx.log(`${fmt(memory.rssKiB)} KiB RSS, ${fmt(memory.heapKiB)} KiB JS heap per idle partition`);
+  let memory = { rssKiB: Number.NaN, heapKiB: Number.NaN };
+  if (phases.has("memory")) {
+    ctx.log("memory of 2,000 idle partitions in this process");
+    memory = await partitionMemory(2_000);
+    ctx.log(`${fmt(memory.rssKiB)} KiB RSS, ${fmt(memory.heapKiB)} KiB JS heap per idle partition`);
+  }
   ctx.log("starting etcd, 3 sentinels, 3 brokers");
   // The defaults of `goulette dev` (the test helper's are tuned for fast failure detection).
   const cluster = await startCluster({
     sentinels: 3,
     brokers: 3,
+    // A shared machine may be busy: give the processes time to come up.
+    readyTimeoutMs: 60_000,
     sentinelArgs: ["--election-ttl", "5"],
     brokerArgs: ["--keepalive-interval", "3000", "--replica-lag-max", "10000", "--fsync", FSYNC],
   });
@@ -387,23 +486,29 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const creationSeconds = (performance.now() - t0) / 1000;
       const quietSeconds = await waitForQuiet(cluster, 180_000);
       ctx.log(`served after ${fmt(creationSeconds)} s, role pushes over after ${fmt(quietSeconds)} s more`);
-      ctx.log(`idle for ${idleSeconds} s`);
-      const idle = await measureIdle(cluster, idleSeconds);
-      ctx.log(`idle CPU ${idle.map((r) => `${r.broker} ${fmt(r.cpuPercent)}%`).join(", ")}`);
+      let idle: IdleResult[] = [];
+      if (phases.has("idle")) {
+        ctx.log(`idle for ${idleSeconds} s`);
+        idle = await measureIdle(cluster, idleSeconds);
+        ctx.log(`idle CPU ${idle.map((r) => `${r.broker} ${fmt(r.cpuPercent)}%`).join(", ")}`);
+      }
       const three = [...new Map(placements.map((p) => [p.leader, p])).values()];
       const produce: StepResult["produce"] = [];
-      for (let rep = 0; rep < produceReps; rep++) {
-        // Alternating order, so a drift of the machine's load hits both variants alike.
-        const first = rep % 2 === 0 ? three : placements;
-        const second = rep % 2 === 0 ? placements : three;
-        ctx.log(
-          `produce rep ${rep + 1}/${produceReps}: over ${first.length}, then ${second.length} partitions`,
-        );
-        const a = await produceSpread(cluster, first, produceSeconds);
-        const b = await produceSpread(cluster, second, produceSeconds);
-        const run = rep % 2 === 0 ? { overThree: a, overAll: b } : { overThree: b, overAll: a };
-        ctx.log(`${fmt(run.overThree.recordsPerSecond)} vs ${fmt(run.overAll.recordsPerSecond)} records/s`);
-        produce.push(run);
+      for (let rep = 0; rep < (phases.has("produce") ? produceReps : 0); rep++) {
+        for (const client of clients) {
+          // Alternating order, so a drift of the machine's load hits both variants alike.
+          const first = rep % 2 === 0 ? three : placements;
+          const second = rep % 2 === 0 ? placements : three;
+          ctx.log(
+            `produce (${client}) rep ${rep + 1}/${produceReps}: over ${first.length}, then ${second.length} partitions`,
+          );
+          const generate = client === "sdk" ? produceSpreadSdk : produceSpread;
+          const a = await generate(cluster, first, produceSeconds);
+          const b = await generate(cluster, second, produceSeconds);
+          const run = rep % 2 === 0 ? { overThree: a, overAll: b } : { overThree: b, overAll: a };
+          ctx.log(`${fmt(run.overThree.recordsPerSecond)} vs ${fmt(run.overAll.recordsPerSecond)} records/s`);
+          produce.push({ client, ...run });
+        }
       }
       results.push({
         replicasPerBroker: replicas,
@@ -413,11 +518,13 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         produce,
       });
     }
-    ctx.log(`burst: ${burstTopics} topics at once`);
-    burstResult = await burst(cluster, burstTopics, placements.length);
-    ctx.log(
-      `burst: ${burstResult.answered} answered, ${burstResult.failed} failed in ${fmt(burstResult.answeredSeconds)} s`,
-    );
+    if (phases.has("burst")) {
+      ctx.log(`burst: ${burstTopics} topics at once`);
+      burstResult = await burst(cluster, burstTopics, placements.length);
+      ctx.log(
+        `burst: ${burstResult.answered} answered, ${burstResult.failed} failed in ${fmt(burstResult.answeredSeconds)} s`,
+      );
+    }
   } finally {
     await cluster.stop();
   }
@@ -426,13 +533,15 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   const idleTable: Table = {
     title: "Idle brokers by partition replicas per broker (RF 3 on 3 brokers; max over the 3 brokers)",
     columns: ["replicas / broker", "idle CPU (% of a core)", "RSS", "open files", "created in"],
-    rows: results.map((r) => [
-      fmt(r.replicasPerBroker),
-      `${fmt(maxOf(r.idle.map((i) => i.cpuPercent)))} %`,
-      fmtBytes(maxOf(r.idle.map((i) => i.rssBytes))),
-      fmt(maxOf(r.idle.map((i) => i.openFiles))),
-      `${fmt(r.creationSeconds)} s (${r.topicsCreated} topics)`,
-    ]),
+    rows: results
+      .filter((r) => r.idle.length > 0)
+      .map((r) => [
+        fmt(r.replicasPerBroker),
+        `${fmt(maxOf(r.idle.map((i) => i.cpuPercent)))} %`,
+        fmtBytes(maxOf(r.idle.map((i) => i.rssBytes))),
+        fmt(maxOf(r.idle.map((i) => i.openFiles))),
+        `${fmt(r.creationSeconds)} s (${r.topicsCreated} topics)`,
+      ]),
     notes: [
       `memory per idle partition (2,000 opened in the benchmark process on empty logs, each leading with 2 followers, after a full GC): ${fmt(memory.rssKiB)} KiB RSS, of which ${fmt(memory.heapKiB)} KiB JS heap`,
       `idle CPU measured over ${idleSeconds} s from /proc/<pid>/stat, once every replica took its role and the sentinels made no SetTopicRole(s) call for 3 s`,
@@ -443,27 +552,34 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         : []),
     ],
   };
-  const produceSpreads = (r: StepResult) => ({
-    three: spread(r.produce.map((p) => p.overThree.recordsPerSecond)),
-    all: spread(r.produce.map((p) => p.overAll.recordsPerSecond)),
-    ratio: spread(r.produce.map((p) => (100 * p.overAll.recordsPerSecond) / p.overThree.recordsPerSecond)),
-    errors: r.produce.reduce((sum, p) => sum + p.overThree.errors + p.overAll.errors, 0),
+  const produceSpreads = (runs: StepResult["produce"]) => ({
+    three: spread(runs.map((p) => p.overThree.recordsPerSecond)),
+    all: spread(runs.map((p) => p.overAll.recordsPerSecond)),
+    ratio: spread(runs.map((p) => (100 * p.overAll.recordsPerSecond) / p.overThree.recordsPerSecond)),
+    errors: runs.reduce((sum, p) => sum + p.overThree.errors + p.overAll.errors, 0),
   });
   const rate = (s: Spread) => fmtSpread(s, 3, " rec/s");
   const produceTable: Table = {
-    title: `acks=all produce (--fsync ${FSYNC}), ${RECORDS_PER_REQUEST} × ${RECORD_BYTES} B records per request, ${WINDOW} requests in flight per leader`,
-    columns: ["replicas / broker", "over 3 partitions", "over every partition", "ratio", "errors"],
-    rows: results.map((r) => {
-      const p = produceSpreads(r);
-      return [
-        fmt(r.replicasPerBroker),
-        rate(p.three),
-        rate(p.all),
-        fmtSpread(p.ratio, 3, " %"),
-        String(p.errors),
-      ];
-    }),
+    title: `acks=all produce (--fsync ${FSYNC}) of ${RECORD_BYTES} B records`,
+    columns: ["replicas / broker", "client", "over 3 partitions", "over every partition", "ratio", "errors"],
+    rows: results.flatMap((r) =>
+      clients
+        .map((client) => ({ client, runs: r.produce.filter((p) => p.client === client) }))
+        .filter(({ runs }) => runs.length > 0)
+        .map(({ client, runs }) => {
+          const p = produceSpreads(runs);
+          return [
+            fmt(r.replicasPerBroker),
+            client,
+            rate(p.three),
+            rate(p.all),
+            fmtSpread(p.ratio, 3, " %"),
+            String(p.errors),
+          ];
+        }),
+    ),
     notes: [
+      `wire: ${RECORDS_PER_REQUEST} records per SendMessage request (one partition), ${WINDOW} requests in flight per leader, round robin over the partitions; sdk: the SDK's Producer, records round robin over the partitions, at most ${SDK_PENDING} unacknowledged`,
       `median (min–max) of ${produceReps} repetitions of ${produceSeconds} s each variant, back to back in alternating order; the ratio is taken per repetition`,
     ],
   };
@@ -486,6 +602,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     tables: [idleTable, produceTable, burstTable],
     settings: {
       steps,
+      phases: [...phases],
       partitionsPerTopic: PARTITIONS_PER_TOPIC,
       idleSeconds,
       produceSeconds,
@@ -493,6 +610,8 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       recordBytes: RECORD_BYTES,
       recordsPerRequest: RECORDS_PER_REQUEST,
       window: WINDOW,
+      clients,
+      sdkPending: SDK_PENDING,
       burstTopics,
       fsync: FSYNC,
     },

@@ -1,5 +1,5 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import type { BrokerService, MessageRequest, MessageResponse } from "../gen/goulette/v1/broker_pb.js";
+import type { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import { AsyncQueue } from "../common/async-queue.js";
 import { OverloadedError } from "../errors.js";
@@ -8,6 +8,7 @@ import { toBrokerConnectError, translateStreamErrors } from "./errors.js";
 import { commitOffset, deleteCommittedOffset, getCommittedOffset } from "./offsets.js";
 import type { PartitionManager } from "./partition-manager.js";
 import { produce, validateMessageRequest, type ProduceOptions } from "./produce.js";
+import { produceBatches, validateBatchesRequest } from "./produce-batches.js";
 import { fetchBatches } from "./fetch.js";
 import { partitionProgress } from "./partition-progress.js";
 import { pull } from "./pull.js";
@@ -39,7 +40,7 @@ export interface BrokerServiceOptions {
 }
 
 /**
- * SendMessage requests of one stream in progress or answered and not yet taken by the client (beyond
+ * SendMessage (or SendBatches) requests of one stream in progress or answered and not yet taken by the client (beyond
  * that the stream is not read).
  */
 const MAX_INFLIGHT_REQUESTS = 256;
@@ -73,12 +74,27 @@ export function createBrokerService(
         timeoutMs: options.unreadResponsesTimeoutMs ?? DEFAULT_UNREAD_RESPONSES_TIMEOUT_MS,
         reset: () => resetCall(ctx.values),
       };
-      return translateStreamErrors(sendMessages(produceOptions, requests, ctx.signal, stall));
+      const handle = { validate: validateMessageRequest, answer: produce, name: "SendMessage" };
+      return translateStreamErrors(answerConcurrently(produceOptions, handle, requests, ctx.signal, stall));
     },
 
     produce: unary(async (req) => {
       validateMessageRequest(req);
       return produce(produceOptions, req);
+    }),
+
+    sendBatches(requests, ctx) {
+      const stall = {
+        timeoutMs: options.unreadResponsesTimeoutMs ?? DEFAULT_UNREAD_RESPONSES_TIMEOUT_MS,
+        reset: () => resetCall(ctx.values),
+      };
+      const handle = { validate: validateBatchesRequest, answer: produceBatches, name: "SendBatches" };
+      return translateStreamErrors(answerConcurrently(produceOptions, handle, requests, ctx.signal, stall));
+    },
+
+    produceBatches: unary(async (req) => {
+      validateBatchesRequest(req);
+      return produceBatches(produceOptions, req);
     }),
 
     pullMessage(req, ctx) {
@@ -193,13 +209,18 @@ async function* countStream<T>(metrics: BrokerMetrics, stream: AsyncIterable<T>)
  * still wait unread after `stall.timeoutMs`, the stream is ended with ResourceExhausted (reset, since
  * an error response would queue behind the unread ones).
  */
-async function* sendMessages(
+async function* answerConcurrently<Req, Res>(
   options: ProduceOptions,
-  requests: AsyncIterable<MessageRequest>,
+  handle: {
+    validate: (req: Req) => void;
+    answer: (options: ProduceOptions, req: Req) => Promise<Res>;
+    name: string;
+  },
+  requests: AsyncIterable<Req>,
   signal: AbortSignal,
   stall: { timeoutMs: number; reset: () => void },
-): AsyncGenerator<MessageResponse> {
-  const out = new AsyncQueue<MessageResponse>();
+): AsyncGenerator<Res> {
+  const out = new AsyncQueue<Res>();
   let inflight = 0;
   let inputDone = false;
   let slotFreed: (() => void) | undefined;
@@ -222,7 +243,7 @@ async function* sendMessages(
       if (out.size > 0) {
         out.fail(
           new OverloadedError(
-            `${out.size} SendMessage responses unread for ${stall.timeoutMs} ms: the stream is ended; ` +
+            `${out.size} ${handle.name} responses unread for ${stall.timeoutMs} ms: the stream is ended; ` +
               "read responses as they come",
             stall.timeoutMs,
           ),
@@ -236,11 +257,11 @@ async function* sendMessages(
   void (async () => {
     try {
       for await (const req of requests) {
-        validateMessageRequest(req);
+        handle.validate(req);
         while (inflight >= MAX_INFLIGHT_REQUESTS && !signal.aborted && !out.failed) await paused();
         if (out.failed) return;
         inflight++;
-        produce(options, req).then(
+        handle.answer(options, req).then(
           (res) => out.push(res),
           (err: unknown) => {
             out.fail(err);

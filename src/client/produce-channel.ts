@@ -1,14 +1,31 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { BrokerService, type MessageRequest, type MessageResponse } from "../gen/goulette/v1/broker_pb.js";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import {
+  BrokerService,
+  type BatchesRequest,
+  type BatchesResponse,
+  type MessageRequest,
+  type MessageResponse,
+} from "../gen/goulette/v1/broker_pb.js";
 import { AsyncQueue } from "../common/async-queue.js";
 import { ProduceUnsupportedError } from "./errors.js";
 import type { ClientTransport } from "./transport.js";
 
-/** Sends produce requests to one broker; each resolves with that request's response. */
+/**
+ * Sends produce requests to one broker, each carrying batches of many partitions (SendBatches, or
+ * ProduceBatches for clients without full-duplex streams); each resolves with that request's response.
+ * A broker older than those RPCs answers UNIMPLEMENTED (nothing stored): the channel then sends each
+ * batch as its own SendMessage (Produce) request, from then on.
+ */
 export interface ProduceChannel {
   /** Rejects when the connection fails or no response comes within the request timeout. */
-  send(request: MessageRequest): Promise<MessageResponse>;
+  send(request: BatchesRequest): Promise<BatchesResponse>;
   /** Fails what is in flight and releases the connection. */
+  close(): void;
+}
+
+/** A channel of one request type: batches, or one partition's records (older brokers). */
+interface Channel<Req, Res> {
+  send(request: Req): Promise<Res>;
   close(): void;
 }
 
@@ -23,9 +40,59 @@ export interface ProduceChannelOptions {
 
 /** The channel the transport's produce mode calls for. */
 export function openProduceChannel(options: ProduceChannelOptions): ProduceChannel {
-  return options.transport.produceMode === "stream"
-    ? new StreamProduceChannel(options)
-    : new UnaryProduceChannel(options);
+  return new BatchesChannel(options);
+}
+
+/** SendBatches / ProduceBatches, falling back to one request per batch against older brokers. */
+class BatchesChannel implements ProduceChannel {
+  readonly #batches: Channel<BatchesRequest, BatchesResponse>;
+  #messages: Channel<MessageRequest, MessageResponse> | undefined;
+
+  constructor(private readonly options: ProduceChannelOptions) {
+    this.#batches =
+      options.transport.produceMode === "stream"
+        ? new StreamChannel(options, BATCHES_STREAM)
+        : new UnaryChannel(options, PRODUCE_BATCHES);
+  }
+
+  async send(request: BatchesRequest): Promise<BatchesResponse> {
+    if (this.#messages === undefined) {
+      try {
+        return await this.#batches.send(request);
+      } catch (err) {
+        // Unknown to the broker (or to a gateway in front of it): nothing of the request was stored.
+        if (!(err instanceof ConnectError && err.code === Code.Unimplemented && err.cause === undefined)) {
+          throw err;
+        }
+        this.#messages ??= this.#openMessages();
+      }
+    }
+    const messages = this.#messages;
+    const responses = await Promise.all(
+      request.batches.map((batch) =>
+        messages.send({
+          $typeName: "goulette.v1.MessageRequest",
+          topic: batch.topic,
+          partition: batch.partition,
+          producerId: request.producerId,
+          acks: request.acks,
+          records: batch.records,
+        }),
+      ),
+    );
+    return { $typeName: "goulette.v1.BatchesResponse", requestId: request.requestId, responses };
+  }
+
+  close(): void {
+    this.#batches.close();
+    this.#messages?.close();
+  }
+
+  #openMessages(): Channel<MessageRequest, MessageResponse> {
+    return this.options.transport.produceMode === "stream"
+      ? new StreamChannel(this.options, MESSAGES_STREAM)
+      : new UnaryChannel(this.options, PRODUCE);
+  }
 }
 
 /**
@@ -34,30 +101,27 @@ export function openProduceChannel(options: ProduceChannelOptions): ProduceChann
  */
 export const PRODUCE_METHOD = BrokerService.method.produce;
 
-/** One Produce call per request (HTTP/1.1). */
-class UnaryProduceChannel implements ProduceChannel {
+/** One unary call per request (HTTP/1.1). */
+class UnaryChannel<Req, Res> implements Channel<Req, Res> {
   readonly #abort = new AbortController();
 
-  constructor(private readonly options: ProduceChannelOptions) {}
+  constructor(
+    private readonly options: ProduceChannelOptions,
+    private readonly call: (
+      transport: Transport,
+      request: Req,
+      signal: AbortSignal,
+      options: ProduceChannelOptions,
+    ) => Promise<Res>,
+  ) {}
 
-  async send(request: MessageRequest): Promise<MessageResponse> {
-    try {
-      const res = await this.options.transport
-        .broker(this.options.address)
-        .unary(
-          PRODUCE_METHOD,
-          this.#abort.signal,
-          this.options.requestTimeoutMs,
-          this.options.headers,
-          request,
-        );
-      return res.message;
-    } catch (err) {
-      if (err instanceof ConnectError && err.code === Code.Unimplemented && err.cause === undefined) {
-        throw new ProduceUnsupportedError(this.options.address);
-      }
-      throw err;
-    }
+  send(request: Req): Promise<Res> {
+    return this.call(
+      this.options.transport.broker(this.options.address),
+      request,
+      this.#abort.signal,
+      this.options,
+    );
   }
 
   close(): void {
@@ -65,36 +129,99 @@ class UnaryProduceChannel implements ProduceChannel {
   }
 }
 
-interface Waiter {
-  resolve: (res: MessageResponse) => void;
+const PRODUCE_BATCHES = async (
+  transport: Transport,
+  request: BatchesRequest,
+  signal: AbortSignal,
+  options: ProduceChannelOptions,
+): Promise<BatchesResponse> =>
+  (
+    await transport.unary(
+      BrokerService.method.produceBatches,
+      signal,
+      options.requestTimeoutMs,
+      options.headers,
+      request,
+    )
+  ).message;
+
+/** One Produce call per batch: a broker (or gateway) without ProduceBatches. */
+const PRODUCE = async (
+  transport: Transport,
+  request: MessageRequest,
+  signal: AbortSignal,
+  options: ProduceChannelOptions,
+): Promise<MessageResponse> => {
+  try {
+    return (await transport.unary(PRODUCE_METHOD, signal, options.requestTimeoutMs, options.headers, request))
+      .message;
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.Unimplemented && err.cause === undefined) {
+      throw new ProduceUnsupportedError(options.address);
+    }
+    throw err;
+  }
+};
+
+/** A stream RPC of produce requests, and how its answers are matched to them. */
+interface StreamKind<Req, Res> {
+  open(
+    client: Client<typeof BrokerService>,
+    requests: AsyncIterable<Req>,
+    options: { signal: AbortSignal; headers: Record<string, string> },
+  ): AsyncIterable<Res>;
+  requestKey(request: Req): string;
+  responseKey(response: Res): string;
+}
+
+/**
+ * SendMessage: a response is matched to its request by (topic, partition, first message id), which
+ * is unique while the producer keeps at most one attempt of a record in flight.
+ */
+const MESSAGES_STREAM: StreamKind<MessageRequest, MessageResponse> = {
+  open: (client, requests, options) => client.sendMessage(requests, options),
+  requestKey: (r) => keyOf(r.topic, r.partition, r.records[0]?.messageId ?? 0n),
+  responseKey: (r) => keyOf(r.topic, r.partition, r.acks[0]?.messageId ?? 0n),
+};
+
+/** SendBatches: by the request id the response echoes. */
+const BATCHES_STREAM: StreamKind<BatchesRequest, BatchesResponse> = {
+  open: (client, requests, options) => client.sendBatches(requests, options),
+  requestKey: (r) => String(r.requestId),
+  responseKey: (r) => String(r.requestId),
+};
+
+interface Waiter<Res> {
+  resolve: (res: Res) => void;
   reject: (err: unknown) => void;
   timer: ReturnType<typeof setTimeout>;
 }
 
-interface OpenStream {
-  requests: AsyncQueue<MessageRequest>;
-  waiters: Map<string, Waiter>;
+interface OpenStream<Req, Res> {
+  requests: AsyncQueue<Req>;
+  waiters: Map<string, Waiter<Res>>;
   abort: AbortController;
 }
 
 /**
- * Every request to one broker on one SendMessage stream (HTTP/2). The broker answers each request with
- * one response, in completion order, naming topic, partition and message ids: a response is matched to
- * its request by (topic, partition, first message id), which is unique while the producer keeps at most
- * one attempt of a record in flight. A failed or ended stream fails every request on it; the next send
- * opens a new stream.
+ * Every request to one broker on one stream (HTTP/2). The broker answers each request with one
+ * response, in completion order, matched to its request by `kind`. A failed or ended stream fails
+ * every request on it; the next send opens a new stream.
  */
-class StreamProduceChannel implements ProduceChannel {
-  #stream: OpenStream | undefined;
+class StreamChannel<Req, Res> implements Channel<Req, Res> {
+  #stream: OpenStream<Req, Res> | undefined;
   #closed = false;
 
-  constructor(private readonly options: ProduceChannelOptions) {}
+  constructor(
+    private readonly options: ProduceChannelOptions,
+    private readonly kind: StreamKind<Req, Res>,
+  ) {}
 
-  send(request: MessageRequest): Promise<MessageResponse> {
+  send(request: Req): Promise<Res> {
     if (this.#closed) return Promise.reject(new ConnectError("the produce channel is closed", Code.Canceled));
     const stream = this.#stream ?? this.#open();
-    const key = keyOf(request.topic, request.partition, request.records[0]?.messageId ?? 0n);
-    return new Promise<MessageResponse>((resolve, reject) => {
+    const key = this.kind.requestKey(request);
+    return new Promise<Res>((resolve, reject) => {
       const timer = setTimeout(() => {
         // No answer in time: the broker or the path to it is stuck; fail the whole stream.
         this.#fail(
@@ -115,9 +242,9 @@ class StreamProduceChannel implements ProduceChannel {
     if (this.#stream) this.#fail(this.#stream, new ConnectError("the produce channel closed", Code.Canceled));
   }
 
-  #open(): OpenStream {
-    const stream: OpenStream = {
-      requests: new AsyncQueue<MessageRequest>(),
+  #open(): OpenStream<Req, Res> {
+    const stream: OpenStream<Req, Res> = {
+      requests: new AsyncQueue<Req>(),
       waiters: new Map(),
       abort: new AbortController(),
     };
@@ -125,19 +252,19 @@ class StreamProduceChannel implements ProduceChannel {
     const client = createClient(BrokerService, this.options.transport.broker(this.options.address));
     void (async () => {
       try {
-        const responses = client.sendMessage(stream.requests, {
+        const responses = this.kind.open(client, stream.requests, {
           signal: stream.abort.signal,
           headers: this.options.headers,
         });
         for await (const res of responses) {
-          const key = keyOf(res.topic, res.partition, res.acks[0]?.messageId ?? 0n);
+          const key = this.kind.responseKey(res);
           const waiter = stream.waiters.get(key);
           if (!waiter) continue;
           stream.waiters.delete(key);
           clearTimeout(waiter.timer);
           waiter.resolve(res);
         }
-        this.#fail(stream, new ConnectError("the broker ended the SendMessage stream", Code.Unavailable));
+        this.#fail(stream, new ConnectError("the broker ended the produce stream", Code.Unavailable));
       } catch (err) {
         this.#fail(stream, err);
       }
@@ -145,7 +272,7 @@ class StreamProduceChannel implements ProduceChannel {
     return stream;
   }
 
-  #fail(stream: OpenStream, err: unknown): void {
+  #fail(stream: OpenStream<Req, Res>, err: unknown): void {
     if (this.#stream === stream) this.#stream = undefined;
     stream.requests.end();
     const waiters = [...stream.waiters.values()];

@@ -2,137 +2,48 @@ import { create } from "@bufbuild/protobuf";
 import { InvalidArgumentError, UnavailableError, type GouletteError } from "../errors.js";
 import {
   Acks,
-  MessageRequestSchema,
-  ProduceError,
   ProduceRecordSchema,
-  type MessageResponse,
-  type ProduceRecord,
+  type BatchesRequest,
+  type BatchesResponse,
+  type PartitionBatch,
 } from "../gen/goulette/v1/broker_pb.js";
+import { decideAck, decideFailure } from "./ack-decisions.js";
 import { backoffDelay, retryHintMs, unrefTimer } from "./backoff.js";
-import {
-  AbortedError,
-  BrokerUnreachableError,
-  ClientClosedError,
-  DeliveryTimeoutError,
-  MessageRejectedError,
-  isConnectionFailure,
-  toClientError,
-} from "./errors.js";
-import { emitter, sentinelList, type ClientEvent, type CommonClientOptions } from "./events.js";
+import { AbortedError, ClientClosedError, DeliveryTimeoutError, toClientError } from "./errors.js";
+import { emitter, sentinelList, type ClientEvent } from "./events.js";
 import { toBytes, type ProduceAck, type ProducerMessage } from "./messages.js";
 import { partitionForKey } from "./partitioner.js";
 import { openProduceChannel, type ProduceChannel } from "./produce-channel.js";
+import { PRODUCER_DEFAULTS, type ProducerOptions, type ProducerStats } from "./producer-options.js";
+import {
+  RecordAccumulator,
+  type AccumulatedRecord,
+  type Batch,
+  type Outgoing,
+  type PartitionQueue,
+} from "./record-accumulator.js";
 import { SentinelPool } from "./sentinel-pool.js";
-import { TopicMetadata, type PartitionLocation, type TopicShape } from "./topic-metadata.js";
-import type { ClientTransport } from "./transport.js";
+import { TopicMetadata } from "./topic-metadata.js";
 
-export interface ProducerOptions extends CommonClientOptions {
-  /** How to reach sentinels and brokers (the Node and web entry points supply one). */
-  transport: ClientTransport;
-  /** Close `transport` when the producer closes (default false: the caller owns it). */
-  ownsTransport?: boolean;
-  /** Topic of messages that name none. */
-  topic?: string;
-  /**
-   * The shape of a topic this producer creates by producing to it (a topic is created by the first
-   * GetBrokers that names it). Ignored for existing topics.
-   */
-  createTopic?: TopicShape;
-  /** "all" (default): acknowledged once every in-sync replica has it; "leader": once the leader has. */
-  acks?: "all" | "leader";
-  /** How long a partial batch waits for more messages before it is sent (ms, default 5). */
-  lingerMs?: number;
-  /** Messages per request at most (default 500). */
-  maxBatchMessages?: number;
-  /** Payload bytes per request at most (default 1 MiB; a larger single message goes alone). */
-  maxBatchBytes?: number;
-  /** The sliding window: messages sent and not yet acknowledged, over all partitions (default 4096). */
-  maxInFlightMessages?: number;
-  /**
-   * The window of one partition (default 1000). Keep it at or below the brokers' idempotency window
-   * (1024 message ids per producer and partition), so that every retry is recognised as one.
-   */
-  maxInFlightPerPartition?: number;
-  /** waitForRoom() waits while this many messages are unacknowledged (default 20000). */
-  maxPendingMessages?: number;
-  /** A message not acknowledged this long after send() fails with DeliveryTimeoutError (ms, default 120000). */
-  deliveryTimeoutMs?: number;
-  /** A request without a response this long counts as a broker failure (ms, default 30000). */
-  requestTimeoutMs?: number;
-  /** First retry delay (ms, default 50); doubles per consecutive failure. */
-  retryBackoffMs?: number;
-  /** Longest retry delay (ms, default 2000). */
-  maxRetryBackoffMs?: number;
-  /** The idempotency id of this producer (default: random). Reuse one only for the same message stream. */
-  producerId?: string;
-}
+export type { ProducerOptions, ProducerStats } from "./producer-options.js";
 
-/** Counters of a producer. */
-export interface ProducerStats {
-  /** Messages accepted by send() and not settled yet. */
-  pending: number;
-  /** Messages on the wire, waiting for their acks. */
-  inFlight: number;
-  acknowledged: number;
-  /** Messages that failed for good (rejected, timed out, aborted, closed). */
-  failed: number;
-  /** Message sends repeated after a retryable error. */
-  retried: number;
-  /** Requests sent (batches, first attempts and retries). */
-  requests: number;
-  /** GetBrokers requests that reported unreachable brokers. */
-  unreachableReports: number;
-  /** Broker ids reported unreachable, in order (repeats included). */
-  unreachableBrokers: string[];
-  /** Moves from a failed sentinel to another one. */
-  sentinelFailovers: number;
-}
-
-type RecordState = "unassigned" | "queued" | "inflight" | "failed" | "settled";
-
-interface PendingRecord {
+interface PendingRecord extends AccumulatedRecord {
   topic: TopicState;
   partition: number;
-  messageId: bigint;
   key: Uint8Array;
-  wire: ProduceRecord;
-  bytes: number;
-  enqueuedAt: number;
-  deadline: number;
-  attempts: number;
   lastError: unknown;
-  state: RecordState;
   resolve: (ack: ProduceAck) => void;
   reject: (err: unknown) => void;
   promise: Promise<ProduceAck>;
   cleanup: (() => void) | undefined;
 }
 
-interface PartitionQueue {
-  topic: TopicState;
-  partition: number;
-  nextMessageId: bigint;
-  /** Waiting to be sent, in message id order (retries go back to the front). */
-  queue: PendingRecord[];
-  queuedBytes: number;
-  inflightBatches: number;
-  inflightRecords: number;
-  /** Records of failed requests, sent again once nothing of the partition is in flight. */
-  failed: PendingRecord[];
-  recovering: boolean;
-  /** Consecutive failed attempts (backoff). */
-  failures: number;
-  retryAt: number;
-  /** A GetBrokers for this partition's topic must answer before sending again. */
-  waitingForMetadata: boolean;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  timerAt: number;
-}
+type Queue = PartitionQueue<PendingRecord>;
 
 interface TopicState {
   name: string;
   metadata: TopicMetadata;
-  partitions: PartitionQueue[] | undefined;
+  partitions: Queue[] | undefined;
   /** Records sent before the first assignment was known (partition not chosen yet). */
   unassigned: PendingRecord[];
   roundRobin: number;
@@ -140,24 +51,15 @@ interface TopicState {
   refreshFailures: number;
 }
 
-const DEFAULTS = {
-  lingerMs: 5,
-  maxBatchMessages: 500,
-  maxBatchBytes: 1024 * 1024,
-  maxInFlightMessages: 4096,
-  maxInFlightPerPartition: 1000,
-  maxPendingMessages: 20_000,
-  deliveryTimeoutMs: 120_000,
-  requestTimeoutMs: 30_000,
-  retryBackoffMs: 50,
-  maxRetryBackoffMs: 2_000,
-  sentinelTimeoutMs: 5_000,
-};
+const DEFAULTS = PRODUCER_DEFAULTS;
 
 /**
- * Produces messages to any topic of the cluster. Finds partition leaders with GetBrokers (any sentinel
- * of the list), batches messages per partition (lingerMs, maxBatchMessages), keeps a sliding window of
- * messages in flight, and resolves each send() with its ack.
+ * Produces messages to any topic of the cluster: the orchestration around two pure parts. Finds
+ * partition leaders with GetBrokers (any sentinel of the list); queues messages per partition in a
+ * RecordAccumulator (src/client/record-accumulator.ts: batching, lingering, the sliding windows, retry
+ * order), which at each drain hands out one request per leader broker carrying the batches of many
+ * partitions (SendBatches); settles each record by its ack with the decisions of
+ * src/client/ack-decisions.ts; and resolves each send() with its ack.
  *
  * Idempotence and order: every message gets (producer id, increasing message id per partition) once,
  * at send(); a retry reuses them, so a broker that already stored it acknowledges the original offset
@@ -165,6 +67,11 @@ const DEFAULTS = {
  * settle first, then the failed records are sent again in message id order, before anything newer: the
  * log keeps the send order. A broker that cannot be reached is reported to the sentinels
  * (GetBrokers with unreachable_brokers), and the partition continues on the assignment they return.
+ * One timer per producer (the earliest linger or backoff), none per partition.
+ *
+ * About 700 lines: the public API (send, waitForRoom, flush, close, each with its abort handling) and
+ * the wiring of metadata, channels and settling stay together; what is decided lives in the two pure
+ * modules. The next split would be topic loading and record settling into their own modules.
  */
 export class Producer {
   readonly producerId: string;
@@ -177,15 +84,18 @@ export class Producer {
   readonly #topics = new Map<string, TopicState>();
   readonly #channels = new Map<string, ProduceChannel>();
   readonly #unsettled = new Set<PendingRecord>();
-  /** Partitions that stopped sending because the global window was full. */
-  readonly #blocked = new Set<PartitionQueue>();
-  #inflight = 0;
+  readonly #accumulator: RecordAccumulator<PendingRecord>;
   #flushing = 0;
   #state: "open" | "closing" | "closed" = "open";
   #closing: Promise<void> | undefined;
   #roomWaiters: Array<() => void> = [];
   #sweeper: ReturnType<typeof setInterval> | undefined;
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** The one drain timer (the earliest linger or backoff end) and when it fires. */
+  #drainTimer: ReturnType<typeof setTimeout> | undefined;
+  #drainAt = 0;
+  #drainQueued = false;
+  #nextRequestId = 1n;
   #stats = { acknowledged: 0, failed: 0, retried: 0, requests: 0, unreachableBrokers: [] as string[] };
   readonly #onAbort: () => void;
 
@@ -201,6 +111,7 @@ export class Producer {
       settings[key] = value;
     }
     this.#settings = settings;
+    this.#accumulator = new RecordAccumulator<PendingRecord>(settings);
     this.#acks = options.acks === "leader" ? Acks.LEADER : Acks.ALL;
     this.producerId = options.producerId ?? randomId();
     this.#emit = emitter(options.onEvent);
@@ -228,7 +139,7 @@ export class Producer {
     for (const topic of this.#topics.values()) reports += topic.metadata.unreachableReports;
     return {
       pending: this.#unsettled.size,
-      inFlight: this.#inflight,
+      inFlight: this.#accumulator.inflight,
       acknowledged: this.#stats.acknowledged,
       failed: this.#stats.failed,
       retried: this.#stats.retried,
@@ -297,8 +208,7 @@ export class Producer {
     this.#unsettled.add(record);
     this.#startSweeper();
     if (topic.partitions) {
-      const queue = this.#assign(topic, record);
-      if (queue) this.#drive(queue);
+      if (this.#assign(topic, record)) this.#scheduleDrain();
     } else {
       topic.unassigned.push(record);
       this.#loadTopic(topic);
@@ -335,7 +245,7 @@ export class Producer {
     if (waiting.length === 0) return;
     this.#flushing++;
     try {
-      for (const topic of this.#topics.values()) for (const q of topic.partitions ?? []) this.#drive(q);
+      this.#drain();
       const all = Promise.all(waiting);
       if (!signal) {
         await all;
@@ -416,11 +326,13 @@ export class Producer {
           this.#failUnassigned(topic, new UnavailableError(`topic ${topic.name} has no partitions`));
           return;
         }
-        topic.partitions = Array.from({ length: count }, (_, partition) => newQueue(topic, partition));
+        topic.partitions = Array.from({ length: count }, (_, partition) =>
+          RecordAccumulator.queue<PendingRecord>(topic.name, partition),
+        );
         const waiting = topic.unassigned;
         topic.unassigned = [];
         for (const record of waiting) if (record.state !== "settled") this.#assign(topic, record);
-        for (const queue of topic.partitions) this.#drive(queue);
+        this.#scheduleDrain();
       },
       (err: unknown) => {
         topic.loading = false;
@@ -447,9 +359,9 @@ export class Producer {
     for (const record of waiting) this.#fail(record, error);
   }
 
-  /** Chooses the record's partition and message id; undefined when the record failed instead. */
-  #assign(topic: TopicState, record: PendingRecord): PartitionQueue | undefined {
-    const partitions = topic.partitions as PartitionQueue[];
+  /** Chooses the record's partition and queues it; false when the record failed instead. */
+  #assign(topic: TopicState, record: PendingRecord): boolean {
+    const partitions = topic.partitions as Queue[];
     let partition = record.partition;
     if (partition >= partitions.length) {
       this.#fail(
@@ -458,7 +370,7 @@ export class Producer {
           `topic ${topic.name} has ${partitions.length} partitions; partition ${partition} does not exist`,
         ),
       );
-      return undefined;
+      return false;
     }
     if (partition < 0) {
       partition =
@@ -466,128 +378,69 @@ export class Producer {
           ? partitionForKey(record.key, partitions.length)
           : topic.roundRobin++ % partitions.length;
     }
-    const queue = partitions[partition] as PartitionQueue;
     record.partition = partition;
-    record.messageId = queue.nextMessageId++;
-    record.wire.messageId = record.messageId;
-    record.state = "queued";
-    queue.queue.push(record);
-    queue.queuedBytes += record.bytes;
-    return queue;
+    this.#accumulator.append(partitions[partition] as Queue, record);
+    return true;
   }
 
   // ---- sending ------------------------------------------------------------------------------------
 
-  /** Sends what the partition may send now; arranges to be called again when that changes. */
-  #drive(q: PartitionQueue): void {
+  /** Drains once the current run of send() calls (or answers) is over. */
+  #scheduleDrain(): void {
+    if (this.#drainQueued || this.#state === "closed") return;
+    this.#drainQueued = true;
+    queueMicrotask(() => {
+      this.#drainQueued = false;
+      this.#drain();
+    });
+  }
+
+  /** Sends what may be sent now, one request per leader broker; arranges the next drain. */
+  #drain(): void {
     if (this.#state === "closed") return;
-    if (q.recovering) {
-      if (q.inflightBatches > 0) return; // resumed when the last one settles
-      const retry = q.failed.filter((r) => r.state !== "settled");
-      q.failed = [];
-      q.recovering = false;
-      retry.sort((a, b) => (a.messageId < b.messageId ? -1 : 1));
-      for (const r of retry) {
-        r.state = "queued";
-        q.queuedBytes += r.bytes;
-      }
-      q.queue = retry.concat(q.queue);
-      q.retryAt =
-        Date.now() +
-        backoffDelay(q.failures, this.#settings.retryBackoffMs, this.#settings.maxRetryBackoffMs);
-    }
-    this.#dropSettledHead(q);
-    if (q.queue.length === 0 || q.waitingForMetadata) return;
     const now = Date.now();
-    if (now < q.retryAt) {
-      this.#wakeAt(q, q.retryAt);
-      return;
+    const urgent = this.#flushing > 0 || this.#state !== "open";
+    const drained = this.#accumulator.drain(
+      now,
+      (topic, partition) => this.#location(topic, partition)?.address,
+      urgent,
+    );
+    for (const name of drained.refresh) {
+      const topic = this.#topics.get(name);
+      if (topic) this.#refresh(topic, []);
     }
-    const location = q.topic.metadata.current?.partitions[q.partition];
-    if (!location || location.address === "") {
-      // No leader right now (every replica down?): ask again, with backoff between the answers.
-      q.failures++;
-      q.retryAt =
-        now + backoffDelay(q.failures, this.#settings.retryBackoffMs, this.#settings.maxRetryBackoffMs);
-      this.#refresh(q.topic, [], q);
-      return;
-    }
-    const s = this.#settings;
-    while (q.queue.length > 0) {
-      const globalRoom = s.maxInFlightMessages - this.#inflight;
-      if (globalRoom <= 0) {
-        this.#blocked.add(q);
-        return;
-      }
-      const partitionRoom = s.maxInFlightPerPartition - q.inflightRecords;
-      if (partitionRoom <= 0) return; // resumed by this partition's next ack
-      const head = q.queue[0] as PendingRecord;
-      const full = q.queue.length >= s.maxBatchMessages || q.queuedBytes >= s.maxBatchBytes;
-      if (!full && this.#flushing === 0 && this.#state === "open" && head.attempts === 0) {
-        const due = head.enqueuedAt + s.lingerMs;
-        if (now < due) {
-          this.#wakeAt(q, due);
-          return;
-        }
-      }
-      const batch = this.#take(q, Math.min(s.maxBatchMessages, globalRoom, partitionRoom));
-      if (batch.length > 0) this.#sendBatch(q, batch, location);
-      this.#dropSettledHead(q);
-    }
+    for (const request of drained.requests) this.#sendRequest(request);
+    if (drained.wakeAt !== undefined) this.#wakeAt(drained.wakeAt);
   }
 
-  #take(q: PartitionQueue, max: number): PendingRecord[] {
-    const batch: PendingRecord[] = [];
-    let bytes = 0;
-    let removedBytes = 0;
-    let i = 0;
-    for (; i < q.queue.length && batch.length < max; i++) {
-      const record = q.queue[i] as PendingRecord;
-      if (record.state !== "settled") {
-        if (batch.length > 0 && bytes + record.bytes > this.#settings.maxBatchBytes) break;
-        batch.push(record);
-        bytes += record.bytes;
-      }
-      removedBytes += record.bytes;
-    }
-    q.queue.splice(0, i);
-    q.queuedBytes = q.queue.length === 0 ? 0 : q.queuedBytes - removedBytes;
-    return batch;
+  #location(topic: string, partition: number) {
+    return this.#topics.get(topic)?.metadata.current?.partitions[partition];
   }
 
-  #dropSettledHead(q: PartitionQueue): void {
-    let i = 0;
-    let removedBytes = 0;
-    while (i < q.queue.length && (q.queue[i] as PendingRecord).state === "settled") {
-      removedBytes += (q.queue[i] as PendingRecord).bytes;
-      i++;
-    }
-    if (i === 0) return;
-    q.queue.splice(0, i);
-    q.queuedBytes = q.queue.length === 0 ? 0 : q.queuedBytes - removedBytes;
-  }
-
-  #sendBatch(q: PartitionQueue, batch: PendingRecord[], location: PartitionLocation): void {
-    const request = create(MessageRequestSchema, {
-      topic: q.topic.name,
-      partition: q.partition,
+  #sendRequest(request: Outgoing<PendingRecord>): void {
+    const first = request.batches[0] as Batch<PendingRecord>;
+    const leaderId = this.#location(first.queue.topic, first.queue.partition)?.leaderId ?? "";
+    const batches: PartitionBatch[] = request.batches.map((b) => {
+      for (const r of b.records) if (r.attempts > 1) this.#stats.retried++;
+      return {
+        $typeName: "goulette.v1.PartitionBatch",
+        topic: b.queue.topic,
+        partition: b.queue.partition,
+        records: b.records.map((r) => r.wire),
+      };
+    });
+    const message: BatchesRequest = {
+      $typeName: "goulette.v1.BatchesRequest",
+      requestId: this.#nextRequestId++,
       producerId: this.producerId,
       acks: this.#acks,
-      records: batch.map((r) => r.wire),
-    });
-    for (const r of batch) {
-      r.state = "inflight";
-      r.attempts++;
-      if (r.attempts > 1) this.#stats.retried++;
-    }
-    q.inflightBatches++;
-    q.inflightRecords += batch.length;
-    this.#inflight += batch.length;
+      batches,
+    };
     this.#stats.requests++;
-    const channel = this.#channel(location.address);
-    channel.send(request).then(
-      (res) => this.#onResponse(q, batch, res),
-      (err: unknown) => this.#onFailure(q, batch, location, channel, err),
+    const channel = this.#channel(request.address);
+    channel.send(message).then(
+      (res) => this.#onResponse(request, res),
+      (err: unknown) => this.#onFailure(request, leaderId, channel, err),
     );
   }
 
@@ -605,139 +458,111 @@ export class Producer {
     return channel;
   }
 
-  #release(q: PartitionQueue, count: number): void {
-    q.inflightBatches--;
-    q.inflightRecords -= count;
-    this.#inflight -= count;
-  }
-
-  #onResponse(q: PartitionQueue, batch: PendingRecord[], res: MessageResponse): void {
-    this.#release(q, batch.length);
-    const retry: PendingRecord[] = [];
-    let refresh = false;
-    let reason = "";
-    for (let i = 0; i < batch.length; i++) {
-      const record = batch[i] as PendingRecord;
-      const ack = res.acks[i];
-      if (record.state === "settled") continue;
-      if (!ack || ack.messageId !== record.messageId) {
-        record.lastError = new UnavailableError("the broker's response did not carry this message's ack");
-        retry.push(record);
-        reason = "incomplete response";
-        continue;
-      }
-      switch (ack.error) {
-        case ProduceError.NONE:
-          this.#succeed(record, {
-            topic: q.topic.name,
-            partition: q.partition,
-            offset: Number(ack.offset),
-            messageId: Number(record.messageId),
-            duplicate: ack.duplicate,
-          });
-          break;
-        case ProduceError.NOT_LEADER:
-        case ProduceError.UNKNOWN_PARTITION:
-        case ProduceError.NOT_ENOUGH_REPLICAS:
-        case ProduceError.STORAGE:
-          // Leadership moved (or not taken yet): retry once the sentinels say where it is now.
-          if (ack.error === ProduceError.NOT_LEADER || ack.error === ProduceError.UNKNOWN_PARTITION) {
-            refresh = true;
-          }
-          record.lastError = new UnavailableError(ack.errorMessage || ProduceError[ack.error]);
-          retry.push(record);
-          reason = ProduceError[ack.error] ?? String(ack.error);
-          break;
-        case ProduceError.MESSAGE_TOO_LARGE:
-          this.#fail(record, new MessageRejectedError("message-too-large", ack.errorMessage));
-          break;
-        case ProduceError.INVALID:
-          this.#fail(record, new MessageRejectedError("invalid", ack.errorMessage));
-          break;
-        default:
-          this.#fail(
-            record,
-            new MessageRejectedError("unknown", ack.errorMessage || `produce error ${ack.error}`),
-          );
-      }
-    }
-    if (retry.length > 0) this.#retryLater(q, retry, reason);
-    else if (!q.recovering) q.failures = 0;
-    if (refresh) this.#refresh(q.topic, [], q);
-    this.#drive(q);
-    this.#driveBlocked();
+  #onResponse(request: Outgoing<PendingRecord>, res: BatchesResponse): void {
+    const refresh = new Map<TopicState, Queue[]>();
+    request.batches.forEach((batch, i) => {
+      this.#accumulator.release(batch);
+      const q = batch.queue;
+      const answer = res.responses[i];
+      const matches = answer !== undefined && answer.topic === q.topic && answer.partition === q.partition;
+      const retry: PendingRecord[] = [];
+      let reason = "";
+      batch.records.forEach((record, j) => {
+        if (record.state === "settled") return;
+        const decision = decideAck(
+          q.topic,
+          q.partition,
+          record.messageId,
+          matches ? answer.acks[j] : undefined,
+        );
+        switch (decision.kind) {
+          case "acknowledged":
+            this.#succeed(record, decision.ack);
+            break;
+          case "retry":
+            record.lastError = decision.error;
+            retry.push(record);
+            reason = decision.reason;
+            if (decision.refresh) refresh.set(record.topic, [...(refresh.get(record.topic) ?? []), q]);
+            break;
+          case "rejected":
+            this.#fail(record, decision.error);
+        }
+      });
+      if (retry.length > 0) this.#retryLater(q, retry, reason);
+      else this.#accumulator.succeeded(q);
+    });
+    for (const [topic, queues] of refresh) this.#refresh(topic, [], queues);
+    this.#scheduleDrain();
   }
 
   #onFailure(
-    q: PartitionQueue,
-    batch: PendingRecord[],
-    location: PartitionLocation,
+    request: Outgoing<PendingRecord>,
+    leaderId: string,
     channel: ProduceChannel,
     err: unknown,
   ): void {
-    this.#release(q, batch.length);
+    for (const batch of request.batches) this.#accumulator.release(batch);
     if (this.#state === "closed") return;
-    if (isConnectionFailure(err)) {
-      const error = new BrokerUnreachableError(location.leaderId, location.address, { cause: err });
-      // One report per broken connection, however many requests were on it.
-      if (this.#channels.get(location.address) === channel) {
-        this.#channels.delete(location.address);
-        channel.close();
-        this.#options.transport.forget(location.address);
-        this.#stats.unreachableBrokers.push(location.leaderId);
-        this.#emit({
-          type: "broker-unreachable",
-          topic: q.topic.name,
-          brokerId: location.leaderId,
-          address: location.address,
-          error,
-        });
-      }
-      for (const r of batch) r.lastError = error;
-      this.#retryLater(q, batch, "broker unreachable");
-      this.#refresh(q.topic, [location.leaderId], q);
-    } else {
-      const error = toClientError(err);
-      if (error.retryable) {
-        for (const r of batch) r.lastError = error;
-        this.#retryLater(q, batch, error.message);
-      } else {
-        for (const r of batch) this.#fail(r, error);
-      }
-    }
-    this.#drive(q);
-    this.#driveBlocked();
-  }
-
-  #retryLater(q: PartitionQueue, records: PendingRecord[], reason: string): void {
-    const now = Date.now();
-    let count = 0;
-    for (const r of records) {
-      if (r.state === "settled") continue;
-      if (now >= r.deadline) {
-        this.#fail(r, new DeliveryTimeoutError(this.#settings.deliveryTimeoutMs, r.attempts, r.lastError));
+    const decision = decideFailure(leaderId, request.address, err);
+    const topics = new Map<TopicState, Queue[]>();
+    for (const batch of request.batches) {
+      const records = batch.records;
+      const topic = (records[0] as PendingRecord).topic;
+      topics.set(topic, [...(topics.get(topic) ?? []), batch.queue]);
+      if (decision.kind === "fail") {
+        for (const r of records) this.#fail(r, decision.error);
         continue;
       }
-      r.state = "failed";
-      q.failed.push(r);
-      count++;
+      for (const r of records) r.lastError = decision.error;
+      this.#retryLater(
+        batch.queue,
+        records,
+        decision.kind === "unreachable" ? "broker unreachable" : decision.error.message,
+      );
     }
-    if (count === 0) return;
-    if (!q.recovering) q.failures++;
-    q.recovering = true;
-    this.#emit({ type: "retry", topic: q.topic.name, partition: q.partition, records: count, reason });
+    if (decision.kind === "unreachable") {
+      // One report per broken connection, however many requests were on it.
+      if (this.#channels.get(request.address) === channel) {
+        this.#channels.delete(request.address);
+        channel.close();
+        this.#options.transport.forget(request.address);
+        this.#stats.unreachableBrokers.push(leaderId);
+        for (const topic of topics.keys()) {
+          this.#emit({
+            type: "broker-unreachable",
+            topic: topic.name,
+            brokerId: leaderId,
+            address: request.address,
+            error: decision.error,
+          });
+        }
+      }
+      for (const [topic, queues] of topics) this.#refresh(topic, [leaderId], queues);
+    }
+    this.#scheduleDrain();
   }
 
-  /** GetBrokers again (reporting `unreachable`); `q` waits for the answer before sending again. */
-  #refresh(topic: TopicState, unreachable: string[], q?: PartitionQueue): void {
-    if (q) q.waitingForMetadata = true;
+  #retryLater(q: Queue, records: PendingRecord[], reason: string): void {
+    const { retried, expired } = this.#accumulator.retryLater(q, records, Date.now());
+    for (const r of expired) {
+      this.#fail(r, new DeliveryTimeoutError(this.#settings.deliveryTimeoutMs, r.attempts, r.lastError));
+    }
+    if (retried > 0)
+      this.#emit({ type: "retry", topic: q.topic, partition: q.partition, records: retried, reason });
+  }
+
+  /** GetBrokers again (reporting `unreachable`); `waiting` send nothing before the answer. */
+  #refresh(topic: TopicState, unreachable: string[], waiting: Iterable<Queue> = []): void {
+    for (const q of waiting) q.waitingForMetadata = true;
     topic.metadata.refresh(unreachable).then(
       () => {
         topic.refreshFailures = 0;
-        for (const queue of topic.partitions ?? []) {
-          queue.waitingForMetadata = false;
-          this.#drive(queue);
+        for (const q of topic.partitions ?? []) {
+          q.waitingForMetadata = false;
+          this.#accumulator.wake(q);
         }
+        this.#scheduleDrain();
       },
       (err: unknown) => {
         if (this.#state === "closed") return;
@@ -745,27 +570,20 @@ export class Producer {
         this.#emit({ type: "error", topic: topic.name, what: "GetBrokers", error });
         topic.refreshFailures++;
         this.#later(metadataRetryDelay(topic.refreshFailures, error), () =>
-          this.#refresh(topic, unreachable, q),
+          this.#refresh(topic, unreachable, waiting),
         );
       },
     );
   }
 
-  #driveBlocked(): void {
-    if (this.#blocked.size === 0) return;
-    const blocked = [...this.#blocked];
-    this.#blocked.clear();
-    for (const q of blocked) this.#drive(q);
-  }
-
-  #wakeAt(q: PartitionQueue, at: number): void {
-    if (q.timer !== undefined && q.timerAt <= at) return;
-    if (q.timer !== undefined) clearTimeout(q.timer);
-    q.timerAt = at;
-    q.timer = setTimeout(
+  #wakeAt(at: number): void {
+    if (this.#drainTimer !== undefined && this.#drainAt <= at) return;
+    if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
+    this.#drainAt = at;
+    this.#drainTimer = setTimeout(
       () => {
-        q.timer = undefined;
-        this.#drive(q);
+        this.#drainTimer = undefined;
+        this.#drain();
       },
       Math.max(0, at - Date.now()),
     );
@@ -831,15 +649,7 @@ export class Producer {
         expire(r);
         return false;
       });
-      for (const q of topic.partitions ?? []) {
-        // Queues are in message id order, which is send() order: the oldest are at the head.
-        for (const r of q.queue) {
-          if (r.state === "settled") continue;
-          if (now < r.deadline) break;
-          expire(r);
-        }
-        this.#dropSettledHead(q);
-      }
+      for (const r of this.#accumulator.expired(topic.partitions ?? [], now)) expire(r);
     }
     if (this.#unsettled.size === 0 && this.#sweeper !== undefined) {
       clearInterval(this.#sweeper);
@@ -862,34 +672,14 @@ export class Producer {
     this.#sweeper = undefined;
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
-    for (const topic of this.#topics.values()) {
-      for (const q of topic.partitions ?? []) if (q.timer !== undefined) clearTimeout(q.timer);
-    }
+    if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
+    this.#drainTimer = undefined;
     for (const record of [...this.#unsettled]) this.#fail(record, err);
     for (const channel of this.#channels.values()) channel.close();
     this.#channels.clear();
     for (const wake of this.#roomWaiters.splice(0)) wake();
     if (this.#options.ownsTransport) this.#options.transport.close();
   }
-}
-
-function newQueue(topic: TopicState, partition: number): PartitionQueue {
-  return {
-    topic,
-    partition,
-    nextMessageId: 1n,
-    queue: [],
-    queuedBytes: 0,
-    inflightBatches: 0,
-    inflightRecords: 0,
-    failed: [],
-    recovering: false,
-    failures: 0,
-    retryAt: 0,
-    waitingForMetadata: false,
-    timer: undefined,
-    timerAt: 0,
-  };
 }
 
 /** 128 random bits as hex; getRandomValues works in every browser context (randomUUID needs HTTPS). */

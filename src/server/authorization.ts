@@ -3,6 +3,7 @@ import type { ContextValues, Interceptor } from "@connectrpc/connect";
 import { PermissionDeniedError, UnauthenticatedError, UnavailableError, toConnectError } from "../errors.js";
 import { AclSet, type AclPermission } from "../fsm/acl.js";
 import {
+  BatchesRequestSchema,
   CommitOffsetRequestSchema,
   DeleteCommittedOffsetRequestSchema,
   FetchRequestSchema,
@@ -89,11 +90,17 @@ export function topicAccess(
 function onTopic(
   acls: () => AclSet | undefined,
   permission: AclPermission,
-  topicOf: (m: Message) => string | undefined,
+  topicsOf: (m: Message) => readonly string[],
 ) {
   return (principal: Principal, message: Message): Refusal | undefined => {
-    const topic = topicOf(message);
-    return topic === undefined ? undefined : topicAccess(acls(), principal, topic, [permission]);
+    const set = acls();
+    // A request naming several topics (multi-partition produce) is refused whole at its first topic
+    // the caller may not use: nothing of it is stored.
+    for (const topic of new Set(topicsOf(message))) {
+      const refusal = topicAccess(set, principal, topic, [permission]);
+      if (refusal !== undefined) return refusal;
+    }
+    return undefined;
   };
 }
 
@@ -189,8 +196,8 @@ export function sentinelRules(
  * read or commit its offsets.
  */
 export function brokerRules(acls: () => AclSet | undefined): RuleTable {
-  const reads = onTopic(acls, "read", readTopicOf);
-  const writes = onTopic(acls, "write", (m) => (isMessage(m, MessageRequestSchema) ? m.topic : undefined));
+  const reads = onTopic(acls, "read", readTopicsOf);
+  const writes = onTopic(acls, "write", writeTopicsOf);
   return {
     SetTopicRole: { allow: ["sentinel"] },
     SetTopicRoles: { allow: ["sentinel"] },
@@ -207,6 +214,8 @@ export function brokerRules(acls: () => AclSet | undefined): RuleTable {
     },
     SendMessage: { allow: CLIENT_WRITES, check: writes },
     Produce: { allow: CLIENT_WRITES, check: writes },
+    SendBatches: { allow: CLIENT_WRITES, check: writes },
+    ProduceBatches: { allow: CLIENT_WRITES, check: writes },
     CommitOffset: { allow: CLIENT_WRITES, check: reads },
     DeleteCommittedOffset: { allow: CLIENT_WRITES, check: reads },
     GetCommittedOffset: {
@@ -231,11 +240,17 @@ export function brokerRules(acls: () => AclSet | undefined): RuleTable {
 }
 
 /** The topic a read request names: pull, fetch, and the committed-offset RPCs. */
-function readTopicOf(m: Message): string | undefined {
-  if (isMessage(m, PullRequestSchema) || isMessage(m, FetchRequestSchema)) return m.topic;
+function readTopicsOf(m: Message): readonly string[] {
+  if (isMessage(m, PullRequestSchema) || isMessage(m, FetchRequestSchema)) return [m.topic];
   if (isMessage(m, CommitOffsetRequestSchema) || isMessage(m, GetCommittedOffsetRequestSchema))
-    return m.topic;
-  return isMessage(m, DeleteCommittedOffsetRequestSchema) ? m.topic : undefined;
+    return [m.topic];
+  return isMessage(m, DeleteCommittedOffsetRequestSchema) ? [m.topic] : [];
+}
+
+/** The topics a produce request writes: one (SendMessage, Produce) or one per batch (SendBatches, ProduceBatches). */
+function writeTopicsOf(m: Message): readonly string[] {
+  if (isMessage(m, MessageRequestSchema)) return [m.topic];
+  return isMessage(m, BatchesRequestSchema) ? m.batches.map((b) => b.topic) : [];
 }
 
 /** The broker's rules of a cluster without ACLs (embedders and tests that do not follow the sentinels). */

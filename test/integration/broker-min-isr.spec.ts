@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { Acks, ProduceError, type MessageResponse } from "../../src/gen/goulette/v1/broker_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  Acks,
+  BatchesRequestSchema,
+  ProduceError,
+  type BatchesResponse,
+  type MessageResponse,
+} from "../../src/gen/goulette/v1/broker_pb.js";
 import { pullMessages, sendOnce, text, untext } from "../helpers/broker-process.js";
 import { startCluster, type TestCluster } from "../helpers/cluster.js";
 import { waitFor } from "../helpers/wait.js";
@@ -12,7 +20,8 @@ const PRODUCER = "min-isr-producer";
  * --min-insync-replicas 2 on real processes: a 2-replica partition takes acks=all while both replicas
  * are in sync; once the follower (frozen with SIGSTOP) drops out of the in-sync set, acks=all waiting
  * for it fails and new acks=all is refused before anything is appended, while acks=leader still works;
- * after the follower resumes and catches up, acks=all works again and retries are deduplicated.
+ * after the follower resumes and catches up, acks=all works again and retries are deduplicated. A
+ * multi-partition request (SendBatches / ProduceBatches) answers each partition on its own.
  */
 describe("broker: --min-insync-replicas", () => {
   let cluster: TestCluster;
@@ -201,5 +210,117 @@ describe("broker: --min-insync-replicas", () => {
     assert.equal(one.acks[0]?.offset, 0n, "the refused acks=all record was not appended");
     // One replica can never reach the minimum of 2: the leader counts the partition for as long as it lasts.
     assert.equal(await underMinInsyncOn(leader), 1);
+  });
+
+  it("a multi-partition request (SendBatches, ProduceBatches) answers every partition on its own and loses nothing", async () => {
+    // RF 2 on 2 brokers: each broker leads some partitions and follows the others. RF 1: below the
+    // minimum of 2 in-sync replicas, so acks=all is refused there.
+    const both = await cluster.createTopic("batches", { partitions: 4, replicas: 2 });
+    const lonely = await cluster.createTopic("batches-rf1", { partitions: 2, replicas: 1 });
+    const broker = both.partitions[0]?.leader as string;
+    const led = both.partitions.filter((p) => p.leader === broker).map((p) => p.partition);
+    const elsewhere = both.partitions.find((p) => p.leader !== broker);
+    const underMin = lonely.partitions.find((p) => p.leader === broker);
+    assert.ok(elsewhere && underMin, "the leaders are spread over both brokers");
+    const producerId = "batches-producer";
+    const batch = (topic: string, partition: number, first: number) => ({
+      topic,
+      partition,
+      records: [first, first + 1].map((id) => ({
+        messageId: BigInt(id),
+        payload: text(`${topic}/${partition}/${id}`),
+      })),
+    });
+    const request = {
+      requestId: 7n,
+      producerId,
+      acks: Acks.ALL,
+      batches: [
+        ...led.map((partition) => batch("batches", partition, 1)),
+        batch("batches", elsewhere.partition, 1),
+        batch("batches-rf1", underMin.partition, 1),
+        batch("no-such-topic", 0, 1),
+      ],
+    };
+    const client = cluster.broker(broker).client;
+    const res = await client.produceBatches(request);
+    assert.equal(res.requestId, 7n);
+    assert.deepEqual(
+      res.responses.map((r) => [r.topic, r.partition, errors(r)]),
+      [
+        ...led.map((partition) => ["batches", partition, [ProduceError.NONE, ProduceError.NONE]]),
+        ["batches", elsewhere.partition, [ProduceError.NOT_LEADER, ProduceError.NOT_LEADER]],
+        [
+          "batches-rf1",
+          underMin.partition,
+          [ProduceError.NOT_ENOUGH_REPLICAS, ProduceError.NOT_ENOUGH_REPLICAS],
+        ],
+        ["no-such-topic", 0, [ProduceError.UNKNOWN_PARTITION, ProduceError.UNKNOWN_PARTITION]],
+      ],
+    );
+    const notLeader = res.responses[led.length]?.acks[0];
+    assert.equal(notLeader?.leaderId, elsewhere.leader, "the refusal names the leader");
+    for (const r of res.responses.slice(0, led.length)) {
+      assert.deepEqual(
+        r.acks.map((a) => [a.offset, a.duplicate]),
+        [
+          [0n, false],
+          [1n, false],
+        ],
+      );
+    }
+
+    // The same request again on a SendBatches stream: the stored batches are deduplicated (same
+    // offsets), the refused ones are still refused, nothing is written twice.
+    async function* one() {
+      yield create(BatchesRequestSchema, { ...request, requestId: 8n });
+    }
+    const answers = [];
+    for await (const answer of client.sendBatches(one(), { timeoutMs: 10_000 })) answers.push(answer);
+    assert.equal(answers.length, 1);
+    const again = answers[0] as BatchesResponse;
+    assert.equal(again.requestId, 8n);
+    assert.deepEqual(
+      again.responses.slice(0, led.length).map((r) => r.acks.map((a) => [a.offset, a.duplicate])),
+      led.map(() => [
+        [0n, true],
+        [1n, true],
+      ]),
+    );
+    assert.deepEqual(
+      again.responses.slice(led.length).map((r) => errors(r)[0]),
+      [ProduceError.NOT_LEADER, ProduceError.NOT_ENOUGH_REPLICAS, ProduceError.UNKNOWN_PARTITION],
+    );
+
+    // Each led partition holds exactly its two records; the refused partitions hold nothing.
+    for (const partition of led) {
+      const messages = await pullMessages(client, { topic: "batches", partition, offset: 0n }, 2);
+      assert.deepEqual(
+        messages.map((m) => untext(m.payload)),
+        [`batches/${partition}/1`, `batches/${partition}/2`],
+      );
+    }
+    const health = await client.health({
+      partitions: [{ topic: "batches-rf1", partition: underMin.partition }],
+    });
+    assert.equal(health.partitions[0]?.logEndOffset, 0n, "acks=all below the minimum appended nothing");
+    const other = await cluster.broker(elsewhere.leader).client.health({
+      partitions: [{ topic: "batches", partition: elsewhere.partition }],
+    });
+    assert.equal(other.partitions[0]?.logEndOffset, 0n, "the partition led elsewhere got nothing");
+
+    // A malformed request (two batches of one partition) is refused as a whole: nothing is stored.
+    const twice = {
+      ...request,
+      batches: [batch("batches", led[0] as number, 10), batch("batches", led[0] as number, 12)],
+    };
+    await assert.rejects(client.produceBatches(twice), (err: unknown) => {
+      assert.ok(err instanceof ConnectError);
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.match(err.rawMessage, /two batches for batches#/);
+      return true;
+    });
+    const after = await client.health({ partitions: [{ topic: "batches", partition: led[0] as number }] });
+    assert.equal(after.partitions[0]?.logEndOffset, 2n, "the refused request stored nothing");
   });
 });

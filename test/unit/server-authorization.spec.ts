@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { GouletteError } from "../../src/errors.js";
 import {
+  BatchesRequestSchema,
   GetCommittedOffsetRequestSchema,
   MessageRequestSchema,
   PullRequestSchema,
@@ -52,6 +53,8 @@ describe("authorization rules", () => {
     assert.deepEqual(allowed(BROKER_RULES, "RemoveTopic"), ["sentinel"]);
     assert.deepEqual(allowed(BROKER_RULES, "ReplicateSession"), ["broker"]);
     assert.deepEqual(allowed(BROKER_RULES, "SendMessage"), ["admin", "application"]);
+    assert.deepEqual(allowed(BROKER_RULES, "SendBatches"), ["admin", "application"]);
+    assert.deepEqual(allowed(BROKER_RULES, "ProduceBatches"), ["admin", "application"]);
     assert.deepEqual(allowed(BROKER_RULES, "Health"), KINDS);
     assert.deepEqual(allowed(sentinel, "RegisterBroker"), ["sentinel", "broker", "admin"]);
     assert.deepEqual(allowed(sentinel, "ListOperations"), ["sentinel", "admin"]);
@@ -120,6 +123,16 @@ describe("authorization rules", () => {
     assert.equal(codeOf(broker.PullMessage?.check?.(a, pull("orders.eu"))), "PermissionDenied");
     assert.equal(codeOf(broker.PullMessage?.check?.(b, pull("payments"))), "PermissionDenied");
     assert.equal(broker.Produce?.check?.(who("admin"), produce("payments")), undefined);
+    // A multi-partition request is checked on every topic it names, and refused whole.
+    const batches = (...topics: string[]) =>
+      create(BatchesRequestSchema, { batches: topics.map((topic, partition) => ({ topic, partition })) });
+    for (const method of ["SendBatches", "ProduceBatches"]) {
+      assert.equal(broker[method]?.check?.(a, batches("orders.eu", "orders.us")), undefined, method);
+      const mixed = broker[method]?.check?.(a, batches("orders.eu", "payments", "orders.us"));
+      assert.equal(codeOf(mixed), "PermissionDenied", method);
+      assert.match(String(mixed), /application:a may not write topic 'payments'/, method);
+      assert.equal(codeOf(broker[method]?.check?.(b, batches("orders.eu"))), "PermissionDenied", method);
+    }
     // Not learned yet (a broker before its first KeepAlive answer): applications wait, others pass.
     const unknown = brokerRules(() => undefined);
     assert.equal(codeOf(unknown.Produce?.check?.(a, produce("orders.eu"))), "Unavailable");

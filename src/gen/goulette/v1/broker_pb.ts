@@ -10,7 +10,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/broker.proto.
  */
 export const file_goulette_v1_broker: GenFile = /*@__PURE__*/
-  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIpABCgxGZXRjaFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIWCg5jb25zdW1lcl9ncm91cBgEIAEoCRIUCgxtYXhfbWVzc2FnZXMYBSABKA0SEQoJbWF4X2J5dGVzGAYgASgNEg0KBWxpbWl0GAcgASgEIosBCg1GZXRjaFJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRImCghtZXNzYWdlcxgDIAMoCzIULmdvdWxldHRlLnYxLk1lc3NhZ2USFgoOaGlnaF93YXRlcm1hcmsYBCABKAMSGAoQbG9nX3N0YXJ0X29mZnNldBgFIAEoAyJ1ChNDb21taXRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDRIOCgZvZmZzZXQYBCABKAMSFAoMbWVtYmVyX2Vwb2NoGAUgASgEIhYKFENvbW1pdE9mZnNldFJlc3BvbnNlImsKGUdldENvbW1pdHRlZE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEhQKDG1lbWJlcl9lcG9jaBgEIAEoBCJYChxEZWxldGVDb21taXR0ZWRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDSIwCh1EZWxldGVDb21taXR0ZWRPZmZzZXRSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIIl4KGkdldENvbW1pdHRlZE9mZnNldFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoAxIYChBsb2dfc3RhcnRfb2Zmc2V0GAIgASgDEhYKDmhpZ2hfd2F0ZXJtYXJrGAMgASgDIjAKClJlcGxpY2FSZWYSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkixAEKE1NldFRvcGljUm9sZVJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEigKBHJvbGUYAyABKA4yGi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Sb2xlEicKBmxlYWRlchgEIAEoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSKQoIcmVwbGljYXMYBSADKAsyFy5nb3VsZXR0ZS52MS5SZXBsaWNhUmVmEg0KBWVwb2NoGAYgASgEIi4KFFNldFRvcGljUm9sZVJlc3BvbnNlEhYKDmxvZ19lbmRfb2Zmc2V0GAEgASgDIkcKFFNldFRvcGljUm9sZXNSZXF1ZXN0Ei8KBXJvbGVzGAEgAygLMiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdCJ2ChJTZXRUb3BpY1JvbGVSZXN1bHQSKQoHb3V0Y29tZRgBIAEoDjIYLmdvdWxldHRlLnYxLlJvbGVPdXRjb21lEhYKDmxvZ19lbmRfb2Zmc2V0GAIgASgDEgwKBGNvZGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCSJJChVTZXRUb3BpY1JvbGVzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3VsdCJeChJSZW1vdmVUb3BpY1JlcXVlc3QSDQoFdG9waWMYASABKAkSFgoJcGFydGl0aW9uGAIgASgNSACIAQESEwoLZGVsZXRlX2RhdGEYAyABKAhCDAoKX3BhcnRpdGlvbiIVChNSZW1vdmVUb3BpY1Jlc3BvbnNlIjIKC0xlYWRlckVwb2NoEg0KBWVwb2NoGAEgASgEEhQKDHN0YXJ0X29mZnNldBgCIAEoAyK4AQoQUmVwbGljYXRlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLZm9sbG93ZXJfaWQYAyABKAkSFAoMZmV0Y2hfb2Zmc2V0GAQgASgDEg0KBWVwb2NoGAUgASgEEi8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQiogEKEFJlcGxpY2F0ZWRSZWNvcmQSDgoGb2Zmc2V0GAEgASgDEhEKCXRpbWVzdGFtcBgCIAEoAxILCgNrZXkYAyABKAwSDwoHcGF5bG9hZBgEIAEoDBIkCgdoZWFkZXJzGAUgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAYgASgJEhIKCm1lc3NhZ2VfaWQYByABKAQiqwIKEVJlcGxpY2F0ZVJlc3BvbnNlEi4KB3JlY29yZHMYASADKAsyHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVkUmVjb3JkEhYKDmhpZ2hfd2F0ZXJtYXJrGAIgASgDEg0KBWVwb2NoGAMgASgEEhgKC3RydW5jYXRlX3RvGAQgASgDSACIAQESMQoHb2Zmc2V0cxgFIAMoCzIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBBIYChBvZmZzZXRzX3NuYXBzaG90GAggASgIQg4KDF90cnVuY2F0ZV90byKuAQoMU2Vzc2lvbkZldGNoEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIUCgxmZXRjaF9vZmZzZXQYAyABKAMSDQoFZXBvY2gYBCABKAQSDQoFc3RhcnQYBSABKAgSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBCKGAQoXUmVwbGljYXRlU2Vzc2lvblJlcXVlc3QSEwoLZm9sbG93ZXJfaWQYASABKAkSKgoHZmV0Y2hlcxgCIAMoCzIZLmdvdWxldHRlLnYxLlNlc3Npb25GZXRjaBIqCgdyZW1vdmVkGAMgAygLMhkuZ291bGV0dGUudjEuUGFydGl0aW9uUmVmIpMBChZTZXNzaW9uUGFydGl0aW9uQW5zd2VyEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIsCgRkYXRhGAMgASgLMh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2USEgoKZXJyb3JfY29kZRgEIAEoDRIVCg1lcnJvcl9tZXNzYWdlGAUgASgJIlMKGFJlcGxpY2F0ZVNlc3Npb25SZXNwb25zZRI3CgpwYXJ0aXRpb25zGAEgAygLMiMuZ291bGV0dGUudjEuU2Vzc2lvblBhcnRpdGlvbkFuc3dlciI+Cg1IZWFsdGhSZXF1ZXN0Ei0KCnBhcnRpdGlvbnMYASADKAsyGS5nb3VsZXR0ZS52MS5QYXJ0aXRpb25SZWYiMAoMUGFydGl0aW9uUmVmEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDSLrAQoRUGFydGl0aW9uUHJvZ3Jlc3MSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEhIKCmxhc3RfZXBvY2gYAyABKAQSFgoObG9nX2VuZF9vZmZzZXQYBCABKAMSFgoOaGlnaF93YXRlcm1hcmsYBSABKAMSKAoEcm9sZRgGIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSGAoQaW5fc3luY19yZXBsaWNhcxgHIAMoCRIYChBsb2dfc3RhcnRfb2Zmc2V0GAggASgDEhIKCnNpemVfYnl0ZXMYCSABKAQimwEKDkhlYWx0aFJlc3BvbnNlEhEKCWJyb2tlcl9pZBgBIAEoCRINCgVyZWFkeRgCIAEoCBIWCg5wYXJ0aXRpb25zX2xlZBgDIAEoDRIbChNwYXJ0aXRpb25zX2ZvbGxvd2VkGAQgASgNEjIKCnBhcnRpdGlvbnMYBSADKAsyHi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Qcm9ncmVzcyo7CgRBY2tzEhQKEEFDS1NfVU5TUEVDSUZJRUQQABIPCgtBQ0tTX0xFQURFUhABEgwKCEFDS1NfQUxMEAIq6wEKDFByb2R1Y2VFcnJvchIWChJQUk9EVUNFX0VSUk9SX05PTkUQABIcChhQUk9EVUNFX0VSUk9SX05PVF9MRUFERVIQARIjCh9QUk9EVUNFX0VSUk9SX1VOS05PV05fUEFSVElUSU9OEAISIwofUFJPRFVDRV9FUlJPUl9NRVNTQUdFX1RPT19MQVJHRRADEiUKIVBST0RVQ0VfRVJST1JfTk9UX0VOT1VHSF9SRVBMSUNBUxAEEhkKFVBST0RVQ0VfRVJST1JfU1RPUkFHRRAFEhkKFVBST0RVQ0VfRVJST1JfSU5WQUxJRBAGKmcKDVBhcnRpdGlvblJvbGUSHgoaUEFSVElUSU9OX1JPTEVfVU5TUEVDSUZJRUQQABIZChVQQVJUSVRJT05fUk9MRV9MRUFERVIQARIbChdQQVJUSVRJT05fUk9MRV9GT0xMT1dFUhACKnUKC1JvbGVPdXRjb21lEhwKGFJPTEVfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFFJPTEVfT1VUQ09NRV9BUFBMSUVEEAESFgoSUk9MRV9PVVRDT01FX1NUQUxFEAISFgoSUk9MRV9PVVRDT01FX0VSUk9SEAMy0QgKDUJyb2tlclNlcnZpY2USTAoLU2VuZE1lc3NhZ2USGy5nb3VsZXR0ZS52MS5NZXNzYWdlUmVxdWVzdBocLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXNwb25zZSgBMAESRAoHUHJvZHVjZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlEj8KC1B1bGxNZXNzYWdlEhguZ291bGV0dGUudjEuUHVsbFJlcXVlc3QaFC5nb3VsZXR0ZS52MS5NZXNzYWdlMAESSAoNRmV0Y2hNZXNzYWdlcxIZLmdvdWxldHRlLnYxLkZldGNoUmVxdWVzdBoaLmdvdWxldHRlLnYxLkZldGNoUmVzcG9uc2UwARJTCgxDb21taXRPZmZzZXQSIC5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXF1ZXN0GiEuZ291bGV0dGUudjEuQ29tbWl0T2Zmc2V0UmVzcG9uc2USZQoSR2V0Q29tbWl0dGVkT2Zmc2V0EiYuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBonLmdvdWxldHRlLnYxLkdldENvbW1pdHRlZE9mZnNldFJlc3BvbnNlEm4KFURlbGV0ZUNvbW1pdHRlZE9mZnNldBIpLmdvdWxldHRlLnYxLkRlbGV0ZUNvbW1pdHRlZE9mZnNldFJlcXVlc3QaKi5nb3VsZXR0ZS52MS5EZWxldGVDb21taXR0ZWRPZmZzZXRSZXNwb25zZRJTCgxTZXRUb3BpY1JvbGUSIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0GiEuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzcG9uc2USVgoNU2V0VG9waWNSb2xlcxIhLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZXNSZXF1ZXN0GiIuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlc1Jlc3BvbnNlElAKC1JlbW92ZVRvcGljEh8uZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXF1ZXN0GiAuZ291bGV0dGUudjEuUmVtb3ZlVG9waWNSZXNwb25zZRJOCglSZXBsaWNhdGUSHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXF1ZXN0Gh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2UoATABEmMKEFJlcGxpY2F0ZVNlc3Npb24SJC5nb3VsZXR0ZS52MS5SZXBsaWNhdGVTZXNzaW9uUmVxdWVzdBolLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVNlc3Npb25SZXNwb25zZSgBMAESQQoGSGVhbHRoEhouZ291bGV0dGUudjEuSGVhbHRoUmVxdWVzdBobLmdvdWxldHRlLnYxLkhlYWx0aFJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIpUBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQiXwoOUGFydGl0aW9uQmF0Y2gSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEisKB3JlY29yZHMYAyADKAsyGi5nb3VsZXR0ZS52MS5Qcm9kdWNlUmVjb3JkIogBCg5CYXRjaGVzUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEhMKC3Byb2R1Y2VyX2lkGAIgASgJEh8KBGFja3MYAyABKA4yES5nb3VsZXR0ZS52MS5BY2tzEiwKB2JhdGNoZXMYBCADKAsyGy5nb3VsZXR0ZS52MS5QYXJ0aXRpb25CYXRjaCJWCg9CYXRjaGVzUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIvCglyZXNwb25zZXMYAiADKAsyHC5nb3VsZXR0ZS52MS5NZXNzYWdlUmVzcG9uc2UirwEKCk1lc3NhZ2VBY2sSEgoKbWVzc2FnZV9pZBgBIAEoBBIOCgZvZmZzZXQYAiABKAMSKAoFZXJyb3IYAyABKA4yGS5nb3VsZXR0ZS52MS5Qcm9kdWNlRXJyb3ISFQoNZXJyb3JfbWVzc2FnZRgEIAEoCRIRCglsZWFkZXJfaWQYBSABKAkSFgoObGVhZGVyX2FkZHJlc3MYBiABKAkSEQoJZHVwbGljYXRlGAcgASgIIloKD01lc3NhZ2VSZXNwb25zZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SJQoEYWNrcxgDIAMoCzIXLmdvdWxldHRlLnYxLk1lc3NhZ2VBY2sigQEKC1B1bGxSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIOCgZvZmZzZXQYAyABKAMSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5jb25zdW1lcl9ncm91cBgFIAEoCRIUCgxtYXhfbWVzc2FnZXMYBiABKAQi0wEKB01lc3NhZ2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIRCgl0aW1lc3RhbXAYBCABKAMSCwoDa2V5GAUgASgMEg8KB3BheWxvYWQYBiABKAwSJAoHaGVhZGVycxgHIAMoCzITLmdvdWxldHRlLnYxLkhlYWRlchITCgtwcm9kdWNlcl9pZBgIIAEoCRISCgptZXNzYWdlX2lkGAkgASgEEhYKDmhpZ2hfd2F0ZXJtYXJrGAogASgDIpABCgxGZXRjaFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxIWCg5jb25zdW1lcl9ncm91cBgEIAEoCRIUCgxtYXhfbWVzc2FnZXMYBSABKA0SEQoJbWF4X2J5dGVzGAYgASgNEg0KBWxpbWl0GAcgASgEIosBCg1GZXRjaFJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRImCghtZXNzYWdlcxgDIAMoCzIULmdvdWxldHRlLnYxLk1lc3NhZ2USFgoOaGlnaF93YXRlcm1hcmsYBCABKAMSGAoQbG9nX3N0YXJ0X29mZnNldBgFIAEoAyJ1ChNDb21taXRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDRIOCgZvZmZzZXQYBCABKAMSFAoMbWVtYmVyX2Vwb2NoGAUgASgEIhYKFENvbW1pdE9mZnNldFJlc3BvbnNlImsKGUdldENvbW1pdHRlZE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEhQKDG1lbWJlcl9lcG9jaBgEIAEoBCJYChxEZWxldGVDb21taXR0ZWRPZmZzZXRSZXF1ZXN0EhYKDmNvbnN1bWVyX2dyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoDSIwCh1EZWxldGVDb21taXR0ZWRPZmZzZXRSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIIl4KGkdldENvbW1pdHRlZE9mZnNldFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoAxIYChBsb2dfc3RhcnRfb2Zmc2V0GAIgASgDEhYKDmhpZ2hfd2F0ZXJtYXJrGAMgASgDIjAKClJlcGxpY2FSZWYSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkixAEKE1NldFRvcGljUm9sZVJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEigKBHJvbGUYAyABKA4yGi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Sb2xlEicKBmxlYWRlchgEIAEoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSKQoIcmVwbGljYXMYBSADKAsyFy5nb3VsZXR0ZS52MS5SZXBsaWNhUmVmEg0KBWVwb2NoGAYgASgEIi4KFFNldFRvcGljUm9sZVJlc3BvbnNlEhYKDmxvZ19lbmRfb2Zmc2V0GAEgASgDIkcKFFNldFRvcGljUm9sZXNSZXF1ZXN0Ei8KBXJvbGVzGAEgAygLMiAuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVxdWVzdCJ2ChJTZXRUb3BpY1JvbGVSZXN1bHQSKQoHb3V0Y29tZRgBIAEoDjIYLmdvdWxldHRlLnYxLlJvbGVPdXRjb21lEhYKDmxvZ19lbmRfb2Zmc2V0GAIgASgDEgwKBGNvZGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCSJJChVTZXRUb3BpY1JvbGVzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlc3VsdCJeChJSZW1vdmVUb3BpY1JlcXVlc3QSDQoFdG9waWMYASABKAkSFgoJcGFydGl0aW9uGAIgASgNSACIAQESEwoLZGVsZXRlX2RhdGEYAyABKAhCDAoKX3BhcnRpdGlvbiIVChNSZW1vdmVUb3BpY1Jlc3BvbnNlIjIKC0xlYWRlckVwb2NoEg0KBWVwb2NoGAEgASgEEhQKDHN0YXJ0X29mZnNldBgCIAEoAyK4AQoQUmVwbGljYXRlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLZm9sbG93ZXJfaWQYAyABKAkSFAoMZmV0Y2hfb2Zmc2V0GAQgASgDEg0KBWVwb2NoGAUgASgEEi8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQiogEKEFJlcGxpY2F0ZWRSZWNvcmQSDgoGb2Zmc2V0GAEgASgDEhEKCXRpbWVzdGFtcBgCIAEoAxILCgNrZXkYAyABKAwSDwoHcGF5bG9hZBgEIAEoDBIkCgdoZWFkZXJzGAUgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAYgASgJEhIKCm1lc3NhZ2VfaWQYByABKAQiqwIKEVJlcGxpY2F0ZVJlc3BvbnNlEi4KB3JlY29yZHMYASADKAsyHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVkUmVjb3JkEhYKDmhpZ2hfd2F0ZXJtYXJrGAIgASgDEg0KBWVwb2NoGAMgASgEEhgKC3RydW5jYXRlX3RvGAQgASgDSACIAQESMQoHb2Zmc2V0cxgFIAMoCzIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBBIYChBvZmZzZXRzX3NuYXBzaG90GAggASgIQg4KDF90cnVuY2F0ZV90byKuAQoMU2Vzc2lvbkZldGNoEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIUCgxmZXRjaF9vZmZzZXQYAyABKAMSDQoFZXBvY2gYBCABKAQSDQoFc3RhcnQYBSABKAgSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBCKGAQoXUmVwbGljYXRlU2Vzc2lvblJlcXVlc3QSEwoLZm9sbG93ZXJfaWQYASABKAkSKgoHZmV0Y2hlcxgCIAMoCzIZLmdvdWxldHRlLnYxLlNlc3Npb25GZXRjaBIqCgdyZW1vdmVkGAMgAygLMhkuZ291bGV0dGUudjEuUGFydGl0aW9uUmVmIpMBChZTZXNzaW9uUGFydGl0aW9uQW5zd2VyEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIsCgRkYXRhGAMgASgLMh4uZ291bGV0dGUudjEuUmVwbGljYXRlUmVzcG9uc2USEgoKZXJyb3JfY29kZRgEIAEoDRIVCg1lcnJvcl9tZXNzYWdlGAUgASgJIlMKGFJlcGxpY2F0ZVNlc3Npb25SZXNwb25zZRI3CgpwYXJ0aXRpb25zGAEgAygLMiMuZ291bGV0dGUudjEuU2Vzc2lvblBhcnRpdGlvbkFuc3dlciI+Cg1IZWFsdGhSZXF1ZXN0Ei0KCnBhcnRpdGlvbnMYASADKAsyGS5nb3VsZXR0ZS52MS5QYXJ0aXRpb25SZWYiMAoMUGFydGl0aW9uUmVmEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDSLrAQoRUGFydGl0aW9uUHJvZ3Jlc3MSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEhIKCmxhc3RfZXBvY2gYAyABKAQSFgoObG9nX2VuZF9vZmZzZXQYBCABKAMSFgoOaGlnaF93YXRlcm1hcmsYBSABKAMSKAoEcm9sZRgGIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSGAoQaW5fc3luY19yZXBsaWNhcxgHIAMoCRIYChBsb2dfc3RhcnRfb2Zmc2V0GAggASgDEhIKCnNpemVfYnl0ZXMYCSABKAQimwEKDkhlYWx0aFJlc3BvbnNlEhEKCWJyb2tlcl9pZBgBIAEoCRINCgVyZWFkeRgCIAEoCBIWCg5wYXJ0aXRpb25zX2xlZBgDIAEoDRIbChNwYXJ0aXRpb25zX2ZvbGxvd2VkGAQgASgNEjIKCnBhcnRpdGlvbnMYBSADKAsyHi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Qcm9ncmVzcyo7CgRBY2tzEhQKEEFDS1NfVU5TUEVDSUZJRUQQABIPCgtBQ0tTX0xFQURFUhABEgwKCEFDS1NfQUxMEAIq6wEKDFByb2R1Y2VFcnJvchIWChJQUk9EVUNFX0VSUk9SX05PTkUQABIcChhQUk9EVUNFX0VSUk9SX05PVF9MRUFERVIQARIjCh9QUk9EVUNFX0VSUk9SX1VOS05PV05fUEFSVElUSU9OEAISIwofUFJPRFVDRV9FUlJPUl9NRVNTQUdFX1RPT19MQVJHRRADEiUKIVBST0RVQ0VfRVJST1JfTk9UX0VOT1VHSF9SRVBMSUNBUxAEEhkKFVBST0RVQ0VfRVJST1JfU1RPUkFHRRAFEhkKFVBST0RVQ0VfRVJST1JfSU5WQUxJRBAGKmcKDVBhcnRpdGlvblJvbGUSHgoaUEFSVElUSU9OX1JPTEVfVU5TUEVDSUZJRUQQABIZChVQQVJUSVRJT05fUk9MRV9MRUFERVIQARIbChdQQVJUSVRJT05fUk9MRV9GT0xMT1dFUhACKnUKC1JvbGVPdXRjb21lEhwKGFJPTEVfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFFJPTEVfT1VUQ09NRV9BUFBMSUVEEAESFgoSUk9MRV9PVVRDT01FX1NUQUxFEAISFgoSUk9MRV9PVVRDT01FX0VSUk9SEAMy7AkKDUJyb2tlclNlcnZpY2USTAoLU2VuZE1lc3NhZ2USGy5nb3VsZXR0ZS52MS5NZXNzYWdlUmVxdWVzdBocLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXNwb25zZSgBMAESRAoHUHJvZHVjZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlEkwKC1NlbmRCYXRjaGVzEhsuZ291bGV0dGUudjEuQmF0Y2hlc1JlcXVlc3QaHC5nb3VsZXR0ZS52MS5CYXRjaGVzUmVzcG9uc2UoATABEksKDlByb2R1Y2VCYXRjaGVzEhsuZ291bGV0dGUudjEuQmF0Y2hlc1JlcXVlc3QaHC5nb3VsZXR0ZS52MS5CYXRjaGVzUmVzcG9uc2USPwoLUHVsbE1lc3NhZ2USGC5nb3VsZXR0ZS52MS5QdWxsUmVxdWVzdBoULmdvdWxldHRlLnYxLk1lc3NhZ2UwARJICg1GZXRjaE1lc3NhZ2VzEhkuZ291bGV0dGUudjEuRmV0Y2hSZXF1ZXN0GhouZ291bGV0dGUudjEuRmV0Y2hSZXNwb25zZTABElMKDENvbW1pdE9mZnNldBIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QaIS5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXNwb25zZRJlChJHZXRDb21taXR0ZWRPZmZzZXQSJi5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0GicuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USbgoVRGVsZXRlQ29tbWl0dGVkT2Zmc2V0EikuZ291bGV0dGUudjEuRGVsZXRlQ29tbWl0dGVkT2Zmc2V0UmVxdWVzdBoqLmdvdWxldHRlLnYxLkRlbGV0ZUNvbW1pdHRlZE9mZnNldFJlc3BvbnNlElMKDFNldFRvcGljUm9sZRIgLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlcXVlc3QaIS5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXNwb25zZRJWCg1TZXRUb3BpY1JvbGVzEiEuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlc1JlcXVlc3QaIi5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVzUmVzcG9uc2USUAoLUmVtb3ZlVG9waWMSHy5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1JlcXVlc3QaIC5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1Jlc3BvbnNlEk4KCVJlcGxpY2F0ZRIdLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVJlcXVlc3QaHi5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXNwb25zZSgBMAESYwoQUmVwbGljYXRlU2Vzc2lvbhIkLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVNlc3Npb25SZXF1ZXN0GiUuZ291bGV0dGUudjEuUmVwbGljYXRlU2Vzc2lvblJlc3BvbnNlKAEwARJBCgZIZWFsdGgSGi5nb3VsZXR0ZS52MS5IZWFsdGhSZXF1ZXN0GhsuZ291bGV0dGUudjEuSGVhbHRoUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message goulette.v1.Header
@@ -111,6 +111,93 @@ export const MessageRequestSchema: GenMessage<MessageRequest> = /*@__PURE__*/
   messageDesc(file_goulette_v1_broker, 2);
 
 /**
+ * @generated from message goulette.v1.PartitionBatch
+ */
+export type PartitionBatch = Message$1<"goulette.v1.PartitionBatch"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 2;
+   */
+  partition: number;
+
+  /**
+   * @generated from field: repeated goulette.v1.ProduceRecord records = 3;
+   */
+  records: ProduceRecord[];
+};
+
+/**
+ * Describes the message goulette.v1.PartitionBatch.
+ * Use `create(PartitionBatchSchema)` to create a new message.
+ */
+export const PartitionBatchSchema: GenMessage<PartitionBatch> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 3);
+
+/**
+ * @generated from message goulette.v1.BatchesRequest
+ */
+export type BatchesRequest = Message$1<"goulette.v1.BatchesRequest"> & {
+  /**
+   * Chosen by the client, echoed in the response (SendBatches answers in completion order).
+   *
+   * @generated from field: uint64 request_id = 1;
+   */
+  requestId: bigint;
+
+  /**
+   * @generated from field: string producer_id = 2;
+   */
+  producerId: string;
+
+  /**
+   * @generated from field: goulette.v1.Acks acks = 3;
+   */
+  acks: Acks;
+
+  /**
+   * At most one batch per partition, each with at least one record; at most 10,000 batches.
+   *
+   * @generated from field: repeated goulette.v1.PartitionBatch batches = 4;
+   */
+  batches: PartitionBatch[];
+};
+
+/**
+ * Describes the message goulette.v1.BatchesRequest.
+ * Use `create(BatchesRequestSchema)` to create a new message.
+ */
+export const BatchesRequestSchema: GenMessage<BatchesRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 4);
+
+/**
+ * @generated from message goulette.v1.BatchesResponse
+ */
+export type BatchesResponse = Message$1<"goulette.v1.BatchesResponse"> & {
+  /**
+   * @generated from field: uint64 request_id = 1;
+   */
+  requestId: bigint;
+
+  /**
+   * One per batch, in request order: what SendMessage would have answered for it.
+   *
+   * @generated from field: repeated goulette.v1.MessageResponse responses = 2;
+   */
+  responses: MessageResponse[];
+};
+
+/**
+ * Describes the message goulette.v1.BatchesResponse.
+ * Use `create(BatchesResponseSchema)` to create a new message.
+ */
+export const BatchesResponseSchema: GenMessage<BatchesResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 5);
+
+/**
  * @generated from message goulette.v1.MessageAck
  */
 export type MessageAck = Message$1<"goulette.v1.MessageAck"> & {
@@ -157,7 +244,7 @@ export type MessageAck = Message$1<"goulette.v1.MessageAck"> & {
  * Use `create(MessageAckSchema)` to create a new message.
  */
 export const MessageAckSchema: GenMessage<MessageAck> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 3);
+  messageDesc(file_goulette_v1_broker, 6);
 
 /**
  * @generated from message goulette.v1.MessageResponse
@@ -184,7 +271,7 @@ export type MessageResponse = Message$1<"goulette.v1.MessageResponse"> & {
  * Use `create(MessageResponseSchema)` to create a new message.
  */
 export const MessageResponseSchema: GenMessage<MessageResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 4);
+  messageDesc(file_goulette_v1_broker, 7);
 
 /**
  * @generated from message goulette.v1.PullRequest
@@ -232,7 +319,7 @@ export type PullRequest = Message$1<"goulette.v1.PullRequest"> & {
  * Use `create(PullRequestSchema)` to create a new message.
  */
 export const PullRequestSchema: GenMessage<PullRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 5);
+  messageDesc(file_goulette_v1_broker, 8);
 
 /**
  * @generated from message goulette.v1.Message
@@ -296,7 +383,7 @@ export type Message = Message$1<"goulette.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 6);
+  messageDesc(file_goulette_v1_broker, 9);
 
 /**
  * @generated from message goulette.v1.FetchRequest
@@ -352,7 +439,7 @@ export type FetchRequest = Message$1<"goulette.v1.FetchRequest"> & {
  * Use `create(FetchRequestSchema)` to create a new message.
  */
 export const FetchRequestSchema: GenMessage<FetchRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 7);
+  messageDesc(file_goulette_v1_broker, 10);
 
 /**
  * @generated from message goulette.v1.FetchResponse
@@ -396,7 +483,7 @@ export type FetchResponse = Message$1<"goulette.v1.FetchResponse"> & {
  * Use `create(FetchResponseSchema)` to create a new message.
  */
 export const FetchResponseSchema: GenMessage<FetchResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 8);
+  messageDesc(file_goulette_v1_broker, 11);
 
 /**
  * @generated from message goulette.v1.CommitOffsetRequest
@@ -440,7 +527,7 @@ export type CommitOffsetRequest = Message$1<"goulette.v1.CommitOffsetRequest"> &
  * Use `create(CommitOffsetRequestSchema)` to create a new message.
  */
 export const CommitOffsetRequestSchema: GenMessage<CommitOffsetRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 9);
+  messageDesc(file_goulette_v1_broker, 12);
 
 /**
  * @generated from message goulette.v1.CommitOffsetResponse
@@ -453,7 +540,7 @@ export type CommitOffsetResponse = Message$1<"goulette.v1.CommitOffsetResponse">
  * Use `create(CommitOffsetResponseSchema)` to create a new message.
  */
 export const CommitOffsetResponseSchema: GenMessage<CommitOffsetResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 10);
+  messageDesc(file_goulette_v1_broker, 13);
 
 /**
  * @generated from message goulette.v1.GetCommittedOffsetRequest
@@ -488,7 +575,7 @@ export type GetCommittedOffsetRequest = Message$1<"goulette.v1.GetCommittedOffse
  * Use `create(GetCommittedOffsetRequestSchema)` to create a new message.
  */
 export const GetCommittedOffsetRequestSchema: GenMessage<GetCommittedOffsetRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 11);
+  messageDesc(file_goulette_v1_broker, 14);
 
 /**
  * @generated from message goulette.v1.DeleteCommittedOffsetRequest
@@ -515,7 +602,7 @@ export type DeleteCommittedOffsetRequest = Message$1<"goulette.v1.DeleteCommitte
  * Use `create(DeleteCommittedOffsetRequestSchema)` to create a new message.
  */
 export const DeleteCommittedOffsetRequestSchema: GenMessage<DeleteCommittedOffsetRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 12);
+  messageDesc(file_goulette_v1_broker, 15);
 
 /**
  * @generated from message goulette.v1.DeleteCommittedOffsetResponse
@@ -534,7 +621,7 @@ export type DeleteCommittedOffsetResponse = Message$1<"goulette.v1.DeleteCommitt
  * Use `create(DeleteCommittedOffsetResponseSchema)` to create a new message.
  */
 export const DeleteCommittedOffsetResponseSchema: GenMessage<DeleteCommittedOffsetResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 13);
+  messageDesc(file_goulette_v1_broker, 16);
 
 /**
  * @generated from message goulette.v1.GetCommittedOffsetResponse
@@ -566,7 +653,7 @@ export type GetCommittedOffsetResponse = Message$1<"goulette.v1.GetCommittedOffs
  * Use `create(GetCommittedOffsetResponseSchema)` to create a new message.
  */
 export const GetCommittedOffsetResponseSchema: GenMessage<GetCommittedOffsetResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 14);
+  messageDesc(file_goulette_v1_broker, 17);
 
 /**
  * @generated from message goulette.v1.ReplicaRef
@@ -588,7 +675,7 @@ export type ReplicaRef = Message$1<"goulette.v1.ReplicaRef"> & {
  * Use `create(ReplicaRefSchema)` to create a new message.
  */
 export const ReplicaRefSchema: GenMessage<ReplicaRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 15);
+  messageDesc(file_goulette_v1_broker, 18);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleRequest
@@ -634,7 +721,7 @@ export type SetTopicRoleRequest = Message$1<"goulette.v1.SetTopicRoleRequest"> &
  * Use `create(SetTopicRoleRequestSchema)` to create a new message.
  */
 export const SetTopicRoleRequestSchema: GenMessage<SetTopicRoleRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 16);
+  messageDesc(file_goulette_v1_broker, 19);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleResponse
@@ -653,7 +740,7 @@ export type SetTopicRoleResponse = Message$1<"goulette.v1.SetTopicRoleResponse">
  * Use `create(SetTopicRoleResponseSchema)` to create a new message.
  */
 export const SetTopicRoleResponseSchema: GenMessage<SetTopicRoleResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 17);
+  messageDesc(file_goulette_v1_broker, 20);
 
 /**
  * @generated from message goulette.v1.SetTopicRolesRequest
@@ -672,7 +759,7 @@ export type SetTopicRolesRequest = Message$1<"goulette.v1.SetTopicRolesRequest">
  * Use `create(SetTopicRolesRequestSchema)` to create a new message.
  */
 export const SetTopicRolesRequestSchema: GenMessage<SetTopicRolesRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 18);
+  messageDesc(file_goulette_v1_broker, 21);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleResult
@@ -709,7 +796,7 @@ export type SetTopicRoleResult = Message$1<"goulette.v1.SetTopicRoleResult"> & {
  * Use `create(SetTopicRoleResultSchema)` to create a new message.
  */
 export const SetTopicRoleResultSchema: GenMessage<SetTopicRoleResult> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 19);
+  messageDesc(file_goulette_v1_broker, 22);
 
 /**
  * @generated from message goulette.v1.SetTopicRolesResponse
@@ -728,7 +815,7 @@ export type SetTopicRolesResponse = Message$1<"goulette.v1.SetTopicRolesResponse
  * Use `create(SetTopicRolesResponseSchema)` to create a new message.
  */
 export const SetTopicRolesResponseSchema: GenMessage<SetTopicRolesResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 20);
+  messageDesc(file_goulette_v1_broker, 23);
 
 /**
  * @generated from message goulette.v1.RemoveTopicRequest
@@ -759,7 +846,7 @@ export type RemoveTopicRequest = Message$1<"goulette.v1.RemoveTopicRequest"> & {
  * Use `create(RemoveTopicRequestSchema)` to create a new message.
  */
 export const RemoveTopicRequestSchema: GenMessage<RemoveTopicRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 21);
+  messageDesc(file_goulette_v1_broker, 24);
 
 /**
  * @generated from message goulette.v1.RemoveTopicResponse
@@ -772,7 +859,7 @@ export type RemoveTopicResponse = Message$1<"goulette.v1.RemoveTopicResponse"> &
  * Use `create(RemoveTopicResponseSchema)` to create a new message.
  */
 export const RemoveTopicResponseSchema: GenMessage<RemoveTopicResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 22);
+  messageDesc(file_goulette_v1_broker, 25);
 
 /**
  * One entry of a replica's leader-epoch history: records from start_offset on (until the next
@@ -798,7 +885,7 @@ export type LeaderEpoch = Message$1<"goulette.v1.LeaderEpoch"> & {
  * Use `create(LeaderEpochSchema)` to create a new message.
  */
 export const LeaderEpochSchema: GenMessage<LeaderEpoch> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 23);
+  messageDesc(file_goulette_v1_broker, 26);
 
 /**
  * @generated from message goulette.v1.ReplicateRequest
@@ -853,7 +940,7 @@ export type ReplicateRequest = Message$1<"goulette.v1.ReplicateRequest"> & {
  * Use `create(ReplicateRequestSchema)` to create a new message.
  */
 export const ReplicateRequestSchema: GenMessage<ReplicateRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 24);
+  messageDesc(file_goulette_v1_broker, 27);
 
 /**
  * @generated from message goulette.v1.ReplicatedRecord
@@ -900,7 +987,7 @@ export type ReplicatedRecord = Message$1<"goulette.v1.ReplicatedRecord"> & {
  * Use `create(ReplicatedRecordSchema)` to create a new message.
  */
 export const ReplicatedRecordSchema: GenMessage<ReplicatedRecord> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 25);
+  messageDesc(file_goulette_v1_broker, 28);
 
 /**
  * @generated from message goulette.v1.ReplicateResponse
@@ -964,7 +1051,7 @@ export type ReplicateResponse = Message$1<"goulette.v1.ReplicateResponse"> & {
  * Use `create(ReplicateResponseSchema)` to create a new message.
  */
 export const ReplicateResponseSchema: GenMessage<ReplicateResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 26);
+  messageDesc(file_goulette_v1_broker, 29);
 
 /**
  * A partition's fetch position in a replication session.
@@ -1021,7 +1108,7 @@ export type SessionFetch = Message$1<"goulette.v1.SessionFetch"> & {
  * Use `create(SessionFetchSchema)` to create a new message.
  */
 export const SessionFetchSchema: GenMessage<SessionFetch> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 27);
+  messageDesc(file_goulette_v1_broker, 30);
 
 /**
  * @generated from message goulette.v1.ReplicateSessionRequest
@@ -1052,7 +1139,7 @@ export type ReplicateSessionRequest = Message$1<"goulette.v1.ReplicateSessionReq
  * Use `create(ReplicateSessionRequestSchema)` to create a new message.
  */
 export const ReplicateSessionRequestSchema: GenMessage<ReplicateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 28);
+  messageDesc(file_goulette_v1_broker, 31);
 
 /**
  * The leader's answer for one partition of a session: `data` (as a ReplicateResponse), or an error
@@ -1095,7 +1182,7 @@ export type SessionPartitionAnswer = Message$1<"goulette.v1.SessionPartitionAnsw
  * Use `create(SessionPartitionAnswerSchema)` to create a new message.
  */
 export const SessionPartitionAnswerSchema: GenMessage<SessionPartitionAnswer> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 29);
+  messageDesc(file_goulette_v1_broker, 32);
 
 /**
  * The partitions with news (records, a new high watermark, consumer-offset changes, a truncation, an
@@ -1116,7 +1203,7 @@ export type ReplicateSessionResponse = Message$1<"goulette.v1.ReplicateSessionRe
  * Use `create(ReplicateSessionResponseSchema)` to create a new message.
  */
 export const ReplicateSessionResponseSchema: GenMessage<ReplicateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 30);
+  messageDesc(file_goulette_v1_broker, 33);
 
 /**
  * @generated from message goulette.v1.HealthRequest
@@ -1136,7 +1223,7 @@ export type HealthRequest = Message$1<"goulette.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 31);
+  messageDesc(file_goulette_v1_broker, 34);
 
 /**
  * @generated from message goulette.v1.PartitionRef
@@ -1158,7 +1245,7 @@ export type PartitionRef = Message$1<"goulette.v1.PartitionRef"> & {
  * Use `create(PartitionRefSchema)` to create a new message.
  */
 export const PartitionRefSchema: GenMessage<PartitionRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 32);
+  messageDesc(file_goulette_v1_broker, 35);
 
 /**
  * How far one replica's log goes: the sentinel makes the most up-to-date survivor the new leader.
@@ -1230,7 +1317,7 @@ export type PartitionProgress = Message$1<"goulette.v1.PartitionProgress"> & {
  * Use `create(PartitionProgressSchema)` to create a new message.
  */
 export const PartitionProgressSchema: GenMessage<PartitionProgress> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 33);
+  messageDesc(file_goulette_v1_broker, 36);
 
 /**
  * @generated from message goulette.v1.HealthResponse
@@ -1269,7 +1356,7 @@ export type HealthResponse = Message$1<"goulette.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 34);
+  messageDesc(file_goulette_v1_broker, 37);
 
 /**
  * @generated from enum goulette.v1.Acks
@@ -1443,6 +1530,30 @@ export const BrokerService: GenService<{
     methodKind: "unary";
     input: typeof MessageRequestSchema;
     output: typeof MessageResponseSchema;
+  },
+  /**
+   * Produce to many partitions in one request (Kafka's produce request): one request per leader broker
+   * carries a batch for each partition the client sends to it. Each batch is handled exactly as one
+   * SendMessage request for its partition (validation, idempotence, acks, per-record errors) and
+   * answered on its own: a partition that is not led here fails alone, the others are stored. Brokers
+   * older than this RPC answer UNIMPLEMENTED; clients then send one SendMessage request per batch.
+   *
+   * @generated from rpc goulette.v1.BrokerService.SendBatches
+   */
+  sendBatches: {
+    methodKind: "bidi_streaming";
+    input: typeof BatchesRequestSchema;
+    output: typeof BatchesResponseSchema;
+  },
+  /**
+   * One BatchesRequest, for clients without full-duplex streams (browsers over HTTP/1.1).
+   *
+   * @generated from rpc goulette.v1.BrokerService.ProduceBatches
+   */
+  produceBatches: {
+    methodKind: "unary";
+    input: typeof BatchesRequestSchema;
+    output: typeof BatchesResponseSchema;
   },
   /**
    * Consume from an offset or a consumer group's committed offset; long-polls for new data.
