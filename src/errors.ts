@@ -99,7 +99,7 @@ const RETRYABLE_CODES: ReadonlySet<Code> = new Set([
   Code.Aborted,
 ]);
 
-/** True when an error with this code from the wire may not happen again on a later try. */
+/** True when a call that failed with this code (from the wire) may succeed if tried again. */
 export function isRetryableCode(code: Code): boolean {
   return RETRYABLE_CODES.has(code);
 }
