@@ -14,6 +14,11 @@ export class GouletteError extends Error {
     this.code = code;
     this.retryable = retryable;
   }
+
+  /** Metadata (trailers) the error carries on the wire beside its code and message: hints for the caller. */
+  wireMetadata(): Record<string, string> | undefined {
+    return undefined;
+  }
 }
 
 /** The request is malformed or names impossible values; retrying will not help. */
@@ -66,6 +71,10 @@ export class OverloadedError extends GouletteError {
     super(message, Code.ResourceExhausted, true, options);
     this.retryAfterMs = retryAfterMs;
   }
+
+  override wireMetadata(): Record<string, string> {
+    return { [RETRY_AFTER_HEADER]: String(Math.round(this.retryAfterMs)) };
+  }
 }
 
 /** Credentials missing or wrong. */
@@ -82,23 +91,38 @@ export class PermissionDeniedError extends GouletteError {
   }
 }
 
+/** Codes of errors from the wire that the same call may get past later (with backoff). */
+const RETRYABLE_CODES: ReadonlySet<Code> = new Set([
+  Code.Unavailable,
+  Code.DeadlineExceeded,
+  Code.ResourceExhausted,
+  Code.Aborted,
+]);
+
+/** True when a call that failed with this code (from the wire) may succeed if tried again. */
+export function isRetryableCode(code: Code): boolean {
+  return RETRYABLE_CODES.has(code);
+}
+
 /** True when the same call may succeed later. */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof GouletteError) return err.retryable;
-  if (err instanceof ConnectError) {
-    return [Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted].includes(err.code);
-  }
+  if (err instanceof ConnectError) return isRetryableCode(err.code);
   return false;
 }
 
-/** Translates any error into the ConnectError that goes on the wire; unknown errors become Internal. */
+/**
+ * Translates any error into the ConnectError that goes on the wire, with the hints the error carries
+ * (wireMetadata) as metadata; unknown errors become Internal. The RPC servers call it once, at their
+ * edge (the errorTranslation interceptor, unary and streaming alike).
+ */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
-  if (err instanceof OverloadedError) {
-    const metadata = new Headers({ [RETRY_AFTER_HEADER]: String(Math.round(err.retryAfterMs)) });
+  if (err instanceof GouletteError) {
+    const hints = err.wireMetadata();
+    const metadata = hints === undefined ? undefined : new Headers(hints);
     return new ConnectError(err.message, err.code, metadata, undefined, err);
   }
-  if (err instanceof GouletteError) return new ConnectError(err.message, err.code, undefined, undefined, err);
   const message = err instanceof Error ? err.message : String(err);
   return new ConnectError(`internal error: ${message}`, Code.Internal, undefined, undefined, err);
 }

@@ -1,10 +1,9 @@
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import { AsyncQueue } from "../common/async-queue.js";
 import { OverloadedError } from "../errors.js";
 import { resetCall } from "../server/call-head.js";
-import { toBrokerConnectError, translateStreamErrors } from "./errors.js";
 import { commitOffset, deleteCommittedOffset, getCommittedOffset } from "./offsets.js";
 import type { PartitionManager } from "./partition-manager.js";
 import { produce, validateMessageRequest, type ProduceOptions } from "./produce.js";
@@ -40,7 +39,7 @@ export interface BrokerServiceOptions {
 }
 
 /**
- * SendMessage (or SendBatches) requests of one stream in progress or answered and not yet taken by the client (beyond
+ * SendMessage requests of one stream in progress or answered and not yet taken by the client (beyond
  * that the stream is not read).
  */
 const MAX_INFLIGHT_REQUESTS = 256;
@@ -58,15 +57,6 @@ export function createBrokerService(
     writable: options.writable,
     metrics: options.metrics,
   };
-  const unary =
-    <Req, Res>(handler: (req: Req, ctx: HandlerContext) => Promise<Res>) =>
-    async (req: Req, ctx: HandlerContext): Promise<Res> => {
-      try {
-        return await handler(req, ctx);
-      } catch (err) {
-        throw toBrokerConnectError(err);
-      }
-    };
 
   return {
     sendMessage(requests, ctx) {
@@ -75,13 +65,13 @@ export function createBrokerService(
         reset: () => resetCall(ctx.values),
       };
       const handle = { validate: validateMessageRequest, answer: produce, name: "SendMessage" };
-      return translateStreamErrors(answerConcurrently(produceOptions, handle, requests, ctx.signal, stall));
+      return answerConcurrently(produceOptions, handle, requests, ctx.signal, stall);
     },
 
-    produce: unary(async (req) => {
+    async produce(req) {
       validateMessageRequest(req);
       return produce(produceOptions, req);
-    }),
+    },
 
     sendBatches(requests, ctx) {
       const stall = {
@@ -89,58 +79,58 @@ export function createBrokerService(
         reset: () => resetCall(ctx.values),
       };
       const handle = { validate: validateBatchesRequest, answer: produceBatches, name: "SendBatches" };
-      return translateStreamErrors(answerConcurrently(produceOptions, handle, requests, ctx.signal, stall));
+      return answerConcurrently(produceOptions, handle, requests, ctx.signal, stall);
     },
 
-    produceBatches: unary(async (req) => {
+    async produceBatches(req) {
       validateBatchesRequest(req);
       return produceBatches(produceOptions, req);
-    }),
+    },
 
     pullMessage(req, ctx) {
-      return translateStreamErrors(pull({ lookup, metrics: options.metrics }, req, ctx.signal));
+      return pull({ lookup, metrics: options.metrics }, req, ctx.signal);
     },
 
     fetchMessages(req, ctx) {
-      return translateStreamErrors(fetchBatches({ lookup, metrics: options.metrics }, req, ctx.signal));
+      return fetchBatches({ lookup, metrics: options.metrics }, req, ctx.signal);
     },
 
-    commitOffset: unary(async (req) => {
+    async commitOffset(req) {
       await commitOffset(lookup, req, options.writable);
       return {};
-    }),
+    },
 
-    deleteCommittedOffset: unary(async (req) => ({
-      deleted: await deleteCommittedOffset(lookup, req, options.writable),
-    })),
+    async deleteCommittedOffset(req) {
+      return { deleted: await deleteCommittedOffset(lookup, req, options.writable) };
+    },
 
-    getCommittedOffset: unary(async (req) => {
+    async getCommittedOffset(req) {
       const committed = await getCommittedOffset(lookup, req, options.writable);
       return {
         offset: BigInt(committed.offset),
         logStartOffset: BigInt(committed.logStartOffset),
         highWatermark: BigInt(committed.highWatermark),
       };
-    }),
+    },
 
-    setTopicRole: unary(async (req) => {
+    async setTopicRole(req) {
       const { partition } = await options.partitions.applyRole(req);
       return { logEndOffset: BigInt(partition.log.logEndOffset) };
-    }),
+    },
 
-    setTopicRoles: unary((req) => setTopicRoles(options.partitions, req)),
+    setTopicRoles(req) {
+      return setTopicRoles(options.partitions, req);
+    },
 
-    removeTopic: unary(async (req) => {
+    async removeTopic(req) {
       await options.partitions.remove(req.topic, req.partition, req.deleteData);
       return {};
-    }),
+    },
 
     replicate(requests, ctx) {
-      return translateStreamErrors(
-        countStream(
-          options.metrics,
-          serveReplicate({ lookup, idleResponseMs: options.replicationIdleResponseMs }, requests, ctx.signal),
-        ),
+      return countStream(
+        options.metrics,
+        serveReplicate({ lookup, idleResponseMs: options.replicationIdleResponseMs }, requests, ctx.signal),
       );
     },
 
@@ -148,24 +138,22 @@ export function createBrokerService(
       ? ({
           replicateSession(requests, ctx) {
             const sessions = options.metrics.replicationSessions;
-            return translateStreamErrors(
-              serveReplicateSession(
-                {
-                  lookup,
-                  // An idle session's empty answer only has to draw a reply before each refresh is
-                  // due: twice per refresh period, not every Replicate long-poll period (4 × fewer
-                  // wake-ups on both brokers with the default lag bound).
-                  idleResponseMs: Math.max(
-                    options.replicationIdleResponseMs,
-                    Math.floor(options.replicationRefreshMs / 2),
-                  ),
-                  idleRefreshMs: options.replicationRefreshMs,
-                  onOpen: () => sessions.inc({ side: "leader" }),
-                  onClose: () => sessions.dec({ side: "leader" }),
-                },
-                requests,
-                ctx.signal,
-              ),
+            return serveReplicateSession(
+              {
+                lookup,
+                // An idle session's empty answer only has to draw a reply before each refresh is
+                // due: twice per refresh period, not every Replicate long-poll period (4 × fewer
+                // wake-ups on both brokers with the default lag bound).
+                idleResponseMs: Math.max(
+                  options.replicationIdleResponseMs,
+                  Math.floor(options.replicationRefreshMs / 2),
+                ),
+                idleRefreshMs: options.replicationRefreshMs,
+                onOpen: () => sessions.inc({ side: "leader" }),
+                onClose: () => sessions.dec({ side: "leader" }),
+              },
+              requests,
+              ctx.signal,
             );
           },
         } satisfies Partial<ServiceImpl<typeof BrokerService>>)

@@ -1,5 +1,5 @@
-import { Code, type ConnectError } from "@connectrpc/connect";
-import { GouletteError, NotFoundError, toConnectError } from "../errors.js";
+import { Code } from "@connectrpc/connect";
+import { GouletteError, NotFoundError } from "../errors.js";
 
 /** Response headers (and Connect error metadata) naming the partition leader this broker knows. */
 export const LEADER_ID_HEADER = "goulette-leader-id";
@@ -23,6 +23,12 @@ export class NotPartitionLeaderError extends GouletteError {
     );
     this.leaderId = leaderId;
     this.leaderAddress = leaderAddress;
+  }
+
+  /** The leader hint, as error metadata: the client goes there without asking the sentinels. */
+  override wireMetadata(): Record<string, string> | undefined {
+    if (!this.leaderId) return undefined;
+    return { [LEADER_ID_HEADER]: this.leaderId, [LEADER_ADDRESS_HEADER]: this.leaderAddress };
   }
 }
 
@@ -116,27 +122,5 @@ export class TooManyPartitionsError extends GouletteError {
         `open ${topic}/${partition}: add brokers, remove unused topics, or raise the limit`,
       Code.ResourceExhausted,
     );
-  }
-}
-
-/** toConnectError, plus the leader hint of NotPartitionLeaderError as error metadata. */
-export function toBrokerConnectError(err: unknown): ConnectError {
-  const connectError = toConnectError(err);
-  if (err instanceof NotPartitionLeaderError && err.leaderId) {
-    connectError.metadata.set(LEADER_ID_HEADER, err.leaderId);
-    connectError.metadata.set(LEADER_ADDRESS_HEADER, err.leaderAddress);
-  }
-  return connectError;
-}
-
-/**
- * Streams fail after the interceptors have returned, so their errors are translated here (once, at the
- * boundary) instead of by the errorTranslation interceptor.
- */
-export async function* translateStreamErrors<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
-  try {
-    yield* stream;
-  } catch (err) {
-    throw toBrokerConnectError(err);
   }
 }

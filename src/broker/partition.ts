@@ -12,7 +12,8 @@ import {
   type SegmentDamage,
 } from "../storage/index.js";
 import { ConsumerOffsets } from "./consumer-offsets.js";
-import { LostContactError, NotEnoughReplicasError, NotPartitionLeaderError } from "./errors.js";
+import { NotPartitionLeaderError } from "./errors.js";
+import { InSyncReplicaTracker } from "./isr-tracker.js";
 import { LeaderEpochHistory } from "./leader-epochs.js";
 import { ProducerTable } from "./producer-table.js";
 import { Signal } from "./signal.js";
@@ -90,38 +91,6 @@ export interface PartitionOptions {
   now?: () => number;
 }
 
-/** What the leader knows about one follower. */
-interface FollowerState {
-  brokerId: string;
-  /** Its log end offset as last reported; undefined until it fetches in this leadership. */
-  fetchOffset: number | undefined;
-  inSync: boolean;
-  /** Last time it was known to have every record the leader had. */
-  lastCaughtUpAt: number;
-  /** Leader log end and time when the last response went to it (Kafka's caught-up rule). */
-  leoAtLastResponse: number;
-  lastResponseAt: number;
-  /** Consumer-offset version it has stored, on its current stream. */
-  offsetsVersion: number | undefined;
-  /** Numbers its streams; updates from a superseded stream are ignored. */
-  stream: number;
-}
-
-interface AckWaiter {
-  /** Resolved once the high watermark reaches this (last offset + 1). */
-  end: number;
-  deadline: number;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
-interface CommitWaiter {
-  version: number;
-  deadline: number;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 /** Summary for Health and metrics. */
 export interface PartitionStats {
   role: Role;
@@ -139,8 +108,12 @@ export interface PartitionStats {
 
 /**
  * One topic partition on this broker: its log and metadata, its role, and as leader the in-sync replica
- * set and the high watermark. Role changes are applied synchronously (a demoted leader refuses produce
- * at once); the slow parts (stopping a fetcher, rebuilding the producer table) run in order behind them.
+ * set and the high watermark (kept by InSyncReplicaTracker, isr-tracker.ts, which decides what is
+ * committed; this class feeds it the log's positions and the clock). Role changes are applied
+ * synchronously (a demoted leader refuses produce at once); the slow parts (stopping a fetcher,
+ * rebuilding the producer table) run in order behind them. Longer than ~400 lines with its documented
+ * options and the role, offset-commit and follower entry points the broker's services call: it is the
+ * one place a partition's I/O and wiring meet.
  */
 export class Partition {
   readonly topic: string;
@@ -157,21 +130,11 @@ export class Partition {
   #leader: ReplicaInfo | undefined;
   #replicas: ReplicaInfo[] = [];
   #roleSetAt = 0;
-  #hw: number;
-  /** Leader: offsets below this are stored locally per the fsync policy. */
-  #localEnd = 0;
+  /** Follower progress, the in-sync replicas, the high watermark and who waits for it. */
+  readonly #isr: InSyncReplicaTracker;
   /** Bumped whenever leadership starts or ends: work started under an older value is stale. */
   #generation = 0;
   #leaderReady: Promise<void> = Promise.resolve();
-  #followers = new Map<string, FollowerState>();
-  #ackWaiters: AckWaiter[] = [];
-  #commitWaiters: CommitWaiter[] = [];
-  /**
-   * Leader: tick() has nothing to do before this (ms): no in-sync follower can have lagged out and no
-   * waiter expired. Reset whenever a waiter or an in-sync follower appears; idle leaders then cost a
-   * comparison per tick instead of a walk of their followers and waiters.
-   */
-  #nextTickAt = 0;
   #inflight = new Set<Promise<unknown>>();
   #fetcher: FetcherHandle | undefined;
   #chain: Promise<void> = Promise.resolve();
@@ -201,8 +164,19 @@ export class Partition {
     });
     this.#now = options.now ?? monotonicClock.now;
     this.#writable = options.writable ?? (() => true);
-    // Nothing is known to be replicated after a restart; the leader recomputes it from its followers.
-    this.#hw = 0;
+    // Nothing is known to be replicated after a restart (the high watermark starts at 0); the leader
+    // recomputes it from its followers.
+    this.#isr = new InSyncReplicaTracker({
+      topic: options.topic,
+      partition: options.partition,
+      brokerId: options.brokerId,
+      replicaLagMaxMs: options.replicaLagMaxMs,
+      replicationTimeoutMs: options.replicationTimeoutMs,
+      ...(options.minInsyncReplicas !== undefined ? { minInsyncReplicas: options.minInsyncReplicas } : {}),
+      writable: this.#writable,
+      onHighWatermark: () => this.hwSignal.notify(),
+      logger,
+    });
     this.#damage = log.damage;
     if (this.#damage) options.onLogRepair?.("detected");
     this.#unsubscribe = log.onAppend(() => {
@@ -309,7 +283,7 @@ export class Partition {
   }
 
   get highWatermark(): number {
-    return this.#hw;
+    return this.#isr.highWatermark;
   }
 
   /** Leader: followers may copy records below this (see PartitionOptions.shipUnsynced). */
@@ -376,7 +350,7 @@ export class Partition {
     );
     if (assignment.role === "leader") {
       if (previous === "leader") {
-        this.#updateFollowers();
+        this.#isr.setFollowers(this.#followerIds(), this.#now());
       } else {
         this.#startLeading();
       }
@@ -437,9 +411,7 @@ export class Partition {
 
   #startLeading(): void {
     const generation = ++this.#generation;
-    this.#localEnd = 0;
-    this.#followers.clear();
-    this.#updateFollowers(true);
+    this.#isr.beginLeadership(this.#followerIds(), this.#now());
     this.#leaderReady = this.#enqueue(async () => {
       await this.#stopFetcher();
       if (generation !== this.#generation) return;
@@ -457,13 +429,17 @@ export class Partition {
       try {
         const end = this.log.logEndOffset;
         await this.epochs.begin(this.#epoch, end);
-        if (this.#hw > end) this.#hw = end;
+        this.#isr.capHighWatermark(end);
         await this.#rebuildProducers();
         if (generation !== this.#generation) return;
-        this.#localEnd = end;
-        this.#advanceHw();
+        this.#isr.leaderReady(end);
         this.logger.info(
-          { epoch: this.#epoch, logEndOffset: end, highWatermark: this.#hw, producers: this.producers.size },
+          {
+            epoch: this.#epoch,
+            logEndOffset: end,
+            highWatermark: this.highWatermark,
+            producers: this.producers.size,
+          },
           "leading partition",
         );
       } catch (err) {
@@ -477,38 +453,14 @@ export class Partition {
     });
   }
 
-  /** Leader: followers = replicas minus self. New leaders trust every follower for one lag period. */
-  #updateFollowers(initialInSync = false): void {
-    const now = this.#now();
-    this.#nextTickAt = 0;
-    const wanted = new Set(
-      this.#replicas.map((r) => r.brokerId).filter((id) => id !== this.options.brokerId),
-    );
-    for (const id of this.#followers.keys()) if (!wanted.has(id)) this.#followers.delete(id);
-    for (const id of wanted) {
-      if (this.#followers.has(id)) continue;
-      this.#followers.set(id, {
-        brokerId: id,
-        fetchOffset: undefined,
-        inSync: initialInSync,
-        lastCaughtUpAt: now,
-        leoAtLastResponse: 0,
-        lastResponseAt: 0,
-        offsetsVersion: undefined,
-        stream: 0,
-      });
-    }
-    this.#advanceHw();
-    this.#checkCommits();
+  /** Leader: followers = replicas minus self. */
+  #followerIds(): string[] {
+    return this.#replicas.map((r) => r.brokerId).filter((id) => id !== this.options.brokerId);
   }
 
   #stopLeading(reason: string): void {
     this.#generation++;
-    this.#localEnd = 0;
-    const error = this.#notLeader();
-    for (const waiter of this.#ackWaiters.splice(0)) waiter.reject(error);
-    for (const waiter of this.#commitWaiters.splice(0)) waiter.reject(error);
-    this.#followers.clear();
+    this.#isr.endLeadership(this.#notLeader());
     this.producers.clear();
     this.logger.info({ reason }, "stopped leading partition");
   }
@@ -575,8 +527,7 @@ export class Partition {
 
   /** Leader: records below `end` are stored locally (the append resolved). */
   onLocalAppend(end: number): void {
-    if (end > this.#localEnd) this.#localEnd = end;
-    this.#advanceHw();
+    this.#isr.localAppend(end);
     // With fsync "always" this is when the records become shippable to followers.
     this.dataSignal.notify();
   }
@@ -586,27 +537,7 @@ export class Partition {
    * sync (leader included), so nothing is appended that could only be acknowledged by too few replicas.
    */
   requireMinInSync(): void {
-    const inSync = this.#inSyncCount();
-    const required = this.options.minInsyncReplicas ?? 1;
-    if (inSync < required) throw this.#notEnoughInSync(inSync, required);
-  }
-
-  /** The isolation fence, at acknowledgement: throws LostContactError once it expired. */
-  #requireFence(): void {
-    if (!this.#writable()) throw new LostContactError(this.topic, this.partition);
-  }
-
-  #inSyncCount(): number {
-    let count = 1;
-    for (const follower of this.#followers.values()) if (follower.inSync) count++;
-    return count;
-  }
-
-  #notEnoughInSync(inSync: number, required: number): NotEnoughReplicasError {
-    return new NotEnoughReplicasError(
-      `${this.key} has ${inSync} in-sync replica${inSync === 1 ? "" : "s"} (leader included); ` +
-        `acks=all requires ${required} (--min-insync-replicas)`,
-    );
+    this.#isr.requireMinInSync();
   }
 
   /**
@@ -615,24 +546,7 @@ export class Partition {
    */
   waitForHighWatermark(end: number, generation: number): Promise<void> {
     if (generation !== this.#generation || this.#role !== "leader") return Promise.reject(this.#notLeader());
-    if (!this.#writable()) return Promise.reject(new LostContactError(this.topic, this.partition));
-    if (this.#hw >= end) {
-      try {
-        this.requireMinInSync();
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      return Promise.resolve();
-    }
-    this.#nextTickAt = 0;
-    return new Promise<void>((resolve, reject) => {
-      this.#ackWaiters.push({
-        end,
-        deadline: this.#now() + this.options.replicationTimeoutMs,
-        resolve,
-        reject,
-      });
-    });
+    return this.#isr.waitForHighWatermark(end, this.#now());
   }
 
   /**
@@ -671,31 +585,17 @@ export class Partition {
   async #offsetsReplicated(version: number, generation: number): Promise<void> {
     this.dataSignal.notify();
     this.#requireGeneration(generation);
-    this.#requireFence();
-    if (this.#commitReplicated(version)) return;
-    this.#nextTickAt = 0;
-    await new Promise<void>((resolve, reject) => {
-      this.#commitWaiters.push({
-        version,
-        deadline: this.#now() + this.options.replicationTimeoutMs,
-        resolve,
-        reject,
-      });
-    });
+    await this.#isr.waitForOffsets(version, this.#now());
   }
 
   /** Leader: is `followerId` a follower of this partition (in the leader's replica list)? */
   hasFollower(followerId: string): boolean {
-    return this.#followers.has(followerId);
+    return this.#isr.hasFollower(followerId);
   }
 
   /** Leader: a new Replicate stream from a follower; returns its stream number. */
   openStream(followerId: string): number {
-    const follower = this.#followers.get(followerId);
-    if (follower === undefined) return 0;
-    follower.stream++;
-    follower.offsetsVersion = undefined;
-    return follower.stream;
+    return this.#isr.openStream(followerId);
   }
 
   /**
@@ -703,58 +603,17 @@ export class Partition {
    * version `offsetsVersion`. Updates the in-sync set and the high watermark.
    */
   onFetch(followerId: string, stream: number, fetchOffset: number, offsetsVersion: number | undefined): void {
-    const follower = this.#followers.get(followerId);
-    if (follower === undefined || follower.stream !== stream) return;
-    const now = this.#now();
-    // The common idle case (a session's periodic refresh of thousands of partitions): an in-sync follower
-    // fetching again where it was, with the high watermark already there. Nothing the high watermark or
-    // the commits depend on changed, so only its caught-up time moves. (A high watermark held back, e.g.
-    // while the isolation fence was closed, is recomputed.)
-    if (
-      follower.inSync &&
-      follower.fetchOffset === fetchOffset &&
-      (offsetsVersion === undefined || offsetsVersion === follower.offsetsVersion) &&
-      fetchOffset >= this.shippableEnd &&
-      this.#hw >= fetchOffset
-    ) {
-      follower.lastCaughtUpAt = now;
-      return;
-    }
-    follower.fetchOffset = fetchOffset;
-    if (offsetsVersion !== undefined) follower.offsetsVersion = offsetsVersion;
-    if (fetchOffset >= this.shippableEnd) {
-      follower.lastCaughtUpAt = now;
-    } else if (follower.lastResponseAt > 0 && fetchOffset >= follower.leoAtLastResponse) {
-      follower.lastCaughtUpAt = Math.max(follower.lastCaughtUpAt, follower.lastResponseAt);
-    }
-    if (
-      !follower.inSync &&
-      fetchOffset >= this.#hw &&
-      now - follower.lastCaughtUpAt <= this.options.replicaLagMaxMs
-    ) {
-      follower.inSync = true;
-      this.#nextTickAt = 0;
-      this.logger.info({ follower: followerId, fetchOffset }, "follower joined the in-sync replicas");
-    }
-    this.#advanceHw();
-    this.#checkCommits();
+    this.#isr.onFetch(followerId, stream, fetchOffset, offsetsVersion, this.shippableEnd, this.#now());
   }
 
   /** Leader: a response went to the follower while the leader log ended at `logEndOffset`. */
   onResponse(followerId: string, stream: number, logEndOffset: number): void {
-    const follower = this.#followers.get(followerId);
-    if (follower === undefined || follower.stream !== stream) return;
-    follower.leoAtLastResponse = logEndOffset;
-    follower.lastResponseAt = this.#now();
+    this.#isr.onResponse(followerId, stream, logEndOffset, this.#now());
   }
 
   /** Ids of the in-sync replicas, leader first (leader only; [] otherwise). */
   inSyncReplicas(): string[] {
-    if (this.#role !== "leader") return [];
-    return [
-      this.options.brokerId,
-      ...[...this.#followers.values()].filter((f) => f.inSync).map((f) => f.brokerId),
-    ];
+    return this.#isr.inSyncReplicas();
   }
 
   /**
@@ -763,145 +622,19 @@ export class Partition {
    */
   tick(): void {
     if (this.#role !== "leader") return;
-    const now = this.#now();
-    if (now < this.#nextTickAt) return;
-    this.#nextTickAt = this.#dueAt();
-    let shrunk = false;
-    for (const follower of this.#followers.values()) {
-      if (follower.inSync && now - follower.lastCaughtUpAt > this.options.replicaLagMaxMs) {
-        follower.inSync = false;
-        shrunk = true;
-        this.logger.warn(
-          {
-            follower: follower.brokerId,
-            fetchOffset: follower.fetchOffset,
-            logEndOffset: this.log.logEndOffset,
-            lagMs: now - follower.lastCaughtUpAt,
-          },
-          "follower left the in-sync replicas",
-        );
-      }
-    }
-    if (shrunk) {
-      this.#advanceHw();
-      this.#checkCommits();
-    }
-    if (!this.#writable()) this.#failWaitersFenced();
-    while (this.#ackWaiters.length > 0 && (this.#ackWaiters[0] as AckWaiter).deadline < now) {
-      const waiter = this.#ackWaiters.shift() as AckWaiter;
-      waiter.reject(
-        new NotEnoughReplicasError(
-          `records up to offset ${waiter.end - 1} of ${this.key} did not reach every in-sync replica in time`,
-        ),
-      );
-    }
-    if (this.#commitWaiters.length === 0) return;
-    this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
-      if (waiter.deadline >= now) return true;
-      waiter.reject(
-        new NotEnoughReplicasError(
-          `an offset commit (or fence, or deletion) on ${this.key} did not reach every in-sync replica in time`,
-        ),
-      );
-      return false;
-    });
-  }
-
-  /**
-   * The earliest time tick() may have something to do, computed before it acts: an in-sync follower's
-   * lag bound, the oldest waiter's deadline. A lower bound: caught-up times only move later. While
-   * anything waits for an acknowledgement, every tick counts: the isolation fence can close at any
-   * moment, and the waiters must then fail at once rather than at their deadline.
-   */
-  #dueAt(): number {
-    if (this.#ackWaiters.length > 0 || this.#commitWaiters.length > 0) return 0;
-    let due = Number.POSITIVE_INFINITY;
-    for (const follower of this.#followers.values()) {
-      if (follower.inSync) due = Math.min(due, follower.lastCaughtUpAt + this.options.replicaLagMaxMs + 1);
-    }
-    return due;
-  }
-
-  /**
-   * The fence expired: nothing waiting is acknowledged any more (the sentinels may have given the
-   * partition to another replica). The records stay in the log; a retry is deduplicated.
-   */
-  #failWaitersFenced(): void {
-    if (this.#ackWaiters.length === 0 && this.#commitWaiters.length === 0) return;
-    const error = new LostContactError(this.topic, this.partition);
-    for (const waiter of this.#ackWaiters.splice(0)) waiter.reject(error);
-    for (const waiter of this.#commitWaiters.splice(0)) waiter.reject(error);
-  }
-
-  #advanceHw(): void {
-    if (this.#role !== "leader") return;
-    // A fenced leader neither exposes nor acknowledges records: another replica may lead already.
-    if (!this.#writable()) {
-      this.#failWaitersFenced();
-      return;
-    }
-    this.#failAckWaitersBelowMinInSync();
-    let hw = this.#localEnd;
-    for (const follower of this.#followers.values()) {
-      if (follower.inSync) hw = Math.min(hw, follower.fetchOffset ?? this.#hw);
-    }
-    if (hw <= this.#hw) return;
-    this.#hw = hw;
-    let done = 0;
-    while (done < this.#ackWaiters.length && (this.#ackWaiters[done] as AckWaiter).end <= hw) done++;
-    for (const waiter of this.#ackWaiters.splice(0, done)) waiter.resolve();
-    this.hwSignal.notify();
-  }
-
-  /**
-   * The in-sync set shrank below --min-insync-replicas: acks=all records still waiting fail now rather
-   * than being acknowledged by fewer replicas once the high watermark moves without the lost followers.
-   * Those records stay in the log; a retry with the same producer id and message ids is deduplicated.
-   */
-  #failAckWaitersBelowMinInSync(): void {
-    if (this.#ackWaiters.length === 0) return;
-    const required = this.options.minInsyncReplicas ?? 1;
-    if (required <= 1) return;
-    const inSync = this.#inSyncCount();
-    if (inSync >= required) return;
-    const error = this.#notEnoughInSync(inSync, required);
-    for (const waiter of this.#ackWaiters.splice(0)) waiter.reject(error);
-  }
-
-  #commitReplicated(version: number): boolean {
-    for (const follower of this.#followers.values()) {
-      if (follower.inSync && (follower.offsetsVersion ?? 0) < version) return false;
-    }
-    return true;
-  }
-
-  #checkCommits(): void {
-    if (this.#commitWaiters.length === 0) return;
-    if (!this.#writable()) {
-      this.#failWaitersFenced();
-      return;
-    }
-    this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
-      if (!this.#commitReplicated(waiter.version)) return true;
-      waiter.resolve();
-      return false;
-    });
+    this.#isr.tick(this.#now(), this.log.logEndOffset);
   }
 
   // ---- follower ------------------------------------------------------------------------------------
 
   /** Follower: the leader's high watermark, capped at what this replica has. */
   setFollowerHighWatermark(hw: number): void {
-    const capped = Math.min(hw, this.log.logEndOffset);
-    if (capped !== this.#hw) {
-      this.#hw = capped;
-      this.hwSignal.notify();
-    }
+    if (this.#isr.setFollowerHighWatermark(Math.min(hw, this.log.logEndOffset))) this.hwSignal.notify();
   }
 
   /** Follower: the log was cut at `offset` (diverged from the leader, or reset behind its start). */
   onTruncated(offset: number): void {
-    if (this.#hw > offset) this.#hw = offset;
+    this.#isr.capHighWatermark(offset);
   }
 
   // ---- the rest ------------------------------------------------------------------------------------
@@ -911,12 +644,9 @@ export class Partition {
     let inSync = 1;
     let consumerLag = 0;
     if (this.#role === "leader") {
-      const end = this.log.logEndOffset;
-      for (const follower of this.#followers.values()) {
-        replicationLag = Math.max(replicationLag, end - (follower.fetchOffset ?? 0));
-        if (follower.inSync) inSync++;
-      }
-      for (const [, committed] of this.offsets.committed()) consumerLag += Math.max(0, this.#hw - committed);
+      ({ inSync, replicationLag } = this.#isr.stats(this.log.logEndOffset));
+      const hw = this.highWatermark;
+      for (const [, committed] of this.offsets.committed()) consumerLag += Math.max(0, hw - committed);
     }
     return {
       role: this.#role,

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, toConnectError } from "../errors.js";
 import { validateBrokerId, validateTopicName } from "../fsm/validation.js";
 import {
   ReplicateSessionResponseSchema,
@@ -10,7 +10,6 @@ import {
   type SessionFetch,
   type SessionPartitionAnswer,
 } from "../gen/goulette/v1/broker_pb.js";
-import { toBrokerConnectError } from "./errors.js";
 import type { Partition } from "./partition.js";
 import { DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, firstCut, readAnswer } from "./replication-leader.js";
 import {
@@ -349,7 +348,7 @@ class LeaderSession {
   }
 
   #departWithError(topic: string, partition: number, err: unknown): void {
-    const connectError = toBrokerConnectError(err);
+    const connectError = toConnectError(err);
     this.#depart(topic, partition, { code: connectError.code, message: connectError.rawMessage });
   }
 

@@ -10,8 +10,7 @@ import {
   type SetTopicRolesRequest,
   type SetTopicRolesResponse,
 } from "../gen/goulette/v1/broker_pb.js";
-import { InvalidArgumentError } from "../errors.js";
-import { toBrokerConnectError } from "./errors.js";
+import { InvalidArgumentError, toConnectError } from "../errors.js";
 import type { PartitionManager } from "./partition-manager.js";
 
 /** Roles one SetTopicRoles call may carry (the sentinel sends at most 1,000). */
@@ -84,7 +83,8 @@ async function applyOne(
       logEndOffset: BigInt(partition.log.logEndOffset),
     });
   } catch (err) {
-    const error = toBrokerConnectError(err);
+    // Answered per role inside a successful response, so translated here, with the same mapping.
+    const error = toConnectError(err);
     return create(SetTopicRoleResultSchema, {
       outcome: RoleOutcome.ERROR,
       code: codeName(error.code),

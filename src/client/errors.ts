@@ -9,6 +9,7 @@ import {
   UnauthenticatedError,
   UnavailableError,
   errorMessage,
+  isRetryableCode,
 } from "../errors.js";
 
 /**
@@ -160,12 +161,7 @@ export function toClientError(err: unknown): GouletteError {
       return new GouletteError(message, err.code, true, { cause: err });
     }
     default:
-      return new GouletteError(
-        message,
-        err.code,
-        [Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted].includes(err.code),
-        { cause: err },
-      );
+      return new GouletteError(message, err.code, isRetryableCode(err.code), { cause: err });
   }
 }
 

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { InvalidArgumentError, toConnectError } from "../errors.js";
+import { InvalidArgumentError } from "../errors.js";
 import {
   DescribeGroupResponseSchema,
   GroupHeartbeatResponseSchema,
@@ -112,7 +112,7 @@ export function createGroupService(options: GroupServiceOptions): GroupMethods {
     },
 
     watchGroupAssignment(req, ctx: HandlerContext) {
-      return translateErrors(watch(req.group, req.memberId, ctx));
+      return watch(req.group, req.memberId, ctx);
     },
 
     async listGroups(req) {
@@ -139,15 +139,6 @@ export function createGroupService(options: GroupServiceOptions): GroupMethods {
       return describe(req.group, view, options.partitionCounts);
     },
   };
-}
-
-/** Errors of a stream surface while it is read, past the interceptors: translate them here. */
-async function* translateErrors<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
-  try {
-    yield* stream;
-  } catch (err) {
-    throw toConnectError(err);
-  }
 }
 
 function heartbeatInput(req: GroupHeartbeatRequest): HeartbeatInput {

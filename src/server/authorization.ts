@@ -308,7 +308,7 @@ async function* checkEach<T extends Message>(
 ): AsyncGenerator<T> {
   for await (const message of messages) {
     const refusal = check(message);
-    // Thrown inside the handler's read of the stream, past errorTranslation: a ConnectError already.
+    // Thrown inside the handler's read of the stream: a ConnectError already (errorTranslation keeps it).
     if (refusal) throw toConnectError(refusal);
     yield message;
   }

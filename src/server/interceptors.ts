@@ -5,19 +5,37 @@ import { UnavailableError, errorMessage, toConnectError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { RpcMetrics } from "../observability/metrics.js";
 
-/** Translates every error leaving a handler into a ConnectError, once, at the boundary. */
+/**
+ * Translates every error leaving a handler into a ConnectError, once, at the boundary: thrown by a
+ * unary handler, or by a streaming one before or while its responses are read.
+ */
 export function errorTranslation(logger: Logger): Interceptor {
   return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (err) {
+    const translate = (err: unknown): ConnectError => {
       const connectError = toConnectError(etcdUnavailable(err) ?? err);
       if (connectError.code === Code.Internal) {
         logger.error({ err, method: req.method.name }, "internal error in RPC handler");
       }
-      throw connectError;
+      return connectError;
+    };
+    try {
+      const res = await next(req);
+      return res.stream ? { ...res, message: translateErrors(res.message, translate) } : res;
+    } catch (err) {
+      throw translate(err);
     }
   };
+}
+
+async function* translateErrors<T>(
+  stream: AsyncIterable<T>,
+  translate: (err: unknown) => ConnectError,
+): AsyncIterable<T> {
+  try {
+    yield* stream;
+  } catch (err) {
+    throw translate(err);
+  }
 }
 
 /**

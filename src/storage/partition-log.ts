@@ -1,9 +1,18 @@
+/**
+ * A partition's log: the public interface and its file-backed shell. The pure parts live beside it —
+ * write-group.ts (which appends go into a write, and the frames, index entries and segment tail it
+ * produces), durability.ts (the fsync policy and group commit), log-segments.ts (opening the segment
+ * list, reading across it) — and Segment keeps its own size, offsets and index (`commitWrite`,
+ * `cutTo`). What is left here is longer than ~400 lines because every mutation shares one queue, one
+ * segment list and one tail cache: appends, rolls, the cuts (truncation, reset, rollback after a
+ * failed fsync), retention and close stay together so their ordering is visible in one place.
+ */
 import path from "node:path";
 
 import { FailedPreconditionError, GouletteError, InvalidArgumentError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
+import { DurabilityLoop, type DurabilityHost } from "./durability.js";
 import {
-  CorruptRecordError,
   LogClosedError,
   NonContiguousOffsetError,
   OffsetOutOfRangeError,
@@ -11,24 +20,17 @@ import {
   StorageError,
 } from "./errors.js";
 import { nodeFileSystem } from "./file-system.js";
+import { openSegments, readSegments } from "./log-segments.js";
 import {
   MAX_BATCH_BYTES,
   resolveOptions,
   type PartitionLogOptions,
   type ResolvedPartitionLogOptions,
 } from "./partition-log-options.js";
-import {
-  EXTERNAL_PAYLOAD_MIN_BYTES,
-  encodeFrame,
-  frameSize,
-  type AppendRecord,
-  type ReplicatedRecord,
-  type StoredRecord,
-} from "./record-format.js";
+import { frameSize, type AppendRecord, type ReplicatedRecord, type StoredRecord } from "./record-format.js";
 import {
   Segment,
   isNotFound,
-  parseSegmentFileName,
   segmentName,
   writeFully,
   writevFully,
@@ -36,14 +38,18 @@ import {
   type ReadCursor,
 } from "./segment.js";
 import { TailCache } from "./tail-cache.js";
-import { REPAIR_SUFFIX, replaceSegmentTail } from "./segment-replace.js";
+import { replaceSegmentTail } from "./segment-replace.js";
 import { verifySegment, type SegmentDamage, type VerifyPace } from "./segment-verify.js";
+import {
+  MAX_GROUP_BYTES,
+  encodeWriteGroup,
+  needsRoll,
+  takeWriteGroup,
+  type AppendResult,
+  type QueuedAppend,
+} from "./write-group.js";
 
-/** Offsets given to an appended batch. */
-export interface AppendResult {
-  baseOffset: number;
-  lastOffset: number;
-}
+export type { AppendResult } from "./write-group.js";
 
 export interface ReadOptions {
   /** Return no record at or past this offset (e.g. the high watermark). Default: the log end. */
@@ -155,12 +161,9 @@ export interface PartitionLog {
   close(): Promise<void>;
 }
 
-interface AppendJob {
+interface AppendJob extends QueuedAppend {
   kind: "append";
-  records: readonly AppendRecord[];
   sizes: number[];
-  bytes: number;
-  replicated: boolean;
   resolve: (result: AppendResult) => void;
   reject: (err: unknown) => void;
 }
@@ -173,127 +176,35 @@ interface ControlJob {
 
 type Job = AppendJob | ControlJob;
 
-/** An append (or flush) waiting for the fsync that covers write number `seq`. */
-interface Waiter {
-  seq: number;
-  result: AppendResult;
-  resolve: (result: AppendResult) => void;
-  reject: (err: unknown) => void;
-}
-
-/** Everything before this point of the active segment is known to be on disk. */
-interface DurablePoint {
-  segment: Segment;
-  size: number;
-  offset: number;
-}
-
-/** Appends queued while a write is in flight are coalesced into one write of up to this many bytes. */
-const MAX_GROUP_BYTES = 8 * 1024 * 1024;
 const DEFAULT_READ_RECORDS = 500;
 const DEFAULT_READ_BYTES = 1024 * 1024;
 
 /** Opens (creating or recovering) the log in `options.dir`. */
 export async function openPartitionLog(options: PartitionLogOptions): Promise<PartitionLog> {
   const o = resolveOptions(options, nodeFileSystem);
-  const fs = o.fileSystem;
   const logger = o.logger.child({ component: "storage", dir: o.dir });
-  let names: string[];
-  try {
-    await fs.mkdir(o.dir);
-    names = await fs.readdir(o.dir);
-  } catch (err) {
-    throw new StorageError(`cannot open partition directory ${o.dir}`, err);
-  }
-  const bases = names
-    .map(parseSegmentFileName)
-    .filter((base): base is number => base !== undefined)
-    .sort((a, b) => a - b);
-  const segments: Segment[] = [];
-  try {
-    await removeLeftovers(o, names, new Set(bases));
-    for (let i = 0; i < bases.length; i++) {
-      segments.push(
-        await Segment.open(fs, o.dir, bases[i] as number, {
-          active: i === bases.length - 1,
-          nextSegmentBase: bases[i + 1],
-          indexIntervalBytes: o.indexIntervalBytes,
-          logger,
-        }),
-      );
-    }
-    const last = segments[segments.length - 1];
-    if (last === undefined) {
-      segments.push(await Segment.create(fs, o.dir, o.initialOffset));
-      // The directory itself may be new: make its entry in the parent durable too.
-      await fs.syncDir(path.dirname(o.dir)).catch(() => undefined);
-    } else {
-      // The active segment's saved index would go stale with the next append; without it a crash is
-      // detected (no index) and the segment rescanned.
-      await last.dropIndexFile(fs);
-    }
-    await fs.syncDir(o.dir);
-  } catch (err) {
-    await Promise.all(segments.map((s) => s.closeFile().catch(() => undefined)));
-    throw err instanceof GouletteError ? err : new StorageError(`cannot open partition log ${o.dir}`, err);
-  }
-  for (let i = 0; i + 1 < segments.length; i++) {
-    const a = segments[i] as Segment;
-    const b = segments[i + 1] as Segment;
-    if (a.nextOffset !== b.baseOffset) {
-      logger.error(
-        { segment: a.dataPath, nextOffset: a.nextOffset, nextSegmentBase: b.baseOffset },
-        "segments do not join up",
-      );
-    }
-  }
-  return new FileLog(o, logger, segments);
+  return new FileLog(o, logger, await openSegments(o, logger));
 }
 
-async function removeLeftovers(
-  o: ResolvedPartitionLogOptions,
-  names: string[],
-  bases: Set<number>,
-): Promise<void> {
-  for (const name of names) {
-    const indexMatch = /^(\d{20})\.index(\.tmp)?$/.exec(name);
-    if (name.endsWith(REPAIR_SUFFIX)) {
-      // A replacement segment whose repair was interrupted before its rename: the old file stands.
-      await o.fileSystem.unlink(path.join(o.dir, name));
-      continue;
-    }
-    // A temp index from an interrupted save, or the index of a segment whose data file was deleted.
-    if (indexMatch && (indexMatch[2] !== undefined || !bases.has(Number(indexMatch[1])))) {
-      await o.fileSystem.unlink(path.join(o.dir, name)).catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      });
-    }
-  }
-}
-
-class FileLog implements PartitionLog {
+/**
+ * The log's I/O shell: one queue of mutations, the write-group encoder's output written and committed
+ * to the active segment, the durability loop told about each write, and the cuts (truncation, reset,
+ * rollback after a failed fsync, retention).
+ */
+class FileLog implements PartitionLog, DurabilityHost {
   private segmentList: Segment[];
   private readonly queue: Job[] = [];
   private draining = false;
-  /** Numbers the data writes; a waiter is durable once durableSeq reaches its write's number. */
-  private writtenSeq = 0;
-  private durableSeq = 0;
-  private waiters: Waiter[] = [];
-  private syncRunning = false;
-  private syncAgain = false;
-  private syncDone: Promise<void> = Promise.resolve();
-  private durable: DurablePoint;
+  private readonly durability: DurabilityLoop;
   private readonly recoveredDamage: LogDamage | undefined;
   /** Bumped by every cut (truncate, reset, rollback): fsyncs and reads started before it are stale. */
-  private generation = 0;
+  generation = 0;
   private syncFailure: { error: unknown } | undefined;
   /** The active file may hold bytes past `size` from a failed write that could not be cut yet. */
   private dirtyTail = false;
-  private closing = false;
+  closing = false;
   private closed = false;
   private closePromise: Promise<void> | undefined;
-  /** fsync "interval": armed by the first write after a sync, so an idle log has no timer at all. */
-  private syncTimer: NodeJS.Timeout | undefined;
   private readonly cache: TailCache;
   private readonly listeners = new Set<(logEndOffset: number) => void>();
   private readonly counters: PartitionLogStats = {
@@ -318,9 +229,8 @@ class FileLog implements PartitionLog {
   ) {
     this.segmentList = segments;
     this.recoveredDamage = segments[segments.length - 1]?.damage;
-    const active = this.active;
-    this.durable = { segment: active, size: active.size, offset: active.nextOffset };
     this.cache = new TailCache(o.tailCacheBytes);
+    this.durability = new DurabilityLoop(o, this.counters, logger, this);
   }
 
   get dir(): string {
@@ -340,7 +250,7 @@ class FileLog implements PartitionLog {
   }
 
   get durableOffset(): number {
-    return this.durable.offset;
+    return this.durability.durable.offset;
   }
 
   get sizeBytes(): number {
@@ -349,7 +259,7 @@ class FileLog implements PartitionLog {
     return total;
   }
 
-  private get active(): Segment {
+  get active(): Segment {
     return this.segmentList[this.segmentList.length - 1] as Segment;
   }
 
@@ -433,7 +343,7 @@ class FileLog implements PartitionLog {
   /** Writes the appends at the head of the queue that fit the active segment, as one write. */
   private async writeGroup(): Promise<void> {
     const head = this.queue[0] as AppendJob;
-    if (this.active.size > 0 && this.active.size + head.bytes > this.o.segmentBytes) {
+    if (needsRoll(this.active, head.bytes, this.o.segmentBytes)) {
       try {
         await this.roll();
       } catch (err) {
@@ -447,86 +357,22 @@ class FileLog implements PartitionLog {
       }
     }
     const active = this.active;
-    const jobs: AppendJob[] = [];
-    let bytes = 0;
-    let next = active.nextOffset;
-    for (let job = this.queue[0]; job !== undefined && job.kind === "append"; job = this.queue[0]) {
-      const filled = active.size + bytes;
-      if (filled > 0 && filled + job.bytes > this.o.segmentBytes) break;
-      if (jobs.length > 0 && bytes + job.bytes > MAX_GROUP_BYTES) break;
-      this.queue.shift();
-      if (job.replicated) {
-        const first = (job.records[0] as ReplicatedRecord).offset;
-        if (first !== next) {
-          job.reject(new NonContiguousOffsetError(next, first));
-          continue;
-        }
-      }
-      jobs.push(job);
-      bytes += job.bytes;
-      next += job.records.length;
-    }
+    const limits = { segmentBytes: this.o.segmentBytes, maxGroupBytes: MAX_GROUP_BYTES };
+    const { jobs, bytes, refused } = takeWriteGroup<AppendJob>(this.queue, active, limits);
+    for (const { job, error } of refused) job.reject(error);
     if (jobs.length === 0) return;
-
-    // Encode the frames into one buffer and write the group with one (gathered) write. Large payloads
-    // stay where they are (the request buffer): the buffer gets their frame's other fields, and the
-    // write gathers [fields, payload, fields, payload, ...], so a 64 KiB record is not copied (nor a
-    // group-sized buffer allocated) just to be written.
-    let external = 0;
-    for (const job of jobs) {
-      for (const record of job.records) {
-        if (record.payload.length >= EXTERNAL_PAYLOAD_MIN_BYTES) external += record.payload.length;
-      }
-    }
-    const buf = Buffer.allocUnsafe(bytes - external);
-    const pieces: Uint8Array[] = [];
-    const payloads: Array<Uint8Array | undefined> | undefined = external > 0 ? [] : undefined;
-    let pieceStart = 0;
-    const now = this.o.now();
-    const interval = this.o.indexIntervalBytes;
-    const entries: number[] = [];
-    const results: AppendResult[] = [];
-    const frameStarts: number[] = [];
-    let pos = 0;
-    let filePos = 0;
-    let offset = active.nextOffset;
-    let sinceIndex = active.bytesSinceIndex;
-    let maxTimestamp = active.maxTimestamp;
-    for (const job of jobs) {
-      const baseOffset = offset;
-      for (const record of job.records) {
-        if (sinceIndex >= interval) {
-          entries.push(offset, active.size + filePos);
-          sinceIndex = 0;
-        }
-        const timestamp = record.timestamp ?? now;
-        const payload = record.payload;
-        const out = payload.length >= EXTERNAL_PAYLOAD_MIN_BYTES;
-        frameStarts.push(pos);
-        const end = encodeFrame(buf, pos, record, offset, timestamp, out);
-        const size = end - pos + (out ? payload.length : 0);
-        if (payloads !== undefined) payloads.push(out ? payload : undefined);
-        if (out) {
-          pieces.push(buf.subarray(pieceStart, end), payload);
-          pieceStart = end;
-        }
-        sinceIndex += size;
-        filePos += size;
-        pos = end;
-        offset++;
-        if (timestamp > maxTimestamp) maxTimestamp = timestamp;
-      }
-      results.push({ baseOffset, lastOffset: offset - 1 });
-    }
-    if (filePos !== bytes || pos !== buf.length) {
-      throw new Error(`encoded ${filePos} bytes (${pos} buffered) where ${bytes} were computed`);
-    }
-    if (pieceStart < pos) pieces.push(buf.subarray(pieceStart, pos));
+    const encoded = encodeWriteGroup(
+      jobs.map((job) => job.records),
+      bytes,
+      active.tail,
+      this.o.now(),
+      this.o.indexIntervalBytes,
+    );
 
     try {
       await this.cleanTail(active);
-      if (payloads === undefined) await writeFully(active.file, buf, active.size);
-      else await writevFully(active.file, pieces, active.size);
+      if (encoded.pieces === undefined) await writeFully(active.file, encoded.buffer, active.size);
+      else await writevFully(active.file, encoded.pieces, active.size);
     } catch (err) {
       this.counters.writeErrors++;
       await this.cutFileBack(active);
@@ -537,139 +383,30 @@ class FileLog implements PartitionLog {
     }
 
     // The write is complete: only now do readers get to see it.
-    active.size += bytes;
-    active.nextOffset = offset;
-    for (let i = 0; i < entries.length; i += 2)
-      active.index.add(entries[i] as number, entries[i + 1] as number);
-    active.bytesSinceIndex = sinceIndex;
-    active.maxTimestamp = maxTimestamp;
-    this.cache.push(active.nextOffset - frameStarts.length, buf, frameStarts, payloads);
-    this.writtenSeq++;
+    active.commitWrite(encoded.tail, encoded.indexEntries);
+    const records = encoded.frameStarts.length;
+    this.cache.push(active.nextOffset - records, encoded.buffer, encoded.frameStarts, encoded.payloads);
     this.counters.writes++;
     this.counters.appends += jobs.length;
-    this.counters.recordsAppended += frameStarts.length;
+    this.counters.recordsAppended += records;
     this.counters.bytesAppended += bytes;
     for (const listener of this.listeners) {
       try {
-        listener(offset);
+        listener(active.nextOffset);
       } catch (err) {
         this.logger.error({ err }, "append listener threw");
       }
     }
-
-    if (this.o.fsync === "always") {
-      const seq = this.writtenSeq;
-      jobs.forEach((job, i) => {
-        this.waiters.push({
-          seq,
-          result: results[i] as AppendResult,
-          resolve: job.resolve,
-          reject: job.reject,
-        });
-      });
-      this.requestSync();
-    } else {
-      jobs.forEach((job, i) => job.resolve(results[i] as AppendResult));
-      this.armSyncTimer();
-    }
-  }
-
-  /** fsync "interval": the written data is fsynced at most --fsync-interval ms after its write. */
-  private armSyncTimer(): void {
-    if (this.syncTimer !== undefined || this.closing) return;
-    this.syncTimer = setTimeout(() => {
-      this.syncTimer = undefined;
-      if (this.writtenSeq > this.durableSeq && !this.closing) this.requestSync();
-    }, this.o.fsyncIntervalMs);
-    this.syncTimer.unref();
+    this.durability.written(jobs, encoded.results);
   }
 
   // ---- durability ----------------------------------------------------------------------------------
 
   /**
-   * Group commit: at most one fsync runs at a time; writes that land while it runs are covered by the
-   * single next one, however many appends they carry.
-   */
-  private requestSync(): void {
-    this.syncAgain = true;
-    if (this.syncRunning) return;
-    this.syncRunning = true;
-    this.syncDone = this.syncLoop();
-  }
-
-  private async syncLoop(): Promise<void> {
-    while (this.syncAgain) {
-      this.syncAgain = false;
-      const segment = this.active;
-      const seq = this.writtenSeq;
-      const point: DurablePoint = { segment, size: segment.size, offset: segment.nextOffset };
-      const generation = this.generation;
-      segment.acquire();
-      try {
-        await this.syncData(segment);
-      } catch (err) {
-        this.syncRunning = false;
-        this.failSync(err);
-        return;
-      } finally {
-        segment.release();
-      }
-      if (generation === this.generation) {
-        if (seq > this.durableSeq) this.durableSeq = seq;
-        if (segment === this.active && point.offset > this.durable.offset) this.durable = point;
-        this.resolveWaiters();
-      }
-    }
-    this.syncRunning = false;
-  }
-
-  private async syncData(segment: Segment): Promise<void> {
-    const started = process.hrtime.bigint();
-    try {
-      await segment.file.datasync();
-    } catch (err) {
-      this.counters.fsyncErrors++;
-      throw err;
-    }
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.counters.fsyncs++;
-    this.counters.fsyncSeconds += seconds;
-    try {
-      this.o.onFsync?.(seconds);
-    } catch (err) {
-      this.logger.error({ err }, "onFsync callback threw");
-    }
-  }
-
-  private resolveWaiters(): void {
-    let n = 0;
-    while (n < this.waiters.length && (this.waiters[n] as Waiter).seq <= this.durableSeq) n++;
-    if (n === 0) return;
-    for (const waiter of this.waiters.splice(0, n)) waiter.resolve(waiter.result);
-  }
-
-  /** Rejects the waiters whose records start at or after `offset`: they were cut before becoming durable. */
-  private rejectWaitersFrom(offset: number): void {
-    const kept: Waiter[] = [];
-    for (const waiter of this.waiters) {
-      if (waiter.result.lastOffset >= offset) {
-        waiter.reject(
-          new FailedPreconditionError(
-            `records ${waiter.result.baseOffset}..${waiter.result.lastOffset} were truncated before they became durable`,
-          ),
-        );
-      } else {
-        kept.push(waiter);
-      }
-    }
-    this.waiters = kept;
-  }
-
-  /**
    * A failed fsync leaves the unsynced bytes in an unknown state (Linux may drop them and report
    * success next time), so the log goes back to the last durable point; the writer does it next.
    */
-  private failSync(err: unknown): void {
+  syncFailed(err: unknown): void {
     this.logger.error(
       { err, segment: this.active.dataPath },
       "fsync failed; rolling back to the last durable record",
@@ -682,12 +419,12 @@ class FileLog implements PartitionLog {
     const cause = (this.syncFailure as { error: unknown }).error;
     this.syncFailure = undefined;
     this.generation++;
-    const { segment, size, offset } = this.durable;
+    const { segment, size, offset } = this.durability.durable;
     const error = new StorageError(
       `fsync of ${segment.dataPath} failed; unsynced records were rolled back`,
       cause,
     );
-    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+    this.durability.rejectAll(error);
     if (segment !== this.active) {
       // A roll syncs the old segment before the first write to the new one, so this cannot happen.
       this.logger.error(
@@ -700,32 +437,18 @@ class FileLog implements PartitionLog {
       this.cutInMemory(segment, size, offset);
       await this.cutFileBack(segment);
     }
-    this.durableSeq = this.writtenSeq;
+    this.durability.forgetWrites();
   }
 
   async flush(): Promise<void> {
     if (this.closed) throw new LogClosedError(this.o.dir);
-    if (this.writtenSeq === this.durableSeq) return;
-    const end = this.logEndOffset;
-    await new Promise<AppendResult>((resolve, reject) => {
-      this.waiters.push({
-        seq: this.writtenSeq,
-        result: { baseOffset: end, lastOffset: end - 1 },
-        resolve,
-        reject,
-      });
-      this.requestSync();
-    });
+    await this.durability.flush(this.logEndOffset);
   }
 
   // ---- cutting back --------------------------------------------------------------------------------
 
   private cutInMemory(segment: Segment, size: number, offset: number): void {
-    segment.size = size;
-    segment.nextOffset = offset;
-    segment.index.truncateFrom(offset);
-    const entries = segment.index.length;
-    segment.bytesSinceIndex = size - (entries > 0 ? segment.index.entry(entries - 1).position : 0);
+    segment.cutTo(size, offset);
     this.cache.truncateFrom(offset);
   }
 
@@ -755,15 +478,13 @@ class FileLog implements PartitionLog {
     const old = this.active;
     await this.cleanTail(old);
     try {
-      await this.syncData(old);
+      await this.durability.syncData(old);
     } catch (err) {
-      this.failSync(err);
+      this.syncFailed(err);
       throw new StorageError(`fsync of ${old.dataPath} failed`, err);
     }
     // Everything written so far is in `old`, now synced: every waiter is durable.
-    this.durableSeq = this.writtenSeq;
-    this.durable = { segment: old, size: old.size, offset: old.nextOffset };
-    this.resolveWaiters();
+    this.durability.allDurable({ segment: old, size: old.size, offset: old.nextOffset });
     await old.saveIndex(fs);
     let next: Segment | undefined;
     try {
@@ -779,7 +500,7 @@ class FileLog implements PartitionLog {
       throw err;
     }
     this.segmentList.push(next);
-    this.durable = { segment: next, size: 0, offset: next.baseOffset };
+    this.durability.moveDurablePoint({ segment: next, size: 0, offset: next.baseOffset });
     this.counters.segmentsRolled++;
   }
 
@@ -791,7 +512,7 @@ class FileLog implements PartitionLog {
       if (offset <= this.logStartOffset) return this.resetNow(offset);
       const fs = this.o.fileSystem;
       this.generation++;
-      this.rejectWaitersFrom(offset);
+      this.durability.rejectWaitersFrom(offset);
       try {
         // Newest first, so a crash in between still leaves a log that is a prefix of the old one.
         while (this.active.baseOffset >= offset) {
@@ -805,21 +526,21 @@ class FileLog implements PartitionLog {
         await target.dropIndexFile(fs);
         const position = await target.positionOf(offset);
         this.cutInMemory(target, position, offset);
-        if (this.durable.offset > offset || this.durable.segment !== target) {
-          this.durable = { segment: target, size: position, offset };
+        const durable = this.durability.durable;
+        if (durable.offset > offset || durable.segment !== target) {
+          this.durability.moveDurablePoint({ segment: target, size: position, offset });
         }
         await target.file.truncate(position);
         this.dirtyTail = false;
-        await this.syncData(target);
+        await this.durability.syncData(target);
         await fs.syncDir(this.o.dir);
       } catch (err) {
         if (err instanceof GouletteError) throw err;
         throw new StorageError(`truncating ${this.o.dir} to offset ${offset} failed`, err);
       }
       // Everything left was just synced.
-      this.durableSeq = this.writtenSeq;
-      this.durable = { segment: this.active, size: this.active.size, offset: this.active.nextOffset };
-      this.resolveWaiters();
+      const active = this.active;
+      this.durability.allDurable({ segment: active, size: active.size, offset: active.nextOffset });
     });
   }
 
@@ -832,7 +553,7 @@ class FileLog implements PartitionLog {
   private async resetNow(offset: number): Promise<void> {
     const fs = this.o.fileSystem;
     this.generation++;
-    this.rejectWaitersFrom(-1);
+    this.durability.rejectWaitersFrom(-1);
     try {
       while (this.segmentList.length > 0) {
         await this.active.retire(fs);
@@ -852,8 +573,8 @@ class FileLog implements PartitionLog {
       }
       throw new StorageError(`resetting ${this.o.dir} to offset ${offset} failed`, err);
     }
-    this.durableSeq = this.writtenSeq;
-    this.durable = { segment: this.active, size: 0, offset };
+    this.durability.forgetWrites();
+    this.durability.moveDurablePoint({ segment: this.active, size: 0, offset });
   }
 
   async enforceRetention(now: number = this.o.now()): Promise<RetentionResult> {
@@ -942,43 +663,8 @@ class FileLog implements PartitionLog {
       this.counters.tailCacheHits++;
       return cursor.out;
     }
-    const pinned = this.segmentList.slice(this.segmentIndexOf(fromOffset));
-    for (const segment of pinned) segment.acquire();
-    try {
-      for (const segment of pinned) {
-        if (cursor.offset < segment.baseOffset) {
-          throw new CorruptRecordError(
-            cursor.offset,
-            segment.dataPath,
-            0,
-            `offsets up to ${segment.baseOffset - 1} are missing`,
-          );
-        }
-        await segment.read(cursor, this.o.indexIntervalBytes);
-        const limited = cursor.out.length >= cursor.maxRecords || cursor.offset >= cursor.endOffset;
-        if (limited || cursor.offset < segment.nextOffset) break;
-      }
-    } catch (err) {
-      // The good records before a damaged one are still served; the next read starts at the damage.
-      if (err instanceof CorruptRecordError && cursor.out.length > 0) return cursor.out;
-      if (err instanceof GouletteError) throw err;
-      throw new StorageError(`reading ${this.o.dir} at offset ${cursor.offset} failed`, err);
-    } finally {
-      for (const segment of pinned) segment.release();
-    }
+    await readSegments(this.segmentList, cursor, this.o);
     return cursor.out;
-  }
-
-  /** Index of the segment holding `offset` (the last one whose base is ≤ offset). */
-  private segmentIndexOf(offset: number): number {
-    let lo = 0;
-    let hi = this.segmentList.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if ((this.segmentList[mid] as Segment).baseOffset <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
   }
 
   // ---- the rest ------------------------------------------------------------------------------------
@@ -1049,25 +735,22 @@ class FileLog implements PartitionLog {
     if (this.closePromise !== undefined) return this.closePromise;
     this.closing = true;
     this.closePromise = this.control(async () => {
-      clearTimeout(this.syncTimer);
-      while (this.syncRunning) await this.syncDone;
+      await this.durability.settle();
       if (this.syncFailure !== undefined) await this.rollBackToDurable();
       const fs = this.o.fileSystem;
       const active = this.active;
       let failure: unknown;
       try {
         await this.cleanTail(active);
-        await this.syncData(active);
-        this.durableSeq = this.writtenSeq;
-        this.durable = { segment: active, size: active.size, offset: active.nextOffset };
-        this.resolveWaiters();
+        await this.durability.syncData(active);
+        this.durability.allDurable({ segment: active, size: active.size, offset: active.nextOffset });
         // The saved index marks a clean shutdown: the next open trusts it instead of scanning.
         await active.saveIndex(fs);
         await fs.syncDir(this.o.dir);
       } catch (err) {
         failure = err;
         const error = new StorageError(`closing ${this.o.dir} failed`, err);
-        for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+        this.durability.rejectAll(error);
       }
       await Promise.all(this.segmentList.map((s) => s.closeFile().catch(() => undefined)));
       this.closed = true;

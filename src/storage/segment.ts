@@ -1,3 +1,8 @@
+/**
+ * One segment of a partition log and the file I/O helpers it needs. Longer than ~400 lines because
+ * opening (with recovery of a torn or damaged tail), scanning, reading and saving the index all keep
+ * the same invariants of one file (size, next offset, index), which the class owns.
+ */
 import path from "node:path";
 
 import type { Logger } from "../observability/logger.js";
@@ -15,6 +20,7 @@ import {
   verifyFrame,
   type StoredRecord,
 } from "./record-format.js";
+import type { SegmentTail } from "./write-group.js";
 
 /** `00000000000000000042` for base offset 42: names sort in offset order. */
 export function segmentName(baseOffset: number): string {
@@ -64,16 +70,12 @@ const MIN_READ_CHUNK_BYTES = 64 << 10;
  * serialises every mutation; a segment only knows how to read, scan, truncate and save its index.
  */
 export class Segment {
-  /** Bytes of valid frames; reads never go past it (bytes beyond are an unacknowledged write). */
-  size: number;
+  #size: number;
   /** Set by recovery when the active segment was cut at corruption followed by valid frames. */
   damage: LogDamage | undefined = undefined;
-  /** Offset after the last record. */
-  nextOffset: number;
-  /** Largest record timestamp, -1 while empty. Stays conservative (may be too high) after a truncation. */
-  maxTimestamp: number;
-  /** Bytes written since the last index entry. */
-  bytesSinceIndex = 0;
+  #nextOffset: number;
+  #maxTimestamp: number;
+  #bytesSinceIndex = 0;
   private refs = 0;
   private retired = false;
   private closed = false;
@@ -88,9 +90,71 @@ export class Segment {
     nextOffset: number,
     maxTimestamp: number,
   ) {
-    this.size = size;
-    this.nextOffset = nextOffset;
-    this.maxTimestamp = maxTimestamp;
+    this.#size = size;
+    this.#nextOffset = nextOffset;
+    this.#maxTimestamp = maxTimestamp;
+  }
+
+  /** Bytes of valid frames; reads never go past it (bytes beyond are an unacknowledged write). */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Offset after the last record. */
+  get nextOffset(): number {
+    return this.#nextOffset;
+  }
+
+  /** Largest record timestamp, -1 while empty. Stays conservative (may be too high) after a truncation. */
+  get maxTimestamp(): number {
+    return this.#maxTimestamp;
+  }
+
+  /** Bytes written since the last index entry. */
+  get bytesSinceIndex(): number {
+    return this.#bytesSinceIndex;
+  }
+
+  /** The end of the segment as the write-group encoder continues it. */
+  get tail(): SegmentTail {
+    return {
+      size: this.#size,
+      nextOffset: this.#nextOffset,
+      bytesSinceIndex: this.#bytesSinceIndex,
+      maxTimestamp: this.#maxTimestamp,
+    };
+  }
+
+  /**
+   * A write continuing the segment is complete on file: from now on reads see it. `tail` and the
+   * index entries are the encoder's (see write-group.ts); the tail must continue this one.
+   */
+  commitWrite(tail: SegmentTail, indexEntries: readonly number[]): void {
+    if (tail.size < this.#size || tail.nextOffset < this.#nextOffset) {
+      throw new Error(
+        `a write must continue ${this.dataPath} (at ${this.#nextOffset}, ${this.#size} bytes), ` +
+          `got ${tail.nextOffset}, ${tail.size} bytes`,
+      );
+    }
+    this.#size = tail.size;
+    this.#nextOffset = tail.nextOffset;
+    for (let i = 0; i < indexEntries.length; i += 2) {
+      this.index.add(indexEntries[i] as number, indexEntries[i + 1] as number);
+    }
+    this.#bytesSinceIndex = tail.bytesSinceIndex;
+    this.#maxTimestamp = tail.maxTimestamp;
+  }
+
+  /**
+   * Forgets everything from `offset` (at byte `size`) on, in memory only: the caller cuts the file. The
+   * largest timestamp is kept (conservative).
+   */
+  cutTo(size: number, offset: number): void {
+    this.#size = size;
+    this.#nextOffset = offset;
+    this.index.truncateFrom(offset);
+    const entries = this.index.length;
+    this.#bytesSinceIndex = size - (entries > 0 ? this.index.entry(entries - 1).position : 0);
   }
 
   /** Creates a new empty segment file (the caller syncs the directory). */
@@ -150,7 +214,7 @@ export class Segment {
           meta.nextOffset,
           meta.maxTimestamp,
         );
-        segment.bytesSinceIndex = fileSize - (index.length > 0 ? index.entry(index.length - 1).position : 0);
+        segment.#bytesSinceIndex = fileSize - (index.length > 0 ? index.entry(index.length - 1).position : 0);
         return segment;
       }
       if (typeof saved === "string") {
@@ -215,7 +279,7 @@ export class Segment {
           );
           await file.truncate(problem.position);
           await file.datasync();
-          segment.size = problem.position;
+          segment.#size = problem.position;
         } else {
           // Keep the bytes: reads reaching the bad frame fail with CorruptRecordError instead of
           // silently skipping offsets.
@@ -228,8 +292,8 @@ export class Segment {
             },
             "corrupt record in a sealed segment; reads from this offset will fail",
           );
-          segment.size = fileSize;
-          if (options.nextSegmentBase !== undefined) segment.nextOffset = options.nextSegmentBase;
+          segment.#size = fileSize;
+          if (options.nextSegmentBase !== undefined) segment.#nextOffset = options.nextSegmentBase;
         }
       }
       return segment;
@@ -258,10 +322,10 @@ export class Segment {
       expected++;
       return true;
     });
-    this.nextOffset = expected;
-    this.maxTimestamp = maxTimestamp;
-    this.bytesSinceIndex = sinceIndex;
-    this.size = position;
+    this.#nextOffset = expected;
+    this.#maxTimestamp = maxTimestamp;
+    this.#bytesSinceIndex = sinceIndex;
+    this.#size = position;
     return problem;
   }
 

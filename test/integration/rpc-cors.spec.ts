@@ -5,7 +5,8 @@ import { after, before, describe, it } from "node:test";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
 import { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
-import { NotPartitionLeaderError, toBrokerConnectError } from "../../src/broker/errors.js";
+import { NotPartitionLeaderError } from "../../src/broker/errors.js";
+import { toConnectError } from "../../src/errors.js";
 import { silentLogger } from "../../src/observability/logger.js";
 import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS } from "../../src/server/cors.js";
 import { startRpcServer, type CorsPolicy, type RpcServer } from "../../src/server/rpc-server.js";
@@ -96,7 +97,7 @@ describe("RPC server CORS", () => {
         // A follower's answer: the leader hint travels as error metadata (response headers in Connect).
         router.service(BrokerService, {
           commitOffset: async () => {
-            throw toBrokerConnectError(new NotPartitionLeaderError("t", 0, "b2", "127.0.0.1:9192"));
+            throw toConnectError(new NotPartitionLeaderError("t", 0, "b2", "127.0.0.1:9192"));
           },
         });
       },
