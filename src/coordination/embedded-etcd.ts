@@ -16,6 +16,9 @@
  * Without setpriv (macOS, old distributions) a parent killed by a signal it does not handle orphans etcd.
  * Entry points should therefore handle SIGTERM/SIGINT and call `stop()` (or `process.exit()`, which fires
  * the hook); if an orphan remains anyway, the next start fails fast with "port … is already in use".
+ *
+ * A little over ~400 lines: the leftover guards above, the command line and the health wait belong to
+ * one child process's life and are kept together.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { accessSync, constants, statSync } from "node:fs";

@@ -1,3 +1,9 @@
+/**
+ * Every Prometheus metric of sentinels and brokers (names listed in docs/operations.md). Longer than
+ * ~400 lines because it is a catalogue — one declaration with its help text and labels per metric —
+ * kept in one file so names and labels are reviewed together against the docs, the dashboard and the
+ * alert rules.
+ */
 import { statfs } from "node:fs/promises";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { WeightedHistogram } from "./weighted-histogram.js";

@@ -1,3 +1,9 @@
+/**
+ * The one RPC port of a sentinel or broker: Connect, gRPC and gRPC-web over h2c, TLS (ALPN) or
+ * HTTP/1.1, behind the request guard (call-head.ts, request-guard.ts), with the gRPC fast path
+ * (grpc-fast-path.ts), CORS and the plain HTTP endpoints. A little over ~400 lines: start-up is one
+ * sequence (listener, protocol dispatch by preface, guard, router, idle closing) kept readable in order.
+ */
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
