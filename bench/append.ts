@@ -73,8 +73,14 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   const etcd = await startEtcd();
   const stub = await startStubBroker();
   const load = createLoadGenerator();
-  // No periodic snapshot during the measurement: this is the append path alone.
-  const { sentinel, client } = await startLeaderSentinel(etcd.client(), { snapshotEvery: 1_000_000_000 });
+  // No periodic snapshot during the measurement: this is the append path alone. Nor admission: every
+  // role push goes to the one stub broker and trails the creations by design, so the role-push backlog
+  // cap would refuse GetBrokers creations (ResourceExhausted) and measure admission instead of appends.
+  const { sentinel, client } = await startLeaderSentinel(etcd.client(), {
+    snapshotEvery: 1_000_000_000,
+    maxPendingRolePushes: Number.MAX_SAFE_INTEGER,
+    maxPendingTopicCreations: Number.MAX_SAFE_INTEGER,
+  });
   const raw = etcd.client();
   const keys = createKeyspace("/goulette");
   const runs = new Map<Variant, Row[]>();
