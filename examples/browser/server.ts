@@ -49,7 +49,7 @@ export type PageConfig =
 export async function startExampleServer(options: ExampleServerOptions): Promise<ExampleServer> {
   if (options.token && !options.proxy) {
     throw new InvalidArgumentError(
-      "--token needs --proxy: in direct mode the page would hand it to every visitor",
+      "a token needs --proxy: in direct mode the page would hand it to every visitor",
     );
   }
   const dir = sourceDir();
@@ -132,7 +132,9 @@ function send(res: http.ServerResponse, status: number, type: string, body: stri
   res.end(body);
 }
 
-// Run as a script: node dist/examples/browser/server.js --sentinel URLS [--port N] [--host H] [--proxy [--token T]]
+// Run as a script: node dist/examples/browser/server.js --sentinel URLS [--port N] [--host H]
+// [--proxy [--token-file F]]. The proxy's token comes from a file or GOULETTE_TOKEN, never the command
+// line (visible in ps).
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const args = process.argv.slice(2);
   const flag = (name: string) => {
@@ -140,6 +142,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
     return i === -1 ? undefined : args[i + 1];
   };
   const proxy = args.includes("--proxy");
+  const tokenFile = flag("token-file");
+  const token = tokenFile ? (await readFile(tokenFile, "utf8")).trim() : process.env.GOULETTE_TOKEN;
   const server = await startExampleServer({
     sentinels: (
       flag("sentinel") ?? "http://127.0.0.1:9090,http://127.0.0.1:9091,http://127.0.0.1:9092"
@@ -147,7 +151,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
     port: Number(flag("port") ?? 8080),
     host: flag("host") ?? "127.0.0.1",
     proxy,
-    ...(flag("token") ? { token: flag("token") as string } : {}),
+    ...(token ? { token } : {}),
   });
   process.stdout.write(
     proxy

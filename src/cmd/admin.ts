@@ -12,13 +12,13 @@ import { describeTlsError } from "../server/tls.js";
 import { runGroupCommand } from "./admin-groups.js";
 import { ACL_USAGE, runAclCommand } from "./admin-acl.js";
 import { sentinelsOption } from "./cli-options.js";
-import { LISTENER_OPTION, transportOptions } from "./produce.js";
+import { LISTENER_OPTION, TOKEN_OPTIONS, optionalToken, transportOptions } from "./produce.js";
 import { formatTable, toJson } from "./table.js";
 
 const schema = {
   ...sentinelsOption("Sentinel URLs to ask (the first that answers is used)"),
   json: option({ kind: "boolean", description: "Print JSON instead of a table", default: false, short: "J" }),
-  token: option({ kind: "string", description: "Admin token (when the sentinels require one)", default: "" }),
+  ...TOKEN_OPTIONS,
   ...LISTENER_OPTION,
   limit: option({ kind: "number", description: "Rows to list (topics, operations)", default: 100, min: 1 }),
   after: option({
@@ -122,7 +122,16 @@ ${ACL_USAGE}
   --json prints JSON instead of tables; flags that do not apply to the command are errors.`;
 
 /** Options every command takes. */
-const COMMON_FLAGS = ["sentinels", "json", "token", "listener", "tls-ca", "tls-cert", "tls-key"];
+const COMMON_FLAGS = [
+  "sentinels",
+  "json",
+  "token",
+  "token-file",
+  "listener",
+  "tls-ca",
+  "tls-cert",
+  "tls-key",
+];
 
 /** The other options each command takes. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
@@ -165,7 +174,7 @@ export async function runAdmin(argv: string[]): Promise<void> {
   const admin = new Admin({
     sentinels: o.sentinels,
     sentinelTimeoutMs: 10_000,
-    ...(o.token ? { token: o.token } : {}),
+    ...optionalToken(o),
     ...(o.listener ? { listener: o.listener } : {}),
     nodeTransport: transportOptions(o),
   });

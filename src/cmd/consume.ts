@@ -13,6 +13,7 @@ import {
 import {
   CLIENT_OPTIONS,
   TLS_OPTIONS,
+  optionalToken,
   printEvent,
   startProgress,
   transportOptions,
@@ -137,7 +138,7 @@ export async function runConsume(argv: string[]): Promise<void> {
     ...(o.group ? { group: o.group } : {}),
     from,
     ...(partitions.length > 0 ? { partitions } : {}),
-    ...(o.token ? { token: o.token } : {}),
+    ...optionalToken(o),
     ...(o.listener ? { listener: o.listener } : {}),
     onEvent,
     nodeTransport: transportOptions(o),

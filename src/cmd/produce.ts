@@ -5,6 +5,7 @@ import { formatHelp, loadOptions, option } from "../config/options.js";
 import { sentinelsOption } from "./cli-options.js";
 import { parseHeaders, readMessageFile, splitKey, type InputMessage } from "./produce-input.js";
 import { Producer, type ClientEvent, type NodeTransportOptions, type ProduceAck } from "../client/node.js";
+import { readTokenFile } from "../server/identity.js";
 
 /** TLS flags shared with consume (https sentinel URLs; brokers are then dialled over TLS too). */
 export const TLS_OPTIONS = {
@@ -31,9 +32,37 @@ export const LISTENER_OPTION = {
   }),
 };
 
-/** --token, --verbose and --listener: every produce/consume client has them. */
+/** A client's credential: a file, or GOULETTE_TOKEN (a command line shows in `ps`). */
+export const TOKEN_OPTIONS = {
+  "token-file": option({
+    kind: "string",
+    description: "File holding the bearer token (when the cluster requires one)",
+    default: "",
+  }),
+  token: option({
+    kind: "string",
+    description: "Bearer token; set it through GOULETTE_TOKEN or use --token-file, not the command line",
+    default: "",
+  }),
+};
+
+/** The token the token options name, if any. */
+export function clientToken(o: { tokenFile: string; token: string }): string | undefined {
+  if (o.tokenFile && o.token) {
+    throw new InvalidArgumentError("--token-file and --token (GOULETTE_TOKEN) both name the token: keep one");
+  }
+  return o.tokenFile ? readTokenFile(o.tokenFile) : o.token || undefined;
+}
+
+/** `{ token }` when the options name one, for spreading into client options. */
+export function optionalToken(o: { tokenFile: string; token: string }): { token?: string } {
+  const token = clientToken(o);
+  return token ? { token } : {};
+}
+
+/** --token-file/--token, --verbose and --listener: every produce/consume client has them. */
 export const CLIENT_OPTIONS = {
-  token: option({ kind: "string", description: "Bearer token (when the cluster requires one)", default: "" }),
+  ...TOKEN_OPTIONS,
   verbose: option({
     kind: "boolean",
     description: "Print failovers and retries on stderr",
@@ -161,7 +190,7 @@ export async function runProduce(argv: string[]): Promise<void> {
       ...(o.replicas > 0 ? { replicas: o.replicas } : {}),
     },
     acks: o.acks === "leader" ? "leader" : "all",
-    ...(o.token ? { token: o.token } : {}),
+    ...optionalToken(o),
     ...(o.listener ? { listener: o.listener } : {}),
     ...(o.verbose ? { onEvent: printEvent } : {}),
     nodeTransport: transportOptions(o),

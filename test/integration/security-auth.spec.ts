@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -125,12 +128,16 @@ describe("admin token", () => {
     assert.match(json.message, /CreateSnapshot needs the credential of/);
   });
 
-  it("the admin CLI sends --token (or GOULETTE_TOKEN) and explains a missing one", async () => {
+  it("the admin CLI sends the token of --token-file (or GOULETTE_TOKEN) and explains a missing one", async () => {
     const url = follower.sentinel.url;
     const without = await admin(["topics", "--sentinel", url], {});
     assert.equal(without.code, 1);
     assert.match(without.stderr, /ListTopics needs the credential of/);
-    const flag = await admin(["status", "--sentinel", url, "--token", TOKEN], {});
+    const dir = await mkdtemp(path.join(tmpdir(), "goulette-token-"));
+    const tokenFile = path.join(dir, "token");
+    await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const flag = await admin(["status", "--sentinel", url, "--token-file", tokenFile], {});
+    await rm(dir, { recursive: true, force: true });
     assert.equal(flag.code, 0, flag.stderr);
     assert.match(flag.stdout, /ring: +2 brokers/);
     const env = await admin(["topics", "--sentinel", url], { GOULETTE_TOKEN: TOKEN });
