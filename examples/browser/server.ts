@@ -5,7 +5,8 @@
  *
  * Direct mode (the default): the page calls the sentinels and brokers at their own URLs, other origins
  * than this server's, so the cluster must allow this origin (--cors-allowed-origins). Browsers have no
- * full-duplex streams: the page produces with the brokers' unary Produce RPC (one call per batch).
+ * full-duplex streams: the page produces with the brokers' unary ProduceBatches RPC (one call per broker
+ * carrying a batch per partition).
  *
  * Proxy mode (--proxy): the page calls this server, which passes the calls through (proxy.ts); for a
  * cluster without CORS, one whose token must stay out of the browser, or brokers the browser cannot reach.

@@ -29,7 +29,8 @@ export interface WebTransportOptions {
 
 /**
  * Connect (binary) or gRPC-web over fetch: unary calls and server streams only, so produce uses the
- * unary Produce RPC (one call per batch) instead of the SendMessage stream.
+ * unary ProduceBatches RPC (one call per broker, a batch per partition; unary Produce against older
+ * brokers) instead of the SendBatches/SendMessage streams.
  */
 export function createWebTransport(options: WebTransportOptions = {}): ClientTransport {
   const transports = new Map<string, Transport>();

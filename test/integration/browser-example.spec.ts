@@ -23,8 +23,8 @@ interface OpenedPage {
  * examples/browser in headless Chromium against real clusters, with the SDK's web entry point over
  * Connect (and gRPC-web) on HTTP/1.1 fetch. Direct mode: the page, served from its own origin, calls
  * the sentinels and brokers on theirs (CORS on the cluster for that origin): it produces (the brokers'
- * unary Produce), consumes (FetchMessages server streams, CommitOffset) and reads a follower's leader
- * hint. The same page fails with CORS errors against a sentinel with CORS off, or from another origin.
+ * unary ProduceBatches, one call per broker carrying every partition's batch), consumes (FetchMessages
+ * server streams, CommitOffset) and reads a follower's leader hint. The same page fails with CORS errors against a sentinel with CORS off, or from another origin.
  * Proxy mode still works where CORS is off (that sentinel, and brokers that do not allow its origin).
  */
 describe("browser example in headless Chromium", () => {
@@ -190,7 +190,10 @@ describe("browser example in headless Chromium", () => {
     const at = (origins: Set<string>, suffix: string) =>
       rpcs.some((url) => origins.has(new URL(url).origin) && url.endsWith(suffix));
     assert.ok(at(sentinelOrigins, "/goulette.v1.SentinelService/GetBrokers"), "GetBrokers at a sentinel");
-    assert.ok(at(brokerOrigins, "/goulette.v1.BrokerService/Produce"), "unary Produce at a broker");
+    assert.ok(
+      at(brokerOrigins, "/goulette.v1.BrokerService/ProduceBatches"),
+      "unary ProduceBatches at a broker",
+    );
     assert.ok(at(brokerOrigins, "/goulette.v1.BrokerService/FetchMessages"), "FetchMessages at a broker");
     assert.ok(at(brokerOrigins, "/goulette.v1.BrokerService/CommitOffset"), "CommitOffset at a broker");
     const elsewhere = rpcs.filter((url) => new URL(url).origin === direct.url);
@@ -282,7 +285,7 @@ describe("browser example in headless Chromium", () => {
       assert.equal(new URL(url).origin, proxied.url, `${url} went through the page's origin`);
       assert.match(new URL(url).pathname, /^\/(sentinel\/\d+|broker\/[^/]+)\/goulette\.v1\./);
     }
-    assert.ok(rpcs.some((url) => url.includes("/broker/") && url.endsWith(".BrokerService/Produce")));
+    assert.ok(rpcs.some((url) => url.includes("/broker/") && url.endsWith(".BrokerService/ProduceBatches")));
     await page.locator("#stop").click();
     await waitFor(async () => (await text(page, "status")).includes("committed"), {
       timeoutMs: 15_000,
