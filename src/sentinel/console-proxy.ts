@@ -35,11 +35,15 @@ export interface ConsoleProxyOptions {
 type IncomingRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type OutgoingResponse = http.ServerResponse | http2.Http2ServerResponse;
 
-/** BrokerService methods the console uses: reads, its test produce, and group offset resets. */
+/**
+ * BrokerService methods the console uses: reads, its test produce (the web producer's ProduceBatches,
+ * Produce against older brokers), and group offset resets.
+ */
 export const CONSOLE_BROKER_METHODS: ReadonlySet<string> = new Set([
   "Health",
   "FetchMessages",
   "GetCommittedOffset",
+  "ProduceBatches",
   "Produce",
   "CommitOffset",
   "DeleteCommittedOffset",
