@@ -45,7 +45,7 @@ const recordPath: Interceptor = (next) => (req) => {
 /**
  * GetBrokers over the gRPC fast path answers as the Connect path does: the same answer, errors with the
  * same codes and messages, the same metrics. Two sentinels (each its own prefix, so each leads): one
- * with the fast path, one without, both with tokens (anonymous callers may read existing topics only).
+ * with the fast path, one without, both with tokens (anonymous callers are refused, reads included).
  */
 describe("gRPC fast path (GetBrokers)", () => {
   let etcd: TestEtcd;
@@ -107,7 +107,10 @@ describe("gRPC fast path (GetBrokers)", () => {
     const answers: unknown[] = [];
     for (const [name, transport] of transports(fast.sentinel.url)) {
       servedBy.length = 0;
-      const res = await createClient(SentinelService, transport).getBrokers({ topic: "orders" });
+      const res = await createClient(SentinelService, transport).getBrokers(
+        { topic: "orders" },
+        AS_APPLICATION,
+      );
       assert.equal(servedBy[0], name === "gRPC" ? "fast" : "connect", `${name} served by`);
       answers.push(toJson(GetBrokersResponseSchema, res));
     }
@@ -115,7 +118,11 @@ describe("gRPC fast path (GetBrokers)", () => {
     assert.deepEqual(answers[1], answers[0], "Connect = gRPC");
     assert.deepEqual(answers[2], answers[0], "gRPC-web = gRPC");
     // Without the fast path gRPC goes through Connect.
-    const off = await outcome(createGrpcTransport({ baseUrl: slow.sentinel.url }), { topic: "orders" });
+    const off = await outcome(
+      createGrpcTransport({ baseUrl: slow.sentinel.url }),
+      { topic: "orders" },
+      AS_APPLICATION.headers,
+    );
     assert.deepEqual(off, { result: "ok", path: "connect" });
   });
 
@@ -123,7 +130,7 @@ describe("gRPC fast path (GetBrokers)", () => {
     const head = fast.sentinel.plane.head;
     const cases: [string, GetBrokersInit, Record<string, string>, RegExp][] = [
       ["invalid topic name", { topic: "no spaces" }, AS_APPLICATION.headers, /^InvalidArgument: /],
-      ["unknown topic, anonymous", { topic: "not-yet" }, {}, /^Unauthenticated: creating topic 'not-yet'/],
+      ["unknown topic, anonymous", { topic: "not-yet" }, {}, /^Unauthenticated: .*'not-yet'/],
       ["wrong token", { topic: "orders" }, bearerHeaders("not-a-token"), /^Unauthenticated: GetBrokers: /],
       [
         "unknown topic, too many replicas",
@@ -137,8 +144,14 @@ describe("gRPC fast path (GetBrokers)", () => {
         AS_APPLICATION.headers,
         /^NotFound: /,
       ],
-      ["bad listener", { topic: "orders", listener: "Bad Listener" }, {}, /^InvalidArgument: /],
-      ["anonymous, existing topic", { topic: "orders" }, {}, /^ok$/],
+      [
+        "bad listener",
+        { topic: "orders", listener: "Bad Listener" },
+        AS_APPLICATION.headers,
+        /^InvalidArgument: /,
+      ],
+      ["anonymous, existing topic", { topic: "orders" }, {}, /^Unauthenticated: reading topic 'orders'/],
+      ["application, existing topic", { topic: "orders" }, AS_APPLICATION.headers, /^ok$/],
     ];
     for (const [what, req, headers, expected] of cases) {
       const onFast = await outcome(createGrpcTransport({ baseUrl: fast.sentinel.url }), req, headers);
@@ -198,7 +211,7 @@ describe("gRPC fast path (GetBrokers)", () => {
     };
     const [okBefore, notFoundBefore] = [await count("ok"), await count("NotFound")];
     const grpc = createClient(SentinelService, createGrpcTransport({ baseUrl: fast.sentinel.url }));
-    for (let i = 0; i < 3; i++) await grpc.getBrokers({ topic: "orders" });
+    for (let i = 0; i < 3; i++) await grpc.getBrokers({ topic: "orders" }, AS_APPLICATION);
     await grpc
       .getBrokers({ topic: "orders", unreachableBrokers: ["b9"] }, AS_APPLICATION)
       .catch(() => undefined);
@@ -216,6 +229,8 @@ describe("gRPC fast path (GetBrokers)", () => {
         "--protocol",
         "grpc",
         "--http2-prior-knowledge",
+        "--header",
+        `authorization: Bearer ${TOKEN}`,
         "--data",
         '{"topic":"orders"}',
         `${fast.sentinel.url}${GET_BROKERS}`,
@@ -235,7 +250,10 @@ function envelope(data: Uint8Array, flags = 0): Buffer {
   return Buffer.concat([head, data]);
 }
 
-/** One raw gRPC call: the HTTP status, grpc-status and grpc-message (from trailers or headers). */
+/**
+ * One raw gRPC call as the application (unless `extra` names another authorization): the HTTP status,
+ * grpc-status and grpc-message (from trailers or headers).
+ */
 async function rawGrpc(
   url: string,
   body: Uint8Array,
@@ -249,6 +267,7 @@ async function rawGrpc(
         ":path": GET_BROKERS,
         "content-type": "application/grpc",
         te: "trailers",
+        authorization: `Bearer ${TOKEN}`,
         ...extra,
       });
       let head: http2.IncomingHttpHeaders = {};

@@ -153,6 +153,12 @@ describe("topic ACLs", () => {
       what: "the writer's produce to be accepted",
     });
 
+    // The broker learns the entries on its next KeepAlive; until then it knows the empty set, which lets
+    // every application through. The writer's read of orders is the probe: allowed now, refused then.
+    await waitFor(() => deniedNow(() => pull(AS.writer, ORDERS, 1n)), {
+      timeoutMs: 10_000,
+      what: "the new entries to reach the broker",
+    });
     const before = await highWatermark(ORDERS);
     const denied = await refusal(produce(AS.reader, ORDERS, "forged"));
     assert.equal(Code[denied.code], "PermissionDenied");
