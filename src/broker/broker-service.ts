@@ -1,4 +1,4 @@
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import { AsyncQueue } from "../common/async-queue.js";
@@ -58,14 +58,16 @@ export function createBrokerService(
     metrics: options.metrics,
   };
 
+  /** A produce stream whose client stops reading is ended after this long (reset, see answerConcurrently). */
+  const stallOf = (ctx: HandlerContext) => ({
+    timeoutMs: options.unreadResponsesTimeoutMs ?? DEFAULT_UNREAD_RESPONSES_TIMEOUT_MS,
+    reset: () => resetCall(ctx.values),
+  });
+
   return {
     sendMessage(requests, ctx) {
-      const stall = {
-        timeoutMs: options.unreadResponsesTimeoutMs ?? DEFAULT_UNREAD_RESPONSES_TIMEOUT_MS,
-        reset: () => resetCall(ctx.values),
-      };
       const handle = { validate: validateMessageRequest, answer: produce, name: "SendMessage" };
-      return answerConcurrently(produceOptions, handle, requests, ctx.signal, stall);
+      return answerConcurrently(produceOptions, handle, requests, ctx.signal, stallOf(ctx));
     },
 
     async produce(req) {
@@ -74,12 +76,8 @@ export function createBrokerService(
     },
 
     sendBatches(requests, ctx) {
-      const stall = {
-        timeoutMs: options.unreadResponsesTimeoutMs ?? DEFAULT_UNREAD_RESPONSES_TIMEOUT_MS,
-        reset: () => resetCall(ctx.values),
-      };
       const handle = { validate: validateBatchesRequest, answer: produceBatches, name: "SendBatches" };
-      return answerConcurrently(produceOptions, handle, requests, ctx.signal, stall);
+      return answerConcurrently(produceOptions, handle, requests, ctx.signal, stallOf(ctx));
     },
 
     async produceBatches(req) {
