@@ -5,7 +5,7 @@ import { formatHelp, loadOptions, option } from "../config/options.js";
 import { sentinelsOption } from "./cli-options.js";
 import { parseHeaders, readMessageFile, splitKey, type InputMessage } from "./produce-input.js";
 import { Producer, type ClientEvent, type NodeTransportOptions, type ProduceAck } from "../client/node.js";
-import { readTokenFile } from "../server/identity.js";
+import { ownToken } from "../config/identity-options.js";
 
 /** TLS flags shared with consume (https sentinel URLs; brokers are then dialled over TLS too). */
 export const TLS_OPTIONS = {
@@ -46,17 +46,9 @@ export const TOKEN_OPTIONS = {
   }),
 };
 
-/** The token the token options name, if any. */
-export function clientToken(o: { tokenFile: string; token: string }): string | undefined {
-  if (o.tokenFile && o.token) {
-    throw new InvalidArgumentError("--token-file and --token (GOULETTE_TOKEN) both name the token: keep one");
-  }
-  return o.tokenFile ? readTokenFile(o.tokenFile) : o.token || undefined;
-}
-
 /** `{ token }` when the options name one, for spreading into client options. */
 export function optionalToken(o: { tokenFile: string; token: string }): { token?: string } {
-  const token = clientToken(o);
+  const token = ownToken(o);
   return token ? { token } : {};
 }
 

@@ -43,6 +43,17 @@ export interface ResolvedIdentity {
 }
 
 /**
+ * The credential `--token-file` or `--token` (GOULETTE_TOKEN) names, if any: the node's own on servers,
+ * the caller's on the CLI clients. Both at once is refused.
+ */
+export function ownToken(o: { tokenFile: string; token: string }): string | undefined {
+  if (o.tokenFile && o.token) {
+    throw new InvalidArgumentError("--token-file and --token (GOULETTE_TOKEN) both name the token: keep one");
+  }
+  return o.tokenFile ? readTokenFile(o.tokenFile) : o.token || undefined;
+}
+
+/**
  * The identity configuration these options ask for. A node that could authenticate nobody (no tokens
  * table, no legacy shared token, no mutual TLS) must be told so with --allow-anonymous: it never runs
  * open by omission.
@@ -51,13 +62,8 @@ export function identityFromOptions(
   o: IdentityOptionValues,
   legacy: { sharedToken: string; sharedFlag: string; mutualTls: boolean },
 ): ResolvedIdentity {
-  if (o.tokenFile && o.token) {
-    throw new InvalidArgumentError(
-      "--token-file and --token (GOULETTE_TOKEN) both name this node's token: keep one",
-    );
-  }
   const tokens = o.tokensFile ? loadTokens(o.tokensFile) : undefined;
-  const token = o.tokenFile ? readTokenFile(o.tokenFile) : o.token || undefined;
+  const token = ownToken(o);
   if (!o.allowAnonymous && !tokens && !legacy.sharedToken && !legacy.mutualTls) {
     throw new InvalidArgumentError(
       `no credentials configured: give --tokens-file (per-component tokens), ${legacy.sharedFlag} (one shared ` +
