@@ -90,13 +90,15 @@ export function topicAccess(
 function onTopic(
   acls: () => AclSet | undefined,
   permission: AclPermission,
-  topicsOf: (m: Message) => readonly string[],
+  topicsOf: (m: Message) => Iterable<string>,
 ) {
   return (principal: Principal, message: Message): Refusal | undefined => {
+    // Only applications are limited by ACLs: skip the work for every other caller.
+    if (principal.kind !== "application") return undefined;
     const set = acls();
     // A request naming several topics (multi-partition produce) is refused whole at its first topic
     // the caller may not use: nothing of it is stored.
-    for (const topic of new Set(topicsOf(message))) {
+    for (const topic of topicsOf(message)) {
       const refusal = topicAccess(set, principal, topic, [permission]);
       if (refusal !== undefined) return refusal;
     }
@@ -240,17 +242,20 @@ export function brokerRules(acls: () => AclSet | undefined): RuleTable {
 }
 
 /** The topic a read request names: pull, fetch, and the committed-offset RPCs. */
-function readTopicsOf(m: Message): readonly string[] {
+function readTopicsOf(m: Message): Iterable<string> {
   if (isMessage(m, PullRequestSchema) || isMessage(m, FetchRequestSchema)) return [m.topic];
   if (isMessage(m, CommitOffsetRequestSchema) || isMessage(m, GetCommittedOffsetRequestSchema))
     return [m.topic];
   return isMessage(m, DeleteCommittedOffsetRequestSchema) ? [m.topic] : [];
 }
 
-/** The topics a produce request writes: one (SendMessage, Produce) or one per batch (SendBatches, ProduceBatches). */
-function writeTopicsOf(m: Message): readonly string[] {
+/**
+ * The topics a produce request writes: one (SendMessage, Produce), or each distinct topic of its batches
+ * (SendBatches, ProduceBatches: many batches usually share a few topics).
+ */
+function writeTopicsOf(m: Message): Iterable<string> {
   if (isMessage(m, MessageRequestSchema)) return [m.topic];
-  return isMessage(m, BatchesRequestSchema) ? m.batches.map((b) => b.topic) : [];
+  return isMessage(m, BatchesRequestSchema) ? new Set(m.batches.map((b) => b.topic)) : [];
 }
 
 /** The broker's rules of a cluster without ACLs (embedders and tests that do not follow the sentinels). */
