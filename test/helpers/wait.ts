@@ -35,3 +35,19 @@ export async function waitFor<T>(
     await sleep(options.intervalMs ?? 50);
   }
 }
+
+/**
+ * A promise's outcome so far, without waiting for a pending one: "resolved", its rejection, or "pending"
+ * when it has not settled by the next turn of the event loop (pure state machines settle synchronously).
+ */
+export async function outcomeNow(promise: Promise<unknown>): Promise<unknown> {
+  const pending = Symbol("pending");
+  const result = await Promise.race([
+    promise.then(
+      () => "resolved",
+      (err: unknown) => err,
+    ),
+    new Promise((resolve) => setImmediate(() => resolve(pending))),
+  ]);
+  return result === pending ? "pending" : result;
+}

@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import { LostContactError, NotEnoughReplicasError } from "../../src/broker/errors.js";
 import { InSyncReplicaTracker } from "../../src/broker/isr-tracker.js";
 import { silentLogger } from "../../src/observability/logger.js";
+import { outcomeNow } from "../helpers/wait.js";
 
 const LAG_MS = 1_000;
 const TIMEOUT_MS = 5_000;
@@ -29,19 +30,6 @@ function leader(options: { minInsyncReplicas?: number; followers?: string[] } = 
   const fetch = (id: string, offset: number, now: number, end = offset) =>
     isr.onFetch(id, streams.get(id) as number, offset, undefined, end, now);
   return { isr, fence, fetch, streams, hwMoves: () => hwMoves };
-}
-
-/** A promise's outcome so far, without waiting for a pending one. */
-async function outcome(promise: Promise<void>): Promise<unknown> {
-  const pending = Symbol("pending");
-  const result = await Promise.race([
-    promise.then(
-      () => "resolved",
-      (err: unknown) => err,
-    ),
-    new Promise((resolve) => setImmediate(() => resolve(pending))),
-  ]);
-  return result === pending ? "pending" : result;
 }
 
 describe("in-sync replica tracker", () => {
@@ -83,12 +71,12 @@ describe("in-sync replica tracker", () => {
     const early = isr.waitForHighWatermark(3, 0);
     const late = isr.waitForHighWatermark(5, 0);
     fetch("b2", 3, 10, 5);
-    assert.equal(await outcome(early), "resolved");
-    assert.equal(await outcome(late), "pending");
+    assert.equal(await outcomeNow(early), "resolved");
+    assert.equal(await outcomeNow(late), "pending");
     fetch("b2", 3, TIMEOUT_MS, 3); // caught up with what it may copy: it stays in sync
     isr.tick(TIMEOUT_MS + 1, 5);
     assert.deepEqual(isr.inSyncReplicas(), ["b1", "b2"]);
-    const err = await outcome(late);
+    const err = await outcomeNow(late);
     assert.ok(err instanceof NotEnoughReplicasError);
     assert.match(err.message, /records up to offset 4 of t#0 did not reach every in-sync replica in time/);
   });
@@ -100,7 +88,7 @@ describe("in-sync replica tracker", () => {
     isr.requireMinInSync();
     const waiting = isr.waitForHighWatermark(5, 0);
     isr.tick(LAG_MS + 1, 5);
-    const err = await outcome(waiting);
+    const err = await outcomeNow(waiting);
     assert.ok(err instanceof NotEnoughReplicasError);
     assert.equal(
       err.message,
@@ -116,9 +104,9 @@ describe("in-sync replica tracker", () => {
     isr.leaderReady(0);
     const stored = isr.waitForOffsets(3, 0);
     isr.onFetch("b2", streams.get("b2") as number, 0, 3, 0, 1);
-    assert.equal(await outcome(stored), "pending");
+    assert.equal(await outcomeNow(stored), "pending");
     isr.onFetch("b3", streams.get("b3") as number, 0, 3, 0, 2);
-    assert.equal(await outcome(stored), "resolved");
+    assert.equal(await outcomeNow(stored), "resolved");
     await isr.waitForOffsets(3, 3);
   });
 
@@ -144,7 +132,7 @@ describe("in-sync replica tracker", () => {
     fence.open = false;
     fetch("b2", 5, 1);
     assert.equal(isr.highWatermark, 0);
-    assert.ok((await outcome(waiting)) instanceof LostContactError);
+    assert.ok((await outcomeNow(waiting)) instanceof LostContactError);
     await assert.rejects(isr.waitForHighWatermark(1, 2), LostContactError);
     fence.open = true;
     fetch("b2", 5, 3);
@@ -159,8 +147,8 @@ describe("in-sync replica tracker", () => {
     const offsets = isr.waitForOffsets(1, 0);
     const error = new Error("demoted");
     isr.endLeadership(error);
-    assert.equal(await outcome(waiting), error);
-    assert.equal(await outcome(offsets), error);
+    assert.equal(await outcomeNow(waiting), error);
+    assert.equal(await outcomeNow(offsets), error);
     assert.deepEqual(isr.inSyncReplicas(), []);
     assert.equal(isr.hasFollower("b2"), false);
   });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { NotEnoughReplicasError } from "../../src/broker/errors.js";
 import { leadWithFollowerB2, openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
+import { outcomeNow } from "../helpers/wait.js";
 
 const LAG_MS = 1_000;
 const tempDir = temporaryDirs("goulette-min-isr-");
@@ -32,19 +33,6 @@ async function leader(minInsyncReplicas: number | undefined) {
   return { p, generation, append, fetch, followerSilent };
 }
 
-/** Settles a promise into "resolved" or its rejection, without waiting when it is still pending. */
-async function state(promise: Promise<void>): Promise<"resolved" | "pending" | unknown> {
-  const pending = Symbol("pending");
-  const result = await Promise.race([
-    promise.then(
-      () => "resolved",
-      (err: unknown) => err,
-    ),
-    new Promise((resolve) => setImmediate(() => resolve(pending))),
-  ]);
-  return result === pending ? "pending" : result;
-}
-
 describe("Partition: --min-insync-replicas", () => {
   it("refuses acks=all while fewer replicas than required are in sync, naming both counts", async () => {
     const { p, fetch, followerSilent } = await leader(2);
@@ -72,19 +60,19 @@ describe("Partition: --min-insync-replicas", () => {
     const first = await append(2);
     const acked = p.waitForHighWatermark(first, generation);
     fetch(first);
-    assert.equal(await state(acked), "resolved", "replicated to both replicas");
+    assert.equal(await outcomeNow(acked), "resolved", "replicated to both replicas");
 
     const second = await append(3);
     const waiting = p.waitForHighWatermark(second, generation);
-    assert.equal(await state(waiting), "pending");
+    assert.equal(await outcomeNow(waiting), "pending");
     followerSilent();
-    const err = await state(waiting);
+    const err = await outcomeNow(waiting);
     assert.ok(err instanceof NotEnoughReplicasError, `NotEnoughReplicasError, got ${String(err)}`);
     assert.match(err.message, /1 in-sync replica .*requires 2/);
     // The records stay in the log and the high watermark follows the shrunk in-sync set.
     assert.equal(p.highWatermark, second);
     // Already past the high watermark but the in-sync set is too small: refused, not acknowledged.
-    const late = await state(p.waitForHighWatermark(second, generation));
+    const late = await outcomeNow(p.waitForHighWatermark(second, generation));
     assert.ok(late instanceof NotEnoughReplicasError);
     await p.close();
   });
@@ -94,9 +82,9 @@ describe("Partition: --min-insync-replicas", () => {
     fetch(0);
     const end = await append(1);
     const waiting = p.waitForHighWatermark(end, generation);
-    assert.equal(await state(waiting), "pending");
+    assert.equal(await outcomeNow(waiting), "pending");
     followerSilent();
-    assert.equal(await state(waiting), "resolved");
+    assert.equal(await outcomeNow(waiting), "resolved");
     p.requireMinInSync();
     await p.close();
   });
