@@ -26,10 +26,10 @@ import {
 } from "./consumer-options.js";
 import { emitter, sentinelList, type ClientEvent } from "./events.js";
 import { GroupMembership } from "./group-membership.js";
+import { runHandlers, type HandlerRunnerHost } from "./handler-runner.js";
 import { MessageBuffer } from "./message-buffer.js";
 import type { ConsumedMessage } from "./messages.js";
 import { OffsetCommitter, type CommitTarget } from "./offset-committer.js";
-import { OrderedQueue } from "./ordered-queue.js";
 import { PartitionFetcher, type StartAt } from "./partition-fetcher.js";
 import { PartitionState, type FetchRun, type Fetched } from "./partition-state.js";
 import { SentinelPool } from "./sentinel-pool.js";
@@ -55,7 +55,7 @@ export type {
  * the pure choices of mode, static partitions and fetch start), partition-fetcher.ts (one partition's
  * fetch loop), partition-state.ts (position and processed/committed bookkeeping per partition),
  * offset-committer.ts (commit rounds), group-membership.ts (join, heartbeats), assignment-diff.ts (what
- * an assignment starts and revokes) and message-buffer.ts. This file stays longer than ~400 lines
+ * an assignment starts and revokes), handler-runner.ts (run()'s handler pool) and message-buffer.ts. This file stays longer than ~400 lines
  * because its public API (receive, run, commit, pause/resume, seek, close) and the rebalance callbacks
  * share the one map of partitions read, whose ownership rules are easier to check in one place.
  */
@@ -327,71 +327,30 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
     if (this.#runActive) throw new FailedPreconditionError("run() is already running on this consumer");
     this.#markProcessed();
     this.#runActive = true;
-    const queue = new OrderedQueue<Fetched>((item) => item.run.state.key);
-    const active = new Set<Promise<void>>();
-    let failure: { error: unknown } | undefined;
     const stop = options.signal ? AbortSignal.any([options.signal, this.#abort.signal]) : this.#abort.signal;
-    const capacity = Math.max(limit, this.#buffer.capacity);
     try {
-      await this.#start();
-      while (failure === undefined && !stop.aborted && !this.#closed) {
-        const suspended = this.#suspended();
-        while (!suspended && active.size < limit) {
-          const item = queue.take();
-          if (item === undefined) break;
-          const state = item.run.state;
-          if (!this.#deliverable(item)) {
-            queue.done(state.key);
-            continue;
-          }
-          const message = this.#handOut(item);
-          const task = (async () => {
-            try {
-              await handler(message);
-              state.markProcessed(message.offset + 1, item.seq);
-            } catch (err) {
-              failure ??= { error: err };
-            } finally {
-              queue.done(state.key);
-            }
-          })();
-          active.add(task);
-          void task.then(() => active.delete(task));
-        }
-        const room = queue.size < capacity;
-        if (room && !suspended) {
-          let items: Fetched[];
-          try {
-            items = this.#take(capacity - queue.size);
-          } catch (err) {
-            failure ??= { error: err };
-            break;
-          }
-          for (const item of items) queue.push(item);
-          if (items.length > 0) continue;
-        }
-        // Wait for a handler to finish, or for messages when there is room for them.
-        const waitAbort = new AbortController();
-        const waitSignal = AbortSignal.any([stop, waitAbort.signal]);
-        const waits: Array<Promise<unknown>> = [...active];
-        if (suspended) waits.push(this.#whenResumed(waitSignal));
-        else if (room) waits.push(this.#buffer.whenAvailable(waitSignal).catch(() => undefined));
-        if (waits.length === 0) break;
-        await Promise.race(waits);
-        waitAbort.abort();
-      }
-      await Promise.allSettled(active);
+      await runHandlers(this.#runnerHost, handler, limit, stop);
     } finally {
       this.#runActive = false;
-      // Messages taken off the buffer and never handed out: fetch them again from the hand-out position.
-      for (const key of queue.keys()) {
-        const state = this.#states.get(key);
-        const leftover = queue.drain(key).filter((item) => this.#deliverable(item));
-        if (state && leftover.length > 0 && !this.#closed) this.#restartFetch(state);
-      }
     }
-    if (failure !== undefined) throw failure.error;
   }
+
+  /** What run()'s loop (handler-runner.ts) sees of this consumer. */
+  readonly #runnerHost: HandlerRunnerHost = {
+    start: () => this.#start(),
+    closed: () => this.#closed,
+    suspended: () => this.#suspended(),
+    take: (max) => this.#take(max),
+    deliverable: (item) => this.#deliverable(item),
+    handOut: (item) => this.#handOut(item),
+    bufferCapacity: () => this.#buffer.capacity,
+    whenAvailable: (signal) => this.#buffer.whenAvailable(signal),
+    whenResumed: (signal) => this.#whenResumed(signal),
+    refetch: (key) => {
+      const state = this.#states.get(key);
+      if (state) this.#restartFetch(state);
+    },
+  };
 
   /**
    * Commits offsets now: with a message, everything of its partition up to and including it; without,
