@@ -360,7 +360,13 @@ async function produceSpreadSdk(
   try {
     // Topic metadata first, so the measured window is produce only.
     const topics = [...new Set(placements.map((p) => p.topic))];
-    await pool(topics, 8, (topic) => producer.send({ topic, partition: 0, value }));
+    await pool(topics, 8, (topic) =>
+      producer.send({ topic, partition: 0, value }).catch((err: unknown) => {
+        // Counted, not fatal: an overloaded cluster failing a send is a result too.
+        errors++;
+        firstError ??= err instanceof Error ? err.message : String(err);
+      }),
+    );
     const requestsBefore = producer.stats().requests;
     const t0 = performance.now();
     const deadline = t0 + seconds * 1000;
