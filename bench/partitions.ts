@@ -50,9 +50,14 @@ const PHASES = ["memory", "idle", "produce", "burst"] as const;
 /**
  * The produce load generators: `wire`, one SendMessage request per partition batch (RECORDS_PER_REQUEST
  * records, WINDOW in flight per leader); `sdk`, the SDK's Producer (batches per broker as it would for
- * an application). PARTITIONS_CLIENT=wire,sdk (default both).
+ * an application); `sdk-nowindow`, the same without a bound on requests in flight per broker (the
+ * producer before that window: the baseline to compare it with, only when named).
+ * PARTITIONS_CLIENT=wire,sdk (the default).
  */
-const CLIENTS = ["wire", "sdk"] as const;
+const CLIENTS = ["wire", "sdk", "sdk-nowindow"] as const;
+const DEFAULT_CLIENTS = ["wire", "sdk"];
+/** maxInFlightRequestsPerBroker of `sdk-nowindow`: more than it ever has in flight. */
+const NO_WINDOW = 1_000_000;
 type LoadGenerator = (typeof CLIENTS)[number];
 type Phase = (typeof PHASES)[number];
 
@@ -73,7 +78,9 @@ function focus(quick: boolean): { phases: Set<Phase>; steps: number[]; clients: 
       throw new Error(`PARTITIONS_STEPS: ${n} is not a positive multiple of ${PARTITIONS_PER_TOPIC}`);
     }
   }
-  const clients = (process.env.PARTITIONS_CLIENT ?? CLIENTS.join(",")).split(",").map((c) => c.trim());
+  const clients = (process.env.PARTITIONS_CLIENT ?? DEFAULT_CLIENTS.join(","))
+    .split(",")
+    .map((c) => c.trim());
   for (const c of clients) {
     if (!(CLIENTS as readonly string[]).includes(c)) {
       throw new Error(`PARTITIONS_CLIENT: unknown load generator ${c} (known: ${CLIENTS.join(", ")})`);
@@ -200,8 +207,9 @@ async function createTopics(cluster: TestCluster, names: string[], partitions: n
           .getBrokers({ topic, partitions, replicaCount: 3 }, { timeoutMs: 30_000 });
         return res.partitions.map((p) => ({ topic, partition: p.partition, leader: p.leader }));
       } catch (err) {
-        if (attempt >= 5) throw err;
-        await sleep(500 * attempt);
+        // Creations beyond what the brokers can apply are refused as overload (retryable): wait it out.
+        if (attempt >= 30) throw err;
+        await sleep(Math.min(500 * attempt, 3_000));
       }
     }
   });
@@ -264,6 +272,8 @@ interface ProduceResult {
   errors: number;
   /** The first failed send's error (sdk). */
   firstError?: string;
+  /** Records per request the producer sent (sdk). */
+  recordsPerRequest?: number;
 }
 
 /**
@@ -334,10 +344,12 @@ async function produceSpreadSdk(
   cluster: TestCluster,
   placements: Placement[],
   seconds: number,
+  window?: number,
 ): Promise<ProduceResult> {
   const producer = new Producer({
     sentinels: cluster.sentinelUrls,
     acks: "all",
+    ...(window !== undefined ? { maxInFlightRequestsPerBroker: window } : {}),
     maxPendingMessages: SDK_PENDING,
     deliveryTimeoutMs: seconds * 1000 + 60_000,
   });
@@ -348,7 +360,14 @@ async function produceSpreadSdk(
   try {
     // Topic metadata first, so the measured window is produce only.
     const topics = [...new Set(placements.map((p) => p.topic))];
-    await pool(topics, 8, (topic) => producer.send({ topic, partition: 0, value }));
+    await pool(topics, 8, (topic) =>
+      producer.send({ topic, partition: 0, value }).catch((err: unknown) => {
+        // Counted, not fatal: an overloaded cluster failing a send is a result too.
+        errors++;
+        firstError ??= err instanceof Error ? err.message : String(err);
+      }),
+    );
+    const requestsBefore = producer.stats().requests;
     const t0 = performance.now();
     const deadline = t0 + seconds * 1000;
     let next = 0;
@@ -367,10 +386,12 @@ async function produceSpreadSdk(
     }
     await producer.flush();
     const elapsed = (performance.now() - t0) / 1000;
+    const requests = producer.stats().requests - requestsBefore;
     return {
       partitions: placements.length,
       recordsPerSecond: acked / elapsed,
       errors,
+      recordsPerRequest: requests > 0 ? (acked + errors) / requests : 0,
       ...(firstError !== undefined ? { firstError } : {}),
     };
   } finally {
@@ -502,11 +523,20 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           ctx.log(
             `produce (${client}) rep ${rep + 1}/${produceReps}: over ${first.length}, then ${second.length} partitions`,
           );
-          const generate = client === "sdk" ? produceSpreadSdk : produceSpread;
+          const generate =
+            client === "sdk"
+              ? produceSpreadSdk
+              : client === "sdk-nowindow"
+                ? (c: TestCluster, p: Placement[], s: number) => produceSpreadSdk(c, p, s, NO_WINDOW)
+                : produceSpread;
           const a = await generate(cluster, first, produceSeconds);
           const b = await generate(cluster, second, produceSeconds);
           const run = rep % 2 === 0 ? { overThree: a, overAll: b } : { overThree: b, overAll: a };
-          ctx.log(`${fmt(run.overThree.recordsPerSecond)} vs ${fmt(run.overAll.recordsPerSecond)} records/s`);
+          const perRequest = (r: ProduceResult) =>
+            r.recordsPerRequest !== undefined ? ` (${fmt(r.recordsPerRequest)} records/request)` : "";
+          ctx.log(
+            `${fmt(run.overThree.recordsPerSecond)}${perRequest(run.overThree)} vs ${fmt(run.overAll.recordsPerSecond)}${perRequest(run.overAll)} records/s`,
+          );
           produce.push({ client, ...run });
         }
       }
@@ -579,7 +609,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         }),
     ),
     notes: [
-      `wire: ${RECORDS_PER_REQUEST} records per SendMessage request (one partition), ${WINDOW} requests in flight per leader, round robin over the partitions; sdk: the SDK's Producer, records round robin over the partitions, at most ${SDK_PENDING} unacknowledged`,
+      `wire: ${RECORDS_PER_REQUEST} records per SendMessage request (one partition), ${WINDOW} requests in flight per leader, round robin over the partitions; sdk: the SDK's Producer, records round robin over the partitions, at most ${SDK_PENDING} unacknowledged, its default window of requests in flight per broker (sdk-nowindow: unbounded)`,
       `median (min–max) of ${produceReps} repetitions of ${produceSeconds} s each variant, back to back in alternating order; the ratio is taken per repetition`,
     ],
   };

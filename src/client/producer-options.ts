@@ -36,6 +36,12 @@ export interface ProducerOptions extends CommonClientOptions {
    * (1024 message ids per producer and partition), so that every retry is recognised as one.
    */
   maxInFlightPerPartition?: number;
+  /**
+   * Requests in flight to one broker at most (default 5, Kafka's max.in.flight.requests.per.connection).
+   * While they are out, what is sent meanwhile queues up and goes in the next request, batches of many
+   * partitions together: with records spread over many partitions, this is what makes requests large.
+   */
+  maxInFlightRequestsPerBroker?: number;
   /** waitForRoom() waits while this many messages are unacknowledged (default 20000). */
   maxPendingMessages?: number;
   /** A message not acknowledged this long after send() fails with DeliveryTimeoutError (ms, default 120000). */
@@ -78,6 +84,7 @@ export const PRODUCER_DEFAULTS = {
   maxRequestBytes: 4 * 1024 * 1024,
   maxInFlightMessages: 4096,
   maxInFlightPerPartition: 1000,
+  maxInFlightRequestsPerBroker: 5,
   maxPendingMessages: 20_000,
   deliveryTimeoutMs: 120_000,
   requestTimeoutMs: 30_000,

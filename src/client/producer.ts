@@ -460,8 +460,8 @@ export class Producer {
 
   #onResponse(request: Outgoing<PendingRecord>, res: BatchesResponse): void {
     const refresh = new Map<TopicState, Queue[]>();
+    this.#accumulator.complete(request);
     request.batches.forEach((batch, i) => {
-      this.#accumulator.release(batch);
       const q = batch.queue;
       const answer = res.responses[i];
       const matches = answer !== undefined && answer.topic === q.topic && answer.partition === q.partition;
@@ -502,7 +502,7 @@ export class Producer {
     channel: ProduceChannel,
     err: unknown,
   ): void {
-    for (const batch of request.batches) this.#accumulator.release(batch);
+    this.#accumulator.complete(request);
     if (this.#state === "closed") return;
     const decision = decideFailure(leaderId, request.address, err);
     const topics = new Map<TopicState, Queue[]>();

@@ -9,6 +9,13 @@ import { backoffDelay } from "../common/backoff.js";
  * Order and idempotence per partition: message ids increase in append order; after a failed request
  * the partition sends nothing until every request of it in flight has settled, then sends the failed
  * records again, in message id order, before anything newer.
+ *
+ * Requests in flight per broker are bounded (Kafka's max.in.flight.requests.per.connection): while a
+ * broker's window is full, records for every partition it leads queue up, and the next request carries
+ * them together, instead of a stream of requests of a record or two each. The window cannot hold a
+ * retry back for good: a retry waits for its partition's requests in flight to settle anyway, and
+ * every settled request frees its slot; the next request to the broker then carries the retried
+ * records at the front of their partition's batch (each partition's queue is in message id order).
  */
 
 export type RecordState = "unassigned" | "queued" | "inflight" | "failed" | "settled";
@@ -57,6 +64,8 @@ export interface AccumulatorLimits {
   maxInFlightMessages: number;
   /** Records in flight per partition. */
   maxInFlightPerPartition: number;
+  /** Requests in flight per broker (each carries the batches of many partitions). */
+  maxInFlightRequestsPerBroker: number;
   retryBackoffMs: number;
   maxRetryBackoffMs: number;
 }
@@ -87,6 +96,8 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
   /** Partitions that may have something to send (the rest have nothing queued or retrying). */
   readonly #active = new Set<PartitionQueue<R>>();
   #inflight = 0;
+  /** Requests in flight by broker address (absent: none). */
+  readonly #requestsInFlight = new Map<string, number>();
 
   constructor(readonly limits: AccumulatorLimits) {}
 
@@ -128,10 +139,17 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
     this.#active.add(q);
   }
 
+  /** Requests in flight to the broker at `address`. */
+  requestsInFlight(address: string): number {
+    return this.#requestsInFlight.get(address) ?? 0;
+  }
+
   /**
-   * The requests to send now. A broker is ready when one of its partitions is due (a full batch, a
-   * linger over, `urgent` — flushing or closing —, a retry); then every partition it leads with
-   * records queued sends, lingering or not (fewer, fuller requests). Batches are marked in flight.
+   * The requests to send now. A broker is ready when its request window has room and one of its
+   * partitions is due (a full batch, a linger over, `urgent` — flushing or closing —, a retry); then
+   * every partition it leads with records queued sends, lingering or not (fewer, fuller requests), in
+   * as many requests as its window allows. Batches are marked in flight. A broker whose window is
+   * full is drained again when one of its requests settles (complete()).
    */
   drain(now: number, leaderOf: LeaderOf, urgent: boolean): Drain<R> {
     const refresh = new Set<string>();
@@ -162,6 +180,8 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
         refresh.add(q.topic);
         continue;
       }
+      // Its records accumulate until an answer frees a slot (which drains again): no timer needed.
+      if (this.requestsInFlight(address) >= this.limits.maxInFlightRequestsPerBroker) continue;
       candidates.push({ q, address });
       const head = q.queue[0] as R;
       const full =
@@ -172,8 +192,10 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
     }
     const requests = new Map<string, { current: Outgoing<R>; bytes: number }>();
     const out: Outgoing<R>[] = [];
+    /** Brokers whose window filled during this drain. */
+    const full = new Set<string>();
     for (const { q, address } of candidates) {
-      if (!ready.has(address)) continue;
+      if (!ready.has(address) || full.has(address)) continue;
       while (q.queue.length > 0) {
         const globalRoom = this.limits.maxInFlightMessages - this.#inflight;
         const partitionRoom = this.limits.maxInFlightPerPartition - q.inflightRecords;
@@ -185,15 +207,21 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
         for (const r of records) bytes += r.bytes;
         let request = requests.get(address);
         // One batch per partition per request (a partition's batches are taken one after another, so
-        // only the last batch can be its own); a full request starts another.
+        // only the last batch can be its own); a full request starts another, if the window has room.
         if (
           request === undefined ||
           request.bytes + bytes > this.limits.maxRequestBytes ||
           request.current.batches[request.current.batches.length - 1]?.queue === q
         ) {
+          if (this.requestsInFlight(address) >= this.limits.maxInFlightRequestsPerBroker) {
+            this.#putBack(q, records, bytes);
+            full.add(address);
+            break;
+          }
           request = { current: { address, batches: [] }, bytes: 0 };
           requests.set(address, request);
           out.push(request.current);
+          this.#requestsInFlight.set(address, this.requestsInFlight(address) + 1);
         }
         request.current.batches.push({ queue: q, records });
         request.bytes += bytes;
@@ -203,7 +231,18 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
     return { requests: out, wakeAt, refresh };
   }
 
-  /** The request of `batch` settled: its records leave the windows. */
+  /**
+   * A request settled (answered, failed or timed out): its batches leave the windows and its broker's
+   * request window has room again.
+   */
+  complete(request: Outgoing<R>): void {
+    for (const batch of request.batches) this.release(batch);
+    const left = this.requestsInFlight(request.address) - 1;
+    if (left > 0) this.#requestsInFlight.set(request.address, left);
+    else this.#requestsInFlight.delete(request.address);
+  }
+
+  /** The request of `batch` settled: its records leave the windows (complete() does it for a request). */
   release(batch: Batch<R>): void {
     const q = batch.queue;
     q.inflightBatches--;
@@ -292,6 +331,12 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
     q.queue.splice(0, i);
     q.queuedBytes = q.queue.length === 0 ? 0 : q.queuedBytes - removedBytes;
     return batch;
+  }
+
+  /** Records just taken go back to the head of their queue, in the order they were taken. */
+  #putBack(q: PartitionQueue<R>, records: R[], bytes: number): void {
+    q.queue = records.concat(q.queue);
+    q.queuedBytes += bytes;
   }
 
   #dropSettledHead(q: PartitionQueue<R>): void {

@@ -16,6 +16,7 @@ const LIMITS: AccumulatorLimits = {
   maxRequestBytes: 4 * 1024 * 1024,
   maxInFlightMessages: 4096,
   maxInFlightPerPartition: 1000,
+  maxInFlightRequestsPerBroker: 5,
   retryBackoffMs: 50,
   maxRetryBackoffMs: 2_000,
 };
@@ -227,6 +228,111 @@ describe("RecordAccumulator", () => {
     assert.deepEqual(
       d.map((b) => ids(b.records)),
       [[2]],
+    );
+  });
+
+  it("bounds requests in flight per broker: what queues meanwhile goes out together in the next request", () => {
+    const { acc, queues, leaderOf } = setUp(6, 2, { maxInFlightRequestsPerBroker: 1 });
+    const [q0, q1, q2] = queues as [
+      PartitionQueue<AccumulatedRecord>,
+      PartitionQueue<AccumulatedRecord>,
+      PartitionQueue<AccumulatedRecord>,
+    ];
+    acc.append(q0, record(0));
+    const first = acc.drain(10, leaderOf, false);
+    assert.deepEqual(
+      first.requests.map((r) => [r.address, partitionsOf(r.batches)]),
+      [["b0", [0]]],
+    );
+    assert.equal(acc.requestsInFlight("b0"), 1);
+    for (const q of queues) acc.append(q, record(10));
+    const meanwhile = acc.drain(20, leaderOf, false);
+    assert.deepEqual(
+      meanwhile.requests.map((r) => [r.address, partitionsOf(r.batches)]),
+      [["b1", [1, 3, 5]]],
+      "b0's window is full; b1's is not",
+    );
+    assert.equal(meanwhile.wakeAt, undefined, "no timer: b0's answer drains again");
+    acc.append(q2, record(20));
+    acc.complete(first.requests[0] as (typeof first.requests)[number]);
+    assert.equal(acc.requestsInFlight("b0"), 0);
+    const next = acc.drain(20, leaderOf, false).requests;
+    assert.deepEqual(
+      next.map((r) => [r.address, r.batches.map((b) => [b.queue.partition, ids(b.records)])]),
+      [
+        [
+          "b0",
+          [
+            [0, [2]],
+            [2, [1, 2]],
+            [4, [1]],
+          ],
+        ],
+      ],
+    );
+    assert.equal(q1.inflightRecords, 1);
+  });
+
+  it("splits one partition's records over as many requests as the window allows, in message id order", () => {
+    const { acc, queues, leaderOf } = setUp(1, 1, { maxBatchMessages: 2, maxInFlightRequestsPerBroker: 2 });
+    const q = queues[0] as PartitionQueue<AccumulatedRecord>;
+    for (let i = 0; i < 7; i++) acc.append(q, record(0));
+    const [a, b, ...none] = acc.drain(10, leaderOf, false).requests;
+    assert.ok(a && b);
+    assert.equal(none.length, 0);
+    assert.deepEqual(
+      [a, b].map((r) => r.batches.map((x) => ids(x.records))),
+      [[[1, 2]], [[3, 4]]],
+    );
+    assert.deepEqual(ids(q.queue), [5, 6, 7], "the batch that found no room is back at the head");
+    assert.equal(q.queuedBytes, 30);
+    acc.complete(a);
+    const c = acc.drain(10, leaderOf, false).requests;
+    assert.deepEqual(
+      c.map((r) => r.batches.map((x) => ids(x.records))),
+      [[[5, 6]]],
+    );
+  });
+
+  it("a full window of failing requests does not hold the retries back: they go first once those settled", () => {
+    const { acc, queues, leaderOf } = setUp(2, 1, { maxBatchMessages: 2, maxInFlightRequestsPerBroker: 2 });
+    const [q0, q1] = queues as [PartitionQueue<AccumulatedRecord>, PartitionQueue<AccumulatedRecord>];
+    for (let i = 0; i < 6; i++) acc.append(q0, record(0));
+    const [a, b] = acc.drain(10, leaderOf, false).requests;
+    assert.ok(a && b);
+    // Both requests fail, one after the other; newer records keep coming meanwhile.
+    acc.complete(a);
+    acc.retryLater(
+      q0,
+      a.batches.flatMap((x) => x.records),
+      20,
+    );
+    acc.append(q1, record(20));
+    const during = acc.drain(30, leaderOf, false).requests;
+    assert.deepEqual(
+      during.map((r) => partitionsOf(r.batches)),
+      [[1]],
+      "q0 waits for its request in flight; the free slot serves q1",
+    );
+    acc.complete(b);
+    acc.complete(during[0] as (typeof during)[number]);
+    acc.retryLater(
+      q0,
+      b.batches.flatMap((x) => x.records),
+      40,
+    );
+    const backoff = acc.drain(40, leaderOf, false);
+    assert.ok(backoff.wakeAt !== undefined);
+    const resent = acc.drain(backoff.wakeAt, leaderOf, false).requests;
+    assert.deepEqual(
+      resent.map((r) => r.batches.map((x) => ids(x.records))),
+      [[[1, 2]], [[3, 4]]],
+      "the failed records first, in message id order, within the window",
+    );
+    acc.complete(resent[0] as (typeof resent)[number]);
+    assert.deepEqual(
+      acc.drain(backoff.wakeAt, leaderOf, false).requests.map((r) => r.batches.map((x) => ids(x.records))),
+      [[[5, 6]]],
     );
   });
 });
