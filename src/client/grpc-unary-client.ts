@@ -54,7 +54,7 @@ interface HeadCacheEntry {
  * request headers precomputed per method and caller, the protobuf codec called directly, one timer per
  * call for its deadline. Errors are the ConnectErrors Connect's gRPC client gives for the same answers
  * (grpc-unary-status.ts), so callers handle both clients alike. Streams and browsers stay on Connect
- * (fast-unary-transport.ts chooses).
+ * (lean-transport.ts chooses).
  *
  * The session is dialled on the first call, replaced when it closes, errs or receives GOAWAY, and
  * closed after idleConnectionTimeoutMs without traffic. A peer that stopped answering is noticed by the

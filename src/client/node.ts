@@ -4,7 +4,7 @@ import type { Transport } from "@connectrpc/connect";
 import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import { Admin as BaseAdmin, type AdminOptions } from "./admin.js";
 import { Consumer as BaseConsumer, type ConsumerOptions } from "./consumer.js";
-import { fastUnaryTransport } from "./fast-unary-transport.js";
+import { fastUnaryTransport } from "./lean-transport.js";
 import { GrpcUnaryClient } from "./grpc-unary-client.js";
 import { WideWindowSessionManager } from "./http2-window.js";
 import { Producer as BaseProducer, type ProducerOptions } from "./producer.js";
