@@ -130,7 +130,9 @@ export class GrpcUnaryClient {
       stream.on("close", () => {
         if (done) return;
         if (header === undefined) {
-          settle(failure !== undefined ? networkError(failure) : resetError(stream.rstCode ?? 0));
+          // Reset by the peer (Node's stream error only names the code): gRPC's mapping of the code.
+          const reset = failure === undefined || errorCode(failure) === "ERR_HTTP2_STREAM_ERROR";
+          settle(reset ? resetError(stream.rstCode ?? 0) : networkError(failure));
           return;
         }
         try {
@@ -215,6 +217,10 @@ export class GrpcUnaryClient {
     this.#heads.set(method, { headers, timeoutMs, head });
     return head;
   }
+}
+
+function errorCode(err: unknown): unknown {
+  return err instanceof Error ? (err as { code?: unknown }).code : undefined;
 }
 
 function cancelled(reason: unknown): ConnectError {

@@ -84,7 +84,14 @@ describe("lean unary gRPC client (sentinel reads)", () => {
     );
     lean = new GrpcUnaryClient(live.sentinel.url);
     frozen = http2.createServer();
-    frozen.on("stream", (_stream, headers) => frozenHeaders.push(headers));
+    frozen.on("stream", (stream, headers) => {
+      frozenHeaders.push(headers);
+      // Its own resets are reported on the stream: expected here.
+      stream.on("error", () => undefined);
+      // Asked to: reset the stream with that HTTP/2 code instead of answering.
+      const reset = headers["x-test-reset"];
+      if (typeof reset === "string") stream.close(Number(reset));
+    });
     frozen.on("session", (session) => frozenSessions.add(session));
     await new Promise<void>((resolve) => frozen.listen(0, "127.0.0.1", resolve));
     frozenUrl = `http://127.0.0.1:${(frozen.address() as AddressInfo).port}`;
@@ -159,6 +166,25 @@ describe("lean unary gRPC client (sentinel reads)", () => {
       assert.equal((await failure(call)).code, Code.Canceled);
     } finally {
       stuck.reset();
+    }
+  });
+
+  it("maps a stream reset before any answer as gRPC does", async () => {
+    const resetting = new GrpcUnaryClient(frozenUrl);
+    try {
+      const { NGHTTP2_REFUSED_STREAM, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+      const reset = (code: number) =>
+        failure(
+          resetting.call(
+            getBrokers,
+            { topic: "orders" },
+            { headers: { "x-test-reset": String(code) }, timeoutMs: 10_000 },
+          ),
+        );
+      assert.equal((await reset(NGHTTP2_REFUSED_STREAM)).code, Code.Unavailable);
+      assert.equal((await reset(NGHTTP2_ENHANCE_YOUR_CALM)).code, Code.ResourceExhausted);
+    } finally {
+      resetting.reset();
     }
   });
 
