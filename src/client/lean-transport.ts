@@ -8,7 +8,7 @@ import type { GrpcUnaryClient } from "./grpc-unary-client.js";
  * and consumer asks it for each topic, and again after every leader change). Sentinels serve any of
  * them over plain gRPC; GetBrokers on their own fast path (src/server/grpc-fast-path.ts).
  */
-export const SENTINEL_FAST_READS: ReadonlySet<DescMethod> = new Set<DescMethod>([
+export const SENTINEL_LEAN_READS: ReadonlySet<DescMethod> = new Set<DescMethod>([
   SentinelService.method.getBrokers,
   SentinelService.method.getClusterStatus,
   SentinelService.method.listTopics,
@@ -23,10 +23,10 @@ export const SENTINEL_FAST_READS: ReadonlySet<DescMethod> = new Set<DescMethod>(
  * machinery) and everything else — streams, other methods, calls with context values, which only
  * Connect's interceptors read — through `fallback`, the Connect transport to the same peer.
  */
-export function fastUnaryTransport(
+export function leanTransport(
   fallback: Transport,
   unary: GrpcUnaryClient,
-  methods: ReadonlySet<DescMethod> = SENTINEL_FAST_READS,
+  methods: ReadonlySet<DescMethod> = SENTINEL_LEAN_READS,
 ): Transport {
   return {
     async unary(method, signal, timeoutMs, header, input, contextValues) {

@@ -4,7 +4,7 @@ import type { Transport } from "@connectrpc/connect";
 import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import { Admin as BaseAdmin, type AdminOptions } from "./admin.js";
 import { Consumer as BaseConsumer, type ConsumerOptions } from "./consumer.js";
-import { fastUnaryTransport } from "./lean-transport.js";
+import { leanTransport } from "./lean-transport.js";
 import { GrpcUnaryClient } from "./grpc-unary-client.js";
 import { WideWindowSessionManager } from "./http2-window.js";
 import { Producer as BaseProducer, type ProducerOptions } from "./producer.js";
@@ -37,8 +37,8 @@ export interface NodeTransportOptions {
   brokerCompression?: boolean;
   /**
    * Send the SDK's sentinel reads (GetBrokers, GetClusterStatus, ListTopics…) with the lean unary gRPC
-   * client (src/client/grpc-unary-client.ts) instead of connect-node's (default true; about half the
-   * client CPU per call, docs/benchmarks.md). Streams and other calls use Connect either way.
+   * client (src/client/grpc-unary-client.ts) instead of connect-node's (default true; a quarter to half
+   * of its client CPU per call, docs/benchmarks.md). Streams and other calls use Connect either way.
    */
   leanSentinelReads?: boolean;
 }
@@ -86,7 +86,7 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
       });
       unaryClients.set(baseUrl, unary);
     }
-    return fastUnaryTransport(connect, unary);
+    return leanTransport(connect, unary);
   };
   const scheme = options.tls ? "https" : "http";
   return {
