@@ -17,10 +17,18 @@ const REPLICAS = 3;
 const CONCURRENCY = [1, 16, 64, 256];
 
 type TargetName =
-  "sentinel" | "sentinel-fast" | "noop" | "noop-full" | "connect-noop" | "grpc-js-noop" | "etcd-get";
+  | "sentinel"
+  | "sentinel-fast"
+  | "sentinel-fast-lean"
+  | "noop"
+  | "noop-full"
+  | "connect-noop"
+  | "grpc-js-noop"
+  | "etcd-get";
 const TARGETS: { name: TargetName; label: string }[] = [
   { name: "sentinel", label: "sentinel GetBrokers" },
   { name: "sentinel-fast", label: "sentinel GetBrokers (fast path)" },
+  { name: "sentinel-fast-lean", label: "sentinel GetBrokers (fast path, SDK lean client)" },
   { name: "noop", label: "no-op handler (empty response)" },
   { name: "noop-full", label: "no-op handler (same response)" },
   { name: "connect-noop", label: "bare connect-node no-op (same response)" },
@@ -40,7 +48,7 @@ interface Run extends LoadResult {
  * targets take turns within each repetition so machine noise hits all of them alike.
  */
 async function run(ctx: BenchContext): Promise<BenchOutput> {
-  // 7 targets × 4 concurrencies × reps: 600 ms phases keep the whole benchmark near 2 minutes.
+  // 8 targets × 4 concurrencies × reps: 600 ms phases keep the whole benchmark near 2.5 minutes.
   const durationMs = ctx.quick ? 400 : 600;
   const warmupMs = 100; // clients and connections stay open across runs: this only re-warms the JIT
   const etcd = await startEtcd();
@@ -88,6 +96,14 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       },
       "sentinel-fast": {
         kind: "getBrokers",
+        url: fast.sentinel.url,
+        topics: [TOPIC],
+        replicaCount: REPLICAS,
+        partitions: 0,
+      },
+      "sentinel-fast-lean": {
+        kind: "getBrokers",
+        client: "lean",
         url: fast.sentinel.url,
         topics: [TOPIC],
         replicaCount: REPLICAS,
@@ -158,6 +174,10 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const vsFull = ratioSpread(rps("sentinel"), rps("noop-full"));
       const vsEtcd = ratioSpread(rps("sentinel"), rps("etcd-get"));
       const fastVsEtcd = ratioSpread(rps("sentinel-fast"), rps("etcd-get"));
+      const leanVsEtcd = ratioSpread(rps("sentinel-fast-lean"), rps("etcd-get"));
+      const clientUs = (name: TargetName) =>
+        get(name).map((r) => (1000 * r.clientCpuMs) / Math.max(1, r.requests));
+      const leanCpuVsEtcd = ratioSpread(clientUs("sentinel-fast-lean"), clientUs("etcd-get"));
       summaryRows.push([
         String(concurrency),
         fmtSpread(vsNoop, 2),
@@ -165,8 +185,12 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         fmtSpread(vsEtcd, 2),
         fmtSpread(fastVsEtcd, 2),
         fmtSpread(ratioSpread(rps("sentinel-fast"), rps("sentinel")), 2),
+        fmtSpread(leanVsEtcd, 2),
+        fmtSpread(ratioSpread(clientUs("sentinel-fast-lean"), clientUs("sentinel-fast")), 2),
+        fmtSpread(leanCpuVsEtcd, 2),
         vsNoop.median >= 0.8 ? "yes" : "no",
-        fastVsEtcd.median >= 1 ? "yes" : "no",
+        leanVsEtcd.median >= 1 ? "yes" : "no",
+        leanCpuVsEtcd.median <= 1 ? "yes" : "no",
       ]);
       const ratio = (a: TargetName, b: TargetName) => fmtSpread(ratioSpread(rps(a), rps(b)), 2);
       layerRows.push([
@@ -200,10 +224,12 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           "server CPU: the main thread's CPU (sentinel or no-op server) or the etcd process's, as % of one core; client CPU: the load worker thread's; µs/req: that CPU per request",
           `topic '${TOPIC}': ${PARTITIONS} partitions × ${REPLICAS} replicas over ${BROKERS} brokers; response ${responseBytes} bytes of protobuf`,
           "sentinel GetBrokers: served through connect-node (grpcFastPath off); (fast path): the same handler and interceptors on the gRPC fast path (src/server/grpc-fast-path.ts)",
+          "every row's client is connect-node's gRPC client (createGrpcTransport) except (SDK lean client): the SDK's sentinel transport (src/client/node.ts → grpc-unary-client.ts) and raw etcd3 get: the etcd3 client (grpc-js)",
         ],
       },
       {
-        title: "GetBrokers goals: ≥ 0.8 × no-op handler; on the fast path ≥ 1 × raw etcd get",
+        title:
+          "GetBrokers goals: ≥ 0.8 × no-op handler; fast path with the SDK's lean client ≥ 1 × raw etcd get, its client CPU per call ≤ etcd3's",
         columns: [
           "in flight",
           "sentinel / no-op (empty)",
@@ -211,8 +237,12 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           "sentinel / etcd get",
           "fast path / etcd get",
           "fast path / Connect path",
+          "fast path, lean client / etcd get",
+          "lean ÷ Connect client µs/req",
+          "lean ÷ etcd3 client µs/req",
           "≥ 0.8 × no-op",
-          "fast path ≥ 1 × etcd",
+          "lean ≥ 1 × etcd",
+          "lean client ≤ etcd3's",
         ],
         rows: summaryRows,
       },

@@ -5,10 +5,14 @@ export type TopicSet = string[] | { prefix: string; count: number };
 
 /** What one load run sends. */
 export type LoadTarget =
-  /** SentinelService.GetBrokers over gRPC (HTTP/2, createGrpcTransport). */
+  /**
+   * SentinelService.GetBrokers over gRPC (HTTP/2): by connect-node's client (createGrpcTransport, the
+   * default) or by the SDK's sentinel transport (src/client/node.ts: the lean unary client).
+   */
   | {
       kind: "getBrokers";
       url: string;
+      client?: "connect" | "lean";
       topics: TopicSet;
       replicaCount: number;
       partitions: number;

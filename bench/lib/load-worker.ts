@@ -3,6 +3,8 @@ import { parentPort } from "node:worker_threads";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Etcd3 } from "etcd3";
+import { createNodeTransport } from "../../src/client/node.js";
+import type { ClientTransport } from "../../src/client/transport.js";
 import { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
 import type {
   LoadSpec,
@@ -22,6 +24,8 @@ import { summariseLatencies } from "./stats.js";
 
 const grpcClients = new Map<string, Client<typeof SentinelService>>();
 const etcdClients = new Map<string, Etcd3>();
+/** The SDK's transport (lean unary client for sentinel reads), shared by every "lean" target. */
+let sdkTransport: ClientTransport | undefined;
 let unique = 0;
 let seed = 0x9e3779b9;
 
@@ -52,10 +56,15 @@ function caller(target: LoadTarget, timeoutMs: number): () => Promise<unknown> {
     const keys = target.keys;
     return () => client.get(keys[random(keys.length)] as string).buffer();
   }
-  let client = grpcClients.get(target.url);
+  const key = `${target.client ?? "connect"} ${target.url}`;
+  let client = grpcClients.get(key);
   if (!client) {
-    client = createClient(SentinelService, createGrpcTransport({ baseUrl: target.url }));
-    grpcClients.set(target.url, client);
+    const transport =
+      target.client === "lean"
+        ? (sdkTransport ??= createNodeTransport()).sentinel(target.url)
+        : createGrpcTransport({ baseUrl: target.url });
+    client = createClient(SentinelService, transport);
+    grpcClients.set(key, client);
   }
   const c = client;
   const { replicaCount, partitions, uniquePrefix } = target;
@@ -122,6 +131,7 @@ if (!port) throw new Error("load-worker.js must run as a worker thread");
 port.on("message", (message: WorkerRequest) => {
   if ("close" in message) {
     for (const etcd of etcdClients.values()) etcd.close();
+    sdkTransport?.close();
     port.postMessage({ id: message.id } satisfies WorkerReply);
     port.close();
     return;

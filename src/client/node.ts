@@ -4,6 +4,8 @@ import type { Transport } from "@connectrpc/connect";
 import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import { Admin as BaseAdmin, type AdminOptions } from "./admin.js";
 import { Consumer as BaseConsumer, type ConsumerOptions } from "./consumer.js";
+import { leanTransport } from "./lean-transport.js";
+import { GrpcUnaryClient } from "./grpc-unary-client.js";
 import { WideWindowSessionManager } from "./http2-window.js";
 import { Producer as BaseProducer, type ProducerOptions } from "./producer.js";
 import { baseUrlOf, type ClientTransport } from "./transport.js";
@@ -33,6 +35,12 @@ export interface NodeTransportOptions {
    * throughput ×0.1–0.6 in docs/benchmarks.md); turn it on for slow links.
    */
   brokerCompression?: boolean;
+  /**
+   * Send the SDK's sentinel reads (GetBrokers, GetClusterStatus, ListTopics…) with the lean unary gRPC
+   * client (src/client/grpc-unary-client.ts) instead of connect-node's (default true; a quarter to half
+   * of its client CPU per call, docs/benchmarks.md). Streams and other calls use Connect either way.
+   */
+  leanSentinelReads?: boolean;
 }
 
 /**
@@ -66,10 +74,24 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
     }
     return transport;
   };
+  const unaryClients = new Map<string, GrpcUnaryClient>();
+  const sentinel = (baseUrl: string): Transport => {
+    const connect = get(baseUrl, true);
+    if (options.leanSentinelReads === false) return connect;
+    let unary = unaryClients.get(baseUrl);
+    if (!unary) {
+      unary = new GrpcUnaryClient(baseUrl, {
+        tlsOptions: options.tlsOptions,
+        idleConnectionTimeoutMs: options.idleConnectionTimeoutMs,
+      });
+      unaryClients.set(baseUrl, unary);
+    }
+    return leanTransport(connect, unary);
+  };
   const scheme = options.tls ? "https" : "http";
   return {
     produceMode: "stream",
-    sentinel: (url) => get(baseUrlOf(url, scheme), true),
+    sentinel: (url) => sentinel(baseUrlOf(url, scheme)),
     broker: (address) => get(baseUrlOf(address, scheme), options.brokerCompression ?? false),
     forget(target) {
       // The next call dials a new connection; calls still running on the old one are left alone (a
@@ -85,8 +107,13 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
       }
       managers.delete(baseUrl);
       transports.delete(baseUrl);
+      // Its calls in flight finish (or meet their deadlines); the next one dials anew.
+      unaryClients.get(baseUrl)?.close();
+      unaryClients.delete(baseUrl);
     },
     close() {
+      for (const unary of unaryClients.values()) unary.close();
+      unaryClients.clear();
       for (const manager of [...managers.values(), ...retired]) manager.abort();
       managers.clear();
       retired.clear();

@@ -2,6 +2,8 @@ import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { RequestLedger } from "./inflight-budget.js";
 
+export { envelope } from "../common/grpc-frame.js";
+
 // The gRPC fast path's framing (grpc-fast-path.ts): one length-prefixed message in, one out, with the
 // errors the Connect path gives for the same bytes (Connect's own, or the request guard's).
 
@@ -113,13 +115,4 @@ function singleMessage(body: Buffer, readMaxBytes: number): Uint8Array {
   }
   if (second.length < 5 || second.length < 5 + second.readUInt32BE(1)) throw incomplete;
   throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
-}
-
-/** One gRPC message: flags 0 (uncompressed), big-endian length, the bytes. */
-export function envelope(data: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + data.length);
-  out[0] = 0;
-  out.writeUInt32BE(data.length, 1);
-  out.set(data, 5);
-  return out;
 }

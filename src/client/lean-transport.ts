@@ -1,0 +1,72 @@
+import type { DescMethod } from "@bufbuild/protobuf";
+import type { Transport } from "@connectrpc/connect";
+import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import type { GrpcUnaryClient } from "./grpc-unary-client.js";
+
+/**
+ * The sentinel reads the SDK makes, sent by the lean unary client (GetBrokers above all: every producer
+ * and consumer asks it for each topic, and again after every leader change). Sentinels serve any of
+ * them over plain gRPC; GetBrokers on their own fast path (src/server/grpc-fast-path.ts).
+ */
+export const SENTINEL_LEAN_READS: ReadonlySet<DescMethod> = new Set<DescMethod>([
+  SentinelService.method.getBrokers,
+  SentinelService.method.getClusterStatus,
+  SentinelService.method.listTopics,
+  SentinelService.method.getRing,
+  SentinelService.method.listAcls,
+  SentinelService.method.listGroups,
+  SentinelService.method.describeGroup,
+]);
+
+/**
+ * A Transport that sends the unary calls of `methods` with `unary` (one HTTP/2 session, no connect-node
+ * machinery) and everything else — streams, other methods, calls with context values, which only
+ * Connect's interceptors read — through `fallback`, the Connect transport to the same peer.
+ */
+export function leanTransport(
+  fallback: Transport,
+  unary: GrpcUnaryClient,
+  methods: ReadonlySet<DescMethod> = SENTINEL_LEAN_READS,
+): Transport {
+  return {
+    async unary(method, signal, timeoutMs, header, input, contextValues) {
+      if (!methods.has(method) || contextValues !== undefined || !isRecord(header)) {
+        return fallback.unary(method, signal, timeoutMs, header, input, contextValues);
+      }
+      const result = await unary.call(method, input, { signal, timeoutMs, headers: header });
+      return {
+        stream: false,
+        service: method.parent,
+        method,
+        message: result.message,
+        // Few callers read them: built on demand.
+        get header() {
+          return toHeaders(result.header);
+        },
+        get trailer() {
+          return toHeaders(result.trailer);
+        },
+      };
+    },
+    stream: (method, signal, timeoutMs, header, input, contextValues) =>
+      fallback.stream(method, signal, timeoutMs, header, input, contextValues),
+  };
+}
+
+type HeaderInit = Parameters<Transport["unary"]>[3];
+
+function isRecord(header: HeaderInit): header is Record<string, string> | undefined {
+  return header === undefined || (!(header instanceof Headers) && !Array.isArray(header));
+}
+
+function toHeaders(raw: Record<string, string | string[] | undefined>): Headers {
+  const out = new Headers();
+  for (const key in raw) {
+    if (key.charCodeAt(0) === 58 /* ':' */) continue;
+    const value = raw[key];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) out.append(key, v);
+    else out.append(key, value);
+  }
+  return out;
+}
