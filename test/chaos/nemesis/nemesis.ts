@@ -25,6 +25,11 @@ import {
  * until the duration is over, then the heal, the drain and the checker.
  */
 
+/** Segment size of the nemesis's brokers: a partition of a short run rolls several segments. */
+const SEGMENT_BYTES = 8 * 1024;
+/** Between scrub passes of sealed segments (the first one this long after a broker starts). */
+const SCRUB_INTERVAL_MS = 5_000;
+
 export interface NemesisClusterOptions {
   /** --fsync of every broker. */
   fsync: "always" | "interval";
@@ -74,6 +79,12 @@ export class NemesisCluster {
         "500",
         "--min-insync-replicas",
         String(options.minInsyncReplicas),
+        // Small segments and a scrub every few seconds: the run rolls segments, so bit flips and
+        // truncations also hit sealed segments, which the scrub finds and repairs under the faults.
+        "--segment-bytes",
+        String(SEGMENT_BYTES),
+        "--scrub-interval",
+        String(SCRUB_INTERVAL_MS),
       ],
     });
     const proxies = new Map<string, TcpProxy>();
