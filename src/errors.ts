@@ -56,6 +56,17 @@ export class NotLeaderError extends GouletteError {
   }
 }
 
+/**
+ * An idempotent producer's record reached its partition leader before the message it follows was stored
+ * there: nothing of it was stored; sent again after the earlier messages, it goes through. Aborted on the
+ * wire (a retryable conflict).
+ */
+export class OutOfOrderError extends GouletteError {
+  constructor(message: string) {
+    super(message, Code.Aborted, true);
+  }
+}
+
 /** Header (gRPC trailer) of an OverloadedError: how long the caller should wait before retrying, in ms. */
 export const RETRY_AFTER_HEADER = "goulette-retry-after-ms";
 

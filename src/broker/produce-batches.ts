@@ -56,5 +56,6 @@ function asMessageRequest(req: BatchesRequest, batch: BatchesRequest["batches"][
     producerId: req.producerId,
     acks: req.acks,
     records: batch.records,
+    previousMessageId: batch.previousMessageId,
   };
 }

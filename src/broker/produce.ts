@@ -121,7 +121,11 @@ async function appendNew(
   const batch: AppendRecord[] = [];
   const appended: number[] = [];
   let payloadBytes = 0;
-  for (const i of slots) {
+  // The order check, until the first new record passes it (the rest follow it in the same append).
+  let mustFollow =
+    producerId !== "" && req.previousMessageId > 0n ? predecessor(req, acks, slots[0] ?? 0) : undefined;
+  for (let n = 0; n < slots.length; n++) {
+    const i = slots[n] as number;
     const record = req.records[i] as ProduceRecord;
     if (record.payload.length > options.maxMessageBytes) {
       const message = `payload of ${record.payload.length} bytes exceeds --max-message-bytes ${options.maxMessageBytes}`;
@@ -140,20 +144,39 @@ async function appendNew(
       continue;
     }
     if (producerId !== "") {
+      if (mustFollow !== undefined && table.lookup(producerId, record.messageId) === undefined) {
+        const verdict = table.follows(producerId, mustFollow);
+        if (verdict === "wait" && pending) {
+          // An append of this producer is in flight (maybe the predecessor): look again once it landed.
+          for (let m = n; m < slots.length; m++) pending.push(slots[m] as number);
+          break;
+        }
+        if (verdict !== "yes") {
+          refuseOutOfOrder(options, req, acks, slots.slice(n), mustFollow);
+          break;
+        }
+        mustFollow = undefined;
+      }
       const known = table.claim(producerId, record.messageId);
       if (known === PENDING) {
-        if (pending) pending.push(i);
-        else
-          acks[i] = ack(
-            record.messageId,
-            -1,
-            ProduceError.STORAGE,
-            "an earlier attempt is still unresolved; retry",
-          );
+        if (pending) {
+          // Its first attempt is still being appended: this record and the ones after it wait for it,
+          // so none of them is stored before it.
+          for (let m = n; m < slots.length; m++) pending.push(slots[m] as number);
+          break;
+        }
+        acks[i] = ack(
+          record.messageId,
+          -1,
+          ProduceError.STORAGE,
+          "an earlier attempt is still unresolved; retry",
+        );
         continue;
       }
       if (known !== undefined) {
         acks[i] = messageAck(record.messageId, known === FORGOTTEN ? -1 : known, ProduceError.NONE, "", true);
+        // Stored already: the records after it follow it.
+        mustFollow = undefined;
         continue;
       }
     }
@@ -189,6 +212,33 @@ async function appendNew(
     if (producerId !== "") for (const i of appended) table.release(producerId, messageIdAt(req, i));
     fail(options, req, acks, appended, err);
   }
+}
+
+/**
+ * The message the record at `slot` must follow: the nearest earlier record of the request that was not
+ * refused for itself (too large, invalid: the producer gives those up), else the request's
+ * previous_message_id.
+ */
+function predecessor(req: MessageRequest, acks: readonly MessageAck[], slot: number): bigint {
+  for (let j = slot - 1; j >= 0; j--) {
+    const error = acks[j]?.error;
+    if (error === ProduceError.MESSAGE_TOO_LARGE || error === ProduceError.INVALID) continue;
+    return messageIdAt(req, j);
+  }
+  return req.previousMessageId;
+}
+
+/** Answers OUT_OF_ORDER for `slots`: nothing of them is stored, the producer resends the earlier ones first. */
+function refuseOutOfOrder(
+  options: ProduceOptions,
+  req: MessageRequest,
+  acks: MessageAck[],
+  slots: readonly number[],
+  previousId: bigint,
+): void {
+  const message = `message ${messageIdAt(req, slots[0] ?? 0)} of producer ${req.producerId} follows message ${previousId}, which this leader has not stored: send the earlier messages first`;
+  for (const i of slots) acks[i] = ack(messageIdAt(req, i), -1, ProduceError.OUT_OF_ORDER, message);
+  options.metrics.produceErrors.inc({ error: "out_of_order" }, slots.length);
 }
 
 /** acks=all: the successful acks wait until the high watermark passes their offsets. */

@@ -8,6 +8,10 @@ interface ProducerState {
   ids: Map<bigint, number>;
   /** Largest id evicted from `ids`: anything at or below it that is not in `ids` was seen before. */
   evictedMax: bigint;
+  /** Largest id stored (appended, or seen while rebuilding); -1 before the first. */
+  lastStored: bigint;
+  /** Reservations (appends in flight). */
+  pending: number;
 }
 
 export interface ProducerTableOptions {
@@ -59,6 +63,23 @@ export class ProducerTable {
     return undefined;
   }
 
+  /**
+   * The order rule of idempotent producers: may a record whose predecessor (the producer's message just
+   * before it on this partition, skipping those it gave up on) is `previousId` be appended now? "yes"
+   * when it names none (0: the first message, or a client without the check), when the producer is
+   * unknown here (its records are older than the rebuilt window, or it was forgotten: today's
+   * behaviour), when a message at or after the predecessor is stored, or when the predecessor's append is
+   * in flight (appends land in call order). Otherwise "wait" while another append of this producer is in
+   * flight, else "refuse": storing the record now would put it before an earlier one.
+   */
+  follows(producerId: string, previousId: bigint): "yes" | "wait" | "refuse" {
+    if (previousId === 0n) return "yes";
+    const state = this.#producers.get(producerId);
+    if (state === undefined || previousId <= state.lastStored) return "yes";
+    if (state.ids.get(previousId) === PENDING) return "yes";
+    return state.pending > 0 ? "wait" : "refuse";
+  }
+
   /** Marks a message as being appended (a retry arriving meanwhile waits for it). */
   reserve(producerId: string, messageId: bigint): void {
     this.#set(producerId, messageId, PENDING);
@@ -72,7 +93,10 @@ export class ProducerTable {
   /** Forgets a reservation whose append failed, so that a retry appends it. */
   release(producerId: string, messageId: bigint): void {
     const state = this.#producers.get(producerId);
-    if (state?.ids.get(messageId) === PENDING) state.ids.delete(messageId);
+    if (state?.ids.get(messageId) === PENDING) {
+      state.ids.delete(messageId);
+      state.pending--;
+    }
   }
 
   clear(): void {
@@ -82,19 +106,24 @@ export class ProducerTable {
   #set(producerId: string, messageId: bigint, offset: number): void {
     let state = this.#producers.get(producerId);
     if (state === undefined) {
-      state = { ids: new Map(), evictedMax: -1n };
+      state = { ids: new Map(), evictedMax: -1n, lastStored: -1n, pending: 0 };
       if (this.#producers.size >= this.options.maxProducers) {
         const oldest = this.#producers.keys().next();
         if (!oldest.done) this.#producers.delete(oldest.value);
       }
       this.#producers.set(producerId, state);
     }
-    const known = state.ids.has(messageId);
+    const before = state.ids.get(messageId);
+    const known = before !== undefined;
+    if (before === PENDING) state.pending--;
+    if (offset === PENDING) state.pending++;
+    else if (messageId > state.lastStored) state.lastStored = messageId;
     // Updating a reservation keeps its place in the eviction order.
     state.ids.set(messageId, offset);
     if (!known && state.ids.size > this.options.windowSize) {
       const oldest = state.ids.keys().next();
       if (!oldest.done) {
+        if (state.ids.get(oldest.value) === PENDING) state.pending--;
         state.ids.delete(oldest.value);
         if (oldest.value > state.evictedMax) state.evictedMax = oldest.value;
       }

@@ -1,4 +1,4 @@
-import { UnavailableError, type GouletteError } from "../errors.js";
+import { OutOfOrderError, UnavailableError, type GouletteError } from "../errors.js";
 import { ProduceError, type MessageAck } from "../gen/goulette/v1/broker_pb.js";
 import {
   BrokerUnreachableError,
@@ -57,6 +57,14 @@ export function decideAck(
         reason: ProduceError[ack.error] ?? String(ack.error),
         // Leadership moved (or not taken yet): retry once the sentinels say where it is now.
         refresh: ack.error === ProduceError.NOT_LEADER || ack.error === ProduceError.UNKNOWN_PARTITION,
+      };
+    case ProduceError.OUT_OF_ORDER:
+      // An earlier message of the partition is not stored yet: resent in order after it (same leader).
+      return {
+        kind: "retry",
+        error: new OutOfOrderError(ack.errorMessage || "out of order"),
+        reason: "OUT_OF_ORDER",
+        refresh: false,
       };
     case ProduceError.MESSAGE_TOO_LARGE:
       return { kind: "rejected", error: new MessageRejectedError("message-too-large", ack.errorMessage) };

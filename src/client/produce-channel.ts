@@ -77,6 +77,7 @@ class BatchesChannel implements ProduceChannel {
           producerId: request.producerId,
           acks: request.acks,
           records: batch.records,
+          previousMessageId: batch.previousMessageId,
         }),
       ),
     );

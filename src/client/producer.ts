@@ -21,6 +21,7 @@ import {
   type Batch,
   type Outgoing,
   type PartitionQueue,
+  previousMessageId,
 } from "./record-accumulator.js";
 import { SentinelPool } from "./sentinel-pool.js";
 import { TopicMetadata } from "./topic-metadata.js";
@@ -427,6 +428,7 @@ export class Producer {
         topic: b.queue.topic,
         partition: b.queue.partition,
         records: b.records.map((r) => r.wire),
+        previousMessageId: previousMessageId(b.records[0] as PendingRecord),
       };
     });
     const message: BatchesRequest = {
@@ -602,6 +604,9 @@ export class Producer {
 
   #succeed(record: PendingRecord, ack: ProduceAck): void {
     if (!this.#settle(record)) return;
+    // Stored: later batches may follow it, and what came before it no longer matters.
+    record.acknowledged = true;
+    record.previous = undefined;
     this.#stats.acknowledged++;
     record.resolve(ack);
   }

@@ -30,6 +30,31 @@ export interface AccumulatedRecord {
   deadline: number;
   attempts: number;
   state: RecordState;
+  /**
+   * The record queued before it on its partition (until found stored or given up on): what a batch
+   * starting with it names as the message it follows (the broker's order check).
+   */
+  previous?: AccumulatedRecord | undefined;
+  /** Set by the producer when the record is acknowledged (stored): the chain of predecessors ends here. */
+  acknowledged?: boolean;
+}
+
+/**
+ * The message id a batch starting with `first` follows: the nearest earlier record of its partition that
+ * was not given up on (acknowledged, or still being sent), 0n when there is none. Records given up on
+ * (timed out, rejected, withdrawn) are skipped, so they never hold the partition up; the walk shortens
+ * the chain for good.
+ */
+export function previousMessageId(first: AccumulatedRecord): bigint {
+  const previous = live(first.previous);
+  first.previous = previous;
+  return previous?.messageId ?? 0n;
+}
+
+function live(record: AccumulatedRecord | undefined): AccumulatedRecord | undefined {
+  let r = record;
+  while (r !== undefined && r.state === "settled" && r.acknowledged !== true) r = r.previous;
+  return r;
 }
 
 export interface PartitionQueue<R extends AccumulatedRecord> {
@@ -49,6 +74,8 @@ export interface PartitionQueue<R extends AccumulatedRecord> {
   retryAt: number;
   /** A GetBrokers for this partition's topic must answer before sending again. */
   waitingForMetadata: boolean;
+  /** The record appended last (the next one's predecessor). */
+  last: R | undefined;
 }
 
 export interface AccumulatorLimits {
@@ -121,6 +148,7 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
       failures: 0,
       retryAt: 0,
       waitingForMetadata: false,
+      last: undefined,
     };
   }
 
@@ -129,6 +157,8 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
     record.messageId = q.nextMessageId++;
     record.wire.messageId = record.messageId;
     record.state = "queued";
+    record.previous = live(q.last);
+    q.last = record;
     q.queue.push(record);
     q.queuedBytes += record.bytes;
     this.#active.add(q);

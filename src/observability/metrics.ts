@@ -191,6 +191,7 @@ export const PRODUCE_ERROR_KINDS = [
   "not_leader",
   "not_enough_replicas",
   "storage",
+  "out_of_order",
 ] as const;
 export type ProduceErrorKind = (typeof PRODUCE_ERROR_KINDS)[number];
 

@@ -108,6 +108,54 @@ describe("broker: produce and pull", () => {
     );
   });
 
+  it("keeps an idempotent producer's order: a record whose predecessor is not stored is refused OUT_OF_ORDER", async () => {
+    const layout = await cluster.createTopic("ordered", { partitions: 1, replicas: 2 });
+    const client = cluster.broker(layout.partitions[0]?.leader as string).client;
+    const send = (producerId: string, ids: number[], previousMessageId: number) =>
+      sendOnce(client, {
+        topic: "ordered",
+        partition: 0,
+        producerId,
+        acks: Acks.ALL,
+        previousMessageId: BigInt(previousMessageId),
+        records: ids.map((id) => ({ messageId: BigInt(id), payload: text(`${producerId}/${id}`) })),
+      });
+    const outcome = (res: Awaited<ReturnType<typeof send>>) =>
+      res.acks.map((a) => [a.messageId, a.error === ProduceError.NONE ? a.offset : ProduceError[a.error]]);
+    assert.deepEqual(outcome(await send("p-o", [1, 2], 0)), [
+      [1n, 0n],
+      [2n, 1n],
+    ]);
+    // The request of 3 and 4 was lost (or refused) on the way; the next one arrives: refused, not stored.
+    assert.deepEqual(outcome(await send("p-o", [5, 6], 4)), [
+      [5n, "OUT_OF_ORDER"],
+      [6n, "OUT_OF_ORDER"],
+    ]);
+    // Sent again in order, both requests go through, at consecutive offsets.
+    assert.deepEqual(outcome(await send("p-o", [3, 4], 2)), [
+      [3n, 2n],
+      [4n, 3n],
+    ]);
+    assert.deepEqual(outcome(await send("p-o", [5, 6], 4)), [
+      [5n, 4n],
+      [6n, 5n],
+    ]);
+    // 7 was given up on by the producer: 8 names 6 as its predecessor and is not held up.
+    assert.deepEqual(outcome(await send("p-o", [8], 6)), [[8n, 6n]]);
+    // A retry that starts with stored records is answered from the table, the new ones follow them.
+    assert.deepEqual(outcome(await send("p-o", [8, 9], 6)), [
+      [8n, 6n],
+      [9n, 7n],
+    ]);
+    // A client without the check (no previous_message_id) keeps the old behaviour: not refused.
+    assert.deepEqual(outcome(await send("p-o", [12], 0)), [[12n, 8n]]);
+    const stored = await pullMessages(client, { topic: "ordered", partition: 0, offset: 0n }, 9);
+    assert.deepEqual(
+      stored.map((m) => m.messageId),
+      [1n, 2n, 3n, 4n, 5n, 6n, 8n, 9n, 12n],
+    );
+  });
+
   it("answers NOT_LEADER (naming the leader), UNKNOWN_PARTITION and MESSAGE_TOO_LARGE per record", async () => {
     const notLeader = await sendOnce(follower().client, {
       topic: "orders",

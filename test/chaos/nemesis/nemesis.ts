@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { startCluster, type TestCluster } from "../../helpers/cluster.js";
 import { startTcpProxy, type TcpProxy } from "../../helpers/tcp-proxy.js";
 import { waitFor } from "../../helpers/wait.js";
@@ -24,6 +25,11 @@ import {
  * node-preload.ts) and one seeded run on it: a fresh topic, the workload, faults drawn from the seed
  * until the duration is over, then the heal, the drain and the checker.
  */
+
+/** Segment size of the nemesis's brokers: a partition of a short run rolls several segments. */
+const SEGMENT_BYTES = 8 * 1024;
+/** Between scrub passes of sealed segments (the first one this long after a broker starts). */
+const SCRUB_INTERVAL_MS = 5_000;
 
 export interface NemesisClusterOptions {
   /** --fsync of every broker. */
@@ -74,6 +80,12 @@ export class NemesisCluster {
         "500",
         "--min-insync-replicas",
         String(options.minInsyncReplicas),
+        // Small segments and a scrub every few seconds: the run rolls segments, so bit flips and
+        // truncations also hit sealed segments, which the scrub finds and repairs under the faults.
+        "--segment-bytes",
+        String(SEGMENT_BYTES),
+        "--scrub-interval",
+        String(SCRUB_INTERVAL_MS),
       ],
     });
     const proxies = new Map<string, TcpProxy>();
@@ -161,7 +173,20 @@ export async function runNemesis(env: NemesisCluster, options: NemesisRunOptions
   const rng = new Rng(options.seed);
   const { cluster } = env;
   const topic = `nemesis-${options.seed}-${Date.now().toString(36)}`;
-  await cluster.createTopic(topic, { partitions: options.partitions, replicas: 3 });
+  // The previous seed's heal may still be settling on the sentinel leader (a broker it has not seen
+  // healthy again yet, e.g. after a clock step of that sentinel): a topic of 3 replicas waits for it.
+  await waitFor(
+    async () => {
+      try {
+        await cluster.createTopic(topic, { partitions: options.partitions, replicas: 3 });
+        return true;
+      } catch (err) {
+        if (err instanceof ConnectError && err.code === Code.FailedPrecondition) return false;
+        throw err;
+      }
+    },
+    { timeoutMs: 60_000, what: `topic ${topic} created with every broker healthy` },
+  );
   const down = new Set<string>();
   const liveSentinels = () =>
     [...cluster.sentinels.values()]
