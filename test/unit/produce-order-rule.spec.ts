@@ -74,6 +74,7 @@ describe("the message a batch follows (previousMessageId)", () => {
       maxRequestBytes: 4096,
       maxInFlightMessages: 100,
       maxInFlightPerPartition: 100,
+      maxInFlightRequestsPerBroker: 5,
       retryBackoffMs: 10,
       maxRetryBackoffMs: 100,
     });
