@@ -170,6 +170,8 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     const cluster = await startCluster({
       sentinels: 1,
       brokers: 3,
+      // A busy shared machine can take longer than the default 20 s to start three brokers.
+      readyTimeoutMs: 90_000,
       brokerArgs: ["--fsync", fsync, "--fsync-interval", String(fsyncIntervalMs)],
     });
     try {

@@ -134,7 +134,8 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   });
   // Outgoing calls (replication, sentinels) present the server certificate and trust the same CA, so
   // a cluster with TLS on (mutual or not) works end to end.
-  const pool = new TransportPool(config.tls ? { tls: { ...config.tls } } : {});
+  // Wide receive windows: replication answers carry up to 1 MiB per partition to the follower.
+  const pool = new TransportPool({ wideWindows: true, ...(config.tls ? { tls: { ...config.tls } } : {}) });
   const headers = bearerHeaders(config.token ?? config.authToken);
   const dataDir = path.resolve(config.dataDir);
   const openFiles = new OpenFileCache(config.maxOpenSegmentFiles ?? DEFAULT_MAX_OPEN_SEGMENT_FILES);

@@ -1,6 +1,7 @@
 import type http2 from "node:http2";
 import type { Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { WideWindowSessionManager } from "../client/http2-window.js";
 import { clientTlsOptions, type ClientTlsOptions } from "./tls.js";
 
 export interface TransportPoolOptions {
@@ -13,6 +14,12 @@ export interface TransportPoolOptions {
    * cluster with TLS on. Default: "https" when `tls` is set, else "http".
    */
   defaultScheme?: "http" | "https";
+  /**
+   * Receive with wide HTTP/2 flow-control windows (4 MiB per stream, 16 MiB per connection) instead of
+   * HTTP/2's 64 KiB: for streams that bring bulk data to this node (a follower's replication answers,
+   * up to 1 MiB per partition), which otherwise wait for a WINDOW_UPDATE round trip every 64 KiB.
+   */
+  wideWindows?: boolean;
 }
 
 /**
@@ -37,7 +44,8 @@ export class TransportPool {
     const baseUrl = toBaseUrl(baseUrlOrAddress, this.scheme);
     let transport = this.#transports.get(baseUrl);
     if (!transport) {
-      const manager = new Http2SessionManager(
+      const Manager = this.options.wideWindows ? WideWindowSessionManager : Http2SessionManager;
+      const manager = new Manager(
         baseUrl,
         { idleConnectionTimeoutMs: this.options.idleConnectionTimeoutMs ?? 60_000 },
         this.#nodeOptions,

@@ -1,4 +1,4 @@
-import { constants as fsConstants } from "node:fs";
+import { constants as fsConstants, writeSync, writevSync } from "node:fs";
 import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 
@@ -34,6 +34,15 @@ export interface StorageFile {
   close(): Promise<void>;
 }
 
+/**
+ * Writes up to this size go straight to the page cache from the event loop (pwrite/pwritev, tens of µs)
+ * instead of through libuv's thread pool: the pool's hand-over (queue a job, wake a worker thread, wake
+ * the loop when it is done) costs two context switches per write, and on a busy machine each waits for
+ * a core — the largest single source of the end-to-end latency tail (docs/benchmarks.md, Tail latency).
+ * Larger writes keep the pool, so a big copy never stalls the loop. fsyncs always use the pool.
+ */
+export const SYNC_WRITE_MAX_BYTES = 64 * 1024;
+
 class NodeFile implements StorageFile {
   constructor(
     readonly path: string,
@@ -46,11 +55,15 @@ class NodeFile implements StorageFile {
   }
 
   async write(buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
+    if (length <= SYNC_WRITE_MAX_BYTES) return writeSync(this.handle.fd, buffer, offset, length, position);
     const { bytesWritten } = await this.handle.write(buffer, offset, length, position);
     return bytesWritten;
   }
 
   async writev(buffers: readonly Uint8Array[], position: number): Promise<number> {
+    let total = 0;
+    for (const b of buffers) total += b.byteLength;
+    if (total <= SYNC_WRITE_MAX_BYTES) return writevSync(this.handle.fd, buffers, position);
     const { bytesWritten } = await this.handle.writev(buffers, position);
     return bytesWritten;
   }

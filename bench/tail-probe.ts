@@ -1,0 +1,162 @@
+/**
+ * Probe: where does the end-to-end latency tail come from? (an experiment, not in the default set)
+ *
+ * One Goulette cluster (1 sentinel, 3 brokers; an RF 1 topic written with acks=leader and an RF 3 topic
+ * with acks=all) and one NATS JetStream server, measured in turns (rotating order) so the machine's load
+ * hits them alike: 1 KiB, one message every 2 ms, produce stamp → consumer receipt. Beside each run: the
+ * benchmark process's event-loop delay, and the leader brokers' GC time and event-loop lag (/metrics).
+ *
+ *   node dist/bench/tail-probe.js        REPS=5 DURATION_MS=2000 FSYNC=interval BROKER_ARGS="…" NODE_ARGS="…"
+ */
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { loadavg } from "node:os";
+import { Acks } from "../src/gen/goulette/v1/broker_pb.js";
+import { startCluster } from "../test/helpers/cluster.js";
+import { createGouletteTarget } from "./dataplane-goulette.js";
+import { createNatsTarget } from "./dataplane-peers.js";
+import type { QueueTarget } from "./dataplane-target.js";
+import { startNats } from "./lib/peers.js";
+import { summariseLatencies } from "./lib/stats.js";
+import { readdirSync, readFileSync } from "node:fs";
+
+/** CPU ms (utime + stime) of every live descendant of this process, by command name. */
+function descendantsCpu(): Map<string, number> {
+  const procs: Array<{ pid: number; ppid: number; comm: string; ms: number }> = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const text = readFileSync(`/proc/${d}/stat`, "utf8");
+      const comm = text.slice(text.indexOf("(") + 1, text.lastIndexOf(")"));
+      const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+      procs.push({ pid: Number(d), ppid: Number(f[1]), comm, ms: (Number(f[11]) + Number(f[12])) * 10 });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const mine = new Set([process.pid]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const p of procs) {
+      if (mine.has(p.pid) || !mine.has(p.ppid)) continue;
+      mine.add(p.pid);
+      grew = true;
+    }
+  }
+  const out = new Map<string, number>();
+  for (const p of procs) if (mine.has(p.pid)) out.set(`${p.comm}:${p.pid}`, p.ms);
+  return out;
+}
+
+function cpuDelta(a: Map<string, number>, b: Map<string, number>): string {
+  return [...b]
+    .map(([k, v]) => [k, v - (a.get(k) ?? 0)] as const)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k.split(":")[0]}:${v}`)
+    .join(" ");
+}
+
+const METRICS = ["nodejs_gc_duration_seconds_sum", "nodejs_eventloop_lag_max_seconds"];
+
+async function gcSeconds(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(METRICS[0] as string)) sum += Number(line.split(" ").pop());
+  }
+  return sum;
+}
+
+async function main(): Promise<void> {
+  const fsync = process.env.FSYNC ?? "interval";
+  const durationMs = Number(process.env.DURATION_MS ?? 2000);
+  const reps = Number(process.env.REPS ?? 5);
+  const only = process.env.SYSTEMS?.split(",") ?? ["leader", "all", "nats"];
+  const cluster = await startCluster({
+    sentinels: 1,
+    brokers: 3,
+    readyTimeoutMs: 90_000,
+    brokerArgs: [
+      "--fsync",
+      fsync,
+      "--fsync-interval",
+      "1000",
+      ...(process.env.BROKER_ARGS?.split(" ") ?? []),
+    ],
+    ...(process.env.NODE_ARGS ? { nodeArgs: process.env.NODE_ARGS.split(" ") } : {}),
+  });
+  const nats = only.includes("nats") ? await startNats() : undefined;
+  const targets: Array<{ name: string; target: QueueTarget; url?: string }> = [];
+  try {
+    const rf1 = await cluster.createTopic("t1", { partitions: 1, replicas: 1 });
+    const rf3 = await cluster.createTopic("t3", { partitions: 1, replicas: 3 });
+    for (const [name, layout, acks] of [
+      ["leader", rf1, Acks.LEADER],
+      ["all", rf3, Acks.ALL],
+    ] as const) {
+      if (!only.includes(name)) continue;
+      const leaderId = layout.partitions[0]?.leader as string;
+      targets.push({
+        name,
+        url: cluster.broker(leaderId).url,
+        target: createGouletteTarget({
+          label: name,
+          leaderAddress: cluster.brokerAddress(leaderId),
+          topic: layout === rf1 ? "t1" : "t3",
+          acks,
+        }),
+      });
+    }
+    if (nats)
+      targets.push({
+        name: "nats",
+        target: await createNatsTarget({ label: "nats", port: nats.port, stream: "probe" }),
+      });
+    // Warm-up: one short run each (JIT, connections, first segment).
+    for (const t of targets) await t.target.latency(1024, 2, 300);
+    const rows: Record<string, { p50: number[]; p99: number[] }> = {};
+    const windowStartUs = Number(process.hrtime.bigint() / 1000n);
+    for (let r = 0; r < reps; r++) {
+      for (let i = 0; i < targets.length; i++) {
+        const t = targets[(i + r) % targets.length] as (typeof targets)[number];
+        const h = monitorEventLoopDelay({ resolution: 1 });
+        const gc0 = t.url ? await gcSeconds(t.url) : 0;
+        const cpu0 = descendantsCpu();
+        h.enable();
+        const samples = await t.target.latency(1024, 2, durationMs);
+        h.disable();
+        const cpu = cpuDelta(cpu0, descendantsCpu());
+        const gc = t.url ? (await gcSeconds(t.url)) - gc0 : 0;
+        const s = summariseLatencies(samples);
+        (rows[t.name] ??= { p50: [], p99: [] }).p50.push(s.p50Ms);
+        rows[t.name]!.p99.push(s.p99Ms);
+        const sorted = [...samples].sort((a, b) => a - b);
+        console.log(
+          `rep ${r} ${t.name.padEnd(6)} n ${s.count} p50 ${s.p50Ms.toFixed(2)} p90 ${s.p90Ms.toFixed(2)} p99 ${s.p99Ms.toFixed(2)} max ${s.maxMs.toFixed(1)} ` +
+            `>5ms ${sorted.filter((v) => v > 5).length} | bench loop p99 ${(h.percentile(99) / 1e6).toFixed(1)} max ${(h.max / 1e6).toFixed(1)} | broker gc ${(gc * 1000).toFixed(0)} ms | load ${loadavg()[0]?.toFixed(1)} | cpu ms ${cpu}`,
+        );
+      }
+    }
+    console.log(`profile window (monotonic µs): ${windowStartUs} ${Number(process.hrtime.bigint() / 1000n)}`);
+    const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] as number;
+    for (const [name, row] of Object.entries(rows)) {
+      console.log(
+        `${name.padEnd(6)} median p50 ${med(row.p50).toFixed(2)} ms, median p99 ${med(row.p99).toFixed(2)} ms`,
+      );
+    }
+    for (const t of targets) await t.target.close().catch(() => undefined);
+    // With NODE_ARGS="--cpu-prof …": a graceful stop, so V8 writes each broker's profile.
+    if (process.env.NODE_ARGS?.includes("--cpu-prof")) {
+      for (const b of cluster.brokers.values()) await b.kill("SIGTERM");
+    }
+  } finally {
+    for (const t of targets) await t.target.close().catch(() => undefined);
+    await nats?.stop();
+    await cluster.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { describe, it } from "node:test";
+import { createClient } from "@connectrpc/connect";
+
+import { CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from "../../src/client/http2-window.js";
+import { BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
+import { TransportPool } from "../../src/server/transport-pool.js";
+
+/** The receive windows a pool's client advertises, as a plain HTTP/2 server on loopback sees them. */
+async function windowsSeenBy(pool: TransportPool): Promise<{ stream: number; connection: number }> {
+  const server = http2.createServer();
+  const seen = new Promise<{ stream: number; connection: number }>((resolve) => {
+    server.on("stream", (stream) => {
+      const session = stream.session as http2.ServerHttp2Session;
+      // The connection window is raised by a WINDOW_UPDATE right after the stream opens: let it land.
+      setTimeout(() => {
+        resolve({
+          stream: session.remoteSettings.initialWindowSize ?? 65_535,
+          connection: session.state.remoteWindowSize ?? 0,
+        });
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "12" }));
+        stream.end();
+      }, 200);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  try {
+    const client = createClient(BrokerService, pool.get(`127.0.0.1:${port}`));
+    await client.health({}).catch(() => undefined); // Unimplemented: only the connection matters
+    return await seen;
+  } finally {
+    pool.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+describe("TransportPool", () => {
+  it("receives with wide HTTP/2 windows when asked (replication answers are up to 1 MiB)", async () => {
+    const seen = await windowsSeenBy(new TransportPool({ wideWindows: true }));
+    assert.equal(seen.stream, STREAM_WINDOW_BYTES);
+    assert.ok(seen.connection >= CONNECTION_WINDOW_BYTES - 65_535, `connection window ${seen.connection}`);
+  });
+
+  it("keeps HTTP/2's default windows otherwise", async () => {
+    const seen = await windowsSeenBy(new TransportPool());
+    assert.equal(seen.stream, 65_535);
+  });
+});
