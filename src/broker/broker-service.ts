@@ -4,6 +4,7 @@ import type { BrokerMetrics } from "../observability/metrics.js";
 import { AsyncQueue } from "../common/async-queue.js";
 import { OverloadedError } from "../errors.js";
 import { resetCall } from "../server/call-head.js";
+import { encodedResponsesOf } from "../server/encoded-responses.js";
 import { commitOffset, deleteCommittedOffset, getCommittedOffset } from "./offsets.js";
 import type { PartitionManager } from "./partition-manager.js";
 import { produce, validateMessageRequest, type ProduceOptions } from "./produce.js";
@@ -90,7 +91,8 @@ export function createBrokerService(
     },
 
     fetchMessages(req, ctx) {
-      return fetchBatches({ lookup, metrics: options.metrics }, req, ctx.signal);
+      const encoded = encodedResponsesOf(ctx.values);
+      return fetchBatches({ lookup, metrics: options.metrics }, req, ctx.signal, encoded);
     },
 
     async commitOffset(req) {

@@ -1,5 +1,7 @@
 import type { FetchRequest, FetchResponse, Message } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
+import type { EncodedResponses } from "../server/encoded-responses.js";
+import { encodeFetchEnvelope } from "./fetch-encoding.js";
 import type { Partition } from "./partition.js";
 import { readBatches } from "./read-batches.js";
 import { resolveReadStart } from "./read-start.js";
@@ -12,6 +14,16 @@ export interface FetchOptions {
   idleWakeMs?: number;
 }
 
+/** A FetchResponse that serializes to nothing: the placeholder of a pre-encoded one. */
+const PLACEHOLDER: FetchResponse = {
+  $typeName: "goulette.v1.FetchResponse",
+  topic: "",
+  partition: 0,
+  messages: [],
+  highWatermark: 0n,
+  logStartOffset: 0n,
+};
+
 const DEFAULT_MESSAGES = 500;
 const MAX_MESSAGES = 10_000;
 const DEFAULT_BYTES = 1024 * 1024;
@@ -22,12 +34,15 @@ const MAX_BYTES = 8 * 1024 * 1024;
  * FetchMessages: PullMessage in batches. Each response is one storage read (consecutive records, views
  * into the read buffer or the tail cache, no per-record copy before the protobuf encoder) bounded by
  * max_messages and max_bytes, up to the high watermark; when caught up it long-polls on the high
- * watermark like PullMessage, and ends after `limit` records.
+ * watermark like PullMessage, and ends after `limit` records. With `encoded` (a binary protocol without
+ * compression) each response is encoded here straight from the stored records and queued, and a
+ * placeholder is yielded in its place (encoded-responses.ts).
  */
 export async function* fetchBatches(
   options: FetchOptions,
   req: FetchRequest,
   abort: AbortSignal,
+  encoded?: EncodedResponses,
 ): AsyncGenerator<FetchResponse> {
   const start = await resolveReadStart(
     options.lookup,
@@ -49,6 +64,17 @@ export async function* fetchBatches(
     abort,
   );
   for await (const { records, highWatermark } of batches) {
+    if (encoded !== undefined) {
+      const fields = {
+        topic: req.topic,
+        partition: req.partition,
+        highWatermark,
+        logStartOffset: start.partition.log.logStartOffset,
+      };
+      encoded.push(encodeFetchEnvelope(fields, records));
+      yield PLACEHOLDER;
+      continue;
+    }
     const messages: Message[] = new Array<Message>(records.length);
     for (let i = 0; i < records.length; i++)
       messages[i] = toBatchedMessage(records[i] as (typeof records)[number]);

@@ -29,6 +29,7 @@ import { callConnectionOf, setCallConnection, setCallReset, type HeaderCheck } f
 import { createCorsHandler, type CorsPolicy } from "./cors.js";
 import type { DecodeLimits } from "./decode-budget.js";
 import { handOverDecoded } from "./decoded-messages.js";
+import { trackEncoded, withEncodedBody } from "./encoded-responses.js";
 import { GrpcFastPath, routeFastStreams, type FastUnaryMethod } from "./grpc-fast-path.js";
 import { peerCertificateKey, peerCertificateOf } from "./identity.js";
 import { InflightBudget, setRequestLedger } from "./inflight-budget.js";
@@ -304,8 +305,9 @@ function createHandler(
       if ("stream" in req) req.stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
       else req.socket.destroy();
     });
+    const encoded = trackEncoded(contextValues, req.headers);
     handler(universalRequestFromNodeRequest(req, res, undefined, contextValues))
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .then((uRes) => universalResponseToNodeResponse(withEncodedBody(uRes, encoded), res))
       .catch((reason: unknown) => {
         // Aborted: the client went away mid-response; nothing to answer.
         if (ConnectError.from(reason).code === Code.Aborted) return;

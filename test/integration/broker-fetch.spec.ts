@@ -2,10 +2,17 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import {
+  compressionGzip,
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import { toBinary } from "@bufbuild/protobuf";
 import {
   Acks,
   BrokerService,
+  FetchResponseSchema,
   ProduceError,
   type FetchRequest,
   type FetchResponse,
@@ -190,6 +197,33 @@ describe("broker: FetchMessages (batched consume) and unary Produce", () => {
       (err: unknown) => codeOf(err) === Code.Unavailable,
       "a follower does not serve reads",
     );
+  });
+
+  it("every protocol reads the same batches, pre-encoded or serialized by protobuf-es", async () => {
+    const baseUrl = `http://${cluster.brokerAddress(leaderId)}`;
+    const req = { topic: "events", partition: 0, offset: 0n, maxMessages: 40, limit: 100n };
+    // The SDK's transport (gRPC, no compression offered): the broker encodes batches from stored records.
+    const reference = (await fetchAll(leader(), req)).map((b) => toBinary(FetchResponseSchema, b));
+    assert.equal(reference.length, 3);
+    const transports = {
+      "Connect binary over HTTP/1.1": createConnectTransport({ baseUrl, httpVersion: "1.1" }),
+      "Connect JSON over HTTP/1.1": createConnectTransport({
+        baseUrl,
+        httpVersion: "1.1",
+        useBinaryFormat: false,
+      }),
+      "gRPC-web binary": createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
+      // Offers gzip (connect-node's default): protobuf-es's serialization, compressed as before.
+      "gRPC offering gzip": createGrpcTransport({ baseUrl, acceptCompression: [compressionGzip] }),
+    };
+    for (const [name, transport] of Object.entries(transports)) {
+      const batches = await fetchAll(createClient(BrokerService, transport), req);
+      assert.deepEqual(
+        batches.map((b) => toBinary(FetchResponseSchema, b)),
+        reference,
+        name,
+      );
+    }
   });
 
   it("unary Produce (Connect over HTTP/1.1, as browsers call it) has SendMessage's semantics", async () => {
