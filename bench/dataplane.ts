@@ -173,8 +173,6 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       // A busy shared machine can take longer than the default 20 s to start three brokers.
       readyTimeoutMs: 90_000,
       brokerArgs: ["--fsync", fsync, "--fsync-interval", String(fsyncIntervalMs)],
-      // A shared machine under load can take longer than the tests' 20 s to start a process.
-      readyTimeoutMs: 90_000,
     });
     try {
       const rf1 = await cluster.createTopic("bench-rf1", { partitions: 1, replicas: 1 });
