@@ -18,6 +18,7 @@ import { leadersBenchmark } from "./leaders.js";
 import { partitionsBenchmark } from "./partitions.js";
 import { profileBenchmark } from "./profile.js";
 import { recoveryBenchmark } from "./recovery.js";
+import { ringBenchmark } from "./ring.js";
 import { scalingBenchmark } from "./scaling.js";
 
 /**
@@ -36,7 +37,7 @@ const BENCHMARKS: Benchmark[] = [
   dataplaneBenchmark,
 ];
 /** Run only when named: not part of the default set. */
-const EXTRA: Benchmark[] = [profileBenchmark, partitionsBenchmark, crcBenchmark];
+const EXTRA: Benchmark[] = [profileBenchmark, partitionsBenchmark, crcBenchmark, ringBenchmark];
 
 /** Set in the re-executed run: the repository the frozen copy was taken from. */
 const FROZEN_FROM = "GOULETTE_BENCH_FROZEN_FROM";

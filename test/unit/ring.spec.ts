@@ -266,22 +266,12 @@ describe("HashRing immutability", () => {
   });
 });
 
-describe("HashRing cost", () => {
-  it("builds 300 brokers × 150 virtual nodes (45,000 points) in milliseconds", (t) => {
-    const brokers = ids(300);
-    createHashRing({ brokers: brokers.slice(0, 20) }); // warm up the JIT
-    const started = performance.now();
-    const ring = createHashRing({ brokers });
-    const built = performance.now() - started;
-    const addStarted = performance.now();
-    const grown = ring.withBroker("broker-300");
-    const added = performance.now() - addStarted;
-    t.diagnostic(`build ${built.toFixed(1)} ms, withBroker ${added.toFixed(2)} ms`);
+describe("HashRing at scale", () => {
+  // What it costs is measured by `npm run bench -- ring` (fresh build vs withBroker, 10–1,000 brokers),
+  // not asserted here: a timing bound in a unit test fails on a loaded machine, not on a regression.
+  it("adding a broker to 300 brokers × 150 virtual nodes (45,000 points) gives the ring a fresh build gives", () => {
+    const ring = createHashRing({ brokers: ids(300) });
     assert.equal(ring.virtualNodeCount, 45_000);
-    // Generous bounds for a loaded, shared 2-core machine (typically ~10 ms and ~1-5 ms): they catch
-    // an accidentally quadratic build or merge, not small regressions.
-    assert.ok(built < 500, `build took ${built.toFixed(1)} ms`);
-    assert.ok(added < 250, `withBroker took ${added.toFixed(1)} ms`);
-    assertSameRing(grown, createHashRing({ brokers: ids(301) }));
+    assertSameRing(ring.withBroker("broker-300"), createHashRing({ brokers: ids(301) }));
   });
 });
