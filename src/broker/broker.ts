@@ -262,6 +262,11 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     onAssignments: (assignments, appliedId, digest) => partitions.reconcile(assignments, appliedId, digest),
     heldAssignmentsDigest: () => partitions.heldAssignmentsDigest,
     acls,
+    refusedLeaderships: () =>
+      partitions
+        .all()
+        .filter((p) => p.refusesLeadership)
+        .map((p) => ({ topic: p.topic, partition: p.partition })),
     logger: logger.child({ component: "sentinel-session" }),
   });
   live.session = session;

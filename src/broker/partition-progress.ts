@@ -40,6 +40,7 @@ export function partitionProgress(
               ? PartitionRole.FOLLOWER
               : PartitionRole.UNSPECIFIED,
         inSyncReplicas: p.role === "leader" ? p.inSyncReplicas() : [],
+        damaged: p.damaged,
       }),
     );
   }

@@ -211,8 +211,9 @@ export class Partition {
 
   /**
    * The scrub found a sealed segment damaged. A follower fetches the range again from its leader (the
-   * scrub drives it); a leader keeps its role until the sentinels move it, but will not lead again
-   * before it is repaired. Returns false when the damage was known already.
+   * scrub drives it). A leader with another replica in sync steps down (refusesLeadership: the broker
+   * asks the sentinels to move the leadership, then follows and repairs the range); a leader alone in
+   * sync keeps serving what it can, since no replica holds more. Returns false when the damage was known.
    */
   reportSealedDamage(damage: SegmentDamage): boolean {
     const known = this.#sealedDamage.get(damage.baseOffset);
@@ -223,7 +224,29 @@ export class Partition {
       "corrupt record in a sealed segment; this replica will fetch the range again from an in-sync replica",
     );
     this.options.onLogRepair?.("detected");
+    if (this.#role === "leader" && this.inSyncReplicas().length > 1) {
+      this.#refuseLeadership("a corrupt sealed segment found while leading");
+    }
     return true;
+  }
+
+  /**
+   * True while this broker holds the leader role the sentinels gave it and refuses it (a damaged log):
+   * the broker asks them to move it (HandOverLeadership) until a new role arrives.
+   */
+  get refusesLeadership(): boolean {
+    return this.#refusedEpoch >= 0 && this.#refusedEpoch === this.#epoch && this.damaged;
+  }
+
+  #refuseLeadership(why: string): void {
+    this.#refusedEpoch = this.#epoch;
+    this.logger.error(
+      { epoch: this.#epoch, recovery: this.#damage, sealed: this.sealedDamage, why },
+      "refusing to lead: this replica's log is damaged (records cut at recovery although valid ones " +
+        "followed, or a corrupt sealed segment); it must fetch them again from another replica first. " +
+        "The sentinels are asked to hand the leadership to another replica",
+    );
+    this.demote("the log is damaged");
   }
 
   /** Replaces a damaged sealed range with the records fetched from the leader (all of them). */
@@ -416,14 +439,7 @@ export class Partition {
       await this.#stopFetcher();
       if (generation !== this.#generation) return;
       if (this.damaged) {
-        this.#refusedEpoch = this.#epoch;
-        this.logger.error(
-          { epoch: this.#epoch, recovery: this.#damage, sealed: this.sealedDamage },
-          "refusing to lead: this replica's log is damaged (records cut at recovery although valid ones " +
-            "followed, or a corrupt sealed segment); it must fetch them again from another replica first. " +
-            "It stays unavailable as leader of this epoch until the sentinels choose another replica",
-        );
-        this.demote("the log is damaged");
+        this.#refuseLeadership("made leader with a damaged log");
         return;
       }
       try {

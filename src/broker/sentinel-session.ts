@@ -37,6 +37,11 @@ export interface SentinelSessionOptions {
   heldAssignmentsDigest: () => string;
   /** The topic ACLs every answer refreshes (absent: not followed). */
   acls?: BrokerAcls;
+  /**
+   * Partitions this broker was made leader of and refuses to lead (a damaged log): after each beat the
+   * session asks the sentinels to hand them over (HandOverLeadership) until their roles change.
+   */
+  refusedLeaderships?: () => Array<{ topic: string; partition: number }>;
   logger: Logger;
   /** The fence's clock: monotonic (default), so a wall-clock step neither stretches nor shrinks it. */
   clock?: Clock;
@@ -64,6 +69,8 @@ export class SentinelSession {
   #registered = false;
   /** A RegisterBroker that sends the listeners again, off the beat loop (heartbeats go on meanwhile). */
   #reregistering: Promise<void> | undefined;
+  /** A HandOverLeadership request in flight. */
+  #handingOver: Promise<void> | undefined;
   /** The sentinels' other listeners were logged (once until they hold the right ones). */
   #listenersWarned = false;
   #synced = false;
@@ -111,6 +118,7 @@ export class SentinelSession {
     this.#abort.abort();
     await this.#loop;
     await this.#reregistering;
+    await this.#handingOver;
     await this.#reconciling;
   }
 
@@ -232,7 +240,38 @@ export class SentinelSession {
     // Unchanged: the roles the broker holds are the sentinel's (a push applied since cleared the digest
     // it sent, so this answer cannot hide a change).
     if (!res.assignmentsUnchanged) this.#reconcile(res.assignments, res.appliedId, res.assignmentsDigest);
+    this.#askHandOver(client, call);
     return false;
+  }
+
+  /**
+   * Asks for the leadership of the partitions this broker refuses to lead to move, off the beat loop
+   * (the leader sentinel reads the other replicas' progress first); one request at a time, again after
+   * the next beat while they still refuse.
+   */
+  #askHandOver(
+    client: Client<typeof SentinelService>,
+    call: { headers: Record<string, string>; signal: AbortSignal; timeoutMs: number },
+  ): void {
+    if (this.#handingOver) return;
+    const partitions = this.options.refusedLeaderships?.() ?? [];
+    if (partitions.length === 0) return;
+    this.#handingOver = client
+      .handOverLeadership({ brokerId: this.options.brokerId, partitions }, call)
+      .then((res) => {
+        this.options.logger.warn(
+          { partitions: partitions.length, moved: res.moved, operationId: res.operationId.toString() },
+          "asked the sentinels to move the leadership of partitions whose log is damaged here",
+        );
+      })
+      .catch((err: unknown) => {
+        if (!this.#abort.signal.aborted)
+          this.options.logger.warn(
+            { err },
+            "asking the sentinels to move a damaged partition's leadership failed",
+          );
+      })
+      .finally(() => (this.#handingOver = undefined));
   }
 
   /**

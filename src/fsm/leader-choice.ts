@@ -128,11 +128,13 @@ export function withUpToDateLeaders(state: ClusterState, command: Command, progr
  * progress is known goes to the most up-to-date of those (newest epoch, then longest log); the list
  * changes, so the epoch is new, and the restarted broker follows right behind it (the leader balancer
  * hands leadership back once it is in sync). Partitions with no such replica stay (nobody else to ask).
+ * With `only`, just the partitions it names (a broker that refuses to lead them: its log is damaged).
  */
 export function planRestartHandover(
   state: ClusterState,
   brokerId: string,
   progressOf: ProgressOf,
+  only?: (topic: string, partition: number) => boolean,
 ): TopicChange[] {
   const changes: TopicChange[] = [];
   for (const name of state.topicsOfBroker(brokerId)) {
@@ -140,7 +142,7 @@ export function planRestartHandover(
     if (!topic) continue;
     const partitions: TopicChange["partitions"] = [];
     for (const p of topic.partitions) {
-      if (p.replicas[0] !== brokerId) continue;
+      if (p.replicas[0] !== brokerId || (only !== undefined && !only(name, p.partition))) continue;
       const best = p.replicas
         .slice(1)
         .filter((id) => state.broker(id)?.status === "healthy")

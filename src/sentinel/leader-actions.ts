@@ -180,6 +180,38 @@ export class LeaderActions {
       );
   }
 
+  /**
+   * A broker that cannot lead some of the partitions it leads (its log is damaged) asks for their
+   * leadership to move: each goes to its most up-to-date other healthy replica under a new epoch, the
+   * broker following right behind it (it fetches the damaged range again as a follower). Returns the
+   * operation and how many partitions moved; a partition with no such replica stays where it is.
+   */
+  async handOverLeadership(
+    brokerId: string,
+    partitions: ReadonlyArray<{ topic: string; partition: number }>,
+  ): Promise<{ operation: Operation | undefined; moved: number }> {
+    const { plane, prober, logger } = this.#options;
+    const state = plane.state;
+    if (!state.broker(brokerId)) throw new NotFoundError(`broker '${brokerId}' is not registered`);
+    const asked = new Set(partitions.map((p) => `${p.topic}\0${p.partition}`));
+    const progressOf = await readReplicaProgress(prober, state, [brokerId], logger);
+    let moved = 0;
+    const operation = await plane.propose(() => {
+      const changes = planRestartHandover(state, brokerId, progressOf, (topic, partition) =>
+        asked.has(`${topic}\0${partition}`),
+      );
+      moved = changes.reduce((sum, change) => sum + change.partitions.length, 0);
+      return changes.length > 0 ? { type: "reassignPartitions", data: { changes } } : undefined;
+    });
+    if (operation) {
+      logger.warn(
+        { brokerId, partitions: moved, operationId: operation.id },
+        "moved the leadership of partitions whose leader found its log damaged",
+      );
+    }
+    return { operation, moved };
+  }
+
   /** Removes a broker for good; its replicas move, the most up-to-date survivors leading. */
   async unregister(brokerId: string): Promise<Operation | undefined> {
     const { plane, prober, logger } = this.#options;

@@ -27,6 +27,8 @@ export async function readReplicaProgress(
         return;
       }
       for (const a of answers) {
+        // A damaged replica refuses to lead: unknown progress keeps it from being chosen.
+        if (a.damaged) continue;
         progress.set(keyOf(a.topic, a.partition, brokerId), {
           lastEpoch: a.lastEpoch,
           logEndOffset: a.logEndOffset,

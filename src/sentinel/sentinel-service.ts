@@ -7,6 +7,7 @@ import type { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import {
   CreateSnapshotResponseSchema,
   GetBrokersResponseSchema,
+  HandOverLeadershipResponseSchema,
   RegisterBrokerResponseSchema,
   UnregisterBrokerResponseSchema,
   type GetBrokersRequest,
@@ -69,6 +70,8 @@ export interface SentinelServiceOptions {
   logger: Logger;
 }
 
+/** Partitions one HandOverLeadership names at most (a bounded request). */
+const MAX_HAND_OVER_PARTITIONS = 10_000;
 /** Topics whose GetBrokers answer is kept (≈ 1 KiB each); beyond that the oldest is rebuilt when read. */
 const ANSWER_CACHE_TOPICS = 10_000;
 
@@ -218,6 +221,31 @@ export function createSentinelService(options: SentinelServiceOptions): ServiceI
           return create(UnregisterBrokerResponseSchema, { operationId: BigInt(op?.id ?? 0) });
         },
         (client, headers) => client.unregisterBroker(req, { headers }),
+        forwardedBy(ctx),
+      );
+    },
+
+    async handOverLeadership(req, ctx) {
+      validateBrokerId(req.brokerId);
+      if (!state.broker(req.brokerId)) throw new NotFoundError(`broker '${req.brokerId}' is not registered`);
+      if (req.partitions.length === 0)
+        throw new InvalidArgumentError("name at least one partition to hand over");
+      if (req.partitions.length > MAX_HAND_OVER_PARTITIONS) {
+        throw new InvalidArgumentError(
+          `at most ${MAX_HAND_OVER_PARTITIONS} partitions per hand-over, got ${req.partitions.length}`,
+        );
+      }
+      for (const p of req.partitions) validateTopicName(p.topic);
+      return router.route(
+        "HandOverLeadership",
+        async () => {
+          const { operation, moved } = await actions.handOverLeadership(req.brokerId, req.partitions);
+          return create(HandOverLeadershipResponseSchema, {
+            moved,
+            operationId: BigInt(operation?.id ?? 0),
+          });
+        },
+        (client, headers) => client.handOverLeadership(req, { headers }),
         forwardedBy(ctx),
       );
     },

@@ -19,6 +19,7 @@ import {
   KeepAliveRequestSchema,
   RegisterBrokerRequestSchema,
   UnregisterBrokerRequestSchema,
+  HandOverLeadershipRequestSchema,
 } from "../gen/goulette/v1/sentinel_pb.js";
 import type { HeaderCheck } from "./call-head.js";
 import {
@@ -147,6 +148,12 @@ export function sentinelRules(
       allow: COMPONENTS_AND_ADMIN,
       check: asItself("unregister", (m) =>
         isMessage(m, UnregisterBrokerRequestSchema) ? m.brokerId : undefined,
+      ),
+    },
+    HandOverLeadership: {
+      allow: COMPONENTS_AND_ADMIN,
+      check: asItself("hand over the leadership", (m) =>
+        isMessage(m, HandOverLeadershipRequestSchema) ? m.brokerId : undefined,
       ),
     },
     CreateSnapshot: { allow: ADMIN },

@@ -131,6 +131,19 @@ describe("leader choice: a leader that restarted hands over", () => {
     assert.equal(state.topic("t")?.partitions[1]?.epoch, 1, "partitions it only follows stay");
   });
 
+  it("with a filter, hands over only the partitions it names (a broker refusing to lead them)", () => {
+    const state = cluster();
+    const known = progress({ "t/0/b2": [1, 10], "t/0/b3": [1, 12] });
+    assert.deepEqual(
+      planRestartHandover(state, "b1", known, (_, partition) => partition !== 0),
+      [],
+    );
+    assert.deepEqual(
+      planRestartHandover(state, "b1", known, (topic, partition) => topic === "t" && partition === 0),
+      [{ topic: "t", partitions: [{ partition: 0, replicas: ["b3", "b1", "b2"] }] }],
+    );
+  });
+
   it("leaves a partition where no other replica reported its progress", () => {
     assert.deepEqual(planRestartHandover(cluster(), "b1", progress({})), []);
   });

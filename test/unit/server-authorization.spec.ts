@@ -12,7 +12,11 @@ import {
 } from "../../src/gen/goulette/v1/broker_pb.js";
 import { GroupHeartbeatRequestSchema } from "../../src/gen/goulette/v1/group_pb.js";
 import { AclSet, canonicalAclEntry } from "../../src/fsm/acl.js";
-import { GetBrokersRequestSchema, KeepAliveRequestSchema } from "../../src/gen/goulette/v1/sentinel_pb.js";
+import {
+  GetBrokersRequestSchema,
+  HandOverLeadershipRequestSchema,
+  KeepAliveRequestSchema,
+} from "../../src/gen/goulette/v1/sentinel_pb.js";
 import {
   BROKER_RULES,
   authorizeCaller,
@@ -82,6 +86,10 @@ describe("authorization rules", () => {
     assert.equal(sentinel.KeepAlive?.check?.(b1, beat("b1")), undefined);
     assert.equal(codeOf(sentinel.KeepAlive?.check?.(b1, beat("b2"))), "PermissionDenied");
     assert.equal(sentinel.KeepAlive?.check?.(who("sentinel"), beat("b2")), undefined);
+    const handOver = (brokerId: string) => create(HandOverLeadershipRequestSchema, { brokerId });
+    assert.equal(sentinel.HandOverLeadership?.check?.(b1, handOver("b1")), undefined);
+    assert.equal(codeOf(sentinel.HandOverLeadership?.check?.(b1, handOver("b2"))), "PermissionDenied");
+    assert.ok(!sentinel.HandOverLeadership?.allow.includes("application"), "not an application's call");
     const fetch = (followerId: string) => create(ReplicateRequestSchema, { followerId });
     assert.equal(codeOf(BROKER_RULES.Replicate?.check?.(b1, fetch("b2"))), "PermissionDenied");
     assert.equal(BROKER_RULES.Replicate?.check?.(b1, fetch("b1")), undefined);

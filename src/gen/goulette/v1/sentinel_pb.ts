@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { SetTopicRoleRequest } from "./broker_pb.js";
+import type { PartitionRef, SetTopicRoleRequest } from "./broker_pb.js";
 import { file_goulette_v1_broker } from "./broker_pb.js";
 import type { BrokerInfo, BrokerStatus, ListenerAddress, PartitionAssignment, TopicReplicaInfo } from "./common_pb.js";
 import { file_goulette_v1_common } from "./common_pb.js";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/sentinel.proto.
  */
 export const file_goulette_v1_sentinel: GenFile = /*@__PURE__*/
-  fileDesc("Chpnb3VsZXR0ZS92MS9zZW50aW5lbC5wcm90bxILZ291bGV0dGUudjEiwwEKEEtlZXBBbGl2ZVJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZ291bGV0dGUudjEuQnJva2VyU3RhdHVzEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcxIaChJhc3NpZ25tZW50c19kaWdlc3QYBSABKAkSEwoLYWNsc19kaWdlc3QYBiABKAkirwIKEUtlZXBBbGl2ZVJlc3BvbnNlEhMKC3R0bF9zZWNvbmRzGAEgASgNEhIKCnJlZ2lzdGVyZWQYAiABKAgSEgoKYXBwbGllZF9pZBgDIAEoBBI1Cgthc3NpZ25tZW50cxgEIAMoCzIgLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlcXVlc3QSGQoRbGlzdGVuZXJzX2NoYW5nZWQYBSABKAgSGgoSYXNzaWdubWVudHNfZGlnZXN0GAYgASgJEh0KFWFzc2lnbm1lbnRzX3VuY2hhbmdlZBgHIAEoCBIjCgRhY2xzGAggAygLMhUuZ291bGV0dGUudjEuQWNsRW50cnkSEwoLYWNsc19kaWdlc3QYCSABKAkSFgoOYWNsc191bmNoYW5nZWQYCiABKAgiRAoIQWNsRW50cnkSEQoJcHJpbmNpcGFsGAEgASgJEhAKCHJlc291cmNlGAIgASgJEhMKC3Blcm1pc3Npb25zGAMgAygJIjMKDVB1dEFjbFJlcXVlc3QSIgoDYWNsGAEgASgLMhUuZ291bGV0dGUudjEuQWNsRW50cnkiSgoOUHV0QWNsUmVzcG9uc2USFAoMb3BlcmF0aW9uX2lkGAEgASgEEiIKA2FjbBgCIAEoCzIVLmdvdWxldHRlLnYxLkFjbEVudHJ5IjcKEERlbGV0ZUFjbFJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEhAKCHJlc291cmNlGAIgASgJIikKEURlbGV0ZUFjbFJlc3BvbnNlEhQKDG9wZXJhdGlvbl9pZBgBIAEoBCIkCg9MaXN0QWNsc1JlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJIkcKEExpc3RBY2xzUmVzcG9uc2USIwoEYWNscxgBIAMoCzIVLmdvdWxldHRlLnYxLkFjbEVudHJ5Eg4KBmRpZ2VzdBgCIAEoCSKRAQoVUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg4KBnRvcGljcxgDIAMoCRIvCglsaXN0ZW5lcnMYBCADKAsyHC5nb3VsZXR0ZS52MS5MaXN0ZW5lckFkZHJlc3MSEwoLaW5jYXJuYXRpb24YBSABKAkiVwoWUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRInCgZicm9rZXIYASABKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEhQKDG9wZXJhdGlvbl9pZBgCIAEoBCIsChdVbnJlZ2lzdGVyQnJva2VyUmVxdWVzdBIRCglicm9rZXJfaWQYASABKAkiMAoYVW5yZWdpc3RlckJyb2tlclJlc3BvbnNlEhQKDG9wZXJhdGlvbl9pZBgBIAEoBCJ8ChFHZXRCcm9rZXJzUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIVCg1yZXBsaWNhX2NvdW50GAIgASgNEhsKE3VucmVhY2hhYmxlX2Jyb2tlcnMYAyADKAkSEgoKcGFydGl0aW9ucxgEIAEoDRIQCghsaXN0ZW5lchgFIAEoCSKFAQoSR2V0QnJva2Vyc1Jlc3BvbnNlEigKB2Jyb2tlcnMYASADKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEjQKCnBhcnRpdGlvbnMYAiADKAsyIC5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Bc3NpZ25tZW50Eg8KB3ZlcnNpb24YAyABKAQiKwoXR2V0Q2x1c3RlclN0YXR1c1JlcXVlc3QSEAoIbGlzdGVuZXIYASABKAkiOgoMU2VudGluZWxJbmZvEgoKAmlkGAEgASgJEgsKA3VybBgCIAEoCRIRCglpc19sZWFkZXIYAyABKAgi5AIKGEdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRITCgtzZW50aW5lbF9pZBgBIAEoCRIRCglsZWFkZXJfaWQYAiABKAkSEgoKbGVhZGVyX3VybBgDIAEoCRIsCglzZW50aW5lbHMYBCADKAsyGS5nb3VsZXR0ZS52MS5TZW50aW5lbEluZm8SFAoMcmluZ19icm9rZXJzGAUgASgNEhoKEnJpbmdfdmlydHVhbF9ub2RlcxgGIAEoDRIVCg1vcGxvZ19oZWFkX2lkGAcgASgEEhgKEG9wbG9nX2FwcGxpZWRfaWQYCCABKAQSFgoOcmVwbGF5X2xhZ19vcHMYCSABKAQSEwoLc25hcHNob3RfaWQYCiABKAQSDgoGdG9waWNzGAsgASgNEigKB2Jyb2tlcnMYDCADKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEhQKDHN0YXRlX2RpZ2VzdBgNIAEoCSJBChFMaXN0VG9waWNzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSDQoFbGltaXQYAiABKA0SDQoFYWZ0ZXIYAyABKAkiVwoSTGlzdFRvcGljc1Jlc3BvbnNlEi0KBnRvcGljcxgBIAMoCzIdLmdvdWxldHRlLnYxLlRvcGljUmVwbGljYUluZm8SEgoKbmV4dF9hZnRlchgCIAEoCSJeCglPcGVyYXRpb24SCgoCaWQYASABKAQSDAoEdHlwZRgCIAEoCRIRCgl0aW1lc3RhbXAYAyABKAMSEQoJbGVhZGVyX2lkGAQgASgJEhEKCWRhdGFfanNvbhgFIAEoCSI4ChVMaXN0T3BlcmF0aW9uc1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAQSDQoFbGltaXQYAiABKA0igQEKFkxpc3RPcGVyYXRpb25zUmVzcG9uc2USKgoKb3BlcmF0aW9ucxgBIAMoCzIWLmdvdWxldHRlLnYxLk9wZXJhdGlvbhIPCgdoZWFkX2lkGAIgASgEEhMKC3NuYXBzaG90X2lkGAMgASgEEhUKDW5leHRfYWZ0ZXJfaWQYBCABKAQiFwoVQ3JlYXRlU25hcHNob3RSZXF1ZXN0Il8KFkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USEwoLc25hcHNob3RfaWQYASABKAQSHAoUY29tcGFjdGVkX29wZXJhdGlvbnMYAiABKA0SEgoKc2l6ZV9ieXRlcxgDIAEoBCI2Cg5HZXRSaW5nUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIVCg1zaW11bGF0ZV9kb3duGAIgAygJIl0KClJpbmdCcm9rZXISEQoJYnJva2VyX2lkGAEgASgJEikKBnN0YXR1cxgCIAEoDjIZLmdvdWxldHRlLnYxLkJyb2tlclN0YXR1cxIRCglwb3NpdGlvbnMYAyADKAYibwoNUmluZ1BhcnRpdGlvbhIRCglwYXJ0aXRpb24YASABKA0SEAoIcG9zaXRpb24YAiABKAYSEAoIcmVwbGljYXMYAyADKAkSGAoQcGxhbm5lZF9yZXBsaWNhcxgEIAMoCRINCgVlcG9jaBgFIAEoBCLaAQoPR2V0UmluZ1Jlc3BvbnNlEhUKDXZpcnR1YWxfbm9kZXMYASABKA0SKAoHYnJva2VycxgCIAMoCzIXLmdvdWxldHRlLnYxLlJpbmdCcm9rZXISDQoFdG9waWMYAyABKAkSLgoKcGFydGl0aW9ucxgEIAMoCzIaLmdvdWxldHRlLnYxLlJpbmdQYXJ0aXRpb24SFgoObW92ZWRfcmVwbGljYXMYBSABKA0SGwoTYWZmZWN0ZWRfcGFydGl0aW9ucxgGIAEoDRISCgphcHBsaWVkX2lkGAcgASgEMtEKCg9TZW50aW5lbFNlcnZpY2USSgoJS2VlcEFsaXZlEh0uZ291bGV0dGUudjEuS2VlcEFsaXZlUmVxdWVzdBoeLmdvdWxldHRlLnYxLktlZXBBbGl2ZVJlc3BvbnNlElkKDlJlZ2lzdGVyQnJva2VyEiIuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0GiMuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRJfChBVbnJlZ2lzdGVyQnJva2VyEiQuZ291bGV0dGUudjEuVW5yZWdpc3RlckJyb2tlclJlcXVlc3QaJS5nb3VsZXR0ZS52MS5VbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USTQoKR2V0QnJva2VycxIeLmdvdWxldHRlLnYxLkdldEJyb2tlcnNSZXF1ZXN0Gh8uZ291bGV0dGUudjEuR2V0QnJva2Vyc1Jlc3BvbnNlEl8KEEdldENsdXN0ZXJTdGF0dXMSJC5nb3VsZXR0ZS52MS5HZXRDbHVzdGVyU3RhdHVzUmVxdWVzdBolLmdvdWxldHRlLnYxLkdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRJNCgpMaXN0VG9waWNzEh4uZ291bGV0dGUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5nb3VsZXR0ZS52MS5MaXN0VG9waWNzUmVzcG9uc2USWQoOTGlzdE9wZXJhdGlvbnMSIi5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1JlcXVlc3QaIy5nb3VsZXR0ZS52MS5MaXN0T3BlcmF0aW9uc1Jlc3BvbnNlElkKDkNyZWF0ZVNuYXBzaG90EiIuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiMuZ291bGV0dGUudjEuQ3JlYXRlU25hcHNob3RSZXNwb25zZRJECgdHZXRSaW5nEhsuZ291bGV0dGUudjEuR2V0UmluZ1JlcXVlc3QaHC5nb3VsZXR0ZS52MS5HZXRSaW5nUmVzcG9uc2USQQoGUHV0QWNsEhouZ291bGV0dGUudjEuUHV0QWNsUmVxdWVzdBobLmdvdWxldHRlLnYxLlB1dEFjbFJlc3BvbnNlEkoKCURlbGV0ZUFjbBIdLmdvdWxldHRlLnYxLkRlbGV0ZUFjbFJlcXVlc3QaHi5nb3VsZXR0ZS52MS5EZWxldGVBY2xSZXNwb25zZRJHCghMaXN0QWNscxIcLmdvdWxldHRlLnYxLkxpc3RBY2xzUmVxdWVzdBodLmdvdWxldHRlLnYxLkxpc3RBY2xzUmVzcG9uc2USWQoOR3JvdXBIZWFydGJlYXQSIi5nb3VsZXR0ZS52MS5Hcm91cEhlYXJ0YmVhdFJlcXVlc3QaIy5nb3VsZXR0ZS52MS5Hcm91cEhlYXJ0YmVhdFJlc3BvbnNlEmEKFFdhdGNoR3JvdXBBc3NpZ25tZW50EiguZ291bGV0dGUudjEuV2F0Y2hHcm91cEFzc2lnbm1lbnRSZXF1ZXN0Gh0uZ291bGV0dGUudjEuTWVtYmVyQXNzaWdubWVudDABEk0KCkxpc3RHcm91cHMSHi5nb3VsZXR0ZS52MS5MaXN0R3JvdXBzUmVxdWVzdBofLmdvdWxldHRlLnYxLkxpc3RHcm91cHNSZXNwb25zZRJWCg1EZXNjcmliZUdyb3VwEiEuZ291bGV0dGUudjEuRGVzY3JpYmVHcm91cFJlcXVlc3QaIi5nb3VsZXR0ZS52MS5EZXNjcmliZUdyb3VwUmVzcG9uc2ViBnByb3RvMw", [file_goulette_v1_broker, file_goulette_v1_common, file_goulette_v1_group]);
+  fileDesc("Chpnb3VsZXR0ZS92MS9zZW50aW5lbC5wcm90bxILZ291bGV0dGUudjEiwwEKEEtlZXBBbGl2ZVJlcXVlc3QSEQoJYnJva2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkuZ291bGV0dGUudjEuQnJva2VyU3RhdHVzEi8KCWxpc3RlbmVycxgEIAMoCzIcLmdvdWxldHRlLnYxLkxpc3RlbmVyQWRkcmVzcxIaChJhc3NpZ25tZW50c19kaWdlc3QYBSABKAkSEwoLYWNsc19kaWdlc3QYBiABKAkirwIKEUtlZXBBbGl2ZVJlc3BvbnNlEhMKC3R0bF9zZWNvbmRzGAEgASgNEhIKCnJlZ2lzdGVyZWQYAiABKAgSEgoKYXBwbGllZF9pZBgDIAEoBBI1Cgthc3NpZ25tZW50cxgEIAMoCzIgLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlcXVlc3QSGQoRbGlzdGVuZXJzX2NoYW5nZWQYBSABKAgSGgoSYXNzaWdubWVudHNfZGlnZXN0GAYgASgJEh0KFWFzc2lnbm1lbnRzX3VuY2hhbmdlZBgHIAEoCBIjCgRhY2xzGAggAygLMhUuZ291bGV0dGUudjEuQWNsRW50cnkSEwoLYWNsc19kaWdlc3QYCSABKAkSFgoOYWNsc191bmNoYW5nZWQYCiABKAgiRAoIQWNsRW50cnkSEQoJcHJpbmNpcGFsGAEgASgJEhAKCHJlc291cmNlGAIgASgJEhMKC3Blcm1pc3Npb25zGAMgAygJIjMKDVB1dEFjbFJlcXVlc3QSIgoDYWNsGAEgASgLMhUuZ291bGV0dGUudjEuQWNsRW50cnkiSgoOUHV0QWNsUmVzcG9uc2USFAoMb3BlcmF0aW9uX2lkGAEgASgEEiIKA2FjbBgCIAEoCzIVLmdvdWxldHRlLnYxLkFjbEVudHJ5IjcKEERlbGV0ZUFjbFJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEhAKCHJlc291cmNlGAIgASgJIikKEURlbGV0ZUFjbFJlc3BvbnNlEhQKDG9wZXJhdGlvbl9pZBgBIAEoBCIkCg9MaXN0QWNsc1JlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJIkcKEExpc3RBY2xzUmVzcG9uc2USIwoEYWNscxgBIAMoCzIVLmdvdWxldHRlLnYxLkFjbEVudHJ5Eg4KBmRpZ2VzdBgCIAEoCSKRAQoVUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg4KBnRvcGljcxgDIAMoCRIvCglsaXN0ZW5lcnMYBCADKAsyHC5nb3VsZXR0ZS52MS5MaXN0ZW5lckFkZHJlc3MSEwoLaW5jYXJuYXRpb24YBSABKAkiVwoWUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRInCgZicm9rZXIYASABKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEhQKDG9wZXJhdGlvbl9pZBgCIAEoBCIsChdVbnJlZ2lzdGVyQnJva2VyUmVxdWVzdBIRCglicm9rZXJfaWQYASABKAkiMAoYVW5yZWdpc3RlckJyb2tlclJlc3BvbnNlEhQKDG9wZXJhdGlvbl9pZBgBIAEoBCJdChlIYW5kT3ZlckxlYWRlcnNoaXBSZXF1ZXN0EhEKCWJyb2tlcl9pZBgBIAEoCRItCgpwYXJ0aXRpb25zGAIgAygLMhkuZ291bGV0dGUudjEuUGFydGl0aW9uUmVmIkEKGkhhbmRPdmVyTGVhZGVyc2hpcFJlc3BvbnNlEg0KBW1vdmVkGAEgASgNEhQKDG9wZXJhdGlvbl9pZBgCIAEoBCJ8ChFHZXRCcm9rZXJzUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIVCg1yZXBsaWNhX2NvdW50GAIgASgNEhsKE3VucmVhY2hhYmxlX2Jyb2tlcnMYAyADKAkSEgoKcGFydGl0aW9ucxgEIAEoDRIQCghsaXN0ZW5lchgFIAEoCSKFAQoSR2V0QnJva2Vyc1Jlc3BvbnNlEigKB2Jyb2tlcnMYASADKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEjQKCnBhcnRpdGlvbnMYAiADKAsyIC5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Bc3NpZ25tZW50Eg8KB3ZlcnNpb24YAyABKAQiKwoXR2V0Q2x1c3RlclN0YXR1c1JlcXVlc3QSEAoIbGlzdGVuZXIYASABKAkiOgoMU2VudGluZWxJbmZvEgoKAmlkGAEgASgJEgsKA3VybBgCIAEoCRIRCglpc19sZWFkZXIYAyABKAgi5AIKGEdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRITCgtzZW50aW5lbF9pZBgBIAEoCRIRCglsZWFkZXJfaWQYAiABKAkSEgoKbGVhZGVyX3VybBgDIAEoCRIsCglzZW50aW5lbHMYBCADKAsyGS5nb3VsZXR0ZS52MS5TZW50aW5lbEluZm8SFAoMcmluZ19icm9rZXJzGAUgASgNEhoKEnJpbmdfdmlydHVhbF9ub2RlcxgGIAEoDRIVCg1vcGxvZ19oZWFkX2lkGAcgASgEEhgKEG9wbG9nX2FwcGxpZWRfaWQYCCABKAQSFgoOcmVwbGF5X2xhZ19vcHMYCSABKAQSEwoLc25hcHNob3RfaWQYCiABKAQSDgoGdG9waWNzGAsgASgNEigKB2Jyb2tlcnMYDCADKAsyFy5nb3VsZXR0ZS52MS5Ccm9rZXJJbmZvEhQKDHN0YXRlX2RpZ2VzdBgNIAEoCSJBChFMaXN0VG9waWNzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSDQoFbGltaXQYAiABKA0SDQoFYWZ0ZXIYAyABKAkiVwoSTGlzdFRvcGljc1Jlc3BvbnNlEi0KBnRvcGljcxgBIAMoCzIdLmdvdWxldHRlLnYxLlRvcGljUmVwbGljYUluZm8SEgoKbmV4dF9hZnRlchgCIAEoCSJeCglPcGVyYXRpb24SCgoCaWQYASABKAQSDAoEdHlwZRgCIAEoCRIRCgl0aW1lc3RhbXAYAyABKAMSEQoJbGVhZGVyX2lkGAQgASgJEhEKCWRhdGFfanNvbhgFIAEoCSI4ChVMaXN0T3BlcmF0aW9uc1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAQSDQoFbGltaXQYAiABKA0igQEKFkxpc3RPcGVyYXRpb25zUmVzcG9uc2USKgoKb3BlcmF0aW9ucxgBIAMoCzIWLmdvdWxldHRlLnYxLk9wZXJhdGlvbhIPCgdoZWFkX2lkGAIgASgEEhMKC3NuYXBzaG90X2lkGAMgASgEEhUKDW5leHRfYWZ0ZXJfaWQYBCABKAQiFwoVQ3JlYXRlU25hcHNob3RSZXF1ZXN0Il8KFkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USEwoLc25hcHNob3RfaWQYASABKAQSHAoUY29tcGFjdGVkX29wZXJhdGlvbnMYAiABKA0SEgoKc2l6ZV9ieXRlcxgDIAEoBCI2Cg5HZXRSaW5nUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIVCg1zaW11bGF0ZV9kb3duGAIgAygJIl0KClJpbmdCcm9rZXISEQoJYnJva2VyX2lkGAEgASgJEikKBnN0YXR1cxgCIAEoDjIZLmdvdWxldHRlLnYxLkJyb2tlclN0YXR1cxIRCglwb3NpdGlvbnMYAyADKAYibwoNUmluZ1BhcnRpdGlvbhIRCglwYXJ0aXRpb24YASABKA0SEAoIcG9zaXRpb24YAiABKAYSEAoIcmVwbGljYXMYAyADKAkSGAoQcGxhbm5lZF9yZXBsaWNhcxgEIAMoCRINCgVlcG9jaBgFIAEoBCLaAQoPR2V0UmluZ1Jlc3BvbnNlEhUKDXZpcnR1YWxfbm9kZXMYASABKA0SKAoHYnJva2VycxgCIAMoCzIXLmdvdWxldHRlLnYxLlJpbmdCcm9rZXISDQoFdG9waWMYAyABKAkSLgoKcGFydGl0aW9ucxgEIAMoCzIaLmdvdWxldHRlLnYxLlJpbmdQYXJ0aXRpb24SFgoObW92ZWRfcmVwbGljYXMYBSABKA0SGwoTYWZmZWN0ZWRfcGFydGl0aW9ucxgGIAEoDRISCgphcHBsaWVkX2lkGAcgASgEMrgLCg9TZW50aW5lbFNlcnZpY2USSgoJS2VlcEFsaXZlEh0uZ291bGV0dGUudjEuS2VlcEFsaXZlUmVxdWVzdBoeLmdvdWxldHRlLnYxLktlZXBBbGl2ZVJlc3BvbnNlElkKDlJlZ2lzdGVyQnJva2VyEiIuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXF1ZXN0GiMuZ291bGV0dGUudjEuUmVnaXN0ZXJCcm9rZXJSZXNwb25zZRJfChBVbnJlZ2lzdGVyQnJva2VyEiQuZ291bGV0dGUudjEuVW5yZWdpc3RlckJyb2tlclJlcXVlc3QaJS5nb3VsZXR0ZS52MS5VbnJlZ2lzdGVyQnJva2VyUmVzcG9uc2USZQoSSGFuZE92ZXJMZWFkZXJzaGlwEiYuZ291bGV0dGUudjEuSGFuZE92ZXJMZWFkZXJzaGlwUmVxdWVzdBonLmdvdWxldHRlLnYxLkhhbmRPdmVyTGVhZGVyc2hpcFJlc3BvbnNlEk0KCkdldEJyb2tlcnMSHi5nb3VsZXR0ZS52MS5HZXRCcm9rZXJzUmVxdWVzdBofLmdvdWxldHRlLnYxLkdldEJyb2tlcnNSZXNwb25zZRJfChBHZXRDbHVzdGVyU3RhdHVzEiQuZ291bGV0dGUudjEuR2V0Q2x1c3RlclN0YXR1c1JlcXVlc3QaJS5nb3VsZXR0ZS52MS5HZXRDbHVzdGVyU3RhdHVzUmVzcG9uc2USTQoKTGlzdFRvcGljcxIeLmdvdWxldHRlLnYxLkxpc3RUb3BpY3NSZXF1ZXN0Gh8uZ291bGV0dGUudjEuTGlzdFRvcGljc1Jlc3BvbnNlElkKDkxpc3RPcGVyYXRpb25zEiIuZ291bGV0dGUudjEuTGlzdE9wZXJhdGlvbnNSZXF1ZXN0GiMuZ291bGV0dGUudjEuTGlzdE9wZXJhdGlvbnNSZXNwb25zZRJZCg5DcmVhdGVTbmFwc2hvdBIiLmdvdWxldHRlLnYxLkNyZWF0ZVNuYXBzaG90UmVxdWVzdBojLmdvdWxldHRlLnYxLkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USRAoHR2V0UmluZxIbLmdvdWxldHRlLnYxLkdldFJpbmdSZXF1ZXN0GhwuZ291bGV0dGUudjEuR2V0UmluZ1Jlc3BvbnNlEkEKBlB1dEFjbBIaLmdvdWxldHRlLnYxLlB1dEFjbFJlcXVlc3QaGy5nb3VsZXR0ZS52MS5QdXRBY2xSZXNwb25zZRJKCglEZWxldGVBY2wSHS5nb3VsZXR0ZS52MS5EZWxldGVBY2xSZXF1ZXN0Gh4uZ291bGV0dGUudjEuRGVsZXRlQWNsUmVzcG9uc2USRwoITGlzdEFjbHMSHC5nb3VsZXR0ZS52MS5MaXN0QWNsc1JlcXVlc3QaHS5nb3VsZXR0ZS52MS5MaXN0QWNsc1Jlc3BvbnNlElkKDkdyb3VwSGVhcnRiZWF0EiIuZ291bGV0dGUudjEuR3JvdXBIZWFydGJlYXRSZXF1ZXN0GiMuZ291bGV0dGUudjEuR3JvdXBIZWFydGJlYXRSZXNwb25zZRJhChRXYXRjaEdyb3VwQXNzaWdubWVudBIoLmdvdWxldHRlLnYxLldhdGNoR3JvdXBBc3NpZ25tZW50UmVxdWVzdBodLmdvdWxldHRlLnYxLk1lbWJlckFzc2lnbm1lbnQwARJNCgpMaXN0R3JvdXBzEh4uZ291bGV0dGUudjEuTGlzdEdyb3Vwc1JlcXVlc3QaHy5nb3VsZXR0ZS52MS5MaXN0R3JvdXBzUmVzcG9uc2USVgoNRGVzY3JpYmVHcm91cBIhLmdvdWxldHRlLnYxLkRlc2NyaWJlR3JvdXBSZXF1ZXN0GiIuZ291bGV0dGUudjEuRGVzY3JpYmVHcm91cFJlc3BvbnNlYgZwcm90bzM", [file_goulette_v1_broker, file_goulette_v1_common, file_goulette_v1_group]);
 
 /**
  * @generated from message goulette.v1.KeepAliveRequest
@@ -425,6 +425,56 @@ export const UnregisterBrokerResponseSchema: GenMessage<UnregisterBrokerResponse
   messageDesc(file_goulette_v1_sentinel, 12);
 
 /**
+ * @generated from message goulette.v1.HandOverLeadershipRequest
+ */
+export type HandOverLeadershipRequest = Message<"goulette.v1.HandOverLeadershipRequest"> & {
+  /**
+   * @generated from field: string broker_id = 1;
+   */
+  brokerId: string;
+
+  /**
+   * Partitions this broker leads (per the sentinels) and cannot lead (at most 10,000).
+   *
+   * @generated from field: repeated goulette.v1.PartitionRef partitions = 2;
+   */
+  partitions: PartitionRef[];
+};
+
+/**
+ * Describes the message goulette.v1.HandOverLeadershipRequest.
+ * Use `create(HandOverLeadershipRequestSchema)` to create a new message.
+ */
+export const HandOverLeadershipRequestSchema: GenMessage<HandOverLeadershipRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 13);
+
+/**
+ * @generated from message goulette.v1.HandOverLeadershipResponse
+ */
+export type HandOverLeadershipResponse = Message<"goulette.v1.HandOverLeadershipResponse"> & {
+  /**
+   * Partitions whose leadership moved; the others had no healthy, up-to-date replica to take it.
+   *
+   * @generated from field: uint32 moved = 1;
+   */
+  moved: number;
+
+  /**
+   * The operation that moved them (0 when none moved).
+   *
+   * @generated from field: uint64 operation_id = 2;
+   */
+  operationId: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.HandOverLeadershipResponse.
+ * Use `create(HandOverLeadershipResponseSchema)` to create a new message.
+ */
+export const HandOverLeadershipResponseSchema: GenMessage<HandOverLeadershipResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_sentinel, 14);
+
+/**
  * @generated from message goulette.v1.GetBrokersRequest
  */
 export type GetBrokersRequest = Message<"goulette.v1.GetBrokersRequest"> & {
@@ -470,7 +520,7 @@ export type GetBrokersRequest = Message<"goulette.v1.GetBrokersRequest"> & {
  * Use `create(GetBrokersRequestSchema)` to create a new message.
  */
 export const GetBrokersRequestSchema: GenMessage<GetBrokersRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 13);
+  messageDesc(file_goulette_v1_sentinel, 15);
 
 /**
  * @generated from message goulette.v1.GetBrokersResponse
@@ -501,7 +551,7 @@ export type GetBrokersResponse = Message<"goulette.v1.GetBrokersResponse"> & {
  * Use `create(GetBrokersResponseSchema)` to create a new message.
  */
 export const GetBrokersResponseSchema: GenMessage<GetBrokersResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 14);
+  messageDesc(file_goulette_v1_sentinel, 16);
 
 /**
  * @generated from message goulette.v1.GetClusterStatusRequest
@@ -520,7 +570,7 @@ export type GetClusterStatusRequest = Message<"goulette.v1.GetClusterStatusReque
  * Use `create(GetClusterStatusRequestSchema)` to create a new message.
  */
 export const GetClusterStatusRequestSchema: GenMessage<GetClusterStatusRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 15);
+  messageDesc(file_goulette_v1_sentinel, 17);
 
 /**
  * @generated from message goulette.v1.SentinelInfo
@@ -547,7 +597,7 @@ export type SentinelInfo = Message<"goulette.v1.SentinelInfo"> & {
  * Use `create(SentinelInfoSchema)` to create a new message.
  */
 export const SentinelInfoSchema: GenMessage<SentinelInfo> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 16);
+  messageDesc(file_goulette_v1_sentinel, 18);
 
 /**
  * @generated from message goulette.v1.GetClusterStatusResponse
@@ -630,7 +680,7 @@ export type GetClusterStatusResponse = Message<"goulette.v1.GetClusterStatusResp
  * Use `create(GetClusterStatusResponseSchema)` to create a new message.
  */
 export const GetClusterStatusResponseSchema: GenMessage<GetClusterStatusResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 17);
+  messageDesc(file_goulette_v1_sentinel, 19);
 
 /**
  * @generated from message goulette.v1.ListTopicsRequest
@@ -663,7 +713,7 @@ export type ListTopicsRequest = Message<"goulette.v1.ListTopicsRequest"> & {
  * Use `create(ListTopicsRequestSchema)` to create a new message.
  */
 export const ListTopicsRequestSchema: GenMessage<ListTopicsRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 18);
+  messageDesc(file_goulette_v1_sentinel, 20);
 
 /**
  * @generated from message goulette.v1.ListTopicsResponse
@@ -687,7 +737,7 @@ export type ListTopicsResponse = Message<"goulette.v1.ListTopicsResponse"> & {
  * Use `create(ListTopicsResponseSchema)` to create a new message.
  */
 export const ListTopicsResponseSchema: GenMessage<ListTopicsResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 19);
+  messageDesc(file_goulette_v1_sentinel, 21);
 
 /**
  * @generated from message goulette.v1.Operation
@@ -731,7 +781,7 @@ export type Operation = Message<"goulette.v1.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 20);
+  messageDesc(file_goulette_v1_sentinel, 22);
 
 /**
  * @generated from message goulette.v1.ListOperationsRequest
@@ -757,7 +807,7 @@ export type ListOperationsRequest = Message<"goulette.v1.ListOperationsRequest">
  * Use `create(ListOperationsRequestSchema)` to create a new message.
  */
 export const ListOperationsRequestSchema: GenMessage<ListOperationsRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 21);
+  messageDesc(file_goulette_v1_sentinel, 23);
 
 /**
  * @generated from message goulette.v1.ListOperationsResponse
@@ -793,7 +843,7 @@ export type ListOperationsResponse = Message<"goulette.v1.ListOperationsResponse
  * Use `create(ListOperationsResponseSchema)` to create a new message.
  */
 export const ListOperationsResponseSchema: GenMessage<ListOperationsResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 22);
+  messageDesc(file_goulette_v1_sentinel, 24);
 
 /**
  * @generated from message goulette.v1.CreateSnapshotRequest
@@ -806,7 +856,7 @@ export type CreateSnapshotRequest = Message<"goulette.v1.CreateSnapshotRequest">
  * Use `create(CreateSnapshotRequestSchema)` to create a new message.
  */
 export const CreateSnapshotRequestSchema: GenMessage<CreateSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 23);
+  messageDesc(file_goulette_v1_sentinel, 25);
 
 /**
  * @generated from message goulette.v1.CreateSnapshotResponse
@@ -833,7 +883,7 @@ export type CreateSnapshotResponse = Message<"goulette.v1.CreateSnapshotResponse
  * Use `create(CreateSnapshotResponseSchema)` to create a new message.
  */
 export const CreateSnapshotResponseSchema: GenMessage<CreateSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 24);
+  messageDesc(file_goulette_v1_sentinel, 26);
 
 /**
  * @generated from message goulette.v1.GetRingRequest
@@ -860,7 +910,7 @@ export type GetRingRequest = Message<"goulette.v1.GetRingRequest"> & {
  * Use `create(GetRingRequestSchema)` to create a new message.
  */
 export const GetRingRequestSchema: GenMessage<GetRingRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 25);
+  messageDesc(file_goulette_v1_sentinel, 27);
 
 /**
  * One broker on the ring: its virtual nodes.
@@ -893,7 +943,7 @@ export type RingBroker = Message<"goulette.v1.RingBroker"> & {
  * Use `create(RingBrokerSchema)` to create a new message.
  */
 export const RingBrokerSchema: GenMessage<RingBroker> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 26);
+  messageDesc(file_goulette_v1_sentinel, 28);
 
 /**
  * One partition of GetRingRequest.topic on the ring.
@@ -940,7 +990,7 @@ export type RingPartition = Message<"goulette.v1.RingPartition"> & {
  * Use `create(RingPartitionSchema)` to create a new message.
  */
 export const RingPartitionSchema: GenMessage<RingPartition> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 27);
+  messageDesc(file_goulette_v1_sentinel, 29);
 
 /**
  * @generated from message goulette.v1.GetRingResponse
@@ -999,7 +1049,7 @@ export type GetRingResponse = Message<"goulette.v1.GetRingResponse"> & {
  * Use `create(GetRingResponseSchema)` to create a new message.
  */
 export const GetRingResponseSchema: GenMessage<GetRingResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_sentinel, 28);
+  messageDesc(file_goulette_v1_sentinel, 30);
 
 /**
  * The control plane. Every sentinel serves every method; writes are forwarded to the leader.
@@ -1036,6 +1086,19 @@ export const SentinelService: GenService<{
     methodKind: "unary";
     input: typeof UnregisterBrokerRequestSchema;
     output: typeof UnregisterBrokerResponseSchema;
+  },
+  /**
+   * A broker that cannot lead partitions it was made leader of (its log is damaged: it must fetch the
+   * damaged range again from another replica first) asks the leader sentinel to hand their leadership
+   * to their most up-to-date other replica under a new epoch. Repeated at every heartbeat while it
+   * still refuses; a partition with no such replica keeps its leader.
+   *
+   * @generated from rpc goulette.v1.SentinelService.HandOverLeadership
+   */
+  handOverLeadership: {
+    methodKind: "unary";
+    input: typeof HandOverLeadershipRequestSchema;
+    output: typeof HandOverLeadershipResponseSchema;
   },
   /**
    * Where a topic lives. Assigns the topic on first use; with unreachable_brokers set, the leader
