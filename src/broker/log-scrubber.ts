@@ -32,8 +32,8 @@ export interface ScrubPassResult {
  * replicas lost their copies. Each pass reads every sealed segment of every partition again at a
  * bounded rate (see storage/segment-verify.ts); a damaged range marks the partition damaged (it
  * refuses to lead) and, on a follower, is fetched again from the leader and replaced atomically.
- * Damage on a leader is repaired once it follows (at its next restart the sentinels hand its
- * leadership to another replica).
+ * A leader with another replica in sync steps down and asks the sentinels to hand its leadership over
+ * (Partition.refusesLeadership, HandOverLeadership), then repairs the range as a follower.
  */
 export class LogScrubber {
   readonly #options: LogScrubberOptions;
