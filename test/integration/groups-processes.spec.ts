@@ -138,7 +138,18 @@ describe("consumer groups with members as processes", { timeout: 300_000 }, () =
         return [...seen.values()].reduce((n, s) => n + s.size, 0) === MESSAGES;
       },
       { timeoutMs: 60_000, what: `all ${MESSAGES} messages processed` },
-    );
+    ).catch((err: unknown) => {
+      // Say which ones are missing and where they were stored, to tell a lost record from a stalled reader.
+      const missing = [...seq].flatMap(([key, count]) =>
+        Array.from({ length: count }, (_, n) => n)
+          .filter((n) => !seen.get(key)?.has(n))
+          .map((n) => `${key}:${n}`),
+      );
+      const owners = [a, b, c].map((m) => `${m.name} owns ${[...m.owned].join(",")}`).join("; ");
+      throw new Error(
+        `${String(err)}: ${missing.length} missing, first ${missing.slice(0, 10).join(" ")}; ${owners}`,
+      );
+    });
     for (const [key, set] of seen) assert.equal(set.size, seq.get(key), `every message of ${key}`);
 
     // In order per key within each member's hold of a partition (a partition given to it again starts
