@@ -64,6 +64,29 @@ describe("consumer groups with members as processes", { timeout: 300_000 }, () =
     }
     await Promise.all(sends);
   };
+  /** "key:n" → "partition/offset" of every record stored now (read from the partition leaders). */
+  const storedValues = async (): Promise<Map<string, string>> => {
+    const layout = await cluster.layout(TOPIC);
+    const stored = new Map<string, string>();
+    for (const p of layout.partitions) {
+      const client = createClient(
+        BrokerService,
+        createGrpcTransport({ baseUrl: `http://${cluster.brokerAddress(p.leader)}` }),
+      );
+      // Reads until the stream has been idle for its deadline (a long poll past the end never ends).
+      try {
+        for await (const m of client.pullMessage(
+          { topic: TOPIC, partition: p.partition, offset: 0n, maxMessages: BigInt(MESSAGES) },
+          { timeoutMs: 3_000 },
+        )) {
+          stored.set(new TextDecoder().decode(m.payload), `${p.partition}/${m.offset}`);
+        }
+      } catch {
+        // the deadline: what arrived until then is what the partition holds
+      }
+    }
+    return stored;
+  };
   const committedOffsets = async (): Promise<number[]> => {
     const layout = await cluster.layout(TOPIC);
     return Promise.all(
@@ -138,16 +161,30 @@ describe("consumer groups with members as processes", { timeout: 300_000 }, () =
         return [...seen.values()].reduce((n, s) => n + s.size, 0) === MESSAGES;
       },
       { timeoutMs: 60_000, what: `all ${MESSAGES} messages processed` },
-    ).catch((err: unknown) => {
-      // Say which ones are missing and where they were stored, to tell a lost record from a stalled reader.
-      const missing = [...seq].flatMap(([key, count]) =>
-        Array.from({ length: count }, (_, n) => n)
-          .filter((n) => !seen.get(key)?.has(n))
-          .map((n) => `${key}:${n}`),
+    ).catch(async (err: unknown) => {
+      // Say which ones are missing, whether the partitions hold them (a stalled reader) or not (a lost
+      // record), where each member's reading stopped and who owns what.
+      const missing = new Set(
+        [...seq].flatMap(([key, count]) =>
+          Array.from({ length: count }, (_, n) => n)
+            .filter((n) => !seen.get(key)?.has(n))
+            .map((n) => `${key}:${n}`),
+        ),
       );
+      const stored = await storedValues().catch(
+        (e: unknown) => new Map<string, string>([["error", String(e)]]),
+      );
+      const storedMissing = [...missing].filter((v) => stored.has(v));
+      const where = storedMissing.slice(0, 5).map((v) => `${v}@${stored.get(v)}`);
+      const lastRead = [a, c].map((m) => {
+        const byPartition = new Map<number, number>();
+        for (const l of m.messages()) byPartition.set(l.p as number, l.o as number);
+        return `${m.name} read up to ${[...byPartition].map(([p, o]) => `${p}:${o}`).join(",")}`;
+      });
       const owners = [a, b, c].map((m) => `${m.name} owns ${[...m.owned].join(",")}`).join("; ");
       throw new Error(
-        `${String(err)}: ${missing.length} missing, first ${missing.slice(0, 10).join(" ")}; ${owners}`,
+        `${String(err)}: ${missing.size} missing (${storedMissing.length} of them stored: ${where.join(" ")}); ` +
+          `${lastRead.join("; ")}; ${owners}`,
       );
     });
     for (const [key, set] of seen) assert.equal(set.size, seq.get(key), `every message of ${key}`);
