@@ -230,6 +230,9 @@ export class FailureDetector {
     clearTimeout(this.#graceTimer);
     clearTimeout(this.#checkTimer);
     this.#lag.stop();
-    await this.#watcher?.cancel().catch(() => undefined);
+    // Idempotent: cancelling an etcd watcher a second time never settles.
+    const watcher = this.#watcher;
+    this.#watcher = undefined;
+    await watcher?.cancel().catch(() => undefined);
   }
 }
