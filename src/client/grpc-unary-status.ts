@@ -1,6 +1,7 @@
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeFromHttpStatus, findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import { webHeadersOf } from "../common/http2-headers.js";
 
 // How a unary gRPC call over node:http2 ended, as the ConnectError Connect's gRPC client would give for
 // it: the SDK maps those to its typed errors (client/errors.ts toClientError) and fails over on them
@@ -22,7 +23,7 @@ export function responseError(
   // A number at run time, typed as a header value.
   const status = Number(headers[":status"] ?? 0);
   if (status !== 200) {
-    return new ConnectError(`HTTP ${status}`, codeFromHttpStatus(status), webHeaders(headers));
+    return new ConnectError(`HTTP ${status}`, codeFromHttpStatus(status), webHeadersOf(headers));
   }
   const contentType = headers["content-type"] ?? "";
   if (!/^application\/grpc(?:\+proto)?(?:;|$)/i.test(contentType)) {
@@ -32,7 +33,7 @@ export function responseError(
   if (headers["grpc-status"] !== undefined || headers["grpc-status-details-bin"] !== undefined) {
     return headers["grpc-status"] === "0" && headers["grpc-status-details-bin"] === undefined
       ? undefined
-      : findTrailerError(webHeaders(headers));
+      : findTrailerError(webHeadersOf(headers));
   }
   if (trailers === undefined) {
     return new ConnectError("protocol error: missing trailers", Code.Internal);
@@ -41,8 +42,8 @@ export function responseError(
   if (trailers["grpc-status"] === undefined && trailers["grpc-status-details-bin"] === undefined) {
     return new ConnectError("protocol error: missing status", Code.Internal);
   }
-  const metadata = webHeaders(headers);
-  webHeaders(trailers).forEach((value, key) => metadata.set(key, value));
+  const metadata = webHeadersOf(headers);
+  webHeadersOf(trailers).forEach((value, key) => metadata.set(key, value));
   return findTrailerError(metadata);
 }
 
@@ -84,17 +85,4 @@ function errorCodes(err: unknown): string[] {
     if (typeof code === "string") codes.push(code);
   }
   return codes;
-}
-
-/** HTTP/2 headers as Headers, pseudo-headers left out (built only on the error path). */
-function webHeaders(headers: http2.IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 58 /* ':' */) continue;
-    const value = headers[key];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out.append(key, v);
-    else out.append(key, value);
-  }
-  return out;
 }

@@ -2,6 +2,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import type { Transport } from "@connectrpc/connect";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import type { GrpcUnaryClient } from "./grpc-unary-client.js";
+import { webHeadersOf } from "../common/http2-headers.js";
 
 /**
  * The sentinel reads the SDK makes, sent by the lean unary client (GetBrokers above all: every producer
@@ -41,10 +42,10 @@ export function leanTransport(
         message: result.message,
         // Few callers read them: built on demand.
         get header() {
-          return toHeaders(result.header);
+          return webHeadersOf(result.header);
         },
         get trailer() {
-          return toHeaders(result.trailer);
+          return webHeadersOf(result.trailer);
         },
       };
     },
@@ -57,16 +58,4 @@ type HeaderInit = Parameters<Transport["unary"]>[3];
 
 function isRecord(header: HeaderInit): header is Record<string, string> | undefined {
   return header === undefined || (!(header instanceof Headers) && !Array.isArray(header));
-}
-
-function toHeaders(raw: Record<string, string | string[] | undefined>): Headers {
-  const out = new Headers();
-  for (const key in raw) {
-    if (key.charCodeAt(0) === 58 /* ':' */) continue;
-    const value = raw[key];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out.append(key, v);
-    else out.append(key, value);
-  }
-  return out;
 }

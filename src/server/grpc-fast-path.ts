@@ -32,6 +32,7 @@ import { peerCertificateKey, peerCertificateOf } from "./identity.js";
 import { setRequestLedger, type InflightBudget } from "./inflight-budget.js";
 import { envelope, readUnaryMessage } from "./grpc-envelope.js";
 import { decodeChecked } from "./request-guard.js";
+import { webHeadersOf } from "../common/http2-headers.js";
 
 /** A unary method's implementation, as the router was given it, with the interceptors it runs behind. */
 export interface FastUnaryMethod {
@@ -117,7 +118,7 @@ export class GrpcFastPath {
     stream.on("error", (err: Error) => options.logger.debug({ err }, "gRPC stream failed"));
     const session = stream.session;
     const socket = session?.socket;
-    const header = webHeaders(headers);
+    const header = webHeadersOf(headers);
     const contextValues = createContextValues();
     // Under mutual TLS the caller's verified certificate identifies it (identity.ts), read only if asked.
     if (options.mutualTls) contextValues.set(peerCertificateKey, peerCertificateOf(socket));
@@ -297,17 +298,4 @@ function respond(
   } catch {
     if (!stream.closed) stream.close(NGHTTP2_INTERNAL_ERROR);
   }
-}
-
-/** The request's headers as Connect sees them (pseudo-headers left out). */
-function webHeaders(headers: http2.IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 58 /* ':' */) continue;
-    const value = headers[key];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out.append(key, v);
-    else out.append(key, value);
-  }
-  return out;
 }
