@@ -1,3 +1,4 @@
+import { ENVELOPE_HEADER_BYTES } from "../common/grpc-frame.js";
 import type { StoredRecord } from "../storage/index.js";
 
 /**
@@ -13,7 +14,6 @@ import type { StoredRecord } from "../storage/index.js";
  *   Header:        key = 1, value = 2
  */
 
-const ENVELOPE_BYTES = 5;
 const TWO_POW_32 = 0x1_0000_0000;
 
 // Tags: field number << 3 | wire type (0 varint, 2 length-delimited).
@@ -115,17 +115,18 @@ function writeString(buf: Buffer, pos: number, tag: number, text: string): numbe
   return pos + buf.write(text, pos, length, "utf8");
 }
 
+/** A varint field (tag, value), left out when the value is 0 (proto3's default). */
+function writeVarintField(buf: Buffer, pos: number, tag: number, value: number): number {
+  if (value === 0) return pos;
+  buf[pos++] = tag;
+  return writeVarint(buf, pos, value);
+}
+
 function writeMessage(buf: Buffer, pos: number, record: StoredRecord, size: number): number {
   buf[pos++] = RESPONSE_MESSAGE;
   pos = writeVarint(buf, pos, size);
-  if (record.offset !== 0) {
-    buf[pos++] = MESSAGE_OFFSET;
-    pos = writeVarint(buf, pos, record.offset);
-  }
-  if (record.timestamp !== 0) {
-    buf[pos++] = MESSAGE_TIMESTAMP;
-    pos = writeVarint(buf, pos, record.timestamp);
-  }
+  pos = writeVarintField(buf, pos, MESSAGE_OFFSET, record.offset);
+  pos = writeVarintField(buf, pos, MESSAGE_TIMESTAMP, record.timestamp);
   if (record.key.length !== 0) pos = writeBytes(buf, pos, MESSAGE_KEY, record.key);
   if (record.payload.length !== 0) pos = writeBytes(buf, pos, MESSAGE_PAYLOAD, record.payload);
   for (const h of record.headers) {
@@ -164,26 +165,17 @@ export function encodeFetchEnvelope(fields: FetchResponseFields, records: readon
   if (fields.highWatermark !== 0) size += 1 + varintSize(fields.highWatermark);
   if (fields.logStartOffset !== 0) size += 1 + varintSize(fields.logStartOffset);
 
-  const buf = Buffer.allocUnsafe(ENVELOPE_BYTES + size);
+  const buf = Buffer.allocUnsafe(ENVELOPE_HEADER_BYTES + size);
   buf[0] = 0;
   buf.writeUInt32BE(size, 1);
-  let pos = ENVELOPE_BYTES;
+  let pos = ENVELOPE_HEADER_BYTES;
   if (topicBytes !== 0) pos = writeString(buf, pos, RESPONSE_TOPIC, fields.topic);
-  if (fields.partition !== 0) {
-    buf[pos++] = RESPONSE_PARTITION;
-    pos = writeVarint(buf, pos, fields.partition);
-  }
+  pos = writeVarintField(buf, pos, RESPONSE_PARTITION, fields.partition);
   for (let i = 0; i < records.length; i++) {
     pos = writeMessage(buf, pos, records[i] as StoredRecord, sizes[i] as number);
   }
-  if (fields.highWatermark !== 0) {
-    buf[pos++] = RESPONSE_HIGH_WATERMARK;
-    pos = writeVarint(buf, pos, fields.highWatermark);
-  }
-  if (fields.logStartOffset !== 0) {
-    buf[pos++] = RESPONSE_LOG_START;
-    pos = writeVarint(buf, pos, fields.logStartOffset);
-  }
+  pos = writeVarintField(buf, pos, RESPONSE_HIGH_WATERMARK, fields.highWatermark);
+  pos = writeVarintField(buf, pos, RESPONSE_LOG_START, fields.logStartOffset);
   if (pos !== buf.length) throw new Error(`fetch response encoded to ${pos} bytes, sized ${buf.length}`);
   return buf;
 }
