@@ -3,7 +3,7 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { toJson } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { NotFoundError, UnauthenticatedError } from "../../src/errors.js";
 import { bearerHeaders } from "../../src/common/bearer.js";
 import { toClientError } from "../../src/client/errors.js";
@@ -17,22 +17,15 @@ import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { freePort } from "../helpers/ports.js";
 import { waitFor } from "../helpers/wait.js";
+import { servedByRecorder } from "../helpers/served-by.js";
 
 const TOKEN = "lean-client-application-token";
 const ADMIN_TOKEN = "lean-client-admin-token";
 const AS_APPLICATION = bearerHeaders(TOKEN);
 const { getBrokers, getClusterStatus } = SentinelService.method;
 
-/** How a call reached the handler: the fast path's frames are on the stack only when it served it. */
-const servedBy: string[] = [];
-const recordPath: Interceptor = (next) => (req) => {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 50;
-  const stack = new Error().stack ?? "";
-  Error.stackTraceLimit = limit;
-  servedBy.push(stack.includes("/src/server/grpc-fast-path.js") ? "fast" : "connect");
-  return next(req);
-};
+/** How each call reached the handler (the fast path or Connect). */
+const { servedBy, interceptor: recordPath } = servedByRecorder();
 
 async function failure(call: Promise<unknown>): Promise<ConnectError> {
   try {

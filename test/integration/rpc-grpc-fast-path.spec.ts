@@ -5,7 +5,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { create, toBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
@@ -20,6 +20,7 @@ import {
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { waitFor } from "../helpers/wait.js";
+import { servedByRecorder } from "../helpers/served-by.js";
 
 type GetBrokersInit = MessageInitShape<typeof GetBrokersRequestSchema>;
 
@@ -31,16 +32,8 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 const GET_BROKERS = "/goulette.v1.SentinelService/GetBrokers";
 const REPO = path.resolve(import.meta.dirname, "../../..");
 
-/** How a call reached the handler: the fast path's frames are on the stack only when it served it. */
-const servedBy: string[] = [];
-const recordPath: Interceptor = (next) => (req) => {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 50;
-  const stack = new Error().stack ?? "";
-  Error.stackTraceLimit = limit;
-  servedBy.push(stack.includes("/src/server/grpc-fast-path.js") ? "fast" : "connect");
-  return next(req);
-};
+/** How each call reached the handler (the fast path or Connect). */
+const { servedBy, interceptor: recordPath } = servedByRecorder();
 
 /**
  * GetBrokers over the gRPC fast path answers as the Connect path does: the same answer, errors with the
