@@ -145,7 +145,8 @@ export function planLeaderBalance(state: ClusterState, mayLead: MayLead): TopicC
     const leaders = balanceLeaders(candidates);
     const partitions: PartitionPlacement[] = [];
     topic.partitions.forEach((p, i) => {
-      if (leaders[i] !== p.replicas[0]) {
+      // A partition with no replicas left (every broker unregistered) has no leader to hand over.
+      if (p.replicas.length > 0 && leaders[i] !== p.replicas[0]) {
         partitions.push({ partition: p.partition, replicas: leaderFirst(p.replicas, leaders[i]!) });
       }
     });

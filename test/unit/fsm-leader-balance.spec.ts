@@ -256,4 +256,34 @@ describe("planLeaderBalance", () => {
       [],
     );
   });
+
+  // Found by the sentinel fuzz spec: with every broker unregistered, each check proposed a no-op
+  // reassignment of the topic's empty replica lists, one more operation in the log every 30 s.
+  it("proposes nothing for partitions that have no replica left", () => {
+    const { state, append } = skewedCluster();
+    for (const brokerId of ["a", "b", "c"]) {
+      append({
+        type: "unregisterBroker",
+        data: {
+          brokerId,
+          changes: [
+            {
+              topic: "orders",
+              partitions: [0, 1, 2].map((partition) => ({
+                partition,
+                replicas: state
+                  .topic("orders")!
+                  .partitions[partition]!.replicas.filter((id) => id !== brokerId),
+              })),
+            },
+          ],
+        },
+      });
+    }
+    assert.ok(state.topic("orders")!.partitions.every((p) => p.replicas.length === 0));
+    assert.deepEqual(
+      planLeaderBalance(state, () => true),
+      [],
+    );
+  });
 });
