@@ -50,21 +50,34 @@ for (const [param, id] of [
 }
 
 const admin = new Admin({ sentinels, transport });
-admin.clusterStatus().then(
-  (s) => {
-    $("cluster").textContent =
-      `Cluster: leader ${s.leaderUrl || "(none)"}, ${s.brokers.length} brokers ` +
-      `(${s.brokers.map((b) => b.brokerId).join(", ")}), ${s.topics} topics`;
-  },
-  (err: unknown) =>
-    status(
-      `cluster status failed: ${String(err)}` +
-        (config.mode === "direct"
-          ? ` (does the cluster allow this page's origin? --cors-allowed-origins ${location.origin})`
-          : ""),
-      true,
-    ),
-);
+// The cluster line follows the cluster: read again every few seconds, so a page opened while a broker
+// was still registering (or a sentinel was electing) catches up instead of showing that moment forever.
+let clusterShown = false;
+const showCluster = () =>
+  admin.clusterStatus().then(
+    (s) => {
+      clusterShown = true;
+      $("cluster").textContent =
+        `Cluster: leader ${s.leaderUrl || "(none)"}, ${s.brokers.length} brokers ` +
+        `(${s.brokers.map((b) => b.brokerId).join(", ")}), ${s.topics} topics`;
+    },
+    (err: unknown) => {
+      // Once the page works, a failed refresh must not overwrite what the producer or consumer reports.
+      if (clusterShown) {
+        $("cluster").textContent = `Cluster: status unavailable (${String(err)})`;
+        return;
+      }
+      status(
+        `cluster status failed: ${String(err)}` +
+          (config.mode === "direct"
+            ? ` (does the cluster allow this page's origin? --cors-allowed-origins ${location.origin})`
+            : ""),
+        true,
+      );
+    },
+  );
+void showCluster();
+setInterval(() => void showCluster(), 5_000);
 
 let producer: Producer | undefined;
 let producerTopic = "";

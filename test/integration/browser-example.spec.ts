@@ -82,10 +82,15 @@ describe("browser example in headless Chromium", () => {
   const items = (page: Page, list: string) => page.locator(`#${list} li`).allTextContents();
   const text = async (page: Page, id: string) => (await page.locator(`#${id}`).textContent()) ?? "";
   const clusterShown = (page: Page, brokers: number) =>
-    waitFor(async () => new RegExp(`${brokers} brokers`).test(await text(page, "cluster")), {
-      timeoutMs: 15_000,
-      what: "the page to show the cluster status (Admin)",
-    });
+    waitFor(
+      async () => {
+        const line = await text(page, "cluster");
+        if (new RegExp(`${brokers} brokers`).test(line)) return true;
+        // Thrown, not returned: a timeout then says what the page showed instead.
+        throw new Error(`the page shows "${line}", status "${await text(page, "status")}"`);
+      },
+      { timeoutMs: 15_000, what: `the page to show the cluster status (Admin) with ${brokers} brokers` },
+    );
 
   /** Produces the lines from the page; returns the acks it shows. */
   const produce = async (page: Page, lines: string[]) => {
