@@ -17,7 +17,13 @@ import {
   type TlsFiles,
 } from "../server/rpc-server.js";
 import { TransportPool } from "../server/transport-pool.js";
-import { OpenFileCache, nodeFileSystem, type FsyncPolicy, type StorageFileSystem } from "../storage/index.js";
+import {
+  OpenFileCache,
+  defaultMaxOpenFiles,
+  nodeFileSystem,
+  type FsyncPolicy,
+  type StorageFileSystem,
+} from "../storage/index.js";
 import { createBrokerService } from "./broker-service.js";
 import { consumerGroupLag, type LedPartitionOffsets } from "./consumer-lag.js";
 import { LogScrubber } from "./log-scrubber.js";
@@ -92,8 +98,13 @@ export interface BrokerConfig {
    * a broker older than ReplicateSession: one Replicate stream per partition, sessions UNIMPLEMENTED.
    */
   replicationSessions?: boolean;
-  /** Segment files kept open at most (least recently used closed first, reopened on use); default 1024. */
+  /**
+   * Segment files kept open at most (least recently used closed first, reopened on use); default half
+   * the process's open-file limit (defaultMaxOpenFiles).
+   */
   maxOpenSegmentFiles?: number;
+  /** A segment file unused this long is closed, reopened on use (ms; default 60 s; 0: never). */
+  segmentFileIdleTimeoutMs?: number;
   /** Partitions this broker holds at most; roles for more are refused (default DEFAULT_MAX_PARTITIONS). */
   maxPartitions?: number;
   /** Consumer groups one partition keeps offsets for at most (default MAX_GROUPS_PER_PARTITION). */
@@ -101,8 +112,6 @@ export interface BrokerConfig {
   /** A SendMessage stream whose client leaves answers unread this long is ended (ms; default 30 s). */
   unreadResponsesTimeoutMs?: number;
 }
-
-export const DEFAULT_MAX_OPEN_SEGMENT_FILES = 1024;
 
 /** A running broker. */
 export interface Broker {
@@ -138,7 +147,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const pool = new TransportPool({ wideWindows: true, ...(config.tls ? { tls: { ...config.tls } } : {}) });
   const headers = bearerHeaders(config.token ?? config.authToken);
   const dataDir = path.resolve(config.dataDir);
-  const openFiles = new OpenFileCache(config.maxOpenSegmentFiles ?? DEFAULT_MAX_OPEN_SEGMENT_FILES);
+  const openFiles = new OpenFileCache(config.maxOpenSegmentFiles ?? defaultMaxOpenFiles());
   let countedOpens = 0;
   const idleResponseMs = Math.max(20, Math.min(500, Math.floor(config.replicaLagMaxMs / 4)));
   // A quarter of the lag bound: an idle follower is refreshed 4 times before it could fall out.
@@ -303,6 +312,13 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     void enforceRetention(partitions, logger).finally(() => (retentionRunning = false));
   }, retentionEvery);
   retention.unref();
+  // One sweep for every partition (no timer per partition): quiet partitions give their descriptors back.
+  const idleFileMs = config.segmentFileIdleTimeoutMs ?? 60_000;
+  const idleFiles =
+    idleFileMs > 0
+      ? setInterval(() => openFiles.closeIdle(idleFileMs), Math.max(1_000, Math.floor(idleFileMs / 2)))
+      : undefined;
+  idleFiles?.unref();
   logger.info(
     {
       address,
@@ -329,6 +345,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       stopping ??= (async () => {
         clearInterval(ticker);
         clearInterval(retention);
+        clearInterval(idleFiles);
         await scrubber?.stop();
         await session.stop();
         await server.close();

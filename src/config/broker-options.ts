@@ -111,9 +111,20 @@ export const brokerOptionSchema = {
   "max-open-segment-files": option({
     kind: "number",
     description:
-      "Segment files kept open at most; the least recently used are closed and reopened on use (files in use stay open)",
-    default: 1024,
-    min: 1,
+      "Segment files kept open at most; the least recently used are closed and reopened on use (files in " +
+      "use stay open); 0: half the process's open-file limit (ulimit -n), between 64 and 65536",
+    default: 0,
+    min: 0,
+    integer: true,
+  }),
+  "segment-file-idle-timeout": option({
+    kind: "number",
+    description:
+      "A segment file unused for this many ms is closed (reopened on use), so quiet partitions hold no " +
+      "file descriptor; 0: only the bound closes files",
+    default: 60_000,
+    min: 0,
+    max: 2 ** 31 - 1,
     integer: true,
   }),
   "min-insync-replicas": option({

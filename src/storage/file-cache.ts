@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { StorageFile, StorageFileSystem } from "./file-system.js";
 
 /**
@@ -47,8 +48,22 @@ export class OpenFileCache {
     this.#opened(file);
   }
 
+  /**
+   * Closes the files nobody used for `idleMs` or more (not those in use): a partition that went quiet
+   * holds no descriptor, however high the bound. The number closed.
+   */
+  closeIdle(idleMs: number, now = performance.now()): number {
+    const victims = this.#lru.takeOldest(
+      (file) => now - file.usedAt >= idleMs,
+      (file) => file.busy,
+    );
+    for (const victim of victims) victim.evict();
+    return victims.length;
+  }
+
   /** @internal */
   used(file: CachedFile): void {
+    file.usedAt = performance.now();
     this.#lru.touch(file);
   }
 
@@ -59,6 +74,7 @@ export class OpenFileCache {
 
   #opened(file: CachedFile): void {
     this.#opens++;
+    file.usedAt = performance.now();
     this.#lru.touch(file);
     for (const victim of this.#lru.overflow(this.maxOpen, (f) => f.busy)) victim.evict();
   }
@@ -97,6 +113,17 @@ export class Lru<T> {
     for (const item of victims) this.#items.delete(item);
     return victims;
   }
+
+  /** Drops and names the oldest items for as long as `stale` holds (busy ones stay where they are). */
+  takeOldest(stale: (item: T) => boolean, busy: (item: T) => boolean): T[] {
+    const victims: T[] = [];
+    for (const item of this.#items) {
+      if (!stale(item)) break;
+      if (!busy(item)) victims.push(item);
+    }
+    for (const item of victims) this.#items.delete(item);
+    return victims;
+  }
 }
 
 /** A file handle that may be closed by the cache between operations and is reopened on the next one. */
@@ -105,6 +132,8 @@ class CachedFile implements StorageFile {
   #opening: Promise<StorageFile> | undefined;
   /** Operations running plus pins. */
   #users = 0;
+  /** performance.now() at the last use (set by the cache; the LRU order follows it). */
+  usedAt = 0;
   #closed = false;
 
   constructor(
@@ -211,4 +240,40 @@ export function pinFile(file: StorageFile): void {
 
 export function unpinFile(file: StorageFile): void {
   if (file instanceof CachedFile) file.unpin();
+}
+
+/** The bound without a configured one and without a readable process limit. */
+export const FALLBACK_MAX_OPEN_FILES = 1024;
+
+/** The open segment files a broker may keep by default, from this process's own limit. */
+export function defaultMaxOpenFiles(): number {
+  return maxOpenFilesFor(softOpenFileLimit());
+}
+
+/**
+ * Half the soft open-file limit (the other half is for sockets, etcd and the runtime), between 64 and
+ * 65,536. A bound far below the partitions written at once makes every write reopen its file; one
+ * above the limit makes opens fail with EMFILE.
+ */
+export function maxOpenFilesFor(softLimit: number | undefined): number {
+  if (softLimit === undefined) return FALLBACK_MAX_OPEN_FILES;
+  if (!Number.isFinite(softLimit)) return 65_536;
+  return Math.max(64, Math.min(65_536, Math.floor(softLimit / 2)));
+}
+
+/** This process's soft RLIMIT_NOFILE (Linux: /proc/self/limits); Infinity when unlimited. */
+export function softOpenFileLimit(limits?: string): number | undefined {
+  let text = limits;
+  if (text === undefined) {
+    try {
+      text = readFileSync("/proc/self/limits", "utf8");
+    } catch {
+      return undefined; // not Linux: the fallback
+    }
+  }
+  const soft = /^Max open files\s+(\S+)/m.exec(text)?.[1];
+  if (soft === undefined) return undefined;
+  if (soft === "unlimited") return Infinity;
+  const value = Number(soft);
+  return Number.isInteger(value) && value > 0 ? value : undefined;
 }

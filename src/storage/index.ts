@@ -7,7 +7,7 @@ export {
   RecordTooLargeError,
   StorageError,
 } from "./errors.js";
-export { OpenFileCache } from "./file-cache.js";
+export { OpenFileCache, defaultMaxOpenFiles } from "./file-cache.js";
 export { nodeFileSystem, type StorageFile, type StorageFileSystem } from "./file-system.js";
 export {
   openPartitionLog,

@@ -4,7 +4,16 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { silentLogger } from "../../src/observability/logger.js";
-import { Lru, OpenFileCache, pinFile, unpinFile } from "../../src/storage/file-cache.js";
+import {
+  FALLBACK_MAX_OPEN_FILES,
+  Lru,
+  OpenFileCache,
+  defaultMaxOpenFiles,
+  maxOpenFilesFor,
+  pinFile,
+  softOpenFileLimit,
+  unpinFile,
+} from "../../src/storage/file-cache.js";
 import { nodeFileSystem, openPartitionLog } from "../../src/storage/index.js";
 
 const dirs: string[] = [];
@@ -49,7 +58,76 @@ describe("storage: LRU order", () => {
   });
 });
 
+describe("storage: LRU staleness", () => {
+  it("takes the oldest items while they are stale, leaving busy ones and stopping at the first fresh one", () => {
+    const lru = new Lru<string>();
+    for (const item of ["a", "b", "c", "d"]) lru.touch(item);
+    const stale = new Set(["a", "b", "d"]); // d is stale but newer than c, which is not: d stays
+    assert.deepEqual(
+      lru.takeOldest(
+        (item) => stale.has(item),
+        (item) => item === "a",
+      ),
+      ["b"],
+    );
+    assert.equal(lru.size, 3, "a (busy), c and d remain");
+  });
+});
+
+describe("storage: default bound on open segment files", () => {
+  const limits = (soft: string) =>
+    `Limit                     Soft Limit           Hard Limit           Units\n` +
+    `Max processes             94226                94226                processes\n` +
+    `Max open files            ${soft}                524288               files\n`;
+
+  it("reads the soft open-file limit from /proc/self/limits", () => {
+    assert.equal(softOpenFileLimit(limits("20000")), 20_000);
+    assert.equal(softOpenFileLimit(limits("unlimited")), Infinity);
+    assert.equal(softOpenFileLimit("no such line"), undefined);
+    const own = softOpenFileLimit();
+    assert.ok(own === undefined || own > 0, "this process's own limit reads as a number");
+  });
+
+  it("takes half the limit, between 64 and 65,536, and 1,024 when the limit is unknown", () => {
+    assert.equal(maxOpenFilesFor(20_000), 10_000);
+    assert.equal(maxOpenFilesFor(1_024), 512, "containerd 2's soft limit leaves room for sockets");
+    assert.equal(maxOpenFilesFor(100), 64);
+    assert.equal(maxOpenFilesFor(1_048_576), 65_536);
+    assert.equal(maxOpenFilesFor(Infinity), 65_536);
+    assert.equal(maxOpenFilesFor(undefined), FALLBACK_MAX_OPEN_FILES);
+    assert.equal(defaultMaxOpenFiles(), maxOpenFilesFor(softOpenFileLimit()), "this process's own");
+  });
+});
+
 describe("storage: open file cache", () => {
+  it("closes files unused for the idle time, not pinned ones, and reopens them on use", async () => {
+    const dir = await tempDir();
+    const cache = new OpenFileCache(100);
+    const fs = cache.fileSystem(nodeFileSystem);
+    const quiet = await fs.open(path.join(dir, "quiet"), "create");
+    await quiet.write(Buffer.from("quiet"), 0, 5, 0);
+    const pinned = await fs.open(path.join(dir, "pinned"), "create");
+    pinFile(pinned);
+    const between = performance.now();
+    const busy = await fs.open(path.join(dir, "busy"), "create");
+    await busy.write(Buffer.from("busy"), 0, 4, 0);
+
+    // Seen from `between`: quiet and pinned were last used before it (idle ≥ 0 ms), busy after it.
+    assert.equal(cache.closeIdle(0, between), 1, "only the quiet file closes");
+    assert.equal(cache.openCount, 2);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(await openIn(dir), 2, "its descriptor is gone");
+
+    const opens = cache.opens;
+    const buf = Buffer.alloc(8);
+    const n = await quiet.read(buf, 0, buf.length, 0);
+    assert.equal(buf.subarray(0, n).toString(), "quiet", "reopened on use, contents intact");
+    assert.equal(cache.opens, opens + 1);
+    assert.equal(cache.closeIdle(60_000), 0, "nothing was idle for a minute");
+    unpinFile(pinned);
+    await Promise.all([quiet.close(), pinned.close(), busy.close()]);
+  });
+
   it("keeps at most maxOpen descriptors and reopens files on use, contents intact", async () => {
     const dir = await tempDir();
     const cache = new OpenFileCache(3);
