@@ -46,7 +46,7 @@ export async function runHandlers(
   try {
     await host.start();
     while (failure === undefined && !stop.aborted && !host.closed()) {
-      const suspended = host.suspended();
+      let suspended = host.suspended();
       while (!suspended && active.size < limit) {
         const item = queue.take();
         if (item === undefined) break;
@@ -68,6 +68,9 @@ export async function runHandlers(
         })();
         active.add(task);
         void task.then(() => active.delete(task));
+        // Asked again before each hand-out: a process frozen mid-loop (SIGSTOP, a long pause) wakes up
+        // here, and must not go on handing out what its group may have given to another member.
+        suspended = host.suspended();
       }
       const room = queue.size < capacity;
       if (room && !suspended) {

@@ -7,6 +7,12 @@ import type { ConsumerReport, FaultConsumer } from "./harness.js";
 import type { ChaosProducer } from "./workload.js";
 
 /**
+ * How soon after SIGCONT a paused member may still log the record it was handling when it froze (its
+ * handler ran before the freeze; the line is written after). Anything later it processes is a stray.
+ */
+const IN_FLIGHT_GRACE_MS = 1_000;
+
+/**
  * The consumer of the consumer-member faults: a group of members as real processes
  * (test/fixtures/group-consumer.ts, the Node SDK with auto commit every 200 ms), one of which the fault
  * kills or freezes. Everything checked comes from what the members reported (each processed record,
@@ -428,6 +434,16 @@ export class MemberGroup implements FaultConsumer {
       }
     }
 
+    // A member frozen while it handled a record logs that record when it wakes up: part of its tail.
+    const inFlight = new Map<number, number>();
+    if (victim && failure?.resumedAt !== undefined) {
+      for (const p of failure.partitions) {
+        const last = this.#lastOffsetBefore(victim, p, before);
+        const next = victim.messages().find((l) => l.p === p && l.t >= before);
+        if (next?.o === last + 1 && next.t - before <= IN_FLIGHT_GRACE_MS) inFlight.set(p, next.o);
+      }
+    }
+
     let duplicates = 0;
     const strayDuplicates: string[] = [];
     const tails = new Map<number, number[]>();
@@ -436,7 +452,7 @@ export class MemberGroup implements FaultConsumer {
       duplicates += list.length - 1;
       const [p, o] = key.split("/").map(Number) as [number, number];
       const first = list[0] as Processing;
-      const byVictim = list.filter((x) => x.member === victim && x.t < before);
+      const byVictim = list.filter((x) => x.member === victim && (x.t < before || inFlight.get(p) === o));
       const byOthers = list.filter((x) => x.member !== victim && failure && x.t >= failure.at);
       const tail =
         failure !== undefined &&
@@ -453,7 +469,7 @@ export class MemberGroup implements FaultConsumer {
     // The tail on a partition: one window of consecutive offsets ending at the failed member's last record.
     for (const [p, offsets] of tails) {
       const sorted = [...offsets].sort((x, y) => x - y);
-      const last = victim ? this.#lastOffsetBefore(victim, p, before) : -1;
+      const last = inFlight.get(p) ?? (victim ? this.#lastOffsetBefore(victim, p, before) : -1);
       const low = sorted[0] as number;
       if (sorted[sorted.length - 1] !== last || sorted.length !== last - low + 1)
         strayDuplicates.push(

@@ -175,6 +175,40 @@ describe("runHandlers (Consumer.run's loop)", () => {
     await done;
   });
 
+  it("hands out nothing more once the session is in doubt, even in the middle of a pass", async () => {
+    const { host, fetch } = consumerOf([0, 1, 2]);
+    fetch(0, 1);
+    fetch(1, 1);
+    fetch(2, 1);
+    // The process "wakes up from a freeze" right after the first hand-out: suspended from then on.
+    let suspended = false;
+    let resume: () => void = () => undefined;
+    const handOut = host.handOut;
+    host.suspended = () => suspended;
+    host.handOut = (item) => {
+      suspended = true;
+      return handOut(item);
+    };
+    host.whenResumed = (signal) =>
+      new Promise<void>((resolve) => {
+        resume = resolve;
+        signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+    const { handler, running, finish } = handHandler();
+    const stop = new AbortController();
+    const done = runHandlers(host, handler, 3, stop.signal);
+    await waitFor(() => running.length === 1, { what: "the first handler" });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(running.length, 1, "the two others wait, though the limit allows three");
+    suspended = false;
+    host.handOut = handOut;
+    resume();
+    await waitFor(() => running.length === 3, { what: "the others, once resumed" });
+    for (const r of [...running]) finish(r.m.partition, r.m.offset);
+    stop.abort();
+    await done;
+  });
+
   it("ends when the consumer closes, with nothing refetched", async () => {
     const { host, fetch, refetched, close } = consumerOf([0]);
     fetch(0, 2);
