@@ -332,13 +332,36 @@ async function produceSpread(
   return { partitions: placements.length, recordsPerSecond: acked / elapsed, errors };
 }
 
-/** Records the SDK producer keeps unacknowledged (its waitForRoom bound). */
-const SDK_PENDING = 8_192;
+/**
+ * The SDK producer's settings are its defaults (an application's); PARTITIONS_SDK_PENDING sets its
+ * waitForRoom bound (maxPendingMessages) and PARTITIONS_SDK_IN_FLIGHT its window (maxInFlightMessages),
+ * to see how throughput over many partitions follows the records in flight.
+ */
+function sdkSettings(): { maxPendingMessages?: number; maxInFlightMessages?: number } {
+  const read = (name: string) => {
+    const raw = process.env[name];
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name}: ${raw} is not a positive integer`);
+    return n;
+  };
+  const pending = read("PARTITIONS_SDK_PENDING");
+  const inFlight = read("PARTITIONS_SDK_IN_FLIGHT");
+  return {
+    ...(pending !== undefined ? { maxPendingMessages: pending } : {}),
+    ...(inFlight !== undefined ? { maxInFlightMessages: inFlight } : {}),
+  };
+}
+
+function describeSdkSettings(): string {
+  const set = Object.entries(sdkSettings()).map(([name, value]) => `${name} ${value}`);
+  return set.length > 0 ? ` but ${set.join(", ")}` : "";
+}
 
 /**
  * acks=all produce through the SDK's Producer for `seconds`: records of RECORD_BYTES sent round robin
- * over `placements` (explicit partitions), at most SDK_PENDING unacknowledged; the producer batches
- * and sends them as it would for an application (linger 5 ms, its default window).
+ * over `placements` (explicit partitions), as an application would (waitForRoom, the producer's
+ * defaults unless sdkSettings says otherwise): it batches and sends them (linger 5 ms, its window).
  */
 async function produceSpreadSdk(
   cluster: TestCluster,
@@ -350,7 +373,7 @@ async function produceSpreadSdk(
     sentinels: cluster.sentinelUrls,
     acks: "all",
     ...(window !== undefined ? { maxInFlightRequestsPerBroker: window } : {}),
-    maxPendingMessages: SDK_PENDING,
+    ...sdkSettings(),
     deliveryTimeoutMs: seconds * 1000 + 60_000,
   });
   const value = new Uint8Array(RECORD_BYTES).fill(97);
@@ -609,7 +632,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         }),
     ),
     notes: [
-      `wire: ${RECORDS_PER_REQUEST} records per SendMessage request (one partition), ${WINDOW} requests in flight per leader, round robin over the partitions; sdk: the SDK's Producer, records round robin over the partitions, at most ${SDK_PENDING} unacknowledged, its default window of requests in flight per broker (sdk-nowindow: unbounded)`,
+      `wire: ${RECORDS_PER_REQUEST} records per SendMessage request (one partition), ${WINDOW} requests in flight per leader, round robin over the partitions; sdk: the SDK's Producer, records round robin over the partitions, its defaults${describeSdkSettings()} (sdk-nowindow: no bound on requests in flight per broker)`,
       `median (min–max) of ${produceReps} repetitions of ${produceSeconds} s each variant, back to back in alternating order; the ratio is taken per repetition`,
     ],
   };
@@ -641,7 +664,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       recordsPerRequest: RECORDS_PER_REQUEST,
       window: WINDOW,
       clients,
-      sdkPending: SDK_PENDING,
+      sdk: sdkSettings(),
       burstTopics,
       fsync: FSYNC,
     },

@@ -29,7 +29,12 @@ export interface ProducerOptions extends CommonClientOptions {
    * every partition it leads that has messages to send, up to this; a single larger batch goes alone.
    */
   maxRequestBytes?: number;
-  /** The sliding window: messages sent and not yet acknowledged, over all partitions (default 4096). */
+  /**
+   * The sliding window: messages sent and not yet acknowledged, over all partitions (default 16384). Bytes
+   * on the wire are bounded anyway (maxInFlightRequestsPerBroker × maxRequestBytes per broker); this
+   * bounds how many records wait for acknowledgements, which is what throughput over thousands of
+   * partitions needs plenty of (a record or two per partition per request costs the brokers dearly).
+   */
   maxInFlightMessages?: number;
   /**
    * The window of one partition (default 1000). Keep it at or below the brokers' idempotency window
@@ -82,7 +87,7 @@ export const PRODUCER_DEFAULTS = {
   maxBatchMessages: 500,
   maxBatchBytes: 1024 * 1024,
   maxRequestBytes: 4 * 1024 * 1024,
-  maxInFlightMessages: 4096,
+  maxInFlightMessages: 16_384,
   maxInFlightPerPartition: 1000,
   maxInFlightRequestsPerBroker: 5,
   maxPendingMessages: 20_000,

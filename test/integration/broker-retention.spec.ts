@@ -7,14 +7,18 @@ import { startCluster, type TestCluster } from "../helpers/cluster.js";
 import { readMetric } from "../helpers/sentinel-process.js";
 import { waitFor } from "../helpers/wait.js";
 
-/** Retention runs on a timer; options also come from GOULETTE_* environment variables. */
-describe("broker: retention", () => {
+/**
+ * Retention and the closing of idle segment files run on timers; options also come from GOULETTE_*
+ * environment variables.
+ */
+describe("broker: retention and idle segment files", () => {
   let cluster: TestCluster;
 
   before(async () => {
     cluster = await startCluster({
       brokers: 1,
-      brokerArgs: ["--segment-bytes", "4096"],
+      // Segment files unused for a second are closed (the second spec); reads reopen them.
+      brokerArgs: ["--segment-bytes", "4096", "--segment-file-idle-timeout", "1000"],
       // 0.001 h = 3.6 s of retention, checked every second.
       brokerEnv: { GOULETTE_RETENTION_HOURS: "0.001" },
     });
@@ -65,6 +69,36 @@ describe("broker: retention", () => {
     await assert.rejects(
       pullMessages(client, { topic: "logs", partition: 0, offset: 0n }, 1),
       (err: unknown) => err instanceof ConnectError && err.code === Code.OutOfRange,
+    );
+  });
+
+  it("closes the segment files of a partition nobody writes or reads, and reopens them on a write", async () => {
+    await cluster.createTopic("quiet", { partitions: 1, replicas: 1 });
+    const client = cluster.broker("b1").client;
+    const res = await sendOnce(client, {
+      topic: "quiet",
+      partition: 0,
+      records: [{ messageId: 1n, payload: text("still here") }],
+    });
+    assert.ok(res.acks.every((a) => a.error === ProduceError.NONE));
+    const openFiles = async () =>
+      (await readMetric(cluster.broker("b1").url, "goulette_broker_open_segment_files")) ?? -1;
+    await waitFor(async () => (await openFiles()) === 0, {
+      what: "every segment file to be closed once unused for a second",
+      timeoutMs: 10_000,
+    });
+    // A write reopens the active segment (a read of recent records is served from memory).
+    const again = await sendOnce(client, {
+      topic: "quiet",
+      partition: 0,
+      records: [{ messageId: 2n, payload: text("and again") }],
+    });
+    assert.ok(again.acks.every((a) => a.error === ProduceError.NONE));
+    assert.ok((await openFiles()) > 0, "writing reopened the segment");
+    const read = await pullMessages(client, { topic: "quiet", partition: 0, offset: 0n }, 2);
+    assert.deepEqual(
+      read.map((m) => Buffer.from(m.payload).toString()),
+      ["still here", "and again"],
     );
   });
 });
