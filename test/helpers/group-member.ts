@@ -20,7 +20,7 @@ const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), "../fixt
 
 /** One line a member reported. */
 export interface MemberLine {
-  /** "msg", "assigned", "revoked", "lost", "joined", "rejoined". */
+  /** "msg", "assigned", "revoked", "lost", "joined", "rejoined", "reset". */
   e: string;
   /** Date.now() in the member when it wrote the line. */
   t: number;
@@ -33,6 +33,9 @@ export interface MemberLine {
   parts?: string[];
   reason?: string;
   gen?: number;
+  /** An offset reset's jump. */
+  from?: number;
+  to?: number;
 }
 
 export interface GroupMemberOptions {
@@ -103,6 +106,38 @@ export class GroupMember {
 
   events(kind: string): MemberLine[] {
     return this.lines.filter((l) => l.e === kind);
+  }
+
+  /**
+   * What this member did with `partition`, in order, for a failure message: its ownership events, offset
+   * resets, and the runs of consecutive offsets it processed (`first–last`), times relative to `t0`.
+   */
+  story(topic: string, partition: number, t0: number): string {
+    const key = `${topic}/${partition}`;
+    const out: string[] = [];
+    let run: { first: number; last: number; t: number } | undefined;
+    const flush = () => {
+      if (run) out.push(`read ${run.first}–${run.last}@${run.t - t0}ms`);
+      run = undefined;
+    };
+    for (const l of this.lines) {
+      if (l.e === "msg" && l.p === partition) {
+        const o = l.o as number;
+        if (run && o === run.last + 1) run.last = o;
+        else {
+          flush();
+          run = { first: o, last: o, t: l.t };
+        }
+      } else if (l.e === "reset" && l.p === partition) {
+        flush();
+        out.push(`reset ${l.from}→${l.to} (${l.reason})@${l.t - t0}ms`);
+      } else if (l.parts?.includes(key)) {
+        flush();
+        out.push(`${l.e}@${l.t - t0}ms`);
+      }
+    }
+    flush();
+    return `${this.name}: ${out.join(", ") || "nothing"}`;
   }
 }
 

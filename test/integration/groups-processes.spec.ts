@@ -182,12 +182,21 @@ describe("consumer groups with members as processes", { timeout: 300_000 }, () =
         return `${m.name} read up to ${[...byPartition].map(([p, o]) => `${p}:${o}`).join(",")}`;
       });
       const owners = [a, b, c].map((m) => `${m.name} owns ${[...m.owned].join(",")}`).join("; ");
+      // The story of each partition a missing record is stored on: who held it when, what each read.
+      const gapPartitions = [
+        ...new Set(storedMissing.map((v) => Number((stored.get(v) as string).split("/")[0]))),
+      ];
+      const stories = gapPartitions.map(
+        (p) =>
+          `partition ${p} (b killed at 0 ms): ${[a, b, c].map((m) => m.story(TOPIC, p, killedAt)).join(" | ")}`,
+      );
       throw new Error(
         `${String(err)}: ${missing.size} missing (${storedMissing.length} of them stored: ${where.join(" ")}); ` +
-          `${lastRead.join("; ")}; ${owners}`,
+          `${lastRead.join("; ")}; ${owners}\n${stories.join("\n")}`,
       );
     });
     for (const [key, set] of seen) assert.equal(set.size, seq.get(key), `every message of ${key}`);
+    for (const m of [a, b, c]) assert.deepEqual(m.events("reset"), [], `${m.name} never skipped offsets`);
 
     // In order per key within each member's hold of a partition (a partition given to it again starts
     // over from the committed offset: at least once).
