@@ -45,8 +45,9 @@ function countDegradations(streams: (Readable | null)[], counts: Record<Degradat
  * plane's admission it passed in 24 s here once (0 failed sends, nothing degraded). Later runs on a
  * shared machine sent everything (0 failed sends) but tripped the liveness assertions: at load average
  * 2.3, 4 etcd calls met the bulk client's open circuit breaker; at 17–24, 6 late lease renewals and
- * 11 ISR shrinks, in 57 s; at 14–22, 2 late lease renewals, in 36 s. It belongs in the default suite
- * once repeated runs on an otherwise idle 2-core machine show it stable.
+ * 11 ISR shrinks, in 57 s; at 14–22, 2 late lease renewals, in 36 s. On an otherwise idle machine it
+ * then passed 3 runs of 3 back to back (17.5–19.5 s, nothing degraded). It stays out of the default
+ * suite, where it would share two cores with other specs.
  */
 const OPT_IN = process.env["GOULETTE_TOPIC_BURST"] === "1";
 
