@@ -190,9 +190,25 @@ describe("consumer groups with members as processes", { timeout: 300_000 }, () =
         (p) =>
           `partition ${p} (b killed at 0 ms): ${[a, b, c].map((m) => m.story(TOPIC, p, killedAt)).join(" | ")}`,
       );
+      // Leadership moves and broker verdicts since the cluster started: a partition whose leader moved to
+      // a replica that had not all of what the old one showed consumers is where a reader would skip.
+      const operations = await cluster
+        .sentinel()
+        .listOperations({ afterId: 0n, limit: 1000 })
+        .then((res) =>
+          res.operations
+            .filter((o) => o.type !== "generateTopicReplicas" && o.type !== "registerBroker")
+            .map((o) => `${o.type}@${Number(o.timestamp) - killedAt}ms ${o.dataJson.slice(0, 200)}`),
+        )
+        .catch((e: unknown) => [`operations unreadable: ${String(e)}`]);
+      const epochs = await cluster
+        .layout(TOPIC)
+        .then((l) => l.partitions.map((p) => `${p.partition}:${p.leader}@${p.epoch}`).join(" "))
+        .catch((e: unknown) => String(e));
       throw new Error(
         `${String(err)}: ${missing.size} missing (${storedMissing.length} of them stored: ${where.join(" ")}); ` +
-          `${lastRead.join("; ")}; ${owners}\n${stories.join("\n")}`,
+          `${lastRead.join("; ")}; ${owners}\n${stories.join("\n")}\n` +
+          `leaders now ${epochs}; operations: ${operations.join(" | ") || "none"}`,
       );
     });
     for (const [key, set] of seen) assert.equal(set.size, seq.get(key), `every message of ${key}`);
