@@ -103,7 +103,7 @@ export interface BrokerConfig {
    * the process's open-file limit (defaultMaxOpenFiles).
    */
   maxOpenSegmentFiles?: number;
-  /** A segment file unused this long is closed, reopened on use (ms; default 60 s; 0: never). */
+  /** A segment file unused this long is closed, reopened on use (ms; DEFAULT_SEGMENT_FILE_IDLE_TIMEOUT_MS; 0: never). */
   segmentFileIdleTimeoutMs?: number;
   /** Partitions this broker holds at most; roles for more are refused (default DEFAULT_MAX_PARTITIONS). */
   maxPartitions?: number;
@@ -131,6 +131,7 @@ export interface Broker {
 /** Room for key and headers on top of the largest payload in one stored record. */
 export const RECORD_OVERHEAD_BYTES = 64 * 1024;
 export const DEFAULT_MAX_CONSUMER_LAG_SERIES = 200;
+export const DEFAULT_SEGMENT_FILE_IDLE_TIMEOUT_MS = 60_000;
 
 export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const logger = config.logger;
@@ -313,7 +314,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   }, retentionEvery);
   retention.unref();
   // One sweep for every partition (no timer per partition): quiet partitions give their descriptors back.
-  const idleFileMs = config.segmentFileIdleTimeoutMs ?? 60_000;
+  const idleFileMs = config.segmentFileIdleTimeoutMs ?? DEFAULT_SEGMENT_FILE_IDLE_TIMEOUT_MS;
   const idleFiles =
     idleFileMs > 0
       ? setInterval(() => openFiles.closeIdle(idleFileMs), Math.max(1_000, Math.floor(idleFileMs / 2)))
