@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -20,8 +20,14 @@ import { Producer } from "../src/client/node.js";
 import { backoffDelay } from "../src/common/backoff.js";
 import { silentLogger } from "../src/observability/logger.js";
 import type { BenchContext, BenchOutput, Benchmark } from "./lib/benchmark.js";
+import {
+  summariseProfile,
+  type CpuProfile,
+  type ProfileSummary,
+  type ProfileWindow,
+} from "./lib/cpu-profile.js";
 import { collectGarbage } from "./lib/gc.js";
-import { processCpuMs } from "./lib/cpu.js";
+import { processCpuMs, processCpuSplitMs } from "./lib/cpu.js";
 import { spread, type Spread } from "./lib/stats.js";
 import { fmt, fmtBytes, fmtSpread, type Table } from "./lib/table.js";
 import { waitFor } from "./lib/wait.js";
@@ -47,6 +53,8 @@ const RECORDS_PER_REQUEST = 10;
 const WINDOW = 32;
 /** `goulette dev`'s default; GOULETTE_BENCH_FSYNC=always measures fsync-before-ack instead. */
 const FSYNC = process.env.GOULETTE_BENCH_FSYNC === "always" ? "always" : "interval";
+/** --fsync-interval of the brokers (ms): GOULETTE_BENCH_FSYNC_INTERVAL, else the broker's default. */
+const FSYNC_INTERVAL = process.env.GOULETTE_BENCH_FSYNC_INTERVAL;
 const PHASES = ["memory", "idle", "produce", "burst"] as const;
 /**
  * The produce load generators: `wire`, one SendMessage request per partition batch (RECORDS_PER_REQUEST
@@ -60,6 +68,12 @@ const DEFAULT_CLIENTS = ["wire", "sdk"];
 /** maxInFlightRequestsPerBroker of `sdk-nowindow`: more than it ever has in flight. */
 const NO_WINDOW = 1_000_000;
 type LoadGenerator = (typeof CLIENTS)[number];
+/**
+ * PARTITIONS_PROFILE=1: every broker runs under `node --cpu-prof`; at the end the benchmark ranks each
+ * broker's samples taken during the produce runs over every partition and, apart, over 3 (what the
+ * spread costs that the concentrated load does not).
+ */
+const PROFILE = process.env.PARTITIONS_PROFILE === "1";
 type Phase = (typeof PHASES)[number];
 
 /**
@@ -247,6 +261,44 @@ async function rolePushes(cluster: TestCluster): Promise<number> {
   return total;
 }
 
+/** User and system CPU of the three broker processes so far, summed. */
+function brokersCpu(cluster: TestCluster): { userMs: number; systemMs: number } {
+  let userMs = 0;
+  let systemMs = 0;
+  for (const b of cluster.brokers.values()) {
+    const cpu = processCpuSplitMs(b.process.pid);
+    userMs += cpu.userMs;
+    systemMs += cpu.systemMs;
+  }
+  return { userMs, systemMs };
+}
+
+/** The brokers' counters the produce runs report, summed over every broker. */
+interface BrokerCounters {
+  /** fsyncs of partition logs. */
+  fsyncs: number;
+  /** acks=all produce latency (request received → answered): sum of seconds and count of records. */
+  latencySeconds: number;
+  latencyRecords: number;
+}
+
+async function brokerCounters(cluster: TestCluster): Promise<BrokerCounters> {
+  const total: BrokerCounters = { fsyncs: 0, latencySeconds: 0, latencyRecords: 0 };
+  const value = (line: string) => Number(line.slice(line.lastIndexOf(" ") + 1));
+  for (const b of cluster.brokers.values()) {
+    const body = await (await fetch(`${b.url}/metrics`)).text();
+    for (const line of body.split("\n")) {
+      if (line.startsWith("goulette_broker_fsync_duration_seconds_count")) total.fsyncs += value(line);
+      else if (!line.includes('acks="all"')) continue;
+      else if (line.startsWith("goulette_broker_produce_latency_seconds_sum{"))
+        total.latencySeconds += value(line);
+      else if (line.startsWith("goulette_broker_produce_latency_seconds_count{"))
+        total.latencyRecords += value(line);
+    }
+  }
+  return total;
+}
+
 /**
  * Waits until the sentinels stopped pushing roles (no SetTopicRole(s) call for 3 s): they push after
  * the brokers already learnt the roles from KeepAlive, and idle means no traffic at all.
@@ -275,6 +327,14 @@ interface ProduceResult {
   firstError?: string;
   /** Records per request the producer sent (sdk). */
   recordsPerRequest?: number;
+  /** fsyncs of partition logs per second, the three brokers together. */
+  fsyncsPerSecond?: number;
+  /** CPU of a broker process (mean of the three), % of a core: user and system (the kernel). */
+  brokerCpu?: { userPercent: number; systemPercent: number };
+  /** Mean time from a request's arrival at the leader to its answer, per record (ms). */
+  brokerLatencyMs?: number;
+  /** CPU of the load generator's process, % of a core. */
+  generatorCpuPercent?: number;
 }
 
 /**
@@ -285,6 +345,8 @@ async function produceSpread(
   cluster: TestCluster,
   placements: Placement[],
   seconds: number,
+  /** Stop after this many rounds over each leader's partitions (default: only the time bounds it). */
+  rounds = Number.POSITIVE_INFINITY,
 ): Promise<ProduceResult> {
   const byLeader = new Map<string, Placement[]>();
   for (const p of placements) byLeader.set(p.leader, [...(byLeader.get(p.leader) ?? []), p]);
@@ -301,7 +363,7 @@ async function produceSpread(
       let next = 0;
       let inflight = 0;
       const send = () => {
-        if (performance.now() >= deadline) return false;
+        if (performance.now() >= deadline || next >= rounds * owned.length) return false;
         const p = owned[next++ % owned.length] as Placement;
         inflight++;
         requests.push(
@@ -520,19 +582,31 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     ctx.log(`${fmt(memory.rssKiB)} KiB RSS, ${fmt(memory.heapKiB)} KiB JS heap per idle partition`);
   }
   ctx.log("starting etcd, 3 sentinels, 3 brokers");
+  const profileDir = PROFILE ? await mkdtemp(path.join(tmpdir(), "goulette-partitions-prof-")) : undefined;
+  const profileWindows = { three: [] as ProfileWindow[], all: [] as ProfileWindow[] };
   // The defaults of `goulette dev` (the test helper's are tuned for fast failure detection).
   const cluster = await startCluster({
     sentinels: 3,
     brokers: 3,
+    ...(profileDir ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}),
     // A shared machine may be busy: give the processes time to come up.
     readyTimeoutMs: 60_000,
     sentinelArgs: ["--election-ttl", "5"],
-    brokerArgs: ["--keepalive-interval", "3000", "--replica-lag-max", "10000", "--fsync", FSYNC],
+    brokerArgs: [
+      "--keepalive-interval",
+      "3000",
+      "--replica-lag-max",
+      "10000",
+      "--fsync",
+      FSYNC,
+      ...(FSYNC_INTERVAL !== undefined ? ["--fsync-interval", FSYNC_INTERVAL] : []),
+    ],
   });
   const results: StepResult[] = [];
   let stepFailure: { replicasPerBroker: number; error: string } | undefined;
   let placements: Placement[] = [];
   let burstResult: BurstResult | undefined;
+  const brokerPids = new Map<number, string>();
   try {
     for (const replicas of steps) {
       const topicsWanted = replicas / PARTITIONS_PER_TOPIC;
@@ -565,6 +639,13 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         ctx.log(`idle CPU ${idle.map((r) => `${r.broker} ${fmt(r.cpuPercent)}%`).join(", ")}`);
       }
       const three = [...new Map(placements.map((p) => [p.leader, p])).values()];
+      if (phases.has("produce")) {
+        // Not measured: the first write of each new partition is also each follower's first record of
+        // the leader's epoch (an epoch-history file written and fsynced once), a one-time cost of creation.
+        ctx.log(`warm-up: one request to each of the ${placements.length} partitions`);
+        const warm = await produceSpread(cluster, placements, 120, 1);
+        if (warm.errors > 0) ctx.log(`warm-up: ${warm.errors} records failed`);
+      }
       const produce: StepResult["produce"] = [];
       for (let rep = 0; rep < (phases.has("produce") ? produceReps : 0); rep++) {
         for (const client of clients) {
@@ -580,11 +661,41 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
               : client === "sdk-nowindow"
                 ? (c: TestCluster, p: Placement[], s: number) => produceSpreadSdk(c, p, s, NO_WINDOW)
                 : produceSpread;
-          const a = await generate(cluster, first, produceSeconds);
-          const b = await generate(cluster, second, produceSeconds);
+          const timed = async (over: Placement[]): Promise<ProduceResult> => {
+            const countersBefore = await brokerCounters(cluster);
+            const cpuBefore = brokersCpu(cluster);
+            const generatorBefore = process.cpuUsage();
+            const startUs = monotonicUs();
+            const result = await generate(cluster, over, produceSeconds);
+            const endUs = monotonicUs();
+            const generator = process.cpuUsage(generatorBefore);
+            const cpuAfter = brokersCpu(cluster);
+            (over === three ? profileWindows.three : profileWindows.all).push({ startUs, endUs });
+            const seconds = (endUs - startUs) / 1e6;
+            const countersAfter = await brokerCounters(cluster);
+            const fsyncsPerSecond = (countersAfter.fsyncs - countersBefore.fsyncs) / seconds;
+            const brokerLatencyMs =
+              (1000 * (countersAfter.latencySeconds - countersBefore.latencySeconds)) /
+              (countersAfter.latencyRecords - countersBefore.latencyRecords);
+            // Share of a core per broker (mean of the three), user and system apart.
+            const brokerCpu = {
+              userPercent: (cpuAfter.userMs - cpuBefore.userMs) / seconds / 10 / 3,
+              systemPercent: (cpuAfter.systemMs - cpuBefore.systemMs) / seconds / 10 / 3,
+            };
+            const generatorCpuPercent = (generator.user + generator.system) / 1e4 / seconds;
+            return { ...result, fsyncsPerSecond, brokerCpu, brokerLatencyMs, generatorCpuPercent };
+          };
+          const a = await timed(first);
+          const b = await timed(second);
           const run = rep % 2 === 0 ? { overThree: a, overAll: b } : { overThree: b, overAll: a };
           const perRequest = (r: ProduceResult) =>
-            r.recordsPerRequest !== undefined ? ` (${fmt(r.recordsPerRequest)} records/request)` : "";
+            (r.recordsPerRequest !== undefined ? ` (${fmt(r.recordsPerRequest)} records/request)` : "") +
+            (r.fsyncsPerSecond !== undefined ? ` [${fmt(r.fsyncsPerSecond)} fsyncs/s]` : "") +
+            (r.brokerCpu
+              ? ` [broker CPU ${fmt(r.brokerCpu.userPercent)} % user, ${fmt(r.brokerCpu.systemPercent)} % system]`
+              : "") +
+            (r.brokerLatencyMs !== undefined ? ` [at the leader ${fmt(r.brokerLatencyMs)} ms]` : "") +
+            (r.generatorCpuPercent !== undefined ? ` [generator CPU ${fmt(r.generatorCpuPercent)} %]` : "");
           ctx.log(
             `${fmt(run.overThree.recordsPerSecond)}${perRequest(run.overThree)} vs ${fmt(run.overAll.recordsPerSecond)}${perRequest(run.overAll)} records/s`,
           );
@@ -607,8 +718,15 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       );
     }
   } finally {
+    if (profileDir) {
+      // A clean exit writes the profile (SIGKILL, as stop() uses, would not).
+      for (const id of [...cluster.brokers.keys()])
+        brokerPids.set(cluster.broker(id).process.pid as number, id);
+      for (const id of brokerPids.values()) await cluster.killBroker(id, "SIGTERM");
+    }
     await cluster.stop();
   }
+  const profiles = profileDir ? await readBrokerProfiles(profileDir, brokerPids, profileWindows) : [];
 
   const maxOf = (values: number[]) => Math.max(...values);
   const idleTable: Table = {
@@ -691,7 +809,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     ],
   };
   return {
-    tables: [idleTable, produceTable, burstTable],
+    tables: [idleTable, produceTable, burstTable, ...profiles.flatMap(profileTables)],
     settings: {
       steps,
       phases: [...phases],
@@ -706,12 +824,79 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       sdk: sdkSettings(),
       burstTopics,
       fsync: FSYNC,
+      ...(FSYNC_INTERVAL !== undefined ? { fsyncIntervalMs: Number(FSYNC_INTERVAL) } : {}),
     },
-    data: { memoryPerIdlePartition: memory, steps: results, stepFailure, burst: burstResult },
+    data: {
+      memoryPerIdlePartition: memory,
+      steps: results,
+      stepFailure,
+      burst: burstResult,
+      ...(profiles.length > 0 ? { profiles } : {}),
+    },
     notes: [
       "every process of the cluster (etcd, 3 sentinels, 3 brokers) and the load generator share this machine",
     ],
   };
+}
+
+function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+interface BrokerProfile {
+  broker: string;
+  overAll: ProfileSummary;
+  overThree: ProfileSummary;
+}
+
+/** Each broker's profile (named CPU.<date>.<time>.<pid>.….cpuprofile), ranked over both kinds of run. */
+async function readBrokerProfiles(
+  dir: string,
+  pids: ReadonlyMap<number, string>,
+  windows: { three: ProfileWindow[]; all: ProfileWindow[] },
+): Promise<BrokerProfile[]> {
+  const out: BrokerProfile[] = [];
+  try {
+    for (const file of (await readdir(dir)).sort()) {
+      const pid = Number(file.split(".")[3]);
+      const broker = pids.get(pid);
+      if (broker === undefined) continue;
+      const profile = JSON.parse(await readFile(path.join(dir, file), "utf8")) as CpuProfile;
+      out.push({
+        broker,
+        overAll: summariseProfile(profile, windows.all, 25),
+        overThree: summariseProfile(profile, windows.three, 25),
+      });
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return out.sort((a, b) => a.broker.localeCompare(b.broker));
+}
+
+function profileTables(p: BrokerProfile): Table[] {
+  const busy = (s: ProfileSummary) => s.totalMs - s.idleMs;
+  const note = (s: ProfileSummary) =>
+    `busy ${fmt(busy(s))} of ${fmt(s.totalMs)} ms; by area: ${s.byArea
+      .slice(0, 6)
+      .map((a) => `${a.frame} ${fmt(a.percent, 2)}%`)
+      .join(", ")}`;
+  const rows = (frames: ProfileSummary["self"]) =>
+    frames.map((f) => [f.frame, f.area, fmt(f.ms), `${fmt(f.percent, 2)}%`]);
+  return [
+    {
+      title: `Broker ${p.broker} under produce over every partition: top frames by self time`,
+      columns: ["frame", "area", "self ms", "share of busy"],
+      rows: rows(p.overAll.self),
+      notes: [note(p.overAll), `over 3 partitions: ${note(p.overThree)}`],
+    },
+    {
+      title: `Broker ${p.broker} under produce over every partition: goulette functions by inclusive time`,
+      columns: ["function", "area", "ms", "share of busy"],
+      rows: rows(p.overAll.inclusive),
+      notes: [],
+    },
+  ];
 }
 
 export const partitionsBenchmark: Benchmark = {

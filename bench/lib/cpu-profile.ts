@@ -53,15 +53,24 @@ function frameOf(node: ProfileNode): string {
   return `${name} ${short}:${lineNumber + 1}`;
 }
 
+/** A span of the monotonic clock, µs (as process.hrtime.bigint() / 1000n). */
+export interface ProfileWindow {
+  startUs: number;
+  endUs: number;
+}
+
 /**
- * Ranks the samples taken within `window` (monotonic µs, as process.hrtime.bigint() / 1000n), or all of
- * them: start-up and warm-up are not the hot path.
+ * Ranks the samples taken within `window` (or any of several windows), or all of them: start-up and
+ * warm-up are not the hot path.
  */
 export function summariseProfile(
   profile: CpuProfile,
-  window?: { startUs: number; endUs: number },
+  window?: ProfileWindow | readonly ProfileWindow[],
   top = 15,
 ): ProfileSummary {
+  const windows = window === undefined ? undefined : "startUs" in window ? [window] : window;
+  const inWindow = (at: number) =>
+    windows === undefined || windows.some((w) => at >= w.startUs && at <= w.endUs);
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -73,7 +82,7 @@ export function summariseProfile(
   let at = profile.startTime;
   for (let i = 0; i < profile.samples.length; i++) {
     at += profile.timeDeltas[i] ?? 0;
-    if (window && (at < window.startUs || at > window.endUs)) continue;
+    if (!inWindow(at)) continue;
     const ms = (profile.timeDeltas[i] ?? 0) / 1000;
     const node = byId.get(profile.samples[i] as number);
     if (!node) continue;

@@ -30,6 +30,17 @@ function cpuFromStat(file: string): number {
   }
 }
 
+/** User and system CPU milliseconds used so far by a whole process (system: the kernel on its behalf). */
+export function processCpuSplitMs(pid: number | undefined): { userMs: number; systemMs: number } {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { userMs: Number(fields[11]) * msPerTick(), systemMs: Number(fields[12]) * msPerTick() };
+  } catch {
+    return { userMs: Number.NaN, systemMs: Number.NaN };
+  }
+}
+
 /** CPU milliseconds used so far by the calling thread. */
 export function threadCpuMs(): number {
   return cpuFromStat("/proc/thread-self/stat");

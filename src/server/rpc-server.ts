@@ -85,6 +85,16 @@ export interface RpcServer {
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
+/**
+ * Receive windows of the server's HTTP/2 connections. HTTP/2's defaults (64 KiB per stream and per
+ * connection) make a client stop after every 64 KiB it sends and wait for a WINDOW_UPDATE, which needs
+ * this process's event loop to be scheduled: a 256 KiB produce request waited for four such round
+ * trips, and every stream of the connection shared one 64 KiB window. What a client may have sent
+ * unread stays bounded per connection (below Node's 10 MB maxSessionMemory).
+ */
+export const SERVER_STREAM_WINDOW_BYTES = 1024 * 1024;
+export const SERVER_CONNECTION_WINDOW_BYTES = 8 * 1024 * 1024;
+
 type NodeHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
   res: http.ServerResponse | http2.Http2ServerResponse,
@@ -106,10 +116,15 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const sockets = new Set<net.Socket>();
   const h2Sessions = new Set<http2.ServerHttp2Session>();
   const h2Settings: http2.ServerOptions = {
-    settings: { maxConcurrentStreams: limits.maxConcurrentStreams },
+    settings: {
+      maxConcurrentStreams: limits.maxConcurrentStreams,
+      initialWindowSize: SERVER_STREAM_WINDOW_BYTES,
+    },
   };
   const onSession = (session: http2.ServerHttp2Session) => {
     h2Sessions.add(session);
+    // The connection window has no SETTINGS entry: a WINDOW_UPDATE raises it once per connection.
+    session.setLocalWindowSize(SERVER_CONNECTION_WINDOW_BYTES);
     session.on("close", () => h2Sessions.delete(session));
     // A client breaking the protocol (e.g. more streams than advertised) loses its connection (GOAWAY).
     session.on("error", (err: Error) =>
