@@ -69,9 +69,10 @@ const DEFAULT_CLIENTS = ["wire", "sdk"];
 const NO_WINDOW = 1_000_000;
 type LoadGenerator = (typeof CLIENTS)[number];
 /**
- * PARTITIONS_PROFILE=1: every broker runs under `node --cpu-prof`; at the end the benchmark ranks each
- * broker's samples taken during the produce runs over every partition and, apart, over 3 (what the
- * spread costs that the concentrated load does not).
+ * PARTITIONS_PROFILE=1: the cluster's processes run under `node --cpu-prof` (profiling costs them about
+ * a third of their throughput); at the end the benchmark ranks each broker's samples taken during the
+ * produce runs over every partition and, apart, over 3 (what the spread costs that the concentrated
+ * load does not). Sentinel profiles are written too and ignored.
  */
 const PROFILE = process.env.PARTITIONS_PROFILE === "1";
 type Phase = (typeof PHASES)[number];
