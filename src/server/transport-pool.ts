@@ -50,7 +50,15 @@ export class TransportPool {
         { idleConnectionTimeoutMs: this.options.idleConnectionTimeoutMs ?? 60_000 },
         this.#nodeOptions,
       );
-      transport = createGrpcTransport({ baseUrl, sessionManager: manager });
+      transport = createGrpcTransport({
+        baseUrl,
+        sessionManager: manager,
+        // connect-node accepts gzip and brotli unless told otherwise, and servers compress answers of
+        // 64 KiB and more: replication answers were gzipped by the leader and inflated by the follower
+        // (8 % and 15 % of their CPU under acks=all load, docs/benchmarks.md). Traffic between the
+        // cluster's own nodes stays uncompressed; compressing records is the producer's choice.
+        acceptCompression: [],
+      });
       this.#managers.set(baseUrl, manager);
       this.#transports.set(baseUrl, transport);
     }

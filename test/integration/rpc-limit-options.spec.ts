@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { SERVER_CONNECTION_WINDOW_BYTES, SERVER_STREAM_WINDOW_BYTES } from "../../src/server/rpc-server.js";
 import { startBrokerProcess } from "../helpers/broker-process.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startSentinelProcess, type SentinelProcess } from "../helpers/sentinel-process.js";
@@ -19,6 +20,26 @@ async function advertisedStreams(url: string): Promise<number | undefined> {
       setTimeout(() => reject(new Error("no SETTINGS within 5 s")), 5_000).unref();
     });
     return settings.maxConcurrentStreams;
+  } finally {
+    session.close();
+  }
+}
+
+/** The receive windows a server gives a new HTTP/2 connection: per stream (SETTINGS) and for the connection. */
+async function advertisedWindows(url: string): Promise<{ stream: number | undefined; connection: number }> {
+  const session = http2.connect(url);
+  session.on("error", () => undefined);
+  try {
+    const settings = await new Promise<http2.Settings>((resolve, reject) => {
+      session.once("remoteSettings", resolve);
+      setTimeout(() => reject(new Error("no SETTINGS within 5 s")), 5_000).unref();
+    });
+    // The connection window is raised by a WINDOW_UPDATE that follows the SETTINGS: wait for it.
+    const deadline = Date.now() + 5_000;
+    while ((session.state.remoteWindowSize ?? 0) < SERVER_CONNECTION_WINDOW_BYTES && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return { stream: settings.initialWindowSize, connection: session.state.remoteWindowSize ?? 0 };
   } finally {
     session.close();
   }
@@ -48,6 +69,15 @@ describe("RPC server limits from the command line, environment and config file",
     await sentinel?.kill();
     await etcd?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("the server lets a client send 1 MiB per stream and 8 MiB per connection before it reads (not HTTP/2's 64 KiB)", async () => {
+    const windows = await advertisedWindows(sentinel.url);
+    assert.equal(windows.stream, SERVER_STREAM_WINDOW_BYTES);
+    assert.ok(
+      windows.connection >= SERVER_CONNECTION_WINDOW_BYTES,
+      `connection window ${windows.connection}, expected ${SERVER_CONNECTION_WINDOW_BYTES}`,
+    );
   });
 
   it("the sentinel advertises --rpc-max-concurrent-streams and refuses requests over GOULETTE_RPC_MAX_REQUEST_BYTES", async () => {

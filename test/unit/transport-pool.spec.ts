@@ -38,7 +38,35 @@ async function windowsSeenBy(pool: TransportPool): Promise<{ stream: number; con
   }
 }
 
+/** The grpc-accept-encoding header of a pool's request, as a plain HTTP/2 server on loopback sees it. */
+async function acceptEncodingSeenBy(pool: TransportPool): Promise<string | undefined> {
+  const server = http2.createServer();
+  const seen = new Promise<string | undefined>((resolve) => {
+    server.on("stream", (stream, headers) => {
+      resolve(headers["grpc-accept-encoding"] as string | undefined);
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "12" }));
+      stream.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  try {
+    const client = createClient(BrokerService, pool.get(`127.0.0.1:${port}`));
+    await client.health({}).catch(() => undefined); // Unimplemented: only the request matters
+    return await seen;
+  } finally {
+    pool.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
 describe("TransportPool", () => {
+  it("accepts no compressed answers: traffic between the cluster's nodes is not gzipped", async () => {
+    const accepted = await acceptEncodingSeenBy(new TransportPool({ wideWindows: true }));
+    assert.ok(!/gzip|br/.test(accepted ?? ""), `grpc-accept-encoding: ${accepted}`);
+  });
+
   it("receives with wide HTTP/2 windows when asked (replication answers are up to 1 MiB)", async () => {
     const seen = await windowsSeenBy(new TransportPool({ wideWindows: true }));
     assert.equal(seen.stream, STREAM_WINDOW_BYTES);
