@@ -15,6 +15,7 @@ import {
 } from "../src/gen/goulette/v1/broker_pb.js";
 import { Pushable } from "../test/helpers/broker-process.js";
 import { startCluster, type TestCluster } from "../test/helpers/cluster.js";
+import { readMetric } from "../test/helpers/sentinel-process.js";
 import { Partition } from "../src/broker/partition.js";
 import { Producer } from "../src/client/node.js";
 import { backoffDelay } from "../src/common/backoff.js";
@@ -262,7 +263,7 @@ async function rolePushes(cluster: TestCluster): Promise<number> {
   return total;
 }
 
-/** User and system CPU of the three broker processes so far, summed. */
+/** User and system CPU of the broker processes so far, summed. */
 function brokersCpu(cluster: TestCluster): { userMs: number; systemMs: number } {
   let userMs = 0;
   let systemMs = 0;
@@ -278,26 +279,69 @@ function brokersCpu(cluster: TestCluster): { userMs: number; systemMs: number } 
 interface BrokerCounters {
   /** fsyncs of partition logs. */
   fsyncs: number;
-  /** acks=all produce latency (request received → answered): sum of seconds and count of records. */
+  /** Produce latency (request received → answered; every produce here is acks=all): seconds summed over records. */
   latencySeconds: number;
   latencyRecords: number;
 }
 
 async function brokerCounters(cluster: TestCluster): Promise<BrokerCounters> {
   const total: BrokerCounters = { fsyncs: 0, latencySeconds: 0, latencyRecords: 0 };
-  const value = (line: string) => Number(line.slice(line.lastIndexOf(" ") + 1));
   for (const b of cluster.brokers.values()) {
-    const body = await (await fetch(`${b.url}/metrics`)).text();
-    for (const line of body.split("\n")) {
-      if (line.startsWith("goulette_broker_fsync_duration_seconds_count")) total.fsyncs += value(line);
-      else if (!line.includes('acks="all"')) continue;
-      else if (line.startsWith("goulette_broker_produce_latency_seconds_sum{"))
-        total.latencySeconds += value(line);
-      else if (line.startsWith("goulette_broker_produce_latency_seconds_count{"))
-        total.latencyRecords += value(line);
-    }
+    total.fsyncs += (await readMetric(b.url, "goulette_broker_fsync_duration_seconds_count")) ?? 0;
+    total.latencySeconds += (await readMetric(b.url, "goulette_broker_produce_latency_seconds_sum")) ?? 0;
+    total.latencyRecords += (await readMetric(b.url, "goulette_broker_produce_latency_seconds_count")) ?? 0;
   }
   return total;
+}
+
+/**
+ * One produce run with what the brokers and the load generator did meanwhile: fsyncs per second, each
+ * broker's CPU (mean, user and system apart), the mean time a record spent at its leader, the generator's
+ * CPU. The run's span of the monotonic clock goes to `window` (the CPU profiles are ranked over it).
+ */
+async function measuredRun(
+  cluster: TestCluster,
+  run: () => Promise<ProduceResult>,
+  window: ProfileWindow[],
+): Promise<ProduceResult> {
+  const countersBefore = await brokerCounters(cluster);
+  const cpuBefore = brokersCpu(cluster);
+  const generatorBefore = process.cpuUsage();
+  const startUs = monotonicUs();
+  const result = await run();
+  const endUs = monotonicUs();
+  const generator = process.cpuUsage(generatorBefore);
+  const cpuAfter = brokersCpu(cluster);
+  const countersAfter = await brokerCounters(cluster);
+  window.push({ startUs, endUs });
+  const seconds = (endUs - startUs) / 1e6;
+  // ms of CPU per second of run → % of a core, per broker.
+  const percentPerBroker = (ms: number) => ms / seconds / 10 / cluster.brokers.size;
+  return {
+    ...result,
+    fsyncsPerSecond: (countersAfter.fsyncs - countersBefore.fsyncs) / seconds,
+    brokerCpu: {
+      userPercent: percentPerBroker(cpuAfter.userMs - cpuBefore.userMs),
+      systemPercent: percentPerBroker(cpuAfter.systemMs - cpuBefore.systemMs),
+    },
+    brokerLatencyMs:
+      (1000 * (countersAfter.latencySeconds - countersBefore.latencySeconds)) /
+      (countersAfter.latencyRecords - countersBefore.latencyRecords),
+    generatorCpuPercent: (generator.user + generator.system) / 1e4 / seconds,
+  };
+}
+
+/** What the log line says of a run besides its rate. */
+function describeRun(r: ProduceResult): string {
+  return (
+    (r.recordsPerRequest !== undefined ? ` (${fmt(r.recordsPerRequest)} records/request)` : "") +
+    (r.fsyncsPerSecond !== undefined ? ` [${fmt(r.fsyncsPerSecond)} fsyncs/s]` : "") +
+    (r.brokerCpu
+      ? ` [broker CPU ${fmt(r.brokerCpu.userPercent)} % user, ${fmt(r.brokerCpu.systemPercent)} % system]`
+      : "") +
+    (r.brokerLatencyMs !== undefined ? ` [at the leader ${fmt(r.brokerLatencyMs)} ms]` : "") +
+    (r.generatorCpuPercent !== undefined ? ` [generator CPU ${fmt(r.generatorCpuPercent)} %]` : "")
+  );
 }
 
 /**
@@ -662,43 +706,17 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
               : client === "sdk-nowindow"
                 ? (c: TestCluster, p: Placement[], s: number) => produceSpreadSdk(c, p, s, NO_WINDOW)
                 : produceSpread;
-          const timed = async (over: Placement[]): Promise<ProduceResult> => {
-            const countersBefore = await brokerCounters(cluster);
-            const cpuBefore = brokersCpu(cluster);
-            const generatorBefore = process.cpuUsage();
-            const startUs = monotonicUs();
-            const result = await generate(cluster, over, produceSeconds);
-            const endUs = monotonicUs();
-            const generator = process.cpuUsage(generatorBefore);
-            const cpuAfter = brokersCpu(cluster);
-            (over === three ? profileWindows.three : profileWindows.all).push({ startUs, endUs });
-            const seconds = (endUs - startUs) / 1e6;
-            const countersAfter = await brokerCounters(cluster);
-            const fsyncsPerSecond = (countersAfter.fsyncs - countersBefore.fsyncs) / seconds;
-            const brokerLatencyMs =
-              (1000 * (countersAfter.latencySeconds - countersBefore.latencySeconds)) /
-              (countersAfter.latencyRecords - countersBefore.latencyRecords);
-            // Share of a core per broker (mean of the three), user and system apart.
-            const brokerCpu = {
-              userPercent: (cpuAfter.userMs - cpuBefore.userMs) / seconds / 10 / 3,
-              systemPercent: (cpuAfter.systemMs - cpuBefore.systemMs) / seconds / 10 / 3,
-            };
-            const generatorCpuPercent = (generator.user + generator.system) / 1e4 / seconds;
-            return { ...result, fsyncsPerSecond, brokerCpu, brokerLatencyMs, generatorCpuPercent };
-          };
+          const timed = (over: Placement[]) =>
+            measuredRun(
+              cluster,
+              () => generate(cluster, over, produceSeconds),
+              over === three ? profileWindows.three : profileWindows.all,
+            );
           const a = await timed(first);
           const b = await timed(second);
           const run = rep % 2 === 0 ? { overThree: a, overAll: b } : { overThree: b, overAll: a };
-          const perRequest = (r: ProduceResult) =>
-            (r.recordsPerRequest !== undefined ? ` (${fmt(r.recordsPerRequest)} records/request)` : "") +
-            (r.fsyncsPerSecond !== undefined ? ` [${fmt(r.fsyncsPerSecond)} fsyncs/s]` : "") +
-            (r.brokerCpu
-              ? ` [broker CPU ${fmt(r.brokerCpu.userPercent)} % user, ${fmt(r.brokerCpu.systemPercent)} % system]`
-              : "") +
-            (r.brokerLatencyMs !== undefined ? ` [at the leader ${fmt(r.brokerLatencyMs)} ms]` : "") +
-            (r.generatorCpuPercent !== undefined ? ` [generator CPU ${fmt(r.generatorCpuPercent)} %]` : "");
           ctx.log(
-            `${fmt(run.overThree.recordsPerSecond)}${perRequest(run.overThree)} vs ${fmt(run.overAll.recordsPerSecond)}${perRequest(run.overAll)} records/s`,
+            `${fmt(run.overThree.recordsPerSecond)}${describeRun(run.overThree)} vs ${fmt(run.overAll.recordsPerSecond)}${describeRun(run.overAll)} records/s`,
           );
           produce.push({ client, ...run });
         }

@@ -19,26 +19,28 @@ function msPerTick(): number {
   return 1000 / ticksPerSecond;
 }
 
-function cpuFromStat(file: string): number {
+/** utime and stime of a /proc/<pid>/stat-style file, in ms; NaN for both when it cannot be read. */
+function cpuSplitFromStat(file: string): { userMs: number; systemMs: number } {
   try {
     const text = readFileSync(file, "utf8");
     // Fields after the command name (which may contain spaces) start at ") ": utime is field 14, stime 15.
-    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * msPerTick();
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** User and system CPU milliseconds used so far by a whole process (system: the kernel on its behalf). */
-export function processCpuSplitMs(pid: number | undefined): { userMs: number; systemMs: number } {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
     return { userMs: Number(fields[11]) * msPerTick(), systemMs: Number(fields[12]) * msPerTick() };
   } catch {
     return { userMs: Number.NaN, systemMs: Number.NaN };
   }
+}
+
+function cpuFromStat(file: string): number {
+  const { userMs, systemMs } = cpuSplitFromStat(file);
+  return userMs + systemMs;
+}
+
+/** User and system CPU milliseconds used so far by a whole process (system: the kernel on its behalf). */
+export function processCpuSplitMs(pid: number | undefined): { userMs: number; systemMs: number } {
+  return pid === undefined
+    ? { userMs: Number.NaN, systemMs: Number.NaN }
+    : cpuSplitFromStat(`/proc/${pid}/stat`);
 }
 
 /** CPU milliseconds used so far by the calling thread. */

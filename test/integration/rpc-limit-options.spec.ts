@@ -9,9 +9,13 @@ import { SERVER_CONNECTION_WINDOW_BYTES, SERVER_STREAM_WINDOW_BYTES } from "../.
 import { startBrokerProcess } from "../helpers/broker-process.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startSentinelProcess, type SentinelProcess } from "../helpers/sentinel-process.js";
+import { waitFor } from "../helpers/wait.js";
 
-/** The SETTINGS_MAX_CONCURRENT_STREAMS a server advertises on a new HTTP/2 connection. */
-async function advertisedStreams(url: string): Promise<number | undefined> {
+/**
+ * What a server gives a new HTTP/2 connection: its SETTINGS, and the connection's receive window once the
+ * server's WINDOW_UPDATE raising it (sent after the SETTINGS) has arrived, or as it stands after 5 s.
+ */
+async function advertised(url: string): Promise<{ settings: http2.Settings; connectionWindow: number }> {
   const session = http2.connect(url);
   session.on("error", () => undefined);
   try {
@@ -19,30 +23,21 @@ async function advertisedStreams(url: string): Promise<number | undefined> {
       session.once("remoteSettings", resolve);
       setTimeout(() => reject(new Error("no SETTINGS within 5 s")), 5_000).unref();
     });
-    return settings.maxConcurrentStreams;
+    const window = () => session.state.remoteWindowSize ?? 0;
+    await waitFor(() => window() >= SERVER_CONNECTION_WINDOW_BYTES, {
+      timeoutMs: 5_000,
+      intervalMs: 20,
+      what: "the server to raise the connection window",
+    }).catch(() => undefined); // the assertion says what was seen
+    return { settings, connectionWindow: window() };
   } finally {
     session.close();
   }
 }
 
-/** The receive windows a server gives a new HTTP/2 connection: per stream (SETTINGS) and for the connection. */
-async function advertisedWindows(url: string): Promise<{ stream: number | undefined; connection: number }> {
-  const session = http2.connect(url);
-  session.on("error", () => undefined);
-  try {
-    const settings = await new Promise<http2.Settings>((resolve, reject) => {
-      session.once("remoteSettings", resolve);
-      setTimeout(() => reject(new Error("no SETTINGS within 5 s")), 5_000).unref();
-    });
-    // The connection window is raised by a WINDOW_UPDATE that follows the SETTINGS: wait for it.
-    const deadline = Date.now() + 5_000;
-    while ((session.state.remoteWindowSize ?? 0) < SERVER_CONNECTION_WINDOW_BYTES && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    return { stream: settings.initialWindowSize, connection: session.state.remoteWindowSize ?? 0 };
-  } finally {
-    session.close();
-  }
+/** The SETTINGS_MAX_CONCURRENT_STREAMS a server advertises on a new HTTP/2 connection. */
+async function advertisedStreams(url: string): Promise<number | undefined> {
+  return (await advertised(url)).settings.maxConcurrentStreams;
 }
 
 /**
@@ -72,11 +67,11 @@ describe("RPC server limits from the command line, environment and config file",
   });
 
   it("the server lets a client send 1 MiB per stream and 8 MiB per connection before it reads (not HTTP/2's 64 KiB)", async () => {
-    const windows = await advertisedWindows(sentinel.url);
-    assert.equal(windows.stream, SERVER_STREAM_WINDOW_BYTES);
+    const { settings, connectionWindow } = await advertised(sentinel.url);
+    assert.equal(settings.initialWindowSize, SERVER_STREAM_WINDOW_BYTES);
     assert.ok(
-      windows.connection >= SERVER_CONNECTION_WINDOW_BYTES,
-      `connection window ${windows.connection}, expected ${SERVER_CONNECTION_WINDOW_BYTES}`,
+      connectionWindow >= SERVER_CONNECTION_WINDOW_BYTES,
+      `connection window ${connectionWindow}, expected ${SERVER_CONNECTION_WINDOW_BYTES}`,
     );
   });
 

@@ -8,45 +8,23 @@ import { CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from "../../src/client/h
 import { BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
 import { TransportPool } from "../../src/server/transport-pool.js";
 
-/** The receive windows a pool's client advertises, as a plain HTTP/2 server on loopback sees them. */
-async function windowsSeenBy(pool: TransportPool): Promise<{ stream: number; connection: number }> {
+/**
+ * What a plain HTTP/2 server on loopback sees of a pool's first request (`observe` reads it off the
+ * stream); the request is then answered Unimplemented.
+ */
+async function firstRequestSeenBy<T>(
+  pool: TransportPool,
+  observe: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => Promise<T>,
+): Promise<T> {
   const server = http2.createServer();
-  const seen = new Promise<{ stream: number; connection: number }>((resolve) => {
-    server.on("stream", (stream) => {
-      const session = stream.session as http2.ServerHttp2Session;
-      // The connection window is raised by a WINDOW_UPDATE right after the stream opens: let it land.
-      setTimeout(() => {
-        resolve({
-          stream: session.remoteSettings.initialWindowSize ?? 65_535,
-          connection: session.state.remoteWindowSize ?? 0,
-        });
+  const seen = new Promise<T>((resolve) => {
+    server.on("stream", (stream, headers) => {
+      void observe(stream, headers).then((value) => {
+        resolve(value);
         stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
         stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "12" }));
         stream.end();
-      }, 200);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  try {
-    const client = createClient(BrokerService, pool.get(`127.0.0.1:${port}`));
-    await client.health({}).catch(() => undefined); // Unimplemented: only the connection matters
-    return await seen;
-  } finally {
-    pool.close();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
-
-/** The grpc-accept-encoding header of a pool's request, as a plain HTTP/2 server on loopback sees it. */
-async function acceptEncodingSeenBy(pool: TransportPool): Promise<string | undefined> {
-  const server = http2.createServer();
-  const seen = new Promise<string | undefined>((resolve) => {
-    server.on("stream", (stream, headers) => {
-      resolve(headers["grpc-accept-encoding"] as string | undefined);
-      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "12" }));
-      stream.end();
+      });
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -59,6 +37,31 @@ async function acceptEncodingSeenBy(pool: TransportPool): Promise<string | undef
     pool.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+/** The receive windows a pool's client advertises. */
+function windowsSeenBy(pool: TransportPool): Promise<{ stream: number; connection: number }> {
+  return firstRequestSeenBy(
+    pool,
+    (stream) =>
+      new Promise((resolve) => {
+        const session = stream.session as http2.ServerHttp2Session;
+        // The connection window is raised by a WINDOW_UPDATE right after the stream opens: let it land.
+        setTimeout(() => {
+          resolve({
+            stream: session.remoteSettings.initialWindowSize ?? 65_535,
+            connection: session.state.remoteWindowSize ?? 0,
+          });
+        }, 200);
+      }),
+  );
+}
+
+/** The grpc-accept-encoding header of a pool's request. */
+function acceptEncodingSeenBy(pool: TransportPool): Promise<string | undefined> {
+  return firstRequestSeenBy(pool, (_stream, headers) =>
+    Promise.resolve(headers["grpc-accept-encoding"] as string | undefined),
+  );
 }
 
 describe("TransportPool", () => {
