@@ -7,6 +7,7 @@ import { createClient } from "@connectrpc/connect";
 import { CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from "../../src/client/http2-window.js";
 import { BrokerService } from "../../src/gen/goulette/v1/broker_pb.js";
 import { TransportPool } from "../../src/server/transport-pool.js";
+import { waitFor } from "../helpers/wait.js";
 
 /**
  * What a plain HTTP/2 server on loopback sees of a pool's first request (`observe` reads it off the
@@ -39,22 +40,26 @@ async function firstRequestSeenBy<T>(
   }
 }
 
-/** The receive windows a pool's client advertises. */
-function windowsSeenBy(pool: TransportPool): Promise<{ stream: number; connection: number }> {
-  return firstRequestSeenBy(
-    pool,
-    (stream) =>
-      new Promise((resolve) => {
-        const session = stream.session as http2.ServerHttp2Session;
-        // The connection window is raised by a WINDOW_UPDATE right after the stream opens: let it land.
-        setTimeout(() => {
-          resolve({
-            stream: session.remoteSettings.initialWindowSize ?? 65_535,
-            connection: session.state.remoteWindowSize ?? 0,
-          });
-        }, 200);
-      }),
-  );
+/**
+ * The receive windows a pool's client advertises: the stream window from its SETTINGS (they precede any
+ * stream), the connection window once `settled` holds for it (raised by a WINDOW_UPDATE that may land
+ * after the stream opens).
+ */
+function windowsSeenBy(
+  pool: TransportPool,
+  settled: (connectionWindow: number) => boolean = () => true,
+): Promise<{ stream: number; connection: number }> {
+  return firstRequestSeenBy(pool, async (stream) => {
+    const session = stream.session as http2.ServerHttp2Session;
+    const connection = await waitFor(
+      () => {
+        const size = session.state.remoteWindowSize ?? 0;
+        return settled(size) ? size : undefined;
+      },
+      { timeoutMs: 5_000, intervalMs: 5, what: "the client's connection window" },
+    );
+    return { stream: session.remoteSettings.initialWindowSize ?? 65_535, connection };
+  });
 }
 
 /** The grpc-accept-encoding header of a pool's request. */
@@ -71,9 +76,12 @@ describe("TransportPool", () => {
   });
 
   it("receives with wide HTTP/2 windows when asked (replication answers are up to 1 MiB)", async () => {
-    const seen = await windowsSeenBy(new TransportPool({ wideWindows: true }));
+    // Fails by timing out when the connection window never reaches the wide size.
+    const seen = await windowsSeenBy(
+      new TransportPool({ wideWindows: true }),
+      (window) => window >= CONNECTION_WINDOW_BYTES - 65_535,
+    );
     assert.equal(seen.stream, STREAM_WINDOW_BYTES);
-    assert.ok(seen.connection >= CONNECTION_WINDOW_BYTES - 65_535, `connection window ${seen.connection}`);
   });
 
   it("keeps HTTP/2's default windows otherwise", async () => {
