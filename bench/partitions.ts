@@ -253,12 +253,7 @@ async function waitForReplicas(cluster: TestCluster, count: number, timeoutMs: n
 async function rolePushes(cluster: TestCluster): Promise<number> {
   let total = 0;
   for (const b of cluster.brokers.values()) {
-    const body = await (await fetch(`${b.url}/metrics`)).text();
-    for (const line of body.split("\n")) {
-      if (line.startsWith("goulette_rpc_requests_total") && /method="SetTopicRoles?"/.test(line)) {
-        total += Number(line.slice(line.lastIndexOf(" ") + 1));
-      }
-    }
+    total += (await readMetric(b.url, "goulette_rpc_requests_total", { method: /^SetTopicRoles?$/ })) ?? 0;
   }
   return total;
 }

@@ -79,10 +79,24 @@ export async function startSentinelProcess(options: SentinelProcessOptions): Pro
   return handle;
 }
 
-/** Reads a metric from a /metrics endpoint: the sum of its samples (all label sets); undefined when absent. */
-export async function readMetric(url: string, name: string): Promise<number | undefined> {
+/**
+ * Reads a metric from a /metrics endpoint: the sum of its samples over every label set, or over those
+ * whose labels match `labels` (a value, or a pattern); undefined when no sample matches.
+ */
+export async function readMetric(
+  url: string,
+  name: string,
+  labels: Record<string, string | RegExp> = {},
+): Promise<number | undefined> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const lines = text.split("\n").filter((l) => l.startsWith(name + "{") || l.startsWith(name + " "));
+  const matches = (line: string) =>
+    Object.entries(labels).every(([label, want]) => {
+      const value = new RegExp(`[{,]${label}="([^"]*)"`).exec(line)?.[1];
+      return value !== undefined && (typeof want === "string" ? value === want : want.test(value));
+    });
+  const lines = text
+    .split("\n")
+    .filter((l) => (l.startsWith(name + "{") || l.startsWith(name + " ")) && matches(l));
   if (lines.length === 0) return undefined;
   return lines.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
 }
