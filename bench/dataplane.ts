@@ -1,5 +1,6 @@
 import { tmpdir } from "node:os";
 import { startCluster } from "../test/helpers/cluster.js";
+import { benchNodeArgs } from "./lib/node-args.js";
 import { Acks, createGouletteTarget } from "./dataplane-goulette.js";
 import { diskWriteSyncRate, loopbackBytesPerSecond, type DiskRate } from "./dataplane-ceiling.js";
 import { createNatsTarget, createRedisTarget } from "./dataplane-peers.js";
@@ -173,6 +174,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       // A busy shared machine can take longer than the default 20 s to start three brokers.
       readyTimeoutMs: 90_000,
       brokerArgs: ["--fsync", fsync, "--fsync-interval", String(fsyncIntervalMs)],
+      nodeArgs: benchNodeArgs(),
     });
     try {
       const rf1 = await cluster.createTopic("bench-rf1", { partitions: 1, replicas: 1 });

@@ -27,6 +27,7 @@ import {
   type ProfileSummary,
   type ProfileWindow,
 } from "./lib/cpu-profile.js";
+import { benchNodeArgs } from "./lib/node-args.js";
 import { collectGarbage } from "./lib/gc.js";
 import { processCpuMs, processCpuSplitMs } from "./lib/cpu.js";
 import { spread, type Spread } from "./lib/stats.js";
@@ -628,7 +629,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   const cluster = await startCluster({
     sentinels: 3,
     brokers: 3,
-    ...(profileDir ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}),
+    nodeArgs: [...benchNodeArgs(), ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])],
     // A shared machine may be busy: give the processes time to come up.
     readyTimeoutMs: 60_000,
     sentinelArgs: ["--election-ttl", "5"],
