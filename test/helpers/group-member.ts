@@ -1,12 +1,15 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { ReportReader } from "./member-report.js";
 
 /**
  * A consumer-group member as a real process (test/fixtures/group-consumer.ts), for the specs that kill,
- * freeze or stop members: it reads the JSON lines the member writes on stdout (one per processed record,
- * and one per assigned/revoked/lost/joined/rejoined event) and keeps what it owns, according to its own
- * reports.
+ * freeze or stop members: it reads the JSON lines the member writes to its report file (one per
+ * processed record, and one per assigned/revoked/lost/joined/rejoined event; see member-report.ts), up
+ * to the file's end whenever it is asked, and keeps what it owns, according to its own reports.
  *
  *   const a = spawnGroupMember("a", { sentinels, topic, group, sessionTimeoutMs: 3_000 });
  *   await waitFor(() => a.owned.size > 0);
@@ -48,26 +51,52 @@ export interface GroupMemberOptions {
 }
 
 export class GroupMember {
-  readonly lines: MemberLine[] = [];
-  /** What it owns now, as "topic/partition". */
-  readonly owned = new Set<string>();
-  /** partition key → [from, to) ms intervals during which this member said it owned it. */
-  readonly intervals = new Map<string, [number, number][]>();
+  readonly #lines: MemberLine[] = [];
+  readonly #owned = new Set<string>();
+  readonly #intervals = new Map<string, [number, number][]>();
   readonly exited: Promise<number | null>;
-  #partial = "";
+  #report: ReportReader | undefined;
 
+  /** `report` is the file the member writes (it exists before the process starts). */
   constructor(
     readonly name: string,
     readonly child: ChildProcess,
+    report: string,
   ) {
-    child.stdout?.on("data", (chunk: Buffer) => {
-      const text = this.#partial + chunk.toString();
-      const rows = text.split("\n");
-      this.#partial = rows.pop() ?? "";
-      for (const row of rows) if (row) this.#record(JSON.parse(row) as MemberLine);
-    });
+    this.#report = new ReportReader(report);
     child.stderr?.on("data", (chunk: Buffer) => process.stderr.write(`[${name}] ${chunk.toString()}`));
-    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+    this.exited = new Promise((resolve) =>
+      child.once("exit", (code) => {
+        this.#catchUp();
+        this.#report?.close();
+        this.#report = undefined;
+        rmSync(path.dirname(report), { recursive: true, force: true });
+        resolve(code);
+      }),
+    );
+  }
+
+  /** Every line it reported so far. */
+  get lines(): readonly MemberLine[] {
+    this.#catchUp();
+    return this.#lines;
+  }
+
+  /** What it owns now, as "topic/partition". */
+  get owned(): ReadonlySet<string> {
+    this.#catchUp();
+    return this.#owned;
+  }
+
+  /** partition key → [from, to) ms intervals during which this member said it owned it. */
+  get intervals(): ReadonlyMap<string, readonly [number, number][]> {
+    this.#catchUp();
+    return this.#intervals;
+  }
+
+  /** Takes in what the member reported since the last look. */
+  #catchUp(): void {
+    for (const row of this.#report?.read() ?? []) this.#record(JSON.parse(row) as MemberLine);
   }
 
   /** The process runs (it may be stopped by SIGSTOP). */
@@ -76,13 +105,13 @@ export class GroupMember {
   }
 
   #record(line: MemberLine): void {
-    this.lines.push(line);
+    this.#lines.push(line);
     if (line.e === "assigned") {
       for (const key of line.parts ?? []) {
-        this.owned.add(key);
-        const list = this.intervals.get(key) ?? [];
+        this.#owned.add(key);
+        const list = this.#intervals.get(key) ?? [];
         list.push([line.t, Infinity]);
-        this.intervals.set(key, list);
+        this.#intervals.set(key, list);
       }
     } else if (line.e === "revoked" || line.e === "lost") {
       for (const key of line.parts ?? []) this.#end(key, line.t);
@@ -90,8 +119,8 @@ export class GroupMember {
   }
 
   #end(key: string, t: number): void {
-    this.owned.delete(key);
-    const open = this.intervals.get(key)?.find((i) => i[1] === Infinity);
+    this.#owned.delete(key);
+    const open = this.#intervals.get(key)?.find((i) => i[1] === Infinity);
     if (open) open[1] = t;
   }
 
@@ -146,6 +175,8 @@ export class GroupMember {
  * reaches its cleanup must not leave members behind).
  */
 export function spawnGroupMember(name: string, options: GroupMemberOptions): GroupMember {
+  const report = path.join(mkdtempSync(path.join(tmpdir(), `goulette-member-${name}-`)), "report.jsonl");
+  writeFileSync(report, "");
   const child = spawn(
     process.execPath,
     [
@@ -156,10 +187,10 @@ export function spawnGroupMember(name: string, options: GroupMemberOptions): Gro
       String(options.sessionTimeoutMs),
       ...(options.instanceId ? [options.instanceId] : []),
     ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, GOULETTE_MEMBER_REPORT: report } },
   );
   const reap = () => void child.kill("SIGKILL");
   process.once("exit", reap);
   child.once("exit", () => process.removeListener("exit", reap));
-  return new GroupMember(name, child);
+  return new GroupMember(name, child, report);
 }
