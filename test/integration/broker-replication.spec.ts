@@ -36,9 +36,9 @@ async function readAll(client: Client<typeof BrokerService>, topic: string): Pro
 
 /**
  * A producer that survives leader failures the way a client SDK would: one SendMessage stream to the
- * leader, ids 1..total in order, a window of requests in flight; on any error it asks the sentinels
- * for the leader again (naming the broker it could not reach) and resends everything not yet
- * acknowledged from the lowest id, with the same message ids.
+ * leader, ids 1..total in order, a window of requests in flight, each naming the id before its first
+ * (previous_message_id); on any error it asks the sentinels for the leader again (naming the broker it
+ * could not reach) and resends everything not yet acknowledged from the lowest id, with the same ids.
  */
 class FailoverProducer {
   readonly acked = new Map<bigint, bigint>();
@@ -94,6 +94,9 @@ class FailoverProducer {
           producerId: "failover-producer",
           acks: Acks.ALL,
           records: ids.map((messageId) => ({ messageId, payload: text(`msg-${messageId}`) })),
+          // As the SDK does: a batch whose predecessor is not stored is refused (OUT_OF_ORDER), never
+          // appended ahead of it when an earlier batch in flight failed (e.g. on a new leader not ready).
+          previousMessageId: (ids[0] as bigint) - 1n,
         }),
       );
     };
