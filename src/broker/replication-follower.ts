@@ -97,6 +97,7 @@ async function runStream(
         ? p.epochs.entries.map((e) => ({ epoch: BigInt(e.epoch), startOffset: BigInt(e.startOffset) }))
         : [],
       offsetsVersion,
+      acceptFrames: true,
     });
   outbound.push(request(true));
   armStall();
@@ -147,9 +148,17 @@ export async function cut(p: Partition, offset: number, logger: Logger): Promise
   p.onTruncated(offset);
 }
 
-/** Stores one response: epoch labels first, then the records, then the consumer offsets. */
+/**
+ * Stores one response: epoch labels first, then the records (as the leader's frames, or one by one
+ * from an older leader), then the consumer offsets.
+ */
 export async function store(p: Partition, res: ReplicateResponse): Promise<void> {
-  if (res.records.length > 0) {
+  if (res.frames.length > 0) {
+    await p.epochs.adopt(
+      res.leaderEpochs.map((e) => ({ epoch: Number(e.epoch), startOffset: Number(e.startOffset) })),
+    );
+    await p.log.appendFrames(res.frames);
+  } else if (res.records.length > 0) {
     await p.epochs.adopt(
       res.leaderEpochs.map((e) => ({ epoch: Number(e.epoch), startOffset: Number(e.startOffset) })),
     );

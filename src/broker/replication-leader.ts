@@ -6,6 +6,7 @@ import {
   type LeaderEpoch,
   type ReplicateRequest,
   type ReplicateResponse,
+  type ReplicatedRecord,
 } from "../gen/goulette/v1/broker_pb.js";
 import { UnknownPartitionError } from "./errors.js";
 import { divergencePoint } from "./leader-epochs.js";
@@ -34,7 +35,8 @@ export async function* serveReplicate(
   requests: AsyncIterable<ReplicateRequest>,
   abort: AbortSignal,
 ): AsyncGenerator<ReplicateResponse> {
-  let session: { p: Partition; followerId: string; stream: number; generation: number } | undefined;
+  let session:
+    { p: Partition; followerId: string; stream: number; generation: number; frames: boolean } | undefined;
   /** Consumer-offset version sent on this stream (undefined: the next answer sends the whole table). */
   let sentVersion: number | undefined;
   for await (const req of requests) {
@@ -54,7 +56,13 @@ export async function* serveReplicate(
           `follower ${req.followerId} has epoch ${req.epoch} of ${p.key}, newer than this leader's ${p.epoch}`,
         );
       }
-      session = { p, followerId: req.followerId, stream: p.openStream(req.followerId), generation };
+      session = {
+        p,
+        followerId: req.followerId,
+        stream: p.openStream(req.followerId),
+        generation,
+        frames: req.acceptFrames,
+      };
       const fetchOffset = Number(req.fetchOffset);
       const truncateTo = firstCut(p, req.leaderEpochs, fetchOffset);
       if (truncateTo !== undefined) {
@@ -115,6 +123,7 @@ export async function* serveReplicate(
     const answer = await readAnswer(p, fetchOffset, sentVersion, {
       maxRecords: options.maxRecords ?? DEFAULT_MAX_RECORDS,
       maxBytes: options.maxBytes ?? DEFAULT_MAX_BYTES,
+      frames: session.frames,
     });
     sentVersion = answer.sentVersion;
     p.onResponse(followerId, stream, answer.shippableEnd);
@@ -138,32 +147,45 @@ export interface Answer {
 
 /**
  * Reads the records after `fetchOffset` that followers may copy (within the limits) and the
- * consumer-offset changes since `sentVersion` (all of them when undefined), as one answer.
+ * consumer-offset changes since `sentVersion` (all of them when undefined), as one answer. With
+ * `frames`, the records go as the stored frames' bytes (a follower that accepts them writes them as
+ * they are), else one ReplicatedRecord each.
  */
 export async function readAnswer(
   p: Partition,
   fetchOffset: number,
   sentVersion: number | undefined,
-  limits: { maxRecords: number; maxBytes: number },
+  limits: { maxRecords: number; maxBytes: number; frames?: boolean },
 ): Promise<Answer> {
   const end = p.shippableEnd;
-  const records =
-    end > fetchOffset
-      ? await p.log.read(fetchOffset, limits.maxRecords, limits.maxBytes, { endOffset: end })
-      : [];
+  let records: ReplicatedRecord[] = [];
+  let frames: Uint8Array | undefined;
+  let count = 0;
+  let bytes = 0;
+  if (end > fetchOffset) {
+    const options = { endOffset: end };
+    if (limits.frames === true) {
+      const run = await p.log.readFrames(fetchOffset, limits.maxRecords, limits.maxBytes, options);
+      frames = run.bytes;
+      count = run.count;
+      bytes = run.bytes.length;
+    } else {
+      const stored = await p.log.read(fetchOffset, limits.maxRecords, limits.maxBytes, options);
+      records = stored.map(toReplicatedRecord);
+      count = stored.length;
+      for (const r of stored) bytes += r.sizeBytes;
+    }
+  }
   const { changes, snapshot } = p.offsets.changesSince(sentVersion);
   const version = p.offsets.version;
-  const first = records[0];
-  const last = records[records.length - 1];
-  let bytes = 0;
-  for (const r of records) bytes += r.sizeBytes;
   const response = create(ReplicateResponseSchema, {
-    records: records.map(toReplicatedRecord),
+    records,
+    ...(frames === undefined ? {} : { frames }),
     highWatermark: BigInt(p.highWatermark),
     epoch: BigInt(p.epoch),
     leaderEpochs:
-      first && last
-        ? p.epochs.covering(first.offset, last.offset).map((e) => ({
+      count > 0
+        ? p.epochs.covering(fetchOffset, fetchOffset + count - 1).map((e) => ({
             epoch: BigInt(e.epoch),
             startOffset: BigInt(e.startOffset),
           }))

@@ -197,7 +197,13 @@ class FollowerSession {
       member.offsetsVersion = 0n;
       fetches.push(this.#fetch(member, true));
     }
-    outbound.push(create(ReplicateSessionRequestSchema, { followerId: this.options.brokerId, fetches }));
+    outbound.push(
+      create(ReplicateSessionRequestSchema, {
+        followerId: this.options.brokerId,
+        fetches,
+        acceptFrames: true,
+      }),
+    );
     this.#outbound = outbound;
     const acks = new AckBatch(outbound);
     try {

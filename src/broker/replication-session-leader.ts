@@ -85,6 +85,8 @@ interface Held {
 
 class LeaderSession {
   #followerId: string | undefined;
+  /** The follower stores frames as they are (it said so in its first message). */
+  #frames = false;
   readonly #held = new Map<string, Held>();
   /** Partitions whose start is waiting for leadership set-up, by key → attempt number. */
   readonly #starting = new Map<string, number>();
@@ -137,6 +139,7 @@ class LeaderSession {
         if (this.#followerId === undefined) {
           validateBrokerId(req.followerId);
           this.#followerId = req.followerId;
+          this.#frames = req.acceptFrames;
         }
         for (const ref of req.removed) this.#drop(`${ref.topic}#${ref.partition}`);
         for (const fetch of req.fetches) {
@@ -308,6 +311,7 @@ class LeaderSession {
           answer = await readAnswer(p, entry.fetchOffset, entry.sentVersion, {
             maxRecords: this.options.maxRecords ?? DEFAULT_MAX_RECORDS,
             maxBytes,
+            frames: this.#frames,
           });
         } catch (err) {
           if (this.#held.get(key) !== held) continue;

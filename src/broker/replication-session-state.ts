@@ -116,6 +116,7 @@ export function needsAcknowledgement(answer: ReplicateResponse): boolean {
   return (
     answer.truncateTo !== undefined ||
     answer.records.length > 0 ||
+    answer.frames.length > 0 ||
     answer.offsets.length > 0 ||
     answer.offsetsSnapshot
   );

@@ -27,7 +27,14 @@ import {
   type PartitionLogOptions,
   type ResolvedPartitionLogOptions,
 } from "./partition-log-options.js";
-import { frameSize, type AppendRecord, type ReplicatedRecord, type StoredRecord } from "./record-format.js";
+import { FrameBytesSink, RecordSink, checkFrameRun, type FrameRun, type FrameSink } from "./frame-run.js";
+import {
+  FrameError,
+  frameSize,
+  type AppendRecord,
+  type ReplicatedRecord,
+  type StoredRecord,
+} from "./record-format.js";
 import {
   Segment,
   isNotFound,
@@ -45,6 +52,7 @@ import {
   encodeWriteGroup,
   needsRoll,
   takeWriteGroup,
+  type AppendBatch,
   type AppendResult,
   type QueuedAppend,
 } from "./write-group.js";
@@ -122,6 +130,13 @@ export interface PartitionLog {
    */
   appendReplicated(records: readonly ReplicatedRecord[]): Promise<AppendResult>;
   /**
+   * Follower path: stores frames copied from a leader (readFrames there) as they are. Every frame is
+   * checked first (length, CRC, format, offsets one by one, the record size limit): a bad run is
+   * refused whole with InvalidArgumentError, nothing written. The first offset must equal
+   * logEndOffset, else NonContiguousOffsetError.
+   */
+  appendFrames(frames: Uint8Array): Promise<AppendResult>;
+  /**
    * Records from `fromOffset` on: at most `maxRecords`, and no more than `maxBytes` of frames except that
    * the first record is always returned. [] at the log end; OffsetOutOfRangeError outside
    * [logStartOffset, logEndOffset]; CorruptRecordError at a damaged record.
@@ -132,6 +147,13 @@ export interface PartitionLog {
     maxBytes?: number,
     options?: ReadOptions,
   ): Promise<StoredRecord[]>;
+  /** As read, but the frames' bytes as stored (what a follower appends with appendFrames). */
+  readFrames(
+    fromOffset: number,
+    maxRecords?: number,
+    maxBytes?: number,
+    options?: ReadOptions,
+  ): Promise<FrameRun>;
   /** Resolves once everything appended so far is fsynced (useful in "interval" mode). */
   flush(): Promise<void>;
   /**
@@ -163,7 +185,6 @@ export interface PartitionLog {
 
 interface AppendJob extends QueuedAppend {
   kind: "append";
-  sizes: number[];
   resolve: (result: AppendResult) => void;
   reject: (err: unknown) => void;
 }
@@ -278,14 +299,12 @@ class FileLog implements PartitionLog, DurabilityHost {
     if (!Array.isArray(records) || records.length === 0) {
       throw new InvalidArgumentError("an append needs at least one record");
     }
-    const sizes = new Array<number>(records.length);
     let bytes = 0;
     for (let i = 0; i < records.length; i++) {
       const record = records[i] as AppendRecord;
       const size = frameSize(record);
       if (typeof size === "string") throw new InvalidArgumentError(`record ${i} of the batch: ${size}`);
       if (size > this.o.maxRecordBytes) throw new RecordTooLargeError(size, this.o.maxRecordBytes, i);
-      sizes[i] = size;
       bytes += size;
     }
     if (bytes > MAX_BATCH_BYTES) {
@@ -294,8 +313,33 @@ class FileLog implements PartitionLog, DurabilityHost {
       );
     }
     if (replicated) checkReplicatedBatch(records as readonly ReplicatedRecord[]);
+    return this.enqueue(records, bytes, replicated);
+  }
+
+  async appendFrames(frames: Uint8Array): Promise<AppendResult> {
+    if (this.closing) throw new LogClosedError(this.o.dir);
+    if (frames.length > MAX_BATCH_BYTES) {
+      throw new InvalidArgumentError(
+        `append batch of ${frames.length} bytes exceeds the limit of ${MAX_BATCH_BYTES}`,
+      );
+    }
+    // The run is written and cached as it is: a view into a much larger message (a replication answer
+    // for many partitions) is copied first, so the tail cache never holds more memory than it counts.
+    const own = frames.byteLength * 2 >= frames.buffer.byteLength ? frames : Buffer.from(frames);
+    let run;
+    try {
+      run = checkFrameRun(own, this.o.maxRecordBytes);
+    } catch (err) {
+      if (err instanceof FrameError)
+        throw new InvalidArgumentError(`replicated frames refused: ${err.message}`);
+      throw err;
+    }
+    return this.enqueue(run, frames.length, true);
+  }
+
+  private enqueue(batch: AppendBatch, bytes: number, replicated: boolean): Promise<AppendResult> {
     return new Promise<AppendResult>((resolve, reject) => {
-      this.queue.push({ kind: "append", records, sizes, bytes, replicated, resolve, reject });
+      this.queue.push({ kind: "append", batch, bytes, replicated, resolve, reject });
       this.kick();
     });
   }
@@ -362,7 +406,7 @@ class FileLog implements PartitionLog, DurabilityHost {
     for (const { job, error } of refused) job.reject(error);
     if (jobs.length === 0) return;
     const encoded = encodeWriteGroup(
-      jobs.map((job) => job.records),
+      jobs.map((job) => job.batch),
       bytes,
       active.tail,
       this.o.now(),
@@ -620,6 +664,26 @@ class FileLog implements PartitionLog, DurabilityHost {
     maxBytes = DEFAULT_READ_BYTES,
     options: ReadOptions = {},
   ): Promise<StoredRecord[]> {
+    return (await this.readInto(() => new RecordSink(), fromOffset, maxRecords, maxBytes, options)).records;
+  }
+
+  async readFrames(
+    fromOffset: number,
+    maxRecords = DEFAULT_READ_RECORDS,
+    maxBytes = DEFAULT_READ_BYTES,
+    options: ReadOptions = {},
+  ): Promise<FrameRun> {
+    const sink = await this.readInto(() => new FrameBytesSink(), fromOffset, maxRecords, maxBytes, options);
+    return { firstOffset: fromOffset, count: sink.length, bytes: sink.bytes() };
+  }
+
+  private async readInto<S extends FrameSink>(
+    newSink: () => S,
+    fromOffset: number,
+    maxRecords: number,
+    maxBytes: number,
+    options: ReadOptions,
+  ): Promise<S> {
     if (this.closed) throw new LogClosedError(this.o.dir);
     checkOffset("read offset", fromOffset);
     if (!Number.isSafeInteger(maxRecords) || maxRecords < 1) {
@@ -633,20 +697,21 @@ class FileLog implements PartitionLog, DurabilityHost {
     for (let attempt = 0; ; attempt++) {
       const generation = this.generation;
       try {
-        const records = await this.readOnce(fromOffset, maxRecords, maxBytes, options.endOffset);
-        if (generation === this.generation || attempt >= 3) return records;
+        const sink = await this.readOnce(newSink(), fromOffset, maxRecords, maxBytes, options.endOffset);
+        if (generation === this.generation || attempt >= 3) return sink;
       } catch (err) {
         if (generation === this.generation || attempt >= 3) throw err;
       }
     }
   }
 
-  private async readOnce(
+  private async readOnce<S extends FrameSink>(
+    sink: S,
     fromOffset: number,
     maxRecords: number,
     maxBytes: number,
     endOffset: number | undefined,
-  ): Promise<StoredRecord[]> {
+  ): Promise<S> {
     const start = this.logStartOffset;
     const end = this.logEndOffset;
     if (fromOffset < start || fromOffset > end) throw new OffsetOutOfRangeError(fromOffset, start, end);
@@ -656,15 +721,15 @@ class FileLog implements PartitionLog, DurabilityHost {
       maxRecords,
       maxBytes,
       bytes: 0,
-      out: [],
+      out: sink,
     };
-    if (cursor.offset >= cursor.endOffset) return cursor.out;
+    if (cursor.offset >= cursor.endOffset) return sink;
     if (this.cache.serve(cursor)) {
       this.counters.tailCacheHits++;
-      return cursor.out;
+      return sink;
     }
     await readSegments(this.segmentList, cursor, this.o);
-    return cursor.out;
+    return sink;
   }
 
   // ---- the rest ------------------------------------------------------------------------------------

@@ -11,15 +11,8 @@ import { classifyTail } from "./recovery-scan.js";
 import { pinFile, unpinFile } from "./file-cache.js";
 import type { StorageFile, StorageFileSystem } from "./file-system.js";
 import { OffsetIndex, decodeIndexFile, encodeIndexFile } from "./offset-index.js";
-import {
-  FrameError,
-  decodeFrame,
-  frameOffset,
-  frameSizeAt,
-  frameTimestamp,
-  verifyFrame,
-  type StoredRecord,
-} from "./record-format.js";
+import type { FrameSink } from "./frame-run.js";
+import { FrameError, frameOffset, frameSizeAt, frameTimestamp, verifyFrame } from "./record-format.js";
 import type { SegmentTail } from "./write-group.js";
 
 /** `00000000000000000042` for base offset 42: names sort in offset order. */
@@ -58,7 +51,8 @@ export interface ReadCursor {
   maxRecords: number;
   maxBytes: number;
   bytes: number;
-  out: StoredRecord[];
+  /** What the read takes: decoded records or the frames' bytes. */
+  out: FrameSink;
 }
 
 const SCAN_CHUNK_BYTES = 1 << 20;
@@ -404,7 +398,7 @@ export class Segment {
         // At least one record per read, even above maxBytes, so a consumer always makes progress.
         if (cursor.out.length > 0 && cursor.bytes + size > cursor.maxBytes) return false;
         try {
-          cursor.out.push(decodeFrame(buf, pos, size));
+          cursor.out.add(buf, pos, size);
         } catch (err) {
           if (err instanceof FrameError) return (failure = err.message);
           throw err;

@@ -1,4 +1,3 @@
-import { decodeFrame } from "./record-format.js";
 import type { ReadCursor } from "./segment.js";
 
 /** One write's buffer: consecutive frames, the first with offset `firstOffset`. */
@@ -64,7 +63,7 @@ export class TailCache {
         const payload = chunk.payloads?.[i];
         const size = (chunk.starts[i + 1] ?? chunk.end) - start + (payload?.length ?? 0);
         if (cursor.out.length > 0 && cursor.bytes + size > cursor.maxBytes) return true;
-        cursor.out.push(decodeFrame(chunk.buf, start, size, payload));
+        cursor.out.add(chunk.buf, start, size, payload);
         cursor.bytes += size;
         cursor.offset = chunk.firstOffset + i + 1;
       }

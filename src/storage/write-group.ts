@@ -1,4 +1,5 @@
 import { NonContiguousOffsetError } from "./errors.js";
+import { CheckedFrameRun } from "./frame-run.js";
 import {
   EXTERNAL_PAYLOAD_MIN_BYTES,
   encodeFrame,
@@ -30,9 +31,17 @@ export interface SegmentTail {
   maxTimestamp: number;
 }
 
-/** One append as queued: its records and their encoded size, computed (and checked) up front. */
+/** What one append writes: records to encode, or frames a leader encoded (checked, written as they are). */
+export type AppendBatch = readonly AppendRecord[] | CheckedFrameRun;
+
+/** Records in a batch. */
+export function batchCount(batch: AppendBatch): number {
+  return batch instanceof CheckedFrameRun ? batch.count : batch.length;
+}
+
+/** One append as queued: its batch and its encoded size, computed (and checked) up front. */
 export interface QueuedAppend {
-  records: readonly AppendRecord[];
+  batch: AppendBatch;
   bytes: number;
   /** Records carry the leader's offsets, which must continue the log exactly. */
   replicated: boolean;
@@ -82,7 +91,9 @@ export function takeWriteGroup<J extends QueuedAppend>(
     if (jobs.length > 0 && bytes + job.bytes > limits.maxGroupBytes) break;
     queue.shift();
     if (job.replicated) {
-      const first = (job.records[0] as ReplicatedRecord).offset;
+      const batch = job.batch;
+      const first =
+        batch instanceof CheckedFrameRun ? batch.firstOffset : (batch[0] as ReplicatedRecord).offset;
       if (first !== next) {
         refused.push({ job, error: new NonContiguousOffsetError(next, first) });
         continue;
@@ -90,7 +101,7 @@ export function takeWriteGroup<J extends QueuedAppend>(
     }
     jobs.push(job);
     bytes += job.bytes;
-    next += job.records.length;
+    next += batchCount(job.batch);
   }
   return { jobs, bytes, refused };
 }
@@ -118,22 +129,26 @@ export interface EncodedGroup {
 }
 
 /**
- * Encodes `groups` (each append's records, in order) as frames continuing `tail`. `bytes` is their
+ * Encodes `groups` (each append's batch, in order) as frames continuing `tail`. `bytes` is their
  * total encoded size, computed when they were queued; a mismatch is a bug and throws. Records without
  * a timestamp get `now`. Large payloads are not copied: the buffer gets the other fields of their
  * frame and the write gathers [fields, payload, fields, payload, …], so a 64 KiB record is not copied
- * (nor a group-sized buffer allocated) just to be written.
+ * (nor a group-sized buffer allocated) just to be written. A run of frames is copied as it is (its
+ * offsets were checked to continue the log when it was taken).
  */
 export function encodeWriteGroup(
-  groups: ReadonlyArray<readonly AppendRecord[]>,
+  groups: ReadonlyArray<AppendBatch>,
   bytes: number,
   tail: SegmentTail,
   now: number,
   indexIntervalBytes: number,
 ): EncodedGroup {
+  const only = groups.length === 1 ? groups[0] : undefined;
+  if (only instanceof CheckedFrameRun) return encodeFrameRun(only, bytes, tail, indexIntervalBytes);
   let external = 0;
-  for (const records of groups) {
-    for (const record of records) {
+  for (const batch of groups) {
+    if (batch instanceof CheckedFrameRun) continue;
+    for (const record of batch) {
       if (record.payload.length >= EXTERNAL_PAYLOAD_MIN_BYTES) external += record.payload.length;
     }
   }
@@ -149,9 +164,24 @@ export function encodeWriteGroup(
   let offset = tail.nextOffset;
   let sinceIndex = tail.bytesSinceIndex;
   let maxTimestamp = tail.maxTimestamp;
-  for (const records of groups) {
+  for (const batch of groups) {
     const baseOffset = offset;
-    for (const record of records) {
+    if (batch instanceof CheckedFrameRun) {
+      checkPlacement(batch, offset);
+      sinceIndex = indexRun(batch, offset, tail.size + filePos, sinceIndex, indexIntervalBytes, indexEntries);
+      for (const start of batch.starts) {
+        frameStarts.push(pos + start);
+        payloads?.push(undefined);
+      }
+      buffer.set(batch.bytes, pos);
+      pos += batch.bytes.length;
+      filePos += batch.bytes.length;
+      offset += batch.count;
+      if (batch.maxTimestamp > maxTimestamp) maxTimestamp = batch.maxTimestamp;
+      results.push({ baseOffset, lastOffset: offset - 1 });
+      continue;
+    }
+    for (const record of batch) {
       if (sinceIndex >= indexIntervalBytes) {
         indexEntries.push(offset, tail.size + filePos);
         sinceIndex = 0;
@@ -188,4 +218,75 @@ export function encodeWriteGroup(
     results,
     tail: { size: tail.size + bytes, nextOffset: offset, bytesSinceIndex: sinceIndex, maxTimestamp },
   };
+}
+
+/**
+ * A write of one run of frames alone (a follower's usual write): the run's own buffer is written and
+ * cached, not copied.
+ */
+function encodeFrameRun(
+  run: CheckedFrameRun,
+  bytes: number,
+  tail: SegmentTail,
+  indexIntervalBytes: number,
+): EncodedGroup {
+  checkPlacement(run, tail.nextOffset);
+  if (bytes !== run.bytes.length) {
+    throw new Error(`a run of ${run.bytes.length} bytes was queued as ${bytes}`);
+  }
+  const indexEntries: number[] = [];
+  const sinceIndex = indexRun(
+    run,
+    tail.nextOffset,
+    tail.size,
+    tail.bytesSinceIndex,
+    indexIntervalBytes,
+    indexEntries,
+  );
+  const nextOffset = tail.nextOffset + run.count;
+  return {
+    buffer: run.bytes,
+    pieces: undefined,
+    payloads: undefined,
+    frameStarts: [...run.starts],
+    indexEntries,
+    results: [{ baseOffset: tail.nextOffset, lastOffset: nextOffset - 1 }],
+    tail: {
+      size: tail.size + bytes,
+      nextOffset,
+      bytesSinceIndex: sinceIndex,
+      maxTimestamp: Math.max(tail.maxTimestamp, run.maxTimestamp),
+    },
+  };
+}
+
+function checkPlacement(run: CheckedFrameRun, offset: number): void {
+  // takeWriteGroup refused runs that do not continue the log: a mismatch here is a bug.
+  if (run.firstOffset !== offset) {
+    throw new Error(`a run of frames from offset ${run.firstOffset} was placed at ${offset}`);
+  }
+}
+
+/**
+ * Adds the sparse index entries of a run written at file position `filePos` (its first record has
+ * `firstOffset`) to `entries`; returns the bytes since the last entry after it.
+ */
+function indexRun(
+  run: CheckedFrameRun,
+  firstOffset: number,
+  filePos: number,
+  sinceIndex: number,
+  indexIntervalBytes: number,
+  entries: number[],
+): number {
+  const { starts, bytes } = run;
+  for (let i = 0; i < starts.length; i++) {
+    const start = starts[i] as number;
+    if (sinceIndex >= indexIntervalBytes) {
+      entries.push(firstOffset + i, filePos + start);
+      sinceIndex = 0;
+    }
+    sinceIndex += (starts[i + 1] ?? bytes.length) - start;
+  }
+  return sinceIndex;
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
+import { RecordSink } from "../../src/storage/frame-run.js";
 import { encodeFrame, frameSize, type AppendRecord } from "../../src/storage/record-format.js";
 import type { ReadCursor } from "../../src/storage/segment.js";
 import { TailCache } from "../../src/storage/tail-cache.js";
@@ -26,10 +27,11 @@ function cursor(
   maxBytes = 1 << 20,
   endOffset = Number.MAX_SAFE_INTEGER,
 ): ReadCursor {
-  return { offset, endOffset, maxRecords, maxBytes, bytes: 0, out: [] };
+  return { offset, endOffset, maxRecords, maxBytes, bytes: 0, out: new RecordSink() };
 }
 
-const served = (c: ReadCursor): string[] => c.out.map((r) => Buffer.from(r.payload).toString());
+const served = (c: ReadCursor): string[] =>
+  (c.out as RecordSink).records.map((r) => Buffer.from(r.payload).toString());
 
 describe("tail cache", () => {
   it("serves reads that start inside it, across writes, within the limits", () => {

@@ -26,7 +26,7 @@ function sizeOf(records: readonly AppendRecord[]): number {
 }
 
 function queued(records: readonly AppendRecord[], replicated = false): QueuedAppend & { kind: "append" } {
-  return { kind: "append", records, bytes: sizeOf(records), replicated };
+  return { kind: "append", batch: records, bytes: sizeOf(records), replicated };
 }
 
 const EMPTY_TAIL: SegmentTail = { size: 0, nextOffset: 100, bytesSinceIndex: 0, maxTimestamp: -1 };
