@@ -8,7 +8,7 @@ import {
   type ReplicateResponse,
 } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
-import type { ReplicatedRecord } from "../storage/index.js";
+import { RECORD_MAGIC, type ReplicatedRecord } from "../storage/index.js";
 import { AsyncQueue } from "../common/async-queue.js";
 import { backoffDelay } from "../common/backoff.js";
 import type { FetcherHandle, Partition } from "./partition.js";
@@ -97,7 +97,7 @@ async function runStream(
         ? p.epochs.entries.map((e) => ({ epoch: BigInt(e.epoch), startOffset: BigInt(e.startOffset) }))
         : [],
       offsetsVersion,
-      acceptFrames: true,
+      frameFormat: RECORD_MAGIC,
     });
   outbound.push(request(true));
   armStall();

@@ -8,6 +8,7 @@ import {
   type ReplicateResponse,
   type ReplicatedRecord,
 } from "../gen/goulette/v1/broker_pb.js";
+import { RECORD_MAGIC } from "../storage/index.js";
 import { UnknownPartitionError } from "./errors.js";
 import { divergencePoint } from "./leader-epochs.js";
 import type { Partition } from "./partition.js";
@@ -61,7 +62,7 @@ export async function* serveReplicate(
         followerId: req.followerId,
         stream: p.openStream(req.followerId),
         generation,
-        frames: req.acceptFrames,
+        frames: acceptsFrames(req.frameFormat),
       };
       const fetchOffset = Number(req.fetchOffset);
       const truncateTo = firstCut(p, req.leaderEpochs, fetchOffset);
@@ -203,6 +204,11 @@ export async function readAnswer(
     offsetsSnapshot: snapshot,
   });
   return { response, sentVersion: version, shippableEnd: end, bytes };
+}
+
+/** Whether a follower that stores frames of format `followerFormat` as they are can take this log's. */
+export function acceptsFrames(followerFormat: number): boolean {
+  return followerFormat >= RECORD_MAGIC;
 }
 
 /** Where a new stream's follower must cut its log first, if anywhere. */

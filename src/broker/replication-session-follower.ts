@@ -11,6 +11,7 @@ import {
   type SessionPartitionAnswer,
 } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
+import { RECORD_MAGIC } from "../storage/index.js";
 import type { FetcherHandle, Partition, ReplicaInfo } from "./partition.js";
 import { backoffMs, cut, startFetcher, store, type FollowerOptions } from "./replication-follower.js";
 import { needsAcknowledgement } from "./replication-session-state.js";
@@ -201,7 +202,7 @@ class FollowerSession {
       create(ReplicateSessionRequestSchema, {
         followerId: this.options.brokerId,
         fetches,
-        acceptFrames: true,
+        frameFormat: RECORD_MAGIC,
       }),
     );
     this.#outbound = outbound;

@@ -11,7 +11,13 @@ import {
   type SessionPartitionAnswer,
 } from "../gen/goulette/v1/broker_pb.js";
 import type { Partition } from "./partition.js";
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, firstCut, readAnswer } from "./replication-leader.js";
+import {
+  DEFAULT_MAX_BYTES,
+  DEFAULT_MAX_RECORDS,
+  acceptsFrames,
+  firstCut,
+  readAnswer,
+} from "./replication-leader.js";
 import {
   NewsQueue,
   ResponseBudget,
@@ -139,7 +145,7 @@ class LeaderSession {
         if (this.#followerId === undefined) {
           validateBrokerId(req.followerId);
           this.#followerId = req.followerId;
-          this.#frames = req.acceptFrames;
+          this.#frames = acceptsFrames(req.frameFormat);
         }
         for (const ref of req.removed) this.#drop(`${ref.topic}#${ref.partition}`);
         for (const fetch of req.fetches) {

@@ -31,6 +31,7 @@ export {
 export { type LogDamage } from "./segment.js";
 export { type SegmentDamage, type VerifyPace } from "./segment-verify.js";
 export {
+  RECORD_MAGIC,
   type AppendRecord,
   type RecordHeader,
   type ReplicatedRecord,

@@ -4,8 +4,9 @@ import { describe, it } from "node:test";
 
 import type { Partition } from "../../src/broker/partition.js";
 import { store } from "../../src/broker/replication-follower.js";
-import { readAnswer } from "../../src/broker/replication-leader.js";
+import { acceptsFrames, readAnswer } from "../../src/broker/replication-leader.js";
 import { needsAcknowledgement } from "../../src/broker/replication-session-state.js";
+import { RECORD_MAGIC } from "../../src/storage/index.js";
 import { leadWithFollowerB2, openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
 
 const tempDir = temporaryDirs("goulette-answer-");
@@ -70,6 +71,12 @@ describe("replication answers: stored frames, or records for followers that pred
       await Promise.all([leader.close(), copy.close()]);
     });
   }
+
+  it("frames go only to followers that store this log's frame format (0: a follower that predates frames)", () => {
+    assert.equal(acceptsFrames(0), false);
+    assert.equal(acceptsFrames(RECORD_MAGIC), true);
+    assert.equal(acceptsFrames(RECORD_MAGIC + 1), true, "a newer follower reads older frames");
+  });
 
   it("an answer with nothing new carries neither records nor frames, and needs no acknowledgement", async () => {
     const leader = await leaderWithRecords();
