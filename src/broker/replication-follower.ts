@@ -130,6 +130,19 @@ async function runStream(
   }
 }
 
+/** A record as an older leader sends it, for appendReplicated. */
+function fromWire(r: ReplicateResponse["records"][number]): ReplicatedRecord {
+  return {
+    offset: Number(r.offset),
+    timestamp: Number(r.timestamp),
+    key: r.key,
+    payload: r.payload,
+    headers: r.headers,
+    producerId: r.producerId,
+    messageId: r.messageId,
+  };
+}
+
 /** Makes the log a prefix of the leader's (or restarts it at the leader's log start). */
 export async function cut(p: Partition, offset: number, logger: Logger): Promise<void> {
   const end = p.log.logEndOffset;
@@ -153,29 +166,12 @@ export async function cut(p: Partition, offset: number, logger: Logger): Promise
  * from an older leader), then the consumer offsets.
  */
 export async function store(p: Partition, res: ReplicateResponse): Promise<void> {
-  if (res.frames.length > 0) {
+  if (res.frames.length > 0 || res.records.length > 0) {
     await p.epochs.adopt(
       res.leaderEpochs.map((e) => ({ epoch: Number(e.epoch), startOffset: Number(e.startOffset) })),
     );
-    await p.log.appendFrames(res.frames);
-  } else if (res.records.length > 0) {
-    await p.epochs.adopt(
-      res.leaderEpochs.map((e) => ({ epoch: Number(e.epoch), startOffset: Number(e.startOffset) })),
-    );
-    const records = new Array<ReplicatedRecord>(res.records.length);
-    for (let i = 0; i < records.length; i++) {
-      const r = res.records[i] as ReplicateResponse["records"][number];
-      records[i] = {
-        offset: Number(r.offset),
-        timestamp: Number(r.timestamp),
-        key: r.key,
-        payload: r.payload,
-        headers: r.headers,
-        producerId: r.producerId,
-        messageId: r.messageId,
-      };
-    }
-    await p.log.appendReplicated(records);
+    if (res.frames.length > 0) await p.log.appendFrames(res.frames);
+    else await p.log.appendReplicated(res.records.map(fromWire));
   }
   if (res.offsetsSnapshot || res.offsets.length > 0) {
     await p.offsets.apply(
