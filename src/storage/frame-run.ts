@@ -1,7 +1,7 @@
 import {
-  FRAME_PREFIX_BYTES,
   FrameError,
   MIN_FRAME_BYTES,
+  checkFrameFields,
   decodeFrame,
   frameOffset,
   frameSizeAt,
@@ -133,7 +133,7 @@ export function checkFrameRun(bytes: Uint8Array, maxRecordBytes: number): Checke
       throw new FrameError(`frame ${index} is ${size} bytes, above the limit of ${maxRecordBytes}`);
     }
     verifyFrame(buf, pos, size);
-    checkLayout(buf, pos, size);
+    checkFrameFields(buf, pos, size);
     const offset = frameOffset(buf, pos);
     if (index === 0) first = offset;
     else if (offset !== first + index) {
@@ -145,28 +145,4 @@ export function checkFrameRun(bytes: Uint8Array, maxRecordBytes: number): Checke
     pos += size;
   }
   return new CheckedFrameRun(buf, starts, first, maxTimestamp);
-}
-
-/** Walks the inner length fields of a CRC-valid frame without decoding it (decodeFrame's checks). */
-function checkLayout(buf: Buffer, pos: number, size: number): void {
-  const end = pos + size;
-  let p = pos + FRAME_PREFIX_BYTES + 26;
-  const skip = (lengthBytes: 2 | 4): void => {
-    if (p + lengthBytes > end)
-      throw new FrameError(`field runs past the end of the frame at byte ${p - pos}`);
-    const n = lengthBytes === 2 ? buf.readUInt16BE(p) : buf.readUInt32BE(p);
-    p += lengthBytes + n;
-    if (p > end) throw new FrameError(`field runs past the end of the frame at byte ${p - pos}`);
-  };
-  skip(2); // producer id
-  skip(4); // key
-  if (p + 2 > end) throw new FrameError(`field runs past the end of the frame at byte ${p - pos}`);
-  const headers = buf.readUInt16BE(p);
-  p += 2;
-  for (let i = 0; i < headers; i++) {
-    skip(2);
-    skip(4);
-  }
-  skip(4); // payload
-  if (p !== end) throw new FrameError(`the frame's fields end at byte ${p - pos}, not at its length ${size}`);
 }

@@ -270,6 +270,33 @@ export function decodeFrame(buf: Buffer, pos: number, size: number, payload?: Ui
   };
 }
 
+/**
+ * Throws FrameError unless the inner length fields of the CRC-valid frame at `pos` add up to its
+ * `size`: the checks decodeFrame makes, without decoding (no strings, arrays or views).
+ */
+export function checkFrameFields(buf: Buffer, pos: number, size: number): void {
+  const end = pos + size;
+  let p = pos + 34; // after messageId, as in decodeFrame
+  const skip = (lengthBytes: 2 | 4): void => {
+    if (p + lengthBytes > end)
+      throw new FrameError(`field runs past the end of the frame at byte ${p - pos}`);
+    const n = lengthBytes === 2 ? buf.readUInt16BE(p) : buf.readUInt32BE(p);
+    p += lengthBytes + n;
+    if (p > end) throw new FrameError(`field runs past the end of the frame at byte ${p - pos}`);
+  };
+  skip(2); // producer id
+  skip(4); // key
+  if (p + 2 > end) throw new FrameError(`field runs past the end of the frame at byte ${p - pos}`);
+  const headers = buf.readUInt16BE(p);
+  p += 2;
+  for (let i = 0; i < headers; i++) {
+    skip(2);
+    skip(4);
+  }
+  skip(4); // payload
+  if (p !== end) throw new FrameError(`the frame's fields end at byte ${p - pos}, not at its length ${size}`);
+}
+
 function hex(n: number): string {
   return `0x${n.toString(16).padStart(8, "0")}`;
 }

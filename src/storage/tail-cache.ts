@@ -5,7 +5,7 @@ interface Chunk {
   firstOffset: number;
   buf: Buffer;
   /** Start of each frame in `buf`. */
-  starts: number[];
+  starts: readonly number[];
   /** End of the last frame (shorter than buf after a truncation). */
   end: number;
   /**
@@ -33,7 +33,7 @@ export class TailCache {
   push(
     firstOffset: number,
     buf: Buffer,
-    starts: number[],
+    starts: readonly number[],
     payloads?: ReadonlyArray<Uint8Array | undefined>,
   ): void {
     if (this.maxBytes <= 0 || starts.length === 0) return;

@@ -119,7 +119,7 @@ export interface EncodedGroup {
   /** Per record, its payload when written in place (undefined otherwise); set with `pieces`. */
   payloads: Array<Uint8Array | undefined> | undefined;
   /** Where each record's frame starts in `buffer`. */
-  frameStarts: number[];
+  frameStarts: readonly number[];
   /** Sparse index entries to add: offset, position, offset, position… */
   indexEntries: number[];
   /** Per append, the offsets its records got. */
@@ -248,7 +248,7 @@ function encodeFrameRun(
     buffer: run.bytes,
     pieces: undefined,
     payloads: undefined,
-    frameStarts: [...run.starts],
+    frameStarts: run.starts,
     indexEntries,
     results: [{ baseOffset: tail.nextOffset, lastOffset: nextOffset - 1 }],
     tail: {
