@@ -154,6 +154,7 @@ export function createBrokerService(
               },
               requests,
               ctx.signal,
+              encodedResponsesOf(ctx.values),
             );
           },
         } satisfies Partial<ServiceImpl<typeof BrokerService>>)

@@ -1,4 +1,14 @@
 import { ENVELOPE_HEADER_BYTES } from "../common/grpc-frame.js";
+import {
+  bigVarintSize,
+  delimitedSize,
+  varintSize,
+  writeBigVarint,
+  writeBytes,
+  writeString,
+  writeVarint,
+  writeVarintField,
+} from "../common/protobuf-wire.js";
 import type { StoredRecord } from "../storage/index.js";
 
 /**
@@ -13,8 +23,6 @@ import type { StoredRecord } from "../storage/index.js";
  *                  message_id = 9 (topic, partition, high_watermark unset: the response carries them)
  *   Header:        key = 1, value = 2
  */
-
-const TWO_POW_32 = 0x1_0000_0000;
 
 // Tags: field number << 3 | wire type (0 varint, 2 length-delimited).
 const RESPONSE_TOPIC = 0x0a;
@@ -31,56 +39,6 @@ const MESSAGE_PRODUCER_ID = 0x42;
 const MESSAGE_ID = 0x48;
 const HEADER_KEY = 0x0a;
 const HEADER_VALUE = 0x12;
-
-/** Bytes of the varint of a non-negative safe integer. */
-function varintSize(value: number): number {
-  if (value < 0x80) return 1;
-  if (value < 0x4000) return 2;
-  if (value < 0x20_0000) return 3;
-  if (value < 0x1000_0000) return 4;
-  let size = 4;
-  let rest = Math.floor(value / 0x1000_0000);
-  while (rest > 0) {
-    size++;
-    rest = Math.floor(rest / 0x80);
-  }
-  return size;
-}
-
-function bigVarintSize(value: bigint): number {
-  if (value <= BigInt(Number.MAX_SAFE_INTEGER)) return varintSize(Number(value));
-  let size = 1;
-  for (let rest = value >> 7n; rest > 0n; rest >>= 7n) size++;
-  return size;
-}
-
-function writeVarint(buf: Buffer, pos: number, value: number): number {
-  while (value >= TWO_POW_32) {
-    buf[pos++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  while (value >= 0x80) {
-    buf[pos++] = (value & 0x7f) | 0x80;
-    value >>>= 7;
-  }
-  buf[pos++] = value;
-  return pos;
-}
-
-function writeBigVarint(buf: Buffer, pos: number, value: bigint): number {
-  if (value <= BigInt(Number.MAX_SAFE_INTEGER)) return writeVarint(buf, pos, Number(value));
-  while (value >= 0x80n) {
-    buf[pos++] = Number(value & 0x7fn) | 0x80;
-    value >>= 7n;
-  }
-  buf[pos++] = Number(value);
-  return pos;
-}
-
-/** A length-delimited field's bytes: tag, length varint, content. */
-function delimitedSize(length: number): number {
-  return 1 + varintSize(length) + length;
-}
 
 function headerSize(key: string, value: Uint8Array): number {
   const keyBytes = Buffer.byteLength(key, "utf8");
@@ -99,27 +57,6 @@ function messageSize(record: StoredRecord): number {
   if (record.producerId.length !== 0) size += delimitedSize(Buffer.byteLength(record.producerId, "utf8"));
   if (record.messageId !== 0n) size += 1 + bigVarintSize(record.messageId);
   return size;
-}
-
-function writeBytes(buf: Buffer, pos: number, tag: number, bytes: Uint8Array): number {
-  buf[pos++] = tag;
-  pos = writeVarint(buf, pos, bytes.length);
-  buf.set(bytes, pos);
-  return pos + bytes.length;
-}
-
-function writeString(buf: Buffer, pos: number, tag: number, text: string): number {
-  buf[pos++] = tag;
-  const length = Buffer.byteLength(text, "utf8");
-  pos = writeVarint(buf, pos, length);
-  return pos + buf.write(text, pos, length, "utf8");
-}
-
-/** A varint field (tag, value), left out when the value is 0 (proto3's default). */
-function writeVarintField(buf: Buffer, pos: number, tag: number, value: number): number {
-  if (value === 0) return pos;
-  buf[pos++] = tag;
-  return writeVarint(buf, pos, value);
 }
 
 function writeMessage(buf: Buffer, pos: number, record: StoredRecord, size: number): number {

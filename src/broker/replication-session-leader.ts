@@ -10,6 +10,7 @@ import {
   type SessionFetch,
   type SessionPartitionAnswer,
 } from "../gen/goulette/v1/broker_pb.js";
+import type { EncodedResponses } from "../server/encoded-responses.js";
 import type { Partition } from "./partition.js";
 import {
   DEFAULT_MAX_BYTES,
@@ -31,6 +32,7 @@ import {
   type LeaderPartitionView,
   type SessionEntry,
 } from "./replication-session-state.js";
+import { encodeSessionEnvelope } from "./session-encoding.js";
 
 export interface SessionLeaderOptions {
   lookup: (topic: string, partition: number) => Partition | undefined;
@@ -57,6 +59,12 @@ export const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 /** Partitions a session may carry (a follower holds at most this many from one leader). */
 const MAX_SESSION_PARTITIONS = 100_000;
 
+/** A ReplicateSessionResponse that serializes to nothing: the placeholder of a pre-encoded one. */
+const PLACEHOLDER: ReplicateSessionResponse = {
+  $typeName: "goulette.v1.ReplicateSessionResponse",
+  partitions: [],
+};
+
 /**
  * The leader's side of ReplicateSession: one stream carries every partition one follower follows from
  * this broker. Per partition it is Replicate (serveReplicate) spread over the stream: the follower's
@@ -67,13 +75,16 @@ const MAX_SESSION_PARTITIONS = 100_000;
  * `idleResponseMs` an empty answer goes out, and the follower's reply to it counts as a fetch at the
  * unchanged positions of its idle partitions (that keeps caught-up idle followers in sync, as a
  * Replicate follower's periodic fetch does, and lets a silent follower drop out).
+ * With `encoded` (a binary protocol without compression) each answer is encoded here, its frames copied
+ * once (session-encoding.ts), and a placeholder is yielded in its place (encoded-responses.ts).
  */
 export async function* serveReplicateSession(
   options: SessionLeaderOptions,
   requests: AsyncIterable<ReplicateSessionRequest>,
   abort: AbortSignal,
+  encoded?: EncodedResponses,
 ): AsyncGenerator<ReplicateSessionResponse> {
-  const session = new LeaderSession(options, abort);
+  const session = new LeaderSession(options, abort, encoded);
   options.onOpen?.();
   try {
     yield* session.run(requests);
@@ -109,6 +120,7 @@ class LeaderSession {
   constructor(
     private readonly options: SessionLeaderOptions,
     private readonly abort: AbortSignal,
+    private readonly encoded: EncodedResponses | undefined,
   ) {}
 
   async *run(requests: AsyncIterable<ReplicateSessionRequest>): AsyncGenerator<ReplicateSessionResponse> {
@@ -122,12 +134,18 @@ class LeaderSession {
       const answers = this.#followerId === undefined ? [] : await this.#collect();
       const now = Date.now();
       if (answers.length > 0 || now - lastSent >= idle) {
-        yield create(ReplicateSessionResponseSchema, { partitions: answers });
+        yield this.#response(answers);
         lastSent = Date.now();
         continue;
       }
       if (!this.#stirred) await this.#sleep(lastSent + idle - now);
     }
+  }
+
+  #response(answers: SessionPartitionAnswer[]): ReplicateSessionResponse {
+    if (this.encoded === undefined) return create(ReplicateSessionResponseSchema, { partitions: answers });
+    this.encoded.push(encodeSessionEnvelope(answers));
+    return PLACEHOLDER;
   }
 
   close(): void {
