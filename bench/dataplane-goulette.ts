@@ -8,7 +8,9 @@ import {
   ProduceError,
   type MessageRequest,
 } from "../src/gen/goulette/v1/broker_pb.js";
+import { openEncodedRequests } from "../src/client/encoded-requests.js";
 import { createNodeTransport } from "../src/client/node.js";
+import { encodeMessageEnvelope } from "../src/client/produce-encoding.js";
 import { Pushable } from "../test/helpers/broker-process.js";
 import {
   paced,
@@ -72,6 +74,10 @@ export function createGouletteTarget(options: GouletteTargetOptions): QueueTarge
     const payload = stampedPayload(size, 0);
     const producerId = `bench-${process.pid}-${++producerSeq}`;
     const requests = new Pushable<MessageRequest>();
+    // As the SDK's producer does (src/client/produce-channel.ts): requests encoded here, payloads copied
+    // once, and a placeholder handed to Connect for each.
+    const encoded = transport.encodesRequests ? openEncodedRequests() : undefined;
+    const placeholder = create(MessageRequestSchema);
     let nextId = 1n;
     let sent = 0;
     let acked = 0;
@@ -85,12 +91,18 @@ export function createGouletteTarget(options: GouletteTargetOptions): QueueTarge
       for (let i = 0; i < n; i++) records.push({ messageId: nextId++, payload });
       sent += n;
       inflight++;
-      requests.push(request(records, producerId));
+      const req = request(records, producerId);
+      if (encoded === undefined) {
+        requests.push(req);
+      } else {
+        encoded.queue.push(encodeMessageEnvelope(req));
+        requests.push(placeholder);
+      }
       return true;
     };
     for (let i = 0; i < window; i++) sendBatch();
     try {
-      for await (const res of client.sendMessage(requests)) {
+      for await (const res of client.sendMessage(requests, { headers: { ...encoded?.header } })) {
         inflight--;
         for (const a of res.acks) {
           if (a.error !== ProduceError.NONE) throw new Error(`produce failed: ${a.errorMessage || a.error}`);
@@ -101,6 +113,7 @@ export function createGouletteTarget(options: GouletteTargetOptions): QueueTarge
       }
     } finally {
       requests.end();
+      encoded?.close();
     }
     const seconds = (performance.now() - start) / 1000;
     last = { startOffset: minOffset ?? 0n, count: acked };

@@ -1,9 +1,17 @@
 import type http2 from "node:http2";
 import { hostname } from "node:os";
 import type { Transport } from "@connectrpc/connect";
-import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
+import {
+  compressionBrotli,
+  compressionGzip,
+  createNodeHttpClient,
+  type Http2SessionManager,
+} from "@connectrpc/connect-node";
+import { validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
+import { createTransport } from "@connectrpc/connect/protocol-grpc";
 import { Admin as BaseAdmin, type AdminOptions } from "./admin.js";
 import { Consumer as BaseConsumer, type ConsumerOptions } from "./consumer.js";
+import { withEncodedRequests } from "./encoded-requests.js";
 import { leanTransport } from "./lean-transport.js";
 import { GrpcUnaryClient } from "./grpc-unary-client.js";
 import { WideWindowSessionManager } from "./http2-window.js";
@@ -63,11 +71,18 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
         },
         options.tlsOptions,
       );
-      transport = createGrpcTransport({
+      // What connect-node's createGrpcTransport builds, with an HTTP client that sends produce requests
+      // the producer encoded itself (encoded-requests.ts).
+      transport = createTransport({
         baseUrl,
-        sessionManager: manager,
-        // connect-node advertises gzip and brotli unless told otherwise.
-        ...(compression ? {} : { acceptCompression: [] }),
+        httpClient: withEncodedRequests(
+          createNodeHttpClient({ httpVersion: "2", sessionProvider: () => manager }),
+        ),
+        useBinaryFormat: true,
+        interceptors: [],
+        sendCompression: null,
+        acceptCompression: compression ? [compressionGzip, compressionBrotli] : [],
+        ...validateReadWriteMaxBytes(undefined, undefined, undefined),
       });
       managers.set(baseUrl, manager);
       transports.set(baseUrl, transport);
@@ -91,6 +106,7 @@ export function createNodeTransport(options: NodeTransportOptions = {}): ClientT
   const scheme = options.tls ? "https" : "http";
   return {
     produceMode: "stream",
+    encodesRequests: true,
     sentinel: (url) => sentinel(baseUrlOf(url, scheme)),
     broker: (address) => get(baseUrlOf(address, scheme), options.brokerCompression ?? false),
     forget(target) {

@@ -1,13 +1,19 @@
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import {
+  BatchesRequestSchema,
   BrokerService,
+  MessageRequestSchema,
   type BatchesRequest,
   type BatchesResponse,
   type MessageRequest,
   type MessageResponse,
 } from "../gen/goulette/v1/broker_pb.js";
 import { AsyncQueue } from "../common/async-queue.js";
+import type { EncodedEnvelopes } from "../common/encoded-envelopes.js";
+import { openEncodedRequests, type EncodedRequestStream } from "./encoded-requests.js";
 import { ProduceUnsupportedError } from "./errors.js";
+import { encodeBatchesEnvelope, encodeMessageEnvelope } from "./produce-encoding.js";
 import type { ClientTransport } from "./transport.js";
 
 /**
@@ -173,6 +179,10 @@ interface StreamKind<Req, Res> {
   ): AsyncIterable<Res>;
   requestKey(request: Req): string;
   responseKey(response: Res): string;
+  /** The request as one stream envelope, its payloads copied once (produce-encoding.ts). */
+  encode(request: Req): Uint8Array;
+  /** What Connect is given in place of a pre-encoded request: a message that encodes to nothing. */
+  placeholder: Req;
 }
 
 /**
@@ -183,6 +193,8 @@ const MESSAGES_STREAM: StreamKind<MessageRequest, MessageResponse> = {
   open: (client, requests, options) => client.sendMessage(requests, options),
   requestKey: (r) => keyOf(r.topic, r.partition, r.records[0]?.messageId ?? 0n),
   responseKey: (r) => keyOf(r.topic, r.partition, r.acks[0]?.messageId ?? 0n),
+  encode: encodeMessageEnvelope,
+  placeholder: create(MessageRequestSchema),
 };
 
 /** SendBatches: by the request id the response echoes. */
@@ -190,6 +202,8 @@ const BATCHES_STREAM: StreamKind<BatchesRequest, BatchesResponse> = {
   open: (client, requests, options) => client.sendBatches(requests, options),
   requestKey: (r) => String(r.requestId),
   responseKey: (r) => String(r.requestId),
+  encode: encodeBatchesEnvelope,
+  placeholder: create(BatchesRequestSchema),
 };
 
 interface Waiter<Res> {
@@ -202,6 +216,8 @@ interface OpenStream<Req, Res> {
   requests: AsyncQueue<Req>;
   waiters: Map<string, Waiter<Res>>;
   abort: AbortController;
+  /** Set when the transport sends pre-encoded requests: the envelopes the placeholders stand for. */
+  encoded: EncodedRequestStream | undefined;
 }
 
 /**
@@ -234,7 +250,7 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
         );
       }, this.options.requestTimeoutMs);
       stream.waiters.set(key, { resolve, reject, timer });
-      stream.requests.push(request);
+      this.#push(stream, request);
     });
   }
 
@@ -243,11 +259,24 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
     if (this.#stream) this.#fail(this.#stream, new ConnectError("the produce channel closed", Code.Canceled));
   }
 
+  /** Queues the request: encoded here when the transport takes pre-encoded requests. */
+  #push(stream: OpenStream<Req, Res>, request: Req): void {
+    const encoded: EncodedEnvelopes | undefined = stream.encoded?.queue;
+    if (encoded === undefined) {
+      stream.requests.push(request);
+      return;
+    }
+    encoded.push(this.kind.encode(request));
+    stream.requests.push(this.kind.placeholder);
+  }
+
   #open(): OpenStream<Req, Res> {
+    const encoded = this.options.transport.encodesRequests ? openEncodedRequests() : undefined;
     const stream: OpenStream<Req, Res> = {
       requests: new AsyncQueue<Req>(),
       waiters: new Map(),
       abort: new AbortController(),
+      encoded,
     };
     this.#stream = stream;
     const client = createClient(BrokerService, this.options.transport.broker(this.options.address));
@@ -255,7 +284,7 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
       try {
         const responses = this.kind.open(client, stream.requests, {
           signal: stream.abort.signal,
-          headers: this.options.headers,
+          headers: { ...this.options.headers, ...encoded?.header },
         });
         for await (const res of responses) {
           const key = this.kind.responseKey(res);
@@ -276,6 +305,7 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
   #fail(stream: OpenStream<Req, Res>, err: unknown): void {
     if (this.#stream === stream) this.#stream = undefined;
     stream.requests.end();
+    stream.encoded?.close();
     const waiters = [...stream.waiters.values()];
     stream.waiters.clear();
     for (const waiter of waiters) {

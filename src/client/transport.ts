@@ -16,6 +16,11 @@ export interface ClientTransport {
    * full-duplex HTTP/2). "unary": one Produce call per batch (HTTP/1.1 clients such as browsers).
    */
   readonly produceMode: "stream" | "unary";
+  /**
+   * Broker transports send stream requests the producer encoded itself (src/client/encoded-requests.ts:
+   * placeholders swapped for queued envelopes). Absent or false: every request goes through Connect.
+   */
+  readonly encodesRequests?: boolean;
   /** Drops the connection to a sentinel URL or broker address that failed, so the next call dials anew. */
   forget(target: string): void;
   /** Closes every connection. */

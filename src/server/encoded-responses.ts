@@ -1,46 +1,15 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { createContextKey, type ContextValues } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { EncodedEnvelopes, substituteEnvelopes } from "../common/encoded-envelopes.js";
 
 /**
- * Response messages a streaming handler encoded itself, as whole envelopes (flags byte, u32 length,
- * protobuf bytes), for the server to send in place of Connect's serialization of each placeholder.
- * Protobuf-es encodes into a buffer that starts at 128 bytes and doubles (copying), moves every
- * sub-message after its length prefix, then copies the result once more, and Connect copies it again
- * into its envelope: for a 1 MiB FetchResponse of stored payloads that is five request-sized copies
- * where one suffices. The handler pushes the envelope, then yields an empty message of its output type
- * (zero bytes on the wire, so an uncompressed 5-byte envelope), which the body replaces with the next
- * queued envelope. Offered only to binary protocols without response compression (the envelopes are
- * sent as they are); handlers without a queue yield real messages.
+ * Responses a streaming handler encoded itself (src/common/encoded-envelopes.ts): the handler pushes
+ * each response's envelope and yields an empty placeholder, which the response body swaps for it.
  */
-export class EncodedResponses {
-  #queue: Uint8Array[] = [];
+export type EncodedResponses = EncodedEnvelopes;
 
-  /** The next response, enveloped: the handler yields its placeholder right after. */
-  push(envelope: Uint8Array): void {
-    this.#queue.push(envelope);
-  }
-
-  /** The envelope for a placeholder chunk; any other chunk (errors, end of stream) passes as it is. */
-  substitute(chunk: Uint8Array): Uint8Array {
-    if (this.#queue.length === 0 || !isEmptyEnvelope(chunk)) return chunk;
-    return this.#queue.shift() as Uint8Array;
-  }
-}
-
-/** The placeholder's envelope: not compressed, zero bytes long. */
-function isEmptyEnvelope(chunk: Uint8Array): boolean {
-  return (
-    chunk.length === 5 &&
-    chunk[0] === 0 &&
-    chunk[1] === 0 &&
-    chunk[2] === 0 &&
-    chunk[3] === 0 &&
-    chunk[4] === 0
-  );
-}
-
-const encodedKey = createContextKey<EncodedResponses | undefined>(undefined, {
+const encodedKey = createContextKey<EncodedEnvelopes | undefined>(undefined, {
   description: "response envelopes a streaming handler encoded itself",
 });
 
@@ -82,7 +51,7 @@ export function trackEncoded(
     const offered = Array.isArray(value) ? value.join(",") : (value ?? "");
     if (offered.split(",").some((e) => e.trim() !== "" && e.trim() !== "identity")) return undefined;
   }
-  const encoded = new EncodedResponses();
+  const encoded = new EncodedEnvelopes();
   values.set(encodedKey, encoded);
   return encoded;
 }
@@ -94,12 +63,5 @@ export function withEncodedBody(
 ): UniversalServerResponse {
   const body = response.body;
   if (encoded === undefined || body === undefined || body instanceof Uint8Array) return response;
-  return { ...response, body: substituteEncoded(body, encoded) };
-}
-
-async function* substituteEncoded(
-  body: AsyncIterable<Uint8Array>,
-  encoded: EncodedResponses,
-): AsyncGenerator<Uint8Array> {
-  for await (const chunk of body) yield encoded.substitute(chunk);
+  return { ...response, body: substituteEnvelopes(body, encoded) };
 }

@@ -6,7 +6,8 @@ import { createContextValues } from "@connectrpc/connect";
 import { encodeFetchEnvelope, type FetchResponseFields } from "../../src/broker/fetch-encoding.js";
 import { toBatchedMessage } from "../../src/broker/wire.js";
 import { FetchResponseSchema } from "../../src/gen/goulette/v1/broker_pb.js";
-import { EncodedResponses, trackEncoded } from "../../src/server/encoded-responses.js";
+import { EncodedEnvelopes } from "../../src/common/encoded-envelopes.js";
+import { trackEncoded } from "../../src/server/encoded-responses.js";
 import type { StoredRecord } from "../../src/storage/record-format.js";
 
 /** Distinct, position-dependent bytes, so a misplaced piece cannot compare equal. */
@@ -133,7 +134,7 @@ describe("pre-encoded response envelopes", () => {
   });
 
   it("replace placeholders in order and leave every other chunk alone", () => {
-    const encoded = new EncodedResponses();
+    const encoded = new EncodedEnvelopes();
     const placeholder = new Uint8Array(5);
     const first = Uint8Array.of(0, 0, 0, 0, 1, 42);
     const second = Uint8Array.of(0, 0, 0, 0, 1, 43);

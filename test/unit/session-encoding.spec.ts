@@ -11,7 +11,7 @@ import {
   SessionPartitionAnswerSchema,
   type SessionPartitionAnswer,
 } from "../../src/gen/goulette/v1/broker_pb.js";
-import { EncodedResponses } from "../../src/server/encoded-responses.js";
+import { EncodedEnvelopes } from "../../src/common/encoded-envelopes.js";
 import { RECORD_MAGIC } from "../../src/storage/index.js";
 import { leadWithFollowerB2, openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
 
@@ -114,7 +114,7 @@ describe("a leader's session with pre-encoded answers", () => {
     });
     assert.ok(expected.response.frames.length > 20_000);
 
-    const encoded = new EncodedResponses();
+    const encoded = new EncodedEnvelopes();
     const abort = new AbortController();
     const first = create(ReplicateSessionRequestSchema, {
       followerId: "b2",
