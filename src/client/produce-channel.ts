@@ -10,7 +10,6 @@ import {
   type MessageResponse,
 } from "../gen/goulette/v1/broker_pb.js";
 import { AsyncQueue } from "../common/async-queue.js";
-import type { EncodedEnvelopes } from "../common/encoded-envelopes.js";
 import { openEncodedRequests, type EncodedRequestStream } from "./encoded-requests.js";
 import { ProduceUnsupportedError } from "./errors.js";
 import { encodeBatchesEnvelope, encodeMessageEnvelope } from "./produce-encoding.js";
@@ -261,7 +260,7 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
 
   /** Queues the request: encoded here when the transport takes pre-encoded requests. */
   #push(stream: OpenStream<Req, Res>, request: Req): void {
-    const encoded: EncodedEnvelopes | undefined = stream.encoded?.queue;
+    const encoded = stream.encoded?.queue;
     if (encoded === undefined) {
       stream.requests.push(request);
       return;
