@@ -12,7 +12,7 @@ import { produceBatches, validateBatchesRequest } from "./produce-batches.js";
 import { fetchBatches } from "./fetch.js";
 import { partitionProgress } from "./partition-progress.js";
 import { pull } from "./pull.js";
-import { serveReplicate } from "./replication-leader.js";
+import { serveReplicate, type ShippedEncoding } from "./replication-leader.js";
 import { serveReplicateSession } from "./replication-session-leader.js";
 import { setTopicRoles } from "./set-topic-roles.js";
 
@@ -27,6 +27,8 @@ export interface BrokerServiceOptions {
   replicationRefreshMs: number;
   /** Serve ReplicateSession (false: answer UNIMPLEMENTED, as a broker older than it). */
   replicationSessions: boolean;
+  /** Answer followers that accept them with stored frames (false: records, as a broker older than frames). */
+  replicationFrames: boolean;
   /** Registered with the sentinels and serving. */
   ready: () => boolean;
   /** In contact with the sentinels (see SentinelSession.inContact): leaders take writes. */
@@ -52,6 +54,8 @@ export function createBrokerService(
   options: BrokerServiceOptions,
 ): Partial<ServiceImpl<typeof BrokerService>> {
   const lookup = (topic: string, partition: number) => options.partitions.get(topic, partition);
+  const shipped = options.metrics.replicatedRecords;
+  const onShipped = (encoding: ShippedEncoding, records: number) => shipped.inc({ encoding }, records);
   const produceOptions: ProduceOptions = {
     lookup,
     maxMessageBytes: options.maxMessageBytes,
@@ -130,7 +134,16 @@ export function createBrokerService(
     replicate(requests, ctx) {
       return countStream(
         options.metrics,
-        serveReplicate({ lookup, idleResponseMs: options.replicationIdleResponseMs }, requests, ctx.signal),
+        serveReplicate(
+          {
+            lookup,
+            idleResponseMs: options.replicationIdleResponseMs,
+            frames: options.replicationFrames,
+            onShipped,
+          },
+          requests,
+          ctx.signal,
+        ),
       );
     },
 
@@ -149,6 +162,8 @@ export function createBrokerService(
                   Math.floor(options.replicationRefreshMs / 2),
                 ),
                 idleRefreshMs: options.replicationRefreshMs,
+                frames: options.replicationFrames,
+                onShipped,
                 onOpen: () => sessions.inc({ side: "leader" }),
                 onClose: () => sessions.dec({ side: "leader" }),
               },

@@ -19,6 +19,7 @@ import {
 import { TransportPool } from "../server/transport-pool.js";
 import {
   OpenFileCache,
+  RECORD_MAGIC,
   defaultMaxOpenFiles,
   nodeFileSystem,
   type FsyncPolicy,
@@ -99,6 +100,11 @@ export interface BrokerConfig {
    */
   replicationSessions?: boolean;
   /**
+   * Replicate records as the stored frames, as followers and as leader (default true); false behaves as
+   * a broker older than frames: it asks its leaders for records and answers its followers with records.
+   */
+  replicationFrames?: boolean;
+  /**
    * Segment files kept open at most (least recently used closed first, reopened on use); default half
    * the process's open-file limit (defaultMaxOpenFiles).
    */
@@ -154,12 +160,14 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   // A quarter of the lag bound: an idle follower is refreshed 4 times before it could fall out.
   const refreshMs = Math.max(idleResponseMs, Math.floor(config.replicaLagMaxMs / 4));
   const useSessions = config.replicationSessions ?? true;
+  const useFrames = config.replicationFrames ?? true;
   const followerOptions: FollowerOptions = {
     brokerId: config.id,
     transport: (url) => pool.get(url),
     headers,
     // Several idle answers (a session's come every refreshMs / 2) must go missing before a stall.
     stallTimeoutMs: Math.max(5_000, idleResponseMs * 10, refreshMs * 3),
+    frameFormat: useFrames ? RECORD_MAGIC : 0,
     logger: logger.child({ component: "replication" }),
   };
   const followerSessions = new FollowerSessions({
@@ -208,6 +216,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     maxMessageBytes: config.maxMessageBytes,
     replicationIdleResponseMs: idleResponseMs,
     replicationSessions: useSessions,
+    replicationFrames: useFrames,
     replicationRefreshMs: refreshMs,
     ready,
     writable: () => live.session?.inContact ?? false,

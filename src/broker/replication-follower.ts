@@ -8,7 +8,7 @@ import {
   type ReplicateResponse,
 } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
-import { RECORD_MAGIC, type ReplicatedRecord } from "../storage/index.js";
+import type { ReplicatedRecord } from "../storage/index.js";
 import { AsyncQueue } from "../common/async-queue.js";
 import { backoffDelay } from "../common/backoff.js";
 import type { FetcherHandle, Partition } from "./partition.js";
@@ -22,6 +22,11 @@ export interface FollowerOptions {
   headers: Record<string, string>;
   /** No response for this long: the stream is considered dead and reopened (ms). */
   stallTimeoutMs: number;
+  /**
+   * The newest record frame format this broker stores as it is, named to leaders (frame_format): they
+   * may then answer with frames. 0: records only, as brokers before frames.
+   */
+  frameFormat: number;
   logger: Logger;
 }
 
@@ -97,7 +102,7 @@ async function runStream(
         ? p.epochs.entries.map((e) => ({ epoch: BigInt(e.epoch), startOffset: BigInt(e.startOffset) }))
         : [],
       offsetsVersion,
-      frameFormat: RECORD_MAGIC,
+      frameFormat: options.frameFormat,
     });
   outbound.push(request(true));
   armStall();

@@ -22,7 +22,14 @@ export interface ReplicationLeaderOptions {
   maxRecords?: number;
   /** Bytes of records per response (at least one record is always sent). */
   maxBytes?: number;
+  /** Answer followers that accept them with frames (default true; false: records, as before frames). */
+  frames?: boolean;
+  /** Records shipped, by encoding (the goulette_broker_replicated_records_total counter). */
+  onShipped?: (encoding: ShippedEncoding, records: number) => void;
 }
+
+/** How records travel to a follower: stored frames as they are, or one ReplicatedRecord each. */
+export type ShippedEncoding = "frames" | "records";
 
 /**
  * The leader's side of Replicate. Strict request/response: the follower sends its log end offset, the
@@ -62,7 +69,7 @@ export async function* serveReplicate(
         followerId: req.followerId,
         stream: p.openStream(req.followerId),
         generation,
-        frames: acceptsFrames(req.frameFormat),
+        frames: options.frames !== false && acceptsFrames(req.frameFormat),
       };
       const fetchOffset = Number(req.fetchOffset);
       const truncateTo = firstCut(p, req.leaderEpochs, fetchOffset);
@@ -128,6 +135,7 @@ export async function* serveReplicate(
     });
     sentVersion = answer.sentVersion;
     p.onResponse(followerId, stream, answer.shippableEnd);
+    if (answer.count > 0) options.onShipped?.(answer.encoding, answer.count);
     yield answer.response;
   }
 }
@@ -144,6 +152,9 @@ export interface Answer {
   shippableEnd: number;
   /** Stored bytes of the records in it. */
   bytes: number;
+  /** Records in it, and how they travel. */
+  count: number;
+  encoding: ShippedEncoding;
 }
 
 /**
@@ -203,7 +214,14 @@ export async function readAnswer(
     offsetsVersion: BigInt(version),
     offsetsSnapshot: snapshot,
   });
-  return { response, sentVersion: version, shippableEnd: end, bytes };
+  return {
+    response,
+    sentVersion: version,
+    shippableEnd: end,
+    bytes,
+    count,
+    encoding: limits.frames === true ? "frames" : "records",
+  };
 }
 
 /** Whether a follower that stores frames of format `followerFormat` as they are can take this log's. */

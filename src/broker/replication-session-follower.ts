@@ -11,7 +11,6 @@ import {
   type SessionPartitionAnswer,
 } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
-import { RECORD_MAGIC } from "../storage/index.js";
 import type { FetcherHandle, Partition, ReplicaInfo } from "./partition.js";
 import { backoffMs, cut, startFetcher, store, type FollowerOptions } from "./replication-follower.js";
 import { needsAcknowledgement } from "./replication-session-state.js";
@@ -202,7 +201,7 @@ class FollowerSession {
       create(ReplicateSessionRequestSchema, {
         followerId: this.options.brokerId,
         fetches,
-        frameFormat: RECORD_MAGIC,
+        frameFormat: this.options.frameFormat,
       }),
     );
     this.#outbound = outbound;

@@ -18,6 +18,7 @@ import {
   acceptsFrames,
   firstCut,
   readAnswer,
+  type ShippedEncoding,
 } from "./replication-leader.js";
 import {
   NewsQueue,
@@ -49,6 +50,10 @@ export interface SessionLeaderOptions {
   maxPartitionBytes?: number;
   /** Bytes of records per answer, over every partition in it. */
   maxResponseBytes?: number;
+  /** Answer followers that accept them with frames (default true; false: records, as before frames). */
+  frames?: boolean;
+  /** Records shipped, by encoding (the goulette_broker_replicated_records_total counter). */
+  onShipped?: (encoding: ShippedEncoding, records: number) => void;
   /** Sessions served now (the goulette_broker_replication_sessions gauge). */
   onOpen?: () => void;
   onClose?: () => void;
@@ -163,7 +168,7 @@ class LeaderSession {
         if (this.#followerId === undefined) {
           validateBrokerId(req.followerId);
           this.#followerId = req.followerId;
-          this.#frames = acceptsFrames(req.frameFormat);
+          this.#frames = this.options.frames !== false && acceptsFrames(req.frameFormat);
         }
         for (const ref of req.removed) this.#drop(`${ref.topic}#${ref.partition}`);
         for (const fetch of req.fetches) {
@@ -345,6 +350,7 @@ class LeaderSession {
         }
         if (this.#held.get(key) !== held) continue; // removed or restarted while reading
         budget.spend(answer.bytes);
+        if (answer.count > 0) this.options.onShipped?.(answer.encoding, answer.count);
         this.#news.delete(key);
         entry.awaitingAck = needsAcknowledgement(answer.response);
         entry.sentVersion = answer.sentVersion;

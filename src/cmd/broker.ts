@@ -61,6 +61,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     minInsyncReplicas: o.minInsyncReplicas,
     maxConsumerLagSeries: o.maxConsumerLagSeries,
     replicationSessions: o.replicationSessions,
+    replicationFrames: o.replicationFrames,
     ...(o.maxOpenSegmentFiles > 0 ? { maxOpenSegmentFiles: o.maxOpenSegmentFiles } : {}),
     segmentFileIdleTimeoutMs: o.segmentFileIdleTimeout,
     maxPartitions: o.maxPartitions,

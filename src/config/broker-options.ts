@@ -108,6 +108,13 @@ export const brokerOptionSchema = {
       "(false: one Replicate stream per partition, as brokers before sessions)",
     default: true,
   }),
+  "replication-frames": option({
+    kind: "boolean",
+    description:
+      "Replicate records as the stored frames, as they are written, both as follower and as leader " +
+      "(false: records one by one, as brokers before frames; for a rolling upgrade, or to rule them out)",
+    default: true,
+  }),
   "max-open-segment-files": option({
     kind: "number",
     description:

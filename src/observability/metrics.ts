@@ -231,6 +231,11 @@ export interface BrokerMetrics {
   replicationSessions: Gauge<"side">;
   /** Per-partition Replicate streams served now (followers on brokers older than ReplicateSession). */
   replicationStreams: Gauge;
+  /**
+   * Records shipped to followers, by encoding: "frames" (stored frames as they are) or "records" (one
+   * ReplicatedRecord each, for followers or leaders that predate frames).
+   */
+  replicatedRecords: Counter<"encoding">;
   /** Segment files open now (bounded by --max-open-segment-files), and how often one was (re)opened. */
   openSegmentFiles: Gauge;
   segmentFileOpens: Counter;
@@ -280,6 +285,15 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
     registers,
   });
   for (const side of ["leader", "follower"]) replicationSessions.set({ side }, 0);
+  const replicatedRecords = new Counter({
+    name: "goulette_broker_replicated_records_total",
+    help:
+      "Records shipped to followers, by encoding: frames (stored frames as they are) or records (for " +
+      "brokers that predate frames, or run with --no-replication-frames)",
+    labelNames: ["encoding"],
+    registers,
+  });
+  for (const encoding of ["frames", "records"]) replicatedRecords.inc({ encoding }, 0);
   const logRepairs = new Counter({
     name: "goulette_broker_log_repairs_total",
     help:
@@ -375,6 +389,7 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
       help: "Per-partition Replicate streams served now (followers older than ReplicateSession)",
       registers,
     }),
+    replicatedRecords,
     underReplicatedPartitions: new Gauge({
       name: "goulette_broker_under_replicated_partitions",
       help: "Led partitions whose in-sync replica set is smaller than the replica list",

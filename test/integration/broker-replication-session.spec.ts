@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { Acks, ProduceError } from "../../src/gen/goulette/v1/broker_pb.js";
@@ -228,6 +230,71 @@ describe("broker: replication sessions fall back to Replicate for older leaders"
         ledBy(other) > 0 ? 1 : 0,
         `${id} keeps a session only to ${other}`,
       );
+    }
+  });
+});
+
+/** Every segment file of a partition replica, concatenated: what its log holds, byte for byte. */
+async function logBytes(
+  cluster: TestCluster,
+  broker: string,
+  topic: string,
+  partition: number,
+): Promise<Buffer> {
+  const dir = path.join(cluster.root, "brokers", broker, topic, String(partition), "log");
+  const names = (await readdir(dir)).filter((n) => n.endsWith(".log")).sort();
+  return Buffer.concat(await Promise.all(names.map((n) => readFile(path.join(dir, n)))));
+}
+
+/**
+ * Rolling upgrade of the record encoding: a broker started with --no-replication-frames asks its leaders
+ * for records and answers its followers with records (as a broker older than frames); the others ship
+ * frames between themselves. Every replica still ends with the leader's log, byte for byte.
+ */
+describe("broker: replication frames negotiated with brokers that predate them", () => {
+  let cluster: TestCluster;
+  let layout: TopicLayout;
+  const OLD = "b3";
+
+  before(async () => {
+    cluster = await startCluster({
+      brokers: 3,
+      brokerArgsFor: (id) => (id === OLD ? ["--no-replication-frames"] : []),
+      logLevel: process.env.GOULETTE_TEST_LOG ?? "warn",
+    });
+    layout = await cluster.createTopic("frames-mixed", { partitions: PARTITIONS, replicas: 3 });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it("ships records to and from the old broker, frames between the new ones, and every log matches", async () => {
+    await produceEverywhere(cluster, layout, 0);
+    await produceEverywhere(cluster, layout, 1);
+    const total = 2 * RECORDS_PER_PARTITION;
+    await waitReplicated(cluster, layout, total);
+    const ledBy = (id: string) => layout.partitions.filter((p) => p.leader === id).length;
+    assert.ok(ledBy(OLD) > 0 && ledBy("b1") > 0 && ledBy("b2") > 0, "each broker leads some partitions");
+    const shipped = (id: string, encoding: string) =>
+      gauge(cluster, id, "goulette_broker_replicated_records_total", `encoding="${encoding}"`);
+    // The old broker sends records to both its followers, never frames.
+    assert.equal(await shipped(OLD, "frames"), 0);
+    assert.ok((await shipped(OLD, "records")) >= 2 * ledBy(OLD) * total);
+    // A new leader sends frames to the other new broker and records to the old one.
+    for (const id of ["b1", "b2"]) {
+      assert.ok((await shipped(id, "frames")) >= ledBy(id) * total, `${id} ships frames to the new follower`);
+      assert.ok((await shipped(id, "records")) >= ledBy(id) * total, `${id} ships records to ${OLD}`);
+    }
+    for (const p of layout.partitions) {
+      const leader = await logBytes(cluster, p.leader, layout.topic, p.partition);
+      assert.ok(leader.length > 0);
+      for (const replica of p.replicas) {
+        if (replica === p.leader) continue;
+        assert.ok(
+          leader.equals(await logBytes(cluster, replica, layout.topic, p.partition)),
+          `partition ${p.partition}: ${replica}'s log is ${p.leader}'s, byte for byte`,
+        );
+      }
     }
   });
 });
