@@ -1,9 +1,9 @@
 import type { FetchRequest, FetchResponse, Message } from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import type { EncodedResponses } from "../server/encoded-responses.js";
-import { encodeFetchEnvelope } from "./fetch-encoding.js";
+import { FetchFrames, encodeFetchEnvelopeFromFrames } from "./fetch-encoding.js";
 import type { Partition } from "./partition.js";
-import { readBatches } from "./read-batches.js";
+import { readBatches, readBatchesWith, type BatchRead, type ReadBatchesOptions } from "./read-batches.js";
 import { resolveReadStart } from "./read-start.js";
 import { toBatchedMessage } from "./wire.js";
 
@@ -22,6 +22,17 @@ const PLACEHOLDER: FetchResponse = {
   messages: [],
   highWatermark: 0n,
   logStartOffset: 0n,
+};
+
+/** A read of frames as stored, for responses encoded from them (fetch-encoding.ts). */
+const readFrames: BatchRead<FetchFrames> = async (log, offset, maxRecords, maxBytes, endOffset) => {
+  const read = await log.readInto(() => new FetchFrames(), offset, maxRecords, maxBytes, { endOffset });
+  return {
+    records: read,
+    count: read.length,
+    lastOffset: read.frames[read.frames.length - 1]?.offset ?? -1,
+    payloadBytes: read.payloadBytes,
+  };
 };
 
 const DEFAULT_MESSAGES = 500;
@@ -51,30 +62,29 @@ export async function* fetchBatches(
     req.offset,
     req.consumerGroup,
   );
-  const batches = readBatches(
-    start,
-    {
-      recordsPerRead: Math.min(req.maxMessages === 0 ? DEFAULT_MESSAGES : req.maxMessages, MAX_MESSAGES),
-      bytesPerRead: Math.min(req.maxBytes === 0 ? DEFAULT_BYTES : req.maxBytes, MAX_BYTES),
-      limit: req.limit === 0n ? Infinity : Number(req.limit),
-      idleWakeMs: options.idleWakeMs ?? 30_000,
-      what: "fetch",
-      metrics: options.metrics,
-    },
-    abort,
-  );
-  for await (const { records, highWatermark } of batches) {
-    if (encoded !== undefined) {
+  const reads: ReadBatchesOptions = {
+    recordsPerRead: Math.min(req.maxMessages === 0 ? DEFAULT_MESSAGES : req.maxMessages, MAX_MESSAGES),
+    bytesPerRead: Math.min(req.maxBytes === 0 ? DEFAULT_BYTES : req.maxBytes, MAX_BYTES),
+    limit: req.limit === 0n ? Infinity : Number(req.limit),
+    idleWakeMs: options.idleWakeMs ?? 30_000,
+    what: "fetch",
+    metrics: options.metrics,
+  };
+  if (encoded !== undefined) {
+    // Encoded here straight from the frames as stored: no record is decoded.
+    for await (const { records: frames, highWatermark } of readBatchesWith(start, reads, abort, readFrames)) {
       const fields = {
         topic: req.topic,
         partition: req.partition,
         highWatermark,
         logStartOffset: start.partition.log.logStartOffset,
       };
-      encoded.push(encodeFetchEnvelope(fields, records));
+      encoded.push(encodeFetchEnvelopeFromFrames(fields, frames));
       yield PLACEHOLDER;
-      continue;
     }
+    return;
+  }
+  for await (const { records, highWatermark } of readBatches(start, reads, abort)) {
     const messages: Message[] = new Array<Message>(records.length);
     for (let i = 0; i < records.length; i++)
       messages[i] = toBatchedMessage(records[i] as (typeof records)[number]);

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { UnavailableError } from "../errors.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
+import type { PartitionLog } from "../storage/index.js";
 import type { StoredRecord } from "../storage/record-format.js";
 import type { ReadStart } from "./read-start.js";
 
@@ -19,10 +20,47 @@ export interface ReadBatchesOptions {
 }
 
 /** One storage read: consecutive records below `highWatermark`. */
-export interface ReadBatch {
-  records: StoredRecord[];
+export interface ReadBatch<T = StoredRecord[]> {
+  records: T;
   highWatermark: number;
 }
+
+/** What one storage read gave, and the counts the read loop needs of it. */
+export interface ReadResult<T> {
+  records: T;
+  count: number;
+  /** The offset of its last record (meaningless when count is 0). */
+  lastOffset: number;
+  payloadBytes: number;
+}
+
+/** One storage read of at most `maxRecords` records / `maxBytes` from `offset`, below `endOffset`. */
+export type BatchRead<T> = (
+  log: PartitionLog,
+  offset: number,
+  maxRecords: number,
+  maxBytes: number,
+  endOffset: number,
+) => Promise<ReadResult<T>>;
+
+/** Reads decoded records (PullMessage, and FetchMessages encoded by protobuf-es). */
+export const readRecords: BatchRead<StoredRecord[]> = async (
+  log,
+  offset,
+  maxRecords,
+  maxBytes,
+  endOffset,
+) => {
+  const records = await log.read(offset, maxRecords, maxBytes, { endOffset });
+  let payloadBytes = 0;
+  for (const record of records) payloadBytes += record.payload.length;
+  return {
+    records,
+    count: records.length,
+    lastOffset: records[records.length - 1]?.offset ?? -1,
+    payloadBytes,
+  };
+};
 
 /**
  * The read loop behind PullMessage and FetchMessages: reads from the start position up to the high
@@ -30,11 +68,21 @@ export interface ReadBatch {
  * serves reads: a change of leadership ends the stream with a retryable error; a cut by the client's
  * deadline or cancellation ends it with that status, not as a complete stream.
  */
-export async function* readBatches(
+export function readBatches(
   start: ReadStart,
   options: ReadBatchesOptions,
   abort: AbortSignal,
 ): AsyncGenerator<ReadBatch> {
+  return readBatchesWith(start, options, abort, readRecords);
+}
+
+/** readBatches, each storage read made by `read` (decoded records, or the frames as stored). */
+export async function* readBatchesWith<T>(
+  start: ReadStart,
+  options: ReadBatchesOptions,
+  abort: AbortSignal,
+  read: BatchRead<T>,
+): AsyncGenerator<ReadBatch<T>> {
   const { partition: p, generation } = start;
   const latencyLabels = options.what === "pull" ? STREAM_PULL : STREAM_FETCH;
   let offset = start.offset;
@@ -53,22 +101,20 @@ export async function* readBatches(
       started = performance.now();
       continue;
     }
-    const records = await p.log.read(
+    const result = await read(
+      p.log,
       offset,
       Math.min(options.recordsPerRead, options.limit - sent),
       options.bytesPerRead,
-      { endOffset: hw },
+      hw,
     );
-    const last = records[records.length - 1];
-    if (last === undefined) continue;
-    let bytes = 0;
-    for (const record of records) bytes += record.payload.length;
-    options.metrics.messagesOut.inc(records.length);
-    options.metrics.bytesOut.inc(bytes);
-    sent += records.length;
-    offset = last.offset + 1;
+    if (result.count === 0) continue;
+    options.metrics.messagesOut.inc(result.count);
+    options.metrics.bytesOut.inc(result.payloadBytes);
+    sent += result.count;
+    offset = result.lastOffset + 1;
     options.metrics.fetchLatency.observe(latencyLabels, (performance.now() - started) / 1000);
-    yield { records, highWatermark: hw };
+    yield { records: result.records, highWatermark: hw };
     started = performance.now();
   }
   if (sent < options.limit && abort.aborted) {

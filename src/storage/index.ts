@@ -7,7 +7,7 @@ export {
   RecordTooLargeError,
   StorageError,
 } from "./errors.js";
-export { type FrameRun } from "./frame-run.js";
+export { type FrameRun, type FrameSink } from "./frame-run.js";
 export { OpenFileCache, defaultMaxOpenFiles } from "./file-cache.js";
 export { nodeFileSystem, type StorageFile, type StorageFileSystem } from "./file-system.js";
 export {

@@ -154,6 +154,17 @@ export interface PartitionLog {
     maxBytes?: number,
     options?: ReadOptions,
   ): Promise<FrameRun>;
+  /**
+   * As read, into a sink of the caller's: each frame as verified (CRC, format), before any decoding.
+   * `newSink` is called again when a cut (truncation, rollback) during the read makes it start over.
+   */
+  readInto<S extends FrameSink>(
+    newSink: () => S,
+    fromOffset: number,
+    maxRecords?: number,
+    maxBytes?: number,
+    options?: ReadOptions,
+  ): Promise<S>;
   /** Resolves once everything appended so far is fsynced (useful in "interval" mode). */
   flush(): Promise<void>;
   /**
@@ -677,12 +688,12 @@ class FileLog implements PartitionLog, DurabilityHost {
     return { firstOffset: fromOffset, count: sink.length, bytes: sink.bytes() };
   }
 
-  private async readInto<S extends FrameSink>(
+  async readInto<S extends FrameSink>(
     newSink: () => S,
     fromOffset: number,
-    maxRecords: number,
-    maxBytes: number,
-    options: ReadOptions,
+    maxRecords = DEFAULT_READ_RECORDS,
+    maxBytes = DEFAULT_READ_BYTES,
+    options: ReadOptions = {},
   ): Promise<S> {
     if (this.closed) throw new LogClosedError(this.o.dir);
     checkOffset("read offset", fromOffset);

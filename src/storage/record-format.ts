@@ -297,6 +297,80 @@ export function checkFrameFields(buf: Buffer, pos: number, size: number): void {
   if (p !== end) throw new FrameError(`the frame's fields end at byte ${p - pos}, not at its length ${size}`);
 }
 
+/** Where the fields of a verified frame lie in its buffer, found without decoding any of them. */
+export interface FrameLayout {
+  buf: Buffer;
+  offset: number;
+  timestamp: number;
+  /** The message id's high and low 32 bits (uint64). */
+  messageIdHigh: number;
+  messageIdLow: number;
+  producerIdStart: number;
+  producerIdLength: number;
+  keyStart: number;
+  keyLength: number;
+  /** The first header's key length field, and how many headers follow (walk them with the lengths). */
+  headersStart: number;
+  headerCount: number;
+  /** A view of the payload (in `buf`, or the external payload the frame was read with). */
+  payload: Uint8Array;
+}
+
+/**
+ * The layout of the verified frame at `pos` of `size` bytes (with `payload`: held apart, as in
+ * decodeFrame). Throws FrameError when the inner lengths do not add up, as decodeFrame does.
+ */
+export function frameLayout(buf: Buffer, pos: number, size: number, payload?: Uint8Array): FrameLayout {
+  const end = pos + size - (payload === undefined ? 0 : payload.length);
+  let p = pos + 34;
+  const need = (n: number): void => {
+    if (p + n > end) throw new FrameError(`field runs past the end of the frame at byte ${p - pos}`);
+  };
+  need(2);
+  const producerIdLength = buf.readUInt16BE(p);
+  const producerIdStart = p + 2;
+  p = producerIdStart + producerIdLength;
+  need(4);
+  const keyLength = buf.readUInt32BE(p);
+  const keyStart = p + 4;
+  p = keyStart + keyLength;
+  need(2);
+  const headerCount = buf.readUInt16BE(p);
+  p += 2;
+  const headersStart = p;
+  for (let i = 0; i < headerCount; i++) {
+    need(2);
+    p += 2 + buf.readUInt16BE(p);
+    need(4);
+    p += 4 + buf.readUInt32BE(p);
+  }
+  need(4);
+  const payloadLength = buf.readUInt32BE(p);
+  p += 4;
+  if (payload === undefined) {
+    if (p + payloadLength !== end) {
+      throw new FrameError(`payload length ${payloadLength} does not match the frame length ${size}`);
+    }
+    payload = buf.subarray(p, end);
+  } else if (p !== end || payloadLength !== payload.length) {
+    throw new FrameError(`payload length ${payloadLength} does not match the frame length ${size}`);
+  }
+  return {
+    buf,
+    offset: readU64Number(buf, pos + 10),
+    timestamp: readU64Number(buf, pos + 18),
+    messageIdHigh: buf.readUInt32BE(pos + 26),
+    messageIdLow: buf.readUInt32BE(pos + 30),
+    producerIdStart,
+    producerIdLength,
+    keyStart,
+    keyLength,
+    headersStart,
+    headerCount,
+    payload,
+  };
+}
+
 function hex(n: number): string {
   return `0x${n.toString(16).padStart(8, "0")}`;
 }

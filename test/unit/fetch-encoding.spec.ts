@@ -3,12 +3,21 @@ import { describe, it } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createContextValues } from "@connectrpc/connect";
 
-import { encodeFetchEnvelope, type FetchResponseFields } from "../../src/broker/fetch-encoding.js";
+import {
+  FetchFrames,
+  encodeFetchEnvelopeFromFrames,
+  type FetchResponseFields,
+} from "../../src/broker/fetch-encoding.js";
 import { toBatchedMessage } from "../../src/broker/wire.js";
 import { FetchResponseSchema } from "../../src/gen/goulette/v1/broker_pb.js";
 import { EncodedEnvelopes } from "../../src/common/encoded-envelopes.js";
 import { trackEncoded } from "../../src/server/encoded-responses.js";
-import type { StoredRecord } from "../../src/storage/record-format.js";
+import {
+  EXTERNAL_PAYLOAD_MIN_BYTES,
+  encodeFrame,
+  frameSize,
+  type StoredRecord,
+} from "../../src/storage/record-format.js";
 
 /** Distinct, position-dependent bytes, so a misplaced piece cannot compare equal. */
 function bytes(n: number, seed: number): Uint8Array {
@@ -45,8 +54,26 @@ function reference(fields: FetchResponseFields, records: StoredRecord[]): Uint8A
   );
 }
 
+/**
+ * The records as a log stores them (one frame each, in one buffer; payloads of 8 KiB and more written
+ * apart, as the log's gathered writes and its tail cache hold them), read through FetchFrames.
+ */
+function framesOf(records: StoredRecord[]): FetchFrames {
+  const read = new FetchFrames();
+  for (const r of records) {
+    const size = frameSize(r);
+    if (typeof size !== "number") throw new Error(size);
+    const external = r.payload.length >= EXTERNAL_PAYLOAD_MIN_BYTES;
+    // Each frame at an odd position of a larger buffer: the encoder must read from where it lies.
+    const buf = Buffer.alloc(size + 7);
+    encodeFrame(buf, 3, r, r.offset, r.timestamp, external);
+    read.add(buf, 3, size, external ? r.payload : undefined);
+  }
+  return read;
+}
+
 function assertSameAsProtobufEs(fields: FetchResponseFields, records: StoredRecord[]): void {
-  const envelope = encodeFetchEnvelope(fields, records);
+  const envelope = encodeFetchEnvelopeFromFrames(fields, framesOf(records));
   const expected = reference(fields, records);
   assert.equal(envelope[0], 0, "uncompressed envelope");
   assert.equal(envelope.readUInt32BE(1), expected.length, "envelope length");
@@ -55,7 +82,7 @@ function assertSameAsProtobufEs(fields: FetchResponseFields, records: StoredReco
   assert.equal(decoded.messages.length, records.length);
 }
 
-describe("FetchResponse encoded from stored records", () => {
+describe("FetchResponse encoded from stored frames", () => {
   const fields = { topic: "orders", partition: 7, highWatermark: 1_000, logStartOffset: 3 };
 
   it("writes the same bytes as protobuf-es for typical batches", () => {
