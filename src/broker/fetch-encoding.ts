@@ -5,6 +5,7 @@ import {
   varintSize,
   writeBigVarint,
   writeBytes,
+  writeSlice,
   writeString,
   writeVarint,
   writeVarintField,
@@ -107,21 +108,6 @@ function frameMessageSize(f: FrameLayout, id: number | bigint, headerSizes: numb
   if (f.producerIdLength !== 0) size += delimitedSize(f.producerIdLength);
   if (id !== 0) size += 1 + (typeof id === "number" ? varintSize(id) : bigVarintSize(id));
   return size;
-}
-
-/** Copies `length` bytes of `from` at `start` as a length-delimited field. */
-function writeSlice(
-  out: Buffer,
-  pos: number,
-  tag: number,
-  from: Buffer,
-  start: number,
-  length: number,
-): number {
-  out[pos++] = tag;
-  pos = writeVarint(out, pos, length);
-  from.copy(out, pos, start, start + length);
-  return pos + length;
 }
 
 function writeFrameMessage(

@@ -237,6 +237,9 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
     if (this.#closed) return Promise.reject(new ConnectError("the produce channel is closed", Code.Canceled));
     const stream = this.#stream ?? this.#open();
     const key = this.kind.requestKey(request);
+    // Encoded before its waiter is registered: nothing is left waiting on a request that never went.
+    const queue = stream.encoded?.queue;
+    const envelope = queue === undefined ? undefined : this.kind.encode(request);
     return new Promise<Res>((resolve, reject) => {
       const timer = setTimeout(() => {
         // No answer in time: the broker or the path to it is stuck; fail the whole stream.
@@ -249,24 +252,18 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
         );
       }, this.options.requestTimeoutMs);
       stream.waiters.set(key, { resolve, reject, timer });
-      this.#push(stream, request);
+      if (queue === undefined || envelope === undefined) {
+        stream.requests.push(request);
+      } else {
+        queue.push(envelope);
+        stream.requests.push(this.kind.placeholder);
+      }
     });
   }
 
   close(): void {
     this.#closed = true;
     if (this.#stream) this.#fail(this.#stream, new ConnectError("the produce channel closed", Code.Canceled));
-  }
-
-  /** Queues the request: encoded here when the transport takes pre-encoded requests. */
-  #push(stream: OpenStream<Req, Res>, request: Req): void {
-    const encoded = stream.encoded?.queue;
-    if (encoded === undefined) {
-      stream.requests.push(request);
-      return;
-    }
-    encoded.push(this.kind.encode(request));
-    stream.requests.push(this.kind.placeholder);
   }
 
   #open(): OpenStream<Req, Res> {

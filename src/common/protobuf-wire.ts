@@ -63,6 +63,21 @@ export function writeBytes(buf: Buffer, pos: number, tag: number, bytes: Uint8Ar
   return pos + bytes.length;
 }
 
+/** A length-delimited field of `length` bytes of `from` at `start` (writeBytes without a view). */
+export function writeSlice(
+  out: Buffer,
+  pos: number,
+  tag: number,
+  from: Buffer,
+  start: number,
+  length: number,
+): number {
+  out[pos++] = tag;
+  pos = writeVarint(out, pos, length);
+  from.copy(out, pos, start, start + length);
+  return pos + length;
+}
+
 export function writeString(buf: Buffer, pos: number, tag: number, text: string): number {
   buf[pos++] = tag;
   const length = Buffer.byteLength(text, "utf8");

@@ -179,29 +179,46 @@ describe("broker: replication sessions", () => {
   });
 });
 
+/** The broker that runs as an older one in the rolling-upgrade cases. */
+const OLD = "b3";
+
+/**
+ * For the enclosing describe: 3 brokers, OLD started with `flag` (behaving as a broker older than the
+ * feature), and a topic of PARTITIONS partitions on all three. Call the result inside a test.
+ */
+function clusterWithOldBroker(
+  flag: string,
+  topic: string,
+): () => { cluster: TestCluster; layout: TopicLayout } {
+  let cluster: TestCluster | undefined;
+  let layout: TopicLayout | undefined;
+  before(async () => {
+    cluster = await startCluster({
+      brokers: 3,
+      brokerArgsFor: (id) => (id === OLD ? [flag] : []),
+      logLevel: process.env.GOULETTE_TEST_LOG ?? "warn",
+    });
+    layout = await cluster.createTopic(topic, { partitions: PARTITIONS, replicas: 3 });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+  return () => {
+    if (cluster === undefined || layout === undefined) throw new Error("the cluster did not start");
+    return { cluster, layout };
+  };
+}
+
 /**
  * Rolling upgrade: a broker started with --no-replication-sessions answers ReplicateSession with
  * UNIMPLEMENTED (as a broker older than it) and replicates with one Replicate stream per partition.
  * Its followers fall back to per-partition streams, and everything replicates both ways.
  */
 describe("broker: replication sessions fall back to Replicate for older leaders", () => {
-  let cluster: TestCluster;
-  let layout: TopicLayout;
-  const OLD = "b3";
-
-  before(async () => {
-    cluster = await startCluster({
-      brokers: 3,
-      brokerArgsFor: (id) => (id === OLD ? ["--no-replication-sessions"] : []),
-      logLevel: process.env.GOULETTE_TEST_LOG ?? "warn",
-    });
-    layout = await cluster.createTopic("fallback", { partitions: PARTITIONS, replicas: 3 });
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
+  const mixed = clusterWithOldBroker("--no-replication-sessions", "fallback");
 
   it("replicates every partition, with per-partition streams to and from the old broker only", async () => {
+    const { cluster, layout } = mixed();
     await produceEverywhere(cluster, layout, 0);
     await waitReplicated(cluster, layout, RECORDS_PER_PARTITION);
     await produceEverywhere(cluster, layout, 1);
@@ -252,23 +269,10 @@ async function logBytes(
  * frames between themselves. Every replica still ends with the leader's log, byte for byte.
  */
 describe("broker: replication frames negotiated with brokers that predate them", () => {
-  let cluster: TestCluster;
-  let layout: TopicLayout;
-  const OLD = "b3";
-
-  before(async () => {
-    cluster = await startCluster({
-      brokers: 3,
-      brokerArgsFor: (id) => (id === OLD ? ["--no-replication-frames"] : []),
-      logLevel: process.env.GOULETTE_TEST_LOG ?? "warn",
-    });
-    layout = await cluster.createTopic("frames-mixed", { partitions: PARTITIONS, replicas: 3 });
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
+  const mixed = clusterWithOldBroker("--no-replication-frames", "frames-mixed");
 
   it("ships records to and from the old broker, frames between the new ones, and every log matches", async () => {
+    const { cluster, layout } = mixed();
     await produceEverywhere(cluster, layout, 0);
     await produceEverywhere(cluster, layout, 1);
     const total = 2 * RECORDS_PER_PARTITION;

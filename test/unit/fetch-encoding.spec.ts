@@ -18,13 +18,7 @@ import {
   frameSize,
   type StoredRecord,
 } from "../../src/storage/record-format.js";
-
-/** Distinct, position-dependent bytes, so a misplaced piece cannot compare equal. */
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (i * 31 + seed) & 0xff;
-  return out;
-}
+import { patternedBytes as bytes } from "../helpers/patterned-bytes.js";
 
 function record(offset: number, overrides: Partial<StoredRecord> = {}): StoredRecord {
   return {

@@ -11,13 +11,7 @@ import {
   MessageRequestSchema,
   type ProduceRecordSchema,
 } from "../../src/gen/goulette/v1/broker_pb.js";
-
-/** Distinct, position-dependent bytes, so a misplaced piece cannot compare equal. */
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (i * 31 + seed) & 0xff;
-  return out;
-}
+import { patternedBytes as bytes } from "../helpers/patterned-bytes.js";
 
 type RecordInit = MessageInitShape<typeof ProduceRecordSchema>;
 

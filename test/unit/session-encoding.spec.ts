@@ -14,15 +14,9 @@ import {
 import { EncodedEnvelopes } from "../../src/common/encoded-envelopes.js";
 import { RECORD_MAGIC } from "../../src/storage/index.js";
 import { leadWithFollowerB2, openTestPartition, temporaryDirs } from "../helpers/test-partition.js";
+import { patternedBytes as bytes } from "../helpers/patterned-bytes.js";
 
 const tempDir = temporaryDirs("goulette-session-encoding-");
-
-/** Distinct, position-dependent bytes, so a misplaced piece cannot compare equal. */
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (i * 31 + seed) & 0xff;
-  return out;
-}
 
 function answer(
   init: Parameters<typeof create<typeof SessionPartitionAnswerSchema>>[1],
