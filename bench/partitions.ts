@@ -62,10 +62,12 @@ const PHASES = ["memory", "idle", "produce", "burst"] as const;
  * The produce load generators: `wire`, one SendMessage request per partition batch (RECORDS_PER_REQUEST
  * records, WINDOW in flight per leader); `sdk`, the SDK's Producer (batches per broker as it would for
  * an application); `sdk-nowindow`, the same without a bound on requests in flight per broker (the
- * producer before that window: the baseline to compare it with, only when named).
+ * producer before that window: the baseline to compare it with, only when named); `sdk-keyless`, the
+ * SDK's Producer sending to the same topics in turn without naming a partition (its partitioner, sticky
+ * by default, picks one; only when named).
  * PARTITIONS_CLIENT=wire,sdk (the default).
  */
-const CLIENTS = ["wire", "sdk", "sdk-nowindow"] as const;
+const CLIENTS = ["wire", "sdk", "sdk-nowindow", "sdk-keyless"] as const;
 const DEFAULT_CLIENTS = ["wire", "sdk"];
 /** maxInFlightRequestsPerBroker of `sdk-nowindow`: more than it ever has in flight. */
 const NO_WINDOW = 1_000_000;
@@ -464,15 +466,17 @@ function describeSdkSettings(): string {
 
 /**
  * acks=all produce through the SDK's Producer for `seconds`: records of RECORD_BYTES sent round robin
- * over `placements` (explicit partitions), as an application would (waitForRoom, the producer's
- * defaults unless sdkSettings says otherwise): it batches and sends them (linger 5 ms, its window).
+ * over `placements` (explicit partitions; with `keyless`, over their topics, the producer's partitioner
+ * choosing the partition), as an application would (waitForRoom, the producer's defaults unless
+ * sdkSettings says otherwise): it batches and sends them (linger 5 ms, its window).
  */
 async function produceSpreadSdk(
   cluster: TestCluster,
   placements: Placement[],
   seconds: number,
-  window?: number,
+  variant: { window?: number; keyless?: boolean } = {},
 ): Promise<ProduceResult> {
+  const { window, keyless = false } = variant;
   const producer = new Producer({
     sentinels: cluster.sentinelUrls,
     acks: "all",
@@ -502,13 +506,15 @@ async function produceSpreadSdk(
       await producer.waitForRoom();
       for (let i = 0; i < 256; i++) {
         const p = placements[next++ % placements.length] as Placement;
-        producer.send({ topic: p.topic, partition: p.partition, value }).then(
-          () => void acked++,
-          (err: unknown) => {
-            errors++;
-            firstError ??= err instanceof Error ? err.message : String(err);
-          },
-        );
+        producer
+          .send(keyless ? { topic: p.topic, value } : { topic: p.topic, partition: p.partition, value })
+          .then(
+            () => void acked++,
+            (err: unknown) => {
+              errors++;
+              firstError ??= err instanceof Error ? err.message : String(err);
+            },
+          );
       }
     }
     await producer.flush();
@@ -700,8 +706,12 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
             client === "sdk"
               ? produceSpreadSdk
               : client === "sdk-nowindow"
-                ? (c: TestCluster, p: Placement[], s: number) => produceSpreadSdk(c, p, s, NO_WINDOW)
-                : produceSpread;
+                ? (c: TestCluster, p: Placement[], s: number) =>
+                    produceSpreadSdk(c, p, s, { window: NO_WINDOW })
+                : client === "sdk-keyless"
+                  ? (c: TestCluster, p: Placement[], s: number) =>
+                      produceSpreadSdk(c, p, s, { keyless: true })
+                  : produceSpread;
           const timed = (over: Placement[]) =>
             measuredRun(
               cluster,
@@ -793,7 +803,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         }),
     ),
     notes: [
-      `wire: ${RECORDS_PER_REQUEST} records per SendMessage request (one partition), ${WINDOW} requests in flight per leader, round robin over the partitions; sdk: the SDK's Producer, records round robin over the partitions, its defaults${describeSdkSettings()} (sdk-nowindow: no bound on requests in flight per broker)`,
+      `wire: ${RECORDS_PER_REQUEST} records per SendMessage request (one partition), ${WINDOW} requests in flight per leader, round robin over the partitions; sdk: the SDK's Producer, records round robin over the partitions, its defaults${describeSdkSettings()} (sdk-nowindow: no bound on requests in flight per broker; sdk-keyless: the same producer naming only the topic, its partitioner choosing the partition)`,
       `median (min–max) of ${produceReps} repetitions of ${produceSeconds} s each variant, back to back in alternating order; the ratio is taken per repetition`,
     ],
   };

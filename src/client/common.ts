@@ -23,7 +23,7 @@ export {
 export type { ClientEvent, CommonClientOptions } from "./events.js";
 export type { Bytes, ConsumedMessage, MessageHeader, ProduceAck, ProducerMessage } from "./messages.js";
 export { decodeText } from "./messages.js";
-export { partitionForKey } from "./partitioner.js";
+export { partitionForKey, type KeylessPartitioning } from "./partitioner.js";
 export type { ClientTransport } from "./transport.js";
 export { PRODUCE_METHOD } from "./produce-channel.js";
 export type { ProducerOptions, ProducerStats } from "./producer.js";

@@ -7,11 +7,11 @@ export type Bytes = Uint8Array | string;
 export interface ProducerMessage {
   /** The producer's `topic` option when omitted. */
   topic?: string;
-  /** Messages with the same key go to the same partition (stable hash); no key: round-robin. */
+  /** Messages with the same key go to the same partition (stable hash); no key: the producer's partitioner. */
   key?: Bytes;
   value: Bytes;
   headers?: Record<string, Bytes>;
-  /** This partition instead of the key's or the round-robin one. */
+  /** This partition instead of the key's or the partitioner's. */
   partition?: number;
   /** Unix milliseconds; the broker's clock when omitted. */
   timestamp?: number;

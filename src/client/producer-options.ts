@@ -1,4 +1,5 @@
 import type { CommonClientOptions } from "./events.js";
+import type { KeylessPartitioning } from "./partitioner.js";
 import type { TopicShape } from "./topic-metadata.js";
 import type { ClientTransport } from "./transport.js";
 
@@ -18,6 +19,12 @@ export interface ProducerOptions extends CommonClientOptions {
   createTopic?: TopicShape;
   /** "all" (default): acknowledged once every in-sync replica has it; "leader": once the leader has. */
   acks?: "all" | "leader";
+  /**
+   * Where messages with neither key nor partition go (default "sticky"): "sticky" fills one partition's
+   * batch until it is sent or full, then moves to the next partition (Kafka's default; full batches
+   * however many partitions the topic has); "round-robin" puts each message in the next partition.
+   */
+  partitioner?: KeylessPartitioning;
   /** How long a partial batch waits for more messages before it is sent (ms, default 5). */
   lingerMs?: number;
   /** Messages per partition batch at most (default 500). */

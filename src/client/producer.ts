@@ -12,7 +12,7 @@ import { backoffDelay, retryHintMs, unrefTimer } from "./backoff.js";
 import { AbortedError, ClientClosedError, DeliveryTimeoutError, toClientError } from "./errors.js";
 import { emitter, sentinelList, type ClientEvent } from "./events.js";
 import { toBytes, type ProduceAck, type ProducerMessage } from "./messages.js";
-import { partitionForKey } from "./partitioner.js";
+import { KeylessPartitioner, partitionForKey, type PartitionView } from "./partitioner.js";
 import { openProduceChannel, type ProduceChannel } from "./produce-channel.js";
 import { PRODUCER_DEFAULTS, type ProducerOptions, type ProducerStats } from "./producer-options.js";
 import {
@@ -47,7 +47,9 @@ interface TopicState {
   partitions: Queue[] | undefined;
   /** Records sent before the first assignment was known (partition not chosen yet). */
   unassigned: PendingRecord[];
-  roundRobin: number;
+  /** Where its messages without key or partition go, and its partitions as that choice sees them. */
+  keyless: KeylessPartitioner;
+  view: PartitionView | undefined;
   loading: boolean;
   refreshFailures: number;
 }
@@ -112,6 +114,12 @@ export class Producer {
       settings[key] = value;
     }
     this.#settings = settings;
+    const partitioner = options.partitioner;
+    if (partitioner !== undefined && partitioner !== "sticky" && partitioner !== "round-robin") {
+      throw new InvalidArgumentError(
+        `partitioner must be "sticky" or "round-robin", got ${String(partitioner)}`,
+      );
+    }
     this.#accumulator = new RecordAccumulator<PendingRecord>(settings);
     this.#acks = options.acks === "leader" ? Acks.LEADER : Acks.ALL;
     this.producerId = options.producerId ?? randomId();
@@ -305,7 +313,8 @@ export class Producer {
         }),
         partitions: undefined,
         unassigned: [],
-        roundRobin: 0,
+        keyless: new KeylessPartitioner(this.#options.partitioner ?? "sticky"),
+        view: undefined,
         loading: false,
         refreshFailures: 0,
       };
@@ -330,6 +339,7 @@ export class Producer {
         topic.partitions = Array.from({ length: count }, (_, partition) =>
           RecordAccumulator.queue<PendingRecord>(topic.name, partition),
         );
+        topic.view = this.#partitionView(topic.name, topic.partitions);
         const waiting = topic.unassigned;
         topic.unassigned = [];
         for (const record of waiting) if (record.state !== "settled") this.#assign(topic, record);
@@ -377,11 +387,26 @@ export class Producer {
       partition =
         record.key.length > 0
           ? partitionForKey(record.key, partitions.length)
-          : topic.roundRobin++ % partitions.length;
+          : topic.keyless.choose(partitions.length, topic.view as PartitionView);
     }
     record.partition = partition;
     this.#accumulator.append(partitions[partition] as Queue, record);
     return true;
+  }
+
+  /** The partitions of a topic as the sticky partitioner sees them. */
+  #partitionView(topic: string, partitions: readonly Queue[]): PartitionView {
+    const { maxBatchMessages, maxBatchBytes } = this.#settings;
+    return {
+      batchOpen: (p) => {
+        const q = partitions[p] as Queue;
+        return q.queue.length > 0 && q.queue.length < maxBatchMessages && q.queuedBytes < maxBatchBytes;
+      },
+      available: (p) => {
+        const q = partitions[p] as Queue;
+        return !q.waitingForMetadata && !q.recovering && Boolean(this.#location(topic, p)?.address);
+      },
+    };
   }
 
   // ---- sending ------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ const schema = {
   topic: option({ kind: "string", description: "Topic to produce to (required)", default: "", short: "t" }),
   key: option({
     kind: "string",
-    description: "Key of every message (same key, same partition); none: round-robin",
+    description: "Key of every message (same key, same partition); none: see --partitioner",
     default: "",
     short: "k",
   }),
@@ -119,6 +119,13 @@ const schema = {
     description: "Produce to this partition only (-1: by key)",
     default: -1,
     short: "p",
+  }),
+  partitioner: option({
+    kind: "string",
+    description:
+      "Messages without key: sticky fills one partition's batch, then the next; round-robin: each message to the next partition",
+    default: "sticky",
+    choices: ["sticky", "round-robin"],
   }),
   partitions: option({
     kind: "number",
@@ -182,6 +189,7 @@ export async function runProduce(argv: string[]): Promise<void> {
       ...(o.replicas > 0 ? { replicas: o.replicas } : {}),
     },
     acks: o.acks === "leader" ? "leader" : "all",
+    partitioner: o.partitioner === "round-robin" ? "round-robin" : "sticky",
     ...optionalToken(o),
     ...(o.listener ? { listener: o.listener } : {}),
     ...(o.verbose ? { onEvent: printEvent } : {}),

@@ -35,6 +35,8 @@ describe("goulette produce / consume", () => {
       "3",
       "--replicas",
       "2",
+      "--partitioner",
+      "round-robin",
       "--json",
       "a",
       "b",
@@ -52,6 +54,18 @@ describe("goulette produce / consume", () => {
       "round-robin over 3 partitions",
     );
     assert.match(created.stderr, /produced 3 messages to cli/);
+
+    // The default (sticky): messages without a key fill one partition's batch before the next.
+    const sticky = await goulette([
+      "produce",
+      ...sentinel,
+      ...["--topic", "cli-sticky", "--partitions", "3", "--replicas", "1", "--json"],
+      ...["d", "e", "f"],
+    ]);
+    assert.equal(sticky.code, 0, sticky.stderr);
+    const stickyAcks = lines(sticky.stdout).map((line) => JSON.parse(line) as { partition: number });
+    assert.equal(stickyAcks.length, 3);
+    assert.equal(new Set(stickyAcks.map((a) => a.partition)).size, 1, "one batch, one partition");
 
     // 2000 stdin lines with one key: one partition, consecutive offsets, in line order.
     const input = Array.from({ length: 2000 }, (_, i) => `line ${i}`).join("\n") + "\n";
