@@ -62,7 +62,8 @@ const ALL_SYSTEMS = ["leader", "pull", "gzip", "all", "redis", "nats"];
 /**
  * A focused run (before/after comparisons while working on one row) from the environment, as run.ts takes
  * no per-benchmark flags: DATAPLANE_SIZES=1024,65536 DATAPLANE_FSYNC=interval
- * DATAPLANE_SYSTEMS=leader,redis,nats DATAPLANE_LATENCY=0 DATAPLANE_PROFILES=65536:produce (or "none").
+ * DATAPLANE_SYSTEMS=leader,redis,nats DATAPLANE_LATENCY=0 DATAPLANE_PROFILES=65536:produce (or "none");
+ * DATAPLANE_BROKER_ARGS="--no-grpc-fast-path" adds flags to every broker (a variant to compare).
  */
 function filterFromEnv(env: NodeJS.ProcessEnv): Filter {
   const list = (name: string): string[] | undefined =>
@@ -173,7 +174,13 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       brokers: 3,
       // A busy shared machine can take longer than the default 20 s to start three brokers.
       readyTimeoutMs: 90_000,
-      brokerArgs: ["--fsync", fsync, "--fsync-interval", String(fsyncIntervalMs)],
+      brokerArgs: [
+        "--fsync",
+        fsync,
+        "--fsync-interval",
+        String(fsyncIntervalMs),
+        ...(process.env.DATAPLANE_BROKER_ARGS?.split(" ").filter(Boolean) ?? []),
+      ],
       nodeArgs: benchNodeArgs(),
     });
     try {

@@ -105,6 +105,13 @@ export interface BrokerConfig {
    */
   replicationFrames?: boolean;
   /**
+   * Serve binary gRPC calls over HTTP/2 on the gRPC fast path (server/grpc-fast-path.ts; default true).
+   * Off: every call goes through connect-node (the benchmarks compare the two).
+   */
+  grpcFastPath?: boolean;
+  /** Extra interceptors placed before the handlers (after authorization). */
+  interceptors?: Interceptor[];
+  /**
    * Segment files kept open at most (least recently used closed first, reopened on use); default half
    * the process's open-file limit (defaultMaxOpenFiles).
    */
@@ -238,6 +245,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     errorTranslation(logger),
     rpcMetrics(createRpcMetrics(registry)),
     authorization(authenticator, rules),
+    ...(config.interceptors ?? []),
   ];
   const server = await startRpcServer({
     address: config.address,
@@ -245,6 +253,8 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
       router.service(BrokerService, service);
     },
     interceptors,
+    // Every broker method: produce, fetch and replication streams are the data plane's hot path.
+    fastMethods: config.grpcFastPath === false ? [] : BrokerService.methods,
     // Credentials and the method's rule are checked before the body is read.
     authenticate: authorizationHeaderCheck(authenticator, rules),
     fallback: httpEndpoints({

@@ -62,6 +62,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     maxConsumerLagSeries: o.maxConsumerLagSeries,
     replicationSessions: o.replicationSessions,
     replicationFrames: o.replicationFrames,
+    grpcFastPath: o.grpcFastPath,
     ...(o.maxOpenSegmentFiles > 0 ? { maxOpenSegmentFiles: o.maxOpenSegmentFiles } : {}),
     segmentFileIdleTimeoutMs: o.segmentFileIdleTimeout,
     maxPartitions: o.maxPartitions,

@@ -115,6 +115,13 @@ export const brokerOptionSchema = {
       "(false: records one by one, as brokers before frames; for a rolling upgrade, or to rule them out)",
     default: true,
   }),
+  "grpc-fast-path": option({
+    kind: "boolean",
+    description:
+      "Serve gRPC calls (binary, uncompressed, over HTTP/2) straight from their HTTP/2 streams, with the " +
+      "same checks and interceptors (false: every call through connect-node, as before)",
+    default: true,
+  }),
   "max-open-segment-files": option({
     kind: "number",
     description:

@@ -73,7 +73,7 @@ export function readUnaryMessage(
 }
 
 /** What is wrong with an envelope's 5-byte header, if anything (only identity encoding comes here). */
-function envelopeProblem(head: Buffer, readMaxBytes: number): ConnectError | undefined {
+export function envelopeProblem(head: Buffer, readMaxBytes: number): ConnectError | undefined {
   const flags = head[0] as number;
   const length = head.readUInt32BE(1);
   if (length > readMaxBytes) {

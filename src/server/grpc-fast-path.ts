@@ -31,14 +31,28 @@ import type { DecodeLimits } from "./decode-budget.js";
 import { peerCertificateKey, peerCertificateOf } from "./identity.js";
 import { setRequestLedger, type InflightBudget } from "./inflight-budget.js";
 import { envelope, readUnaryMessage } from "./grpc-envelope.js";
+import {
+  copyHeaders,
+  endResponse,
+  invokeStream,
+  readRequestMessages,
+  writeStreamResponse,
+  type FastStreamMethod,
+} from "./grpc-fast-stream.js";
+import { trackEncoded } from "./encoded-responses.js";
 import { decodeChecked } from "./request-guard.js";
 import { webHeadersOf } from "../common/http2-headers.js";
 
-/** A unary method's implementation, as the router was given it, with the interceptors it runs behind. */
-export interface FastUnaryMethod {
+/** A method's implementation, as the router was given it, with the interceptors it runs behind. */
+export interface FastMethod {
   readonly method: DescMethod;
-  readonly impl: (request: Message, context: HandlerContext) => unknown;
+  readonly impl: (input: never, context: HandlerContext) => unknown;
   readonly interceptors: readonly Interceptor[];
+}
+
+/** Method kinds the fast path serves (a client-streaming call goes through Connect). */
+export function servedFast(method: DescMethod): boolean {
+  return method.methodKind !== "client_streaming";
 }
 
 export interface GrpcFastPathOptions {
@@ -55,35 +69,39 @@ export interface GrpcFastPathOptions {
   logger: Logger;
 }
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 const RESPONSE_CONTENT_TYPE = "application/grpc+proto";
 /** The context's signal once the call is answered: a reason given, so no DOMException is built per call. */
 const CALL_DONE = new ConnectError("the call is over", Code.Canceled);
 const CLIENT_GONE = new ConnectError("the client cancelled the call", Code.Canceled);
 
 /**
- * The gRPC unary fast path: a call of a registered unary method, in binary gRPC over HTTP/2, is served
- * straight from its HTTP/2 stream instead of through connect-node's router, whose per-call plumbing
- * (Node's compatibility request and response objects, async-iterable pipelines, abort controllers whose
- * reason-less aborts build DOMExceptions) cost the sentinel 4–6 × what a grpc-js server spends per
- * GetBrokers (docs/benchmarks.md). Everything else — Connect, gRPC-web, HTTP/1.1, gRPC with a
- * compressed request or from a browser origin, other methods — goes through Connect as before.
+ * The gRPC fast path: a call of a registered method (unary, server-streaming or bidi-streaming), in
+ * binary gRPC over HTTP/2, is served straight from its HTTP/2 stream instead of through connect-node's
+ * router, whose per-call plumbing (Node's compatibility request and response objects, async-iterable
+ * pipelines, abort controllers whose reason-less aborts build DOMExceptions) cost the sentinel 4–6 ×
+ * what a grpc-js server spends per GetBrokers, and a broker a quarter of its CPU per message at low
+ * rates (docs/benchmarks.md). Everything else — Connect, gRPC-web, HTTP/1.1, gRPC with a compressed
+ * request (or, for a stream, a client that takes compressed responses) or from a browser origin, other
+ * methods — goes through Connect as before.
  *
  * What a call goes through is the same as on the Connect path, in the same order, with the same error
  * codes and messages: the grpc-timeout header; the header check (authentication and the method's rule)
  * before any body byte is kept; every byte charged to the in-flight budget of the process and of the
- * connection; the envelope's length against readMaxBytes and its flags; one decode, bounded by the
- * decode budget (request-guard.ts's decodeChecked); then the router's interceptors (error translation,
- * metrics, per-message authorization…) around the same handler, with a HandlerContext built as Connect
- * builds it; errors answered as grpc-status / grpc-message trailers by Connect's own setTrailerStatus.
+ * connection; each envelope's length against readMaxBytes and its flags; one decode per message,
+ * bounded by the decode budget (request-guard.ts's decodeChecked); then the router's interceptors (error
+ * translation, metrics, per-message authorization…) around the same handler, with a HandlerContext
+ * built as Connect builds it; errors answered as grpc-status / grpc-message trailers by Connect's own
+ * setTrailerStatus. Streams: grpc-fast-stream.ts (responses the handler encoded itself are sent as
+ * they are, as on the Connect path).
  */
 export class GrpcFastPath {
-  readonly #methods = new Map<string, FastUnaryMethod>();
+  readonly #methods = new Map<string, FastMethod>();
 
   constructor(private readonly options: GrpcFastPathOptions) {}
 
   /** Serves `method` on the fast path (its request path is /package.Service/Method). */
-  register(method: FastUnaryMethod): void {
+  register(method: FastMethod): void {
     this.#methods.set(`/${method.method.parent.typeName}/${method.method.name}`, method);
   }
 
@@ -105,6 +123,10 @@ export class GrpcFastPath {
     if (encoding !== undefined && encoding !== "identity") return false;
     // Browsers cannot speak gRPC over HTTP/2; a call with an Origin keeps the CORS handling it gets there.
     if (headers.origin !== undefined) return false;
+    // A stream whose client takes compressed responses keeps getting them (Connect compresses large ones).
+    if (method.method.methodKind !== "unary" && acceptsCompression(headers["grpc-accept-encoding"])) {
+      return false;
+    }
     void this.#serveCall(stream, headers, method);
     return true;
   }
@@ -112,7 +134,7 @@ export class GrpcFastPath {
   async #serveCall(
     stream: http2.ServerHttp2Stream,
     headers: http2.IncomingHttpHeaders,
-    method: FastUnaryMethod,
+    method: FastMethod,
   ): Promise<void> {
     const { options } = this;
     stream.on("error", (err: Error) => options.logger.debug({ err }, "gRPC stream failed"));
@@ -133,21 +155,15 @@ export class GrpcFastPath {
     });
 
     let context: ReturnType<typeof createHandlerContext> | undefined;
-    try {
-      const timeout = parseTimeout(header.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
-      if (timeout.error) throw timeout.error;
-      await this.#authenticate(method, header, contextValues);
-      const bytes = await readUnaryMessage(stream, options.readMaxBytes, ledger);
-      if (bytes === undefined) return; // the client went away: nothing to answer
-      const input = decodeChecked(method.method.input, bytes, { decode: options.decode, ledger });
+    const newContext = (timeoutMs: number | undefined) => {
       const authority = headers[":authority"] ?? headers.host ?? "";
       const scheme = socket && "encrypted" in socket ? "https" : "http";
-      context = createHandlerContext({
+      return createHandlerContext({
         service: method.method.parent,
         method: method.method,
         protocolName: "grpc",
         requestMethod: "POST",
-        timeoutMs: timeout.timeoutMs,
+        timeoutMs,
         requestSignal: requestAbort.signal,
         requestHeader: header,
         url: `${scheme}://${authority}${headers[":path"] ?? ""}`,
@@ -155,9 +171,26 @@ export class GrpcFastPath {
         responseTrailer: { "grpc-status": "0" },
         contextValues,
       });
+    };
+    try {
+      const timeout = parseTimeout(header.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
+      if (timeout.error) throw timeout.error;
+      await this.#authenticate(method, header, contextValues);
+      if (method.method.methodKind !== "unary") {
+        context = newContext(timeout.timeoutMs);
+        const limits = { readMaxBytes: options.readMaxBytes, decode: options.decode, ledger };
+        const requests = readRequestMessages(stream, method.method.input, limits);
+        const response = await invokeStream(method as FastStreamMethod, context, requests);
+        await writeStreamResponse(stream, response, context, trackEncoded(contextValues, headers));
+        return;
+      }
+      const bytes = await readUnaryMessage(stream, options.readMaxBytes, ledger);
+      if (bytes === undefined) return; // the client went away: nothing to answer
+      const input = decodeChecked(method.method.input, bytes, { decode: options.decode, ledger });
+      context = newContext(timeout.timeoutMs);
       const output = await invokeUnary(method, context, input);
       const body = envelope(toBinary(method.method.output, output));
-      respond(stream, context.responseHeader, body, context.responseTrailer);
+      endResponse(stream, context.responseHeader, body, context.responseTrailer);
     } catch (err) {
       const error =
         err instanceof ConnectError
@@ -166,7 +199,7 @@ export class GrpcFastPath {
       const responseHeader =
         context?.responseHeader ?? new Headers({ "content-type": RESPONSE_CONTENT_TYPE });
       const trailer = setTrailerStatus(context?.responseTrailer ?? new Headers(), error);
-      respond(stream, responseHeader, undefined, trailer);
+      endResponse(stream, responseHeader, undefined, trailer);
     } finally {
       context?.abort(CALL_DONE);
     }
@@ -174,7 +207,7 @@ export class GrpcFastPath {
 
   /** The header check, as the request guard runs it: its refusal as a ConnectError. */
   async #authenticate(
-    method: FastUnaryMethod,
+    method: FastMethod,
     header: Headers,
     contextValues: ReturnType<typeof createContextValues>,
   ) {
@@ -214,14 +247,16 @@ export function routeFastStreams(
   );
 }
 
+function acceptsCompression(accepted: string | string[] | undefined): boolean {
+  if (accepted === undefined) return false;
+  const names = (Array.isArray(accepted) ? accepted.join(",") : accepted).split(",");
+  return names.some((name) => name.trim() !== "" && name.trim() !== "identity");
+}
+
 /** The router's interceptors around the handler, as Connect chains them for a unary call. */
-async function invokeUnary(
-  method: FastUnaryMethod,
-  context: HandlerContext,
-  input: Message,
-): Promise<Message> {
+async function invokeUnary(method: FastMethod, context: HandlerContext, input: Message): Promise<Message> {
   const handler = async (req: UnaryRequest): Promise<UnaryResponse> => {
-    const result = await method.impl(req.message, {
+    const result = await method.impl(req.message as never, {
       ...context,
       service: req.service,
       requestHeader: req.header,
@@ -258,44 +293,4 @@ async function invokeUnary(
   copyHeaders(response.header, context.responseHeader);
   copyHeaders(response.trailer, context.responseTrailer);
   return response.message;
-}
-
-function copyHeaders(from: Headers, to: Headers): void {
-  if (from === to) return;
-  for (const key of [...to.keys()]) to.delete(key);
-  from.forEach((value, key) => to.set(key, value));
-}
-
-/**
- * Headers, the message (if any), trailers. Answered before the request was read to its end (an error
- * mid-upload): the stream is reset with NO_ERROR once the trailers are out, as gRPC servers do, or a
- * client still sending would wait on flow control forever, holding a stream slot.
- */
-function respond(
-  stream: http2.ServerHttp2Stream,
-  header: Headers,
-  body: Buffer | undefined,
-  trailer: Headers,
-): void {
-  if (stream.destroyed || stream.closed || stream.headersSent) return;
-  const outgoing: http2.OutgoingHttpHeaders = { ":status": 200 };
-  header.forEach((value, key) => (outgoing[key] = value));
-  stream.once("wantTrailers", () => {
-    const trailers: http2.OutgoingHttpHeaders = {};
-    trailer.forEach((value, key) => (trailers[key] = value));
-    try {
-      stream.sendTrailers(trailers);
-    } catch {
-      // Closed meanwhile, or a header value Node refuses: the client sees a reset, not a hang.
-      if (!stream.closed) stream.close(NGHTTP2_INTERNAL_ERROR);
-      return;
-    }
-    if (!stream.readableEnded) setImmediate(() => stream.closed || stream.close(NGHTTP2_NO_ERROR));
-  });
-  try {
-    stream.respond(outgoing, { waitForTrailers: true });
-    stream.end(body);
-  } catch {
-    if (!stream.closed) stream.close(NGHTTP2_INTERNAL_ERROR);
-  }
 }

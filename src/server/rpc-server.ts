@@ -30,7 +30,7 @@ import { createCorsHandler, type CorsPolicy } from "./cors.js";
 import type { DecodeLimits } from "./decode-budget.js";
 import { handOverDecoded } from "./decoded-messages.js";
 import { trackEncoded, withEncodedBody } from "./encoded-responses.js";
-import { GrpcFastPath, routeFastStreams, type FastUnaryMethod } from "./grpc-fast-path.js";
+import { GrpcFastPath, routeFastStreams, servedFast, type FastMethod } from "./grpc-fast-path.js";
 import { peerCertificateKey, peerCertificateOf } from "./identity.js";
 import { InflightBudget, setRequestLedger } from "./inflight-budget.js";
 import { resolveRpcLimits, type ResolvedRpcLimits, type RpcServerLimits } from "./limits.js";
@@ -68,9 +68,9 @@ export interface RpcServerOptions {
    */
   authenticate?: HeaderCheck;
   /**
-   * Unary methods served on the gRPC fast path (grpc-fast-path.ts) when called in binary gRPC over
-   * HTTP/2: same checks, interceptors and handler, without connect-node's per-call plumbing. Other
-   * protocols, and calls the fast path does not take, go through Connect.
+   * Methods (unary, server- or bidi-streaming) served on the gRPC fast path (grpc-fast-path.ts) when
+   * called in binary gRPC over HTTP/2: same checks, interceptors and handler, without connect-node's
+   * per-call plumbing. Other protocols, and calls the fast path does not take, go through Connect.
    */
   fastMethods?: readonly DescMethod[];
   logger: Logger;
@@ -280,7 +280,7 @@ function createHandler(
   const fast = new Set(options.fastMethods ?? []);
   options.routes(
     keepHandOver(router, (method, impl, interceptors) => {
-      if (!fast.has(method) || method.methodKind !== "unary") return;
+      if (!fast.has(method) || !servedFast(method)) return;
       fastPath?.register({ method, impl, interceptors: interceptors ?? options.interceptors ?? [] });
     }),
   );
@@ -338,7 +338,7 @@ function createHandler(
 /** A method's implementation as routed, with the interceptors given for it (undefined: the router's). */
 type RoutedMethod = (
   method: DescMethod,
-  impl: FastUnaryMethod["impl"],
+  impl: FastMethod["impl"],
   interceptors: readonly Interceptor[] | undefined,
 ) => void;
 
@@ -356,7 +356,7 @@ function keepHandOver(router: ConnectRouter, routed: RoutedMethod): ConnectRoute
     },
     service(service, implementation, o) {
       router.service(service, implementation, withHandOver(o));
-      const methods = implementation as Record<string, FastUnaryMethod["impl"] | undefined>;
+      const methods = implementation as Record<string, FastMethod["impl"] | undefined>;
       for (const method of service.methods) {
         const fn = methods[method.localName];
         if (typeof fn === "function") routed(method, fn.bind(implementation), o?.interceptors);
@@ -365,7 +365,7 @@ function keepHandOver(router: ConnectRouter, routed: RoutedMethod): ConnectRoute
     },
     rpc(method, impl, o) {
       router.rpc(method, impl, withHandOver(o));
-      routed(method, impl as FastUnaryMethod["impl"], o?.interceptors);
+      routed(method, impl as FastMethod["impl"], o?.interceptors);
       return this;
     },
   };

@@ -1,0 +1,318 @@
+import assert from "node:assert/strict";
+import http2 from "node:http2";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { create, toBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import { startBroker, type Broker } from "../../src/broker/broker.js";
+import { bearerHeaders } from "../../src/common/bearer.js";
+import {
+  Acks,
+  BrokerService,
+  FetchRequestSchema,
+  FetchResponseSchema,
+  MessageRequestSchema,
+} from "../../src/gen/goulette/v1/broker_pb.js";
+import { silentLogger } from "../../src/observability/logger.js";
+import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
+import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
+import { freePort } from "../helpers/ports.js";
+import { servedByRecorder } from "../helpers/served-by.js";
+import { waitFor } from "../helpers/wait.js";
+
+const TOKEN = "fast-stream-application-token";
+const AS_APPLICATION = { headers: bearerHeaders(TOKEN) };
+const MAX_REQUEST_BYTES = 64 * 1024;
+const SEND_MESSAGE = "/goulette.v1.BrokerService/SendMessage";
+const FETCH_MESSAGES = "/goulette.v1.BrokerService/FetchMessages";
+
+const { servedBy, interceptor: recordPath } = servedByRecorder();
+
+/**
+ * Streams on the broker's gRPC fast path (src/server/grpc-fast-stream.ts) behave as on the Connect
+ * path: the same records produced and fetched, bad messages on a stream answered with the same status
+ * and message, the same metrics. Two single-broker clusters (each its own sentinel and etcd prefix): one
+ * broker with the fast path, one without, both requiring a token.
+ */
+describe("gRPC fast path (broker streams)", () => {
+  let etcd: TestEtcd;
+  const sentinels: InProcessSentinel[] = [];
+  const brokers: Broker[] = [];
+  const dirs: string[] = [];
+  let fast: Broker;
+  let slow: Broker;
+
+  const start = async (id: string, grpcFastPath: boolean): Promise<Broker> => {
+    const sentinel = await startInProcessSentinel(etcd, `${id}-sentinel`, { etcdPrefix: `/${id}` });
+    sentinels.push(sentinel);
+    await waitFor(() => sentinel.sentinel.plane.isLeader, { what: `${id}'s sentinel to lead` });
+    const dataDir = await mkdtemp(path.join(tmpdir(), `goulette-${id}-`));
+    dirs.push(dataDir);
+    const broker = await startBroker({
+      id,
+      address: `127.0.0.1:${await freePort()}`,
+      dataDir,
+      sentinels: [sentinel.sentinel.url],
+      fsync: "interval",
+      fsyncIntervalMs: 200,
+      segmentBytes: 1024 * 1024,
+      maxMessageBytes: 16 * 1024,
+      keepAliveIntervalMs: 1_000,
+      replicaLagMaxMs: 5_000,
+      identity: { tokens: new Map([[TOKEN, { kind: "application", name: "fast-stream" }]]) },
+      rpcLimits: { maxRequestBytes: MAX_REQUEST_BYTES },
+      grpcFastPath,
+      interceptors: [recordPath],
+      logger: silentLogger(),
+    });
+    brokers.push(broker);
+    await waitFor(() => broker.ready, { what: `${id} to register` });
+    await sentinel.client.getBrokers({ topic: "t", partitions: 1, replicaCount: 1 });
+    await waitFor(() => broker.partitions.all().some((p) => p.topic === "t" && p.role === "leader"), {
+      what: `${id} to lead t`,
+    });
+    return broker;
+  };
+
+  before(async () => {
+    etcd = await startEtcd();
+    [fast, slow] = await Promise.all([start("fast-on", true), start("fast-off", false)]);
+  });
+  after(async () => {
+    await Promise.all(brokers.map((b) => b.stop()));
+    await Promise.all(sentinels.map((s) => s.stop()));
+    await etcd?.stop();
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+
+  /** gRPC as the SDK speaks it to brokers: no compressed responses asked for. */
+  const grpc = (broker: Broker) =>
+    createGrpcTransport({ baseUrl: `http://${broker.address}`, acceptCompression: [] });
+
+  /** Produces `values` on one SendMessage stream (a request each, acks=leader); returns the offsets. */
+  const produce = async (transport: Transport, producerId: string, values: string[]) => {
+    const client = createClient(BrokerService, transport);
+    const requests = values.map((value, i) =>
+      create(MessageRequestSchema, {
+        topic: "t",
+        partition: 0,
+        producerId,
+        acks: Acks.LEADER,
+        records: [{ messageId: BigInt(i + 1), payload: new TextEncoder().encode(value) }],
+      }),
+    );
+    const offsets: bigint[] = [];
+    for await (const res of client.sendMessage(each(requests), AS_APPLICATION)) {
+      for (const ack of res.acks) offsets.push(ack.offset);
+    }
+    return offsets;
+  };
+
+  /** Fetches `limit` records from offset 0 (one FetchMessages stream): their values, in order. */
+  const fetchAll = async (transport: Transport, limit: number) => {
+    const client = createClient(BrokerService, transport);
+    const values: string[] = [];
+    const req: MessageInitShape<typeof FetchRequestSchema> = {
+      topic: "t",
+      partition: 0,
+      offset: 0n,
+      limit: BigInt(limit),
+    };
+    for await (const res of client.fetchMessages(req, AS_APPLICATION)) {
+      assert.ok(toJson(FetchResponseSchema, res));
+      for (const m of res.messages) values.push(new TextDecoder().decode(m.payload));
+    }
+    return values;
+  };
+
+  it("produces and fetches over gRPC on the fast path, with the records the Connect path gives", async () => {
+    servedBy.length = 0;
+    const values = ["one", "two", "three"];
+    assert.deepEqual(await produce(grpc(fast), "p1", values), [0n, 1n, 2n]);
+    assert.deepEqual(await fetchAll(grpc(fast), 3), values);
+    assert.deepEqual(servedBy, ["fast", "fast"], "SendMessage and FetchMessages on the fast path");
+
+    servedBy.length = 0;
+    assert.deepEqual(await produce(grpc(slow), "p1", values), [0n, 1n, 2n]);
+    assert.deepEqual(await fetchAll(grpc(slow), 3), values);
+    assert.deepEqual(servedBy, ["connect", "connect"], "without the fast path, gRPC goes through Connect");
+
+    // The fast broker over the other protocols, and over gRPC to a client that takes compressed
+    // responses: Connect serves them, with the same records.
+    for (const transport of [
+      createConnectTransport({ baseUrl: `http://${fast.address}`, httpVersion: "2" }),
+      createGrpcWebTransport({ baseUrl: `http://${fast.address}`, httpVersion: "1.1" }),
+      createGrpcTransport({ baseUrl: `http://${fast.address}` }),
+    ]) {
+      servedBy.length = 0;
+      assert.deepEqual(await fetchAll(transport, 3), values);
+      assert.deepEqual(servedBy, ["connect"]);
+    }
+  });
+
+  it("answers bad messages on a stream with the Connect path's status and message", async () => {
+    const good = (id: bigint) =>
+      envelope(
+        toBinary(
+          MessageRequestSchema,
+          create(MessageRequestSchema, {
+            topic: "t",
+            partition: 0,
+            producerId: `raw-${id}`,
+            acks: Acks.LEADER,
+            records: [{ messageId: 1n, payload: new TextEncoder().encode("raw") }],
+          }),
+        ),
+      );
+    const fetch = envelope(
+      toBinary(
+        FetchRequestSchema,
+        create(FetchRequestSchema, { topic: "t", partition: 0, offset: 0n, limit: 1n }),
+      ),
+    );
+    const cases: [string, string, (n: bigint) => Uint8Array, number][] = [
+      [
+        "not protobuf",
+        SEND_MESSAGE,
+        (n) => cat(good(n), envelope(Uint8Array.of(0x0a, 0x50, 0x41))),
+        Code.InvalidArgument,
+      ],
+      [
+        "over readMaxBytes",
+        SEND_MESSAGE,
+        (n) => cat(good(n), envelope(new Uint8Array(MAX_REQUEST_BYTES + 1))),
+        Code.ResourceExhausted,
+      ],
+      ["flag 0x80", SEND_MESSAGE, (n) => cat(good(n), envelope(Uint8Array.of(), 0x80)), Code.InvalidArgument],
+      [
+        "compressed, no encoding",
+        SEND_MESSAGE,
+        (n) => cat(good(n), envelope(Uint8Array.of(), 0x01)),
+        Code.InvalidArgument,
+      ],
+      ["truncated envelope", SEND_MESSAGE, (n) => good(n).subarray(0, 7), Code.InvalidArgument],
+      [
+        "invalid topic",
+        SEND_MESSAGE,
+        () => envelope(toBinary(MessageRequestSchema, create(MessageRequestSchema, { topic: "no spaces" }))),
+        Code.InvalidArgument,
+      ],
+      ["fetch: no message", FETCH_MESSAGES, () => new Uint8Array(0), Code.Unimplemented],
+      ["fetch: two messages", FETCH_MESSAGES, () => cat(fetch, fetch), Code.Unimplemented],
+    ];
+    let n = 0n;
+    for (const [what, rpc, body, code] of cases) {
+      servedBy.length = 0;
+      const onFast = await rawGrpc(fast.address, rpc, body(++n));
+      const onConnect = await rawGrpc(slow.address, rpc, body(++n));
+      assert.equal(onFast.status, String(code), `${what}: ${JSON.stringify(onFast)}`);
+      assert.equal(servedBy[0], servedBy.length > 0 ? "fast" : undefined, `${what}: served by`);
+      // The good message's answer may come before the failure or not (it races the next message's
+      // decode on either path); the status and message are the same.
+      assert.deepEqual(onFast, onConnect, what);
+    }
+    // Refused from its headers, before the body is read, on both paths.
+    const refused = await rawGrpc(fast.address, SEND_MESSAGE, good(++n), { authorization: "Bearer nope" });
+    assert.equal(refused.status, String(Code.Unauthenticated));
+    assert.deepEqual(
+      refused,
+      await rawGrpc(slow.address, SEND_MESSAGE, good(++n), { authorization: "Bearer nope" }),
+    );
+    const timeout = await rawGrpc(fast.address, FETCH_MESSAGES, fetch, { "grpc-timeout": "soon" });
+    assert.deepEqual(timeout, await rawGrpc(slow.address, FETCH_MESSAGES, fetch, { "grpc-timeout": "soon" }));
+    assert.equal(timeout.status, String(Code.InvalidArgument));
+  });
+
+  it("ends a long poll the client cancels, and counts fast streams in the same RPC metrics", async () => {
+    const count = async (method: string) => {
+      const metric = await fast.registry.getSingleMetric("goulette_rpc_requests_total")?.get();
+      return metric?.values.find((v) => v.labels.method === method && v.labels.code === "ok")?.value ?? 0;
+    };
+    const before = await count("FetchMessages");
+    const client = createClient(BrokerService, grpc(fast));
+    const abort = new AbortController();
+    const poll = (async () => {
+      // At the end: the stream waits for records that never come, until cancelled.
+      for await (const res of client.fetchMessages(
+        { topic: "t", partition: 0, offset: BigInt(logEnd(fast)) },
+        { ...AS_APPLICATION, signal: abort.signal },
+      )) {
+        assert.fail(`unexpected response ${JSON.stringify(toJson(FetchResponseSchema, res))}`);
+      }
+    })();
+    await waitFor(async () => (await count("FetchMessages")) > before, { what: "the poll to be counted" });
+    abort.abort();
+    await assert.rejects(poll, (err: unknown) => err instanceof ConnectError && err.code === Code.Canceled);
+    // The broker still serves the next call on the same connection.
+    assert.equal((await fetchAll(grpc(fast), 1)).length, 1);
+  });
+});
+
+function logEnd(broker: Broker): number {
+  const p = broker.partitions.all().find((q) => q.topic === "t");
+  assert.ok(p);
+  return p.log.logEndOffset;
+}
+
+async function* each<T>(items: readonly T[]): AsyncGenerator<T> {
+  yield* items;
+}
+
+function cat(...parts: Uint8Array[]): Buffer {
+  return Buffer.concat(parts);
+}
+
+function envelope(data: Uint8Array, flags = 0): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = flags;
+  head.writeUInt32BE(data.length, 1);
+  return Buffer.concat([head, data]);
+}
+
+/**
+ * One raw gRPC call with the application's token (unless `extra` names another authorization): the
+ * grpc-status and grpc-message (from trailers or headers).
+ */
+async function rawGrpc(
+  address: string,
+  rpc: string,
+  body: Uint8Array,
+  extra: Record<string, string> = {},
+): Promise<{ status: string; message: string }> {
+  const session = http2.connect(`http://${address}`);
+  try {
+    return await new Promise((resolve, reject) => {
+      const req = session.request({
+        ":method": "POST",
+        ":path": rpc,
+        "content-type": "application/grpc",
+        te: "trailers",
+        authorization: `Bearer ${TOKEN}`,
+        ...extra,
+      });
+      let head: http2.IncomingHttpHeaders = {};
+      const result = (h: http2.IncomingHttpHeaders) => ({
+        status: String(h["grpc-status"]),
+        message: decodeURIComponent(String(h["grpc-message"] ?? "")),
+      });
+      req.on("response", (h) => (head = h));
+      req.resume();
+      req.on("trailers", (t) => resolve(result({ ...head, ...t })));
+      req.on("error", reject);
+      req.on("close", () => {
+        if (head["grpc-status"] !== undefined) resolve(result(head));
+        reject(new Error("stream closed without a grpc-status"));
+      });
+      req.end(body);
+    });
+  } finally {
+    session.close();
+  }
+}
