@@ -179,9 +179,11 @@ export class GrpcFastPath {
       if (method.method.methodKind !== "unary") {
         context = newContext(timeout.timeoutMs);
         const limits = { readMaxBytes: options.readMaxBytes, decode: options.decode, ledger };
+        // Before the handler starts: it encodes its responses itself when it finds the queue.
+        const encoded = trackEncoded(contextValues, headers);
         const requests = readRequestMessages(stream, method.method.input, limits);
         const response = await invokeStream(method as FastStreamMethod, context, requests);
-        await writeStreamResponse(stream, response, context, trackEncoded(contextValues, headers));
+        await writeStreamResponse(stream, response, context, encoded);
         return;
       }
       const bytes = await readUnaryMessage(stream, options.readMaxBytes, ledger);

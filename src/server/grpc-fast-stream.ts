@@ -61,7 +61,14 @@ export async function* readRequestMessages(
 ): AsyncGenerator<Message> {
   const { readMaxBytes, ledger } = limits;
   const queue = new ByteQueue();
-  for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+  const chunks = stream.iterator({ destroyOnReturn: false }) as AsyncIterableIterator<Buffer>;
+  for (;;) {
+    const next = await chunks.next().catch((err: unknown) => {
+      // The client reset the stream or the connection went away mid-call.
+      throw new ConnectError("the request stream ended abruptly", Code.Canceled, undefined, undefined, err);
+    });
+    if (next.done === true) break;
+    const chunk = next.value;
     ledger.charge(chunk.length);
     queue.push(chunk);
     while (queue.size >= 5) {

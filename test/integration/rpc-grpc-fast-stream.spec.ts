@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { create, toBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
@@ -25,6 +25,7 @@ import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { freePort } from "../helpers/ports.js";
 import { servedByRecorder } from "../helpers/served-by.js";
+import { encodedResponsesOf } from "../../src/server/encoded-responses.js";
 import { waitFor } from "../helpers/wait.js";
 
 const TOKEN = "fast-stream-application-token";
@@ -34,6 +35,13 @@ const SEND_MESSAGE = "/goulette.v1.BrokerService/SendMessage";
 const FETCH_MESSAGES = "/goulette.v1.BrokerService/FetchMessages";
 
 const { servedBy, interceptor: recordPath } = servedByRecorder();
+
+/** Per call, whether its handler could encode its responses itself (the queue was there when it ran). */
+const selfEncoded: boolean[] = [];
+const recordEncoding: Interceptor = (next) => (req) => {
+  selfEncoded.push(encodedResponsesOf(req.contextValues) !== undefined);
+  return next(req);
+};
 
 /**
  * Streams on the broker's gRPC fast path (src/server/grpc-fast-stream.ts) behave as on the Connect
@@ -69,7 +77,7 @@ describe("gRPC fast path (broker streams)", () => {
       identity: { tokens: new Map([[TOKEN, { kind: "application", name: "fast-stream" }]]) },
       rpcLimits: { maxRequestBytes: MAX_REQUEST_BYTES },
       grpcFastPath,
-      interceptors: [recordPath],
+      interceptors: [recordPath, recordEncoding],
       logger: silentLogger(),
     });
     brokers.push(broker);
@@ -134,26 +142,47 @@ describe("gRPC fast path (broker streams)", () => {
 
   it("produces and fetches over gRPC on the fast path, with the records the Connect path gives", async () => {
     servedBy.length = 0;
+    selfEncoded.length = 0;
     const values = ["one", "two", "three"];
     assert.deepEqual(await produce(grpc(fast), "p1", values), [0n, 1n, 2n]);
     assert.deepEqual(await fetchAll(grpc(fast), 3), values);
     assert.deepEqual(servedBy, ["fast", "fast"], "SendMessage and FetchMessages on the fast path");
+    assert.deepEqual(selfEncoded, [true, true], "handlers encode their own responses on the fast path");
 
     servedBy.length = 0;
+    selfEncoded.length = 0;
     assert.deepEqual(await produce(grpc(slow), "p1", values), [0n, 1n, 2n]);
     assert.deepEqual(await fetchAll(grpc(slow), 3), values);
     assert.deepEqual(servedBy, ["connect", "connect"], "without the fast path, gRPC goes through Connect");
+    assert.deepEqual(selfEncoded, [true, true]);
 
     // The fast broker over the other protocols, and over gRPC to a client that takes compressed
     // responses: Connect serves them, with the same records.
-    for (const transport of [
-      createConnectTransport({ baseUrl: `http://${fast.address}`, httpVersion: "2" }),
-      createGrpcWebTransport({ baseUrl: `http://${fast.address}`, httpVersion: "1.1" }),
-      createGrpcTransport({ baseUrl: `http://${fast.address}` }),
-    ]) {
+    const others: [string, Transport, boolean][] = [
+      [
+        "Connect (JSON)",
+        createConnectTransport({ baseUrl: `http://${fast.address}`, httpVersion: "2" }),
+        false,
+      ],
+      [
+        "gRPC-web (binary)",
+        createGrpcWebTransport({
+          baseUrl: `http://${fast.address}`,
+          httpVersion: "1.1",
+          useBinaryFormat: true,
+          acceptCompression: [],
+        }),
+        true,
+      ],
+      ["gRPC taking gzip", createGrpcTransport({ baseUrl: `http://${fast.address}` }), false],
+    ];
+    for (const [name, transport, encodesItself] of others) {
       servedBy.length = 0;
-      assert.deepEqual(await fetchAll(transport, 3), values);
-      assert.deepEqual(servedBy, ["connect"]);
+      selfEncoded.length = 0;
+      assert.deepEqual(await fetchAll(transport, 3), values, name);
+      assert.deepEqual(servedBy, ["connect"], name);
+      // Binary envelopes without compression get the handler's own encoding on either path.
+      assert.deepEqual(selfEncoded, [encodesItself], name);
     }
   });
 
