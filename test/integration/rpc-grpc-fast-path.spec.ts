@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import http2 from "node:http2";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -21,6 +20,7 @@ import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { waitFor } from "../helpers/wait.js";
 import { servedByRecorder } from "../helpers/served-by.js";
+import { grpcEnvelope, rawGrpc } from "../helpers/raw-grpc.js";
 
 type GetBrokersInit = MessageInitShape<typeof GetBrokersRequestSchema>;
 
@@ -163,31 +163,36 @@ describe("gRPC fast path (GetBrokers)", () => {
   it("answers malformed, oversized and odd gRPC requests with the Connect path's status and message", async () => {
     const valid = toBinary(GetBrokersRequestSchema, create(GetBrokersRequestSchema, { topic: "orders" }));
     const bodies: [string, Uint8Array, number][] = [
-      ["not protobuf", envelope(Uint8Array.of(0x0a, 0x50, 0x41)), Code.InvalidArgument],
-      ["over readMaxBytes", envelope(new Uint8Array(MAX_REQUEST_BYTES + 1)), Code.ResourceExhausted],
-      ["flag 0x80", envelope(valid, 0x80), Code.InvalidArgument],
-      ["compressed, no encoding", envelope(valid, 0x01), Code.InvalidArgument],
+      ["not protobuf", grpcEnvelope(Uint8Array.of(0x0a, 0x50, 0x41)), Code.InvalidArgument],
+      ["over readMaxBytes", grpcEnvelope(new Uint8Array(MAX_REQUEST_BYTES + 1)), Code.ResourceExhausted],
+      ["flag 0x80", grpcEnvelope(valid, 0x80), Code.InvalidArgument],
+      ["compressed, no encoding", grpcEnvelope(valid, 0x01), Code.InvalidArgument],
       ["no message", new Uint8Array(0), Code.Unimplemented],
-      ["two messages", Buffer.concat([envelope(valid), envelope(valid)]), Code.Unimplemented],
-      ["truncated envelope", envelope(valid).subarray(0, 7), Code.InvalidArgument],
+      ["two messages", Buffer.concat([grpcEnvelope(valid), grpcEnvelope(valid)]), Code.Unimplemented],
+      ["truncated envelope", grpcEnvelope(valid).subarray(0, 7), Code.InvalidArgument],
     ];
     for (const [what, body, code] of bodies) {
       servedBy.length = 0;
-      const onFast = await rawGrpc(fast.sentinel.url, body);
-      const onConnect = await rawGrpc(slow.sentinel.url, body);
+      const onFast = await rawGetBrokers(fast.sentinel.url, body);
+      const onConnect = await rawGetBrokers(slow.sentinel.url, body);
       assert.equal(onFast.status, String(code), `${what}: ${JSON.stringify(onFast)}`);
       assert.deepEqual(onFast, onConnect, what);
     }
     // Anonymous and malformed: refused from its headers before the body is read, on both paths.
-    const refused = await rawGrpc(fast.sentinel.url, envelope(valid), { authorization: "Bearer nope" });
+    const refused = await rawGetBrokers(fast.sentinel.url, grpcEnvelope(valid), {
+      authorization: "Bearer nope",
+    });
     assert.equal(refused.status, String(Code.Unauthenticated));
     assert.deepEqual(
       refused,
-      await rawGrpc(slow.sentinel.url, envelope(valid), { authorization: "Bearer nope" }),
+      await rawGetBrokers(slow.sentinel.url, grpcEnvelope(valid), { authorization: "Bearer nope" }),
     );
     // A bad grpc-timeout, as Connect reports it.
-    const timeout = await rawGrpc(fast.sentinel.url, envelope(valid), { "grpc-timeout": "soon" });
-    assert.deepEqual(timeout, await rawGrpc(slow.sentinel.url, envelope(valid), { "grpc-timeout": "soon" }));
+    const timeout = await rawGetBrokers(fast.sentinel.url, grpcEnvelope(valid), { "grpc-timeout": "soon" });
+    assert.deepEqual(
+      timeout,
+      await rawGetBrokers(slow.sentinel.url, grpcEnvelope(valid), { "grpc-timeout": "soon" }),
+    );
     assert.equal(timeout.status, String(Code.InvalidArgument));
   });
 
@@ -236,57 +241,7 @@ describe("gRPC fast path (GetBrokers)", () => {
   });
 });
 
-function envelope(data: Uint8Array, flags = 0): Buffer {
-  const head = Buffer.alloc(5);
-  head[0] = flags;
-  head.writeUInt32BE(data.length, 1);
-  return Buffer.concat([head, data]);
-}
-
-/**
- * One raw gRPC call as the application (unless `extra` names another authorization): the HTTP status,
- * grpc-status and grpc-message (from trailers or headers).
- */
-async function rawGrpc(
-  url: string,
-  body: Uint8Array,
-  extra: Record<string, string> = {},
-): Promise<{ http: number; status: string; message: string }> {
-  const session = http2.connect(url);
-  try {
-    return await new Promise((resolve, reject) => {
-      const req = session.request({
-        ":method": "POST",
-        ":path": GET_BROKERS,
-        "content-type": "application/grpc",
-        te: "trailers",
-        authorization: `Bearer ${TOKEN}`,
-        ...extra,
-      });
-      let head: http2.IncomingHttpHeaders = {};
-      req.on("response", (h) => (head = h));
-      req.on("trailers", (t) => {
-        const all = { ...head, ...t };
-        resolve({
-          http: Number(all[":status"]),
-          status: String(all["grpc-status"]),
-          message: decodeURIComponent(String(all["grpc-message"] ?? "")),
-        });
-      });
-      req.on("error", reject);
-      req.on("close", () => {
-        if (head["grpc-status"] !== undefined)
-          resolve({
-            http: Number(head[":status"]),
-            status: String(head["grpc-status"]),
-            message: decodeURIComponent(String(head["grpc-message"] ?? "")),
-          });
-        reject(new Error("stream closed without a grpc-status"));
-      });
-      req.resume();
-      req.end(body);
-    });
-  } finally {
-    session.close();
-  }
+/** One raw gRPC GetBrokers call as the application (unless `extra` names another authorization). */
+function rawGetBrokers(url: string, body: Uint8Array, extra: Record<string, string> = {}) {
+  return rawGrpc(url, GET_BROKERS, body, { authorization: `Bearer ${TOKEN}`, ...extra });
 }

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import http2 from "node:http2";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -25,6 +24,7 @@ import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { freePort } from "../helpers/ports.js";
 import { servedByRecorder } from "../helpers/served-by.js";
+import { grpcEnvelope, rawGrpc } from "../helpers/raw-grpc.js";
 import { encodedResponsesOf } from "../../src/server/encoded-responses.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -188,7 +188,7 @@ describe("gRPC fast path (broker streams)", () => {
 
   it("answers bad messages on a stream with the Connect path's status and message", async () => {
     const good = (id: bigint) =>
-      envelope(
+      grpcEnvelope(
         toBinary(
           MessageRequestSchema,
           create(MessageRequestSchema, {
@@ -200,7 +200,7 @@ describe("gRPC fast path (broker streams)", () => {
           }),
         ),
       );
-    const fetch = envelope(
+    const fetch = grpcEnvelope(
       toBinary(
         FetchRequestSchema,
         create(FetchRequestSchema, { topic: "t", partition: 0, offset: 0n, limit: 1n }),
@@ -210,27 +210,33 @@ describe("gRPC fast path (broker streams)", () => {
       [
         "not protobuf",
         SEND_MESSAGE,
-        (n) => cat(good(n), envelope(Uint8Array.of(0x0a, 0x50, 0x41))),
+        (n) => cat(good(n), grpcEnvelope(Uint8Array.of(0x0a, 0x50, 0x41))),
         Code.InvalidArgument,
       ],
       [
         "over readMaxBytes",
         SEND_MESSAGE,
-        (n) => cat(good(n), envelope(new Uint8Array(MAX_REQUEST_BYTES + 1))),
+        (n) => cat(good(n), grpcEnvelope(new Uint8Array(MAX_REQUEST_BYTES + 1))),
         Code.ResourceExhausted,
       ],
-      ["flag 0x80", SEND_MESSAGE, (n) => cat(good(n), envelope(Uint8Array.of(), 0x80)), Code.InvalidArgument],
+      [
+        "flag 0x80",
+        SEND_MESSAGE,
+        (n) => cat(good(n), grpcEnvelope(Uint8Array.of(), 0x80)),
+        Code.InvalidArgument,
+      ],
       [
         "compressed, no encoding",
         SEND_MESSAGE,
-        (n) => cat(good(n), envelope(Uint8Array.of(), 0x01)),
+        (n) => cat(good(n), grpcEnvelope(Uint8Array.of(), 0x01)),
         Code.InvalidArgument,
       ],
       ["truncated envelope", SEND_MESSAGE, (n) => good(n).subarray(0, 7), Code.InvalidArgument],
       [
         "invalid topic",
         SEND_MESSAGE,
-        () => envelope(toBinary(MessageRequestSchema, create(MessageRequestSchema, { topic: "no spaces" }))),
+        () =>
+          grpcEnvelope(toBinary(MessageRequestSchema, create(MessageRequestSchema, { topic: "no spaces" }))),
         Code.InvalidArgument,
       ],
       ["fetch: no message", FETCH_MESSAGES, () => new Uint8Array(0), Code.Unimplemented],
@@ -239,8 +245,8 @@ describe("gRPC fast path (broker streams)", () => {
     let n = 0n;
     for (const [what, rpc, body, code] of cases) {
       servedBy.length = 0;
-      const onFast = await rawGrpc(fast.address, rpc, body(++n));
-      const onConnect = await rawGrpc(slow.address, rpc, body(++n));
+      const onFast = await rawCall(fast.address, rpc, body(++n));
+      const onConnect = await rawCall(slow.address, rpc, body(++n));
       assert.equal(onFast.status, String(code), `${what}: ${JSON.stringify(onFast)}`);
       assert.equal(servedBy[0], servedBy.length > 0 ? "fast" : undefined, `${what}: served by`);
       // The good message's answer may come before the failure or not (it races the next message's
@@ -248,14 +254,14 @@ describe("gRPC fast path (broker streams)", () => {
       assert.deepEqual(onFast, onConnect, what);
     }
     // Refused from its headers, before the body is read, on both paths.
-    const refused = await rawGrpc(fast.address, SEND_MESSAGE, good(++n), { authorization: "Bearer nope" });
+    const refused = await rawCall(fast.address, SEND_MESSAGE, good(++n), { authorization: "Bearer nope" });
     assert.equal(refused.status, String(Code.Unauthenticated));
     assert.deepEqual(
       refused,
-      await rawGrpc(slow.address, SEND_MESSAGE, good(++n), { authorization: "Bearer nope" }),
+      await rawCall(slow.address, SEND_MESSAGE, good(++n), { authorization: "Bearer nope" }),
     );
-    const timeout = await rawGrpc(fast.address, FETCH_MESSAGES, fetch, { "grpc-timeout": "soon" });
-    assert.deepEqual(timeout, await rawGrpc(slow.address, FETCH_MESSAGES, fetch, { "grpc-timeout": "soon" }));
+    const timeout = await rawCall(fast.address, FETCH_MESSAGES, fetch, { "grpc-timeout": "soon" });
+    assert.deepEqual(timeout, await rawCall(slow.address, FETCH_MESSAGES, fetch, { "grpc-timeout": "soon" }));
     assert.equal(timeout.status, String(Code.InvalidArgument));
   });
 
@@ -298,50 +304,7 @@ function cat(...parts: Uint8Array[]): Buffer {
   return Buffer.concat(parts);
 }
 
-function envelope(data: Uint8Array, flags = 0): Buffer {
-  const head = Buffer.alloc(5);
-  head[0] = flags;
-  head.writeUInt32BE(data.length, 1);
-  return Buffer.concat([head, data]);
-}
-
-/**
- * One raw gRPC call with the application's token (unless `extra` names another authorization): the
- * grpc-status and grpc-message (from trailers or headers).
- */
-async function rawGrpc(
-  address: string,
-  rpc: string,
-  body: Uint8Array,
-  extra: Record<string, string> = {},
-): Promise<{ status: string; message: string }> {
-  const session = http2.connect(`http://${address}`);
-  try {
-    return await new Promise((resolve, reject) => {
-      const req = session.request({
-        ":method": "POST",
-        ":path": rpc,
-        "content-type": "application/grpc",
-        te: "trailers",
-        authorization: `Bearer ${TOKEN}`,
-        ...extra,
-      });
-      let head: http2.IncomingHttpHeaders = {};
-      const result = (h: http2.IncomingHttpHeaders) => ({
-        status: String(h["grpc-status"]),
-        message: decodeURIComponent(String(h["grpc-message"] ?? "")),
-      });
-      req.on("response", (h) => (head = h));
-      req.resume();
-      req.on("trailers", (t) => resolve(result({ ...head, ...t })));
-      req.on("error", reject);
-      req.on("close", () => {
-        if (head["grpc-status"] !== undefined) resolve(result(head));
-        reject(new Error("stream closed without a grpc-status"));
-      });
-      req.end(body);
-    });
-  } finally {
-    session.close();
-  }
+/** One raw gRPC call with the application's token (unless `extra` names another authorization). */
+function rawCall(address: string, rpc: string, body: Uint8Array, extra: Record<string, string> = {}) {
+  return rawGrpc(`http://${address}`, rpc, body, { authorization: `Bearer ${TOKEN}`, ...extra });
 }
