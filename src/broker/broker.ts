@@ -105,8 +105,9 @@ export interface BrokerConfig {
    */
   replicationFrames?: boolean;
   /**
-   * Serve binary gRPC calls over HTTP/2 on the gRPC fast path (server/grpc-fast-path.ts; default true).
-   * Off: every call goes through connect-node (the benchmarks compare the two).
+   * Serve binary gRPC calls over HTTP/2 on the gRPC fast path (server/grpc-fast-path.ts), and follow
+   * leaders over the replication session's lean client (client/grpc-stream-client.ts); default true.
+   * Off: every call, served or made, goes through connect-node (the benchmarks compare the two).
    */
   grpcFastPath?: boolean;
   /** Extra interceptors placed before the handlers (after authorization). */
@@ -171,6 +172,8 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const followerOptions: FollowerOptions = {
     brokerId: config.id,
     transport: (url) => pool.get(url),
+    // The replication session's lean client, the follower's half of the gRPC fast path.
+    ...(config.grpcFastPath === false ? {} : { sessions: (url: string) => pool.sessions(url) }),
     headers,
     // Several idle answers (a session's come every refreshMs / 2) must go missing before a stall.
     stallTimeoutMs: Math.max(5_000, idleResponseMs * 10, refreshMs * 3),

@@ -7,6 +7,7 @@ import {
   type ReplicateRequest,
   type ReplicateResponse,
 } from "../gen/goulette/v1/broker_pb.js";
+import type { StreamSessions } from "../client/grpc-stream-client.js";
 import type { Logger } from "../observability/logger.js";
 import type { ReplicatedRecord } from "../storage/index.js";
 import { AsyncQueue } from "../common/async-queue.js";
@@ -18,6 +19,11 @@ export interface FollowerOptions {
   brokerId: string;
   /** gRPC transport to a leader's base URL. */
   transport: (baseUrl: string) => Transport;
+  /**
+   * The HTTP/2 connection to a leader, for the replication session's lean client
+   * (src/client/grpc-stream-client.ts); absent: the session goes through `transport`.
+   */
+  sessions?: (baseUrl: string) => StreamSessions;
   /** Headers of every call (authorization). */
   headers: Record<string, string>;
   /** No response for this long: the stream is considered dead and reopened (ms). */

@@ -10,6 +10,7 @@ import {
   type SessionFetch,
   type SessionPartitionAnswer,
 } from "../gen/goulette/v1/broker_pb.js";
+import { bidiStream } from "../client/grpc-stream-client.js";
 import type { Logger } from "../observability/logger.js";
 import type { FetcherHandle, Partition, ReplicaInfo } from "./partition.js";
 import { backoffMs, cut, startFetcher, store, type FollowerOptions } from "./replication-follower.js";
@@ -184,7 +185,6 @@ class FollowerSession {
     if (!this.leader.address) throw new Error(`the address of leader ${this.leader.brokerId} is unknown`);
     // A partition is started again from its log end: writes of the previous connection land first.
     await Promise.allSettled([...this.#members.values()].map((m) => m.applying));
-    const client = createClient(BrokerService, this.options.transport(this.leader.address));
     const streamAbort = new AbortController();
     const onAbort = () => streamAbort.abort();
     this.#abort.signal.addEventListener("abort", onAbort, { once: true });
@@ -207,10 +207,14 @@ class FollowerSession {
     this.#outbound = outbound;
     const acks = new AckBatch(outbound);
     try {
-      const responses = client.replicateSession(outbound, {
-        signal: streamAbort.signal,
-        headers: this.options.headers,
-      });
+      const options = { signal: streamAbort.signal, headers: this.options.headers };
+      const sessions = this.options.sessions?.(this.leader.address);
+      const responses = sessions
+        ? bidiStream(sessions, BrokerService.method.replicateSession, outbound, options)
+        : createClient(BrokerService, this.options.transport(this.leader.address)).replicateSession(
+            outbound,
+            options,
+          );
       for await (const res of responses) {
         stall.refresh();
         if (this.#abort.signal.aborted) return;

@@ -44,25 +44,40 @@ export class TransportPool {
     const baseUrl = toBaseUrl(baseUrlOrAddress, this.scheme);
     let transport = this.#transports.get(baseUrl);
     if (!transport) {
-      const Manager = this.options.wideWindows ? WideWindowSessionManager : Http2SessionManager;
-      const manager = new Manager(
-        baseUrl,
-        { idleConnectionTimeoutMs: this.options.idleConnectionTimeoutMs ?? 60_000 },
-        this.#nodeOptions,
-      );
       transport = createGrpcTransport({
         baseUrl,
-        sessionManager: manager,
+        sessionManager: this.#manager(baseUrl),
         // connect-node accepts gzip and brotli unless told otherwise, and servers compress answers of
         // 64 KiB and more: replication answers were gzipped by the leader and inflated by the follower
         // (8 % and 15 % of their CPU under acks=all load, docs/benchmarks.md). Traffic between the
         // cluster's own nodes stays uncompressed; compressing records is the producer's choice.
         acceptCompression: [],
       });
-      this.#managers.set(baseUrl, manager);
       this.#transports.set(baseUrl, transport);
     }
     return transport;
+  }
+
+  /**
+   * The HTTP/2 connection to the same node, for calls made without connect-node's client
+   * (src/client/grpc-stream-client.ts): one connection per URL whichever way it is used.
+   */
+  sessions(baseUrlOrAddress: string): Http2SessionManager {
+    return this.#manager(toBaseUrl(baseUrlOrAddress, this.scheme));
+  }
+
+  #manager(baseUrl: string): Http2SessionManager {
+    let manager = this.#managers.get(baseUrl);
+    if (!manager) {
+      const Manager = this.options.wideWindows ? WideWindowSessionManager : Http2SessionManager;
+      manager = new Manager(
+        baseUrl,
+        { idleConnectionTimeoutMs: this.options.idleConnectionTimeoutMs ?? 60_000 },
+        this.#nodeOptions,
+      );
+      this.#managers.set(baseUrl, manager);
+    }
+    return manager;
   }
 
   close(): void {

@@ -6,11 +6,14 @@ import { after, before, describe, it } from "node:test";
 import { create, toBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import {
+  Http2SessionManager,
   createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { startBroker, type Broker } from "../../src/broker/broker.js";
+import { bidiStream } from "../../src/client/grpc-stream-client.js";
+import { AsyncQueue } from "../../src/common/async-queue.js";
 import { bearerHeaders } from "../../src/common/bearer.js";
 import {
   Acks,
@@ -18,6 +21,7 @@ import {
   FetchRequestSchema,
   FetchResponseSchema,
   MessageRequestSchema,
+  type MessageRequest,
 } from "../../src/gen/goulette/v1/broker_pb.js";
 import { silentLogger } from "../../src/observability/logger.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
@@ -287,6 +291,75 @@ describe("gRPC fast path (broker streams)", () => {
     await assert.rejects(poll, (err: unknown) => err instanceof ConnectError && err.code === Code.Canceled);
     // The broker still serves the next call on the same connection.
     assert.equal((await fetchAll(grpc(fast), 1)).length, 1);
+  });
+
+  it("the lean stream client (a follower's) gets what Connect's client gets, from either server path", async () => {
+    const managers: Http2SessionManager[] = [];
+    const lean = (broker: Broker) => {
+      const manager = new Http2SessionManager(`http://${broker.address}`);
+      managers.push(manager);
+      return manager;
+    };
+    const sendMessage = BrokerService.method.sendMessage;
+    const request = (producerId: string, topic = "t") =>
+      create(MessageRequestSchema, {
+        topic,
+        partition: 0,
+        producerId,
+        acks: Acks.LEADER,
+        records: [{ messageId: 1n, payload: new TextEncoder().encode(producerId) }],
+      });
+    /** Every response's acks as "offset:error", or the call's error as "Code: message". */
+    const outcome = async (responses: AsyncIterable<{ acks: { offset: bigint; error: number }[] }>) => {
+      const seen: string[] = [];
+      try {
+        for await (const res of responses) for (const ack of res.acks) seen.push(`${ack.error}`);
+      } catch (err) {
+        assert.ok(err instanceof ConnectError, String(err));
+        seen.push(`${Code[err.code]}: ${err.rawMessage}`);
+      }
+      return seen;
+    };
+    try {
+      for (const broker of [fast, slow]) {
+        const signal = new AbortController().signal;
+        const viaLean = (requests: MessageRequest[]) =>
+          outcome(bidiStream(lean(broker), sendMessage, each(requests), { signal, ...AS_APPLICATION }));
+        const viaConnect = (requests: MessageRequest[]) =>
+          outcome(createClient(BrokerService, grpc(broker)).sendMessage(each(requests), AS_APPLICATION));
+        const good = [request("lean-a"), request("lean-b")];
+        assert.deepEqual(await viaLean(good), ["0", "0"], "two records acknowledged");
+        assert.deepEqual(await viaLean(good), await viaConnect(good), "the same answers (duplicates)");
+        const bad = [request("lean-c", "no spaces")];
+        const refused = await viaLean(bad);
+        assert.match(refused[0] ?? "", /^InvalidArgument: /);
+        assert.deepEqual(refused, await viaConnect(bad));
+        // Cancelled by the caller while the request stream is still open.
+        const abort = new AbortController();
+        const open = new AsyncQueue<MessageRequest>();
+        open.push(request("lean-d"));
+        const responses = bidiStream(lean(broker), sendMessage, open, {
+          signal: abort.signal,
+          ...AS_APPLICATION,
+        });
+        const first = await responses.next();
+        assert.equal(first.done, false);
+        abort.abort();
+        await assert.rejects(
+          responses.next(),
+          (err: unknown) => err instanceof ConnectError && err.code === Code.Canceled,
+        );
+        open.end();
+      }
+      const nowhere = new Http2SessionManager(`http://127.0.0.1:${await freePort()}`);
+      managers.push(nowhere);
+      const unreachable = await outcome(
+        bidiStream(nowhere, sendMessage, each([request("lean-e")]), { signal: new AbortController().signal }),
+      );
+      assert.match(unreachable[0] ?? "", /^Unavailable: /);
+    } finally {
+      for (const manager of managers) manager.abort();
+    }
   });
 });
 
