@@ -119,7 +119,8 @@ export const brokerOptionSchema = {
     kind: "boolean",
     description:
       "Serve gRPC calls (binary, uncompressed, over HTTP/2) straight from their HTTP/2 streams, with the " +
-      "same checks and interceptors (false: every call through connect-node, as before)",
+      "same checks and interceptors, and follow leaders over a lean gRPC client (false: every call, " +
+      "served or made, through connect-node, as before)",
     default: true,
   }),
   "max-open-segment-files": option({
