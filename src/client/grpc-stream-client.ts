@@ -82,6 +82,8 @@ export async function* bidiStream<I extends DescMessage, O extends DescMessage>(
   try {
     for await (const chunk of stream.iterator({ destroyOnReturn: true }) as AsyncIterable<Buffer>) {
       sessions.notifyResponseByteRead(stream);
+      // Not a gRPC answer (an HTTP error page, a proxy's): its status says what happened, not its body.
+      if (header !== undefined && !isGrpcResponse(header)) break;
       queue.push(chunk);
       while (queue.size >= 5) {
         const head = queue.peek(5);
@@ -163,6 +165,13 @@ function endError(
   // Cut before its trailers: the network failure, not the missing status, is what happened.
   if (error && failure !== undefined && trailer === undefined) return networkError(failure);
   return error;
+}
+
+function isGrpcResponse(header: http2.IncomingHttpHeaders): boolean {
+  return (
+    Number(header[":status"]) === 200 &&
+    /^application\/grpc(?:\+proto)?(?:;|$)/i.test(header["content-type"] ?? "")
+  );
 }
 
 function errorCode(err: unknown): unknown {

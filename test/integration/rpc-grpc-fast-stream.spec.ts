@@ -351,6 +351,12 @@ describe("gRPC fast path (broker streams)", () => {
         );
         open.end();
       }
+      // A path the broker does not serve: answered by its plain HTTP endpoints, not in gRPC.
+      const unknown = { ...sendMessage, name: "NoSuchMethod" };
+      const notServed = await outcome(
+        bidiStream(lean(fast), unknown, each([request("lean-f")]), { signal: new AbortController().signal }),
+      );
+      assert.match(notServed[0] ?? "", /^Unimplemented: HTTP 404/);
       const nowhere = new Http2SessionManager(`http://127.0.0.1:${await freePort()}`);
       managers.push(nowhere);
       const unreachable = await outcome(
