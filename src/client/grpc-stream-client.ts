@@ -8,6 +8,7 @@ import {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { envelope } from "../common/grpc-frame.js";
+import { drainedOrClosed } from "../common/stream-drain.js";
 import { ByteQueue } from "../server/byte-queue.js";
 import { networkError, resetError, responseError } from "./grpc-unary-status.js";
 
@@ -126,17 +127,7 @@ async function writeRequests<I extends DescMessage>(
 ): Promise<void> {
   for await (const request of requests) {
     if (stream.closed || stream.destroyed) return;
-    if (!stream.write(envelope(toBinary(schema, request)))) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          stream.off("drain", done);
-          stream.off("close", done);
-          resolve();
-        };
-        stream.once("drain", done);
-        stream.once("close", done);
-      });
-    }
+    if (!stream.write(envelope(toBinary(schema, request)))) await drainedOrClosed(stream);
   }
   if (!stream.closed && !stream.destroyed) stream.end();
 }

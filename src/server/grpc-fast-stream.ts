@@ -19,6 +19,7 @@ import {
 } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { EncodedEnvelopes } from "../common/encoded-envelopes.js";
+import { drainedOrClosed } from "../common/stream-drain.js";
 import { ByteQueue } from "./byte-queue.js";
 import type { DecodeLimits } from "./decode-budget.js";
 import { envelope, envelopeProblem } from "./grpc-envelope.js";
@@ -30,6 +31,8 @@ import { decodeChecked } from "./request-guard.js";
 // are produced, with HTTP/2 flow control as the only buffer. What Connect's gRPC handler does for the
 // same call (protocol-grpc/handler-factory.js), without its generic pipeline of async-iterable
 // transforms over Node's compatibility request and response objects.
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
 /** A server-streaming or bidi-streaming method, as the router was given it. */
 export interface FastStreamMethod {
@@ -181,7 +184,7 @@ export async function writeStreamResponse(
       if (stream.destroyed) break;
       const bytes = envelope(toBinary(output, message));
       if (!writeMessage(stream, context, encoded ? encoded.substitute(bytes) : bytes)) {
-        await drained(stream);
+        await drainedOrClosed(stream);
       }
     }
     copyHeaders(response.trailer, context.responseTrailer);
@@ -203,20 +206,6 @@ function startResponse(stream: http2.ServerHttp2Stream, header: Headers): void {
   header.forEach((value, key) => (outgoing[key] = value));
   stream.respond(outgoing, { waitForTrailers: true });
 }
-
-function drained(stream: http2.ServerHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off("drain", done);
-      stream.off("close", done);
-      resolve();
-    };
-    stream.once("drain", done);
-    stream.once("close", done);
-  });
-}
-
-const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
 /** The end of a streaming response: its status in the trailers (an error as Connect reports it). */
 function finish(stream: http2.ServerHttp2Stream, context: CallContext, error: unknown): void {
