@@ -9,7 +9,7 @@ import {
 import { Code, ConnectError } from "@connectrpc/connect";
 import { envelope } from "../common/grpc-frame.js";
 import { drainedOrClosed } from "../common/stream-drain.js";
-import { ByteQueue } from "../server/byte-queue.js";
+import { ByteQueue } from "../common/byte-queue.js";
 import { networkError, resetError, responseError } from "./grpc-unary-status.js";
 
 /** What a bidi stream needs of an HTTP/2 connection: connect-node's Http2SessionManager. */

@@ -20,7 +20,7 @@ import {
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { EncodedEnvelopes } from "../common/encoded-envelopes.js";
 import { drainedOrClosed } from "../common/stream-drain.js";
-import { ByteQueue } from "./byte-queue.js";
+import { ByteQueue } from "../common/byte-queue.js";
 import type { DecodeLimits } from "./decode-budget.js";
 import { envelope, envelopeProblem } from "./grpc-envelope.js";
 import type { RequestLedger } from "./inflight-budget.js";

@@ -6,7 +6,7 @@ import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/conne
 import { errorMessage, toConnectError } from "../errors.js";
 import { callConnection, type HeaderCheck } from "./call-head.js";
 import { decodedSize, type DecodeLimits } from "./decode-budget.js";
-import { ByteQueue } from "./byte-queue.js";
+import { ByteQueue } from "../common/byte-queue.js";
 import { trackDecoded, type DecodedMessages } from "./decoded-messages.js";
 import { requestLedger, type RequestLedger } from "./inflight-budget.js";
 
