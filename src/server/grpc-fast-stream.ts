@@ -66,10 +66,13 @@ export async function* readRequestMessages(
   const queue = new ByteQueue();
   const chunks = stream.iterator({ destroyOnReturn: false }) as AsyncIterableIterator<Buffer>;
   for (;;) {
-    const next = await chunks.next().catch((err: unknown) => {
+    let next: IteratorResult<Buffer>;
+    try {
+      next = await chunks.next();
+    } catch (err) {
       // The client reset the stream or the connection went away mid-call.
       throw new ConnectError("the request stream ended abruptly", Code.Canceled, undefined, undefined, err);
-    });
+    }
     if (next.done === true) break;
     const chunk = next.value;
     ledger.charge(chunk.length);
