@@ -41,13 +41,21 @@ export interface GouletteTargetOptions {
    * the SDK consumer uses) or "pull" (PullMessage, one stream message per record).
    */
   consumeApi?: "fetch" | "pull";
+  /**
+   * Streams through the SDK's lean stream client (default, as the SDK) or, false, through connect-node's
+   * client pipeline (`leanBrokerStreams: false`): what the lean client saves.
+   */
+  leanStreams?: boolean;
 }
 
 let producerSeq = 0;
 
 export function createGouletteTarget(options: GouletteTargetOptions): QueueTarget {
   // The SDK's transport (src/client/node.ts): HTTP/2 with wide flow-control windows, gzip only if asked.
-  const transport = createNodeTransport({ brokerCompression: options.compression ?? false });
+  const transport = createNodeTransport({
+    brokerCompression: options.compression ?? false,
+    leanBrokerStreams: options.leanStreams ?? true,
+  });
   const client: Client<typeof BrokerService> = createClient(
     BrokerService,
     transport.broker(options.leaderAddress),

@@ -51,19 +51,22 @@ const MB = 1e6;
 interface Filter {
   sizes: number[];
   fsyncs: Durability[];
-  /** leader, pull, gzip, all, redis, nats */
+  /** leader, pull, gzip, all, redis, nats; connect on request */
   systems: Set<string>;
   latency: boolean;
   profiles: Array<[number, "produce" | "consume"]>;
 }
 
 const ALL_SYSTEMS = ["leader", "pull", "gzip", "all", "redis", "nats"];
+/** Measured when named: acks=leader through connect-node's stream client instead of the SDK's lean one. */
+const OPT_IN_SYSTEMS = ["connect"];
 
 /**
  * A focused run (before/after comparisons while working on one row) from the environment, as run.ts takes
  * no per-benchmark flags: DATAPLANE_SIZES=1024,65536 DATAPLANE_FSYNC=interval
  * DATAPLANE_SYSTEMS=leader,redis,nats DATAPLANE_LATENCY=0 DATAPLANE_PROFILES=65536:produce (or "none");
- * DATAPLANE_BROKER_ARGS="--no-grpc-fast-path" adds flags to every broker (a variant to compare).
+ * DATAPLANE_BROKER_ARGS="--no-grpc-fast-path" adds flags to every broker (a variant to compare);
+ * DATAPLANE_SYSTEMS=leader,connect compares the SDK's lean stream client with connect-node's.
  */
 function filterFromEnv(env: NodeJS.ProcessEnv): Filter {
   const list = (name: string): string[] | undefined =>
@@ -81,8 +84,10 @@ function filterFromEnv(env: NodeJS.ProcessEnv): Filter {
   }
   const systems = list("DATAPLANE_SYSTEMS") ?? ALL_SYSTEMS;
   for (const s of systems) {
-    if (!ALL_SYSTEMS.includes(s))
-      throw new Error(`DATAPLANE_SYSTEMS: ${s} is not one of ${ALL_SYSTEMS.join(", ")}`);
+    if (!ALL_SYSTEMS.includes(s) && !OPT_IN_SYSTEMS.includes(s))
+      throw new Error(
+        `DATAPLANE_SYSTEMS: ${s} is not one of ${[...ALL_SYSTEMS, ...OPT_IN_SYSTEMS].join(", ")}`,
+      );
   }
   const profileList = list("DATAPLANE_PROFILES");
   const profiles =
@@ -166,7 +171,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   };
 
   // --- Goulette: one cluster per fsync policy
-  const goulette = ["leader", "pull", "gzip", "all"].some((s) => filter.systems.has(s));
+  const goulette = ["leader", "connect", "pull", "gzip", "all"].some((s) => filter.systems.has(s));
   for (const fsync of goulette ? filter.fsyncs : []) {
     ctx.log(`Goulette fsync=${fsync}: 1 sentinel, 3 brokers`);
     const cluster = await startCluster({
@@ -197,6 +202,18 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       });
       if (filter.systems.has("leader")) await measure(leader, "Goulette acks=leader (RF 1)", fsync);
       await leader.close();
+      if (filter.systems.has("connect")) {
+        const connect = createGouletteTarget({
+          label: "leader, Connect's client",
+          leaderAddress: leaderOf(rf1),
+          topic: "bench-rf1",
+          acks: Acks.LEADER,
+          compression: false,
+          leanStreams: false,
+        });
+        await measure(connect, "Goulette acks=leader (RF 1), connect-node's stream client", fsync);
+        await connect.close();
+      }
       if (fsync === "interval" && filter.systems.has("pull")) {
         // The same with PullMessage (one stream message per record, the API before FetchMessages), and
         // with a client that negotiates gzip (connect-node's default): what each costs.

@@ -5,6 +5,8 @@
  * with acks=all) and one NATS JetStream server, measured in turns (rotating order) so the machine's load
  * hits them alike: 1 KiB, one message every 2 ms, produce stamp → consumer receipt. Beside each run: the
  * benchmark process's event-loop delay, and the leader brokers' GC time and event-loop lag (/metrics).
+ * SYSTEMS picks among leader, leader-connect (acks=leader through connect-node's stream client instead
+ * of the SDK's lean one), all and nats (default leader,all,nats).
  *
  *   node dist/bench/tail-probe.js        REPS=5 DURATION_MS=2000 FSYNC=interval BROKER_ARGS="…" NODE_ARGS="…"
  */
@@ -90,9 +92,11 @@ async function main(): Promise<void> {
   try {
     const rf1 = await cluster.createTopic("t1", { partitions: 1, replicas: 1 });
     const rf3 = await cluster.createTopic("t3", { partitions: 1, replicas: 3 });
-    for (const [name, layout, acks] of [
-      ["leader", rf1, Acks.LEADER],
-      ["all", rf3, Acks.ALL],
+    for (const [name, layout, acks, leanStreams] of [
+      ["leader", rf1, Acks.LEADER, true],
+      // The same with connect-node's stream client in place of the SDK's lean one (side by side).
+      ["leader-connect", rf1, Acks.LEADER, false],
+      ["all", rf3, Acks.ALL, true],
     ] as const) {
       if (!only.includes(name)) continue;
       const leaderId = layout.partitions[0]?.leader as string;
@@ -104,6 +108,7 @@ async function main(): Promise<void> {
           leaderAddress: cluster.brokerAddress(leaderId),
           topic: layout === rf1 ? "t1" : "t3",
           acks,
+          leanStreams,
         }),
       });
     }

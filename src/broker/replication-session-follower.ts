@@ -10,7 +10,7 @@ import {
   type SessionFetch,
   type SessionPartitionAnswer,
 } from "../gen/goulette/v1/broker_pb.js";
-import { bidiStream } from "../client/grpc-stream-client.js";
+import { grpcStream } from "../client/grpc-stream-client.js";
 import type { Logger } from "../observability/logger.js";
 import type { FetcherHandle, Partition, ReplicaInfo } from "./partition.js";
 import { backoffMs, cut, startFetcher, store, type FollowerOptions } from "./replication-follower.js";
@@ -210,7 +210,7 @@ class FollowerSession {
       const options = { signal: streamAbort.signal, headers: this.options.headers };
       const sessions = this.options.sessions?.(this.leader.address);
       const responses = sessions
-        ? bidiStream(sessions, BrokerService.method.replicateSession, outbound, options)
+        ? grpcStream(sessions, BrokerService.method.replicateSession, outbound, options)
         : createClient(BrokerService, this.options.transport(this.leader.address)).replicateSession(
             outbound,
             options,

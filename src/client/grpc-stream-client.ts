@@ -1,15 +1,21 @@
 import http2 from "node:http2";
 import {
+  create,
   fromBinary,
+  isMessage,
   toBinary,
   type DescMessage,
   type DescMethodBiDiStreaming,
+  type DescMethodClientStreaming,
+  type DescMethodServerStreaming,
+  type MessageInitShape,
   type MessageShape,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { envelope } from "../common/grpc-frame.js";
 import { drainedOrClosed } from "../common/stream-drain.js";
 import { ByteQueue } from "../common/byte-queue.js";
+import type { EncodedEnvelopes } from "../common/encoded-envelopes.js";
 import { networkError, resetError, responseError } from "./grpc-unary-status.js";
 
 /** What a bidi stream needs of an HTTP/2 connection: connect-node's Http2SessionManager. */
@@ -24,20 +30,38 @@ export interface StreamSessions {
   notifyResponseByteRead(stream: http2.ClientHttp2Stream): void;
 }
 
-export interface BidiStreamOptions {
+/** A streaming method of any kind (server, client or bidi streaming): each is one HTTP/2 stream. */
+export type StreamingMethod<I extends DescMessage, O extends DescMessage> =
+  DescMethodBiDiStreaming<I, O> | DescMethodServerStreaming<I, O> | DescMethodClientStreaming<I, O>;
+
+export interface StreamCallOptions {
   /** Request headers (authorization…). */
   headers?: Readonly<Record<string, string>> | undefined;
   /** Aborting cancels the call (the stream is reset; the iteration fails with Canceled). */
   signal: AbortSignal;
   /** Largest response message accepted, in bytes (default 64 MiB). */
   readMaxBytes?: number;
+  /**
+   * Requests the caller encoded itself (src/common/encoded-envelopes.ts): each placeholder request is
+   * sent as the next queued envelope, as connect-node's client does with encoded-requests.ts.
+   */
+  encoded?: EncodedEnvelopes | undefined;
+  /** Filled in as the answer arrives: its headers, then its trailers (for callers that read them). */
+  metadata?: StreamMetadata;
+}
+
+export interface StreamMetadata {
+  header?: http2.IncomingHttpHeaders;
+  trailer?: http2.IncomingHttpHeaders;
 }
 
 const { NGHTTP2_CANCEL } = http2.constants;
 const DEFAULT_READ_MAX_BYTES = 64 * 1024 * 1024;
+/** Names the client in the server's logs and lets tests tell which client sent a call. */
+export const STREAM_USER_AGENT = "goulette-grpc-stream/1";
 
 /**
- * A bidi-streaming gRPC call over node:http2, without connect-node's client pipeline (async-iterable
+ * A streaming gRPC call over node:http2 (a server-streaming one is given a single request), without connect-node's client pipeline (async-iterable
  * transforms, and a zero-filled copy of every response message before it is decoded): requests are
  * encoded and written as `requests` yields them (waiting when flow control says so), responses decoded
  * straight from the received chunks (their bytes fields are views onto them), and the call's end is
@@ -45,11 +69,11 @@ const DEFAULT_READ_MAX_BYTES = 64 * 1024 * 1024;
  * handle both clients alike. Uncompressed only: it asks for no compression and refuses compressed
  * messages. The connection is the session manager's (keep-alive pings, idle close, reconnects).
  */
-export async function* bidiStream<I extends DescMessage, O extends DescMessage>(
+export async function* grpcStream<I extends DescMessage, O extends DescMessage>(
   sessions: StreamSessions,
-  method: DescMethodBiDiStreaming<I, O>,
-  requests: AsyncIterable<MessageShape<I>>,
-  options: BidiStreamOptions,
+  method: StreamingMethod<I, O>,
+  requests: AsyncIterable<MessageShape<I> | MessageInitShape<I>>,
+  options: StreamCallOptions,
 ): AsyncGenerator<MessageShape<O>> {
   const { signal } = options;
   const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
@@ -59,7 +83,12 @@ export async function* bidiStream<I extends DescMessage, O extends DescMessage>(
     .request(
       "POST",
       path,
-      { ...options.headers, "content-type": "application/grpc+proto", te: "trailers" },
+      {
+        ...options.headers,
+        "content-type": "application/grpc+proto",
+        te: "trailers",
+        "user-agent": STREAM_USER_AGENT,
+      },
       {},
     )
     .catch((err: unknown) => {
@@ -68,14 +97,21 @@ export async function* bidiStream<I extends DescMessage, O extends DescMessage>(
   let header: http2.IncomingHttpHeaders | undefined;
   let trailer: http2.IncomingHttpHeaders | undefined;
   let failure: unknown;
-  stream.on("response", (h) => (header = h));
-  stream.on("trailers", (t) => (trailer = t));
+  const metadata = options.metadata;
+  stream.on("response", (h) => {
+    header = h;
+    if (metadata) metadata.header = h;
+  });
+  stream.on("trailers", (t) => {
+    trailer = t;
+    if (metadata) metadata.trailer = t;
+  });
   stream.on("error", (err) => (failure ??= err));
   const onAbort = () => {
     if (!stream.closed) stream.close(NGHTTP2_CANCEL);
   };
   signal.addEventListener("abort", onAbort, { once: true });
-  void writeRequests(stream, method.input, requests).catch((err: unknown) => {
+  void writeRequests(stream, method.input, requests, options.encoded).catch((err: unknown) => {
     failure ??= err;
     onAbort();
   });
@@ -123,11 +159,15 @@ export async function* bidiStream<I extends DescMessage, O extends DescMessage>(
 async function writeRequests<I extends DescMessage>(
   stream: http2.ClientHttp2Stream,
   schema: I,
-  requests: AsyncIterable<MessageShape<I>>,
+  requests: AsyncIterable<MessageShape<I> | MessageInitShape<I>>,
+  encoded: EncodedEnvelopes | undefined,
 ): Promise<void> {
   for await (const request of requests) {
     if (stream.closed || stream.destroyed) return;
-    if (!stream.write(envelope(toBinary(schema, request)))) await drainedOrClosed(stream);
+    const message = isMessage(request, schema) ? request : create(schema, request);
+    let bytes: Uint8Array = envelope(toBinary(schema, message));
+    if (encoded) bytes = encoded.substitute(bytes);
+    if (!stream.write(bytes)) await drainedOrClosed(stream);
   }
   if (!stream.closed && !stream.destroyed) stream.end();
 }

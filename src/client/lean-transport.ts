@@ -1,6 +1,8 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Transport } from "@connectrpc/connect";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import { takeEncodedRequests } from "./encoded-requests.js";
+import { grpcStream, type StreamMetadata, type StreamSessions } from "./grpc-stream-client.js";
 import type { GrpcUnaryClient } from "./grpc-unary-client.js";
 import { webHeadersOf } from "../common/http2-headers.js";
 
@@ -51,6 +53,52 @@ export function leanTransport(
     },
     stream: (method, signal, timeoutMs, header, input, contextValues) =>
       fallback.stream(method, signal, timeoutMs, header, input, contextValues),
+  };
+}
+
+/**
+ * A Transport that sends streaming calls with the lean stream client (src/client/grpc-stream-client.ts:
+ * requests written as they come, answers decoded straight from the received chunks) over `sessions`,
+ * the HTTP/2 connection `fallback` uses too. Unary calls, and streams with a deadline or context values
+ * (which only Connect's interceptors read), go through `fallback`. Pre-encoded produce requests
+ * (encoded-requests.ts) are sent as they are. Uncompressed only: give it a peer that answers without
+ * compression (the broker transport unless `brokerCompression` is on).
+ */
+export function leanStreamTransport(
+  fallback: Transport,
+  sessions: StreamSessions,
+  readMaxBytes: number,
+): Transport {
+  return {
+    unary: (method, signal, timeoutMs, header, input, contextValues) =>
+      fallback.unary(method, signal, timeoutMs, header, input, contextValues),
+    stream(method, signal, timeoutMs, header, input, contextValues) {
+      if (timeoutMs !== undefined || contextValues !== undefined || !isRecord(header)) {
+        return fallback.stream(method, signal, timeoutMs, header, input, contextValues);
+      }
+      const { headers, queue } = takeEncodedRequests(header ?? {});
+      const metadata: StreamMetadata = {};
+      const message = grpcStream(sessions, method, input, {
+        signal: signal ?? new AbortController().signal,
+        headers,
+        encoded: queue,
+        readMaxBytes,
+        metadata,
+      });
+      return Promise.resolve({
+        stream: true as const,
+        service: method.parent,
+        method,
+        message,
+        // Read by callers that ask for them (onHeader, onTrailer): once the answer is in.
+        get header() {
+          return webHeadersOf(metadata.header ?? {});
+        },
+        get trailer() {
+          return webHeadersOf(metadata.trailer ?? {});
+        },
+      });
+    },
   };
 }
 

@@ -1,15 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { startBroker, type Broker } from "../../src/broker/broker.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { PartitionRole } from "../../src/gen/goulette/v1/broker_pb.js";
 import { BrokerStatus } from "../../src/gen/goulette/v1/common_pb.js";
-import { silentLogger } from "../../src/observability/logger.js";
 import { assignmentsDigest } from "../../src/sentinel/convert.js";
 import { brokerClient } from "../helpers/broker-process.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
+import { startInProcessBroker, type InProcessBroker } from "../helpers/in-process-broker.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { freePort } from "../helpers/ports.js";
 import { waitFor } from "../helpers/wait.js";
@@ -132,34 +129,23 @@ describe("KeepAlive: role lists only when they changed", () => {
 describe("KeepAlive: a broker holds the digest of the roles it applied", () => {
   let etcd: TestEtcd;
   let sentinel: InProcessSentinel;
+  let node: InProcessBroker;
   let broker: Broker;
-  let dataDir: string;
 
   before(async () => {
     etcd = await startEtcd();
     sentinel = await startInProcessSentinel(etcd, "s1", { etcdPrefix: "/incremental-broker" });
     await waitFor(() => sentinel.sentinel.plane.isLeader, { what: "leadership" });
-    dataDir = await mkdtemp(path.join(tmpdir(), "goulette-incremental-"));
-    broker = await startBroker({
-      id: "b1",
-      address: `127.0.0.1:${await freePort()}`,
-      dataDir,
-      sentinels: [sentinel.sentinel.url],
-      fsync: "interval",
-      fsyncIntervalMs: 200,
-      segmentBytes: 1024 * 1024,
-      maxMessageBytes: 1024 * 1024,
+    node = await startInProcessBroker(sentinel.sentinel.url, "b1", {
       keepAliveIntervalMs: 300,
       replicaLagMaxMs: 3_000,
-      logger: silentLogger(),
     });
-    await waitFor(() => broker.ready, { what: "the broker to register" });
+    broker = node.broker;
   });
   after(async () => {
-    await broker?.stop();
+    await node?.stop();
     await sentinel?.stop();
     await etcd?.stop();
-    await rm(dataDir, { recursive: true, force: true });
   });
 
   const sentinelDigest = () => assignmentsDigest(sentinel.sentinel.plane.state, "b1");

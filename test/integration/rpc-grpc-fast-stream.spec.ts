@@ -1,7 +1,4 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { create, toBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
@@ -11,8 +8,8 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { startBroker, type Broker } from "../../src/broker/broker.js";
-import { bidiStream } from "../../src/client/grpc-stream-client.js";
+import type { Broker } from "../../src/broker/broker.js";
+import { grpcStream } from "../../src/client/grpc-stream-client.js";
 import { AsyncQueue } from "../../src/common/async-queue.js";
 import { bearerHeaders } from "../../src/common/bearer.js";
 import {
@@ -23,8 +20,8 @@ import {
   MessageRequestSchema,
   type MessageRequest,
 } from "../../src/gen/goulette/v1/broker_pb.js";
-import { silentLogger } from "../../src/observability/logger.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
+import { startInProcessBroker, type InProcessBroker } from "../helpers/in-process-broker.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { freePort } from "../helpers/ports.js";
 import { servedByRecorder } from "../helpers/served-by.js";
@@ -56,8 +53,7 @@ const recordEncoding: Interceptor = (next) => (req) => {
 describe("gRPC fast path (broker streams)", () => {
   let etcd: TestEtcd;
   const sentinels: InProcessSentinel[] = [];
-  const brokers: Broker[] = [];
-  const dirs: string[] = [];
+  const nodes: InProcessBroker[] = [];
   let fast: Broker;
   let slow: Broker;
 
@@ -65,27 +61,15 @@ describe("gRPC fast path (broker streams)", () => {
     const sentinel = await startInProcessSentinel(etcd, `${id}-sentinel`, { etcdPrefix: `/${id}` });
     sentinels.push(sentinel);
     await waitFor(() => sentinel.sentinel.plane.isLeader, { what: `${id}'s sentinel to lead` });
-    const dataDir = await mkdtemp(path.join(tmpdir(), `goulette-${id}-`));
-    dirs.push(dataDir);
-    const broker = await startBroker({
-      id,
-      address: `127.0.0.1:${await freePort()}`,
-      dataDir,
-      sentinels: [sentinel.sentinel.url],
-      fsync: "interval",
-      fsyncIntervalMs: 200,
-      segmentBytes: 1024 * 1024,
+    const node = await startInProcessBroker(sentinel.sentinel.url, id, {
       maxMessageBytes: 16 * 1024,
-      keepAliveIntervalMs: 1_000,
-      replicaLagMaxMs: 5_000,
       identity: { tokens: new Map([[TOKEN, { kind: "application", name: "fast-stream" }]]) },
       rpcLimits: { maxRequestBytes: MAX_REQUEST_BYTES },
       grpcFastPath,
       interceptors: [recordPath, recordEncoding],
-      logger: silentLogger(),
     });
-    brokers.push(broker);
-    await waitFor(() => broker.ready, { what: `${id} to register` });
+    nodes.push(node);
+    const broker = node.broker;
     await sentinel.client.getBrokers({ topic: "t", partitions: 1, replicaCount: 1 });
     await waitFor(() => broker.partitions.all().some((p) => p.topic === "t" && p.role === "leader"), {
       what: `${id} to lead t`,
@@ -98,10 +82,9 @@ describe("gRPC fast path (broker streams)", () => {
     [fast, slow] = await Promise.all([start("fast-on", true), start("fast-off", false)]);
   });
   after(async () => {
-    await Promise.all(brokers.map((b) => b.stop()));
+    await Promise.all(nodes.map((n) => n.stop()));
     await Promise.all(sentinels.map((s) => s.stop()));
     await etcd?.stop();
-    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
   });
 
   /** gRPC as the SDK speaks it to brokers: no compressed responses asked for. */
@@ -324,7 +307,7 @@ describe("gRPC fast path (broker streams)", () => {
       for (const broker of [fast, slow]) {
         const signal = new AbortController().signal;
         const viaLean = (requests: MessageRequest[]) =>
-          outcome(bidiStream(lean(broker), sendMessage, each(requests), { signal, ...AS_APPLICATION }));
+          outcome(grpcStream(lean(broker), sendMessage, each(requests), { signal, ...AS_APPLICATION }));
         const viaConnect = (requests: MessageRequest[]) =>
           outcome(createClient(BrokerService, grpc(broker)).sendMessage(each(requests), AS_APPLICATION));
         const good = [request("lean-a"), request("lean-b")];
@@ -338,7 +321,7 @@ describe("gRPC fast path (broker streams)", () => {
         const abort = new AbortController();
         const open = new AsyncQueue<MessageRequest>();
         open.push(request("lean-d"));
-        const responses = bidiStream(lean(broker), sendMessage, open, {
+        const responses = grpcStream(lean(broker), sendMessage, open, {
           signal: abort.signal,
           ...AS_APPLICATION,
         });
@@ -354,13 +337,13 @@ describe("gRPC fast path (broker streams)", () => {
       // A path the broker does not serve: answered by its plain HTTP endpoints, not in gRPC.
       const unknown = { ...sendMessage, name: "NoSuchMethod" };
       const notServed = await outcome(
-        bidiStream(lean(fast), unknown, each([request("lean-f")]), { signal: new AbortController().signal }),
+        grpcStream(lean(fast), unknown, each([request("lean-f")]), { signal: new AbortController().signal }),
       );
       assert.match(notServed[0] ?? "", /^Unimplemented: HTTP 404/);
       const nowhere = new Http2SessionManager(`http://127.0.0.1:${await freePort()}`);
       managers.push(nowhere);
       const unreachable = await outcome(
-        bidiStream(nowhere, sendMessage, each([request("lean-e")]), { signal: new AbortController().signal }),
+        grpcStream(nowhere, sendMessage, each([request("lean-e")]), { signal: new AbortController().signal }),
       );
       assert.match(unreachable[0] ?? "", /^Unavailable: /);
     } finally {
