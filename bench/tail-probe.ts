@@ -119,7 +119,7 @@ async function main(): Promise<void> {
       });
     // Warm-up: one short run each (JIT, connections, first segment).
     for (const t of targets) await t.target.latency(1024, 2, 300);
-    const rows: Record<string, { p50: number[]; p99: number[] }> = {};
+    const rows: Record<string, { p50: number[]; p99: number[]; clientUs: number[] }> = {};
     const windowStartUs = Number(process.hrtime.bigint() / 1000n);
     for (let r = 0; r < reps; r++) {
       for (let i = 0; i < targets.length; i++) {
@@ -127,18 +127,24 @@ async function main(): Promise<void> {
         const h = monitorEventLoopDelay({ resolution: 1 });
         const gc0 = t.url ? await gcSeconds(t.url) : 0;
         const cpu0 = descendantsCpu();
+        const self0 = process.cpuUsage();
         h.enable();
         const samples = await t.target.latency(1024, 2, durationMs);
         h.disable();
+        const self = process.cpuUsage(self0);
         const cpu = cpuDelta(cpu0, descendantsCpu());
         const gc = t.url ? (await gcSeconds(t.url)) - gc0 : 0;
         const s = summariseLatencies(samples);
-        (rows[t.name] ??= { p50: [], p99: [] }).p50.push(s.p50Ms);
-        rows[t.name]!.p99.push(s.p99Ms);
+        // The benchmark process is the producer and the consumer: its CPU per message is the clients'.
+        const clientUs = (self.user + self.system) / Math.max(1, s.count);
+        const row = (rows[t.name] ??= { p50: [], p99: [], clientUs: [] });
+        row.p50.push(s.p50Ms);
+        row.p99.push(s.p99Ms);
+        row.clientUs.push(clientUs);
         const sorted = [...samples].sort((a, b) => a - b);
         console.log(
           `rep ${r} ${t.name.padEnd(6)} n ${s.count} p50 ${s.p50Ms.toFixed(2)} p90 ${s.p90Ms.toFixed(2)} p99 ${s.p99Ms.toFixed(2)} max ${s.maxMs.toFixed(1)} ` +
-            `>5ms ${sorted.filter((v) => v > 5).length} | bench loop p99 ${(h.percentile(99) / 1e6).toFixed(1)} max ${(h.max / 1e6).toFixed(1)} | broker gc ${(gc * 1000).toFixed(0)} ms | load ${loadavg()[0]?.toFixed(1)} | cpu ms ${cpu}`,
+            `>5ms ${sorted.filter((v) => v > 5).length} | bench loop p99 ${(h.percentile(99) / 1e6).toFixed(1)} max ${(h.max / 1e6).toFixed(1)} | broker gc ${(gc * 1000).toFixed(0)} ms | load ${loadavg()[0]?.toFixed(1)} | client µs/msg ${clientUs.toFixed(0)} | cpu ms ${cpu}`,
         );
       }
     }
@@ -146,7 +152,8 @@ async function main(): Promise<void> {
     const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] as number;
     for (const [name, row] of Object.entries(rows)) {
       console.log(
-        `${name.padEnd(6)} median p50 ${med(row.p50).toFixed(2)} ms, median p99 ${med(row.p99).toFixed(2)} ms`,
+        `${name.padEnd(6)} median p50 ${med(row.p50).toFixed(2)} ms, median p99 ${med(row.p99).toFixed(2)} ms, ` +
+          `median client CPU ${med(row.clientUs).toFixed(0)} µs/msg`,
       );
     }
     for (const t of targets) await t.target.close().catch(() => undefined);
