@@ -1,14 +1,11 @@
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
 import http from "node:http";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { startBroker, type Broker } from "../../src/broker/broker.js";
+import type { Broker } from "../../src/broker/broker.js";
 import {
   Acks,
   BrokerService,
@@ -17,8 +14,8 @@ import {
   type MessageRequest,
   type MessageResponse,
 } from "../../src/gen/goulette/v1/broker_pb.js";
-import { silentLogger } from "../../src/observability/logger.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
+import { startInProcessBroker, type InProcessBroker } from "../helpers/in-process-broker.js";
 import { startInProcessSentinel, type InProcessSentinel } from "../helpers/in-process-sentinel.js";
 import { freePort } from "../helpers/ports.js";
 import { Pushable } from "../helpers/broker-process.js";
@@ -49,8 +46,8 @@ const STREAM_CASES = Number(process.env.GOULETTE_FUZZ_STREAM_CASES ?? 90);
 describe("broker request decoding and validation under fuzzing", () => {
   let etcd: TestEtcd;
   let sentinel: InProcessSentinel;
+  let node: InProcessBroker;
   let broker: Broker;
-  let dataDir: string;
 
   before(async () => {
     etcd = await startEtcd();
@@ -67,21 +64,12 @@ describe("broker request decoding and validation under fuzzing", () => {
     // opens a replication session, so the stream fuzz reaches the messages after the first.
     await sentinel.client.registerBroker({ brokerId: "fb2", address: `127.0.0.1:${await freePort()}` });
     await sentinel.client.getBrokers({ topic: "replicated", replicaCount: 2, partitions: 4 });
-    dataDir = await mkdtemp(path.join(tmpdir(), "goulette-broker-fuzz-"));
-    broker = await startBroker({
-      id: "fb1",
+    node = await startInProcessBroker(sentinel.sentinel.url, "fb1", {
       address,
-      dataDir,
-      sentinels: [sentinel.sentinel.url],
-      fsync: "interval",
-      fsyncIntervalMs: 200,
-      segmentBytes: 1024 * 1024,
       maxMessageBytes: 64 * 1024,
       keepAliveIntervalMs: 3_600_000,
-      replicaLagMaxMs: 5_000,
-      logger: silentLogger(),
     });
-    await waitFor(() => broker.ready, { what: "the broker to register" });
+    broker = node.broker;
     await waitFor(
       () => {
         const all = broker.partitions.all();
@@ -98,10 +86,9 @@ describe("broker request decoding and validation under fuzzing", () => {
     );
   });
   after(async () => {
-    await broker.stop();
+    await node.stop();
     await sentinel.stop();
     await etcd.stop();
-    await rm(dataDir, { recursive: true, force: true });
   });
 
   // Seed 745158090 found it: a Connect call answered before its body was read to the end (an error in
