@@ -6,8 +6,9 @@ import { EncodedEnvelopes, substituteEnvelopes } from "../common/encoded-envelop
  * src/common/encoded-envelopes.ts): a stream that pre-encodes registers a queue and names it in a request
  * header; the transport's HTTP client (withEncodedRequests) takes the header off before the request
  * leaves and swaps each placeholder in the request body for the next queued envelope (the lean stream
- * client does the same through takeEncodedRequests). Only transports built with withEncodedRequests say so (ClientTransport.encodesRequests): on any other, the header
- * would reach the broker and placeholders would arrive as empty requests.
+ * client does the same through takeEncodedRequests). Only transports built with withEncodedRequests say
+ * so (ClientTransport.encodesRequests): on any other, the header would reach the broker and placeholders
+ * would arrive as empty requests.
  */
 const HEADER = "goulette-encoded-requests";
 

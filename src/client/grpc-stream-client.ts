@@ -18,7 +18,7 @@ import { ByteQueue } from "../common/byte-queue.js";
 import type { EncodedEnvelopes } from "../common/encoded-envelopes.js";
 import { networkError, resetError, responseError } from "./grpc-unary-status.js";
 
-/** What a bidi stream needs of an HTTP/2 connection: connect-node's Http2SessionManager. */
+/** What a stream needs of an HTTP/2 connection: connect-node's Http2SessionManager. */
 export interface StreamSessions {
   request(
     method: string,
@@ -61,13 +61,14 @@ const DEFAULT_READ_MAX_BYTES = 64 * 1024 * 1024;
 export const STREAM_USER_AGENT = "goulette-grpc-stream/1";
 
 /**
- * A streaming gRPC call over node:http2 (a server-streaming one is given a single request), without connect-node's client pipeline (async-iterable
- * transforms, and a zero-filled copy of every response message before it is decoded): requests are
- * encoded and written as `requests` yields them (waiting when flow control says so), responses decoded
- * straight from the received chunks (their bytes fields are views onto them), and the call's end is
- * the ConnectError Connect's gRPC client gives for the same answer (grpc-unary-status.ts), so callers
- * handle both clients alike. Uncompressed only: it asks for no compression and refuses compressed
- * messages. The connection is the session manager's (keep-alive pings, idle close, reconnects).
+ * A streaming gRPC call over node:http2 (a server-streaming one is given a single request), without
+ * connect-node's client pipeline (async-iterable transforms, and a zero-filled copy of every response
+ * message before it is decoded): requests are encoded and written as `requests` yields them (waiting
+ * when flow control says so), responses decoded straight from the received chunks (their bytes fields
+ * are views onto them), and the call's end is the ConnectError Connect's gRPC client gives for the same
+ * answer (grpc-unary-status.ts), so callers handle both clients alike. Uncompressed only: it asks for
+ * no compression and refuses compressed messages. The connection is the session manager's (keep-alive
+ * pings, idle close, reconnects).
  */
 export async function* grpcStream<I extends DescMessage, O extends DescMessage>(
   sessions: StreamSessions,
