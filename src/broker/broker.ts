@@ -156,6 +156,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
     consumerGroupLag: () => consumerGroupLag(ledOffsets(partitions), maxLagSeries),
     dataDir: path.resolve(config.dataDir),
   });
+  metrics.fsyncInterval.set(config.fsync === "interval" ? config.fsyncIntervalMs / 1000 : 0);
   // Outgoing calls (replication, sentinels) present the server certificate and trust the same CA, so
   // a cluster with TLS on (mutual or not) works end to end.
   // Wide receive windows: replication answers carry up to 1 MiB per partition to the follower.
@@ -416,7 +417,10 @@ function updateGauges(
   let consumerLag = 0;
   let bytes = 0;
   let damaged = 0;
+  let unsyncedMs = 0;
+  const now = performance.now();
   for (const p of partitions.all()) {
+    unsyncedMs = Math.max(unsyncedMs, p.log.unsyncedAgeMs(now));
     const stats = p.stats();
     if (p.damaged) damaged++;
     if (stats.role === "leader") led++;
@@ -438,4 +442,5 @@ function updateGauges(
   metrics.logBytes.set(bytes);
   metrics.ready.set(ready ? 1 : 0);
   metrics.damagedPartitions.set(damaged);
+  metrics.oldestUnsyncedWrite.set(unsyncedMs / 1000);
 }

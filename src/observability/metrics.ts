@@ -225,6 +225,8 @@ export interface BrokerMetrics {
   /** Per batch of a FetchMessages or PullMessage stream, the long-poll wait left out. */
   fetchLatency: Histogram<"stream">;
   fsyncDuration: Histogram;
+  oldestUnsyncedWrite: Gauge;
+  fsyncInterval: Gauge;
   partitionsLed: Gauge;
   partitionsFollowed: Gauge;
   /** ReplicateSession streams open now: side="leader" served, side="follower" opened to leaders. */
@@ -361,6 +363,19 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
       name: "goulette_broker_fsync_duration_seconds",
       help: "Duration of one fsync of a partition log",
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
+    oldestUnsyncedWrite: new Gauge({
+      name: "goulette_broker_oldest_unsynced_write_seconds",
+      help:
+        "How long the oldest write not fsynced yet has waited, over every partition log of this broker " +
+        "(0 when everything is on disk): with --fsync interval it stays below the interval while the disk " +
+        "keeps up, and bounds what a machine crash would lose",
+      registers,
+    }),
+    fsyncInterval: new Gauge({
+      name: "goulette_broker_fsync_interval_seconds",
+      help: "The --fsync-interval in force (0 with --fsync always, where every write waits for its fsync)",
       registers,
     }),
     partitionsLed: new Gauge({

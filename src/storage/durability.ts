@@ -59,6 +59,12 @@ export class DurabilityLoop {
   #durable: DurablePoint;
   /** fsync "interval": armed by the first write after a sync, so an idle log has no timer at all. */
   #syncTimer: NodeJS.Timeout | undefined;
+  /**
+   * When the oldest write not yet covered by an fsync was made (performance.now() ms; undefined when
+   * every write is). After an fsync that leaves later writes pending it is that fsync's start: those
+   * writes came no earlier, so the age reported is never less than the true one.
+   */
+  #unsyncedSince: number | undefined;
 
   constructor(
     private readonly options: Pick<ResolvedPartitionLogOptions, "fsync" | "fsyncIntervalMs" | "onFsync">,
@@ -80,8 +86,17 @@ export class DurabilityLoop {
     return this.#writtenSeq > this.#durableSeq;
   }
 
+  /**
+   * How long the oldest write not on disk yet has waited for its fsync (ms; 0 when every write is on
+   * disk). With "interval" it stays below the interval while the disk keeps up with the fsyncs asked of it.
+   */
+  unsyncedAgeMs(now = performance.now()): number {
+    return this.pending && this.#unsyncedSince !== undefined ? Math.max(0, now - this.#unsyncedSince) : 0;
+  }
+
   /** A write of `callers`' records (their `results`) is complete: answer them per the policy. */
   written(callers: readonly DurabilityCaller[], results: readonly AppendResult[]): void {
+    if (!this.pending) this.#unsyncedSince = performance.now();
     this.#writtenSeq++;
     if (this.options.fsync === "always") {
       const seq = this.#writtenSeq;
@@ -136,6 +151,7 @@ export class DurabilityLoop {
       this.#syncAgain = false;
       const segment = this.host.active;
       const seq = this.#writtenSeq;
+      const started = performance.now();
       const point: DurablePoint = { segment, size: segment.size, offset: segment.nextOffset };
       const generation = this.host.generation;
       segment.acquire();
@@ -150,6 +166,7 @@ export class DurabilityLoop {
       }
       if (generation === this.host.generation) {
         if (seq > this.#durableSeq) this.#durableSeq = seq;
+        this.#unsyncedSince = this.pending ? started : undefined;
         if (segment === this.host.active && point.offset > this.#durable.offset) this.#durable = point;
         this.#resolveWaiters();
       }
@@ -182,6 +199,7 @@ export class DurabilityLoop {
    */
   allDurable(point: DurablePoint): void {
     this.#durableSeq = this.#writtenSeq;
+    this.#unsyncedSince = undefined;
     this.#durable = point;
     this.#resolveWaiters();
   }
@@ -194,6 +212,7 @@ export class DurabilityLoop {
   /** Nothing written so far is waited for any more (a rollback or reset answered it all). */
   forgetWrites(): void {
     this.#durableSeq = this.#writtenSeq;
+    this.#unsyncedSince = undefined;
   }
 
   #resolveWaiters(): void {

@@ -107,15 +107,20 @@ export interface PartitionLog {
   readonly dir: string;
   /** First offset still stored. */
   readonly logStartOffset: number;
-  /** The offset the next record gets. */
   /**
    * Records recovery cut although valid ones followed the damage (see LogDamage); undefined when the
    * log opened clean or only a torn tail was cut.
    */
   readonly damage: LogDamage | undefined;
+  /** The offset the next record gets. */
   readonly logEndOffset: number;
   /** Every record below it has been fsynced (reads may return records at or above it). */
   readonly durableOffset: number;
+  /**
+   * How long the oldest write not fsynced yet has waited (ms, from performance.now(); 0 when every
+   * write is on disk).
+   */
+  unsyncedAgeMs(now?: number): number;
   /** Bytes of all segments. */
   readonly sizeBytes: number;
   /**
@@ -283,6 +288,11 @@ class FileLog implements PartitionLog, DurabilityHost {
 
   get durableOffset(): number {
     return this.durability.durable.offset;
+  }
+
+  /** How long the oldest write not fsynced yet has waited (ms; 0 when everything is on disk). */
+  unsyncedAgeMs(now?: number): number {
+    return this.durability.unsyncedAgeMs(now);
   }
 
   get sizeBytes(): number {

@@ -52,6 +52,7 @@ const REQUIRED_ALERTS = [
   "GouletteProduceNotEnoughReplicas",
   "GouletteBrokerDiskFillingUp",
   "GouletteBrokerDiskAlmostFull",
+  "GouletteBrokerFsyncBehind",
   "GoulettePodNotReady",
 ];
 /** The rules file's placeholder selectors, and what the chart puts there for the release by default. */

@@ -385,6 +385,11 @@ describe("observability: a real Prometheus scrapes a Goulette cluster", { timeou
         const size = metricValue(text, "goulette_broker_disk_size_bytes", "");
         const available = metricValue(text, "goulette_broker_disk_available_bytes", "");
         assert.equal(size, fs.blocks * fs.bsize, `${pod}: size`);
+        // fsync always: no interval, and a write waits for its fsync only as long as that takes.
+        assert.match(text, /^goulette_broker_fsync_interval_seconds\{[^}]*\} 0$/m, `${pod}: interval`);
+        assert.match(text, /^goulette_broker_oldest_unsynced_write_seconds\{/m, `${pod}: unsynced age`);
+        const unsynced = metricValue(text, "goulette_broker_oldest_unsynced_write_seconds", "");
+        assert.ok(unsynced >= 0 && unsynced < 5, `${pod}: oldest unsynced write ${unsynced} s`);
         // Other processes write to the same filesystem meanwhile: close, not equal.
         assert.ok(
           available > 0 && available <= size && Math.abs(available - fs.bavail * fs.bsize) < size * 0.01,

@@ -111,6 +111,37 @@ describe("DurabilityLoop", () => {
     await loop.settle();
   });
 
+  it("reports how long the oldest write not on disk has waited, from its write until an fsync covers it", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const { loop, segment, write } = loopOver("interval", 1_000);
+    assert.equal(loop.unsyncedAgeMs(), 0, "nothing written");
+    const beforeFirst = performance.now();
+    await write(1);
+    const afterFirst = performance.now();
+    const age = loop.unsyncedAgeMs(afterFirst + 5_000);
+    assert.ok(age >= 5_000 && age <= 5_000 + (afterFirst - beforeFirst), `${age} ms: from the first write`);
+    await write(1);
+    assert.ok(loop.unsyncedAgeMs(afterFirst + 5_000) >= 5_000, "a later write does not reset the age");
+
+    // The interval fsync starts; a write lands while it runs and is left for the next one.
+    const beforeSync = performance.now();
+    t.mock.timers.tick(1_000);
+    assert.equal(segment.syncs.length, 1);
+    await write(1);
+    segment.finishSync();
+    await waitFor(() => loop.durable.offset === 2, { what: "the fsync of the first two writes" });
+    assert.ok(loop.pending, "the third write waits for the next fsync");
+    const now = performance.now();
+    const left = loop.unsyncedAgeMs(now);
+    assert.ok(left > 0 && left <= now - beforeSync, `${left} ms: counted from that fsync's start at most`);
+
+    t.mock.timers.tick(1_000);
+    segment.finishSync();
+    await waitFor(() => !loop.pending, { what: "the next interval fsync" });
+    assert.equal(loop.unsyncedAgeMs(performance.now() + 60_000), 0, "everything on disk: 0");
+    await loop.settle();
+  });
+
   it("flush waits for everything written so far and is free when nothing is pending", async (t) => {
     t.mock.timers.enable({ apis: ["setTimeout"] });
     const { loop, segment, write } = loopOver("interval", 60_000);
