@@ -280,12 +280,18 @@ interface BrokerCounters {
   /** Produce latency (request received → answered; every produce here is acks=all): seconds summed over records. */
   latencySeconds: number;
   latencyRecords: number;
+  /** The largest over the brokers of how long their oldest write not fsynced yet has waited (s). */
+  oldestUnsyncedSeconds: number;
 }
 
 async function brokerCounters(cluster: TestCluster): Promise<BrokerCounters> {
-  const total: BrokerCounters = { fsyncs: 0, latencySeconds: 0, latencyRecords: 0 };
+  const total: BrokerCounters = { fsyncs: 0, latencySeconds: 0, latencyRecords: 0, oldestUnsyncedSeconds: 0 };
   for (const b of cluster.brokers.values()) {
     total.fsyncs += (await readMetric(b.url, "goulette_broker_fsync_duration_seconds_count")) ?? 0;
+    total.oldestUnsyncedSeconds = Math.max(
+      total.oldestUnsyncedSeconds,
+      (await readMetric(b.url, "goulette_broker_oldest_unsynced_write_seconds")) ?? 0,
+    );
     total.latencySeconds += (await readMetric(b.url, "goulette_broker_produce_latency_seconds_sum")) ?? 0;
     total.latencyRecords += (await readMetric(b.url, "goulette_broker_produce_latency_seconds_count")) ?? 0;
   }
@@ -318,6 +324,7 @@ async function measuredRun(
   return {
     ...result,
     fsyncsPerSecond: (countersAfter.fsyncs - countersBefore.fsyncs) / seconds,
+    oldestUnsyncedSeconds: countersAfter.oldestUnsyncedSeconds,
     brokerCpu: {
       userPercent: percentPerBroker(cpuAfter.userMs - cpuBefore.userMs),
       systemPercent: percentPerBroker(cpuAfter.systemMs - cpuBefore.systemMs),
@@ -334,6 +341,9 @@ function describeRun(r: ProduceResult): string {
   return (
     (r.recordsPerRequest !== undefined ? ` (${fmt(r.recordsPerRequest)} records/request)` : "") +
     (r.fsyncsPerSecond !== undefined ? ` [${fmt(r.fsyncsPerSecond)} fsyncs/s]` : "") +
+    (r.oldestUnsyncedSeconds !== undefined
+      ? ` [oldest unsynced write ${fmt(r.oldestUnsyncedSeconds)} s at the end]`
+      : "") +
     (r.brokerCpu
       ? ` [broker CPU ${fmt(r.brokerCpu.userPercent)} % user, ${fmt(r.brokerCpu.systemPercent)} % system]`
       : "") +
@@ -372,6 +382,8 @@ interface ProduceResult {
   recordsPerRequest?: number;
   /** fsyncs of partition logs per second, the three brokers together. */
   fsyncsPerSecond?: number;
+  /** At the end of the run, the longest any broker's oldest write not fsynced yet had waited (s). */
+  oldestUnsyncedSeconds?: number;
   /** CPU of a broker process (mean of the three), % of a core: user and system (the kernel). */
   brokerCpu?: { userPercent: number; systemPercent: number };
   /** Mean time from a request's arrival at the leader to its answer, per record (ms). */
