@@ -48,6 +48,12 @@ export interface StreamCallOptions {
   encoded?: EncodedEnvelopes | undefined;
   /** Filled in as the answer arrives: its headers, then its trailers (for callers that read them). */
   metadata?: StreamMetadata;
+  /**
+   * Decodes one response message (default: protobuf-es's fromBinary, unknown fields dropped); a hand
+   * decoder of a hot response (fetch-decoding.ts) must give what fromBinary gives. What it throws fails
+   * the call as a parse error.
+   */
+  decode?: ((bytes: Uint8Array) => unknown) | undefined;
 }
 
 export interface StreamMetadata {
@@ -140,7 +146,7 @@ export async function* grpcStream<I extends DescMessage, O extends DescMessage>(
         }
         if (queue.size < 5 + length) break;
         const whole = queue.take(5 + length);
-        yield decode(method.output, whole.subarray(5));
+        yield decode(method.output, whole.subarray(5), options.decode);
       }
     }
   } catch (err) {
@@ -173,9 +179,15 @@ async function writeRequests<I extends DescMessage>(
   if (!stream.closed && !stream.destroyed) stream.end();
 }
 
-function decode<O extends DescMessage>(schema: O, bytes: Uint8Array): MessageShape<O> {
+function decode<O extends DescMessage>(
+  schema: O,
+  bytes: Uint8Array,
+  custom: ((bytes: Uint8Array) => unknown) | undefined,
+): MessageShape<O> {
   try {
-    return fromBinary(schema, bytes, { readUnknownFields: false });
+    return custom
+      ? (custom(bytes) as MessageShape<O>)
+      : fromBinary(schema, bytes, { readUnknownFields: false });
   } catch (err) {
     throw new ConnectError(`parse binary: ${String(err)}`, Code.Internal, undefined, undefined, err);
   }

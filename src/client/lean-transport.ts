@@ -1,7 +1,9 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Transport } from "@connectrpc/connect";
+import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
 import { takeEncodedRequests } from "./encoded-requests.js";
+import { decodeFetchResponse } from "./fetch-decoding.js";
 import { grpcStream, type StreamMetadata, type StreamSessions } from "./grpc-stream-client.js";
 import type { GrpcUnaryClient } from "./grpc-unary-client.js";
 import { webHeadersOf } from "../common/http2-headers.js";
@@ -56,12 +58,18 @@ export function leanTransport(
   };
 }
 
+/** Responses the lean stream client decodes by hand: the records a consumer reads. */
+const HAND_DECODED: ReadonlyMap<DescMethod, (bytes: Uint8Array) => unknown> = new Map<
+  DescMethod,
+  (bytes: Uint8Array) => unknown
+>([[BrokerService.method.fetchMessages, decodeFetchResponse]]);
+
 /**
  * A Transport that sends streaming calls with the lean stream client (src/client/grpc-stream-client.ts:
  * requests written as they come, answers decoded straight from the received chunks) over `sessions`,
  * the HTTP/2 connection `fallback` uses too. Unary calls, and streams with a deadline or context values
  * (which only Connect's interceptors read), go through `fallback`. Pre-encoded produce requests
- * (encoded-requests.ts) are sent as they are. Uncompressed only: give it a peer that answers without
+ * (encoded-requests.ts) are sent as they are; fetched records are decoded by fetch-decoding.ts. Uncompressed only: give it a peer that answers without
  * compression (the broker transport unless `brokerCompression` is on).
  */
 export function leanStreamTransport(
@@ -84,6 +92,7 @@ export function leanStreamTransport(
         encoded: queue,
         readMaxBytes,
         metadata,
+        decode: HAND_DECODED.get(method),
       });
       return Promise.resolve({
         stream: true as const,
