@@ -11,6 +11,7 @@ import { renderTable } from "./lib/table.js";
 import { appendBenchmark } from "./append.js";
 import { crcBenchmark } from "./crc.js";
 import { dataplaneBenchmark } from "./dataplane.js";
+import { decodeBenchmark } from "./decode.js";
 import { failoverBenchmark } from "./failover.js";
 import { getBrokersBenchmark } from "./getbrokers.js";
 import { groupsBenchmark } from "./groups.js";
@@ -37,7 +38,13 @@ const BENCHMARKS: Benchmark[] = [
   dataplaneBenchmark,
 ];
 /** Run only when named: not part of the default set. */
-const EXTRA: Benchmark[] = [profileBenchmark, partitionsBenchmark, crcBenchmark, ringBenchmark];
+const EXTRA: Benchmark[] = [
+  profileBenchmark,
+  partitionsBenchmark,
+  crcBenchmark,
+  decodeBenchmark,
+  ringBenchmark,
+];
 
 /** Set in the re-executed run: the repository the frozen copy was taken from. */
 const FROZEN_FROM = "GOULETTE_BENCH_FROZEN_FROM";
