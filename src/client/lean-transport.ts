@@ -59,18 +59,18 @@ export function leanTransport(
 }
 
 /** Responses the lean stream client decodes by hand: the records a consumer reads. */
-const HAND_DECODED: ReadonlyMap<DescMethod, (bytes: Uint8Array) => unknown> = new Map<
-  DescMethod,
-  (bytes: Uint8Array) => unknown
->([[BrokerService.method.fetchMessages, decodeFetchResponse]]);
+const HAND_DECODED = new Map<DescMethod, (bytes: Uint8Array) => unknown>([
+  [BrokerService.method.fetchMessages, decodeFetchResponse],
+]);
 
 /**
  * A Transport that sends streaming calls with the lean stream client (src/client/grpc-stream-client.ts:
  * requests written as they come, answers decoded straight from the received chunks) over `sessions`,
  * the HTTP/2 connection `fallback` uses too. Unary calls, and streams with a deadline or context values
  * (which only Connect's interceptors read), go through `fallback`. Pre-encoded produce requests
- * (encoded-requests.ts) are sent as they are; fetched records are decoded by fetch-decoding.ts. Uncompressed only: give it a peer that answers without
- * compression (the broker transport unless `brokerCompression` is on).
+ * (encoded-requests.ts) are sent as they are; fetched records are decoded by fetch-decoding.ts.
+ * Uncompressed only: give it a peer that answers without compression (the broker transport unless
+ * `brokerCompression` is on).
  */
 export function leanStreamTransport(
   fallback: Transport,
