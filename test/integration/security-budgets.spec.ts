@@ -16,9 +16,11 @@ const MIB = 1024 * 1024;
 const MAX_REQUEST = 16 * MIB;
 /**
  * The ceiling docs/security.md states: peak RSS of a broker (default flags, auth on) under the attack
- * below. Measured at 336 MiB on Node 20 (the in-flight budget is 128 MiB), the slowest Health 377 ms.
+ * below (1.5 GiB sent; the in-flight budget is 128 MiB). Measured at 336–349 MiB on Node 20 when
+ * written, 325–416 MiB over five runs of one build later (when the collector runs decides the peak):
+ * the ceiling sits above that spread, so what it catches is memory that grows with what is sent.
  */
-const RSS_CEILING = 400 * MIB;
+const RSS_CEILING = 480 * MIB;
 const CONNECTIONS = 8;
 const SERVICE = "/goulette.v1.BrokerService";
 
