@@ -273,7 +273,7 @@ function brokersCpu(cluster: TestCluster): { userMs: number; systemMs: number } 
   return { userMs, systemMs };
 }
 
-/** The brokers' counters the produce runs report, summed over every broker. */
+/** What the produce runs report of the brokers: counters summed over every broker, and one gauge. */
 interface BrokerCounters {
   /** fsyncs of partition logs. */
   fsyncs: number;

@@ -1,5 +1,6 @@
+import { fromBinary } from "@bufbuild/protobuf";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
-import type { FetchResponse, Header, Message } from "../gen/goulette/v1/broker_pb.js";
+import { HeaderSchema, type FetchResponse, type Message } from "../gen/goulette/v1/broker_pb.js";
 
 /**
  * FetchResponse decoded field by field with protobuf-es's own BinaryReader, without its reflection
@@ -13,6 +14,8 @@ import type { FetchResponse, Header, Message } from "../gen/goulette/v1/broker_p
  */
 export function decodeFetchResponse(bytes: Uint8Array): FetchResponse {
   const reader = new BinaryReader(bytes);
+  // A literal, not create(FetchResponseSchema): with the reflective object the whole decode ran at a
+  // third of this speed (npm run bench -- decode).
   const out: FetchResponse = {
     $typeName: "goulette.v1.FetchResponse",
     topic: "",
@@ -72,7 +75,8 @@ function readMessage(reader: BinaryReader): Message {
         message.payload = reader.bytes();
         break;
       case 7:
-        message.headers.push(readHeader(reader));
+        // Rare: protobuf-es decodes them (its views onto `bytes` as well).
+        message.headers.push(fromBinary(HeaderSchema, reader.bytes(), { readUnknownFields: false }));
         break;
       case 8:
         message.producerId = reader.string();
@@ -89,20 +93,6 @@ function readMessage(reader: BinaryReader): Message {
   }
   if (reader.pos !== end) throw new Error("premature EOF in goulette.v1.Message");
   return message;
-}
-
-function readHeader(reader: BinaryReader): Header {
-  const length = reader.uint32();
-  const end = reader.pos + length;
-  const header: Header = { $typeName: "goulette.v1.Header", key: "", value: EMPTY };
-  while (reader.pos < end) {
-    const [field, wireType] = reader.tag();
-    if (field === 1) header.key = reader.string();
-    else if (field === 2) header.value = reader.bytes();
-    else reader.skip(wireType, field);
-  }
-  if (reader.pos !== end) throw new Error("premature EOF in goulette.v1.Header");
-  return header;
 }
 
 /** Shared by every absent bytes field: zero-length, so nobody can write into it. */
