@@ -280,12 +280,24 @@ interface BrokerCounters {
   /** Produce latency (request received → answered; every produce here is acks=all): seconds summed over records. */
   latencySeconds: number;
   latencyRecords: number;
+  /** The same seconds split by stage: the leader's append, then the wait for the replicas. */
+  appendSeconds: number;
+  replicateSeconds: number;
   /** The largest over the brokers of how long their oldest write not fsynced yet has waited (s). */
   oldestUnsyncedSeconds: number;
 }
 
 async function brokerCounters(cluster: TestCluster): Promise<BrokerCounters> {
-  const total: BrokerCounters = { fsyncs: 0, latencySeconds: 0, latencyRecords: 0, oldestUnsyncedSeconds: 0 };
+  const total: BrokerCounters = {
+    fsyncs: 0,
+    latencySeconds: 0,
+    latencyRecords: 0,
+    appendSeconds: 0,
+    replicateSeconds: 0,
+    oldestUnsyncedSeconds: 0,
+  };
+  const stage = (url: string, name: string) =>
+    readMetric(url, "goulette_broker_produce_stage_seconds_sum", { stage: name });
   for (const b of cluster.brokers.values()) {
     total.fsyncs += (await readMetric(b.url, "goulette_broker_fsync_duration_seconds_count")) ?? 0;
     total.oldestUnsyncedSeconds = Math.max(
@@ -294,6 +306,8 @@ async function brokerCounters(cluster: TestCluster): Promise<BrokerCounters> {
     );
     total.latencySeconds += (await readMetric(b.url, "goulette_broker_produce_latency_seconds_sum")) ?? 0;
     total.latencyRecords += (await readMetric(b.url, "goulette_broker_produce_latency_seconds_count")) ?? 0;
+    total.appendSeconds += (await stage(b.url, "append")) ?? 0;
+    total.replicateSeconds += (await stage(b.url, "replicate")) ?? 0;
   }
   return total;
 }
@@ -319,6 +333,9 @@ async function measuredRun(
   const countersAfter = await brokerCounters(cluster);
   window.push({ startUs, endUs });
   const seconds = (endUs - startUs) / 1e6;
+  const records = countersAfter.latencyRecords - countersBefore.latencyRecords;
+  const perRecordMs = (key: "latencySeconds" | "appendSeconds" | "replicateSeconds") =>
+    (1000 * (countersAfter[key] - countersBefore[key])) / records;
   // ms of CPU per second of run → % of a core, per broker.
   const percentPerBroker = (ms: number) => ms / seconds / 10 / cluster.brokers.size;
   return {
@@ -329,9 +346,8 @@ async function measuredRun(
       userPercent: percentPerBroker(cpuAfter.userMs - cpuBefore.userMs),
       systemPercent: percentPerBroker(cpuAfter.systemMs - cpuBefore.systemMs),
     },
-    brokerLatencyMs:
-      (1000 * (countersAfter.latencySeconds - countersBefore.latencySeconds)) /
-      (countersAfter.latencyRecords - countersBefore.latencyRecords),
+    brokerLatencyMs: perRecordMs("latencySeconds"),
+    brokerStageMs: { append: perRecordMs("appendSeconds"), replicate: perRecordMs("replicateSeconds") },
     generatorCpuPercent: (generator.user + generator.system) / 1e4 / seconds,
   };
 }
@@ -347,7 +363,13 @@ function describeRun(r: ProduceResult): string {
     (r.brokerCpu
       ? ` [broker CPU ${fmt(r.brokerCpu.userPercent)} % user, ${fmt(r.brokerCpu.systemPercent)} % system]`
       : "") +
-    (r.brokerLatencyMs !== undefined ? ` [at the leader ${fmt(r.brokerLatencyMs)} ms]` : "") +
+    (r.brokerLatencyMs !== undefined
+      ? ` [at the leader ${fmt(r.brokerLatencyMs)} ms` +
+        (r.brokerStageMs
+          ? `: append ${fmt(r.brokerStageMs.append)}, replicas ${fmt(r.brokerStageMs.replicate)}`
+          : "") +
+        "]"
+      : "") +
     (r.generatorCpuPercent !== undefined ? ` [generator CPU ${fmt(r.generatorCpuPercent)} %]` : "")
   );
 }
@@ -388,6 +410,8 @@ interface ProduceResult {
   brokerCpu?: { userPercent: number; systemPercent: number };
   /** Mean time from a request's arrival at the leader to its answer, per record (ms). */
   brokerLatencyMs?: number;
+  /** That time split: until the leader stored the records, then until the replicas had them (ms). */
+  brokerStageMs?: { append: number; replicate: number };
   /** CPU of the load generator's process, % of a core. */
   generatorCpuPercent?: number;
 }

@@ -83,24 +83,38 @@ export async function produce(options: ProduceOptions, req: MessageRequest): Pro
     await p.settled();
     await appendNew(options, p, generation, req, pending, acks, undefined);
   }
+  const appended = performance.now();
   if (req.acks === Acks.ALL) await waitForReplicas(options, p, generation, req, acks);
   // The fence again, at acknowledgement: the sentinels may have moved leadership since admission.
   if (!options.writable()) failAcknowledged(options, p, req, acks);
-  observeLatency(options.metrics, req.acks, acks, received);
+  observeLatency(options.metrics, req.acks, acks, { received, appended });
   return response;
 }
 
-/** One weighted observation for the request: its successful acks all share the same latency. */
-function observeLatency(metrics: BrokerMetrics, mode: Acks, acks: MessageAck[], received: number): void {
+/**
+ * One weighted observation per histogram for the request: its successful acks all share the same
+ * latency, and the same split between the leader's append and the wait for the replicas.
+ */
+function observeLatency(
+  metrics: BrokerMetrics,
+  mode: Acks,
+  acks: MessageAck[],
+  times: { received: number; appended: number },
+): void {
   let ok = 0;
   for (const a of acks) if (a.error === ProduceError.NONE) ok++;
   if (ok === 0) return;
-  const labels = mode === Acks.ALL ? ACKS_ALL : ACKS_LEADER;
-  metrics.produceLatency.observe(labels, (performance.now() - received) / 1000, ok);
+  const now = performance.now();
+  const all = mode === Acks.ALL;
+  metrics.produceLatency.observe(all ? ACKS_ALL : ACKS_LEADER, (now - times.received) / 1000, ok);
+  metrics.produceStage.observe(STAGE_APPEND, (times.appended - times.received) / 1000, ok);
+  if (all) metrics.produceStage.observe(STAGE_REPLICATE, (now - times.appended) / 1000, ok);
 }
 
 const ACKS_ALL = { acks: "all" } as const;
 const ACKS_LEADER = { acks: "leader" } as const;
+const STAGE_APPEND = { stage: "append" } as const;
+const STAGE_REPLICATE = { stage: "replicate" } as const;
 
 /**
  * Appends the records at `slots` that are not duplicates. In-flight duplicates go to `pending` (or,

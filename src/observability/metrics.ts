@@ -222,6 +222,11 @@ export interface BrokerMetrics {
   scrubBytes: Counter;
   /** Per message, from the request reaching the broker to its acknowledgement (successful acks only). */
   produceLatency: WeightedHistogram<"acks">;
+  /**
+   * The same messages' time split by where it went: `append` (until the leader stored them) and, with
+   * acks=all, `replicate` (then until the high watermark covered them).
+   */
+  produceStage: WeightedHistogram<"stage">;
   /** Per batch of a FetchMessages or PullMessage stream, the long-poll wait left out. */
   fetchLatency: Histogram<"stream">;
   fsyncDuration: Histogram;
@@ -346,6 +351,16 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
         "Per message: from its produce request reaching the broker to its acknowledgement (acks=all: " +
         "replicated to the in-sync replicas), by acks mode; acknowledgements with an error are left out",
       labelNames: ["acks"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    produceStage: new WeightedHistogram({
+      name: "goulette_broker_produce_stage_seconds",
+      help:
+        "Per acknowledged message, its produce latency split by stage: append (from its request reaching " +
+        "the broker until the leader stored it, fsync included with --fsync always) and replicate (acks=all " +
+        "only: then until every in-sync replica had it)",
+      labelNames: ["stage"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),

@@ -231,6 +231,7 @@ describe("charts/goulette/dashboards/goulette.json", () => {
         "goulette_broker_fsync_duration_seconds_bucket",
         "goulette_broker_oldest_unsynced_write_seconds",
         "goulette_broker_produce_latency_seconds_bucket",
+        "goulette_broker_produce_stage_seconds_bucket",
         "goulette_broker_fetch_latency_seconds_bucket",
         "goulette_broker_partitions_led",
         "goulette_broker_partitions_followed",
@@ -285,6 +286,14 @@ describe("charts/goulette/dashboards/goulette.json", () => {
     }
     // Produce latency per acks mode and fetch latency per stream kind, each at p50 and p99.
     const brokers = queries.filter((q) => q.row === "Brokers").map((q) => q.expr);
+    assert.ok(
+      brokers.some(
+        (e) =>
+          e.startsWith("histogram_quantile(0.99, sum by (stage, le) (") &&
+          e.includes("goulette_broker_produce_stage_seconds_bucket{"),
+      ),
+      "no p99 of the produce latency by stage",
+    );
     for (const [metric, by] of [
       ["goulette_broker_produce_latency_seconds_bucket", "acks"],
       ["goulette_broker_fetch_latency_seconds_bucket", "stream"],

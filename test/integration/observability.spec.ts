@@ -335,6 +335,20 @@ describe("observability: a real Prometheus scrapes a Goulette cluster", { timeou
         const mean = delta(produceSum, `acks="${acks}"`) / (acks === "leader" ? 30 : 20);
         assert.ok(mean > 0 && mean < 5, `acks=${acks}: mean produce latency ${mean} s`);
       }
+      // The split by stage: every acknowledged message appended, only acks=all ones waited for replicas,
+      // and the stages add up to the whole (the leader's fence check after the wait is all that is left).
+      const stageCount = "goulette_broker_produce_stage_seconds_count";
+      const stageSum = "goulette_broker_produce_stage_seconds_sum";
+      assert.equal(delta(stageCount, 'stage="append"'), 50, "every acknowledged message was appended");
+      assert.equal(delta(stageCount, 'stage="replicate"'), 20, "acks=all messages waited for replicas");
+      const stages = delta(stageSum, 'stage="append"') + delta(stageSum, 'stage="replicate"');
+      const whole = delta(produceSum, 'acks="leader"') + delta(produceSum, 'acks="all"');
+      assert.ok(stages > 0 && stages <= whole + 1e-9, `stages ${stages} s, produce latency ${whole} s`);
+      assert.ok(
+        whole - stages < 0.05,
+        `stages ${stages} s leave ${whole - stages} s of ${whole} s unaccounted`,
+      );
+      assert.ok(delta(stageSum, 'stage="replicate"') > 0, "acks=all waited for the followers");
       assert.equal(
         delta("goulette_broker_fetch_latency_seconds_count", 'stream="fetch"'),
         5,
@@ -363,6 +377,7 @@ describe("observability: a real Prometheus scrapes a Goulette cluster", { timeou
       for (const [metric, label] of [
         ["goulette_broker_produce_latency_seconds_bucket", 'acks="all"'],
         ["goulette_broker_produce_latency_seconds_bucket", 'acks="leader"'],
+        ["goulette_broker_produce_stage_seconds_bucket", 'stage="replicate"'],
         ["goulette_broker_fetch_latency_seconds_bucket", 'stream="fetch"'],
       ]) {
         for (const q of ["0.5", "0.99"]) {
