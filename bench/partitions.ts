@@ -15,7 +15,7 @@ import {
 } from "../src/gen/goulette/v1/broker_pb.js";
 import { Pushable } from "../test/helpers/broker-process.js";
 import { startCluster, type TestCluster } from "../test/helpers/cluster.js";
-import { readMetric } from "../test/helpers/sentinel-process.js";
+import { metricSum, readMetric } from "../test/helpers/sentinel-process.js";
 import { Partition } from "../src/broker/partition.js";
 import { Producer } from "../src/client/node.js";
 import { backoffDelay } from "../src/common/backoff.js";
@@ -283,6 +283,8 @@ interface BrokerCounters {
   /** The same seconds split by stage: the leader's append, then the wait for the replicas. */
   appendSeconds: number;
   replicateSeconds: number;
+  /** The replicate stage's cumulative histogram buckets, summed over the brokers: upper bound → count. */
+  replicateBuckets: Map<number, number>;
   /** The largest over the brokers of how long their oldest write not fsynced yet has waited (s). */
   oldestUnsyncedSeconds: number;
 }
@@ -294,22 +296,69 @@ async function brokerCounters(cluster: TestCluster): Promise<BrokerCounters> {
     latencyRecords: 0,
     appendSeconds: 0,
     replicateSeconds: 0,
+    replicateBuckets: new Map(),
     oldestUnsyncedSeconds: 0,
   };
-  const stage = (url: string, name: string) =>
-    readMetric(url, "goulette_broker_produce_stage_seconds_sum", { stage: name });
   for (const b of cluster.brokers.values()) {
-    total.fsyncs += (await readMetric(b.url, "goulette_broker_fsync_duration_seconds_count")) ?? 0;
+    // One scrape per broker (a scrape over thousands of partitions is not free).
+    const text = await (await fetch(`${b.url}/metrics`)).text();
+    const value = (name: string, labels: Record<string, string> = {}) => metricSum(text, name, labels) ?? 0;
+    total.fsyncs += value("goulette_broker_fsync_duration_seconds_count");
     total.oldestUnsyncedSeconds = Math.max(
       total.oldestUnsyncedSeconds,
-      (await readMetric(b.url, "goulette_broker_oldest_unsynced_write_seconds")) ?? 0,
+      value("goulette_broker_oldest_unsynced_write_seconds"),
     );
-    total.latencySeconds += (await readMetric(b.url, "goulette_broker_produce_latency_seconds_sum")) ?? 0;
-    total.latencyRecords += (await readMetric(b.url, "goulette_broker_produce_latency_seconds_count")) ?? 0;
-    total.appendSeconds += (await stage(b.url, "append")) ?? 0;
-    total.replicateSeconds += (await stage(b.url, "replicate")) ?? 0;
+    total.latencySeconds += value("goulette_broker_produce_latency_seconds_sum");
+    total.latencyRecords += value("goulette_broker_produce_latency_seconds_count");
+    total.appendSeconds += value("goulette_broker_produce_stage_seconds_sum", { stage: "append" });
+    total.replicateSeconds += value("goulette_broker_produce_stage_seconds_sum", { stage: "replicate" });
+    for (const [, le, count] of text.matchAll(REPLICATE_BUCKET)) {
+      const bound = le === "+Inf" ? Infinity : Number(le);
+      total.replicateBuckets.set(bound, (total.replicateBuckets.get(bound) ?? 0) + Number(count));
+    }
   }
   return total;
+}
+
+const REPLICATE_BUCKET =
+  /^goulette_broker_produce_stage_seconds_bucket\{[^}]*stage="replicate"[^}]*le="([^"]+)"[^}]*\} (\S+)$/gm;
+
+/**
+ * The q-quantile (seconds) of the observations between two readings of cumulative buckets, found as
+ * Prometheus' histogram_quantile does: linear within the bucket it falls in.
+ */
+function bucketQuantile(
+  before: ReadonlyMap<number, number>,
+  after: ReadonlyMap<number, number>,
+  q: number,
+): number | undefined {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const counts = bounds.map((bound) => (after.get(bound) ?? 0) - (before.get(bound) ?? 0));
+  const total = counts[counts.length - 1] ?? 0;
+  if (total <= 0) return undefined;
+  const rank = q * total;
+  for (let i = 0; i < bounds.length; i++) {
+    const count = counts[i] as number;
+    if (count < rank) continue;
+    const upper = bounds[i] as number;
+    const lower = i === 0 ? 0 : (bounds[i - 1] as number);
+    if (!Number.isFinite(upper)) return lower; // past the largest bound: the bound is all we know
+    const below = i === 0 ? 0 : (counts[i - 1] as number);
+    return lower + ((upper - lower) * (rank - below)) / Math.max(count - below, 1e-9);
+  }
+  return undefined;
+}
+
+function quantiles(
+  before: ReadonlyMap<number, number>,
+  after: ReadonlyMap<number, number>,
+): { replicateP50Ms?: number; replicateP99Ms?: number } {
+  const p50 = bucketQuantile(before, after, 0.5);
+  const p99 = bucketQuantile(before, after, 0.99);
+  return {
+    ...(p50 !== undefined ? { replicateP50Ms: p50 * 1000 } : {}),
+    ...(p99 !== undefined ? { replicateP99Ms: p99 * 1000 } : {}),
+  };
 }
 
 /**
@@ -348,6 +397,7 @@ async function measuredRun(
     },
     brokerLatencyMs: perRecordMs("latencySeconds"),
     brokerStageMs: { append: perRecordMs("appendSeconds"), replicate: perRecordMs("replicateSeconds") },
+    ...quantiles(countersBefore.replicateBuckets, countersAfter.replicateBuckets),
     generatorCpuPercent: (generator.user + generator.system) / 1e4 / seconds,
   };
 }
@@ -356,6 +406,9 @@ async function measuredRun(
 function describeRun(r: ProduceResult): string {
   return (
     (r.recordsPerRequest !== undefined ? ` (${fmt(r.recordsPerRequest)} records/request)` : "") +
+    (r.producerInFlight !== undefined && r.producerQueued !== undefined
+      ? ` [producer: ${fmt(r.producerInFlight)} in flight, ${fmt(r.producerQueued)} queued]`
+      : "") +
     (r.fsyncsPerSecond !== undefined ? ` [${fmt(r.fsyncsPerSecond)} fsyncs/s]` : "") +
     (r.oldestUnsyncedSeconds !== undefined
       ? ` [oldest unsynced write ${fmt(r.oldestUnsyncedSeconds)} s at the end]`
@@ -367,6 +420,9 @@ function describeRun(r: ProduceResult): string {
       ? ` [at the leader ${fmt(r.brokerLatencyMs)} ms` +
         (r.brokerStageMs
           ? `: append ${fmt(r.brokerStageMs.append)}, replicas ${fmt(r.brokerStageMs.replicate)}`
+          : "") +
+        (r.replicateP50Ms !== undefined && r.replicateP99Ms !== undefined
+          ? `; replicas p50 ${fmt(r.replicateP50Ms)}, p99 ${fmt(r.replicateP99Ms)}`
           : "") +
         "]"
       : "") +
@@ -402,6 +458,9 @@ interface ProduceResult {
   firstError?: string;
   /** Records per request the producer sent (sdk). */
   recordsPerRequest?: number;
+  /** Records on the wire awaiting their acks, and records queued in the producer, on average (sdk). */
+  producerInFlight?: number;
+  producerQueued?: number;
   /** fsyncs of partition logs per second, the three brokers together. */
   fsyncsPerSecond?: number;
   /** At the end of the run, the longest any broker's oldest write not fsynced yet had waited (s). */
@@ -412,6 +471,9 @@ interface ProduceResult {
   brokerLatencyMs?: number;
   /** That time split: until the leader stored the records, then until the replicas had them (ms). */
   brokerStageMs?: { append: number; replicate: number };
+  /** The wait for the replicas per record, median and 99th percentile (ms, from histogram buckets). */
+  replicateP50Ms?: number;
+  replicateP99Ms?: number;
   /** CPU of the load generator's process, % of a core. */
   generatorCpuPercent?: number;
 }
@@ -537,6 +599,14 @@ async function produceSpreadSdk(
     const requestsBefore = producer.stats().requests;
     const t0 = performance.now();
     const deadline = t0 + seconds * 1000;
+    // Records in flight and waiting in the producer, sampled: which of its bounds holds the rate.
+    const occupancy = { inFlight: 0, queued: 0, samples: 0 };
+    const sampler = setInterval(() => {
+      const stats = producer.stats();
+      occupancy.inFlight += stats.inFlight;
+      occupancy.queued += stats.pending - stats.inFlight;
+      occupancy.samples++;
+    }, 50);
     let next = 0;
     while (performance.now() < deadline) {
       await producer.waitForRoom();
@@ -553,6 +623,7 @@ async function produceSpreadSdk(
           );
       }
     }
+    clearInterval(sampler);
     await producer.flush();
     const elapsed = (performance.now() - t0) / 1000;
     const requests = producer.stats().requests - requestsBefore;
@@ -561,6 +632,12 @@ async function produceSpreadSdk(
       recordsPerSecond: acked / elapsed,
       errors,
       recordsPerRequest: requests > 0 ? (acked + errors) / requests : 0,
+      ...(occupancy.samples > 0
+        ? {
+            producerInFlight: occupancy.inFlight / occupancy.samples,
+            producerQueued: occupancy.queued / occupancy.samples,
+          }
+        : {}),
       ...(firstError !== undefined ? { firstError } : {}),
     };
   } finally {

@@ -88,7 +88,15 @@ export async function readMetric(
   name: string,
   labels: Record<string, string | RegExp> = {},
 ): Promise<number | undefined> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  return metricSum(await (await fetch(`${url}/metrics`)).text(), name, labels);
+}
+
+/** readMetric over a scrape already taken (`text`, the exposition format). */
+export function metricSum(
+  text: string,
+  name: string,
+  labels: Record<string, string | RegExp> = {},
+): number | undefined {
   const matches = (line: string) =>
     Object.entries(labels).every(([label, want]) => {
       const value = new RegExp(`[{,]${label}="([^"]*)"`).exec(line)?.[1];
