@@ -7,7 +7,7 @@ import { validateTopicName } from "../fsm/validation.js";
 import { PartitionRole, type ReplicaRef, type SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import { Partition, type FetcherHandle, type PartitionOptions, type RoleAssignment } from "./partition.js";
-import { APPLY_CONCURRENCY, forEachYielding } from "./set-topic-roles.js";
+import { forEachYielding } from "../common/yielding.js";
 
 export interface PartitionManagerOptions {
   /** Root of the partition directories: `<dataDir>/<topic>/<partition>/`. */
@@ -31,6 +31,9 @@ export interface PartitionManagerOptions {
 }
 
 export const DEFAULT_MAX_PARTITIONS = 50_000;
+
+/** Partitions opened at once while applying roles in bulk (opening a new one touches the disk). */
+export const APPLY_CONCURRENCY = 16;
 
 /**
  * The partitions this broker holds: opens their logs on first use, applies roles from the sentinel

@@ -1,5 +1,5 @@
-import { setImmediate as nextTurn } from "node:timers/promises";
 import { InvalidArgumentError } from "../errors.js";
+import { forEachYielding } from "../common/yielding.js";
 import type {
   BatchesRequest,
   BatchesResponse,
@@ -37,32 +37,24 @@ export function validateBatchesRequest(req: BatchesRequest): void {
 }
 
 /**
- * Batches of one request started per turn of the event loop. A producer spreading records over
- * thousands of partitions sends requests of a thousand batches; started at once, their appends (each
- * a write on the event loop) and what they resolve ran as one stretch of tens of milliseconds, during
- * which this broker read no replication acknowledgement and sent no answer, so the other brokers
- * waited on it and the three took turns instead of working together (docs/benchmarks.md, "Produce
- * spread: a request's batches started in turns").
- */
-export const BATCHES_PER_TURN = 64;
-
-/**
  * Handles every batch of the request as the SendMessage request for its partition (the partitions are
- * independent: each has its own log, producer table and high watermark), started BATCHES_PER_TURN at a
- * time with a turn of the event loop between, and answers once every batch is answered, in request order.
+ * independent: each has its own log, producer table and high watermark), and answers once every batch
+ * is answered, in request order. The batches are started one after another, yielding to the event loop
+ * whenever a slice of work is used: a producer spreading records over thousands of partitions sends
+ * requests of a thousand batches, and started in one go their appends (each a write on the event loop)
+ * held the loop for hundreds of milliseconds, during which this broker read no replication
+ * acknowledgement and sent no answer (docs/benchmarks.md, "Produce spread: a request's batches started
+ * in turns").
  */
 export async function produceBatches(options: ProduceOptions, req: BatchesRequest): Promise<BatchesResponse> {
-  const answers: Promise<MessageResponse>[] = [];
-  for (let i = 0; i < req.batches.length; i++) {
-    if (i > 0 && i % BATCHES_PER_TURN === 0) await nextTurn();
-    const answer = produce(
-      options,
-      asMessageRequest(req, req.batches[i] as BatchesRequest["batches"][number]),
-    );
+  const answers = new Array<Promise<MessageResponse>>(req.batches.length);
+  await forEachYielding(req.batches, 1, (batch, i) => {
+    const answer = produce(options, asMessageRequest(req, batch));
     // Awaited below with the rest; until then a failure must not count as unhandled.
     answer.catch(() => undefined);
-    answers.push(answer);
-  }
+    answers[i] = answer;
+    return Promise.resolve();
+  });
   const responses = await Promise.all(answers);
   return { $typeName: "goulette.v1.BatchesResponse", requestId: req.requestId, responses };
 }

@@ -1,4 +1,3 @@
-import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import {
@@ -11,40 +10,11 @@ import {
   type SetTopicRolesResponse,
 } from "../gen/goulette/v1/broker_pb.js";
 import { InvalidArgumentError, toConnectError } from "../errors.js";
-import type { PartitionManager } from "./partition-manager.js";
+import { forEachYielding } from "../common/yielding.js";
+import { APPLY_CONCURRENCY, type PartitionManager } from "./partition-manager.js";
 
 /** Roles one SetTopicRoles call may carry (the sentinel sends at most 1,000). */
 export const MAX_ROLES_PER_CALL = 10_000;
-/** Partitions opened at once while applying one call (opening a new one touches the disk). */
-export const APPLY_CONCURRENCY = 16;
-/** Work of one turn of the event loop at most (ms) before a bulk apply yields to timers and I/O. */
-const SLICE_MS = 10;
-
-/**
- * Runs `fn` over `items`, at most `concurrency` at once, yielding to the event loop whenever a slice of
- * SLICE_MS has been used. Applying a role to an open partition resolves in microtasks only, so without
- * the yield thousands of them would run in one turn and hold back the broker's own KeepAlive, its
- * replication and its clients (docs/architecture.md, "Overload").
- */
-export async function forEachYielding<T>(
-  items: readonly T[],
-  concurrency: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let sliceStart = Date.now();
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-      if (Date.now() - sliceStart >= SLICE_MS) {
-        await yieldToEventLoop();
-        sliceStart = Date.now();
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-}
 
 /**
  * SetTopicRoles: every role is applied as SetTopicRole would apply it and answered on its own, so one
