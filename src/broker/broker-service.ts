@@ -1,5 +1,10 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import type { BrokerService } from "../gen/goulette/v1/broker_pb.js";
+import type {
+  BatchesRequest,
+  BatchesResponse,
+  BrokerService,
+  MessageRequest,
+} from "../gen/goulette/v1/broker_pb.js";
 import type { BrokerMetrics } from "../observability/metrics.js";
 import { AsyncQueue } from "../common/async-queue.js";
 import { OverloadedError } from "../errors.js";
@@ -8,7 +13,7 @@ import { encodedResponsesOf } from "../server/encoded-responses.js";
 import { commitOffset, deleteCommittedOffset, getCommittedOffset } from "./offsets.js";
 import type { PartitionManager } from "./partition-manager.js";
 import { produce, validateMessageRequest, type ProduceOptions } from "./produce.js";
-import { produceBatches, validateBatchesRequest } from "./produce-batches.js";
+import { produceBatches, produceBatchesPerBatch, validateBatchesRequest } from "./produce-batches.js";
 import { fetchBatches } from "./fetch.js";
 import { partitionProgress } from "./partition-progress.js";
 import { pull } from "./pull.js";
@@ -71,7 +76,11 @@ export function createBrokerService(
 
   return {
     sendMessage(requests, ctx) {
-      const handle = { validate: validateMessageRequest, answer: produce, name: "SendMessage" };
+      const handle = {
+        validate: validateMessageRequest,
+        answer: (o: ProduceOptions, req: MessageRequest) => produce(o, req),
+        name: "SendMessage",
+      };
       return answerConcurrently(produceOptions, handle, requests, ctx.signal, stallOf(ctx));
     },
 
@@ -81,7 +90,12 @@ export function createBrokerService(
     },
 
     sendBatches(requests, ctx) {
-      const handle = { validate: validateBatchesRequest, answer: produceBatches, name: "SendBatches" };
+      const handle = {
+        validate: validateBatchesRequest,
+        answer: (o: ProduceOptions, req: BatchesRequest, emit: (res: BatchesResponse) => void) =>
+          req.answerPerBatch ? produceBatchesPerBatch(o, req, emit) : produceBatches(o, req),
+        name: "SendBatches",
+      };
       return answerConcurrently(produceOptions, handle, requests, ctx.signal, stallOf(ctx));
     },
 
@@ -205,7 +219,8 @@ async function* countStream<T>(metrics: BrokerMetrics, stream: AsyncIterable<T>)
 
 /**
  * Reads requests and answers them concurrently (acks=all waits must not hold up the next request),
- * each with one response, in completion order. A malformed request fails the whole stream.
+ * in completion order: each with one response, or with responses `emit`ted before its last one (a
+ * SendBatches request answered per batch). A malformed request fails the whole stream.
  *
  * Bounded: a request holds its slot until its response is taken by the writer, which takes the next
  * one only once the client has read enough (HTTP/2 flow control). A client that does not read its
@@ -217,14 +232,16 @@ async function* answerConcurrently<Req, Res>(
   options: ProduceOptions,
   handle: {
     validate: (req: Req) => void;
-    answer: (options: ProduceOptions, req: Req) => Promise<Res>;
+    /** The request's last response; `emit` sends earlier ones. */
+    answer: (options: ProduceOptions, req: Req, emit: (res: Res) => void) => Promise<Res>;
     name: string;
   },
   requests: AsyncIterable<Req>,
   signal: AbortSignal,
   stall: { timeoutMs: number; reset: () => void },
 ): AsyncGenerator<Res> {
-  const out = new AsyncQueue<Res>();
+  /** Responses to write; a request's slot is freed when its last one is taken. */
+  const out = new AsyncQueue<{ res: Res; last: boolean }>();
   let inflight = 0;
   let inputDone = false;
   let slotFreed: (() => void) | undefined;
@@ -265,8 +282,9 @@ async function* answerConcurrently<Req, Res>(
         while (inflight >= MAX_INFLIGHT_REQUESTS && !signal.aborted && !out.failed) await paused();
         if (out.failed) return;
         inflight++;
-        handle.answer(options, req).then(
-          (res) => out.push(res),
+        const emit = (res: Res) => out.push({ res, last: false });
+        handle.answer(options, req, emit).then(
+          (res) => out.push({ res, last: true }),
           (err: unknown) => {
             out.fail(err);
             settle();
@@ -279,9 +297,9 @@ async function* answerConcurrently<Req, Res>(
       out.fail(err);
     }
   })();
-  for await (const res of out) {
+  for await (const { res, last } of out) {
     // Taken by the writer: the slot is free for the next request.
-    settle();
+    if (last) settle();
     yield res;
   }
 }

@@ -39,24 +39,74 @@ export function validateBatchesRequest(req: BatchesRequest): void {
 /**
  * Handles every batch of the request as the SendMessage request for its partition (the partitions are
  * independent: each has its own log, producer table and high watermark), and answers once every batch
- * is answered, in request order. The batches are started one after another, yielding to the event loop
- * whenever a slice of work is used: a producer spreading records over thousands of partitions sends
- * requests of a thousand batches, and started in one go their appends (each a write on the event loop)
- * held the loop for hundreds of milliseconds, during which this broker read no replication
- * acknowledgement and sent no answer (docs/benchmarks.md, "Produce spread: a request's batches started
- * in turns").
+ * is answered, in request order.
  */
 export async function produceBatches(options: ProduceOptions, req: BatchesRequest): Promise<BatchesResponse> {
+  const responses = await Promise.all(await startBatches(options, req));
+  return { $typeName: "goulette.v1.BatchesResponse", requestId: req.requestId, responses, more: false };
+}
+
+/**
+ * produceBatches for a request that asked for answer_per_batch: the batches finished in one turn of the
+ * event loop are answered together by `emit` (a BatchesResponse with `more` set) as soon as the turn
+ * ends, and the returned response, the request's last, carries those finished since.
+ */
+export async function produceBatchesPerBatch(
+  options: ProduceOptions,
+  req: BatchesRequest,
+  emit: (res: BatchesResponse) => void,
+): Promise<BatchesResponse> {
+  let finished: MessageResponse[] = [];
+  let flushQueued = false;
+  const flush = () => {
+    flushQueued = false;
+    if (finished.length === 0) return; // taken by the last response meanwhile
+    emit({
+      $typeName: "goulette.v1.BatchesResponse",
+      requestId: req.requestId,
+      responses: finished,
+      more: true,
+    });
+    finished = [];
+  };
+  const answers = await startBatches(options, req, (res) => {
+    finished.push(res);
+    if (!flushQueued) {
+      flushQueued = true;
+      setImmediate(flush);
+    }
+  });
+  await Promise.all(answers);
+  const last = finished;
+  finished = [];
+  return { $typeName: "goulette.v1.BatchesResponse", requestId: req.requestId, responses: last, more: false };
+}
+
+/**
+ * Starts every batch of the request one after another, yielding to the event loop whenever a slice of
+ * work is used: a producer spreading records over thousands of partitions sends requests of a thousand
+ * batches, and started in one go their appends (each a write on the event loop) held the loop for
+ * hundreds of milliseconds, during which this broker read no replication acknowledgement and sent no
+ * answer (docs/benchmarks.md, "Produce spread: a request's batches started in turns and answered one
+ * by one"). Each batch is timed from the request's arrival. `onFinished` hears each batch's response as
+ * it comes.
+ */
+async function startBatches(
+  options: ProduceOptions,
+  req: BatchesRequest,
+  onFinished?: (res: MessageResponse) => void,
+): Promise<Promise<MessageResponse>[]> {
+  const received = performance.now();
   const answers = new Array<Promise<MessageResponse>>(req.batches.length);
   await forEachYielding(req.batches, 1, (batch, i) => {
-    const answer = produce(options, asMessageRequest(req, batch));
-    // Awaited below with the rest; until then a failure must not count as unhandled.
+    const answer = produce(options, asMessageRequest(req, batch), received);
+    if (onFinished !== undefined) void answer.then(onFinished, () => undefined);
+    // Awaited by the caller with the rest; until then a failure must not count as unhandled.
     answer.catch(() => undefined);
     answers[i] = answer;
     return Promise.resolve();
   });
-  const responses = await Promise.all(answers);
-  return { $typeName: "goulette.v1.BatchesResponse", requestId: req.requestId, responses };
+  return answers;
 }
 
 /** The SendMessage request a batch stands for. */

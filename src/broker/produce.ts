@@ -53,8 +53,12 @@ export function validateMessageRequest(req: MessageRequest): void {
  * (acks=leader) or on every in-sync replica (acks=all, refused while fewer than --min-insync-replicas
  * are in sync). Per-record problems become error acks.
  */
-export async function produce(options: ProduceOptions, req: MessageRequest): Promise<MessageResponse> {
-  const received = performance.now();
+export async function produce(
+  options: ProduceOptions,
+  req: MessageRequest,
+  /** When the request reached the broker (performance.now(); a batch of a SendBatches request may start later). */
+  received = performance.now(),
+): Promise<MessageResponse> {
   const acks = new Array<MessageAck>(req.records.length);
   const response = create(MessageResponseSchema, { topic: req.topic, partition: req.partition });
   response.acks = acks;

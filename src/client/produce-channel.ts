@@ -22,15 +22,19 @@ import type { ClientTransport } from "./transport.js";
  * batch as its own SendMessage (Produce) request, from then on.
  */
 export interface ProduceChannel {
-  /** Rejects when the connection fails or no response comes within the request timeout. */
-  send(request: BatchesRequest): Promise<BatchesResponse>;
+  /**
+   * Resolves with the request's last response. A request that asked for answer_per_batch may first get
+   * responses with `more` set: `partial` hears them. Rejects when the connection fails or no response
+   * comes within the request timeout (counted again from each response).
+   */
+  send(request: BatchesRequest, partial?: (res: BatchesResponse) => void): Promise<BatchesResponse>;
   /** Fails what is in flight and releases the connection. */
   close(): void;
 }
 
 /** A channel of one request type: batches, or one partition's records (older brokers). */
 interface Channel<Req, Res> {
-  send(request: Req): Promise<Res>;
+  send(request: Req, partial?: (res: Res) => void): Promise<Res>;
   close(): void;
 }
 
@@ -60,10 +64,10 @@ class BatchesChannel implements ProduceChannel {
         : new UnaryChannel(options, PRODUCE_BATCHES);
   }
 
-  async send(request: BatchesRequest): Promise<BatchesResponse> {
+  async send(request: BatchesRequest, partial?: (res: BatchesResponse) => void): Promise<BatchesResponse> {
     if (this.#messages === undefined) {
       try {
-        return await this.#batches.send(request);
+        return await this.#batches.send(request, partial);
       } catch (err) {
         // Unknown to the broker (or to a gateway in front of it): nothing of the request was stored.
         if (!(err instanceof ConnectError && err.code === Code.Unimplemented && err.cause === undefined)) {
@@ -86,7 +90,7 @@ class BatchesChannel implements ProduceChannel {
         }),
       ),
     );
-    return { $typeName: "goulette.v1.BatchesResponse", requestId: request.requestId, responses };
+    return { $typeName: "goulette.v1.BatchesResponse", requestId: request.requestId, responses, more: false };
   }
 
   close(): void {
@@ -178,6 +182,8 @@ interface StreamKind<Req, Res> {
   ): AsyncIterable<Res>;
   requestKey(request: Req): string;
   responseKey(response: Res): string;
+  /** The response is the request's last (SendBatches answered per batch sends several). */
+  isLast(response: Res): boolean;
   /** The request as one stream envelope, its payloads copied once (produce-encoding.ts). */
   encode(request: Req): Uint8Array;
   /** What Connect is given in place of a pre-encoded request: a message that encodes to nothing. */
@@ -192,6 +198,7 @@ const MESSAGES_STREAM: StreamKind<MessageRequest, MessageResponse> = {
   open: (client, requests, options) => client.sendMessage(requests, options),
   requestKey: (r) => keyOf(r.topic, r.partition, r.records[0]?.messageId ?? 0n),
   responseKey: (r) => keyOf(r.topic, r.partition, r.acks[0]?.messageId ?? 0n),
+  isLast: () => true,
   encode: encodeMessageEnvelope,
   placeholder: create(MessageRequestSchema),
 };
@@ -201,14 +208,18 @@ const BATCHES_STREAM: StreamKind<BatchesRequest, BatchesResponse> = {
   open: (client, requests, options) => client.sendBatches(requests, options),
   requestKey: (r) => String(r.requestId),
   responseKey: (r) => String(r.requestId),
+  isLast: (r) => !r.more,
   encode: encodeBatchesEnvelope,
   placeholder: create(BatchesRequestSchema),
 };
 
 interface Waiter<Res> {
+  partial: ((res: Res) => void) | undefined;
   resolve: (res: Res) => void;
   reject: (err: unknown) => void;
   timer: ReturnType<typeof setTimeout>;
+  /** What the timer does when it fires (armed again by each partial answer). */
+  timedOut: () => void;
 }
 
 interface OpenStream<Req, Res> {
@@ -221,8 +232,9 @@ interface OpenStream<Req, Res> {
 
 /**
  * Every request to one broker on one stream (HTTP/2). The broker answers each request with one
- * response, in completion order, matched to its request by `kind`. A failed or ended stream fails
- * every request on it; the next send opens a new stream.
+ * response (or, answering per batch, several, the last without `more`), in completion order, matched
+ * to its request by `kind`. A failed or ended stream fails every request on it; the next send opens a
+ * new stream.
  */
 class StreamChannel<Req, Res> implements Channel<Req, Res> {
   #stream: OpenStream<Req, Res> | undefined;
@@ -233,7 +245,7 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
     private readonly kind: StreamKind<Req, Res>,
   ) {}
 
-  send(request: Req): Promise<Res> {
+  send(request: Req, partial?: (res: Res) => void): Promise<Res> {
     if (this.#closed) return Promise.reject(new ConnectError("the produce channel is closed", Code.Canceled));
     const stream = this.#stream ?? this.#open();
     const key = this.kind.requestKey(request);
@@ -241,8 +253,8 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
     const queue = stream.encoded?.queue;
     const envelope = queue === undefined ? undefined : this.kind.encode(request);
     return new Promise<Res>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        // No answer in time: the broker or the path to it is stuck; fail the whole stream.
+      // No answer in time: the broker or the path to it is stuck; fail the whole stream.
+      const timedOut = () =>
         this.#fail(
           stream,
           new ConnectError(
@@ -250,8 +262,8 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
             Code.DeadlineExceeded,
           ),
         );
-      }, this.options.requestTimeoutMs);
-      stream.waiters.set(key, { resolve, reject, timer });
+      const timer = setTimeout(timedOut, this.options.requestTimeoutMs);
+      stream.waiters.set(key, { partial, resolve, reject, timer, timedOut });
       if (queue === undefined || envelope === undefined) {
         stream.requests.push(request);
       } else {
@@ -286,6 +298,13 @@ class StreamChannel<Req, Res> implements Channel<Req, Res> {
           const key = this.kind.responseKey(res);
           const waiter = stream.waiters.get(key);
           if (!waiter) continue;
+          if (!this.kind.isLast(res)) {
+            // The request progresses: its timeout counts from this answer.
+            clearTimeout(waiter.timer);
+            waiter.timer = setTimeout(waiter.timedOut, this.options.requestTimeoutMs);
+            waiter.partial?.(res);
+            continue;
+          }
           stream.waiters.delete(key);
           clearTimeout(waiter.timer);
           waiter.resolve(res);

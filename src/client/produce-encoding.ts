@@ -24,7 +24,7 @@ import type {
  * those protobuf-es writes for the same message: fields in number order, defaults left out
  * (test/unit/produce-encoding.spec.ts compares the two).
  *
- *   BatchesRequest: request_id = 1, producer_id = 2, acks = 3, batches = 4
+ *   BatchesRequest: request_id = 1, producer_id = 2, acks = 3, batches = 4, answer_per_batch = 5
  *   PartitionBatch: topic = 1, partition = 2, records = 3, previous_message_id = 4
  *   MessageRequest: topic = 1, partition = 2, producer_id = 3, acks = 4, records = 5,
  *                   previous_message_id = 6
@@ -37,6 +37,7 @@ const BATCHES_REQUEST_ID = 0x08;
 const BATCHES_PRODUCER_ID = 0x12;
 const BATCHES_ACKS = 0x18;
 const BATCHES_BATCH = 0x22;
+const BATCHES_ANSWER_PER_BATCH = 0x28;
 const BATCH_TOPIC = 0x0a;
 const BATCH_PARTITION = 0x10;
 const BATCH_RECORD = 0x1a;
@@ -154,7 +155,8 @@ export function encodeBatchesEnvelope(request: BatchesRequest): Buffer {
   let size =
     bigFieldSize(request.requestId) +
     stringFieldSize(request.producerId) +
-    (request.acks === 0 ? 0 : 1 + varintSize(request.acks));
+    (request.acks === 0 ? 0 : 1 + varintSize(request.acks)) +
+    (request.answerPerBatch ? 2 : 0);
   for (const b of request.batches) {
     const batchSize =
       stringFieldSize(b.topic) +
@@ -179,6 +181,7 @@ export function encodeBatchesEnvelope(request: BatchesRequest): Buffer {
     firstRecord += b.records.length;
     pos = writeBigField(buf, pos, BATCH_PREVIOUS_ID, b.previousMessageId);
   }
+  pos = writeVarintField(buf, pos, BATCHES_ANSWER_PER_BATCH, request.answerPerBatch ? 1 : 0);
   return checkEnd(buf, pos, "produce request");
 }
 

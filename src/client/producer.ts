@@ -5,6 +5,7 @@ import {
   ProduceRecordSchema,
   type BatchesRequest,
   type BatchesResponse,
+  type MessageResponse,
   type PartitionBatch,
 } from "../gen/goulette/v1/broker_pb.js";
 import { decideAck, decideFailure } from "./ack-decisions.js";
@@ -24,6 +25,7 @@ import {
   previousMessageId,
 } from "./record-accumulator.js";
 import { SentinelPool } from "./sentinel-pool.js";
+import { partitionKey } from "./topic-partition.js";
 import { TopicMetadata } from "./topic-metadata.js";
 
 export type { ProducerOptions, ProducerStats } from "./producer-options.js";
@@ -462,13 +464,19 @@ export class Producer {
       producerId: this.producerId,
       acks: this.#acks,
       batches,
+      // Each partition's records are settled as soon as that partition is done, not when the slowest
+      // partition of the request is (brokers older than this answer once; the same code reads both).
+      answerPerBatch: true,
     };
     this.#stats.requests++;
     const channel = this.#channel(request.address);
-    channel.send(message).then(
-      (res) => this.#onResponse(request, res),
-      (err: unknown) => this.#onFailure(request, leaderId, channel, err),
-    );
+    const batchOf = new Map(request.batches.map((b) => [partitionKey(b.queue), b]));
+    channel
+      .send(message, (res) => this.#onAnswers(request, batchOf, res, false))
+      .then(
+        (res) => this.#onAnswers(request, batchOf, res, true),
+        (err: unknown) => this.#onFailure(request, leaderId, channel, err),
+      );
   }
 
   #channel(address: string): ProduceChannel {
@@ -485,42 +493,61 @@ export class Producer {
     return channel;
   }
 
-  #onResponse(request: Outgoing<PendingRecord>, res: BatchesResponse): void {
+  /**
+   * Answers to some of the request's batches (`last`: its final response; a broker answering per batch
+   * sends earlier ones). Each answered batch settles its records and leaves the windows; the final
+   * response also settles any batch left unanswered (as an answer without acks: retried) and frees the
+   * request's slot.
+   */
+  #onAnswers(
+    request: Outgoing<PendingRecord>,
+    batchOf: ReadonlyMap<string, Batch<PendingRecord>>,
+    res: BatchesResponse,
+    last: boolean,
+  ): void {
     const refresh = new Map<TopicState, Queue[]>();
-    this.#accumulator.complete(request);
-    request.batches.forEach((batch, i) => {
-      const q = batch.queue;
-      const answer = res.responses[i];
-      const matches = answer !== undefined && answer.topic === q.topic && answer.partition === q.partition;
-      const retry: PendingRecord[] = [];
-      let reason = "";
-      batch.records.forEach((record, j) => {
-        if (record.state === "settled") return;
-        const decision = decideAck(
-          q.topic,
-          q.partition,
-          record.messageId,
-          matches ? answer.acks[j] : undefined,
-        );
-        switch (decision.kind) {
-          case "acknowledged":
-            this.#succeed(record, decision.ack);
-            break;
-          case "retry":
-            record.lastError = decision.error;
-            retry.push(record);
-            reason = decision.reason;
-            if (decision.refresh) refresh.set(record.topic, [...(refresh.get(record.topic) ?? []), q]);
-            break;
-          case "rejected":
-            this.#fail(record, decision.error);
-        }
-      });
-      if (retry.length > 0) this.#retryLater(q, retry, reason);
-      else this.#accumulator.succeeded(q);
-    });
+    for (const answer of res.responses) {
+      const batch = batchOf.get(partitionKey(answer));
+      if (batch === undefined || batch.released) continue; // not this request's, or answered already
+      this.#settleBatch(batch, answer, refresh);
+      this.#accumulator.release(batch);
+    }
+    if (last) {
+      for (const batch of request.batches) if (!batch.released) this.#settleBatch(batch, undefined, refresh);
+      this.#accumulator.complete(request);
+    }
     for (const [topic, queues] of refresh) this.#refresh(topic, [], queues);
     this.#scheduleDrain();
+  }
+
+  /** One batch's answer (undefined: none came): each record acknowledged, retried or failed. */
+  #settleBatch(
+    batch: Batch<PendingRecord>,
+    answer: MessageResponse | undefined,
+    refresh: Map<TopicState, Queue[]>,
+  ): void {
+    const q = batch.queue;
+    const retry: PendingRecord[] = [];
+    let reason = "";
+    batch.records.forEach((record, j) => {
+      if (record.state === "settled") return;
+      const decision = decideAck(q.topic, q.partition, record.messageId, answer?.acks[j]);
+      switch (decision.kind) {
+        case "acknowledged":
+          this.#succeed(record, decision.ack);
+          break;
+        case "retry":
+          record.lastError = decision.error;
+          retry.push(record);
+          reason = decision.reason;
+          if (decision.refresh) refresh.set(record.topic, [...(refresh.get(record.topic) ?? []), q]);
+          break;
+        case "rejected":
+          this.#fail(record, decision.error);
+      }
+    });
+    if (retry.length > 0) this.#retryLater(q, retry, reason);
+    else this.#accumulator.succeeded(q);
   }
 
   #onFailure(
@@ -529,11 +556,13 @@ export class Producer {
     channel: ProduceChannel,
     err: unknown,
   ): void {
+    // Batches answered before the failure (answers per batch) are settled already.
+    const unanswered = request.batches.filter((b) => !b.released);
     this.#accumulator.complete(request);
     if (this.#state === "closed") return;
     const decision = decideFailure(leaderId, request.address, err);
     const topics = new Map<TopicState, Queue[]>();
-    for (const batch of request.batches) {
+    for (const batch of unanswered) {
       const records = batch.records;
       const topic = (records[0] as PendingRecord).topic;
       topics.set(topic, [...(topics.get(topic) ?? []), batch.queue]);

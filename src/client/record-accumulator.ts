@@ -103,6 +103,8 @@ export type LeaderOf = (topic: string, partition: number) => string | undefined;
 export interface Batch<R extends AccumulatedRecord> {
   queue: PartitionQueue<R>;
   records: R[];
+  /** Answered on its own before its request settled (release()): complete() leaves it alone. */
+  released: boolean;
 }
 
 /** One request: batches of distinct partitions led by one broker. */
@@ -253,7 +255,7 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
           out.push(request.current);
           this.#requestsInFlight.set(address, this.requestsInFlight(address) + 1);
         }
-        request.current.batches.push({ queue: q, records });
+        request.current.batches.push({ queue: q, records, released: false });
         request.bytes += bytes;
         this.#markInFlight(q, records);
       }
@@ -266,14 +268,18 @@ export class RecordAccumulator<R extends AccumulatedRecord> {
    * request window has room again.
    */
   complete(request: Outgoing<R>): void {
-    for (const batch of request.batches) this.release(batch);
+    for (const batch of request.batches) if (!batch.released) this.release(batch);
     const left = this.requestsInFlight(request.address) - 1;
     if (left > 0) this.#requestsInFlight.set(request.address, left);
     else this.#requestsInFlight.delete(request.address);
   }
 
-  /** The request of `batch` settled: its records leave the windows (complete() does it for a request). */
+  /**
+   * `batch` was answered (its request may still wait on others): its records leave the windows, its
+   * request's slot stays taken until complete().
+   */
   release(batch: Batch<R>): void {
+    batch.released = true;
     const q = batch.queue;
     q.inflightBatches--;
     q.inflightRecords -= batch.records.length;

@@ -4,6 +4,7 @@ import path from "node:path";
 import type { Client } from "@connectrpc/connect";
 import type { SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
 import { ProduceError } from "../../src/gen/goulette/v1/broker_pb.js";
+import { BrokerStatus } from "../../src/gen/goulette/v1/common_pb.js";
 import { sendOnce, startBrokerProcess, type BrokerProcess } from "./broker-process.js";
 import { startEtcd, type TestEtcd } from "./etcd.js";
 import { freePort } from "./ports.js";
@@ -244,6 +245,21 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   try {
     await Promise.all(sentinelIds.map((id) => startSentinel(id)));
     await Promise.all(brokerIds.map((id) => startBroker(id)));
+    // A broker is ready once the sentinel leader registered it; a follower sentinel (the one a test may
+    // ask first) counts it as healthy only once it applied that too. Placement checks the count.
+    await waitFor(
+      async () => {
+        for (const s of sentinels.values()) {
+          const status = await s.client.getClusterStatus({}, helperCall);
+          const healthy = new Set(
+            status.brokers.filter((b) => b.status === BrokerStatus.HEALTHY).map((b) => b.brokerId),
+          );
+          if (!brokerIds.every((id) => healthy.has(id))) return false;
+        }
+        return true;
+      },
+      { timeoutMs: 20_000, what: "every sentinel to count every broker as healthy" },
+    );
   } catch (err) {
     await cluster.stop().catch(() => undefined);
     throw err;

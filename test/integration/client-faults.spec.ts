@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
-import http2 from "node:http2";
-import type net from "node:net";
 import { after, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   BrokerService,
   MessageAckSchema,
@@ -33,6 +30,7 @@ import {
   type ClientTransport,
   type ConsumedMessage,
 } from "../../src/index.js";
+import { serveConnect, type ConnectTestServer } from "../helpers/connect-server.js";
 import { freePort } from "../helpers/ports.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -41,31 +39,7 @@ import { waitFor } from "../helpers/wait.js";
  * real cluster cannot be made to do on demand (refuse one request, cut a stream after N messages).
  */
 
-interface Server {
-  url: string;
-  address: string;
-  close(): Promise<void>;
-}
-
-async function serve(routes: (router: ConnectRouter) => void): Promise<Server> {
-  const server = http2.createServer(connectNodeAdapter({ routes }));
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => {
-    sessions.add(s);
-    s.on("close", () => sessions.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    address: `127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
+type Server = ConnectTestServer;
 
 interface StoredRecord {
   producerId: string;
@@ -98,7 +72,7 @@ class FakeBroker {
   constructor(readonly log: StoredRecord[] = []) {}
 
   async start(): Promise<this> {
-    this.server = await serve((router) => router.service(BrokerService, this.#service()));
+    this.server = await serveConnect((router) => router.service(BrokerService, this.#service()));
     return this;
   }
 
@@ -243,7 +217,7 @@ class FakeSentinel {
   server!: Server;
 
   async start(): Promise<this> {
-    this.server = await serve((router) =>
+    this.server = await serveConnect((router) =>
       router.service(SentinelService, {
         getBrokers: (req) => {
           this.requests.push(req);

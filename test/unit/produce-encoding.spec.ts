@@ -65,6 +65,11 @@ describe("produce requests encoded by the SDK", () => {
     });
     assertBatchesLikeProtobufEs({});
     assertBatchesLikeProtobufEs({ requestId: 1n, batches: [{ topic: "t", records: [] }] });
+    assertBatchesLikeProtobufEs({
+      requestId: 7n,
+      answerPerBatch: true,
+      batches: [{ topic: "t", partition: 1, records: [record(1)] }],
+    });
   });
 
   it("leaves defaults out and encodes headers, multi-byte UTF-8, negative timestamps and the widest integers", () => {
