@@ -1,13 +1,13 @@
 import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { monotonicClock } from "../common/clock.js";
+import { forEachYielding } from "../common/yielding.js";
 import { InvalidArgumentError } from "../errors.js";
 import { TooManyPartitionsError } from "./errors.js";
 import { validateTopicName } from "../fsm/validation.js";
 import { PartitionRole, type ReplicaRef, type SetTopicRoleRequest } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
 import { Partition, type FetcherHandle, type PartitionOptions, type RoleAssignment } from "./partition.js";
-import { forEachYielding } from "../common/yielding.js";
 
 export interface PartitionManagerOptions {
   /** Root of the partition directories: `<dataDir>/<topic>/<partition>/`. */
