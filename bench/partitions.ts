@@ -32,6 +32,7 @@ import { collectGarbage } from "./lib/gc.js";
 import { processCpuMs, processCpuSplitMs } from "./lib/cpu.js";
 import { spread, type Spread } from "./lib/stats.js";
 import { fmt, fmtBytes, fmtSpread, type Table } from "./lib/table.js";
+import { addBuckets, bucketQuantile, histogramBuckets, type Buckets } from "./lib/histogram.js";
 import { waitFor } from "./lib/wait.js";
 
 /**
@@ -284,7 +285,7 @@ interface BrokerCounters {
   appendSeconds: number;
   replicateSeconds: number;
   /** The replicate stage's cumulative histogram buckets, summed over the brokers: upper bound → count. */
-  replicateBuckets: Map<number, number>;
+  replicateBuckets: Buckets;
   /** The largest over the brokers of how long their oldest write not fsynced yet has waited (s). */
   oldestUnsyncedSeconds: number;
 }
@@ -312,47 +313,15 @@ async function brokerCounters(cluster: TestCluster): Promise<BrokerCounters> {
     total.latencyRecords += value("goulette_broker_produce_latency_seconds_count");
     total.appendSeconds += value("goulette_broker_produce_stage_seconds_sum", { stage: "append" });
     total.replicateSeconds += value("goulette_broker_produce_stage_seconds_sum", { stage: "replicate" });
-    for (const [, le, count] of text.matchAll(REPLICATE_BUCKET)) {
-      const bound = le === "+Inf" ? Infinity : Number(le);
-      total.replicateBuckets.set(bound, (total.replicateBuckets.get(bound) ?? 0) + Number(count));
-    }
+    addBuckets(
+      total.replicateBuckets,
+      histogramBuckets(text, "goulette_broker_produce_stage_seconds", { stage: "replicate" }),
+    );
   }
   return total;
 }
 
-const REPLICATE_BUCKET =
-  /^goulette_broker_produce_stage_seconds_bucket\{[^}]*stage="replicate"[^}]*le="([^"]+)"[^}]*\} (\S+)$/gm;
-
-/**
- * The q-quantile (seconds) of the observations between two readings of cumulative buckets, found as
- * Prometheus' histogram_quantile does: linear within the bucket it falls in.
- */
-function bucketQuantile(
-  before: ReadonlyMap<number, number>,
-  after: ReadonlyMap<number, number>,
-  q: number,
-): number | undefined {
-  const bounds = [...after.keys()].sort((a, b) => a - b);
-  const counts = bounds.map((bound) => (after.get(bound) ?? 0) - (before.get(bound) ?? 0));
-  const total = counts[counts.length - 1] ?? 0;
-  if (total <= 0) return undefined;
-  const rank = q * total;
-  for (let i = 0; i < bounds.length; i++) {
-    const count = counts[i] as number;
-    if (count < rank) continue;
-    const upper = bounds[i] as number;
-    const lower = i === 0 ? 0 : (bounds[i - 1] as number);
-    if (!Number.isFinite(upper)) return lower; // past the largest bound: the bound is all we know
-    const below = i === 0 ? 0 : (counts[i - 1] as number);
-    return lower + ((upper - lower) * (rank - below)) / Math.max(count - below, 1e-9);
-  }
-  return undefined;
-}
-
-function quantiles(
-  before: ReadonlyMap<number, number>,
-  after: ReadonlyMap<number, number>,
-): { replicateP50Ms?: number; replicateP99Ms?: number } {
+function quantiles(before: Buckets, after: Buckets): { replicateP50Ms?: number; replicateP99Ms?: number } {
   const p50 = bucketQuantile(before, after, 0.5);
   const p99 = bucketQuantile(before, after, 0.99);
   return {

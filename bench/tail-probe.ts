@@ -4,7 +4,8 @@
  * One Goulette cluster (1 sentinel, 3 brokers; an RF 1 topic written with acks=leader and an RF 3 topic
  * with acks=all) and one NATS JetStream server, measured in turns (rotating order) so the machine's load
  * hits them alike: 1 KiB, one message every 2 ms, produce stamp → consumer receipt. Beside each run: the
- * benchmark process's event-loop delay, and the leader brokers' GC time and event-loop lag (/metrics).
+ * benchmark process's event-loop delay, and the leader broker's GC time and its produce latency by stage
+ * (the append, the wait for the replicas; p50/p99 from /metrics).
  * SYSTEMS picks among leader, leader-connect (acks=leader through connect-node's stream client instead
  * of the SDK's lean one), all and nats (default leader,all,nats).
  *
@@ -19,6 +20,7 @@ import { createNatsTarget } from "./dataplane-peers.js";
 import type { QueueTarget } from "./dataplane-target.js";
 import { startNats } from "./lib/peers.js";
 import { summariseLatencies } from "./lib/stats.js";
+import { bucketQuantile, histogramBuckets, type Buckets } from "./lib/histogram.js";
 import { readdirSync, readFileSync } from "node:fs";
 
 /** CPU ms (utime + stime) of every live descendant of this process, by command name. */
@@ -60,13 +62,35 @@ function cpuDelta(a: Map<string, number>, b: Map<string, number>): string {
 
 const METRICS = ["nodejs_gc_duration_seconds_sum", "nodejs_eventloop_lag_max_seconds"];
 
-async function gcSeconds(url: string): Promise<number> {
+/** What the leader's /metrics says before and after a run: GC time and the produce stages' buckets. */
+interface LeaderReading {
+  gcSeconds: number;
+  append: Buckets;
+  replicate: Buckets;
+}
+
+async function readLeader(url: string): Promise<LeaderReading> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  let sum = 0;
+  let gcSeconds = 0;
   for (const line of text.split("\n")) {
-    if (line.startsWith(METRICS[0] as string)) sum += Number(line.split(" ").pop());
+    if (line.startsWith(METRICS[0] as string)) gcSeconds += Number(line.split(" ").pop());
   }
-  return sum;
+  const stage = (name: string) =>
+    histogramBuckets(text, "goulette_broker_produce_stage_seconds", { stage: name });
+  return { gcSeconds, append: stage("append"), replicate: stage("replicate") };
+}
+
+/** "append p50/p99 a/b ms, replicate …" of the produces between two readings (replicate: acks=all only). */
+function describeStages(before: LeaderReading, after: LeaderReading): string {
+  const ms = (v: number | undefined) => (v === undefined ? "–" : (v * 1000).toFixed(2));
+  return (["append", "replicate"] as const)
+    .map((s) => {
+      const p50 = bucketQuantile(before[s], after[s], 0.5);
+      const p99 = bucketQuantile(before[s], after[s], 0.99);
+      return p50 === undefined ? "" : `${s} p50/p99 ${ms(p50)}/${ms(p99)} ms`;
+    })
+    .filter((text) => text !== "")
+    .join(", ");
 }
 
 async function main(): Promise<void> {
@@ -125,7 +149,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < targets.length; i++) {
         const t = targets[(i + r) % targets.length] as (typeof targets)[number];
         const h = monitorEventLoopDelay({ resolution: 1 });
-        const gc0 = t.url ? await gcSeconds(t.url) : 0;
+        const before = t.url ? await readLeader(t.url) : undefined;
         const cpu0 = descendantsCpu();
         const self0 = process.cpuUsage();
         h.enable();
@@ -133,7 +157,9 @@ async function main(): Promise<void> {
         h.disable();
         const self = process.cpuUsage(self0);
         const cpu = cpuDelta(cpu0, descendantsCpu());
-        const gc = t.url ? (await gcSeconds(t.url)) - gc0 : 0;
+        const after = t.url ? await readLeader(t.url) : undefined;
+        const gc = before && after ? after.gcSeconds - before.gcSeconds : 0;
+        const stages = before && after ? ` | broker ${describeStages(before, after)}` : "";
         const s = summariseLatencies(samples);
         // The benchmark process is the producer and the consumer: its CPU per message is the clients'.
         const clientUs = (self.user + self.system) / Math.max(1, s.count);
@@ -144,7 +170,7 @@ async function main(): Promise<void> {
         const sorted = [...samples].sort((a, b) => a - b);
         console.log(
           `rep ${r} ${t.name.padEnd(6)} n ${s.count} p50 ${s.p50Ms.toFixed(2)} p90 ${s.p90Ms.toFixed(2)} p99 ${s.p99Ms.toFixed(2)} max ${s.maxMs.toFixed(1)} ` +
-            `>5ms ${sorted.filter((v) => v > 5).length} | bench loop p99 ${(h.percentile(99) / 1e6).toFixed(1)} max ${(h.max / 1e6).toFixed(1)} | broker gc ${(gc * 1000).toFixed(0)} ms | load ${loadavg()[0]?.toFixed(1)} | client µs/msg ${clientUs.toFixed(0)} | cpu ms ${cpu}`,
+            `>5ms ${sorted.filter((v) => v > 5).length} | bench loop p99 ${(h.percentile(99) / 1e6).toFixed(1)} max ${(h.max / 1e6).toFixed(1)} | broker gc ${(gc * 1000).toFixed(0)} ms | load ${loadavg()[0]?.toFixed(1)} | client µs/msg ${clientUs.toFixed(0)}${stages} | cpu ms ${cpu}`,
         );
       }
     }

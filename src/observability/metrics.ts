@@ -361,7 +361,10 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
         "the broker until the leader stored it, fsync included with --fsync always) and replicate (acks=all " +
         "only: then until every in-sync replica had it)",
       labelNames: ["stage"],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      // From 100 µs: an append to the page cache takes tens of µs, so coarser buckets would hide it.
+      buckets: [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+      ],
       registers,
     }),
     fetchLatency: new Histogram({
