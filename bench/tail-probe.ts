@@ -60,7 +60,8 @@ function cpuDelta(a: Map<string, number>, b: Map<string, number>): string {
     .join(" ");
 }
 
-const METRICS = ["nodejs_gc_duration_seconds_sum", "nodejs_eventloop_lag_max_seconds"];
+/** The leader's GC pauses, seconds summed (prom-client's default metrics). */
+const GC_SECONDS = "nodejs_gc_duration_seconds_sum";
 
 /** What the leader's /metrics says before and after a run: GC time and the produce stages' buckets. */
 interface LeaderReading {
@@ -73,7 +74,7 @@ async function readLeader(url: string): Promise<LeaderReading> {
   const text = await (await fetch(`${url}/metrics`)).text();
   let gcSeconds = 0;
   for (const line of text.split("\n")) {
-    if (line.startsWith(METRICS[0] as string)) gcSeconds += Number(line.split(" ").pop());
+    if (line.startsWith(GC_SECONDS)) gcSeconds += Number(line.split(" ").pop());
   }
   const stage = (name: string) =>
     histogramBuckets(text, "goulette_broker_produce_stage_seconds", { stage: name });

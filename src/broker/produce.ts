@@ -56,7 +56,10 @@ export function validateMessageRequest(req: MessageRequest): void {
 export async function produce(
   options: ProduceOptions,
   req: MessageRequest,
-  /** When the request reached the broker (performance.now(); a batch of a SendBatches request may start later). */
+  /**
+   * When the request reached the broker (performance.now()); a SendBatches request's batches start one
+   * after another and share it.
+   */
   received = performance.now(),
 ): Promise<MessageResponse> {
   const acks = new Array<MessageAck>(req.records.length);

@@ -103,7 +103,10 @@ export type LeaderOf = (topic: string, partition: number) => string | undefined;
 export interface Batch<R extends AccumulatedRecord> {
   queue: PartitionQueue<R>;
   records: R[];
-  /** Answered on its own before its request settled (release()): complete() leaves it alone. */
+  /**
+   * Its records have left the windows (release(): answered on its own, or its request settled); whether
+   * it was answered before its request failed is read before complete() releases the rest.
+   */
   released: boolean;
 }
 

@@ -5,9 +5,10 @@ export const SLICE_MS = 10;
 
 /**
  * Runs `fn` over `items`, at most `concurrency` at once, yielding to the event loop whenever a slice of
- * SLICE_MS has been used. Work that resolves in microtasks only (applying a role to an open partition,
- * starting an append) would otherwise run thousands of items in one turn and hold back everything else
- * the process serves: its heartbeats, its replication, its clients (docs/architecture.md, "Overload").
+ * SLICE_MS has been used. Work that resolves in microtasks only (applying a role to an open partition)
+ * would otherwise run thousands of items in one turn and hold back everything else the process serves:
+ * its heartbeats, its replication, its clients (docs/architecture.md, "Overload"). Not for work whose
+ * order across callers matters: a later caller's items may run between this one's.
  */
 export async function forEachYielding<T>(
   items: readonly T[],
