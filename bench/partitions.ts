@@ -333,18 +333,30 @@ function quantiles(before: Buckets, after: Buckets): { replicateP50Ms?: number; 
 /**
  * One produce run with what the brokers and the load generator did meanwhile: fsyncs per second, each
  * broker's CPU (mean, user and system apart), the mean time a record spent at its leader, the generator's
- * CPU. The run's span of the monotonic clock goes to `window` (the CPU profiles are ranked over it).
+ * CPU. The run's span of the monotonic clock goes to `window` (the CPU profiles are ranked over it). A run
+ * that prepares first (the SDK's producer fetching its topics' metadata) calls `startMeasuring` when the
+ * measured part begins; one that does not is measured from its start.
  */
 async function measuredRun(
   cluster: TestCluster,
-  run: () => Promise<ProduceResult>,
+  run: (startMeasuring: () => Promise<void>) => Promise<ProduceResult>,
   window: ProfileWindow[],
 ): Promise<ProduceResult> {
-  const countersBefore = await brokerCounters(cluster);
-  const cpuBefore = brokersCpu(cluster);
-  const generatorBefore = process.cpuUsage();
-  const startUs = monotonicUs();
-  const result = await run();
+  let before:
+    | {
+        counters: BrokerCounters;
+        cpu: { userMs: number; systemMs: number };
+        generator: NodeJS.CpuUsage;
+        startUs: number;
+      }
+    | undefined;
+  const startMeasuring = async () => {
+    const counters = await brokerCounters(cluster);
+    before = { counters, cpu: brokersCpu(cluster), generator: process.cpuUsage(), startUs: monotonicUs() };
+  };
+  const result = await run(startMeasuring);
+  if (before === undefined) throw new Error("the produce run never started measuring");
+  const { counters: countersBefore, cpu: cpuBefore, generator: generatorBefore, startUs } = before;
   const endUs = monotonicUs();
   const generator = process.cpuUsage(generatorBefore);
   const cpuAfter = brokersCpu(cluster);
@@ -395,7 +407,10 @@ function describeRun(r: ProduceResult): string {
           : "") +
         "]"
       : "") +
-    (r.generatorCpuPercent !== undefined ? ` [generator CPU ${fmt(r.generatorCpuPercent)} %]` : "")
+    (r.generatorCpuPercent !== undefined ? ` [generator CPU ${fmt(r.generatorCpuPercent)} %]` : "") +
+    (r.metadataSeconds !== undefined && r.metadataTopics !== undefined
+      ? ` [before it: first send to each of ${r.metadataTopics.toLocaleString("en-US")} topics ${fmt(r.metadataSeconds)} s]`
+      : "")
   );
 }
 
@@ -445,6 +460,10 @@ interface ProduceResult {
   replicateP99Ms?: number;
   /** CPU of the load generator's process, % of a core. */
   generatorCpuPercent?: number;
+  /** Before the run (not in it): the producer's first send to each topic, metadata and all (s; sdk). */
+  metadataSeconds?: number;
+  /** Topics that took. */
+  metadataTopics?: number;
 }
 
 /**
@@ -542,6 +561,8 @@ async function produceSpreadSdk(
   placements: Placement[],
   seconds: number,
   variant: { window?: number; keyless?: boolean } = {},
+  /** Called once the producer knows its topics, right before the measured sends. */
+  startMeasuring?: () => Promise<void>,
 ): Promise<ProduceResult> {
   const { window, keyless = false } = variant;
   const producer = new Producer({
@@ -558,6 +579,7 @@ async function produceSpreadSdk(
   try {
     // Topic metadata first, so the measured window is produce only.
     const topics = [...new Set(placements.map((p) => p.topic))];
+    const metadataStart = performance.now();
     await pool(topics, 8, (topic) =>
       producer.send({ topic, partition: 0, value }).catch((err: unknown) => {
         // Counted, not fatal: an overloaded cluster failing a send is a result too.
@@ -565,6 +587,8 @@ async function produceSpreadSdk(
         firstError ??= err instanceof Error ? err.message : String(err);
       }),
     );
+    const metadataSeconds = (performance.now() - metadataStart) / 1000;
+    await startMeasuring?.();
     const requestsBefore = producer.stats().requests;
     const t0 = performance.now();
     const deadline = t0 + seconds * 1000;
@@ -601,6 +625,8 @@ async function produceSpreadSdk(
       recordsPerSecond: acked / elapsed,
       errors,
       recordsPerRequest: requests > 0 ? (acked + errors) / requests : 0,
+      metadataSeconds,
+      metadataTopics: topics.length,
       ...(occupancy.samples > 0
         ? {
             producerInFlight: occupancy.inFlight / occupancy.samples,
@@ -784,20 +810,24 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
           ctx.log(
             `produce (${client}) rep ${rep + 1}/${produceReps}: over ${first.length}, then ${second.length} partitions`,
           );
-          const generate =
-            client === "sdk"
-              ? produceSpreadSdk
-              : client === "sdk-nowindow"
-                ? (c: TestCluster, p: Placement[], s: number) =>
-                    produceSpreadSdk(c, p, s, { window: NO_WINDOW })
-                : client === "sdk-keyless"
-                  ? (c: TestCluster, p: Placement[], s: number) =>
-                      produceSpreadSdk(c, p, s, { keyless: true })
-                  : produceSpread;
+          const generate = (over: Placement[], startMeasuring: () => Promise<void>) =>
+            client === "wire"
+              ? startMeasuring().then(() => produceSpread(cluster, over, produceSeconds))
+              : produceSpreadSdk(
+                  cluster,
+                  over,
+                  produceSeconds,
+                  client === "sdk-nowindow"
+                    ? { window: NO_WINDOW }
+                    : client === "sdk-keyless"
+                      ? { keyless: true }
+                      : {},
+                  startMeasuring,
+                );
           const timed = (over: Placement[]) =>
             measuredRun(
               cluster,
-              () => generate(cluster, over, produceSeconds),
+              (startMeasuring) => generate(over, startMeasuring),
               over === three ? profileWindows.three : profileWindows.all,
             );
           const a = await timed(first);

@@ -32,6 +32,7 @@ import type { ConsumedMessage } from "./messages.js";
 import { OffsetCommitter, type CommitTarget } from "./offset-committer.js";
 import { PartitionFetcher, type StartAt } from "./partition-fetcher.js";
 import { PartitionState, type FetchRun, type Fetched } from "./partition-state.js";
+import { DefaultReplicaCount } from "./default-replicas.js";
 import { SentinelPool } from "./sentinel-pool.js";
 import { TopicMetadata } from "./topic-metadata.js";
 import {
@@ -84,6 +85,8 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
   readonly #mode: Mode;
   readonly #emit: (event: ClientEvent) => void;
   readonly #sentinels: SentinelPool;
+  /** replica_count for the topics this client may create without a configured one. */
+  readonly #defaultReplicas: DefaultReplicaCount;
   readonly #metadata = new Map<string, TopicMetadata>();
   readonly #headers: Record<string, string>;
   readonly #buffer: MessageBuffer<Fetched>;
@@ -133,12 +136,14 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
       listener: options.listener,
       emit: this.#emit,
     });
+    this.#defaultReplicas = new DefaultReplicaCount(this.#sentinels);
     for (const topic of this.topics) {
       this.#metadata.set(
         topic,
         new TopicMetadata({
           topic,
           sentinels: this.#sentinels,
+          defaultReplicas: this.#defaultReplicas,
           shape: options.createTopic,
           emit: this.#emit,
         }),

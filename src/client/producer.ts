@@ -24,6 +24,7 @@ import {
   type PartitionQueue,
   previousMessageId,
 } from "./record-accumulator.js";
+import { DefaultReplicaCount } from "./default-replicas.js";
 import { SentinelPool } from "./sentinel-pool.js";
 import { partitionKey } from "./topic-partition.js";
 import { TopicMetadata } from "./topic-metadata.js";
@@ -85,6 +86,8 @@ export class Producer {
   readonly #acks: Acks;
   readonly #emit: (event: ClientEvent) => void;
   readonly #sentinels: SentinelPool;
+  /** replica_count for the topics this client may create without a configured one. */
+  readonly #defaultReplicas: DefaultReplicaCount;
   readonly #headers: Record<string, string>;
   readonly #topics = new Map<string, TopicState>();
   readonly #channels = new Map<string, ProduceChannel>();
@@ -135,6 +138,7 @@ export class Producer {
       listener: options.listener,
       emit: this.#emit,
     });
+    this.#defaultReplicas = new DefaultReplicaCount(this.#sentinels);
     this.#onAbort = () => this.#shutdown(new AbortedError(options.signal?.reason, "the producer"));
     if (options.signal?.aborted) this.#state = "closed";
     options.signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -310,6 +314,7 @@ export class Producer {
         metadata: new TopicMetadata({
           topic: name,
           sentinels: this.#sentinels,
+          defaultReplicas: this.#defaultReplicas,
           shape: this.#options.createTopic,
           emit: this.#emit,
         }),

@@ -1,5 +1,5 @@
-import { BrokerStatus } from "../gen/goulette/v1/common_pb.js";
 import type { GetBrokersResponse } from "../gen/goulette/v1/sentinel_pb.js";
+import type { DefaultReplicaCount } from "./default-replicas.js";
 import type { ClientEvent } from "./events.js";
 import type { SentinelPool } from "./sentinel-pool.js";
 
@@ -22,9 +22,6 @@ export interface TopicShape {
   replicas?: number;
 }
 
-/** Replicas of a topic created without an explicit count, at most. */
-const DEFAULT_REPLICAS = 3;
-
 /** A topic's assignment, as one GetBrokers answer gave it. */
 export interface TopicAssignment {
   topic: string;
@@ -39,6 +36,8 @@ export interface TopicMetadataOptions {
   sentinels: SentinelPool;
   /** The shape of the topic if a GetBrokers of this client creates it. */
   shape: TopicShape | undefined;
+  /** replica_count when the shape names none, shared by the client's topics. */
+  defaultReplicas: DefaultReplicaCount;
   emit: (event: ClientEvent) => void;
 }
 
@@ -148,20 +147,14 @@ export class TopicMetadata {
     return current;
   }
   /**
-   * replica_count for GetBrokers: the configured one, else 3 capped by the healthy brokers (the sentinels
-   * have no default and refuse more replicas than healthy brokers). Only matters when the topic is new,
-   * so the status is asked once, before the first assignment.
+   * replica_count for GetBrokers: the configured one, else the client's default (3, or fewer when fewer
+   * brokers are healthy). Only matters when the topic is new, so it is settled before the first assignment.
    */
   async #replicaCount(signal: AbortSignal | undefined): Promise<number> {
     const configured = this.options.shape?.replicas;
     if (configured !== undefined) return configured;
     if (this.#replicas !== undefined || this.#current !== undefined) return this.#replicas ?? 0;
-    const status = await this.options.sentinels.call(
-      (client, callOptions) => client.getClusterStatus({}, callOptions),
-      signal,
-    );
-    const healthy = status.brokers.filter((b) => b.status === BrokerStatus.HEALTHY).length;
-    this.#replicas = Math.max(1, Math.min(DEFAULT_REPLICAS, healthy));
+    this.#replicas = await this.options.defaultReplicas.get(signal);
     return this.#replicas;
   }
 }

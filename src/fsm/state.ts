@@ -78,6 +78,11 @@ export class ClusterState {
   readonly #topicsByBroker = new Map<string, Set<string>>();
   #ring: RingConfig | undefined;
   #acls: AclSet = AclSet.EMPTY;
+  /**
+   * digest() of the state as it is now, until the next change: it hashes the whole snapshot (milliseconds
+   * at a thousand topics), and GetClusterStatus, which every client may call, reports it.
+   */
+  #digest: string | undefined;
 
   get appliedId(): number {
     return this.#appliedId;
@@ -136,6 +141,7 @@ export class ClusterState {
    */
   apply(op: Operation): AppliedEffect | undefined {
     if (op.id <= this.#appliedId) return undefined;
+    this.#digest = undefined;
     const effect: AppliedEffect = { changedTopics: [], changedBrokers: [] };
     switch (op.type) {
       case "registerBroker":
@@ -256,6 +262,7 @@ export class ClusterState {
    */
   restore(snapshot: StateSnapshot, options: { owned?: boolean } = {}): void {
     if (snapshot.format !== 1) throw new Error(`unsupported snapshot format ${String(snapshot.format)}`);
+    this.#digest = undefined;
     this.#brokers.clear();
     this.#topics.clear();
     this.#topicsByBroker.clear();
@@ -273,6 +280,7 @@ export class ClusterState {
 
   /** Takes over another state's contents (recovery builds a fresh state, then swaps it in at once). */
   replaceWith(other: ClusterState): void {
+    this.#digest = undefined;
     this.#brokers.clear();
     this.#topics.clear();
     this.#topicsByBroker.clear();
@@ -286,7 +294,8 @@ export class ClusterState {
 
   /** Hex SHA-256 of the canonical snapshot: equal on sentinels holding the same state. */
   digest(): string {
-    return createHash("sha256").update(JSON.stringify(this.snapshot())).digest("hex");
+    this.#digest ??= createHash("sha256").update(JSON.stringify(this.snapshot())).digest("hex");
+    return this.#digest;
   }
 }
 

@@ -10,6 +10,7 @@ import { toClientError } from "../../src/client/errors.js";
 import type { ClientEvent } from "../../src/client/events.js";
 import { GrpcUnaryClient } from "../../src/client/grpc-unary-client.js";
 import { createNodeTransport } from "../../src/client/node.js";
+import { DefaultReplicaCount } from "../../src/client/default-replicas.js";
 import { SentinelPool } from "../../src/client/sentinel-pool.js";
 import { TopicMetadata } from "../../src/client/topic-metadata.js";
 import { GetBrokersResponseSchema, SentinelService } from "../../src/gen/goulette/v1/sentinel_pb.js";
@@ -197,6 +198,7 @@ describe("lean unary gRPC client (sentinel reads)", () => {
         topic: "orders",
         sentinels: pool,
         shape: { replicas: 2 },
+        defaultReplicas: new DefaultReplicaCount(pool),
         emit: (event) => events.push(event),
       });
       const before = servedBy.length;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import { decodeOperation, encodeOperation, type Command, type Operation } from "../../src/fsm/operations.js";
 import { planNewTopic, planTopUp, planUnreachable, planUnregister } from "../../src/fsm/planner.js";
@@ -158,6 +159,26 @@ describe("ClusterState.apply is deterministic", () => {
       assert.equal(a.digest(), b.digest(), `after op ${op.id} (${op.type})`);
     }
     assert.equal(a.appliedId, HISTORY.length);
+  });
+
+  it("keeps a digest only until the state changes (apply, restore, replaceWith)", () => {
+    const hashed = (s: ClusterState) =>
+      createHash("sha256").update(JSON.stringify(s.snapshot())).digest("hex");
+    const state = new ClusterState();
+    const digests = new Set<string>();
+    for (const op of HISTORY) {
+      state.digest(); // held from before the operation
+      state.apply(op);
+      assert.equal(state.digest(), hashed(state), `after op ${op.id} (${op.type})`);
+      digests.add(state.digest());
+    }
+    assert.equal(digests.size, HISTORY.length, "every operation gives a new digest");
+    const early = applyAll(new ClusterState(), HISTORY.slice(0, 5));
+    state.restore(early.snapshot());
+    assert.equal(state.digest(), hashed(early));
+    const whole = applyAll(new ClusterState(), HISTORY);
+    state.replaceWith(whole);
+    assert.equal(state.digest(), hashed(whole));
   });
 
   it("gives the same digest whatever the delivery, when duplicates are skipped", () => {
