@@ -1,0 +1,120 @@
+/**
+ * Probe: what do the brokers of a replicated partition spend their time on? (an experiment, not in the
+ * default set)
+ *
+ * One cluster (1 sentinel, 3 brokers), one partition of RF 3 written by the dataplane benchmark's producer
+ * (acks=all unless ACKS=leader) for DURATION_MS after a 3 s warm-up. Every broker runs under `--cpu-prof`
+ * and the GC observer (lib/gc-observer.ts); the brokers are stopped with SIGTERM so their profiles are
+ * written, and each one's samples of the measured window are ranked: busy time, GC share, the top frames,
+ * and its GCs by kind and V8's flags.
+ *
+ *   node dist/bench/replication-probe.js        ACKS=all SIZE=1024 DURATION_MS=8000 FSYNC=interval
+ */
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Acks } from "../src/gen/goulette/v1/broker_pb.js";
+import { startCluster } from "../test/helpers/cluster.js";
+import { createGouletteTarget } from "./dataplane-goulette.js";
+import { summariseProfile, type CpuProfile } from "./lib/cpu-profile.js";
+
+const ACKS = process.env.ACKS === "leader" ? Acks.LEADER : Acks.ALL;
+const SIZE = Number(process.env.SIZE ?? 1024);
+const DURATION_MS = Number(process.env.DURATION_MS ?? 8_000);
+const FSYNC = process.env.FSYNC === "always" ? "always" : "interval";
+const GC_OBSERVER = path.join(path.dirname(fileURLToPath(import.meta.url)), "lib", "gc-observer.js");
+
+interface GcLine {
+  at: number;
+  gc: Record<string, { count: number; ms: number; maxMs: number }>;
+}
+
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), "goulette-replication-probe-"));
+  process.env.GOULETTE_GC_REPORT_DIR = dir;
+  const cluster = await startCluster({
+    sentinels: 1,
+    brokers: 3,
+    readyTimeoutMs: 90_000,
+    brokerArgs: ["--fsync", FSYNC],
+    nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`, "--import", GC_OBSERVER],
+  });
+  const pids = new Map<number, string>();
+  let leader = "";
+  let windowUs = { startUs: 0, endUs: 0 };
+  let windowMs = { start: 0, end: 0 };
+  try {
+    const layout = await cluster.createTopic("probe-rf3", { partitions: 1, replicas: 3 });
+    leader = layout.partitions[0]?.leader ?? "";
+    const target = createGouletteTarget({
+      label: "probe",
+      leaderAddress: cluster.brokerAddress(leader),
+      topic: "probe-rf3",
+      acks: ACKS,
+      compression: false,
+    });
+    await target.produce(SIZE, 1_000_000, 3_000);
+    windowMs = { start: Date.now(), end: 0 };
+    const startUs = monotonicUs();
+    const result = await target.produce(SIZE, 10_000_000, DURATION_MS);
+    windowUs = { startUs, endUs: monotonicUs() };
+    windowMs.end = Date.now();
+    console.log(
+      `${ACKS === Acks.ALL ? "acks=all" : "acks=leader"} RF 3, ${SIZE} B, --fsync ${FSYNC}: ` +
+        `${Math.round(result.messages / result.seconds).toLocaleString("en-US")} msg/s over ${result.seconds.toFixed(1)} s`,
+    );
+    await target.close();
+    for (const id of [...cluster.brokers.keys()]) pids.set(cluster.broker(id).process.pid as number, id);
+    for (const id of pids.values()) await cluster.killBroker(id, "SIGTERM");
+  } finally {
+    await cluster.stop();
+  }
+  const files = await readdir(dir);
+  for (const [pid, id] of pids) {
+    const profileFile = files.find((f) => f.endsWith(".cpuprofile") && f.split(".")[3] === String(pid));
+    const role = id === leader ? "leader" : "follower";
+    if (profileFile === undefined) {
+      console.log(`\n${id} (${role}): no profile written`);
+      continue;
+    }
+    const profile = JSON.parse(await readFile(path.join(dir, profileFile), "utf8")) as CpuProfile;
+    const summary = summariseProfile(profile, windowUs, 12);
+    const busy = summary.totalMs - summary.idleMs;
+    const gcMs = summary.self.find((f) => f.frame === "(garbage collector)")?.ms ?? 0;
+    console.log(
+      `\n${id} (${role}): busy ${busy.toFixed(0)} of ${summary.totalMs.toFixed(0)} ms, ` +
+        `garbage collector ${((100 * gcMs) / Math.max(1, busy)).toFixed(0)} % of busy`,
+    );
+    for (const f of summary.self.slice(0, 12)) {
+      console.log(
+        `  ${f.ms.toFixed(0).padStart(6)} ms  ${((100 * f.ms) / Math.max(1, busy)).toFixed(1).padStart(5)} %  ${f.frame}`,
+      );
+    }
+    const gcFile = path.join(dir, `gc-${pid}.jsonl`);
+    const lines = (await readFile(gcFile, "utf8").catch(() => ""))
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as GcLine)
+      .filter((l) => l.at > windowMs.start && l.at <= windowMs.end + 2_000);
+    const totals = new Map<string, { count: number; ms: number; maxMs: number }>();
+    for (const line of lines) {
+      for (const [kind, t] of Object.entries(line.gc)) {
+        const sum = totals.get(kind) ?? { count: 0, ms: 0, maxMs: 0 };
+        sum.count += t.count;
+        sum.ms += t.ms;
+        sum.maxMs = Math.max(sum.maxMs, t.maxMs);
+        totals.set(kind, sum);
+      }
+    }
+    const gcText = [...totals]
+      .map(([k, t]) => `${k} ${t.count} × (${t.ms.toFixed(0)} ms, longest ${t.maxMs.toFixed(1)})`)
+      .join("; ");
+    console.log(`  GCs over the window: ${gcText || "none"}`);
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
+await main();
