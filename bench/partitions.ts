@@ -462,7 +462,7 @@ interface ProduceResult {
   generatorCpuPercent?: number;
   /** Before the run (not in it): the producer's first send to each topic, metadata and all (s; sdk). */
   metadataSeconds?: number;
-  /** Topics that took. */
+  /** Topics the producer sent that first record to. */
   metadataTopics?: number;
 }
 
