@@ -6,9 +6,11 @@
  * (acks=all unless ACKS=leader) for DURATION_MS after a 3 s warm-up. Every broker runs under `--cpu-prof`
  * and the GC observer (lib/gc-observer.ts); the brokers are stopped with SIGTERM so their profiles are
  * written, and each one's samples of the measured window are ranked: busy time, GC share, the top frames,
- * and its GCs by kind and V8's flags.
+ * and its GCs by kind and V8's flags. BUFFERS=1 also loads the buffer observer (lib/buffer-observer.ts)
+ * and lists, per broker, who allocated the most bytes of large Buffers over the window (the memory
+ * outside the JS heap that starts V8's full GCs).
  *
- *   node dist/bench/replication-probe.js        ACKS=all SIZE=1024 DURATION_MS=8000 FSYNC=interval
+ *   node dist/bench/replication-probe.js        ACKS=all SIZE=1024 DURATION_MS=8000 FSYNC=interval BUFFERS=1
  */
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -23,7 +25,10 @@ const ACKS = process.env.ACKS === "leader" ? Acks.LEADER : Acks.ALL;
 const SIZE = Number(process.env.SIZE ?? 1024);
 const DURATION_MS = Number(process.env.DURATION_MS ?? 8_000);
 const FSYNC = process.env.FSYNC === "always" ? "always" : "interval";
-const GC_OBSERVER = path.join(path.dirname(fileURLToPath(import.meta.url)), "lib", "gc-observer.js");
+const BUFFERS = process.env.BUFFERS === "1";
+const LIB = path.join(path.dirname(fileURLToPath(import.meta.url)), "lib");
+const GC_OBSERVER = path.join(LIB, "gc-observer.js");
+const BUFFER_OBSERVER = path.join(LIB, "buffer-observer.js");
 
 interface GcLine {
   at: number;
@@ -35,12 +40,19 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), "goulette-replication-probe-"));
   process.env.GOULETTE_GC_REPORT_DIR = dir;
+  if (BUFFERS) process.env.GOULETTE_BUFFER_REPORT_DIR = dir;
   const cluster = await startCluster({
     sentinels: 1,
     brokers: 3,
     readyTimeoutMs: 90_000,
     brokerArgs: ["--fsync", FSYNC],
-    nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`, "--import", GC_OBSERVER],
+    nodeArgs: [
+      "--cpu-prof",
+      `--cpu-prof-dir=${dir}`,
+      "--import",
+      GC_OBSERVER,
+      ...(BUFFERS ? ["--import", BUFFER_OBSERVER] : []),
+    ],
   });
   const pids = new Map<number, string>();
   let leader = "";
@@ -113,8 +125,39 @@ async function main(): Promise<void> {
       .map(([k, t]) => `${k} ${t.count} × (${t.ms.toFixed(0)} ms, longest ${t.maxMs.toFixed(1)})`)
       .join("; ");
     console.log(`  GCs over the window: ${gcText || "none"}`);
+    if (BUFFERS) await printBufferSites(path.join(dir, `buffers-${pid}.jsonl`), windowMs, windowUs);
   }
   await rm(dir, { recursive: true, force: true });
+}
+
+/** The buffer observer's sites over the window, summed: MB per second and allocations, largest first. */
+async function printBufferSites(
+  file: string,
+  windowMs: { start: number; end: number },
+  windowUs: { startUs: number; endUs: number },
+): Promise<void> {
+  const totals = new Map<string, { count: number; bytes: number }>();
+  const lines = (await readFile(file, "utf8").catch(() => ""))
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { at: number; sites: Record<string, { count: number; bytes: number }> })
+    .filter((l) => l.at > windowMs.start && l.at <= windowMs.end + 4_000);
+  for (const line of lines) {
+    for (const [site, s] of Object.entries(line.sites)) {
+      const sum = totals.get(site) ?? { count: 0, bytes: 0 };
+      sum.count += s.count;
+      sum.bytes += s.bytes;
+      totals.set(site, sum);
+    }
+  }
+  // The observer's periods overlap the window's edges: rates are over the periods read.
+  const seconds = Math.max(1, lines.length * 4, (windowUs.endUs - windowUs.startUs) / 1e6);
+  console.log("  large Buffers allocated (MB/s, count), by site:");
+  for (const [site, s] of [...totals].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, 6)) {
+    console.log(
+      `    ${(s.bytes / 1e6 / seconds).toFixed(1).padStart(6)} MB/s ${String(s.count).padStart(6)} × ${site}`,
+    );
+  }
 }
 
 await main();
