@@ -22,6 +22,8 @@ import { backoffDelay } from "../src/common/backoff.js";
 import { silentLogger } from "../src/observability/logger.js";
 import type { BenchContext, BenchOutput, Benchmark } from "./lib/benchmark.js";
 import {
+  monotonicUs,
+  profilePid,
   summariseProfile,
   type CpuProfile,
   type ProfileSummary,
@@ -976,10 +978,6 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   };
 }
 
-function monotonicUs(): number {
-  return Number(process.hrtime.bigint() / 1000n);
-}
-
 interface BrokerProfile {
   broker: string;
   overAll: ProfileSummary;
@@ -995,7 +993,7 @@ async function readBrokerProfiles(
   const out: BrokerProfile[] = [];
   try {
     for (const file of (await readdir(dir)).sort()) {
-      const pid = Number(file.split(".")[3]);
+      const pid = profilePid(file);
       const broker = pids.get(pid);
       if (broker === undefined) continue;
       const profile = JSON.parse(await readFile(path.join(dir, file), "utf8")) as CpuProfile;

@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { Acks } from "../src/gen/goulette/v1/broker_pb.js";
 import { startCluster } from "../test/helpers/cluster.js";
 import { createGouletteTarget } from "./dataplane-goulette.js";
-import { summariseProfile, type CpuProfile } from "./lib/cpu-profile.js";
+import { monotonicUs, profilePid, summariseProfile, type CpuProfile } from "./lib/cpu-profile.js";
 
 const ACKS = process.env.ACKS === "leader" ? Acks.LEADER : Acks.ALL;
 const SIZE = Number(process.env.SIZE ?? 1024);
@@ -34,8 +34,6 @@ interface GcLine {
   at: number;
   gc: Record<string, { count: number; ms: number; maxMs: number }>;
 }
-
-const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), "goulette-replication-probe-"));
@@ -86,7 +84,7 @@ async function main(): Promise<void> {
   }
   const files = await readdir(dir);
   for (const [pid, id] of pids) {
-    const profileFile = files.find((f) => f.endsWith(".cpuprofile") && f.split(".")[3] === String(pid));
+    const profileFile = files.find((f) => f.endsWith(".cpuprofile") && profilePid(f) === pid);
     const role = id === leader ? "leader" : "follower";
     if (profileFile === undefined) {
       console.log(`\n${id} (${role}): no profile written`);
@@ -105,12 +103,7 @@ async function main(): Promise<void> {
         `  ${f.ms.toFixed(0).padStart(6)} ms  ${((100 * f.ms) / Math.max(1, busy)).toFixed(1).padStart(5)} %  ${f.frame}`,
       );
     }
-    const gcFile = path.join(dir, `gc-${pid}.jsonl`);
-    const lines = (await readFile(gcFile, "utf8").catch(() => ""))
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as GcLine)
-      .filter((l) => l.at > windowMs.start && l.at <= windowMs.end + 2_000);
+    const lines = await reportLines<GcLine>(path.join(dir, `gc-${pid}.jsonl`), windowMs, 2_000);
     const totals = new Map<string, { count: number; ms: number; maxMs: number }>();
     for (const line of lines) {
       for (const [kind, t] of Object.entries(line.gc)) {
@@ -130,6 +123,19 @@ async function main(): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
+/** An observer's JSON lines (one per `periodMs`, stamped at its end) whose period overlaps the window. */
+async function reportLines<T extends { at: number }>(
+  file: string,
+  windowMs: { start: number; end: number },
+  periodMs: number,
+): Promise<T[]> {
+  return (await readFile(file, "utf8").catch(() => ""))
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as T)
+    .filter((l) => l.at > windowMs.start && l.at <= windowMs.end + periodMs);
+}
+
 /** The buffer observer's sites over the window, summed: MB per second and allocations, largest first. */
 async function printBufferSites(
   file: string,
@@ -137,11 +143,11 @@ async function printBufferSites(
   windowUs: { startUs: number; endUs: number },
 ): Promise<void> {
   const totals = new Map<string, { count: number; bytes: number }>();
-  const lines = (await readFile(file, "utf8").catch(() => ""))
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { at: number; sites: Record<string, { count: number; bytes: number }> })
-    .filter((l) => l.at > windowMs.start && l.at <= windowMs.end + 4_000);
+  const lines = await reportLines<{ at: number; sites: Record<string, { count: number; bytes: number }> }>(
+    file,
+    windowMs,
+    4_000,
+  );
   for (const line of lines) {
     for (const [site, s] of Object.entries(line.sites)) {
       const sum = totals.get(site) ?? { count: 0, bytes: 0 };

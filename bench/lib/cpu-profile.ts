@@ -53,6 +53,16 @@ function frameOf(node: ProfileNode): string {
   return `${name} ${short}:${lineNumber + 1}`;
 }
 
+/** The monotonic clock in µs, as profiles and ProfileWindow count it. */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/** The pid in a `--cpu-prof` file name (CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile). */
+export function profilePid(fileName: string): number {
+  return Number(fileName.split(".")[3]);
+}
+
 /** A span of the monotonic clock, µs (as process.hrtime.bigint() / 1000n). */
 export interface ProfileWindow {
   startUs: number;
