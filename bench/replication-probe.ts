@@ -11,6 +11,9 @@
  * outside the JS heap that starts V8's full GCs).
  *
  *   node dist/bench/replication-probe.js        ACKS=all SIZE=1024 DURATION_MS=8000 FSYNC=interval BUFFERS=1
+ *
+ * GOULETTE_BENCH_NODE_ARGS adds node flags to every process of the cluster (lib/node-args.ts); KEEP=1
+ * keeps the profiles and the observers' reports (whose GC lines also give each V8 heap space's size).
  */
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,6 +22,7 @@ import { fileURLToPath } from "node:url";
 import { Acks } from "../src/gen/goulette/v1/broker_pb.js";
 import { startCluster } from "../test/helpers/cluster.js";
 import { createGouletteTarget } from "./dataplane-goulette.js";
+import { benchNodeArgs } from "./lib/node-args.js";
 import { monotonicUs, profilePid, summariseProfile, type CpuProfile } from "./lib/cpu-profile.js";
 
 const ACKS = process.env.ACKS === "leader" ? Acks.LEADER : Acks.ALL;
@@ -50,6 +54,7 @@ async function main(): Promise<void> {
       "--import",
       GC_OBSERVER,
       ...(BUFFERS ? ["--import", BUFFER_OBSERVER] : []),
+      ...benchNodeArgs(),
     ],
   });
   const pids = new Map<number, string>();
@@ -120,7 +125,8 @@ async function main(): Promise<void> {
     console.log(`  GCs over the window: ${gcText || "none"}`);
     if (BUFFERS) await printBufferSites(path.join(dir, `buffers-${pid}.jsonl`), windowMs, windowUs);
   }
-  await rm(dir, { recursive: true, force: true });
+  if (process.env.KEEP !== "1") await rm(dir, { recursive: true, force: true });
+  else console.log(`reports kept in ${dir}`);
 }
 
 /** An observer's JSON lines (one per `periodMs`, stamped at its end) whose period overlaps the window. */

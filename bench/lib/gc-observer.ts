@@ -7,6 +7,7 @@
 import { appendFileSync } from "node:fs";
 import path from "node:path";
 import { PerformanceObserver, constants, type PerformanceEntry } from "node:perf_hooks";
+import { getHeapSpaceStatistics } from "node:v8";
 
 const dir = process.env.GOULETTE_GC_REPORT_DIR;
 const KINDS: Record<number, string> = {
@@ -45,6 +46,13 @@ if (dir !== undefined) {
       heapMiB: memory.heapUsed / 2 ** 20,
       externalMiB: memory.external / 2 ** 20,
       gc: Object.fromEntries(tallies),
+      // Used / committed MiB of each V8 heap space: which one grows between full GCs.
+      spaces: Object.fromEntries(
+        getHeapSpaceStatistics().map((s) => [
+          s.space_name,
+          [+(s.space_used_size / 2 ** 20).toFixed(1), +(s.space_size / 2 ** 20).toFixed(1)],
+        ]),
+      ),
     };
     tallies = new Map();
     appendFileSync(file, `${JSON.stringify(line)}\n`);

@@ -8,6 +8,7 @@ import { rpcLimitsFromOptions } from "../config/rpc-limit-options.js";
 import { createLogger } from "../observability/logger.js";
 import { assertAddressFree } from "./address-check.js";
 import { onShutdown } from "./shutdown.js";
+import { applyV8Tuning } from "./v8-tuning.js";
 
 const USAGE =
   "Usage: goulette broker [options]\n\nRuns a broker: stores partition logs, serves produce and pull, replicates.";
@@ -20,6 +21,8 @@ export async function runBroker(argv: string[]): Promise<void> {
     console.log(formatHelp(USAGE, brokerOptionSchema));
     return;
   }
+  // Before the first request is served: V8 reads the flag when it decides where to allocate.
+  applyV8Tuning({ pretenuring: o.v8Pretenuring });
   // A request must hold at least one record of the largest payload.
   const rpcLimits = rpcLimitsFromOptions(o, {
     minRequestBytes: o.maxMessageBytes + RECORD_OVERHEAD_BYTES,

@@ -123,6 +123,14 @@ export const brokerOptionSchema = {
       "served or made, through connect-node, as before)",
     default: true,
   }),
+  "v8-pretenuring": option({
+    kind: "boolean",
+    description:
+      "Let V8 allocate objects of allocation sites it judges long-lived straight into the old generation " +
+      "(off by default: a broker's short-lived request objects then filled it and forced full GCs, half " +
+      "of a follower's CPU under replication; see docs/benchmarks.md)",
+    default: false,
+  }),
   "max-open-segment-files": option({
     kind: "number",
     description:
