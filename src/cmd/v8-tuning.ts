@@ -9,11 +9,11 @@ export interface V8Tuning {
  * Runtime settings of V8 a server process applies at start-up, before its hot paths first run.
  *
  * Pretenuring: V8 allocates the objects of an allocation site straight into the old generation once most
- * of that site's objects were found alive by a young-generation GC. On a follower broker, whose young GCs
- * are rare, sites of objects that live only for one write got pretenured: the old generation filled with
- * dead objects and V8 ran three or four full GCs a second, half the follower's CPU under acks=all; with
- * pretenuring off only young GCs ran and acks=all produced ×1.7 (docs/benchmarks.md, "acks=all: what
- * the followers spend their time on").
+ * of that site's objects were found alive by a young-generation GC. On follower brokers under acks=all the
+ * old generation filled with objects already dead and V8 ran three or four full GCs a second, half their
+ * CPU (most likely: their young GCs are rare, so each caught the objects of the write in progress alive);
+ * with pretenuring off they ran young GCs only and acks=all produced ×1.5 at 1 KiB (docs/benchmarks.md,
+ * "Pretenuring off: the followers' full GCs").
  */
 export function applyV8Tuning(tuning: V8Tuning): void {
   if (!tuning.pretenuring) setFlagsFromString("--no-allocation-site-pretenuring");
