@@ -3,11 +3,24 @@ export const PENDING = -1;
 /** The message id is older than what the table remembers for this producer. */
 export const FORGOTTEN = -2;
 
+/**
+ * A message id as a key of the table: a number while the id is exact as one (every id below 2^53, which
+ * is every id a producer counting from 1 will use), the bigint beyond. Numbers hash faster and, up to
+ * 2^31, are no heap object: the table holds a window of ids per producer, long-lived, and bigint keys
+ * were one more object per record for the young GCs to copy.
+ */
+type IdKey = number | bigint;
+const MAX_EXACT_ID = BigInt(Number.MAX_SAFE_INTEGER);
+
+function keyOf(messageId: bigint): IdKey {
+  return messageId <= MAX_EXACT_ID ? Number(messageId) : messageId;
+}
+
 interface ProducerState {
   /** message id → offset (or PENDING), in insertion order so the oldest is evicted first. */
-  ids: Map<bigint, number>;
+  ids: Map<IdKey, number>;
   /** Largest id evicted from `ids`: anything at or below it that is not in `ids` was seen before. */
-  evictedMax: bigint;
+  evictedMax: IdKey;
   /** Largest id stored (appended, or seen while rebuilding); -1 before the first. */
   lastStored: bigint;
   /** Reservations (appends in flight). */
@@ -43,7 +56,7 @@ export class ProducerTable {
   lookup(producerId: string, messageId: bigint): number | undefined {
     const state = this.#producers.get(producerId);
     if (state === undefined) return undefined;
-    const offset = state.ids.get(messageId);
+    const offset = state.ids.get(keyOf(messageId));
     if (offset !== undefined) return offset;
     return messageId <= state.evictedMax ? FORGOTTEN : undefined;
   }
@@ -55,7 +68,7 @@ export class ProducerTable {
   claim(producerId: string, messageId: bigint): number | undefined {
     const state = this.#producers.get(producerId);
     if (state !== undefined) {
-      const offset = state.ids.get(messageId);
+      const offset = state.ids.get(keyOf(messageId));
       if (offset !== undefined) return offset;
       if (messageId <= state.evictedMax) return FORGOTTEN;
     }
@@ -76,7 +89,7 @@ export class ProducerTable {
     if (previousId === 0n) return "yes";
     const state = this.#producers.get(producerId);
     if (state === undefined || previousId <= state.lastStored) return "yes";
-    if (state.ids.get(previousId) === PENDING) return "yes";
+    if (state.ids.get(keyOf(previousId)) === PENDING) return "yes";
     return state.pending > 0 ? "wait" : "refuse";
   }
 
@@ -93,8 +106,9 @@ export class ProducerTable {
   /** Forgets a reservation whose append failed, so that a retry appends it. */
   release(producerId: string, messageId: bigint): void {
     const state = this.#producers.get(producerId);
-    if (state?.ids.get(messageId) === PENDING) {
-      state.ids.delete(messageId);
+    const key = keyOf(messageId);
+    if (state?.ids.get(key) === PENDING) {
+      state.ids.delete(key);
       state.pending--;
     }
   }
@@ -106,20 +120,21 @@ export class ProducerTable {
   #set(producerId: string, messageId: bigint, offset: number): void {
     let state = this.#producers.get(producerId);
     if (state === undefined) {
-      state = { ids: new Map(), evictedMax: -1n, lastStored: -1n, pending: 0 };
+      state = { ids: new Map(), evictedMax: -1, lastStored: -1n, pending: 0 };
       if (this.#producers.size >= this.options.maxProducers) {
         const oldest = this.#producers.keys().next();
         if (!oldest.done) this.#producers.delete(oldest.value);
       }
       this.#producers.set(producerId, state);
     }
-    const before = state.ids.get(messageId);
+    const key = keyOf(messageId);
+    const before = state.ids.get(key);
     const known = before !== undefined;
     if (before === PENDING) state.pending--;
     if (offset === PENDING) state.pending++;
     else if (messageId > state.lastStored) state.lastStored = messageId;
     // Updating a reservation keeps its place in the eviction order.
-    state.ids.set(messageId, offset);
+    state.ids.set(key, offset);
     if (!known && state.ids.size > this.options.windowSize) {
       const oldest = state.ids.keys().next();
       if (!oldest.done) {
