@@ -14,7 +14,7 @@ import { waitFor } from "../test/helpers/wait.js";
 import { Acks, createGouletteTarget } from "./dataplane-goulette.js";
 import type { ProduceResult, QueueTarget } from "./dataplane-target.js";
 import { trackChild } from "./lib/children.js";
-import { summariseProfile, type CpuProfile, type ProfileSummary } from "./lib/cpu-profile.js";
+import { monotonicUs, summariseProfile, type CpuProfile, type ProfileSummary } from "./lib/cpu-profile.js";
 
 export interface ProduceProfile {
   load: ProduceResult;
@@ -98,12 +98,12 @@ export async function profileProduce(
       await target.produce(size, Math.max(500, Math.round((32 << 20) / size)), 30_000);
       await target.consume(); // warm-up of the read path
     }
-    const startUs = Number(process.hrtime.bigint() / 1000n);
+    const startUs = monotonicUs();
     const load =
       workload === "produce"
         ? await target.produce(size, Number.MAX_SAFE_INTEGER, durationMs)
         : await consumeFor(target, size, durationMs);
-    const endUs = Number(process.hrtime.bigint() / 1000n);
+    const endUs = monotonicUs();
     await target.close();
     // SIGTERM: a graceful stop, so V8 writes the profile on exit.
     broker.kill("SIGTERM");

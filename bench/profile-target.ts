@@ -1,4 +1,5 @@
 import { planNewTopic } from "../src/fsm/planner.js";
+import { monotonicUs } from "./lib/cpu-profile.js";
 import { startEtcd } from "./lib/etcd.js";
 import { createLoadGenerator, type LoadResult, type LoadSpec } from "./lib/load.js";
 import { runSequential } from "./lib/sequential.js";
@@ -19,7 +20,6 @@ const stub = await startStubBroker();
 const load = createLoadGenerator();
 // No periodic snapshot: it would land in the append profile as a one-off.
 const { sentinel, client } = await startLeaderSentinel(etcd.client(), { snapshotEvery: 1_000_000_000 });
-const now = () => Number(process.hrtime.bigint() / 1000n);
 try {
   await registerBrokers(client, 5, stub.address);
   await client.getBrokers({ topic: "orders", replicaCount: 3, partitions: 3 });
@@ -36,9 +36,9 @@ try {
       callTimeoutMs: 10_000,
     };
     await load.run({ ...spec, durationMs: 1_000 }); // warm-up: JIT, connections
-    startUs = now();
+    startUs = monotonicUs();
     result = await load.run({ ...spec, durationMs });
-    endUs = now();
+    endUs = monotonicUs();
   } else {
     const plane = sentinel.plane;
     const propose = (i: number) =>
@@ -46,13 +46,13 @@ try {
         planNewTopic(plane.state, plane.ring, { topic: `profiled-${i}`, partitions: 3, replicaCount: 3 }),
       );
     await runSequential(propose, { warmupOps: 50, durationMs: 0, maxOps: 0 });
-    startUs = now();
+    startUs = monotonicUs();
     const r = await runSequential((i) => propose(i + 1_000_000), {
       warmupOps: 0,
       durationMs,
       maxOps: 1_000_000,
     });
-    endUs = now();
+    endUs = monotonicUs();
     result = { ...r, requests: r.ops, rps: r.opsPerSecond, clientCpuMs: 0 };
   }
   process.stdout.write(`${JSON.stringify({ result, window: { startUs, endUs } })}\n`);

@@ -18,6 +18,7 @@ import { startCluster } from "../test/helpers/cluster.js";
 import { createGouletteTarget } from "./dataplane-goulette.js";
 import { createNatsTarget } from "./dataplane-peers.js";
 import type { QueueTarget } from "./dataplane-target.js";
+import { monotonicUs } from "./lib/cpu-profile.js";
 import { startNats } from "./lib/peers.js";
 import { summariseLatencies } from "./lib/stats.js";
 import { bucketQuantile, histogramBuckets, type Buckets } from "./lib/histogram.js";
@@ -145,7 +146,7 @@ async function main(): Promise<void> {
     // Warm-up: one short run each (JIT, connections, first segment).
     for (const t of targets) await t.target.latency(1024, 2, 300);
     const rows: Record<string, { p50: number[]; p99: number[]; clientUs: number[] }> = {};
-    const windowStartUs = Number(process.hrtime.bigint() / 1000n);
+    const windowStartUs = monotonicUs();
     for (let r = 0; r < reps; r++) {
       for (let i = 0; i < targets.length; i++) {
         const t = targets[(i + r) % targets.length] as (typeof targets)[number];
@@ -175,7 +176,7 @@ async function main(): Promise<void> {
         );
       }
     }
-    console.log(`profile window (monotonic µs): ${windowStartUs} ${Number(process.hrtime.bigint() / 1000n)}`);
+    console.log(`profile window (monotonic µs): ${windowStartUs} ${monotonicUs()}`);
     const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] as number;
     for (const [name, row] of Object.entries(rows)) {
       console.log(

@@ -5,9 +5,9 @@ export const FORGOTTEN = -2;
 
 /**
  * A message id as a key of the table: a number while the id is exact as one (every id below 2^53, which
- * is every id a producer counting from 1 will use), the bigint beyond. Numbers hash faster and, up to
- * 2^31, are no heap object: the table holds a window of ids per producer, long-lived, and bigint keys
- * were one more object per record for the young GCs to copy.
+ * is every id a producer counting from 1 will use), the bigint beyond. Up to 2^31 a number is no heap
+ * object: the table holds a window of ids per producer, long-lived, and bigint keys were one more object
+ * per record for the young GCs to copy.
  */
 type IdKey = number | bigint;
 const MAX_EXACT_ID = BigInt(Number.MAX_SAFE_INTEGER);
@@ -67,12 +67,13 @@ export class ProducerTable {
    */
   claim(producerId: string, messageId: bigint): number | undefined {
     const state = this.#producers.get(producerId);
+    const key = keyOf(messageId);
     if (state !== undefined) {
-      const offset = state.ids.get(keyOf(messageId));
+      const offset = state.ids.get(key);
       if (offset !== undefined) return offset;
       if (messageId <= state.evictedMax) return FORGOTTEN;
     }
-    this.#set(producerId, messageId, PENDING);
+    this.#set(producerId, messageId, PENDING, key);
     return undefined;
   }
 
@@ -117,7 +118,7 @@ export class ProducerTable {
     this.#producers.clear();
   }
 
-  #set(producerId: string, messageId: bigint, offset: number): void {
+  #set(producerId: string, messageId: bigint, offset: number, key = keyOf(messageId)): void {
     let state = this.#producers.get(producerId);
     if (state === undefined) {
       state = { ids: new Map(), evictedMax: -1, lastStored: -1n, pending: 0 };
@@ -127,7 +128,6 @@ export class ProducerTable {
       }
       this.#producers.set(producerId, state);
     }
-    const key = keyOf(messageId);
     const before = state.ids.get(key);
     const known = before !== undefined;
     if (before === PENDING) state.pending--;

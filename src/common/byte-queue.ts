@@ -19,39 +19,41 @@ export class ByteQueue {
     const first = this.#chunks[0];
     if (first === undefined) return Buffer.alloc(0);
     if (first.length >= n) return first.subarray(0, n);
-    const out = Buffer.allocUnsafe(Math.min(n, this.size));
-    let filled = 0;
-    for (const chunk of this.#chunks) {
-      if (filled === out.length) break;
-      filled += chunk.copy(out, filled, 0, Math.min(chunk.length, out.length - filled));
-    }
-    return out;
+    return this.#copyFront(Math.min(n, this.size));
   }
 
   /** Removes and returns the first `n` bytes (`n` ≤ size). */
   take(n: number): Buffer {
     const first = this.#chunks[0];
     if (first === undefined || n === 0) return Buffer.alloc(0);
-    if (first.length >= n) {
-      if (first.length === n) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(n);
-      this.size -= n;
-      return first.subarray(0, n);
-    }
-    const taken = Buffer.allocUnsafe(n);
+    const taken = first.length >= n ? first.subarray(0, n) : this.#copyFront(n);
+    this.#drop(n);
+    return taken;
+  }
+
+  /** A copy of the first `n` bytes (`n` ≤ size), gathered across chunks. */
+  #copyFront(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
     let filled = 0;
-    while (filled < n) {
+    for (const chunk of this.#chunks) {
+      if (filled === n) break;
+      filled += chunk.copy(out, filled, 0, Math.min(chunk.length, n - filled));
+    }
+    return out;
+  }
+
+  /** Forgets the first `n` bytes (`n` ≤ size); a chunk cut in two keeps its rest as a view. */
+  #drop(n: number): void {
+    this.size -= n;
+    while (n > 0) {
       const chunk = this.#chunks[0] as Buffer;
-      const wanted = n - filled;
-      if (chunk.length <= wanted) {
-        filled += chunk.copy(taken, filled);
+      if (chunk.length <= n) {
+        n -= chunk.length;
         this.#chunks.shift();
       } else {
-        filled += chunk.copy(taken, filled, 0, wanted);
-        this.#chunks[0] = chunk.subarray(wanted);
+        this.#chunks[0] = chunk.subarray(n);
+        n = 0;
       }
     }
-    this.size -= n;
-    return taken;
   }
 }

@@ -58,7 +58,7 @@ describe("ByteQueue", () => {
     queue.push(tail);
     const message = queue.take(6);
     assert.equal(message.toString(), "abcdef");
-    assert.equal(message.length, 6, "no more than the message was copied");
+    assert.equal(message.length, 6, "the message's own bytes");
     const next = queue.take(queue.size);
     assert.equal(next.toString(), "|next");
     assert.equal(next.buffer, tail.buffer, "the rest of the chunk was not copied");
