@@ -77,6 +77,10 @@ export function createGouletteTarget(options: GouletteTargetOptions): QueueTarge
     });
 
   async function produce(size: number, count: number, deadlineMs: number): Promise<ProduceResult> {
+    // The previous run's records go first, as the peers' targets DEL / purge theirs: every system then
+    // writes each run into a log of the same (empty) size, and none holds more page cache than another
+    // (docs/benchmarks.md, "64 KiB produce: the page cache").
+    await client.deleteRecords({ topic: options.topic, partition: 0, beforeOffset: -1n });
     const perRequest = Math.max(1, Math.min(500, Math.floor(batchBytes / size), count));
     // One payload buffer for every record: the benchmark measures the broker, not payload generation.
     const payload = stampedPayload(size, 0);

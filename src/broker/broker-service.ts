@@ -11,6 +11,7 @@ import { OverloadedError } from "../errors.js";
 import { resetCall } from "../server/call-head.js";
 import { encodedResponsesOf } from "../server/encoded-responses.js";
 import { commitOffset, deleteCommittedOffset, getCommittedOffset } from "./offsets.js";
+import { deleteRecords } from "./delete-records.js";
 import type { PartitionManager } from "./partition-manager.js";
 import { produce, validateMessageRequest, type ProduceOptions } from "./produce.js";
 import { produceBatches, produceBatchesPerBatch, validateBatchesRequest } from "./produce-batches.js";
@@ -120,6 +121,10 @@ export function createBrokerService(
 
     async deleteCommittedOffset(req) {
       return { deleted: await deleteCommittedOffset(lookup, req, options.writable) };
+    },
+
+    async deleteRecords(req) {
+      return { logStartOffset: BigInt(await deleteRecords(lookup, req, options.writable)) };
     },
 
     async getCommittedOffset(req) {

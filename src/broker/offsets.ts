@@ -1,17 +1,14 @@
 import { InvalidArgumentError } from "../errors.js";
-import { validateTopicName } from "../fsm/validation.js";
 import type {
   CommitOffsetRequest,
   DeleteCommittedOffsetRequest,
   GetCommittedOffsetRequest,
 } from "../gen/goulette/v1/broker_pb.js";
 import { NO_OFFSET } from "./consumer-offsets.js";
-import { BeyondHighWatermarkError, LostContactError, UnknownPartitionError } from "./errors.js";
-import type { Partition } from "./partition.js";
+import { BeyondHighWatermarkError } from "./errors.js";
+import { heldPartition, writableLeader, type PartitionLookup } from "./leader-partition.js";
 
 const MAX_GROUP_LENGTH = 255;
-
-type Lookup = (topic: string, partition: number) => Partition | undefined;
 
 function validateGroup(group: string): void {
   if (group === "") throw new InvalidArgumentError("consumer_group is empty");
@@ -30,20 +27,6 @@ function validateMemberEpoch(epoch: bigint): number {
   return Number(epoch);
 }
 
-function leaderPartition(lookup: Lookup, topic: string, partition: number): Partition {
-  validateTopicName(topic);
-  const p = lookup(topic, partition);
-  if (p === undefined) throw new UnknownPartitionError(topic, partition);
-  return p;
-}
-
-/** Leadership is ready and this broker may take writes; returns the leadership generation. */
-async function writableLeader(p: Partition, writable: () => boolean): Promise<number> {
-  const generation = await p.leaderReady();
-  if (!writable()) throw new LostContactError(p.topic, p.partition);
-  return generation;
-}
-
 /**
  * CommitOffset on the partition leader: stores the group's next offset and answers once every in-sync
  * replica stored it too (the offsets travel on the Replicate streams), so it survives a leader change.
@@ -51,14 +34,14 @@ async function writableLeader(p: Partition, writable: () => boolean): Promise<nu
  * offset past the log end with INVALID_ARGUMENT, one past the high watermark with UNAVAILABLE (retryable).
  */
 export async function commitOffset(
-  lookup: Lookup,
+  lookup: PartitionLookup,
   req: CommitOffsetRequest,
   writable: () => boolean,
 ): Promise<void> {
   validateGroup(req.consumerGroup);
   if (req.offset < 0n) throw new InvalidArgumentError(`offset must be ≥ 0, got ${req.offset}`);
   const memberEpoch = validateMemberEpoch(req.memberEpoch);
-  const p = leaderPartition(lookup, req.topic, req.partition);
+  const p = heldPartition(lookup, req.topic, req.partition);
   const generation = await writableLeader(p, writable);
   if (req.offset > BigInt(p.log.logEndOffset)) {
     throw new InvalidArgumentError(
@@ -79,13 +62,13 @@ export async function commitOffset(
  * when it is already higher) and replicated like a commit, and only then is the offset read.
  */
 export async function getCommittedOffset(
-  lookup: Lookup,
+  lookup: PartitionLookup,
   req: GetCommittedOffsetRequest,
   writable: () => boolean,
 ): Promise<{ offset: number; logStartOffset: number; highWatermark: number }> {
   validateGroup(req.consumerGroup);
   const memberEpoch = validateMemberEpoch(req.memberEpoch);
-  const p = leaderPartition(lookup, req.topic, req.partition);
+  const p = heldPartition(lookup, req.topic, req.partition);
   if (memberEpoch === 0) {
     await p.leaderReady();
   } else {
@@ -101,12 +84,12 @@ export async function getCommittedOffset(
 
 /** DeleteCommittedOffset on the partition leader: forgets the group's offset and fence, replicated. */
 export async function deleteCommittedOffset(
-  lookup: Lookup,
+  lookup: PartitionLookup,
   req: DeleteCommittedOffsetRequest,
   writable: () => boolean,
 ): Promise<boolean> {
   validateGroup(req.consumerGroup);
-  const p = leaderPartition(lookup, req.topic, req.partition);
+  const p = heldPartition(lookup, req.topic, req.partition);
   const generation = await writableLeader(p, writable);
   return p.deleteOffset(req.consumerGroup, generation);
 }

@@ -592,6 +592,18 @@ export class Partition {
     return deleted;
   }
 
+  /**
+   * Leader: deletes the records below `offset` (at most the high watermark: the caller checked) and
+   * wakes the replication streams, whose next answer carries the new log start to the followers.
+   * Returns the new log start.
+   */
+  async deleteRecordsBefore(offset: number, generation: number): Promise<number> {
+    this.#requireGeneration(generation);
+    const { logStartOffset } = await this.log.deleteRecordsBefore(offset);
+    this.dataSignal.notify();
+    return logStartOffset;
+  }
+
   /** The offset table is changed only by the leader of the generation the request was checked in. */
   #requireGeneration(generation: number): void {
     if (generation !== this.#generation || this.#role !== "leader") throw this.#notLeader();

@@ -174,7 +174,8 @@ export async function cut(p: Partition, offset: number, logger: Logger): Promise
 
 /**
  * Stores one response: epoch labels first, then the records (as the leader's frames, or one by one
- * from an older leader), then the consumer offsets.
+ * from an older leader), then the consumer offsets, then the leader's log start (records the leader
+ * deleted go here too, up to this replica's log end).
  */
 export async function store(p: Partition, res: ReplicateResponse): Promise<void> {
   if (res.frames.length > 0 || res.records.length > 0) {
@@ -197,4 +198,8 @@ export async function store(p: Partition, res: ReplicateResponse): Promise<void>
     );
   }
   p.setFollowerHighWatermark(Number(res.highWatermark));
+  const leaderStart = Number(res.logStartOffset);
+  if (leaderStart > p.log.logStartOffset) {
+    await p.log.deleteRecordsBefore(Math.min(leaderStart, p.log.logEndOffset));
+  }
 }

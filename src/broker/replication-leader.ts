@@ -194,6 +194,7 @@ export async function readAnswer(
     records,
     ...(frames === undefined ? {} : { frames }),
     highWatermark: BigInt(p.highWatermark),
+    logStartOffset: BigInt(p.log.logStartOffset),
     epoch: BigInt(p.epoch),
     leaderEpochs:
       count > 0

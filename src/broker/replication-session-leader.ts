@@ -355,6 +355,7 @@ class LeaderSession {
         entry.awaitingAck = needsAcknowledgement(answer.response);
         entry.sentVersion = answer.sentVersion;
         entry.sentHighWatermark = Number(answer.response.highWatermark);
+        entry.sentLogStart = Number(answer.response.logStartOffset);
         if (p.generation === entry.generation) p.onResponse(followerId, entry.stream, answer.shippableEnd);
         answers.push(
           create(SessionPartitionAnswerSchema, {

@@ -46,6 +46,8 @@ export interface SessionEntry {
   sentVersion: number | undefined;
   /** High watermark last sent (-1: none yet). */
   sentHighWatermark: number;
+  /** Log start last sent (-1: none yet): a DeleteRecords or retention moves it, and followers follow. */
+  sentLogStart: number;
   /** Answered and not acknowledged yet: nothing more is sent until the follower acknowledges. */
   awaitingAck: boolean;
   /** The follower must cut its log here first (divergence, or behind the leader's log start). */
@@ -74,6 +76,7 @@ export function newEntry(
     ackedVersion: undefined,
     sentVersion: undefined,
     sentHighWatermark: -1,
+    sentLogStart: -1,
     awaitingAck: false,
   };
 }
@@ -99,7 +102,8 @@ export function newsOf(entry: SessionEntry, view: LeaderPartitionView, followerI
   if (
     view.shippableEnd > entry.fetchOffset ||
     entry.sentVersion !== view.offsetsVersion ||
-    entry.sentHighWatermark !== view.highWatermark
+    entry.sentHighWatermark !== view.highWatermark ||
+    entry.sentLogStart !== view.logStartOffset
   ) {
     return { kind: "data" };
   }

@@ -20,13 +20,14 @@ import {
  * once, from the tail cache or the read buffer, into the response. Through protobuf-es and Connect the
  * same bytes are copied about five times into fresh buffers (encoded-responses.ts), once per follower.
  * The small rest of each answer (high watermark, epochs, consumer offsets, errors) is encoded by
- * protobuf-es, so the bytes are exactly toBinary's for the whole message: `frames` is
- * ReplicateResponse's last field, and `data` is followed only by the error fields, which are unset
- * whenever `data` is set (test/unit/session-encoding.spec.ts compares the two).
+ * protobuf-es, so the bytes are exactly toBinary's for the whole message: fields 1–8 by protobuf-es,
+ * then `frames`, then `log_start_offset` (the only field numbered after it), and `data` is followed
+ * only by the error fields, which are unset whenever `data` is set (test/unit/session-encoding.spec.ts
+ * compares the two).
  *
  *   ReplicateSessionResponse: partitions = 1
  *   SessionPartitionAnswer:   topic = 1, partition = 2, data = 3, error_code = 4, error_message = 5
- *   ReplicateResponse:        records = 1 … offsets_snapshot = 8, frames = 9
+ *   ReplicateResponse:        records = 1 … offsets_snapshot = 8, frames = 9, log_start_offset = 10
  */
 
 const RESPONSE_PARTITIONS = 0x0a;
@@ -34,6 +35,7 @@ const ANSWER_TOPIC = 0x0a;
 const ANSWER_PARTITION = 0x10;
 const ANSWER_DATA = 0x1a;
 const DATA_FRAMES = 0x4a;
+const DATA_LOG_START = 0x50;
 const NO_FRAMES = new Uint8Array(0);
 
 /** An answer as planned before the buffer is sized: encoded whole, or around its frames. */
@@ -42,9 +44,10 @@ type PlannedAnswer =
   | {
       kind: "frames";
       answer: SessionPartitionAnswer;
-      /** The answer's ReplicateResponse without its frames. */
+      /** The answer's ReplicateResponse without its frames and log start. */
       head: Uint8Array;
       frames: Uint8Array;
+      logStartOffset: number;
       dataSize: number;
       size: number;
     };
@@ -59,14 +62,18 @@ function plan(answer: SessionPartitionAnswer): PlannedAnswer {
   ) {
     return { kind: "whole", bytes: toBinary(SessionPartitionAnswerSchema, answer) };
   }
-  const head = toBinary(ReplicateResponseSchema, { ...data, frames: NO_FRAMES });
-  const dataSize = head.length + delimitedSize(data.frames.length);
+  const head = toBinary(ReplicateResponseSchema, { ...data, frames: NO_FRAMES, logStartOffset: 0n });
+  const logStartOffset = Number(data.logStartOffset);
+  const dataSize =
+    head.length +
+    delimitedSize(data.frames.length) +
+    (logStartOffset === 0 ? 0 : 1 + varintSize(logStartOffset));
   const topicBytes = Buffer.byteLength(answer.topic, "utf8");
   const size =
     (topicBytes === 0 ? 0 : delimitedSize(topicBytes)) +
     (answer.partition === 0 ? 0 : 1 + varintSize(answer.partition)) +
     delimitedSize(dataSize);
-  return { kind: "frames", answer, head, frames: data.frames, dataSize, size };
+  return { kind: "frames", answer, head, frames: data.frames, logStartOffset, dataSize, size };
 }
 
 /** The ReplicateSessionResponse of these answers as one uncompressed stream envelope (flags 0, u32 length). */
@@ -93,6 +100,7 @@ export function encodeSessionEnvelope(answers: readonly SessionPartitionAnswer[]
     buf.set(p.head, pos);
     pos += p.head.length;
     pos = writeBytes(buf, pos, DATA_FRAMES, p.frames);
+    pos = writeVarintField(buf, pos, DATA_LOG_START, p.logStartOffset);
   }
   if (pos !== buf.length) throw new Error(`session response encoded to ${pos} bytes, sized ${buf.length}`);
   return buf;

@@ -26,6 +26,8 @@ import {
   type OffsetReset,
   type ResetOffsetsOptions,
 } from "./group-admin.js";
+import { PartitionLeaders } from "./partition-leaders.js";
+import { deleteRecords, type DeleteRecordsOptions, type RecordsDeletion } from "./records-admin.js";
 import { SentinelPool, type SentinelCallOptions } from "./sentinel-pool.js";
 import type { ClientTransport } from "./transport.js";
 
@@ -41,6 +43,7 @@ export class Admin {
   readonly #options: AdminOptions;
   readonly #sentinels: SentinelPool;
   readonly #groups: GroupAdmin;
+  readonly #leaders: PartitionLeaders;
   #closed = false;
 
   constructor(options: AdminOptions) {
@@ -53,12 +56,17 @@ export class Admin {
       listener: options.listener,
       emit: emitter(options.onEvent),
     });
-    this.#groups = new GroupAdmin({
-      sentinels: (fn, signal) => this.#call(fn, signal),
+    const leaders = {
+      sentinels: <T>(
+        fn: (client: Client<typeof SentinelService>, options: SentinelCallOptions) => Promise<T>,
+        signal?: AbortSignal,
+      ) => this.#call(fn, signal),
       transport: options.transport,
       headers: bearerHeaders(options.token),
       listener: this.#sentinels.listener,
-    });
+    };
+    this.#groups = new GroupAdmin(leaders);
+    this.#leaders = new PartitionLeaders(leaders);
   }
 
   /**
@@ -214,6 +222,16 @@ export class Admin {
   /** Forgets a group's committed offsets on a topic's partitions; refused while it has live members. */
   deleteOffsets(options: DeleteOffsetsOptions): Promise<OffsetDeletion[]> {
     return this.#guard(() => this.#groups.deleteOffsets(this.#withSignal(options)));
+  }
+
+  /**
+   * Deletes a topic's records below `before` (default: each partition's high watermark, i.e. every
+   * acknowledged record) on each partition's leader, and returns each partition's new log start.
+   * Reads below it fail from then on; followers delete the same records from their next replication
+   * answer. A partition that fails is named in the error, with how many others were done anyway.
+   */
+  deleteRecords(options: DeleteRecordsOptions): Promise<RecordsDeletion[]> {
+    return this.#guard(() => deleteRecords(this.#leaders, this.#withSignal(options)));
   }
 
   close(): Promise<void> {

@@ -41,3 +41,4 @@ export type {
   ResetOffsetsOptions,
   TopicPartition,
 } from "./group-admin.js";
+export type { DeleteRecordsOptions, RecordsDeletion } from "./records-admin.js";

@@ -1,23 +1,16 @@
-import { createClient, type Client } from "@connectrpc/connect";
-import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import type { DescribeGroupResponse, GroupSummary } from "../gen/goulette/v1/group_pb.js";
-import type { SentinelService } from "../gen/goulette/v1/sentinel_pb.js";
+import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
+import { toClientError } from "./errors.js";
 import {
-  FailedPreconditionError,
-  GouletteError,
-  InvalidArgumentError,
-  NotFoundError,
-  UnavailableError,
-} from "../errors.js";
-import { isConnectionFailure, toClientError } from "./errors.js";
-import type { SentinelCallOptions } from "./sentinel-pool.js";
-import type { ClientTransport } from "./transport.js";
+  PartitionLeaders,
+  inParallel,
+  settleAll,
+  type Located,
+  type PartitionLeadersOptions,
+  type TopicPartition,
+} from "./partition-leaders.js";
 
-/** One partition of a topic. */
-export interface TopicPartition {
-  topic: string;
-  partition: number;
-}
+export type { SentinelCall, TopicPartition } from "./partition-leaders.js";
 
 /** One live member of a consumer group, as the sentinels describe it. */
 export interface GroupMember {
@@ -103,37 +96,7 @@ export interface OffsetDeletion extends TopicPartition {
   deleted: boolean;
 }
 
-/** Runs a call on any sentinel (the Admin's SentinelPool). */
-export type SentinelCall = <T>(
-  fn: (client: Client<typeof SentinelService>, options: SentinelCallOptions) => Promise<T>,
-  signal?: AbortSignal,
-) => Promise<T>;
-
-export interface GroupAdminOptions {
-  sentinels: SentinelCall;
-  transport: ClientTransport;
-  /** Headers of every broker call (authorization). */
-  headers: Record<string, string>;
-  /** The brokers' listener to dial ("": the sentinels choose). */
-  listener: string;
-}
-
-/** Partition-leader calls in flight at once per admin operation. */
-const CONCURRENCY = 16;
-/** Deadline of one call to a partition leader (ms). */
-const BROKER_TIMEOUT_MS = 10_000;
-
-interface Located extends TopicPartition {
-  leaderId: string;
-  /** host:port of the leader ("" when the partition has none or its broker is unknown). */
-  address: string;
-}
-
-interface BrokerCallOptions {
-  signal?: AbortSignal;
-  timeoutMs: number;
-  headers: Record<string, string>;
-}
+export type GroupAdminOptions = PartitionLeadersOptions;
 
 interface Committed {
   offset: number;
@@ -144,11 +107,15 @@ interface Committed {
 /**
  * The consumer-group half of the Admin client: membership from the sentinels (ListGroups,
  * DescribeGroup), offsets from each partition's leader. Offsets are read and written with member
- * epoch 0, which neither raises nor trips the group's commit fence. The file is a little over ~400
- * lines because a third of it is the exported, documented result types the CLI and console print.
+ * epoch 0, which neither raises nor trips the group's commit fence. Partition leaders are found and
+ * called through PartitionLeaders (partition-leaders.ts).
  */
 export class GroupAdmin {
-  constructor(private readonly options: GroupAdminOptions) {}
+  readonly #leaders: PartitionLeaders;
+
+  constructor(private readonly options: GroupAdminOptions) {
+    this.#leaders = new PartitionLeaders(options);
+  }
 
   async listGroups(options: { prefix?: string; signal?: AbortSignal } = {}): Promise<GroupSummary[]> {
     const res = await this.options.sentinels(
@@ -170,7 +137,7 @@ export class GroupAdmin {
     // not exist yet, and those are skipped.
     const given = options.topics !== undefined && options.topics.length > 0;
     const topics = given ? [...new Set(options.topics)] : subscribedTopics(description);
-    const located = await this.#locate(topics, given, options.signal);
+    const located = await this.#leaders.locate(topics, given, options.signal);
     const owners = new Map<string, string>();
     for (const m of description.members)
       for (const p of m.partitions) owners.set(key(p.topic, p.partition), m.memberId);
@@ -201,7 +168,7 @@ export class GroupAdmin {
     if (typeof to !== "object" && to !== "earliest" && to !== "latest")
       throw new InvalidArgumentError(`'to' must be "earliest", "latest" or { offset }, got '${String(to)}'`);
     await this.#refuseWhileLive(group, "reset its offsets", signal);
-    const partitions = await this.#partitionsOf(topic, options.partitions, signal);
+    const partitions = await this.#leaders.partitionsOf(topic, options.partitions, signal);
     // Every partition is read and checked before anything is written: a bad offset changes nothing.
     const read = await settleAll(partitions, (p) => this.#committed(group, p, signal));
     const resets = partitions.map((p, i): OffsetReset => {
@@ -219,7 +186,7 @@ export class GroupAdmin {
       partitions,
       async (p, i) => {
         const offset = BigInt((resets[i] as OffsetReset).after);
-        await this.#onLeader(p, signal, (client, o) =>
+        await this.#leaders.onLeader(p, signal, (client, o) =>
           client.commitOffset(
             { consumerGroup: group, topic, partition: p.partition, offset, memberEpoch: 0n },
             o,
@@ -236,11 +203,11 @@ export class GroupAdmin {
     checkName("group", group);
     checkName("topic", topic);
     await this.#refuseWhileLive(group, "delete its offsets", signal);
-    const partitions = await this.#partitionsOf(topic, options.partitions, signal);
+    const partitions = await this.#leaders.partitionsOf(topic, options.partitions, signal);
     const deleted = await settleAll(
       partitions,
       async (p) => {
-        const res = await this.#onLeader(p, signal, (client, o) =>
+        const res = await this.#leaders.onLeader(p, signal, (client, o) =>
           client.deleteCommittedOffset({ consumerGroup: group, topic, partition: p.partition }, o),
         );
         return res.deleted;
@@ -266,62 +233,9 @@ export class GroupAdmin {
     );
   }
 
-  /** The topic's partitions (all, or the ones asked for), with their leaders. */
-  async #partitionsOf(
-    topic: string,
-    wanted: readonly number[] | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<Located[]> {
-    const all = await this.#locate([topic], true, signal);
-    if (wanted === undefined || wanted.length === 0) return all;
-    return [...new Set(wanted)].map((partition) => {
-      const found = all.find((p) => p.partition === partition);
-      if (!found)
-        throw new InvalidArgumentError(
-          `'${topic}' has no partition ${partition} (it has ${all.length}: 0 to ${all.length - 1})`,
-        );
-      return found;
-    });
-  }
-
-  /**
-   * Each partition of `topics` with its leader's address, never creating a topic (ListTopics, not
-   * GetBrokers). A missing topic is NotFound when `required`, else skipped.
-   */
-  async #locate(topics: string[], required: boolean, signal: AbortSignal | undefined): Promise<Located[]> {
-    if (topics.length === 0) return [];
-    const [status, infos] = await Promise.all([
-      this.options.sentinels((c, o) => c.getClusterStatus({ listener: this.options.listener }, o), signal),
-      inParallel(topics, (topic) =>
-        this.options.sentinels((c, o) => c.listTopics({ prefix: topic, limit: 1 }, o), signal),
-      ),
-    ]);
-    const addresses = new Map(status.brokers.map((b) => [b.brokerId, b.address]));
-    const located: Located[] = [];
-    topics.forEach((topic, i) => {
-      const info = infos[i]?.topics[0];
-      if (info?.topic !== topic) {
-        if (required) throw new NotFoundError(`topic '${topic}' does not exist`);
-        return;
-      }
-      const partitions = [...info.partitions].sort((a, b) => a.partition - b.partition);
-      for (const p of partitions) {
-        located.push({
-          topic,
-          partition: p.partition,
-          leaderId: p.leader,
-          address: addresses.get(p.leader) ?? "",
-        });
-      }
-    });
-    return located.sort((a, b) =>
-      a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1,
-    );
-  }
-
   /** GetCommittedOffset with member epoch 0: a plain read that raises no fence. */
   async #committed(group: string, p: Located, signal: AbortSignal | undefined): Promise<Committed> {
-    const res = await this.#onLeader(p, signal, (client, o) =>
+    const res = await this.#leaders.onLeader(p, signal, (client, o) =>
       client.getCommittedOffset(
         { consumerGroup: group, topic: p.topic, partition: p.partition, memberEpoch: 0n },
         o,
@@ -332,32 +246,6 @@ export class GroupAdmin {
       logStart: Number(res.logStartOffset),
       highWatermark: Number(res.highWatermark),
     };
-  }
-
-  /** Runs fn against the partition's leader; a failed connection is dropped so the next call redials. */
-  async #onLeader<T>(
-    p: Located,
-    signal: AbortSignal | undefined,
-    fn: (client: Client<typeof BrokerService>, options: BrokerCallOptions) => Promise<T>,
-  ): Promise<T> {
-    if (p.address === "") {
-      throw new UnavailableError(
-        p.leaderId === ""
-          ? `partition ${p.partition} of '${p.topic}' has no leader now`
-          : `the leader of partition ${p.partition} of '${p.topic}' (${p.leaderId}) is not a known broker`,
-      );
-    }
-    const client = createClient(BrokerService, this.options.transport.broker(p.address));
-    try {
-      return await fn(client, {
-        timeoutMs: BROKER_TIMEOUT_MS,
-        headers: this.options.headers,
-        ...(signal ? { signal } : {}),
-      });
-    } catch (err) {
-      if (isConnectionFailure(err)) this.options.transport.forget(p.address);
-      throw err;
-    }
   }
 }
 function checkName(what: string, name: string): void {
@@ -399,55 +287,4 @@ function subscribedTopics(d: GroupDescription): string[] {
   }
   for (const p of d.unassigned) topics.add(p.topic);
   return [...topics].sort();
-}
-
-/** fn over items, at most CONCURRENCY at a time; results in item order. fn must not throw. */
-async function inParallel<T, R>(
-  items: readonly T[],
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, items.length) }, worker));
-  return results;
-}
-
-/**
- * fn over the partitions (bounded), waiting for every call; when any failed, throws one error (the
- * first failure's code) naming each failed partition and, for writes, how many were `done` anyway.
- */
-async function settleAll<R>(
-  partitions: readonly Located[],
-  fn: (p: Located, index: number) => Promise<R>,
-  done?: string,
-): Promise<R[]> {
-  const outcomes = await inParallel(partitions, (p, i) =>
-    fn(p, i).then(
-      (value) => ({ ok: true as const, value }),
-      (err: unknown) => ({ ok: false as const, error: toClientError(err) }),
-    ),
-  );
-  const values: R[] = [];
-  const failures: string[] = [];
-  let first: GouletteError | undefined;
-  outcomes.forEach((o, i) => {
-    const p = partitions[i] as Located;
-    if (o.ok) values[i] = o.value;
-    else {
-      first ??= o.error;
-      failures.push(`partition ${p.partition} of '${p.topic}': ${o.error.message}`);
-    }
-  });
-  if (first === undefined) return values;
-  const summary =
-    done === undefined || failures.length === partitions.length
-      ? ""
-      : `${partitions.length - failures.length} of ${partitions.length} partitions ${done}; `;
-  throw new GouletteError(`${summary}${failures.join("; ")}`, first.code, first.retryable, { cause: first });
 }

@@ -183,7 +183,8 @@ function required(o: GroupCommandOptions, command: string): { group: string; top
   return { group: o.group, topic: o.topic };
 }
 
-function partitionNumbers(values: string[]): number[] | undefined {
+/** `--partition` values as numbers; undefined when none was given (every partition). */
+export function partitionNumbers(values: string[]): number[] | undefined {
   if (values.length === 0) return undefined;
   return values.map((value) => {
     const n = Number(value);

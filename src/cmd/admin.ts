@@ -9,7 +9,7 @@ import {
 import { InvalidArgumentError, UnavailableError } from "../errors.js";
 import { formatHelp, loadOptions, option, toCamelCase, type OptionValues } from "../config/options.js";
 import { describeTlsError } from "../server/tls.js";
-import { runGroupCommand } from "./admin-groups.js";
+import { partitionNumbers, runGroupCommand } from "./admin-groups.js";
 import { ACL_USAGE, runAclCommand } from "./admin-acl.js";
 import { sentinelsOption } from "./cli-options.js";
 import { LISTENER_OPTION, TOKEN_OPTIONS, optionalToken, transportOptions } from "./produce.js";
@@ -39,7 +39,7 @@ const schema = {
   topic: option({
     kind: "string",
     description:
-      "Topic (groups --group: only this one, also for a group without live members; reset-offsets, delete-offsets: required; acl: a topic or a prefix ending in '*')",
+      "Topic (groups --group: only this one, also for a group without live members; reset-offsets, delete-offsets, delete-records: required; acl: a topic or a prefix ending in '*')",
     default: "",
   }),
   principal: option({
@@ -56,7 +56,8 @@ const schema = {
   partition: option({
     kind: "list",
     repeatable: true,
-    description: "reset-offsets, delete-offsets: only these partitions (comma-separated; default: all)",
+    description:
+      "reset-offsets, delete-offsets, delete-records: only these partitions (comma-separated; default: all)",
     default: [],
   }),
   "to-earliest": option({
@@ -73,6 +74,14 @@ const schema = {
     kind: "number",
     description:
       "reset-offsets: to this offset on each partition; refused unless within every partition's [log start, high watermark]",
+    default: -1,
+    min: 0,
+    integer: true,
+  }),
+  before: option({
+    kind: "number",
+    description:
+      "delete-records: delete the records below this offset (default: each partition's high watermark, i.e. every acknowledged record)",
     default: -1,
     min: 0,
     integer: true,
@@ -117,6 +126,10 @@ const USAGE = `Usage: goulette admin <command> [options]
   delete-offsets --group g --topic t [--partition p]
                forget the group's committed offsets on the topic's partitions (it then starts
                where its consumers' --from-beginning says). Refused while it has live members
+  delete-records --topic t [--partition p] [--before n]
+               delete the topic's records below offset n (default: every acknowledged record)
+               on each partition's leader; followers follow. Reads below the new log start then
+               fail, and consumer groups committed below it start again at it
 ${ACL_USAGE}
 
   --json prints JSON instead of tables; flags that do not apply to the command are errors.`;
@@ -143,6 +156,7 @@ const COMMAND_FLAGS: Record<string, readonly string[]> = {
   groups: ["prefix", "group", "topic"],
   "reset-offsets": ["group", "topic", "partition", "to-earliest", "to-latest", "to-offset", "dry-run"],
   "delete-offsets": ["group", "topic", "partition"],
+  "delete-records": ["topic", "partition", "before"],
   acl: ["principal", "topic", "permission"],
 };
 
@@ -302,6 +316,26 @@ async function runCommand(command: string, args: string[], o: AdminOptions, admi
         );
       print(
         `snapshot at operation ${res.snapshotId}: ${res.sizeBytes} bytes, ${res.compactedOperations} operations compacted`,
+      );
+      return;
+    }
+    case "delete-records": {
+      if (!o.topic) throw new InvalidArgumentError("delete-records needs --topic (see --help)");
+      const partitions = partitionNumbers(o.partition);
+      const deleted = await admin.deleteRecords({
+        topic: o.topic,
+        ...(partitions ? { partitions } : {}),
+        ...(o.before >= 0 ? { before: o.before } : {}),
+      });
+      if (o.json) {
+        const rows = deleted.map((d) => ({ partition: d.partition, logStart: d.logStart }));
+        return print(toJson({ topic: o.topic, partitions: rows }));
+      }
+      print(
+        formatTable(
+          ["TOPIC", "PARTITION", "LOG START"],
+          deleted.map((d) => [d.topic, d.partition, d.logStart]),
+        ),
       );
       return;
     }

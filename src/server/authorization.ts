@@ -6,6 +6,7 @@ import {
   BatchesRequestSchema,
   CommitOffsetRequestSchema,
   DeleteCommittedOffsetRequestSchema,
+  DeleteRecordsRequestSchema,
   FetchRequestSchema,
   GetCommittedOffsetRequestSchema,
   MessageRequestSchema,
@@ -201,8 +202,8 @@ export function sentinelRules(
  * The broker's rules: roles and topic removal only from sentinels; replication only from brokers, each
  * as itself (`follower_id`); produce and commits from applications and admins; reads from any
  * identified caller; Health open (probes). Applications need, per the ACLs (`acls`, as the broker
- * last learned them from the sentinels), write on a topic to produce to it and read to pull, fetch,
- * read or commit its offsets.
+ * last learned them from the sentinels), write on a topic to produce to it or delete its records, and
+ * read to pull, fetch, read or commit its offsets.
  */
 export function brokerRules(acls: () => AclSet | undefined): RuleTable {
   const reads = onTopic(acls, "read", readTopicsOf);
@@ -227,6 +228,8 @@ export function brokerRules(acls: () => AclSet | undefined): RuleTable {
     ProduceBatches: { allow: CLIENT_WRITES, check: writes },
     CommitOffset: { allow: CLIENT_WRITES, check: reads },
     DeleteCommittedOffset: { allow: CLIENT_WRITES, check: reads },
+    // Deleting records is writing to the topic (as Kafka's DeleteRecords needs its DELETE right).
+    DeleteRecords: { allow: CLIENT_WRITES, check: writes },
     GetCommittedOffset: {
       allow: CREDENTIALED,
       // With a member epoch it raises the group's commit fence: a write.
@@ -261,7 +264,7 @@ function readTopicsOf(m: Message): Iterable<string> {
  * (SendBatches, ProduceBatches: many batches usually share a few topics).
  */
 function writeTopicsOf(m: Message): Iterable<string> {
-  if (isMessage(m, MessageRequestSchema)) return [m.topic];
+  if (isMessage(m, MessageRequestSchema) || isMessage(m, DeleteRecordsRequestSchema)) return [m.topic];
   return isMessage(m, BatchesRequestSchema) ? new Set(m.batches.map((b) => b.topic)) : [];
 }
 

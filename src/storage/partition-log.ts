@@ -45,6 +45,7 @@ import {
   type ReadCursor,
 } from "./segment.js";
 import { TailCache } from "./tail-cache.js";
+import { readLogStart, removeLogStart, writeLogStart } from "./log-start-file.js";
 import { replaceSegmentTail } from "./segment-replace.js";
 import { verifySegment, type SegmentDamage, type VerifyPace } from "./segment-verify.js";
 import {
@@ -181,6 +182,13 @@ export interface PartitionLog {
   resetTo(offset: number): Promise<void>;
   /** Deletes whole old segments per retentionMs / retentionBytes; never the active segment. */
   enforceRetention(now?: number): Promise<RetentionResult>;
+  /**
+   * Deletes every record below `offset` (an operator's DeleteRecords, or a follower adopting its
+   * leader's log start): reads start there from now on, recorded durably before it resolves, and the
+   * segments wholly below it are removed (the active one is rolled first when `offset` is the log end,
+   * so a purge frees every byte). No-op at or below the log start; InvalidArgumentError past the log end.
+   */
+  deleteRecordsBefore(offset: number): Promise<RetentionResult>;
   /** Calls `listener(logEndOffset)` after each write becomes readable; returns the unsubscribe function. */
   onAppend(listener: (logEndOffset: number) => void): () => void;
   segments(): SegmentInfo[];
@@ -220,7 +228,19 @@ const DEFAULT_READ_BYTES = 1024 * 1024;
 export async function openPartitionLog(options: PartitionLogOptions): Promise<PartitionLog> {
   const o = resolveOptions(options, nodeFileSystem);
   const logger = o.logger.child({ component: "storage", dir: o.dir });
-  return new FileLog(o, logger, await openSegments(o, logger));
+  const segments = await openSegments(o, logger);
+  const end = (segments[segments.length - 1] as Segment).nextOffset;
+  let start = await readLogStart(o.fileSystem, o.dir);
+  if (start > end) {
+    // Only a damaged directory gets here (a reset removes the record before it cuts): nothing below the
+    // log end may be served, and the next record must not land below the recorded start.
+    logger.warn(
+      { recorded: start, logEndOffset: end },
+      "recorded log start is past the log end; using the end",
+    );
+    start = end;
+  }
+  return new FileLog(o, logger, segments, start);
 }
 
 /**
@@ -263,6 +283,8 @@ class FileLog implements PartitionLog, DurabilityHost {
     private readonly o: ResolvedPartitionLogOptions,
     private readonly logger: Logger,
     segments: Segment[],
+    /** Where reads begin when records were deleted inside a segment (log-start-file.ts); 0: none. */
+    private recordedStart: number,
   ) {
     this.segmentList = segments;
     this.recoveredDamage = segments[segments.length - 1]?.damage;
@@ -275,7 +297,7 @@ class FileLog implements PartitionLog, DurabilityHost {
   }
 
   get logStartOffset(): number {
-    return (this.segmentList[0] as Segment).baseOffset;
+    return Math.max((this.segmentList[0] as Segment).baseOffset, this.recordedStart);
   }
 
   get logEndOffset(): number {
@@ -620,6 +642,10 @@ class FileLog implements PartitionLog, DurabilityHost {
     this.generation++;
     this.durability.rejectWaitersFrom(-1);
     try {
+      // Forgotten first: a crash part-way leaves old records readable (the follower is told to cut
+      // again), never a recorded start past the new log's end.
+      await removeLogStart(fs, this.o.dir);
+      this.recordedStart = 0;
       while (this.segmentList.length > 0) {
         await this.active.retire(fs);
         this.segmentList.pop();
@@ -646,7 +672,6 @@ class FileLog implements PartitionLog, DurabilityHost {
     if (this.closing) throw new LogClosedError(this.o.dir);
     return this.control(async () => {
       const { retentionMs, retentionBytes } = this.o;
-      const fs = this.o.fileSystem;
       let total = this.sizeBytes;
       let deletedSegments = 0;
       let deletedBytes = 0;
@@ -656,24 +681,68 @@ class FileLog implements PartitionLog, DurabilityHost {
         const expired = retentionMs !== undefined && oldest.maxTimestamp < now - retentionMs;
         const oversize = retentionBytes !== undefined && total - oldest.size >= retentionBytes;
         if (!expired && !oversize) break;
-        try {
-          await oldest.retire(fs);
-        } catch (err) {
-          throw new StorageError(`deleting segment ${oldest.dataPath} failed`, err);
-        }
-        this.segmentList.shift();
+        await this.retireOldest({ expired, oversize });
         total -= oldest.size;
         deletedSegments++;
         deletedBytes += oldest.size;
-        this.counters.segmentsDeleted++;
-        this.logger.info({ segment: oldest.dataPath, expired, oversize }, "retention deleted a segment");
       }
-      if (deletedSegments > 0) {
-        await fs.syncDir(this.o.dir).catch((err: unknown) => {
-          this.logger.warn({ err }, "directory sync after retention failed");
-        });
-      }
+      if (deletedSegments > 0) await this.syncDirAfterDeletion();
       return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
+    });
+  }
+
+  async deleteRecordsBefore(offset: number): Promise<RetentionResult> {
+    checkOffset("deleteRecordsBefore offset", offset);
+    if (this.closing) throw new LogClosedError(this.o.dir);
+    return this.control(async () => {
+      const end = this.logEndOffset;
+      if (offset > end) {
+        throw new InvalidArgumentError(
+          `cannot delete records before offset ${offset}: the log ends at ${end}`,
+        );
+      }
+      if (offset > this.logStartOffset) {
+        try {
+          await writeLogStart(this.o.fileSystem, this.o.dir, offset);
+        } catch (err) {
+          throw new StorageError(`recording log start ${offset} in ${this.o.dir} failed`, err);
+        }
+        this.recordedStart = offset;
+        this.logger.info({ logStartOffset: offset }, "records deleted below the new log start");
+      }
+      // Everything is deleted: a new active segment lets the old one's bytes go too.
+      if (this.logStartOffset === end && this.active.baseOffset < end) await this.roll();
+      let deletedSegments = 0;
+      let deletedBytes = 0;
+      while (
+        this.segmentList.length > 1 &&
+        (this.segmentList[1] as Segment).baseOffset <= this.logStartOffset
+      ) {
+        deletedBytes += (this.segmentList[0] as Segment).size;
+        await this.retireOldest({ belowLogStart: true });
+        deletedSegments++;
+      }
+      if (deletedSegments > 0) await this.syncDirAfterDeletion();
+      return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
+    });
+  }
+
+  /** Deletes the oldest segment (never the active one: callers keep at least two). */
+  private async retireOldest(why: Record<string, boolean>): Promise<void> {
+    const oldest = this.segmentList[0] as Segment;
+    try {
+      await oldest.retire(this.o.fileSystem);
+    } catch (err) {
+      throw new StorageError(`deleting segment ${oldest.dataPath} failed`, err);
+    }
+    this.segmentList.shift();
+    this.counters.segmentsDeleted++;
+    this.logger.info({ segment: oldest.dataPath, ...why }, "deleted a segment");
+  }
+
+  private async syncDirAfterDeletion(): Promise<void> {
+    await this.o.fileSystem.syncDir(this.o.dir).catch((err: unknown) => {
+      this.logger.warn({ err }, "directory sync after deleting segments failed");
     });
   }
 

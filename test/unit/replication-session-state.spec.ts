@@ -45,7 +45,7 @@ function view(overrides: Partial<LeaderPartitionView> = {}): LeaderPartitionView
 
 /** An entry whose last answer brought the follower up to date with view(). */
 function upToDate(): SessionEntry {
-  return entry({ sentVersion: 2, sentHighWatermark: 10 });
+  return entry({ sentVersion: 2, sentHighWatermark: 10, sentLogStart: 0 });
 }
 
 describe("replication session: news", () => {
@@ -60,6 +60,12 @@ describe("replication session: news", () => {
     });
     assert.deepEqual(newsOf(upToDate(), view({ offsetsVersion: 3 }), "b2"), { kind: "data" });
     assert.deepEqual(newsOf(upToDate(), view({ highWatermark: 9 }), "b2"), { kind: "data" });
+  });
+
+  it("a moved log start is news (DeleteRecords or retention on the leader), and needs no acknowledgement", () => {
+    assert.deepEqual(newsOf(upToDate(), view({ logStartOffset: 6 }), "b2"), { kind: "data" });
+    const answer = create(ReplicateResponseSchema, { highWatermark: 10n, logStartOffset: 6n });
+    assert.equal(needsAcknowledgement(answer), false);
   });
 
   it("records written but not shippable yet (fsync always) are no news", () => {

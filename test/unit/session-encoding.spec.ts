@@ -52,6 +52,8 @@ describe("ReplicateSessionResponse encoded around stored frames", () => {
       ],
       offsetsVersion: 12n,
       offsetsSnapshot: true,
+      // The one field numbered after frames: written after them.
+      logStartOffset: 2n ** 33n + 5n,
     };
     assertSameAsProtobufEs([
       answer({ topic: "orders", partition: 3, data: { ...full, frames: bytes(100, 1) } }),

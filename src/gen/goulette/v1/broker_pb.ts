@@ -10,7 +10,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file goulette/v1/broker.proto.
  */
 export const file_goulette_v1_broker: GenFile = /*@__PURE__*/
-  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIrIBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQSGwoTcHJldmlvdXNfbWVzc2FnZV9pZBgGIAEoBCJ8Cg5QYXJ0aXRpb25CYXRjaBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKwoHcmVjb3JkcxgDIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQSGwoTcHJldmlvdXNfbWVzc2FnZV9pZBgEIAEoBCKiAQoOQmF0Y2hlc1JlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBITCgtwcm9kdWNlcl9pZBgCIAEoCRIfCgRhY2tzGAMgASgOMhEuZ291bGV0dGUudjEuQWNrcxIsCgdiYXRjaGVzGAQgAygLMhsuZ291bGV0dGUudjEuUGFydGl0aW9uQmF0Y2gSGAoQYW5zd2VyX3Blcl9iYXRjaBgFIAEoCCJkCg9CYXRjaGVzUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIvCglyZXNwb25zZXMYAiADKAsyHC5nb3VsZXR0ZS52MS5NZXNzYWdlUmVzcG9uc2USDAoEbW9yZRgDIAEoCCKvAQoKTWVzc2FnZUFjaxISCgptZXNzYWdlX2lkGAEgASgEEg4KBm9mZnNldBgCIAEoAxIoCgVlcnJvchgDIAEoDjIZLmdvdWxldHRlLnYxLlByb2R1Y2VFcnJvchIVCg1lcnJvcl9tZXNzYWdlGAQgASgJEhEKCWxlYWRlcl9pZBgFIAEoCRIWCg5sZWFkZXJfYWRkcmVzcxgGIAEoCRIRCglkdXBsaWNhdGUYByABKAgiWgoPTWVzc2FnZVJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIlCgRhY2tzGAMgAygLMhcuZ291bGV0dGUudjEuTWVzc2FnZUFjayKBAQoLUHVsbFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxISCgpiYXRjaF9zaXplGAQgASgNEhYKDmNvbnN1bWVyX2dyb3VwGAUgASgJEhQKDG1heF9tZXNzYWdlcxgGIAEoBCLTAQoHTWVzc2FnZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SDgoGb2Zmc2V0GAMgASgDEhEKCXRpbWVzdGFtcBgEIAEoAxILCgNrZXkYBSABKAwSDwoHcGF5bG9hZBgGIAEoDBIkCgdoZWFkZXJzGAcgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAggASgJEhIKCm1lc3NhZ2VfaWQYCSABKAQSFgoOaGlnaF93YXRlcm1hcmsYCiABKAMikAEKDEZldGNoUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SDgoGb2Zmc2V0GAMgASgDEhYKDmNvbnN1bWVyX2dyb3VwGAQgASgJEhQKDG1heF9tZXNzYWdlcxgFIAEoDRIRCgltYXhfYnl0ZXMYBiABKA0SDQoFbGltaXQYByABKAQiiwEKDUZldGNoUmVzcG9uc2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEiYKCG1lc3NhZ2VzGAMgAygLMhQuZ291bGV0dGUudjEuTWVzc2FnZRIWCg5oaWdoX3dhdGVybWFyaxgEIAEoAxIYChBsb2dfc3RhcnRfb2Zmc2V0GAUgASgDInUKE0NvbW1pdE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEg4KBm9mZnNldBgEIAEoAxIUCgxtZW1iZXJfZXBvY2gYBSABKAQiFgoUQ29tbWl0T2Zmc2V0UmVzcG9uc2UiawoZR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBIWCg5jb25zdW1lcl9ncm91cBgBIAEoCRINCgV0b3BpYxgCIAEoCRIRCglwYXJ0aXRpb24YAyABKA0SFAoMbWVtYmVyX2Vwb2NoGAQgASgEIlgKHERlbGV0ZUNvbW1pdHRlZE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNIjAKHURlbGV0ZUNvbW1pdHRlZE9mZnNldFJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgiXgoaR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USDgoGb2Zmc2V0GAEgASgDEhgKEGxvZ19zdGFydF9vZmZzZXQYAiABKAMSFgoOaGlnaF93YXRlcm1hcmsYAyABKAMiMAoKUmVwbGljYVJlZhIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCSLEAQoTU2V0VG9waWNSb2xlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKAoEcm9sZRgDIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSJwoGbGVhZGVyGAQgASgLMhcuZ291bGV0dGUudjEuUmVwbGljYVJlZhIpCghyZXBsaWNhcxgFIAMoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSDQoFZXBvY2gYBiABKAQiLgoUU2V0VG9waWNSb2xlUmVzcG9uc2USFgoObG9nX2VuZF9vZmZzZXQYASABKAMiRwoUU2V0VG9waWNSb2xlc1JlcXVlc3QSLwoFcm9sZXMYASADKAsyIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0InYKElNldFRvcGljUm9sZVJlc3VsdBIpCgdvdXRjb21lGAEgASgOMhguZ291bGV0dGUudjEuUm9sZU91dGNvbWUSFgoObG9nX2VuZF9vZmZzZXQYAiABKAMSDAoEY29kZRgDIAEoCRIPCgdtZXNzYWdlGAQgASgJIkkKFVNldFRvcGljUm9sZXNSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8uZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzdWx0Il4KElJlbW92ZVRvcGljUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIWCglwYXJ0aXRpb24YAiABKA1IAIgBARITCgtkZWxldGVfZGF0YRgDIAEoCEIMCgpfcGFydGl0aW9uIhUKE1JlbW92ZVRvcGljUmVzcG9uc2UiMgoLTGVhZGVyRXBvY2gSDQoFZXBvY2gYASABKAQSFAoMc3RhcnRfb2Zmc2V0GAIgASgDIs4BChBSZXBsaWNhdGVSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRITCgtmb2xsb3dlcl9pZBgDIAEoCRIUCgxmZXRjaF9vZmZzZXQYBCABKAMSDQoFZXBvY2gYBSABKAQSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBBIUCgxmcmFtZV9mb3JtYXQYCCABKA0iogEKEFJlcGxpY2F0ZWRSZWNvcmQSDgoGb2Zmc2V0GAEgASgDEhEKCXRpbWVzdGFtcBgCIAEoAxILCgNrZXkYAyABKAwSDwoHcGF5bG9hZBgEIAEoDBIkCgdoZWFkZXJzGAUgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAYgASgJEhIKCm1lc3NhZ2VfaWQYByABKAQiuwIKEVJlcGxpY2F0ZVJlc3BvbnNlEi4KB3JlY29yZHMYASADKAsyHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVkUmVjb3JkEhYKDmhpZ2hfd2F0ZXJtYXJrGAIgASgDEg0KBWVwb2NoGAMgASgEEhgKC3RydW5jYXRlX3RvGAQgASgDSACIAQESMQoHb2Zmc2V0cxgFIAMoCzIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBBIYChBvZmZzZXRzX3NuYXBzaG90GAggASgIEg4KBmZyYW1lcxgJIAEoDEIOCgxfdHJ1bmNhdGVfdG8irgEKDFNlc3Npb25GZXRjaBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SFAoMZmV0Y2hfb2Zmc2V0GAMgASgDEg0KBWVwb2NoGAQgASgEEg0KBXN0YXJ0GAUgASgIEi8KDWxlYWRlcl9lcG9jaHMYBiADKAsyGC5nb3VsZXR0ZS52MS5MZWFkZXJFcG9jaBIXCg9vZmZzZXRzX3ZlcnNpb24YByABKAQinAEKF1JlcGxpY2F0ZVNlc3Npb25SZXF1ZXN0EhMKC2ZvbGxvd2VyX2lkGAEgASgJEioKB2ZldGNoZXMYAiADKAsyGS5nb3VsZXR0ZS52MS5TZXNzaW9uRmV0Y2gSKgoHcmVtb3ZlZBgDIAMoCzIZLmdvdWxldHRlLnYxLlBhcnRpdGlvblJlZhIUCgxmcmFtZV9mb3JtYXQYBCABKA0ikwEKFlNlc3Npb25QYXJ0aXRpb25BbnN3ZXISDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEiwKBGRhdGEYAyABKAsyHi5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXNwb25zZRISCgplcnJvcl9jb2RlGAQgASgNEhUKDWVycm9yX21lc3NhZ2UYBSABKAkiUwoYUmVwbGljYXRlU2Vzc2lvblJlc3BvbnNlEjcKCnBhcnRpdGlvbnMYASADKAsyIy5nb3VsZXR0ZS52MS5TZXNzaW9uUGFydGl0aW9uQW5zd2VyIj4KDUhlYWx0aFJlcXVlc3QSLQoKcGFydGl0aW9ucxgBIAMoCzIZLmdvdWxldHRlLnYxLlBhcnRpdGlvblJlZiIwCgxQYXJ0aXRpb25SZWYSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNIvwBChFQYXJ0aXRpb25Qcm9ncmVzcxINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEgoKbGFzdF9lcG9jaBgDIAEoBBIWCg5sb2dfZW5kX29mZnNldBgEIAEoAxIWCg5oaWdoX3dhdGVybWFyaxgFIAEoAxIoCgRyb2xlGAYgASgOMhouZ291bGV0dGUudjEuUGFydGl0aW9uUm9sZRIYChBpbl9zeW5jX3JlcGxpY2FzGAcgAygJEhgKEGxvZ19zdGFydF9vZmZzZXQYCCABKAMSEgoKc2l6ZV9ieXRlcxgJIAEoBBIPCgdkYW1hZ2VkGAogASgIIpsBCg5IZWFsdGhSZXNwb25zZRIRCglicm9rZXJfaWQYASABKAkSDQoFcmVhZHkYAiABKAgSFgoOcGFydGl0aW9uc19sZWQYAyABKA0SGwoTcGFydGl0aW9uc19mb2xsb3dlZBgEIAEoDRIyCgpwYXJ0aXRpb25zGAUgAygLMh4uZ291bGV0dGUudjEuUGFydGl0aW9uUHJvZ3Jlc3MqOwoEQWNrcxIUChBBQ0tTX1VOU1BFQ0lGSUVEEAASDwoLQUNLU19MRUFERVIQARIMCghBQ0tTX0FMTBACKosCCgxQcm9kdWNlRXJyb3ISFgoSUFJPRFVDRV9FUlJPUl9OT05FEAASHAoYUFJPRFVDRV9FUlJPUl9OT1RfTEVBREVSEAESIwofUFJPRFVDRV9FUlJPUl9VTktOT1dOX1BBUlRJVElPThACEiMKH1BST0RVQ0VfRVJST1JfTUVTU0FHRV9UT09fTEFSR0UQAxIlCiFQUk9EVUNFX0VSUk9SX05PVF9FTk9VR0hfUkVQTElDQVMQBBIZChVQUk9EVUNFX0VSUk9SX1NUT1JBR0UQBRIZChVQUk9EVUNFX0VSUk9SX0lOVkFMSUQQBhIeChpQUk9EVUNFX0VSUk9SX09VVF9PRl9PUkRFUhAHKmcKDVBhcnRpdGlvblJvbGUSHgoaUEFSVElUSU9OX1JPTEVfVU5TUEVDSUZJRUQQABIZChVQQVJUSVRJT05fUk9MRV9MRUFERVIQARIbChdQQVJUSVRJT05fUk9MRV9GT0xMT1dFUhACKnUKC1JvbGVPdXRjb21lEhwKGFJPTEVfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFFJPTEVfT1VUQ09NRV9BUFBMSUVEEAESFgoSUk9MRV9PVVRDT01FX1NUQUxFEAISFgoSUk9MRV9PVVRDT01FX0VSUk9SEAMy7AkKDUJyb2tlclNlcnZpY2USTAoLU2VuZE1lc3NhZ2USGy5nb3VsZXR0ZS52MS5NZXNzYWdlUmVxdWVzdBocLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXNwb25zZSgBMAESRAoHUHJvZHVjZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlEkwKC1NlbmRCYXRjaGVzEhsuZ291bGV0dGUudjEuQmF0Y2hlc1JlcXVlc3QaHC5nb3VsZXR0ZS52MS5CYXRjaGVzUmVzcG9uc2UoATABEksKDlByb2R1Y2VCYXRjaGVzEhsuZ291bGV0dGUudjEuQmF0Y2hlc1JlcXVlc3QaHC5nb3VsZXR0ZS52MS5CYXRjaGVzUmVzcG9uc2USPwoLUHVsbE1lc3NhZ2USGC5nb3VsZXR0ZS52MS5QdWxsUmVxdWVzdBoULmdvdWxldHRlLnYxLk1lc3NhZ2UwARJICg1GZXRjaE1lc3NhZ2VzEhkuZ291bGV0dGUudjEuRmV0Y2hSZXF1ZXN0GhouZ291bGV0dGUudjEuRmV0Y2hSZXNwb25zZTABElMKDENvbW1pdE9mZnNldBIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QaIS5nb3VsZXR0ZS52MS5Db21taXRPZmZzZXRSZXNwb25zZRJlChJHZXRDb21taXR0ZWRPZmZzZXQSJi5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXF1ZXN0GicuZ291bGV0dGUudjEuR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USbgoVRGVsZXRlQ29tbWl0dGVkT2Zmc2V0EikuZ291bGV0dGUudjEuRGVsZXRlQ29tbWl0dGVkT2Zmc2V0UmVxdWVzdBoqLmdvdWxldHRlLnYxLkRlbGV0ZUNvbW1pdHRlZE9mZnNldFJlc3BvbnNlElMKDFNldFRvcGljUm9sZRIgLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlcXVlc3QaIS5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXNwb25zZRJWCg1TZXRUb3BpY1JvbGVzEiEuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlc1JlcXVlc3QaIi5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVzUmVzcG9uc2USUAoLUmVtb3ZlVG9waWMSHy5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1JlcXVlc3QaIC5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1Jlc3BvbnNlEk4KCVJlcGxpY2F0ZRIdLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVJlcXVlc3QaHi5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXNwb25zZSgBMAESYwoQUmVwbGljYXRlU2Vzc2lvbhIkLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVNlc3Npb25SZXF1ZXN0GiUuZ291bGV0dGUudjEuUmVwbGljYXRlU2Vzc2lvblJlc3BvbnNlKAEwARJBCgZIZWFsdGgSGi5nb3VsZXR0ZS52MS5IZWFsdGhSZXF1ZXN0GhsuZ291bGV0dGUudjEuSGVhbHRoUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chhnb3VsZXR0ZS92MS9icm9rZXIucHJvdG8SC2dvdWxldHRlLnYxIiQKBkhlYWRlchILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwiegoNUHJvZHVjZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgEEgsKA2tleRgCIAEoDBIPCgdwYXlsb2FkGAMgASgMEiQKB2hlYWRlcnMYBCADKAsyEy5nb3VsZXR0ZS52MS5IZWFkZXISEQoJdGltZXN0YW1wGAUgASgDIrIBCg5NZXNzYWdlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SEwoLcHJvZHVjZXJfaWQYAyABKAkSHwoEYWNrcxgEIAEoDjIRLmdvdWxldHRlLnYxLkFja3MSKwoHcmVjb3JkcxgFIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQSGwoTcHJldmlvdXNfbWVzc2FnZV9pZBgGIAEoBCJ8Cg5QYXJ0aXRpb25CYXRjaBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKwoHcmVjb3JkcxgDIAMoCzIaLmdvdWxldHRlLnYxLlByb2R1Y2VSZWNvcmQSGwoTcHJldmlvdXNfbWVzc2FnZV9pZBgEIAEoBCKiAQoOQmF0Y2hlc1JlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBITCgtwcm9kdWNlcl9pZBgCIAEoCRIfCgRhY2tzGAMgASgOMhEuZ291bGV0dGUudjEuQWNrcxIsCgdiYXRjaGVzGAQgAygLMhsuZ291bGV0dGUudjEuUGFydGl0aW9uQmF0Y2gSGAoQYW5zd2VyX3Blcl9iYXRjaBgFIAEoCCJkCg9CYXRjaGVzUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIvCglyZXNwb25zZXMYAiADKAsyHC5nb3VsZXR0ZS52MS5NZXNzYWdlUmVzcG9uc2USDAoEbW9yZRgDIAEoCCKvAQoKTWVzc2FnZUFjaxISCgptZXNzYWdlX2lkGAEgASgEEg4KBm9mZnNldBgCIAEoAxIoCgVlcnJvchgDIAEoDjIZLmdvdWxldHRlLnYxLlByb2R1Y2VFcnJvchIVCg1lcnJvcl9tZXNzYWdlGAQgASgJEhEKCWxlYWRlcl9pZBgFIAEoCRIWCg5sZWFkZXJfYWRkcmVzcxgGIAEoCRIRCglkdXBsaWNhdGUYByABKAgiWgoPTWVzc2FnZVJlc3BvbnNlEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIlCgRhY2tzGAMgAygLMhcuZ291bGV0dGUudjEuTWVzc2FnZUFjayKBAQoLUHVsbFJlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEg4KBm9mZnNldBgDIAEoAxISCgpiYXRjaF9zaXplGAQgASgNEhYKDmNvbnN1bWVyX2dyb3VwGAUgASgJEhQKDG1heF9tZXNzYWdlcxgGIAEoBCLTAQoHTWVzc2FnZRINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SDgoGb2Zmc2V0GAMgASgDEhEKCXRpbWVzdGFtcBgEIAEoAxILCgNrZXkYBSABKAwSDwoHcGF5bG9hZBgGIAEoDBIkCgdoZWFkZXJzGAcgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAggASgJEhIKCm1lc3NhZ2VfaWQYCSABKAQSFgoOaGlnaF93YXRlcm1hcmsYCiABKAMikAEKDEZldGNoUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SDgoGb2Zmc2V0GAMgASgDEhYKDmNvbnN1bWVyX2dyb3VwGAQgASgJEhQKDG1heF9tZXNzYWdlcxgFIAEoDRIRCgltYXhfYnl0ZXMYBiABKA0SDQoFbGltaXQYByABKAQiiwEKDUZldGNoUmVzcG9uc2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgNEiYKCG1lc3NhZ2VzGAMgAygLMhQuZ291bGV0dGUudjEuTWVzc2FnZRIWCg5oaWdoX3dhdGVybWFyaxgEIAEoAxIYChBsb2dfc3RhcnRfb2Zmc2V0GAUgASgDInUKE0NvbW1pdE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNEg4KBm9mZnNldBgEIAEoAxIUCgxtZW1iZXJfZXBvY2gYBSABKAQiFgoUQ29tbWl0T2Zmc2V0UmVzcG9uc2UiawoZR2V0Q29tbWl0dGVkT2Zmc2V0UmVxdWVzdBIWCg5jb25zdW1lcl9ncm91cBgBIAEoCRINCgV0b3BpYxgCIAEoCRIRCglwYXJ0aXRpb24YAyABKA0SFAoMbWVtYmVyX2Vwb2NoGAQgASgEIlgKHERlbGV0ZUNvbW1pdHRlZE9mZnNldFJlcXVlc3QSFgoOY29uc3VtZXJfZ3JvdXAYASABKAkSDQoFdG9waWMYAiABKAkSEQoJcGFydGl0aW9uGAMgASgNIk8KFERlbGV0ZVJlY29yZHNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIVCg1iZWZvcmVfb2Zmc2V0GAMgASgDIjEKFURlbGV0ZVJlY29yZHNSZXNwb25zZRIYChBsb2dfc3RhcnRfb2Zmc2V0GAEgASgDIjAKHURlbGV0ZUNvbW1pdHRlZE9mZnNldFJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgiXgoaR2V0Q29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USDgoGb2Zmc2V0GAEgASgDEhgKEGxvZ19zdGFydF9vZmZzZXQYAiABKAMSFgoOaGlnaF93YXRlcm1hcmsYAyABKAMiMAoKUmVwbGljYVJlZhIRCglicm9rZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCSLEAQoTU2V0VG9waWNSb2xlUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SKAoEcm9sZRgDIAEoDjIaLmdvdWxldHRlLnYxLlBhcnRpdGlvblJvbGUSJwoGbGVhZGVyGAQgASgLMhcuZ291bGV0dGUudjEuUmVwbGljYVJlZhIpCghyZXBsaWNhcxgFIAMoCzIXLmdvdWxldHRlLnYxLlJlcGxpY2FSZWYSDQoFZXBvY2gYBiABKAQiLgoUU2V0VG9waWNSb2xlUmVzcG9uc2USFgoObG9nX2VuZF9vZmZzZXQYASABKAMiRwoUU2V0VG9waWNSb2xlc1JlcXVlc3QSLwoFcm9sZXMYASADKAsyIC5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXF1ZXN0InYKElNldFRvcGljUm9sZVJlc3VsdBIpCgdvdXRjb21lGAEgASgOMhguZ291bGV0dGUudjEuUm9sZU91dGNvbWUSFgoObG9nX2VuZF9vZmZzZXQYAiABKAMSDAoEY29kZRgDIAEoCRIPCgdtZXNzYWdlGAQgASgJIkkKFVNldFRvcGljUm9sZXNSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8uZ291bGV0dGUudjEuU2V0VG9waWNSb2xlUmVzdWx0Il4KElJlbW92ZVRvcGljUmVxdWVzdBINCgV0b3BpYxgBIAEoCRIWCglwYXJ0aXRpb24YAiABKA1IAIgBARITCgtkZWxldGVfZGF0YRgDIAEoCEIMCgpfcGFydGl0aW9uIhUKE1JlbW92ZVRvcGljUmVzcG9uc2UiMgoLTGVhZGVyRXBvY2gSDQoFZXBvY2gYASABKAQSFAoMc3RhcnRfb2Zmc2V0GAIgASgDIs4BChBSZXBsaWNhdGVSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRITCgtmb2xsb3dlcl9pZBgDIAEoCRIUCgxmZXRjaF9vZmZzZXQYBCABKAMSDQoFZXBvY2gYBSABKAQSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBBIUCgxmcmFtZV9mb3JtYXQYCCABKA0iogEKEFJlcGxpY2F0ZWRSZWNvcmQSDgoGb2Zmc2V0GAEgASgDEhEKCXRpbWVzdGFtcBgCIAEoAxILCgNrZXkYAyABKAwSDwoHcGF5bG9hZBgEIAEoDBIkCgdoZWFkZXJzGAUgAygLMhMuZ291bGV0dGUudjEuSGVhZGVyEhMKC3Byb2R1Y2VyX2lkGAYgASgJEhIKCm1lc3NhZ2VfaWQYByABKAQi1QIKEVJlcGxpY2F0ZVJlc3BvbnNlEi4KB3JlY29yZHMYASADKAsyHS5nb3VsZXR0ZS52MS5SZXBsaWNhdGVkUmVjb3JkEhYKDmhpZ2hfd2F0ZXJtYXJrGAIgASgDEg0KBWVwb2NoGAMgASgEEhgKC3RydW5jYXRlX3RvGAQgASgDSACIAQESMQoHb2Zmc2V0cxgFIAMoCzIgLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlcXVlc3QSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBBIYChBvZmZzZXRzX3NuYXBzaG90GAggASgIEg4KBmZyYW1lcxgJIAEoDBIYChBsb2dfc3RhcnRfb2Zmc2V0GAogASgDQg4KDF90cnVuY2F0ZV90byKuAQoMU2Vzc2lvbkZldGNoEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRIUCgxmZXRjaF9vZmZzZXQYAyABKAMSDQoFZXBvY2gYBCABKAQSDQoFc3RhcnQYBSABKAgSLwoNbGVhZGVyX2Vwb2NocxgGIAMoCzIYLmdvdWxldHRlLnYxLkxlYWRlckVwb2NoEhcKD29mZnNldHNfdmVyc2lvbhgHIAEoBCKcAQoXUmVwbGljYXRlU2Vzc2lvblJlcXVlc3QSEwoLZm9sbG93ZXJfaWQYASABKAkSKgoHZmV0Y2hlcxgCIAMoCzIZLmdvdWxldHRlLnYxLlNlc3Npb25GZXRjaBIqCgdyZW1vdmVkGAMgAygLMhkuZ291bGV0dGUudjEuUGFydGl0aW9uUmVmEhQKDGZyYW1lX2Zvcm1hdBgEIAEoDSKTAQoWU2Vzc2lvblBhcnRpdGlvbkFuc3dlchINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0SLAoEZGF0YRgDIAEoCzIeLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVJlc3BvbnNlEhIKCmVycm9yX2NvZGUYBCABKA0SFQoNZXJyb3JfbWVzc2FnZRgFIAEoCSJTChhSZXBsaWNhdGVTZXNzaW9uUmVzcG9uc2USNwoKcGFydGl0aW9ucxgBIAMoCzIjLmdvdWxldHRlLnYxLlNlc3Npb25QYXJ0aXRpb25BbnN3ZXIiPgoNSGVhbHRoUmVxdWVzdBItCgpwYXJ0aXRpb25zGAEgAygLMhkuZ291bGV0dGUudjEuUGFydGl0aW9uUmVmIjAKDFBhcnRpdGlvblJlZhINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKA0i/AEKEVBhcnRpdGlvblByb2dyZXNzEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoDRISCgpsYXN0X2Vwb2NoGAMgASgEEhYKDmxvZ19lbmRfb2Zmc2V0GAQgASgDEhYKDmhpZ2hfd2F0ZXJtYXJrGAUgASgDEigKBHJvbGUYBiABKA4yGi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Sb2xlEhgKEGluX3N5bmNfcmVwbGljYXMYByADKAkSGAoQbG9nX3N0YXJ0X29mZnNldBgIIAEoAxISCgpzaXplX2J5dGVzGAkgASgEEg8KB2RhbWFnZWQYCiABKAgimwEKDkhlYWx0aFJlc3BvbnNlEhEKCWJyb2tlcl9pZBgBIAEoCRINCgVyZWFkeRgCIAEoCBIWCg5wYXJ0aXRpb25zX2xlZBgDIAEoDRIbChNwYXJ0aXRpb25zX2ZvbGxvd2VkGAQgASgNEjIKCnBhcnRpdGlvbnMYBSADKAsyHi5nb3VsZXR0ZS52MS5QYXJ0aXRpb25Qcm9ncmVzcyo7CgRBY2tzEhQKEEFDS1NfVU5TUEVDSUZJRUQQABIPCgtBQ0tTX0xFQURFUhABEgwKCEFDS1NfQUxMEAIqiwIKDFByb2R1Y2VFcnJvchIWChJQUk9EVUNFX0VSUk9SX05PTkUQABIcChhQUk9EVUNFX0VSUk9SX05PVF9MRUFERVIQARIjCh9QUk9EVUNFX0VSUk9SX1VOS05PV05fUEFSVElUSU9OEAISIwofUFJPRFVDRV9FUlJPUl9NRVNTQUdFX1RPT19MQVJHRRADEiUKIVBST0RVQ0VfRVJST1JfTk9UX0VOT1VHSF9SRVBMSUNBUxAEEhkKFVBST0RVQ0VfRVJST1JfU1RPUkFHRRAFEhkKFVBST0RVQ0VfRVJST1JfSU5WQUxJRBAGEh4KGlBST0RVQ0VfRVJST1JfT1VUX09GX09SREVSEAcqZwoNUGFydGl0aW9uUm9sZRIeChpQQVJUSVRJT05fUk9MRV9VTlNQRUNJRklFRBAAEhkKFVBBUlRJVElPTl9ST0xFX0xFQURFUhABEhsKF1BBUlRJVElPTl9ST0xFX0ZPTExPV0VSEAIqdQoLUm9sZU91dGNvbWUSHAoYUk9MRV9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGAoUUk9MRV9PVVRDT01FX0FQUExJRUQQARIWChJST0xFX09VVENPTUVfU1RBTEUQAhIWChJST0xFX09VVENPTUVfRVJST1IQAzLECgoNQnJva2VyU2VydmljZRJMCgtTZW5kTWVzc2FnZRIbLmdvdWxldHRlLnYxLk1lc3NhZ2VSZXF1ZXN0GhwuZ291bGV0dGUudjEuTWVzc2FnZVJlc3BvbnNlKAEwARJECgdQcm9kdWNlEhsuZ291bGV0dGUudjEuTWVzc2FnZVJlcXVlc3QaHC5nb3VsZXR0ZS52MS5NZXNzYWdlUmVzcG9uc2USTAoLU2VuZEJhdGNoZXMSGy5nb3VsZXR0ZS52MS5CYXRjaGVzUmVxdWVzdBocLmdvdWxldHRlLnYxLkJhdGNoZXNSZXNwb25zZSgBMAESSwoOUHJvZHVjZUJhdGNoZXMSGy5nb3VsZXR0ZS52MS5CYXRjaGVzUmVxdWVzdBocLmdvdWxldHRlLnYxLkJhdGNoZXNSZXNwb25zZRI/CgtQdWxsTWVzc2FnZRIYLmdvdWxldHRlLnYxLlB1bGxSZXF1ZXN0GhQuZ291bGV0dGUudjEuTWVzc2FnZTABEkgKDUZldGNoTWVzc2FnZXMSGS5nb3VsZXR0ZS52MS5GZXRjaFJlcXVlc3QaGi5nb3VsZXR0ZS52MS5GZXRjaFJlc3BvbnNlMAESUwoMQ29tbWl0T2Zmc2V0EiAuZ291bGV0dGUudjEuQ29tbWl0T2Zmc2V0UmVxdWVzdBohLmdvdWxldHRlLnYxLkNvbW1pdE9mZnNldFJlc3BvbnNlEmUKEkdldENvbW1pdHRlZE9mZnNldBImLmdvdWxldHRlLnYxLkdldENvbW1pdHRlZE9mZnNldFJlcXVlc3QaJy5nb3VsZXR0ZS52MS5HZXRDb21taXR0ZWRPZmZzZXRSZXNwb25zZRJuChVEZWxldGVDb21taXR0ZWRPZmZzZXQSKS5nb3VsZXR0ZS52MS5EZWxldGVDb21taXR0ZWRPZmZzZXRSZXF1ZXN0GiouZ291bGV0dGUudjEuRGVsZXRlQ29tbWl0dGVkT2Zmc2V0UmVzcG9uc2USVgoNRGVsZXRlUmVjb3JkcxIhLmdvdWxldHRlLnYxLkRlbGV0ZVJlY29yZHNSZXF1ZXN0GiIuZ291bGV0dGUudjEuRGVsZXRlUmVjb3Jkc1Jlc3BvbnNlElMKDFNldFRvcGljUm9sZRIgLmdvdWxldHRlLnYxLlNldFRvcGljUm9sZVJlcXVlc3QaIS5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVSZXNwb25zZRJWCg1TZXRUb3BpY1JvbGVzEiEuZ291bGV0dGUudjEuU2V0VG9waWNSb2xlc1JlcXVlc3QaIi5nb3VsZXR0ZS52MS5TZXRUb3BpY1JvbGVzUmVzcG9uc2USUAoLUmVtb3ZlVG9waWMSHy5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1JlcXVlc3QaIC5nb3VsZXR0ZS52MS5SZW1vdmVUb3BpY1Jlc3BvbnNlEk4KCVJlcGxpY2F0ZRIdLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVJlcXVlc3QaHi5nb3VsZXR0ZS52MS5SZXBsaWNhdGVSZXNwb25zZSgBMAESYwoQUmVwbGljYXRlU2Vzc2lvbhIkLmdvdWxldHRlLnYxLlJlcGxpY2F0ZVNlc3Npb25SZXF1ZXN0GiUuZ291bGV0dGUudjEuUmVwbGljYXRlU2Vzc2lvblJlc3BvbnNlKAEwARJBCgZIZWFsdGgSGi5nb3VsZXR0ZS52MS5IZWFsdGhSZXF1ZXN0GhsuZ291bGV0dGUudjEuSGVhbHRoUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message goulette.v1.Header
@@ -641,6 +641,55 @@ export const DeleteCommittedOffsetRequestSchema: GenMessage<DeleteCommittedOffse
   messageDesc(file_goulette_v1_broker, 15);
 
 /**
+ * @generated from message goulette.v1.DeleteRecordsRequest
+ */
+export type DeleteRecordsRequest = Message$1<"goulette.v1.DeleteRecordsRequest"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: uint32 partition = 2;
+   */
+  partition: number;
+
+  /**
+   * Records below this offset are deleted; -1 means the high watermark (every acknowledged record).
+   * At most the high watermark: a record not every in-sync replica has yet cannot be deleted.
+   *
+   * @generated from field: int64 before_offset = 3;
+   */
+  beforeOffset: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.DeleteRecordsRequest.
+ * Use `create(DeleteRecordsRequestSchema)` to create a new message.
+ */
+export const DeleteRecordsRequestSchema: GenMessage<DeleteRecordsRequest> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 16);
+
+/**
+ * @generated from message goulette.v1.DeleteRecordsResponse
+ */
+export type DeleteRecordsResponse = Message$1<"goulette.v1.DeleteRecordsResponse"> & {
+  /**
+   * The partition's first readable offset afterwards (the leader's).
+   *
+   * @generated from field: int64 log_start_offset = 1;
+   */
+  logStartOffset: bigint;
+};
+
+/**
+ * Describes the message goulette.v1.DeleteRecordsResponse.
+ * Use `create(DeleteRecordsResponseSchema)` to create a new message.
+ */
+export const DeleteRecordsResponseSchema: GenMessage<DeleteRecordsResponse> = /*@__PURE__*/
+  messageDesc(file_goulette_v1_broker, 17);
+
+/**
  * @generated from message goulette.v1.DeleteCommittedOffsetResponse
  */
 export type DeleteCommittedOffsetResponse = Message$1<"goulette.v1.DeleteCommittedOffsetResponse"> & {
@@ -657,7 +706,7 @@ export type DeleteCommittedOffsetResponse = Message$1<"goulette.v1.DeleteCommitt
  * Use `create(DeleteCommittedOffsetResponseSchema)` to create a new message.
  */
 export const DeleteCommittedOffsetResponseSchema: GenMessage<DeleteCommittedOffsetResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 16);
+  messageDesc(file_goulette_v1_broker, 18);
 
 /**
  * @generated from message goulette.v1.GetCommittedOffsetResponse
@@ -689,7 +738,7 @@ export type GetCommittedOffsetResponse = Message$1<"goulette.v1.GetCommittedOffs
  * Use `create(GetCommittedOffsetResponseSchema)` to create a new message.
  */
 export const GetCommittedOffsetResponseSchema: GenMessage<GetCommittedOffsetResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 17);
+  messageDesc(file_goulette_v1_broker, 19);
 
 /**
  * @generated from message goulette.v1.ReplicaRef
@@ -711,7 +760,7 @@ export type ReplicaRef = Message$1<"goulette.v1.ReplicaRef"> & {
  * Use `create(ReplicaRefSchema)` to create a new message.
  */
 export const ReplicaRefSchema: GenMessage<ReplicaRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 18);
+  messageDesc(file_goulette_v1_broker, 20);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleRequest
@@ -757,7 +806,7 @@ export type SetTopicRoleRequest = Message$1<"goulette.v1.SetTopicRoleRequest"> &
  * Use `create(SetTopicRoleRequestSchema)` to create a new message.
  */
 export const SetTopicRoleRequestSchema: GenMessage<SetTopicRoleRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 19);
+  messageDesc(file_goulette_v1_broker, 21);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleResponse
@@ -776,7 +825,7 @@ export type SetTopicRoleResponse = Message$1<"goulette.v1.SetTopicRoleResponse">
  * Use `create(SetTopicRoleResponseSchema)` to create a new message.
  */
 export const SetTopicRoleResponseSchema: GenMessage<SetTopicRoleResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 20);
+  messageDesc(file_goulette_v1_broker, 22);
 
 /**
  * @generated from message goulette.v1.SetTopicRolesRequest
@@ -795,7 +844,7 @@ export type SetTopicRolesRequest = Message$1<"goulette.v1.SetTopicRolesRequest">
  * Use `create(SetTopicRolesRequestSchema)` to create a new message.
  */
 export const SetTopicRolesRequestSchema: GenMessage<SetTopicRolesRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 21);
+  messageDesc(file_goulette_v1_broker, 23);
 
 /**
  * @generated from message goulette.v1.SetTopicRoleResult
@@ -832,7 +881,7 @@ export type SetTopicRoleResult = Message$1<"goulette.v1.SetTopicRoleResult"> & {
  * Use `create(SetTopicRoleResultSchema)` to create a new message.
  */
 export const SetTopicRoleResultSchema: GenMessage<SetTopicRoleResult> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 22);
+  messageDesc(file_goulette_v1_broker, 24);
 
 /**
  * @generated from message goulette.v1.SetTopicRolesResponse
@@ -851,7 +900,7 @@ export type SetTopicRolesResponse = Message$1<"goulette.v1.SetTopicRolesResponse
  * Use `create(SetTopicRolesResponseSchema)` to create a new message.
  */
 export const SetTopicRolesResponseSchema: GenMessage<SetTopicRolesResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 23);
+  messageDesc(file_goulette_v1_broker, 25);
 
 /**
  * @generated from message goulette.v1.RemoveTopicRequest
@@ -882,7 +931,7 @@ export type RemoveTopicRequest = Message$1<"goulette.v1.RemoveTopicRequest"> & {
  * Use `create(RemoveTopicRequestSchema)` to create a new message.
  */
 export const RemoveTopicRequestSchema: GenMessage<RemoveTopicRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 24);
+  messageDesc(file_goulette_v1_broker, 26);
 
 /**
  * @generated from message goulette.v1.RemoveTopicResponse
@@ -895,7 +944,7 @@ export type RemoveTopicResponse = Message$1<"goulette.v1.RemoveTopicResponse"> &
  * Use `create(RemoveTopicResponseSchema)` to create a new message.
  */
 export const RemoveTopicResponseSchema: GenMessage<RemoveTopicResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 25);
+  messageDesc(file_goulette_v1_broker, 27);
 
 /**
  * One entry of a replica's leader-epoch history: records from start_offset on (until the next
@@ -921,7 +970,7 @@ export type LeaderEpoch = Message$1<"goulette.v1.LeaderEpoch"> & {
  * Use `create(LeaderEpochSchema)` to create a new message.
  */
 export const LeaderEpochSchema: GenMessage<LeaderEpoch> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 26);
+  messageDesc(file_goulette_v1_broker, 28);
 
 /**
  * @generated from message goulette.v1.ReplicateRequest
@@ -985,7 +1034,7 @@ export type ReplicateRequest = Message$1<"goulette.v1.ReplicateRequest"> & {
  * Use `create(ReplicateRequestSchema)` to create a new message.
  */
 export const ReplicateRequestSchema: GenMessage<ReplicateRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 27);
+  messageDesc(file_goulette_v1_broker, 29);
 
 /**
  * @generated from message goulette.v1.ReplicatedRecord
@@ -1032,7 +1081,7 @@ export type ReplicatedRecord = Message$1<"goulette.v1.ReplicatedRecord"> & {
  * Use `create(ReplicatedRecordSchema)` to create a new message.
  */
 export const ReplicatedRecordSchema: GenMessage<ReplicatedRecord> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 28);
+  messageDesc(file_goulette_v1_broker, 30);
 
 /**
  * @generated from message goulette.v1.ReplicateResponse
@@ -1099,6 +1148,14 @@ export type ReplicateResponse = Message$1<"goulette.v1.ReplicateResponse"> & {
    * @generated from field: bytes frames = 9;
    */
   frames: Uint8Array;
+
+  /**
+   * The leader's log start: a follower deletes its records below it (DeleteRecords, the leader's
+   * retention), up to its own log end. 0 from leaders older than this field: nothing is deleted.
+   *
+   * @generated from field: int64 log_start_offset = 10;
+   */
+  logStartOffset: bigint;
 };
 
 /**
@@ -1106,7 +1163,7 @@ export type ReplicateResponse = Message$1<"goulette.v1.ReplicateResponse"> & {
  * Use `create(ReplicateResponseSchema)` to create a new message.
  */
 export const ReplicateResponseSchema: GenMessage<ReplicateResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 29);
+  messageDesc(file_goulette_v1_broker, 31);
 
 /**
  * A partition's fetch position in a replication session.
@@ -1163,7 +1220,7 @@ export type SessionFetch = Message$1<"goulette.v1.SessionFetch"> & {
  * Use `create(SessionFetchSchema)` to create a new message.
  */
 export const SessionFetchSchema: GenMessage<SessionFetch> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 30);
+  messageDesc(file_goulette_v1_broker, 32);
 
 /**
  * @generated from message goulette.v1.ReplicateSessionRequest
@@ -1201,7 +1258,7 @@ export type ReplicateSessionRequest = Message$1<"goulette.v1.ReplicateSessionReq
  * Use `create(ReplicateSessionRequestSchema)` to create a new message.
  */
 export const ReplicateSessionRequestSchema: GenMessage<ReplicateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 31);
+  messageDesc(file_goulette_v1_broker, 33);
 
 /**
  * The leader's answer for one partition of a session: `data` (as a ReplicateResponse), or an error
@@ -1244,7 +1301,7 @@ export type SessionPartitionAnswer = Message$1<"goulette.v1.SessionPartitionAnsw
  * Use `create(SessionPartitionAnswerSchema)` to create a new message.
  */
 export const SessionPartitionAnswerSchema: GenMessage<SessionPartitionAnswer> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 32);
+  messageDesc(file_goulette_v1_broker, 34);
 
 /**
  * The partitions with news (records, a new high watermark, consumer-offset changes, a truncation, an
@@ -1265,7 +1322,7 @@ export type ReplicateSessionResponse = Message$1<"goulette.v1.ReplicateSessionRe
  * Use `create(ReplicateSessionResponseSchema)` to create a new message.
  */
 export const ReplicateSessionResponseSchema: GenMessage<ReplicateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 33);
+  messageDesc(file_goulette_v1_broker, 35);
 
 /**
  * @generated from message goulette.v1.HealthRequest
@@ -1285,7 +1342,7 @@ export type HealthRequest = Message$1<"goulette.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 34);
+  messageDesc(file_goulette_v1_broker, 36);
 
 /**
  * @generated from message goulette.v1.PartitionRef
@@ -1307,7 +1364,7 @@ export type PartitionRef = Message$1<"goulette.v1.PartitionRef"> & {
  * Use `create(PartitionRefSchema)` to create a new message.
  */
 export const PartitionRefSchema: GenMessage<PartitionRef> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 35);
+  messageDesc(file_goulette_v1_broker, 37);
 
 /**
  * How far one replica's log goes: the sentinel makes the most up-to-date survivor the new leader.
@@ -1388,7 +1445,7 @@ export type PartitionProgress = Message$1<"goulette.v1.PartitionProgress"> & {
  * Use `create(PartitionProgressSchema)` to create a new message.
  */
 export const PartitionProgressSchema: GenMessage<PartitionProgress> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 36);
+  messageDesc(file_goulette_v1_broker, 38);
 
 /**
  * @generated from message goulette.v1.HealthResponse
@@ -1427,7 +1484,7 @@ export type HealthResponse = Message$1<"goulette.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_goulette_v1_broker, 37);
+  messageDesc(file_goulette_v1_broker, 39);
 
 /**
  * @generated from enum goulette.v1.Acks
@@ -1682,6 +1739,18 @@ export const BrokerService: GenService<{
     methodKind: "unary";
     input: typeof DeleteCommittedOffsetRequestSchema;
     output: typeof DeleteCommittedOffsetResponseSchema;
+  },
+  /**
+   * Deletes a partition's records below an offset, on its leader (Kafka's DeleteRecords, NATS's stream
+   * purge): reads below the new log start fail with OUT_OF_RANGE from then on, and the segments wholly
+   * below it are removed. Followers adopt the leader's log start from their next replication answer.
+   *
+   * @generated from rpc goulette.v1.BrokerService.DeleteRecords
+   */
+  deleteRecords: {
+    methodKind: "unary";
+    input: typeof DeleteRecordsRequestSchema;
+    output: typeof DeleteRecordsResponseSchema;
   },
   /**
    * Sentinel → broker: lead or follow a partition.

@@ -1,0 +1,48 @@
+/** Deleting a topic's records (DeleteRecords on each partition's leader), for the Admin client. */
+import { InvalidArgumentError } from "../errors.js";
+import { settleAll, type PartitionLeaders, type TopicPartition } from "./partition-leaders.js";
+
+export interface DeleteRecordsOptions {
+  topic: string;
+  /** Only these partitions (default: every partition of the topic). */
+  partitions?: readonly number[];
+  /**
+   * Delete the records below this offset on every partition named; default: each partition's high
+   * watermark (every acknowledged record: a purge). An offset past a partition's high watermark is
+   * refused on that partition.
+   */
+  before?: number;
+  signal?: AbortSignal;
+}
+
+export interface RecordsDeletion extends TopicPartition {
+  /** The partition's first readable offset afterwards. */
+  logStart: number;
+}
+
+/** `before_offset` meaning each partition's high watermark. */
+const HIGH_WATERMARK = -1n;
+
+export async function deleteRecords(
+  leaders: PartitionLeaders,
+  options: DeleteRecordsOptions,
+): Promise<RecordsDeletion[]> {
+  const { topic, before, signal } = options;
+  if (typeof topic !== "string" || topic === "") throw new InvalidArgumentError("the topic name is empty");
+  if (before !== undefined && !(Number.isSafeInteger(before) && before >= 0)) {
+    throw new InvalidArgumentError(`'before' must be a whole number ≥ 0, got ${before}`);
+  }
+  const partitions = await leaders.partitionsOf(topic, options.partitions, signal);
+  const beforeOffset = before === undefined ? HIGH_WATERMARK : BigInt(before);
+  const starts = await settleAll(
+    partitions,
+    async (p) => {
+      const res = await leaders.onLeader(p, signal, (client, o) =>
+        client.deleteRecords({ topic, partition: p.partition, beforeOffset }, o),
+      );
+      return Number(res.logStartOffset);
+    },
+    "deleted",
+  );
+  return partitions.map((p, i) => ({ topic, partition: p.partition, logStart: starts[i] as number }));
+}
