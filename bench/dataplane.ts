@@ -313,6 +313,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     },
     notes: [
       "Goal: ahead of NATS JetStream and Redis Streams on produce and consume throughput at equal durability. See docs/benchmarks.md (Data plane) for where it is not, and why.",
+      "Every system starts each produce run empty: Redis DELs its stream key, NATS purges its stream, Goulette deletes the partition's records (DeleteRecords). On this VM page-cache pages the guest has not used lately cost a host fault, so a log that kept growing would pay for memory the others reuse (docs/benchmarks.md, 64 KiB produce: the page cache).",
       "NATS 2.9.10 (Debian) has no sync_interval / sync always option: JetStream's file store fsyncs on its own schedule (every 2 min in 2.9), so its row is weaker durability than either Goulette row against a machine crash; it is shown in both tables, unchanged.",
     ],
   };
