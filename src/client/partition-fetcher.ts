@@ -223,7 +223,7 @@ export class PartitionFetcher {
       if (range && position !== undefined) {
         const [start, end] = range;
         if (position < start) {
-          this.#reset(position, start, "retention removed these messages");
+          this.#reset(position, start, "retention or DeleteRecords removed these messages");
         } else if (position > end) {
           // A new leader may still be catching up; after a while, believe its log.
           if (++this.#aheadRetries > MAX_AHEAD_RETRIES)
