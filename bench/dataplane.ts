@@ -55,6 +55,8 @@ interface Filter {
   systems: Set<string>;
   latency: boolean;
   profiles: Array<[number, "produce" | "consume"]>;
+  /** Unmeasured produce-and-consume repetitions per system and size before the measured ones. */
+  warmups: number;
 }
 
 const ALL_SYSTEMS = ["leader", "pull", "gzip", "all", "redis", "nats"];
@@ -67,7 +69,8 @@ const OPT_IN_SYSTEMS = ["connect"];
  * DATAPLANE_SYSTEMS=leader,redis,nats DATAPLANE_LATENCY=0 DATAPLANE_PROFILES=65536:produce (or "none");
  * DATAPLANE_BROKER_ARGS="--no-grpc-fast-path" adds flags to every broker (a variant to compare);
  * DATAPLANE_SYSTEMS=leader,connect compares the SDK's lean stream client with connect-node's (in the
- * order named: connect,leader measures connect first).
+ * order named: connect,leader measures connect first); DATAPLANE_WARMUPS=0 measures from the first
+ * repetition (default 1 unmeasured repetition per system and size).
  */
 function filterFromEnv(env: NodeJS.ProcessEnv): Filter {
   const list = (name: string): string[] | undefined =>
@@ -103,7 +106,18 @@ function filterFromEnv(env: NodeJS.ProcessEnv): Filter {
             }
             return [Number(size), workload];
           });
-  return { sizes, fsyncs, systems: new Set(systems), latency: env.DATAPLANE_LATENCY !== "0", profiles };
+  const warmups = Number(env.DATAPLANE_WARMUPS ?? 1);
+  if (!Number.isSafeInteger(warmups) || warmups < 0) {
+    throw new Error(`DATAPLANE_WARMUPS: ${env.DATAPLANE_WARMUPS} is not a whole number ≥ 0`);
+  }
+  return {
+    sizes,
+    fsyncs,
+    systems: new Set(systems),
+    latency: env.DATAPLANE_LATENCY !== "0",
+    profiles,
+    warmups,
+  };
 }
 
 async function run(ctx: BenchContext): Promise<BenchOutput> {
@@ -146,6 +160,12 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         consumeMsgs: [],
         consumeBytes: [],
       };
+      // Every system gets the same unmeasured start: the first repetition on a new server (code not yet
+      // optimised, buffers and pages not yet reused) measures the start, not the steady state.
+      for (let w = 0; w < filter.warmups; w++) {
+        await target.produce(size, counts.get(size) as number, runMs);
+        await target.consume();
+      }
       for (let r = 0; r < reps; r++) {
         const p = await target.produce(size, counts.get(size) as number, runMs);
         const c = await target.consume();
@@ -296,6 +316,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     tables: buildTables({ results, latencies, loopbackSpread, disk4k, disk1m, profiles, reps, runMs }),
     settings: {
       reps,
+      warmups: filter.warmups,
       runMs,
       counts: Object.fromEntries(counts),
       sizes: filter.sizes,
