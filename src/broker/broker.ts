@@ -399,7 +399,12 @@ async function enforceRetention(partitions: PartitionManager, logger: Logger): P
 function* ledOffsets(partitions: PartitionManager): Generator<LedPartitionOffsets> {
   for (const p of partitions.all()) {
     if (p.role !== "leader" || p.closed) continue;
-    yield { topic: p.topic, highWatermark: p.highWatermark, committed: p.offsets.committed() };
+    yield {
+      topic: p.topic,
+      highWatermark: p.highWatermark,
+      logStartOffset: p.log.logStartOffset,
+      committed: p.offsets.committed(),
+    };
   }
 }
 

@@ -9,6 +9,8 @@ export interface GroupLag {
 export interface LedPartitionOffsets {
   topic: string;
   highWatermark: number;
+  /** Records below it are gone (retention, DeleteRecords): a group committed below reads from here. */
+  logStartOffset: number;
   /** [group, committed offset] of every group that committed. */
   committed: Iterable<[string, number]>;
 }
@@ -17,7 +19,8 @@ export interface LedPartitionOffsets {
 export const OTHER = "_other";
 
 /**
- * Σ (high watermark − committed offset) per (group, topic), at most `maxSeries` series. Beyond the
+ * Σ (high watermark − committed offset) per (group, topic), at most `maxSeries` series; a commit below
+ * the log start counts from the log start (the records below it will never be read). Beyond the
  * bound the largest lags keep their own series and the rest is summed into `group="_other"` per topic
  * (counted within the bound); when even the topics of the rest do not fit, into one
  * `{group="_other", topic="_other"}`. The sum over all series is always the broker's total lag.
@@ -28,7 +31,8 @@ export function consumerGroupLag(partitions: Iterable<LedPartitionOffsets>, maxS
     let groups = byTopic.get(p.topic);
     for (const [group, committed] of p.committed) {
       if (groups === undefined) byTopic.set(p.topic, (groups = new Map()));
-      groups.set(group, (groups.get(group) ?? 0) + Math.max(0, p.highWatermark - committed));
+      const from = Math.max(committed, p.logStartOffset);
+      groups.set(group, (groups.get(group) ?? 0) + Math.max(0, p.highWatermark - from));
     }
   }
   const all: GroupLag[] = [];

@@ -674,7 +674,11 @@ export class Partition {
     if (this.#role === "leader") {
       ({ inSync, replicationLag } = this.#isr.stats(this.log.logEndOffset));
       const hw = this.highWatermark;
-      for (const [, committed] of this.offsets.committed()) consumerLag += Math.max(0, hw - committed);
+      // A commit below the log start reads from it: the deleted records are no lag.
+      const start = this.log.logStartOffset;
+      for (const [, committed] of this.offsets.committed()) {
+        consumerLag += Math.max(0, hw - Math.max(committed, start));
+      }
     }
     return {
       role: this.#role,

@@ -44,7 +44,10 @@ export interface GroupPartitionOffsets extends TopicPartition {
   logStart: number;
   /** The end a consumer can read to. */
   highWatermark: number;
-  /** highWatermark − committed (never below 0); undefined when nothing is committed or the leader failed. */
+  /**
+   * highWatermark − committed, counted from logStart when committed is below it (never below 0);
+   * undefined when nothing is committed or the leader failed.
+   */
   lag: number | undefined;
   /** Why the leader could not be asked (then the numbers above are -1). */
   error?: string;
@@ -149,7 +152,8 @@ export class GroupAdmin {
       };
       try {
         const c = await this.#committed(group, p, options.signal);
-        const lag = c.offset < 0 ? undefined : Math.max(0, c.highWatermark - c.offset);
+        // A commit below the log start reads from it: records deleted since are no lag.
+        const lag = c.offset < 0 ? undefined : Math.max(0, c.highWatermark - Math.max(c.offset, c.logStart));
         return { ...base, committed: c.offset, logStart: c.logStart, highWatermark: c.highWatermark, lag };
       } catch (err) {
         const error = toClientError(err).message;

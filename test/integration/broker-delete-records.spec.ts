@@ -157,8 +157,14 @@ describe("DeleteRecords", () => {
     const layout = await cluster.createTopic(topic, { partitions: 2, replicas: 1 });
     for (const p of layout.partitions)
       await produce(cluster.broker(p.leader).client, topic, 10 + p.partition, p.partition);
+    const leader0 = cluster.broker((layout.partitions[0] as { leader: string }).leader).client;
+    // A group that read two records: after the purge it reads from the new start, so it has no lag.
+    await leader0.commitOffset({ consumerGroup: "g", topic, partition: 0, offset: 2n, memberEpoch: 0n });
     const admin = new Admin({ sentinels: cluster.sentinelUrls });
+    const lagOf = async () =>
+      (await admin.describeGroup("g", { topics: [topic] })).partitions.find((p) => p.partition === 0)?.lag;
     try {
+      assert.equal(await lagOf(), 8);
       const deleted = await admin.deleteRecords({ topic });
       assert.deepEqual(
         deleted.map((d) => [d.partition, d.logStart]),
@@ -168,10 +174,10 @@ describe("DeleteRecords", () => {
         ],
       );
       await assert.rejects(admin.deleteRecords({ topic, partitions: [7] }), /has no partition 7/);
+      assert.equal(await lagOf(), 0);
     } finally {
       await admin.close();
     }
-    const leader0 = cluster.broker((layout.partitions[0] as { leader: string }).leader).client;
     await produce(leader0, topic, 5);
     const run = await runGoulette([
       "admin",

@@ -8,9 +8,11 @@ const led = (
   topic: string,
   highWatermark: number,
   committed: Record<string, number>,
+  logStartOffset = 0,
 ): LedPartitionOffsets => ({
   topic,
   highWatermark,
+  logStartOffset,
   committed: Object.entries(committed),
 });
 
@@ -34,6 +36,14 @@ describe("consumer lag per group and topic", () => {
       { group: "audit", topic: "orders", lag: 0 },
       { group: "billing", topic: "orders", lag: 65 },
       { group: "billing", topic: "payments", lag: 0 },
+    ]);
+  });
+
+  it("a commit below the log start counts from it: deleted records are no lag", () => {
+    const series = consumerGroupLag([led("orders", 100, { billing: 10, audit: 80 }, 60)], 200);
+    assert.deepEqual(sorted(series), [
+      { group: "audit", topic: "orders", lag: 20 },
+      { group: "billing", topic: "orders", lag: 40 },
     ]);
   });
 
