@@ -9,6 +9,7 @@ import {
   type MessageRequest,
 } from "../src/gen/goulette/v1/broker_pb.js";
 import { openEncodedRequests } from "../src/client/encoded-requests.js";
+import { DEFAULT_PULL_BATCH_SIZE } from "../src/client/consumer-options.js";
 import { createNodeTransport } from "../src/client/node.js";
 import { encodeMessageEnvelope } from "../src/client/produce-encoding.js";
 import { Pushable } from "../test/helpers/broker-process.js";
@@ -37,7 +38,7 @@ export interface GouletteTargetOptions {
    */
   compression?: boolean;
   /**
-   * How consume reads: "fetch" (FetchMessages, batches of up to 500 records / 1 MiB per response, what
+   * How consume reads: "fetch" (FetchMessages, batches of up to 2,000 records / 1 MiB per response, what
    * the SDK consumer uses) or "pull" (PullMessage, one stream message per record).
    */
   consumeApi?: "fetch" | "pull";
@@ -139,7 +140,7 @@ export function createGouletteTarget(options: GouletteTargetOptions): QueueTarge
     const req = { topic: options.topic, partition: 0, offset: last.startOffset };
     if ((options.consumeApi ?? "fetch") === "fetch") {
       const batches = client.fetchMessages(
-        { ...req, maxMessages: 500, limit: BigInt(last.count) },
+        { ...req, maxMessages: DEFAULT_PULL_BATCH_SIZE, limit: BigInt(last.count) },
         { timeoutMs: 60_000 },
       );
       for await (const batch of batches) messages += batch.messages.length;
@@ -165,7 +166,7 @@ export function createGouletteTarget(options: GouletteTargetOptions): QueueTarge
       try {
         if ((options.consumeApi ?? "fetch") === "fetch") {
           const batches = client.fetchMessages(
-            { topic: options.topic, partition: 0, offset: from, maxMessages: 500 },
+            { topic: options.topic, partition: 0, offset: from, maxMessages: DEFAULT_PULL_BATCH_SIZE },
             { signal: abort.signal },
           );
           for await (const batch of batches) {

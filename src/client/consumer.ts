@@ -12,6 +12,7 @@ import {
   toClientError,
 } from "./errors.js";
 import {
+  DEFAULT_PULL_BATCH_SIZE,
   consumerMode,
   fetchStart,
   staticPartitions,
@@ -717,7 +718,7 @@ export class Consumer implements AsyncIterable<ConsumedMessage> {
           tryPut: (message) => this.#buffer.tryPut({ message, run, seq: 0 }),
           put: (message, signal) => this.#buffer.put({ message, run, seq: 0 }, signal),
         },
-        batchSize: this.#options.pullBatchSize ?? 500,
+        batchSize: this.#options.pullBatchSize ?? DEFAULT_PULL_BATCH_SIZE,
         retryBackoffMs: this.#options.retryBackoffMs ?? 100,
         maxRetryBackoffMs: this.#options.maxRetryBackoffMs ?? 2_000,
         emit: this.#emit,
