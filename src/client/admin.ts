@@ -26,7 +26,7 @@ import {
   type OffsetReset,
   type ResetOffsetsOptions,
 } from "./group-admin.js";
-import { PartitionLeaders } from "./partition-leaders.js";
+import { PartitionLeaders, type PartitionLeadersOptions } from "./partition-leaders.js";
 import { deleteRecords, type DeleteRecordsOptions, type RecordsDeletion } from "./records-admin.js";
 import { SentinelPool, type SentinelCallOptions } from "./sentinel-pool.js";
 import type { ClientTransport } from "./transport.js";
@@ -56,11 +56,8 @@ export class Admin {
       listener: options.listener,
       emit: emitter(options.onEvent),
     });
-    const leaders = {
-      sentinels: <T>(
-        fn: (client: Client<typeof SentinelService>, options: SentinelCallOptions) => Promise<T>,
-        signal?: AbortSignal,
-      ) => this.#call(fn, signal),
+    const leaders: PartitionLeadersOptions = {
+      sentinels: (fn, signal) => this.#call(fn, signal),
       transport: options.transport,
       headers: bearerHeaders(options.token),
       listener: this.#sentinels.listener,

@@ -80,11 +80,15 @@ const schema = {
   }),
   before: option({
     kind: "number",
-    description:
-      "delete-records: delete the records below this offset (default: each partition's high watermark, i.e. every acknowledged record)",
+    description: "delete-records: delete the records below this offset on each partition named",
     default: -1,
     min: 0,
     integer: true,
+  }),
+  all: option({
+    kind: "boolean",
+    description: "delete-records: delete every acknowledged record (up to each partition's high watermark)",
+    default: false,
   }),
   "dry-run": option({
     kind: "boolean",
@@ -126,8 +130,8 @@ const USAGE = `Usage: goulette admin <command> [options]
   delete-offsets --group g --topic t [--partition p]
                forget the group's committed offsets on the topic's partitions (it then starts
                where its consumers' --from-beginning says). Refused while it has live members
-  delete-records --topic t [--partition p] [--before n]
-               delete the topic's records below offset n (default: every acknowledged record)
+  delete-records --topic t (--before n | --all) [--partition p]
+               delete the topic's records below offset n, or every acknowledged record (--all),
                on each partition's leader; followers follow. Reads below the new log start then
                fail, and consumer groups committed below it start again at it
 ${ACL_USAGE}
@@ -156,7 +160,7 @@ const COMMAND_FLAGS: Record<string, readonly string[]> = {
   groups: ["prefix", "group", "topic"],
   "reset-offsets": ["group", "topic", "partition", "to-earliest", "to-latest", "to-offset", "dry-run"],
   "delete-offsets": ["group", "topic", "partition"],
-  "delete-records": ["topic", "partition", "before"],
+  "delete-records": ["topic", "partition", "before", "all"],
   acl: ["principal", "topic", "permission"],
 };
 
@@ -321,6 +325,12 @@ async function runCommand(command: string, args: string[], o: AdminOptions, admi
     }
     case "delete-records": {
       if (!o.topic) throw new InvalidArgumentError("delete-records needs --topic (see --help)");
+      // Deleting is for good: what to delete is never a default.
+      if (o.before >= 0 === o.all) {
+        throw new InvalidArgumentError(
+          "delete-records needs either --before n (the records below offset n) or --all (every acknowledged record)",
+        );
+      }
       const partitions = partitionNumbers(o.partition);
       const deleted = await admin.deleteRecords({
         topic: o.topic,

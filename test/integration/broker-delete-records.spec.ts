@@ -179,6 +179,18 @@ describe("DeleteRecords", () => {
       await admin.close();
     }
     await produce(leader0, topic, 5);
+    const sentinels = cluster.sentinelUrls.join(",");
+    const refused = await runGoulette([
+      "admin",
+      "delete-records",
+      "--topic",
+      topic,
+      "--sentinels",
+      sentinels,
+    ]);
+    assert.notEqual(refused.code, 0, "without --before or --all nothing is deleted");
+    assert.match(refused.stderr, /needs either --before n .* or --all/);
+    assert.deepEqual(await fetchOffsets(leader0, topic, 10n, 2n), [10n, 11n]);
     const run = await runGoulette([
       "admin",
       "delete-records",
