@@ -9,7 +9,7 @@ import { BeyondHighWatermarkError } from "./errors.js";
 import { heldPartition, writableLeader, type PartitionLookup } from "./leader-partition.js";
 
 /** `before_offset` for "every acknowledged record". */
-export const BEFORE_HIGH_WATERMARK = -1n;
+const BEFORE_HIGH_WATERMARK = -1n;
 
 /** Deletes the records and returns the leader's new log start. */
 export async function deleteRecords(

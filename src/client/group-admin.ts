@@ -3,6 +3,7 @@ import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
 import { toClientError } from "./errors.js";
 import {
   PartitionLeaders,
+  checkName,
   inParallel,
   settleAll,
   type Located,
@@ -252,10 +253,6 @@ export class GroupAdmin {
     };
   }
 }
-function checkName(what: string, name: string): void {
-  if (typeof name !== "string" || name === "") throw new InvalidArgumentError(`the ${what} name is empty`);
-}
-
 function key(topic: string, partition: number): string {
   return `${topic}/${partition}`;
 }

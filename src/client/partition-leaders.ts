@@ -11,6 +11,11 @@ import { isConnectionFailure, toClientError } from "./errors.js";
 import type { SentinelCallOptions } from "./sentinel-pool.js";
 import type { ClientTransport } from "./transport.js";
 
+/** A topic or group name an admin call names: InvalidArgumentError when it is empty. */
+export function checkName(what: string, name: string): void {
+  if (typeof name !== "string" || name === "") throw new InvalidArgumentError(`the ${what} name is empty`);
+}
+
 /** One partition of a topic. */
 export interface TopicPartition {
   topic: string;

@@ -1,6 +1,6 @@
 /** Deleting a topic's records (DeleteRecords on each partition's leader), for the Admin client. */
 import { InvalidArgumentError } from "../errors.js";
-import { settleAll, type PartitionLeaders, type TopicPartition } from "./partition-leaders.js";
+import { checkName, settleAll, type PartitionLeaders, type TopicPartition } from "./partition-leaders.js";
 
 export interface DeleteRecordsOptions {
   topic: string;
@@ -28,7 +28,7 @@ export async function deleteRecords(
   options: DeleteRecordsOptions,
 ): Promise<RecordsDeletion[]> {
   const { topic, before, signal } = options;
-  if (typeof topic !== "string" || topic === "") throw new InvalidArgumentError("the topic name is empty");
+  checkName("topic", topic);
   if (before !== undefined && !(Number.isSafeInteger(before) && before >= 0)) {
     throw new InvalidArgumentError(`'before' must be a whole number ≥ 0, got ${before}`);
   }

@@ -9,7 +9,7 @@ import path from "node:path";
 
 import type { StorageFileSystem } from "./file-system.js";
 import { StorageError } from "./errors.js";
-import { isNotFound } from "./segment.js";
+import { isNotFound, writeFully } from "./segment.js";
 
 export const LOG_START_FILE = "log-start-offset";
 const TEMP_SUFFIX = ".tmp";
@@ -47,11 +47,7 @@ export async function writeLogStart(fs: StorageFileSystem, dir: string, offset: 
   });
   const handle = await fs.open(temp, "create");
   try {
-    const bytes = Buffer.from(`${offset}\n`, "utf8");
-    let written = 0;
-    while (written < bytes.length) {
-      written += await handle.write(bytes, written, bytes.length - written, written);
-    }
+    await writeFully(handle, Buffer.from(`${offset}\n`, "utf8"), 0);
     await handle.datasync();
   } finally {
     await handle.close();
