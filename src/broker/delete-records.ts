@@ -1,7 +1,8 @@
 /**
  * DeleteRecords on the partition leader: records below an offset are deleted (reads start there), at
- * most up to the high watermark. Followers adopt the leader's log start from their next replication
- * answer (ReplicateResponse.log_start_offset, see replication-follower.ts `store`).
+ * most up to the high watermark, and the call is answered once every in-sync follower reported
+ * deleting them too (Partition.deleteRecordsBefore; followers adopt the leader's log start from their
+ * replication answers, see replication-follower.ts `store`).
  */
 import { InvalidArgumentError } from "../errors.js";
 import type { DeleteRecordsRequest } from "../gen/goulette/v1/broker_pb.js";

@@ -4,7 +4,7 @@ import { LostContactError, NotEnoughReplicasError } from "./errors.js";
 /**
  * What a partition leader knows about its followers and what is committed: follower progress, the
  * in-sync replica set (ISR), the high watermark, --min-insync-replicas decisions, and the callers
- * waiting for records (acks=all) or consumer-offset versions to be replicated. No files, no timers:
+ * waiting for records (acks=all), consumer-offset versions or deletions to be replicated. No files, no timers:
  * the time is passed into every call, and the partition feeds it the log's positions. A little over
  * ~400 lines, most of them the rules' comments: who is in sync and what is committed are one invariant.
  */
@@ -22,6 +22,8 @@ interface FollowerState {
   lastResponseAt: number;
   /** Consumer-offset version it has stored, on its current stream. */
   offsetsVersion: number | undefined;
+  /** Its log start as it last reported it on its current stream (undefined: not reported). */
+  logStartOffset: number | undefined;
   /** Numbers its streams; updates from a superseded stream are ignored. */
   stream: number;
 }
@@ -34,8 +36,11 @@ interface AckWaiter {
   reject: (err: unknown) => void;
 }
 
+/** Waits until every in-sync follower has stored something: an offset-table version, a log start. */
 interface CommitWaiter {
-  version: number;
+  stored: (follower: FollowerState) => boolean;
+  /** What did not reach the replicas, for the timeout's message. */
+  what: string;
   deadline: number;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -140,6 +145,7 @@ export class InSyncReplicaTracker {
         leoAtLastResponse: 0,
         lastResponseAt: 0,
         offsetsVersion: undefined,
+        logStartOffset: undefined,
         stream: 0,
       });
     }
@@ -177,13 +183,14 @@ export class InSyncReplicaTracker {
     if (follower === undefined) return 0;
     follower.stream++;
     follower.offsetsVersion = undefined;
+    follower.logStartOffset = undefined;
     return follower.stream;
   }
 
   /**
    * A follower asked for records from `fetchOffset` (its log end), having stored consumer-offset
-   * version `offsetsVersion`, while followers may copy records below `shippableEnd`. Updates the
-   * in-sync set and the high watermark.
+   * version `offsetsVersion`, its log starting at `logStartOffset` (when it reports it), while
+   * followers may copy records below `shippableEnd`. Updates the in-sync set and the high watermark.
    */
   onFetch(
     followerId: string,
@@ -192,6 +199,7 @@ export class InSyncReplicaTracker {
     offsetsVersion: number | undefined,
     shippableEnd: number,
     now: number,
+    logStartOffset?: number,
   ): void {
     const follower = this.#followers.get(followerId);
     if (follower === undefined || follower.stream !== stream) return;
@@ -203,6 +211,7 @@ export class InSyncReplicaTracker {
       follower.inSync &&
       follower.fetchOffset === fetchOffset &&
       (offsetsVersion === undefined || offsetsVersion === follower.offsetsVersion) &&
+      (logStartOffset === undefined || logStartOffset === follower.logStartOffset) &&
       fetchOffset >= shippableEnd &&
       this.#hw >= fetchOffset
     ) {
@@ -211,6 +220,7 @@ export class InSyncReplicaTracker {
     }
     follower.fetchOffset = fetchOffset;
     if (offsetsVersion !== undefined) follower.offsetsVersion = offsetsVersion;
+    if (logStartOffset !== undefined) follower.logStartOffset = logStartOffset;
     if (fetchOffset >= shippableEnd) {
       follower.lastCaughtUpAt = now;
     } else if (follower.lastResponseAt > 0 && fetchOffset >= follower.leoAtLastResponse) {
@@ -307,13 +317,35 @@ export class InSyncReplicaTracker {
   }
 
   /** Resolves once every in-sync follower stored consumer-offset version `version`. */
-  async waitForOffsets(version: number, now: number): Promise<void> {
+  waitForOffsets(version: number, now: number): Promise<void> {
+    return this.#waitForFollowers(
+      (f) => (f.offsetsVersion ?? 0) >= version,
+      `an offset commit (or fence, or deletion) on ${this.#key}`,
+      now,
+    );
+  }
+
+  /**
+   * Resolves once every in-sync follower reported a log start at `offset` or later (DeleteRecords: the
+   * records below it are gone from each replica that may lead next). A follower that does not report
+   * its log start (a broker older than the report) holds the waiter until it times out.
+   */
+  waitForLogStart(offset: number, now: number): Promise<void> {
+    return this.#waitForFollowers(
+      (f) => (f.logStartOffset ?? -1) >= offset,
+      `the deletion of the records below offset ${offset} of ${this.#key} (done on the leader)`,
+      now,
+    );
+  }
+
+  async #waitForFollowers(stored: (f: FollowerState) => boolean, what: string, now: number): Promise<void> {
     if (!this.#options.writable()) throw new LostContactError(this.#options.topic, this.#options.partition);
-    if (this.#commitReplicated(version)) return;
+    if (this.#everyInSync(stored)) return;
     this.#nextTickAt = 0;
     await new Promise<void>((resolve, reject) => {
       this.#commitWaiters.push({
-        version,
+        stored,
+        what,
         deadline: now + this.#options.replicationTimeoutMs,
         resolve,
         reject,
@@ -361,11 +393,7 @@ export class InSyncReplicaTracker {
     if (this.#commitWaiters.length === 0) return;
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
       if (waiter.deadline >= now) return true;
-      waiter.reject(
-        new NotEnoughReplicasError(
-          `an offset commit (or fence, or deletion) on ${this.#key} did not reach every in-sync replica in time`,
-        ),
-      );
+      waiter.reject(new NotEnoughReplicasError(`${waiter.what} did not reach every in-sync replica in time`));
       return false;
     });
   }
@@ -432,9 +460,9 @@ export class InSyncReplicaTracker {
     for (const waiter of this.#ackWaiters.splice(0)) waiter.reject(error);
   }
 
-  #commitReplicated(version: number): boolean {
+  #everyInSync(stored: (f: FollowerState) => boolean): boolean {
     for (const follower of this.#followers.values()) {
-      if (follower.inSync && (follower.offsetsVersion ?? 0) < version) return false;
+      if (follower.inSync && !stored(follower)) return false;
     }
     return true;
   }
@@ -446,7 +474,7 @@ export class InSyncReplicaTracker {
       return;
     }
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
-      if (!this.#commitReplicated(waiter.version)) return true;
+      if (!this.#everyInSync(waiter.stored)) return true;
       waiter.resolve();
       return false;
     });

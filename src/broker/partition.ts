@@ -593,14 +593,18 @@ export class Partition {
   }
 
   /**
-   * Leader: deletes the records below `offset` (at most the high watermark: the caller checked) and
-   * wakes the replication streams, whose next answer carries the new log start to the followers.
-   * Returns the new log start.
+   * Leader: deletes the records below `offset` (at most the high watermark: the caller checked), wakes
+   * the replication sessions, whose next answer carries the new log start to the followers, and
+   * resolves once every in-sync follower reported deleting them too (a follower that becomes leader
+   * then never serves them again). Returns the new log start. Rejects with NotEnoughReplicasError when
+   * a follower does not confirm in time: the records are gone here, and calling again waits again.
    */
   async deleteRecordsBefore(offset: number, generation: number): Promise<number> {
     this.#requireGeneration(generation);
     const { logStartOffset } = await this.log.deleteRecordsBefore(offset);
     this.dataSignal.notify();
+    this.#requireGeneration(generation);
+    await this.#isr.waitForLogStart(offset, this.#now());
     return logStartOffset;
   }
 
@@ -628,10 +632,25 @@ export class Partition {
 
   /**
    * Leader: a follower asked for records from `fetchOffset` (its log end), having stored consumer-offset
-   * version `offsetsVersion`. Updates the in-sync set and the high watermark.
+   * version `offsetsVersion`, its log starting at `logStartOffset` (when it reports it). Updates the
+   * in-sync set, the high watermark and what waits for the followers.
    */
-  onFetch(followerId: string, stream: number, fetchOffset: number, offsetsVersion: number | undefined): void {
-    this.#isr.onFetch(followerId, stream, fetchOffset, offsetsVersion, this.shippableEnd, this.#now());
+  onFetch(
+    followerId: string,
+    stream: number,
+    fetchOffset: number,
+    offsetsVersion: number | undefined,
+    logStartOffset?: number,
+  ): void {
+    this.#isr.onFetch(
+      followerId,
+      stream,
+      fetchOffset,
+      offsetsVersion,
+      this.shippableEnd,
+      this.#now(),
+      logStartOffset,
+    );
   }
 
   /** Leader: a response went to the follower while the leader log ended at `logEndOffset`. */

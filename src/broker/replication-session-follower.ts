@@ -150,6 +150,7 @@ class FollowerSession {
         ? p.epochs.entries.map((e) => ({ epoch: BigInt(e.epoch), startOffset: BigInt(e.startOffset) }))
         : [],
       offsetsVersion: member.offsetsVersion,
+      logStartOffset: BigInt(p.log.logStartOffset),
     });
   }
 

@@ -25,9 +25,9 @@ import {
   ResponseBudget,
   acknowledge,
   departure,
-  needsAcknowledgement,
   newEntry,
   newsOf,
+  sending,
   truncation,
   type Departure,
   type LeaderPartitionView,
@@ -252,6 +252,7 @@ class LeaderSession {
       stream: p.openStream(followerId),
       generation,
       fetchOffset,
+      logStart: reportedLogStart(fetch),
       truncateTo,
     });
     const wake = () => this.#notify(entry.key);
@@ -275,7 +276,13 @@ class LeaderSession {
     const held = this.#held.get(key);
     if (held === undefined) return; // departed meanwhile; the follower was told
     const { entry, p } = held;
-    const departure = acknowledge(entry, Number(fetch.fetchOffset), Number(fetch.offsetsVersion), p.log);
+    const departure = acknowledge(
+      entry,
+      Number(fetch.fetchOffset),
+      Number(fetch.offsetsVersion),
+      reportedLogStart(fetch),
+      p.log,
+    );
     if (departure !== undefined) {
       this.#drop(key);
       this.#depart(entry.topic, entry.partition, departure);
@@ -301,7 +308,7 @@ class LeaderSession {
   #fetched(entry: SessionEntry, p: Partition, followerId: string): void {
     // A fetch of an older leadership says nothing about this one (stream numbers restart with it).
     if (p.role !== "leader" || p.generation !== entry.generation) return;
-    p.onFetch(followerId, entry.stream, entry.fetchOffset, entry.ackedVersion);
+    p.onFetch(followerId, entry.stream, entry.fetchOffset, entry.ackedVersion, entry.logStart);
   }
 
   // ---- answers -------------------------------------------------------------------------------------
@@ -352,10 +359,7 @@ class LeaderSession {
         budget.spend(answer.bytes);
         if (answer.count > 0) this.options.onShipped?.(answer.encoding, answer.count);
         this.#news.delete(key);
-        entry.awaitingAck = needsAcknowledgement(answer.response);
-        entry.sentVersion = answer.sentVersion;
-        entry.sentHighWatermark = Number(answer.response.highWatermark);
-        entry.sentLogStart = Number(answer.response.logStartOffset);
+        sending(entry, answer.response, answer.sentVersion);
         if (p.generation === entry.generation) p.onResponse(followerId, entry.stream, answer.shippableEnd);
         answers.push(
           create(SessionPartitionAnswerSchema, {
@@ -410,6 +414,11 @@ class LeaderSession {
       this.#wake = done;
     });
   }
+}
+
+/** The log start a follower reports with a fetch; undefined from followers older than the field. */
+function reportedLogStart(fetch: SessionFetch): number | undefined {
+  return fetch.logStartOffset === undefined ? undefined : Number(fetch.logStartOffset);
 }
 
 function viewOf(p: Partition, followerId: string): LeaderPartitionView {

@@ -48,6 +48,8 @@ export interface SessionEntry {
   sentHighWatermark: number;
   /** Log start last sent (-1: none yet): a DeleteRecords or retention moves it, and followers follow. */
   sentLogStart: number;
+  /** The follower's log start as it last reported it (undefined: not reported in this session). */
+  logStart: number | undefined;
   /** Answered and not acknowledged yet: nothing more is sent until the follower acknowledges. */
   awaitingAck: boolean;
   /** The follower must cut its log here first (divergence, or behind the leader's log start). */
@@ -67,7 +69,10 @@ export type News =
   | { kind: "data" };
 
 export function newEntry(
-  init: Pick<SessionEntry, "key" | "topic" | "partition" | "stream" | "generation" | "fetchOffset"> & {
+  init: Pick<
+    SessionEntry,
+    "key" | "topic" | "partition" | "stream" | "generation" | "fetchOffset" | "logStart"
+  > & {
     truncateTo: number | undefined;
   },
 ): SessionEntry {
@@ -77,6 +82,7 @@ export function newEntry(
     sentVersion: undefined,
     sentHighWatermark: -1,
     sentLogStart: -1,
+    logStart: init.logStart,
     awaitingAck: false,
   };
 }
@@ -114,6 +120,7 @@ export function newsOf(entry: SessionEntry, view: LeaderPartitionView, followerI
  * Does the follower acknowledge this answer (and the leader wait for that before answering the partition
  * again)? Not when it only moves the high watermark: the follower's position and offset table stay as
  * they were, so there is nothing to acknowledge, and a produce costs one acknowledged answer, not two.
+ * A moved log start is acknowledged: that is how a DeleteRecords learns the follower deleted too.
  * Both sides decide from the answer alone.
  */
 export function needsAcknowledgement(answer: ReplicateResponse): boolean {
@@ -122,19 +129,35 @@ export function needsAcknowledgement(answer: ReplicateResponse): boolean {
     answer.records.length > 0 ||
     answer.frames.length > 0 ||
     answer.offsets.length > 0 ||
-    answer.offsetsSnapshot
+    answer.offsetsSnapshot ||
+    answer.logStartMoved
   );
 }
 
 /**
+ * An answer with records or news goes to the follower: flags it when it moves the log start (so the
+ * follower acknowledges it, naming its own) and records what the follower was sent.
+ */
+export function sending(entry: SessionEntry, answer: ReplicateResponse, sentVersion: number): void {
+  const logStart = Number(answer.logStartOffset);
+  answer.logStartMoved = logStart !== entry.sentLogStart;
+  entry.awaitingAck = needsAcknowledgement(answer);
+  entry.sentVersion = sentVersion;
+  entry.sentHighWatermark = Number(answer.highWatermark);
+  entry.sentLogStart = logStart;
+}
+
+/**
  * The follower acknowledged the last answer for the partition and now fetches from `fetchOffset`,
- * having stored offset-table version `offsetsVersion`. Returns a departure when the position is
- * impossible (past the leader's log end: the replicas disagree on what was written).
+ * having stored offset-table version `offsetsVersion`, its log starting at `logStart` (undefined: a
+ * follower that does not report it). Returns a departure when the position is impossible (past the
+ * leader's log end: the replicas disagree on what was written).
  */
 export function acknowledge(
   entry: SessionEntry,
   fetchOffset: number,
   offsetsVersion: number,
+  logStart: number | undefined,
   view: Pick<LeaderPartitionView, "logStartOffset" | "logEndOffset">,
 ): Departure | undefined {
   if (fetchOffset > view.logEndOffset) {
@@ -146,6 +169,7 @@ export function acknowledge(
   entry.awaitingAck = false;
   entry.truncateTo = undefined;
   entry.fetchOffset = fetchOffset;
+  entry.logStart = logStart;
   // Versions count only once the follower got an answer in this session (it holds its whole table).
   if (entry.sentVersion !== undefined) entry.ackedVersion = offsetsVersion;
   // Retention moved the leader's log start past the follower: it restarts its log there.

@@ -21,13 +21,14 @@ import {
  * same bytes are copied about five times into fresh buffers (encoded-responses.ts), once per follower.
  * The small rest of each answer (high watermark, epochs, consumer offsets, errors) is encoded by
  * protobuf-es, so the bytes are exactly toBinary's for the whole message: fields 1–8 by protobuf-es,
- * then `frames`, then `log_start_offset` (the only field numbered after it), and `data` is followed
- * only by the error fields, which are unset whenever `data` is set (test/unit/session-encoding.spec.ts
- * compares the two).
+ * then `frames`, then `log_start_offset` and `log_start_moved` (the only fields numbered after it), and
+ * `data` is followed only by the error fields, which are unset whenever `data` is set
+ * (test/unit/session-encoding.spec.ts compares the two).
  *
  *   ReplicateSessionResponse: partitions = 1
  *   SessionPartitionAnswer:   topic = 1, partition = 2, data = 3, error_code = 4, error_message = 5
- *   ReplicateResponse:        records = 1 … offsets_snapshot = 8, frames = 9, log_start_offset = 10
+ *   ReplicateResponse:        records = 1 … offsets_snapshot = 8, frames = 9, log_start_offset = 10,
+ *                             log_start_moved = 11
  */
 
 const RESPONSE_PARTITIONS = 0x0a;
@@ -36,6 +37,7 @@ const ANSWER_PARTITION = 0x10;
 const ANSWER_DATA = 0x1a;
 const DATA_FRAMES = 0x4a;
 const DATA_LOG_START = 0x50;
+const DATA_LOG_START_MOVED = 0x58;
 const NO_FRAMES = new Uint8Array(0);
 
 /** An answer as planned before the buffer is sized: encoded whole, or around its frames. */
@@ -48,6 +50,7 @@ type PlannedAnswer =
       head: Uint8Array;
       frames: Uint8Array;
       logStartOffset: number;
+      logStartMoved: boolean;
       dataSize: number;
       size: number;
     };
@@ -62,18 +65,34 @@ function plan(answer: SessionPartitionAnswer): PlannedAnswer {
   ) {
     return { kind: "whole", bytes: toBinary(SessionPartitionAnswerSchema, answer) };
   }
-  const head = toBinary(ReplicateResponseSchema, { ...data, frames: NO_FRAMES, logStartOffset: 0n });
+  const head = toBinary(ReplicateResponseSchema, {
+    ...data,
+    frames: NO_FRAMES,
+    logStartOffset: 0n,
+    logStartMoved: false,
+  });
   const logStartOffset = Number(data.logStartOffset);
+  const logStartMoved = data.logStartMoved;
   const dataSize =
     head.length +
     delimitedSize(data.frames.length) +
-    (logStartOffset === 0 ? 0 : 1 + varintSize(logStartOffset));
+    (logStartOffset === 0 ? 0 : 1 + varintSize(logStartOffset)) +
+    (logStartMoved ? 2 : 0);
   const topicBytes = Buffer.byteLength(answer.topic, "utf8");
   const size =
     (topicBytes === 0 ? 0 : delimitedSize(topicBytes)) +
     (answer.partition === 0 ? 0 : 1 + varintSize(answer.partition)) +
     delimitedSize(dataSize);
-  return { kind: "frames", answer, head, frames: data.frames, logStartOffset, dataSize, size };
+  return {
+    kind: "frames",
+    answer,
+    head,
+    frames: data.frames,
+    logStartOffset,
+    logStartMoved,
+    dataSize,
+    size,
+  };
 }
 
 /** The ReplicateSessionResponse of these answers as one uncompressed stream envelope (flags 0, u32 length). */
@@ -101,6 +120,10 @@ export function encodeSessionEnvelope(answers: readonly SessionPartitionAnswer[]
     pos += p.head.length;
     pos = writeBytes(buf, pos, DATA_FRAMES, p.frames);
     pos = writeVarintField(buf, pos, DATA_LOG_START, p.logStartOffset);
+    if (p.logStartMoved) {
+      buf[pos++] = DATA_LOG_START_MOVED;
+      buf[pos++] = 1;
+    }
   }
   if (pos !== buf.length) throw new Error(`session response encoded to ${pos} bytes, sized ${buf.length}`);
   return buf;

@@ -23,6 +23,12 @@ export interface RecordsDeletion extends TopicPartition {
 /** `before_offset` meaning each partition's high watermark. */
 const HIGH_WATERMARK = -1n;
 
+/**
+ * A leader answers once every in-sync follower deleted the records too; a follower that stopped answering
+ * holds it until it leaves the in-sync set (the brokers' --replica-lag-max, 10 s by default).
+ */
+const DELETE_RECORDS_TIMEOUT_MS = 30_000;
+
 export async function deleteRecords(
   leaders: PartitionLeaders,
   options: DeleteRecordsOptions,
@@ -38,7 +44,10 @@ export async function deleteRecords(
     partitions,
     async (p) => {
       const res = await leaders.onLeader(p, signal, (client, o) =>
-        client.deleteRecords({ topic, partition: p.partition, beforeOffset }, o),
+        client.deleteRecords(
+          { topic, partition: p.partition, beforeOffset },
+          { ...o, timeoutMs: DELETE_RECORDS_TIMEOUT_MS },
+        ),
       );
       return Number(res.logStartOffset);
     },

@@ -78,10 +78,8 @@ describe("DeleteRecords", () => {
     assert.equal(await codeOf(fetchOffsets(client, topic, 0n, 10n)), Code.OutOfRange);
     assert.equal(await codeOf(fetchOffsets(client, topic, 149n, 10n)), Code.OutOfRange);
     assert.deepEqual(await fetchOffsets(client, topic, 150n, 3n), [150n, 151n, 152n]);
-    // The followers adopt the leader's log start from the replication stream.
-    await waitFor(async () => (await logStarts(cluster, topic, replicas)).every((s) => s === 150n), {
-      what: "every replica's log start at 150",
-    });
+    // Answered only once every in-sync follower deleted them too.
+    assert.deepEqual(await logStarts(cluster, topic, replicas), [150n, 150n, 150n]);
 
     await cluster.killBroker(leader, "SIGKILL");
     const next = await waitFor(
@@ -99,6 +97,32 @@ describe("DeleteRecords", () => {
     assert.equal(kept.length, 50);
     assert.equal(await codeOf(fetchOffsets(nextClient, topic, 0n, 10n)), Code.OutOfRange);
     await cluster.restartBroker(leader);
+  });
+
+  it("waits for an in-sync follower that has not deleted them yet; repeating the call waits again", async () => {
+    const topic = "purge-frozen";
+    const layout = await cluster.createTopic(topic, { partitions: 1, replicas: 3 });
+    const { leader, replicas } = layout.partitions[0] as { leader: string; replicas: string[] };
+    const frozen = replicas.find((id) => id !== leader) as string;
+    const client = cluster.broker(leader).client;
+    await produce(client, topic, 200);
+
+    // Frozen far shorter than --replica-lag-max (10 s): it stays in sync and holds the deletion.
+    cluster.broker(frozen).pause();
+    try {
+      const held = client.deleteRecords({ topic, partition: 0, beforeOffset: 150n }, { timeoutMs: 1_500 });
+      assert.equal(await codeOf(held), Code.DeadlineExceeded);
+      // Gone on the leader all the same.
+      assert.equal(await codeOf(fetchOffsets(client, topic, 149n, 1n)), Code.OutOfRange);
+    } finally {
+      cluster.broker(frozen).resume();
+    }
+    const res = await client.deleteRecords(
+      { topic, partition: 0, beforeOffset: 150n },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(res.logStartOffset, 150n);
+    assert.deepEqual(await logStarts(cluster, topic, replicas), [150n, 150n, 150n]);
   });
 
   it("refuses malformed or impossible requests with a clear code and deletes nothing", async () => {

@@ -110,6 +110,55 @@ describe("in-sync replica tracker", () => {
     await isr.waitForOffsets(3, 3);
   });
 
+  it("waits for every in-sync follower to report a log start past a deletion, or for it to leave the set", async () => {
+    const { isr, streams } = leader();
+    isr.leaderReady(0);
+    isr.localAppend(10);
+    const report = (id: string, logStart: number | undefined, now: number) =>
+      isr.onFetch(id, streams.get(id) as number, 10, undefined, 10, now, logStart);
+    report("b2", 0, 1);
+    report("b3", 0, 1);
+    const deleted = isr.waitForLogStart(6, 2);
+    report("b2", 6, 3);
+    report("b3", undefined, 3); // a fetch that does not report (an idle refresh, an older broker)
+    assert.equal(await outcomeNow(deleted), "pending", "b3 has not confirmed");
+    report("b3", 4, 4);
+    assert.equal(await outcomeNow(deleted), "pending", "b3 deleted less");
+    report("b3", 6, 5);
+    assert.equal(await outcomeNow(deleted), "resolved");
+    await isr.waitForLogStart(6, 6); // already everywhere
+
+    // A follower that stops confirming holds the wait only while it is in sync.
+    const later = isr.waitForLogStart(8, 10);
+    report("b2", 8, 11);
+    assert.equal(await outcomeNow(later), "pending");
+    isr.tick(5 + LAG_MS + 1, 10);
+    assert.deepEqual(isr.inSyncReplicas(), ["b1", "b2"]);
+    assert.equal(await outcomeNow(later), "resolved", "b3 left the in-sync set");
+
+    // A new stream forgets what the follower reported on the old one.
+    streams.set("b2", isr.openStream("b2"));
+    const onNewStream = isr.waitForLogStart(8, 20);
+    assert.equal(await outcomeNow(onNewStream), "pending");
+    report("b2", 8, 21);
+    assert.equal(await outcomeNow(onNewStream), "resolved");
+  });
+
+  it("fails a deletion wait no in-sync follower confirms in time, naming it", async () => {
+    const { isr, fetch } = leader({ followers: ["b2"] });
+    isr.leaderReady(0);
+    isr.localAppend(5);
+    const waiting = isr.waitForLogStart(5, 0);
+    fetch("b2", 5, TIMEOUT_MS); // in sync, but it does not report a log start
+    isr.tick(TIMEOUT_MS + 1, 5);
+    const err = await outcomeNow(waiting);
+    assert.ok(err instanceof NotEnoughReplicasError);
+    assert.equal(
+      err.message,
+      "the deletion of the records below offset 5 of t#0 (done on the leader) did not reach every in-sync replica in time",
+    );
+  });
+
   it("ignores a superseded stream and a replica that is not a follower", () => {
     const { isr, streams } = leader({ followers: ["b2"] });
     isr.leaderReady(0);

@@ -10,6 +10,7 @@ import {
   needsAcknowledgement,
   newEntry,
   newsOf,
+  sending,
   type LeaderPartitionView,
   type SessionEntry,
 } from "../../src/broker/replication-session-state.js";
@@ -23,6 +24,7 @@ function entry(overrides: Partial<SessionEntry> = {}): SessionEntry {
       stream: 1,
       generation: 3,
       fetchOffset: 10,
+      logStart: undefined,
       truncateTo: undefined,
     }),
     ...overrides,
@@ -62,10 +64,24 @@ describe("replication session: news", () => {
     assert.deepEqual(newsOf(upToDate(), view({ highWatermark: 9 }), "b2"), { kind: "data" });
   });
 
-  it("a moved log start is news (DeleteRecords or retention on the leader), and needs no acknowledgement", () => {
-    assert.deepEqual(newsOf(upToDate(), view({ logStartOffset: 6 }), "b2"), { kind: "data" });
-    const answer = create(ReplicateResponseSchema, { highWatermark: 10n, logStartOffset: 6n });
-    assert.equal(needsAcknowledgement(answer), false);
+  it("a moved log start is news (DeleteRecords or retention on the leader), flagged and acknowledged", () => {
+    const e = upToDate();
+    assert.deepEqual(newsOf(e, view({ logStartOffset: 6 }), "b2"), { kind: "data" });
+    const moved = create(ReplicateResponseSchema, { highWatermark: 10n, logStartOffset: 6n });
+    sending(e, moved, 2);
+    assert.equal(moved.logStartMoved, true);
+    assert.equal(e.awaitingAck, true, "the follower confirms the deletion");
+    assert.equal(e.sentLogStart, 6);
+    assert.deepEqual(newsOf(e, view({ logStartOffset: 6 }), "b2"), { kind: "none" });
+
+    // The next answer (a new high watermark) carries the same log start: not flagged, not acknowledged.
+    acknowledge(e, 10, 2, 6, { logStartOffset: 6, logEndOffset: 10 });
+    assert.equal(e.logStart, 6, "the follower's reported log start is kept");
+    const next = create(ReplicateResponseSchema, { highWatermark: 11n, logStartOffset: 6n });
+    sending(e, next, 2);
+    assert.equal(next.logStartMoved, false);
+    assert.equal(e.awaitingAck, false);
+    assert.equal(e.sentHighWatermark, 11);
   });
 
   it("records written but not shippable yet (fsync always) are no news", () => {
@@ -90,7 +106,7 @@ describe("replication session: news", () => {
 describe("replication session: acknowledgements", () => {
   it("moves the fetch position and clears the wait for the acknowledgement", () => {
     const e = entry({ awaitingAck: true, sentVersion: 2 });
-    assert.equal(acknowledge(e, 15, 2, { logStartOffset: 0, logEndOffset: 20 }), undefined);
+    assert.equal(acknowledge(e, 15, 2, 0, { logStartOffset: 0, logEndOffset: 20 }), undefined);
     assert.equal(e.fetchOffset, 15);
     assert.equal(e.awaitingAck, false);
     assert.equal(e.ackedVersion, 2);
@@ -98,13 +114,13 @@ describe("replication session: acknowledgements", () => {
 
   it("an offsets version counts only once an answer went out in this session", () => {
     const e = entry();
-    acknowledge(e, 10, 7, { logStartOffset: 0, logEndOffset: 10 });
+    acknowledge(e, 10, 7, undefined, { logStartOffset: 0, logEndOffset: 10 });
     assert.equal(e.ackedVersion, undefined);
   });
 
   it("a follower behind the log start is told to restart there", () => {
     const e = entry({ awaitingAck: true });
-    acknowledge(e, 3, 0, { logStartOffset: 8, logEndOffset: 20 });
+    acknowledge(e, 3, 0, 0, { logStartOffset: 8, logEndOffset: 20 });
     assert.equal(e.truncateTo, 8);
     assert.deepEqual(newsOf(e, view({ logStartOffset: 8, logEndOffset: 20 }), "b2"), {
       kind: "truncate",
@@ -114,7 +130,7 @@ describe("replication session: acknowledgements", () => {
 
   it("a position past the leader's log end takes the partition out of the session", () => {
     const e = entry({ awaitingAck: true });
-    const departure = acknowledge(e, 21, 0, { logStartOffset: 0, logEndOffset: 20 });
+    const departure = acknowledge(e, 21, 0, 0, { logStartOffset: 0, logEndOffset: 20 });
     assert.equal(departure?.code, Code.FailedPrecondition);
     assert.match(departure?.message ?? "", /past the log end 20 of t#0/);
     assert.equal(e.fetchOffset, 10, "nothing changed");
@@ -122,7 +138,7 @@ describe("replication session: acknowledgements", () => {
 });
 
 describe("replication session: which answers are acknowledged", () => {
-  it("records, offsets, a cut and the first answer (whole offset table) are; a new high watermark alone is not", () => {
+  it("records, offsets, a cut, a moved log start and the first answer (whole offset table) are; a new high watermark alone is not", () => {
     const answer = (init: Parameters<typeof create<typeof ReplicateResponseSchema>>[1]) =>
       create(ReplicateResponseSchema, { highWatermark: 5n, ...init });
     assert.equal(needsAcknowledgement(answer({})), false);
@@ -130,6 +146,8 @@ describe("replication session: which answers are acknowledged", () => {
     assert.equal(needsAcknowledgement(answer({ offsets: [{ consumerGroup: "g", offset: 1n }] })), true);
     assert.equal(needsAcknowledgement(answer({ offsetsSnapshot: true })), true);
     assert.equal(needsAcknowledgement(answer({ truncateTo: 0n })), true);
+    assert.equal(needsAcknowledgement(answer({ logStartOffset: 7n })), false);
+    assert.equal(needsAcknowledgement(answer({ logStartOffset: 7n, logStartMoved: true })), true);
   });
 });
 

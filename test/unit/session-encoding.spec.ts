@@ -52,12 +52,14 @@ describe("ReplicateSessionResponse encoded around stored frames", () => {
       ],
       offsetsVersion: 12n,
       offsetsSnapshot: true,
-      // The one field numbered after frames: written after them.
+      // The fields numbered after frames: written after them.
       logStartOffset: 2n ** 33n + 5n,
+      logStartMoved: true,
     };
     assertSameAsProtobufEs([
       answer({ topic: "orders", partition: 3, data: { ...full, frames: bytes(100, 1) } }),
       answer({ topic: "orders", partition: 4, data: { frames: bytes(20_000, 2) } }),
+      answer({ topic: "orders", partition: 6, data: { frames: bytes(30, 4), logStartMoved: true } }),
       answer({ topic: "orders", partition: 5, data: { ...full, frames: bytes(3_000_000, 3) } }),
     ]);
   });
