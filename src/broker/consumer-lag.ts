@@ -1,3 +1,5 @@
+import { consumerLag } from "../common/consumer-lag.js";
+
 /** Consumer lag of one group on one topic, summed over the partitions this broker leads. */
 export interface GroupLag {
   group: string;
@@ -31,8 +33,7 @@ export function consumerGroupLag(partitions: Iterable<LedPartitionOffsets>, maxS
     let groups = byTopic.get(p.topic);
     for (const [group, committed] of p.committed) {
       if (groups === undefined) byTopic.set(p.topic, (groups = new Map()));
-      const from = Math.max(committed, p.logStartOffset);
-      groups.set(group, (groups.get(group) ?? 0) + Math.max(0, p.highWatermark - from));
+      groups.set(group, (groups.get(group) ?? 0) + consumerLag(committed, p.logStartOffset, p.highWatermark));
     }
   }
   const all: GroupLag[] = [];

@@ -16,6 +16,7 @@ import { NotPartitionLeaderError } from "./errors.js";
 import { InSyncReplicaTracker } from "./isr-tracker.js";
 import { LeaderEpochHistory } from "./leader-epochs.js";
 import { ProducerTable } from "./producer-table.js";
+import { consumerLag as lagOf } from "../common/consumer-lag.js";
 import { Signal } from "./signal.js";
 
 export type Role = "leader" | "follower" | "none";
@@ -693,11 +694,8 @@ export class Partition {
     if (this.#role === "leader") {
       ({ inSync, replicationLag } = this.#isr.stats(this.log.logEndOffset));
       const hw = this.highWatermark;
-      // A commit below the log start reads from it: the deleted records are no lag.
       const start = this.log.logStartOffset;
-      for (const [, committed] of this.offsets.committed()) {
-        consumerLag += Math.max(0, hw - Math.max(committed, start));
-      }
+      for (const [, committed] of this.offsets.committed()) consumerLag += lagOf(committed, start, hw);
     }
     return {
       role: this.#role,

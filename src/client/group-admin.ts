@@ -1,4 +1,5 @@
 import type { DescribeGroupResponse, GroupSummary } from "../gen/goulette/v1/group_pb.js";
+import { consumerLag } from "../common/consumer-lag.js";
 import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
 import { toClientError } from "./errors.js";
 import {
@@ -153,8 +154,7 @@ export class GroupAdmin {
       };
       try {
         const c = await this.#committed(group, p, options.signal);
-        // A commit below the log start reads from it: records deleted since are no lag.
-        const lag = c.offset < 0 ? undefined : Math.max(0, c.highWatermark - Math.max(c.offset, c.logStart));
+        const lag = c.offset < 0 ? undefined : consumerLag(c.offset, c.logStart, c.highWatermark);
         return { ...base, committed: c.offset, logStart: c.logStart, highWatermark: c.highWatermark, lag };
       } catch (err) {
         const error = toClientError(err).message;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Registry } from "prom-client";
 import { consumerGroupLag, type GroupLag, type LedPartitionOffsets } from "../../src/broker/consumer-lag.js";
+import { consumerLag } from "../../src/common/consumer-lag.js";
 import { createBrokerMetrics } from "../../src/observability/metrics.js";
 
 const led = (
@@ -45,6 +46,10 @@ describe("consumer lag per group and topic", () => {
       { group: "audit", topic: "orders", lag: 20 },
       { group: "billing", topic: "orders", lag: 40 },
     ]);
+    // The one formula the broker's gauges and the Admin's describeGroup share.
+    assert.equal(consumerLag(10, 60, 100), 40);
+    assert.equal(consumerLag(80, 60, 100), 20);
+    assert.equal(consumerLag(120, 60, 100), 0, "a commit past the high watermark (a new leader) is no lag");
   });
 
   it("beyond the bound: the largest lags keep their series, the rest is summed into _other per topic", () => {
