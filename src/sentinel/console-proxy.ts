@@ -37,7 +37,7 @@ type OutgoingResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 /**
  * BrokerService methods the console uses: reads, its test produce (the web producer's ProduceBatches,
- * Produce against older brokers), and group offset resets.
+ * Produce against older brokers), group offset resets, and deleting a topic's records.
  */
 export const CONSOLE_BROKER_METHODS: ReadonlySet<string> = new Set([
   "Health",
@@ -47,6 +47,7 @@ export const CONSOLE_BROKER_METHODS: ReadonlySet<string> = new Set([
   "Produce",
   "CommitOffset",
   "DeleteCommittedOffset",
+  "DeleteRecords",
 ]);
 
 const SENTINEL_METHODS: ReadonlySet<string> = new Set(["GetClusterStatus"]);

@@ -5,7 +5,8 @@ import { buildConsole } from "../../scripts/build-console.js";
 import { Admin } from "../../src/index.js";
 import { RANGE_PROBE_GROUP } from "../../src/client/partition-fetcher.js";
 import { Consumer } from "../../src/index.js";
-import { brokerClient, untext } from "../helpers/broker-process.js";
+import { Acks } from "../../src/gen/goulette/v1/broker_pb.js";
+import { brokerClient, sendOnce, text, untext } from "../helpers/broker-process.js";
 import { launchChromium, type HeadlessChromium } from "../helpers/chromium.js";
 import { startCluster, type TestCluster } from "../helpers/cluster.js";
 import { openConsole, seedConsoleDemo, type ConsoleDemo } from "../helpers/console-fixture.js";
@@ -350,6 +351,64 @@ describe("web console in headless Chromium", () => {
     await waitFor(async () => (await cells(w.page, "group-partitions", 4)).every((c) => c === "0"), {
       what: "the page showing the new offsets",
     });
+    await done(w);
+  });
+
+  it("topic: deletes records below an offset of one partition, then every record, after confirmation", async () => {
+    const topic = "console-purge";
+    const layout = await cluster.createTopic(topic, { partitions: 2, replicas: 3 });
+    for (const p of layout.partitions) {
+      const res = await sendOnce(cluster.broker(p.leader).client, {
+        topic,
+        partition: p.partition,
+        producerId: `console-purge-${p.partition}`,
+        acks: Acks.ALL,
+        records: Array.from({ length: 10 + p.partition }, (_, i) => ({
+          messageId: BigInt(i + 1),
+          payload: text(`m${i}`),
+        })),
+      });
+      assert.ok(res.acks.every((a) => a.errorMessage === ""));
+    }
+    const logStarts = (partition: number) =>
+      Promise.all(
+        (layout.partitions[partition]?.replicas ?? []).map(async (id) => {
+          const res = await cluster.broker(id).client.health({ partitions: [{ topic, partition }] });
+          return Number(res.partitions[0]?.logStartOffset ?? -1);
+        }),
+      );
+
+    const w = await watch(`topics/${topic}`);
+    await w.page.locator("#delete-go").waitFor();
+    await w.page.locator("#delete-partition").selectOption("0");
+    await w.page.locator("#delete-what").selectOption("before");
+    await w.page.locator("#delete-before").fill("4");
+    await w.page.locator("#delete-go").click();
+    await w.page.locator("dialog.confirm-dialog button[value=ok]").click();
+    await waitFor(
+      async () =>
+        /deleted: #0 log start 4$/.test((await w.page.getByTestId("delete-status").textContent()) ?? ""),
+      { what: "the deletion on partition 0" },
+    );
+    // Answered once every replica deleted them; partition 1 untouched.
+    assert.deepEqual(await logStarts(0), [4, 4, 4]);
+    assert.deepEqual(await logStarts(1), [0, 0, 0]);
+    await waitFor(async () => (await cells(w.page, "partitions", 6))[0] === "4", {
+      what: "the page showing the new log start",
+    });
+
+    await w.page.locator("#delete-partition").selectOption("all");
+    await w.page.locator("#delete-what").selectOption("all");
+    await w.page.locator("#delete-go").click();
+    await w.page.locator("dialog.confirm-dialog button[value=ok]").click();
+    await waitFor(
+      async () =>
+        /deleted: #0 log start 10, #1 log start 11$/.test(
+          (await w.page.getByTestId("delete-status").textContent()) ?? "",
+        ),
+      { what: "the purge of both partitions" },
+    );
+    assert.deepEqual(await logStarts(1), [11, 11, 11]);
     await done(w);
   });
 

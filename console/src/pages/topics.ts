@@ -1,9 +1,10 @@
 /** Topics: the list, and one topic's partitions with what their replicas report (Health). */
 import type { HealthResponse, PartitionProgress } from "../../../src/gen/goulette/v1/broker_pb.js";
 import type { TopicReplicaInfo } from "../../../src/gen/goulette/v1/common_pb.js";
-import { LISTENER, broker, sentinel, timeout } from "../api.js";
+import { LISTENER, admin, broker, sentinel, timeout } from "../api.js";
+import { confirmAction } from "../auth.js";
 import { badge, bytes, h, link, section, table, time } from "../dom.js";
-import { fill, pageElement, type PageView } from "../ui.js";
+import { act, fill, pageElement, refreshNow, type PageView } from "../ui.js";
 
 /** Every topic's assignment (all pages of ListTopics). */
 export async function allTopics(): Promise<TopicReplicaInfo[]> {
@@ -45,6 +46,7 @@ export function topicsPage(): PageView {
 
 export function topicPage(name: string): PageView {
   const partitions = h("div");
+  const deleteArea = h("div");
   const element = pageElement(
     `Topic ${name}`,
     h(
@@ -55,12 +57,88 @@ export function topicPage(name: string): PageView {
       link(`#/ring?topic=${encodeURIComponent(name)}`, "On the ring →"),
     ),
     section("Partitions", partitions),
+    section("Delete records", deleteArea),
   );
-  const refresh = () => fill(partitions, () => partitionTable(name));
+  const refresh = async () => {
+    let count = 0;
+    await fill(partitions, async () => {
+      const shown = await partitionTable(name);
+      count = shown.partitions;
+      return shown.element;
+    });
+    if (count > 0 && !deleteArea.hasChildNodes()) deleteArea.append(deleteForm(name, count));
+  };
   return { title: name, element, refresh, refreshMs: 5_000 };
 }
 
-async function partitionTable(name: string): Promise<HTMLElement> {
+/**
+ * DeleteRecords through the SDK's Admin (each partition's leader, answered once every in-sync replica
+ * deleted them), after a confirmation: every acknowledged record, or those below an offset.
+ */
+function deleteForm(topic: string, partitionCount: number): HTMLElement {
+  const partition = h(
+    "select",
+    { id: "delete-partition" },
+    h("option", { value: "all" }, "every partition"),
+    ...Array.from({ length: partitionCount }, (_, p) => h("option", { value: String(p) }, `#${p}`)),
+  );
+  const what = h(
+    "select",
+    { id: "delete-what" },
+    h("option", { value: "all" }, "every acknowledged record"),
+    h("option", { value: "before" }, "the records below an offset"),
+  );
+  const offset = h("input", { id: "delete-before", type: "number", min: 0, value: "0" });
+  const status = h("p", { class: "status", "data-testid": "delete-status" });
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const partitions = partition.value === "all" ? undefined : [Number(partition.value)];
+    const before = what.value === "before" ? Number(offset.value) : undefined;
+    const where = partitions === undefined ? "every partition" : `partition #${partitions[0]}`;
+    const records = before === undefined ? "every acknowledged record" : `the records below offset ${before}`;
+    if (
+      !(await confirmAction(
+        `Delete records of ${topic}?`,
+        `On ${where}, ${records} will be deleted from every replica. Consumers can no longer read them; ` +
+          "groups committed below the new log start resume there. This cannot be undone.",
+        "Delete records",
+      ))
+    ) {
+      status.replaceChildren("cancelled");
+      return;
+    }
+    const client = admin();
+    try {
+      await act(
+        status,
+        () =>
+          client.deleteRecords({
+            topic,
+            ...(partitions ? { partitions } : {}),
+            ...(before !== undefined ? { before } : {}),
+          }),
+        (r) => `deleted: ${r.map((x) => `#${x.partition} log start ${x.logStart}`).join(", ")}`,
+      );
+      refreshNow();
+    } finally {
+      await client.close();
+    }
+  };
+  return h(
+    "form",
+    { class: "controls", onsubmit: (e: Event) => void submit(e) },
+    h("label", { for: "delete-partition" }, "Partition"),
+    partition,
+    h("label", { for: "delete-what" }, "Delete"),
+    what,
+    h("label", { for: "delete-before" }, "Offset"),
+    offset,
+    h("button", { type: "submit", class: "danger", id: "delete-go" }, "Delete…"),
+    status,
+  );
+}
+
+async function partitionTable(name: string): Promise<{ element: HTMLElement; partitions: number }> {
   // GetRing, not GetBrokers: it never creates the topic (a mistyped name is NOT_FOUND).
   const { partitions: placed } = await sentinel.getRing({ topic: name }, timeout());
   const partitions = placed.map((p) => ({ ...p, leader: p.replicas[0] ?? "" }));
@@ -84,7 +162,7 @@ async function partitionTable(name: string): Promise<HTMLElement> {
   );
   const progress = (id: string, partition: number): PartitionProgress | undefined =>
     answers.get(id)?.partitions.find((p) => p.partition === partition);
-  return table(
+  const element = table(
     ["Partition", "Leader", "Replicas", "In sync", "High watermark", "Log start", "Log end", "Size", "Epoch"],
     partitions.map((p) => {
       const lead = progress(p.leader, p.partition);
@@ -105,4 +183,5 @@ async function partitionTable(name: string): Promise<HTMLElement> {
     }),
     { "data-testid": "partitions" },
   );
+  return { element, partitions: partitions.length };
 }
