@@ -2,7 +2,7 @@
  * A partition's log: the public interface and its file-backed shell. The pure parts live beside it —
  * write-group.ts (which appends go into a write, and the frames, index entries and segment tail it
  * produces), durability.ts (the fsync policy and group commit), log-segments.ts (opening the segment
- * list, reading across it) — and Segment keeps its own size, offsets and index (`commitWrite`,
+ * list, reading across it), front-cuts.ts (which old segments retention and DeleteRecords delete) — and Segment keeps its own size, offsets and index (`commitWrite`,
  * `cutTo`). What is left here is longer than ~400 lines because every mutation shares one queue, one
  * segment list and one tail cache: appends, rolls, the cuts (truncation, reset, rollback after a
  * failed fsync), retention and close stay together so their ordering is visible in one place.
@@ -28,6 +28,7 @@ import {
   type ResolvedPartitionLogOptions,
 } from "./partition-log-options.js";
 import { FrameBytesSink, RecordSink, checkFrameRun, type FrameRun, type FrameSink } from "./frame-run.js";
+import { belowLogStartCut, retentionCut, type SegmentExtent } from "./front-cuts.js";
 import {
   FrameError,
   frameSize,
@@ -671,23 +672,8 @@ class FileLog implements PartitionLog, DurabilityHost {
   async enforceRetention(now: number = this.o.now()): Promise<RetentionResult> {
     if (this.closing) throw new LogClosedError(this.o.dir);
     return this.control(async () => {
-      const { retentionMs, retentionBytes } = this.o;
-      let total = this.sizeBytes;
-      let deletedSegments = 0;
-      let deletedBytes = 0;
-      // Oldest first and never the active segment, so the log stays one contiguous range.
-      while (this.segmentList.length > 1) {
-        const oldest = this.segmentList[0] as Segment;
-        const expired = retentionMs !== undefined && oldest.maxTimestamp < now - retentionMs;
-        const oversize = retentionBytes !== undefined && total - oldest.size >= retentionBytes;
-        if (!expired && !oversize) break;
-        await this.retireOldest({ expired, oversize });
-        total -= oldest.size;
-        deletedSegments++;
-        deletedBytes += oldest.size;
-      }
-      if (deletedSegments > 0) await this.syncDirAfterDeletion();
-      return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
+      const reasons = retentionCut(this.extents(), now, this.o);
+      return this.retireOldest(reasons);
     });
   }
 
@@ -712,32 +698,40 @@ class FileLog implements PartitionLog, DurabilityHost {
       }
       // Everything is deleted: a new active segment lets the old one's bytes go too.
       if (this.logStartOffset === end && this.active.baseOffset < end) await this.roll();
-      let deletedSegments = 0;
-      let deletedBytes = 0;
-      while (
-        this.segmentList.length > 1 &&
-        (this.segmentList[1] as Segment).baseOffset <= this.logStartOffset
-      ) {
-        deletedBytes += (this.segmentList[0] as Segment).size;
-        await this.retireOldest({ belowLogStart: true });
-        deletedSegments++;
-      }
-      if (deletedSegments > 0) await this.syncDirAfterDeletion();
-      return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
+      const count = belowLogStartCut(this.extents(), this.logStartOffset);
+      return this.retireOldest(Array.from({ length: count }, () => ({ belowLogStart: true })));
     });
   }
 
-  /** Deletes the oldest segment (never the active one: callers keep at least two). */
-  private async retireOldest(why: Record<string, boolean>): Promise<void> {
-    const oldest = this.segmentList[0] as Segment;
-    try {
-      await oldest.retire(this.o.fileSystem);
-    } catch (err) {
-      throw new StorageError(`deleting segment ${oldest.dataPath} failed`, err);
+  private extents(): SegmentExtent[] {
+    return this.segmentList.map((s) => ({
+      baseOffset: s.baseOffset,
+      sizeBytes: s.size,
+      maxTimestamp: s.maxTimestamp,
+    }));
+  }
+
+  /**
+   * Deletes the oldest segments, one per reason (front-cuts.ts decided which, never the active one),
+   * then syncs the directory once.
+   */
+  private async retireOldest(reasons: readonly object[]): Promise<RetentionResult> {
+    let deletedBytes = 0;
+    for (const why of reasons) {
+      const oldest = this.segmentList[0] as Segment;
+      const size = oldest.size;
+      try {
+        await oldest.retire(this.o.fileSystem);
+      } catch (err) {
+        throw new StorageError(`deleting segment ${oldest.dataPath} failed`, err);
+      }
+      this.segmentList.shift();
+      this.counters.segmentsDeleted++;
+      deletedBytes += size;
+      this.logger.info({ segment: oldest.dataPath, ...why }, "deleted a segment");
     }
-    this.segmentList.shift();
-    this.counters.segmentsDeleted++;
-    this.logger.info({ segment: oldest.dataPath, ...why }, "deleted a segment");
+    if (reasons.length > 0) await this.syncDirAfterDeletion();
+    return { deletedSegments: reasons.length, deletedBytes, logStartOffset: this.logStartOffset };
   }
 
   private async syncDirAfterDeletion(): Promise<void> {
