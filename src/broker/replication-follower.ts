@@ -109,6 +109,7 @@ async function runStream(
         : [],
       offsetsVersion,
       frameFormat: options.frameFormat,
+      logStartOffset: BigInt(p.log.logStartOffset),
     });
   outbound.push(request(true));
   armStall();

@@ -47,6 +47,11 @@ export async function* serveReplicate(
     { p: Partition; followerId: string; stream: number; generation: number; frames: boolean } | undefined;
   /** Consumer-offset version sent on this stream (undefined: the next answer sends the whole table). */
   let sentVersion: number | undefined;
+  /**
+   * Log start sent on this stream: a moved one (DeleteRecords) is answered at once, and the follower's
+   * next request reports its own (what DeleteRecords waits for).
+   */
+  let sentLogStart = -1;
   for await (const req of requests) {
     if (session === undefined) {
       validateTopicName(req.topic);
@@ -109,6 +114,7 @@ export async function* serveReplicate(
       stream,
       fetchOffset,
       sentVersion === undefined ? undefined : Number(req.offsetsVersion),
+      req.logStartOffset === undefined ? undefined : Number(req.logStartOffset),
     );
 
     const deadline = Date.now() + options.idleResponseMs;
@@ -120,6 +126,7 @@ export async function* serveReplicate(
       if (
         p.shippableEnd > fetchOffset ||
         sentVersion !== p.offsets.version ||
+        sentLogStart !== p.log.logStartOffset ||
         now >= deadline ||
         abort.aborted
       ) {
@@ -134,6 +141,7 @@ export async function* serveReplicate(
       frames: session.frames,
     });
     sentVersion = answer.sentVersion;
+    sentLogStart = Number(answer.response.logStartOffset);
     p.onResponse(followerId, stream, answer.shippableEnd);
     if (answer.count > 0) options.onShipped?.(answer.encoding, answer.count);
     yield answer.response;

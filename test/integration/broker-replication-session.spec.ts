@@ -249,6 +249,24 @@ describe("broker: replication sessions fall back to Replicate for older leaders"
       );
     }
   });
+
+  it("DeleteRecords is confirmed by every replica over sessions and per-partition streams alike", async () => {
+    const { cluster, layout } = mixed();
+    const before = BigInt(RECORDS_PER_PARTITION);
+    for (const p of layout.partitions) {
+      const res = await cluster
+        .broker(p.leader)
+        .client.deleteRecords({ topic: layout.topic, partition: p.partition, beforeOffset: before });
+      assert.equal(res.logStartOffset, before);
+      // Answered only once every in-sync replica reported deleting them, whatever the stream.
+      for (const id of p.replicas) {
+        const health = await cluster
+          .broker(id)
+          .client.health({ partitions: [{ topic: layout.topic, partition: p.partition }] });
+        assert.equal(health.partitions[0]?.logStartOffset, before, `${id}'s log start of p${p.partition}`);
+      }
+    }
+  });
 });
 
 /** Every segment file of a partition replica, concatenated: what its log holds, byte for byte. */
