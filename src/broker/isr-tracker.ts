@@ -4,9 +4,10 @@ import { LostContactError, NotEnoughReplicasError } from "./errors.js";
 /**
  * What a partition leader knows about its followers and what is committed: follower progress, the
  * in-sync replica set (ISR), the high watermark, --min-insync-replicas decisions, and the callers
- * waiting for records (acks=all), consumer-offset versions or deletions to be replicated. No files, no timers:
- * the time is passed into every call, and the partition feeds it the log's positions. A little over
- * ~400 lines, most of them the rules' comments: who is in sync and what is committed are one invariant.
+ * waiting for records (acks=all), consumer-offset versions or deletions to be replicated. No files, no
+ * timers: the time is passed into every call, and the partition feeds it the log's positions. A little
+ * over ~450 lines, most of them the rules' comments: who is in sync and what is committed are one
+ * invariant.
  */
 
 /** What the leader knows about one follower. */

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { mkdir } from "node:fs/promises";
 import { monotonicClock } from "../common/clock.js";
+import { consumerLag as lagOf } from "../common/consumer-lag.js";
 import type { Logger } from "../observability/logger.js";
 import {
   CorruptRecordError,
@@ -16,7 +17,6 @@ import { NotPartitionLeaderError } from "./errors.js";
 import { InSyncReplicaTracker } from "./isr-tracker.js";
 import { LeaderEpochHistory } from "./leader-epochs.js";
 import { ProducerTable } from "./producer-table.js";
-import { consumerLag as lagOf } from "../common/consumer-lag.js";
 import { Signal } from "./signal.js";
 
 export type Role = "leader" | "follower" | "none";
@@ -595,7 +595,7 @@ export class Partition {
 
   /**
    * Leader: deletes the records below `offset` (at most the high watermark: the caller checked), wakes
-   * the replication sessions, whose next answer carries the new log start to the followers, and
+   * the replication streams, whose next answer carries the new log start to the followers, and
    * resolves once every in-sync follower reported deleting them too (a follower that becomes leader
    * then never serves them again). Returns the new log start. Rejects with NotEnoughReplicasError when
    * a follower does not confirm in time: the records are gone here, and calling again waits again.
