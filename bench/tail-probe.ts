@@ -5,7 +5,8 @@
  * with acks=all) and one NATS JetStream server, measured in turns (rotating order) so the machine's load
  * hits them alike: 1 KiB, one message every 2 ms, produce stamp → consumer receipt. Beside each run: the
  * benchmark process's event-loop delay, and the leader broker's GC time and its produce latency by stage
- * (the append, the wait for the replicas; p50/p99 from /metrics).
+ * (the append, the wait for the replicas; p50/p99 from /metrics), its event loop's delay, and how long
+ * the server and the benchmark process ran and waited for a CPU (the kernel's scheduler statistics).
  * SYSTEMS picks among leader, leader-connect (acks=leader through connect-node's stream client instead
  * of the SDK's lean one), all and nats (default leader,all,nats).
  *
@@ -61,12 +62,46 @@ function cpuDelta(a: Map<string, number>, b: Map<string, number>): string {
     .join(" ");
 }
 
+/**
+ * Time a process spent on a CPU and waiting for one (ms), from the kernel's scheduler statistics
+ * (/proc/<pid>/task/<tid>/schedstat: ns on a CPU, ns runnable but waiting): the main thread only (a
+ * Node process's event loop), or every thread (a Go server's work runs on any of them).
+ */
+function schedTimes(pid: number, allThreads: boolean): { runMs: number; waitMs: number } {
+  const tids = allThreads ? readdirSync(`/proc/${pid}/task`) : [String(pid)];
+  let runMs = 0;
+  let waitMs = 0;
+  for (const tid of tids) {
+    try {
+      const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ");
+      runMs += Number(run) / 1e6;
+      waitMs += Number(wait) / 1e6;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return { runMs, waitMs };
+}
+
+function schedDelta(
+  before: { runMs: number; waitMs: number },
+  after: { runMs: number; waitMs: number },
+): string {
+  return `ran ${(after.runMs - before.runMs).toFixed(0)} ms, waited ${(after.waitMs - before.waitMs).toFixed(0)} ms`;
+}
+
+/** prom-client's event-loop monitor resolution (its default), in ms. */
+const LOOP_RESOLUTION_MS = 10;
+
 /** The leader's GC pauses, seconds summed (prom-client's default metrics). */
 const GC_SECONDS = "nodejs_gc_duration_seconds_sum";
 
 /** What the leader's /metrics says before and after a run: GC time and the produce stages' buckets. */
 interface LeaderReading {
   gcSeconds: number;
+  /** Its event loop's delay since the previous scrape (prom-client resets it on every scrape), ms. */
+  loopP99Ms: number;
+  loopMaxMs: number;
   append: Buckets;
   replicate: Buckets;
 }
@@ -74,12 +109,18 @@ interface LeaderReading {
 async function readLeader(url: string): Promise<LeaderReading> {
   const text = await (await fetch(`${url}/metrics`)).text();
   let gcSeconds = 0;
+  let loopP99Ms = 0;
+  let loopMaxMs = 0;
   for (const line of text.split("\n")) {
     if (line.startsWith(GC_SECONDS)) gcSeconds += Number(line.split(" ").pop());
+    // prom-client samples the delay of a 10 ms timer: what exceeds 10 ms is the loop's delay.
+    const delayMs = () => Math.max(0, Number(line.split(" ").pop()) * 1000 - LOOP_RESOLUTION_MS);
+    if (/^nodejs_eventloop_lag_p99_seconds[{ ]/.test(line)) loopP99Ms = delayMs();
+    if (/^nodejs_eventloop_lag_max_seconds[{ ]/.test(line)) loopMaxMs = delayMs();
   }
   const stage = (name: string) =>
     histogramBuckets(text, "goulette_broker_produce_stage_seconds", { stage: name });
-  return { gcSeconds, append: stage("append"), replicate: stage("replicate") };
+  return { gcSeconds, loopP99Ms, loopMaxMs, append: stage("append"), replicate: stage("replicate") };
 }
 
 /** "append p50/p99 a/b ms, replicate …" of the produces between two readings (replicate: acks=all only). */
@@ -114,7 +155,13 @@ async function main(): Promise<void> {
     ...(process.env.NODE_ARGS ? { nodeArgs: process.env.NODE_ARGS.split(" ") } : {}),
   });
   const nats = only.includes("nats") ? await startNats() : undefined;
-  const targets: Array<{ name: string; target: QueueTarget; url?: string }> = [];
+  /** The server process behind each target: its pid, and whether its work runs on every thread. */
+  const targets: Array<{
+    name: string;
+    target: QueueTarget;
+    url?: string;
+    server?: { pid: number; allThreads: boolean };
+  }> = [];
   try {
     const rf1 = await cluster.createTopic("t1", { partitions: 1, replicas: 1 });
     const rf3 = await cluster.createTopic("t3", { partitions: 1, replicas: 3 });
@@ -126,9 +173,11 @@ async function main(): Promise<void> {
     ] as const) {
       if (!only.includes(name)) continue;
       const leaderId = layout.partitions[0]?.leader as string;
+      const pid = cluster.broker(leaderId).process.pid;
       targets.push({
         name,
         url: cluster.broker(leaderId).url,
+        ...(pid === undefined ? {} : { server: { pid, allThreads: false } }),
         target: createGouletteTarget({
           label: name,
           leaderAddress: cluster.brokerAddress(leaderId),
@@ -142,6 +191,7 @@ async function main(): Promise<void> {
       targets.push({
         name: "nats",
         target: await createNatsTarget({ label: "nats", port: nats.port, stream: "probe" }),
+        ...(nats.process.pid === undefined ? {} : { server: { pid: nats.process.pid, allThreads: true } }),
       });
     // Warm-up: one short run each (JIT, connections, first segment).
     for (const t of targets) await t.target.latency(1024, 2, 300);
@@ -153,12 +203,17 @@ async function main(): Promise<void> {
         const h = monitorEventLoopDelay({ resolution: 1 });
         const before = t.url ? await readLeader(t.url) : undefined;
         const cpu0 = descendantsCpu();
+        const server0 = t.server && schedTimes(t.server.pid, t.server.allThreads);
+        const bench0 = schedTimes(process.pid, false);
         const self0 = process.cpuUsage();
         h.enable();
         const samples = await t.target.latency(1024, 2, durationMs);
         h.disable();
         const self = process.cpuUsage(self0);
         const cpu = cpuDelta(cpu0, descendantsCpu());
+        const sched =
+          `server ${t.server && server0 ? schedDelta(server0, schedTimes(t.server.pid, t.server.allThreads)) : "–"}; ` +
+          `bench ${schedDelta(bench0, schedTimes(process.pid, false))}`;
         const after = t.url ? await readLeader(t.url) : undefined;
         const gc = before && after ? after.gcSeconds - before.gcSeconds : 0;
         const stages = before && after ? ` | broker ${describeStages(before, after)}` : "";
@@ -172,7 +227,7 @@ async function main(): Promise<void> {
         const sorted = [...samples].sort((a, b) => a - b);
         console.log(
           `rep ${r} ${t.name.padEnd(6)} n ${s.count} p50 ${s.p50Ms.toFixed(2)} p90 ${s.p90Ms.toFixed(2)} p99 ${s.p99Ms.toFixed(2)} max ${s.maxMs.toFixed(1)} ` +
-            `>5ms ${sorted.filter((v) => v > 5).length} | bench loop p99 ${(h.percentile(99) / 1e6).toFixed(1)} max ${(h.max / 1e6).toFixed(1)} | broker gc ${(gc * 1000).toFixed(0)} ms | load ${loadavg()[0]?.toFixed(1)} | client µs/msg ${clientUs.toFixed(0)}${stages} | cpu ms ${cpu}`,
+            `>5ms ${sorted.filter((v) => v > 5).length} | bench loop p99 ${(h.percentile(99) / 1e6).toFixed(1)} max ${(h.max / 1e6).toFixed(1)} | broker gc ${(gc * 1000).toFixed(0)} ms loop p99 ${after?.loopP99Ms.toFixed(1) ?? "–"} max ${after?.loopMaxMs.toFixed(1) ?? "–"} | ${sched} | load ${loadavg()[0]?.toFixed(1)} | client µs/msg ${clientUs.toFixed(0)}${stages} | cpu ms ${cpu}`,
         );
       }
     }
