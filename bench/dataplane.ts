@@ -55,7 +55,10 @@ interface Filter {
   systems: Set<string>;
   latency: boolean;
   profiles: Array<[number, "produce" | "consume"]>;
-  /** Unmeasured produce-and-consume repetitions per system and size before the measured ones. */
+  /**
+   * Unmeasured produce-and-consume repetitions per system and size before the measured ones, and
+   * unmeasured latency runs per system.
+   */
   warmups: number;
 }
 
@@ -70,7 +73,7 @@ const OPT_IN_SYSTEMS = ["connect"];
  * DATAPLANE_BROKER_ARGS="--no-grpc-fast-path" adds flags to every broker (a variant to compare);
  * DATAPLANE_SYSTEMS=leader,connect compares the SDK's lean stream client with connect-node's (in the
  * order named: connect,leader measures connect first); DATAPLANE_WARMUPS=0 measures from the first
- * repetition (default 1 unmeasured repetition per system and size).
+ * repetition (default 1 unmeasured repetition per system and size, and per system for latency).
  */
 function filterFromEnv(env: NodeJS.ProcessEnv): Filter {
   const list = (name: string): string[] | undefined =>
@@ -181,6 +184,9 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     }
     if (!filter.latency) return;
     const l: LatencyMeasured = { system, durability, p50: [], p99: [], samples: [] };
+    // The same unmeasured start for latency: a one-record path warms over its first seconds (the
+    // broker's JIT, the client's) — docs/benchmarks.md, Tail latency: waiting for a CPU.
+    for (let w = 0; w < filter.warmups; w++) await target.latency(latencySize, latencyIntervalMs, latencyMs);
     for (let r = 0; r < reps; r++) {
       const samples = await target.latency(latencySize, latencyIntervalMs, latencyMs);
       const s = summariseLatencies(samples);
