@@ -33,6 +33,28 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return el;
 }
 
+/** A labelled control of a form: the label's text and the control, whose id the label names. */
+export type Field = [label: string, control: HTMLElement];
+
+/**
+ * A row of labelled controls and a submit button (the pages' `controls` forms), then `after` (a status
+ * line). `onSubmit` gets the submit event (call preventDefault: the page does not navigate).
+ */
+export function controlsForm(
+  onSubmit: (event: Event) => void,
+  fields: readonly Field[],
+  button: { id: string; text: string; tone: "primary" | "danger" },
+  ...after: Child[]
+): HTMLFormElement {
+  return h(
+    "form",
+    { class: "controls", onsubmit: onSubmit },
+    fields.map(([label, control]) => [h("label", { for: control.id }, label), control]),
+    h("button", { type: "submit", class: button.tone, id: button.id }, button.text),
+    ...after,
+  );
+}
+
 /** An SVG element. */
 export function svg(tag: string, attrs?: Attrs, ...children: Child[]): SVGElement {
   const el = document.createElementNS(SVG_NS, tag) as SVGElement;

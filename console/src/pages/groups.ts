@@ -6,7 +6,7 @@
 import type { GroupDescription, OffsetTarget } from "../../../src/client/web.js";
 import { admin, sentinel, timeout } from "../api.js";
 import { confirmAction } from "../auth.js";
-import { ago, badge, h, link, section, table } from "../dom.js";
+import { ago, badge, controlsForm, h, link, section, table } from "../dom.js";
 import { act, fill, pageElement, refreshNow, type PageView } from "../ui.js";
 
 const STATE_TONE: Record<string, "ok" | "warn" | "info"> = {
@@ -153,16 +153,14 @@ function resetForm(group: string, current: () => GroupDescription | undefined): 
       await client.close();
     }
   };
-  return h(
-    "form",
-    { class: "controls", onsubmit: (e: Event) => void submit(e) },
-    h("label", { for: "reset-topic" }, "Topic"),
-    topic,
-    h("label", { for: "reset-to" }, "To"),
-    target,
-    h("label", { for: "reset-offset" }, "Offset"),
-    offset,
-    h("button", { type: "submit", class: "danger", id: "reset-go" }, "Reset…"),
+  return controlsForm(
+    (e) => void submit(e),
+    [
+      ["Topic", topic],
+      ["To", target],
+      ["Offset", offset],
+    ],
+    { id: "reset-go", text: "Reset…", tone: "danger" },
     status,
   );
 }

@@ -4,7 +4,7 @@
  */
 import type { Message } from "../../../src/gen/goulette/v1/broker_pb.js";
 import { LISTENER, broker, producer, sentinel, timeout } from "../api.js";
-import { h, section, table, time } from "../dom.js";
+import { controlsForm, h, section, table, time } from "../dom.js";
 import { act, fill, pageElement, type PageView, type Route } from "../ui.js";
 import { formatBytes, type Format } from "../format.js";
 
@@ -60,20 +60,16 @@ export function messagesPage(topic: string, route: Route): PageView {
   const element = pageElement(
     `Messages of ${topic}`,
     h("p", { class: "muted" }, "Reads the partition leader's log directly: no consumer group, no commit."),
-    h(
-      "form",
-      { class: "controls", onsubmit: (e: Event) => (e.preventDefault(), void read()) },
-      h("label", { for: "msg-partition" }, "Partition"),
-      partition,
-      h("label", { for: "msg-from" }, "Read from"),
-      from,
-      h("label", { for: "msg-offset" }, "Offset"),
-      offset,
-      h("label", { for: "msg-count" }, "Count"),
-      count,
-      h("label", { for: "msg-format" }, "Show as"),
-      format,
-      h("button", { type: "submit", class: "primary", id: "msg-read" }, "Read"),
+    controlsForm(
+      (e) => (e.preventDefault(), void read()),
+      [
+        ["Partition", partition],
+        ["Read from", from],
+        ["Offset", offset],
+        ["Count", count],
+        ["Show as", format],
+      ],
+      { id: "msg-read", text: "Read", tone: "primary" },
     ),
     results,
     section(

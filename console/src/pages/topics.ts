@@ -3,7 +3,7 @@ import type { HealthResponse, PartitionProgress } from "../../../src/gen/goulett
 import type { TopicReplicaInfo } from "../../../src/gen/goulette/v1/common_pb.js";
 import { LISTENER, admin, broker, sentinel, timeout } from "../api.js";
 import { confirmAction } from "../auth.js";
-import { badge, bytes, h, link, section, table, time } from "../dom.js";
+import { badge, bytes, controlsForm, h, link, section, table, time } from "../dom.js";
 import { act, fill, pageElement, refreshNow, type PageView } from "../ui.js";
 
 /** Every topic's assignment (all pages of ListTopics). */
@@ -124,16 +124,14 @@ function deleteForm(topic: string, partitionCount: number): HTMLElement {
       await client.close();
     }
   };
-  return h(
-    "form",
-    { class: "controls", onsubmit: (e: Event) => void submit(e) },
-    h("label", { for: "delete-partition" }, "Partition"),
-    partition,
-    h("label", { for: "delete-what" }, "Delete"),
-    what,
-    h("label", { for: "delete-before" }, "Offset"),
-    offset,
-    h("button", { type: "submit", class: "danger", id: "delete-go" }, "Delete…"),
+  return controlsForm(
+    (e) => void submit(e),
+    [
+      ["Partition", partition],
+      ["Delete", what],
+      ["Offset", offset],
+    ],
+    { id: "delete-go", text: "Delete…", tone: "danger" },
     status,
   );
 }
