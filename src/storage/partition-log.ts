@@ -2,10 +2,11 @@
  * A partition's log: the public interface and its file-backed shell. The pure parts live beside it —
  * write-group.ts (which appends go into a write, and the frames, index entries and segment tail it
  * produces), durability.ts (the fsync policy and group commit), log-segments.ts (opening the segment
- * list, reading across it), front-cuts.ts (which old segments retention and DeleteRecords delete) — and Segment keeps its own size, offsets and index (`commitWrite`,
- * `cutTo`). What is left here is longer than ~400 lines because every mutation shares one queue, one
- * segment list and one tail cache: appends, rolls, the cuts (truncation, reset, rollback after a
- * failed fsync), retention and close stay together so their ordering is visible in one place.
+ * list, reading across it), front-cuts.ts (which old segments retention and DeleteRecords delete) —
+ * and Segment keeps its own size, offsets and index (`commitWrite`, `cutTo`). What is left here is
+ * longer than ~400 lines because every mutation shares one queue, one segment list and one tail
+ * cache: appends, rolls, the cuts (truncation, reset, rollback after a failed fsync), retention and
+ * close stay together so their ordering is visible in one place.
  */
 import path from "node:path";
 
