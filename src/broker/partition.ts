@@ -604,6 +604,7 @@ export class Partition {
     this.#requireGeneration(generation);
     const { logStartOffset } = await this.log.deleteRecordsBefore(offset);
     this.dataSignal.notify();
+    // Leadership may have moved during the deletion: the in-sync set to wait for is this leadership's.
     this.#requireGeneration(generation);
     await this.#isr.waitForLogStart(offset, this.#now());
     return logStartOffset;

@@ -132,8 +132,9 @@ const USAGE = `Usage: goulette admin <command> [options]
                where its consumers' --from-beginning says). Refused while it has live members
   delete-records --topic t (--before n | --all) [--partition p]
                delete the topic's records below offset n, or every acknowledged record (--all),
-               on each partition's leader; followers follow. Reads below the new log start then
-               fail, and consumer groups committed below it start again at it
+               on each partition's leader, answered once every in-sync replica deleted them too.
+               Reads below the new log start then fail, and consumer groups committed below it
+               start again at it
 ${ACL_USAGE}
 
   --json prints JSON instead of tables; flags that do not apply to the command are errors.`;
