@@ -1,5 +1,5 @@
 /** What every page shares: its shape, error and token handling, and live refresh. */
-import { askForToken } from "./auth.js";
+import { askForToken, confirmAction } from "./auth.js";
 import { isUnauthenticated, messageOf } from "./api.js";
 import { h, type Child } from "./dom.js";
 
@@ -101,6 +101,32 @@ export async function act<T>(
       return undefined;
     }
   }
+}
+
+/** What a confirmation dialog asks before a change that cannot be undone. */
+export interface Confirmation {
+  title: string;
+  text: string;
+  /** The confirming button's label. */
+  action: string;
+}
+
+/**
+ * Asks for a confirmation, then runs `action` as {@link act} does and refreshes the page (also after a
+ * failure: part of it may have been applied). Declined: `status` says "cancelled" and nothing runs.
+ */
+export async function confirmThenAct<T>(
+  status: HTMLElement,
+  confirmation: Confirmation,
+  action: () => Promise<T>,
+  done: (result: T) => string,
+): Promise<void> {
+  if (!(await confirmAction(confirmation.title, confirmation.text, confirmation.action))) {
+    status.replaceChildren("cancelled");
+    return;
+  }
+  await act(status, action, done);
+  refreshNow();
 }
 
 /** A page element with its heading. */

@@ -40,8 +40,8 @@ interface AckWaiter {
 /** Waits until every in-sync follower has stored something: an offset-table version, a log start. */
 interface CommitWaiter {
   stored: (follower: FollowerState) => boolean;
-  /** What did not reach the replicas, for the timeout's message. */
-  what: string;
+  /** The error's message when the deadline passes first: what did not reach the replicas. */
+  timeoutMessage: string;
   deadline: number;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -321,7 +321,7 @@ export class InSyncReplicaTracker {
   waitForOffsets(version: number, now: number): Promise<void> {
     return this.#waitForFollowers(
       (f) => (f.offsetsVersion ?? 0) >= version,
-      `an offset commit (or fence, or deletion) on ${this.#key}`,
+      `an offset commit (or fence, or deletion) on ${this.#key} did not reach every in-sync replica in time`,
       now,
     );
   }
@@ -334,19 +334,24 @@ export class InSyncReplicaTracker {
   waitForLogStart(offset: number, now: number): Promise<void> {
     return this.#waitForFollowers(
       (f) => (f.logStartOffset ?? -1) >= offset,
-      `the deletion of the records below offset ${offset} of ${this.#key} (done on the leader)`,
+      `the deletion of the records below offset ${offset} of ${this.#key} (done on the leader) did not reach ` +
+        `every in-sync replica in time; repeating the call waits for them again`,
       now,
     );
   }
 
-  async #waitForFollowers(stored: (f: FollowerState) => boolean, what: string, now: number): Promise<void> {
+  async #waitForFollowers(
+    stored: (f: FollowerState) => boolean,
+    timeoutMessage: string,
+    now: number,
+  ): Promise<void> {
     if (!this.#options.writable()) throw new LostContactError(this.#options.topic, this.#options.partition);
     if (this.#everyInSync(stored)) return;
     this.#nextTickAt = 0;
     await new Promise<void>((resolve, reject) => {
       this.#commitWaiters.push({
         stored,
-        what,
+        timeoutMessage,
         deadline: now + this.#options.replicationTimeoutMs,
         resolve,
         reject,
@@ -394,7 +399,7 @@ export class InSyncReplicaTracker {
     if (this.#commitWaiters.length === 0) return;
     this.#commitWaiters = this.#commitWaiters.filter((waiter) => {
       if (waiter.deadline >= now) return true;
-      waiter.reject(new NotEnoughReplicasError(`${waiter.what} did not reach every in-sync replica in time`));
+      waiter.reject(new NotEnoughReplicasError(waiter.timeoutMessage));
       return false;
     });
   }

@@ -1,7 +1,7 @@
 import path from "node:path";
 import { mkdir } from "node:fs/promises";
 import { monotonicClock } from "../common/clock.js";
-import { consumerLag as lagOf } from "../common/consumer-lag.js";
+import { consumerLag } from "../common/consumer-lag.js";
 import type { Logger } from "../observability/logger.js";
 import {
   CorruptRecordError,
@@ -691,12 +691,12 @@ export class Partition {
   stats(): PartitionStats {
     let replicationLag = 0;
     let inSync = 1;
-    let consumerLag = 0;
+    let lagOfGroups = 0;
     if (this.#role === "leader") {
       ({ inSync, replicationLag } = this.#isr.stats(this.log.logEndOffset));
       const hw = this.highWatermark;
       const start = this.log.logStartOffset;
-      for (const [, committed] of this.offsets.committed()) consumerLag += lagOf(committed, start, hw);
+      for (const [, committed] of this.offsets.committed()) lagOfGroups += consumerLag(committed, start, hw);
     }
     return {
       role: this.#role,
@@ -704,7 +704,7 @@ export class Partition {
       underMinInsync: this.#role === "leader" && inSync < (this.options.minInsyncReplicas ?? 1),
       inSyncReplicas: this.#role === "leader" ? inSync : 0,
       replicationLag,
-      consumerLag,
+      consumerLag: lagOfGroups,
       logBytes: this.log.sizeBytes,
     };
   }

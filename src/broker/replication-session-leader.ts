@@ -359,7 +359,7 @@ class LeaderSession {
         budget.spend(answer.bytes);
         if (answer.count > 0) this.options.onShipped?.(answer.encoding, answer.count);
         this.#news.delete(key);
-        sending(entry, answer.response, answer.sentVersion);
+        answer.response.logStartMoved = sending(entry, answer.response, answer.sentVersion);
         if (p.generation === entry.generation) p.onResponse(followerId, entry.stream, answer.shippableEnd);
         answers.push(
           create(SessionPartitionAnswerSchema, {

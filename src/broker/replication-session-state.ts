@@ -135,16 +135,18 @@ export function needsAcknowledgement(answer: ReplicateResponse): boolean {
 }
 
 /**
- * An answer with records or news goes to the follower: flags it when it moves the log start (so the
- * follower acknowledges it, naming its own) and records what the follower was sent.
+ * An answer with records or news goes to the follower: records what the follower was sent and returns
+ * whether the answer moves the follower's log start — the shell then sets `log_start_moved` on it, so
+ * the follower acknowledges it, naming its own.
  */
-export function sending(entry: SessionEntry, answer: ReplicateResponse, sentVersion: number): void {
+export function sending(entry: SessionEntry, answer: ReplicateResponse, sentVersion: number): boolean {
   const logStart = Number(answer.logStartOffset);
-  answer.logStartMoved = logStart !== entry.sentLogStart;
-  entry.awaitingAck = needsAcknowledgement(answer);
+  const logStartMoved = logStart !== entry.sentLogStart;
+  entry.awaitingAck = logStartMoved || needsAcknowledgement(answer);
   entry.sentVersion = sentVersion;
   entry.sentHighWatermark = Number(answer.highWatermark);
   entry.sentLogStart = logStart;
+  return logStartMoved;
 }
 
 /**

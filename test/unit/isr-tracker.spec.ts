@@ -155,7 +155,8 @@ describe("in-sync replica tracker", () => {
     assert.ok(err instanceof NotEnoughReplicasError);
     assert.equal(
       err.message,
-      "the deletion of the records below offset 5 of t#0 (done on the leader) did not reach every in-sync replica in time",
+      "the deletion of the records below offset 5 of t#0 (done on the leader) did not reach every in-sync replica " +
+        "in time; repeating the call waits for them again",
     );
   });
 

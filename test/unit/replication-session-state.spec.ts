@@ -68,8 +68,7 @@ describe("replication session: news", () => {
     const e = upToDate();
     assert.deepEqual(newsOf(e, view({ logStartOffset: 6 }), "b2"), { kind: "data" });
     const moved = create(ReplicateResponseSchema, { highWatermark: 10n, logStartOffset: 6n });
-    sending(e, moved, 2);
-    assert.equal(moved.logStartMoved, true);
+    assert.equal(sending(e, moved, 2), true, "the answer is flagged");
     assert.equal(e.awaitingAck, true, "the follower confirms the deletion");
     assert.equal(e.sentLogStart, 6);
     assert.deepEqual(newsOf(e, view({ logStartOffset: 6 }), "b2"), { kind: "none" });
@@ -78,8 +77,7 @@ describe("replication session: news", () => {
     acknowledge(e, 10, 2, 6, { logStartOffset: 6, logEndOffset: 10 });
     assert.equal(e.logStart, 6, "the follower's reported log start is kept");
     const next = create(ReplicateResponseSchema, { highWatermark: 11n, logStartOffset: 6n });
-    sending(e, next, 2);
-    assert.equal(next.logStartMoved, false);
+    assert.equal(sending(e, next, 2), false);
     assert.equal(e.awaitingAck, false);
     assert.equal(e.sentHighWatermark, 11);
   });

@@ -5,9 +5,8 @@
  */
 import type { GroupDescription, OffsetTarget } from "../../../src/client/web.js";
 import { admin, sentinel, timeout } from "../api.js";
-import { confirmAction } from "../auth.js";
 import { ago, badge, controlsForm, h, link, section, table } from "../dom.js";
-import { act, fill, pageElement, refreshNow, type PageView } from "../ui.js";
+import { act, confirmThenAct, fill, pageElement, type PageView } from "../ui.js";
 
 const STATE_TONE: Record<string, "ok" | "warn" | "info"> = {
   stable: "ok",
@@ -133,22 +132,16 @@ function resetForm(group: string, current: () => GroupDescription | undefined): 
       );
       if (!preview) return;
       const moves = preview.map((r) => `#${r.partition}: ${r.before} → ${r.after}`).join(", ");
-      if (
-        !(await confirmAction(
-          `Reset ${group} on ${topic.value}?`,
-          `New committed offsets: ${moves}.`,
-          "Reset offsets",
-        ))
-      ) {
-        status.replaceChildren("cancelled");
-        return;
-      }
-      await act(
+      await confirmThenAct(
         status,
+        {
+          title: `Reset ${group} on ${topic.value}?`,
+          text: `New committed offsets: ${moves}.`,
+          action: "Reset offsets",
+        },
         () => client.resetOffsets({ group, topic: topic.value, to: to() }),
         (r) => `reset ${r.length} partition(s): ${r.map((x) => `#${x.partition} → ${x.after}`).join(", ")}`,
       );
-      refreshNow();
     } finally {
       await client.close();
     }

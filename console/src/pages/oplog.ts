@@ -1,8 +1,7 @@
 /** The operation log, a page at a time (newest first), and the snapshot that compacts it. */
 import { sentinel, timeout } from "../api.js";
-import { confirmAction } from "../auth.js";
 import { h, section, table, time } from "../dom.js";
-import { act, fill, pageElement, refreshNow, type PageView, type Route } from "../ui.js";
+import { confirmThenAct, fill, pageElement, type PageView, type Route } from "../ui.js";
 
 const PAGE = 50;
 
@@ -27,23 +26,17 @@ export function oplogPage(route: Route): PageView {
           type: "button",
           id: "snapshot-create",
           onclick: () =>
-            void (async () => {
-              if (
-                !(await confirmAction(
-                  "Create a snapshot?",
-                  "The leader writes one now and compacts the log.",
-                  "Create snapshot",
-                ))
-              )
-                return;
-              await act(
-                snapshotStatus,
-                () => sentinel.createSnapshot({}, timeout(30_000)),
-                (r) =>
-                  `snapshot ${r.snapshotId}: ${r.compactedOperations} operation(s) compacted, ${r.sizeBytes} bytes`,
-              );
-              refreshNow();
-            })(),
+            void confirmThenAct(
+              snapshotStatus,
+              {
+                title: "Create a snapshot?",
+                text: "The leader writes one now and compacts the log.",
+                action: "Create snapshot",
+              },
+              () => sentinel.createSnapshot({}, timeout(30_000)),
+              (r) =>
+                `snapshot ${r.snapshotId}: ${r.compactedOperations} operation(s) compacted, ${r.sizeBytes} bytes`,
+            ),
         },
         "Create snapshot…",
       ),

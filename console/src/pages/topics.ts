@@ -2,9 +2,8 @@
 import type { HealthResponse, PartitionProgress } from "../../../src/gen/goulette/v1/broker_pb.js";
 import type { TopicReplicaInfo } from "../../../src/gen/goulette/v1/common_pb.js";
 import { LISTENER, admin, broker, sentinel, timeout } from "../api.js";
-import { confirmAction } from "../auth.js";
 import { badge, bytes, controlsForm, h, link, section, table, time } from "../dom.js";
-import { act, fill, pageElement, refreshNow, type PageView } from "../ui.js";
+import { confirmThenAct, fill, pageElement, type PageView } from "../ui.js";
 
 /** Every topic's assignment (all pages of ListTopics). */
 export async function allTopics(): Promise<TopicReplicaInfo[]> {
@@ -96,21 +95,17 @@ function deleteForm(topic: string, partitionCount: number): HTMLElement {
     const before = what.value === "before" ? Number(offset.value) : undefined;
     const where = partitions === undefined ? "every partition" : `partition #${partitions[0]}`;
     const records = before === undefined ? "every acknowledged record" : `the records below offset ${before}`;
-    if (
-      !(await confirmAction(
-        `Delete records of ${topic}?`,
-        `On ${where}, ${records} will be deleted from every replica. Consumers can no longer read them; ` +
-          "groups committed below the new log start resume there. This cannot be undone.",
-        "Delete records",
-      ))
-    ) {
-      status.replaceChildren("cancelled");
-      return;
-    }
     const client = admin();
     try {
-      await act(
+      await confirmThenAct(
         status,
+        {
+          title: `Delete records of ${topic}?`,
+          text:
+            `On ${where}, ${records} will be deleted from every replica. Consumers can no longer read them; ` +
+            "groups committed below the new log start resume there. This cannot be undone.",
+          action: "Delete records",
+        },
         () =>
           client.deleteRecords({
             topic,
@@ -119,7 +114,6 @@ function deleteForm(topic: string, partitionCount: number): HTMLElement {
           }),
         (r) => `deleted: ${r.map((x) => `#${x.partition} log start ${x.logStart}`).join(", ")}`,
       );
-      refreshNow();
     } finally {
       await client.close();
     }
