@@ -60,6 +60,8 @@ const WINDOW = 32;
 const FSYNC = process.env.GOULETTE_BENCH_FSYNC === "always" ? "always" : "interval";
 /** --fsync-interval of the brokers (ms): GOULETTE_BENCH_FSYNC_INTERVAL, else the broker's default. */
 const FSYNC_INTERVAL = process.env.GOULETTE_BENCH_FSYNC_INTERVAL;
+/** --interval-sync of the brokers (volume or file): GOULETTE_BENCH_INTERVAL_SYNC, else the broker's default. */
+const INTERVAL_SYNC = process.env.GOULETTE_BENCH_INTERVAL_SYNC;
 const PHASES = ["memory", "idle", "produce", "burst"] as const;
 /**
  * The produce load generators: `wire`, one SendMessage request per partition batch (RECORDS_PER_REQUEST
@@ -280,6 +282,8 @@ function brokersCpu(cluster: TestCluster): { userMs: number; systemMs: number } 
 interface BrokerCounters {
   /** fsyncs of partition logs. */
   fsyncs: number;
+  /** Syncs of a data directory's filesystem (--interval-sync volume: one per interval covers every log). */
+  volumeSyncs: number;
   /** Produce latency (request received → answered; every produce here is acks=all): seconds summed over records. */
   latencySeconds: number;
   latencyRecords: number;
@@ -295,6 +299,7 @@ interface BrokerCounters {
 async function brokerCounters(cluster: TestCluster): Promise<BrokerCounters> {
   const total: BrokerCounters = {
     fsyncs: 0,
+    volumeSyncs: 0,
     latencySeconds: 0,
     latencyRecords: 0,
     appendSeconds: 0,
@@ -307,6 +312,7 @@ async function brokerCounters(cluster: TestCluster): Promise<BrokerCounters> {
     const text = await (await fetch(`${b.url}/metrics`)).text();
     const value = (name: string, labels: Record<string, string> = {}) => metricSum(text, name, labels) ?? 0;
     total.fsyncs += value("goulette_broker_fsync_duration_seconds_count");
+    total.volumeSyncs += value("goulette_broker_volume_sync_duration_seconds_count");
     total.oldestUnsyncedSeconds = Math.max(
       total.oldestUnsyncedSeconds,
       value("goulette_broker_oldest_unsynced_write_seconds"),
@@ -373,6 +379,7 @@ async function measuredRun(
   return {
     ...result,
     fsyncsPerSecond: (countersAfter.fsyncs - countersBefore.fsyncs) / seconds,
+    volumeSyncsPerSecond: (countersAfter.volumeSyncs - countersBefore.volumeSyncs) / seconds,
     oldestUnsyncedSeconds: countersAfter.oldestUnsyncedSeconds,
     brokerCpu: {
       userPercent: percentPerBroker(cpuAfter.userMs - cpuBefore.userMs),
@@ -393,6 +400,7 @@ function describeRun(r: ProduceResult): string {
       ? ` [producer: ${fmt(r.producerInFlight)} in flight, ${fmt(r.producerQueued)} queued]`
       : "") +
     (r.fsyncsPerSecond !== undefined ? ` [${fmt(r.fsyncsPerSecond)} fsyncs/s]` : "") +
+    (r.volumeSyncsPerSecond ? ` [${fmt(r.volumeSyncsPerSecond)} volume syncs/s]` : "") +
     (r.oldestUnsyncedSeconds !== undefined
       ? ` [oldest unsynced write ${fmt(r.oldestUnsyncedSeconds)} s at the end]`
       : "") +
@@ -449,6 +457,8 @@ interface ProduceResult {
   producerQueued?: number;
   /** fsyncs of partition logs per second, the three brokers together. */
   fsyncsPerSecond?: number;
+  /** Syncs of the brokers' data directories' filesystems per second, the three together. */
+  volumeSyncsPerSecond?: number;
   /** At the end of the run, the longest any broker's oldest write not fsynced yet had waited (s). */
   oldestUnsyncedSeconds?: number;
   /** CPU of a broker process (mean of the three), % of a core: user and system (the kernel). */
@@ -757,6 +767,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       "--fsync",
       FSYNC,
       ...(FSYNC_INTERVAL !== undefined ? ["--fsync-interval", FSYNC_INTERVAL] : []),
+      ...(INTERVAL_SYNC !== undefined ? ["--interval-sync", INTERVAL_SYNC] : []),
     ],
   });
   const results: StepResult[] = [];

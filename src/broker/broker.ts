@@ -1,3 +1,4 @@
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Registry } from "prom-client";
@@ -5,7 +6,12 @@ import { bearerHeaders } from "../common/bearer.js";
 import { canonicalListeners, type ListenerAddress } from "../fsm/listeners.js";
 import { BrokerService } from "../gen/goulette/v1/broker_pb.js";
 import type { Logger } from "../observability/logger.js";
-import { createBrokerMetrics, createRegistry, createRpcMetrics } from "../observability/metrics.js";
+import {
+  createBrokerMetrics,
+  createRegistry,
+  createRpcMetrics,
+  type BrokerMetrics,
+} from "../observability/metrics.js";
 import { authorization, authorizationHeaderCheck, brokerRules } from "../server/authorization.js";
 import { Authenticator, type IdentityOptions } from "../server/identity.js";
 import { httpEndpoints } from "../server/http-endpoints.js";
@@ -20,6 +26,8 @@ import { TransportPool } from "../server/transport-pool.js";
 import {
   OpenFileCache,
   RECORD_MAGIC,
+  SyncfsHelper,
+  VolumeSync,
   defaultMaxOpenFiles,
   nodeFileSystem,
   type FsyncPolicy,
@@ -51,6 +59,11 @@ export interface BrokerConfig {
   fsync: FsyncPolicy;
   /** fsync period with fsync "interval" (ms). */
   fsyncIntervalMs: number;
+  /**
+   * fsync "interval": one sync of the data directory's filesystem per interval for every partition
+   * ("volume", the default; storage/volume-sync.ts), or an fsync per written partition file ("file").
+   */
+  intervalSync?: "volume" | "file";
   /** Roll a segment file at this size. */
   segmentBytes: number;
   /** Delete segments whose newest record is older than this (ms); undefined keeps them. */
@@ -165,6 +178,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
   const dataDir = path.resolve(config.dataDir);
   const openFiles = new OpenFileCache(config.maxOpenSegmentFiles ?? defaultMaxOpenFiles());
   let countedOpens = 0;
+  const volumeSync = await startVolumeSync(config, dataDir, metrics, logger);
   const idleResponseMs = Math.max(20, Math.min(500, Math.floor(config.replicaLagMaxMs / 4)));
   // A quarter of the lag bound: an idle follower is refreshed 4 times before it could fall out.
   const refreshMs = Math.max(idleResponseMs, Math.floor(config.replicaLagMaxMs / 4));
@@ -202,6 +216,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
         fileSystem: openFiles.fileSystem(config.fileSystem ?? nodeFileSystem),
         logger,
         onFsync: (seconds) => metrics.fsyncDuration.observe(seconds),
+        ...(volumeSync ? { volumeSync: volumeSync.sync } : {}),
       },
       replicaLagMaxMs: config.replicaLagMaxMs,
       minInsyncReplicas: config.minInsyncReplicas ?? 1,
@@ -374,10 +389,49 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
         await session.stop();
         await server.close();
         await partitions.close();
+        await volumeSync?.close();
         pool.close();
         logger.info("broker stopped");
       })();
       return stopping;
+    },
+  };
+}
+
+/**
+ * fsync "interval" with --interval-sync volume: the helper that syncs the data directory's filesystem,
+ * and the one sync per interval the partition logs join. Undefined when not asked for, or when this
+ * machine cannot sync a filesystem (no `sh`, a `sync` without --file-system): per-file fsyncs then.
+ */
+async function startVolumeSync(
+  config: BrokerConfig,
+  dataDir: string,
+  metrics: BrokerMetrics,
+  logger: Logger,
+): Promise<{ sync: VolumeSync; close: () => Promise<void> } | undefined> {
+  if (config.fsync !== "interval" || (config.intervalSync ?? "volume") !== "volume") return undefined;
+  await mkdir(dataDir, { recursive: true });
+  let helper: SyncfsHelper;
+  try {
+    helper = await SyncfsHelper.start(dataDir);
+  } catch (err) {
+    logger.warn(
+      { err },
+      "cannot sync the data directory's filesystem; each partition file is fsynced instead",
+    );
+    return undefined;
+  }
+  const sync = new VolumeSync({
+    sync: () => helper.sync(),
+    intervalMs: config.fsyncIntervalMs,
+    logger: logger.child({ component: "storage" }),
+    onSync: (seconds) => metrics.volumeSyncDuration.observe(seconds),
+  });
+  return {
+    sync,
+    close: async () => {
+      await sync.close();
+      helper.close();
     },
   };
 }

@@ -53,6 +53,7 @@ export async function runBroker(argv: string[]): Promise<void> {
     sentinels: o.sentinels,
     fsync: o.fsync as "always" | "interval",
     fsyncIntervalMs: o.fsyncInterval,
+    intervalSync: o.intervalSync as "volume" | "file",
     segmentBytes: o.segmentBytes,
     ...(o.retentionHours > 0 ? { retentionMs: Math.round(o.retentionHours * HOUR_MS) } : {}),
     ...(o.retentionBytes > 0 ? { retentionBytes: o.retentionBytes } : {}),

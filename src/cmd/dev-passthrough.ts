@@ -22,6 +22,7 @@ export const SENTINEL_PASSTHROUGH = [
 
 export const BROKER_PASSTHROUGH = [
   "fsync-interval",
+  "interval-sync",
   "segment-bytes",
   "retention-hours",
   "retention-bytes",

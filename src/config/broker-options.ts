@@ -51,6 +51,14 @@ export const brokerOptionSchema = {
     default: 200,
     min: 1,
   }),
+  "interval-sync": option({
+    kind: "string",
+    description:
+      "With --fsync interval: volume syncs the data directory's filesystem once per interval for every " +
+      "partition written in it (one syncfs); file fsyncs each written partition file",
+    default: "volume",
+    choices: ["volume", "file"],
+  }),
   "segment-bytes": option({
     kind: "number",
     description: "Roll a segment file at this size",

@@ -230,6 +230,7 @@ export interface BrokerMetrics {
   /** Per batch of a FetchMessages or PullMessage stream, the long-poll wait left out. */
   fetchLatency: Histogram<"stream">;
   fsyncDuration: Histogram;
+  volumeSyncDuration: Histogram;
   oldestUnsyncedWrite: Gauge;
   fsyncInterval: Gauge;
   partitionsLed: Gauge;
@@ -381,6 +382,14 @@ export function createBrokerMetrics(registry: Registry, options: BrokerMetricsOp
       name: "goulette_broker_fsync_duration_seconds",
       help: "Duration of one fsync of a partition log",
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
+    volumeSyncDuration: new Histogram({
+      name: "goulette_broker_volume_sync_duration_seconds",
+      help:
+        "Duration of one sync of the data directory's filesystem (--fsync interval with --interval-sync " +
+        "volume: one per interval covers every partition written in it)",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
     oldestUnsyncedWrite: new Gauge({

@@ -2,6 +2,7 @@ import { FailedPreconditionError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { ResolvedPartitionLogOptions } from "./partition-log-options.js";
 import type { Segment } from "./segment.js";
+import type { VolumeSyncCompletion, VolumeSyncMember } from "./volume-sync.js";
 import type { AppendResult } from "./write-group.js";
 
 /** Everything before this point of the active segment is known to be on disk. */
@@ -17,6 +18,15 @@ interface Waiter {
   result: AppendResult;
   resolve: (result: AppendResult) => void;
   reject: (err: unknown) => void;
+}
+
+/** What an fsync (of the file, or of the volume) will cover, taken when it starts. */
+interface SyncCapture {
+  seq: number;
+  /** performance.now() ms when the sync started. */
+  started: number;
+  point: DurablePoint;
+  generation: number;
 }
 
 /** A caller of append: told when its records are durable per the fsync policy, or why not. */
@@ -46,9 +56,10 @@ export interface DurabilityCounters {
  * The fsync policy of a partition log. Writes are numbered; a caller is answered once an fsync covers
  * its write ("always") or at once, with an fsync at most `fsyncIntervalMs` later ("interval"). Group
  * commit: at most one fsync runs at a time, and writes that land while it runs are covered by the
- * single next one, however many appends they carry.
+ * single next one, however many appends they carry. With a broker's volume sync ("interval" only), the
+ * log joins its one filesystem sync per interval instead of running a timer and an fsync of its own.
  */
-export class DurabilityLoop {
+export class DurabilityLoop implements VolumeSyncMember {
   /** Numbers the data writes; a waiter is durable once durableSeq reaches its write's number. */
   #writtenSeq = 0;
   #durableSeq = 0;
@@ -67,7 +78,10 @@ export class DurabilityLoop {
   #unsyncedSince: number | undefined;
 
   constructor(
-    private readonly options: Pick<ResolvedPartitionLogOptions, "fsync" | "fsyncIntervalMs" | "onFsync">,
+    private readonly options: Pick<
+      ResolvedPartitionLogOptions,
+      "fsync" | "fsyncIntervalMs" | "onFsync" | "volumeSync"
+    >,
     private readonly counters: DurabilityCounters,
     private readonly logger: Logger,
     private readonly host: DurabilityHost,
@@ -131,12 +145,55 @@ export class DurabilityLoop {
 
   /** fsync "interval": the written data is fsynced at most --fsync-interval ms after its write. */
   #armSyncTimer(): void {
-    if (this.#syncTimer !== undefined || this.host.closing) return;
+    if (this.host.closing) return;
+    const volume = this.options.volumeSync;
+    if (volume?.available) {
+      volume.enlist(this);
+      return;
+    }
+    if (this.#syncTimer !== undefined) return;
     this.#syncTimer = setTimeout(() => {
       this.#syncTimer = undefined;
       if (this.pending && !this.host.closing) this.requestSync();
     }, this.options.fsyncIntervalMs);
     this.#syncTimer.unref();
+  }
+
+  /** The broker's volume sync starts: what it covers of this log, and what to do once it ended. */
+  volumeSyncStarting(): VolumeSyncCompletion | undefined {
+    if (!this.pending || this.host.closing) return undefined;
+    const capture = this.#capture();
+    return {
+      synced: () => this.#covered(capture),
+      failed: (err) => {
+        this.counters.fsyncErrors++;
+        this.host.syncFailed(err);
+      },
+      // The interval has passed already: the file is fsynced now, and by a timer of its own from then on.
+      unavailable: () => {
+        if (this.pending && !this.host.closing) this.requestSync();
+      },
+    };
+  }
+
+  #capture(): SyncCapture {
+    const segment = this.host.active;
+    return {
+      seq: this.#writtenSeq,
+      started: performance.now(),
+      point: { segment, size: segment.size, offset: segment.nextOffset },
+      generation: this.host.generation,
+    };
+  }
+
+  /** A sync that started at `capture` succeeded: what it covered is durable, unless a cut came since. */
+  #covered(capture: SyncCapture): void {
+    if (capture.generation !== this.host.generation) return;
+    if (capture.seq > this.#durableSeq) this.#durableSeq = capture.seq;
+    this.#unsyncedSince = this.pending ? capture.started : undefined;
+    const { point } = capture;
+    if (point.segment === this.host.active && point.offset > this.#durable.offset) this.#durable = point;
+    this.#resolveWaiters();
   }
 
   requestSync(): void {
@@ -149,11 +206,8 @@ export class DurabilityLoop {
   async #syncLoop(): Promise<void> {
     while (this.#syncAgain) {
       this.#syncAgain = false;
-      const segment = this.host.active;
-      const seq = this.#writtenSeq;
-      const started = performance.now();
-      const point: DurablePoint = { segment, size: segment.size, offset: segment.nextOffset };
-      const generation = this.host.generation;
+      const capture = this.#capture();
+      const segment = capture.point.segment;
       segment.acquire();
       try {
         await this.syncData(segment);
@@ -164,12 +218,7 @@ export class DurabilityLoop {
       } finally {
         segment.release();
       }
-      if (generation === this.host.generation) {
-        if (seq > this.#durableSeq) this.#durableSeq = seq;
-        this.#unsyncedSince = this.pending ? started : undefined;
-        if (segment === this.host.active && point.offset > this.#durable.offset) this.#durable = point;
-        this.#resolveWaiters();
-      }
+      this.#covered(capture);
     }
     this.#syncRunning = false;
   }
@@ -247,6 +296,7 @@ export class DurabilityLoop {
   /** Stops the interval timer and waits for the fsync in flight (closing). */
   async settle(): Promise<void> {
     clearTimeout(this.#syncTimer);
+    this.options.volumeSync?.withdraw(this);
     while (this.#syncRunning) await this.#syncDone;
   }
 }

@@ -9,6 +9,14 @@ export {
 } from "./errors.js";
 export { type FrameRun, type FrameSink } from "./frame-run.js";
 export { OpenFileCache, defaultMaxOpenFiles } from "./file-cache.js";
+export { SyncfsHelper } from "./syncfs-helper.js";
+export {
+  VolumeSync,
+  VolumeSyncUnavailableError,
+  type SyncVolume,
+  type VolumeSyncCompletion,
+  type VolumeSyncMember,
+} from "./volume-sync.js";
 export { nodeFileSystem, type StorageFile, type StorageFileSystem } from "./file-system.js";
 export {
   openPartitionLog,

@@ -2,6 +2,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { silentLogger, type Logger } from "../observability/logger.js";
 import type { StorageFileSystem } from "./file-system.js";
 import { MAX_FRAME_BYTES, MIN_FRAME_BYTES } from "./record-format.js";
+import type { VolumeSync } from "./volume-sync.js";
 
 /** When an append counts as done. */
 export type FsyncPolicy = "always" | "interval";
@@ -21,6 +22,11 @@ export interface PartitionLogOptions {
   fsync?: FsyncPolicy;
   /** Period of the background fsync in "interval" mode. Default 200 ms. */
   fsyncIntervalMs?: number;
+  /**
+   * "interval" mode: the broker's one sync of its data directory's filesystem per interval, which this
+   * log's writes join instead of fsyncing its file on a timer of its own (volume-sync.ts). Default: none.
+   */
+  volumeSync?: VolumeSync;
   /** enforceRetention deletes sealed segments whose newest record is older than this. Default: keep. */
   retentionMs?: number;
   /** enforceRetention deletes the oldest sealed segments while the rest still holds this many bytes. Default: keep. */
@@ -52,9 +58,9 @@ export const MAX_BATCH_BYTES = 1024 * 1024 * 1024;
 
 /** The options with every default applied. */
 export type ResolvedPartitionLogOptions = Required<
-  Omit<PartitionLogOptions, "retentionMs" | "retentionBytes" | "onFsync">
+  Omit<PartitionLogOptions, "retentionMs" | "retentionBytes" | "onFsync" | "volumeSync">
 > &
-  Pick<PartitionLogOptions, "retentionMs" | "retentionBytes" | "onFsync">;
+  Pick<PartitionLogOptions, "retentionMs" | "retentionBytes" | "onFsync" | "volumeSync">;
 
 function checkInteger(name: string, value: number | undefined, min: number, max: number): void {
   if (value === undefined) return;
@@ -93,6 +99,7 @@ export function resolveOptions(
     logger: options.logger ?? silentLogger(),
     fileSystem: options.fileSystem ?? defaultFs,
     onFsync: options.onFsync,
+    volumeSync: options.volumeSync,
     now: options.now ?? Date.now,
   };
 }

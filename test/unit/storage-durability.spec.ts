@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import { silentLogger } from "../../src/observability/logger.js";
 import { DurabilityLoop, type DurabilityCaller } from "../../src/storage/durability.js";
 import type { Segment } from "../../src/storage/segment.js";
+import { VolumeSync, VolumeSyncUnavailableError } from "../../src/storage/volume-sync.js";
 import type { AppendResult } from "../../src/storage/write-group.js";
 import { outcomeNow, waitFor } from "../helpers/wait.js";
 
@@ -37,7 +38,7 @@ class HandSyncedSegment {
   }
 }
 
-function loopOver(fsync: "always" | "interval", fsyncIntervalMs = 60_000) {
+function loopOver(fsync: "always" | "interval", fsyncIntervalMs = 60_000, volumeSync?: VolumeSync) {
   const segment = new HandSyncedSegment();
   const failures: unknown[] = [];
   const host = {
@@ -47,7 +48,12 @@ function loopOver(fsync: "always" | "interval", fsyncIntervalMs = 60_000) {
     syncFailed: (err: unknown) => failures.push(err),
   };
   const counters = { fsyncs: 0, fsyncSeconds: 0, fsyncErrors: 0 };
-  const loop = new DurabilityLoop({ fsync, fsyncIntervalMs }, counters, silentLogger(), host);
+  const loop = new DurabilityLoop(
+    { fsync, fsyncIntervalMs, ...(volumeSync ? { volumeSync } : {}) },
+    counters,
+    silentLogger(),
+    host,
+  );
   let offset = 0;
   /** Writes `count` records through the loop, as the log does after its write returned. */
   const write = (count: number): Promise<AppendResult> => {
@@ -201,5 +207,103 @@ describe("DurabilityLoop", () => {
     assert.equal(loop.durable.offset, before, "the durable point did not move");
     assert.equal(await outcomeNow(waiting), "pending", "not answered from a stale fsync");
     loop.rejectAll(new Error("closed"));
+  });
+});
+
+/** A volume sync whose syncs of the filesystem the test completes by hand. */
+function handSyncedVolume(intervalMs: number) {
+  const syncs: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  const volume = new VolumeSync({
+    sync: () => new Promise<void>((resolve, reject) => void syncs.push({ resolve, reject })),
+    intervalMs,
+    logger: silentLogger(),
+  });
+  return { volume, syncs };
+}
+
+describe("DurabilityLoop with a broker's volume sync (fsync interval)", () => {
+  it("one sync of the volume per interval covers every log written in it, with no fsync of any file", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const { volume, syncs } = handSyncedVolume(1_000);
+    const logs = [1, 2, 3].map(() => loopOver("interval", 1_000, volume));
+    for (const log of logs) assert.deepEqual(await log.write(2), { baseOffset: 0, lastOffset: 1 });
+    assert.equal(syncs.length, 0, "nothing synced before the interval");
+
+    t.mock.timers.tick(1_000);
+    assert.equal(syncs.length, 1, "one volume sync for the three logs");
+    // A write landing while the sync runs is not covered by it: it waits for the next one.
+    await logs[0]?.write(1);
+    syncs.shift()?.resolve();
+    await waitFor(() => !logs[1]?.loop.pending && !logs[2]?.loop.pending, { what: "the sync to cover them" });
+    assert.ok(logs[0]?.loop.pending, "the write made during the sync is not on disk yet");
+    assert.equal(logs[0]?.loop.durable.offset, 2);
+    for (const log of logs) assert.equal(log.segment.syncs.length, 0, "no file was fsynced");
+
+    t.mock.timers.tick(1_000);
+    assert.equal(syncs.length, 1, "the next interval syncs again for the later write");
+    syncs.shift()?.resolve();
+    await waitFor(() => !logs[0]?.loop.pending, { what: "the second sync" });
+    assert.equal(logs[0]?.loop.durable.offset, 3);
+
+    t.mock.timers.tick(10_000);
+    assert.equal(syncs.length, 0, "idle logs: no sync, no timer");
+    for (const log of logs) await log.loop.settle();
+    await volume.close();
+  });
+
+  it("a failed volume sync hands its error to every log it covered, which rolls back", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const { volume, syncs } = handSyncedVolume(100);
+    const a = loopOver("interval", 100, volume);
+    const b = loopOver("interval", 100, volume);
+    await a.write(1);
+    await b.write(1);
+    t.mock.timers.tick(100);
+    const ioError = new Error("EIO: i/o error, syncfs");
+    syncs.shift()?.reject(ioError);
+    await waitFor(() => a.failures.length === 1 && b.failures.length === 1, { what: "both logs told" });
+    assert.equal(a.failures[0], ioError);
+    assert.equal(a.counters.fsyncErrors, 1);
+    assert.ok(a.loop.pending && b.loop.pending, "nothing counted as durable");
+    await volume.close();
+  });
+
+  it("a volume that cannot be synced any more: each log fsyncs its own file at once, and on its own timer after", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const { volume, syncs } = handSyncedVolume(100);
+    const log = loopOver("interval", 100, volume);
+    await log.write(1);
+    t.mock.timers.tick(100);
+    syncs.shift()?.reject(new VolumeSyncUnavailableError("the helper exited (SIGKILL)"));
+    await waitFor(() => log.segment.syncs.length === 1, { what: "the log's own fsync" });
+    assert.equal(volume.available, false);
+    assert.equal(log.failures.length, 0, "not an I/O error: nothing rolled back");
+    log.segment.finishSync();
+    await waitFor(() => !log.loop.pending, { what: "the file fsync to cover the write" });
+
+    await log.write(1);
+    t.mock.timers.tick(100);
+    assert.equal(log.segment.syncs.length, 1, "its own interval timer from now on");
+    assert.equal(syncs.length, 0, "the volume is not tried again");
+    log.segment.finishSync();
+    await log.loop.settle();
+    await volume.close();
+  });
+
+  it("a volume sync that started before a cut moves nothing; a closed log leaves the sync", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const { volume, syncs } = handSyncedVolume(100);
+    const cut = loopOver("interval", 100, volume);
+    const closing = loopOver("interval", 100, volume);
+    await cut.write(3);
+    await closing.write(1);
+    await closing.loop.settle(); // withdrawn before the interval ends
+    t.mock.timers.tick(100);
+    cut.host.generation++;
+    syncs.shift()?.resolve();
+    await volume.close();
+    assert.equal(cut.loop.durable.offset, 0, "the durable point did not move");
+    assert.ok(cut.loop.pending);
+    assert.equal(closing.loop.durable.offset, 0, "the closed log was not part of the sync");
   });
 });
