@@ -229,6 +229,7 @@ describe("charts/goulette/dashboards/goulette.json", () => {
         "goulette_broker_bytes_out_total",
         "goulette_broker_produce_errors_total",
         "goulette_broker_fsync_duration_seconds_bucket",
+        "goulette_broker_volume_sync_duration_seconds_bucket",
         "goulette_broker_oldest_unsynced_write_seconds",
         "goulette_broker_produce_latency_seconds_bucket",
         "goulette_broker_produce_stage_seconds_bucket",
