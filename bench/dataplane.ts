@@ -10,6 +10,7 @@ import type { Benchmark, BenchContext, BenchOutput } from "./lib/benchmark.js";
 import { startNats, startRedis } from "./lib/peers.js";
 import { ratioSpread, spread, summariseLatencies, type Spread } from "./lib/stats.js";
 import { fmt, fmtSpread, type Table } from "./lib/table.js";
+import { DEPLOYED_BROKER_ARGS, DEPLOYED_SENTINEL_ARGS } from "./lib/deployed-timings.js";
 
 /**
  * Data plane side by side: Goulette (3 brokers, acks=leader on RF 1, acks=all on RF 3) vs NATS JetStream
@@ -206,7 +207,11 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       brokers: 3,
       // A busy shared machine can take longer than the default 20 s to start three brokers.
       readyTimeoutMs: 90_000,
+      // A deployed cluster's liveness timings, not the test helper's (whose background work the
+      // latency runs would measure too).
+      sentinelArgs: [...DEPLOYED_SENTINEL_ARGS],
       brokerArgs: [
+        ...DEPLOYED_BROKER_ARGS,
         "--fsync",
         fsync,
         "--fsync-interval",

@@ -36,6 +36,7 @@ import { spread, type Spread } from "./lib/stats.js";
 import { fmt, fmtBytes, fmtSpread, type Table } from "./lib/table.js";
 import { addBuckets, bucketQuantile, histogramBuckets, type Buckets } from "./lib/histogram.js";
 import { waitFor } from "./lib/wait.js";
+import { DEPLOYED_BROKER_ARGS, DEPLOYED_SENTINEL_ARGS } from "./lib/deployed-timings.js";
 
 /**
  * Partition scale: a dev-sized cluster (etcd, 3 sentinels, 3 brokers, all child processes on this
@@ -758,12 +759,9 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     nodeArgs: [...benchNodeArgs(), ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])],
     // A shared machine may be busy: give the processes time to come up.
     readyTimeoutMs: 60_000,
-    sentinelArgs: ["--election-ttl", "5"],
+    sentinelArgs: [...DEPLOYED_SENTINEL_ARGS],
     brokerArgs: [
-      "--keepalive-interval",
-      "3000",
-      "--replica-lag-max",
-      "10000",
+      ...DEPLOYED_BROKER_ARGS,
       "--fsync",
       FSYNC,
       ...(FSYNC_INTERVAL !== undefined ? ["--fsync-interval", FSYNC_INTERVAL] : []),

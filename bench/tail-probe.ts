@@ -10,12 +10,15 @@
  * SYSTEMS picks among leader, leader-connect (acks=leader through connect-node's stream client instead
  * of the SDK's lean one), all and nats (default leader,all,nats).
  *
+ * The cluster runs on a deployed cluster's liveness timings (CLUSTER_TIMINGS=test: the test helper's).
+ *
  *   node dist/bench/tail-probe.js        REPS=5 DURATION_MS=2000 FSYNC=interval BROKER_ARGS="…" NODE_ARGS="…"
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { loadavg } from "node:os";
 import { Acks } from "../src/gen/goulette/v1/broker_pb.js";
 import { startCluster } from "../test/helpers/cluster.js";
+import { DEPLOYED_BROKER_ARGS, DEPLOYED_SENTINEL_ARGS } from "./lib/deployed-timings.js";
 import { createGouletteTarget } from "./dataplane-goulette.js";
 import { createNatsTarget } from "./dataplane-peers.js";
 import type { QueueTarget } from "./dataplane-target.js";
@@ -141,11 +144,15 @@ async function main(): Promise<void> {
   const durationMs = Number(process.env.DURATION_MS ?? 2000);
   const reps = Number(process.env.REPS ?? 5);
   const only = process.env.SYSTEMS?.split(",") ?? ["leader", "all", "nats"];
+  // CLUSTER_TIMINGS=test runs the cluster on the test helper's fast liveness timings instead.
+  const deployed = process.env.CLUSTER_TIMINGS !== "test";
   const cluster = await startCluster({
     sentinels: 1,
     brokers: 3,
     readyTimeoutMs: 90_000,
+    ...(deployed ? { sentinelArgs: [...DEPLOYED_SENTINEL_ARGS] } : {}),
     brokerArgs: [
+      ...(deployed ? DEPLOYED_BROKER_ARGS : []),
       "--fsync",
       fsync,
       "--fsync-interval",

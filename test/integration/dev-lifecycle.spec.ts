@@ -98,8 +98,18 @@ describe(
 
     it("kill -9 leaves no process of the cluster and frees every port within seconds", async () => {
       const children = clusterProcesses().filter((p) => p.pid !== dev.process.pid);
-      const kinds = children.map((p) => (p.argv.some((w) => w.endsWith("etcd")) ? "etcd" : p.argv[2])).sort();
-      assert.deepEqual(kinds, ["broker", "broker", "etcd", "sentinel"], JSON.stringify(children));
+      const kindOf = (argv: string[]) => {
+        if (argv.some((w) => w.endsWith("etcd"))) return "etcd";
+        // Each broker's filesystem sync helper (dev runs --fsync interval): `sh -c SCRIPT goulette-syncfs DIR`.
+        if (argv[3] === "goulette-syncfs") return "syncfs helper";
+        return argv[2];
+      };
+      const kinds = children.map((p) => kindOf(p.argv)).sort();
+      assert.deepEqual(
+        kinds,
+        ["broker", "broker", "etcd", "sentinel", "syncfs helper", "syncfs helper"],
+        JSON.stringify(children),
+      );
       const killed = Date.now();
       await dev.stop("SIGKILL");
       await waitFor(() => clusterProcesses().length === 0, {
