@@ -216,7 +216,7 @@ export async function startBroker(config: BrokerConfig): Promise<Broker> {
         fileSystem: openFiles.fileSystem(config.fileSystem ?? nodeFileSystem),
         logger,
         onFsync: (seconds) => metrics.fsyncDuration.observe(seconds),
-        ...(volumeSync ? { volumeSync: volumeSync.sync } : {}),
+        ...(volumeSync ? { volumeSync: volumeSync.volume } : {}),
       },
       replicaLagMaxMs: config.replicaLagMaxMs,
       minInsyncReplicas: config.minInsyncReplicas ?? 1,
@@ -408,7 +408,7 @@ async function startVolumeSync(
   dataDir: string,
   metrics: BrokerMetrics,
   logger: Logger,
-): Promise<{ sync: VolumeSync; close: () => Promise<void> } | undefined> {
+): Promise<{ volume: VolumeSync; close: () => Promise<void> } | undefined> {
   if (config.fsync !== "interval" || (config.intervalSync ?? "volume") !== "volume") return undefined;
   await mkdir(dataDir, { recursive: true });
   let helper: SyncfsHelper;
@@ -421,16 +421,16 @@ async function startVolumeSync(
     );
     return undefined;
   }
-  const sync = new VolumeSync({
+  const volume = new VolumeSync({
     sync: () => helper.sync(),
     intervalMs: config.fsyncIntervalMs,
     logger: logger.child({ component: "storage" }),
     onSync: (seconds) => metrics.volumeSyncDuration.observe(seconds),
   });
   return {
-    sync,
+    volume,
     close: async () => {
-      await sync.close();
+      await volume.close();
       helper.close();
     },
   };
